@@ -1,0 +1,614 @@
+"""Stored baselines: reviewable JSON per (task, model, init), and the papers' reference numbers.
+
+Layout under the baseline root (``baselines/`` by default)::
+
+    baselines/claims.json                           the claims (see claims/spec.py)
+    baselines/<task>/<model>--<init>.json           one stored baseline per (task, model, init)
+    baselines/paper/reference.json                  the authors' published numbers
+
+A baseline file (``"format": "plmtransfer-baseline/1"``)::
+
+    {
+      "format": "plmtransfer-baseline/1",
+      "task": "gb1_sampled", "model": "antiberty", "init": "stat",
+      "task_kind": "regression", "selection_metric": "val_spearman", "test_metric": "test_spearman",
+      "num_layers": 8, "seeds": [0, 42],
+      "provenance": {"git_commit": ..., "plugin_version": ..., "run_id": ..., "run_timestamp": ...,
+                     "written": ..., "data_sha256": ..., "data_source": ..., "weights": {...},
+                     "device": ..., "dtype": ..., "versions": {...}},
+      "tolerances": {
+        "defaults":  {"*_spearman": {"atol": 0.02, "rtol": 0.0}, ...},   # rewritten on update
+        "overrides": {"test_ndcg": {"atol": 0.05}}                        # kept on update (reviewers edit)
+      },
+      "layers": {
+        "0": {"mean": {"test_spearman": 0.61, ...},
+              "per_seed": {"0": {"test_spearman": 0.60, ...}, "42": {...}}},
+        ...
+      }
+    }
+
+A value passes when ``|current - baseline| <= atol + rtol * |baseline|`` (numpy ``isclose``
+semantics, as in pytest-regressions). Seeds without a seed (pretrained, one-hot) are keyed "none".
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pytest_plmtransfer.aggregate import (
+    NO_SEED,
+    depth,
+    fmt,
+    metric_columns,
+    normalize,
+    seed_value,
+    sorted_seeds,
+)
+from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.ledger import atomic_write_json
+
+FORMAT = "plmtransfer-baseline/1"
+PAPER_FORMAT = "plmtransfer-paper-reference/1"
+
+#: default tolerances, matched in order by glob on the metric key; the first match wins
+DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
+    "*_spearman": {"atol": 0.02, "rtol": 0.0},
+    "*_pearson": {"atol": 0.02, "rtol": 0.0},
+    "*_ndcg": {"atol": 0.02, "rtol": 0.0},
+    "*_accuracy": {"atol": 0.02, "rtol": 0.0},
+    "*_q3": {"atol": 0.02, "rtol": 0.0},
+    "*_auc": {"atol": 0.02, "rtol": 0.0},
+    "*_mse": {"atol": 0.0, "rtol": 0.10},
+    "*_loss": {"atol": 0.0, "rtol": 0.10},
+    "*": {"atol": 0.02, "rtol": 0.05},
+}
+_PROVENANCE_FIELDS = ("git_commit", "plugin_version", "device", "dtype", "embedding_key", "host")
+
+
+class BaselineError(PlmTransferError):
+    pass
+
+
+class BaselineMissing(BaselineError):
+    """No stored baseline for a (task, model, init); the message gives the command to create it."""
+
+    def __init__(self, task: str, model: str, init: str, path: Path, seeds: list[Any] | None = None) -> None:
+        self.task, self.model, self.init, self.path = task, model, init, path
+        self.command = update_command(model, task, init, seeds)
+        super().__init__(
+            f"no stored baseline for model {model!r}, task {task!r}, init {init!r} "
+            f"(expected {path}). Create it with:\n    {self.command}\n"
+            "then review and commit the new file."
+        )
+
+
+def update_command(model: str, task: str, init: str, seeds: list[Any] | None = None) -> str:
+    cmd = f"pytest benchmarks --plm-models {model} --plm-tasks {task} --plm-inits {init}"
+    real = [s for s in (seeds or []) if s is not None]
+    if len(real) > 1:
+        cmd += " --plm-seeds " + ",".join(str(s) for s in real)
+    return cmd + " --plm-update-baselines"
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of a model/task/init name (``hf:org/model`` -> ``hf_org__model``)."""
+    name = name.replace("/", "__")
+    return re.sub(r"[^A-Za-z0-9._@=+-]", "_", name)
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float = 0.0
+    rtol: float = 0.0
+
+    def allowed(self, baseline: float) -> float:
+        return self.atol + self.rtol * abs(baseline)
+
+    def describe(self) -> str:
+        parts = []
+        if self.atol:
+            parts.append(f"±{self.atol:g}")
+        if self.rtol:
+            parts.append(f"±{self.rtol:.0%}")
+        return " + ".join(parts) or "exact"
+
+
+def tolerance_for(metric: str, overrides: dict[str, Any] | None = None,
+                  defaults: dict[str, Any] | None = None) -> Tolerance:
+    """Tolerance for ``metric``: an exact override, a glob override, then the defaults."""
+    for table in (overrides or {}, defaults or {}, DEFAULT_TOLERANCES):
+        if metric in table:
+            return _tol(table[metric])
+        for pattern, tol in table.items():
+            if fnmatch.fnmatchcase(metric, pattern):
+                return _tol(tol)
+    return Tolerance()
+
+
+def _tol(raw: Any) -> Tolerance:
+    if isinstance(raw, (int, float)):
+        return Tolerance(atol=float(raw))
+    return Tolerance(atol=float(raw.get("atol", 0.0)), rtol=float(raw.get("rtol", 0.0)))
+
+
+@dataclass
+class DiffRow:
+    layer: int
+    metric: str
+    baseline: float | None
+    current: float | None
+    tolerance: Tolerance
+    status: str  # "OK", "FAIL", "MISSING" (metric absent in the current run), "NEW" (no baseline)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "OK"
+
+    @property
+    def diff(self) -> float | None:
+        if self.baseline is None or self.current is None:
+            return None
+        return self.current - self.baseline
+
+
+@dataclass
+class Comparison:
+    """Per-layer differences between a run and the stored baseline of one (task, model, init)."""
+
+    task: str
+    model: str
+    init: str
+    path: Path
+    rows: list[DiffRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    @property
+    def failures(self) -> list[DiffRow]:
+        return [r for r in self.rows if not r.ok]
+
+    def summary(self) -> str:
+        bad = len(self.failures)
+        what = f"{self.model}/{self.init} on {self.task}"
+        if bad == 0:
+            return f"{what}: all {len(self.rows)} values within tolerance of {self.path}"
+        return f"{what}: {bad} of {len(self.rows)} values outside tolerance of {self.path}"
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "layer": r.layer, "metric": r.metric, "baseline": r.baseline,
+                    "current": r.current, "diff": r.diff, "tolerance": r.tolerance.describe(),
+                    "status": r.status,
+                }
+                for r in self.rows
+            ]
+        )
+
+    def format(self, only_failures: bool = False) -> str:
+        """A pytest-regressions style table: layer, metric, baseline, current, diff, tolerance, status."""
+        rows = self.failures if only_failures else self.rows
+        lines = [self.summary(), *(f"note: {n}" for n in self.notes)]
+        if not rows:
+            return "\n".join(lines)
+        header = ("layer", "metric", "baseline", "current", "diff", "tolerance", "status")
+        body = [
+            (
+                str(r.layer), r.metric, fmt(r.baseline, 4), fmt(r.current, 4),
+                "n/a" if r.diff is None else f"{r.diff:+.4f}", r.tolerance.describe(), r.status,
+            )
+            for r in rows
+        ]
+        widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+        left = {1}  # metric names left-aligned, numbers right-aligned
+
+        def line(cells: tuple[str, ...]) -> str:
+            return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+        lines.append(line(header))
+        lines.append("  ".join("-" * w for w in widths))
+        lines.extend(line(b) for b in body)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+# --------------------------------------------------------------------------------------------
+# the papers' reference numbers
+
+
+@dataclass
+class PaperRow:
+    task: str
+    model: str
+    init: str
+    layer: int
+    reference: float
+    current: float | None
+    tolerance: float
+    gating: bool  # False for inits whose definition differs from the authors' (informational)
+    seed_used: str
+
+    @property
+    def diff(self) -> float | None:
+        return None if self.current is None else self.current - self.reference
+
+    @property
+    def status(self) -> str:
+        if self.current is None:
+            return "MISSING"
+        within = abs(self.current - self.reference) <= self.tolerance
+        if not self.gating:
+            return "info"
+        return "OK" if within else "FAIL"
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("OK", "info")
+
+
+class PaperReference:
+    """The authors' numbers (``baselines/paper/reference.json``)."""
+
+    def __init__(self, doc: dict[str, Any], path: Path) -> None:
+        if doc.get("format") != PAPER_FORMAT:
+            raise BaselineError(f"{path}: 'format' must be {PAPER_FORMAT!r}")
+        self.path = path
+        self.doc = doc
+        self.metric: str = doc.get("metric", "test_spearman")
+        self.seed = doc.get("seed", 42)
+        self.tolerance: float = float(doc.get("tolerance", 0.05))
+        self.compare_inits: list[str] = list(doc.get("compare_inits", ["pretrained", "none"]))
+        self.source: str = doc.get("source", "")
+        self.values: dict[str, dict[str, dict[str, float]]] = doc.get("values", {})
+
+    def value(self, task: str, model: str, init: str) -> float | None:
+        v = self.values.get(task, {}).get(model, {}).get(init)
+        return None if v is None else float(v)
+
+    def entries(self) -> list[tuple[str, str, str, float]]:
+        return [
+            (task, model, init, float(v))
+            for task, models in self.values.items()
+            for model, inits in models.items()
+            for init, v in inits.items()
+        ]
+
+    def compare(self, frame: pd.DataFrame, tolerance: float | None = None) -> list[PaperRow]:
+        """One row per (task, model, init) of ``frame`` that has a reference number.
+
+        Compares the model's last layer (``num_layers``) on ``metric``, at seed ``seed`` when the
+        run has it, else the mean over the run's seeds (pretrained/one-hot have no seed).
+        """
+        tol = self.tolerance if tolerance is None else float(tolerance)
+        data = normalize(frame)
+        rows: list[PaperRow] = []
+        for (task, model, init), sub in data.groupby(["task", "model", "init"], sort=True):
+            ref = self.value(task, model, init)
+            if ref is None:
+                continue
+            last = depth(sub)
+            at = sub[sub["layer"] == last]
+            seed_used = "n/a"
+            current = None
+            if not at.empty and self.metric in at.columns:
+                keys = set(at["seed_key"])
+                if str(self.seed) in keys:
+                    at = at[at["seed_key"] == str(self.seed)]
+                    seed_used = str(self.seed)
+                else:
+                    seed_used = ",".join(sorted_seeds(keys)) if keys != {NO_SEED} else "none"
+                current = _num(pd.to_numeric(at[self.metric], errors="coerce").mean())
+            rows.append(PaperRow(task, model, init, last, ref, current, tol,
+                                 init in self.compare_inits, seed_used))
+        return rows
+
+
+def format_paper_rows(rows: list[PaperRow], metric: str = "test_spearman") -> str:
+    header = ("task", "model", "init", "layer", f"paper {metric}", "ours", "diff", "tolerance", "status")
+    body = [
+        (r.task, r.model, r.init, str(r.layer), fmt(r.reference), fmt(r.current),
+         "n/a" if r.diff is None else f"{r.diff:+.3f}", f"±{r.tolerance:g}", r.status)
+        for r in rows
+    ]
+    if not body:
+        return "no run matches a paper reference number"
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    out.append("  ".join("-" * w for w in widths))
+    out.extend("  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body)
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# the store
+
+
+class BaselineStore:
+    """Reviewable per-(task, model, init) baselines under ``root``."""
+
+    def __init__(self, root: Path | str = Path("baselines")) -> None:
+        self.root = Path(root)
+
+    # paths and files ------------------------------------------------------------------------
+
+    def path_for(self, task: str, model: str, init: str) -> Path:
+        return self.root / safe_name(task) / f"{safe_name(model)}--{safe_name(init)}.json"
+
+    @property
+    def paper_path(self) -> Path:
+        return self.root / "paper" / "reference.json"
+
+    @property
+    def claims_path(self) -> Path:
+        return self.root / "claims.json"
+
+    def exists(self, task: str, model: str, init: str) -> bool:
+        return self.path_for(task, model, init).is_file()
+
+    def load(self, task: str, model: str, init: str) -> dict[str, Any]:
+        path = self.path_for(task, model, init)
+        if not path.is_file():
+            raise BaselineMissing(task, model, init, path)
+        return self._read(path)
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise BaselineError(f"{path}: not valid JSON ({exc}); fix it or re-create it with --plm-update-baselines") from exc
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("layers"), dict):
+            raise BaselineError(f"{path}: not a plmtransfer baseline (expected 'format': {FORMAT!r} and a 'layers' object)")
+        return doc
+
+    def entries(self) -> list[tuple[str, str, str]]:
+        """(task, model, init) of every stored baseline."""
+        out = []
+        for path in sorted(self.root.glob("*/*--*.json")):
+            if path.parent.name == "paper":
+                continue
+            try:
+                doc = self._read(path)
+            except BaselineError:
+                continue
+            out.append((doc["task"], doc["model"], doc["init"]))
+        return out
+
+    def paper(self) -> PaperReference | None:
+        """The papers' reference numbers, or None when the file is absent."""
+        path = self.paper_path
+        if not path.is_file():
+            return None
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise BaselineError(f"{path}: not valid JSON ({exc})") from exc
+        return PaperReference(doc, path)
+
+    # writing --------------------------------------------------------------------------------
+
+    def update_from(self, frame: pd.DataFrame) -> list[Path]:
+        """Rewrite the baseline of every (task, model, init) in ``frame`` from its records.
+
+        Keeps the newest record per (model, task, layer, init, seed); stores per-layer means
+        over seeds and per-seed values; keeps reviewer-set tolerance ``overrides`` of an
+        existing file. Returns the paths written.
+        """
+        data = normalize(frame)
+        if data.empty:
+            return []
+        metrics = metric_columns(data)
+        written: list[Path] = []
+        for (task, model, init), sub in data.groupby(["task", "model", "init"], sort=True):
+            path = self.path_for(task, model, init)
+            overrides: dict[str, Any] = {}
+            if path.is_file():
+                try:
+                    overrides = self._read(path).get("tolerances", {}).get("overrides", {}) or {}
+                except BaselineError:
+                    overrides = {}
+            doc = self._document(task, model, init, sub, metrics, overrides)
+            atomic_write_json(path, doc)
+            written.append(path)
+        return written
+
+    def _document(self, task: str, model: str, init: str, sub: pd.DataFrame,
+                  metrics: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+        from pytest_plmtransfer.provenance import utc_now
+
+        sub = sub.sort_values(["layer", "seed_key"])
+        present = [m for m in metrics if sub[m].notna().any()]
+        layers: dict[str, Any] = {}
+        for layer, lsub in sub.groupby("layer", sort=True):
+            per_seed = {
+                row.seed_key: {m: _num(getattr(row, m)) for m in present if _num(getattr(row, m)) is not None}
+                for row in lsub[["seed_key", *present]].itertuples(index=False)
+            }
+            mean = {}
+            for m in present:
+                vals = [v[m] for v in per_seed.values() if m in v]
+                if vals:
+                    mean[m] = sum(vals) / len(vals)
+            layers[str(int(layer))] = {"mean": mean, "per_seed": per_seed}
+        last = sub.sort_values("timestamp").iloc[-1] if "timestamp" in sub.columns else sub.iloc[-1]
+        data_info = last.get("data") if isinstance(last.get("data"), dict) else {}
+        prov: dict[str, Any] = {k: _plain(last.get(k)) for k in _PROVENANCE_FIELDS if k in sub.columns}
+        prov.update(
+            {
+                "run_id": _plain(last.get("run_id")),
+                "run_timestamp": _plain(last.get("timestamp")),
+                "written": utc_now(),
+                "data_sha256": data_info.get("sha256"),
+                "data_source": data_info.get("source"),
+                "data_window": data_info.get("window"),
+                "weights": _plain(last.get("weights")),
+                "versions": _plain(last.get("versions")),
+            }
+        )
+        seeds = sorted_seeds(sub["seed_key"])
+        first = sub.iloc[0]
+        return {
+            "format": FORMAT,
+            "task": task,
+            "model": model,
+            "init": init,
+            "task_kind": _plain(first.get("task_kind")),
+            "selection_metric": _plain(first.get("selection_metric")),
+            "test_metric": _plain(first.get("test_metric")),
+            "num_layers": depth(sub),
+            "seeds": [seed_value(k) for k in seeds],
+            "provenance": prov,
+            "tolerances": {"defaults": DEFAULT_TOLERANCES, "overrides": overrides},
+            "layers": layers,
+        }
+
+    # comparing ------------------------------------------------------------------------------
+
+    def compare(self, frame: pd.DataFrame, metrics: Iterable[str] | None = None) -> Comparison:
+        """Compare the results of ONE (task, model, init) with its stored baseline.
+
+        ``metrics``: optional globs restricting which metric keys are compared (default: every
+        metric key the baseline stores). Raises :class:`BaselineMissing` (with the command that
+        creates the baseline) when there is none.
+        """
+        data = normalize(frame)
+        if data.empty:
+            raise BaselineError("no layer results to compare with a baseline")
+        groups = data[["task", "model", "init"]].drop_duplicates()
+        if len(groups) != 1:
+            combos = ", ".join(f"{t}/{m}/{i}" for t, m, i in groups.itertuples(index=False))
+            raise BaselineError(f"compare() takes the results of one (task, model, init); got {combos}")
+        task, model, init = groups.iloc[0]
+        path = self.path_for(task, model, init)
+        if not path.is_file():
+            raise BaselineMissing(task, model, init, path,
+                                  [seed_value(k) for k in sorted_seeds(data["seed_key"])])
+        doc = self._read(path)
+        tol_doc = doc.get("tolerances", {}) or {}
+        overrides, defaults = tol_doc.get("overrides", {}), tol_doc.get("defaults", {})
+        patterns = list(metrics) if metrics is not None else None
+        cmp = Comparison(task, model, init, path)
+
+        run_seeds = set(data["seed_key"])
+        base_seeds = {NO_SEED if s is None else str(s) for s in doc.get("seeds", [])}
+        use_per_seed = bool(base_seeds) and run_seeds <= base_seeds
+        if run_seeds != base_seeds:
+            if use_per_seed:
+                cmp.notes.append(
+                    f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: "
+                    "comparing against the baseline's values for the run's seeds"
+                )
+            else:
+                cmp.notes.append(
+                    f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: "
+                    "comparing the run's seed mean with the baseline's seed mean"
+                )
+        current_layers = sorted(int(x) for x in data["layer"].unique())
+        base_layers = sorted(int(x) for x in doc["layers"])
+        absent = [x for x in base_layers if x not in current_layers]
+        if absent:
+            cmp.notes.append(f"baseline layers not in this run (not compared): {_ranges(absent)}")
+
+        for layer in current_layers:
+            cur = data[data["layer"] == layer]
+            entry = doc["layers"].get(str(layer))
+            if entry is None:
+                cmp.rows.append(DiffRow(layer, "*", None, None, Tolerance(), "NEW"))
+                continue
+            if use_per_seed:
+                base_vals = _seed_mean(entry.get("per_seed", {}), run_seeds) or entry.get("mean", {})
+            else:
+                base_vals = entry.get("mean", {})
+            for metric in sorted(base_vals):
+                if patterns is not None and not any(fnmatch.fnmatchcase(metric, p) for p in patterns):
+                    continue
+                base = _num(base_vals[metric])
+                tol = tolerance_for(metric, overrides, defaults)
+                if metric not in cur.columns:
+                    cmp.rows.append(DiffRow(layer, metric, base, None, tol, "MISSING"))
+                    continue
+                current = _num(pd.to_numeric(cur[metric], errors="coerce").mean())
+                if base is None and current is None:
+                    status = "OK"
+                elif base is None or current is None:
+                    status = "FAIL"
+                else:
+                    status = "OK" if abs(current - base) <= tol.allowed(base) + 1e-12 else "FAIL"
+                cmp.rows.append(DiffRow(layer, metric, base, current, tol, status))
+        if any(r.status == "NEW" for r in cmp.rows):
+            cmp.notes.append(
+                "layers marked NEW have no stored baseline (did the model's depth change?); "
+                f"if intended, run: {update_command(model, task, init)}"
+            )
+        return cmp
+
+
+def _seed_mean(per_seed: dict[str, dict[str, float]], seeds: set[str]) -> dict[str, float]:
+    chosen = [per_seed[s] for s in seeds if s in per_seed]
+    if not chosen:
+        return {}
+    keys = set().union(*chosen)
+    out = {}
+    for k in keys:
+        vals = [v[k] for v in chosen if k in v and v[k] is not None]
+        if vals:
+            out[k] = sum(vals) / len(vals)
+    return out
+
+
+def _seeds(keys: set[str]) -> str:
+    return "[" + ", ".join(sorted_seeds(keys)) + "]"
+
+
+def _ranges(values: list[int]) -> str:
+    out: list[str] = []
+    start = prev = None
+    for v in sorted(values):
+        if start is None:
+            start = prev = v
+        elif v == prev + 1:
+            prev = v
+        else:
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = v
+    if start is not None:
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+    return ", ".join(out)
+
+
+def _plain(x: Any) -> Any:
+    """JSON-friendly: numpy scalars to Python, NaN to None."""
+    if x is None:
+        return None
+    if hasattr(x, "item") and not isinstance(x, (dict, list, str)):
+        try:
+            x = x.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return x

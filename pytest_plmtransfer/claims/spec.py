@@ -1,0 +1,403 @@
+"""Claims declared as data: parsing and validating ``baselines/claims.json`` and expanding it.
+
+File format (``"format": "plmtransfer-claims/1"``)::
+
+    {
+      "format": "plmtransfer-claims/1",
+      "description": "free text",
+      "claims": [
+        {
+          "name": "beats_onehot",              # optional, defaults to kind; prefixes test ids
+          "kind": "beats_onehot",              # one of CLAIM_KINDS
+          "finding": "why we expect this",     # optional free text (the paper's finding)
+          "models": ["antiberty", "carp_*"],   # list of globs, or one glob string ("*")
+          "tasks": "gb1_*",
+          "inits": ["pretrained"],             # default depends on the kind, see DEFAULT_INITS
+          "params": {"margin": 0.0},           # per-kind parameters, see PARAMS
+          "expected_failures": [               # optional; first match wins
+            {"models": ["carp_600k"], "tasks": ["gb1_low_vs_high"], "inits": "*",
+             "reason": "paper: 0.241 vs one-hot 0.322", "strict": true}
+          ]
+        }
+      ]
+    }
+
+Every problem found is reported at once, each naming the file, the entry index and the problem.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_plmtransfer.errors import PlmTransferError
+
+FORMAT = "plmtransfer-claims/1"
+ONEHOT = "onehot"
+
+CLAIM_KINDS = (
+    "beats_onehot",
+    "saturates_by",
+    "pretrained_beats_random",
+    "pretrained_beats_stat",
+    "no_regression",
+    "matches_paper",
+)
+
+#: per kind: parameter name -> (accepted types, default); None default = optional/absent
+_NUM = (int, float)
+PARAMS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "beats_onehot": {
+        "margin": (_NUM, 0.0),
+        "metric": ((str,), None),
+        "selection_metric": ((str,), None),
+    },
+    "saturates_by": {
+        "layer": ((int,), None),
+        "fraction": (_NUM, None),
+        "tolerance": (_NUM, 0.02),
+        "metric": ((str,), None),
+        "selection_metric": ((str,), None),
+    },
+    "pretrained_beats_random": {
+        "level": (_NUM, 0.05),
+        "margin": (_NUM, 0.0),
+        "at_layer": ((str, int), "selected"),
+        "metric": ((str,), None),
+        "selection_metric": ((str,), None),
+    },
+    "no_regression": {
+        "metrics": ((list,), None),
+    },
+    "matches_paper": {
+        "tolerance": (_NUM, None),
+    },
+}
+PARAMS["pretrained_beats_stat"] = PARAMS["pretrained_beats_random"]
+
+#: inits a claim applies to when the entry gives none
+DEFAULT_INITS: dict[str, tuple[str, ...]] = {
+    "beats_onehot": ("pretrained",),
+    "saturates_by": ("pretrained",),
+    "pretrained_beats_random": ("pretrained",),
+    "pretrained_beats_stat": ("pretrained",),
+    "no_regression": ("*",),
+    "matches_paper": ("pretrained", "none"),
+}
+#: kinds that make no sense for the one-hot baseline (a single layer, no init)
+_NOT_FOR_ONEHOT = frozenset(
+    {"beats_onehot", "saturates_by", "pretrained_beats_random", "pretrained_beats_stat"}
+)
+_ENTRY_KEYS = frozenset(
+    {"name", "kind", "finding", "models", "tasks", "inits", "params", "expected_failures"}
+)
+_XFAIL_KEYS = frozenset({"models", "tasks", "inits", "reason", "strict"})
+
+
+class ClaimsError(PlmTransferError, ValueError):
+    """The claims file is invalid; the message lists every problem with file and entry index."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: invalid claims file ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class ExpectedFailure:
+    models: tuple[str, ...]
+    tasks: tuple[str, ...]
+    inits: tuple[str, ...]
+    reason: str
+    strict: bool = True
+
+    def matches(self, model: str, task: str, init: str) -> bool:
+        return _match(model, self.models) and _match(task, self.tasks) and _match(init, self.inits)
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One entry of the claims file, validated."""
+
+    name: str
+    kind: str
+    models: tuple[str, ...]
+    tasks: tuple[str, ...]
+    inits: tuple[str, ...]
+    params: Mapping[str, Any]
+    expected_failures: tuple[ExpectedFailure, ...] = ()
+    finding: str = ""
+    index: int = 0
+    source: str = "<claims>"
+
+    def selects(self, model: str, task: str, init: str) -> bool:
+        if self.kind in _NOT_FOR_ONEHOT and model == ONEHOT:
+            return False
+        return _match(model, self.models) and _match(task, self.tasks) and _match(init, self.inits)
+
+
+@dataclass(frozen=True, eq=False)
+class ClaimCase:
+    """One claim applied to one (model, task, init): one test."""
+
+    name: str
+    kind: str
+    model: str
+    task: str
+    init: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    finding: str = ""
+    xfail_reason: str | None = None
+    strict: bool = True
+    index: int = 0
+    source: str = "<claims>"
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}[{self.param_id}]"
+
+    @property
+    def param_id(self) -> str:
+        """The part inside the brackets, for ``pytest.param(..., id=case.param_id)``."""
+        return f"{self.model}-{self.task}-{self.init}"
+
+    @property
+    def expected_to_fail(self) -> bool:
+        return self.xfail_reason is not None
+
+    def pytest_marks(self) -> list[Any]:
+        """``[pytest.mark.xfail(reason=..., strict=...)]`` for an expected failure, else ``[]``."""
+        if self.xfail_reason is None:
+            return []
+        import pytest
+
+        return [pytest.mark.xfail(reason=self.xfail_reason, strict=self.strict)]
+
+    def param(self) -> Any:
+        """This case as a ``pytest.param`` with its id and marks."""
+        import pytest
+
+        return pytest.param(self, id=self.param_id, marks=self.pytest_marks())
+
+
+@dataclass
+class ClaimsFile:
+    source: str
+    claims: list[ClaimSpec]
+    description: str = ""
+
+    def __iter__(self):
+        return iter(self.claims)
+
+    def __len__(self) -> int:
+        return len(self.claims)
+
+
+def _match(value: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+def _selector(raw: Any, where: str, key: str, problems: list[str]) -> tuple[str, ...] | None:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, str) and x for x in raw):
+        problems.append(f"{where}: '{key}' must be a glob string or a non-empty list of them, got {raw!r}")
+        return None
+    return tuple(raw)
+
+
+def _check_params(kind: str, raw: Any, where: str, problems: list[str]) -> dict[str, Any]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: 'params' must be an object, got {type(raw).__name__}")
+        return {}
+    known = PARAMS[kind]
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            problems.append(
+                f"{where}: unknown parameter {key!r} for {kind}; known: {', '.join(sorted(known))}"
+            )
+            continue
+        types = known[key][0]
+        if isinstance(value, bool) or not isinstance(value, types):
+            names = "/".join(t.__name__ for t in types)
+            problems.append(f"{where}: parameter {key!r} must be {names}, got {value!r}")
+            continue
+        out[key] = value
+    for key, (_types, default) in known.items():
+        if key not in out and default is not None:
+            out[key] = default
+    # kind-specific checks
+    if kind == "beats_onehot" and out.get("margin", 0) < 0:
+        problems.append(f"{where}: 'margin' must be >= 0, got {out['margin']}")
+    if kind == "saturates_by":
+        has_layer, has_frac = "layer" in out, "fraction" in out
+        if has_layer == has_frac:
+            problems.append(
+                f"{where}: saturates_by needs exactly one of 'layer' (absolute layer index k) or "
+                "'fraction' (k = floor(fraction * last layer index))"
+            )
+        if has_layer and out["layer"] < 0:
+            problems.append(f"{where}: 'layer' must be >= 0, got {out['layer']}")
+        if has_frac and not 0 < out["fraction"] <= 1:
+            problems.append(f"{where}: 'fraction' must be in (0, 1], got {out['fraction']}")
+        if out.get("tolerance", 0) < 0:
+            problems.append(f"{where}: 'tolerance' must be >= 0, got {out['tolerance']}")
+    if kind in ("pretrained_beats_random", "pretrained_beats_stat"):
+        if not 0 < out.get("level", 0.05) < 1:
+            problems.append(f"{where}: 'level' must be in (0, 1), got {out['level']}")
+        at = out.get("at_layer")
+        if isinstance(at, str) and at not in ("selected", "last"):
+            problems.append(f"{where}: 'at_layer' must be \"selected\", \"last\" or a layer index, got {at!r}")
+        if out.get("margin", 0) < 0:
+            problems.append(f"{where}: 'margin' must be >= 0, got {out['margin']}")
+    if kind == "no_regression" and "metrics" in out:
+        if not all(isinstance(m, str) for m in out["metrics"]):
+            problems.append(f"{where}: 'metrics' must be a list of metric-key globs")
+    if kind == "matches_paper" and "tolerance" in out and out["tolerance"] < 0:
+        problems.append(f"{where}: 'tolerance' must be >= 0, got {out['tolerance']}")
+    return out
+
+
+def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
+    """Validate a parsed claims document; raise :class:`ClaimsError` listing every problem."""
+    problems: list[str] = []
+    if isinstance(doc, list):  # a bare list of entries is accepted too
+        doc = {"format": FORMAT, "claims": doc}
+    if not isinstance(doc, dict):
+        raise ClaimsError(source, [f"top level must be an object with a 'claims' list, got {type(doc).__name__}"])
+    fmt = doc.get("format", FORMAT)
+    if fmt != FORMAT:
+        problems.append(f"'format' is {fmt!r}; this plugin reads {FORMAT!r}")
+    unknown_top = set(doc) - {"format", "description", "claims"}
+    if unknown_top:
+        problems.append(f"unknown top-level key(s) {sorted(unknown_top)}; allowed: format, description, claims")
+    entries = doc.get("claims")
+    if not isinstance(entries, list):
+        problems.append("'claims' must be a list of claim entries")
+        raise ClaimsError(source, problems)
+
+    specs: list[ClaimSpec] = []
+    names: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        where = f"claims[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be an object, got {type(entry).__name__}")
+            continue
+        kind = entry.get("kind")
+        if kind not in CLAIM_KINDS:
+            problems.append(f"{where}: 'kind' is {kind!r}; must be one of {', '.join(CLAIM_KINDS)}")
+            continue
+        where = f"claims[{i}] ({entry.get('name', kind)})"
+        for key in sorted(set(entry) - _ENTRY_KEYS):
+            problems.append(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(_ENTRY_KEYS))}")
+        name = entry.get("name", kind)
+        if not isinstance(name, str) or not name or any(c in name for c in "[] "):
+            problems.append(f"{where}: 'name' must be a non-empty string without '[', ']' or spaces")
+            continue
+        if name in names:
+            problems.append(
+                f"{where}: name {name!r} is already used by claims[{names[name]}]; "
+                "give each entry a distinct 'name' so that test ids stay unique"
+            )
+        names.setdefault(name, i)
+        models = _selector(entry.get("models", "*"), where, "models", problems)
+        tasks = _selector(entry.get("tasks", "*"), where, "tasks", problems)
+        inits = _selector(entry.get("inits", list(DEFAULT_INITS[kind])), where, "inits", problems)
+        if kind in ("pretrained_beats_random", "pretrained_beats_stat") and inits and inits != ("pretrained",):
+            problems.append(f"{where}: {kind} always compares init 'pretrained'; drop 'inits' or set it to [\"pretrained\"]")
+        params = _check_params(kind, entry.get("params"), where, problems)
+        finding = entry.get("finding", "")
+        if not isinstance(finding, str):
+            problems.append(f"{where}: 'finding' must be a string")
+            finding = str(finding)
+        xfails: list[ExpectedFailure] = []
+        raw_x = entry.get("expected_failures", [])
+        if not isinstance(raw_x, list):
+            problems.append(f"{where}: 'expected_failures' must be a list")
+            raw_x = []
+        for j, xf in enumerate(raw_x):
+            xwhere = f"{where}.expected_failures[{j}]"
+            if not isinstance(xf, dict):
+                problems.append(f"{xwhere}: must be an object")
+                continue
+            for key in sorted(set(xf) - _XFAIL_KEYS):
+                problems.append(f"{xwhere}: unknown key {key!r}; allowed: {', '.join(sorted(_XFAIL_KEYS))}")
+            reason = xf.get("reason")
+            if not isinstance(reason, str) or not reason.strip():
+                problems.append(f"{xwhere}: a 'reason' (non-empty string) is required")
+                reason = ""
+            strict = xf.get("strict", True)
+            if not isinstance(strict, bool):
+                problems.append(f"{xwhere}: 'strict' must be true or false")
+                strict = True
+            xm = _selector(xf.get("models", "*"), xwhere, "models", problems)
+            xt = _selector(xf.get("tasks", "*"), xwhere, "tasks", problems)
+            xi = _selector(xf.get("inits", "*"), xwhere, "inits", problems)
+            if xm and xt and xi:
+                xfails.append(ExpectedFailure(xm, xt, xi, reason, strict))
+        if models and tasks and inits:
+            specs.append(
+                ClaimSpec(name, kind, models, tasks, inits, params, tuple(xfails), finding, i, source)
+            )
+    if problems:
+        raise ClaimsError(source, problems)
+    description = doc.get("description", "")
+    return ClaimsFile(source, specs, description if isinstance(description, str) else "")
+
+
+def load_claims(path: Path | str) -> ClaimsFile:
+    """Read and validate a claims file (``baselines/claims.json``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ClaimsError(str(path), ["file not found"]) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ClaimsError(str(path), [f"not valid JSON: {exc}"]) from exc
+    return parse_claims(doc, str(path))
+
+
+def expand_claims(
+    claims: ClaimsFile | Sequence[ClaimSpec],
+    available: Iterable[tuple[str, str, str]],
+) -> list[ClaimCase]:
+    """One :class:`ClaimCase` per (claim entry, available (model, task, init)) it selects.
+
+    Order: claim entries in file order, then ``available`` in the order given. Duplicates in
+    ``available`` are ignored. Comparators a claim needs (one-hot, random, stat, baselines) are
+    not required here: a case whose comparator is missing evaluates to a "missing" outcome that
+    says what to run.
+    """
+    avail = list(dict.fromkeys((str(m), str(t), str(i)) for m, t, i in available))
+    cases: list[ClaimCase] = []
+    for spec in claims:
+        for model, task, init in avail:
+            if not spec.selects(model, task, init):
+                continue
+            xfail = next((x for x in spec.expected_failures if x.matches(model, task, init)), None)
+            cases.append(
+                ClaimCase(
+                    name=spec.name,
+                    kind=spec.kind,
+                    model=model,
+                    task=task,
+                    init=init,
+                    params=dict(spec.params),
+                    finding=spec.finding,
+                    xfail_reason=xfail.reason if xfail else None,
+                    strict=xfail.strict if xfail else True,
+                    index=spec.index,
+                    source=spec.source,
+                )
+            )
+    return cases

@@ -1,0 +1,288 @@
+"""``plmtransfer``: reports and comparisons from ledgers, without recomputing anything.
+
+::
+
+    plmtransfer report LEDGER [--out DIR] [--run-id ID | --latest] [--metric M]
+    plmtransfer compare LEDGER_A LEDGER_B [--metric auto|M] [--fail-above 0.02] [--only-diffs]
+    plmtransfer show LEDGER
+    plmtransfer paper LEDGER [--baselines DIR] [--tolerance 0.05]
+
+Exit status: 0 fine; 1 ``compare`` found a difference above ``--fail-above`` (or, with
+``--fail-above``, nothing to compare), or ``paper`` found a number outside tolerance; 2 usage or
+input errors (missing or unreadable ledger, unknown run id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+
+from pytest_plmtransfer.aggregate import normalize, seed_key, select_runs, sorted_seeds
+from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.ledger import load_ledger
+
+KEY = ["model", "task", "init", "layer"]
+
+
+class CliError(PlmTransferError):
+    pass
+
+
+def _ledger_path(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise CliError(f"{path}: no such ledger file")
+    return path
+
+
+def _schema(path: Path) -> str:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "unreadable"
+    if isinstance(doc, list):
+        return "1 (bare list, migrated on load)"
+    if isinstance(doc, dict):
+        return str(doc.get("schema_version"))
+    return "unknown"
+
+
+def _load(path: Path, run_id: str | None = None, latest: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    layers = load_ledger(path, kind="layer")
+    claims = load_ledger(path, kind="claim")
+    if run_id is not None or latest:
+        layers = select_runs(layers, run_id=run_id, latest=latest)
+        if not claims.empty and "run_id" in claims.columns:
+            if layers.empty and run_id is not None:
+                claims = claims[claims["run_id"] == run_id]
+            else:
+                runs = set(layers["run_id"]) if "run_id" in layers.columns else set()
+                claims = claims[claims["run_id"].isin(runs)]
+    return layers, claims
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_plmtransfer.report import render_text, write_report
+
+    path = _ledger_path(args.ledger)
+    layers, claims = _load(path, args.run_id, args.latest)
+    if layers.empty and claims.empty:
+        out.write(f"{path}: no records{' for that run' if args.run_id or args.latest else ''}\n")
+        return 0
+    out.write(render_text(layers, claims, metric=args.metric))
+    if args.out:
+        written = write_report(layers, claims, args.out, metric=args.metric)
+        out.write(f"\nwrote {written['markdown']}, {written['csv']}")
+        if written["png"]:
+            out.write(", " + ", ".join(str(p) for p in written["png"].values()))
+        out.write("\n")
+    return 0
+
+
+def _values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Seed-averaged ``metric`` per (model, task, init, layer), with the seeds that went in."""
+    data = normalize(frame)
+    if data.empty:
+        return pd.DataFrame(columns=[*KEY, "value", "seeds", "metric"])
+    if metric == "auto":
+        if "test_metric" in data.columns:
+            names = data["test_metric"].where(data["test_metric"].notna(), "test_spearman")
+        else:
+            names = pd.Series("test_spearman", index=data.index)
+        data["metric"] = names.astype(str)
+        data["value"] = float("nan")
+        for name in data["metric"].unique():
+            if name in data.columns:
+                mask = data["metric"] == name
+                data.loc[mask, "value"] = pd.to_numeric(data.loc[mask, name], errors="coerce")
+    else:
+        data["metric"] = metric
+        data["value"] = pd.to_numeric(data[metric], errors="coerce") if metric in data.columns else float("nan")
+    grouped = data.groupby(KEY, sort=True)
+    out = grouped.agg(value=("value", "mean"), metric=("metric", "first"),
+                      seeds=("seed_key", lambda s: ",".join(sorted_seeds(s))))
+    return out.reset_index()
+
+
+def _ranges(layers: list[int]) -> str:
+    from pytest_plmtransfer.baselines import _ranges as r
+
+    return r(layers)
+
+
+def _only_lines(rows: pd.DataFrame, label: str, path: Path) -> list[str]:
+    if rows.empty:
+        return []
+    lines = [f"only in {label} ({path}), not compared: {len(rows)} row(s)"]
+    for (model, task, init), sub in rows.groupby(["model", "task", "init"], sort=True):
+        lines.append(f"  {model}/{init} on {task}: layers {_ranges(sorted(int(x) for x in sub['layer']))}")
+    return lines
+
+
+def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
+    pa, pb = _ledger_path(args.ledger_a), _ledger_path(args.ledger_b)
+    a = _values(load_ledger(pa, kind="layer"), args.metric)
+    b = _values(load_ledger(pb, kind="layer"), args.metric)
+    merged = a.merge(b, on=KEY, how="outer", suffixes=("_a", "_b"), indicator=True)
+    both = merged[merged["_merge"] == "both"].copy()
+    only_a = merged[merged["_merge"] == "left_only"]
+    only_b = merged[merged["_merge"] == "right_only"]
+    both["diff"] = both["value_b"] - both["value_a"]
+    thr = args.fail_above
+    metric_txt = "each task's test metric" if args.metric == "auto" else args.metric
+    out.write(f"comparing {metric_txt}, averaged over seeds, per (model, task, init, layer)\n")
+    out.write(f"  A = {pa}\n  B = {pb}   (diff = B - A)\n")
+    failing = both[both["diff"].abs() > thr] if thr is not None else both.iloc[0:0]
+    shown = failing if args.only_diffs else both
+    if not shown.empty:
+        header = ["model", "task", "init", "layer", "metric", "A", "B", "diff", "status", "note"]
+        body = []
+        for row in shown.itertuples(index=False):
+            nan = pd.isna(row.value_a) or pd.isna(row.value_b)
+            status = "n/a" if nan else ("FAIL" if thr is not None and abs(row.diff) > thr else "OK")
+            note = "" if row.seeds_a == row.seeds_b else f"seeds A={row.seeds_a} B={row.seeds_b}"
+            body.append([
+                row.model, row.task, row.init, str(row.layer), str(row.metric_a),
+                "n/a" if pd.isna(row.value_a) else f"{row.value_a:.4f}",
+                "n/a" if pd.isna(row.value_b) else f"{row.value_b:.4f}",
+                "n/a" if nan else f"{row.diff:+.4f}", status, note,
+            ])
+        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+        right = {3, 5, 6, 7}
+        fmt_line = lambda cells: "  ".join(  # noqa: E731
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+        out.write(fmt_line(header) + "\n" + "  ".join("-" * w for w in widths) + "\n")
+        out.write("\n".join(fmt_line(r) for r in body) + "\n")
+    for line in _only_lines(only_a, "A", pa) + _only_lines(only_b, "B", pb):
+        out.write(line + "\n")
+    valid = both.dropna(subset=["diff"])
+    nan_rows = len(both) - len(valid)
+    if nan_rows:
+        out.write(f"{nan_rows} common row(s) lack the metric in one ledger (n/a), not compared\n")
+    if valid.empty:
+        out.write("nothing to compare: the ledgers share no (model, task, init, layer) with the metric\n")
+        return 1 if thr is not None else 0
+    worst = valid.loc[valid["diff"].abs().idxmax()]
+    summary = (
+        f"{len(valid)} row(s) compared; max |diff| {abs(worst['diff']):.4f} "
+        f"({worst['model']}/{worst['init']} on {worst['task']}, layer {worst['layer']})"
+    )
+    if thr is None:
+        out.write(summary + "\n")
+        return 0
+    n_bad = int((valid["diff"].abs() > thr).sum())
+    out.write(summary + (f"; {n_bad} above {thr:g}: FAIL\n" if n_bad else f"; none above {thr:g}: OK\n"))
+    return 1 if n_bad else 0
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    path = _ledger_path(args.ledger)
+    records = load_ledger(path, kind=None)
+    out.write(f"ledger {path}: schema {_schema(path)}, {len(records)} record(s)\n")
+    if records.empty:
+        return 0
+    kinds = records["kind"].fillna("layer").value_counts() if "kind" in records.columns else pd.Series()
+    out.write("records: " + ", ".join(f"{n} {k}" for k, n in kinds.items()) + "\n")
+    if "run_id" not in records.columns:
+        return 0
+    out.write("runs:\n")
+    for run_id, sub in records.groupby(records["run_id"].fillna("(none)"), sort=False):
+        layer = sub[sub.get("kind", pd.Series("layer", index=sub.index)).fillna("layer") == "layer"]
+        claim = sub[sub.get("kind", pd.Series("layer", index=sub.index)) == "claim"]
+        stamps = sub["timestamp"].dropna().astype(str) if "timestamp" in sub.columns else pd.Series(dtype=str)
+        when = f"{stamps.min()} .. {stamps.max()}" if not stamps.empty else "?"
+        commit = sub["git_commit"].dropna().iloc[-1] if "git_commit" in sub.columns and sub["git_commit"].notna().any() else "?"
+        out.write(f"  {run_id}: {when}, commit {commit}, {len(layer)} layer / {len(claim)} claim record(s)\n")
+        if not layer.empty:
+            models = ", ".join(dict.fromkeys(layer["model"].astype(str)))
+            tasks = ", ".join(dict.fromkeys(layer["task"].astype(str)))
+            inits = ", ".join(dict.fromkeys(layer["init"].fillna("none").astype(str))) if "init" in layer else "?"
+            seeds = sorted_seeds(seed_key(s) for s in layer["seed"]) if "seed" in layer.columns else []
+            out.write(f"    models: {models}\n    tasks: {tasks}\n    inits: {inits}; seeds: {', '.join(seeds)}\n")
+        if not claim.empty and "outcome" in claim.columns:
+            counts = claim["outcome"].value_counts()
+            out.write("    claims: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + "\n")
+    return 0
+
+
+def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_plmtransfer.baselines import BaselineStore, format_paper_rows
+
+    path = _ledger_path(args.ledger)
+    store = BaselineStore(args.baselines)
+    ref = store.paper()
+    if ref is None:
+        raise CliError(f"no paper reference at {store.paper_path}")
+    layers, _ = _load(path, args.run_id, args.latest)
+    rows = ref.compare(layers, args.tolerance)
+    out.write(f"the authors' numbers ({ref.source}) vs {path}\n")
+    out.write(format_paper_rows(rows, ref.metric) + "\n")
+    if any(not r.gating for r in rows):
+        out.write("rows marked 'info' (random/stat) are not gated: our inits differ from the authors' "
+                  f"(see {store.paper_path})\n")
+    return 0 if all(r.ok or r.status == "MISSING" for r in rows) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plmtransfer",
+        description="Reports and comparisons from pytest-plmtransfer ledgers (nothing is recomputed).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("report", help="per-task layer tables and claim outcomes; --out writes md/csv/png")
+    p.add_argument("ledger", help="ledger JSON (schema 1 or 2)")
+    p.add_argument("--out", type=Path, help="directory for report.md, results.csv and layer-curve PNGs")
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument("--run-id", help="only the records of this run")
+    runs.add_argument("--latest", action="store_true", help="only the records of the most recent run")
+    p.add_argument("--metric", help="metric shown in the tables (default: each task's test metric)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="per-(model, task, init, layer) differences between two ledgers")
+    p.add_argument("ledger_a")
+    p.add_argument("ledger_b")
+    p.add_argument("--metric", default="auto",
+                   help="metric to compare, e.g. test_spearman (default 'auto': each record's test metric)")
+    p.add_argument("--fail-above", type=float, default=None, metavar="X",
+                   help="exit 1 when any |B - A| exceeds X")
+    p.add_argument("--only-diffs", action="store_true", help="list only rows above --fail-above")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("show", help="schema, record counts and runs of a ledger")
+    p.add_argument("ledger")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("paper", help="compare a ledger with the authors' published numbers")
+    p.add_argument("ledger")
+    p.add_argument("--baselines", type=Path, default=Path("baselines"), help="baseline root (default baselines/)")
+    p.add_argument("--tolerance", type=float, default=None, help="override the reference file's tolerance")
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument("--run-id")
+    runs.add_argument("--latest", action="store_true")
+    p.set_defaults(func=cmd_paper)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args, sys.stdout))
+    except PlmTransferError as exc:
+        print(f"plmtransfer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Hooks other packages and conftests can implement (registered with ``pytest_addhooks``)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.hookspec
+def plmtransfer_register_models(registry) -> None:
+    """Register models: call ``registry.register(name, factory, inits=..., needs_weights=...)``.
+
+    ``factory(name, init, seed, options)`` returns a
+    :class:`pytest_plmtransfer.models.base.ModelAdapter`. Implement this in a ``conftest.py`` or
+    a plugin; installed packages can instead use the ``plmtransfer.models`` entry-point group.
+    """
+
+
+@pytest.hookspec
+def plmtransfer_layer_record(record: dict, case) -> None:
+    """Called with each layer record before it is written to the ledger; may add fields."""

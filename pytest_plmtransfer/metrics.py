@@ -1,0 +1,256 @@
+"""Metrics for the probes: regression (MSE, Spearman, Pearson, NDCG) and classification
+(cross-entropy, accuracy, macro one-vs-rest ROC-AUC, per-class precision/recall/F1).
+
+Conventions shared by every function here:
+
+* Inputs are 1-D (regression, labels) or 2-D ``(n, n_classes)`` (probabilities) array-likes; they
+  are converted to float64 (or int64 for labels) before anything is computed.
+* A metric that is undefined for the input returns ``nan`` rather than raising, so one degenerate
+  layer (say, a random-init layer whose predictions are all equal) cannot crash a whole sweep:
+
+  - fewer than two points (correlations, NDCG) or an empty input (everything) -> ``nan``;
+  - constant predictions or constant targets -> Spearman and Pearson are ``nan`` (the correlation
+    has a zero denominator; scipy would return ``nan`` too, with a warning we do not emit);
+  - NDCG with constant targets -> ``nan``: every ordering is "ideal", so the score says nothing
+    about the predictions (sklearn reports 1.0, or 0.0 when the targets are all 0 -- a 0/0);
+  - any non-finite value in the predictions or targets -> ``nan`` for correlations and NDCG
+    (sklearn's ``ndcg_score`` raises on NaN; MSE simply propagates it);
+  - ROC-AUC when no class of the split has both positives and negatives -> ``nan``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+from sklearn.metrics import ndcg_score, roc_auc_score
+
+__all__ = [
+    "PROBABILITY_CLIP",
+    "accuracy",
+    "classification_metrics",
+    "cross_entropy",
+    "macro_ovr_auc",
+    "mse",
+    "ndcg",
+    "pearson",
+    "per_class_metrics",
+    "per_class_prf",
+    "regression_metrics",
+    "spearman",
+]
+
+#: Probabilities are clipped to [PROBABILITY_CLIP, 1] before the log, as sklearn's ``log_loss``
+#: used to do, so one confidently wrong prediction gives a large but finite loss.
+PROBABILITY_CLIP = 1e-15
+
+
+def _vec(a: object) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64).reshape(-1)
+
+
+def _pair(y_true: object, y_pred: object) -> tuple[np.ndarray, np.ndarray]:
+    t, p = _vec(y_true), _vec(y_pred)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} values but y_pred has {p.size}")
+    return t, p
+
+
+# ---------------------------------------------------------------------------------------------
+# regression
+# ---------------------------------------------------------------------------------------------
+
+
+def mse(y_true: object, y_pred: object) -> float:
+    """Mean squared error in the targets' units; ``nan`` for an empty input."""
+    t, p = _pair(y_true, y_pred)
+    if t.size == 0:
+        return float("nan")
+    return float(np.mean((t - p) ** 2))
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation that returns nan (no warning) when either side is constant."""
+    if a.size < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
+    a = a - a.mean()
+    b = b - b.mean()
+    denom = np.sqrt(np.dot(a, a) * np.dot(b, b))
+    if denom == 0.0 or not np.isfinite(denom):
+        return float("nan")
+    # Rounding can push |r| a hair above 1 for perfectly (anti)correlated inputs.
+    return float(np.clip(np.dot(a, b) / denom, -1.0, 1.0))
+
+
+def pearson(y_true: object, y_pred: object) -> float:
+    """Pearson correlation; ``nan`` if either input is constant or has fewer than 2 points."""
+    return _correlation(*_pair(y_true, y_pred))
+
+
+def spearman(y_true: object, y_pred: object) -> float:
+    """Spearman rank correlation (ties get average ranks, as in ``scipy.stats.spearmanr``).
+
+    Computed as the Pearson correlation of the average ranks, which is scipy's definition; doing
+    it ourselves lets constant inputs give ``nan`` without scipy's ``ConstantInputWarning``.
+    """
+    t, p = _pair(y_true, y_pred)
+    if t.size < 2 or not (np.isfinite(t).all() and np.isfinite(p).all()):
+        return float("nan")
+    return _correlation(rankdata(t), rankdata(p))
+
+
+def ndcg(y_true: object, y_pred: object) -> float:
+    """NDCG of the predicted ranking, over the whole set as a single query.
+
+    This is sklearn's ``ndcg_score(y_true[None, :], y_pred[None, :])`` (no cut-off, ties in the
+    predictions averaged). sklearn requires non-negative relevances, and FLIP targets can be
+    negative (log-fitness, for example), so when any target is negative the targets are shifted
+    by ``-min(y_true)``, making the lowest target a gain of 0. The shift is part of the metric:
+    NDCG is not shift-invariant, so numbers are comparable only under the same convention.
+    Targets that are all >= 0 are used as they are.
+
+    Returns ``nan`` for fewer than 2 points, non-finite inputs, or constant targets.
+    """
+    t, p = _pair(y_true, y_pred)
+    if t.size < 2 or not (np.isfinite(t).all() and np.isfinite(p).all()):
+        return float("nan")
+    lo = t.min()
+    if lo == t.max():
+        return float("nan")
+    if lo < 0:
+        t = t - lo
+    return float(ndcg_score(t[None, :], p[None, :]))
+
+
+def regression_metrics(y_true: object, y_pred: object, prefix: str) -> dict[str, float]:
+    """``{prefix_mse, prefix_spearman, prefix_pearson, prefix_ndcg}`` for one split."""
+    t, p = _pair(y_true, y_pred)
+    return {
+        f"{prefix}_mse": mse(t, p),
+        f"{prefix}_spearman": spearman(t, p),
+        f"{prefix}_pearson": pearson(t, p),
+        f"{prefix}_ndcg": ndcg(t, p),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# classification
+# ---------------------------------------------------------------------------------------------
+
+
+def _probs_labels(probs: object, y_true: object) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y_true).reshape(-1)
+    if p.ndim != 2:
+        raise ValueError(f"probabilities must be 2-D (n, n_classes), got shape {p.shape}")
+    if p.shape[0] != y.size:
+        raise ValueError(f"{p.shape[0]} rows of probabilities but {y.size} labels")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        raise ValueError("labels must be integer class indices")
+    y = y.astype(np.int64, copy=False)
+    if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
+        raise ValueError(f"label indices must lie in [0, {p.shape[1]})")
+    return p, y
+
+
+def cross_entropy(probs: object, y_true: object) -> float:
+    """Mean negative log-probability of the true class (natural log).
+
+    ``probs`` is ``(n, n_classes)``; ``y_true`` holds class indices. Probabilities are clipped at
+    :data:`PROBABILITY_CLIP` so the result is finite; ``nan`` for an empty input.
+    """
+    p, y = _probs_labels(probs, y_true)
+    if y.size == 0:
+        return float("nan")
+    picked = p[np.arange(y.size), y]
+    return float(-np.mean(np.log(np.clip(picked, PROBABILITY_CLIP, 1.0))))
+
+
+def accuracy(probs_or_pred: object, y_true: object) -> float:
+    """Fraction correct. Accepts ``(n, n_classes)`` probabilities (argmax is taken; ties go to
+    the lowest class index) or a 1-D vector of predicted class indices; ``nan`` if empty."""
+    a = np.asarray(probs_or_pred)
+    y = np.asarray(y_true).reshape(-1)
+    pred = a.argmax(axis=1) if a.ndim == 2 else a.reshape(-1)
+    if pred.size != y.size:
+        raise ValueError(f"{pred.size} predictions but {y.size} labels")
+    if y.size == 0:
+        return float("nan")
+    return float(np.mean(pred == y))
+
+
+def macro_ovr_auc(probs: object, y_true: object) -> float:
+    """Macro-averaged one-vs-rest ROC-AUC that tolerates classes missing from the split.
+
+    sklearn's ``roc_auc_score(multi_class="ovr")`` refuses a split in which some trained class
+    never occurs (its column of scores has no positives). Here each class ``k`` is scored as the
+    binary problem ``y == k`` against the score ``probs[:, k]``, using only the classes that have
+    at least one positive *and* one negative in this split, and the unweighted mean over those
+    classes is returned. When every class is present this equals sklearn's macro OvR AUC; with
+    two classes it equals the ordinary binary AUC. ``nan`` when no class qualifies (for example
+    a split that contains a single class).
+    """
+    p, y = _probs_labels(probs, y_true)
+    if y.size == 0 or not np.isfinite(p).all():
+        return float("nan")
+    aucs = []
+    for k in range(p.shape[1]):
+        positive = y == k
+        n_pos = int(positive.sum())
+        if n_pos == 0 or n_pos == y.size:
+            continue
+        aucs.append(roc_auc_score(positive, p[:, k]))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def per_class_prf(
+    pred: object, y_true: object, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1 for class indices ``0..n_classes-1``.
+
+    With ``tp``, ``fp``, ``fn`` counted per class: precision = tp/(tp+fp) (``nan`` when the class
+    is never predicted), recall = tp/(tp+fn) (``nan`` when the class never occurs), F1 =
+    2tp/(2tp+fp+fn) (``nan`` only when the class is neither present nor predicted; a class that
+    occurs but is never predicted correctly gets F1 = 0).
+    """
+    pr = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
+    y = np.asarray(y_true).reshape(-1).astype(np.int64, copy=False)
+    if pr.size != y.size:
+        raise ValueError(f"{pr.size} predictions but {y.size} labels")
+    # One bincount over (true, pred) pairs gives the confusion matrix without a Python loop.
+    cm = np.bincount(y * n_classes + pr, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
+    tp = np.diag(cm).astype(np.float64)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+    return precision, recall, f1
+
+
+def classification_metrics(probs: object, y_true: object, prefix: str) -> dict[str, float]:
+    """``{prefix_loss, prefix_accuracy, prefix_auc}`` for one split."""
+    p, y = _probs_labels(probs, y_true)
+    return {
+        f"{prefix}_loss": cross_entropy(p, y),
+        f"{prefix}_accuracy": accuracy(p, y),
+        f"{prefix}_auc": macro_ovr_auc(p, y),
+    }
+
+
+def per_class_metrics(
+    probs: object, y_true: object, labels: Sequence[str], prefix: str
+) -> dict[str, float]:
+    """``{prefix_precision_<label>, prefix_recall_<label>, prefix_f1_<label>}`` per class."""
+    p, y = _probs_labels(probs, y_true)
+    precision, recall, f1 = per_class_prf(p.argmax(axis=1), y, len(labels))
+    out: dict[str, float] = {}
+    for k, label in enumerate(labels):
+        out[f"{prefix}_f1_{label}"] = float(f1[k])
+        out[f"{prefix}_precision_{label}"] = float(precision[k])
+        out[f"{prefix}_recall_{label}"] = float(recall[k])
+    return out

@@ -1,0 +1,207 @@
+"""``antiberty``: AntiBERTy (BERT, 8 layers, 512-d, 25.5M parameters, MIT), from the real
+pretrained weights that the ``antiberty==0.1.3`` wheel ships.
+
+Files (inside the installed package; found with ``importlib.util.find_spec``, which does not
+execute the package: ``import antiberty`` costs 6.6 s and would pull in its runner, which is
+broken under transformers 5 anyway):
+
+* ``<antiberty>/trained_models/AntiBERTy_md_smooth/`` — a Hugging Face BERT directory;
+* ``<antiberty>/trained_models/vocab.txt`` — 25 tokens: 5 specials + the 20 standard residues.
+
+Loading, the way that works with both transformers 4.57 and 5.x (see LIBRARY-NOTES):
+
+* ``BertTokenizer(vocab=<vocab.txt>, do_lower_case=False)``. **Not** ``vocab_file=``: with
+  transformers 5 that keyword is ignored and every residue silently becomes ``[UNK]``. The
+  tokenizer is wrapped in :class:`~pytest_plmtransfer.models.hf.ResidueTokenizer`, which refuses a
+  tokenizer that maps any standard residue to ``[UNK]`` and checks every encoded sequence is
+  ``[CLS] + one token per residue + [SEP]``.
+* ``BertModel.from_pretrained(<dir>, add_pooling_layer=False)``: the checkpoint's MLM, species,
+  chain and graft heads and its pooler are unused; a *missing* key would be an error.
+
+Layers 0..8: ``hidden_states[0]`` (the embedding output) and the output of each of the 8 blocks,
+as returned with ``output_hidden_states=True``. Per-sequence vectors are means over the residue
+positions only (no ``[CLS]``/``[SEP]``/padding). A forward pass stops after the deepest requested
+layer (:class:`~pytest_plmtransfer.models.hf.HFAdapter`'s early stop).
+
+Residues: the 20 standard letters, plus ``X B Z U O``, which AntiBERTy's vocabulary lacks: they are
+fed as ``[UNK]``, exactly what AntiBERTy's own tokenizer does with them (rejecting them would make
+whole FLIP tasks unusable for one rare letter). Every other letter is an InputError. At most 510
+residues (512 positions minus ``[CLS]`` and ``[SEP]``).
+
+Inits: ``pretrained``; ``random``: ``BertModel(config)`` built under a seeded generator, so BERT's
+own ``_init_weights`` re-initializes everything (normal(0, 0.02) matrices and embeddings, zero
+biases, unit LayerNorms, zero ``[PAD]`` row); ``stat``: the pretrained parameters permuted within
+each tensor (:func:`~pytest_plmtransfer.models.inits.apply_stat_init`).
+
+Weights identity: ``antiberty==<version>:sha256:<sha256 of pytorch_model.bin>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from pytest_plmtransfer.models.hf import HFAdapter
+    from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
+
+NAME = "antiberty"
+#: 512 absolute positions minus [CLS] and [SEP]
+MAX_RESIDUES = 510
+#: letters accepted: the vocabulary's 20 residues + the ambiguity codes fed as [UNK]
+ALPHABET = "ACDEFGHIKLMNPQRSTVWY" + "XBZUO"
+_MODEL_SUBDIR = "trained_models/AntiBERTy_md_smooth"
+_VOCAB = "trained_models/vocab.txt"
+_WEIGHTS = "pytorch_model.bin"
+_INSTALL = "pip install antiberty==0.1.3 (the wheel ships the pretrained weights)"
+
+
+@dataclass(frozen=True)
+class AntibertyFiles:
+    model_dir: Path
+    vocab: Path
+    weights: Path
+    version: str
+
+
+def antiberty_files() -> AntibertyFiles:
+    """Locate the shipped weights without importing the package (see the module docstring)."""
+    try:
+        spec = importlib.util.find_spec("antiberty")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ResourceUnavailable("the antiberty package", f"it is not installed; {_INSTALL}")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    try:
+        pkg_version = version("antiberty")
+    except PackageNotFoundError:
+        pkg_version = "unknown"
+    files = AntibertyFiles(root / _MODEL_SUBDIR, root / _VOCAB, root / _MODEL_SUBDIR / _WEIGHTS, pkg_version)
+    for needed in (files.model_dir / "config.json", files.vocab, files.weights):
+        if not needed.is_file():
+            raise ResourceUnavailable(
+                f"AntiBERTy file {needed}", f"the installed antiberty {pkg_version} lacks it; {_INSTALL}"
+            )
+    return files
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256(path: Path) -> str:
+    """sha256 of a file, memoized per process by (path, size, mtime).
+
+    Not :func:`weights.file_sha256`: that caches the digest in a file *beside* the checkpoint,
+    which here would write into site-packages. 104 MB hash in ~0.2 s, once per process.
+    """
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def weights_identity(files: AntibertyFiles | None = None) -> str:
+    files = files or antiberty_files()
+    return f"antiberty=={files.version}:sha256:{_sha256(files.weights)}"
+
+
+def load_tokenizer(files: AntibertyFiles | None = None) -> Any:
+    """AntiBERTy's ``BertTokenizer`` (``vocab=``, not ``vocab_file=``: see the module docstring)."""
+    from transformers import BertTokenizer
+
+    files = files or antiberty_files()
+    return BertTokenizer(vocab=str(files.vocab), do_lower_case=False)
+
+
+def load_model(init: str, seed: int | None, files: AntibertyFiles | None = None) -> tuple[Any, dict[str, Any]]:
+    """``(BertModel, extra identity facts)`` for ``init``; the model is on CPU, float32.
+
+    ``random`` reads only ``config.json``; ``pretrained``/``stat`` load the checkpoint and fail if
+    any parameter of the encoder was missing from it.
+    """
+    from transformers import BertConfig, BertModel
+
+    from pytest_plmtransfer.models.hf import check_loading_info, quiet_transformers
+    from pytest_plmtransfer.models.inits import apply_stat_init, seeded_construction, stat_summary
+
+    files = files or antiberty_files()
+    extra: dict[str, Any] = {}
+    with quiet_transformers():
+        if init == "random":
+            config = BertConfig.from_pretrained(str(files.model_dir))
+            with seeded_construction(seed):
+                model = BertModel(config, add_pooling_layer=False)
+        elif init in ("pretrained", "stat"):
+            model, info = BertModel.from_pretrained(
+                str(files.model_dir), add_pooling_layer=False, output_loading_info=True
+            )
+            check_loading_info(info, f"AntiBERTy ({files.model_dir})")
+            if init == "stat":
+                extra["stat"] = stat_summary(apply_stat_init(model, seed))
+        else:
+            raise PlmTransferError(f"{NAME}: unknown init {init!r}")
+    return model, extra
+
+
+def create_antiberty(name: str, init: str, seed: int | None, options: ModelOptions) -> HFAdapter:
+    """Registry factory for ``antiberty``."""
+    import transformers
+
+    from pytest_plmtransfer.models.hf import HFAdapter, ResidueTokenizer, config_summary
+
+    files = antiberty_files()
+    tokenizer = ResidueTokenizer(load_tokenizer(files), model_name=NAME)
+    if tokenizer.prefix != [tokenizer.tokenizer.cls_token_id] or tokenizer.suffix != [tokenizer.tokenizer.sep_token_id]:
+        raise PlmTransferError(
+            f"{NAME}: expected [CLS] residues [SEP], the tokenizer gives prefix {tokenizer.prefix} "
+            f"and suffix {tokenizer.suffix} (transformers {transformers.__version__})"
+        )
+    model, extra = load_model(init, seed, files)
+    config = {**config_summary(model.config), **extra, "unknown_residues_as_unk": "XBZUO"}
+    return HFAdapter(
+        model,
+        tokenizer,
+        options,
+        name=NAME,
+        init=init,
+        seed=seed,
+        weights_identity=weights_identity(files),
+        config=config,
+        max_residues=MAX_RESIDUES,
+        alphabet=ALPHABET,
+        library_versions={"antiberty": files.version},
+    )
+
+
+def register(registry: ModelRegistry) -> None:
+    registry.register(
+        NAME,
+        create_antiberty,
+        description="AntiBERTy (BERT, 8 layers, 512-d) with the weights antiberty==0.1.3 ships",
+    )
+
+
+__all__ = [
+    "ALPHABET",
+    "MAX_RESIDUES",
+    "NAME",
+    "AntibertyFiles",
+    "antiberty_files",
+    "create_antiberty",
+    "load_model",
+    "load_tokenizer",
+    "register",
+    "weights_identity",
+]

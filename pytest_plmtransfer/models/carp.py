@@ -1,0 +1,268 @@
+"""CARP (ByteNet dilated-CNN protein LMs) through sequence-models.
+
+Layers: layer 0 is the embedder output (token embedding + up-projection), which
+sequence-models' ``CARP.forward`` returns at the top-level key ``out[0]`` — *not* inside
+``out["representations"]`` (its own extract script drops it). Layers 1..L are the ByteNet blocks'
+outputs from ``out["representations"]``; no final LayerNorm is applied to any of them
+(``last_norm`` belongs to the LM head). Tokens carry no BOS/EOS; padding is ``-``.
+
+Only blocks up to the deepest requested layer run (``model.embedder.layers`` is truncated for the
+call), and the decoder (logits) never runs.
+
+Checkpoints (see :mod:`.weights` for the search order): the published models are
+``carp_600k, carp_38M, carp_76M, carp_640M`` (Zenodo record 6564798, cached by sequence-models
+under ``torch.hub.get_dir()/checkpoints/<name>.pt``). Pretraining checkpoints are models too:
+``carp_640M@step=78810`` resolves to the local file ``<weights_dir>/carp_640M@step=78810.pt`` (or
+the same file name in the torch hub checkpoint directory); ``carp_640M@/path/to/file.pt`` names a
+file directly. Any ``.pt`` file in sequence-models' checkpoint format (a dict with ``model``,
+``d_embed``, ``d_model``, ``n_layers``, ``kernel_size``, ``activation``, ``slim``, ``r``,
+``model_state_dict``) given as the model name loads as a CARP model named by its file stem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.models.torch_base import TorchAdapter
+from pytest_plmtransfer.models.weights import (
+    CARP_URL,
+    checkpoint_request,
+    load_checkpoint,
+    peek_keys,
+    resolve_checkpoint,
+    split_name,
+    weights_identity,
+)
+
+if TYPE_CHECKING:  # torch is imported only when a model is built (registry import stays light)
+    import torch
+    from torch import nn
+
+LIBRARY = "sequence-models"
+#: residue letters of sequence-models' PROTEIN_ALPHABET (its ALL_AAS); the special tokens
+#: ``*-#@`` are not residues ('-' is padding). Anything else raises KeyError in its tokenizer.
+CARP_LETTERS = "ACDEFGHIKLMNPQRSTVWYBZXJOU"
+#: CARP was pretrained on crops of at most 1024 residues (no BOS/EOS); a CNN has no hard limit,
+#: but the 511+511 cut applies beyond what it was trained on.
+CARP_MAX_RESIDUES = 1024
+CHECKPOINT_KEYS = ("model", "d_embed", "d_model", "n_layers", "kernel_size", "activation", "slim", "r")
+
+
+@dataclass(frozen=True)
+class CarpConfig:
+    """The fields of a sequence-models CARP checkpoint that define the architecture."""
+
+    d_model: int
+    n_layers: int
+    slim: bool
+    d_embed: int = 8
+    kernel_size: int = 5
+    activation: str = "gelu"
+    r: int = 128
+
+
+#: What sequence-models' own loader builds for the published models.
+CARP_CONFIGS: dict[str, CarpConfig] = {
+    "carp_600k": CarpConfig(128, 16, True),
+    "carp_38M": CarpConfig(1024, 16, True),
+    "carp_76M": CarpConfig(1024, 32, True),
+    "carp_640M": CarpConfig(1280, 56, False),
+}
+
+
+def _sm_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sequence-models")
+    except PackageNotFoundError:  # pragma: no cover - installed from source
+        return "unknown"
+
+
+def config_from_data(data: dict[str, Any]) -> CarpConfig:
+    return CarpConfig(
+        d_model=int(data["d_model"]),
+        n_layers=int(data["n_layers"]),
+        slim=bool(data["slim"]),
+        d_embed=int(data["d_embed"]),
+        kernel_size=int(data["kernel_size"]),
+        activation=str(data["activation"]),
+        r=int(data["r"]),
+    )
+
+
+def build_architecture(cfg: CarpConfig) -> nn.Module:
+    """``CARP(ByteNetLM(...))`` exactly as ``sequence_models.pretrained.load_carp`` builds it,
+    with the library's own initial weights (call under a seeded RNG for ``random``)."""
+    from sequence_models.constants import MASK, PAD, PROTEIN_ALPHABET
+    from sequence_models.convolutional import ByteNetLM
+    from sequence_models.pretrained import CARP
+
+    net = ByteNetLM(
+        len(PROTEIN_ALPHABET),
+        cfg.d_embed,
+        cfg.d_model,
+        cfg.n_layers,
+        cfg.kernel_size,
+        cfg.r,
+        dropout=0.0,
+        activation=cfg.activation,
+        causal=False,
+        padding_idx=PROTEIN_ALPHABET.index(MASK),
+        final_ln=True,
+        slim=cfg.slim,
+    )
+    return CARP(net.eval(), pad_idx=PROTEIN_ALPHABET.index(PAD))
+
+
+def load_from_data(data: dict[str, Any], source: Path) -> nn.Module:
+    """A model from a checkpoint dict, through sequence-models' own ``load_carp``."""
+    from sequence_models.pretrained import load_carp
+
+    missing = [k for k in (*CHECKPOINT_KEYS, "model_state_dict") if k not in data]
+    if missing:
+        raise PlmTransferError(f"{source}: not a sequence-models CARP checkpoint (missing {missing})")
+    if "carp" not in str(data["model"]) or "bigcarp" in str(data["model"]):
+        raise PlmTransferError(f"{source}: model {data['model']!r} is not a protein CARP model")
+    return load_carp(data)
+
+
+class CarpAdapter(TorchAdapter):
+    alphabet = CARP_LETTERS
+    special_tokens_per_seq = 0
+
+    def __init__(self, model: nn.Module, cfg: CarpConfig, options: Any, **kwargs: Any) -> None:
+        from sequence_models.constants import PAD, PROTEIN_ALPHABET
+
+        lut = np.full(256, -1, dtype=np.int64)
+        for letter in CARP_LETTERS:
+            lut[ord(letter)] = PROTEIN_ALPHABET.index(letter)
+        self._lut = lut
+        self.pad_idx = PROTEIN_ALPHABET.index(PAD)
+        kwargs.setdefault("max_residues", CARP_MAX_RESIDUES)
+        kwargs.setdefault("library_versions", {LIBRARY: _sm_version()})
+        kwargs["config"] = {"family": "CARP", **asdict(cfg), **kwargs.get("config", {})}
+        super().__init__(
+            model, options, num_layers=cfg.n_layers, embed_dim=cfg.d_model, **kwargs
+        )
+
+    def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        # Same ids as sequence-models' SimpleCollater(PROTEIN_ALPHABET, pad=True): residues
+        # only, right-padded with '-'.
+        width = max(len(s) for s in seqs)
+        tokens = np.full((len(seqs), width), self.pad_idx, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=bool)
+        for row, seq in enumerate(seqs):
+            codes = self._lut[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+            tokens[row, : len(codes)] = codes
+            mask[row, : len(codes)] = True
+        return torch.from_numpy(tokens), torch.from_numpy(mask)
+
+    def _forward(
+        self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]
+    ) -> dict[int, torch.Tensor]:
+        from torch import nn
+
+        bytenet = self.model.model.embedder
+        full = bytenet.layers
+        # CARP.forward loops over every block in ``embedder.layers``; hand it only the first
+        # ``max_layer`` for this call.
+        bytenet.layers = nn.ModuleList(list(full)[:max_layer])
+        try:
+            out = self.model(tokens, repr_layers=sorted(set(layers)), logits=False)
+        finally:
+            bytenet.layers = full
+        reps: dict[int, torch.Tensor] = {}
+        for layer in layers:
+            reps[layer] = out[0] if layer == 0 else out["representations"][layer]
+        return reps
+
+
+# --------------------------------------------------------------------------- factories
+def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
+    """Factory for ``carp_*`` names, ``carp_*@<checkpoint>`` and CARP-format ``.pt`` paths."""
+    from pytest_plmtransfer.models.inits import apply_stat_init, seeded_construction, stat_summary
+
+    base, tag = split_name(name)
+    table_cfg = CARP_CONFIGS.get(base)
+    is_path = table_cfg is None and name.endswith(".pt")
+    display = Path(name).stem if is_path else name
+    if init not in ("pretrained", "stat", "random"):
+        raise PlmTransferError(f"CARP models support inits pretrained, random, stat (not {init!r})")
+    if init == "random" and table_cfg is not None:
+        with seeded_construction(seed):
+            model = build_architecture(table_cfg)
+        return CarpAdapter(model, table_cfg, options, name=display, init=init, seed=seed)
+    request = checkpoint_request(name, LIBRARY, CARP_URL if tag is None else None)
+    path = resolve_checkpoint(request, options)
+    data = load_checkpoint(path)
+    if not isinstance(data, dict):
+        raise PlmTransferError(f"{path}: not a sequence-models CARP checkpoint")
+    if init == "random":
+        cfg = config_from_data(data)
+        with seeded_construction(seed):
+            model = build_architecture(cfg)
+        return CarpAdapter(
+            model, cfg, options, name=display, init=init, seed=seed, config={"source": path.name}
+        )
+    identity = weights_identity(path)
+    with seeded_construction(0):  # load_state_dict is strict; seeding just keeps it obviously pure
+        model = load_from_data(data, path)
+    cfg = config_from_data(data)
+    del data
+    extra: dict[str, Any] = {}
+    if init == "stat":
+        extra["stat"] = stat_summary(apply_stat_init(model, seed))
+    return CarpAdapter(
+        model,
+        cfg,
+        options,
+        name=display,
+        init=init,
+        seed=seed,
+        weights_identity=identity,
+        config=extra,
+    )
+
+
+def resolve_path(path: Path) -> Any:
+    """Path resolver: a ``.pt`` file in sequence-models' CARP checkpoint format."""
+    if path.suffix != ".pt" or not path.is_file():
+        return None
+    keys = peek_keys(path)
+    if not {"model_state_dict", "d_model", "n_layers"} <= keys:
+        return None
+    from pytest_plmtransfer.models.registry import ModelEntry
+
+    return ModelEntry(name=str(path), factory=create, description=f"CARP checkpoint {path}")
+
+
+def register(registry: Any) -> None:
+    for name, cfg in CARP_CONFIGS.items():
+        registry.register(
+            name,
+            create,
+            description=f"CARP ByteNet, {cfg.n_layers} layers, d_model {cfg.d_model} (sequence-models)",
+        )
+    registry.register_path_resolver(resolve_path)
+
+
+__all__ = [
+    "CARP_CONFIGS",
+    "CARP_LETTERS",
+    "CarpAdapter",
+    "CarpConfig",
+    "build_architecture",
+    "create",
+    "load_from_data",
+    "register",
+    "resolve_path",
+]

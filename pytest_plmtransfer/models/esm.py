@@ -1,0 +1,455 @@
+"""ESM-1, ESM-1b and ESM-2 through fair-esm.
+
+Layers are exactly what fair-esm's ``repr_layers`` gives: layer 0 is the embedding output
+(token embedding, token-dropout scaling, positions, and for ESM-1b the pre-encoder LayerNorm),
+layer k the output of transformer block k; for ESM-1b and ESM-2 the last layer already includes
+the final LayerNorm (``emb_layer_norm_after``), for ESM-1 there is none.
+
+Only layers up to the deepest requested one are computed (see :meth:`EsmAdapter._forward`), and
+the LM head (logits) is never computed.
+
+Architectures come from a config table (:data:`ESM_CONFIGS`) so the ``random`` init needs no
+weights; ``pretrained`` and ``stat`` load the official checkpoint (see :mod:`.weights` for where
+it is looked for). A path to a ``.pt`` file in fair-esm's official format also works as a model
+name: it loads as that model, named by the file stem (which is what fair-esm itself does).
+
+fair-esm is imported only when a model is built (``import esm`` costs ~2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.models.torch_base import TorchAdapter
+from pytest_plmtransfer.models.weights import (
+    FAIR_ESM_MODEL_URL,
+    checkpoint_request,
+    load_checkpoint,
+    peek_keys,
+    resolve_checkpoint,
+    split_name,
+    weights_identity,
+)
+
+if TYPE_CHECKING:  # torch is imported only when a model is built (registry import stays light)
+    import torch
+    from torch import nn
+
+LIBRARY = "fair-esm"
+#: residue letters fair-esm's alphabets encode (its tokenizer maps anything else to <unk>
+#: silently, so we validate instead). '.' and '-' are gap tokens, not residues.
+ESM_LETTERS = "ACDEFGHIKLMNPQRSTVWYXBUZO"
+
+
+@dataclass(frozen=True)
+class EsmConfig:
+    family: str  # "ESM-1" | "ESM-1b" | "ESM-2"
+    layers: int
+    embed_dim: int
+    attention_heads: int
+    description: str = ""
+
+    @property
+    def ffn_embed_dim(self) -> int:
+        return 4 * self.embed_dim
+
+
+#: The published models. Heads: 12 for the 768-d ESM-1 models, 20 for 1280-d ones and for
+#: ESM-2 up to 650M, 40 for ESM-2 3B and 15B. FFN width is 4*D throughout.
+ESM_CONFIGS: dict[str, EsmConfig] = {
+    "esm1_t6_43M_UR50S": EsmConfig("ESM-1", 6, 768, 12, "ESM-1, 6 layers, 43M, UniRef50"),
+    "esm1_t12_85M_UR50S": EsmConfig("ESM-1", 12, 768, 12, "ESM-1, 12 layers, 85M, UniRef50"),
+    "esm1_t34_670M_UR50S": EsmConfig("ESM-1", 34, 1280, 20, "ESM-1, 34 layers, 670M, UniRef50"),
+    "esm1b_t33_650M_UR50S": EsmConfig("ESM-1b", 33, 1280, 20, "ESM-1b, 33 layers, 650M, UniRef50"),
+    "esm2_t6_8M_UR50D": EsmConfig("ESM-2", 6, 320, 20, "ESM-2, 6 layers, 8M, UniRef50"),
+    "esm2_t12_35M_UR50D": EsmConfig("ESM-2", 12, 480, 20, "ESM-2, 12 layers, 35M, UniRef50"),
+    "esm2_t30_150M_UR50D": EsmConfig("ESM-2", 30, 640, 20, "ESM-2, 30 layers, 150M, UniRef50"),
+    "esm2_t33_650M_UR50D": EsmConfig("ESM-2", 33, 1280, 20, "ESM-2, 33 layers, 650M, UniRef50"),
+    "esm2_t36_3B_UR50D": EsmConfig("ESM-2", 36, 2560, 40, "ESM-2, 36 layers, 3B, UniRef50"),
+    "esm2_t48_15B_UR50D": EsmConfig("ESM-2", 48, 5120, 40, "ESM-2, 48 layers, 15B, UniRef50"),
+}
+
+#: Longest sequence (residues) each family was trained on / accepts. ESM-1b and ESM-2 were
+#: trained on 1024-token crops including BOS and EOS -> 1022 (ESM-1b's learned positions end
+#: there and fair-esm raises beyond it; ESM-2's rotary positions do not raise but were never
+#: trained longer). ESM-1 prepends only BOS (no EOS) -> 1023.
+MAX_RESIDUES = {"ESM-1": 1023, "ESM-1b": 1022, "ESM-2": 1022}
+
+
+# --------------------------------------------------------------------------- building
+def _esm_version() -> str:
+    import esm
+
+    return str(getattr(esm, "__version__", None) or esm.version.version)
+
+
+def esm1_args(cfg: EsmConfig, **overrides: Any) -> argparse.Namespace:
+    """The (already prefix-stripped) arguments fair-esm's v1 loader hands ProteinBertModel."""
+    if cfg.family == "ESM-1b":
+        args = dict(
+            arch="roberta_large",
+            layers=cfg.layers,
+            embed_dim=cfg.embed_dim,
+            ffn_embed_dim=cfg.ffn_embed_dim,
+            attention_heads=cfg.attention_heads,
+            max_positions=1024,
+            emb_layer_norm_before=True,
+            # ESM-1b was trained with token dropout (hence fair-esm zeroes its <mask> row
+            # "for token drop" on loading); without <mask> inputs it scales embeddings by 0.88.
+            token_dropout=True,
+            final_bias=True,
+        )
+    else:
+        args = dict(
+            arch="protein_bert_base",
+            layers=cfg.layers,
+            embed_dim=cfg.embed_dim,
+            ffn_embed_dim=cfg.ffn_embed_dim,
+            attention_heads=cfg.attention_heads,
+            max_positions=1024,
+            final_bias=True,
+        )
+    args.update(overrides)
+    return argparse.Namespace(**args)
+
+
+def build_architecture(cfg: EsmConfig) -> nn.Module:
+    """The architecture with the library's own initial weights (call under a seeded RNG)."""
+    import esm
+
+    if cfg.family == "ESM-2":
+        alphabet = esm.Alphabet.from_architecture("ESM-1b")
+        return esm.ESM2(
+            num_layers=cfg.layers,
+            embed_dim=cfg.embed_dim,
+            attention_heads=cfg.attention_heads,
+            alphabet=alphabet,
+            token_dropout=True,
+        )
+    args = esm1_args(cfg)
+    alphabet = esm.Alphabet.from_architecture(args.arch)
+    return esm.ProteinBertModel(args, alphabet)
+
+
+def _is_esm2_data(data: dict[str, Any]) -> bool:
+    return "cfg" in data and "args" not in data
+
+
+def load_from_data(data: dict[str, Any]) -> nn.Module:
+    """A model from a checkpoint dict in fair-esm's official format, via fair-esm's own loader
+    (``load_model_and_alphabet_core``: key renaming, ESM-1b's emb_layer_norm_before detection,
+    state-dict checks). fair-esm picks ESM-2 vs ESM-1/1b by the model *name*; we pick by the
+    file's content (ESM-2 files carry ``cfg``, older ones ``args``) so renamed files work.
+    Without the separate contact-regression file fair-esm only warns (contacts are not used)."""
+    import esm.pretrained
+
+    kind = "esm2" if _is_esm2_data(data) else "esm1"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Regression weights not found")
+        model, _alphabet = esm.pretrained.load_model_and_alphabet_core(kind, data, None)
+    return model
+
+
+def architecture_from_data(data: dict[str, Any]) -> nn.Module:
+    """Only the architecture described by a checkpoint (fresh, library-initialized weights)."""
+    import esm.pretrained
+
+    if _is_esm2_data(data):
+        model, _, _ = esm.pretrained._load_model_and_alphabet_core_v2(data)
+    else:
+        model, _, _ = esm.pretrained._load_model_and_alphabet_core_v1(data)
+    return model
+
+
+def family_of(model: nn.Module) -> str:
+    import esm
+
+    if isinstance(model, esm.ESM2):
+        return "ESM-2"
+    return str(getattr(model, "model_version", "ESM-1"))
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    family = family_of(model)
+    if family == "ESM-2":
+        return {
+            "family": family,
+            "layers": model.num_layers,
+            "embed_dim": model.embed_dim,
+            "attention_heads": model.attention_heads,
+            "token_dropout": bool(model.token_dropout),
+        }
+    args = model.args
+    return {
+        "family": family,
+        "arch": args.arch,
+        "layers": args.layers,
+        "embed_dim": args.embed_dim,
+        "ffn_embed_dim": args.ffn_embed_dim,
+        "attention_heads": args.attention_heads,
+        "emb_layer_norm_before": bool(getattr(args, "emb_layer_norm_before", False)),
+        "token_dropout": bool(getattr(args, "token_dropout", False)),
+    }
+
+
+# --------------------------------------------------------------------------- forward helpers
+class _Halt(Exception):
+    """Raised inside the forward pass once the deepest requested layer has been computed."""
+
+
+@lru_cache(maxsize=1)
+def _torch_helpers() -> tuple[type, type]:
+    """The two small ``nn.Module`` helpers, defined on first use so that importing this module
+    (which the registry does for every run) does not import torch."""
+    import torch
+    from torch import nn
+
+    class Tap(nn.Module):
+        """Wraps one transformer block inside a temporarily truncated ``model.layers`` and
+        records its output as representation ``index``; the first tap also records its input,
+        which is fair-esm's layer-0 representation (transposed). With ``layer=None`` it stops
+        the pass."""
+
+        def __init__(
+            self,
+            layer: nn.Module | None,
+            index: int,
+            store: dict[int, torch.Tensor],
+            wanted: set[int],
+            *,
+            record_input: bool,
+        ) -> None:
+            super().__init__()
+            self.layer = layer
+            self.index = index
+            self.store = store
+            self.wanted = wanted
+            self.record_input = record_input
+
+        def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            if self.record_input and 0 in self.wanted:
+                self.store[0] = x
+            if self.layer is None:
+                raise _Halt
+            out = self.layer(x, *args, **kwargs)
+            if self.index in self.wanted:
+                self.store[self.index] = out[0]
+            return out
+
+    class SkipHead(nn.Module):
+        """Replaces the LM head during embedding: logits are never used, so not computed."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    return Tap, SkipHead
+
+
+class _Swapped:
+    """Temporarily replace submodules (restored even if the forward raises)."""
+
+    def __init__(self, module: nn.Module, **replacements: nn.Module) -> None:
+        self.module = module
+        self.replacements = replacements
+        self.saved: dict[str, Any] = {}
+
+    def __enter__(self) -> None:
+        for key, value in self.replacements.items():
+            self.saved[key] = getattr(self.module, key)
+            setattr(self.module, key, value)
+
+    def __exit__(self, *exc: Any) -> None:
+        for key, value in self.saved.items():
+            setattr(self.module, key, value)
+
+
+# --------------------------------------------------------------------------- adapter
+class EsmAdapter(TorchAdapter):
+    alphabet = ESM_LETTERS
+
+    def __init__(self, model: nn.Module, options: Any, **kwargs: Any) -> None:
+        import esm
+
+        family = family_of(model)
+        self.family = family
+        esm_alphabet = esm.Alphabet.from_architecture("ESM-1" if family == "ESM-1" else "ESM-1b")
+        self.padding_idx = esm_alphabet.padding_idx
+        self.cls_idx = esm_alphabet.cls_idx
+        self.eos_idx = esm_alphabet.eos_idx
+        self.prepend_bos = bool(esm_alphabet.prepend_bos)
+        self.append_eos = bool(esm_alphabet.append_eos)
+        self.special_tokens_per_seq = int(self.prepend_bos) + int(self.append_eos)
+        # byte -> token id lookup; the same ids fair-esm's BatchConverter produces
+        lut = np.full(256, -1, dtype=np.int64)
+        for letter in ESM_LETTERS:
+            lut[ord(letter)] = esm_alphabet.get_idx(letter)
+        self._lut = lut
+        config = describe(model)
+        kwargs.setdefault("max_residues", MAX_RESIDUES[family])
+        kwargs.setdefault("library_versions", {LIBRARY: _esm_version()})
+        kwargs["config"] = {**config, **kwargs.get("config", {})}
+        super().__init__(
+            model,
+            options,
+            num_layers=config["layers"],
+            embed_dim=config["embed_dim"],
+            **kwargs,
+        )
+
+    def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        width = max(len(s) for s in seqs) + self.special_tokens_per_seq
+        tokens = np.full((len(seqs), width), self.padding_idx, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=bool)
+        start = int(self.prepend_bos)
+        for row, seq in enumerate(seqs):
+            codes = self._lut[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+            n = len(codes)
+            if self.prepend_bos:
+                tokens[row, 0] = self.cls_idx
+            tokens[row, start : start + n] = codes
+            if self.append_eos:
+                tokens[row, start + n] = self.eos_idx
+            mask[row, start : start + n] = True
+        return torch.from_numpy(tokens), torch.from_numpy(mask)
+
+    def _forward(
+        self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]
+    ) -> dict[int, torch.Tensor]:
+        from torch import nn
+
+        tap_cls, skip_cls = _torch_helpers()
+        model = self.model
+        wanted = set(layers)
+        head = {"lm_head": skip_cls()} if hasattr(model, "lm_head") else {}
+        if max_layer == self.num_layers:
+            # The whole stack: fair-esm's own forward, whose last representation includes the
+            # final LayerNorm exactly as repr_layers defines it.
+            with _Swapped(model, **head):
+                out = model(tokens, repr_layers=sorted(wanted))
+            return dict(out["representations"])
+        # Stop after block ``max_layer``: run fair-esm's forward over a truncated block list
+        # whose last element halts the pass, so neither deeper blocks, nor the final LayerNorm
+        # (which belongs to the last layer only), nor the LM head run.
+        store: dict[int, torch.Tensor] = {}
+        blocks = list(model.layers)[:max_layer]
+        taps = [
+            tap_cls(block, i + 1, store, wanted, record_input=i == 0)
+            for i, block in enumerate(blocks)
+        ]
+        taps.append(tap_cls(None, -1, store, wanted, record_input=not blocks))
+        with _Swapped(model, layers=nn.ModuleList(taps), **head):
+            try:
+                model(tokens, repr_layers=[])
+            except _Halt:
+                pass
+            else:  # pragma: no cover - the halting tap always runs
+                raise PlmTransferError("ESM forward did not reach the halting point")
+        # blocks work in (T, B, E); representations are (B, T, E)
+        return {layer: store[layer].transpose(0, 1) for layer in wanted}
+
+
+# --------------------------------------------------------------------------- factories
+def _make_adapter(
+    model: nn.Module,
+    name: str,
+    init: str,
+    seed: int | None,
+    options: Any,
+    weights: str | None,
+    extra_config: dict[str, Any] | None = None,
+) -> EsmAdapter:
+    return EsmAdapter(
+        model,
+        options,
+        name=name,
+        init=init,
+        seed=seed,
+        weights_identity=weights,
+        config=extra_config or {},
+    )
+
+
+def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
+    """Factory for every ESM name: a table name, ``<table name>@<checkpoint>``, or a ``.pt`` path."""
+    from pytest_plmtransfer.models.inits import apply_stat_init, seeded_construction, stat_summary
+
+    base, tag = split_name(name)
+    cfg = ESM_CONFIGS.get(base)
+    is_path = cfg is None and name.endswith(".pt")
+    display = Path(name).stem if is_path else name
+    if init == "random" and cfg is not None:
+        # Built from the table: no file needed. Checkpoints of the same model share the
+        # architecture, so ``base@step`` random-init is the same as ``base`` random-init.
+        with seeded_construction(seed):
+            model = build_architecture(cfg)
+        return _make_adapter(model, display, init, seed, options, None)
+    if init not in ("pretrained", "stat", "random"):
+        raise PlmTransferError(f"ESM models support inits pretrained, random, stat (not {init!r})")
+    request = checkpoint_request(name, LIBRARY, FAIR_ESM_MODEL_URL if tag is None else None)
+    path = resolve_checkpoint(request, options)
+    data = load_checkpoint(path)
+    if not isinstance(data, dict) or "model" not in data or not ({"args", "cfg"} & set(data)):
+        raise PlmTransferError(
+            f"{path}: not a fair-esm checkpoint (expected a dict with 'model' and 'args' or 'cfg')"
+        )
+    if init == "random":  # a path: the architecture the file describes, fresh weights
+        with seeded_construction(seed):
+            model = architecture_from_data(data)
+        return _make_adapter(model, display, init, seed, options, None, {"source": path.name})
+    identity = weights_identity(path)
+    # Seeded even though weights are loaded: parameters a checkpoint lacks (the contact-
+    # regression head, when its separate file is absent) keep their constructor values, and
+    # those must not depend on the global RNG for (weights, init, seed) to fix the model.
+    with seeded_construction(0):
+        model = load_from_data(data)
+    del data
+    extra: dict[str, Any] = {}
+    if init == "stat":
+        extra["stat"] = stat_summary(apply_stat_init(model, seed))
+    return _make_adapter(model, display, init, seed, options, identity, extra)
+
+
+def resolve_path(path: Path) -> Any:
+    """Path resolver: a ``.pt`` file in fair-esm's official format -> a registry entry."""
+    if path.suffix != ".pt" or not path.is_file():
+        return None
+    keys = peek_keys(path)
+    if "model" not in keys or not ({"args", "cfg"} & keys):
+        return None
+    from pytest_plmtransfer.models.registry import ModelEntry
+
+    return ModelEntry(
+        name=str(path),
+        factory=create,
+        description=f"fair-esm checkpoint {path}",
+    )
+
+
+def register(registry: Any) -> None:
+    for name, cfg in ESM_CONFIGS.items():
+        registry.register(name, create, description=cfg.description)
+    registry.register_path_resolver(resolve_path)
+
+
+__all__ = [
+    "ESM_CONFIGS",
+    "MAX_RESIDUES",
+    "EsmAdapter",
+    "EsmConfig",
+    "build_architecture",
+    "create",
+    "load_from_data",
+    "register",
+    "resolve_path",
+]

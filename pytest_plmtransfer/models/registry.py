@@ -1,0 +1,136 @@
+"""Model registry: a model name on the command line -> a factory that builds its adapter.
+
+Built-in models register themselves here; users add theirs through the ``plmtransfer.models``
+entry-point group or the ``plmtransfer_register_models`` hook (in a conftest or a plugin). Both
+receive the registry and call :meth:`ModelRegistry.register`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.models.base import INITS, ModelAdapter
+
+ENTRY_POINT_GROUP = "plmtransfer.models"
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Run-wide settings every factory receives (from the command line / ini)."""
+
+    weights_dir: Path | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    #: most residues (incl. special tokens and padding) in one forward batch
+    token_budget: int = 4096
+    allow_download: bool = True
+    progress: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: (name, init, seed, options) -> adapter. ``init`` is one of the entry's ``inits``.
+ModelFactory = Callable[[str, str, "int | None", ModelOptions], ModelAdapter]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    factory: ModelFactory
+    inits: tuple[str, ...] = INITS
+    description: str = ""
+    #: a prefix entry (``hf:``) matches every name that starts with it
+    prefix: bool = False
+    #: inits that need pretrained weights (and are skipped when they cannot be had)
+    needs_weights: tuple[str, ...] = ("pretrained", "stat")
+
+
+class UnknownModelError(PlmTransferError, KeyError):
+    def __str__(self) -> str:  # KeyError's str() adds quotes; keep the message readable
+        return str(self.args[0])
+
+
+class ModelRegistry:
+    def __init__(self) -> None:
+        self._entries: dict[str, ModelEntry] = {}
+        #: resolves an existing file/directory path given as a model name (checkpoint axis)
+        self._path_resolvers: list[Callable[[Path], ModelEntry | None]] = []
+
+    def register(
+        self,
+        name: str,
+        factory: ModelFactory,
+        *,
+        inits: Iterable[str] = INITS,
+        description: str = "",
+        prefix: bool = False,
+        needs_weights: Iterable[str] = ("pretrained", "stat"),
+    ) -> None:
+        self._entries[name] = ModelEntry(
+            name, factory, tuple(inits), description, prefix, tuple(needs_weights)
+        )
+
+    def register_path_resolver(self, resolver: Callable[[Path], ModelEntry | None]) -> None:
+        """Add a function that recognizes a checkpoint file/dir and returns the entry to build it."""
+        self._path_resolvers.append(resolver)
+
+    def names(self) -> list[str]:
+        return sorted(n for n, e in self._entries.items() if not e.prefix)
+
+    def entry(self, name: str) -> ModelEntry:
+        if name in self._entries:
+            return self._entries[name]
+        base = name.split("@", 1)[0]  # checkpoint steps: carp_640M@step=78810
+        if "@" in name and base in self._entries:
+            return self._entries[base]
+        for entry in self._entries.values():
+            if entry.prefix and name.startswith(entry.name):
+                return entry
+        path = Path(name).expanduser()
+        if path.exists():
+            for resolver in self._path_resolvers:
+                found = resolver(path)
+                if found is not None:
+                    return found
+            raise UnknownModelError(f"{name}: no model family recognizes this file or directory")
+        known = ", ".join(self.names())
+        prefixes = ", ".join(f"{e.name}<...>" for e in self._entries.values() if e.prefix)
+        raise UnknownModelError(
+            f"unknown model {name!r}. Known models: {known}"
+            + (f"; prefixes: {prefixes}" if prefixes else "")
+            + "; or a path to a checkpoint file/directory, or register your own through the "
+            f"'{ENTRY_POINT_GROUP}' entry-point group or the plmtransfer_register_models hook."
+        )
+
+    def create(self, name: str, init: str, seed: int | None, options: ModelOptions) -> ModelAdapter:
+        entry = self.entry(name)
+        if init not in entry.inits:
+            raise PlmTransferError(f"model {name!r} does not support init {init!r} (it has {entry.inits})")
+        return entry.factory(name, init, seed, options)
+
+    def load_entry_points(self) -> None:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            ep.load()(self)
+
+
+# Modules whose ``register(registry)`` adds built-in models. Imported lazily so that building
+# the registry does not import torch model libraries nobody asked for.
+BUILTIN_MODULES = (
+    "pytest_plmtransfer.models.onehot",
+    "pytest_plmtransfer.models.esm",
+    "pytest_plmtransfer.models.carp",
+    "pytest_plmtransfer.models.antiberty",
+    "pytest_plmtransfer.models.hf",
+)
+
+
+def builtin_registry() -> ModelRegistry:
+    registry = ModelRegistry()
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module).register(registry)
+    return registry

@@ -1,0 +1,305 @@
+"""Finding, downloading, identifying and loading checkpoint files.
+
+Resolution order for a checkpoint called ``<name>.pt`` (see :func:`resolve_checkpoint`):
+
+1. an explicit path (a model name that is itself a ``.pt`` path, or ``<base>@<path>``);
+2. ``<options.weights_dir>/<name>.pt`` (``--plm-weights-dir``);
+3. the libraries' own cache. fair-esm and sequence-models both download through
+   ``torch.hub.load_state_dict_from_url``, which keeps files in
+   ``torch.hub.get_dir()/checkpoints/<basename of the URL>`` (by default
+   ``~/.cache/torch/hub/checkpoints``; ``$TORCH_HOME/hub/checkpoints`` when ``TORCH_HOME`` is
+   set). sequence-models' URLs end in ``<name>.pt?download=1``; the query is not part of the
+   file name, so CARP lands at ``.../checkpoints/carp_640M.pt`` as well;
+4. only if ``options.allow_download``: the library's own URL, downloaded into that same cache
+   location (so the library itself would find the file later), atomically and under a file lock.
+   We download with torch's ``download_url_to_file`` instead of calling the libraries' loaders
+   because those loaders then ``torch.load`` with torch>=2.6's ``weights_only=True`` default and
+   fail on ESM's pickled ``argparse.Namespace``.
+
+Failure raises :class:`~pytest_plmtransfer.errors.ResourceUnavailable` naming the exact file and
+every place it may be put.
+
+The weights identity recorded in the ledger (and hashed into embedding cache keys) is the sha256
+of the checkpoint file. Hashing 2.5 GB takes seconds, so the digest is cached next to the file in
+``<file>.sha256.json`` keyed by (size, mtime); if that directory is read-only, under
+``$XDG_CACHE_HOME/plmtransfer/digests`` (default ``~/.cache/plmtransfer/digests``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import os
+import pickle
+import tempfile
+import urllib.error
+import zipfile
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
+
+FAIR_ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
+CARP_URL = "https://zenodo.org/record/6564798/files/{name}.pt?download=1"
+
+_DIGEST_SUFFIX = ".sha256.json"
+_CHUNK = 1 << 22
+
+
+# --------------------------------------------------------------------------- locations
+def hub_checkpoint_dir() -> Path:
+    """Where torch hub (and so fair-esm and sequence-models) caches downloaded checkpoints."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "plmtransfer"
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"carp_640M@step=78810"`` -> ``("carp_640M", "step=78810")``; no ``@`` -> ``(name, None)``."""
+    if "@" in name:
+        base, tag = name.split("@", 1)
+        return base, tag
+    return name, None
+
+
+@dataclass(frozen=True)
+class CheckpointRequest:
+    """What to look for: ``filename`` in the search dirs, or an explicit ``path``; ``url`` to
+    download from (None: nothing can be downloaded)."""
+
+    model: str
+    filename: str
+    library: str
+    url: str | None = None
+    path: Path | None = None
+
+
+def checkpoint_request(name: str, library: str, url_template: str | None) -> CheckpointRequest:
+    """Turn a model name into what to look for.
+
+    * ``esm2_t6_8M_UR50D`` -> ``esm2_t6_8M_UR50D.pt``, downloadable from the library's URL;
+    * ``carp_640M@step=78810`` (a pretraining checkpoint) -> ``carp_640M@step=78810.pt``, local
+      only (no public URL is known for intermediate checkpoints);
+    * ``carp_640M@/some/file.pt`` -> that file; ``carp_640M@https://host/file.pt`` -> that URL,
+      cached as ``<hub checkpoints>/<basename>``;
+    * ``/some/dir/esm1b_t33_650M_UR50S.pt`` (a path) -> that file.
+    """
+    path = Path(name).expanduser()
+    if name.endswith(".pt") and "@" not in name:
+        return CheckpointRequest(path.stem, path.name, library, None, path)
+    base, tag = split_name(name)
+    if tag is None:
+        url = url_template.format(name=name) if url_template else None
+        return CheckpointRequest(name, f"{name}.pt", library, url)
+    if tag.startswith(("http://", "https://")):
+        fname = Path(tag.split("?", 1)[0]).name or f"{base}.pt"
+        return CheckpointRequest(name, fname, library, tag)
+    tag_path = Path(tag).expanduser()
+    if tag.endswith(".pt") and ("/" in tag or tag_path.exists()):
+        return CheckpointRequest(name, tag_path.name, library, None, tag_path)
+    return CheckpointRequest(name, f"{name}.pt", library, None)
+
+
+def search_dirs(options: Any) -> list[Path]:
+    dirs: list[Path] = []
+    weights_dir = getattr(options, "weights_dir", None)
+    if weights_dir is not None:
+        dirs.append(Path(weights_dir).expanduser())
+    dirs.append(hub_checkpoint_dir())
+    return dirs
+
+
+def resolve_checkpoint(request: CheckpointRequest, options: Any) -> Path:
+    """The local file for ``request``, downloading it when allowed; else ResourceUnavailable."""
+    if request.path is not None:
+        if request.path.is_file():
+            return request.path
+        raise ResourceUnavailable(
+            f"{request.library} checkpoint {request.path}",
+            f"the file {request.path} does not exist; give the path of an existing checkpoint",
+        )
+    dirs = search_dirs(options)
+    for d in dirs:
+        candidate = d / request.filename
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(d / request.filename) for d in dirs)
+    allow = bool(getattr(options, "allow_download", False))
+    if request.url is None:
+        raise ResourceUnavailable(
+            f"{request.library} checkpoint {request.filename} for model {request.model}",
+            f"no local file (looked at {looked}) and no download URL is known; put the "
+            f"checkpoint file {request.filename} in --plm-weights-dir",
+        )
+    target = hub_checkpoint_dir() / request.filename
+    if not allow:
+        raise ResourceUnavailable(
+            f"{request.library} checkpoint {request.filename} for model {request.model}",
+            f"no local file (looked at {looked}) and downloads are disabled; download "
+            f"{request.url} and save it as {target} or as <--plm-weights-dir>/{request.filename}",
+        )
+    try:
+        _download(request.url, target, progress=bool(getattr(options, "progress", False)))
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        raise ResourceUnavailable(
+            f"{request.library} checkpoint {request.filename} for model {request.model}",
+            f"download of {request.url} failed ({error}); download it yourself and save it as "
+            f"{target} or as <--plm-weights-dir>/{request.filename}",
+        ) from error
+    return target
+
+
+def _download(url: str, target: Path, *, progress: bool) -> None:
+    """Download into the torch hub cache: atomic (torch writes a temp file and renames) and
+    under a file lock so parallel pytest-xdist workers fetch a file once."""
+    import torch.hub
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if target.is_file():  # another worker got it while we waited
+            return
+        torch.hub.download_url_to_file(url, str(target), progress=progress)
+
+
+# --------------------------------------------------------------------------- identity
+def _digest_cache_path(path: Path) -> Path:
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()
+    return user_cache_dir() / "digests" / f"{key}.json"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The file's sha256 (hex), cached by (size, mtime_ns) so big checkpoints are hashed once."""
+    path = Path(path)
+    st = path.stat()
+    key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    beside = path.with_name(path.name + _DIGEST_SUFFIX)
+    for cache in (beside, _digest_cache_path(path)):
+        try:
+            data = json.loads(cache.read_text())
+            if data.get("size") == key["size"] and data.get("mtime_ns") == key["mtime_ns"]:
+                return str(data["sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    digest = h.hexdigest()
+    payload = json.dumps({**key, "sha256": digest, "file": path.name})
+    for cache in (beside, _digest_cache_path(path)):
+        if _atomic_write(cache, payload):
+            break
+    return digest
+
+
+def weights_identity(path: str | os.PathLike[str]) -> str:
+    return f"sha256:{file_sha256(path)}"
+
+
+def _atomic_write(target: Path, text: str) -> bool:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp)  # type: ignore[possibly-undefined]
+        return False
+
+
+# --------------------------------------------------------------------------- loading
+def load_checkpoint(path: str | os.PathLike[str], *, safe_globals: Sequence[Any] = ()) -> Any:
+    """``torch.load`` on CPU with ``weights_only=True`` (torch>=2.6's default, kept on purpose:
+    a checkpoint must not run code), allowing only ``argparse.Namespace`` (ESM-1/ESM-1b keep
+    their training arguments in one) plus ``safe_globals``."""
+    import torch
+
+    allowed = [argparse.Namespace, *safe_globals]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise PlmTransferError(
+            f"{path}: cannot be loaded safely (weights_only=True): {error}. Only checkpoints in "
+            "the libraries' official formats are supported."
+        ) from error
+
+
+class _Stub:
+    """Stands in for any class while peeking at a pickle's top level."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+class _PeekUnpickler(pickle.Unpickler):
+    """Unpickles the object tree only, never tensor storages, never constructing foreign classes."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        return _Stub
+
+    def persistent_load(self, pid: Any) -> Any:
+        return None
+
+
+def peek_keys(path: str | os.PathLike[str]) -> set[str]:
+    """Top-level keys of a torch checkpoint dict, cheaply (no tensor data is read).
+
+    Used by the path resolvers to recognize a checkpoint's format without loading gigabytes.
+    Handles both torch's zip format (``<archive>/data.pkl``) and the legacy format (a sequence
+    of pickles: magic, protocol, sys info, then the object). Returns an empty set if unsure.
+    """
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                pkl = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                if pkl is None:
+                    return set()
+                obj = _PeekUnpickler(io.BytesIO(zf.read(pkl))).load()
+        else:
+            with path.open("rb") as fh:
+                unpickler = _PeekUnpickler(fh)
+                for _ in range(3):  # magic number, protocol version, sys info
+                    unpickler.load()
+                obj = unpickler.load()
+    except Exception:  # noqa: BLE001 - anything unreadable is simply "not recognized"
+        return set()
+    return {k for k in obj if isinstance(k, str)} if isinstance(obj, dict) else set()
+
+
+__all__ = [
+    "CARP_URL",
+    "FAIR_ESM_MODEL_URL",
+    "CheckpointRequest",
+    "checkpoint_request",
+    "file_sha256",
+    "hub_checkpoint_dir",
+    "load_checkpoint",
+    "peek_keys",
+    "resolve_checkpoint",
+    "search_dirs",
+    "split_name",
+    "user_cache_dir",
+    "weights_identity",
+]

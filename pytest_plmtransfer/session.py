@@ -1,0 +1,298 @@
+"""The benchmark session: what is selected, and how one (model, task, layer, init, seed) is run.
+
+Plain Python, no pytest: the plugin's hooks only translate between pytest and this object, so it
+is testable on its own. One ``PlmSession`` lives per pytest process (controller and each xdist
+worker); they share work through the on-disk embedding and result caches, which are locked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+
+from pytest_plmtransfer import __version__
+from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.ledger import Ledger, atomic_write_json
+from pytest_plmtransfer.models.base import ModelAdapter
+from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
+from pytest_plmtransfer.options import PlmOptions, parse_layers
+from pytest_plmtransfer.provenance import machine_info, utc_now
+from pytest_plmtransfer.tasks.catalog import get_task
+from pytest_plmtransfer.tasks.prepare import prepare_for_model
+from pytest_plmtransfer.tasks.readers import load_task
+from pytest_plmtransfer.tasks.resolve import DataResolver, default_cache_dir
+from pytest_plmtransfer.tasks.spec import TaskData
+
+#: bump when probing changes in a way that changes numbers, so cached layer results are redone
+PROBE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    """One parametrized test: a (model, task, layer, init, seed)."""
+
+    model: str
+    task: str
+    layer: int
+    init: str
+    seed: int | None
+    num_layers: int
+    #: set when the model could not even be described (e.g. its config needs absent files)
+    unavailable: str | None = None
+    show_seed: bool = False
+
+    @property
+    def id(self) -> str:
+        base = f"{self.model}-{self.task}-L{self.layer:02d}-{self.init}"
+        return f"{base}-s{self.seed}" if self.show_seed and self.seed is not None else base
+
+    @property
+    def embedding_request(self) -> tuple[str, str, int | None, str]:
+        return (self.model, self.init, self.seed, self.task)
+
+
+class PlmSession:
+    def __init__(
+        self,
+        options: PlmOptions,
+        registry: ModelRegistry,
+        *,
+        root: Path,
+        run_id: str | None = None,
+    ) -> None:
+        self.options = options
+        self.registry = registry
+        self.root = root
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.cache_dir = options.cache_dir or default_cache_dir()
+        self.resolver = DataResolver(
+            options.data_dir, self.cache_dir, allow_download=options.allow_download
+        )
+        from pytest_plmtransfer.store import EmbeddingStore
+
+        self.store = EmbeddingStore(self.cache_dir / "embeddings")
+        self.results_dir = self.cache_dir / "results"
+        self.ledger = Ledger(options.ledger)
+        self.model_options = ModelOptions(
+            weights_dir=options.weights_dir,
+            device=_resolve_device(options.device),
+            dtype=options.dtype,
+            token_budget=options.token_budget,
+            allow_download=options.allow_download,
+            progress=options.progress,
+        )
+        self._adapters: dict[tuple[str, str, int | None], ModelAdapter] = {}
+        self._tasks: dict[str, TaskData] = {}
+        self._task_errors: dict[str, Exception] = {}
+        #: layers needed per (model, init, seed, task), from the final selection of tests
+        self._planned_layers: dict[tuple, set[int]] = {}
+        self._machine: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- selection
+    def inits_for(self, model: str) -> list[tuple[str, int | None]]:
+        """(init, seed) pairs selected for a model: pretrained once; random/stat once per seed."""
+        entry = self.registry.entry(model)
+        pairs: list[tuple[str, int | None]] = []
+        for init in entry.inits:
+            if init == "none":
+                pairs.append(("none", None))
+            elif init in self.options.inits:
+                if init == "pretrained":
+                    pairs.append((init, None))
+                else:
+                    pairs.extend((init, seed) for seed in self.options.seeds)
+        return pairs
+
+    def adapter(self, model: str, init: str, seed: int | None) -> ModelAdapter:
+        key = (model, init, seed)
+        if key not in self._adapters:
+            self._adapters[key] = self.registry.create(model, init, seed, self.model_options)
+        return self._adapters[key]
+
+    def layer_cases(self) -> list[LayerCase]:
+        for task in self.options.tasks:
+            get_task(task)  # unknown task ids fail collection with the list of known ones
+        cases: list[LayerCase] = []
+        show_seed = len(self.options.seeds) > 1
+        for model in self.options.models:
+            for init, seed in self.inits_for(model):
+                try:
+                    num_layers = self.adapter(model, init, seed).num_layers
+                    unavailable = None
+                except ResourceUnavailable as exc:
+                    num_layers, unavailable = 0, str(exc)
+                layers = parse_layers(self.options.layers, num_layers) if unavailable is None else [0]
+                for task in self.options.tasks:
+                    for layer in layers:
+                        cases.append(
+                            LayerCase(model, task, layer, init, seed, num_layers, unavailable, show_seed)
+                        )
+        return cases
+
+    def plan(self, cases: Iterable[LayerCase]) -> None:
+        """Record which layers each embedding request needs, so one pass computes them all."""
+        self._planned_layers.clear()
+        for case in cases:
+            self._planned_layers.setdefault(case.embedding_request, set()).add(case.layer)
+
+    # ---------------------------------------------------------------- data
+    def task_data(self, task_id: str) -> TaskData:
+        if task_id in self._task_errors:
+            raise self._task_errors[task_id]
+        if task_id not in self._tasks:
+            spec = get_task(task_id)
+            try:
+                archive = self.resolver.resolve(spec)
+                self._tasks[task_id] = load_task(spec, archive)
+            except ResourceUnavailable as exc:
+                self._task_errors[task_id] = exc
+                raise
+        return self._tasks[task_id]
+
+    # ---------------------------------------------------------------- running
+    def _embedding(self, case: LayerCase, adapter: ModelAdapter, data: TaskData):
+        layers = self._planned_layers.get(case.embedding_request, set()) | {case.layer}
+        if data.spec.per_residue:
+            sequences = data.sequences
+        else:
+            # Embed the sorted set of distinct sequences: tasks that share sequences in any order
+            # (GB1's five splits) share one cache entry.
+            sequences = sorted(set(data.sequences))
+        adapter.validate_sequences(sequences)
+        entry = self.store.get_or_compute(adapter, sequences, sorted(layers), per_residue=data.spec.per_residue)
+        return entry
+
+    def run_layer(self, case: LayerCase) -> dict[str, Any]:
+        """Probe one layer (or reuse the cached probe result) and return its ledger record."""
+        if case.unavailable:
+            raise ResourceUnavailable(case.model, case.unavailable)
+        adapter = self.adapter(case.model, case.init, case.seed)
+        data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
+        entry = self._embedding(case, adapter, data)
+        probe_seed = case.seed if case.seed is not None else 0
+        result_key = self._result_key(entry.key, data, case.layer, probe_seed)
+        result = self._cached_result(result_key)
+        if result is None:
+            result = self._probe(entry, data, case.layer, probe_seed)
+            self._store_result(result_key, result)
+        return self._record(case, adapter, data, entry, result)
+
+    def _probe(self, entry, data: TaskData, layer: int, seed: int) -> dict[str, Any]:
+        from pytest_plmtransfer.probe import ProbeInput, probe
+
+        array = entry.layer(layer)
+        if data.spec.per_residue:
+            X, offsets = array, entry.offsets
+        else:
+            row_of = {seq: i for i, seq in enumerate(entry.sequences)}
+            X = np.asarray(array[np.fromiter((row_of[s] for s in data.sequences), dtype=np.int64)])
+            offsets = None
+        out = probe(
+            ProbeInput(
+                kind=data.spec.kind,
+                X=X,
+                offsets=offsets,
+                targets=list(data.targets),
+                splits=data.splits,
+                residue_masks=data.residue_masks,
+                selection_metric=data.spec.selection_metric,
+            ),
+            seed=seed,
+        )
+        return {"metrics": out.metrics, "head": out.head, "fit_seconds": out.fit_seconds}
+
+    def _result_key(self, embedding_key: str, data: TaskData, layer: int, seed: int) -> str:
+        payload = {
+            "probe_version": PROBE_VERSION,
+            "embedding": embedding_key,
+            "task": asdict(data.spec),
+            "data_sha256": data.sha256,
+            "layer": layer,
+            "seed": seed,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+    def _cached_result(self, key: str) -> dict[str, Any] | None:
+        path = self.results_dir / key[:2] / f"{key}.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def _store_result(self, key: str, result: dict[str, Any]) -> None:
+        path = self.results_dir / key[:2] / f"{key}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            atomic_write_json(path, result)
+
+    def machine(self) -> dict[str, Any]:
+        if self._machine is None:
+            self._machine = machine_info(self.root)
+        return self._machine
+
+    def _record(self, case: LayerCase, adapter, data: TaskData, entry, result) -> dict[str, Any]:
+        machine = self.machine()
+        spec = data.spec
+        return {
+            "kind": "layer",
+            "run_id": self.run_id,
+            "model": case.model,
+            "init": case.init,
+            "seed": case.seed,
+            "task": case.task,
+            "task_kind": spec.kind,
+            "layer": case.layer,
+            "num_layers": case.num_layers,
+            "metrics": result["metrics"],
+            "head": result["head"],
+            "selection_metric": spec.selection_metric,
+            "test_metric": spec.test_metric,
+            "split_sizes": data.sizes(),
+            "data": {
+                "source": data.source,
+                "sha256": data.sha256,
+                "archive": spec.archive,
+                "member": spec.member,
+                "window": list(spec.window) if spec.window else None,
+                "truncation": data.notes.get("truncation"),
+            },
+            "weights": adapter.identity(),
+            "embedding_key": entry.key,
+            "embed_seconds": round(entry.embed_seconds, 3),
+            "fit_seconds": round(float(result["fit_seconds"]), 3),
+            "cache_hit": not entry.computed,
+            "device": self.model_options.device,
+            "dtype": self.model_options.dtype,
+            "versions": machine["versions"],
+            "plugin_version": __version__,
+            "git_commit": machine["git_commit"],
+            "host": machine["host"],
+            "machine": {k: machine[k] for k in ("platform", "python", "cpu_count", "torch_threads", "cuda")},
+            "timestamp": utc_now(),
+        }
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        self.ledger.append(records)
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+
+
+__all__ = ["LayerCase", "PlmSession", "PlmTransferError"]

@@ -1,0 +1,181 @@
+"""Synthetic, deterministic ledgers in the real record format, for tests and demos.
+
+The curves imitate the papers' shapes (pretrained rises and saturates in early layers, random and
+stat lower, one-hot a single flat value) so that reports and claims have something realistic to
+show. Nothing here is a measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_MODELS: dict[str, int] = {"onehot": 0, "tiny_esm": 6, "tiny_carp": 4}
+REGRESSION_TASKS = ("gb1_sampled", "gb1_two_vs_rest")
+
+#: level of each init relative to pretrained, and its seed-to-seed spread
+_INIT_SHAPE = {"pretrained": (0.0, 0.0), "random": (-0.12, 0.02), "stat": (-0.2, 0.03)}
+
+
+def layer_record(
+    model: str,
+    task: str,
+    layer: int,
+    init: str,
+    seed: int | None,
+    metrics: dict[str, float],
+    *,
+    num_layers: int,
+    run_id: str = "run-1",
+    timestamp: str = "2024-01-01T00:00:00+00:00",
+    task_kind: str = "regression",
+    selection_metric: str = "val_spearman",
+    test_metric: str = "test_spearman",
+) -> dict[str, Any]:
+    """One layer record with every field the ledger carries."""
+    return {
+        "kind": "layer",
+        "run_id": run_id,
+        "test_id": f"test_layer[{model}-{task}-L{layer:02d}-{init}]",
+        "model": model,
+        "init": init,
+        "seed": seed,
+        "task": task,
+        "task_kind": task_kind,
+        "layer": layer,
+        "num_layers": num_layers,
+        "metrics": dict(metrics),
+        "head": {"alpha": 1.0} if task_kind == "regression" else {"epochs": 10},
+        "selection_metric": selection_metric,
+        "test_metric": test_metric,
+        "split_sizes": {"train": 100, "val": 20, "test": 50},
+        "data": {"sha256": "0" * 64, "source": f"synthetic/{task}.csv", "window": [0, 56], "truncation": None},
+        "weights": {"identity": f"synthetic:{model}"},
+        "embedding_key": f"{model}-{init}-{seed}-{task}",
+        "embed_seconds": 0.01,
+        "fit_seconds": 0.01,
+        "cache_hit": False,
+        "device": "cpu",
+        "dtype": "float32",
+        "versions": {"pytest-plmtransfer": "0.1.0"},
+        "plugin_version": "0.1.0",
+        "git_commit": "abc123",
+        "host": "synthetic-host",
+        "timestamp": timestamp,
+    }
+
+
+def _curve(frac: float, peak: float, onehot: float) -> float:
+    # rises quickly, saturates by ~40 % depth, then drifts down a little (the papers' shape)
+    return onehot - 0.05 + (peak - onehot + 0.05) * (1 - math.exp(-frac / 0.15)) - 0.03 * max(0.0, frac - 0.6)
+
+
+def synthetic_records(
+    *,
+    models: dict[str, int] | None = None,
+    tasks: Iterable[str] = REGRESSION_TASKS,
+    inits: Iterable[str] = ("pretrained", "random", "stat"),
+    seeds: Iterable[int] = (42, 0, 12345),
+    run_id: str = "run-1",
+    timestamp: str = "2024-01-01T00:00:00+00:00",
+    classification_task: str | None = None,
+    rng_seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Layer records for every (model, task, layer, init, seed); pretrained and one-hot have no seed."""
+    models = dict(DEFAULT_MODELS if models is None else models)
+    rng = np.random.default_rng(rng_seed)
+    out: list[dict[str, Any]] = []
+    all_tasks = list(tasks) + ([classification_task] if classification_task else [])
+    for t_i, task in enumerate(all_tasks):
+        classification = task == classification_task
+        onehot_level = 0.55 + 0.05 * t_i
+        for m_i, (model, nl) in enumerate(models.items()):
+            if model == "onehot":
+                combos = [("none", None, 0.0, 0.0)]
+            else:
+                combos = []
+                for init in inits:
+                    shift, spread = _INIT_SHAPE.get(init, (-0.1, 0.02))
+                    for seed in ([None] if init == "pretrained" else list(seeds)):
+                        combos.append((init, seed, shift, spread))
+            peak = onehot_level + 0.15 - 0.03 * m_i
+            for init, seed, shift, spread in combos:
+                seed_off = float(rng.normal(0, spread)) if spread else 0.0
+                for layer in range(nl + 1):
+                    frac = layer / max(nl, 1)
+                    base = onehot_level if model == "onehot" else _curve(frac, peak, onehot_level) + shift + seed_off
+                    test = float(np.clip(base + rng.normal(0, 0.004), -1, 1))
+                    val = float(np.clip(base + 0.01 + rng.normal(0, 0.004), -1, 1))
+                    if classification:
+                        metrics = {
+                            "train_loss": 1.0 - val + 0.1, "val_loss": 1.2 - val, "test_loss": 1.2 - test,
+                            "train_accuracy": val + 0.05, "val_accuracy": val, "test_accuracy": test,
+                            "val_auc": val + 0.2, "test_auc": test + 0.2,
+                        }
+                        sel_m, test_m, kind = "val_loss", "test_accuracy", "classification"
+                    else:
+                        metrics = {
+                            "train_mse": 1.0 - val, "val_mse": 1.1 - val, "test_mse": 1.1 - test,
+                            "val_spearman": val, "test_spearman": test, "val_ndcg": 0.8 + val / 10,
+                            "test_ndcg": 0.8 + test / 10, "test_pearson": test - 0.01,
+                        }
+                        sel_m, test_m, kind = "val_spearman", "test_spearman", "regression"
+                    out.append(
+                        layer_record(
+                            model, task, layer, init, seed, metrics, num_layers=nl, run_id=run_id,
+                            timestamp=timestamp, task_kind=kind, selection_metric=sel_m, test_metric=test_m,
+                        )
+                    )
+    return out
+
+
+def write_ledger(path: Path | str, records: list[dict[str, Any]], *, schema: int = 2) -> Path:
+    """Write records as a schema-2 ledger, or as schema 1 (a bare list, no ``kind``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if schema == 1:
+        doc: Any = [{k: v for k, v in r.items() if k != "kind"} for r in records if r.get("kind", "layer") == "layer"]
+    else:
+        doc = {"schema_version": 2, "records": records}
+    path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    return path
+
+
+def curve_records(
+    model: str,
+    task: str,
+    init: str,
+    values: dict[int | None, list[tuple[float, float]]],
+    *,
+    classification: bool = False,
+    run_id: str = "run-1",
+    timestamp: str = "2024-01-01T00:00:00+00:00",
+    num_layers: int | None = None,
+) -> list[dict[str, Any]]:
+    """Records with exactly the given (validation, test) value per layer, per seed.
+
+    Regression: (val_spearman, test_spearman), other metrics derived. Classification:
+    (val_loss, test_accuracy) — the selection metric is then lower-is-better.
+    """
+    out = []
+    for seed, pairs in values.items():
+        nl = len(pairs) - 1 if num_layers is None else num_layers
+        for layer, (val, test) in enumerate(pairs):
+            if classification:
+                metrics = {"train_loss": val * 0.8, "val_loss": val, "test_loss": val + 0.05,
+                           "train_accuracy": test + 0.05, "val_accuracy": test, "test_accuracy": test,
+                           "val_auc": 0.9, "test_auc": 0.9}
+                kw = {"task_kind": "classification", "selection_metric": "val_loss", "test_metric": "test_accuracy"}
+            else:
+                metrics = {"train_mse": 1 - val, "val_mse": 1.1 - val, "test_mse": 1.1 - test,
+                           "val_spearman": val, "test_spearman": test, "val_ndcg": 0.9,
+                           "test_ndcg": 0.9, "test_pearson": test}
+                kw = {}
+            out.append(layer_record(model, task, layer, init, seed, metrics, num_layers=nl,
+                                    run_id=run_id, timestamp=timestamp, **kw))
+    return out

@@ -1,0 +1,1 @@
+"""FLIP tasks: catalog, readers, data resolution and per-model preparation."""

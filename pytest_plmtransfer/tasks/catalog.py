@@ -1,0 +1,274 @@
+"""The FLIP tasks this package knows, as ``TaskSpec`` records.
+
+Every archive and member name below is FLIP's own (https://github.com/J-SNACKKB/FLIP, ``splits/``):
+
+* GB1, AAV, Meltome and SCL: ``splits/<dataset>/splits.zip`` holds one CSV per split,
+  ``splits/<split>.csv``, with columns ``sequence,target,set,validation``. SCL's ``target`` is the
+  class name (``Cytoplasm``, ``Cell membrane`` ...). Meltome's mixed split is ``mixed_split.csv``.
+* Secondary structure, Bind and Conservation: the zip holds ``splits/sequences.fasta`` (amino acids)
+  and one FASTA label file per split whose "sequence" is one label per residue and whose header
+  carries ``SET=`` and ``VALIDATION=``; secondary structure adds ``splits/mask.fasta``
+  (1 = resolved residue).
+
+GB1 is declared with the residue window (0, 56): FLIP's GB1 sequence is the 265-residue 5LDE
+construct, but all four mutated sites (V39, D40, G41, V54) lie in the 56-residue GB1 domain,
+which is what the papers embedded.
+"""
+
+from __future__ import annotations
+
+from ..errors import PlmTransferError
+from .spec import TaskKind, TaskSpec
+
+#: where FLIP keeps each dataset's split archive, relative to the FLIP repository root
+ARCHIVES: dict[str, str] = {
+    "gb1": "splits/gb1/splits.zip",
+    "aav": "splits/aav/splits.zip",
+    "meltome": "splits/meltome/splits.zip",
+    "scl": "splits/scl/splits.zip",
+    "secondary_structure": "splits/secondary_structure/splits.zip",
+    "bind": "splits/bind/splits.zip",
+    "conservation": "splits/conservation/splits.zip",
+}
+
+#: GB1's 56-residue domain (0-based, stop exclusive), as embedded by the papers
+GB1_WINDOW: tuple[int, int] = (0, 56)
+
+#: Datasets whose *test* labels may legitimately be absent from training. FLIP's Bind splits are
+#: built that way on purpose: e.g. ``one_vs_many`` trains on proteins binding one ligand type and
+#: tests on proteins whose residues bind several (labels 3, 5, 6, 7 occur only in test). Refusing
+#: them as bad input would make every Bind task unusable, so for these datasets the reader records
+#: the unseen labels in ``TaskData.notes["unseen_test_labels"]`` instead of raising. Validation
+#: labels must still have been seen in training.
+UNSEEN_TEST_LABELS_ALLOWED: frozenset[str] = frozenset({"bind"})
+
+#: Datasets whose FLIP label files repeat record ids. FLIP's Bind ``one_vs_many`` and
+#: ``two_vs_many`` label files hold 1360 records for 1314 distinct proteins (46 ids appear twice,
+#: and 46 proteins of ``sequences.fasta`` appear in neither); ``one_vs_sn`` repeats 5 ids. Most
+#: repeats are identical records, but in ``one_vs_many`` 13 proteins appear once in train/val and
+#: again in test. For these datasets the reader keeps the *first* record of each id (always the
+#: training copy in FLIP's files, so no protein is both trained on and tested on) and reports what
+#: it dropped in ``TaskData.notes["duplicate_ids"]``; anywhere else a repeated id is an error.
+DUPLICATE_LABEL_IDS_TOLERATED: frozenset[str] = frozenset({"bind"})
+
+_REGRESSION = {"selection_metric": "val_spearman", "test_metric": "test_spearman"}
+_CLASSIFICATION = {"selection_metric": "val_loss", "test_metric": "test_accuracy"}
+
+
+def _csv(
+    task_id: str,
+    dataset: str,
+    split: str,
+    kind: TaskKind,
+    *,
+    member: str | None = None,
+    window: tuple[int, int] | None = None,
+    paper_sizes: tuple[int, int, int] | None = None,
+    description: str = "",
+) -> TaskSpec:
+    metrics = _REGRESSION if kind == "regression" else _CLASSIFICATION
+    return TaskSpec(
+        task_id=task_id,
+        dataset=dataset,
+        split=split,
+        kind=kind,
+        archive=ARCHIVES[dataset],
+        member=member or f"splits/{split}.csv",
+        format="csv",
+        window=window,
+        description=description,
+        paper_sizes=paper_sizes,
+        **metrics,
+    )
+
+
+def _per_residue(
+    task_id: str,
+    dataset: str,
+    split: str,
+    *,
+    mask: bool = False,
+    paper_sizes: tuple[int, int, int] | None = None,
+    description: str = "",
+) -> TaskSpec:
+    return TaskSpec(
+        task_id=task_id,
+        dataset=dataset,
+        split=split,
+        kind="per_residue",
+        archive=ARCHIVES[dataset],
+        member=f"splits/{split}.fasta",
+        format="fasta",
+        sequences_member="splits/sequences.fasta",
+        mask_member="splits/mask.fasta" if mask else None,
+        description=description,
+        paper_sizes=paper_sizes,
+        **_CLASSIFICATION,
+    )
+
+
+_GB1_PAPER = {
+    "sampled": (6289, 699, 1745),
+    "low_vs_high": (4580, 509, 3644),
+    "two_vs_rest": (381, 43, 8309),
+}
+_GB1_DESC = {
+    "one_vs_rest": "GB1 fitness; train on wild type and single mutants, test on the rest",
+    "two_vs_rest": "GB1 fitness; train on up to double mutants, test on the rest",
+    "three_vs_rest": "GB1 fitness; train on up to triple mutants, test on the rest",
+    "low_vs_high": "GB1 fitness; train below wild-type fitness, test above",
+    "sampled": "GB1 fitness; random 80/20 split",
+}
+
+_AAV_PAPER = {
+    "two_vs_many": (28626, 3181, 50776),
+    "one_vs_many": (1053, 117, 81413),
+}
+_AAV_SPLITS = (
+    "des_mut",
+    "mut_des",
+    "one_vs_many",
+    "two_vs_many",
+    "seven_vs_many",
+    "low_vs_high",
+    "sampled",
+)
+
+# FLIP file stems for Meltome: the mixed split's file is ``mixed_split.csv``
+_MELTOME = {"mixed": "mixed_split", "human": "human", "human_cell": "human_cell"}
+
+_SCL_SPLITS = ("balanced", "mixed_soft", "mixed_hard", "human_soft", "human_hard")
+
+_BIND_SPLITS = (
+    "one_vs_many",
+    "two_vs_many",
+    "from_publication",
+    "one_vs_sm",
+    "one_vs_mn",
+    "one_vs_sn",
+)
+
+
+def _build() -> dict[str, TaskSpec]:
+    tasks: list[TaskSpec] = []
+    for split in ("one_vs_rest", "two_vs_rest", "three_vs_rest", "low_vs_high", "sampled"):
+        tasks.append(
+            _csv(
+                f"gb1_{split}",
+                "gb1",
+                split,
+                "regression",
+                window=GB1_WINDOW,
+                paper_sizes=_GB1_PAPER.get(split),
+                description=_GB1_DESC[split] + " (56-residue GB1 domain embedded)",
+            )
+        )
+    for split in _AAV_SPLITS:
+        tasks.append(
+            _csv(
+                f"aav_{split}",
+                "aav",
+                split,
+                "regression",
+                paper_sizes=_AAV_PAPER.get(split),
+                description=f"AAV capsid viability score, FLIP split {split}",
+            )
+        )
+    for name, stem in _MELTOME.items():
+        tasks.append(
+            _csv(
+                f"meltome_{name}",
+                "meltome",
+                stem,
+                "regression",
+                paper_sizes=(22335, 2482, 3134) if name == "mixed" else None,
+                description=f"Meltome melting temperature, FLIP split {stem}",
+            )
+        )
+    for split in _SCL_SPLITS:
+        tasks.append(
+            _csv(
+                f"scl_{split}",
+                "scl",
+                split,
+                "classification",
+                paper_sizes=(9503, 1678, 385) if split == "balanced" else None,
+                description=f"subcellular localization (10 classes), FLIP split {split}",
+            )
+        )
+    tasks.append(
+        _per_residue(
+            "ss3",
+            "secondary_structure",
+            "sampled",
+            mask=True,
+            paper_sizes=(9712, 1080, 364),
+            description=(
+                "3-state secondary structure (H/E/C) per residue; unresolved residues not scored"
+            ),
+        )
+    )
+    for split in _BIND_SPLITS:
+        tasks.append(
+            _per_residue(
+                "bind" if split == "one_vs_many" else f"bind_{split}",
+                "bind",
+                split,
+                description=(
+                    f"binding residues (0-7, small/nuclear/metal bit pattern), FLIP split {split}"
+                ),
+            )
+        )
+    tasks.append(
+        _per_residue(
+            "conservation",
+            "conservation",
+            "sampled",
+            description="per-residue conservation class 1-9",
+        )
+    )
+    return {t.task_id: t for t in tasks}
+
+
+CATALOG: dict[str, TaskSpec] = _build()
+
+#: other spellings accepted by :func:`get_task` (they return the canonical spec)
+ALIASES: dict[str, str] = {
+    "bind_one_vs_many": "bind",
+    "meltome_mixed_split": "meltome_mixed",
+    "secondary_structure": "ss3",
+    "ss3_sampled": "ss3",
+    "conservation_sampled": "conservation",
+}
+
+
+class UnknownTaskError(PlmTransferError, KeyError):
+    """A task id that is neither in the catalog nor an alias.
+
+    A ``KeyError`` so that ``except KeyError`` callers keep working; ``__str__`` is overridden
+    because ``KeyError`` would otherwise print the message as a quoted repr.
+    """
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        known = ", ".join(sorted(CATALOG))
+        self.message = f"unknown task id {task_id!r}; known task ids: {known}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def get_task(task_id: str) -> TaskSpec:
+    """The catalog's spec for ``task_id`` (or one of its :data:`ALIASES`)."""
+    key = task_id.strip()
+    key = ALIASES.get(key, key)
+    try:
+        return CATALOG[key]
+    except KeyError:
+        raise UnknownTaskError(task_id) from None
+
+
+def task_ids() -> list[str]:
+    """All canonical task ids, sorted."""
+    return sorted(CATALOG)

@@ -1,0 +1,119 @@
+"""Fit a loaded task to one model's length limit, keeping per-residue labels aligned.
+
+A model that cannot embed more than ``max_residues`` residues (ESM-1b: 1022) gets every longer
+sequence cut to its first and last halves (511 + 511), the rule the FLIP / ESM-1b literature uses.
+Per-residue labels and masks are cut at exactly the same positions, so residue *i* of the prepared
+sequence still carries its own label. Nothing else is ever removed: in particular the last residue
+of a sequence is kept (the authors' code dropped it for every non-GB1 sequence).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+
+from .spec import TaskData
+
+
+def truncation_halves(max_residues: int) -> tuple[int, int]:
+    """How many leading and trailing residues a cut keeps: ``(head, tail)``, ``head + tail ==
+    max_residues``. For even limits this is ``max//2 + max//2`` (511 + 511 for 1022); an odd limit
+    gives the extra residue to the head so that the cut is exactly ``max_residues`` long."""
+    if max_residues < 1:
+        raise ValueError(f"max_residues must be at least 1, got {max_residues}")
+    tail = max_residues // 2
+    return max_residues - tail, tail
+
+
+def truncation_rule(max_residues: int | None) -> str:
+    """The rule as recorded with every result, e.g. ``"first 511 + last 511 residues"``."""
+    if max_residues is None:
+        return "none"
+    head, tail = truncation_halves(max_residues)
+    return f"first {head} + last {tail} residues"
+
+
+def truncate_middle(seq, max_residues: int):
+    """Cut ``seq`` (a string, list or array) to its first and last halves if it is longer than
+    ``max_residues``; otherwise return it unchanged. Works on labels and masks alike, so that
+    applying it to a sequence and its labels keeps them aligned."""
+    if len(seq) <= max_residues:
+        return seq
+    head, tail = truncation_halves(max_residues)
+    if isinstance(seq, np.ndarray):
+        return np.concatenate([seq[:head], seq[len(seq) - tail :]])
+    # ``seq[-0:]`` would be the whole sequence, hence ``len(seq) - tail`` rather than ``-tail``
+    return seq[:head] + seq[len(seq) - tail :]
+
+
+def kept_positions(length: int, max_residues: int | None) -> np.ndarray:
+    """Indices into the original sequence of the residues a cut keeps (all of them if it fits).
+    Useful to map per-residue predictions back onto the full-length sequence."""
+    if max_residues is None or length <= max_residues:
+        return np.arange(length)
+    head, tail = truncation_halves(max_residues)
+    return np.concatenate([np.arange(head), np.arange(length - tail, length)])
+
+
+def prepare_for_model(data: TaskData, max_residues: int | None) -> TaskData:
+    """A copy of ``data`` fitted to a model that embeds at most ``max_residues`` residues.
+
+    Sequences, per-residue label strings and residue masks are cut identically with
+    :func:`truncate_middle`; per-sequence targets are untouched. ``notes["truncation"]`` records
+    ``{"rule", "max_residues", "n_truncated", "n_residues_removed"}``. ``max_residues=None`` means
+    no limit (the copy is identical apart from that note). The input is not modified.
+    """
+    notes = copy.deepcopy(data.notes)
+    if max_residues is None:
+        notes["truncation"] = {
+            "rule": truncation_rule(None),
+            "max_residues": None,
+            "n_truncated": 0,
+            "n_residues_removed": 0,
+        }
+        return dataclasses.replace(
+            data,
+            ids=list(data.ids),
+            sequences=list(data.sequences),
+            targets=list(data.targets),
+            splits=data.splits.copy(),
+            residue_masks=None
+            if data.residue_masks is None
+            else [m.copy() for m in data.residue_masks],
+            notes=notes,
+        )
+    truncation_halves(max_residues)  # validates the limit before any work
+    long = [i for i, s in enumerate(data.sequences) if len(s) > max_residues]
+    long_set = set(long)
+    sequences = [
+        truncate_middle(s, max_residues) if i in long_set else s
+        for i, s in enumerate(data.sequences)
+    ]
+    targets = list(data.targets)
+    if data.spec.per_residue:
+        targets = [
+            truncate_middle(t, max_residues) if i in long_set else t for i, t in enumerate(targets)
+        ]
+    masks = None
+    if data.residue_masks is not None:
+        masks = [
+            truncate_middle(m, max_residues) if i in long_set else m.copy()
+            for i, m in enumerate(data.residue_masks)
+        ]
+    notes["truncation"] = {
+        "rule": truncation_rule(max_residues),
+        "max_residues": int(max_residues),
+        "n_truncated": len(long),
+        "n_residues_removed": int(sum(len(data.sequences[i]) - max_residues for i in long)),
+    }
+    return dataclasses.replace(
+        data,
+        ids=list(data.ids),
+        sequences=sequences,
+        targets=targets,
+        splits=data.splits.copy(),
+        residue_masks=masks,
+        notes=notes,
+    )

@@ -1,0 +1,673 @@
+"""Read FLIP split archives into ``TaskData``, refusing bad input with errors that say where.
+
+Two formats, both exactly as FLIP publishes them inside ``splits/<dataset>/splits.zip``:
+
+* **CSV** (GB1, AAV, Meltome, SCL): columns ``sequence,target,set,validation``. ``set`` is
+  ``train`` / ``test`` / empty; ``validation`` is ``True`` for validation rows and empty otherwise.
+  train = ``set == "train"`` and not validation; val = ``set == "train"`` and validation;
+  test = ``set == "test"``; rows with an empty ``set`` (e.g. AAV's sequences outside a split's
+  pool) are dropped and counted in ``notes["n_dropped_no_set"]``.
+* **FASTA labels** (secondary structure, Bind, Conservation; also GB1's ``.fasta`` twins): a
+  label file whose headers are ``>ID SET=train VALIDATION=False`` (and ``TARGET=`` for
+  per-sequence targets). For per-residue tasks the record's "sequence" is one label per residue
+  and the amino acids come from ``sequences_member`` by id; an optional ``mask_member`` holds a
+  0/1 string per protein (0 = unresolved residue: embedded, never scored).
+
+Row numbers in errors are file line numbers for CSV (the header is row 1, as in a spreadsheet)
+and 1-based record numbers for FASTA (the record's id and line are in the message too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+import zipfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from .catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED
+from .spec import TaskData, TaskSpec
+
+#: the 20 standard amino acids
+STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
+#: ambiguity / rare codes that FLIP files contain and the models' alphabets accept
+EXTRA_RESIDUES = "XBZUO"
+ALLOWED_RESIDUES: frozenset[str] = frozenset(STANDARD_RESIDUES + EXTRA_RESIDUES)
+_ALLOWED_BYTES = (STANDARD_RESIDUES + EXTRA_RESIDUES).encode("ascii")
+
+CSV_COLUMNS: tuple[str, ...] = ("sequence", "target", "set", "validation")
+
+_TRUE = frozenset({"true", "1", "1.0", "yes", "t"})
+_FALSE = frozenset({"", "false", "0", "0.0", "no", "f", "nan", "none"})
+# ``KEY=value`` pairs in a FASTA header; a value runs up to the next `` KEY=`` so that values with
+# spaces (a class name such as "Cell membrane") survive
+_ATTR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*?)(?=\s+[A-Za-z_][A-Za-z0-9_]*=|\s*$)")
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (archives can be tens of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def member_path(archive_path: Path | str, member: str) -> str:
+    """How errors name a file inside an archive: ``/path/splits.zip:splits/sampled.csv``."""
+    return f"{archive_path}:{member}"
+
+
+# --------------------------------------------------------------------------------------- FASTA
+
+
+@dataclass(frozen=True)
+class FastaRecord:
+    """One FASTA record: the id (first header word), ``KEY=value`` header attributes, the
+    concatenated sequence lines, its 1-based record number and the line of its header."""
+
+    id: str
+    attributes: dict[str, str]
+    sequence: str
+    number: int
+    line: int
+
+    def where(self) -> str:
+        return f"record '{self.id}' (line {self.line})"
+
+
+def parse_header(header: str) -> tuple[str, dict[str, str]]:
+    """Split ``>ID KEY=value KEY=value`` into the id and the attributes."""
+    body = header[1:].strip() if header.startswith(">") else header.strip()
+    if not body:
+        return "", {}
+    parts = body.split(None, 1)
+    if len(parts) == 1 or "=" not in parts[1]:  # sequences/mask files: a bare id, no attributes
+        return parts[0], {}
+    return parts[0], {m.group(1).upper(): m.group(2).strip() for m in _ATTR.finditer(parts[1])}
+
+
+def parse_fasta(text: str, where: str) -> list[FastaRecord]:
+    """Parse FASTA text (single- or multi-line records). ``where`` names the file in errors."""
+    records: list[FastaRecord] = []
+    header: str | None = None
+    header_line = 0
+    chunks: list[str] = []
+
+    def flush() -> None:
+        if header is None:
+            return
+        rid, attrs = parse_header(header)
+        number = len(records) + 1
+        if not rid:
+            raise InputError(
+                f"record at line {header_line} has an empty id", path=where, row=number
+            )
+        records.append(FastaRecord(rid, attrs, "".join(chunks), number, header_line))
+
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith(">"):
+            flush()
+            header, header_line, chunks = line, lineno, []
+        elif header is None:
+            raise InputError(
+                f"line {lineno}: text before the first '>' header; not a FASTA file?", path=where
+            )
+        else:
+            chunks.append(line)
+    flush()
+    return records
+
+
+def _index_by_id(records: list[FastaRecord], where: str) -> dict[str, FastaRecord]:
+    index: dict[str, FastaRecord] = {}
+    for rec in records:
+        first = index.get(rec.id)
+        if first is not None:
+            raise InputError(
+                f"{rec.where()}: duplicate FASTA id '{rec.id}' (first at record {first.number}, "
+                f"line {first.line})",
+                path=where,
+                row=rec.number,
+            )
+        index[rec.id] = rec
+    return index
+
+
+# --------------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class _Rows:
+    """Rows kept from a split file, before the checks shared by both formats."""
+
+    ids: list[str] = field(default_factory=list)
+    sequences: list[str] = field(default_factory=list)
+    targets: list = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    masks: list[np.ndarray] | None = None
+    #: (file name for errors, row number, extra location text) of each row's sequence
+    seq_where: list[tuple[str, int, str]] = field(default_factory=list)
+    #: (file name for errors, row number, extra location text) of each row's label
+    label_where: list[tuple[str, int, str]] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
+
+
+def load_task(
+    spec: TaskSpec,
+    archive_path: Path | str,
+    *,
+    allow_unseen_test_labels: bool | None = None,
+    tolerate_duplicate_ids: bool | None = None,
+) -> TaskData:
+    """Load one FLIP split from its archive, validated, with the task's residue window applied.
+
+    ``allow_unseen_test_labels`` (classification and per-residue tasks): ``None`` follows the
+    catalog (:data:`~pytest_plmtransfer.tasks.catalog.UNSEEN_TEST_LABELS_ALLOWED`, i.e. Bind);
+    ``False`` makes a test label never seen in training an error; ``True`` records it in
+    ``notes["unseen_test_labels"]``. A *validation* label unseen in training is always an error.
+
+    ``tolerate_duplicate_ids`` (FASTA label files): ``None`` follows the catalog
+    (:data:`~pytest_plmtransfer.tasks.catalog.DUPLICATE_LABEL_IDS_TOLERATED`, i.e. Bind, whose
+    published files repeat ids); ``True`` keeps the first record of each id and reports the rest in
+    ``notes["duplicate_ids"]``; ``False`` makes a repeated id an error.
+    """
+    archive_path = Path(archive_path)
+    if allow_unseen_test_labels is None:
+        allow_unseen_test_labels = spec.dataset in UNSEEN_TEST_LABELS_ALLOWED
+    if tolerate_duplicate_ids is None:
+        tolerate_duplicate_ids = spec.dataset in DUPLICATE_LABEL_IDS_TOLERATED
+    sha = sha256_file(archive_path)
+    try:
+        zf = zipfile.ZipFile(archive_path)
+    except zipfile.BadZipFile:
+        raise InputError(
+            "not a zip archive (corrupt or incomplete download?)", path=archive_path
+        ) from None
+    with zf:
+        if spec.format == "csv":
+            rows = _read_csv(spec, zf, archive_path)
+        elif spec.format == "fasta":
+            rows = _read_fasta(spec, zf, archive_path, tolerate_duplicate_ids)
+        else:  # pragma: no cover - TaskSpec's Literal forbids it, but specs can come from users
+            raise InputError(f"unknown task format {spec.format!r}", path=archive_path)
+
+    _apply_window(spec, rows)
+    _check_residues(rows)
+    split_path = member_path(archive_path, spec.member)
+    _check_split_sizes(rows, split_path)
+    if spec.kind == "classification":
+        _check_class_labels(rows, split_path, allow_unseen_test_labels)
+    elif spec.kind == "per_residue":
+        _check_residue_labels(rows, allow_unseen_test_labels)
+
+    rows.notes.update(
+        {
+            "member": spec.member,
+            "format": spec.format,
+            "window": list(spec.window) if spec.window else None,
+        }
+    )
+    return TaskData(
+        spec=spec,
+        ids=rows.ids,
+        sequences=rows.sequences,
+        targets=rows.targets,
+        splits=np.asarray(rows.splits, dtype="<U5"),
+        source=str(archive_path),
+        sha256=sha,
+        residue_masks=rows.masks,
+        notes=rows.notes,
+    )
+
+
+def _read_member(zf: zipfile.ZipFile, archive_path: Path, member: str) -> bytes:
+    try:
+        return zf.read(member)
+    except (zipfile.BadZipFile, zlib.error) as exc:  # e.g. a CRC mismatch in a damaged download
+        raise InputError(
+            f"archive member {member!r} is corrupt: {exc}", path=archive_path
+        ) from None
+    except KeyError:
+        members = ", ".join(n for n in zf.namelist() if not n.endswith("/")) or "none"
+        raise InputError(
+            f"archive has no member {member!r} (its members: {members})", path=archive_path
+        ) from None
+
+
+def _read_text(zf: zipfile.ZipFile, archive_path: Path, member: str) -> str:
+    raw = _read_member(zf, archive_path, member)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"not UTF-8 text (byte {exc.start}): {exc.reason}",
+            path=member_path(archive_path, member),
+        ) from None
+
+
+def _parse_flag(value: str) -> bool | None:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    return None
+
+
+def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
+    where = member_path(archive_path, spec.member)
+    raw = _read_member(zf, archive_path, spec.member)
+    try:
+        # Everything as text, no NA guessing: an empty cell stays "", so that "missing" and
+        # "non-numeric" can be told apart and reported precisely.
+        df = pd.read_csv(
+            io.BytesIO(raw), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot parse as CSV: {exc}", path=where) from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in CSV_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+            f"(expected {','.join(CSV_COLUMNS)}; found {','.join(df.columns)})",
+            path=where,
+            row=1,
+        )
+    n_rows = len(df)
+    lines = np.arange(n_rows) + 2  # the header is line 1
+
+    set_col = df["set"].str.strip().str.lower().to_numpy(dtype=object)
+    bad_set = ~np.isin(set_col, ["train", "test", ""])
+    if bad_set.any():
+        i = int(np.flatnonzero(bad_set)[0])
+        raise InputError(
+            f"'set' is {df['set'].iloc[i]!r}; expected 'train', 'test' or empty",
+            path=where,
+            row=int(lines[i]),
+        )
+    keep = set_col != ""
+    n_dropped = int((~keep).sum())
+
+    df = df.loc[keep]
+    lines = lines[keep]
+    set_col = set_col[keep]
+
+    flags = [_parse_flag(v) for v in df["validation"].tolist()]
+    for line, flag, value in zip(lines, flags, df["validation"].tolist()):
+        if flag is None:
+            raise InputError(
+                f"'validation' is {value!r}; expected True, False or empty",
+                path=where,
+                row=int(line),
+            )
+    is_val = np.fromiter((bool(f) for f in flags), dtype=bool, count=len(flags))
+    splits = np.where(set_col == "test", "test", np.where(is_val, "val", "train"))
+
+    sequences = df["sequence"].str.strip().tolist()
+    for line, seq in zip(lines, sequences):
+        if not seq:
+            raise InputError("empty sequence", path=where, row=int(line))
+
+    target_text = df["target"].str.strip()
+    if spec.kind == "regression":
+        values = pd.to_numeric(target_text, errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            text = target_text.iloc[i]
+            problem = (
+                "missing regression target"
+                if not text
+                else (f"non-numeric regression target {text!r}")
+            )
+            raise InputError(problem, path=where, row=int(lines[i]))
+        targets: list = values.tolist()
+    else:
+        targets = target_text.tolist()
+        for line, t in zip(lines, targets):
+            if not t:
+                raise InputError("missing class label in 'target'", path=where, row=int(line))
+
+    locs = [(where, int(line), "") for line in lines]
+    return _Rows(
+        ids=[f"row{int(line)}" for line in lines],
+        sequences=sequences,
+        targets=targets,
+        splits=splits.tolist(),
+        seq_where=locs,
+        label_where=locs,
+        notes={"n_rows": n_rows, "n_dropped_no_set": n_dropped},
+    )
+
+
+def _dedupe_first(records: list[FastaRecord]) -> tuple[list[FastaRecord], dict]:
+    """Keep the first record of each id; describe what was dropped (identical vs conflicting)."""
+    first: dict[str, FastaRecord] = {}
+    kept: list[FastaRecord] = []
+    identical = 0
+    conflicting: list[str] = []
+    for rec in records:
+        seen = first.get(rec.id)
+        if seen is None:
+            first[rec.id] = rec
+            kept.append(rec)
+        elif seen.sequence == rec.sequence and seen.attributes == rec.attributes:
+            identical += 1
+        else:
+            conflicting.append(rec.id)
+    info = {
+        "rule": "kept the first record of each id",
+        "n_dropped_identical": identical,
+        "n_dropped_conflicting": len(conflicting),
+        "conflicting_ids": conflicting,
+    }
+    return kept, info
+
+
+def _read_fasta(
+    spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerate_duplicate_ids: bool
+) -> _Rows:
+    label_where = member_path(archive_path, spec.member)
+    records = parse_fasta(_read_text(zf, archive_path, spec.member), label_where)
+    duplicates: dict | None = None
+    if tolerate_duplicate_ids:
+        records, duplicates = _dedupe_first(records)
+        if not duplicates["n_dropped_identical"] and not duplicates["n_dropped_conflicting"]:
+            duplicates = None
+    else:
+        _index_by_id(records, label_where)  # a repeated id in the label file is an error
+
+    seq_index: dict[str, FastaRecord] | None = None
+    seq_where = label_where
+    if spec.sequences_member:
+        seq_where = member_path(archive_path, spec.sequences_member)
+        seq_index = _index_by_id(
+            parse_fasta(_read_text(zf, archive_path, spec.sequences_member), seq_where), seq_where
+        )
+    elif spec.kind == "per_residue":
+        raise InputError(
+            f"task {spec.task_id}: a per-residue FASTA task needs sequences_member",
+            path=label_where,
+        )
+    mask_index: dict[str, FastaRecord] | None = None
+    mask_where = ""
+    if spec.mask_member:
+        mask_where = member_path(archive_path, spec.mask_member)
+        mask_index = _index_by_id(
+            parse_fasta(_read_text(zf, archive_path, spec.mask_member), mask_where), mask_where
+        )
+
+    rows = _Rows(masks=[] if mask_index is not None else None)
+    used: set[str] = set()
+    n_dropped = 0
+    for rec in records:
+        loc = rec.where()
+        if "SET" not in rec.attributes:
+            raise InputError(
+                f"{loc}: header has no SET= attribute", path=label_where, row=rec.number
+            )
+        set_value = rec.attributes["SET"].strip().lower()
+        if set_value in ("", "nan", "none"):
+            n_dropped += 1  # same rule as a CSV row with an empty ``set``
+            continue
+        if set_value not in ("train", "test"):
+            raise InputError(
+                f"{loc}: SET={rec.attributes['SET']!r}; expected train or test",
+                path=label_where,
+                row=rec.number,
+            )
+        split = "test"
+        if set_value == "train":
+            if "VALIDATION" not in rec.attributes:
+                raise InputError(
+                    f"{loc}: training record has no VALIDATION= attribute",
+                    path=label_where,
+                    row=rec.number,
+                )
+            flag = _parse_flag(rec.attributes["VALIDATION"])
+            if flag is None:
+                raise InputError(
+                    f"{loc}: VALIDATION={rec.attributes['VALIDATION']!r}; expected True or False",
+                    path=label_where,
+                    row=rec.number,
+                )
+            split = "val" if flag else "train"
+
+        if seq_index is not None:
+            seq_rec = seq_index.get(rec.id)
+            if seq_rec is None:
+                raise InputError(
+                    f"{loc}: id '{rec.id}' has no record in {spec.sequences_member}",
+                    path=label_where,
+                    row=rec.number,
+                )
+            sequence = seq_rec.sequence
+            s_where = (seq_where, seq_rec.number, seq_rec.where() + ": ")
+            used.add(rec.id)
+        else:
+            sequence = rec.sequence
+            s_where = (label_where, rec.number, loc + ": ")
+        if not sequence:
+            raise InputError(f"{s_where[2]}empty sequence", path=s_where[0], row=s_where[1])
+
+        if spec.kind == "per_residue":
+            target = rec.sequence
+            if len(target) != len(sequence):
+                raise InputError(
+                    f"{loc}: label string has {len(target)} residues but the sequence in "
+                    f"{spec.sequences_member} has {len(sequence)}",
+                    path=label_where,
+                    row=rec.number,
+                )
+        else:
+            text = rec.attributes.get("TARGET", "").strip()
+            if not text:
+                raise InputError(
+                    f"{loc}: header has no TARGET= value", path=label_where, row=rec.number
+                )
+            if spec.kind == "regression":
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = math.nan
+                if not math.isfinite(value):
+                    raise InputError(
+                        f"{loc}: non-numeric regression target {text!r}",
+                        path=label_where,
+                        row=rec.number,
+                    )
+                target = value
+            else:
+                target = text
+
+        if mask_index is not None:
+            mask_rec = mask_index.get(rec.id)
+            if mask_rec is None:
+                raise InputError(
+                    f"{loc}: id '{rec.id}' has no record in {spec.mask_member}",
+                    path=label_where,
+                    row=rec.number,
+                )
+            mask_text = mask_rec.sequence
+            if len(mask_text) != len(sequence):
+                raise InputError(
+                    f"{mask_rec.where()}: mask has {len(mask_text)} positions but the sequence has "
+                    f"{len(sequence)}",
+                    path=mask_where,
+                    row=mask_rec.number,
+                )
+            bad = sorted(set(mask_text) - {"0", "1"})
+            if bad:
+                raise InputError(
+                    f"{mask_rec.where()}: mask may only hold 0 and 1, "
+                    f"found {', '.join(map(repr, bad))}",
+                    path=mask_where,
+                    row=mask_rec.number,
+                )
+            code = np.frombuffer(mask_text.encode("ascii"), dtype=np.uint8)
+            rows.masks.append(code == ord("1"))  # type: ignore[union-attr]
+
+        rows.ids.append(rec.id)
+        rows.sequences.append(sequence)
+        rows.targets.append(target)
+        rows.splits.append(split)
+        rows.seq_where.append(s_where)
+        rows.label_where.append((label_where, rec.number, loc + ": "))
+
+    rows.notes = {"n_rows": len(records), "n_dropped_no_set": n_dropped}
+    if duplicates is not None:
+        rows.notes["n_rows"] += (
+            duplicates["n_dropped_identical"] + duplicates["n_dropped_conflicting"]
+        )
+        rows.notes["duplicate_ids"] = duplicates
+    if seq_index is not None:
+        rows.notes["n_unused_sequences"] = len(seq_index) - len(used)
+    if rows.masks is not None:
+        rows.notes["n_unscored_residues"] = int(sum(int((~m).sum()) for m in rows.masks))
+    return rows
+
+
+# --------------------------------------------------------------------------------------- checks
+
+
+def _apply_window(spec: TaskSpec, rows: _Rows) -> None:
+    """Cut sequences (and per-residue labels and masks, identically) to ``spec.window``."""
+    if spec.window is None:
+        return
+    start, stop = spec.window
+    if not 0 <= start < stop:
+        raise InputError(f"task {spec.task_id}: invalid residue window {spec.window}")
+    for i, seq in enumerate(rows.sequences):
+        if len(seq) < stop:
+            path, row, loc = rows.seq_where[i]
+            raise InputError(
+                f"{loc}sequence has {len(seq)} residues, too short for the task's residue "
+                f"window [{start}, {stop})",
+                path=path,
+                row=row,
+            )
+    rows.sequences = [s[start:stop] for s in rows.sequences]
+    if spec.kind == "per_residue":
+        rows.targets = [t[start:stop] for t in rows.targets]
+    if rows.masks is not None:
+        rows.masks = [m[start:stop] for m in rows.masks]
+
+
+def _check_residues(rows: _Rows) -> None:
+    """Every residue must be an uppercase letter of :data:`ALLOWED_RESIDUES`."""
+    # Fast path: delete every allowed byte from all sequences at once; anything left over
+    # (including non-ASCII bytes) means some sequence is bad, and only then do we look row by row.
+    if not b"".join(s.encode("utf-8") for s in rows.sequences).translate(None, _ALLOWED_BYTES):
+        return
+    for i, seq in enumerate(rows.sequences):
+        bad = set(seq) - ALLOWED_RESIDUES
+        if bad:
+            path, row, loc = rows.seq_where[i]
+            letters = ", ".join(repr(c) for c in sorted(bad))
+            hint = " (lowercase is not accepted)" if any(c.islower() for c in bad) else ""
+            raise InputError(
+                f"{loc}unknown residue letters {letters}{hint}; allowed are the 20 standard amino "
+                f"acids {STANDARD_RESIDUES} and {' '.join(EXTRA_RESIDUES)}, uppercase",
+                path=path,
+                row=row,
+            )
+
+
+def _check_split_sizes(rows: _Rows, where: str) -> None:
+    counts = Counter(rows.splits)
+    what = {
+        "train": "no training rows (set=train without validation=True)",
+        "val": "no validation rows (set=train with validation=True); FLIP splits mark them",
+        "test": "no test rows (set=test)",
+    }
+    for split in ("train", "val", "test"):
+        if counts.get(split, 0) == 0:
+            raise InputError(f"the split has {what[split]}", path=where)
+
+
+def _check_class_labels(rows: _Rows, where: str, allow_unseen_test: bool) -> None:
+    train = {t for t, s in zip(rows.targets, rows.splits) if s == "train"}
+    unseen: Counter[str] = Counter()
+    for i, (t, s) in enumerate(zip(rows.targets, rows.splits)):
+        if s == "train" or t in train:
+            continue
+        if s == "test" and allow_unseen_test:
+            unseen[t] += 1
+            continue
+        _, row, _ = rows.label_where[i]
+        raise InputError(
+            f"label {t!r} in the {s} split never occurs in the training split "
+            f"(training labels: {', '.join(map(repr, sorted(train)))})",
+            path=where,
+            row=row,
+        )
+    rows.notes["classes"] = sorted(train)
+    if unseen:
+        rows.notes["unseen_test_labels"] = dict(sorted(unseen.items()))
+
+
+def _label_values(label: str, mask: np.ndarray | None, as_bytes: bool) -> np.ndarray:
+    """One value per scored residue: byte codes for ASCII labels (fast), characters otherwise."""
+    values = (
+        np.frombuffer(label.encode("ascii"), dtype=np.uint8) if as_bytes else np.array(list(label))
+    )
+    return values if mask is None else values[mask]
+
+
+def _check_residue_labels(rows: _Rows, allow_unseen_test: bool) -> None:
+    """Per-residue labels in val/test must occur (at scored residues) in training."""
+    masks = rows.masks
+    as_bytes = all(t.isascii() for t in rows.targets)
+
+    def text(value: object) -> str:
+        return chr(value) if as_bytes else str(value)  # type: ignore[arg-type]
+
+    train_values: set = set()
+    for i, (t, s) in enumerate(zip(rows.targets, rows.splits)):
+        if s == "train":
+            values = _label_values(t, masks[i] if masks is not None else None, as_bytes)
+            train_values.update(np.unique(values).tolist())
+    train_labels = sorted(text(v) for v in train_values)
+    unseen: Counter[str] = Counter()
+    for i, (t, s) in enumerate(zip(rows.targets, rows.splits)):
+        if s == "train":
+            continue
+        values = _label_values(t, masks[i] if masks is not None else None, as_bytes)
+        uniq, counts = np.unique(values, return_counts=True)
+        new = [
+            (text(v), int(c))
+            for v, c in zip(uniq.tolist(), counts.tolist())
+            if v not in train_values
+        ]
+        if not new:
+            continue
+        if s == "test" and allow_unseen_test:
+            for label, c in new:
+                unseen[label] += c
+            continue
+        path, row, loc = rows.label_where[i]
+        labels = [label for label, _ in new]
+        plural = len(labels) > 1
+        raise InputError(
+            f"{loc}residue label{'s' if plural else ''} {', '.join(map(repr, labels))} in the {s} "
+            f"split never occur{'' if plural else 's'} in the training split "
+            f"(training labels: {', '.join(map(repr, train_labels))})",
+            path=path,
+            row=row,
+        )
+    rows.notes["classes"] = train_labels
+    if unseen:
+        rows.notes["unseen_test_labels"] = dict(sorted(unseen.items()))

@@ -1,0 +1,327 @@
+"""Find a task's FLIP archive: local data directory, then the user cache, then FLIP's raw URL.
+
+Order (the first hit wins, and nothing touches the network when a local copy exists):
+
+1. ``data_dir`` (``--plm-data-dir``), else the ``PLMTRANSFER_DATA`` environment variable: a
+   directory laid out like the FLIP repository root, e.g. ``<dir>/splits/gb1/splits.zip``.
+2. The user cache, ``<cache_dir>/flip/<archive>`` (``default_cache_dir()`` honours
+   ``PLMTRANSFER_CACHE``, then ``XDG_CACHE_HOME``, then ``~/.cache``).
+3. A download of ``<base_url>/<archive>`` into the cache: a file lock so that parallel workers
+   (``pytest -n N``) download once (lock files live under ``<cache_dir>/locks/``), a progress
+   bar, a temporary file in the same directory and an atomic ``os.replace``, so that an
+   interrupted or failed download leaves nothing behind; the SHA-256 is stored beside the archive
+   as ``<archive>.sha256`` and checked on later use.
+
+When none works, :class:`~pytest_plmtransfer.errors.ResourceUnavailable` says which URL to fetch
+and exactly where to put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from tqdm.auto import tqdm
+
+from ..errors import ResourceUnavailable
+from .spec import TaskSpec
+
+DEFAULT_BASE_URL = "https://github.com/J-SNACKKB/FLIP/raw/main"
+#: environment variable naming a FLIP-layout data directory
+DATA_ENV = "PLMTRANSFER_DATA"
+#: environment variable naming the cache root
+CACHE_ENV = "PLMTRANSFER_CACHE"
+_CHUNK = 1 << 16
+
+
+def default_cache_dir() -> Path:
+    """``$PLMTRANSFER_CACHE``, else ``$XDG_CACHE_HOME/plmtransfer``, else
+    ``~/.cache/plmtransfer``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "plmtransfer"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sidecar_path(archive_path: Path) -> Path:
+    """Where the checksum of a downloaded archive is kept: ``splits.zip.sha256``."""
+    return archive_path.with_name(archive_path.name + ".sha256")
+
+
+def read_sidecar(archive_path: Path) -> str | None:
+    """The recorded SHA-256 (``sha256sum`` format), or None when there is none."""
+    try:
+        text = sidecar_path(archive_path).read_text().strip()
+    except OSError:
+        return None
+    return text.split()[0].lower() if text else None
+
+
+class _DownloadFailed(Exception):
+    """Internal: any reason a download did not produce a complete archive."""
+
+
+class DataResolver:
+    """Resolves ``TaskSpec.archive`` to a local file (see the module docstring for the order).
+
+    ``timeout`` bounds each network operation (connect, each read), so that a machine without a
+    network fails in seconds instead of hanging a test session. ``lock_timeout`` bounds the wait
+    for another process that is downloading the same archive.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        cache_dir: Path | str | None = None,
+        allow_download: bool = True,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        timeout: float = 15.0,
+        lock_timeout: float = 600.0,
+        progress: bool | None = None,
+    ) -> None:
+        if data_dir is None and os.environ.get(DATA_ENV):
+            data_dir = os.environ[DATA_ENV]
+        self.data_dir: Path | None = Path(data_dir).expanduser() if data_dir else None
+        self.cache_dir: Path = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.allow_download = allow_download
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.lock_timeout = lock_timeout
+        #: ``None``: a progress bar only on an interactive terminal (tqdm's own rule)
+        self.progress = progress
+        # checksums already verified in this process, keyed by (path, size, mtime): resolving the
+        # same archive for many tests must not re-hash it every time
+        self._verified: dict[tuple[str, int, int], str] = {}
+
+    # ----------------------------------------------------------------------------- locations
+
+    def url(self, spec_or_archive: TaskSpec | str) -> str:
+        """The URL an archive is downloaded from."""
+        return f"{self.base_url}/{_archive(spec_or_archive)}"
+
+    def cache_path(self, spec_or_archive: TaskSpec | str) -> Path:
+        """Where an archive lives in the user cache."""
+        return self.cache_dir / "flip" / _archive(spec_or_archive)
+
+    def local_candidates(self, spec_or_archive: TaskSpec | str) -> list[Path]:
+        """Every local path looked at, in order."""
+        archive = _archive(spec_or_archive)
+        paths: list[Path] = []
+        if self.data_dir is not None:
+            paths.append(self.data_dir / archive)
+            # a data dir pointed at our own cache root (``<cache>/flip/...``) works too
+            paths.append(self.data_dir / "flip" / archive)
+        paths.append(self.cache_path(archive))
+        return paths
+
+    # ----------------------------------------------------------------------------- resolving
+
+    def resolve(self, spec: TaskSpec | str) -> Path:
+        """A local path to the task's archive, downloading it into the cache if allowed."""
+        archive = _archive(spec)
+        if self.data_dir is not None:
+            for path in self.local_candidates(archive)[:2]:
+                if path.is_file():
+                    return path
+        cached = self.cache_path(archive)
+        corrupt = False
+        if cached.is_file():
+            if self._cache_entry_ok(cached):
+                return cached
+            corrupt = True
+        if not self.allow_download:
+            reason = (
+                f"the cached copy {cached} is corrupt (checksum mismatch or not a zip archive) "
+                "and downloads are disabled"
+                if corrupt
+                else "no local copy was found and downloads are disabled"
+            )
+            raise self._unavailable(spec, reason)
+        path, _ = self.download(spec)  # replaces a corrupt cache entry
+        return path
+
+    def resolve_with_checksum(self, spec: TaskSpec | str) -> tuple[Path, str]:
+        """:meth:`resolve`, plus the archive's SHA-256 (for the ledger)."""
+        path = self.resolve(spec)
+        return path, self.sha256(path)
+
+    def sha256(self, path: Path) -> str:
+        """The archive's SHA-256, computed once per process for a given file version (path,
+        size, modification time): many tests resolve the same archive."""
+        path = Path(path)
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in self._verified:
+            self._verified[key] = _sha256(path)
+        return self._verified[key]
+
+    def _cache_entry_ok(self, path: Path) -> bool:
+        """A cached archive is trusted if its checksum matches the recorded one (or none was
+        recorded, e.g. a file the user placed there by hand) and it opens as a zip."""
+        expected = read_sidecar(path)
+        try:
+            actual = self.sha256(path)
+        except OSError:
+            return False
+        if expected is not None and actual != expected:
+            return False  # corrupt or truncated: re-download it (or say how to)
+        return zipfile.is_zipfile(path)
+
+    # ----------------------------------------------------------------------------- download
+
+    def download(self, spec: TaskSpec | str) -> tuple[Path, str]:
+        """Download an archive into the cache; returns ``(path, sha256)``.
+
+        Held under a file lock (``<cache_dir>/locks/flip/<archive>.lock``): a process or thread
+        that waited for the lock finds the finished file and returns it without downloading it
+        again.
+        """
+        archive = _archive(spec)
+        dest = self.cache_path(archive)
+        url = self.url(archive)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unavailable(
+                spec, f"cannot create the cache directory {dest.parent}: {exc}"
+            ) from None
+        # Lock files live apart from the data (flock-style lock files cannot be deleted safely,
+        # so they stay behind): the archive's directory holds only finished archives.
+        lock_path = self.cache_dir / "locks" / "flip" / f"{archive}.lock"
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unavailable(
+                spec, f"cannot create the lock directory {lock_path.parent}: {exc}"
+            ) from None
+        lock = FileLock(str(lock_path), timeout=self.lock_timeout)
+        try:
+            with lock:
+                if dest.is_file() and self._cache_entry_ok(dest):
+                    return dest, self.sha256(dest)  # another worker finished it meanwhile
+                try:
+                    digest = self._fetch(url, dest)
+                except _DownloadFailed as exc:
+                    raise self._unavailable(spec, f"downloading {url} failed: {exc}") from None
+                sidecar_path(dest).write_text(f"{digest}  {dest.name}\n")
+                stat = dest.stat()
+                self._verified[(str(dest), stat.st_size, stat.st_mtime_ns)] = digest
+                return dest, digest
+        except Timeout:
+            raise self._unavailable(
+                spec, f"timed out after {self.lock_timeout:.0f} s waiting for {lock.lock_file}"
+            ) from None
+
+    def _fetch(self, url: str, dest: Path) -> str:
+        """Stream ``url`` to a temporary file beside ``dest``, then rename it into place."""
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        tmp = Path(tmp_name)
+        try:
+            digest = hashlib.sha256()
+            received = 0
+            request = urllib.request.Request(url, headers={"User-Agent": "pytest-plmtransfer"})
+            try:
+                with (
+                    os.fdopen(fd, "wb") as out,
+                    urllib.request.urlopen(request, timeout=self.timeout) as response,
+                ):
+                    length = response.headers.get("Content-Length")
+                    total = int(length) if length and length.isdigit() else None
+                    with tqdm(
+                        total=total,
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                        desc=f"FLIP {dest.parent.name}/{dest.name}",
+                        disable=None if self.progress is None else not self.progress,
+                        leave=False,
+                    ) as bar:
+                        while True:
+                            chunk = response.read(_CHUNK)
+                            if not chunk:
+                                break
+                            out.write(chunk)
+                            digest.update(chunk)
+                            received += len(chunk)
+                            bar.update(len(chunk))
+                    out.flush()
+                    os.fsync(out.fileno())
+            except urllib.error.HTTPError as exc:
+                exc.close()  # it holds the error response open
+                raise _DownloadFailed(f"HTTP {exc.code} {exc.reason}") from None
+            except urllib.error.URLError as exc:
+                raise _DownloadFailed(f"{exc.reason}") from None
+            except TimeoutError:
+                raise _DownloadFailed(f"no response within {self.timeout:g} s") from None
+            except (http.client.HTTPException, ConnectionError, OSError) as exc:
+                raise _DownloadFailed(f"{type(exc).__name__}: {exc}") from None
+            # urllib does not complain when a server closes the connection early; compare with
+            # the announced length ourselves
+            if total is not None and received != total:
+                raise _DownloadFailed(f"connection closed after {received} of {total} bytes")
+            if not zipfile.is_zipfile(tmp):
+                raise _DownloadFailed(f"the {received} bytes received are not a zip archive")
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache entry is ordinary data
+            os.replace(tmp, dest)
+            return digest.hexdigest()
+        finally:
+            # on any failure, interruption included, no partial file is left behind
+            if tmp.exists():
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+
+    # ----------------------------------------------------------------------------- errors
+
+    def instructions(self, spec: TaskSpec | str) -> str:
+        """What to download and where to put it, for a human."""
+        archive = _archive(spec)
+        url = self.url(archive)
+        cache = self.cache_path(archive)
+        if self.data_dir is not None:
+            into_data = (
+                f"{self.data_dir / archive} (inside the FLIP-layout data directory "
+                f"{self.data_dir}, "
+                f"as given with --plm-data-dir or {DATA_ENV})"
+            )
+        else:
+            into_data = (
+                f"DIR/{archive} for a directory DIR laid out like the FLIP repository root, "
+                f"passed with --plm-data-dir DIR or the {DATA_ENV}=DIR environment variable"
+            )
+        return (
+            f"download {url} and save it either as {into_data}, or as {cache} (the user cache). "
+            f"For example: mkdir -p {cache.parent} && curl -L -o {cache} {url}"
+        )
+
+    def _unavailable(self, spec: TaskSpec | str, reason: str) -> ResourceUnavailable:
+        what = f"FLIP archive {_archive(spec)}"
+        if isinstance(spec, TaskSpec):
+            what += f" (task {spec.task_id})"
+        return ResourceUnavailable(what, f"{reason}. To fix, {self.instructions(spec)}")
+
+
+def _archive(spec_or_archive: TaskSpec | str) -> str:
+    archive = (
+        spec_or_archive.archive if isinstance(spec_or_archive, TaskSpec) else str(spec_or_archive)
+    )
+    return archive.lstrip("/")

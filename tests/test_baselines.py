@@ -1,0 +1,177 @@
+"""Stored baselines: update, compare, tolerances, missing-baseline message, paper reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_plmtransfer.baselines import (
+    BaselineError,
+    BaselineMissing,
+    BaselineStore,
+    format_paper_rows,
+    safe_name,
+    tolerance_for,
+)
+from pytest_plmtransfer.ledger import records_to_frame
+from pytest_plmtransfer.synthetic import curve_records, synthetic_records
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run():
+    return records_to_frame(synthetic_records(models={"onehot": 0, "tiny_esm": 4}, tasks=("gb1_sampled",)))
+
+
+def one(frame, model="tiny_esm", init="random"):
+    return frame[(frame["model"] == model) & (frame["init"] == init)]
+
+
+def test_update_then_compare_passes_and_files_are_reviewable(tmp_path, run):
+    store = BaselineStore(tmp_path)
+    written = store.update_from(run)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        "gb1_sampled/onehot--none.json",
+        "gb1_sampled/tiny_esm--pretrained.json",
+        "gb1_sampled/tiny_esm--random.json",
+        "gb1_sampled/tiny_esm--stat.json",
+    ]
+    doc = json.loads((tmp_path / "gb1_sampled" / "tiny_esm--random.json").read_text())
+    assert doc["format"] == "plmtransfer-baseline/1"
+    assert (doc["task"], doc["model"], doc["init"]) == ("gb1_sampled", "tiny_esm", "random")
+    assert doc["seeds"] == [0, 42, 12345]
+    assert doc["num_layers"] == 4 and sorted(doc["layers"]) == ["0", "1", "2", "3", "4"]
+    layer = doc["layers"]["2"]
+    assert set(layer["per_seed"]) == {"0", "42", "12345"}
+    mean = sum(v["test_spearman"] for v in layer["per_seed"].values()) / 3
+    assert layer["mean"]["test_spearman"] == pytest.approx(mean)
+    prov = doc["provenance"]
+    assert prov["git_commit"] == "abc123" and prov["plugin_version"] == "0.1.0"
+    assert prov["data_sha256"] == "0" * 64 and prov["weights"] == {"identity": "synthetic:tiny_esm"}
+    assert prov["run_id"] == "run-1" and prov["written"]
+    assert "*_spearman" in doc["tolerances"]["defaults"] and doc["tolerances"]["overrides"] == {}
+    pre = json.loads((tmp_path / "gb1_sampled" / "tiny_esm--pretrained.json").read_text())
+    assert pre["seeds"] == [None] and list(pre["layers"]["0"]["per_seed"]) == ["none"]
+
+    for init in ("pretrained", "random", "stat"):
+        cmp = store.compare(one(run, init=init))
+        assert cmp.ok, cmp.format()
+    cmp = store.compare(one(run, "onehot", "none"))
+    assert cmp.ok and len(cmp.rows) == 8  # one layer, eight metrics
+    assert store.entries() == [
+        ("gb1_sampled", "onehot", "none"), ("gb1_sampled", "tiny_esm", "pretrained"),
+        ("gb1_sampled", "tiny_esm", "random"), ("gb1_sampled", "tiny_esm", "stat"),
+    ]
+
+
+def test_perturbed_metric_fails_with_a_readable_diff(tmp_path, run):
+    store = BaselineStore(tmp_path)
+    store.update_from(run)
+    cur = one(run, init="pretrained").copy()
+    base = float(cur.loc[cur["layer"] == 3, "test_spearman"].iloc[0])
+    cur.loc[cur["layer"] == 3, "test_spearman"] = base - 0.05
+    cur.loc[cur["layer"] == 1, "test_mse"] = cur.loc[cur["layer"] == 1, "test_mse"] * 1.05  # within 10 %
+    cmp = store.compare(cur)
+    assert not cmp.ok
+    assert [(r.layer, r.metric) for r in cmp.failures] == [(3, "test_spearman")]
+    text = cmp.format()
+    lines = text.splitlines()
+    assert "1 of 40 values outside tolerance" in lines[0]
+    assert lines[1].split() == ["layer", "metric", "baseline", "current", "diff", "tolerance", "status"]
+    fail = next(l for l in lines if l.rstrip().endswith("FAIL"))
+    assert fail.split()[:2] == ["3", "test_spearman"]
+    assert f"{base:.4f}" in fail and f"{base - 0.05:.4f}" in fail and "-0.0500" in fail and "±0.02" in fail
+    only = cmp.format(only_failures=True)
+    assert len(only.splitlines()) == 4  # summary, header, rule, the one failing row
+
+
+def test_overrides_are_used_and_kept_on_update(tmp_path, run):
+    store = BaselineStore(tmp_path)
+    store.update_from(run)
+    path = store.path_for("gb1_sampled", "tiny_esm", "pretrained")
+    doc = json.loads(path.read_text())
+    doc["tolerances"]["overrides"] = {"test_spearman": {"atol": 0.1}}
+    path.write_text(json.dumps(doc))
+    cur = one(run, init="pretrained").copy()
+    cur.loc[cur["layer"] == 3, "test_spearman"] -= 0.05
+    assert store.compare(cur).ok  # loosened by the reviewer
+    store.update_from(run)
+    assert json.loads(path.read_text())["tolerances"]["overrides"] == {"test_spearman": {"atol": 0.1}}
+
+
+def test_tolerance_lookup_order():
+    assert tolerance_for("test_spearman").atol == 0.02
+    assert tolerance_for("val_loss").rtol == 0.10
+    assert tolerance_for("test_spearman", {"test_*": 0.5}).atol == 0.5
+    assert tolerance_for("test_spearman", {"test_spearman": {"atol": 0.1, "rtol": 0.2}}).allowed(1.0) == pytest.approx(0.3)
+
+
+def test_missing_baseline_message_gives_the_command(tmp_path, run):
+    store = BaselineStore(tmp_path)
+    with pytest.raises(BaselineMissing) as err:
+        store.compare(one(run, init="random"))
+    msg = str(err.value)
+    assert ("pytest benchmarks --plm-models tiny_esm --plm-tasks gb1_sampled --plm-inits random "
+            "--plm-seeds 0,42,12345 --plm-update-baselines") in msg
+    assert str(tmp_path / "gb1_sampled" / "tiny_esm--random.json") in msg
+    with pytest.raises(BaselineMissing) as err:
+        store.compare(one(run, init="pretrained"))
+    assert err.value.command == (
+        "pytest benchmarks --plm-models tiny_esm --plm-tasks gb1_sampled --plm-inits pretrained --plm-update-baselines"
+    )
+
+
+def test_fewer_seeds_compare_with_their_own_stored_values_and_new_layers_fail(tmp_path, run):
+    store = BaselineStore(tmp_path)
+    store.update_from(run)
+    rnd = one(run, init="random")
+    cmp = store.compare(rnd[rnd["seed"] == 42])
+    assert cmp.ok, cmp.format()
+    assert any("comparing against the baseline's values for the run's seeds" in n for n in cmp.notes)
+    deeper = records_to_frame(curve_records("tiny_esm", "gb1_sampled", "pretrained", {None: [(0.5, 0.5)] * 6}))
+    cmp = store.compare(deeper)
+    assert [r.status for r in cmp.rows if r.layer == 5] == ["NEW"]
+    assert not cmp.ok and "--plm-update-baselines" in cmp.format()
+    partial = one(run, init="pretrained")
+    cmp = store.compare(partial[partial["layer"] <= 1])
+    assert cmp.ok and any("(not compared): 2-4" in n for n in cmp.notes)
+
+
+def test_compare_refuses_several_groups_and_corrupt_files(tmp_path, run):
+    store = BaselineStore(tmp_path)
+    with pytest.raises(BaselineError, match="one \\(task, model, init\\)"):
+        store.compare(run)
+    path = store.path_for("gb1_sampled", "tiny_esm", "stat")
+    path.parent.mkdir(parents=True)
+    path.write_text("{broken")
+    with pytest.raises(BaselineError, match="not valid JSON"):
+        store.compare(one(run, init="stat"))
+
+
+def test_safe_names_for_hub_models(tmp_path):
+    assert safe_name("hf:facebook/esm2_t6_8M_UR50D") == "hf_facebook__esm2_t6_8M_UR50D"
+    assert BaselineStore(tmp_path).path_for("gb1_sampled", "carp_640M@step=78810", "stat").name == "carp_640M@step=78810--stat.json"
+
+
+def test_paper_reference_of_the_repository():
+    store = BaselineStore(REPO / "baselines")
+    ref = store.paper()
+    assert ref is not None and ref.metric == "test_spearman" and ref.seed == 42 and ref.tolerance == 0.05
+    assert ref.value("gb1_sampled", "onehot", "none") == 0.789
+    assert ref.value("gb1_two_vs_rest", "esm1b_t33_650M_UR50S", "stat") == 0.411
+    assert len(ref.entries()) == 3 * (1 + 4 * 3)
+    records = (
+        curve_records("carp_600k", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.8, 0.80)]})
+        + curve_records("carp_600k", "gb1_sampled", "random", {42: [(0.5, 0.5), (0.6, 0.60)], 0: [(0.5, 0.5), (0.6, 0.1)]})
+        + curve_records("antiberty", "gb1_sampled", "pretrained", {None: [(0.5, 0.5)]})
+    )
+    rows = ref.compare(records_to_frame(records))
+    assert [(r.model, r.init, r.status) for r in rows] == [
+        ("carp_600k", "pretrained", "OK"), ("carp_600k", "random", "info"),
+    ]
+    assert rows[1].seed_used == "42" and rows[1].current == pytest.approx(0.60)
+    text = format_paper_rows(rows)
+    assert "0.786" in text and "+0.014" in text and "info" in text

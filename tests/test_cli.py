@@ -1,0 +1,135 @@
+"""The ``plmtransfer`` command line: report, compare, show, paper; schema-1 ledgers; exit codes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_plmtransfer.cli import main
+from pytest_plmtransfer.synthetic import curve_records, synthetic_records, write_ledger
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = {"onehot": 0, "tiny_esm": 3}
+
+
+@pytest.fixture(scope="module")
+def records():
+    return synthetic_records(models=MODELS, tasks=("gb1_sampled",), seeds=(42, 0))
+
+
+@pytest.fixture
+def ledger(tmp_path, records):
+    return write_ledger(tmp_path / "a.json", records)
+
+
+def shifted(records, delta, *, layer=2, init="pretrained"):
+    out = copy.deepcopy(records)
+    for r in out:
+        if r["layer"] == layer and r["init"] == init and r["model"] == "tiny_esm":
+            r["metrics"]["test_spearman"] += delta
+    return out
+
+
+def test_report_prints_tables_and_writes_files(tmp_path, ledger, capsys):
+    claim = {"kind": "claim", "run_id": "run-1", "claim": "beats_onehot", "model": "tiny_esm",
+             "task": "gb1_sampled", "init": "pretrained", "outcome": "failed", "message": "worse than one-hot",
+             "detail": {}, "timestamp": "2024-01-01T00:00:05+00:00"}
+    doc = json.loads(ledger.read_text())
+    doc["records"].append(claim)
+    ledger.write_text(json.dumps(doc))
+    assert main(["report", str(ledger), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "gb1_sampled: test_spearman by layer" in out
+    assert "onehot" in out and "*" in out and "tiny_esm/random" in out
+    assert "FAILED  beats_onehot[tiny_esm-gb1_sampled-pretrained]  worse than one-hot" in out
+    for name in ("report.md", "results.csv", "layers_gb1_sampled.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 100
+    assert "wrote" in out
+
+
+def test_report_selects_runs(tmp_path, records, capsys):
+    old = shifted(records, -0.3)
+    new = [dict(r, run_id="run-2", timestamp="2024-02-01T00:00:00+00:00") for r in records[:4]]
+    path = write_ledger(tmp_path / "l.json", old + new)
+    assert main(["report", str(path), "--latest"]) == 0
+    latest = capsys.readouterr().out
+    assert "tiny_esm/pretrained" in latest and "tiny_esm/random" not in latest
+    assert main(["report", str(path), "--run-id", "run-1"]) == 0
+    assert "tiny_esm/random" in capsys.readouterr().out
+    assert main(["report", str(path), "--run-id", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no records with run_id 'nope'" in err and "run-1, run-2" in err
+
+
+def test_report_reads_a_schema_1_ledger(tmp_path, records, capsys):
+    path = write_ledger(tmp_path / "old.json", records, schema=1)
+    assert isinstance(json.loads(path.read_text()), list)
+    assert main(["report", str(path)]) == 0
+    assert "tiny_esm/stat" in capsys.readouterr().out
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "schema 1 (bare list, migrated on load)" in out and "models: onehot, tiny_esm" in out
+    assert "seeds: none, 0, 42" in out
+
+
+def test_compare_identical_within_and_beyond_threshold(tmp_path, records, capsys):
+    a = write_ledger(tmp_path / "a.json", records)
+    b_same = write_ledger(tmp_path / "b.json", records, schema=1)  # old schema on one side
+    assert main(["compare", str(a), str(b_same), "--fail-above", "0.02"]) == 0
+    out = capsys.readouterr().out
+    assert "none above 0.02: OK" in out and "max |diff| 0.0000" in out
+
+    small = write_ledger(tmp_path / "small.json", shifted(records, 0.01))
+    assert main(["compare", str(a), str(small), "--fail-above", "0.02"]) == 0
+    capsys.readouterr()
+
+    big = write_ledger(tmp_path / "big.json", shifted(records, -0.05))
+    assert main(["compare", str(a), str(big), "--fail-above", "0.02", "--only-diffs"]) == 1
+    out = capsys.readouterr().out
+    lines = [l for l in out.splitlines() if l.startswith("tiny_esm")]
+    assert len(lines) == 1
+    assert lines[0].split()[:4] == ["tiny_esm", "gb1_sampled", "pretrained", "2"]
+    assert "-0.0500" in lines[0] and "FAIL" in lines[0]
+    assert "1 above 0.02: FAIL" in out
+    # without a threshold it only reports
+    assert main(["compare", str(a), str(big)]) == 0
+
+
+def test_compare_averages_seeds_and_explains_rows_in_one_ledger(tmp_path, records, capsys):
+    a = write_ledger(tmp_path / "a.json", records)
+    fewer = [r for r in records if not (r["init"] == "stat") and r["seed"] != 0]
+    b = write_ledger(tmp_path / "b.json", fewer)
+    code = main(["compare", str(a), str(b), "--metric", "test_spearman", "--fail-above", "0.5"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "only in A (" in out and "tiny_esm/stat on gb1_sampled: layers 0-3" in out
+    assert "seeds A=0,42 B=42" in out
+    disjoint = write_ledger(tmp_path / "c.json", curve_records("other", "gb1_sampled", "pretrained", {None: [(0.5, 0.5)]}))
+    assert main(["compare", str(a), str(disjoint), "--fail-above", "0.02"]) == 1
+    out = capsys.readouterr().out
+    assert "nothing to compare" in out and "only in B (" in out and "other/pretrained on gb1_sampled: layers 0" in out
+
+
+def test_missing_or_broken_ledger_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "none.json")]) == 2
+    assert "no such ledger file" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert main(["show", str(bad)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", str(bad)])
+    assert exc.value.code == 2
+
+
+def test_paper_subcommand(tmp_path, capsys):
+    recs = curve_records("carp_600k", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.8, 0.70)]})
+    recs += curve_records("onehot", "gb1_sampled", "none", {None: [(0.8, 0.79)]})
+    path = write_ledger(tmp_path / "l.json", recs)
+    assert main(["paper", str(path), "--baselines", str(REPO / "baselines")]) == 1
+    out = capsys.readouterr().out
+    assert "carp_600k" in out and "FAIL" in out and "-0.086" in out
+    assert main(["paper", str(path), "--baselines", str(REPO / "baselines"), "--tolerance", "0.1"]) == 0
