@@ -13,6 +13,11 @@ sides sweep the same grid (:data:`DEFAULT_ALPHAS`) and choose alpha by validatio
 ties going to the larger alpha; the test asserts they choose the same alpha and predict the same
 values, and records the speed ratio in ``benchmark.extra_info`` (visible in
 ``--benchmark-json``) and prints it.
+
+Both sides run with one BLAS thread. On a shared machine (CI runners, xdist workers, the
+embedding jobs this plugin runs) OpenBLAS's spinning threads can slow LAPACK calls by 10x or more
+depending on the neighbours' load, which made multi-threaded ratios swing between 3x and 18x
+from run to run; pinned, the ratio measures the algorithm.
 """
 
 from __future__ import annotations
@@ -24,15 +29,23 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
+from threadpoolctl import threadpool_limits
 
 from pytest_plmtransfer import metrics as M
 from pytest_plmtransfer.heads.ridge import DEFAULT_ALPHAS, RidgeProbe
 
 N_TRAIN, N_VAL, N_TEST, N_FEATURES, LATENT = 6289, 699, 1745, 1280, 64
+BLAS_THREADS = 1
 GROUP = "ridge-sweep gb1_sampled-size 6289x1280"
 
 # Timings of the one-factorization sweep, so the sklearn test can report the ratio.
 _OURS: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _pinned_blas_threads() -> Any:
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +133,13 @@ def test_ridge_sweep_sklearn_refit(
         sklearn_refit_seconds=sk_seconds,
         one_factorization_seconds=_OURS["seconds"],
         speedup=ratio,
+        blas_threads=BLAS_THREADS,
     )
     with capsys.disabled():
         print(
             f"\nridge sweep, {len(DEFAULT_ALPHAS)} alphas on {N_TRAIN}x{N_FEATURES} "
-            f"(val {N_VAL}): sklearn refit per alpha {sk_seconds:.2f} s, one factorization "
-            f"{_OURS['seconds']:.2f} s -> {ratio:.1f}x faster; chosen alpha {alpha:g}"
+            f"(val {N_VAL}, {BLAS_THREADS} BLAS thread): sklearn refit per alpha "
+            f"{sk_seconds:.2f} s, one factorization {_OURS['seconds']:.2f} s -> "
+            f"{ratio:.1f}x faster; chosen alpha {alpha:g}"
         )
     assert ratio > 1.0

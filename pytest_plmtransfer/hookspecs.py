@@ -6,7 +6,7 @@ import pytest
 
 
 @pytest.hookspec
-def plmtransfer_register_models(registry) -> None:
+def pytest_plmtransfer_register_models(registry) -> None:
     """Register models: call ``registry.register(name, factory, inits=..., needs_weights=...)``.
 
     ``factory(name, init, seed, options)`` returns a
@@ -16,5 +16,5 @@ def plmtransfer_register_models(registry) -> None:
 
 
 @pytest.hookspec
-def plmtransfer_layer_record(record: dict, case) -> None:
+def pytest_plmtransfer_layer_record(record: dict, case) -> None:
     """Called with each layer record before it is written to the ledger; may add fields."""

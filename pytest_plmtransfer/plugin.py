@@ -65,7 +65,7 @@ class _LazySession:
 
             registry = builtin_registry()
             registry.load_entry_points()
-            self.config.hook.plmtransfer_register_models(registry=registry)
+            self.config.hook.pytest_plmtransfer_register_models(registry=registry)
             self._session = PlmSession(
                 options_from_config(self.config),
                 registry,
@@ -106,10 +106,14 @@ def plm_layer_result(request, plm_session: "PlmSession", plm_layer_case: "LayerC
     try:
         record = plm_session.run_layer(plm_layer_case)
     except ResourceUnavailable as exc:
+        missing = str(exc)
+    else:
+        missing = None
+    if missing is not None:  # outside the except block: the message alone, no chained traceback
         if plm_session.options.strict:
-            pytest.fail(f"{exc} (--plm-strict)", pytrace=False)
-        pytest.skip(str(exc))
+            pytest.fail(f"{missing} (--plm-strict)", pytrace=False)
+        pytest.skip(missing)
     record["test_id"] = request.node.nodeid
-    request.config.hook.plmtransfer_layer_record(record=record, case=plm_layer_case)
+    request.config.hook.pytest_plmtransfer_layer_record(record=record, case=plm_layer_case)
     plm_session.write([record])
     return record

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,7 @@ def _cell(value: tuple[float, float] | None, best: bool, digits: int = 3) -> str
     return txt + (BEST_MARK if best else " ")
 
 
-def _vs_onehot(row: TableRow, onehot: TableRow | None, metric: str) -> str:
+def _vs_onehot(row: TableRow, onehot: TableRow | None) -> str:
     if onehot is None or row is onehot or row.best is None or onehot.best is None:
         return ""
     return f"{row.best[0] - onehot.best[0]:+.3f}"
@@ -138,7 +138,7 @@ def _grid(table: TaskTable, layers: Sequence[int], with_summary: bool) -> tuple[
         if with_summary:
             best = row.best
             cells.append("" if best is None else f"L{row.best_layer:02d} {best[0]:.3f}")
-            cells.append(_vs_onehot(row, table.onehot, table.test_metric))
+            cells.append(_vs_onehot(row, table.onehot))
         body.append(cells)
     return header, body
 
@@ -264,8 +264,7 @@ def render_markdown(frame: pd.DataFrame, claims: Any = None, *, metric: str | No
     if rows:
         lines += ["## Claims", "", _claims_summary(rows), "", "| outcome | claim | message |", "|---|---|---|"]
         for r in rows:
-            msg = _md_escape(" ".join(str(r.get("message", "")).split()) if "\n" not in str(r.get("message", ""))
-                             else _first_line(r.get("message"), None))
+            msg = _md_escape(_first_line(r.get("message"), None))
             lines.append(f"| {str(r.get('outcome', '')).upper()} | {_md_escape(r['claim_id'])} | {msg} |")
         lines.append("")
     return "\n".join(lines)
@@ -422,7 +421,7 @@ def write_report(frame: pd.DataFrame, claims: Any, out_dir: Path | str, *,
     return {"markdown": md, "csv": csv, "png": pngs}
 
 
-__all__: Iterable[str] = (
+__all__ = [
     "TableRow", "TaskTable", "task_tables", "render_text", "render_tables_text", "render_claims_text",
     "render_markdown", "results_table", "plot_layer_curves", "write_report", "claim_rows",
-)
+]

@@ -44,7 +44,8 @@ def test_report_prints_tables_and_writes_files(tmp_path, ledger, capsys):
     out = capsys.readouterr().out
     assert "gb1_sampled: test_spearman by layer" in out
     assert "onehot" in out and "*" in out and "tiny_esm/random" in out
-    assert "FAILED  beats_onehot[tiny_esm-gb1_sampled-pretrained]  worse than one-hot" in out
+    claim_line = next(l for l in out.splitlines() if l.startswith("FAILED"))
+    assert claim_line.split(maxsplit=2) == ["FAILED", "beats_onehot[tiny_esm-gb1_sampled-pretrained]", "worse than one-hot"]
     for name in ("report.md", "results.csv", "layers_gb1_sampled.png"):
         assert (tmp_path / "out" / name).stat().st_size > 100
     assert "wrote" in out

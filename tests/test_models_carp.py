@@ -216,3 +216,10 @@ def test_random_init_of_carp_600k_is_the_real_architecture(empty_hub):
 
 def test_registry_knows_carp_models():
     assert {"carp_600k", "carp_38M", "carp_76M", "carp_640M"} <= set(builtin_registry().names())
+
+
+def test_step_checkpoint_given_as_a_path(tmp_path, empty_hub):
+    path = tmp_path / "carp_tiny@step=100.pt"
+    torch.save(checkpoint_dict(tiny_model(seed=4), TINY), path)
+    adapter = builtin_registry().create(str(path), "pretrained", None, ModelOptions(allow_download=False))
+    assert adapter.name == "carp_tiny@step=100" and adapter.num_layers == TINY.n_layers

@@ -4,7 +4,13 @@ existing per-layer results.
 >>> from pytest_plmtransfer.claims import load_claims, expand_claims, evaluate, resolve
 """
 
-from pytest_plmtransfer.claims.evaluate import ClaimOutcome, claim_record, evaluate, resolve
+from pytest_plmtransfer.claims.evaluate import (
+    ClaimOutcome,
+    claim_record,
+    evaluate,
+    evaluate_all,
+    resolve,
+)
 from pytest_plmtransfer.claims.spec import (
     CLAIM_KINDS,
     ClaimCase,
@@ -27,6 +33,7 @@ __all__ = [
     "ExpectedFailure",
     "claim_record",
     "evaluate",
+    "evaluate_all",
     "expand_claims",
     "load_claims",
     "parse_claims",

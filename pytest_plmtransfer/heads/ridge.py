@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits  # a scikit-learn dependency, so always present
 
 from .. import metrics as M
 
@@ -60,6 +61,20 @@ RIDGE_SELECTION_METRICS: dict[str, tuple[Callable[[object, object], float], bool
 
 # Rows per block when streaming a big (possibly memory-mapped, float32) matrix into float64.
 _CHUNK_ROWS = 4096
+
+#: BLAS threads for the eigendecomposition. LAPACK's symmetric eigensolver synchronizes its
+#: threads many times per call; when other processes compete for the cores (xdist workers, a model
+#: embedding the next layer) OpenBLAS's spinning threads make it collapse: measured on a loaded
+#: 2-core machine, a 1280 x 1280 ``eigh`` took 1.3 s on 1 thread and 32 s on 2. On an idle
+#: machine a second thread saves little, so one thread is the robust default.
+EIGH_THREADS: int | None = 1
+
+
+def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if EIGH_THREADS is None:
+        return np.linalg.eigh(a)
+    with threadpool_limits(limits=EIGH_THREADS, user_api="blas"):
+        return np.linalg.eigh(a)
 
 
 def _blocks(n: int, size: int = _CHUNK_ROWS) -> range:
@@ -153,14 +168,14 @@ class RidgeProbe:
                 block = np.asarray(X[a : a + _CHUNK_ROWS], dtype=np.float64) - self.x_mean_
                 gram += block.T @ block  # numpy dispatches A.T @ A to a symmetric rank-k update
                 xty += block.T @ yc[a : a + _CHUNK_ROWS]
-            lam, V = np.linalg.eigh(gram)
+            lam, V = _eigh(gram)
             del gram
             self._W = V
             self._g = V.T @ xty
         else:
             self.solver_ = "dual"
             Xc = np.asarray(X, dtype=np.float64) - self.x_mean_
-            mu, U = np.linalg.eigh(Xc @ Xc.T)
+            mu, U = _eigh(Xc @ Xc.T)
             self._W = Xc.T @ U
             self._g = U.T @ yc
             lam = mu

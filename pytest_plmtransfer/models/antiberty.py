@@ -125,7 +125,9 @@ def load_tokenizer(files: AntibertyFiles | None = None) -> Any:
     return BertTokenizer(vocab=str(files.vocab), do_lower_case=False)
 
 
-def load_model(init: str, seed: int | None, files: AntibertyFiles | None = None) -> tuple[Any, dict[str, Any]]:
+def load_model(
+    init: str, seed: int | None, files: AntibertyFiles | None = None
+) -> tuple[Any, dict[str, Any]]:
     """``(BertModel, extra identity facts)`` for ``init``; the model is on CPU, float32.
 
     ``random`` reads only ``config.json``; ``pretrained``/``stat`` load the checkpoint and fail if
@@ -163,7 +165,8 @@ def create_antiberty(name: str, init: str, seed: int | None, options: ModelOptio
 
     files = antiberty_files()
     tokenizer = ResidueTokenizer(load_tokenizer(files), model_name=NAME)
-    if tokenizer.prefix != [tokenizer.tokenizer.cls_token_id] or tokenizer.suffix != [tokenizer.tokenizer.sep_token_id]:
+    hf_tok = tokenizer.tokenizer
+    if tokenizer.prefix != [hf_tok.cls_token_id] or tokenizer.suffix != [hf_tok.sep_token_id]:
         raise PlmTransferError(
             f"{NAME}: expected [CLS] residues [SEP], the tokenizer gives prefix {tokenizer.prefix} "
             f"and suffix {tokenizer.suffix} (transformers {transformers.__version__})"

@@ -206,7 +206,9 @@ class ResidueTokenizer:
                     break
                 layout = found
             if layout is None:
-                reasons.append(f"{mode}: a sequence does not encode as prefix + one token per residue + suffix")
+                reasons.append(
+                    f"{mode}: a sequence does not encode as prefix + one token per residue + suffix"
+                )
                 continue
             self._letter_ids = dict(letters)
             return mode, layout[0], layout[1]
@@ -319,7 +321,9 @@ def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleLis
     """The ``ModuleList`` holding the model's ``num_layers`` blocks, or None if not unique.
 
     Several lists of that length are disambiguated by the usual names (``layer``, ``layers``,
-    ``block``, ``h``); still ambiguous means we do not know where the blocks are.
+    ``block``, ``h``), then by depth (T5's ``block`` holds per-block ``layer`` lists that may
+    have the same length); still ambiguous means we do not know where the blocks are. The
+    caller verifies the choice against a full forward pass anyway.
     """
     candidates = [
         (name, mod)
@@ -328,6 +332,9 @@ def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleLis
     ]
     if len(candidates) > 1:
         usual = [(n, m) for n, m in candidates if n.rsplit(".", 1)[-1] in {"layer", "layers", "block", "h"}]
+        if usual:
+            depth = min(n.count(".") for n, _ in usual)
+            usual = [(n, m) for n, m in usual if n.count(".") == depth]
         candidates = usual
     return candidates[0][1] if len(candidates) == 1 else None
 
@@ -383,7 +390,7 @@ class HFAdapter(TorchAdapter):
     def _probe(self) -> None:
         """One short forward pass: learn L and D from the model itself, and check that the
         early stop reproduces the full pass exactly before trusting it."""
-        tokens, _ = self.tokenizer([_PROBES[1] * 3, _PROBES[1]])
+        tokens, _ = self.tokenizer([_PROBES[1]])
         with torch.inference_mode():
             full = self._full(tokens.to(self.device))
         if full is None or len(full) < 1:
@@ -424,7 +431,9 @@ class HFAdapter(TorchAdapter):
     def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.tokenizer(seqs)
 
-    def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
+    def _forward(
+        self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]
+    ) -> dict[int, torch.Tensor]:
         if max_layer >= self.num_layers or self.blocks is None:
             hidden = self._full(tokens)
             return {layer: hidden[layer] for layer in layers}
@@ -496,12 +505,16 @@ def _instructions(spec: str) -> str:
 def resolve_source(spec: str, options: Any) -> HFSource:
     """Find the files of ``hf:<spec>`` (see the module docstring for the order)."""
     if not spec:
-        raise PlmTransferError("hf: needs a Hugging Face repo id or a local directory, e.g. hf:facebook/esm2_t6_8M_UR50D")
+        raise PlmTransferError(
+            "hf: needs a Hugging Face repo id or a local directory, e.g. hf:facebook/esm2_t6_8M_UR50D"
+        )
     path = Path(spec).expanduser()
     if path.is_dir():
         return HFSource(spec, path)
     if path.exists():
-        raise PlmTransferError(f"hf:{spec}: is a file; hf: expects a model directory (config.json, weights, tokenizer)")
+        raise PlmTransferError(
+            f"hf:{spec}: is a file; hf: expects a model directory (config.json, weights, tokenizer)"
+        )
     looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
     if looks_local:
         raise ResourceUnavailable(f"hf model directory {spec}", f"the directory {path} does not exist")
@@ -522,7 +535,9 @@ def resolve_source(spec: str, options: Any) -> HFSource:
         if (snapshot / "config.json").is_file():
             return HFSource(spec, snapshot, spec, snapshot.name)
     except ValueError as error:  # HFValidationError: not a valid repo id either
-        raise PlmTransferError(f"hf:{spec}: neither an existing directory nor a valid repo id ({error})") from None
+        raise PlmTransferError(
+            f"hf:{spec}: neither an existing directory nor a valid repo id ({error})"
+        ) from None
     except OSError:
         pass  # not in the hub cache
     looked.append("the Hugging Face hub cache")
@@ -538,10 +553,11 @@ def resolve_source(spec: str, options: Any) -> HFSource:
         if not any(snapshot.glob("*.safetensors")):
             snapshot = Path(snapshot_download(spec, allow_patterns=_HUB_PATTERNS + _HUB_BIN_PATTERNS))
     except Exception as error:  # noqa: BLE001 - network, auth, missing repo: all "unavailable"
+        first_line = str(error).splitlines()[0] if str(error) else ""
         raise ResourceUnavailable(
             f"Hugging Face model {spec}",
             f"not found locally (looked at {', '.join(looked)}) and the download failed "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); {_instructions(spec)}",
+            f"({type(error).__name__}: {first_line}); {_instructions(spec)}",
         ) from error
     return HFSource(spec, snapshot, spec, snapshot.name)
 
@@ -638,7 +654,9 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
     # clear ResourceUnavailable for pretrained/stat.
     if init in ("pretrained", "stat"):
         weights_id = (
-            f"hf:{source.repo_id}@{source.commit}" if source.commit else directory_weights_identity(source.path)
+            f"hf:{source.repo_id}@{source.commit}"
+            if source.commit
+            else directory_weights_identity(source.path)
         )
     elif init == "random":
         weights_id = None  # nothing from a checkpoint is used; the config hash identifies it
@@ -659,7 +677,9 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
         raise ResourceUnavailable(
             f"config/tokenizer of {name} in {source.path}", f"loading failed ({error}); {_instructions(spec)}"
         ) from error
-    tokenizer = ResidueTokenizer(hf_tokenizer, model_name=name, pad_id=getattr(hf_config, "pad_token_id", None))
+    tokenizer = ResidueTokenizer(
+        hf_tokenizer, model_name=name, pad_id=getattr(hf_config, "pad_token_id", None)
+    )
     kwargs = _model_kwargs(hf_config)
     config = config_summary(hf_config)
     with quiet_transformers():
@@ -674,7 +694,9 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
                     str(source.path), output_loading_info=True, **local, **kwargs
                 )
             except OSError as error:
-                raise ResourceUnavailable(f"weights of {name} in {source.path}", f"{error}; {_instructions(spec)}") from error
+                raise ResourceUnavailable(
+                    f"weights of {name} in {source.path}", f"{error}; {_instructions(spec)}"
+                ) from error
             check_loading_info(info, name)
     if init == "stat":
         config["stat"] = stat_summary(apply_stat_init(model, seed))

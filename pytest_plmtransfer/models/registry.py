@@ -1,7 +1,7 @@
 """Model registry: a model name on the command line -> a factory that builds its adapter.
 
 Built-in models register themselves here; users add theirs through the ``plmtransfer.models``
-entry-point group or the ``plmtransfer_register_models`` hook (in a conftest or a plugin). Both
+entry-point group or the ``pytest_plmtransfer_register_models`` hook (in a conftest or a plugin). Both
 receive the registry and call :meth:`ModelRegistry.register`.
 """
 
@@ -104,7 +104,7 @@ class ModelRegistry:
             f"unknown model {name!r}. Known models: {known}"
             + (f"; prefixes: {prefixes}" if prefixes else "")
             + "; or a path to a checkpoint file/directory, or register your own through the "
-            f"'{ENTRY_POINT_GROUP}' entry-point group or the plmtransfer_register_models hook."
+            f"'{ENTRY_POINT_GROUP}' entry-point group or the pytest_plmtransfer_register_models hook."
         )
 
     def create(self, name: str, init: str, seed: int | None, options: ModelOptions) -> ModelAdapter:

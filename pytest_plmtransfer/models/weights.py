@@ -96,7 +96,8 @@ def checkpoint_request(name: str, library: str, url_template: str | None) -> Che
     * ``/some/dir/esm1b_t33_650M_UR50S.pt`` (a path) -> that file.
     """
     path = Path(name).expanduser()
-    if name.endswith(".pt") and "@" not in name:
+    if name.endswith(".pt") and ("@" not in name or path.is_file()):
+        # a file path (possibly with '@' in it, e.g. <dir>/carp_640M@step=78810.pt)
         return CheckpointRequest(path.stem, path.name, library, None, path)
     base, tag = split_name(name)
     if tag is None:

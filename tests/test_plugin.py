@@ -1,0 +1,197 @@
+"""Plugin behaviour under pytester: parametrization, selection, ledger, offline skips, xdist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_plmtransfer.ledger import read_records
+
+try:
+    from . import flip_files
+except ImportError:  # tests/ is not a package
+    import flip_files
+
+LAYER_TEST = (Path(__file__).parents[1] / "benchmarks" / "test_layers.py").read_text()
+
+# A user model in a conftest: a deterministic numpy "PLM" with 2 layers that logs every forward
+# pass to a file, so tests can count embedding work across processes.
+USER_MODEL_CONFTEST = '''
+import os
+import numpy as np
+from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
+
+class TinyUserModel(ModelAdapter):
+    name = "tiny_user"
+    num_layers = 2
+    embed_dim = 8
+
+    def __init__(self, init, seed):
+        self.init, self.seed = init, seed
+        rng = np.random.default_rng(0 if init == "pretrained" else 1000 + seed)
+        self.table = rng.normal(size=(26, 8)).astype(np.float32)
+
+    def identity(self):
+        return {"model": self.name, "init": self.init, "seed": self.seed, "weights": "v1"}
+
+    def embed(self, sequences, layers, *, per_residue):
+        with open(os.environ["TINY_LOG"], "a") as fh:
+            fh.write(f"{os.getpid()} {len(sequences)} {sorted(layers)}\\n")
+        for i, seq in enumerate(sequences):
+            x = self.table[[ord(c) - 65 for c in seq]]
+            out = {}
+            for layer in layers:
+                h = np.tanh(x * (layer + 1))
+                out[layer] = h if per_residue else h.mean(0, keepdims=True)
+            yield EmbeddingBatch(indices=np.array([i]), per_layer=out)
+
+def pytest_plmtransfer_register_models(registry):
+    registry.register("tiny_user", lambda name, init, seed, options: TinyUserModel(init, seed),
+                      inits=("pretrained", "random"), needs_weights=())
+'''
+
+
+@pytest.fixture
+def flip_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flip")
+    flip_files.write_gb1(root, n=60, seed=3)
+    flip_files.write_ss3(root, n=24, seed=3)
+    return root
+
+
+@pytest.fixture
+def bench(pytester, flip_root, tmp_path, monkeypatch):
+    pytester.makepyfile(test_layers=LAYER_TEST)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    monkeypatch.setenv("TINY_LOG", str(tmp_path / "embed.log"))
+    common = [
+        f"--plm-data-dir={flip_root}",
+        f"--plm-cache-dir={tmp_path / 'cache'}",
+        f"--plm-ledger={tmp_path / 'ledger.json'}",
+        "-p", "no:cacheprovider",
+    ]
+
+    class Bench:
+        ledger = tmp_path / "ledger.json"
+        log = tmp_path / "embed.log"
+
+        def run(self, *args):
+            # Always in a subprocess: in-process reruns of a collection that loaded torch have
+            # crashed the interpreter (segfault in ast.parse while rendering an error).
+            return pytester.runpytest_subprocess(*common, *args)
+
+        def records(self):
+            return read_records(self.ledger)
+
+        def forward_passes(self):
+            return self.log.read_text().splitlines() if self.log.exists() else []
+
+    return Bench()
+
+
+def test_one_test_per_model_task_layer_init_with_readable_ids(bench):
+    result = bench.run("--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled", "--collect-only", "-q")
+    ids = sorted(line.split("[", 1)[1].rstrip("]") for line in result.outlines if "test_layer[" in line)
+    assert ids == sorted(
+        ["onehot-gb1_sampled-L00-none"]
+        + [f"tiny_user-gb1_sampled-L{layer:02d}-{init}" for layer in range(3) for init in ("pretrained", "random")]
+    )
+
+
+def test_run_writes_one_ledger_record_per_test(bench):
+    result = bench.run("--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained")
+    result.assert_outcomes(passed=2 + 2 * 3)
+    recs = bench.records()
+    assert len(recs) == 8
+    rec = next(r for r in recs if r["model"] == "tiny_user" and r["layer"] == 2 and r["task"] == "gb1_sampled")
+    assert rec["test_id"].endswith("test_layer[tiny_user-gb1_sampled-L02-pretrained]")
+    for field in ("weights", "data", "split_sizes", "host", "timestamp", "versions", "head"):
+        assert rec[field], field
+    assert "git_commit" in rec  # None here: pytester's directory is not a git checkout
+    assert set(rec["metrics"]) >= {"test_spearman", "test_ndcg", "val_spearman", "test_mse", "test_pearson"}
+    # one forward pass over the GB1 sequences serves all layers and both GB1 splits
+    assert len(bench.forward_passes()) == 1
+
+
+def test_k_selection_computes_only_what_is_selected(bench):
+    result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "-k", "L01")
+    result.assert_outcomes(passed=1)
+    passes = bench.forward_passes()
+    assert len(passes) == 1 and passes[0].endswith("[1]"), passes
+    # a rerun of the whole selection reuses layer 1 and computes only 0 and 2, in one pass
+    bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained").assert_outcomes(passed=3)
+    assert bench.forward_passes()[1].endswith("[0, 2]")
+    bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained").assert_outcomes(passed=3)
+    assert len(bench.forward_passes()) == 2, "a warm cache must not run the model again"
+
+
+def test_layers_option_and_seed_ids(bench):
+    result = bench.run(
+        "--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-layers=0,-1",
+        "--plm-seeds=1,2", "--collect-only", "-q",
+    )
+    ids = sorted(line.split("[", 1)[1].rstrip("]") for line in result.outlines if "test_layer[" in line)
+    assert ids == sorted(
+        [f"tiny_user-gb1_sampled-L{layer:02d}-pretrained" for layer in (0, 2)]
+        + [f"tiny_user-gb1_sampled-L{layer:02d}-random-s{s}" for layer in (0, 2) for s in (1, 2)]
+    )
+
+
+def test_per_residue_task_records_q3(bench):
+    bench.run("--plm-models=onehot", "--plm-tasks=ss3").assert_outcomes(passed=1)
+    (rec,) = bench.records()
+    assert rec["task_kind"] == "per_residue"
+    assert 0.0 <= rec["metrics"]["test_q3"] <= 1.0
+
+
+def test_missing_data_offline_skips_with_instructions_and_strict_fails(bench, pytester, tmp_path):
+    args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled", f"--plm-data-dir={tmp_path / 'nothing'}", "--plm-offline", "-rs"]
+    result = bench.run(*args)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*splits/gb1/splits.zip*"])
+    assert "https://github.com/J-SNACKKB/FLIP/raw/main/splits/gb1/splits.zip" in result.stdout.str()
+    strict = bench.run(*args, "--plm-strict")
+    strict.assert_outcomes(errors=1)
+    strict.stdout.fnmatch_lines(["*--plm-strict*"])
+
+
+def test_options_are_settable_in_ini(bench, pytester):
+    pytester.makeini("[pytest]\nplm_models = tiny_user\nplm_tasks = gb1_two_vs_rest\nplm_inits = random\nplm_layers = 1\n")
+    result = bench.run("--collect-only", "-q")
+    assert "test_layers.py::test_layer[tiny_user-gb1_two_vs_rest-L01-random]" in result.stdout.str()
+
+
+def test_unknown_model_and_task_fail_collection_clearly(bench):
+    result = bench.run("--plm-models=nope", "--plm-tasks=gb1_sampled")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*unknown model 'nope'*Known models:*onehot*"])
+    result = bench.run("--plm-models=onehot", "--plm-tasks=gb2")
+    assert result.ret != 0
+    assert "gb2" in result.stdout.str() and "gb1_sampled" in result.stdout.str()
+
+
+def test_xdist_keeps_every_record_and_embeds_once(bench):
+    args = ["--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled,gb1_low_vs_high", "--plm-inits=pretrained,random"]
+    serial = bench.run(*args)
+    serial.assert_outcomes(passed=2 + 2 * 2 * 3)
+    serial_recs = bench.records()
+    bench.ledger.unlink()
+    bench.log.unlink()
+    cache = bench.ledger.parent / "cache"
+    import shutil
+
+    shutil.rmtree(cache)
+    parallel = bench.run(*args, "-n", "2")
+    parallel.assert_outcomes(passed=2 + 2 * 2 * 3)
+    par_recs = bench.records()
+    assert len(par_recs) == len(serial_recs) == 14
+    assert len({r["run_id"] for r in par_recs}) == 1
+
+    def key(r):
+        return (r["model"], r["task"], r["layer"], r["init"], r["seed"])
+
+    assert {key(r): r["metrics"] for r in par_recs} == {key(r): r["metrics"] for r in serial_recs}
+    # tiny_user pretrained and random each embedded once, by whichever worker came first
+    assert len(bench.forward_passes()) == 2, bench.forward_passes()
