@@ -4,7 +4,8 @@ Run explicitly (it is not part of ``tests/``)::
 
     python -m pytest perf/test_embed_speed.py -p no:cacheprovider -s
 
-It takes about a minute on an idle 2-core CPU (ours ~20 s, the straightforward loop ~40 s).
+On an idle 2-core CPU this should take 1-2 minutes (estimated from the ~4,000 residues/s LIBRARY-NOTES
+measured for ESM-2 t6); on a heavily shared one it took 12 minutes (ours 173 s, the loop 542 s).
 
 Data: real FLIP secondary-structure proteins (``splits/sequences.fasta`` inside
 ``splits/secondary_structure/splits.zip``), the first :data:`N_SEQS` of at most 1,022 residues in

@@ -85,9 +85,8 @@ class BaselineMissing(BaselineError):
         self.task, self.model, self.init, self.path = task, model, init, path
         self.command = update_command(model, task, init, seeds)
         super().__init__(
-            f"no stored baseline for model {model!r}, task {task!r}, init {init!r} "
-            f"(expected {path}). Create it with:\n    {self.command}\n"
-            "then review and commit the new file."
+            f"no stored baseline for model {model!r}, task {task!r}, init {init!r}; create it with: "
+            f"{self.command}   (then review and commit {path})"
         )
 
 

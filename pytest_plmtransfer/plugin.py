@@ -83,16 +83,29 @@ def pytest_generate_tests(metafunc) -> None:
     if "plm_layer_case" in metafunc.fixturenames:
         cases = _session(metafunc.config).layer_cases()
         metafunc.parametrize("plm_layer_case", cases, ids=[c.id for c in cases])
+    if "plm_claim_case" in metafunc.fixturenames:
+        claims = _session(metafunc.config).claim_cases()
+        metafunc.parametrize(
+            "plm_claim_case",
+            [pytest.param(c, id=f"{c.name}-{c.param_id}", marks=c.pytest_marks()) for c in claims],
+        )
+
+
+def _params(items, name: str) -> list:
+    return [i.callspec.params[name] for i in items if hasattr(i, "callspec") and name in i.callspec.params]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    # Claims read per-layer results: run them after the layer tests (which fill the caches).
+    items.sort(key=lambda item: hasattr(item, "callspec") and "plm_claim_case" in item.callspec.params)
 
 
 def pytest_collection_finish(session) -> None:
-    cases = [
-        item.callspec.params["plm_layer_case"]
-        for item in session.items
-        if hasattr(item, "callspec") and "plm_layer_case" in item.callspec.params
-    ]
-    if cases:
-        _session(session.config).plan(cases)
+    layers = _params(session.items, "plm_layer_case")
+    claims = _params(session.items, "plm_claim_case")
+    if layers or claims:
+        _session(session.config).plan(layers, claims)
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +130,75 @@ def plm_layer_result(request, plm_session: "PlmSession", plm_layer_case: "LayerC
     request.config.hook.pytest_plmtransfer_layer_record(record=record, case=plm_layer_case)
     plm_session.write([record])
     return record
+
+
+@pytest.fixture
+def plm_claim_outcome(request, plm_session: "PlmSession", plm_claim_case):
+    """Evaluate one claim on the session's per-layer results and write its outcome to the ledger.
+
+    Missing inputs skip (fail under --plm-strict or --plm-gate). Returns the ClaimOutcome; the
+    test asserts ``outcome.passed``; expected failures are xfail marks (strict per the claim).
+    """
+    options = plm_session.options
+    if plm_claim_case.kind == "no_regression" and options.update_baselines:
+        pytest.skip("--plm-update-baselines: this run rewrites the baselines it would compare with")
+    strict = options.strict or options.gate
+    outcome, record = plm_session.evaluate_claim(plm_claim_case, strict=strict)
+    record["test_id"] = request.node.nodeid
+    plm_session.write([record])
+    if outcome.missing:
+        if strict:
+            pytest.fail(f"{outcome.message} (--plm-strict/--plm-gate)", pytrace=False)
+        pytest.skip(outcome.message)
+    return outcome
+
+
+def _is_controller(config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """On the controller only (xdist workers write records; the controller sees them all)."""
+    config = session.config
+    lazy = config.stash.get(SESSION_KEY, None)
+    if lazy is None or lazy._session is None or not _is_controller(config):
+        return
+    plm = lazy._session
+    if plm.options.update_baselines:
+        from pytest_plmtransfer.ledger import records_to_frame
+
+        layer_records = plm.ledger.records(run_id=plm.run_id, kind="layer")
+        if layer_records:
+            written = plm.baseline_store().update_from(records_to_frame(layer_records))
+            plm.notes.append(f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {plm.options.baselines_dir}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    lazy = config.stash.get(SESSION_KEY, None)
+    if lazy is None or not _is_controller(config):
+        return
+    plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None
+    if plm is None:
+        return
+    for note in plm.notes:
+        terminalreporter.write_line(note)
+    if not (plm.options.report or plm.options.report_dir):
+        return
+    from pytest_plmtransfer.ledger import records_to_frame
+    from pytest_plmtransfer.report import render_text, write_report
+
+    layer_frame = records_to_frame(plm.ledger.records(run_id=plm.run_id, kind="layer"))
+    claim_records = plm.ledger.records(run_id=plm.run_id, kind="claim")
+    if layer_frame.empty:
+        terminalreporter.write_line("plmtransfer: no layer results in this run; nothing to report")
+        return
+    terminalreporter.write_sep("=", "plmtransfer report")
+    if plm.options.report:
+        terminalreporter.write_line(render_text(layer_frame, claim_records))
+    if plm.options.report_dir:
+        written = write_report(layer_frame, claim_records, plm.options.report_dir)
+        terminalreporter.write_line(f"report written to {plm.options.report_dir}: {written}")
+
+
+def _wants_report(config) -> bool:
+    return bool(config.getoption("plm_report") or config.getoption("plm_report_dir") or config.getoption("plm_update_baselines"))

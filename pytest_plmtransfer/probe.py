@@ -63,6 +63,11 @@ class ProbeInput:
     splits: np.ndarray
     residue_masks: list[np.ndarray] | None = None
     selection_metric: str = "val_spearman"
+    #: FLIP's Bind splits test on ligand combinations never seen in training, by design. When
+    #: True such test labels are kept: they count as errors in test_accuracy, are left out of
+    #: test_loss / test_auc / per-class metrics (a probe has no output for them), and their share
+    #: is reported as test_unseen_fraction. Validation labels must always be seen in training.
+    unseen_test_labels: bool = False
 
 
 @dataclass
@@ -157,7 +162,10 @@ def _require_train_val(counts: dict[SplitName, int], unit: str) -> None:
 
 
 def _class_index(
-    labels: np.ndarray, split_of: np.ndarray, where_of: Callable[[int], str]
+    labels: np.ndarray,
+    split_of: np.ndarray,
+    where_of: Callable[[int], str],
+    unseen_test_labels: bool = False,
 ) -> tuple[list[str], np.ndarray]:
     """Classes = sorted labels seen in training; every other split must use only those."""
     train_labels = labels[split_of == "train"]
@@ -170,6 +178,10 @@ def _class_index(
     idx = np.searchsorted(classes, labels)
     idx_clipped = np.minimum(idx, classes.size - 1)
     unseen = classes[idx_clipped] != labels
+    idx_clipped = idx_clipped.astype(np.int64)
+    if unseen_test_labels:
+        idx_clipped[unseen & (split_of == "test")] = -1  # kept, scored as errors
+        unseen = unseen & (split_of != "test")
     if unseen.any():
         first = int(np.flatnonzero(unseen)[0])
         raise InputError(
@@ -177,7 +189,7 @@ def _class_index(
             f"never occurs in the training split; classes seen in training: "
             f"{[str(c) for c in classes]}"
         )
-    return [str(c) for c in classes], idx_clipped.astype(np.int64)
+    return [str(c) for c in classes], idx_clipped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,9 +354,16 @@ def _fit_classifier(
     found.update(m)
     m, _ = _evaluate_split(clf, views["val"], y_rows["val"], "val", keep_probs=True)
     found.update(m)
-    m, test_probs = _evaluate_split(clf, views["test"], y_rows["test"], "test", keep_probs=True)
+    y_test = y_rows["test"]
+    seen = y_test >= 0
+    test_view = views["test"] if seen.all() else RowView(X, rows["test"][seen], mean, scale)
+    m, test_probs = _evaluate_split(clf, test_view, y_test[seen], "test", keep_probs=True)
     found.update(m)
     metrics = {k: found[k] for k in _CLASSIFICATION_METRICS}
+    if not seen.all():
+        # labels the probe cannot output are wrong predictions; loss/AUC only exist for the rest
+        metrics["test_accuracy"] = float(found["test_accuracy"] * seen.sum() / seen.size)
+        metrics["test_unseen_fraction"] = float(1.0 - seen.mean())
     assert test_probs is not None
     return metrics, _softmax_head(clf, classes), test_probs
 
@@ -360,7 +379,7 @@ def _probe_classification(
     rows = {s: np.flatnonzero(splits == s) for s in SPLITS}
     _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
     labels = np.asarray([str(t) for t in inp.targets])
-    classes, y = _class_index(labels, splits, lambda i: f"sequence {i}")
+    classes, y = _class_index(labels, splits, lambda i: f"sequence {i}", inp.unseen_test_labels)
     metrics, head, _ = _fit_classifier(
         X, rows, {s: y[r] for s, r in rows.items()}, classes, settings, seed
     )
@@ -431,13 +450,14 @@ def _probe_per_residue(
         seq = int(seq_of[r])
         return f"sequence {seq}, residue {r - int(offsets[seq])}"
 
-    classes, y = _class_index(labels, res_split, where)
+    classes, y = _class_index(labels, res_split, where, inp.unseen_test_labels)
     rows = {s: scored_idx[res_split == s] for s in SPLITS}
     y_rows = {s: y[res_split == s] for s in SPLITS}
     out, head, test_probs = _fit_classifier(X, rows, y_rows, classes, settings, seed)
     if classes == ["C", "E", "H"]:
         out["test_q3"] = out["test_accuracy"]
-    out.update(M.per_class_metrics(test_probs, y_rows["test"], classes, "test"))
+    y_test = y_rows["test"]
+    out.update(M.per_class_metrics(test_probs, y_test[y_test >= 0], classes, "test"))
     return out, head
 
 

@@ -219,7 +219,12 @@ def render_claims_text(claims: Any, *, width: int | None = 160) -> str:
     if not rows:
         return ""
     header = ["outcome", "claim", "message"]
-    body = [[str(r.get("outcome", "")).upper(), r["claim_id"], _first_line(r.get("message"), width)] for r in rows]
+    # rows that need action (failed, skipped, ...) keep their whole first line: it says what to run
+    body = [
+        [str(r.get("outcome", "")).upper(), r["claim_id"],
+         _first_line(r.get("message"), width if r.get("outcome") in ("passed", "xfailed") else None)]
+        for r in rows
+    ]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header[:2])]
     lines = [f"claims: {_claims_summary(rows)}"]
     lines.append(f"{header[0].ljust(widths[0])}  {header[1].ljust(widths[1])}  {header[2]}")

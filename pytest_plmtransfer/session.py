@@ -26,7 +26,7 @@ from pytest_plmtransfer.models.base import ModelAdapter
 from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
 from pytest_plmtransfer.options import PlmOptions, parse_layers
 from pytest_plmtransfer.provenance import machine_info, utc_now
-from pytest_plmtransfer.tasks.catalog import get_task
+from pytest_plmtransfer.tasks.catalog import UNSEEN_TEST_LABELS_ALLOWED, get_task
 from pytest_plmtransfer.tasks.prepare import prepare_for_model
 from pytest_plmtransfer.tasks.readers import load_task
 from pytest_plmtransfer.tasks.resolve import DataResolver, default_cache_dir
@@ -52,7 +52,8 @@ class LayerCase:
 
     @property
     def id(self) -> str:
-        base = f"{self.model}-{self.task}-L{self.layer:02d}-{self.init}"
+        layer = "Lall" if self.unavailable else f"L{self.layer:02d}"  # layers unknown without weights
+        base = f"{self.model}-{self.task}-{layer}-{self.init}"
         return f"{base}-s{self.seed}" if self.show_seed and self.seed is not None else base
 
     @property
@@ -96,6 +97,9 @@ class PlmSession:
         #: layers needed per (model, init, seed, task), from the final selection of tests
         self._planned_layers: dict[tuple, set[int]] = {}
         self._machine: dict[str, Any] | None = None
+        self._layer_cases: list[LayerCase] | None = None
+        #: lines for the terminal summary (e.g. baselines written)
+        self.notes: list[str] = []
 
     # ---------------------------------------------------------------- selection
     def inits_for(self, model: str) -> list[tuple[str, int | None]]:
@@ -119,11 +123,16 @@ class PlmSession:
         return self._adapters[key]
 
     def layer_cases(self) -> list[LayerCase]:
+        if self._layer_cases is None:
+            self._layer_cases = self._build_layer_cases(self.options.models)
+        return self._layer_cases
+
+    def _build_layer_cases(self, models: Iterable[str]) -> list[LayerCase]:
         for task in self.options.tasks:
             get_task(task)  # unknown task ids fail collection with the list of known ones
         cases: list[LayerCase] = []
         show_seed = len(self.options.seeds) > 1
-        for model in self.options.models:
+        for model in models:
             for init, seed in self.inits_for(model):
                 try:
                     num_layers = self.adapter(model, init, seed).num_layers
@@ -138,11 +147,78 @@ class PlmSession:
                         )
         return cases
 
-    def plan(self, cases: Iterable[LayerCase]) -> None:
-        """Record which layers each embedding request needs, so one pass computes them all."""
+    def plan(self, cases: Iterable[LayerCase], claims: Iterable[Any] = ()) -> None:
+        """Record which layers each embedding request needs, so one pass computes them all.
+
+        Claim tests need the layers of their (model, task) and one-hot's, selected or not.
+        """
         self._planned_layers.clear()
-        for case in cases:
+        needed = list(cases)
+        for claim in claims:
+            needed.extend(self.claim_layer_cases(claim))
+        for case in needed:
             self._planned_layers.setdefault(case.embedding_request, set()).add(case.layer)
+
+    # ---------------------------------------------------------------- claims
+    def baseline_store(self):
+        from pytest_plmtransfer.baselines import BaselineStore
+
+        return BaselineStore(self.options.baselines_dir)
+
+    def claim_cases(self) -> list[Any]:
+        """Every claim in ``<baselines>/claims.json`` applied to the selected (model, task, init)."""
+        from pytest_plmtransfer.claims.spec import expand_claims, load_claims
+
+        path = self.baseline_store().claims_path
+        if not path.is_file():
+            return []
+        available = [
+            (model, task, init)
+            for model in self.options.models
+            if model != "onehot"
+            for init in dict.fromkeys(init for init, _ in self.inits_for(model))
+            for task in self.options.tasks
+        ]
+        cases = expand_claims(load_claims(path), available)
+        # "pretrained beats random/stat" cannot apply to a model that has no such init
+        return [
+            c for c in cases
+            if not c.kind.startswith("pretrained_beats_")
+            or c.kind.removeprefix("pretrained_beats_") in self.registry.entry(c.model).inits
+        ]
+
+    def claim_layer_cases(self, claim) -> list[LayerCase]:
+        """The per-layer results a claim reads: its model on its task (every init and seed) and
+        one-hot on the task (added even when one-hot was not selected: it is cheap)."""
+        own = [c for c in self.layer_cases() if c.model == claim.model and c.task == claim.task]
+        onehot = [c for c in self.layer_cases() if c.model == "onehot" and c.task == claim.task]
+        if not onehot and claim.kind == "beats_onehot":
+            onehot = [c for c in self._build_layer_cases(["onehot"]) if c.task == claim.task]
+        return own + onehot
+
+    def evaluate_claim(self, claim, *, strict: bool) -> tuple[Any, dict[str, Any]]:
+        """Evaluate one claim on the per-layer results (cached: no refitting); returns the outcome
+        and its ledger record."""
+        from pytest_plmtransfer.claims.evaluate import claim_record, evaluate
+        from pytest_plmtransfer.ledger import records_to_frame
+
+        records = []
+        for case in self.claim_layer_cases(claim):
+            try:
+                records.append(self.run_layer(case))
+            except ResourceUnavailable:
+                continue  # the claim reports what is missing and the command that provides it
+        outcome = evaluate(claim, records_to_frame(records), self.baseline_store())
+        machine = self.machine()
+        record = claim_record(claim, outcome, strict_missing=strict)
+        record.update(
+            run_id=self.run_id,
+            plugin_version=__version__,
+            git_commit=machine["git_commit"],
+            host=machine["host"],
+            timestamp=utc_now(),
+        )
+        return outcome, record
 
     # ---------------------------------------------------------------- data
     def task_data(self, task_id: str) -> TaskData:
@@ -205,6 +281,7 @@ class PlmSession:
                 splits=data.splits,
                 residue_masks=data.residue_masks,
                 selection_metric=data.spec.selection_metric,
+                unseen_test_labels=data.spec.dataset in UNSEEN_TEST_LABELS_ALLOWED,
             ),
             seed=seed,
         )

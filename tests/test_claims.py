@@ -230,6 +230,13 @@ def test_pretrained_beats_stat_single_seed_is_a_plain_comparison():
     assert not out.passed and "NOT better" in out.message
 
 
+def test_seeds_without_variance_are_decided_by_the_comparison():
+    out = evaluate(case("pretrained_beats_random"), frame(PRE, _random([0.7, 0.7, 0.7])))
+    assert out.passed and out.detail["p_value"] == 0.0 and "no variance" in out.detail["test"]
+    out = evaluate(case("pretrained_beats_random"), frame(PRE, _random([0.9, 0.9])))
+    assert not out.passed and out.detail["p_value"] == 1.0
+
+
 def test_pretrained_beats_random_welch_when_pretrained_is_replicated():
     pre = curve_records("m", "gb1_sampled", "pretrained", {1: [(0.8, 0.80)], 2: [(0.8, 0.82)], 3: [(0.8, 0.81)]})
     rnd = curve_records("m", "gb1_sampled", "random", {1: [(0.7, 0.70)], 2: [(0.7, 0.74)], 3: [(0.7, 0.72)]})

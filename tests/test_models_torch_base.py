@@ -21,6 +21,16 @@ from pytest_plmtransfer.models.torch_base import TorchAdapter, is_oom, plan_batc
 SEQS = ["MKTAYIAKQR", "GW", "ACDEFGHIKLMNPQRSTVWY", "MKV", "PPPPPPPPPPPPPPPPPPPPPPPPPPPPPPP", "QE", "LLLLA"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared CPU the thread pool's
+    spin-waiting costs far more than the work (measured: 72 s -> 8 s for these test files)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class AddLayerAdapter(TorchAdapter):
     """Layer k of residue r is ``emb[token r] + k``; BOS gets a huge value so leaking it into
     pooling would show. Token ids: letters 'A'..'Z' -> 1..26, BOS 27, padding 0."""

@@ -241,3 +241,23 @@ def test_empty_test_split_gives_nan_test_metrics() -> None:
     r = probe(ProbeInput("regression", X, None, list(y), _splits(150, 50, 0), None, "val_ndcg"))
     assert math.isnan(r.metrics["test_mse"]) and math.isnan(r.metrics["test_spearman"])
     assert not math.isnan(r.metrics["val_ndcg"])
+
+
+def test_unseen_test_labels_count_as_errors_when_allowed():
+    """FLIP Bind tests on label combinations absent from training: kept, scored as errors."""
+    rng = np.random.default_rng(0)
+    lengths = [20] * 12
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    X = rng.normal(size=(offsets[-1], 4)).astype(np.float32)
+    targets = ["".join(rng.choice(list("01"), size=20)) for _ in lengths]
+    targets[-1] = "7" * 5 + targets[-1][5:]  # five test residues with a label never trained on
+    X[:, 0] += np.array([int(c) for t in targets for c in t.replace("7", "1")]) * 3
+    splits = np.array(["train"] * 8 + ["val"] * 2 + ["test"] * 2)
+    inp = ProbeInput(kind="per_residue", X=X, offsets=offsets, targets=targets, splits=splits)
+    with pytest.raises(ValueError, match="'7' in the test split"):
+        probe(inp)
+    inp.unseen_test_labels = True
+    out = probe(inp).metrics
+    assert out["test_unseen_fraction"] == pytest.approx(5 / 40)
+    assert out["test_accuracy"] <= 1 - 5 / 40 + 1e-9
+    assert np.isfinite(out["test_loss"])

@@ -224,6 +224,11 @@ def _values_at(frame: pd.DataFrame, sel_m: str, test_m: str, at: Any) -> dict[st
     return out
 
 
+def _constant(x: np.ndarray) -> bool:
+    """No spread beyond float noise (a t statistic would be meaningless)."""
+    return bool(np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())))
+
+
 def _one_sided_p(pre: list[float], other: list[float], margin: float, low: bool) -> tuple[str, float, float, float]:
     """(test name, statistic, df, p) for H1: pretrained better than ``other`` by more than margin."""
     from scipy import stats
@@ -233,14 +238,15 @@ def _one_sided_p(pre: list[float], other: list[float], margin: float, low: bool)
     a = np.array([sign * v - margin for v in pre])
     b = np.array([sign * v for v in other])
     if len(a) >= 2:
-        if np.var(a) == 0 and np.var(b) == 0:
-            return "Welch t-test (no variance)", math.inf if a.mean() > b.mean() else -math.inf, math.nan, 0.0 if a.mean() > b.mean() else 1.0
+        if _constant(a) and _constant(b):  # deterministic on both sides: the comparison decides
+            ahead = bool(a.mean() > b.mean())
+            return "Welch t-test (no variance)", math.inf if ahead else -math.inf, math.nan, 0.0 if ahead else 1.0
         res = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
         va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
         dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else math.nan
         return "one-sided Welch t-test", float(res.statistic), float(dof), float(res.pvalue)
     target = float(a[0])
-    if np.var(b) == 0:
+    if _constant(b):
         p = 0.0 if target > b.mean() else 1.0
         return "one-sample t-test (no variance across seeds)", math.inf if p == 0 else -math.inf, len(b) - 1, p
     res = stats.ttest_1samp(b, popmean=target, alternative="less")

@@ -140,7 +140,7 @@ class TorchAdapter(ModelAdapter):
 
     #: non-residue tokens per sequence (BOS/CLS + EOS ...), counted against the token budget
     special_tokens_per_seq: int = 0
-    #: letters the tokenizer accepts (None: no check beyond non-empty ASCII letters)
+    #: letters the tokenizer accepts; validated before tokenizing (None: only non-empty is checked)
     alphabet: str | None = None
 
     def __init__(
