@@ -91,7 +91,9 @@ class BaselineMissing(BaselineError):
 
 
 def update_command(model: str, task: str, init: str, seeds: list[Any] | None = None) -> str:
-    cmd = f"pytest benchmarks --plm-models {model} --plm-tasks {task} --plm-inits {init}"
+    cmd = f"pytest benchmarks --plm-models {model} --plm-tasks {task}"
+    if init != "none":  # one-hot has no init to select
+        cmd += f" --plm-inits {init}"
     real = [s for s in (seeds or []) if s is not None]
     if len(real) > 1:
         cmd += " --plm-seeds " + ",".join(str(s) for s in real)

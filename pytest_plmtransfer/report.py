@@ -76,11 +76,13 @@ class TaskTable:
 
 
 def _order(frame: pd.DataFrame, column: str) -> list[str]:
-    return list(dict.fromkeys(frame[column].tolist()))
+    # Sorted, not first-appearance: under pytest-xdist the record order depends on which worker
+    # wrote first, and the report must not.
+    return sorted(dict.fromkeys(str(v) for v in frame[column].tolist()))
 
 
 def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTable]:
-    """One :class:`TaskTable` per task, in order of first appearance."""
+    """One :class:`TaskTable` per task, tasks and models in sorted order (one-hot first)."""
     data = normalize(frame)
     tables: list[TaskTable] = []
     if data.empty:
@@ -91,7 +93,7 @@ def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTabl
         test_m = metric or test_m
         table = TaskTable(task, sel_m, test_m, sorted(int(x) for x in tdata["layer"].unique()))
         models = _order(tdata, "model")
-        models = sorted(models, key=lambda m: m != ONEHOT)  # stable: one-hot first, others as found
+        models = sorted(models, key=lambda m: m != ONEHOT)  # stable: one-hot first, then by name
         for model in models:
             mdata = tdata[tdata["model"] == model]
             inits = sorted(_order(mdata, "init"), key=lambda i: (INIT_ORDER.get(i, 9), i))
@@ -175,7 +177,7 @@ def render_tables_text(frame: pd.DataFrame, *, metric: str | None = None, max_la
 
 
 def claim_rows(claims: Any) -> list[dict[str, Any]]:
-    """Claim records (list of dicts or a DataFrame), newest per claim id, in a stable order."""
+    """Claim records (list of dicts or a DataFrame): the newest per claim id, sorted by claim id."""
     if claims is None:
         return []
     if isinstance(claims, pd.DataFrame):
@@ -193,9 +195,9 @@ def claim_rows(claims: Any) -> list[dict[str, Any]]:
         if not cid:
             cid = f"{rec.get('claim')}[{rec.get('model')}-{rec.get('task')}-{rec.get('init')}]"
         rec["claim_id"] = cid
-        latest.pop(cid, None)
         latest[cid] = rec
-    return list(latest.values())
+    # sorted by id, not by time: the same run gives the same table serially and under xdist
+    return [latest[cid] for cid in sorted(latest)]
 
 
 def _claims_summary(rows: list[dict[str, Any]]) -> str:

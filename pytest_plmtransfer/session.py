@@ -172,10 +172,11 @@ class PlmSession:
         path = self.baseline_store().claims_path
         if not path.is_file():
             return []
+        # one-hot is included: no_regression and matches_paper apply to it (init "none"); the
+        # claims file's kinds that make no sense for it (beats_onehot, ...) never select it
         available = [
             (model, task, init)
             for model in self.options.models
-            if model != "onehot"
             for init in dict.fromkeys(init for init, _ in self.inits_for(model))
             for task in self.options.tasks
         ]

@@ -323,6 +323,6 @@ def test_strict_xfail_marks_make_pytest_report_xpass_strict(pytester):
         def test_claim(case):
             assert PASSES[case.model]
     """))
-    result = pytester.runpytest("-rxX", "-p", "no:cacheprovider", "-p", "no:plmtransfer")
+    result = pytester.runpytest("-rxX", "-p", "no:cacheprovider", "-p", "no:plmtransfer", "-p", "no:benchmark")
     result.assert_outcomes(passed=1, failed=1, xfailed=1)
     result.stdout.fnmatch_lines(["*XPASS(strict)*paper: no*"])

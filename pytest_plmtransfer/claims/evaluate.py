@@ -63,7 +63,9 @@ class ClaimOutcome:
 
 
 def _run_cmd(models: str, task: str, inits: str, extra: str = "") -> str:
-    cmd = f"pytest benchmarks --plm-models {models} --plm-tasks {task} --plm-inits {inits}"
+    cmd = f"pytest benchmarks --plm-models {models} --plm-tasks {task}"
+    if inits != "none":  # one-hot has no init to select
+        cmd += f" --plm-inits {inits}"
     return f"{cmd} {extra}".rstrip()
 
 
@@ -132,7 +134,7 @@ def _beats_onehot(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | None
     if one.empty:
         return _missing(
             f"no one-hot result for task {case.task}: add onehot to the selection "
-            f"({_run_cmd(case.model + ',' + ONEHOT, case.task, case.init + ',none')}) "
+            f"({_run_cmd(case.model + ',' + ONEHOT, case.task, case.init)}) "
             "and do not deselect it with -k"
         )
     s_m = select(mine, sel_m, test_m)

@@ -1,0 +1,424 @@
+"""Claims, baselines, gating and reports end to end, under pytester.
+
+Each test gets its own pytester directory holding the benchmark suite (``benchmarks/test_layers.py``
+and ``benchmarks/test_claims.py``, copied), a small ``baselines/claims.json`` written for that test,
+and a conftest registering ``tiny``: a deterministic numpy "PLM" with 2 layers and the three inits.
+GB1 files are generated in FLIP's format (60 variants). Runs always go through
+``runpytest_subprocess``: in-process reruns of a session that loaded torch have crashed the
+interpreter. Claims whose outcome does not depend on the numbers are used where the outcome
+matters (``saturates_by`` at the last layer always holds; ``beats_onehot`` by a margin of 5 on a
+Spearman correlation never does), so the tests are deterministic whatever the probe fits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pytest_plmtransfer.cli import main as cli_main
+from pytest_plmtransfer.ledger import read_records
+
+try:
+    from . import flip_files
+except ImportError:  # tests/ is not a package
+    import flip_files
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+LAYER_TEST = (BENCHMARKS / "test_layers.py").read_text()
+CLAIM_TEST = (BENCHMARKS / "test_claims.py").read_text()
+
+TINY_CONFTEST = '''
+import numpy as np
+from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
+
+
+class Tiny(ModelAdapter):
+    """2 layers over a per-letter table: pretrained = a fixed table, random = a fresh table per
+    seed, stat = the pretrained table's elements permuted per seed."""
+
+    name = "tiny"
+    num_layers = 2
+    embed_dim = 8
+
+    def __init__(self, init, seed):
+        self.init, self.seed = init, seed
+        table = np.random.default_rng(0).normal(size=(26, 8)).astype(np.float32)
+        if init == "random":
+            table = np.random.default_rng(1000 + seed).normal(size=(26, 8)).astype(np.float32)
+        elif init == "stat":
+            table = np.random.default_rng(2000 + seed).permutation(table.ravel()).reshape(26, 8)
+        self.table = table
+
+    def identity(self):
+        return {"model": self.name, "init": self.init, "seed": self.seed, "weights": "v1"}
+
+    def embed(self, sequences, layers, *, per_residue):
+        for i, seq in enumerate(sequences):
+            x = self.table[[ord(c) - 65 for c in seq]]
+            out = {}
+            for layer in layers:
+                h = np.tanh(x * (layer + 1))
+                out[layer] = h if per_residue else h.mean(0, keepdims=True)
+            yield EmbeddingBatch(indices=np.array([i]), per_layer=out)
+
+
+def pytest_plmtransfer_register_models(registry):
+    registry.register("tiny", lambda name, init, seed, options: Tiny(init, seed),
+                      inits=("pretrained", "random", "stat"), needs_weights=())
+'''
+
+#: a claim that always holds: saturation by the last layer (the early choice is the best choice)
+HOLDS = {"kind": "saturates_by", "models": "tiny", "params": {"layer": 2, "tolerance": 0.0}}
+#: a claim that never holds: beating one-hot's test Spearman by more than 5
+BROKEN = {"kind": "beats_onehot", "models": "tiny", "params": {"margin": 5.0}}
+NO_REGRESSION = {"kind": "no_regression", "models": "*", "tasks": "*", "inits": "*"}
+
+SELECT = ["--plm-models=onehot,tiny", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
+#: plugins these runs do not use; not loading them saves seconds per subprocess
+QUIET_PLUGINS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:anyio"]
+
+
+def claim(name: str, base: dict, **extra) -> dict:
+    return {"name": name, **base, **extra}
+
+
+@pytest.fixture(scope="module")
+def flip_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flip")
+    flip_files.write_gb1(root, n=60, seed=3)
+    return root
+
+
+@pytest.fixture
+def bench(pytester, flip_root, tmp_path):
+    pytester.makeini("[pytest]\n")  # the rootdir, as the repository's pyproject.toml makes it
+    pytester.mkdir("benchmarks")
+    (pytester.path / "benchmarks" / "test_layers.py").write_text(LAYER_TEST)
+    (pytester.path / "benchmarks" / "test_claims.py").write_text(CLAIM_TEST)
+    (pytester.path / "benchmarks" / "conftest.py").write_text(TINY_CONFTEST)
+
+    class Bench:
+        root = pytester.path
+        baselines = pytester.path / "baselines"
+        ledger = tmp_path / "ledger.json"
+        cache = tmp_path / "cache"
+
+        def claims(self, *entries: dict) -> None:
+            self.baselines.mkdir(exist_ok=True)
+            doc = {"format": "plmtransfer-claims/1", "claims": list(entries)}
+            (self.baselines / "claims.json").write_text(json.dumps(doc, indent=1))
+
+        def run(self, *args, ledger: Path | None = None, cache: Path | None = None):
+            return pytester.runpytest_subprocess(
+                "benchmarks",
+                f"--plm-data-dir={flip_root}",
+                f"--plm-cache-dir={cache or self.cache}",
+                f"--plm-ledger={ledger or self.ledger}",
+                "--plm-offline",
+                "--plm-device=cpu",
+                *QUIET_PLUGINS,
+                *args,
+            )
+
+        def claim_records(self, ledger: Path | None = None) -> dict[str, dict]:
+            """claim id -> the newest claim record of that id."""
+            recs = [r for r in read_records(ledger or self.ledger) if r.get("kind") == "claim"]
+            return {r["claim_id"]: r for r in recs}
+
+        def run_id(self, ledger: Path | None = None) -> str:
+            return read_records(ledger or self.ledger)[-1]["run_id"]
+
+    return Bench()
+
+
+def outcomes_by_test(result) -> dict[str, str]:
+    """'test_claim[...]' / 'test_layer[...]' -> PASSED/FAILED/SKIPPED/XFAIL/XPASS (from -rA)."""
+    out = {}
+    for line in result.outlines:
+        m = re.match(r"^(PASSED|FAILED|SKIPPED|XFAIL|XPASS|ERROR) \S*::(test_\w+\[[^\]]+\])", line)
+        if m:
+            out[m[2]] = m[1]
+    return out
+
+
+# ---------------------------------------------------------------------------------- baselines
+
+
+def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fails(bench):
+    bench.claims(claim("no_regression", NO_REGRESSION))
+
+    # 1. --plm-update-baselines writes one reviewable file per (task, model, init) of the run
+    update = bench.run(*SELECT, "--plm-update-baselines", "-rs")
+    update.assert_outcomes(passed=4, skipped=2)  # the comparisons are skipped: the baselines are rewritten
+    update.stdout.fnmatch_lines(["*--plm-update-baselines: wrote 2 baseline file(s) under*baselines*"])
+    assert "this run rewrites the baselines it would compare with" in update.stdout.str()
+    run_id = bench.run_id()
+    layer_recs = [r for r in read_records(bench.ledger) if r["kind"] == "layer"]
+    tiny_path = bench.baselines / "gb1_sampled" / "tiny--pretrained.json"
+    onehot_path = bench.baselines / "gb1_sampled" / "onehot--none.json"
+    assert tiny_path.is_file() and onehot_path.is_file()
+    text = tiny_path.read_text()
+    assert len(text.splitlines()) > 20, "a baseline is indented JSON, one value per line, for review"
+    doc = json.loads(text)
+    assert doc["format"] == "plmtransfer-baseline/1"
+    assert (doc["task"], doc["model"], doc["init"]) == ("gb1_sampled", "tiny", "pretrained")
+    assert doc["test_metric"] == "test_spearman" and doc["num_layers"] == 2 and doc["seeds"] == [None]
+    assert sorted(doc["layers"]) == ["0", "1", "2"]
+    prov = doc["provenance"]
+    assert prov["run_id"] == run_id
+    assert prov["data_sha256"] == layer_recs[0]["data"]["sha256"]
+    assert prov["weights"] == {"model": "tiny", "init": "pretrained", "seed": None, "weights": "v1"}
+    by_layer = {r["layer"]: r["metrics"] for r in layer_recs if r["model"] == "tiny"}
+    for layer in (0, 1, 2):
+        stored = doc["layers"][str(layer)]
+        assert stored["mean"]["test_spearman"] == pytest.approx(by_layer[layer]["test_spearman"])
+        assert stored["per_seed"]["none"]["test_spearman"] == pytest.approx(by_layer[layer]["test_spearman"])
+    assert "*_spearman" in doc["tolerances"]["defaults"] and doc["tolerances"]["overrides"] == {}
+    assert sorted(json.loads(onehot_path.read_text())["layers"]) == ["0"]
+
+    # 2. a second run without it (fresh embedding cache: numbers recomputed) holds the baselines
+    again = bench.run(*SELECT, "-rA", cache=bench.cache.with_name("cache2"))
+    again.assert_outcomes(passed=6)
+    assert outcomes_by_test(again)["test_claim[no_regression-tiny-gb1_sampled-pretrained]"] == "PASSED"
+    assert outcomes_by_test(again)["test_claim[no_regression-onehot-gb1_sampled-none]"] == "PASSED"
+    recs = bench.claim_records()
+    assert recs["no_regression[tiny-gb1_sampled-pretrained]"]["outcome"] == "passed"
+
+    # 3. a stored per-layer test_spearman moved by +0.2 breaks no_regression with a readable diff
+    base = doc["layers"]["1"]["mean"]["test_spearman"]
+    doc["layers"]["1"]["mean"]["test_spearman"] = base + 0.2
+    doc["layers"]["1"]["per_seed"]["none"]["test_spearman"] = base + 0.2
+    tiny_path.write_text(json.dumps(doc, indent=1))
+    broken = bench.run(*SELECT)
+    broken.assert_outcomes(passed=5, failed=1)
+    out = broken.stdout.str()
+    assert "FAILED benchmarks/test_claims.py::test_claim[no_regression-tiny-gb1_sampled-pretrained]" in out
+    assert "tiny/pretrained on gb1_sampled: 1 of " in out and str(tiny_path) in out
+    header = next(l for l in broken.outlines if re.search(r"\blayer\s+metric\s+baseline\s+current\b", l))
+    assert header.split()[-7:] == ["layer", "metric", "baseline", "current", "diff", "tolerance", "status"]
+    row = next(l for l in broken.outlines if l.rstrip().endswith("FAIL") and "test_spearman" in l)
+    cells = row.split()
+    assert cells[-7:-5] == ["1", "test_spearman"]
+    assert cells[-5:] == [f"{base + 0.2:.4f}", f"{base:.4f}", "-0.2000", "±0.02", "FAIL"]
+    # only the failing value is listed
+    assert sum(1 for l in broken.outlines if l.rstrip().endswith(("FAIL", " OK"))) == 1
+    rec = bench.claim_records()["no_regression[tiny-gb1_sampled-pretrained]"]
+    assert rec["outcome"] == "failed" and rec["detail"]["n_failed"] == 1
+    assert rec["detail"]["failures"][0]["layer"] == 1
+
+
+def test_missing_baseline_skips_with_the_command_and_fails_under_strict(bench):
+    bench.claims(claim("no_regression", NO_REGRESSION, models="tiny"))
+    command = (
+        "pytest benchmarks --plm-models tiny --plm-tasks gb1_sampled --plm-inits pretrained "
+        "--plm-update-baselines"
+    )
+    result = bench.run(*SELECT, "-rs")
+    result.assert_outcomes(passed=4, skipped=1)
+    assert result.ret == 0
+    assert command in result.stdout.str()
+    rec = bench.claim_records()["no_regression[tiny-gb1_sampled-pretrained]"]
+    assert rec["outcome"] == "skipped" and rec["detail"]["command"] == command
+
+    strict = bench.run(*SELECT, "--plm-strict")
+    # the failure is raised by the plm_claim_outcome fixture, so pytest reports it as an error
+    # (as for a layer test whose data is missing under --plm-strict)
+    strict.assert_outcomes(passed=4, errors=1)
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    out = strict.stdout.str()
+    assert command in out and "(--plm-strict/--plm-gate)" in out
+    assert bench.claim_records()["no_regression[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
+
+
+# ---------------------------------------------------------------------------------- expected failures
+
+
+def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
+    bench.claims(
+        claim("holds", HOLDS),
+        claim("strict_but_holds", HOLDS,
+              expected_failures=[{"reason": "declared false, yet it holds", "strict": True}]),
+        claim("strict_and_broken", BROKEN,
+              expected_failures=[{"reason": "one-hot cannot be beaten by 5", "strict": True}]),
+        claim("loose_and_holds", HOLDS,
+              expected_failures=[{"reason": "a tie in the paper", "strict": False}]),
+    )
+    result = bench.run(*SELECT, "-rA")
+    result.assert_outcomes(passed=4 + 1, failed=1, xfailed=1, xpassed=1)
+    assert result.ret == 1
+    tests = outcomes_by_test(result)
+    assert tests["test_claim[holds-tiny-gb1_sampled-pretrained]"] == "PASSED"
+    assert tests["test_claim[strict_but_holds-tiny-gb1_sampled-pretrained]"] == "FAILED"
+    assert tests["test_claim[strict_and_broken-tiny-gb1_sampled-pretrained]"] == "XFAIL"
+    assert tests["test_claim[loose_and_holds-tiny-gb1_sampled-pretrained]"] == "XPASS"
+    out = result.stdout.str()
+    assert "[XPASS(strict)] declared false, yet it holds" in out
+
+    recs = bench.claim_records()
+    outcome = {cid.split("[")[0]: (r["outcome"], r["strict"], r["expected_failure"]) for cid, r in recs.items()}
+    assert outcome == {
+        "holds": ("passed", True, None),
+        "strict_but_holds": ("failed", True, "declared false, yet it holds"),
+        "strict_and_broken": ("xfailed", True, "one-hot cannot be beaten by 5"),
+        "loose_and_holds": ("xpassed", False, "a tie in the paper"),
+    }
+    assert recs["strict_but_holds[tiny-gb1_sampled-pretrained]"]["message"].startswith("XPASS(strict)")
+    assert recs["strict_and_broken[tiny-gb1_sampled-pretrained]"]["passed"] is False
+    assert all(r["run_id"] == bench.run_id() and r["test_id"].startswith("benchmarks/test_claims.py::")
+               for r in recs.values())
+
+
+# ---------------------------------------------------------------------------------- gating
+
+
+def test_gate_exit_codes(bench):
+    bench.claims(
+        claim("holds", HOLDS),
+        claim("broken", BROKEN),
+        claim("needs_baseline", NO_REGRESSION, models="tiny"),
+    )
+    ok = bench.run(*SELECT, "--plm-gate", "-k", "not broken and not needs_baseline")
+    ok.assert_outcomes(passed=4 + 1)
+    assert ok.ret == pytest.ExitCode.OK == 0
+
+    gated = bench.run(*SELECT, "--plm-gate", "-rA")
+    gated.assert_outcomes(passed=4 + 1, failed=1, errors=1)
+    assert gated.ret == pytest.ExitCode.TESTS_FAILED == 1
+    tests = outcomes_by_test(gated)
+    assert tests["test_claim[broken-tiny-gb1_sampled-pretrained]"] == "FAILED"
+    # a missing input (no stored baseline) fails under --plm-gate instead of skipping (raised by
+    # the fixture, so pytest counts it as an error)
+    assert tests["test_claim[needs_baseline-tiny-gb1_sampled-pretrained]"] == "ERROR"
+    out = gated.stdout.str()
+    assert "does not beat one-hot by more than the margin 5" in out
+    assert "no stored baseline for model 'tiny'" in out and "(--plm-strict/--plm-gate)" in out
+    recs = bench.claim_records()
+    assert recs["needs_baseline[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
+    assert recs["broken[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
+
+
+# ---------------------------------------------------------------------------------- reporting
+
+
+def report_section(result) -> list[str]:
+    """The lines of the plmtransfer report section, without timings and file locations."""
+    lines = result.outlines
+    start = next(i for i, l in enumerate(lines) if re.match(r"^=+ plmtransfer report =+$", l))
+    section = []
+    for line in lines[start + 1:]:
+        if line.startswith("="):  # pytest's final "N passed in X s" line
+            break
+        if line.startswith("report written to") or re.search(r"\bin \d+(\.\d+)?s\b", line):
+            continue
+        section.append(line.rstrip())
+    return section
+
+
+def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tmp_path):
+    bench.claims(
+        claim("holds", HOLDS),
+        claim("saturates_half", {"kind": "saturates_by", "models": "tiny", "params": {"fraction": 0.5, "tolerance": 1.0}}),
+    )
+    select = ["--plm-models=onehot,tiny", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained,random"]
+    out_dir = tmp_path / "report"
+    serial = bench.run(*select, "--plm-report", f"--plm-report-dir={out_dir}")
+    serial.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
+    section = report_section(serial)
+    text = "\n".join(section)
+    for task in ("gb1_sampled", "gb1_two_vs_rest"):
+        assert any(l.startswith(f"{task}: test_spearman by layer") for l in section)
+    assert any(l.split()[:5] == ["model/init", "seeds", "L00", "L01", "L02"] for l in section)
+    assert sum(1 for l in section if l.startswith("onehot ")) == 2
+    assert sum(1 for l in section if l.startswith("tiny/pretrained ")) == 2
+    assert sum(1 for l in section if l.startswith("tiny/random ")) == 2
+    for line in section:  # one best layer marked per row
+        if line.startswith(("onehot ", "tiny/")):
+            assert sum(cell.endswith("*") for cell in line.split()) == 1, line
+    assert "claims: 4 passed" in text
+    assert sum(1 for l in section if l.startswith("PASSED ")) == 4
+
+    parallel = bench.run(*select, "--plm-report", "-n", "2",
+                         ledger=tmp_path / "ledger-n2.json", cache=tmp_path / "cache-n2")
+    parallel.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
+    assert report_section(parallel) == section
+
+    # --plm-report-dir: Markdown, CSV and one PNG per task plus the overview
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "layers_all.png", "layers_gb1_sampled.png", "layers_gb1_two_vs_rest.png", "report.md", "results.csv",
+    ]
+    md = (out_dir / "report.md").read_text()
+    assert "## gb1_sampled" in md and "## gb1_two_vs_rest" in md
+    assert "## Claims" in md and "![gb1_sampled layer curves](layers_gb1_sampled.png)" in md
+    csv = pd.read_csv(out_dir / "results.csv")
+    assert len(csv) == 2 * (1 + 2 * 3)
+    assert {"task", "model", "init", "layer", "best", "test_spearman"} <= set(csv.columns)
+    assert set(csv["model"]) == {"onehot", "tiny"}
+    assert csv.groupby(["task", "model", "init"])["best"].sum().eq(1).all()
+    for png in out_dir.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+# ---------------------------------------------------------------------------------- old ledgers
+
+
+def _schema1_records(delta: float = 0.0) -> list[dict]:
+    """Layer records as the first builds wrote them: a bare list, no 'kind'."""
+    out = []
+    for model, init, layers, level in (("onehot", "none", 1, 0.50), ("tiny", "pretrained", 3, 0.60)):
+        for layer in range(layers):
+            test = level + 0.05 * layer + (delta if (model, layer) == ("tiny", 1) else 0.0)
+            out.append({
+                "run_id": "old-run", "model": model, "init": init, "seed": None, "task": "gb1_sampled",
+                "task_kind": "regression", "layer": layer, "num_layers": layers - 1,
+                "metrics": {"val_spearman": test + 0.01, "test_spearman": test, "test_mse": 1.0 - test},
+                "selection_metric": "val_spearman", "test_metric": "test_spearman",
+                "timestamp": f"2024-01-01T00:00:0{layer}+00:00",
+            })
+    return out
+
+
+def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(_schema1_records()))
+    assert isinstance(json.loads(old.read_text()), list)
+
+    assert cli_main(["report", str(old), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "gb1_sampled: test_spearman by layer" in out and "tiny/pretrained" in out and "onehot" in out
+    assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "results.csv").is_file()
+    assert (tmp_path / "rep" / "layers_gb1_sampled.png").is_file()
+
+    # the new ledger (schema 2, with a claim record) moves tiny's layer 1 by +0.1
+    new = tmp_path / "new.json"
+    records = [{"kind": "layer", **r, "run_id": "new-run"} for r in _schema1_records(delta=0.1)]
+    records.append({"kind": "claim", "claim": "holds", "claim_id": "holds[tiny-gb1_sampled-pretrained]",
+                    "model": "tiny", "task": "gb1_sampled", "init": "pretrained", "outcome": "passed",
+                    "run_id": "new-run"})
+    new.write_text(json.dumps({"schema_version": 2, "records": records}))
+
+    assert cli_main(["compare", str(old), str(old), "--fail-above", "0"]) == 0
+    assert "4 row(s) compared; max |diff| 0.0000" in capsys.readouterr().out
+
+    assert cli_main(["compare", str(old), str(new), "--fail-above", "0.05"]) == 1
+    out = capsys.readouterr().out
+    fail = [l for l in out.splitlines() if l.split()[-1:] == ["FAIL"] and l.startswith(("tiny", "onehot"))]
+    assert len(fail) == 1 and fail[0].split()[:5] == ["tiny", "gb1_sampled", "pretrained", "1", "test_spearman"]
+    assert "+0.1000" in fail[0]
+    assert "1 above 0.05: FAIL" in out
+
+    assert cli_main(["compare", str(old), str(new), "--fail-above", "0.2"]) == 0
+    assert "none above 0.2: OK" in capsys.readouterr().out
+
+    # the console entry point exits with the same status
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_plmtransfer.cli", "compare", str(new), str(old), "--fail-above", "0.05"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "-0.1000" in proc.stdout
