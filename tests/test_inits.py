@@ -24,14 +24,7 @@ pytest.importorskip("sequence_models.pretrained")
 ESM2_TINY = EsmConfig("ESM-2", 2, 32, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU the thread pool's
-    spin-waiting costs far more than the work (measured: 72 s -> 8 s for these test files)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 ESM1B_TINY = EsmConfig("ESM-1b", 2, 32, 4)
 CARP_TINY = CarpConfig(d_model=16, n_layers=2, slim=True, d_embed=8, kernel_size=5, r=4)
 SEQS = ["MKTAYIAKQRQISFVKSHFSRQ", "GW", "ACDEFGHIKLMNPQRSTVWY", "MKV"]

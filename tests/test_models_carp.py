@@ -22,14 +22,7 @@ from sequence_models.constants import PROTEIN_ALPHABET  # noqa: E402
 SEQS = ["MKTAYIAKQRQISFVKSHFSRQ", "GW", "ACDEFGHIKLMNPQRSTVWYBZXJOU", "MKV", "PEPTIDEPEPTIDEPEPTIDE", "Q"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU the thread pool's
-    spin-waiting costs far more than the work (measured: 72 s -> 8 s for these test files)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 TINY = CarpConfig(d_model=16, n_layers=3, slim=True, d_embed=8, kernel_size=5, r=4)
 
 

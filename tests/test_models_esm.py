@@ -22,14 +22,7 @@ esm = pytest.importorskip("esm")
 SEQS = ["MKTAYIAKQRQISFVKSHFSRQ", "GW", "ACDEFGHIKLMNPQRSTVWYXBUZO", "MKV", "PEPTIDEPEPTIDEPEPTIDE", "QE"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU the thread pool's
-    spin-waiting costs far more than the work (measured: 72 s -> 8 s for these test files)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 FAMILIES = ["ESM-1", "ESM-1b", "ESM-2"]
 TINY = {f: EsmConfig(f, 3, 32, 4, f"tiny {f}") for f in FAMILIES}
 TINY_NAMES = {"ESM-1": "esm1_tiny_test", "ESM-1b": "esm1b_tiny_test", "ESM-2": "esm2_tiny_test"}

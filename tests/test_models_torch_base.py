@@ -21,14 +21,7 @@ from pytest_plmtransfer.models.torch_base import TorchAdapter, is_oom, plan_batc
 SEQS = ["MKTAYIAKQR", "GW", "ACDEFGHIKLMNPQRSTVWY", "MKV", "PPPPPPPPPPPPPPPPPPPPPPPPPPPPPPP", "QE", "LLLLA"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU the thread pool's
-    spin-waiting costs far more than the work (measured: 72 s -> 8 s for these test files)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 class AddLayerAdapter(TorchAdapter):
