@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from pytest_plmtransfer.models.base import collect_embeddings
 from pytest_plmtransfer.errors import InputError, PlmTransferError  # noqa: E402
 from pytest_plmtransfer.models.antiberty import (  # noqa: E402
     MAX_RESIDUES,
@@ -49,16 +50,6 @@ def ablations():
     }
 
 
-def _collect(adapter, seqs, layers, per_residue):
-    out = {layer: [None] * len(seqs) for layer in layers}
-    for batch in adapter.embed(seqs, layers, per_residue=per_residue):
-        offset = 0
-        for row, i in enumerate(batch.indices):
-            for layer in layers:
-                arr = batch.per_layer[layer]
-                out[layer][i] = arr[offset : offset + len(seqs[i])] if per_residue else arr[row]
-            offset += len(seqs[i])
-    return out
 
 
 def test_tokens_are_residues_not_unk(pretrained):
@@ -93,8 +84,8 @@ def test_equals_bertmodel_hidden_states(pretrained):
     tokenizer = load_tokenizer()
     layers = list(range(9))
     assert pretrained.num_layers == 8 and pretrained.embed_dim == 512
-    pooled = _collect(pretrained, SEQS, layers, per_residue=False)
-    residues = _collect(pretrained, SEQS, layers, per_residue=True)
+    pooled = collect_embeddings(pretrained, SEQS, layers, per_residue=False)
+    residues = collect_embeddings(pretrained, SEQS, layers, per_residue=True)
     for i, seq in enumerate(SEQS):
         enc = tokenizer(" ".join(seq), return_tensors="pt")
         with torch.inference_mode():
@@ -114,12 +105,12 @@ def test_runs_only_to_deepest_layer(pretrained):
         for i, block in enumerate(pretrained.model.encoder.layer)
     ]
     try:
-        part = _collect(pretrained, SEQS[:2], [0, 3], per_residue=False)
+        part = collect_embeddings(pretrained, SEQS[:2], [0, 3], per_residue=False)
         assert sorted(set(ran)) == [0, 1, 2]
         ran.clear()
-        _collect(pretrained, SEQS[:2], [0], per_residue=False)
+        collect_embeddings(pretrained, SEQS[:2], [0], per_residue=False)
         assert ran == []
-        full = _collect(pretrained, SEQS[:2], [0, 3, 8], per_residue=False)
+        full = collect_embeddings(pretrained, SEQS[:2], [0, 3, 8], per_residue=False)
         assert sorted(set(ran)) == list(range(8))
     finally:
         for h in hooks:
@@ -131,7 +122,7 @@ def test_runs_only_to_deepest_layer(pretrained):
 
 def test_inits_differ(pretrained, ablations):
     last = {
-        name: np.stack(_collect(a, SEQS, [1, 8], per_residue=False)[8])
+        name: np.stack(collect_embeddings(a, SEQS, [1, 8], per_residue=False)[8])
         for name, a in {"pretrained": pretrained, **ablations}.items()
     }
     for a, b in (("pretrained", "random"), ("pretrained", "stat"), ("random", "stat")):

@@ -16,6 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from pytest_plmtransfer.models.base import collect_embeddings
 from pytest_plmtransfer.errors import InputError, PlmTransferError, ResourceUnavailable  # noqa: E402
 from pytest_plmtransfer.models.hf import (  # noqa: E402
     ResidueTokenizer,
@@ -93,20 +94,6 @@ def bert_adapter(bert_dir: Path):
     return create_hf_adapter(f"hf:{bert_dir}", "pretrained", None, OPTIONS)
 
 
-def _collect(adapter, seqs, layers, per_residue):
-    """Adapter output as {layer: list of per-sequence arrays in input order}."""
-    out = {layer: [None] * len(seqs) for layer in layers}
-    for batch in adapter.embed(seqs, layers, per_residue=per_residue):
-        offset = 0
-        for row, i in enumerate(batch.indices):
-            for layer in layers:
-                arr = batch.per_layer[layer]
-                if per_residue:
-                    out[layer][i] = arr[offset : offset + len(seqs[i])]
-                else:
-                    out[layer][i] = arr[row]
-            offset += len(seqs[i])
-    return out
 
 
 def _reference(model_dir: Path, seqs, spaced: bool):
@@ -133,8 +120,8 @@ def test_outputs_equal_models_own_hidden_states(which, request):
     refs = _reference(model_dir, seqs, spaced=(which == "bert"))
     layers = adapter.layers
     assert adapter.num_layers == (3 if which == "esm" else 2)
-    pooled = _collect(adapter, seqs, layers, per_residue=False)
-    residues = _collect(adapter, seqs, layers, per_residue=True)
+    pooled = collect_embeddings(adapter, seqs, layers, per_residue=False)
+    residues = collect_embeddings(adapter, seqs, layers, per_residue=True)
     for i in range(len(seqs)):
         for layer in layers:
             ref = refs[i][layer]
@@ -196,13 +183,13 @@ def test_runs_only_to_deepest_layer(esm_adapter):
         for i, block in enumerate(esm_adapter.blocks)
     ]
     try:
-        full = _collect(esm_adapter, SEQS, [0, 1, 2, 3], per_residue=False)
+        full = collect_embeddings(esm_adapter, SEQS, [0, 1, 2, 3], per_residue=False)
         assert sorted(set(calls)) == [0, 1, 2]
         calls.clear()
-        part = _collect(esm_adapter, SEQS, [0, 1], per_residue=False)
+        part = collect_embeddings(esm_adapter, SEQS, [0, 1], per_residue=False)
         assert sorted(set(calls)) == [0]
         calls.clear()
-        only0 = _collect(esm_adapter, SEQS, [0], per_residue=False)
+        only0 = collect_embeddings(esm_adapter, SEQS, [0], per_residue=False)
         assert calls == []
     finally:
         for h in hooks:
@@ -212,7 +199,7 @@ def test_runs_only_to_deepest_layer(esm_adapter):
         np.testing.assert_array_equal(part[1][i], full[1][i])
         np.testing.assert_array_equal(only0[0][i], full[0][i])
     # layer 2 stops before block 2, i.e. *without* ESM's final LayerNorm; layer 3 has it
-    layer2 = _collect(esm_adapter, SEQS, [2], per_residue=False)
+    layer2 = collect_embeddings(esm_adapter, SEQS, [2], per_residue=False)
     for i in range(len(SEQS)):
         np.testing.assert_allclose(layer2[2][i], full[2][i], atol=1e-6)
 
@@ -242,7 +229,7 @@ def test_inits_differ_and_are_reproducible(esm_dir, esm_adapter):
     assert changed == sum(p.numel() > 1 for p in pre.values())
     last = esm_adapter.num_layers
     emb = {
-        tag: np.stack(_collect(a, SEQS, [last], per_residue=False)[last])
+        tag: np.stack(collect_embeddings(a, SEQS, [last], per_residue=False)[last])
         for tag, a in {"pre": esm_adapter, "rand": rand0, "rand_b": rand0b, "stat": stat0}.items()
     }
     np.testing.assert_array_equal(emb["rand"], emb["rand_b"])

@@ -82,3 +82,22 @@ class ModelAdapter(abc.ABC):
 
     def validate_sequences(self, sequences: Sequence[str]) -> None:  # noqa: B027 - optional hook
         """Raise :class:`~pytest_plmtransfer.errors.InputError` for sequences this model cannot read."""
+
+
+def collect_embeddings(
+    adapter: ModelAdapter, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool
+) -> dict[int, list[np.ndarray]]:
+    """Run ``adapter.embed`` and return ``{layer: [array per sequence, in input order]}``.
+
+    For small inputs (tests, notebooks): the embedding store streams batches to disk instead.
+    """
+    out: dict[int, list[np.ndarray]] = {layer: [None] * len(sequences) for layer in layers}  # type: ignore[list-item]
+    for batch in adapter.embed(sequences, layers, per_residue=per_residue):
+        offset = 0
+        for row, i in enumerate(batch.indices):
+            length = len(sequences[i])
+            for layer in layers:
+                arr = batch.per_layer[layer]
+                out[layer][i] = arr[offset : offset + length] if per_residue else arr[row]
+            offset += length
+    return out
