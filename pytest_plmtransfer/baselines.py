@@ -516,18 +516,25 @@ class BaselineStore:
 
         run_seeds = set(data["seed_key"])
         base_seeds = {NO_SEED if s is None else str(s) for s in doc.get("seeds", [])}
-        use_per_seed = bool(base_seeds) and run_seeds <= base_seeds
+        # Seeds in both compare value for value (a baseline of seed 42 still checks seed 42 of a
+        # 3-seed run); only with no seed in common are the seed means compared.
+        shared = run_seeds & base_seeds
+        use_per_seed = bool(shared)
+        if use_per_seed and shared != run_seeds:
+            data = data[data["seed_key"].isin(shared)]
         if run_seeds != base_seeds:
             if use_per_seed:
                 cmp.notes.append(
                     f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: "
-                    "comparing against the baseline's values for the run's seeds"
+                    + ("comparing against the baseline's values for the run's seeds" if shared == run_seeds
+                       else f"comparing the shared seed(s) {_seeds(shared)} value for value")
                 )
             else:
                 cmp.notes.append(
                     f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: "
                     "comparing the run's seed mean with the baseline's seed mean"
                 )
+        run_seeds = shared or run_seeds
         current_layers = sorted(int(x) for x in data["layer"].unique())
         base_layers = sorted(int(x) for x in doc["layers"])
         absent = [x for x in base_layers if x not in current_layers]

@@ -175,3 +175,17 @@ def test_paper_reference_of_the_repository():
     assert rows[1].seed_used == "42" and rows[1].current == pytest.approx(0.60)
     text = format_paper_rows(rows)
     assert "0.786" in text and "+0.014" in text and "info" in text
+
+
+def test_more_seeds_than_the_baseline_compare_the_shared_seed(tmp_path):
+    """A baseline stored from seed 42 still checks seed 42 of a 42,0,12345 run, value for value."""
+    three = one(records_to_frame(synthetic_records(models={"tiny_esm": 4}, tasks=("gb1_sampled",))))
+    store = BaselineStore(tmp_path)
+    store.update_from(three[three["seed"] == 42])
+    cmp = store.compare(three)
+    assert any("shared seed(s) [42] value for value" in n for n in cmp.notes), cmp.notes
+    assert cmp.ok, cmp.format(only_failures=True)
+    # the seed means of the three seeds would not have matched the seed-42 baseline
+    assert not three.groupby("layer")["test_spearman"].mean().equals(
+        three[three["seed"] == 42].groupby("layer")["test_spearman"].mean()
+    )
