@@ -34,18 +34,11 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from pytest_plmtransfer.hashing import sha256_file
 from pytest_plmtransfer.ledger import atomic_write_json
 from pytest_plmtransfer.models.base import ModelAdapter
 
 STORE_FORMAT = 1
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sequences_digest(sequences: Sequence[str]) -> str:

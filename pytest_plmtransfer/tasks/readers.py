@@ -19,7 +19,6 @@ and 1-based record numbers for FASTA (the record's id and line are in the messag
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import re
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..hashing import sha256_file  # re-exported: readers.sha256_file is public
 from .catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED
 from .spec import TaskData, TaskSpec
 
@@ -52,13 +52,6 @@ _FALSE = frozenset({"", "false", "0", "0.0", "no", "f", "nan", "none"})
 _ATTR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*?)(?=\s+[A-Za-z_][A-Za-z0-9_]*=|\s*$)")
 
 
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (archives can be tens of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def member_path(archive_path: Path | str, member: str) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
+from ..hashing import sha256_file
 from ..errors import ResourceUnavailable
 from .spec import TaskSpec
 
@@ -52,12 +53,7 @@ def default_cache_dir() -> Path:
     return base / "plmtransfer"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+_sha256 = sha256_file
 
 
 def sidecar_path(archive_path: Path) -> Path:
