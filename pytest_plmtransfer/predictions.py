@@ -24,7 +24,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -49,6 +49,8 @@ class PredictionsError(PlmTransferError):
 
 @dataclass
 class TestPredictions:
+    __test__: ClassVar[bool] = False  # a data class, not a pytest test class
+
     kind: str  # "regression" | "classification" | "per_residue"
     target: np.ndarray
     pred: np.ndarray
