@@ -177,19 +177,20 @@ def _beats_onehot(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | None
         _rows_at(one, {k: s_o.layer for k in one["seed_key"].unique()}),
         test_m, margin=margin, level=level, labels=(case.model, ONEHOT),
     )
+    significance = ""
     if isinstance(paired, PairedResult):
         passed = paired.significant
-        verdict = f"significantly beats (p < {level:g})" if passed else f"does not significantly beat (p >= {level:g})"
+        significance = f" (significant: p < {level:g})" if passed else f" (not significant: p >= {level:g})"
     else:
         passed = better(s_m.test_value, threshold, test_m)
-        verdict = "beats" if passed else "does not beat"
+    verdict = "beats" if passed else "does not beat"
     seeds = f" (mean of {s_m.n} seeds)" if s_m.n > 1 else ""
     margin_txt = f" by more than the margin {margin:g}" if margin else ""
     msg = (
         f"{_what(case)}: layer {s_m.layer} (chosen on {sel_m}={fmt(s_m.selection_value)}) has "
         f"{test_m} {fmt(s_m.test_value)}{seeds} vs one-hot {fmt(s_o.test_value)}: "
         + (f"{paired.describe()}; " if isinstance(paired, PairedResult) else f"difference {diff:+.3f}; ")
-        + f"{verdict} one-hot{margin_txt}"
+        + f"{verdict} one-hot{margin_txt}{significance}"
         + ("" if isinstance(paired, PairedResult) else _paired_txt(paired))
     )
     return ClaimOutcome(passed, msg, {
