@@ -5,8 +5,9 @@ A :class:`TestPredictions` holds, for the test split of one (model, task, layer,
 
 * ``target``: regression targets (float64), or class indices (int64; ``-1`` marks a test label
   never seen in training, scored as an error) -- one per test *row*;
-* ``pred``: regression predictions ``(rows,)`` or class probabilities ``(rows, K)``, float32
-  (plenty for ranks and argmax; it halves the files);
+* ``pred``: regression predictions ``(rows,)``, float64 (a few hundred KB at most, and float32
+  would create ties that change Spearman in the 7th digit), or class probabilities
+  ``(rows, K)``, float32 (millions of residues for per-residue tasks; plenty for argmax and log);
 * ``units``: the resampling units. ``None`` for per-sequence tasks (a row is a unit). For
   per-residue tasks, ``N+1`` offsets delimiting each test protein's scored residues: a bootstrap
   resamples proteins, never residues (residues of one protein are not independent).
@@ -98,7 +99,7 @@ def predictions_path(results_dir: Path, key: str) -> Path:
 def save_predictions(path: Path, preds: TestPredictions) -> dict[str, Any]:
     """Write atomically (temp file + rename); return the reference stored with the result."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pred = preds.pred.astype(np.float32, copy=False)
+    pred = preds.pred.astype(np.float64 if preds.kind == "regression" else np.float32, copy=False)
     arrays: dict[str, Any] = {
         "format": np.array(FORMAT),
         "kind": np.array(preds.kind),
