@@ -182,7 +182,7 @@ class Bootstrap:
 
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         """``v @ counts`` in float64 (the counts are float32)."""
-        return np.asarray(v, dtype=np.float64) @ self.counts.astype(np.float64)
+        return np.einsum("i,ib->b", np.asarray(v, dtype=np.float64), self.counts, dtype=np.float64)
 
     def _unit_sums(self, row_values: np.ndarray) -> np.ndarray:
         if self.units is None:
@@ -237,11 +237,10 @@ class Bootstrap:
         y = np.asarray(self.target, dtype=np.float64)
         p = np.asarray(pred, dtype=np.float64)
         y, p = y - y.mean(), p - p.mean()  # centred once: no cancellation in the moments
-        W = W.astype(np.float64)
-        my, mp = (y @ W) / n, (p @ W) / n
-        vy = ((y * y) @ W) / n - my**2
-        vp = ((p * p) @ W) / n - mp**2
-        cov = ((y * p) @ W) / n - my * mp
+        my, mp = self._matvec(y) / n, self._matvec(p) / n
+        vy = self._matvec(y * y) / n - my**2
+        vp = self._matvec(p * p) / n - mp**2
+        cov = self._matvec(y * p) / n - my * mp
         ok = (vy > 1e-12 * max(np.var(y), 1e-300)) & (vp > 1e-12 * max(np.var(p), 1e-300))
         with np.errstate(invalid="ignore", divide="ignore"):
             r = cov / np.sqrt(np.where(ok, vy * vp, 1.0))
