@@ -299,17 +299,25 @@ class Bootstrap:
         nll = np.where(seen, -np.log(np.clip(p, M.PROBABILITY_CLIP, 1.0)), 0.0)
         return self._ratio(nll, seen.astype(np.float64))
 
+    def _rows(self, units: np.ndarray) -> np.ndarray:
+        """The rows (residues) of the given units, in order."""
+        if self.units is None:
+            return units
+        starts = self.units[units]
+        lengths = self.units[units + 1] - starts
+        # start of each unit's block, repeated over the block, plus the position within it
+        first = np.cumsum(lengths) - lengths
+        return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))
+
     def _generic(self, metric: str, pred: np.ndarray) -> np.ndarray:
         """Any metric of :mod:`metrics`, one resample at a time (exact but slow)."""
         fn = _row_metric(metric, self.kind)
-        out = np.empty(self.n_resamples)
+        target, pred = np.asarray(self.target), np.asarray(pred)
         counts = np.rint(self.counts).astype(np.int64)
+        out = np.empty(self.n_resamples)
         for b in range(self.n_resamples):
-            units = np.repeat(np.arange(self.n_units), counts[:, b])
-            rows = units if self.units is None else np.concatenate(
-                [np.arange(self.units[u], self.units[u + 1]) for u in units]
-            ) if units.size else np.zeros(0, np.int64)
-            out[b] = fn(np.asarray(self.target)[rows], np.asarray(pred)[rows])
+            rows = self._rows(np.repeat(np.arange(self.n_units), counts[:, b]))
+            out[b] = fn(target[rows], pred[rows])
         return out
 
     def samples(self, metric: str, preds: TestPredictions) -> np.ndarray:

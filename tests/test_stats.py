@@ -211,3 +211,12 @@ def test_predictions_round_trip_and_tampering_is_detected(tmp_path):
         load_predictions(path, ref["sha256"])
     with pytest.raises(PredictionsError, match="not found"):
         load_predictions(tmp_path / "missing.npz")
+
+
+def test_other_metrics_fall_back_to_one_resample_at_a_time():
+    preds = per_residue(n_proteins=15)
+    boot = Bootstrap(preds, n_resamples=20, seed=2)
+    auc = boot.samples("test_auc", preds)
+    np.testing.assert_allclose(auc, explicit(preds, boot, lambda t, p: M.macro_ovr_auc(p, t)), atol=1e-12)
+    with pytest.raises(ValueError, match="no bootstrap"):
+        boot.samples("test_f1_H", preds)
