@@ -181,7 +181,8 @@ __all__ = [
 # --------------------------------------------------------------------------- pytest items
 def _case(item: Any, name: str) -> Any:
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get(name) if callspec is not None else None
+    value = callspec.params.get(name) if callspec is not None else None
+    return value if hasattr(value, "model") else None  # not pytest's NOTSET placeholder
 
 
 def build_plan(cases: Iterable[Any], session: Any, count: int) -> ShardPlan:
