@@ -93,7 +93,7 @@ class ShardPlan:
             "groups": {
                 gid: {
                     "shard": self.assignment[gid],
-                    "cost": self.work[gid].cost,
+                    "cost": float(self.work[gid].cost),
                     "cases": [list(c) for c in sorted(self.work[gid].cases)],
                     "unavailable": self.work[gid].unavailable,
                 }
