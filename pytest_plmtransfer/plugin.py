@@ -234,7 +234,11 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if plm.options.update_baselines:
         from pytest_plmtransfer.ledger import records_to_frame
 
-        layer_records = plm.ledger.records(run_id=plm.run_id, kind="layer")
+        layer_records = (
+            plm.ledger_layer_records()
+            if plm.options.from_ledger is not None
+            else plm.ledger.records(run_id=plm.run_id, kind="layer")
+        )
         if layer_records:
             written = plm.baseline_store().update_from(records_to_frame(layer_records))
             plm.notes.append(f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {plm.options.baselines_dir}")
