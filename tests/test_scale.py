@@ -259,13 +259,17 @@ def test_shards_merge_to_the_serial_records_and_a_killed_shard_is_named_then_com
                     "params": {"layer": 2, "tolerance": 1.0}}],
     }))
     builds_before, passes_before = len(bench.log("builds")), len(bench.log("passes"))
-    claims = bench.run("-k", "test_claim", f"--plm-from-ledger={bench.path('merged.json')}", ledger="claims", cache="no-cache",
+    claims = bench.run("-k", "test_claim", f"--plm-from-ledger={bench.path('merged.json')}", "--plm-update-baselines",
+                       ledger="claims", cache="no-cache",
                        target="benchmarks")
     counts = claims.parseoutcomes()
     assert counts.get("passed", 0) >= 2 and not counts.get("failed") and not counts.get("skipped"), counts
     assert len(bench.log("builds")) == builds_before and len(bench.log("passes")) == passes_before
     outcomes = [r for r in read_records(bench.path("claims")) if r["kind"] == "claim"]
     assert {r["outcome"] for r in outcomes} == {"passed"} and not bench.path("no-cache").exists()
+    # --plm-update-baselines took the merged ledger's numbers
+    written = sorted(p.name for p in (bench.root / "baselines" / "gb1_sampled").glob("*.json"))
+    assert "tiny_user--pretrained.json" in written and "onehot--none.json" in written, written
 
 
 def test_dist_group_puts_each_group_on_one_worker_pinned_to_its_gpu(bench, monkeypatch):

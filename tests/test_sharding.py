@@ -108,3 +108,24 @@ def test_merge_refuses_mixed_plans_and_versions(tmp_path):
         merge_ledgers([tmp_path / "c", tmp_path / "d"])
     merged = merge_ledgers([tmp_path / "d", tmp_path / "d"])  # the same ledger twice
     assert merged.duplicates == len(recs) and len(merged.records) == len(recs)
+
+
+class _Config:
+    def __init__(self, dist):
+        self.dist = dist
+
+    def getoption(self, name, default=None):
+        return self.dist if name == "plm_dist" else default
+
+    def getini(self, name):
+        return ""
+
+
+def test_n_auto_means_one_worker_per_gpu_only_with_dist_group(monkeypatch):
+    from pytest_plmtransfer import plugin
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,7")
+    assert plugin.pytest_xdist_auto_num_workers(_Config("group")) == 3
+    assert plugin.pytest_xdist_auto_num_workers(_Config(None)) is None  # xdist's CPU count
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert plugin.pytest_xdist_auto_num_workers(_Config("group")) is None  # no GPU: CPU count
