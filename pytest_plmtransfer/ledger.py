@@ -26,6 +26,7 @@ are read with the parts.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -123,12 +124,16 @@ def ledger_files(path: Path | str, *, run_id: str | None = None) -> list[Path]:
 
 def read_ledger(path: Path | str, *, run_id: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(records, part headers) of a ledger directory or file."""
-    records: list[dict[str, Any]] = []
-    headers: list[dict[str, Any]] = []
+    loaded = []
     for file in ledger_files(path, run_id=run_id):
         recs, heads = _read_part(file) if file.suffix == PART_SUFFIX else _read_json_file(file)
-        records.extend(recs)
-        headers.extend(heads)
+        # chronological across parts (a part's creation time is in its header; legacy files
+        # and merged files first): "the last record" keeps meaning "the newest run's"
+        created = heads[0].get("created", "") if file.suffix == PART_SUFFIX and heads else ""
+        loaded.append((created, recs, heads))
+    loaded.sort(key=lambda item: item[0])  # stable: file order within equal times
+    records = [r for _c, recs, _h in loaded for r in recs]
+    headers = [h for _c, _r, heads in loaded for h in heads]
     return records, headers
 
 
@@ -229,14 +234,12 @@ class Ledger:
             os.close(fd)
 
     def _header(self) -> dict[str, Any]:
-        from pytest_plmtransfer.provenance import utc_now
-
         return {
             "kind": HEADER_KIND,
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
             "part": self.part_name,
-            "created": utc_now(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
             **self.header,
         }
 

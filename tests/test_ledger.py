@@ -118,3 +118,10 @@ def test_load_latest_keeps_newest_per_key(tmp_path):
     latest = load_ledger(led.path, latest=True)
     assert len(latest) == 1 and latest["test_spearman"].iloc[0] == 0.9
     assert list(load_ledger(led.path, kind="claim")["outcome"]) == ["passed"]
+
+
+def test_parts_read_in_creation_order_whatever_their_names(tmp_path):
+    path = tmp_path / "ledger"
+    Ledger(path, run_id="zzz").append([_rec(layer=0, run_id="zzz")])
+    Ledger(path, run_id="aaa").append([_rec(layer=1, run_id="aaa")])
+    assert [r["run_id"] for r in read_records(path)] == ["zzz", "aaa"]
