@@ -7,6 +7,9 @@
                         [--outside-interval [--level 0.05]]
     plmtransfer show LEDGER
     plmtransfer paper LEDGER [--baselines DIR] [--tolerance 0.05]
+    plmtransfer merge LEDGER... --out FILE [--allow-missing]
+
+A LEDGER is a ledger directory (JSON Lines parts, what pytest writes) or a single-file ledger.
 
 Exit status: 0 fine; 1 ``compare`` found a difference above ``--fail-above`` (or, with
 ``--fail-above``, nothing to compare), or ``paper`` found a number outside tolerance; 2 usage or
@@ -37,12 +40,17 @@ class CliError(PlmTransferError):
 
 def _ledger_path(raw: str) -> Path:
     path = Path(raw)
-    if not path.is_file():
-        raise CliError(f"{path}: no such ledger file")
+    if not path.exists():
+        raise CliError(f"{path}: no such ledger (directory or file)")
     return path
 
 
 def _schema(path: Path) -> str:
+    if path.is_dir():
+        from pytest_plmtransfer.ledger import SCHEMA_VERSION, ledger_files
+
+        parts = ledger_files(path)
+        return f"{SCHEMA_VERSION} (directory, {len(parts)} file(s))"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -260,6 +268,25 @@ def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if all(r.ok or r.status == "MISSING" for r in rows) else 1
 
 
+def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_plmtransfer.merge import describe_missing, merge_ledgers, write_merged
+
+    result = merge_ledgers([_ledger_path(p) for p in args.ledgers])
+    if result.missing and not args.allow_missing:
+        raise CliError(
+            f"{len(result.missing)} group(s) of the shard plan were not delivered by any shard "
+            f"(nothing written to {args.out}); rerun their shards:\n" + describe_missing(result)
+        )
+    write_merged(result, args.out)
+    out.write(
+        f"wrote {args.out}: {len(result.records)} record(s) from {len(args.ledgers)} ledger(s); "
+        f"{result.duplicates} exact duplicate(s) dropped, {result.superseded} superseded by a newer record\n"
+    )
+    if result.missing:
+        out.write("missing (--allow-missing):\n" + describe_missing(result) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plmtransfer",
@@ -303,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--run-id")
     runs.add_argument("--latest", action="store_true")
     p.set_defaults(func=cmd_paper)
+
+    p = sub.add_parser("merge", help="combine the ledgers of the shards of one run into one file")
+    p.add_argument("ledgers", nargs="+", help="ledger directories or files (one per shard, or one holding all)")
+    p.add_argument("--out", type=Path, required=True, help="the merged single-file ledger to write")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="write even if some groups of the plan were not delivered (they are listed)")
+    p.set_defaults(func=cmd_merge)
     return parser
 
 

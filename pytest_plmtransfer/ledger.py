@@ -1,20 +1,37 @@
-"""The JSON results ledger: every per-layer result and every claim outcome, with provenance.
+"""The results ledger: every per-layer result and every claim outcome, with provenance.
 
-File layout (schema 2)::
+Layout (schema 3): a ledger is a **directory** of JSON Lines parts, one part per writing process::
 
-    {"schema_version": 2, "records": [{"kind": "layer", ...}, {"kind": "claim", ...}]}
+    <ledger>/<run_id>--<shard>--<worker>.jsonl
 
-Schema 1 (the first builds) was a bare JSON list of layer records with no ``kind``; it is
-migrated on load, so old ledgers keep loading. Writes take a file lock, re-read the file, append
-and atomically replace it, so concurrent pytest-xdist workers never lose a record and an
-interrupted write never leaves a half-written ledger.
+The first line of a part is its header (``{"kind": "ledger_part", "schema_version": 3, "run_id",
+"shard", "worker", "plan": {...}}``), every further line one record. A process only ever appends
+to its own part (pytest-xdist workers and the shards of a Slurm array each have their own), so an
+append is one ``write`` of one line whatever the ledger holds: no lock, no re-read, no rewrite.
+A process killed mid-write can leave a torn last line; the next append to that part cuts it off
+first, and readers ignore it (with a warning), so no complete record is ever lost.
+
+``--plm-ledger PATH`` names the directory (default ``.plmtransfer/ledger``). Reading
+(:func:`read_records`, :func:`load_ledger`) accepts a ledger directory or a single file:
+
+* schema 1 (the first builds): a bare JSON list of layer records, no ``kind``;
+* schema 2: ``{"schema_version": 2, "records": [...]}``, written whole under a lock;
+* schema 3 single file: the same shape with ``"plans"``, as ``plmtransfer merge`` writes it;
+* a ``.jsonl`` part.
+
+An old single-file ledger at PATH is moved, on the first append, to ``PATH/legacy.json`` inside
+the new directory (so PATH keeps naming all of its records); legacy files in a ledger directory
+are read with the parts.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,15 +40,20 @@ from filelock import FileLock
 
 from pytest_plmtransfer.errors import PlmTransferError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: the fields that identify one (model, task, layer, init, seed) measurement
 LAYER_KEY = ("model", "task", "layer", "init", "seed")
+PART_SUFFIX = ".jsonl"
+HEADER_KIND = "ledger_part"
+LEGACY_NAME = "legacy.json"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._=+-]+")
 
 
 class LedgerError(PlmTransferError):
     pass
 
 
+# --------------------------------------------------------------------------- reading
 def _migrate(doc: Any, path: Path) -> list[dict[str, Any]]:
     if isinstance(doc, list):  # schema 1: a bare list of layer records
         return [{"kind": "layer", **rec} for rec in doc]
@@ -46,17 +68,80 @@ def _migrate(doc: Any, path: Path) -> list[dict[str, Any]]:
     return list(doc["records"])
 
 
-def read_records(path: Path | str) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.exists():
-        return []
+def _read_json_file(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records, part headers) of a single-file ledger (schema 1, 2 or 3)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise LedgerError(f"{path}: not valid JSON ({exc})") from exc
-    return _migrate(doc, path)
+    headers = list(doc.get("plans") or []) if isinstance(doc, dict) else []
+    return _migrate(doc, path), headers
 
 
+def _read_part(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records, headers) of one JSON Lines part. A torn last line (no newline: its writer was
+    killed mid-write) is skipped with a warning; a bad line anywhere else is an error."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    records: list[dict[str, Any]] = []
+    headers: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):  # last line, no trailing newline: an interrupted append
+                warnings.warn(f"{path}: line {number} is an incomplete record (interrupted write); skipped")
+                continue
+            raise LedgerError(f"{path}: line {number} is not valid JSON ({exc})") from exc
+        if not isinstance(rec, dict):
+            raise LedgerError(f"{path}: line {number} is not a JSON object")
+        if rec.get("kind") == HEADER_KIND:
+            if rec.get("schema_version", 0) > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{path}: schema_version {rec['schema_version']!r} is newer than this plugin reads "
+                    f"({SCHEMA_VERSION}); upgrade pytest-plmtransfer"
+                )
+            headers.append({**rec, "file": path.name})
+        else:
+            records.append(rec)
+    return records, headers
+
+
+def ledger_files(path: Path | str, *, run_id: str | None = None) -> list[Path]:
+    """The files holding a ledger's records: the file itself, or a directory's legacy files and
+    parts (only the parts of ``run_id`` when given), in a stable order."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    if path.is_file():
+        return [path]
+    legacy = sorted(p for p in path.glob("*.json") if p.is_file())
+    pattern = f"{run_id}--*{PART_SUFFIX}" if run_id else f"*{PART_SUFFIX}"
+    return legacy + sorted(path.glob(pattern))
+
+
+def read_ledger(path: Path | str, *, run_id: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records, part headers) of a ledger directory or file."""
+    loaded = []
+    for file in ledger_files(path, run_id=run_id):
+        recs, heads = _read_part(file) if file.suffix == PART_SUFFIX else _read_json_file(file)
+        # chronological across parts (a part's creation time is in its header; legacy files
+        # and merged files first): "the last record" keeps meaning "the newest run's"
+        created = heads[0].get("created", "") if file.suffix == PART_SUFFIX and heads else ""
+        loaded.append((created, recs, heads))
+    loaded.sort(key=lambda item: item[0])  # stable: file order within equal times
+    records = [r for _c, recs, _h in loaded for r in recs]
+    headers = [h for _c, _r, heads in loaded for h in heads]
+    return records, headers
+
+
+def read_records(path: Path | str) -> list[dict[str, Any]]:
+    return read_ledger(path)[0]
+
+
+# --------------------------------------------------------------------------- writing
 def atomic_write_json(path: Path, doc: Any) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,30 +164,106 @@ def _json_default(obj: Any) -> Any:
         return obj.item()
     if isinstance(obj, Path):
         return str(obj)
+    if hasattr(obj, "to_dict"):  # typed records (pytest_plmtransfer.records)
+        return obj.to_dict()
     raise TypeError(f"cannot store {type(obj).__name__} in the ledger")
 
 
+def _line(record: Any) -> bytes:
+    return (json.dumps(record, default=_json_default, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def check_name(value: str, what: str) -> str:
+    """Run ids, shard and worker tags become file names: keep them to a safe alphabet."""
+    if not _SAFE_NAME.fullmatch(value):
+        raise LedgerError(f"{what} {value!r}: use only letters, digits and . _ = + -")
+    return value
+
+
+def migrate_single_file(path: Path) -> None:
+    """Turn an old single-file ledger at ``path`` into a ledger directory holding it, so that
+    ``path`` keeps naming every record. Safe to call concurrently and after an interruption."""
+    staging = path.with_name(path.name + ".migrating")
+    with FileLock(str(path) + ".lock"):
+        if path.is_file():
+            os.replace(path, staging)
+        if staging.exists():
+            path.mkdir(parents=True, exist_ok=True)
+            os.replace(staging, path / LEGACY_NAME)
+
+
 class Ledger:
-    """Append-only access to one ledger file, safe across processes."""
+    """One process's writer to a ledger directory, and reader of the whole ledger."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        run_id: str = "run",
+        shard: str = "all",
+        worker: str = "main",
+        header: dict[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
-        self._lock = FileLock(str(self.path) + ".lock")
+        self.run_id = check_name(run_id, "run id")
+        self.part_name = f"{self.run_id}--{check_name(shard, 'shard')}--{check_name(worker, 'worker')}{PART_SUFFIX}"
+        #: extra header fields (the shard plan); may be set until the first append
+        self.header: dict[str, Any] = dict(header or {})
 
-    def append(self, records: Iterable[dict[str, Any]]) -> None:
-        new = list(records)
-        if not new:
+    @property
+    def part(self) -> Path:
+        return self.path / self.part_name
+
+    def append(self, records: Iterable[Any]) -> None:
+        """Append records to this process's part: O(1) in the ledger's size."""
+        data = b"".join(_line(r) for r in records)
+        if not data:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            existing = read_records(self.path)
-            atomic_write_json(
-                self.path, {"schema_version": SCHEMA_VERSION, "records": existing + new}
-            )
+        if self.path.is_file() or self.path.with_name(self.path.name + ".migrating").exists():
+            migrate_single_file(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.part, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                data = _line(self._header()) + data
+            else:
+                self._cut_torn_tail(fd, size)
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def _header(self) -> dict[str, Any]:
+        return {
+            "kind": HEADER_KIND,
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "part": self.part_name,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
+            **self.header,
+        }
+
+    def _cut_torn_tail(self, fd: int, size: int) -> None:
+        """A previous writer of this part was killed mid-line: drop the incomplete line."""
+        with open(self.part, "rb") as fh:
+            fh.seek(max(0, size - 1))
+            if fh.read(1) == b"\n":
+                return
+            # find the last newline (parts are small compared to a seek; read back in chunks)
+            pos, chunk = size, 1 << 16
+            while pos > 0:
+                start = max(0, pos - chunk)
+                fh.seek(start)
+                block = fh.read(pos - start)
+                nl = block.rfind(b"\n")
+                if nl >= 0:
+                    os.truncate(self.part, start + nl + 1)
+                    return
+                pos = start
+            os.truncate(self.part, 0)
 
     def records(self, *, run_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            recs = read_records(self.path)
+        recs = read_ledger(self.path, run_id=run_id)[0]
         return [
             r
             for r in recs
@@ -116,6 +277,7 @@ def records_to_frame(records: list[dict[str, Any]]):
 
     rows = []
     for rec in records:
+        rec = rec.to_dict() if hasattr(rec, "to_dict") else rec
         row = {k: v for k, v in rec.items() if k != "metrics"}
         row.update(rec.get("metrics") or {})
         rows.append(row)
@@ -123,7 +285,7 @@ def records_to_frame(records: list[dict[str, Any]]):
 
 
 def load_ledger(path: Path | str, *, kind: str | None = "layer", latest: bool = False):
-    """Load a ledger into a pandas DataFrame in one call.
+    """Load a ledger (directory or file) into a pandas DataFrame in one call.
 
     ``kind`` selects layer results (default), claim outcomes (``"claim"``) or everything (None).
     ``latest=True`` keeps only the newest record per (model, task, layer, init, seed).

@@ -72,7 +72,7 @@ class PlmOptions:
     data_dir: Path | None = None
     cache_dir: Path | None = None
     weights_dir: Path | None = None
-    ledger: Path = Path(".plmtransfer/ledger.json")
+    ledger: Path = Path(".plmtransfer/ledger")
     strict: bool = False
     allow_download: bool = True
     device: str = "auto"
@@ -86,6 +86,11 @@ class PlmOptions:
     gate: bool = False
     #: bootstrap resamples for the test metric's interval and the paired claims (0: none)
     bootstrap: int = 1000
+    #: scale-out (see sharding.py, xdist_scheduling.py): "group" or None
+    dist: str | None = None
+    shard: str | None = None
+    run_id: str | None = None
+    from_ledger: Path | None = None
 
 
 def _path(value, root: Path) -> Path | None:
@@ -134,7 +139,7 @@ def options_from_config(config) -> PlmOptions:
     opts.data_dir = _path(get("data_dir") or os.environ.get("PLMTRANSFER_DATA"), invocation)
     opts.cache_dir = _path(get("cache_dir"), invocation)
     opts.weights_dir = _path(get("weights_dir"), invocation)
-    opts.ledger = _path(get("ledger"), invocation) or root / ".plmtransfer" / "ledger.json"
+    opts.ledger = _path(get("ledger"), invocation) or root / ".plmtransfer" / "ledger"
     opts.strict = flag("strict")
     opts.allow_download = not flag("offline")
     opts.device = get("device") or "auto"
@@ -154,6 +159,12 @@ def options_from_config(config) -> PlmOptions:
             raise ValueError(f"--plm-bootstrap: expected a number of resamples, got {raw_bootstrap!r}") from None
         if opts.bootstrap < 0 or opts.bootstrap == 1:
             raise ValueError(f"--plm-bootstrap: need 0 (no intervals) or at least 2 resamples, got {opts.bootstrap}")
+    opts.dist = get("dist") or None
+    if opts.dist not in (None, "group"):
+        raise ValueError(f"--plm-dist: unknown mode {opts.dist!r} (known: group)")
+    opts.shard = get("shard") or None
+    opts.run_id = get("run_id") or None
+    opts.from_ledger = _path(get("from_ledger"), invocation)
     return opts
 
 
@@ -168,7 +179,8 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("data-dir", "a directory laid out like the FLIP repository root (also PLMTRANSFER_DATA)", "str"),
     ("cache-dir", "embedding/data cache directory (default: PLMTRANSFER_CACHE or ~/.cache/plmtransfer)", "str"),
     ("weights-dir", "directory with model checkpoints (<name>.pt)", "str"),
-    ("ledger", "JSON results ledger (default .plmtransfer/ledger.json under rootdir)", "str"),
+    ("ledger", "results ledger directory: one JSON Lines part per process (default .plmtransfer/ledger "
+     "under rootdir); an old single-file ledger there is moved into it", "str"),
     ("strict", "missing data or weights is an error instead of a skip", "flag"),
     ("offline", "never download data or weights", "flag"),
     ("device", "auto, cpu, cuda or cuda:N", "str"),
@@ -182,4 +194,10 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("gate", "run the claims for the selected models and fail on any broken claim", "flag"),
     ("bootstrap", "bootstrap resamples of the test set for intervals and paired claims "
      "(default 1000; 0 turns intervals off and claims fall back to plain comparisons)", "str"),
+    ("dist", "with pytest-xdist -n: 'group' sends every test of one (model, init, seed) to one worker "
+     "and pins worker gwI to the I-th GPU of CUDA_VISIBLE_DEVICES", "str"),
+    ("shard", "K/N: run only shard K (0-based) of N; whole embedding groups, balanced by estimated cost", "str"),
+    ("run-id", "run id shared by the shards of one run (default: a fresh id per pytest run)", "str"),
+    ("from-ledger", "evaluate claims (and --plm-update-baselines) from this ledger alone: no models, "
+     "no embeddings (e.g. the output of plmtransfer merge)", "str"),
 ]

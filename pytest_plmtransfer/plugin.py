@@ -6,6 +6,7 @@ function that asks for the ``plm_layer_case`` fixture (see ``benchmarks/test_lay
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -39,15 +40,66 @@ def pytest_addoption(parser) -> None:
             parser.addini(dest, help_text, default="")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "plm_layer: a per-layer transfer measurement")
-    run_id = getattr(config, "workerinput", {}).get("plm_run_id") or uuid.uuid4().hex[:12]
+    workerinput = getattr(config, "workerinput", {})
+    device = workerinput.get("plm_cuda_device")
+    if device is not None:  # normally already in the environment (XSpec env); keep them equal
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    run_id = (
+        workerinput.get("plm_run_id")
+        or config.getoption("plm_run_id", default=None)
+        or config.getini("plm_run_id")
+        or uuid.uuid4().hex[:12]
+    )
     config.stash[SESSION_KEY] = _LazySession(config, run_id)
 
 
+def _dist_group(config) -> bool:
+    return (config.getoption("plm_dist", default=None) or config.getini("plm_dist")) == "group"
+
+
 def pytest_configure_node(node) -> None:
-    """xdist controller -> workers: one run id for the whole run."""
+    """xdist controller -> workers: one run id for the whole run, and each worker's GPU."""
     node.workerinput["plm_run_id"] = node.config.stash[SESSION_KEY].run_id
+    device = node.gateway.spec.env.get("CUDA_VISIBLE_DEVICES") if _dist_group(node.config) else None
+    if device is not None:
+        node.workerinput["plm_cuda_device"] = device
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs) -> None:
+    """--plm-dist group: pin worker gwI to the I-th of the controller's GPUs, in the worker's
+    environment from its first instruction (before anything can initialize CUDA)."""
+    if not _dist_group(config):
+        return
+    from pytest_plmtransfer.xdist_scheduling import device_for_worker, visible_devices
+
+    devices = visible_devices()
+    for spec in specs:
+        device = device_for_worker(spec.id, devices)
+        if device is not None:
+            spec.env["CUDA_VISIBLE_DEVICES"] = device
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if not _dist_group(config):
+        return None
+    from pytest_plmtransfer.xdist_scheduling import make_group_scheduler
+
+    return make_group_scheduler(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto --plm-dist group``: one worker per GPU; without GPUs, xdist's CPU count."""
+    if not _dist_group(config):
+        return None
+    from pytest_plmtransfer.xdist_scheduling import visible_devices
+
+    return len(visible_devices()) or None
 
 
 class _LazySession:
@@ -66,11 +118,14 @@ class _LazySession:
             registry = builtin_registry()
             registry.load_entry_points()
             self.config.hook.pytest_plmtransfer_register_models(registry=registry)
+            workerinput = getattr(self.config, "workerinput", {})
             self._session = PlmSession(
                 options_from_config(self.config),
                 registry,
                 root=self.config.rootpath,
                 run_id=self.run_id,
+                worker=workerinput.get("workerid", "main"),
+                cuda_visible_devices=workerinput.get("plm_cuda_device"),
             )
         return self._session
 
@@ -92,13 +147,25 @@ def pytest_generate_tests(metafunc) -> None:
 
 
 def _params(items, name: str) -> list:
-    return [i.callspec.params[name] for i in items if hasattr(i, "callspec") and name in i.callspec.params]
+    # an empty parametrization (e.g. no claims file) leaves pytest's NOTSET placeholder: skip it
+    values = [i.callspec.params[name] for i in items if hasattr(i, "callspec") and name in i.callspec.params]
+    return [v for v in values if hasattr(v, "model")]
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items) -> None:
-    # Claims read per-layer results: run them after the layer tests (which fill the caches).
-    items.sort(key=lambda item: hasattr(item, "callspec") and "plm_claim_case" in item.callspec.params)
+    """Order: each (model, init, seed) group's tests together (one model resident at a time),
+    claims last (they read the layer results). Under --plm-shard, keep this shard's groups."""
+    from pytest_plmtransfer.sharding import order_and_shard
+
+    layers = _params(items, "plm_layer_case")
+    if not layers and not _params(items, "plm_claim_case"):
+        return
+    plm = _session(config)
+    kept, deselected = order_and_shard(items, plm)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+    items[:] = kept
 
 
 def pytest_collection_finish(session) -> None:
@@ -167,7 +234,11 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if plm.options.update_baselines:
         from pytest_plmtransfer.ledger import records_to_frame
 
-        layer_records = plm.ledger.records(run_id=plm.run_id, kind="layer")
+        layer_records = (
+            plm.ledger_layer_records()
+            if plm.options.from_ledger is not None
+            else plm.ledger.records(run_id=plm.run_id, kind="layer")
+        )
         if layer_records:
             written = plm.baseline_store().update_from(records_to_frame(layer_records))
             plm.notes.append(f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {plm.options.baselines_dir}")

@@ -7,8 +7,10 @@ worker); they share work through the on-disk embedding and result caches, which 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -23,7 +25,9 @@ from pytest_plmtransfer import __version__
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.ledger import Ledger, atomic_write_json
 from pytest_plmtransfer.models.base import ModelAdapter
+from pytest_plmtransfer.models.describe import ModelDescription
 from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
+from pytest_plmtransfer.records import ClaimRecord, LayerRecord, Provenance
 from pytest_plmtransfer.options import PlmOptions, parse_layers
 from pytest_plmtransfer.provenance import machine_info, utc_now
 from pytest_plmtransfer.tasks.catalog import UNSEEN_TEST_LABELS_ALLOWED, get_task
@@ -69,11 +73,21 @@ class PlmSession:
         *,
         root: Path,
         run_id: str | None = None,
+        worker: str = "main",
+        cuda_visible_devices: str | None = None,
     ) -> None:
+        from pytest_plmtransfer.sharding import Shard
+
         self.options = options
         self.registry = registry
         self.root = root
-        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.run_id = run_id or options.run_id or uuid.uuid4().hex[:12]
+        #: pytest-xdist worker id ("gw0") or "main"; and the GPU it was pinned to, if any
+        self.worker = worker
+        self.cuda_visible_devices = cuda_visible_devices
+        self.shard = Shard.parse(options.shard) if options.shard else None
+        #: hash of the shard plan of this selection (set by the plugin after collection)
+        self.plan_hash: str | None = None
         self.cache_dir = options.cache_dir or default_cache_dir()
         self.resolver = DataResolver(
             options.data_dir, self.cache_dir, allow_download=options.allow_download
@@ -82,7 +96,9 @@ class PlmSession:
 
         self.store = EmbeddingStore(self.cache_dir / "embeddings")
         self.results_dir = self.cache_dir / "results"
-        self.ledger = Ledger(options.ledger)
+        self.ledger = Ledger(
+            options.ledger, run_id=self.run_id, shard=self.shard.tag if self.shard else "all", worker=worker
+        )
         self.model_options = ModelOptions(
             weights_dir=options.weights_dir,
             device=_resolve_device(options.device),
@@ -91,7 +107,16 @@ class PlmSession:
             allow_download=options.allow_download,
             progress=options.progress,
         )
-        self._adapters: dict[tuple[str, str, int | None], ModelAdapter] = {}
+        #: the one adapter resident in this process, and the (model, init, seed) it is for
+        self._resident: tuple[tuple[str, str, int | None], ModelAdapter] | None = None
+        #: builds that failed for want of resources (weights): remembered, not retried per test
+        self._adapter_errors: dict[tuple[str, str, int | None], ResourceUnavailable] = {}
+        #: adapters built in this process (tests assert that collection builds none)
+        self.builds = 0
+        self._descriptions: dict[str, ModelDescription | ResourceUnavailable] = {}
+        #: layer records made in this process, for the claims that read them
+        self._layer_records: dict[tuple, dict[str, Any]] = {}
+        self._ledger_records: list[dict[str, Any]] | None = None
         self._tasks: dict[str, TaskData] = {}
         self._task_errors: dict[str, Exception] = {}
         #: layers needed per (model, init, seed, task), from the final selection of tests
@@ -116,11 +141,46 @@ class PlmSession:
                     pairs.extend((init, seed) for seed in self.options.seeds)
         return pairs
 
+    def describe(self, model: str) -> ModelDescription:
+        """The model's description (no build); ResourceUnavailable when even that needs files."""
+        if model not in self._descriptions:
+            try:
+                self._descriptions[model] = self.registry.describe(model, self.model_options)
+            except ResourceUnavailable as exc:
+                self._descriptions[model] = exc
+        found = self._descriptions[model]
+        if isinstance(found, ResourceUnavailable):
+            raise found
+        return found
+
     def adapter(self, model: str, init: str, seed: int | None) -> ModelAdapter:
+        """The adapter for (model, init, seed), built on first use. At most one adapter is
+        resident: building another releases the previous one first (tests run group by group,
+        see plugin.pytest_collection_modifyitems, so each is built once per process)."""
         key = (model, init, seed)
-        if key not in self._adapters:
-            self._adapters[key] = self.registry.create(model, init, seed, self.model_options)
-        return self._adapters[key]
+        if key in self._adapter_errors:
+            raise self._adapter_errors[key]
+        if self._resident is not None and self._resident[0] == key:
+            return self._resident[1]
+        self.release_adapter()
+        try:
+            adapter = self.registry.create(model, init, seed, self.model_options)
+        except ResourceUnavailable as exc:
+            self._adapter_errors[key] = exc
+            raise
+        self.builds += 1
+        self._resident = (key, adapter)
+        return adapter
+
+    def release_adapter(self) -> None:
+        """Drop the resident adapter and give its memory back (GPU cache included)."""
+        if self._resident is None:
+            return
+        self._resident = None
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
 
     def layer_cases(self) -> list[LayerCase]:
         if self._layer_cases is None:
@@ -131,14 +191,15 @@ class PlmSession:
         for task in self.options.tasks:
             get_task(task)  # unknown task ids fail collection with the list of known ones
         cases: list[LayerCase] = []
+        if self.options.from_ledger is not None:
+            return cases  # claims only, from the ledger's records
         show_seed = len(self.options.seeds) > 1
         for model in models:
+            try:  # from config tables / config files: nothing is built, loaded or downloaded
+                num_layers, unavailable = self.describe(model).num_layers, None
+            except ResourceUnavailable as exc:
+                num_layers, unavailable = 0, str(exc)
             for init, seed in self.inits_for(model):
-                try:
-                    num_layers = self.adapter(model, init, seed).num_layers
-                    unavailable = None
-                except ResourceUnavailable as exc:
-                    num_layers, unavailable = 0, str(exc)
                 layers = parse_layers(self.options.layers, num_layers) if unavailable is None else [0]
                 for task in self.options.tasks:
                     for layer in layers:
@@ -159,6 +220,18 @@ class PlmSession:
         for case in needed:
             self._planned_layers.setdefault(case.embedding_request, set()).add(case.layer)
 
+    def set_plan(self, plan) -> None:
+        """The shard plan of this selection (see sharding.py): hash in every record, whole
+        plan in this process's ledger part header (for ``plmtransfer merge``)."""
+        self.shard_plan = plan
+        self.plan_hash = plan.hash
+        self.ledger.header = {
+            "shard": self.shard.label if self.shard else None,
+            "worker": self.worker,
+            "plan_hash": plan.hash,
+            "plan": plan.to_dict(),
+        }
+
     # ---------------------------------------------------------------- claims
     def baseline_store(self):
         from pytest_plmtransfer.baselines import BaselineStore
@@ -172,21 +245,42 @@ class PlmSession:
         path = self.baseline_store().claims_path
         if not path.is_file():
             return []
-        # one-hot is included: no_regression and matches_paper apply to it (init "none"); the
-        # claims file's kinds that make no sense for it (beats_onehot, ...) never select it
-        available = [
-            (model, task, init)
-            for model in self.options.models
-            for init in dict.fromkeys(init for init, _ in self.inits_for(model))
-            for task in self.options.tasks
-        ]
+        if self.options.from_ledger is not None:
+            # what the ledger measured, whatever this command line selects
+            layers = self.ledger_layer_records()
+            available = list(dict.fromkeys((r["model"], r["task"], r["init"]) for r in layers))
+            inits_of: dict[str, set[str]] = {}
+            for model, _task, init in available:
+                inits_of.setdefault(model, set()).add(init)
+        else:
+            # one-hot is included: no_regression and matches_paper apply to it (init "none"); the
+            # claims file's kinds that make no sense for it (beats_onehot, ...) never select it
+            available = [
+                (model, task, init)
+                for model in self.options.models
+                for init in dict.fromkeys(init for init, _ in self.inits_for(model))
+                for task in self.options.tasks
+            ]
+            inits_of = {m: set(self.registry.entry(m).inits) for m in self.options.models}
         cases = expand_claims(load_claims(path), available)
         # "pretrained beats random/stat" cannot apply to a model that has no such init
         return [
             c for c in cases
             if not c.kind.startswith("pretrained_beats_")
-            or c.kind.removeprefix("pretrained_beats_") in self.registry.entry(c.model).inits
+            or c.kind.removeprefix("pretrained_beats_") in inits_of.get(c.model, ())
         ]
+
+    def ledger_layer_records(self) -> list[dict[str, Any]]:
+        """Layer records of ``--plm-from-ledger``, newest per (model, task, layer, init, seed)."""
+        if self._ledger_records is None:
+            from pytest_plmtransfer.ledger import LAYER_KEY, read_records
+
+            newest: dict[tuple, dict[str, Any]] = {}
+            records = [r for r in read_records(self.options.from_ledger) if r.get("kind", "layer") == "layer"]
+            for rec in sorted(records, key=lambda r: str(r.get("timestamp") or "")):
+                newest[tuple(rec.get(k) for k in LAYER_KEY)] = rec
+            self._ledger_records = list(newest.values())
+        return self._ledger_records
 
     def claim_layer_cases(self, claim) -> list[LayerCase]:
         """The per-layer results a claim reads: its model on its task (every init and seed) and
@@ -203,23 +297,40 @@ class PlmSession:
         from pytest_plmtransfer.claims.evaluate import claim_record, evaluate
         from pytest_plmtransfer.ledger import records_to_frame
 
-        records = []
-        for case in self.claim_layer_cases(claim):
-            try:
-                records.append(self.run_layer(case))
-            except ResourceUnavailable:
-                continue  # the claim reports what is missing and the command that provides it
+        if self.options.from_ledger is not None:
+            records = [
+                r for r in self.ledger_layer_records()
+                if r["task"] == claim.task and r["model"] in (claim.model, "onehot")
+            ]
+        else:
+            records = []
+            for case in self.claim_layer_cases(claim):
+                done = self._layer_records.get(case.embedding_request + (case.layer,))
+                if done is not None:  # measured by a layer test of this process: no rebuild
+                    records.append(done)
+                    continue
+                try:
+                    records.append(self.run_layer(case))
+                except ResourceUnavailable:
+                    continue  # the claim reports what is missing and the command that provides it
         outcome = evaluate(claim, records_to_frame(records), self.baseline_store())
+        fields = claim_record(claim, outcome, strict_missing=strict)
+        fields.pop("kind", None)
+        record = ClaimRecord(**fields, provenance=self.provenance())
+        return outcome, record.to_dict()
+
+    def provenance(self) -> Provenance:
         machine = self.machine()
-        record = claim_record(claim, outcome, strict_missing=strict)
-        record.update(
+        return Provenance(
             run_id=self.run_id,
             plugin_version=__version__,
             git_commit=machine["git_commit"],
             host=machine["host"],
             timestamp=utc_now(),
+            worker=self.worker,
+            shard=self.shard.label if self.shard else None,
+            plan_hash=self.plan_hash,
         )
-        return outcome, record
 
     # ---------------------------------------------------------------- data
     def task_data(self, task_id: str) -> TaskData:
@@ -264,10 +375,8 @@ class PlmSession:
             self._store_result(result_key, result)
         elif self._refresh_intervals(result_key, result):
             self._store_result(result_key, result)
-        record = self._record(case, adapter, data, entry, result)
-        record["intervals"] = result.get("intervals") or {}
-        record["interval_seconds"] = result.get("interval_seconds")
-        record["predictions"] = self._predictions_ref(result_key, result)
+        record = self._record(case, adapter, data, entry, result, result_key)
+        self._layer_records[case.embedding_request + (case.layer,)] = record
         return record
 
     # ---------------------------------------------------------------- predictions, intervals
@@ -374,25 +483,23 @@ class PlmSession:
             self._machine = machine_info(self.root)
         return self._machine
 
-    def _record(self, case: LayerCase, adapter, data: TaskData, entry, result) -> dict[str, Any]:
+    def _record(self, case: LayerCase, adapter, data: TaskData, entry, result, result_key: str) -> dict[str, Any]:
         machine = self.machine()
         spec = data.spec
-        return {
-            "kind": "layer",
-            "run_id": self.run_id,
-            "model": case.model,
-            "init": case.init,
-            "seed": case.seed,
-            "task": case.task,
-            "task_kind": spec.kind,
-            "layer": case.layer,
-            "num_layers": case.num_layers,
-            "metrics": result["metrics"],
-            "head": result["head"],
-            "selection_metric": spec.selection_metric,
-            "test_metric": spec.test_metric,
-            "split_sizes": data.sizes(),
-            "data": {
+        record = LayerRecord(
+            model=case.model,
+            init=case.init,
+            seed=case.seed,
+            task=case.task,
+            task_kind=spec.kind,
+            layer=case.layer,
+            num_layers=case.num_layers,
+            metrics=result["metrics"],
+            head=result["head"],
+            selection_metric=spec.selection_metric,
+            test_metric=spec.test_metric,
+            split_sizes=data.sizes(),
+            data={
                 "source": data.source,
                 "sha256": data.sha256,
                 "archive": spec.archive,
@@ -400,20 +507,24 @@ class PlmSession:
                 "window": list(spec.window) if spec.window else None,
                 "truncation": data.notes.get("truncation"),
             },
-            "weights": adapter.identity(),
-            "embedding_key": entry.key,
-            "embed_seconds": round(entry.embed_seconds, 3),
-            "fit_seconds": round(float(result["fit_seconds"]), 3),
-            "cache_hit": not entry.computed,
-            "device": self.model_options.device,
-            "dtype": self.model_options.dtype,
-            "versions": machine["versions"],
-            "plugin_version": __version__,
-            "git_commit": machine["git_commit"],
-            "host": machine["host"],
-            "machine": {k: machine[k] for k in ("platform", "python", "cpu_count", "torch_threads", "cuda")},
-            "timestamp": utc_now(),
-        }
+            weights=adapter.identity(),
+            embedding_key=entry.key,
+            embed_seconds=round(entry.embed_seconds, 3),
+            fit_seconds=round(float(result["fit_seconds"]), 3),
+            cache_hit=not entry.computed,
+            device=self.model_options.device,
+            dtype=self.model_options.dtype,
+            versions=machine["versions"],
+            machine={k: machine[k] for k in ("platform", "python", "cpu_count", "torch_threads", "cuda")},
+            intervals=result.get("intervals") or {},
+            interval_seconds=result.get("interval_seconds"),
+            predictions=self._predictions_ref(result_key, result),
+            provenance=self.provenance(),
+        )
+        out = record.to_dict()
+        if self.cuda_visible_devices is not None:
+            out["cuda_visible_devices"] = self.cuda_visible_devices
+        return out
 
     def write(self, records: list[dict[str, Any]]) -> None:
         self.ledger.append(records)

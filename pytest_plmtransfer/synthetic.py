@@ -37,37 +37,36 @@ def layer_record(
     selection_metric: str = "val_spearman",
     test_metric: str = "test_spearman",
 ) -> dict[str, Any]:
-    """One layer record with every field the ledger carries."""
-    return {
-        "kind": "layer",
-        "run_id": run_id,
-        "test_id": f"test_layer[{model}-{task}-L{layer:02d}-{init}]",
-        "model": model,
-        "init": init,
-        "seed": seed,
-        "task": task,
-        "task_kind": task_kind,
-        "layer": layer,
-        "num_layers": num_layers,
-        "metrics": dict(metrics),
-        "head": {"alpha": 1.0} if task_kind == "regression" else {"epochs": 10},
-        "selection_metric": selection_metric,
-        "test_metric": test_metric,
-        "split_sizes": {"train": 100, "val": 20, "test": 50},
-        "data": {"sha256": "0" * 64, "source": f"synthetic/{task}.csv", "window": [0, 56], "truncation": None},
-        "weights": {"identity": f"synthetic:{model}"},
-        "embedding_key": f"{model}-{init}-{seed}-{task}",
-        "embed_seconds": 0.01,
-        "fit_seconds": 0.01,
-        "cache_hit": False,
-        "device": "cpu",
-        "dtype": "float32",
-        "versions": {"pytest-plmtransfer": "0.1.0"},
-        "plugin_version": "0.1.0",
-        "git_commit": "abc123",
-        "host": "synthetic-host",
-        "timestamp": timestamp,
-    }
+    """One layer record with every field the ledger carries (built through the typed schema)."""
+    from pytest_plmtransfer.records import LayerRecord, Provenance
+
+    return LayerRecord(
+        test_id=f"test_layer[{model}-{task}-L{layer:02d}-{init}]",
+        model=model,
+        init=init,
+        seed=seed,
+        task=task,
+        task_kind=task_kind,
+        layer=layer,
+        num_layers=num_layers,
+        metrics=dict(metrics),
+        head={"alpha": 1.0} if task_kind == "regression" else {"epochs": 10},
+        selection_metric=selection_metric,
+        test_metric=test_metric,
+        split_sizes={"train": 100, "val": 20, "test": 50},
+        data={"sha256": "0" * 64, "source": f"synthetic/{task}.csv", "window": [0, 56], "truncation": None},
+        weights={"identity": f"synthetic:{model}"},
+        embedding_key=f"{model}-{init}-{seed}-{task}",
+        embed_seconds=0.01,
+        fit_seconds=0.01,
+        cache_hit=False,
+        device="cpu",
+        dtype="float32",
+        versions={"pytest-plmtransfer": "0.1.0"},
+        provenance=Provenance(
+            run_id=run_id, plugin_version="0.1.0", git_commit="abc123", host="synthetic-host", timestamp=timestamp
+        ),
+    ).to_dict()
 
 
 def _curve(frac: float, peak: float, onehot: float) -> float:

@@ -116,7 +116,7 @@ def test_compare_averages_seeds_and_explains_rows_in_one_ledger(tmp_path, record
 
 def test_missing_or_broken_ledger_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path / "none.json")]) == 2
-    assert "no such ledger file" in capsys.readouterr().err
+    assert "no such ledger" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     assert main(["show", str(bad)]) == 2

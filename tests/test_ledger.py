@@ -7,8 +7,9 @@ import multiprocessing as mp
 
 import pytest
 
-from pytest_plmtransfer import ledger as ledger_mod
-from pytest_plmtransfer.ledger import SCHEMA_VERSION, Ledger, LedgerError, load_ledger, read_records
+from pytest_plmtransfer.ledger import SCHEMA_VERSION, Ledger, LedgerError, load_ledger, read_ledger, read_records
+from pytest_plmtransfer.records import LayerRecord, parse_record
+from pytest_plmtransfer.synthetic import synthetic_records, write_ledger
 
 
 def _rec(model="onehot", layer=0, value=0.5, ts="2026-01-01T00:00:00+00:00", **kw):
@@ -18,27 +19,64 @@ def _rec(model="onehot", layer=0, value=0.5, ts="2026-01-01T00:00:00+00:00", **k
     }
 
 
-def test_append_writes_schema_and_keeps_order(tmp_path):
-    led = Ledger(tmp_path / "sub" / "ledger.json")
+def test_append_writes_one_jsonl_part_per_process_with_a_header(tmp_path):
+    led = Ledger(tmp_path / "sub" / "ledger", run_id="r1", worker="gw3", header={"plan_hash": "abc"})
     led.append([_rec(layer=0)])
     led.append([_rec(layer=1), _rec(layer=2)])
-    doc = json.loads(led.path.read_text())
-    assert doc["schema_version"] == SCHEMA_VERSION
-    assert [r["layer"] for r in doc["records"]] == [0, 1, 2]
+    (part,) = led.path.iterdir()
+    assert part.name == "r1--all--gw3.jsonl"
+    lines = [json.loads(line) for line in part.read_text().splitlines()]
+    assert lines[0]["kind"] == "ledger_part" and lines[0]["schema_version"] == SCHEMA_VERSION
+    assert lines[0]["plan_hash"] == "abc"
+    assert [r["layer"] for r in lines[1:]] == [0, 1, 2]
+    records, headers = read_ledger(led.path)
+    assert [r["layer"] for r in records] == [0, 1, 2] and len(headers) == 1
 
 
-def test_schema1_bare_list_still_loads(tmp_path):
-    path = tmp_path / "old.json"
-    old = [{k: v for k, v in _rec(layer=i).items() if k != "kind"} for i in range(3)]
-    path.write_text(json.dumps(old))
-    recs = read_records(path)
-    assert len(recs) == 3 and all(r["kind"] == "layer" for r in recs)
+def test_records_of_every_part_load_together_and_by_run(tmp_path):
+    path = tmp_path / "ledger"
+    Ledger(path, run_id="r1", worker="gw0").append([_rec(layer=0)])
+    Ledger(path, run_id="r1", worker="gw1").append([_rec(layer=1)])
+    Ledger(path, run_id="r2").append([_rec(layer=2, run_id="r2")])
+    assert sorted(load_ledger(path)["layer"]) == [0, 1, 2]
+    assert sorted(r["layer"] for r in Ledger(path, run_id="x").records(run_id="r1")) == [0, 1]
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_old_single_file_ledgers_load_and_migrate_on_append(tmp_path, schema):
+    old = synthetic_records(models={"onehot": 0, "tiny_esm": 2}, tasks=["gb1_sampled"], seeds=[42])
+    path = write_ledger(tmp_path / "ledger.json", old, schema=schema)
+    before = read_records(path)
+    assert len(before) == len(old) and all(r["kind"] == "layer" for r in before)
+    assert all(isinstance(parse_record(r), LayerRecord) for r in before)
     frame = load_ledger(path)
-    assert list(frame["layer"]) == [0, 1, 2] and "test_spearman" in frame.columns
-    # appending to an old file upgrades it in place without losing records
-    Ledger(path).append([_rec(layer=3)])
-    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
-    assert len(read_records(path)) == 4
+    assert len(frame) == len(old) and "test_spearman" in frame.columns
+    # the first append moves the old file into a ledger directory at the same path: nothing lost
+    Ledger(path, run_id="new").append([_rec(layer=9, run_id="new")])
+    assert path.is_dir() and (path / "legacy.json").is_file()
+    after = read_records(path)
+    assert after[:-1] == before and after[-1]["layer"] == 9
+
+
+def test_torn_last_line_is_skipped_and_cut_on_next_append(tmp_path):
+    led = Ledger(tmp_path / "ledger", run_id="r1")
+    led.append([_rec(layer=0)])
+    with open(led.part, "ab") as fh:  # a writer killed mid-record
+        fh.write(b'{"kind": "layer", "model": "oneh')
+    with pytest.warns(UserWarning, match="incomplete record"):
+        assert [r["layer"] for r in read_records(led.path)] == [0]
+    led.append([_rec(layer=1)])
+    assert [r["layer"] for r in read_records(led.path)] == [0, 1]
+
+
+def test_bad_line_inside_a_part_names_file_and_line(tmp_path):
+    led = Ledger(tmp_path / "ledger", run_id="r1")
+    led.append([_rec(layer=0)])
+    with open(led.part, "ab") as fh:
+        fh.write(b"not json\n")
+    led.append([_rec(layer=1)])
+    with pytest.raises(LedgerError, match=r"r1--all--main.jsonl: line 3 is not valid JSON"):
+        read_records(led.path)
 
 
 def test_newer_schema_and_garbage_are_refused_with_the_path(tmp_path):
@@ -52,29 +90,14 @@ def test_newer_schema_and_garbage_are_refused_with_the_path(tmp_path):
         read_records(garbage)
 
 
-def test_failed_write_leaves_previous_ledger_intact(tmp_path, monkeypatch):
-    led = Ledger(tmp_path / "ledger.json")
-    led.append([_rec(layer=0)])
-    before = led.path.read_bytes()
-
-    def boom(*a, **k):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(ledger_mod.os, "replace", boom)
-    with pytest.raises(OSError):
-        led.append([_rec(layer=1)])
-    assert led.path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
-
-
 def _worker(path, worker, n):
-    led = Ledger(path)
+    led = Ledger(path, run_id="r1", worker=f"gw{worker}")
     for i in range(n):
         led.append([_rec(model=f"w{worker}", layer=i)])
 
 
 def test_concurrent_processes_lose_no_record(tmp_path):
-    path = tmp_path / "ledger.json"
+    path = tmp_path / "ledger"
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(path, w, 15)) for w in range(4)]
     for p in procs:
@@ -88,10 +111,17 @@ def test_concurrent_processes_lose_no_record(tmp_path):
 
 
 def test_load_latest_keeps_newest_per_key(tmp_path):
-    led = Ledger(tmp_path / "l.json")
+    led = Ledger(tmp_path / "l")
     led.append([_rec(value=0.1, ts="2026-01-01T00:00:00+00:00"), _rec(value=0.9, ts="2026-02-01T00:00:00+00:00")])
     led.append([{"kind": "claim", "claim": "beats_onehot", "outcome": "passed", "timestamp": "x"}])
     assert len(load_ledger(led.path)) == 2
     latest = load_ledger(led.path, latest=True)
     assert len(latest) == 1 and latest["test_spearman"].iloc[0] == 0.9
     assert list(load_ledger(led.path, kind="claim")["outcome"]) == ["passed"]
+
+
+def test_parts_read_in_creation_order_whatever_their_names(tmp_path):
+    path = tmp_path / "ledger"
+    Ledger(path, run_id="zzz").append([_rec(layer=0, run_id="zzz")])
+    Ledger(path, run_id="aaa").append([_rec(layer=1, run_id="aaa")])
+    assert [r["run_id"] for r in read_records(path)] == ["zzz", "aaa"]

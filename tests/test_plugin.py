@@ -69,12 +69,12 @@ def bench(pytester, flip_root, tmp_path, monkeypatch):
     common = [
         f"--plm-data-dir={flip_root}",
         f"--plm-cache-dir={tmp_path / 'cache'}",
-        f"--plm-ledger={tmp_path / 'ledger.json'}",
+        f"--plm-ledger={tmp_path / 'ledger'}",
         "-p", "no:cacheprovider",
     ]
 
     class Bench:
-        ledger = tmp_path / "ledger.json"
+        ledger = tmp_path / "ledger"
         log = tmp_path / "embed.log"
 
         def run(self, *args):
@@ -177,12 +177,11 @@ def test_xdist_keeps_every_record_and_embeds_once(bench):
     serial = bench.run(*args)
     serial.assert_outcomes(passed=2 + 2 * 2 * 3)
     serial_recs = bench.records()
-    bench.ledger.unlink()
-    bench.log.unlink()
-    cache = bench.ledger.parent / "cache"
     import shutil
 
-    shutil.rmtree(cache)
+    shutil.rmtree(bench.ledger)
+    bench.log.unlink()
+    shutil.rmtree(bench.ledger.parent / "cache")
     parallel = bench.run(*args, "-n", "2")
     parallel.assert_outcomes(passed=2 + 2 * 2 * 3)
     par_recs = bench.records()

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.models import describe as describe_model
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pytest_plmtransfer.models.hf import HFAdapter
@@ -193,6 +194,7 @@ def register(registry: ModelRegistry) -> None:
         NAME,
         create_antiberty,
         description="AntiBERTy (BERT, 8 layers, 512-d) with the weights antiberty==0.1.3 ships",
+        describe=describe_model.antiberty,
     )
 
 

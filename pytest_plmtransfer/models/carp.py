@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.torch_base import TorchAdapter
 from pytest_plmtransfer.models.weights import (
     CARP_URL,
@@ -242,7 +243,9 @@ def resolve_path(path: Path) -> Any:
         return None
     from pytest_plmtransfer.models.registry import ModelEntry
 
-    return ModelEntry(name=str(path), factory=create, description=f"CARP checkpoint {path}")
+    return ModelEntry(
+        name=str(path), factory=create, description=f"CARP checkpoint {path}", describe=describe_model.carp
+    )
 
 
 def register(registry: Any) -> None:
@@ -251,6 +254,7 @@ def register(registry: Any) -> None:
             name,
             create,
             description=f"CARP ByteNet, {cfg.n_layers} layers, d_model {cfg.d_model} (sequence-models)",
+            describe=describe_model.carp,
         )
     registry.register_path_resolver(resolve_path)
 

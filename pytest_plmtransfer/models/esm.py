@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.torch_base import TorchAdapter
 from pytest_plmtransfer.models.weights import (
     FAIR_ESM_MODEL_URL,
@@ -433,12 +434,13 @@ def resolve_path(path: Path) -> Any:
         name=str(path),
         factory=create,
         description=f"fair-esm checkpoint {path}",
+        describe=describe_model.esm,
     )
 
 
 def register(registry: Any) -> None:
     for name, cfg in ESM_CONFIGS.items():
-        registry.register(name, create, description=cfg.description)
+        registry.register(name, create, description=cfg.description, describe=describe_model.esm)
     registry.register_path_resolver(resolve_path)
 
 

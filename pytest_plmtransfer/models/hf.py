@@ -83,6 +83,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pytest_plmtransfer.errors import InputError, PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.torch_base import TorchAdapter
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -720,6 +721,7 @@ def register(registry: ModelRegistry) -> None:
         create_hf_adapter,
         prefix=True,
         description="any Hugging Face transformers model with hidden states: hf:<repo id or local dir>",
+        describe=describe_model.hf,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from pytest_plmtransfer.errors import InputError
+from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
 
 #: 20 standard residues + X. B, Z, U and O are rare ambiguity/non-standard codes; they share X's
@@ -74,4 +75,5 @@ def register(registry) -> None:
         inits=("none",),
         needs_weights=(),
         description="flattened, zero-padded one-hot over 20 residues + X",
+        describe=describe_model.onehot,
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.models.base import INITS, ModelAdapter
+from pytest_plmtransfer.models.describe import Describer, ModelDescription
 
 ENTRY_POINT_GROUP = "plmtransfer.models"
 
@@ -48,6 +49,9 @@ class ModelEntry:
     prefix: bool = False
     #: inits that need pretrained weights (and are skipped when they cannot be had)
     needs_weights: tuple[str, ...] = ("pretrained", "stat")
+    #: describes the model without building it (see :mod:`.describe`); None: built once to
+    #: read its attributes (entries registered without one, e.g. older user plugins)
+    describe: Describer | None = None
 
 
 class UnknownModelError(PlmTransferError, KeyError):
@@ -70,9 +74,18 @@ class ModelRegistry:
         description: str = "",
         prefix: bool = False,
         needs_weights: Iterable[str] = ("pretrained", "stat"),
+        describe: Describer | None = None,
+        num_layers: int | None = None,
+        embed_dim: int | None = None,
+        max_residues: int | None = None,
     ) -> None:
+        """Register ``name``. Give either ``describe`` or the fixed ``num_layers`` (and
+        ``embed_dim``, ``max_residues``) so that collection never has to build the model."""
+        if describe is None and num_layers is not None:
+            fixed = ModelDescription(int(num_layers), int(embed_dim or 0), max_residues, None, "registered sizes")
+            describe = lambda _name, _options: fixed  # noqa: E731 - a constant describer
         self._entries[name] = ModelEntry(
-            name, factory, tuple(inits), description, prefix, tuple(needs_weights)
+            name, factory, tuple(inits), description, prefix, tuple(needs_weights), describe
         )
 
     def register_path_resolver(self, resolver: Callable[[Path], ModelEntry | None]) -> None:
@@ -112,6 +125,19 @@ class ModelRegistry:
         if init not in entry.inits:
             raise PlmTransferError(f"model {name!r} does not support init {init!r} (it has {entry.inits})")
         return entry.factory(name, init, seed, options)
+
+    def describe(self, name: str, options: ModelOptions) -> ModelDescription:
+        """Layers, width and length limit of ``name`` without building it (when the entry can
+        describe itself). Raises ResourceUnavailable when even that needs absent files."""
+        entry = self.entry(name)
+        if entry.describe is not None:
+            return entry.describe(name, options)
+        # No describer: build the model once (its first init) to read it, then let it go.
+        adapter = entry.factory(name, entry.inits[0], 0 if entry.inits[0] in ("random", "stat") else None, options)
+        try:
+            return ModelDescription(adapter.num_layers, adapter.embed_dim, adapter.max_residues, None, "built")
+        finally:
+            del adapter
 
     def load_entry_points(self) -> None:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
