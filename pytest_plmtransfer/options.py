@@ -84,6 +84,10 @@ class PlmOptions:
     baselines_dir: Path = Path("baselines")
     update_baselines: bool = False
     gate: bool = False
+    #: "sdpa" (fused scaled_dot_product_attention) or "library" (the model library's own)
+    attention: str = "sdpa"
+    #: head hyper-parameters from --plm-head-* / ini (None: the heads' documented defaults)
+    head: dict[str, object] = field(default_factory=dict)
 
 
 def _path(value, root: Path) -> Path | None:
@@ -144,6 +148,11 @@ def options_from_config(config) -> PlmOptions:
     opts.baselines_dir = _path(get("baselines_dir"), root) or root / "baselines"
     opts.update_baselines = flag("update_baselines")
     opts.gate = flag("gate")
+    from pytest_plmtransfer.head_options import parse_head_options
+    from pytest_plmtransfer.models.attention import check_attention
+
+    opts.attention = check_attention(get("attention"))
+    opts.head = parse_head_options(get)
     return opts
 
 
@@ -170,4 +179,10 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("baselines-dir", "stored baselines and claims (default baselines/ under rootdir)", "str"),
     ("update-baselines", "rewrite stored baselines from this run", "flag"),
     ("gate", "run the claims for the selected models and fail on any broken claim", "flag"),
+    ("attention", "attention kernel: sdpa (fused scaled_dot_product_attention, default) or library", "str"),
+    ("head-epochs", "softmax probe: most training epochs (default 100)", "str"),
+    ("head-patience", "softmax probe: epochs without validation improvement before stopping (default 5)", "str"),
+    ("head-batch-size", "softmax probe: rows per mini-batch (default 256)", "str"),
+    ("head-lr", "softmax probe: Adam learning rate (default 1e-3)", "str"),
+    ("head-alphas", "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))", "str"),
 ]

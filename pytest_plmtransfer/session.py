@@ -90,6 +90,7 @@ class PlmSession:
             token_budget=options.token_budget,
             allow_download=options.allow_download,
             progress=options.progress,
+            extra={"attention": options.attention},
         )
         self._adapters: dict[tuple[str, str, int | None], ModelAdapter] = {}
         self._tasks: dict[str, TaskData] = {}
@@ -285,8 +286,15 @@ class PlmSession:
                 unseen_test_labels=data.spec.dataset in UNSEEN_TEST_LABELS_ALLOWED,
             ),
             seed=seed,
+            settings=self.probe_settings(),
         )
         return {"metrics": out.metrics, "head": out.head, "fit_seconds": out.fit_seconds}
+
+    def probe_settings(self):
+        """Head settings of this run: ``--plm-head-*`` values, probes on the embedding device."""
+        from pytest_plmtransfer.probe import settings_for_run
+
+        return settings_for_run(self.options.head, self.model_options.device)
 
     def _result_key(self, embedding_key: str, data: TaskData, layer: int, seed: int) -> str:
         payload = {
@@ -297,6 +305,9 @@ class PlmSession:
             "layer": layer,
             "seed": seed,
         }
+        settings = self.probe_settings()
+        if self.options.head or settings.device != "cpu":  # defaults on CPU keep their old keys
+            payload["head_settings"] = {**self.options.head, "device": settings.device}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
     def _cached_result(self, key: str) -> dict[str, Any] | None:
