@@ -33,7 +33,7 @@ from pytest_plmtransfer.tasks.resolve import DataResolver, default_cache_dir
 from pytest_plmtransfer.tasks.spec import TaskData
 
 #: bump when probing changes in a way that changes numbers, so cached layer results are redone
-PROBE_VERSION = 1
+PROBE_VERSION = 2  # 2: per-residue softmax batches of 1024, fused training step
 
 
 @dataclass(frozen=True)
