@@ -101,6 +101,10 @@ class PlmSession:
         self._layer_cases: list[LayerCase] | None = None
         #: lines for the terminal summary (e.g. baselines written)
         self.notes: list[str] = []
+        from pytest_plmtransfer.timing import PhaseTimer
+
+        #: per-model seconds in collection / data / embedding / probe / ledger (timing.py)
+        self.timer = PhaseTimer()
 
     # ---------------------------------------------------------------- selection
     def inits_for(self, model: str) -> list[tuple[str, int | None]]:
@@ -136,7 +140,8 @@ class PlmSession:
         for model in models:
             for init, seed in self.inits_for(model):
                 try:
-                    num_layers = self.adapter(model, init, seed).num_layers
+                    with self.timer.measure(model, "collection"):
+                        num_layers = self.adapter(model, init, seed).num_layers
                     unavailable = None
                 except ResourceUnavailable as exc:
                     num_layers, unavailable = 0, str(exc)
@@ -254,15 +259,22 @@ class PlmSession:
         if case.unavailable:
             raise ResourceUnavailable(case.model, case.unavailable)
         adapter = self.adapter(case.model, case.init, case.seed)
-        data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
-        entry = self._embedding(case, adapter, data)
+        with self.timer.measure(case.model, "data"):
+            data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
+        with self.timer.measure(case.model, "embedding"):
+            entry = self._embedding(case, adapter, data)
         probe_seed = case.seed if case.seed is not None else 0
         result_key = self._result_key(entry.key, data, case.layer, probe_seed)
         result = self._cached_result(result_key)
         if result is None:
-            result = self._probe(entry, data, case.layer, probe_seed)
+            with self.timer.measure(case.model, "probe"):
+                result = self._probe(entry, data, case.layer, probe_seed)
             self._store_result(result_key, result)
-        return self._record(case, adapter, data, entry, result)
+        record = self._record(case, adapter, data, entry, result)
+        # seconds this process spent on the model since its previous record (timing.py): the
+        # run's records sum to its per-model totals
+        record["timing"] = self.timer.take(case.model)
+        return record
 
     def _probe(self, entry, data: TaskData, layer: int, seed: int) -> dict[str, Any]:
         from pytest_plmtransfer.probe import ProbeInput, probe
@@ -370,7 +382,12 @@ class PlmSession:
         }
 
     def write(self, records: list[dict[str, Any]]) -> None:
+        start = time.perf_counter()
         self.ledger.append(records)
+        seconds = time.perf_counter() - start
+        models = [str(r.get("model", "")) for r in records if r.get("kind") == "layer"]
+        for model in models:  # shared equally by the layer records of one append
+            self.timer.add(model, "ledger", seconds / len(models))
 
 
 def _resolve_device(device: str) -> str:
