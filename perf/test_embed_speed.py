@@ -33,8 +33,12 @@ Sides:
   all ``repr_layers``; transformers ``BertModel`` with ``output_hidden_states=True``) on the same
   extract.py-style batches.
 * ``ours_before``: our adapter as it was before issue 8 (library attention, at most 16
-  sequences per batch); ``ours``: our adapter at today's defaults (SDPA attention, batching by
-  length).
+  sequences per batch); ``ours``: our adapter at today's defaults (SDPA attention; the batching
+  is unchanged: with SDPA, caps of 16, 64 and 1,024 sequences per 4,096-token batch were
+  measured on GB1 windows and SS3 and 16 was still the fastest on this CPU).
+
+On a loaded machine a side can read above 100% of the matmul rate: the matmul probe is timed
+in a few short windows and may never catch an undisturbed one. Compare sides within one test.
 
 Models use random weights (speed does not depend on the values): ``esm2_t6_8M_UR50D`` at full
 size; ESM-1b's architecture (1280-d, 20 heads) at **2 of its 33 layers** (the full model runs at

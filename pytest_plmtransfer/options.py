@@ -182,7 +182,7 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("attention", "attention kernel: sdpa (fused scaled_dot_product_attention, default) or library", "str"),
     ("head-epochs", "softmax probe: most training epochs (default 100)", "str"),
     ("head-patience", "softmax probe: epochs without validation improvement before stopping (default 5)", "str"),
-    ("head-batch-size", "softmax probe: rows per mini-batch (default 256)", "str"),
+    ("head-batch-size", "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)", "str"),
     ("head-lr", "softmax probe: Adam learning rate (default 1e-3)", "str"),
     ("head-alphas", "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))", "str"),
 ]

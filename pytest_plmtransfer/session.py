@@ -318,7 +318,7 @@ class PlmSession:
             "seed": seed,
         }
         settings = self.probe_settings()
-        if self.options.head or settings.device != "cpu":  # defaults on CPU keep their old keys
+        if self.options.head or settings.device != "cpu":  # defaults on CPU add nothing
             payload["head_settings"] = {**self.options.head, "device": settings.device}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
 

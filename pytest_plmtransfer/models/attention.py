@@ -91,9 +91,14 @@ def _sdpa_forward(
         )  # fmt: skip
     tgt_len, bsz, embed_dim = query.shape
     heads, head_dim = self.num_heads, self.head_dim
-    # One GEMM for q, k and v (the library runs three): the concatenated weight is built once per
-    # module on first use and rebuilt if any projection's parameters were replaced since.
-    q, k, v = _qkv(self, query).chunk(3, dim=-1)
+    if query.device.type == "cpu":
+        # One GEMM for q, k and v on CPU (the library runs three; small GEMMs lose the most to
+        # per-call overhead there): the concatenated weight is built once per module and rebuilt
+        # if any projection's parameters changed. Not on GPUs, where the GEMMs are large enough
+        # and the copy would cost a quarter of each block's weights in device memory.
+        q, k, v = _qkv(self, query).chunk(3, dim=-1)
+    else:
+        q, k, v = self.q_proj(query), self.k_proj(query), self.v_proj(query)
     if self.bias_k is not None:  # ESM-1: one learned key/value appended to every sequence
         k = torch.cat([k, self.bias_k.expand(1, bsz, embed_dim)])
         v = torch.cat([v, self.bias_v.expand(1, bsz, embed_dim)])
