@@ -88,6 +88,8 @@ class PlmOptions:
     attention: str = "sdpa"
     #: head hyper-parameters from --plm-head-* / ini (None: the heads' documented defaults)
     head: dict[str, object] = field(default_factory=dict)
+    #: bootstrap resamples for the test metric's interval and the paired claims (0: none)
+    bootstrap: int = 1000
 
 
 def _path(value, root: Path) -> Path | None:
@@ -153,6 +155,14 @@ def options_from_config(config) -> PlmOptions:
 
     opts.attention = check_attention(get("attention"))
     opts.head = parse_head_options(get)
+    raw_bootstrap = get("bootstrap")
+    if raw_bootstrap not in (None, ""):
+        try:
+            opts.bootstrap = int(raw_bootstrap)
+        except ValueError:
+            raise ValueError(f"--plm-bootstrap: expected a number of resamples, got {raw_bootstrap!r}") from None
+        if opts.bootstrap < 0 or opts.bootstrap == 1:
+            raise ValueError(f"--plm-bootstrap: need 0 (no intervals) or at least 2 resamples, got {opts.bootstrap}")
     return opts
 
 
@@ -185,4 +195,6 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("head-batch-size", "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)", "str"),
     ("head-lr", "softmax probe: Adam learning rate (default 1e-3)", "str"),
     ("head-alphas", "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))", "str"),
+    ("bootstrap", "bootstrap resamples of the test set for intervals and paired claims "
+     "(default 1000; 0 turns intervals off and claims fall back to plain comparisons)", "str"),
 ]
