@@ -84,6 +84,10 @@ class PlmOptions:
     baselines_dir: Path = Path("baselines")
     update_baselines: bool = False
     gate: bool = False
+    #: "sdpa" (fused scaled_dot_product_attention) or "library" (the model library's own)
+    attention: str = "sdpa"
+    #: head hyper-parameters from --plm-head-* / ini (None: the heads' documented defaults)
+    head: dict[str, object] = field(default_factory=dict)
     #: bootstrap resamples for the test metric's interval and the paired claims (0: none)
     bootstrap: int = 1000
     #: scale-out (see sharding.py, xdist_scheduling.py): "group" or None
@@ -151,6 +155,11 @@ def options_from_config(config) -> PlmOptions:
     opts.baselines_dir = _path(get("baselines_dir"), root) or root / "baselines"
     opts.update_baselines = flag("update_baselines")
     opts.gate = flag("gate")
+    from pytest_plmtransfer.head_options import parse_head_options
+    from pytest_plmtransfer.models.attention import check_attention
+
+    opts.attention = check_attention(get("attention"))
+    opts.head = parse_head_options(get)
     raw_bootstrap = get("bootstrap")
     if raw_bootstrap not in (None, ""):
         try:
@@ -192,6 +201,12 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("baselines-dir", "stored baselines and claims (default baselines/ under rootdir)", "str"),
     ("update-baselines", "rewrite stored baselines from this run", "flag"),
     ("gate", "run the claims for the selected models and fail on any broken claim", "flag"),
+    ("attention", "attention kernel: sdpa (fused scaled_dot_product_attention, default) or library", "str"),
+    ("head-epochs", "softmax probe: most training epochs (default 100)", "str"),
+    ("head-patience", "softmax probe: epochs without validation improvement before stopping (default 5)", "str"),
+    ("head-batch-size", "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)", "str"),
+    ("head-lr", "softmax probe: Adam learning rate (default 1e-3)", "str"),
+    ("head-alphas", "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))", "str"),
     ("bootstrap", "bootstrap resamples of the test set for intervals and paired claims "
      "(default 1000; 0 turns intervals off and claims fall back to plain comparisons)", "str"),
     ("dist", "with pytest-xdist -n: 'group' sends every test of one (model, init, seed) to one worker "

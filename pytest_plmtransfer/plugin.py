@@ -269,6 +269,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if plm.options.report_dir:
         written = write_report(layer_frame, claim_records, plm.options.report_dir)
         terminalreporter.write_line(f"report written to {plm.options.report_dir}: {written}")
+    if plm.options.report:
+        # a section of its own: timings change from run to run, the results above do not
+        from pytest_plmtransfer.timing import render_timing_text
+
+        timing = render_timing_text(plm.ledger.records(run_id=plm.run_id, kind="layer"))
+        if timing:
+            terminalreporter.write_sep("=", "plmtransfer time per model")
+            terminalreporter.write_line(timing)
 
 
 def _wants_report(config) -> bool:

@@ -26,6 +26,7 @@ from . import metrics as M
 from .errors import InputError
 from .heads.classifier import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_SIZE_PER_RESIDUE,
     DEFAULT_CHUNK_BYTES,
     DEFAULT_LR,
     DEFAULT_MAX_EPOCHS,
@@ -39,7 +40,7 @@ from .heads.ridge import DEFAULT_ALPHAS, RIDGE_SELECTION_METRICS, RidgeProbe
 from .predictions import TestPredictions
 from .tasks.spec import SPLITS, SplitName, TaskKind
 
-__all__ = ["ProbeInput", "ProbeResult", "ProbeSettings", "probe", "standardization_stats"]
+__all__ = ["ProbeInput", "ProbeResult", "ProbeSettings", "probe", "settings_for_run", "standardization_stats"]
 
 # Rows per block for the statistics pass and for streaming predictions.
 _STAT_CHUNK_ROWS = 16384
@@ -91,15 +92,29 @@ class ProbeSettings:
 
     alphas: Sequence[float] | None = None  # None -> DEFAULT_ALPHAS
     lr: float = DEFAULT_LR
-    batch_size: int = DEFAULT_BATCH_SIZE
+    #: None: DEFAULT_BATCH_SIZE for per-sequence tasks, DEFAULT_BATCH_SIZE_PER_RESIDUE for per-residue
+    #: ones (millions of rows: see heads/classifier.py)
+    batch_size: int | None = None
     max_epochs: int = DEFAULT_MAX_EPOCHS
     patience: int = DEFAULT_PATIENCE
     min_delta: float = DEFAULT_MIN_DELTA
     weight_decay: float = 0.0
     class_weight: Literal["balanced"] | Sequence[float] | None = None
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    #: where the probes run: "cpu" (numpy ridge, torch classifier on CPU) or a torch device
+    #: such as "cuda" / "cuda:1" (ridge and classifier in torch there)
     device: str = "cpu"
     num_threads: int | None = DEFAULT_NUM_THREADS  # torch threads for the classifier
+    #: classifier training step: "fused" (closed-form gradient) or "autograd" (the original path)
+    engine: str = "fused"
+
+
+def settings_for_run(head: dict[str, Any] | None, embedding_device: str) -> ProbeSettings:
+    """A run's probe settings: the user's head hyper-parameters (``--plm-head-*``; field name ->
+    value) on the device the embeddings were computed on when that is a GPU, else on CPU."""
+    device = str(embedding_device or "cpu")
+    on_gpu = device.startswith("cuda")
+    return ProbeSettings(**dict(head or {}), device=device if on_gpu else "cpu")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +253,13 @@ def _probe_regression(
     Xtr = _standardized(X, rows["train"], mean, scale)
     Xva = _standardized(X, rows["val"], mean, scale)
     alphas = DEFAULT_ALPHAS if settings.alphas is None else settings.alphas
-    ridge = RidgeProbe(alphas, inp.selection_metric)
+    on_device = settings.device != "cpu"
+    ridge = RidgeProbe(
+        alphas,
+        inp.selection_metric,
+        backend="torch" if on_device else "numpy",
+        device=settings.device,
+    )
     ridge.fit(Xtr, y[rows["train"]], Xva, y[rows["val"]])
 
     pred = {"train": ridge.predict(Xtr), "val": ridge.predict(Xva)}
@@ -271,15 +292,22 @@ def _probe_regression(
         if scores is None
         else [float(s) if np.isfinite(s) else None for s in scores],
         "solver": ridge.solver_,
+        "method": ridge.method_,
+        "device": settings.device,
     }
     return metrics, head, TestPredictions("regression", yt["test"], pred["test"])
 
 
-def _softmax(settings: ProbeSettings, n_classes: int, seed: int) -> SoftmaxProbe:
+def _softmax(
+    settings: ProbeSettings, n_classes: int, seed: int, per_residue: bool = False
+) -> SoftmaxProbe:
+    batch_size = settings.batch_size
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZE_PER_RESIDUE if per_residue else DEFAULT_BATCH_SIZE
     return SoftmaxProbe(
         n_classes,
         lr=settings.lr,
-        batch_size=settings.batch_size,
+        batch_size=batch_size,
         max_epochs=settings.max_epochs,
         patience=settings.patience,
         min_delta=settings.min_delta,
@@ -289,6 +317,7 @@ def _softmax(settings: ProbeSettings, n_classes: int, seed: int) -> SoftmaxProbe
         chunk_bytes=settings.chunk_bytes,
         device=settings.device,
         num_threads=settings.num_threads,
+        engine=settings.engine,
     )
 
 
@@ -307,6 +336,7 @@ def _softmax_head(clf: SoftmaxProbe, classes: list[str]) -> dict[str, Any]:
         "class_weight": None if cw is None else [float(w) for w in cw],
         "classes": classes,
         "seed": clf.seed,
+        "device": str(clf.device),
     }
 
 
@@ -347,12 +377,13 @@ def _fit_classifier(
     settings: ProbeSettings,
     seed: int,
     keep_all_test: bool = False,
+    per_residue: bool = False,
 ) -> tuple[dict[str, float], dict[str, Any], np.ndarray, np.ndarray | None]:
     """Standardize on the training rows, fit, evaluate; returns metrics, head, the test
     probabilities of the rows with seen labels, and (``keep_all_test``) of every test row."""
     mean, _, scale = standardization_stats(X, rows["train"])
     views = {s: RowView(X, rows[s], mean, scale) for s in SPLITS}
-    clf = _softmax(settings, len(classes), seed)
+    clf = _softmax(settings, len(classes), seed, per_residue)
     clf.fit(views["train"], y_rows["train"], views["val"], y_rows["val"])
     found: dict[str, float] = {}
     # Training can be millions of residues and has no AUC metric: stream it.
@@ -463,7 +494,7 @@ def _probe_per_residue(
     rows = {s: scored_idx[res_split == s] for s in SPLITS}
     y_rows = {s: y[res_split == s] for s in SPLITS}
     out, head, test_probs, all_probs = _fit_classifier(
-        X, rows, y_rows, classes, settings, seed, keep_all_test=True
+        X, rows, y_rows, classes, settings, seed, keep_all_test=True, per_residue=True
     )
     if classes == ["C", "E", "H"]:
         out["test_q3"] = out["test_accuracy"]

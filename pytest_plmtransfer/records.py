@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 #: bookkeeping, cache state); ``same_measurement`` ignores them
 RUN_SPECIFIC_FIELDS = (
     "run_id", "timestamp", "host", "worker", "shard", "plan_hash", "embed_seconds", "fit_seconds",
-    "cache_hit", "test_id", "git_commit", "machine", "device", "cuda_visible_devices", "interval_seconds",
+    "cache_hit", "test_id", "git_commit", "machine", "device", "cuda_visible_devices", "interval_seconds", "timing",
 )
 
 
@@ -106,6 +106,8 @@ class LayerRecord(_Record):
     interval_seconds: float | None = None
     #: where this layer's kept test predictions are (key, path, sha256; see predictions.py)
     predictions: dict[str, Any] = field(default_factory=dict)
+    #: seconds spent on this model (collection, data, embedding, probe, ledger; see timing.py)
+    timing: dict[str, float] = field(default_factory=dict)
     test_id: str | None = None
     provenance: Provenance = field(default_factory=Provenance)
     extra: dict[str, Any] = field(default_factory=dict)

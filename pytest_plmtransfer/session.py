@@ -37,7 +37,7 @@ from pytest_plmtransfer.tasks.resolve import DataResolver, default_cache_dir
 from pytest_plmtransfer.tasks.spec import TaskData
 
 #: bump when probing changes in a way that changes numbers, so cached layer results are redone
-PROBE_VERSION = 1
+PROBE_VERSION = 2  # 2: per-residue softmax batches of 1024, fused training step
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ class PlmSession:
             token_budget=options.token_budget,
             allow_download=options.allow_download,
             progress=options.progress,
+            extra={"attention": options.attention},
         )
         #: the one adapter resident in this process, and the (model, init, seed) it is for
         self._resident: tuple[tuple[str, str, int | None], ModelAdapter] | None = None
@@ -125,6 +126,10 @@ class PlmSession:
         self._layer_cases: list[LayerCase] | None = None
         #: lines for the terminal summary (e.g. baselines written)
         self.notes: list[str] = []
+        from pytest_plmtransfer.timing import PhaseTimer
+
+        #: per-model seconds in collection / data / embedding / probe / ledger (timing.py)
+        self.timer = PhaseTimer()
 
     # ---------------------------------------------------------------- selection
     def inits_for(self, model: str) -> list[tuple[str, int | None]]:
@@ -196,7 +201,8 @@ class PlmSession:
         show_seed = len(self.options.seeds) > 1
         for model in models:
             try:  # from config tables / config files: nothing is built, loaded or downloaded
-                num_layers, unavailable = self.describe(model).num_layers, None
+                with self.timer.measure(model, "collection"):
+                    num_layers, unavailable = self.describe(model).num_layers, None
             except ResourceUnavailable as exc:
                 num_layers, unavailable = 0, str(exc)
             for init, seed in self.inits_for(model):
@@ -364,14 +370,17 @@ class PlmSession:
         if case.unavailable:
             raise ResourceUnavailable(case.model, case.unavailable)
         adapter = self.adapter(case.model, case.init, case.seed)
-        data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
-        entry = self._embedding(case, adapter, data)
+        with self.timer.measure(case.model, "data"):
+            data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
+        with self.timer.measure(case.model, "embedding"):
+            entry = self._embedding(case, adapter, data)
         probe_seed = case.seed if case.seed is not None else 0
         result_key = self._result_key(entry.key, data, case.layer, probe_seed)
         result = self._cached_result(result_key)
         if result is None or not self._has_predictions(result_key, result):
             # (results cached before predictions were kept are refitted once)
-            result = self._probe(entry, data, case.layer, probe_seed, result_key)
+            with self.timer.measure(case.model, "probe"):
+                result = self._probe(entry, data, case.layer, probe_seed, result_key)
             self._store_result(result_key, result)
         elif self._refresh_intervals(result_key, result):
             self._store_result(result_key, result)
@@ -445,6 +454,7 @@ class PlmSession:
                 unseen_test_labels=data.spec.dataset in UNSEEN_TEST_LABELS_ALLOWED,
             ),
             seed=seed,
+            settings=self.probe_settings(),
         )
         result = {"metrics": out.metrics, "head": out.head, "fit_seconds": out.fit_seconds,
                   "test_metric": data.spec.test_metric}
@@ -453,6 +463,12 @@ class PlmSession:
             intervals, seconds = self._intervals(out.predictions, data.spec.test_metric)
             result["intervals"], result["interval_seconds"] = intervals, round(seconds, 4)
         return result
+
+    def probe_settings(self):
+        """Head settings of this run: ``--plm-head-*`` values, probes on the embedding device."""
+        from pytest_plmtransfer.probe import settings_for_run
+
+        return settings_for_run(self.options.head, self.model_options.device)
 
     def _result_key(self, embedding_key: str, data: TaskData, layer: int, seed: int) -> str:
         payload = {
@@ -463,6 +479,9 @@ class PlmSession:
             "layer": layer,
             "seed": seed,
         }
+        settings = self.probe_settings()
+        if self.options.head or settings.device != "cpu":  # defaults on CPU add nothing
+            payload["head_settings"] = {**self.options.head, "device": settings.device}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
     def _cached_result(self, key: str) -> dict[str, Any] | None:
@@ -519,6 +538,9 @@ class PlmSession:
             intervals=result.get("intervals") or {},
             interval_seconds=result.get("interval_seconds"),
             predictions=self._predictions_ref(result_key, result),
+            # seconds this process spent on the model since its previous record (timing.py): the
+            # run's records sum to its per-model totals
+            timing=self.timer.take(case.model),
             provenance=self.provenance(),
         )
         out = record.to_dict()
@@ -527,7 +549,12 @@ class PlmSession:
         return out
 
     def write(self, records: list[dict[str, Any]]) -> None:
+        start = time.perf_counter()
         self.ledger.append(records)
+        seconds = time.perf_counter() - start
+        models = [str(r.get("model", "")) for r in records if r.get("kind") == "layer"]
+        for model in models:  # shared equally by the layer records of one append
+            self.timer.add(model, "ledger", seconds / len(models))
 
 
 def _resolve_device(device: str) -> str:

@@ -2,26 +2,31 @@
 
 For centred features ``Xc`` (n x d) and centred targets ``yc``, ridge with penalty ``alpha`` has
 
-    coef(alpha) = (Xc^T Xc + alpha I)^-1 Xc^T yc.
+    coef(alpha) = (Xc^T Xc + alpha I)^-1 Xc^T yc                       ("primal", n >= d)
+                = Xc^T (Xc Xc^T + alpha I)^-1 yc                       ("dual", n < d; push-through)
 
-With the eigendecomposition of the smaller Gram matrix, every alpha is a diagonal rescaling:
+so every alpha solves ``(G + alpha I) z = b`` with the same symmetric Gram matrix ``G`` (the
+smaller of the two) -- the one ``O(n d min(n, d))`` product is shared, and what remains is how to
+solve for many shifts. Three ways, all exact (they solve the same normal equations sklearn's
+default ``cholesky`` solver solves, so results agree to rounding):
 
-* ``n >= d`` ("primal"): ``Xc^T Xc = V diag(lam) V^T`` gives
-  ``coef(alpha) = V diag(1 / (lam + alpha)) V^T Xc^T yc``;
-* ``n < d`` ("dual"): ``Xc Xc^T = U diag(mu) U^T`` gives, by the push-through identity,
-  ``coef(alpha) = Xc^T U diag(1 / (mu + alpha)) U^T yc``.
+* ``tridiagonal`` (default for grids of more than :data:`TRIDIAGONAL_COST_IN_CHOLESKY` alphas):
+  reduce ``G = Q T Q^T`` once (LAPACK ``sytrd``, the first and cheaper half of an
+  eigendecomposition); a shift leaves ``Q`` alone, ``(G + alpha I)^-1 b = Q (T + alpha I)^-1 Q^T b``,
+  and the tridiagonal SPD solve (``ptsv``) is ``O(m)`` per alpha. ``Q`` is never formed: it is
+  applied from its Householder reflectors (``ormqr``).
+* ``cholesky``: one Cholesky factorization per alpha of the shared Gram matrix (``potrf``): the
+  cheapest for one or a few alphas.
+* ``eigh``: the full eigendecomposition ``G = V diag(lam) V^T`` (each alpha a diagonal rescaling);
+  kept for comparison and used by the torch backend (torch has no tridiagonal reduction).
 
-Both are ``W @ (g / (lam + alpha))`` for a fixed ``W`` (d x r) and ``g`` (r), so after the one
-``O(n d min(n, d))`` Gram product and one ``O(min(n, d)^3)`` eigendecomposition, each extra alpha
-costs ``O(d r)`` for its coefficients and -- because ``Xval_c @ W`` is formed once -- ``O(n_val r)``
-for its validation predictions. sklearn's ``Ridge`` (cholesky solver) recomputes the Gram matrix
-and a factorization for every alpha.
+Measured here (1 BLAS thread, d = 1,280): one Cholesky 0.03-0.07 s, ``sytrd`` 0.26 s (~5
+Choleskies), ``eigh`` 0.55-0.8 s (~12); ``perf/test_ridge_sweep.py`` measures all three.
 
-We eigendecompose the Gram matrix rather than take the SVD of ``Xc``: it solves exactly the
-normal equations sklearn's default solver solves (so results agree to rounding), and a symmetric
-``min(n, d)``-square ``eigh`` is several times faster than an SVD of the tall matrix. The
-intercept is fitted the way sklearn does it: centre X and y, solve, then
-``intercept = mean(y) - mean(X) @ coef``. Everything is float64.
+Two backends: ``numpy`` (float64 LAPACK, the default on CPU) and ``torch`` (float64 Gram
+accumulation and ``torch.linalg.eigh`` on the probe's device -- used when embeddings were made on
+a GPU, so the product and the factorization run there). The intercept is fitted the way sklearn
+does it: centre X and y, solve, then ``intercept = mean(y) - mean(X) @ coef``.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency, so always present
 
 from .. import metrics as M
 
-__all__ = ["DEFAULT_ALPHAS", "RIDGE_SELECTION_METRICS", "RidgeProbe"]
+__all__ = ["DEFAULT_ALPHAS", "RIDGE_METHODS", "RIDGE_SELECTION_METRICS", "RidgeProbe", "solve_shifted"]
 
 #: Default penalty grid: 10^-3 .. 10^6 in half-decade steps (19 values).
 #:
@@ -70,11 +76,89 @@ _CHUNK_ROWS = 4096
 EIGH_THREADS: int | None = 1
 
 
-def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+#: A tridiagonal reduction costs about this many Cholesky factorizations of the same matrix
+#: (measured: ``sytrd`` 0.26 s vs ``potrf`` 0.03-0.07 s at d = 1,280 on one thread); grids with
+#: at most this many alphas factorize per alpha instead.
+TRIDIAGONAL_COST_IN_CHOLESKY = 5
+RIDGE_METHODS = ("auto", "tridiagonal", "cholesky", "eigh")
+
+
+def _lapack_threads() -> object:
     if EIGH_THREADS is None:
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(limits=EIGH_THREADS, user_api="blas")
+
+
+def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with _lapack_threads():
         return np.linalg.eigh(a)
-    with threadpool_limits(limits=EIGH_THREADS, user_api="blas"):
-        return np.linalg.eigh(a)
+
+
+def choose_method(n_alphas: int, method: str = "auto") -> str:
+    if method not in RIDGE_METHODS:
+        raise ValueError(f"unknown ridge method {method!r}; expected one of {RIDGE_METHODS}")
+    if method != "auto":
+        return method
+    return "cholesky" if n_alphas <= TRIDIAGONAL_COST_IN_CHOLESKY else "tridiagonal"
+
+
+def solve_shifted(gram: np.ndarray, rhs: np.ndarray, alphas: np.ndarray, method: str) -> np.ndarray:
+    """``z_j = (gram + alphas[j] I)^-1 rhs`` for every alpha: an ``(m, n_alphas)`` float64 array.
+
+    ``gram`` must be symmetric positive semi-definite (only its lower triangle is read) and every
+    alpha > 0, so each shifted matrix is positive definite. ``gram`` may be overwritten.
+    """
+    m = gram.shape[0]
+    b = np.asarray(rhs, dtype=np.float64).reshape(m, 1)
+    out = np.empty((m, alphas.size), dtype=np.float64)
+    with _lapack_threads():
+        if method == "eigh":
+            lam, V = np.linalg.eigh(gram)
+            if not np.all(np.isfinite(lam)):
+                raise ValueError("training features contain NaN or infinity")
+            # eigh can return tiny negative eigenvalues for a PSD matrix; they are rounding noise
+            lam = np.maximum(lam, 0.0)
+            return V @ ((V.T @ b) / (lam[:, None] + alphas[None, :]))
+        if method == "cholesky":
+            for j, alpha in enumerate(alphas):
+                shifted = gram.copy()
+                shifted.flat[:: m + 1] += alpha
+                factor, info = lapack.dpotrf(shifted, lower=1, clean=0, overwrite_a=1)
+                if info != 0:
+                    raise ValueError(_not_spd(info))
+                x, info = lapack.dpotrs(factor, b, lower=1)
+                out[:, j] = x[:, 0]
+            return out
+        if method != "tridiagonal":
+            raise ValueError(f"unknown ridge method {method!r}")
+        if m == 1:
+            return b / (gram[0, 0] + alphas[None, :])
+        lwork = int(lapack.dsytrd_lwork(m, lower=1)[0])
+        reflectors, diag, offdiag, tau, info = lapack.dsytrd(gram, lower=1, lwork=lwork, overwrite_a=1)
+        if info != 0 or not (np.all(np.isfinite(diag)) and np.all(np.isfinite(offdiag))):
+            raise ValueError("training features contain NaN or infinity")
+        # Q = diag(1, Q2), Q2 the product of sytrd's lower reflectors, stored as a QR
+        # factorization's are: apply it with ormqr (this is LAPACK's ormtr for uplo='L').
+        house = reflectors[1:, : m - 1]
+        qtb = b.copy()
+        ormqr_lwork = max(1, 64 * max(m, alphas.size))
+        qtb[1:], _, info = lapack.dormqr("L", "T", house, tau, qtb[1:], ormqr_lwork)
+        for j, alpha in enumerate(alphas):
+            _, _, z, info = lapack.dptsv(diag + alpha, offdiag, qtb)
+            if info != 0:
+                raise ValueError(_not_spd(info))
+            out[:, j] = z[:, 0]
+        out[1:], _, info = lapack.dormqr("L", "N", house, tau, out[1:], ormqr_lwork)
+        return out
+
+
+def _not_spd(info: int) -> str:
+    return (
+        f"the shifted Gram matrix is not positive definite (LAPACK info {info}): the training "
+        "features are likely not finite"
+    )
 
 
 def _blocks(n: int, size: int = _CHUNK_ROWS) -> range:
@@ -87,6 +171,11 @@ def _as_2d(X: object, name: str) -> np.ndarray:
     if a.ndim != 2:
         raise ValueError(f"{name} must be 2-D (rows, features), got shape {a.shape}")
     return a
+
+
+def _check_finite(gram: np.ndarray) -> None:
+    if not np.all(np.isfinite(gram)):
+        raise ValueError("training features contain NaN or infinity")
 
 
 def _column_mean(X: np.ndarray) -> np.ndarray:
@@ -108,16 +197,26 @@ class RidgeProbe:
         ``val_mse``/``val_loss``). Ties go to the larger alpha (the simpler model); a ``nan``
         score (e.g. constant predictions) never wins; if every score is ``nan`` the largest alpha
         is chosen.
+    method:
+        ``auto`` (tridiagonal for grids of more than :data:`TRIDIAGONAL_COST_IN_CHOLESKY`
+        alphas, else Cholesky per alpha), ``tridiagonal``, ``cholesky`` or ``eigh``.
+    backend, device:
+        ``numpy`` (CPU, default) or ``torch`` on ``device`` (e.g. ``"cuda"``; float64 Gram and
+        ``torch.linalg.eigh`` there).
 
     After :meth:`fit`: ``alpha_``, ``coef_`` (d,), ``intercept_``, ``alphas_``, ``val_scores_``
     (one per alpha, ``nan`` where undefined; ``None`` without validation data), ``solver_``
-    (``"primal"`` or ``"dual"``), ``x_mean_`` and ``y_mean_``.
+    (``"primal"`` or ``"dual"``), ``method_`` (the factorization used), ``x_mean_`` and ``y_mean_``.
     """
 
     def __init__(
         self,
         alphas: Sequence[float] | np.ndarray | None = None,
         selection_metric: str = "val_spearman",
+        *,
+        method: str = "auto",
+        backend: str = "numpy",
+        device: str = "cpu",
     ) -> None:
         grid = np.asarray(DEFAULT_ALPHAS if alphas is None else alphas, dtype=np.float64)
         grid = np.unique(grid.reshape(-1))  # sorted ascending, duplicates dropped
@@ -128,8 +227,14 @@ class RidgeProbe:
                 f"unknown selection metric {selection_metric!r} for a ridge probe; "
                 f"expected one of {sorted(RIDGE_SELECTION_METRICS)}"
             )
+        if backend not in ("numpy", "torch"):
+            raise ValueError(f"unknown ridge backend {backend!r}; expected 'numpy' or 'torch'")
+        choose_method(grid.size, method)  # validates the name
         self.alphas_ = grid
         self.selection_metric = selection_metric
+        self.method = method
+        self.backend = backend
+        self.device = str(device)
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -155,34 +260,35 @@ class RidgeProbe:
             raise ValueError("cannot fit a ridge probe on zero training rows")
         if not np.all(np.isfinite(y)):
             raise ValueError("training targets contain NaN or infinity")
+        if self.alphas_.size > 1 and (X_val is None or y_val is None):
+            raise ValueError(f"choosing among {self.alphas_.size} alphas needs validation data")
 
-        self.x_mean_ = _column_mean(X)
         self.y_mean_ = float(y.mean())
         yc = y - self.y_mean_
+        self.solver_ = "primal" if n >= d else "dual"
+        if self.backend == "torch":
+            from .ridge_torch import torch_coef_path
 
-        if n >= d:
-            self.solver_ = "primal"
-            gram = np.zeros((d, d), dtype=np.float64)
-            xty = np.zeros(d, dtype=np.float64)
-            for a in _blocks(n):
-                block = np.asarray(X[a : a + _CHUNK_ROWS], dtype=np.float64) - self.x_mean_
-                gram += block.T @ block  # numpy dispatches A.T @ A to a symmetric rank-k update
-                xty += block.T @ yc[a : a + _CHUNK_ROWS]
-            lam, V = _eigh(gram)
-            del gram
-            self._W = V
-            self._g = V.T @ xty
+            self.method_ = "eigh"
+            self.x_mean_, coefs = torch_coef_path(X, yc, self.alphas_, self.solver_, self.device)
         else:
-            self.solver_ = "dual"
-            Xc = np.asarray(X, dtype=np.float64) - self.x_mean_
-            mu, U = _eigh(Xc @ Xc.T)
-            self._W = Xc.T @ U
-            self._g = U.T @ yc
-            lam = mu
-        if not np.all(np.isfinite(lam)):
-            raise ValueError("training features contain NaN or infinity")
-        # eigh can return tiny negative eigenvalues for a PSD matrix; they are rounding noise.
-        self._lam = np.maximum(lam, 0.0)
+            self.method_ = choose_method(self.alphas_.size, self.method)
+            self.x_mean_ = _column_mean(X)
+            if self.solver_ == "primal":
+                gram = np.zeros((d, d), dtype=np.float64)
+                xty = np.zeros(d, dtype=np.float64)
+                for a in _blocks(n):
+                    block = np.asarray(X[a : a + _CHUNK_ROWS], dtype=np.float64) - self.x_mean_
+                    gram += block.T @ block  # numpy dispatches A.T @ A to a symmetric rank-k update
+                    xty += block.T @ yc[a : a + _CHUNK_ROWS]
+                _check_finite(gram)
+                coefs = solve_shifted(gram, xty, self.alphas_, self.method_)
+            else:
+                Xc = np.asarray(X, dtype=np.float64) - self.x_mean_
+                gram = Xc @ Xc.T
+                _check_finite(gram)
+                coefs = Xc.T @ solve_shifted(gram, yc, self.alphas_, self.method_)
+        self._coefs = np.ascontiguousarray(coefs.T)  # (n_alphas, d)
 
         self.val_scores_: np.ndarray | None = None
         if self.alphas_.size == 1:
@@ -190,18 +296,13 @@ class RidgeProbe:
             if X_val is not None and y_val is not None:
                 self.val_scores_ = self._score_path(X_val, y_val)
         else:
-            if X_val is None or y_val is None:
-                raise ValueError(f"choosing among {self.alphas_.size} alphas needs validation data")
             self.val_scores_ = self._score_path(X_val, y_val)
             best = self._select(self.val_scores_)
         self.best_index_ = int(best)
         self.alpha_ = float(self.alphas_[best])
-        self.coef_ = self._coef(self.alpha_)
+        self.coef_ = self._coefs[best].copy()
         self.intercept_ = float(self.y_mean_ - self.x_mean_ @ self.coef_)
         return self
-
-    def _coef(self, alpha: float) -> np.ndarray:
-        return self._W @ (self._g / (self._lam + alpha))
 
     def _score_path(self, X_val: np.ndarray, y_val: object) -> np.ndarray:
         yv = np.asarray(y_val, dtype=np.float64).reshape(-1)
@@ -230,30 +331,25 @@ class RidgeProbe:
     def coef_path(self) -> np.ndarray:
         """Coefficients for every alpha in ``alphas_``, shape ``(n_alphas, d)``."""
         self._check_fitted()
-        return (self._W @ (self._g[:, None] / (self._lam[:, None] + self.alphas_[None, :]))).T
+        return self._coefs.copy()
 
     def intercept_path(self) -> np.ndarray:
         """Intercepts for every alpha in ``alphas_``, shape ``(n_alphas,)``."""
         return self.y_mean_ - self.coef_path() @ self.x_mean_
 
     def predict_path(self, X: np.ndarray) -> np.ndarray:
-        """Predictions for every alpha, shape ``(n_alphas, n)``.
-
-        ``(X - mean) @ W`` is formed once per block, then every alpha is a small matrix product,
-        which is what makes scoring the whole grid cheap.
-        """
-        if not hasattr(self, "_W"):  # called from fit() before coef_ exists, so not _check_fitted
+        """Predictions for every alpha, shape ``(n_alphas, n)``, streamed in blocks."""
+        if not hasattr(self, "_coefs"):  # called from fit() before coef_ exists
             raise RuntimeError("RidgeProbe is not fitted yet; call fit() first")
         X = _as_2d(X, "X")
-        if X.shape[1] != self._W.shape[0]:
+        if X.shape[1] != self._coefs.shape[1]:
             raise ValueError(
-                f"X has {X.shape[1]} features, the probe was fitted on {self._W.shape[0]}"
+                f"X has {X.shape[1]} features, the probe was fitted on {self._coefs.shape[1]}"
             )
-        scale = self._g[:, None] / (self._lam[:, None] + self.alphas_[None, :])  # (r, A)
         out = np.empty((self.alphas_.size, X.shape[0]), dtype=np.float64)
         for a in _blocks(X.shape[0]):
             block = np.asarray(X[a : a + _CHUNK_ROWS], dtype=np.float64) - self.x_mean_
-            out[:, a : a + _CHUNK_ROWS] = ((block @ self._W) @ scale).T
+            out[:, a : a + _CHUNK_ROWS] = (block @ self._coefs.T).T
         return out + self.y_mean_
 
     def predict(self, X: np.ndarray) -> np.ndarray:

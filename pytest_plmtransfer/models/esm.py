@@ -30,6 +30,7 @@ import numpy as np
 
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.models import describe as describe_model
+from pytest_plmtransfer.models.attention import attention_option, install_sdpa
 from pytest_plmtransfer.models.torch_base import TorchAdapter
 from pytest_plmtransfer.models.weights import (
     FAIR_ESM_MODEL_URL,
@@ -295,6 +296,9 @@ class EsmAdapter(TorchAdapter):
             lut[ord(letter)] = esm_alphabet.get_idx(letter)
         self._lut = lut
         config = describe(model)
+        # How attention is computed is part of what produced the numbers (SDPA and the library's
+        # explicit softmax agree to ~1e-6, not bit for bit), so it is recorded in the identity.
+        config["attention"] = attention_option(options)
         kwargs.setdefault("max_residues", MAX_RESIDUES[family])
         kwargs.setdefault("library_versions", {LIBRARY: _esm_version()})
         kwargs["config"] = {**config, **kwargs.get("config", {})}
@@ -305,6 +309,8 @@ class EsmAdapter(TorchAdapter):
             embed_dim=config["embed_dim"],
             **kwargs,
         )
+        if config["attention"] == "sdpa":
+            install_sdpa(self.model)
 
     def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         import torch

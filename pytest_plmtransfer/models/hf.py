@@ -340,6 +340,22 @@ def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleLis
     return candidates[0][1] if len(candidates) == 1 else None
 
 
+def select_hf_attention(model: torch.nn.Module, options: Any) -> str:
+    """Apply ``--plm-attention`` to a transformers model and return the implementation in use.
+
+    ``sdpa`` asks transformers for its own SDPA attention (``set_attn_implementation``) where
+    the architecture supports it, and keeps the library's choice where it does not; ``library``
+    leaves transformers' default (SDPA for BERT/ESM in transformers 5, eager in older ones)."""
+    from pytest_plmtransfer.models.attention import attention_option
+
+    if attention_option(options) == "sdpa" and hasattr(model, "set_attn_implementation"):
+        try:
+            model.set_attn_implementation("sdpa")
+        except (ValueError, ImportError, NotImplementedError):
+            pass  # not supported by this architecture: the library's own attention it is
+    return str(getattr(model.config, "_attn_implementation", None) or "library")
+
+
 class HFAdapter(TorchAdapter):
     """Per-layer hidden states of a ``transformers`` model (see the module docstring)."""
 
@@ -382,6 +398,7 @@ class HFAdapter(TorchAdapter):
             config=config,
             library_versions=versions,
         )
+        self.config["attention"] = select_hf_attention(self.model, options)
         # Encoder-decoder models (ProtT5): the residue representations are the encoder's.
         self.net = self.model.get_encoder() if getattr(hf_config, "is_encoder_decoder", False) else self.model
         self.blocks: torch.nn.ModuleList | None = None

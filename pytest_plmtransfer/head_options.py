@@ -1,0 +1,78 @@
+"""Head hyper-parameters from the command line / ini (``--plm-head-*``), validated once.
+
+The parsed dict holds only what the user set, as :class:`~pytest_plmtransfer.probe.ProbeSettings`
+field names (``max_epochs``, ``patience``, ``batch_size``, ``lr``, ``alphas``); everything else keeps
+the heads' documented defaults. The settings a head actually used are written into every record's
+``head`` section by :mod:`pytest_plmtransfer.probe`, and a non-default setting is part of the
+probe-result cache key, so changing one refits instead of reusing a cached result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+#: option suffix (after ``head-``) -> (ProbeSettings field, parser)
+HEAD_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {}
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise ValueError(f"--plm-head-{name}: {text!r} is not a whole number") from None
+        if value < 1:
+            raise ValueError(f"--plm-head-{name}: must be at least 1, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            raise ValueError(f"--plm-head-{name}: {text!r} is not a number") from None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"--plm-head-{name}: must be a finite number > 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _alphas(text: str) -> list[float]:
+    parts = [p.strip() for p in str(text).replace("\n", ",").split(",") if p.strip()]
+    if not parts:
+        raise ValueError("--plm-head-alphas: give at least one penalty, e.g. 0.1,1,10")
+    return [_positive_float("alphas")(p) for p in parts]
+
+
+HEAD_OPTIONS.update(
+    {
+        "epochs": ("max_epochs", _positive_int("epochs")),
+        "patience": ("patience", _positive_int("patience")),
+        "batch-size": ("batch_size", _positive_int("batch-size")),
+        "lr": ("lr", _positive_float("lr")),
+        "alphas": ("alphas", _alphas),
+    }
+)
+
+
+def parse_head_options(get: Callable[[str], Any]) -> dict[str, Any]:
+    """``{ProbeSettings field: value}`` for every ``--plm-head-*`` option (or ini key) that is set.
+
+    ``get(name)`` returns an option's raw value by its dest suffix (``head_epochs`` ...).
+    """
+    out: dict[str, Any] = {}
+    for suffix, (field_name, parse) in HEAD_OPTIONS.items():
+        raw = get("head_" + suffix.replace("-", "_"))
+        if raw in (None, "", [], False):
+            continue
+        out[field_name] = parse(raw)
+    return out
+
+
+__all__ = ["HEAD_OPTIONS", "parse_head_options"]
