@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.locks import LockPolicy, PatientLock
+from pytest_plmtransfer.tempfiles import make_temp
 
 SCHEMA_VERSION = 2
 #: the fields that identify one (model, task, layer, init, seed) measurement
@@ -34,16 +33,25 @@ class LedgerError(PlmTransferError):
 
 def _migrate(doc: Any, path: Path) -> list[dict[str, Any]]:
     if isinstance(doc, list):  # schema 1: a bare list of layer records
-        return [{"kind": "layer", **rec} for rec in doc]
+        return [{"kind": "layer", **rec} for rec in _checked(doc, path)]
     if not isinstance(doc, dict) or "records" not in doc:
         raise LedgerError(f"{path}: not a plmtransfer ledger (no 'records' list)")
+    if not isinstance(doc["records"], list):
+        raise LedgerError(f"{path}: 'records' is {type(doc['records']).__name__}, not a list of records")
     version = doc.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise LedgerError(
             f"{path}: schema_version {version!r} is newer than this plugin reads ({SCHEMA_VERSION}); "
             "upgrade pytest-plmtransfer"
         )
-    return list(doc["records"])
+    return _checked(list(doc["records"]), path)
+
+
+def _checked(records: list[Any], path: Path) -> list[dict[str, Any]]:
+    bad = next((i for i, rec in enumerate(records) if not isinstance(rec, dict)), None)
+    if bad is not None:
+        raise LedgerError(f"{path}: record {bad} is {records[bad]!r}, not an object; not a plmtransfer ledger")
+    return records
 
 
 def read_records(path: Path | str) -> list[dict[str, Any]]:
@@ -54,13 +62,15 @@ def read_records(path: Path | str) -> list[dict[str, Any]]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise LedgerError(f"{path}: not valid JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise LedgerError(f"{path}: not UTF-8 text (byte {exc.start}); not a plmtransfer ledger") from None
     return _migrate(doc, path)
 
 
 def atomic_write_json(path: Path, doc: Any) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = make_temp(path)  # named by host and pid (stale ones are swept), umask's mode
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=1, sort_keys=False, default=_json_default)
@@ -69,7 +79,7 @@ def atomic_write_json(path: Path, doc: Any) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -85,9 +95,9 @@ def _json_default(obj: Any) -> Any:
 class Ledger:
     """Append-only access to one ledger file, safe across processes."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, lock_policy: LockPolicy | None = None) -> None:
         self.path = Path(path)
-        self._lock = FileLock(str(self.path) + ".lock")
+        self._lock = PatientLock(str(self.path) + ".lock", lock_policy, what="ledger")
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         new = list(records)
