@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import time
 import uuid
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
-
 from pytest_plmtransfer import __version__
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.ledger import Ledger, atomic_write_json
+from pytest_plmtransfer.ledger import Ledger
+from pytest_plmtransfer.locks import LockPolicy
 from pytest_plmtransfer.models.base import ModelAdapter
 from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
 from pytest_plmtransfer.options import PlmOptions, parse_layers
-from pytest_plmtransfer.provenance import machine_info, utc_now
+from pytest_plmtransfer.provenance import effective_runtime, machine_info, utc_now
 from pytest_plmtransfer.tasks.catalog import UNSEEN_TEST_LABELS_ALLOWED, get_task
 from pytest_plmtransfer.tasks.prepare import prepare_for_model
 from pytest_plmtransfer.tasks.readers import load_task
@@ -76,13 +78,30 @@ class PlmSession:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.cache_dir = options.cache_dir or default_cache_dir()
         self.resolver = DataResolver(
-            options.data_dir, self.cache_dir, allow_download=options.allow_download
+            options.data_dir,
+            self.cache_dir,
+            allow_download=options.allow_download,
+            require_data_dir=options.strict,
+            **({"base_url": options.flip_url} if options.flip_url else {}),
+            expected_sha256=options.flip_sha256,
         )
+        from pytest_plmtransfer.result_cache import ResultCache
         from pytest_plmtransfer.store import EmbeddingStore
 
-        self.store = EmbeddingStore(self.cache_dir / "embeddings")
+        #: where "still waiting for a lock" lines go; the plugin points it past output capture
+        self.notify: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+        self.lock_policy = LockPolicy(
+            report_after=options.lock_timeout, fail=options.lock_fail, notify=lambda line: self.notify(line)
+        )
+        self.store = EmbeddingStore(
+            self.cache_dir / "embeddings", dtype=options.cache_dtype, lock_policy=self.lock_policy
+        )
         self.results_dir = self.cache_dir / "results"
-        self.ledger = Ledger(options.ledger)
+        self.results = ResultCache(self.results_dir, self.lock_policy)
+        self.ledger = Ledger(options.ledger, self.lock_policy)
+        #: records a full or failing ledger disk refused, retried with the next write
+        self.unsaved: list[dict[str, Any]] = []
+        self._hygiene: dict[tuple[str, int | None], Any] = {}
         self.model_options = ModelOptions(
             weights_dir=options.weights_dir,
             device=_resolve_device(options.device),
@@ -139,7 +158,7 @@ class PlmSession:
                     unavailable = None
                 except ResourceUnavailable as exc:
                     num_layers, unavailable = 0, str(exc)
-                layers = parse_layers(self.options.layers, num_layers) if unavailable is None else [0]
+                layers = parse_layers(self.options.layers, num_layers, model) if unavailable is None else [0]
                 for task in self.options.tasks:
                     for layer in layers:
                         cases.append(
@@ -167,11 +186,21 @@ class PlmSession:
 
     def claim_cases(self) -> list[Any]:
         """Every claim in ``<baselines>/claims.json`` applied to the selected (model, task, init)."""
-        from pytest_plmtransfer.claims.spec import expand_claims, load_claims
+        from pytest_plmtransfer.claims.spec import check_selectors, expand_claims, load_claims
+        from pytest_plmtransfer.models.base import INITS
+        from pytest_plmtransfer.tasks.catalog import task_ids
 
         path = self.baseline_store().claims_path
         if not path.is_file():
             return []
+        claims = load_claims(path)
+        # a pattern that matches nothing known is a typo that would silently weaken a CI gate
+        check_selectors(
+            claims,
+            models=[*self.registry.names(), *self.options.models, "onehot"],
+            tasks=task_ids(),
+            inits=[*INITS, "none"],
+        )
         # one-hot is included: no_regression and matches_paper apply to it (init "none"); the
         # claims file's kinds that make no sense for it (beats_onehot, ...) never select it
         available = [
@@ -180,7 +209,7 @@ class PlmSession:
             for init in dict.fromkeys(init for init, _ in self.inits_for(model))
             for task in self.options.tasks
         ]
-        cases = expand_claims(load_claims(path), available)
+        cases = expand_claims(claims, available)
         # "pretrained beats random/stat" cannot apply to a model that has no such init
         return [
             c for c in cases
@@ -254,14 +283,34 @@ class PlmSession:
             raise ResourceUnavailable(case.model, case.unavailable)
         adapter = self.adapter(case.model, case.init, case.seed)
         data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
+        hygiene = self.data_hygiene(data, adapter.max_residues)
         entry = self._embedding(case, adapter, data)
         probe_seed = case.seed if case.seed is not None else 0
         result_key = self._result_key(entry.key, data, case.layer, probe_seed)
-        result = self._cached_result(result_key)
+        result = self.results.get(result_key)
         if result is None:
             result = self._probe(entry, data, case.layer, probe_seed)
-            self._store_result(result_key, result)
-        return self._record(case, adapter, data, entry, result)
+            self.results.put(result_key, result)
+        record = self._record(case, adapter, data, entry, result)
+        record["data"]["hygiene"] = hygiene.as_record()
+        return record
+
+    def data_hygiene(self, data: TaskData, max_residues: int | None):
+        """Duplicates and train/test overlap of the sequences the model sees, counted once per
+        (task, length limit); leakage above ``--plm-leakage-max`` warns (fails under --plm-strict)."""
+        from pytest_plmtransfer.tasks.hygiene import DataLeakageError, DataLeakageWarning, leakage_message, measure
+
+        key = (data.spec.task_id, max_residues)
+        if key not in self._hygiene:
+            hygiene = measure(data)
+            problem = leakage_message(data.spec.task_id, data.source, hygiene, self.options.leakage_max)
+            self._hygiene[key] = (hygiene, problem)
+            if problem and not self.options.strict:
+                warnings.warn(DataLeakageWarning(problem), stacklevel=2)
+        hygiene, problem = self._hygiene[key]
+        if problem and self.options.strict:
+            raise DataLeakageError(f"{problem} (--plm-strict)")
+        return hygiene
 
     def _probe(self, entry, data: TaskData, layer: int, seed: int) -> dict[str, Any]:
         from pytest_plmtransfer.probe import ProbeInput, probe
@@ -299,19 +348,6 @@ class PlmSession:
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
-    def _cached_result(self, key: str) -> dict[str, Any] | None:
-        path = self.results_dir / key[:2] / f"{key}.json"
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
-
-    def _store_result(self, key: str, result: dict[str, Any]) -> None:
-        path = self.results_dir / key[:2] / f"{key}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
-            atomic_write_json(path, result)
-
     def machine(self) -> dict[str, Any]:
         if self._machine is None:
             self._machine = machine_info(self.root)
@@ -348,8 +384,11 @@ class PlmSession:
             "embed_seconds": round(entry.embed_seconds, 3),
             "fit_seconds": round(float(result["fit_seconds"]), 3),
             "cache_hit": not entry.computed,
-            "device": self.model_options.device,
-            "dtype": self.model_options.dtype,
+            "cache_dtype": entry.dtype,
+            # what the model really ran on, not what was asked (fp16 falls back on CPU, one-hot
+            # never leaves the CPU); the request is kept beside it
+            **effective_runtime(adapter),
+            "requested": {"device": self.options.device, "dtype": self.options.dtype},
             "versions": machine["versions"],
             "plugin_version": __version__,
             "git_commit": machine["git_commit"],
@@ -359,7 +398,44 @@ class PlmSession:
         }
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        self.ledger.append(records)
+        """Append to the ledger. If that fails (a full disk), the records are kept and retried
+        with the next write and at the end (:meth:`save_unsaved`), and the error names the ledger."""
+        pending = [*self.unsaved, *records]
+        try:
+            self.ledger.append(pending)
+        except OSError as exc:
+            self.unsaved = pending
+            raise LedgerWriteError(
+                f"could not write to the ledger {self.ledger.path} ({exc.strerror or exc}); "
+                f"{len(pending)} record(s) kept in memory, retried with the next test and saved to "
+                f"{self.unsaved_path()} at the end if the ledger stays unwritable"
+            ) from None
+        self.unsaved = []
+
+    def unsaved_path(self) -> Path:
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / f"plmtransfer-unsaved-{self.run_id}-{os.getpid()}.json"
+
+    def save_unsaved(self) -> Path | None:
+        """At the end of the session: records the ledger refused go to the ledger if it takes
+        them now, else to :meth:`unsaved_path` (returned) so that nothing measured is lost."""
+        if not self.unsaved:
+            return None
+        try:
+            self.ledger.append(self.unsaved)
+            self.unsaved = []
+            return None
+        except OSError:
+            from pytest_plmtransfer.ledger import SCHEMA_VERSION, atomic_write_json
+
+            path = self.unsaved_path()
+            atomic_write_json(path, {"schema_version": SCHEMA_VERSION, "records": self.unsaved})
+            return path
+
+
+class LedgerWriteError(PlmTransferError):
+    """The ledger could not be written; the records are kept (see PlmSession.write)."""
 
 
 def _resolve_device(device: str) -> str:

@@ -151,7 +151,8 @@ def test_missing_data_offline_skips_with_instructions_and_strict_fails(bench, py
     result = bench.run(*args)
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*splits/gb1/splits.zip*"])
-    assert "https://github.com/J-SNACKKB/FLIP/raw/main/splits/gb1/splits.zip" in result.stdout.str()
+    # pinned to a commit, not the mutable main branch
+    assert "https://github.com/J-SNACKKB/FLIP/raw/0a3cf047f63e70c14f7af29e88de256222fe9ee7/splits/gb1/splits.zip" in result.stdout.str()
     strict = bench.run(*args, "--plm-strict")
     strict.assert_outcomes(errors=1)
     strict.stdout.fnmatch_lines(["*--plm-strict*"])
