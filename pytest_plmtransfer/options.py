@@ -249,6 +249,10 @@ def options_from_config(config) -> PlmOptions:
         opts.models = split_list(get("models"))
     if get("tasks"):
         opts.tasks = split_list(get("tasks"))
+    from pytest_plmtransfer.tasks.catalog import get_task
+
+    for task in opts.tasks:
+        get_task(task)  # UnknownTaskError names the known ids
     if get("inits"):
         opts.inits = split_list(get("inits"))
         bad = [i for i in opts.inits if i not in DEFAULT_INITS]
