@@ -316,7 +316,8 @@ class EmbeddingStore:
 def _narrow(out: np.ndarray, dtype: np.dtype, model: str, layer: int) -> np.ndarray:
     """``out`` cast to a narrower float type, refusing values it cannot hold (float16 tops out at
     65504: a silently infinite feature would poison every probe of the layer)."""
-    narrow = np.asarray(out).astype(dtype)
+    with np.errstate(over="ignore"):  # checked right below
+        narrow = np.asarray(out).astype(dtype)
     if not np.isfinite(narrow).all() and np.isfinite(out).all():
         raise PlmTransferError(
             f"{model} layer {layer}: values up to {float(np.abs(out).max()):.3g} do not fit in "
