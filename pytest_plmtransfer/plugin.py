@@ -195,15 +195,16 @@ def plm_layer_result(request, plm_session: "PlmSession", plm_layer_case: "LayerC
     test with their one-line message, no traceback."""
     if isinstance(plm_layer_case, _ConfigProblem):
         pytest.fail(str(plm_layer_case), pytrace=False)
+    missing = failure = None
     try:
         record = plm_session.run_layer(plm_layer_case)
     except ResourceUnavailable as exc:
         missing = str(exc)
     except PlmTransferError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    else:
-        missing = None
-    if missing is not None:  # outside the except block: the message alone, no chained traceback
+        failure = str(exc)
+    if failure is not None:  # outside the except block: the message alone, no chained traceback
+        pytest.fail(failure, pytrace=False)
+    if missing is not None:
         if plm_session.options.strict:
             pytest.fail(f"{missing} (--plm-strict)", pytrace=False)
         pytest.skip(missing)
@@ -214,10 +215,13 @@ def plm_layer_result(request, plm_session: "PlmSession", plm_layer_case: "LayerC
 
 
 def _write(plm_session: "PlmSession", record: dict) -> None:
+    failure = None
     try:
         plm_session.write([record])
     except PlmTransferError as exc:  # the ledger's disk is full: the record is kept, see write()
-        pytest.fail(str(exc), pytrace=False)
+        failure = str(exc)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture

@@ -400,13 +400,16 @@ class PlmSession:
     def write(self, records: list[dict[str, Any]]) -> None:
         """Append to the ledger. If that fails (a full disk), the records are kept and retried
         with the next write and at the end (:meth:`save_unsaved`), and the error names the ledger."""
+        from pytest_plmtransfer.locks import LockTimeoutError
+
         pending = [*self.unsaved, *records]
         try:
             self.ledger.append(pending)
-        except OSError as exc:
+        except (OSError, LockTimeoutError) as exc:
             self.unsaved = pending
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise LedgerWriteError(
-                f"could not write to the ledger {self.ledger.path} ({exc.strerror or exc}); "
+                f"could not write to the ledger {self.ledger.path} ({reason}); "
                 f"{len(pending)} record(s) kept in memory, retried with the next test and saved to "
                 f"{self.unsaved_path()} at the end if the ledger stays unwritable"
             ) from None
@@ -426,7 +429,7 @@ class PlmSession:
             self.ledger.append(self.unsaved)
             self.unsaved = []
             return None
-        except OSError:
+        except (OSError, PlmTransferError):
             from pytest_plmtransfer.ledger import SCHEMA_VERSION, atomic_write_json
 
             path = self.unsaved_path()
