@@ -334,3 +334,27 @@ def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench
     waited.assert_outcomes(passed=1)
     waited.stdout.fnmatch_lines([f"plmtransfer: waited 1 s for the lock {lock} (ledger), held by pid {holder.pid}*still waiting*"])
     assert len(bench.records()) == 1
+
+
+# ------------------------------------------------------------------ 11: bad data, one line per test
+def test_bad_data_fails_each_affected_test_in_one_line(bench, tmp_path):
+    def bad_residue(member, frame):
+        frame.loc[4, "sequence"] = "MJ" + frame.loc[4, "sequence"][2:]
+        return frame
+
+    flip_files.write_gb1(tmp_path / "bad", "sampled", n=30, edit=bad_residue)
+    result = bench.run("--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
+                       "-n", "2", data=tmp_path / "bad")
+    result.assert_outcomes(errors=4)
+    where = f"{tmp_path / 'bad'}/splits/gb1/splits.zip:splits/sampled.csv: row 6:"
+    lines = [line for line in result.outlines if line.startswith(where)]
+    assert len(lines) == 4 and "'J'" in lines[0]
+    assert "Traceback" not in result.stdout.str() and "readers.py" not in result.stdout.str()
+
+
+def test_bad_selection_under_xdist_fails_in_one_line_instead_of_crashing(bench):
+    result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-layers=7", "-n", "2")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert result.ret != 0
+    assert [line for line in result.outlines if line.startswith("--plm-layers 7: layer 7 is out of range; tiny_user has layers 0..2")]
+    assert bench.forward_passes() == []
