@@ -22,6 +22,8 @@ except ImportError:
     import flip_files as ff  # type: ignore[no-redef]
 
 GB1 = get_task("gb1_sampled")
+# generated archives have no published digest: the "recorded at first download" warning is expected
+pytestmark = pytest.mark.filterwarnings("ignore::pytest_plmtransfer.tasks.resolve.UnverifiedDownloadWarning")
 
 
 @pytest.fixture(autouse=True)
