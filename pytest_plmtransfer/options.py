@@ -214,6 +214,8 @@ class PlmOptions:
     flip_url: str | None = None
     flip_sha256: dict[str, str] = field(default_factory=dict)
     leakage_max: float = 0.0
+    #: bootstrap resamples for the test metric's interval and the paired claims (0: none)
+    bootstrap: int = 1000
 
 
 def _path(value, root: Path) -> Path | None:
@@ -292,6 +294,14 @@ def options_from_config(config) -> PlmOptions:
     opts.flip_sha256 = parse_sha256_map(get("flip_sha256") or "")
     if get("leakage_max"):
         opts.leakage_max = parse_fraction("--plm-leakage-max", get("leakage_max"))
+    raw_bootstrap = get("bootstrap")
+    if raw_bootstrap not in (None, ""):
+        try:
+            opts.bootstrap = int(raw_bootstrap)
+        except ValueError:
+            raise OptionError(f"--plm-bootstrap: expected a number of resamples, got {raw_bootstrap!r}") from None
+        if opts.bootstrap < 0 or opts.bootstrap == 1:
+            raise OptionError(f"--plm-bootstrap: need 0 (no intervals) or at least 2 resamples, got {opts.bootstrap}")
     return opts
 
 
@@ -324,4 +334,6 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("flip-url", "base URL of the FLIP repository to download splits from (default: a pinned commit)", "str"),
     ("flip-sha256", "expected archive digests, e.g. gb1=<sha256>,aav=<sha256> (override the pinned ones)", "str"),
     ("leakage-max", "fraction of test sequences also in train/val tolerated without a warning (default 0)", "str"),
+    ("bootstrap", "bootstrap resamples of the test set for intervals and paired claims "
+     "(default 1000; 0 turns intervals off and claims fall back to plain comparisons)", "str"),
 ]
