@@ -348,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PlmTransferError as exc:
         print(f"plmtransfer {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # unreadable file, directory given as a ledger, ...
+        print(f"plmtransfer {args.command}: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

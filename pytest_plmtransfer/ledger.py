@@ -30,15 +30,14 @@ import datetime
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.locks import LockPolicy, PatientLock
+from pytest_plmtransfer.tempfiles import make_temp
 
 SCHEMA_VERSION = 3
 #: the fields that identify one (model, task, layer, init, seed) measurement
@@ -56,16 +55,25 @@ class LedgerError(PlmTransferError):
 # --------------------------------------------------------------------------- reading
 def _migrate(doc: Any, path: Path) -> list[dict[str, Any]]:
     if isinstance(doc, list):  # schema 1: a bare list of layer records
-        return [{"kind": "layer", **rec} for rec in doc]
+        return [{"kind": "layer", **rec} for rec in _checked(doc, path)]
     if not isinstance(doc, dict) or "records" not in doc:
         raise LedgerError(f"{path}: not a plmtransfer ledger (no 'records' list)")
+    if not isinstance(doc["records"], list):
+        raise LedgerError(f"{path}: 'records' is {type(doc['records']).__name__}, not a list of records")
     version = doc.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise LedgerError(
             f"{path}: schema_version {version!r} is newer than this plugin reads ({SCHEMA_VERSION}); "
             "upgrade pytest-plmtransfer"
         )
-    return list(doc["records"])
+    return _checked(list(doc["records"]), path)
+
+
+def _checked(records: list[Any], path: Path) -> list[dict[str, Any]]:
+    bad = next((i for i, rec in enumerate(records) if not isinstance(rec, dict)), None)
+    if bad is not None:
+        raise LedgerError(f"{path}: record {bad} is {records[bad]!r}, not an object; not a plmtransfer ledger")
+    return records
 
 
 def _read_json_file(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -74,6 +82,8 @@ def _read_json_file(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, An
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise LedgerError(f"{path}: not valid JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise LedgerError(f"{path}: not UTF-8 text (byte {exc.start}); not a plmtransfer ledger") from None
     headers = list(doc.get("plans") or []) if isinstance(doc, dict) else []
     return _migrate(doc, path), headers
 
@@ -145,7 +155,7 @@ def read_records(path: Path | str) -> list[dict[str, Any]]:
 def atomic_write_json(path: Path, doc: Any) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = make_temp(path)  # named by host and pid (stale ones are swept), umask's mode
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=1, sort_keys=False, default=_json_default)
@@ -154,7 +164,7 @@ def atomic_write_json(path: Path, doc: Any) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -180,12 +190,13 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def migrate_single_file(path: Path) -> None:
+def migrate_single_file(path: Path, lock_policy: LockPolicy | None = None) -> None:
     """Turn an old single-file ledger at ``path`` into a ledger directory holding it, so that
     ``path`` keeps naming every record. Safe to call concurrently and after an interruption."""
     staging = path.with_name(path.name + ".migrating")
-    with FileLock(str(path) + ".lock"):
+    with PatientLock(str(path) + ".lock", lock_policy, what="ledger"):
         if path.is_file():
+            _read_json_file(path)  # a damaged ledger is refused (LedgerError), never moved or rewritten
             os.replace(path, staging)
         if staging.exists():
             path.mkdir(parents=True, exist_ok=True)
@@ -203,12 +214,14 @@ class Ledger:
         shard: str = "all",
         worker: str = "main",
         header: dict[str, Any] | None = None,
+        lock_policy: LockPolicy | None = None,
     ) -> None:
         self.path = Path(path)
         self.run_id = check_name(run_id, "run id")
         self.part_name = f"{self.run_id}--{check_name(shard, 'shard')}--{check_name(worker, 'worker')}{PART_SUFFIX}"
         #: extra header fields (the shard plan); may be set until the first append
         self.header: dict[str, Any] = dict(header or {})
+        self.lock_policy = lock_policy
 
     @property
     def part(self) -> Path:
@@ -220,7 +233,7 @@ class Ledger:
         if not data:
             return
         if self.path.is_file() or self.path.with_name(self.path.name + ".migrating").exists():
-            migrate_single_file(self.path)
+            migrate_single_file(self.path, self.lock_policy)
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.part, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

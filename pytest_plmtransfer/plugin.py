@@ -13,7 +13,7 @@ import pytest
 
 from typing import TYPE_CHECKING
 
-from pytest_plmtransfer.errors import ResourceUnavailable
+from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.options import OPTIONS, options_from_config
 
 if TYPE_CHECKING:  # the session pulls numpy/pandas; keep plain `pytest` runs elsewhere light
@@ -43,6 +43,10 @@ def pytest_addoption(parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "plm_layer: a per-layer transfer measurement")
+    try:
+        options_from_config(config)  # every option value checked now: one line, exit code 4
+    except PlmTransferError as exc:
+        raise pytest.UsageError(str(exc)) from None
     workerinput = getattr(config, "workerinput", {})
     device = workerinput.get("plm_cuda_device")
     if device is not None:  # normally already in the environment (XSpec env); keep them equal
@@ -58,6 +62,35 @@ def pytest_configure(config) -> None:
 
 def _dist_group(config) -> bool:
     return (config.getoption("plm_dist", default=None) or config.getini("plm_dist")) == "group"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session) -> None:
+    """Under xdist the controller never collects: check the ledger and cache here, before any
+    worker starts (serial runs check them once the selection is known, in collection_finish)."""
+    config = session.config
+    if _is_controller(config) and getattr(config.option, "numprocesses", None):
+        _preflight(config)
+
+
+def _preflight(config) -> None:
+    from pytest_plmtransfer.preflight import PreflightError, check_cache, check_ledger
+
+    lazy = config.stash[SESSION_KEY]
+    if lazy.preflight_done:
+        return
+    lazy.preflight_done = True
+    options = options_from_config(config)
+    try:
+        check_ledger(options.ledger)
+    except PreflightError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    from pytest_plmtransfer.tasks.resolve import default_cache_dir
+
+    notice = check_cache(options.cache_dir or default_cache_dir())
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if notice and reporter is not None:
+        reporter.write_line(notice)
 
 
 def pytest_configure_node(node) -> None:
@@ -109,6 +142,9 @@ class _LazySession:
         self.config = config
         self.run_id = run_id
         self._session: "PlmSession | None" = None
+        self.preflight_done = False
+        #: a bad selection found while parametrizing (unknown model, layer out of range, claims)
+        self.config_error: str | None = None
 
     def get(self) -> "PlmSession":
         if self._session is None:
@@ -127,29 +163,60 @@ class _LazySession:
                 worker=workerinput.get("workerid", "main"),
                 cuda_visible_devices=workerinput.get("plm_cuda_device"),
             )
+            self._session.notify = self._notify
         return self._session
+
+    def _notify(self, line: str) -> None:
+        """A line the user must see now (e.g. waiting for a lock), past pytest's output capture."""
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if capture is None or reporter is None:
+            print(line, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
 
 
 def _session(config) -> "PlmSession":
     return config.stash[SESSION_KEY].get()
 
 
+class _ConfigProblem(str):
+    """Stands in for the cases when the selection itself is bad (see pytest_generate_tests)."""
+
+
 def pytest_generate_tests(metafunc) -> None:
-    if "plm_layer_case" in metafunc.fixturenames:
-        cases = _session(metafunc.config).layer_cases()
-        metafunc.parametrize("plm_layer_case", cases, ids=[c.id for c in cases])
-    if "plm_claim_case" in metafunc.fixturenames:
-        claims = _session(metafunc.config).claim_cases()
-        metafunc.parametrize(
-            "plm_claim_case",
-            [pytest.param(c, id=f"{c.name}-{c.param_id}", marks=c.pytest_marks()) for c in claims],
-        )
+    # A bad selection (unknown model, --plm-layers out of a model's range, a claims file naming
+    # unknown ids, a refused checkpoint) becomes one placeholder test; collection_finish turns it
+    # into a usage error (one line, exit 4). xdist workers cannot stop the run that way: there the
+    # placeholder fails with the one line.
+    lazy = metafunc.config.stash[SESSION_KEY]
+    for name, build in (("plm_layer_case", _layer_params), ("plm_claim_case", _claim_params)):
+        if name not in metafunc.fixturenames:
+            continue
+        try:
+            params = build(metafunc.config)
+        except PlmTransferError as exc:
+            if isinstance(exc, ResourceUnavailable):
+                raise
+            lazy.config_error = lazy.config_error or str(exc)
+            params = [pytest.param(_ConfigProblem(str(exc)), id="plm-config-error")]
+        metafunc.parametrize(name, params)
+
+
+def _layer_params(config) -> list:
+    return [pytest.param(c, id=c.id) for c in _session(config).layer_cases()]
+
+
+def _claim_params(config) -> list:
+    claims = _session(config).claim_cases()
+    return [pytest.param(c, id=f"{c.name}-{c.param_id}", marks=c.pytest_marks()) for c in claims]
 
 
 def _params(items, name: str) -> list:
-    # an empty parametrization (e.g. no claims file) leaves pytest's NOTSET placeholder: skip it
-    values = [i.callspec.params[name] for i in items if hasattr(i, "callspec") and name in i.callspec.params]
-    return [v for v in values if hasattr(v, "model")]
+    params = [i.callspec.params[name] for i in items if hasattr(i, "callspec") and name in i.callspec.params]
+    # an empty parametrization leaves pytest's NOTSET placeholder; a bad selection, _ConfigProblem
+    return [p for p in params if hasattr(p, "embedding_request") or hasattr(p, "kind")]
 
 
 @pytest.hookimpl(trylast=True)
@@ -169,9 +236,14 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 def pytest_collection_finish(session) -> None:
+    lazy = session.config.stash[SESSION_KEY]
+    if lazy.config_error and _is_controller(session.config):
+        raise pytest.UsageError(lazy.config_error)
     layers = _params(session.items, "plm_layer_case")
     claims = _params(session.items, "plm_claim_case")
     if layers or claims:
+        if _is_controller(session.config):
+            _preflight(session.config)  # before anything is computed
         _session(session.config).plan(layers, claims)
 
 
@@ -182,21 +254,39 @@ def plm_session(request) -> "PlmSession":
 
 @pytest.fixture
 def plm_layer_result(request, plm_session: "PlmSession", plm_layer_case: "LayerCase") -> dict:
-    """Run one layer case and write its record to the ledger; missing resources skip (or fail)."""
+    """Run one layer case and write its record to the ledger; missing resources skip (or fail).
+
+    Errors this package raises on purpose (bad data, a full disk, a lock given up on) fail the
+    test with their one-line message, no traceback."""
+    if isinstance(plm_layer_case, _ConfigProblem):
+        pytest.fail(str(plm_layer_case), pytrace=False)
+    missing = failure = None
     try:
         record = plm_session.run_layer(plm_layer_case)
     except ResourceUnavailable as exc:
         missing = str(exc)
-    else:
-        missing = None
-    if missing is not None:  # outside the except block: the message alone, no chained traceback
+    except PlmTransferError as exc:
+        failure = str(exc)
+    if failure is not None:  # outside the except block: the message alone, no chained traceback
+        pytest.fail(failure, pytrace=False)
+    if missing is not None:
         if plm_session.options.strict:
             pytest.fail(f"{missing} (--plm-strict)", pytrace=False)
         pytest.skip(missing)
     record["test_id"] = request.node.nodeid
     request.config.hook.pytest_plmtransfer_layer_record(record=record, case=plm_layer_case)
-    plm_session.write([record])
+    _write(plm_session, record)
     return record
+
+
+def _write(plm_session: "PlmSession", record: dict) -> None:
+    failure = None
+    try:
+        plm_session.write([record])
+    except PlmTransferError as exc:  # the ledger's disk is full: the record is kept, see write()
+        failure = str(exc)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture
@@ -206,13 +296,15 @@ def plm_claim_outcome(request, plm_session: "PlmSession", plm_claim_case):
     Missing inputs skip (fail under --plm-strict or --plm-gate). Returns the ClaimOutcome; the
     test asserts ``outcome.passed``; expected failures are xfail marks (strict per the claim).
     """
+    if isinstance(plm_claim_case, _ConfigProblem):
+        pytest.fail(str(plm_claim_case), pytrace=False)
     options = plm_session.options
     if plm_claim_case.kind == "no_regression" and options.update_baselines:
         pytest.skip("--plm-update-baselines: this run rewrites the baselines it would compare with")
     strict = options.strict or options.gate
     outcome, record = plm_session.evaluate_claim(plm_claim_case, strict=strict)
     record["test_id"] = request.node.nodeid
-    plm_session.write([record])
+    _write(plm_session, record)
     if outcome.missing:
         if strict:
             pytest.fail(f"{outcome.message} (--plm-strict/--plm-gate)", pytrace=False)
@@ -228,6 +320,11 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     """On the controller only (xdist workers write records; the controller sees them all)."""
     config = session.config
     lazy = config.stash.get(SESSION_KEY, None)
+    if lazy is not None and lazy._session is not None:  # every process, xdist workers included
+        saved = lazy._session.save_unsaved()
+        if saved is not None:
+            lazy._notify(f"plmtransfer: the ledger {lazy._session.ledger.path} could not be written; "
+                         f"this run's unsaved records are in {saved}")
     if lazy is None or lazy._session is None or not _is_controller(config):
         return
     plm = lazy._session

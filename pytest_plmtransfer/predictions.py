@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +30,7 @@ import numpy as np
 
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.hashing import sha256_file
+from pytest_plmtransfer.tempfiles import make_temp
 
 __all__ = [
     "PredictionsError",
@@ -109,7 +109,7 @@ def save_predictions(path: Path, preds: TestPredictions) -> dict[str, Any]:
     }
     if preds.units is not None:
         arrays["units"] = preds.units
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = make_temp(path)  # host/pid in the name (stale ones are swept), the umask's mode
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)

@@ -62,3 +62,15 @@ def machine_info(root: Path | str) -> dict[str, Any]:
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def effective_runtime(adapter: Any) -> dict[str, str]:
+    """Where and in what precision an adapter really computes, not what was asked: a torch
+    adapter's resolved device and dtype (half precision falls back to float32 on CPU); anything
+    else (one-hot, numpy user models) runs on the CPU in float32."""
+    device = getattr(adapter, "device", None)
+    dtype = getattr(adapter, "dtype", None)
+    return {
+        "device": str(device) if device is not None else "cpu",
+        "dtype": str(dtype).removeprefix("torch.") if dtype is not None else "float32",
+    }

@@ -97,8 +97,12 @@ class LayerRecord(_Record):
     embed_seconds: float | None = None
     fit_seconds: float | None = None
     cache_hit: bool | None = None
+    #: how the embeddings were cached (float32, or float16 under --plm-cache-dtype)
+    cache_dtype: str | None = None
+    #: the device and dtype the model really ran on; ``requested`` keeps what was asked
     device: str | None = None
     dtype: str | None = None
+    requested: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     #: bootstrap interval of the test metric ({metric: {estimate, se, low, high, ...}}; see stats.py)

@@ -10,26 +10,27 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
-
 from pytest_plmtransfer import __version__
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.ledger import Ledger, atomic_write_json
+from pytest_plmtransfer.ledger import Ledger
+from pytest_plmtransfer.locks import LockPolicy
 from pytest_plmtransfer.models.base import ModelAdapter
 from pytest_plmtransfer.models.describe import ModelDescription
 from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
 from pytest_plmtransfer.records import ClaimRecord, LayerRecord, Provenance
 from pytest_plmtransfer.options import PlmOptions, parse_layers
-from pytest_plmtransfer.provenance import machine_info, utc_now
+from pytest_plmtransfer.provenance import effective_runtime, machine_info, utc_now
 from pytest_plmtransfer.tasks.catalog import UNSEEN_TEST_LABELS_ALLOWED, get_task
 from pytest_plmtransfer.tasks.prepare import prepare_for_model
 from pytest_plmtransfer.tasks.readers import load_task
@@ -90,15 +91,36 @@ class PlmSession:
         self.plan_hash: str | None = None
         self.cache_dir = options.cache_dir or default_cache_dir()
         self.resolver = DataResolver(
-            options.data_dir, self.cache_dir, allow_download=options.allow_download
+            options.data_dir,
+            self.cache_dir,
+            allow_download=options.allow_download,
+            require_data_dir=options.strict,
+            **({"base_url": options.flip_url} if options.flip_url else {}),
+            expected_sha256=options.flip_sha256,
         )
+        from pytest_plmtransfer.result_cache import ResultCache
         from pytest_plmtransfer.store import EmbeddingStore
 
-        self.store = EmbeddingStore(self.cache_dir / "embeddings")
-        self.results_dir = self.cache_dir / "results"
-        self.ledger = Ledger(
-            options.ledger, run_id=self.run_id, shard=self.shard.tag if self.shard else "all", worker=worker
+        #: where "still waiting for a lock" lines go; the plugin points it past output capture
+        self.notify: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+        self.lock_policy = LockPolicy(
+            report_after=options.lock_timeout, fail=options.lock_fail, notify=lambda line: self.notify(line)
         )
+        self.store = EmbeddingStore(
+            self.cache_dir / "embeddings", dtype=options.cache_dtype, lock_policy=self.lock_policy
+        )
+        self.results_dir = self.cache_dir / "results"
+        self.results = ResultCache(self.results_dir, self.lock_policy)
+        self.ledger = Ledger(
+            options.ledger,
+            run_id=self.run_id,
+            shard=self.shard.tag if self.shard else "all",
+            worker=worker,
+            lock_policy=self.lock_policy,
+        )
+        #: records a full or failing ledger disk refused, retried with the next write
+        self.unsaved: list[dict[str, Any]] = []
+        self._hygiene: dict[tuple[str, int | None], Any] = {}
         self.model_options = ModelOptions(
             weights_dir=options.weights_dir,
             device=_resolve_device(options.device),
@@ -206,7 +228,7 @@ class PlmSession:
             except ResourceUnavailable as exc:
                 num_layers, unavailable = 0, str(exc)
             for init, seed in self.inits_for(model):
-                layers = parse_layers(self.options.layers, num_layers) if unavailable is None else [0]
+                layers = parse_layers(self.options.layers, num_layers, model) if unavailable is None else [0]
                 for task in self.options.tasks:
                     for layer in layers:
                         cases.append(
@@ -246,11 +268,14 @@ class PlmSession:
 
     def claim_cases(self) -> list[Any]:
         """Every claim in ``<baselines>/claims.json`` applied to the selected (model, task, init)."""
-        from pytest_plmtransfer.claims.spec import expand_claims, load_claims
+        from pytest_plmtransfer.claims.spec import check_selectors, expand_claims, load_claims
+        from pytest_plmtransfer.models.base import INITS
+        from pytest_plmtransfer.tasks.catalog import task_ids
 
         path = self.baseline_store().claims_path
         if not path.is_file():
             return []
+        claims = load_claims(path)
         if self.options.from_ledger is not None:
             # what the ledger measured, whatever this command line selects
             layers = self.ledger_layer_records()
@@ -268,7 +293,14 @@ class PlmSession:
                 for task in self.options.tasks
             ]
             inits_of = {m: set(self.registry.entry(m).inits) for m in self.options.models}
-        cases = expand_claims(load_claims(path), available)
+        # a pattern that matches nothing known is a typo that would silently weaken a CI gate
+        check_selectors(
+            claims,
+            models=[*self.registry.names(), *self.options.models, "onehot", *(m for m, _t, _i in available)],
+            tasks=task_ids(),
+            inits=[*INITS, "none"],
+        )
+        cases = expand_claims(claims, available)
         # "pretrained beats random/stat" cannot apply to a model that has no such init
         return [
             c for c in cases
@@ -372,21 +404,39 @@ class PlmSession:
         adapter = self.adapter(case.model, case.init, case.seed)
         with self.timer.measure(case.model, "data"):
             data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
+            hygiene = self.data_hygiene(data, adapter.max_residues)
         with self.timer.measure(case.model, "embedding"):
             entry = self._embedding(case, adapter, data)
         probe_seed = case.seed if case.seed is not None else 0
         result_key = self._result_key(entry.key, data, case.layer, probe_seed)
-        result = self._cached_result(result_key)
+        result = self.results.get(result_key)
         if result is None or not self._has_predictions(result_key, result):
             # (results cached before predictions were kept are refitted once)
             with self.timer.measure(case.model, "probe"):
-                result = self._probe(entry, data, case.layer, probe_seed, result_key)
-            self._store_result(result_key, result)
+                result = self._probe(entry, data, case.layer, probe_seed, result_key, adapter)
+            self.results.put(result_key, result)
         elif self._refresh_intervals(result_key, result):
-            self._store_result(result_key, result)
-        record = self._record(case, adapter, data, entry, result, result_key)
+            self.results.put(result_key, result)
+        record = self._record(case, adapter, data, entry, result, result_key, hygiene.as_record())
         self._layer_records[case.embedding_request + (case.layer,)] = record
         return record
+
+    def data_hygiene(self, data: TaskData, max_residues: int | None):
+        """Duplicates and train/test overlap of the sequences the model sees, counted once per
+        (task, length limit); leakage above ``--plm-leakage-max`` warns (fails under --plm-strict)."""
+        from pytest_plmtransfer.tasks.hygiene import DataLeakageError, DataLeakageWarning, leakage_message, measure
+
+        key = (data.spec.task_id, max_residues)
+        if key not in self._hygiene:
+            hygiene = measure(data)
+            problem = leakage_message(data.spec.task_id, data.source, hygiene, self.options.leakage_max)
+            self._hygiene[key] = (hygiene, problem)
+            if problem and not self.options.strict:
+                warnings.warn(DataLeakageWarning(problem), stacklevel=2)
+        hygiene, problem = self._hygiene[key]
+        if problem and self.options.strict:
+            raise DataLeakageError(f"{problem} (--plm-strict)")
+        return hygiene
 
     # ---------------------------------------------------------------- predictions, intervals
     def _has_predictions(self, key: str, result: dict[str, Any]) -> bool:
@@ -431,7 +481,7 @@ class PlmSession:
         result["intervals"], result["interval_seconds"] = intervals, round(seconds, 4)
         return True
 
-    def _probe(self, entry, data: TaskData, layer: int, seed: int, key: str) -> dict[str, Any]:
+    def _probe(self, entry, data: TaskData, layer: int, seed: int, key: str, adapter) -> dict[str, Any]:
         from pytest_plmtransfer.predictions import predictions_path, save_predictions
         from pytest_plmtransfer.probe import ProbeInput, probe
 
@@ -454,7 +504,8 @@ class PlmSession:
                 unseen_test_labels=data.spec.dataset in UNSEEN_TEST_LABELS_ALLOWED,
             ),
             seed=seed,
-            settings=self.probe_settings(),
+            # on the device the embeddings were really made on (a CPU fallback stays on the CPU)
+            settings=self.probe_settings(effective_runtime(adapter)["device"]),
         )
         result = {"metrics": out.metrics, "head": out.head, "fit_seconds": out.fit_seconds,
                   "test_metric": data.spec.test_metric}
@@ -464,11 +515,12 @@ class PlmSession:
             result["intervals"], result["interval_seconds"] = intervals, round(seconds, 4)
         return result
 
-    def probe_settings(self):
-        """Head settings of this run: ``--plm-head-*`` values, probes on the embedding device."""
+    def probe_settings(self, device: str | None = None):
+        """Head settings of this run: ``--plm-head-*`` values, probes on the embedding device
+        (``device``: where the embeddings really were made; default the requested one)."""
         from pytest_plmtransfer.probe import settings_for_run
 
-        return settings_for_run(self.options.head, self.model_options.device)
+        return settings_for_run(self.options.head, device or self.model_options.device)
 
     def _result_key(self, embedding_key: str, data: TaskData, layer: int, seed: int) -> str:
         payload = {
@@ -484,25 +536,14 @@ class PlmSession:
             payload["head_settings"] = {**self.options.head, "device": settings.device}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
-    def _cached_result(self, key: str) -> dict[str, Any] | None:
-        path = self.results_dir / key[:2] / f"{key}.json"
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
-
-    def _store_result(self, key: str, result: dict[str, Any]) -> None:
-        path = self.results_dir / key[:2] / f"{key}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
-            atomic_write_json(path, result)
-
     def machine(self) -> dict[str, Any]:
         if self._machine is None:
             self._machine = machine_info(self.root)
         return self._machine
 
-    def _record(self, case: LayerCase, adapter, data: TaskData, entry, result, result_key: str) -> dict[str, Any]:
+    def _record(
+        self, case: LayerCase, adapter, data: TaskData, entry, result, result_key: str, hygiene: dict[str, Any]
+    ) -> dict[str, Any]:
         machine = self.machine()
         spec = data.spec
         record = LayerRecord(
@@ -525,14 +566,18 @@ class PlmSession:
                 "member": spec.member,
                 "window": list(spec.window) if spec.window else None,
                 "truncation": data.notes.get("truncation"),
+                "hygiene": hygiene,
             },
             weights=adapter.identity(),
             embedding_key=entry.key,
             embed_seconds=round(entry.embed_seconds, 3),
             fit_seconds=round(float(result["fit_seconds"]), 3),
             cache_hit=not entry.computed,
-            device=self.model_options.device,
-            dtype=self.model_options.dtype,
+            cache_dtype=entry.dtype,
+            # what the model really ran on, not what was asked (fp16 falls back on CPU, one-hot
+            # never leaves the CPU); the request is kept beside it
+            **effective_runtime(adapter),
+            requested={"device": self.options.device, "dtype": self.options.dtype},
             versions=machine["versions"],
             machine={k: machine[k] for k in ("platform", "python", "cpu_count", "torch_threads", "cuda")},
             intervals=result.get("intervals") or {},
@@ -549,12 +594,52 @@ class PlmSession:
         return out
 
     def write(self, records: list[dict[str, Any]]) -> None:
+        """Append to the ledger. If that fails (a full disk), the records are kept and retried
+        with the next write and at the end (:meth:`save_unsaved`), and the error names the ledger."""
+        from pytest_plmtransfer.locks import LockTimeoutError
+
+        pending = [*self.unsaved, *records]
         start = time.perf_counter()
-        self.ledger.append(records)
+        try:
+            self.ledger.append(pending)
+        except (OSError, LockTimeoutError) as exc:
+            self.unsaved = pending
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise LedgerWriteError(
+                f"could not write to the ledger {self.ledger.path} ({reason}); "
+                f"{len(pending)} record(s) kept in memory, retried with the next test and saved to "
+                f"{self.unsaved_path()} at the end if the ledger stays unwritable"
+            ) from None
+        self.unsaved = []
         seconds = time.perf_counter() - start
         models = [str(r.get("model", "")) for r in records if r.get("kind") == "layer"]
         for model in models:  # shared equally by the layer records of one append
             self.timer.add(model, "ledger", seconds / len(models))
+
+    def unsaved_path(self) -> Path:
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / f"plmtransfer-unsaved-{self.run_id}-{os.getpid()}.json"
+
+    def save_unsaved(self) -> Path | None:
+        """At the end of the session: records the ledger refused go to the ledger if it takes
+        them now, else to :meth:`unsaved_path` (returned) so that nothing measured is lost."""
+        if not self.unsaved:
+            return None
+        try:
+            self.ledger.append(self.unsaved)
+            self.unsaved = []
+            return None
+        except (OSError, PlmTransferError):
+            from pytest_plmtransfer.ledger import SCHEMA_VERSION, atomic_write_json
+
+            path = self.unsaved_path()
+            atomic_write_json(path, {"schema_version": SCHEMA_VERSION, "records": self.unsaved})
+            return path
+
+
+class LedgerWriteError(PlmTransferError):
+    """The ledger could not be written; the records are kept (see PlmSession.write)."""
 
 
 def _resolve_device(device: str) -> str:

@@ -9,14 +9,22 @@ entry.
 Layout::
 
     <root>/<key[:2]>/<key>/manifest.json     what was hashed, shapes, per-layer sha256
-    <root>/<key[:2]>/<key>/L005.npy           one float32 array per layer (np.load mmap-able)
+    <root>/<key[:2]>/<key>/L005.npy           one array per layer (np.load mmap-able), float32
+                                              or, with ``dtype="float16"``, float16 (half the size)
 
 Each layer is written into a memory-mapped temp file batch by batch (the model yields batches;
 no layer is ever held whole in RAM), then checksummed and renamed; the manifest is replaced
 atomically last. An entry is read only if its manifest lists the layer and the file's size and
 sha256 match, so a truncated or corrupt entry is detected and rebuilt. A file lock per entry
 means concurrent pytest-xdist workers never compute the same entry twice: the second waits and
-then reads.
+then reads. A complete entry is read without taking the lock (every file is renamed into place
+whole and checked against the manifest), so a warm cache on a read-only filesystem still serves.
+
+Before the model runs, the entry's size is checked against the free space, and every layer file's
+blocks are reserved before the first store into its memory map (:mod:`pytest_plmtransfer.diskspace`):
+a full disk is a :class:`~pytest_plmtransfer.diskspace.CacheSpaceError` naming the cache, the size
+and the ways out, never a SIGBUS. Temp files carry the writer's host and pid and are swept when
+that writer is gone (:mod:`pytest_plmtransfer.tempfiles`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,13 +39,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
 
+from pytest_plmtransfer.diskspace import (
+    CacheSpaceError,
+    check_free_space,
+    format_bytes,
+    is_out_of_space,
+    layer_bytes,
+    preallocate,
+    space_message,
+)
+from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.hashing import sha256_file
 from pytest_plmtransfer.ledger import atomic_write_json
+from pytest_plmtransfer.locks import LockPolicy, PatientLock
 from pytest_plmtransfer.models.base import ModelAdapter
+from pytest_plmtransfer.tempfiles import make_temp, sweep_stale_temps
 
 STORE_FORMAT = 1
+#: dtypes an entry may be stored in (``--plm-cache-dtype``)
+CACHE_DTYPES = ("float32", "float16")
+
+
+class CacheNotWritable(PlmTransferError):
+    """An entry must be computed but the cache directory cannot be written."""
 
 
 def sequences_digest(sequences: Sequence[str]) -> str:
@@ -49,7 +73,14 @@ def sequences_digest(sequences: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def entry_key(identity: dict[str, Any], sequences: Sequence[str], *, per_residue: bool, pooling: str) -> str:
+def entry_key(
+    identity: dict[str, Any],
+    sequences: Sequence[str],
+    *,
+    per_residue: bool,
+    pooling: str,
+    dtype: str = "float32",
+) -> str:
     payload = {
         "store_format": STORE_FORMAT,
         "model": identity,
@@ -57,6 +88,8 @@ def entry_key(identity: dict[str, Any], sequences: Sequence[str], *, per_residue
         "n": len(sequences),
         "sequences_sha256": sequences_digest(sequences),
     }
+    if dtype != "float32":  # float32 keys stay what they were, so existing caches stay warm
+        payload["dtype"] = dtype
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
 
@@ -73,6 +106,7 @@ class EmbeddingEntry:
     layers: list[int]
     computed: bool  # True if this call ran the model (for some layer), False on a pure cache hit
     embed_seconds: float
+    dtype: str = "float32"
 
     def layer(self, layer: int) -> np.ndarray:
         """The layer's array, memory-mapped read-only."""
@@ -84,8 +118,14 @@ def _layer_file(layer: int) -> str:
 
 
 class EmbeddingStore:
-    def __init__(self, root: Path | str) -> None:
+    def __init__(
+        self, root: Path | str, *, dtype: str = "float32", lock_policy: LockPolicy | None = None
+    ) -> None:
+        if dtype not in CACHE_DTYPES:
+            raise ValueError(f"cache dtype {dtype!r}: use one of {', '.join(CACHE_DTYPES)}")
         self.root = Path(root)
+        self.dtype = dtype
+        self.lock_policy = lock_policy
         #: entries whose files were verified in this process (checksums are read once)
         self._verified: set[tuple[str, int]] = set()
 
@@ -132,17 +172,35 @@ class EmbeddingStore:
     ) -> EmbeddingEntry:
         """Return an entry with at least ``layers``, computing only the missing ones (in one pass)."""
         sequences = list(sequences)
-        key = entry_key(adapter.identity(), sequences, per_residue=per_residue, pooling=adapter.pooling)
+        key = entry_key(
+            adapter.identity(), sequences, per_residue=per_residue, pooling=adapter.pooling, dtype=self.dtype
+        )
         entry_dir = self.entry_dir(key)
-        entry_dir.parent.mkdir(parents=True, exist_ok=True)
         wanted = sorted(set(int(x) for x in layers))
-        with FileLock(str(entry_dir) + ".lock"):
-            manifest = self._read_manifest(key)
-            have = self._valid_layers(key, manifest, wanted)
-            missing = [layer for layer in wanted if layer not in have]
-            seconds = 0.0
-            if missing:
-                manifest, seconds = self._compute(adapter, key, sequences, missing, per_residue, manifest, have)
+        # A complete entry needs no lock: its files were renamed into place whole and are checked
+        # against the manifest (this is what lets a warm read-only cache serve).
+        missing = [x for x in wanted if x not in self._valid_layers(key, self._read_manifest(key), wanted)]
+        seconds = 0.0
+        if missing:
+            lock = PatientLock(str(entry_dir) + ".lock", self.lock_policy, what=f"embedding cache entry {key}")
+            try:
+                entry_dir.parent.mkdir(parents=True, exist_ok=True)
+                lock.acquire()
+            except OSError as exc:
+                raise CacheNotWritable(
+                    f"the embedding cache {self.root} is not writable ({exc.strerror or exc}) and does not "
+                    f"hold layer(s) {missing} of {adapter.name} for these {len(sequences)} sequences; "
+                    "choose a writable --plm-cache-dir (or PLMTRANSFER_CACHE)"
+                ) from None
+            try:
+                sweep_stale_temps(entry_dir)  # what a killed writer of this entry left behind
+                manifest = self._read_manifest(key)
+                have = self._valid_layers(key, manifest, wanted)
+                missing = [layer for layer in wanted if layer not in have]
+                if missing:
+                    manifest, seconds = self._compute(adapter, key, sequences, missing, per_residue, manifest, have)
+            finally:
+                lock.release()
         offsets = None
         if per_residue:
             offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
@@ -155,6 +213,7 @@ class EmbeddingStore:
             layers=wanted,
             computed=bool(missing),
             embed_seconds=seconds,
+            dtype=self.dtype,
         )
 
     def _compute(
@@ -175,15 +234,27 @@ class EmbeddingStore:
         tmp_files: dict[int, Path] = {}
         arrays: dict[int, np.ndarray] = {}
         filled = np.zeros(len(sequences), dtype=bool)
+        dtype = np.dtype(self.dtype)
+        needed = len(layers) * layer_bytes(n_rows, dim, dtype)
+        what = (
+            f"{adapter.name} (entry {key}: {len(layers)} layer(s) x {n_rows} rows x {dim} values, "
+            f"{self.dtype})"
+        )
+        check_free_space(entry_dir, needed, what, shown=self.root)
         start = time.perf_counter()
         try:
-            for layer in layers:
-                fd, tmp = tempfile.mkstemp(prefix=f".L{layer:03d}.", suffix=".npy.tmp", dir=entry_dir)
-                os.close(fd)
-                tmp_files[layer] = Path(tmp)
-                arrays[layer] = np.lib.format.open_memmap(
-                    tmp, mode="w+", dtype=np.float32, shape=(n_rows, dim)
-                )
+            try:
+                for layer in layers:
+                    fd, tmp = make_temp(entry_dir / _layer_file(layer))
+                    os.close(fd)
+                    tmp_files[layer] = tmp
+                    arrays[layer] = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n_rows, dim))
+                    # reserve the blocks now: a store into an unbacked page of a full disk is SIGBUS
+                    preallocate(tmp, arrays[layer].offset + arrays[layer].nbytes, arrays[layer].offset)
+            except OSError as exc:
+                if is_out_of_space(exc):
+                    raise CacheSpaceError(space_message(self.root, needed, None, what)) from None
+                raise
             for batch in adapter.embed(sequences, layers, per_residue=per_residue):
                 idx = np.asarray(batch.indices)
                 if filled[idx].any():
@@ -191,6 +262,8 @@ class EmbeddingStore:
                 filled[idx] = True
                 for layer in layers:
                     out = batch.per_layer[layer]
+                    if dtype != np.float32:
+                        out = _narrow(out, dtype, adapter.name, layer)
                     if per_residue:
                         pos = 0
                         for i in idx:
@@ -232,8 +305,34 @@ class EmbeddingStore:
             "pooling": "per_residue" if per_residue else adapter.pooling,
             "n_sequences": len(sequences),
             "sequences_sha256": sequences_digest(sequences),
+            "dtype": self.dtype,
             "layers": dict(sorted(merged.items(), key=lambda kv: int(kv[0]))),
             "embed_seconds": seconds + float((manifest or {}).get("embed_seconds", 0.0)),
         }
         atomic_write_json(entry_dir / "manifest.json", manifest)
         return manifest, seconds
+
+
+def _narrow(out: np.ndarray, dtype: np.dtype, model: str, layer: int) -> np.ndarray:
+    """``out`` cast to a narrower float type, refusing values it cannot hold (float16 tops out at
+    65504: a silently infinite feature would poison every probe of the layer)."""
+    with np.errstate(over="ignore"):  # checked right below
+        narrow = np.asarray(out).astype(dtype)
+    if not np.isfinite(narrow).all() and np.isfinite(out).all():
+        raise PlmTransferError(
+            f"{model} layer {layer}: values up to {float(np.abs(out).max()):.3g} do not fit in "
+            f"{dtype.name}; use --plm-cache-dtype float32 for this model"
+        )
+    return narrow
+
+
+__all__ = [
+    "CACHE_DTYPES",
+    "CacheNotWritable",
+    "CacheSpaceError",
+    "EmbeddingEntry",
+    "EmbeddingStore",
+    "entry_key",
+    "format_bytes",
+    "sequences_digest",
+]

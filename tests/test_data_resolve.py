@@ -22,6 +22,17 @@ except ImportError:
     import flip_files as ff  # type: ignore[no-redef]
 
 GB1 = get_task("gb1_sampled")
+# generated archives have no published digest: the "recorded at first download" warning is expected
+pytestmark = pytest.mark.filterwarnings("ignore::pytest_plmtransfer.tasks.resolve.UnverifiedDownloadWarning")
+
+
+@pytest.fixture(autouse=True)
+def _unpublished(monkeypatch):
+    """The archives served here are small generated ones: as far as these tests go, no digest is
+    published for them (the record-at-first-download path); test_integrity.py covers pinned ones."""
+    from pytest_plmtransfer.tasks import resolve
+
+    monkeypatch.setattr(resolve, "PUBLISHED_SHA256", {})
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -269,7 +280,13 @@ def test_download_disabled_never_touches_the_network(tmp_path, server):
     assert "downloads are disabled" in info.value.instructions
 
 
-def test_default_base_url_is_flips_raw_url(tmp_path):
+def test_default_url_is_flips_raw_url_at_a_pinned_commit(tmp_path):
     resolver = DataResolver(None, tmp_path)
-    assert resolver.url(GB1) == "https://github.com/J-SNACKKB/FLIP/raw/main/splits/gb1/splits.zip"
-    assert resolver.url(get_task("ss3")).endswith("/splits/secondary_structure/splits.zip")
+    assert resolver.url(GB1) == (
+        "https://github.com/J-SNACKKB/FLIP/raw/0a3cf047f63e70c14f7af29e88de256222fe9ee7/splits/gb1/splits.zip"
+    )
+    assert resolver.url(get_task("ss3")) == (
+        "https://github.com/J-SNACKKB/FLIP/raw/afea570175d6ce049ca9388f870a6a20c549948f/"
+        "splits/secondary_structure/splits.zip"
+    )
+    assert DataResolver(None, tmp_path, base_url="https://mirror/x/").url(GB1) == "https://mirror/x/splits/gb1/splits.zip"

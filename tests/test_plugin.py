@@ -147,11 +147,13 @@ def test_per_residue_task_records_q3(bench):
 
 
 def test_missing_data_offline_skips_with_instructions_and_strict_fails(bench, pytester, tmp_path):
+    (tmp_path / "nothing").mkdir()  # a data dir without the archive (a missing dir is a usage error)
     args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled", f"--plm-data-dir={tmp_path / 'nothing'}", "--plm-offline", "-rs"]
     result = bench.run(*args)
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*splits/gb1/splits.zip*"])
-    assert "https://github.com/J-SNACKKB/FLIP/raw/main/splits/gb1/splits.zip" in result.stdout.str()
+    # pinned to a commit, not the mutable main branch
+    assert "https://github.com/J-SNACKKB/FLIP/raw/0a3cf047f63e70c14f7af29e88de256222fe9ee7/splits/gb1/splits.zip" in result.stdout.str()
     strict = bench.run(*args, "--plm-strict")
     strict.assert_outcomes(errors=1)
     strict.stdout.fnmatch_lines(["*--plm-strict*"])
@@ -164,12 +166,14 @@ def test_options_are_settable_in_ini(bench, pytester):
 
 
 def test_unknown_model_and_task_fail_collection_clearly(bench):
+    # usage errors: one line on stderr, exit code 4, no traceback
     result = bench.run("--plm-models=nope", "--plm-tasks=gb1_sampled")
-    assert result.ret != 0
-    result.stdout.fnmatch_lines(["*unknown model 'nope'*Known models:*onehot*"])
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["ERROR: unknown model 'nope'*Known models:*onehot*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
     result = bench.run("--plm-models=onehot", "--plm-tasks=gb2")
-    assert result.ret != 0
-    assert "gb2" in result.stdout.str() and "gb1_sampled" in result.stdout.str()
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["ERROR: *unknown task id 'gb2'*gb1_sampled*"])
 
 
 def test_xdist_keeps_every_record_and_embeds_once(bench):

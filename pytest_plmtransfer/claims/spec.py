@@ -107,8 +107,11 @@ class ClaimsError(PlmTransferError, ValueError):
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
+        if len(problems) == 1:  # the common case fits on one line
+            super().__init__(f"{source}: invalid claims file: {problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{source}: invalid claims file ({len(problems)} problem(s)):\n{lines}")
+        super().__init__(f"{source}: invalid claims file ({len(problems)} problems):\n{lines}")
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,40 @@ def load_claims(path: Path | str) -> ClaimsFile:
     except json.JSONDecodeError as exc:
         raise ClaimsError(str(path), [f"not valid JSON: {exc}"]) from exc
     return parse_claims(doc, str(path))
+
+
+def check_selectors(
+    claims: ClaimsFile | Sequence[ClaimSpec],
+    *,
+    models: Iterable[str],
+    tasks: Iterable[str],
+    inits: Iterable[str],
+    source: str | None = None,
+) -> None:
+    """Raise :class:`ClaimsError` naming every model, task or init pattern (of an entry or of its
+    expected failures) that matches nothing known: a typo such as ``gb1_sampledd`` would
+    otherwise make a CI gate silently apply to nothing.
+
+    ``models``: the registry's names plus the selected ones (paths, ``hf:`` names); ``tasks``: the
+    catalog's ids; ``inits``: every init (``none`` for one-hot).
+    """
+    known = {"models": sorted(set(models)), "tasks": sorted(set(tasks)), "inits": sorted(set(inits))}
+    problems: list[str] = []
+    specs = list(claims)
+    for spec in specs:
+        where = f"claims[{spec.index}] ({spec.name})"
+        selectors = [(where, "models", spec.models), (where, "tasks", spec.tasks), (where, "inits", spec.inits)]
+        for j, xf in enumerate(spec.expected_failures):
+            xw = f"{where}.expected_failures[{j}]"
+            selectors += [(xw, "models", xf.models), (xw, "tasks", xf.tasks), (xw, "inits", xf.inits)]
+        for at, key, patterns in selectors:
+            for pattern in patterns:
+                if not any(fnmatch.fnmatchcase(name, pattern) for name in known[key]):
+                    shown = ", ".join(known[key]) if len(known[key]) <= 40 else ", ".join(known[key][:40]) + ", ..."
+                    problems.append(f"{at}: {key[:-1]} {pattern!r} matches no known {key[:-1]} (known: {shown})")
+    if problems:
+        src = source or (specs[0].source if specs else "<claims>")
+        raise ClaimsError(src, problems)
 
 
 def expand_claims(

@@ -34,7 +34,7 @@ import io
 import json
 import os
 import pickle
-import tempfile
+import re
 import urllib.error
 import zipfile
 from collections import OrderedDict
@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.tempfiles import default_file_mode, make_temp
 
 FAIR_ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 CARP_URL = "https://zenodo.org/record/6564798/files/{name}.pt?download=1"
@@ -172,6 +173,8 @@ def _download(url: str, target: Path, *, progress: bool) -> None:
         if target.is_file():  # another worker got it while we waited
             return
         torch.hub.download_url_to_file(url, str(target), progress=progress)
+        with contextlib.suppress(OSError):  # torch's temp file is 0600; a checkpoint is shared data
+            os.chmod(target, default_file_mode())
 
 
 # --------------------------------------------------------------------------- identity
@@ -212,7 +215,7 @@ def weights_identity(path: str | os.PathLike[str]) -> str:
 def _atomic_write(target: Path, text: str) -> bool:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+        fd, tmp = make_temp(target)  # host/pid in the name, the umask's mode
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, target)
@@ -235,10 +238,24 @@ def load_checkpoint(path: str | os.PathLike[str], *, safe_globals: Sequence[Any]
         with torch.serialization.safe_globals(allowed):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise PlmTransferError(
-            f"{path}: cannot be loaded safely (weights_only=True): {error}. Only checkpoints in "
-            "the libraries' official formats are supported."
-        ) from error
+        raise UnsafeCheckpointError(path, str(error)) from None
+
+
+class UnsafeCheckpointError(PlmTransferError):
+    """A checkpoint needs more than tensors and plain containers to load: refused, in one line.
+
+    torch's own message suggests ``weights_only=False``, i.e. running whatever the pickle says; we
+    never do that, so the message says what to do instead."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        found = re.search(r"GLOBAL ([\w.]+)", detail) or re.search(r"global[s]? ['`]?([\w.]+)", detail)
+        what = f"it references {found.group(1)}" if found else "it holds pickled Python objects"
+        super().__init__(
+            f"{path}: refused as unsafe: {what}, which loading could execute; checkpoints are only "
+            "loaded with torch.load(weights_only=True). Use the library's official checkpoint, or "
+            "re-save this one as a plain state_dict (torch.save(model.state_dict(), path)) where you "
+            "trust it"
+        )
 
 
 class _Stub:
@@ -293,6 +310,7 @@ __all__ = [
     "CARP_URL",
     "FAIR_ESM_MODEL_URL",
     "CheckpointRequest",
+    "UnsafeCheckpointError",
     "checkpoint_request",
     "file_sha256",
     "hub_checkpoint_dir",

@@ -6,11 +6,21 @@ Order (the first hit wins, and nothing touches the network when a local copy exi
    directory laid out like the FLIP repository root, e.g. ``<dir>/splits/gb1/splits.zip``.
 2. The user cache, ``<cache_dir>/flip/<archive>`` (``default_cache_dir()`` honours
    ``PLMTRANSFER_CACHE``, then ``XDG_CACHE_HOME``, then ``~/.cache``).
-3. A download of ``<base_url>/<archive>`` into the cache: a file lock so that parallel workers
+3. A download into the cache from FLIP at a pinned commit (:data:`FLIP_COMMITS`; a branch URL
+   would change under us), or from ``<base_url>/<archive>`` when a base URL is given: a file
+   lock so that parallel workers
    (``pytest -n N``) download once (lock files live under ``<cache_dir>/locks/``), a progress
    bar, a temporary file in the same directory and an atomic ``os.replace``, so that an
    interrupted or failed download leaves nothing behind; the SHA-256 is stored beside the archive
    as ``<archive>.sha256`` and checked on later use.
+
+A download is checked against the archive's published SHA-256 (:data:`PUBLISHED_SHA256`, or the
+user's ``expected_sha256``): a mismatch is refused and nothing is kept. For archives whose digest is
+not known here (AAV, Meltome, SCL) the digest of the first download is recorded and later uses are
+checked against it, with a warning that it was not verified.
+
+With ``require_data_dir`` (``--plm-strict``) an explicit data directory must hold the archive: the
+cache and the network are not used behind the user's back.
 
 When none works, :class:`~pytest_plmtransfer.errors.ResourceUnavailable` says which URL to fetch
 and exactly where to put it.
@@ -21,10 +31,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -32,9 +43,31 @@ from tqdm.auto import tqdm
 
 from ..hashing import sha256_file
 from ..errors import ResourceUnavailable
+from ..tempfiles import default_file_mode, make_temp
 from .spec import TaskSpec
 
-DEFAULT_BASE_URL = "https://github.com/J-SNACKKB/FLIP/raw/main"
+FLIP_REPOSITORY = "https://github.com/J-SNACKKB/FLIP"
+#: the FLIP commit each archive is downloaded from: the commit of the newest version of
+#: ``splits/<dataset>/splits.zip`` found in FLIP's history (a commit URL cannot change, ``main`` can)
+FLIP_COMMITS: dict[str, str] = {
+    "gb1": "0a3cf047f63e70c14f7af29e88de256222fe9ee7",
+    "aav": "0a3cf047f63e70c14f7af29e88de256222fe9ee7",
+    "meltome": "0a3cf047f63e70c14f7af29e88de256222fe9ee7",
+    "scl": "0a3cf047f63e70c14f7af29e88de256222fe9ee7",
+    "bind": "4cc2cd7ab56a3e34ce9ae0a651cda2f6f1963b20",
+    "conservation": "42a51d7ac932d5e30ac5fd7e3509d8d2175ff839",
+    "secondary_structure": "afea570175d6ce049ca9388f870a6a20c549948f",
+}
+#: SHA-256 of the archives exactly as FLIP publishes them (measured on the published files).
+#: AAV, Meltome and SCL are missing: their digest is recorded at first download, with a warning.
+PUBLISHED_SHA256: dict[str, str] = {
+    "gb1": "00a3c3d5be56ce35adfbec838db8ff549be369525e151a6978133da34b9fd86f",
+    "bind": "f742c8b3e4521d7e771ca03096484451287026fe433b34463cbfcf767e0a7417",
+    "conservation": "9b364ba2a378a7abd9b8cf992d38c61b33dff17854fe37997760c8972ce921c5",
+    "secondary_structure": "2e9bbbfd18a055bcac7edd4e059a6bf4bb35ca3ad8f8fa4fc3106422652a4726",
+}
+#: kept for callers that name a base URL; downloads use :data:`FLIP_COMMITS` by default
+DEFAULT_BASE_URL = f"{FLIP_REPOSITORY}/raw/main"
 #: environment variable naming a FLIP-layout data directory
 DATA_ENV = "PLMTRANSFER_DATA"
 #: environment variable naming the cache root
@@ -74,6 +107,16 @@ class _DownloadFailed(Exception):
     """Internal: any reason a download did not produce a complete archive."""
 
 
+class UnverifiedDownloadWarning(UserWarning):
+    """An archive was downloaded whose published SHA-256 is not known here."""
+
+
+def dataset_of(archive: str) -> str | None:
+    """``splits/gb1/splits.zip`` -> ``gb1``."""
+    parts = archive.strip("/").split("/")
+    return parts[1] if len(parts) >= 3 and parts[0] == "splits" else None
+
+
 class DataResolver:
     """Resolves ``TaskSpec.archive`` to a local file (see the module docstring for the order).
 
@@ -87,18 +130,24 @@ class DataResolver:
         data_dir: Path | str | None = None,
         cache_dir: Path | str | None = None,
         allow_download: bool = True,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         *,
         timeout: float = 15.0,
         lock_timeout: float = 600.0,
         progress: bool | None = None,
+        require_data_dir: bool = False,
+        expected_sha256: Mapping[str, str] | None = None,
     ) -> None:
         if data_dir is None and os.environ.get(DATA_ENV):
             data_dir = os.environ[DATA_ENV]
         self.data_dir: Path | None = Path(data_dir).expanduser() if data_dir else None
         self.cache_dir: Path = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.allow_download = allow_download
-        self.base_url = base_url.rstrip("/")
+        #: None: FLIP at the pinned commit of each archive
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.require_data_dir = require_data_dir
+        #: dataset -> the archive's SHA-256 a download must have (published ones, then the user's)
+        self.expected_sha256 = {**PUBLISHED_SHA256, **dict(expected_sha256 or {})}
         self.timeout = timeout
         self.lock_timeout = lock_timeout
         #: ``None``: a progress bar only on an interactive terminal (tqdm's own rule)
@@ -111,7 +160,14 @@ class DataResolver:
 
     def url(self, spec_or_archive: TaskSpec | str) -> str:
         """The URL an archive is downloaded from."""
-        return f"{self.base_url}/{_archive(spec_or_archive)}"
+        archive = _archive(spec_or_archive)
+        if self.base_url is not None:
+            return f"{self.base_url}/{archive}"
+        commit = FLIP_COMMITS.get(dataset_of(archive) or "", "main")
+        return f"{FLIP_REPOSITORY}/raw/{commit}/{archive}"
+
+    def expected_digest(self, spec_or_archive: TaskSpec | str) -> str | None:
+        return self.expected_sha256.get(dataset_of(_archive(spec_or_archive)) or "")
 
     def cache_path(self, spec_or_archive: TaskSpec | str) -> Path:
         """Where an archive lives in the user cache."""
@@ -137,6 +193,12 @@ class DataResolver:
             for path in self.local_candidates(archive)[:2]:
                 if path.is_file():
                     return path
+            if self.require_data_dir:
+                raise self._unavailable(
+                    spec,
+                    f"the data directory {self.data_dir} has no {archive} (with --plm-strict an "
+                    "explicit data directory must hold the data; the cache and downloads are not used)",
+                )
         cached = self.cache_path(archive)
         corrupt = False
         if cached.is_file():
@@ -172,7 +234,8 @@ class DataResolver:
     def _cache_entry_ok(self, path: Path) -> bool:
         """A cached archive is trusted if its checksum matches the recorded one (or none was
         recorded, e.g. a file the user placed there by hand) and it opens as a zip."""
-        expected = read_sidecar(path)
+        # the published digest when one is known, else the one recorded at the first download
+        expected = self.expected_sha256.get(path.parent.name) or read_sidecar(path)
         try:
             actual = self.sha256(path)
         except OSError:
@@ -214,9 +277,19 @@ class DataResolver:
                 if dest.is_file() and self._cache_entry_ok(dest):
                     return dest, self.sha256(dest)  # another worker finished it meanwhile
                 try:
-                    digest = self._fetch(url, dest)
+                    digest = self._fetch(url, dest, self.expected_digest(archive))
                 except _DownloadFailed as exc:
                     raise self._unavailable(spec, f"downloading {url} failed: {exc}") from None
+                if self.expected_digest(archive) is None:
+                    warnings.warn(
+                        UnverifiedDownloadWarning(
+                            f"{url}: no published sha256 is known for this archive, so the download "
+                            f"could not be verified; recorded its sha256 {digest} in {sidecar_path(dest)} "
+                            "(later uses are checked against it). Give the expected one with "
+                            "--plm-flip-sha256 to verify it"
+                        ),
+                        stacklevel=2,
+                    )
                 sidecar_path(dest).write_text(f"{digest}  {dest.name}\n")
                 stat = dest.stat()
                 self._verified[(str(dest), stat.st_size, stat.st_mtime_ns)] = digest
@@ -226,10 +299,9 @@ class DataResolver:
                 spec, f"timed out after {self.lock_timeout:.0f} s waiting for {lock.lock_file}"
             ) from None
 
-    def _fetch(self, url: str, dest: Path) -> str:
-        """Stream ``url`` to a temporary file beside ``dest``, then rename it into place."""
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        tmp = Path(tmp_name)
+    def _fetch(self, url: str, dest: Path, expected: str | None = None) -> str:
+        """Stream ``url`` to a temporary file beside ``dest``, check it, then rename it into place."""
+        fd, tmp = make_temp(dest, suffix=".part")
         try:
             digest = hashlib.sha256()
             received = 0
@@ -273,9 +345,14 @@ class DataResolver:
             # the announced length ourselves
             if total is not None and received != total:
                 raise _DownloadFailed(f"connection closed after {received} of {total} bytes")
+            if expected is not None and digest.hexdigest() != expected:
+                raise _DownloadFailed(
+                    f"the {received} bytes received have sha256 {digest.hexdigest()}, not the published "
+                    f"{expected}; nothing was kept (a mirror with other files needs --plm-flip-sha256)"
+                )
             if not zipfile.is_zipfile(tmp):
                 raise _DownloadFailed(f"the {received} bytes received are not a zip archive")
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache entry is ordinary data
+            os.chmod(tmp, default_file_mode())  # an ordinary file, as the umask says
             os.replace(tmp, dest)
             return digest.hexdigest()
         finally:

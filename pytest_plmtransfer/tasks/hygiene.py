@@ -1,0 +1,98 @@
+"""Data hygiene of a loaded task: duplicates and train/test overlap, counted, never silent.
+
+Counted on the sequences a model actually sees (after the task's residue window and any length
+cut), per split:
+
+* ``duplicate_rows``: rows identical to an earlier row of the same split (sequence and target);
+* ``conflicting_duplicates``: sequences that occur more than once in one split with different
+  targets (the same input asked to predict two values);
+* ``train_test_overlap``: test rows whose sequence also occurs in train or validation (leakage: the
+  probe is scored on inputs it was fitted on); ``val_train_overlap`` likewise for validation rows
+  (it biases the choice of head settings).
+
+The counts go into every ledger record (``data.hygiene``). Leakage above ``max_fraction`` of the
+test rows is reported (a warning; an error under ``--plm-strict``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.tasks.spec import TaskData
+
+
+class DataLeakageWarning(UserWarning):
+    """Test sequences also occur in training data (or other hygiene problems) above the threshold."""
+
+
+class DataLeakageError(PlmTransferError):
+    """``--plm-strict``: leakage above the threshold is an error."""
+
+
+@dataclass(frozen=True)
+class Hygiene:
+    n_train: int
+    n_val: int
+    n_test: int
+    duplicate_rows: int
+    conflicting_duplicates: int
+    train_test_overlap: int
+    val_train_overlap: int
+
+    @property
+    def leakage_fraction(self) -> float:
+        return self.train_test_overlap / self.n_test if self.n_test else 0.0
+
+    def as_record(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _target_key(target: object) -> object:
+    if isinstance(target, float):
+        return repr(target)
+    if isinstance(target, np.ndarray):
+        return target.tobytes()
+    return target
+
+
+def measure(data: TaskData) -> Hygiene:
+    splits = np.asarray(data.splits)
+    rows_by_split: dict[str, Counter] = defaultdict(Counter)
+    targets_by_split: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    for seq, target, split in zip(data.sequences, data.targets, splits.tolist()):
+        key = _target_key(target)
+        rows_by_split[split][(seq, key)] += 1
+        targets_by_split[split][seq].add(key)
+    duplicate_rows = sum(n - 1 for counter in rows_by_split.values() for n in counter.values())
+    conflicting = sum(1 for per_seq in targets_by_split.values() for keys in per_seq.values() if len(keys) > 1)
+    train = set(targets_by_split["train"])
+    val = set(targets_by_split["val"])
+    seen = train | val
+    test_overlap = sum(1 for seq, split in zip(data.sequences, splits.tolist()) if split == "test" and seq in seen)
+    val_overlap = sum(1 for seq, split in zip(data.sequences, splits.tolist()) if split == "val" and seq in train)
+    sizes = {s: int((splits == s).sum()) for s in ("train", "val", "test")}
+    return Hygiene(
+        n_train=sizes["train"],
+        n_val=sizes["val"],
+        n_test=sizes["test"],
+        duplicate_rows=duplicate_rows,
+        conflicting_duplicates=conflicting,
+        train_test_overlap=test_overlap,
+        val_train_overlap=val_overlap,
+    )
+
+
+def leakage_message(task_id: str, source: str, hygiene: Hygiene, max_fraction: float) -> str | None:
+    """A one-line report when leakage exceeds ``max_fraction`` of the test rows, else None."""
+    if hygiene.train_test_overlap == 0 or hygiene.leakage_fraction <= max_fraction:
+        return None
+    return (
+        f"{task_id} ({source}): {hygiene.train_test_overlap} of {hygiene.n_test} test rows "
+        f"({hygiene.leakage_fraction:.1%}) have a sequence that is also in train/val (tolerated: "
+        f"{max_fraction:.1%}, --plm-leakage-max); also {hygiene.duplicate_rows} duplicate row(s), "
+        f"{hygiene.conflicting_duplicates} sequence(s) with conflicting targets within a split"
+    )

@@ -1,0 +1,115 @@
+"""Temp files that say who wrote them, respect the umask, and are swept when their writer died.
+
+Every file this package writes through a temp file (cache layers, manifests, probe results, the
+ledger, downloads) is created by :func:`make_temp` in the target's directory, named
+``.<name>.<host>.<pid>.<random><suffix>``. A ``kill -9`` leaves such a file behind;
+:func:`sweep_stale_temps` removes it on a later run when its writer is certainly gone: the pid no
+longer exists on this host, or (for writers on other hosts sharing the directory, whose pids we
+cannot check) the file has not been modified for ``max_age`` seconds.
+
+``tempfile.mkstemp`` creates files with mode 0600 whatever the umask, which makes a shared cache or
+ledger unreadable to teammates once renamed into place; :func:`make_temp` gives the file the mode
+an ordinary ``open()`` would (0666 minus the umask).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+#: temp files of writers on other hosts are removed once untouched this long (seconds)
+DEFAULT_MAX_AGE = 24 * 3600.0
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40] or "host"
+# .<name>.<host>.<pid>.<random><suffix>; <name> may contain dots, the host has none
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.(?P<rand>[A-Za-z0-9_]+)(?P<suffix>\.[A-Za-z0-9.]+)$")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic dance (not thread-safe, done rarely)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file: 0666 minus the umask."""
+    return 0o666 & ~current_umask()
+
+
+def make_temp(target: Path, suffix: str = ".tmp") -> tuple[int, Path]:
+    """Create ``.<target name>.<host>.<pid>.<random><suffix>`` beside ``target``; returns the open
+    descriptor and the path. The file has the umask's mode, not mkstemp's 0600."""
+    fd, name = tempfile.mkstemp(
+        prefix=f".{target.name}.{_HOST}.{os.getpid()}.", suffix=suffix, dir=target.parent
+    )
+    try:
+        os.fchmod(fd, default_file_mode())
+    except OSError:  # e.g. a filesystem without modes; the file is still usable
+        pass
+    return fd, Path(name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def is_stale(path: Path, *, max_age: float = DEFAULT_MAX_AGE, now: float | None = None) -> bool:
+    """True if ``path`` is one of our temp files whose writer is gone (see the module doc)."""
+    match = _TEMP.match(path.name)
+    if match is None:
+        return False
+    try:
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except OSError:
+        return False
+    if match["host"] == _HOST and int(match["pid"]) != os.getpid():
+        return not _pid_alive(int(match["pid"])) or age > max_age
+    return age > max_age
+
+
+def sweep_stale_temps(directory: Path, *, max_age: float = DEFAULT_MAX_AGE, recursive: bool = False) -> list[Path]:
+    """Remove the stale temp files (see :func:`is_stale`) in ``directory``; returns what went."""
+    removed: list[Path] = []
+    try:
+        candidates = directory.rglob(".*") if recursive else directory.glob(".*")
+        for path in candidates:
+            if path.is_file() and is_stale(path, max_age=max_age):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    except OSError:  # an unreadable or vanished directory: nothing to sweep
+        pass
+    return removed
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = make_temp(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,365 @@
+"""Reliability (issue 9) through the plugin, under pytester: what the user sees, and that nothing
+is lost. Real faults where this machine allows them (a 4 MiB tmpfs for a full disk, a read-only
+remount for an unwritable cache: these need root and are skipped otherwise)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pytest_plmtransfer.ledger import read_records
+from pytest_plmtransfer.tempfiles import _HOST
+
+try:
+    from . import flip_files
+    from .test_plugin import LAYER_TEST, USER_MODEL_CONFTEST
+except ImportError:  # tests/ is not a package
+    import flip_files  # type: ignore[no-redef]
+    from test_plugin import LAYER_TEST, USER_MODEL_CONFTEST  # type: ignore[no-redef]
+
+CLAIM_TEST = (Path(__file__).parents[1] / "benchmarks" / "test_claims.py").read_text()
+
+# A wide model (20,000 features per sequence: ~14 MiB for three layers of 60 GB1 sequences, more
+# than the tiny filesystem holds), an unsafe checkpoint on request, and a switch that hides the
+# free-space check so that the write itself meets the full disk.
+EXTRA_CONFTEST = '''
+import os
+import numpy as np
+from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
+
+class WideUserModel(ModelAdapter):
+    name = "wide_user"
+    num_layers = 2
+    embed_dim = 20000
+
+    def identity(self):
+        return {"model": self.name, "weights": "v1"}
+
+    def embed(self, sequences, layers, *, per_residue):
+        for i, seq in enumerate(sequences):
+            yield EmbeddingBatch(indices=np.array([i]),
+                                 per_layer={l: np.full((1, 20000), float(len(seq) + l), np.float32) for l in layers})
+
+if os.environ.get("PLM_TEST_HIDE_FREE_SPACE"):
+    import pytest_plmtransfer.diskspace as diskspace
+    diskspace.free_bytes = lambda directory: 1 << 40
+
+def _evil(name, init, seed, options):
+    from pytest_plmtransfer.models.weights import load_checkpoint
+    load_checkpoint(os.environ["PLM_TEST_EVIL_PT"])
+
+_register_tiny = pytest_plmtransfer_register_models
+
+def pytest_plmtransfer_register_models(registry):
+    _register_tiny(registry)
+    registry.register("wide_user", lambda name, init, seed, options: WideUserModel(),
+                      inits=("pretrained",), needs_weights=())
+    registry.register("evil_user", _evil, inits=("pretrained",), needs_weights=())
+'''
+
+
+@pytest.fixture
+def flip_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flip")
+    flip_files.write_gb1(root, n=60, seed=3)
+    return root
+
+
+@pytest.fixture
+def bench(pytester, flip_root, tmp_path, monkeypatch):
+    pytester.makepyfile(test_layers=LAYER_TEST)
+    pytester.makeconftest(USER_MODEL_CONFTEST + EXTRA_CONFTEST)
+    monkeypatch.setenv("TINY_LOG", str(tmp_path / "embed.log"))
+
+    class Bench:
+        ledger = tmp_path / "ledger.json"
+        log = tmp_path / "embed.log"
+        cache = tmp_path / "cache"
+        data = flip_root
+
+        def run(self, *args, cache=None, ledger=None, data=None):
+            # a subprocess each time: in-process reruns crash once torch is loaded
+            return pytester.runpytest_subprocess(
+                f"--plm-data-dir={data or self.data}",
+                f"--plm-cache-dir={cache or self.cache}",
+                f"--plm-ledger={ledger or self.ledger}",
+                "-p", "no:cacheprovider",
+                *args,
+            )
+
+        def records(self, ledger=None):
+            return read_records(ledger or self.ledger)
+
+        def forward_passes(self):
+            return self.log.read_text().splitlines() if self.log.exists() else []
+
+    return Bench()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A real 4 MiB filesystem (tmpfs); skipped where mounting is not permitted."""
+    mounted: list[Path] = []
+
+    def make(size: str = "4m") -> Path:
+        point = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(point)
+        return point
+
+    yield make
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def _failure_lines(result, needle: str) -> list[str]:
+    return [line for line in result.outlines if needle in line]
+
+
+# ------------------------------------------------------------------ 1: a full cache disk
+@pytest.mark.parametrize("where", ["free-space check", "write"])
+def test_full_cache_disk_fails_its_tests_in_one_line_and_the_run_finishes(bench, tiny_fs, monkeypatch, where):
+    cache = tiny_fs("4m")
+    if where == "write":  # the check is blind (a concurrent writer, a quota): the write meets ENOSPC
+        monkeypatch.setenv("PLM_TEST_HIDE_FREE_SPACE", "1")
+    result = bench.run("--plm-models=onehot,wide_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", cache=cache)
+    out = result.stdout.str() + result.stderr.str()
+    assert "Bus error" not in out and "Fatal Python error" not in out
+    result.assert_outcomes(passed=1, errors=3)  # a summary: the session survived
+    lines = _failure_lines(result, "not enough disk space for wide_user")
+    assert len(lines) >= 3 and f"in the embedding cache {cache}/embeddings" in lines[0]
+    assert ("MiB free" if where == "free-space check" else "the filesystem ran out of space") in lines[0]
+    assert "--plm-cache-dir" in lines[0] and "--plm-cache-dtype float16" in lines[0]
+    assert "Traceback" not in out
+    # nothing lost: one-hot's record is in the ledger, and no temp file fills the disk
+    assert [(r["model"], r["layer"]) for r in bench.records()] == [("onehot", 0)]
+    assert [p.name for p in cache.rglob("*.tmp")] == []
+
+
+# ------------------------------------------------------------------ 5: a read-only cache
+def test_warm_read_only_cache_serves_and_a_cold_entry_fails_naming_it(bench, tiny_fs):
+    cache = tiny_fs("8m")
+    args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled"]
+    bench.run(*args, cache=cache).assert_outcomes(passed=1)
+    subprocess.run(["mount", "-o", "remount,ro", str(cache)], check=True)
+    warm = bench.run(*args, cache=cache)
+    warm.assert_outcomes(passed=1)
+    warm.stdout.fnmatch_lines([f"plmtransfer: the cache {cache} is not writable*only embeddings and results already in it*"])
+    assert [r["cache_hit"] for r in bench.records()] == [False, True]
+    cold = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-layers=0", cache=cache)
+    cold.assert_outcomes(errors=1)
+    assert _failure_lines(cold, f"the embedding cache {cache}/embeddings is not writable")
+
+
+# ------------------------------------------------------------------ 8, 4, 2, 11, 15, 7: usage errors
+def _claims_dir(root: Path) -> Path:
+    d = root / "claims_typo"
+    d.mkdir()
+    (d / "claims.json").write_text(json.dumps({"claims": [{"kind": "beats_onehot", "models": "tiny_*", "tasks": "gb1_sampledd"}]}))
+    return d
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["seeds", "token_budget", "device", "layers_range", "layers_backwards", "claims_typo", "unsafe_checkpoint", "data_dir"],
+)
+def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester, tmp_path, monkeypatch, case):
+    args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled"]
+    expected = {
+        "seeds": (["--plm-seeds=abc"], "ERROR: --plm-seeds: 'abc' is not a seed; give non-negative integers*"),
+        "token_budget": (["--plm-token-budget=0"], "ERROR: --plm-token-budget: '0' is not a positive integer"),
+        "device": (["--plm-device=gpu"], "ERROR: --plm-device: unknown device 'gpu' (accepted: auto, cpu, cuda, cuda:N, mps)"),
+        "layers_range": (["--plm-layers=99,0"], "ERROR: --plm-layers 99,0: layer 99 is out of range; tiny_user has layers 0..2*"),
+        "layers_backwards": (["--plm-layers=2-1"], "ERROR: --plm-layers 2-1: the range 2-1 is empty*"),
+        "claims_typo": (
+            [f"--plm-baselines-dir={_claims_dir(tmp_path)}"],
+            "ERROR: *claims.json: invalid claims file: claims?0? (beats_onehot): task 'gb1_sampledd' matches no known task*",
+        ),
+        "unsafe_checkpoint": (["--plm-models=evil_user"], "ERROR: *evil.pt: refused as unsafe: it references *system*"),
+        "data_dir": ([f"--plm-data-dir={tmp_path / 'typo'}"], f"ERROR: --plm-data-dir: {tmp_path / 'typo'} does not exist"),
+    }[case]
+    if case == "claims_typo":
+        pytester.makepyfile(test_claims=CLAIM_TEST)
+    if case == "unsafe_checkpoint":
+        # written in a subprocess: importing torch in a pytester test breaks later torch imports
+        # (pytester restores sys.modules after each test)
+        make = (
+            "import os, sys, torch\n"
+            "class Evil:\n"
+            "    def __reduce__(self):\n"
+            "        return (os.system, ('touch ' + sys.argv[2],))\n"
+            "torch.save({'model': Evil()}, sys.argv[1])\n"
+        )
+        subprocess.run([sys.executable, "-c", make, str(tmp_path / "evil.pt"), str(tmp_path / "pwned")], check=True)
+        monkeypatch.setenv("PLM_TEST_EVIL_PT", str(tmp_path / "evil.pt"))
+    result = bench.run(*args, *expected[0])
+    assert result.ret == 4, result.stdout.str()
+    result.stderr.fnmatch_lines([expected[1]])
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
+    assert len(errors) == 1
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert bench.forward_passes() == [] and not bench.ledger.exists()
+    assert not (tmp_path / "pwned").exists()
+
+
+# ------------------------------------------------------------------ 6, 5: the ledger up front
+@pytest.mark.parametrize("damage", ["binary", "records_object", "unwritable"])
+def test_damaged_or_unwritable_ledger_refuses_the_run_before_computing(bench, tmp_path, damage):
+    if damage == "unwritable":
+        (tmp_path / "blocker").write_text("a file where a directory should be")
+        ledger = tmp_path / "blocker" / "ledger.json"
+        needle = f"ERROR: --plm-ledger {ledger}: the ledger cannot be written ({tmp_path / 'blocker'} is not a directory)*"
+    else:
+        ledger = tmp_path / "damaged.json"
+        ledger.write_bytes({"binary": b"\xff\xfe\x00", "records_object": b'{"schema_version": 2, "records": {"a": 1}}'}[damage])
+        before = ledger.read_bytes()
+        needle = f"ERROR: {ledger}: * The file was left as it is; move it aside, or choose another --plm-ledger"
+    result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", ledger=ledger)
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([needle])
+    assert bench.forward_passes() == [], "nothing was computed"
+    if damage != "unwritable":
+        assert ledger.read_bytes() == before, "the damaged ledger was rewritten"
+
+
+# ------------------------------------------------------------------ 3, 9, 13, 16, 17 in one story
+def _leaky_root(root: Path) -> Path:
+    def leak(member, frame):
+        train = frame.index[frame["set"] == "train"]
+        test = frame.index[frame["set"] == "test"]
+        frame.loc[test[0], "sequence"] = frame.loc[train[0], "sequence"]
+        return frame
+
+    flip_files.write_gb1(root, n=60, seed=3, edit=leak)
+    return root
+
+
+def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_path):
+    data = _leaky_root(tmp_path / "leaky")
+    args = ["--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
+            "--plm-device=cuda", "--plm-dtype=fp16", "-W", "always"]
+    old_umask = os.umask(0o022)
+    try:
+        first = bench.run(*args, data=data)
+    finally:
+        os.umask(old_umask)
+    first.assert_outcomes(passed=4)
+    # 9: leakage counted in every record and warned about
+    first.stdout.fnmatch_lines(["*DataLeakageWarning: gb1_sampled (*splits.zip): 1 of * test rows (*) have a sequence that is also in train/val*"])
+    recs = bench.records()
+    assert {r["data"]["hygiene"]["train_test_overlap"] for r in recs} == {1}
+    # 13: what ran, not what was asked (nothing here runs on CUDA or in half precision)
+    assert {(r["device"], r["dtype"]) for r in recs} == {("cpu", "float32")}
+    assert {r["requested"]["device"] for r in recs} == {"cuda"} and {r["cache_dtype"] for r in recs} == {"float32"}
+    # 17: files renamed into place from temp files have the umask's mode, not 0600
+    layer_files = list(bench.cache.rglob("L00*.npy"))
+    ledger_files = [bench.ledger] if bench.ledger.is_file() else list(bench.ledger.glob("*.jsonl"))
+    assert ledger_files and layer_files
+    assert all((p.stat().st_mode & 0o777) == 0o644 for p in [*ledger_files, *layer_files])
+    # 3: an edited cached result is caught and recomputed; 16: a dead writer's temp is swept
+    result_file = next(p for p in (bench.cache / "results").rglob("*.json"))
+    doc = json.loads(result_file.read_text())
+    doc["result"]["metrics"]["test_spearman"] = 0.999
+    result_file.write_text(json.dumps(doc))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = bench.ledger.parent / f".ledger.json.{_HOST}.{int(dead.stdout)}.k1ll3d.tmp"
+    stale.write_text("half a ledger")
+    second = bench.run(*args, data=data)
+    second.assert_outcomes(passed=4)
+    second.stdout.fnmatch_lines([f"*CachedResultWarning: cached probe result {result_file}: its content does not match its sha256*recomputing it"])
+    assert not stale.exists()
+    recs = bench.records()
+    key = lambda r: (r["model"], r["layer"])  # noqa: E731
+    run1 = {key(r): r["metrics"]["test_spearman"] for r in recs[:4]}
+    run2 = {key(r): r["metrics"]["test_spearman"] for r in recs[4:]}
+    assert run1 == run2 and 0.999 not in run2.values()
+    # 9: --plm-strict makes leakage an error: one line per test, no traceback
+    strict = bench.run(*args, "--plm-strict", data=data)
+    strict.assert_outcomes(errors=4)
+    assert len(_failure_lines(strict, "have a sequence that is also in train/val")) >= 4
+    assert "Traceback" not in strict.stdout.str()
+    assert len(bench.records()) == 8
+
+
+# ------------------------------------------------------------------ 10: a hung lock holder
+def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench, tmp_path):
+    hold = (
+        "import sys, time\n"
+        "from pytest_plmtransfer.locks import PatientLock\n"
+        "with PatientLock(sys.argv[1]):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(float(sys.argv[2]))\n"
+    )
+    lock = str(bench.ledger) + ".lock"
+    # Appends to a ledger directory take no lock (one part file per process); moving an old
+    # single-file ledger into a directory does: start from such a file so the run needs the lock.
+    bench.ledger.write_text('{"schema_version": 2, "records": []}\n')
+    args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled", "--plm-lock-timeout=1"]
+    holder = subprocess.Popen([sys.executable, "-c", hold, lock, "600"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        failed = bench.run(*args, "--plm-lock-fail")
+        failed.assert_outcomes(errors=1)
+        assert _failure_lines(failed, f"waited 1 s for the lock {lock} (ledger), held by pid {holder.pid} on host")
+        # nothing lost: the record the ledger could not take was saved beside, and named
+        failed.stdout.fnmatch_lines(["*this run's unsaved records are in *plmtransfer-unsaved-*.json"])
+    finally:
+        holder.kill()
+        holder.wait()
+    shutil.rmtree(bench.cache / "results")  # so that the next run's result marks its progress
+    # held until the run is about to append (its probe result is cached), then 3 s more
+    until_result = (
+        "import sys, time, pathlib\n"
+        "from pytest_plmtransfer.locks import PatientLock\n"
+        "with PatientLock(sys.argv[1]):\n"
+        "    print('held', flush=True)\n"
+        "    deadline = time.time() + 300\n"
+        "    while not list(pathlib.Path(sys.argv[2]).rglob('*.json')) and time.time() < deadline:\n"
+        "        time.sleep(0.1)\n"
+        "    time.sleep(3)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", until_result, lock, str(bench.cache / "results")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        waited = bench.run(*args)
+    finally:
+        holder.wait()
+    waited.assert_outcomes(passed=1)
+    waited.stdout.fnmatch_lines([f"plmtransfer: waited 1 s for the lock {lock} (ledger), held by pid {holder.pid}*still waiting*"])
+    assert len(bench.records()) == 1
+
+
+# ------------------------------------------------------------------ 11: bad data, one line per test
+def test_bad_data_fails_each_affected_test_in_one_line(bench, tmp_path):
+    def bad_residue(member, frame):
+        frame.loc[4, "sequence"] = "MJ" + frame.loc[4, "sequence"][2:]
+        return frame
+
+    flip_files.write_gb1(tmp_path / "bad", "sampled", n=30, edit=bad_residue)
+    result = bench.run("--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
+                       "-n", "2", data=tmp_path / "bad")
+    result.assert_outcomes(errors=4)
+    where = f"{tmp_path / 'bad'}/splits/gb1/splits.zip:splits/sampled.csv: row 6:"
+    lines = [line for line in result.outlines if line.startswith(where)]
+    assert len(lines) == 4 and "'J'" in lines[0]
+    assert "Traceback" not in result.stdout.str() and "readers.py" not in result.stdout.str()
+
+
+def test_bad_selection_under_xdist_fails_in_one_line_instead_of_crashing(bench):
+    result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-layers=7", "-n", "2")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert result.ret != 0
+    assert [line for line in result.outlines if line.startswith("--plm-layers 7: layer 7 is out of range; tiny_user has layers 0..2")]
+    assert bench.forward_passes() == []
