@@ -84,6 +84,12 @@ class PlmOptions:
     baselines_dir: Path = Path("baselines")
     update_baselines: bool = False
     gate: bool = False
+    #: True when --plm-tasks or --plm-suite chose the tasks; otherwise the whole catalog is
+    #: collected and the smoke suite's tasks are the default selection (see selection.py)
+    tasks_chosen: bool = False
+    #: "auto" (on when the terminal is interactive, off under -q / CI), True or False
+    progress_mode: str = "auto"
+    threads: int | None = None
 
 
 def _path(value, root: Path) -> Path | None:
@@ -116,10 +122,12 @@ def options_from_config(config) -> PlmOptions:
             raise ValueError(f"--plm-suite: unknown suite {suite!r} (known: {', '.join(SUITES)})")
         opts.models = list(SUITES[suite]["models"])
         opts.tasks = list(SUITES[suite]["tasks"])
+        opts.tasks_chosen = True
     if get("models"):
         opts.models = split_list(get("models"))
     if get("tasks"):
         opts.tasks = split_list(get("tasks"))
+        opts.tasks_chosen = True
     if get("inits"):
         opts.inits = split_list(get("inits"))
         bad = [i for i in opts.inits if i not in DEFAULT_INITS]
@@ -139,6 +147,12 @@ def options_from_config(config) -> PlmOptions:
     opts.dtype = get("dtype") or "float32"
     opts.token_budget = int(get("token_budget") or 4096)
     opts.progress = flag("progress")
+    opts.progress_mode = "on" if opts.progress else ("off" if flag("no_progress") else "auto")
+    if get("threads"):
+        raw = str(get("threads")).strip()
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"--plm-threads: must be a positive whole number of threads, got {raw!r}")
+        opts.threads = int(raw)
     opts.report = flag("report")
     opts.report_dir = _path(get("report_dir"), invocation)
     opts.baselines_dir = _path(get("baselines_dir"), root) or root / "baselines"
@@ -164,7 +178,10 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("device", "auto, cpu, cuda or cuda:N", "str"),
     ("dtype", "float32, bf16 or fp16 (half precision only on GPU)", "str"),
     ("token-budget", "most tokens in one forward batch (default 4096)", "str"),
-    ("progress", "show a progress bar while embedding", "flag"),
+    ("progress", "always show the embedding progress line (default: only on an interactive terminal, not under -q or CI)", "flag"),
+    ("no-progress", "never show the embedding progress line", "flag"),
+    ("threads", "CPU threads for torch and BLAS (default: the libraries' own; set it on shared machines)", "str"),
+    ("list", "list models, tasks and suites with sizes and whether data and weights are present locally, then exit", "flag"),
     ("report", "print per-task layer tables and claim outcomes at the end", "flag"),
     ("report-dir", "also write Markdown, CSV and PNG layer curves here", "str"),
     ("baselines-dir", "stored baselines and claims (default baselines/ under rootdir)", "str"),

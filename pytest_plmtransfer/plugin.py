@@ -19,6 +19,10 @@ if TYPE_CHECKING:  # the session pulls numpy/pandas; keep plain `pytest` runs el
     from pytest_plmtransfer.session import LayerCase, PlmSession
 
 SESSION_KEY = pytest.StashKey["_LazySession"]()
+#: the items before -k/-m deselected any (for the default selection, see selection.py)
+_COLLECTED_KEY = pytest.StashKey[list]()
+#: the line that explains the default selection, when it deselected anything
+_DEFAULT_LINE_KEY = pytest.StashKey[str]()
 
 
 def pytest_addhooks(pluginmanager) -> None:
@@ -40,7 +44,10 @@ def pytest_addoption(parser) -> None:
 
 
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "plm_layer: a per-layer transfer measurement")
+    from pytest_plmtransfer.selection import marker_lines
+
+    for line in marker_lines():
+        config.addinivalue_line("markers", line)
     run_id = getattr(config, "workerinput", {}).get("plm_run_id") or uuid.uuid4().hex[:12]
     config.stash[SESSION_KEY] = _LazySession(config, run_id)
 
@@ -79,15 +86,27 @@ def _session(config) -> "PlmSession":
     return config.stash[SESSION_KEY].get()
 
 
+def _marks(test_kind: str, task: str, init: str) -> list:
+    from pytest_plmtransfer.selection import marker_names
+
+    return [getattr(pytest.mark, name) for name in marker_names(test_kind, task, init)]
+
+
 def pytest_generate_tests(metafunc) -> None:
     if "plm_layer_case" in metafunc.fixturenames:
         cases = _session(metafunc.config).layer_cases()
-        metafunc.parametrize("plm_layer_case", cases, ids=[c.id for c in cases])
+        metafunc.parametrize(
+            "plm_layer_case",
+            [pytest.param(c, id=c.id, marks=_marks("plm_layer", c.task, c.init)) for c in cases],
+        )
     if "plm_claim_case" in metafunc.fixturenames:
         claims = _session(metafunc.config).claim_cases()
         metafunc.parametrize(
             "plm_claim_case",
-            [pytest.param(c, id=f"{c.name}-{c.param_id}", marks=c.pytest_marks()) for c in claims],
+            [
+                pytest.param(c, id=f"{c.name}-{c.param_id}", marks=c.pytest_marks() + _marks("plm_claim", c.task, c.init))
+                for c in claims
+            ],
         )
 
 
@@ -95,10 +114,56 @@ def _params(items, name: str) -> list:
     return [i.callspec.params[name] for i in items if hasattr(i, "callspec") and name in i.callspec.params]
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items) -> None:
+def _selectable(item):
+    """The item as a selection.Selectable, or None for tests that are not benchmark cases."""
+    from pytest_plmtransfer.selection import Selectable
+
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    func = (item.nodeid.split("[", 1)[0],)
+    if "plm_layer_case" in params:
+        c = params["plm_layer_case"]
+        return Selectable(func + (c.model, c.init, c.seed, c.layer), c.task)
+    if "plm_claim_case" in params:
+        c = params["plm_claim_case"]
+        return Selectable(func + (c.name, c.model, c.init), c.task)
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection_modifyitems(config, items):
+    """Around -k/-m (pytest's own hooks): remember every benchmark case before, then apply the
+    default selection and order the claims last."""
+    config.stash[_COLLECTED_KEY] = [s for s in map(_selectable, items) if s is not None]
+    yield
+    _default_selection_and_order(config, items)
+
+
+def _default_selection_and_order(config, items) -> None:
+    from pytest_plmtransfer.selection import default_keep, default_selection_line
+
+    lazy = config.stash.get(SESSION_KEY, None)
+    if lazy is not None and lazy._session is not None:  # a benchmark suite was collected
+        options = lazy._session.options
+        pairs = [(item, _selectable(item)) for item in items]
+        cases = [(item, sel) for item, sel in pairs if sel is not None]
+        keep = default_keep(
+            config.stash.get(_COLLECTED_KEY, []),
+            [sel for _, sel in cases],
+            options.tasks,
+            tasks_chosen=options.tasks_chosen,
+            expression_given=bool(config.option.keyword or config.option.markexpr),
+        )
+        dropped = {id(item) for (item, _), k in zip(cases, keep) if not k}
+        if dropped:
+            config.hook.pytest_deselected(items=[i for i in items if id(i) in dropped])
+            items[:] = [i for i in items if id(i) not in dropped]
+            config.stash[_DEFAULT_LINE_KEY] = default_selection_line(options.tasks, len(dropped))
     # Claims read per-layer results: run them after the layer tests (which fill the caches).
     items.sort(key=lambda item: hasattr(item, "callspec") and "plm_claim_case" in item.callspec.params)
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    return config.stash.get(_DEFAULT_LINE_KEY, None)
 
 
 def pytest_collection_finish(session) -> None:

@@ -122,13 +122,23 @@ class PlmSession:
             self._adapters[key] = self.registry.create(model, init, seed, self.model_options)
         return self._adapters[key]
 
+    def collected_tasks(self) -> list[str]:
+        """The chosen tasks, or (none chosen) the whole catalog, default tasks first: the default
+        selection then deselects the others unless -k/-m chose tasks (see selection.py)."""
+        if self.options.tasks_chosen:
+            return list(self.options.tasks)
+        from pytest_plmtransfer.tasks.catalog import task_ids
+
+        return list(dict.fromkeys([*self.options.tasks, *task_ids()]))
+
     def layer_cases(self) -> list[LayerCase]:
         if self._layer_cases is None:
             self._layer_cases = self._build_layer_cases(self.options.models)
         return self._layer_cases
 
     def _build_layer_cases(self, models: Iterable[str]) -> list[LayerCase]:
-        for task in self.options.tasks:
+        tasks = self.collected_tasks()
+        for task in tasks:
             get_task(task)  # unknown task ids fail collection with the list of known ones
         cases: list[LayerCase] = []
         show_seed = len(self.options.seeds) > 1
@@ -140,7 +150,7 @@ class PlmSession:
                 except ResourceUnavailable as exc:
                     num_layers, unavailable = 0, str(exc)
                 layers = parse_layers(self.options.layers, num_layers) if unavailable is None else [0]
-                for task in self.options.tasks:
+                for task in tasks:
                     for layer in layers:
                         cases.append(
                             LayerCase(model, task, layer, init, seed, num_layers, unavailable, show_seed)
@@ -161,16 +171,17 @@ class PlmSession:
 
     # ---------------------------------------------------------------- claims
     def baseline_store(self):
-        from pytest_plmtransfer.baselines import BaselineStore
+        """The user's baselines directory over the shipped defaults (see defaults.py)."""
+        from pytest_plmtransfer.defaults import LayeredBaselineStore
 
-        return BaselineStore(self.options.baselines_dir)
+        return LayeredBaselineStore(self.options.baselines_dir)
 
     def claim_cases(self) -> list[Any]:
         """Every claim in ``<baselines>/claims.json`` applied to the selected (model, task, init)."""
-        from pytest_plmtransfer.claims.spec import expand_claims, load_claims
+        from pytest_plmtransfer.claims.spec import expand_claims
 
-        path = self.baseline_store().claims_path
-        if not path.is_file():
+        claims = self.baseline_store().claims()
+        if claims is None:
             return []
         # one-hot is included: no_regression and matches_paper apply to it (init "none"); the
         # claims file's kinds that make no sense for it (beats_onehot, ...) never select it
@@ -178,9 +189,9 @@ class PlmSession:
             (model, task, init)
             for model in self.options.models
             for init in dict.fromkeys(init for init, _ in self.inits_for(model))
-            for task in self.options.tasks
+            for task in self.collected_tasks()
         ]
-        cases = expand_claims(load_claims(path), available)
+        cases = expand_claims(claims, available)
         # "pretrained beats random/stat" cannot apply to a model that has no such init
         return [
             c for c in cases
