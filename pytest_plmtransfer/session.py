@@ -119,7 +119,11 @@ class PlmSession:
     def adapter(self, model: str, init: str, seed: int | None) -> ModelAdapter:
         key = (model, init, seed)
         if key not in self._adapters:
-            self._adapters[key] = self.registry.create(model, init, seed, self.model_options)
+            from pytest_plmtransfer.identity import ensure_content_identity
+
+            adapter = self.registry.create(model, init, seed, self.model_options)
+            ensure_content_identity(adapter)  # user adapters: weights hashed into the cache key
+            self._adapters[key] = adapter
         return self._adapters[key]
 
     def collected_tasks(self) -> list[str]:
