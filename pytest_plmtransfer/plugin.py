@@ -7,6 +7,7 @@ function that asks for the ``plm_layer_case`` fixture (see ``benchmarks/test_lay
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -48,8 +49,25 @@ def pytest_configure(config) -> None:
 
     for line in marker_lines():
         config.addinivalue_line("markers", line)
+    config.stash[_OUTCOMES_KEY] = _BenchmarkOutcomes()
+    config.pluginmanager.register(config.stash[_OUTCOMES_KEY], "plmtransfer-outcomes")
     run_id = getattr(config, "workerinput", {}).get("plm_run_id") or uuid.uuid4().hex[:12]
     config.stash[SESSION_KEY] = _LazySession(config, run_id)
+
+
+def pytest_cmdline_main(config):
+    """``--plm-list``: print models, tasks and suites (with local availability) and exit."""
+    if not config.getoption("plm_list", default=False):
+        return None
+    from pytest_plmtransfer.listing import render
+
+    config._do_configure()  # conftests' registration hooks are loaded by now; fixtures not needed
+    try:
+        plm = _session(config)
+        config.get_terminal_writer().line(render(plm.registry, plm.options))
+    finally:
+        config._ensure_unconfigure()
+    return 0
 
 
 def pytest_configure_node(node) -> None:
@@ -79,7 +97,31 @@ class _LazySession:
                 root=self.config.rootpath,
                 run_id=self.run_id,
             )
+            self._session.progress = _progress_line(self.config, self._session.options.progress_mode)
         return self._session
+
+
+def _progress_line(config, mode: str):
+    """The progress line writing past capture to the terminal, or None when it is off."""
+    import contextlib
+    import sys
+
+    from pytest_plmtransfer.progress import ProgressLine, UncapturedStream, progress_enabled
+
+    out = sys.__stdout__
+    interactive = bool(out is not None and out.isatty())
+    if out is None or not progress_enabled(mode, interactive=interactive, verbosity=config.get_verbosity(),
+                                           worker=not _is_controller(config)):
+        return None
+    capman = config.pluginmanager.getplugin("capturemanager")
+    suspend = capman.global_and_fixture_disabled if capman is not None else contextlib.nullcontext
+
+    def new_line() -> None:  # start the bar on a line of its own; pytest's output stays intact
+        writer = config.get_terminal_writer()
+        if writer.width_of_current_line:
+            writer.line("")
+
+    return ProgressLine(lambda: UncapturedStream(out, suspend, new_line))
 
 
 def _session(config) -> "PlmSession":
@@ -181,20 +223,49 @@ def plm_session(request) -> "PlmSession":
 @pytest.fixture
 def plm_layer_result(request, plm_session: "PlmSession", plm_layer_case: "LayerCase") -> dict:
     """Run one layer case and write its record to the ledger; missing resources skip (or fail)."""
-    try:
-        record = plm_session.run_layer(plm_layer_case)
-    except ResourceUnavailable as exc:
-        missing = str(exc)
-    else:
-        missing = None
-    if missing is not None:  # outside the except block: the message alone, no chained traceback
-        if plm_session.options.strict:
-            pytest.fail(f"{missing} (--plm-strict)", pytrace=False)
-        pytest.skip(missing)
+    record = _unavailable(plm_session, lambda: plm_session.run_layer(plm_layer_case))
     record["test_id"] = request.node.nodeid
     request.config.hook.pytest_plmtransfer_layer_record(record=record, case=plm_layer_case)
     plm_session.write([record])
     return record
+
+
+def _unavailable(plm_session: "PlmSession", call):
+    """``call()``, turning missing data/weights into a skip (a failure under --plm-strict)."""
+    try:
+        return call()
+    except ResourceUnavailable as exc:
+        missing = str(exc)
+    if plm_session.options.strict:  # outside the except block: the message alone, no chained traceback
+        pytest.fail(f"{missing} (--plm-strict)", pytrace=False)
+    pytest.skip(missing)
+
+
+@pytest.fixture
+def plm_embeddings(plm_session: "PlmSession", plm_layer_case: "LayerCase"):
+    """The current layer case's task data and cached, memory-mapped per-layer embeddings
+    (a ``CaseEmbeddings``): the entry the layer tests use, so no second forward pass."""
+    return _unavailable(plm_session, lambda: plm_session.case_embeddings(plm_layer_case))
+
+
+@pytest.fixture
+def plm_task(plm_embeddings):
+    """The current layer case's task (``TaskData``: ids, sequences, targets, splits, spec)."""
+    return plm_embeddings.data
+
+
+@pytest.fixture
+def plm_record(request, plm_session: "PlmSession", plm_layer_case: "LayerCase"):
+    """``plm_record(metrics, head="mlp", settings=None, fit_seconds=0.0)`` writes a ledger record
+    of your own head on the current layer case (reported as ``<model>+<head>``) and returns it."""
+
+    def write(metrics: dict, head: str = "mlp", settings: dict | None = None, fit_seconds: float = 0.0) -> dict:
+        record = plm_session.head_record(plm_layer_case, metrics, head, settings=settings, fit_seconds=fit_seconds)
+        record["test_id"] = request.node.nodeid
+        plm_session.write([record])
+        return record
+
+    return write
 
 
 @pytest.fixture
@@ -218,6 +289,26 @@ def plm_claim_outcome(request, plm_session: "PlmSession", plm_claim_case):
     return outcome
 
 
+class _BenchmarkOutcomes:
+    """Skip reasons of the benchmark tests and how many had another outcome (for the
+    end-of-session explanation when everything skipped). Registered on the controller."""
+
+    def __init__(self) -> None:
+        self.skips: list[str] = []
+        self.others = 0
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if not ("plm_layer" in report.keywords or "plm_claim" in report.keywords):
+            return
+        if report.skipped and not hasattr(report, "wasxfail"):
+            self.skips.append(report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr))
+        elif report.when == "call" or report.failed:
+            self.others += 1
+
+
+_OUTCOMES_KEY = pytest.StashKey[_BenchmarkOutcomes]()
+
+
 def _is_controller(config) -> bool:
     return not hasattr(config, "workerinput")
 
@@ -234,8 +325,12 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
         layer_records = plm.ledger.records(run_id=plm.run_id, kind="layer")
         if layer_records:
-            written = plm.baseline_store().update_from(records_to_frame(layer_records))
-            plm.notes.append(f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {plm.options.baselines_dir}")
+            store = plm.baseline_store()
+            written = store.update_from(records_to_frame(layer_records))
+            plm.notes.append(
+                f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {plm.options.baselines_dir}"
+                + (f"; {len(store.unchanged)} unchanged (same values), left as they were" if store.unchanged else "")
+            )
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -247,6 +342,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         return
     for note in plm.notes:
         terminalreporter.write_line(note)
+    from pytest_plmtransfer.summary import all_skipped_explanation
+
+    outcomes = config.stash.get(_OUTCOMES_KEY, None)
+    if outcomes is not None:
+        why = all_skipped_explanation(outcomes.skips, outcomes.others)
+        if why:
+            terminalreporter.write_line(why, yellow=True)
     if not (plm.options.report or plm.options.report_dir):
         return
     from pytest_plmtransfer.ledger import records_to_frame
@@ -261,8 +363,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if plm.options.report:
         terminalreporter.write_line(render_text(layer_frame, claim_records))
     if plm.options.report_dir:
+        from pytest_plmtransfer.summary import report_written_lines
+
         written = write_report(layer_frame, claim_records, plm.options.report_dir)
-        terminalreporter.write_line(f"report written to {plm.options.report_dir}: {written}")
+        for line in report_written_lines(written, plm.options.report_dir, Path(str(config.invocation_params.dir))):
+            terminalreporter.write_line(line)
 
 
 def _wants_report(config) -> bool:

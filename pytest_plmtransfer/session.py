@@ -89,8 +89,14 @@ class PlmSession:
             dtype=options.dtype,
             token_budget=options.token_budget,
             allow_download=options.allow_download,
-            progress=options.progress,
+            progress=False,  # the session's progress line (below) shows embedding, under capture too
         )
+        #: set by the plugin when the progress line is on (see progress.py)
+        self.progress = None
+        if options.threads:
+            from pytest_plmtransfer.threads import limit_threads
+
+            limit_threads(options.threads)
         self._adapters: dict[tuple[str, str, int | None], ModelAdapter] = {}
         self._tasks: dict[str, TaskData] = {}
         self._task_errors: dict[str, Exception] = {}
@@ -260,6 +266,11 @@ class PlmSession:
             # (GB1's five splits) share one cache entry.
             sequences = sorted(set(data.sequences))
         adapter.validate_sequences(sequences)
+        if self.progress is not None:
+            from pytest_plmtransfer.progress import CountingAdapter
+
+            label = f"{case.model}/{case.init}" + (f"/s{case.seed}" if case.seed is not None else "") + f" {case.task}"
+            adapter = CountingAdapter(adapter, self.progress, label)
         entry = self.store.get_or_compute(adapter, sequences, sorted(layers), per_residue=data.spec.per_residue)
         return entry
 
@@ -277,6 +288,64 @@ class PlmSession:
             result = self._probe(entry, data, case.layer, probe_seed)
             self._store_result(result_key, result)
         return self._record(case, adapter, data, entry, result)
+
+    # ---------------------------------------------------------------- users' own tests
+    def case_embeddings(self, case: LayerCase):
+        """The task data and cached embeddings of a layer case (the entry its layer test uses)."""
+        from pytest_plmtransfer.embeddings import CaseEmbeddings
+
+        if case.unavailable:
+            raise ResourceUnavailable(case.model, case.unavailable)
+        adapter = self.adapter(case.model, case.init, case.seed)
+        data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
+        entry = self._embedding(case, adapter, data)
+        return CaseEmbeddings(case.model, case.init, case.seed, case.task, case.layer, data, entry)
+
+    def embeddings(self, model: str, task: str, *, init: str | None = None, seed: int | None = None,
+                   layers: Iterable[int] | None = None):
+        """Explicit request: embeddings of (model, init, seed) on a task, all layers by default.
+
+        ``init`` defaults to the model's first selected init (``none`` for one-hot); ``seed`` to
+        the first ``--plm-seeds`` for random/stat.
+        """
+        from pytest_plmtransfer.embeddings import CaseEmbeddings
+
+        pairs = self.inits_for(model)
+        if init is None:
+            init = pairs[0][0] if pairs else "pretrained"
+        if seed is None and init in ("random", "stat"):
+            seed = self.options.seeds[0]
+        adapter = self.adapter(model, init, seed)
+        data = prepare_for_model(self.task_data(task), adapter.max_residues)
+        wanted = sorted(set(layers) if layers is not None else range(adapter.num_layers + 1))
+        planned = self._planned_layers.get((model, init, seed, task), set())
+        sequences = data.sequences if data.spec.per_residue else sorted(set(data.sequences))
+        adapter.validate_sequences(sequences)
+        entry = self.store.get_or_compute(adapter, sequences, sorted(planned | set(wanted)),
+                                          per_residue=data.spec.per_residue)
+        return CaseEmbeddings(model, init, seed, task, None, data, entry)
+
+    def head_record(self, case: LayerCase, metrics: dict[str, float], head: str, *,
+                    settings: dict[str, Any] | None = None, fit_seconds: float = 0.0) -> dict[str, Any]:
+        """A ledger record of a user's own head on a layer case, like the linear probe's.
+
+        The record's ``model`` is ``<model>+<head>`` (so reports show it as its own row beside
+        the linear probe, and baselines can store it); ``base_model`` and ``head_name`` keep the
+        parts. ``metrics`` must hold the task's test metric (the reports' headline).
+        """
+        if not head or any(c in head for c in "+[] "):
+            raise ValueError(f"head name {head!r}: a non-empty name without '+', '[', ']' or spaces")
+        embedded = self.case_embeddings(case)
+        spec = embedded.data.spec
+        if spec.test_metric not in metrics:
+            raise ValueError(f"metrics of head {head!r} lack the task's test metric {spec.test_metric!r}")
+        adapter = self.adapter(case.model, case.init, case.seed)
+        labelled = LayerCase(f"{case.model}+{head}", case.task, case.layer, case.init, case.seed, case.num_layers)
+        result = {"metrics": {k: float(v) for k, v in metrics.items()},
+                  "head": {"name": head, **(settings or {})}, "fit_seconds": fit_seconds}
+        record = self._record(labelled, adapter, embedded.data, embedded.entry, result)
+        record.update(base_model=case.model, head_name=head, embed_seconds=0.0)
+        return record
 
     def _probe(self, entry, data: TaskData, layer: int, seed: int) -> dict[str, Any]:
         from pytest_plmtransfer.probe import ProbeInput, probe
