@@ -91,8 +91,12 @@ class _LazySession:
             registry = builtin_registry()
             registry.load_entry_points()
             self.config.hook.pytest_plmtransfer_register_models(registry=registry)
+            from pytest_plmtransfer.aliases import apply_aliases
+
+            options = options_from_config(self.config)
+            options.models = apply_aliases(options.models, registry)  # my_plm=hf:./path
             self._session = PlmSession(
-                options_from_config(self.config),
+                options,
                 registry,
                 root=self.config.rootpath,
                 run_id=self.run_id,
