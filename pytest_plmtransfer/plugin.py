@@ -114,7 +114,7 @@ def _progress_line(config, mode: str):
 
     out = sys.__stdout__
     interactive = bool(out is not None and out.isatty())
-    if out is None or not progress_enabled(mode, interactive=interactive, verbosity=config.get_verbosity(),
+    if out is None or not progress_enabled(mode, interactive=interactive, verbosity=config.option.verbose,
                                            worker=not _is_controller(config)):
         return None
     capman = config.pluginmanager.getplugin("capturemanager")
@@ -341,18 +341,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is None or not _is_controller(config):
         return
+    from pytest_plmtransfer.summary import all_skipped_explanation
+
+    outcomes = config.stash.get(_OUTCOMES_KEY, None)  # seen by the controller under xdist too
+    why = all_skipped_explanation(outcomes.skips, outcomes.others) if outcomes is not None else None
+    if why:
+        terminalreporter.write_line(why, yellow=True)
     plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None
     if plm is None:
         return
     for note in plm.notes:
         terminalreporter.write_line(note)
-    from pytest_plmtransfer.summary import all_skipped_explanation
-
-    outcomes = config.stash.get(_OUTCOMES_KEY, None)
-    if outcomes is not None:
-        why = all_skipped_explanation(outcomes.skips, outcomes.others)
-        if why:
-            terminalreporter.write_line(why, yellow=True)
     if not (plm.options.report or plm.options.report_dir):
         return
     from pytest_plmtransfer.ledger import records_to_frame

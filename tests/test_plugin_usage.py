@@ -194,6 +194,12 @@ def test_mlp_head(plm_layer_case, plm_embeddings, plm_task, plm_record):
     rho = spearmanr(mlp.predict(scaler.transform(X[test])), y[test])[0]
     record = plm_record({"test_spearman": float(rho)}, head="mlp", settings={"hidden": [16]})
     assert record["model"] == plm_layer_case.model + "+mlp" and record["layer"] == plm_layer_case.layer
+
+
+def test_explicit_request(plm_session):
+    embedded = plm_session.embeddings("tiny_user", "gb1_sampled", init="pretrained")
+    assert embedded.layers == [0, 1, 2] and embedded.layer is None
+    assert embedded.features(2).shape == (len(embedded.data.sequences), 8)
 '''
 
 
@@ -202,7 +208,7 @@ def test_mlp_head_on_plm_embeddings_shares_the_forward_pass_and_lands_in_ledger_
     pytester.makeconftest(USER_MODEL_CONFTEST)
     result = run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
                  f"--plm-data-dir={flip_root}", "--plm-report", "-W", "ignore::UserWarning")
-    result.assert_outcomes(passed=6)  # 3 layers x (linear probe, MLP)
+    result.assert_outcomes(passed=7)  # 3 layers x (linear probe, MLP) + the explicit request
     assert len(run.passes()) == 1, run.passes()  # one forward pass served both heads, all layers
     recs = read_records(run.ledger)
     assert sorted(r["model"] for r in recs) == ["tiny_user"] * 3 + ["tiny_user+mlp"] * 3
