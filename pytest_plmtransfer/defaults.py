@@ -5,7 +5,10 @@ directory with ``pytest --pyargs pytest_plmtransfer.benchmarks`` or from a scaff
 ``benchmarks/`` module) and the default baselines (``pytest_plmtransfer/baselines_default``: the
 claims file, the authors' reference numbers and the stored baselines of the smoke suite).
 
-A user's baselines directory (``--plm-baselines-dir``, default ``baselines/`` under rootdir) wins:
+A user's baselines directory (``--plm-baselines-dir``, default ``baselines/`` under rootdir) lies
+over the shipped one when it has no ``claims.json`` or its ``claims.json`` says
+``"extends": "default"``; a claims file without ``extends`` stands alone (its own claims, its own
+baselines and paper reference only). Over the defaults, the user's files win:
 
 * stored baselines: the user's file for a (task, model, init) if it exists, else the shipped one;
   ``--plm-update-baselines`` always writes into the user's directory;
@@ -38,10 +41,13 @@ class LayeredBaselineStore(BaselineStore):
     def __init__(self, root: Path | str, defaults: Path | str = DEFAULT_BASELINES) -> None:
         super().__init__(root)
         self.defaults = BaselineStore(defaults)
+        own_claims = self.root / "claims.json"
+        #: False when the user's claims.json stands alone (no "extends": "default")
+        self.layered = not own_claims.is_file() or _extends(own_claims) == EXTENDS_DEFAULT
 
     def read_path(self, task: str, model: str, init: str) -> Path:
         own = self.path_for(task, model, init)
-        if own.is_file():
+        if own.is_file() or not self.layered:
             return own
         shipped = self.defaults.path_for(task, model, init)
         return shipped if shipped.is_file() else own
@@ -49,10 +55,13 @@ class LayeredBaselineStore(BaselineStore):
     @property
     def paper_path(self) -> Path:
         own = self.root / "paper" / "reference.json"
-        return own if own.is_file() or not self.defaults.paper_path.is_file() else self.defaults.paper_path
+        if own.is_file() or not self.layered or not self.defaults.paper_path.is_file():
+            return own
+        return self.defaults.paper_path
 
     def entries(self) -> list[tuple[str, str, str]]:
-        return sorted(set(super().entries()) | set(self.defaults.entries()))
+        shipped = set(self.defaults.entries()) if self.layered else set()
+        return sorted(set(super().entries()) | shipped)
 
     def claims(self) -> ClaimsFile | None:
         return load_effective_claims(self.root / "claims.json", self.defaults.claims_path)

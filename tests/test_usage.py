@@ -189,6 +189,12 @@ def test_layered_store_reads_user_files_first_then_the_shipped_ones_and_writes_t
     own.parent.mkdir(parents=True)
     own.write_text(shipped.path_for("gb1_sampled", "onehot", "none").read_text())
     assert store.read_path("gb1_sampled", "onehot", "none") == own
+    # a claims file of one's own without "extends" stands alone: no shipped baselines or paper numbers
+    _write_claims(tmp_path / "alone" / "claims.json", {"format": "plmtransfer-claims/1", "claims": []})
+    alone = LayeredBaselineStore(tmp_path / "alone")
+    assert not alone.read_path("gb1_sampled", "onehot", "none").is_file() and alone.paper() is None
+    _write_claims(tmp_path / "ext" / "claims.json", {"format": "plmtransfer-claims/1", "extends": "default", "claims": []})
+    assert LayeredBaselineStore(tmp_path / "ext").read_path("gb1_sampled", "onehot", "none").is_file()
 
 
 def test_repo_baselines_is_the_shipped_package_data():
