@@ -62,6 +62,8 @@ def report_written_lines(written: Mapping[str, object], out_dir: Path, cwd: Path
 
     lines = [f"plmtransfer: report written to {show(out_dir)}/"]
     for kind, value in written.items():
+        if isinstance(value, Mapping):  # e.g. one PNG per task
+            value = list(value.values())
         paths = value if isinstance(value, (list, tuple)) else [value]
         paths = [p for p in paths if p]
         if paths:

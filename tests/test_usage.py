@@ -76,7 +76,7 @@ def test_all_skipped_explanation_groups_reasons_and_says_what_to_pass():
 def test_report_written_lines_are_relative_paths_not_a_dict(tmp_path):
     out = tmp_path / "out"
     lines = report_written_lines({"markdown": out / "report.md", "csv": out / "results.csv",
-                                  "png": [out / "a.png", out / "b.png"]}, out, tmp_path)
+                                  "png": {"t1": out / "a.png", "t2": out / "b.png"}}, out, tmp_path)
     assert lines == ["plmtransfer: report written to out/", "  markdown: out/report.md",
                      "  csv: out/results.csv", "  png: out/a.png, out/b.png"]
 
