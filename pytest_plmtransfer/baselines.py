@@ -29,6 +29,16 @@ A baseline file (``"format": "plmtransfer-baseline/1"``)::
 
 A value passes when ``|current - baseline| <= atol + rtol * |baseline|`` (numpy ``isclose``
 semantics, as in pytest-regressions). Seeds without a seed (pretrained, one-hot) are keyed "none".
+
+Noise (issue 12): baselines store no predictions, so a paired test against them is impossible.
+Instead each layer also stores the bootstrap standard error of the test metric per seed
+(``"intervals": {"<seed>": {"test_spearman": {"se", "low", "high", "n_resamples"}}}``), written
+on update from the records' intervals. When ``compare`` is given a ``level`` and both sides have
+a standard error, a value fails only when it is outside the tolerance *and* outside the noise,
+``|diff| > z(1 - level/2) * sqrt(se_current^2 + se_baseline^2)`` (an unpaired two-sided test:
+conservative, as the two runs score the same test examples and are positively correlated).
+Metrics without intervals (validation, train) and baselines written before intervals keep the
+tolerance alone, and the comparison notes it.
 """
 
 from __future__ import annotations
@@ -159,6 +169,8 @@ class DiffRow:
     current: float | None
     tolerance: Tolerance
     status: str  # "OK", "FAIL", "MISSING" (metric absent in the current run), "NEW" (no baseline)
+    #: z * sqrt(se_current^2 + se_baseline^2) when both sides have a bootstrap SE, else None
+    noise: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -203,7 +215,7 @@ class Comparison:
                 {
                     "layer": r.layer, "metric": r.metric, "baseline": r.baseline,
                     "current": r.current, "diff": r.diff, "tolerance": r.tolerance.describe(),
-                    "status": r.status,
+                    "noise": r.noise, "status": r.status,
                 }
                 for r in self.rows
             ]
@@ -219,7 +231,8 @@ class Comparison:
         body = [
             (
                 str(r.layer), r.metric, fmt(r.baseline, 4), fmt(r.current, 4),
-                "n/a" if r.diff is None else f"{r.diff:+.4f}", r.tolerance.describe(), r.status,
+                "n/a" if r.diff is None else f"{r.diff:+.4f}",
+                r.tolerance.describe() + ("" if r.noise is None else f" & noise ±{r.noise:.4f}"), r.status,
             )
             for r in rows
         ]
@@ -468,6 +481,9 @@ class BaselineStore:
                 if vals:
                     mean[m] = sum(vals) / len(vals)
             layers[str(int(layer))] = {"mean": mean, "per_seed": per_seed}
+            stored = _stored_intervals(lsub)
+            if stored:
+                layers[str(int(layer))]["intervals"] = stored
         last = sub.sort_values("timestamp").iloc[-1] if "timestamp" in sub.columns else sub.iloc[-1]
         data_info = last.get("data") if isinstance(last.get("data"), dict) else {}
         prov: dict[str, Any] = {k: _plain(last.get(k)) for k in _PROVENANCE_FIELDS if k in sub.columns}
@@ -502,12 +518,15 @@ class BaselineStore:
 
     # comparing ------------------------------------------------------------------------------
 
-    def compare(self, frame: pd.DataFrame, metrics: Iterable[str] | None = None) -> Comparison:
+    def compare(self, frame: pd.DataFrame, metrics: Iterable[str] | None = None,
+                level: float | None = None) -> Comparison:
         """Compare the results of ONE (task, model, init) with its stored baseline.
 
         ``metrics``: optional globs restricting which metric keys are compared (default: every
-        metric key the baseline stores). Raises :class:`BaselineMissing` (with the command that
-        creates the baseline) when there is none.
+        metric key the baseline stores). ``level``: also require a failing value to be outside
+        the bootstrap noise at this level (see the module docstring); None: tolerance only.
+        Raises :class:`BaselineMissing` (with the command that creates the baseline) when there
+        is none.
         """
         data = normalize(frame)
         if data.empty:
@@ -554,6 +573,7 @@ class BaselineStore:
         if absent:
             cmp.notes.append(f"baseline layers not in this run (not compared): {_ranges(absent)}")
 
+        no_noise: set[str] = set()
         for layer in current_layers:
             cur = data[data["layer"] == layer]
             entry = doc["layers"].get(str(layer))
@@ -579,7 +599,19 @@ class BaselineStore:
                     status = "FAIL"
                 else:
                     status = "OK" if abs(current - base) <= tol.allowed(base) + 1e-12 else "FAIL"
-                cmp.rows.append(DiffRow(layer, metric, base, current, tol, status))
+                noise = None
+                if level is not None:
+                    noise = _noise(entry.get("intervals", {}), run_seeds, cur, metric, level)
+                    if noise is None:
+                        no_noise.add(metric)
+                    elif status == "FAIL" and base is not None and current is not None and abs(current - base) <= noise:
+                        status = "OK"
+                cmp.rows.append(DiffRow(layer, metric, base, current, tol, status, noise))
+        if level is not None and no_noise:
+            cmp.notes.append(
+                f"no bootstrap interval on both sides for {', '.join(sorted(no_noise))}: "
+                "tolerance only (the baseline predates intervals, or the metric has none)"
+            )
         if any(r.status == "NEW" for r in cmp.rows):
             cmp.notes.append(
                 "layers marked NEW have no stored baseline (did the model's depth change?); "
@@ -614,6 +646,41 @@ def stable_model_key(model: str) -> str:
         if spec.startswith((".", "/", "~")) or Path(spec).expanduser().is_dir():
             return "hf:" + (Path(spec).expanduser().resolve().name or spec)
     return model
+
+
+def _stored_intervals(rows: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per seed key, the records' bootstrap intervals (standard error and bounds only)."""
+    if "intervals" not in rows.columns:
+        return {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, ivs in zip(rows["seed_key"], rows["intervals"]):
+        if not isinstance(ivs, dict):
+            continue
+        kept = {
+            m: {k: _plain(v.get(k)) for k in ("se", "low", "high", "n_resamples", "level")}
+            for m, v in ivs.items()
+            if isinstance(v, dict) and _num(v.get("se")) is not None
+        }
+        if kept:
+            out[str(key)] = kept
+    return out
+
+
+def _noise(stored: dict[str, Any], seeds: set[str], cur: pd.DataFrame, metric: str,
+           level: float) -> float | None:
+    """z * sqrt(se_current^2 + se_baseline^2), SEs averaged over the compared seeds."""
+    from statistics import NormalDist
+
+    base = [_num(stored.get(s, {}).get(metric, {}).get("se")) for s in seeds]
+    base = [v for v in base if v is not None]
+    if not base or "intervals" not in cur.columns:
+        return None
+    now = [_num(iv.get(metric, {}).get("se")) for iv in cur["intervals"] if isinstance(iv, dict)]
+    now = [v for v in now if v is not None]
+    if not now:
+        return None
+    se_b, se_c = sum(base) / len(base), sum(now) / len(now)
+    return NormalDist().inv_cdf(1.0 - level / 2.0) * math.sqrt(se_b**2 + se_c**2)
 
 
 def _seed_mean(per_seed: dict[str, dict[str, float]], seeds: set[str]) -> dict[str, float]:

@@ -4,6 +4,7 @@
 
     plmtransfer report LEDGER [--out DIR] [--run-id ID | --latest] [--metric M]
     plmtransfer compare LEDGER_A LEDGER_B [--metric auto|M] [--fail-above 0.02] [--only-diffs]
+                        [--outside-interval [--level 0.05]]
     plmtransfer show LEDGER
     plmtransfer paper LEDGER [--baselines DIR] [--tolerance 0.05]
 
@@ -107,9 +108,15 @@ def _values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     else:
         data["metric"] = metric
         data["value"] = pd.to_numeric(data[metric], errors="coerce") if metric in data.columns else float("nan")
+    data["se"] = [
+        iv.get(m, {}).get("se") if isinstance(iv, dict) and isinstance(iv.get(m), dict) else None
+        for iv, m in zip(data["intervals"] if "intervals" in data.columns else [None] * len(data), data["metric"])
+    ]
+    data["se"] = pd.to_numeric(data["se"], errors="coerce")
     grouped = data.groupby(KEY, sort=True)
     out = grouped.agg(value=("value", "mean"), metric=("metric", "first"),
-                      seeds=("seed_key", lambda s: ",".join(sorted_seeds(s))))
+                      seeds=("seed_key", lambda s: ",".join(sorted_seeds(s))),
+                      se=("se", lambda s: s.mean() if s.notna().all() else float("nan")))
     return out.reset_index()
 
 
@@ -138,18 +145,37 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     only_b = merged[merged["_merge"] == "right_only"]
     both["diff"] = both["value_b"] - both["value_a"]
     thr = args.fail_above
+    # --outside-interval: the bootstrap noise of the difference, z * sqrt(se_A^2 + se_B^2)
+    # (unpaired, so conservative); a row is flagged only when |diff| exceeds it as well.
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1.0 - args.level / 2.0)
+    both["noise"] = z * (both["se_a"] ** 2 + both["se_b"] ** 2) ** 0.5
+    if args.outside_interval:
+        if thr is None:
+            raise CliError("--outside-interval needs --fail-above (the fixed threshold it adds to)")
+        flagged = (both["diff"].abs() > thr) & (both["diff"].abs() > both["noise"].fillna(0.0))
+    else:
+        flagged = both["diff"].abs() > thr if thr is not None else pd.Series(False, index=both.index)
+    both["flagged"] = flagged
     metric_txt = "each task's test metric" if args.metric == "auto" else args.metric
     out.write(f"comparing {metric_txt}, averaged over seeds, per (model, task, init, layer)\n")
     out.write(f"  A = {pa}\n  B = {pb}   (diff = B - A)\n")
-    failing = both[both["diff"].abs() > thr] if thr is not None else both.iloc[0:0]
+    failing = both[both["flagged"]]
     shown = failing if args.only_diffs else both
     if not shown.empty:
         header = ["model", "task", "init", "layer", "metric", "A", "B", "diff", "status", "note"]
         body = []
         for row in shown.itertuples(index=False):
             nan = pd.isna(row.value_a) or pd.isna(row.value_b)
-            status = "n/a" if nan else ("FAIL" if thr is not None and abs(row.diff) > thr else "OK")
+            status = "n/a" if nan else ("FAIL" if row.flagged else "OK")
             note = "" if row.seeds_a == row.seeds_b else f"seeds A={row.seeds_a} B={row.seeds_b}"
+            if args.outside_interval and not nan:
+                within = pd.isna(row.noise) or abs(row.diff) <= row.noise
+                extra = "no interval" if pd.isna(row.noise) else f"noise ±{row.noise:.4f}"
+                if thr is not None and abs(row.diff) > thr and within and not pd.isna(row.noise):
+                    extra += ": within noise"
+                note = f"{note}; {extra}" if note else extra
             body.append([
                 row.model, row.task, row.init, str(row.layer), str(row.metric_a),
                 "n/a" if pd.isna(row.value_a) else f"{row.value_a:.4f}",
@@ -180,8 +206,9 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     if thr is None:
         out.write(summary + "\n")
         return 0
-    n_bad = int((valid["diff"].abs() > thr).sum())
-    out.write(summary + (f"; {n_bad} above {thr:g}: FAIL\n" if n_bad else f"; none above {thr:g}: OK\n"))
+    n_bad = int(valid["flagged"].sum())
+    what = f"above {thr:g}" + (" and outside the noise" if args.outside_interval else "")
+    out.write(summary + (f"; {n_bad} {what}: FAIL\n" if n_bad else f"; none {what}: OK\n"))
     return 1 if n_bad else 0
 
 
@@ -268,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-above", type=float, default=None, metavar="X",
                    help="exit 1 when any |B - A| exceeds X")
     p.add_argument("--only-diffs", action="store_true", help="list only rows above --fail-above")
+    p.add_argument("--outside-interval", action="store_true",
+                   help="flag a row only when |B - A| is also outside the bootstrap noise "
+                        "z*sqrt(se_A^2 + se_B^2) of the records' intervals (rows without intervals: threshold only)")
+    p.add_argument("--level", type=float, default=0.05,
+                   help="two-sided level of the noise band for --outside-interval (default 0.05: z=1.96)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("show", help="schema, record counts and runs of a ledger")

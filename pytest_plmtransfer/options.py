@@ -90,6 +90,8 @@ class PlmOptions:
     #: "auto" (on when the terminal is interactive, off under -q / CI), True or False
     progress_mode: str = "auto"
     threads: int | None = None
+    #: bootstrap resamples for the test metric's interval and the paired claims (0: none)
+    bootstrap: int = 1000
 
 
 def _path(value, root: Path) -> Path | None:
@@ -158,6 +160,14 @@ def options_from_config(config) -> PlmOptions:
     opts.baselines_dir = _path(get("baselines_dir"), root) or root / "baselines"
     opts.update_baselines = flag("update_baselines")
     opts.gate = flag("gate")
+    raw_bootstrap = get("bootstrap")
+    if raw_bootstrap not in (None, ""):
+        try:
+            opts.bootstrap = int(raw_bootstrap)
+        except ValueError:
+            raise ValueError(f"--plm-bootstrap: expected a number of resamples, got {raw_bootstrap!r}") from None
+        if opts.bootstrap < 0 or opts.bootstrap == 1:
+            raise ValueError(f"--plm-bootstrap: need 0 (no intervals) or at least 2 resamples, got {opts.bootstrap}")
     return opts
 
 
@@ -187,4 +197,6 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("baselines-dir", "stored baselines and claims (default baselines/ under rootdir)", "str"),
     ("update-baselines", "rewrite stored baselines from this run", "flag"),
     ("gate", "run the claims for the selected models and fail on any broken claim", "flag"),
+    ("bootstrap", "bootstrap resamples of the test set for intervals and paired claims "
+     "(default 1000; 0 turns intervals off and claims fall back to plain comparisons)", "str"),
 ]

@@ -36,6 +36,7 @@ from .heads.classifier import (
     SoftmaxProbe,
 )
 from .heads.ridge import DEFAULT_ALPHAS, RIDGE_SELECTION_METRICS, RidgeProbe
+from .predictions import TestPredictions
 from .tasks.spec import SPLITS, SplitName, TaskKind
 
 __all__ = ["ProbeInput", "ProbeResult", "ProbeSettings", "probe", "standardization_stats"]
@@ -73,11 +74,14 @@ class ProbeInput:
 @dataclass
 class ProbeResult:
     """``metrics``: flat metric name -> value (nan where undefined). ``head``: the settings the
-    head used and chose (JSON-safe). ``fit_seconds``: wall time of the whole probe call."""
+    head used and chose (JSON-safe). ``fit_seconds``: wall time of the whole probe call.
+    ``predictions``: the test split's predictions and targets (for bootstrap intervals and
+    paired tests; see :mod:`pytest_plmtransfer.predictions`)."""
 
     metrics: dict[str, float]
     head: dict[str, Any]
     fit_seconds: float
+    predictions: TestPredictions | None = None
 
 
 @dataclass
@@ -209,7 +213,7 @@ def _standardized(
 
 def _probe_regression(
     inp: ProbeInput, settings: ProbeSettings
-) -> tuple[dict[str, float], dict[str, Any]]:
+) -> tuple[dict[str, float], dict[str, Any], TestPredictions]:
     X = inp.X
     n = len(inp.targets)
     if X.ndim != 2 or X.shape[0] != n:
@@ -268,7 +272,7 @@ def _probe_regression(
         else [float(s) if np.isfinite(s) else None for s in scores],
         "solver": ridge.solver_,
     }
-    return metrics, head
+    return metrics, head, TestPredictions("regression", yt["test"], pred["test"])
 
 
 def _softmax(settings: ProbeSettings, n_classes: int, seed: int) -> SoftmaxProbe:
@@ -342,8 +346,10 @@ def _fit_classifier(
     classes: list[str],
     settings: ProbeSettings,
     seed: int,
-) -> tuple[dict[str, float], dict[str, Any], np.ndarray]:
-    """Standardize on the training rows, fit, evaluate; returns metrics, head, test probs."""
+    keep_all_test: bool = False,
+) -> tuple[dict[str, float], dict[str, Any], np.ndarray, np.ndarray | None]:
+    """Standardize on the training rows, fit, evaluate; returns metrics, head, the test
+    probabilities of the rows with seen labels, and (``keep_all_test``) of every test row."""
     mean, _, scale = standardization_stats(X, rows["train"])
     views = {s: RowView(X, rows[s], mean, scale) for s in SPLITS}
     clf = _softmax(settings, len(classes), seed)
@@ -365,12 +371,15 @@ def _fit_classifier(
         metrics["test_accuracy"] = float(found["test_accuracy"] * seen.sum() / seen.size)
         metrics["test_unseen_fraction"] = float(1.0 - seen.mean())
     assert test_probs is not None
-    return metrics, _softmax_head(clf, classes), test_probs
+    all_probs = test_probs
+    if keep_all_test and not seen.all():
+        all_probs = clf.predict_proba(views["test"])
+    return metrics, _softmax_head(clf, classes), test_probs, all_probs if keep_all_test else None
 
 
 def _probe_classification(
     inp: ProbeInput, settings: ProbeSettings, seed: int
-) -> tuple[dict[str, float], dict[str, Any]]:
+) -> tuple[dict[str, float], dict[str, Any], TestPredictions]:
     X = inp.X
     n = len(inp.targets)
     if X.ndim != 2 or X.shape[0] != n:
@@ -380,10 +389,10 @@ def _probe_classification(
     _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
     labels = np.asarray([str(t) for t in inp.targets])
     classes, y = _class_index(labels, splits, lambda i: f"sequence {i}", inp.unseen_test_labels)
-    metrics, head, _ = _fit_classifier(
-        X, rows, {s: y[r] for s, r in rows.items()}, classes, settings, seed
+    metrics, head, _, test_probs = _fit_classifier(
+        X, rows, {s: y[r] for s, r in rows.items()}, classes, settings, seed, keep_all_test=True
     )
-    return metrics, head
+    return metrics, head, TestPredictions("classification", y[rows["test"]], test_probs, None, classes)
 
 
 def _residue_labels(targets: list) -> np.ndarray:
@@ -398,7 +407,7 @@ def _residue_labels(targets: list) -> np.ndarray:
 
 def _probe_per_residue(
     inp: ProbeInput, settings: ProbeSettings, seed: int
-) -> tuple[dict[str, float], dict[str, Any]]:
+) -> tuple[dict[str, float], dict[str, Any], TestPredictions]:
     X = inp.X
     n = len(inp.targets)
     splits = _split_array(inp, n)
@@ -453,12 +462,18 @@ def _probe_per_residue(
     classes, y = _class_index(labels, res_split, where, inp.unseen_test_labels)
     rows = {s: scored_idx[res_split == s] for s in SPLITS}
     y_rows = {s: y[res_split == s] for s in SPLITS}
-    out, head, test_probs = _fit_classifier(X, rows, y_rows, classes, settings, seed)
+    out, head, test_probs, all_probs = _fit_classifier(
+        X, rows, y_rows, classes, settings, seed, keep_all_test=True
+    )
     if classes == ["C", "E", "H"]:
         out["test_q3"] = out["test_accuracy"]
     y_test = y_rows["test"]
     out.update(M.per_class_metrics(test_probs, y_test[y_test >= 0], classes, "test"))
-    return out, head
+    # Resampling units: the test proteins (each with its scored residues, in task order).
+    proteins = seq_of[rows["test"]]
+    starts = np.flatnonzero(np.r_[True, proteins[1:] != proteins[:-1]]) if proteins.size else np.zeros(0, np.int64)
+    units = np.r_[starts, proteins.size].astype(np.int64)
+    return out, head, TestPredictions("per_residue", y_test, all_probs, units, classes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,15 +498,16 @@ def probe(inp: ProbeInput, *, seed: int = 0, settings: ProbeSettings | None = No
     settings = settings or ProbeSettings()
     start = time.perf_counter()
     if inp.kind == "regression":
-        metrics, head = _probe_regression(inp, settings)
+        metrics, head, preds = _probe_regression(inp, settings)
     elif inp.kind == "classification":
-        metrics, head = _probe_classification(inp, settings, seed)
+        metrics, head, preds = _probe_classification(inp, settings, seed)
     elif inp.kind == "per_residue":
-        metrics, head = _probe_per_residue(inp, settings, seed)
+        metrics, head, preds = _probe_per_residue(inp, settings, seed)
     else:
         raise ValueError(f"unknown task kind {inp.kind!r}")
     return ProbeResult(
         metrics={k: float(v) for k, v in metrics.items()},
         head=head,
         fit_seconds=time.perf_counter() - start,
+        predictions=preds,
     )

@@ -5,6 +5,14 @@ optional claim records) and recomputes nothing. Per task, one table: rows model/
 over seeds when replicated), columns L00..Lnn on the task's test metric, the best layer (chosen
 by the selection metric on validation, reported on test) marked ``*``, a ``best`` column and the
 difference to one-hot, whose row comes first. Then the claims' outcomes.
+
+Intervals (issue 12): where the records carry bootstrap intervals of the test metric, a cell reads
+``0.821 ± 0.012`` where ``±`` is the **half-width of the 95% interval** ((high - low) / 2 of the
+percentile bootstrap over test examples). With seed replicates the cell is the seed mean and the
+half-width is ``1.96 * sqrt(sd_seeds^2 / k + mean(se^2))``: seed noise shrinks with k seeds, the
+test-set noise does not (every seed is scored on the same test examples). Records without
+intervals (older ledgers) show ``mean±sd`` over seeds as before. PNG curves shade the same
+intervals.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ class TableRow:
     values: dict[int, tuple[float, float]]
     best_layer: int | None
     depth: int
+    #: layer -> half-width of the 95% interval of the test metric (absent: no intervals recorded)
+    half_widths: dict[int, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -103,22 +113,44 @@ def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTabl
                 values = {int(l): (float(r[test_m]), float(r[f"{test_m}_std"])) for l, r in c.iterrows()}
                 table.rows.append(
                     TableRow(model, init, sorted_seeds(sub["seed_key"]), values,
-                             best_layer(c[sel_m], sel_m), depth(sub))
+                             best_layer(c[sel_m], sel_m), depth(sub), interval_half_widths(sub, test_m))
                 )
         tables.append(table)
     return tables
+
+
+def interval_half_widths(frame: pd.DataFrame, metric: str) -> dict[int, float]:
+    """Per layer, the half-width of the 95% interval of ``metric`` (see the module docstring)."""
+    if "intervals" not in frame.columns:
+        return {}
+    out: dict[int, float] = {}
+    for layer, sub in frame.groupby("layer"):
+        found = [iv.get(metric) for iv in sub["intervals"] if isinstance(iv, dict)]
+        found = [v for v in found if isinstance(v, dict) and v.get("low") is not None and v.get("high") is not None]
+        if not found or len(found) < len(sub):
+            continue
+        if len(found) == 1:
+            out[int(layer)] = (float(found[0]["high"]) - float(found[0]["low"])) / 2.0
+            continue
+        values = pd.to_numeric(sub[metric], errors="coerce")
+        se2 = sum(float(v["se"]) ** 2 for v in found) / len(found)
+        out[int(layer)] = 1.96 * math.sqrt(float(values.var(ddof=1)) / len(found) + se2)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
 # text
 
 
-def _cell(value: tuple[float, float] | None, best: bool, digits: int = 3) -> str:
+def _cell(value: tuple[float, float] | None, best: bool, digits: int = 3,
+          half_width: float | None = None) -> str:
     if value is None or math.isnan(value[0]):
         return ""
     mean, std = value
     txt = f"{mean:.{digits}f}"
-    if not math.isnan(std):
+    if half_width is not None and not math.isnan(half_width):
+        txt += f" ± {half_width:.{digits}f}"
+    elif not math.isnan(std):
         txt += f"±{std:.{digits}f}"
     return txt + (BEST_MARK if best else " ")
 
@@ -136,7 +168,7 @@ def _grid(table: TaskTable, layers: Sequence[int], with_summary: bool) -> tuple[
     body = []
     for row in table.rows:
         cells = [row.label, str(row.n_seeds) if row.n_seeds else "-"]
-        cells += [_cell(row.values.get(l), l == row.best_layer) for l in layers]
+        cells += [_cell(row.values.get(l), l == row.best_layer, half_width=row.half_widths.get(l)) for l in layers]
         if with_summary:
             best = row.best
             cells.append("" if best is None else f"L{row.best_layer:02d} {best[0]:.3f}")
@@ -155,9 +187,16 @@ def _text_table(header: list[str], body: list[list[str]]) -> list[str]:
 
 
 def _caption(table: TaskTable) -> str:
+    spread = "mean±std over seeds where replicated"
+    if any(r.half_widths for r in table.rows):
+        spread = (
+            "value ± half-width of its 95% interval: bootstrap over test examples, "
+            "with the seed spread added where replicated"
+            + ("; rows without intervals: mean±std over seeds" if not all(r.half_widths for r in table.rows) else "")
+        )
     return (
         f"{table.task}: {table.test_metric} by layer ({BEST_MARK} = best layer chosen on "
-        f"{table.selection_metric}; mean±std over seeds where replicated)"
+        f"{table.selection_metric}; {spread})"
     )
 
 
@@ -302,6 +341,11 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         ]
     )
     out = out.merge(info, on=["task", "model", "init"], how="left")
+    half = {(t.task, r.model, r.init, l): h for t in tables for r in t.rows for l, h in r.half_widths.items()}
+    if half:  # the ± of the tables: half-width of the 95% interval of the task's test metric
+        out["test_metric_ci95_halfwidth"] = [
+            half.get((t, m, i, int(l))) for t, m, i, l in zip(out["task"], out["model"], out["init"], out["layer"])
+        ]
     out["relative_depth"] = out["layer"] / out["depth"].clip(lower=1)
     out["best"] = out["layer"] == out["best_layer"]
     out = out.sort_values(["order", "layer"], kind="stable").reset_index(drop=True)
@@ -336,7 +380,11 @@ def _draw(ax: Any, table: TaskTable, legend: bool = True) -> None:
         style = INIT_STYLE.get(row.init, {"linestyle": ":", "marker": "d"})
         label = f"{row.model} {row.init}" + (f" (n={row.n_seeds})" if row.n_seeds > 1 else "")
         ax.plot(xs, ys, color=color[row.model], linewidth=1.8, markersize=4, label=label, **style)
-        if row.n_seeds > 1 and not all(math.isnan(s) for s in sd):
+        if row.half_widths:
+            hw = [row.half_widths.get(l, 0.0) for l in layers]
+            ax.fill_between(xs, [y - h for y, h in zip(ys, hw)], [y + h for y, h in zip(ys, hw)],
+                            color=color[row.model], alpha=0.15, linewidth=0)
+        elif row.n_seeds > 1 and not all(math.isnan(s) for s in sd):
             lo = [y - (0 if math.isnan(s) else s) for y, s in zip(ys, sd)]
             hi = [y + (0 if math.isnan(s) else s) for y, s in zip(ys, sd)]
             ax.fill_between(xs, lo, hi, color=color[row.model], alpha=0.15, linewidth=0)
@@ -347,6 +395,9 @@ def _draw(ax: Any, table: TaskTable, legend: bool = True) -> None:
     one = table.onehot
     if one is not None and one.best is not None:
         ax.axhline(one.best[0], color="black", linestyle=":", linewidth=1.6, label=f"one-hot ({one.best[0]:.3f})")
+        hw = one.half_widths.get(one.best_layer) if one.best_layer is not None else None
+        if hw:
+            ax.axhspan(one.best[0] - hw, one.best[0] + hw, color="black", alpha=0.07, linewidth=0)
     ax.set_title(f"{table.task}")
     ax.set_xlabel("relative depth (layer / last layer)" if mode == "depth" else "layer")
     ax.set_ylabel(table.test_metric)

@@ -285,10 +285,17 @@ class PlmSession:
         probe_seed = case.seed if case.seed is not None else 0
         result_key = self._result_key(entry.key, data, case.layer, probe_seed)
         result = self._cached_result(result_key)
-        if result is None:
-            result = self._probe(entry, data, case.layer, probe_seed)
+        if result is None or not self._has_predictions(result_key, result):
+            # (results cached before predictions were kept are refitted once)
+            result = self._probe(entry, data, case.layer, probe_seed, result_key)
             self._store_result(result_key, result)
-        return self._record(case, adapter, data, entry, result)
+        elif self._refresh_intervals(result_key, result):
+            self._store_result(result_key, result)
+        record = self._record(case, adapter, data, entry, result)
+        record["intervals"] = result.get("intervals") or {}
+        record["interval_seconds"] = result.get("interval_seconds")
+        record["predictions"] = self._predictions_ref(result_key, result)
+        return record
 
     # ---------------------------------------------------------------- users' own tests
     def case_embeddings(self, case: LayerCase):
@@ -348,7 +355,51 @@ class PlmSession:
         record.update(base_model=case.model, head_name=head, embed_seconds=0.0)
         return record
 
-    def _probe(self, entry, data: TaskData, layer: int, seed: int) -> dict[str, Any]:
+    # ---------------------------------------------------------------- predictions, intervals
+    def _has_predictions(self, key: str, result: dict[str, Any]) -> bool:
+        from pytest_plmtransfer.predictions import predictions_path
+
+        return bool(result.get("predictions")) and predictions_path(self.results_dir, key).is_file()
+
+    def _predictions_ref(self, key: str, result: dict[str, Any]) -> dict[str, Any]:
+        from pytest_plmtransfer.predictions import predictions_path
+
+        ref = dict(result.get("predictions") or {})
+        return {"key": key, "path": str(predictions_path(self.results_dir, key)), **ref}
+
+    def _intervals(self, preds, metric: str) -> tuple[dict[str, Any], float]:
+        """Bootstrap interval of the task's test metric (``{}`` with --plm-bootstrap 0)."""
+        from pytest_plmtransfer.stats import interval
+
+        n = self.options.bootstrap
+        if n <= 0 or preds.n_units < 2:
+            return {}, 0.0
+        start = time.perf_counter()
+        found = interval(preds, metric, n_resamples=n).to_dict()
+        return {metric: found}, time.perf_counter() - start
+
+    def _refresh_intervals(self, key: str, result: dict[str, Any]) -> bool:
+        """Recompute a cached result's intervals from its stored predictions when the number of
+        resamples asked for changed (no refit). True when the result changed."""
+        from pytest_plmtransfer.predictions import PredictionsError, load_predictions, predictions_path
+
+        have = {v.get("n_resamples") for v in (result.get("intervals") or {}).values()}
+        want = self.options.bootstrap
+        if (want <= 0 and not have) or have == {want}:
+            return False
+        try:
+            preds = load_predictions(predictions_path(self.results_dir, key), result["predictions"].get("sha256"))
+        except PredictionsError:
+            return False
+        metric = result.get("test_metric")
+        if not metric:
+            return False
+        intervals, seconds = self._intervals(preds, metric)
+        result["intervals"], result["interval_seconds"] = intervals, round(seconds, 4)
+        return True
+
+    def _probe(self, entry, data: TaskData, layer: int, seed: int, key: str) -> dict[str, Any]:
+        from pytest_plmtransfer.predictions import predictions_path, save_predictions
         from pytest_plmtransfer.probe import ProbeInput, probe
 
         array = entry.layer(layer)
@@ -371,7 +422,13 @@ class PlmSession:
             ),
             seed=seed,
         )
-        return {"metrics": out.metrics, "head": out.head, "fit_seconds": out.fit_seconds}
+        result = {"metrics": out.metrics, "head": out.head, "fit_seconds": out.fit_seconds,
+                  "test_metric": data.spec.test_metric}
+        if out.predictions is not None:
+            result["predictions"] = save_predictions(predictions_path(self.results_dir, key), out.predictions)
+            intervals, seconds = self._intervals(out.predictions, data.spec.test_metric)
+            result["intervals"], result["interval_seconds"] = intervals, round(seconds, 4)
+        return result
 
     def _result_key(self, embedding_key: str, data: TaskData, layer: int, seed: int) -> str:
         payload = {

@@ -189,3 +189,37 @@ def test_more_seeds_than_the_baseline_compare_the_shared_seed(tmp_path):
     assert not three.groupby("layer")["test_spearman"].mean().equals(
         three[three["seed"] == 42].groupby("layer")["test_spearman"].mean()
     )
+
+
+def test_no_regression_fails_only_outside_tolerance_and_bootstrap_noise(tmp_path):
+    from pytest_plmtransfer.ledger import records_to_frame
+    from pytest_plmtransfer.synthetic import curve_records
+
+    def records(se):
+        recs = curve_records("m", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.6, 0.6)]})
+        for r in recs:
+            r["intervals"] = {"test_spearman": {"se": se, "low": 0.4, "high": 0.8, "n_resamples": 1000}}
+        return records_to_frame(recs)
+
+    store = BaselineStore(tmp_path)
+    store.update_from(records(0.01))
+    path = store.path_for("gb1_sampled", "m", "pretrained")
+    doc = json.loads(path.read_text())
+    assert doc["layers"]["1"]["intervals"]["none"]["test_spearman"]["se"] == 0.01
+    doc["layers"]["1"]["mean"]["test_spearman"] += 0.05
+    doc["layers"]["1"]["per_seed"]["none"]["test_spearman"] += 0.05
+    path.write_text(json.dumps(doc))
+
+    # 0.05 is outside the tolerance (0.02) and outside the noise 1.96 * sqrt(2) * 0.01 = 0.028
+    failing = store.compare(records(0.01), ["test_spearman"], level=0.05)
+    assert [(r.layer, r.status) for r in failing.rows] == [(0, "OK"), (1, "FAIL")]
+    assert failing.rows[1].noise == pytest.approx(1.959964 * 2**0.5 * 0.01, rel=1e-5)
+    # noisier current results (SE 0.05): the same 0.05 change is within the noise
+    noisy = store.compare(records(0.05), ["test_spearman"], level=0.05)
+    assert noisy.ok and "noise ±" in noisy.format()
+    # without a level (or without stored intervals) the tolerance alone decides, as before
+    assert not store.compare(records(0.05), ["test_spearman"]).ok
+    doc["layers"]["1"].pop("intervals")
+    path.write_text(json.dumps(doc))
+    old = store.compare(records(0.05), ["test_spearman"], level=0.05)
+    assert not old.ok and any("tolerance only" in n for n in old.notes)

@@ -134,3 +134,29 @@ def test_paper_subcommand(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "carp_600k" in out and "FAIL" in out and "-0.086" in out
     assert main(["paper", str(path), "--baselines", str(REPO / "baselines"), "--tolerance", "0.1"]) == 0
+
+
+def test_compare_outside_interval_flags_only_changes_beyond_the_noise(tmp_path, records, capsys):
+    def with_se(recs, se):
+        out = copy.deepcopy(recs)
+        for r in out:
+            r["intervals"] = {"test_spearman": {"se": se, "low": 0.0, "high": 1.0, "n_resamples": 1000}}
+        return out
+
+    a = write_ledger(tmp_path / "a.json", with_se(records, 0.01))
+    moved = shifted(records, -0.05)
+    quiet = write_ledger(tmp_path / "quiet.json", with_se(moved, 0.01))  # noise 1.96*sqrt(2)*0.01 = 0.028
+    noisy = write_ledger(tmp_path / "noisy.json", with_se(moved, 0.04))  # noise 0.081
+    args = ["--fail-above", "0.02", "--outside-interval"]
+    assert main(["compare", str(a), str(quiet), *args]) == 1
+    assert "1 above 0.02 and outside the noise: FAIL" in capsys.readouterr().out
+    assert main(["compare", str(a), str(noisy), *args]) == 0
+    out = capsys.readouterr().out
+    assert "none above 0.02 and outside the noise: OK" in out and "within noise" in out
+    # the fixed threshold alone still flags it
+    assert main(["compare", str(a), str(noisy), "--fail-above", "0.02"]) == 1
+    capsys.readouterr()
+    # records without intervals: the threshold alone decides, and the row says so
+    plain = write_ledger(tmp_path / "plain.json", moved)
+    assert main(["compare", str(a), str(plain), *args]) == 1
+    assert "no interval" in capsys.readouterr().out

@@ -261,3 +261,24 @@ def test_unseen_test_labels_count_as_errors_when_allowed():
     assert out["test_unseen_fraction"] == pytest.approx(5 / 40)
     assert out["test_accuracy"] <= 1 - 5 / 40 + 1e-9
     assert np.isfinite(out["test_loss"])
+
+
+def test_probe_returns_test_predictions_for_intervals() -> None:
+    from pytest_plmtransfer.stats import interval
+
+    X, offsets, targets, masks, splits = _per_residue(3)
+    out = probe(ProbeInput("per_residue", X, offsets, targets, splits, masks, "val_loss"), settings=FAST)
+    preds = out.predictions
+    test_proteins = [i for i, s in enumerate(splits) if s == "test" and np.asarray(masks[i]).any()]
+    # one resampling unit per test protein with scored residues, each holding its scored residues
+    assert preds.kind == "per_residue" and preds.n_units == len(test_proteins)
+    assert list(np.diff(preds.units)) == [int(np.asarray(masks[i]).sum()) for i in test_proteins]
+    iv = interval(preds, "test_accuracy", n_resamples=200)
+    assert iv.unit == "protein" and iv.estimate == pytest.approx(out.metrics["test_accuracy"])
+
+    Xr, yr, sr = _regression()
+    out = probe(ProbeInput("regression", Xr, None, list(yr), sr), settings=FAST)
+    assert out.predictions.n_units == int((np.asarray(sr) == "test").sum())
+    assert interval(out.predictions, "test_spearman", n_resamples=200).estimate == pytest.approx(
+        out.metrics["test_spearman"], abs=1e-12
+    )

@@ -18,6 +18,15 @@ t-test (unequal variances: ablations vary far more across seeds than pretrained 
 is used rather than a rank test because with 3-5 seeds no rank or sign test can reach p < 0.05 at
 all (e.g. the exact sign test's smallest p with 3 seeds is 0.125). With one seed there is no
 test: a plain comparison, and the message says so.
+
+Paired tests (issue 12): when the records refer to stored test predictions (every record written
+since predictions are kept), ``beats_onehot``, ``pretrained_beats_*`` and ``saturates_by``
+instead compare the two sides' predictions on the same test examples with a paired bootstrap
+(:mod:`pytest_plmtransfer.claims.paired`, :func:`pytest_plmtransfer.stats.paired_test`): seed
+replicates enter through a hierarchical bootstrap, the message gives the difference, its
+``1 - 2*level`` interval and the one-sided p-value, and the claim passes when ``p < level``
+(``saturates_by`` fails only when the gap is significantly larger than the tolerance). Records
+without predictions keep the comparisons above, and the message says so.
 """
 
 from __future__ import annotations
@@ -47,7 +56,9 @@ from pytest_plmtransfer.baselines import (
     BaselineStore,
     format_paper_rows,
 )
+from pytest_plmtransfer.claims.paired import compare_rows
 from pytest_plmtransfer.claims.spec import ONEHOT, ClaimCase
+from pytest_plmtransfer.stats import PairedResult
 
 REPLICATE_HINT = "--plm-seeds 42,0,12345"
 
@@ -125,6 +136,20 @@ def _own(case: ClaimCase, frame: pd.DataFrame) -> pd.DataFrame | ClaimOutcome:
     return mine
 
 
+def _rows_at(frame: pd.DataFrame, layers: dict[str, int]) -> pd.DataFrame:
+    """The records of each seed key at its layer (``{seed_key: layer}``)."""
+    keep = pd.Series(False, index=frame.index)
+    for key, layer in layers.items():
+        keep |= (frame["seed_key"] == key) & (frame["layer"] == layer)
+    return frame[keep]
+
+
+def _paired_txt(paired: PairedResult | str) -> str:
+    if isinstance(paired, str):
+        return f" [no paired test: {paired}; plain comparison]"
+    return f"; {paired.describe()}"
+
+
 def _beats_onehot(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | None) -> ClaimOutcome:
     mine = _own(case, frame)
     if isinstance(mine, ClaimOutcome):
@@ -143,21 +168,36 @@ def _beats_onehot(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | None
         return _missing(f"{_what(case)}: {sel_m}/{test_m} missing from the records of the model or of one-hot",
                         selection_metric=sel_m, test_metric=test_m)
     margin = float(case.params.get("margin", 0.0))
+    level = float(case.params.get("level", 0.05))
     low = lower_is_better(test_m)
     threshold = s_o.test_value - margin if low else s_o.test_value + margin
-    passed = better(s_m.test_value, threshold, test_m)
     diff = s_m.test_value - s_o.test_value
-    seeds = f" (mean of {s_m.n} seeds)" if s_m.n > 1 else ""
+    paired = compare_rows(
+        _rows_at(mine, {k: s_m.layer for k in mine["seed_key"].unique()}),
+        _rows_at(one, {k: s_o.layer for k in one["seed_key"].unique()}),
+        test_m, margin=margin, level=level, labels=(case.model, ONEHOT),
+    )
+    significance = ""
+    if isinstance(paired, PairedResult):
+        passed = paired.significant
+        significance = f" (significant: p < {level:g})" if passed else f" (not significant: p >= {level:g})"
+    else:
+        passed = better(s_m.test_value, threshold, test_m)
     verdict = "beats" if passed else "does not beat"
+    seeds = f" (mean of {s_m.n} seeds)" if s_m.n > 1 else ""
     margin_txt = f" by more than the margin {margin:g}" if margin else ""
     msg = (
         f"{_what(case)}: layer {s_m.layer} (chosen on {sel_m}={fmt(s_m.selection_value)}) has "
         f"{test_m} {fmt(s_m.test_value)}{seeds} vs one-hot {fmt(s_o.test_value)}: "
-        f"difference {diff:+.3f}; {verdict} one-hot{margin_txt}"
+        + (f"{paired.describe()}; " if isinstance(paired, PairedResult) else f"difference {diff:+.3f}; ")
+        + f"{verdict} one-hot{margin_txt}{significance}"
+        + ("" if isinstance(paired, PairedResult) else _paired_txt(paired))
     )
     return ClaimOutcome(passed, msg, {
-        "selection_metric": sel_m, "test_metric": test_m, "margin": margin,
+        "selection_metric": sel_m, "test_metric": test_m, "margin": margin, "level": level,
         "model": _sel_detail(s_m), "onehot": _sel_detail(s_o), "difference": diff,
+        "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
+        "paired_unavailable": paired if isinstance(paired, str) else None,
     })
 
 
@@ -188,22 +228,40 @@ def _saturates_by(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | None
         return _missing(f"{_what(case)}: {sel_m}/{test_m} missing from the records")
     low = lower_is_better(test_m)
     gap = (early.test_value - best.test_value) if low else (best.test_value - early.test_value)
-    passed = gap <= tol + 1e-12
+    level = float(case.params.get("level", 0.05))
+    seeds = {key: best.layer for key in mine["seed_key"].unique()}
+    # H1 of the paired test: the best layer beats the early one by more than the tolerance.
+    paired = compare_rows(
+        _rows_at(mine, seeds), _rows_at(mine, {k: early.layer for k in seeds}), test_m,
+        margin=tol, level=level, labels=(f"layer {best.layer}", f"layer {early.layer}"),
+    )
+    if isinstance(paired, PairedResult):
+        passed = not paired.significant
+        verdict = (
+            f"saturates (gap not significantly above the tolerance, p >= {level:g})" if passed
+            else f"does not saturate (gap significantly above the tolerance, p < {level:g})"
+        )
+        stat_txt = "; best minus early " + paired.describe()
+    else:
+        passed = gap <= tol + 1e-12
+        verdict = "saturates" if passed else "does not saturate"
+        stat_txt = _paired_txt(paired)
     notes = ""
     if layers[-1] < last:
         notes = f" (only layers up to {layers[-1]} of {last} were run)"
-    verdict = "saturates" if passed else "does not saturate"
     msg = (
         f"{_what(case)}: best layer {best.layer} chosen on {sel_m} has {test_m} {fmt(best.test_value)}; "
         f"among layers <= {k_txt} the chosen layer {early.layer} has {fmt(early.test_value)}: "
-        f"gap {gap:+.3f} vs tolerance {tol:g}; {verdict} by layer {k}{notes}"
+        f"gap {gap:+.3f} vs tolerance {tol:g}{stat_txt}; {verdict} by layer {k}{notes}"
     )
     curve_best = mine.groupby("layer")[test_m].mean()
     oracle = float(curve_best.min() if low else curve_best.max())
     return ClaimOutcome(passed, msg, {
         "selection_metric": sel_m, "test_metric": test_m, "k": k, "last_layer": last,
         "tolerance": tol, "gap": gap, "best": _sel_detail(best), "early": _sel_detail(early),
-        "layers_run": layers, "oracle_best_test": oracle,
+        "layers_run": layers, "oracle_best_test": oracle, "level": level,
+        "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
+        "paired_unavailable": paired if isinstance(paired, str) else None,
     })
 
 
@@ -292,6 +350,23 @@ def _pretrained_beats(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | 
         "pretrained_mean": p_mean, f"{other_init}_mean": o_mean,
     }
     margin_txt = f" - margin {margin:g}" if margin else ""
+    paired = compare_rows(
+        _rows_at(pre, {k: l for k, (l, _) in pv.items()}),
+        _rows_at(oth, {k: l for k, (l, _) in ov.items()}),
+        test_m, margin=margin, level=level, labels=("pretrained", other_init),
+    )
+    if isinstance(paired, PairedResult):
+        passed = paired.significant
+        detail.update(test="paired bootstrap", p_value=paired.p_value, paired=paired.to_dict())
+        msg = (
+            f"{case.model} on {case.task}, {test_m} at {at_txt}: {pre_txt} vs {oth_txt}; "
+            f"pretrained minus {other_init} {paired.describe()} "
+            f"{'<' if passed else '>='} {level:g} -> "
+            f"{'pretrained significantly better' if passed else 'not significant'}"
+            f"{f' (margin {margin:g})' if margin else ''}"
+        )
+        return ClaimOutcome(passed, msg, detail)
+    detail["paired_unavailable"] = paired
     if len(o_vals) < 2:
         passed = better(p_mean - (-margin if low else margin), o_mean, test_m)
         detail.update(test="none (single seed)", p_value=None)
@@ -300,6 +375,7 @@ def _pretrained_beats(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | 
             f"{'pretrained better' if passed else 'pretrained NOT better'}"
             f"{f' by more than the margin {margin:g}' if margin else ''} "
             f"(single seed: plain comparison, no significance test; add {REPLICATE_HINT} for one)"
+            f"{_paired_txt(paired)}"
         )
         return ClaimOutcome(passed, msg, detail)
     name, stat, dof, p = _one_sided_p(p_vals, o_vals, margin, low)
@@ -312,7 +388,7 @@ def _pretrained_beats(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | 
         f"{case.model} on {case.task}, {test_m} at {at_txt}: {pre_txt} vs {oth_txt}; "
         f"{name}, H1: {h1}: t={stat:.2f}, df={dof:.1f}, p={p:.3g} "
         f"{'<' if passed else '>='} {level:g} -> "
-        f"{'pretrained significantly better' if passed else 'not significant'}"
+        f"{'pretrained significantly better' if passed else 'not significant'}{_paired_txt(paired)}"
     )
     return ClaimOutcome(passed, msg, detail)
 
@@ -323,7 +399,7 @@ def _no_regression(case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStor
         return mine
     store = baselines or BaselineStore()
     try:
-        cmp = store.compare(mine, case.params.get("metrics"))
+        cmp = store.compare(mine, case.params.get("metrics"), level=float(case.params.get("level", 0.05)))
     except BaselineMissing as exc:
         return _missing(str(exc), command=exc.command, path=str(exc.path))
     table = cmp.format(only_failures=not cmp.ok)

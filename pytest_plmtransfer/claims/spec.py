@@ -56,6 +56,7 @@ _NUM = (int, float)
 PARAMS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "beats_onehot": {
         "margin": (_NUM, 0.0),
+        "level": (_NUM, 0.05),
         "metric": ((str,), None),
         "selection_metric": ((str,), None),
     },
@@ -63,6 +64,7 @@ PARAMS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "layer": ((int,), None),
         "fraction": (_NUM, None),
         "tolerance": (_NUM, 0.02),
+        "level": (_NUM, 0.05),
         "metric": ((str,), None),
         "selection_metric": ((str,), None),
     },
@@ -75,6 +77,7 @@ PARAMS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     },
     "no_regression": {
         "metrics": ((list,), None),
+        "level": (_NUM, 0.05),
     },
     "matches_paper": {
         "tolerance": (_NUM, None),
@@ -253,9 +256,10 @@ def _check_params(kind: str, raw: Any, where: str, problems: list[str]) -> dict[
             problems.append(f"{where}: 'fraction' must be in (0, 1], got {out['fraction']}")
         if out.get("tolerance", 0) < 0:
             problems.append(f"{where}: 'tolerance' must be >= 0, got {out['tolerance']}")
+    if "level" in out and not 0 < out["level"] < 0.5:
+        # a one-sided test at level >= 0.5 would pass on a coin flip
+        problems.append(f"{where}: 'level' must be in (0, 0.5), got {out['level']}")
     if kind in ("pretrained_beats_random", "pretrained_beats_stat"):
-        if not 0 < out.get("level", 0.05) < 1:
-            problems.append(f"{where}: 'level' must be in (0, 1), got {out['level']}")
         at = out.get("at_layer")
         if isinstance(at, str) and at not in ("selected", "last"):
             problems.append(f"{where}: 'at_layer' must be \"selected\", \"last\" or a layer index, got {at!r}")
