@@ -1,7 +1,3 @@
-"""The papers' findings as tests: one per claim in ``baselines/claims.json`` and selected
-(model, task, init). Claims read the per-layer results (cached; nothing is refitted) and record
-their outcome in the ledger. Expected failures are declared in the claims file, with a reason."""
+"""The claims (``baselines/claims.json``), from the suite shipped in the package."""
 
-
-def test_claim(plm_claim_outcome):
-    assert plm_claim_outcome.passed, plm_claim_outcome.message
+from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401

@@ -367,11 +367,19 @@ class BaselineStore:
 
     def __init__(self, root: Path | str = Path("baselines")) -> None:
         self.root = Path(root)
+        #: files :meth:`update_from` left alone because their values did not change
+        self.unchanged: list[Path] = []
 
     # paths and files ------------------------------------------------------------------------
 
     def path_for(self, task: str, model: str, init: str) -> Path:
-        return self.root / safe_name(task) / f"{safe_name(model)}--{safe_name(init)}.json"
+        """Where the baseline of (task, model, init) is written (``hf:<local dir>`` models are
+        keyed by a stable name, see :func:`stable_model_key`)."""
+        return self.root / safe_name(task) / f"{safe_name(stable_model_key(model))}--{safe_name(init)}.json"
+
+    def read_path(self, task: str, model: str, init: str) -> Path:
+        """Where the baseline of (task, model, init) is read from (a layered store may fall back)."""
+        return self.path_for(task, model, init)
 
     @property
     def paper_path(self) -> Path:
@@ -382,10 +390,10 @@ class BaselineStore:
         return self.root / "claims.json"
 
     def exists(self, task: str, model: str, init: str) -> bool:
-        return self.path_for(task, model, init).is_file()
+        return self.read_path(task, model, init).is_file()
 
     def load(self, task: str, model: str, init: str) -> dict[str, Any]:
-        path = self.path_for(task, model, init)
+        path = self.read_path(task, model, init)
         if not path.is_file():
             raise BaselineMissing(task, model, init, path)
         return self._read(path)
@@ -430,9 +438,11 @@ class BaselineStore:
 
         Keeps the newest record per (model, task, layer, init, seed); stores per-layer means
         over seeds and per-seed values; keeps reviewer-set tolerance ``overrides`` of an
-        existing file. Returns the paths written.
+        existing file. A file whose values (layers, seeds, metrics, tolerances) would not change
+        is left as it is, provenance included. Returns the paths written.
         """
         data = normalize(frame)
+        self.unchanged = []
         if data.empty:
             return []
         metrics = metric_columns(data)
@@ -446,6 +456,9 @@ class BaselineStore:
                 except BaselineError:
                     overrides = {}
             doc = self._document(task, model, init, sub, metrics, overrides)
+            if path.is_file() and _same_values(path, doc):
+                self.unchanged.append(path)
+                continue  # provenance-only changes would churn reviewable files: keep the old one
             atomic_write_json(path, doc)
             written.append(path)
         return written
@@ -523,7 +536,7 @@ class BaselineStore:
             combos = ", ".join(f"{t}/{m}/{i}" for t, m, i in groups.itertuples(index=False))
             raise BaselineError(f"compare() takes the results of one (task, model, init); got {combos}")
         task, model, init = groups.iloc[0]
-        path = self.path_for(task, model, init)
+        path = self.read_path(task, model, init)
         if not path.is_file():
             raise BaselineMissing(task, model, init, path,
                                   [seed_value(k) for k in sorted_seeds(data["seed_key"])])
@@ -605,6 +618,34 @@ class BaselineStore:
                 f"if intended, run: {update_command(model, task, init)}"
             )
         return cmp
+
+
+#: the parts of a baseline document that are its values (provenance is not)
+_VALUE_KEYS = ("format", "task", "model", "init", "task_kind", "selection_metric", "test_metric",
+               "num_layers", "seeds", "tolerances", "layers")
+
+
+def _same_values(path: Path, doc: dict[str, Any]) -> bool:
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    new = json.loads(json.dumps(doc))  # the document as it would read back (tuples -> lists ...)
+    return all(old.get(k) == new.get(k) for k in _VALUE_KEYS)
+
+
+def stable_model_key(model: str) -> str:
+    """The name a model's baselines are keyed by.
+
+    ``hf:<local directory>`` is keyed by the directory's name (``hf:../m`` and ``hf:/abs/m`` are
+    the same model in two checkouts); hub names, aliases (``my_plm=hf:./path`` selects the model
+    as ``my_plm``) and every other name are their own key.
+    """
+    if model.startswith("hf:"):
+        spec = model[3:]
+        if spec.startswith((".", "/", "~")) or Path(spec).expanduser().is_dir():
+            return "hf:" + (Path(spec).expanduser().resolve().name or spec)
+    return model
 
 
 def _stored_intervals(rows: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:

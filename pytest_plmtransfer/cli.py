@@ -287,10 +287,21 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_plmtransfer.scaffold import next_steps, scaffold
+
+    target = Path(args.directory)
+    for path in scaffold(target, args.model, force=args.force):
+        out.write(f"wrote {path}\n")
+    out.write(next_steps(args.model) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plmtransfer",
-        description="Reports and comparisons from pytest-plmtransfer ledgers (nothing is recomputed).",
+        description="Reports and comparisons from pytest-plmtransfer ledgers (nothing is recomputed), "
+        "and `init` to scaffold a repository that gates a new PLM.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -321,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="schema, record counts and runs of a ledger")
     p.add_argument("ledger")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("init", help="scaffold a repository that gates a new PLM in CI")
+    p.add_argument("directory", nargs="?", default=".", help="where to write (default: here)")
+    p.add_argument("--model", default="my_plm", help="the model's name (default my_plm)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("paper", help="compare a ledger with the authors' published numbers")
     p.add_argument("ledger")

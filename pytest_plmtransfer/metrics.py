@@ -245,10 +245,20 @@ def classification_metrics(probs: object, y_true: object, prefix: str) -> dict[s
 def per_class_metrics(
     probs: object, y_true: object, labels: Sequence[str], prefix: str
 ) -> dict[str, float]:
-    """``{prefix_precision_<label>, prefix_recall_<label>, prefix_f1_<label>}`` per class."""
+    """``{prefix_precision_<label>, prefix_recall_<label>, prefix_f1_<label>}`` per class, plus
+    ``prefix_f1_macro`` (the mean F1 over classes present or predicted, as sklearn's
+    ``average="macro"``) and ``prefix_mcc`` (multiclass Matthews correlation): on imbalanced
+    tasks (FLIP's Bind: ~89% of residues bind nothing) these discriminate where accuracy is the
+    majority class's share."""
+    from sklearn.metrics import matthews_corrcoef
+
     p, y = _probs_labels(probs, y_true)
-    precision, recall, f1 = per_class_prf(p.argmax(axis=1), y, len(labels))
+    pred = p.argmax(axis=1)
+    precision, recall, f1 = per_class_prf(pred, y, len(labels))
     out: dict[str, float] = {}
+    if len(y):
+        out[f"{prefix}_f1_macro"] = float(np.nanmean(f1)) if np.isfinite(f1).any() else float("nan")
+        out[f"{prefix}_mcc"] = float(matthews_corrcoef(y, pred))
     for k, label in enumerate(labels):
         out[f"{prefix}_f1_{label}"] = float(f1[k])
         out[f"{prefix}_precision_{label}"] = float(precision[k])

@@ -218,6 +218,12 @@ class PlmOptions:
     flip_url: str | None = None
     flip_sha256: dict[str, str] = field(default_factory=dict)
     leakage_max: float = 0.0
+    #: True when --plm-tasks or --plm-suite chose the tasks; otherwise the whole catalog is
+    #: collected and the smoke suite's tasks are the default selection (see selection.py)
+    tasks_chosen: bool = False
+    #: "auto" (on when the terminal is interactive, off under -q / CI), True or False
+    progress_mode: str = "auto"
+    threads: int | None = None
     #: bootstrap resamples for the test metric's interval and the paired claims (0: none)
     bootstrap: int = 1000
     #: scale-out (see sharding.py, xdist_scheduling.py): "group" or None
@@ -256,10 +262,12 @@ def options_from_config(config) -> PlmOptions:
         suite = parse_choice("--plm-suite", suite, tuple(SUITES))
         opts.models = list(SUITES[suite]["models"])
         opts.tasks = list(SUITES[suite]["tasks"])
+        opts.tasks_chosen = True
     if get("models"):
         opts.models = split_list(get("models"))
     if get("tasks"):
         opts.tasks = split_list(get("tasks"))
+        opts.tasks_chosen = True
     from pytest_plmtransfer.tasks.catalog import get_task
 
     for task in opts.tasks:
@@ -288,6 +296,12 @@ def options_from_config(config) -> PlmOptions:
     if get("token_budget"):
         opts.token_budget = parse_positive_int("--plm-token-budget", get("token_budget"))
     opts.progress = flag("progress")
+    opts.progress_mode = "on" if opts.progress else ("off" if flag("no_progress") else "auto")
+    if get("threads"):
+        raw = str(get("threads")).strip()
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"--plm-threads: must be a positive whole number of threads, got {raw!r}")
+        opts.threads = int(raw)
     opts.report = flag("report")
     opts.report_dir = _path(get("report_dir"), invocation)
     opts.baselines_dir = _path(get("baselines_dir"), root) or root / "baselines"
@@ -343,7 +357,10 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("device", "auto, cpu, cuda or cuda:N", "str"),
     ("dtype", "float32, bf16 or fp16 (half precision only on GPU)", "str"),
     ("token-budget", "most tokens in one forward batch (default 4096)", "str"),
-    ("progress", "show a progress bar while embedding", "flag"),
+    ("progress", "always show the embedding progress line (default: only on an interactive terminal, not under -q or CI)", "flag"),
+    ("no-progress", "never show the embedding progress line", "flag"),
+    ("threads", "CPU threads for torch and BLAS (default: the libraries' own; set it on shared machines)", "str"),
+    ("list", "list models, tasks and suites with sizes and whether data and weights are present locally, then exit", "flag"),
     ("report", "print per-task layer tables and claim outcomes at the end", "flag"),
     ("report-dir", "also write Markdown, CSV and PNG layer curves here", "str"),
     ("baselines-dir", "stored baselines and claims (default baselines/ under rootdir)", "str"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,10 @@ if TYPE_CHECKING:  # the session pulls numpy/pandas; keep plain `pytest` runs el
     from pytest_plmtransfer.session import LayerCase, PlmSession
 
 SESSION_KEY = pytest.StashKey["_LazySession"]()
+#: the items before -k/-m deselected any (for the default selection, see selection.py)
+_COLLECTED_KEY = pytest.StashKey[list]()
+#: the line that explains the default selection, when it deselected anything
+_DEFAULT_LINE_KEY = pytest.StashKey[str]()
 
 
 def pytest_addhooks(pluginmanager) -> None:
@@ -42,7 +47,12 @@ def pytest_addoption(parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "plm_layer: a per-layer transfer measurement")
+    from pytest_plmtransfer.selection import marker_lines
+
+    for line in marker_lines():
+        config.addinivalue_line("markers", line)
+    config.stash[_OUTCOMES_KEY] = _BenchmarkOutcomes()
+    config.pluginmanager.register(config.stash[_OUTCOMES_KEY], "plmtransfer-outcomes")
     try:
         options_from_config(config)  # every option value checked now: one line, exit code 4
     except PlmTransferError as exc:
@@ -91,6 +101,21 @@ def _preflight(config) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if notice and reporter is not None:
         reporter.write_line(notice)
+
+
+def pytest_cmdline_main(config):
+    """``--plm-list``: print models, tasks and suites (with local availability) and exit."""
+    if not config.getoption("plm_list", default=False):
+        return None
+    from pytest_plmtransfer.listing import render
+
+    config._do_configure()  # conftests' registration hooks are loaded by now; fixtures not needed
+    try:
+        plm = _session(config)
+        config.get_terminal_writer().line(render(plm.registry, plm.options))
+    finally:
+        config._ensure_unconfigure()
+    return 0
 
 
 def pytest_configure_node(node) -> None:
@@ -155,8 +180,12 @@ class _LazySession:
             registry.load_entry_points()
             self.config.hook.pytest_plmtransfer_register_models(registry=registry)
             workerinput = getattr(self.config, "workerinput", {})
+            from pytest_plmtransfer.aliases import apply_aliases
+
+            options = options_from_config(self.config)
+            options.models = apply_aliases(options.models, registry)  # my_plm=hf:./path
             self._session = PlmSession(
-                options_from_config(self.config),
+                options,
                 registry,
                 root=self.config.rootpath,
                 run_id=self.run_id,
@@ -164,6 +193,7 @@ class _LazySession:
                 cuda_visible_devices=workerinput.get("plm_cuda_device"),
             )
             self._session.notify = self._notify
+            self._session.progress = _progress_line(self.config, self._session.options.progress_mode)
         return self._session
 
     def _notify(self, line: str) -> None:
@@ -177,8 +207,37 @@ class _LazySession:
             reporter.write_line(line)
 
 
+def _progress_line(config, mode: str):
+    """The progress line writing past capture to the terminal, or None when it is off."""
+    import contextlib
+    import sys
+
+    from pytest_plmtransfer.progress import ProgressLine, UncapturedStream, progress_enabled
+
+    out = sys.__stdout__
+    interactive = bool(out is not None and out.isatty())
+    if out is None or not progress_enabled(mode, interactive=interactive, verbosity=config.option.verbose,
+                                           worker=not _is_controller(config)):
+        return None
+    capman = config.pluginmanager.getplugin("capturemanager")
+    suspend = capman.global_and_fixture_disabled if capman is not None else contextlib.nullcontext
+
+    def new_line() -> None:  # start the bar on a line of its own; pytest's output stays intact
+        writer = config.get_terminal_writer()
+        if writer.width_of_current_line:
+            writer.line("")
+
+    return ProgressLine(lambda: UncapturedStream(out, suspend, new_line))
+
+
 def _session(config) -> "PlmSession":
     return config.stash[SESSION_KEY].get()
+
+
+def _marks(test_kind: str, task: str, init: str) -> list:
+    from pytest_plmtransfer.selection import marker_names
+
+    return [getattr(pytest.mark, name) for name in marker_names(test_kind, task, init)]
 
 
 class _ConfigProblem(str):
@@ -205,12 +264,16 @@ def pytest_generate_tests(metafunc) -> None:
 
 
 def _layer_params(config) -> list:
-    return [pytest.param(c, id=c.id) for c in _session(config).layer_cases()]
+    cases = _session(config).layer_cases()
+    return [pytest.param(c, id=c.id, marks=_marks("plm_layer", c.task, c.init)) for c in cases]
 
 
 def _claim_params(config) -> list:
     claims = _session(config).claim_cases()
-    return [pytest.param(c, id=f"{c.name}-{c.param_id}", marks=c.pytest_marks()) for c in claims]
+    return [
+        pytest.param(c, id=f"{c.name}-{c.param_id}", marks=c.pytest_marks() + _marks("plm_claim", c.task, c.init))
+        for c in claims
+    ]
 
 
 def _params(items, name: str) -> list:
@@ -219,20 +282,64 @@ def _params(items, name: str) -> list:
     return [p for p in params if hasattr(p, "embedding_request") or hasattr(p, "kind")]
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items) -> None:
-    """Order: each (model, init, seed) group's tests together (one model resident at a time),
-    claims last (they read the layer results). Under --plm-shard, keep this shard's groups."""
+def _selectable(item):
+    """The item as a selection.Selectable, or None for tests that are not benchmark cases."""
+    from pytest_plmtransfer.selection import Selectable
+
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    func = (item.nodeid.split("[", 1)[0],)
+    if "plm_layer_case" in params:
+        c = params["plm_layer_case"]
+        return Selectable(func + (c.model, c.init, c.seed, c.layer), c.task)
+    if "plm_claim_case" in params:
+        c = params["plm_claim_case"]
+        return Selectable(func + (c.name, c.model, c.init), c.task)
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection_modifyitems(config, items):
+    """Around -k/-m (pytest's own hooks): remember every benchmark case before, then apply the
+    default selection, then order (and shard) what is left."""
+    config.stash[_COLLECTED_KEY] = [s for s in map(_selectable, items) if s is not None]
+    yield
+    _default_selection_and_order(config, items)
+
+
+def _default_selection_and_order(config, items) -> None:
+    from pytest_plmtransfer.selection import default_keep, default_selection_line
+
+    lazy = config.stash.get(SESSION_KEY, None)
+    if lazy is not None and lazy._session is not None:  # a benchmark suite was collected
+        options = lazy._session.options
+        pairs = [(item, _selectable(item)) for item in items]
+        cases = [(item, sel) for item, sel in pairs if sel is not None]
+        keep = default_keep(
+            config.stash.get(_COLLECTED_KEY, []),
+            [sel for _, sel in cases],
+            options.tasks,
+            tasks_chosen=options.tasks_chosen,
+            expression_given=bool(config.option.keyword or config.option.markexpr),
+        )
+        dropped = {id(item) for (item, _), k in zip(cases, keep) if not k}
+        if dropped:
+            config.hook.pytest_deselected(items=[i for i in items if id(i) in dropped])
+            items[:] = [i for i in items if id(i) not in dropped]
+            config.stash[_DEFAULT_LINE_KEY] = default_selection_line(options.tasks, len(dropped))
+    # Each (model, init, seed) group's tests together (one model resident at a time), claims
+    # last (they read the layer results); under --plm-shard, only this shard's groups.
     from pytest_plmtransfer.sharding import order_and_shard
 
-    layers = _params(items, "plm_layer_case")
-    if not layers and not _params(items, "plm_claim_case"):
+    if not _params(items, "plm_layer_case") and not _params(items, "plm_claim_case"):
         return
-    plm = _session(config)
-    kept, deselected = order_and_shard(items, plm)
+    kept, deselected = order_and_shard(items, _session(config))
     if deselected:
         config.hook.pytest_deselected(items=deselected)
     items[:] = kept
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    return config.stash.get(_DEFAULT_LINE_KEY, None)
 
 
 def pytest_collection_finish(session) -> None:
@@ -254,25 +361,8 @@ def plm_session(request) -> "PlmSession":
 
 @pytest.fixture
 def plm_layer_result(request, plm_session: "PlmSession", plm_layer_case: "LayerCase") -> dict:
-    """Run one layer case and write its record to the ledger; missing resources skip (or fail).
-
-    Errors this package raises on purpose (bad data, a full disk, a lock given up on) fail the
-    test with their one-line message, no traceback."""
-    if isinstance(plm_layer_case, _ConfigProblem):
-        pytest.fail(str(plm_layer_case), pytrace=False)
-    missing = failure = None
-    try:
-        record = plm_session.run_layer(plm_layer_case)
-    except ResourceUnavailable as exc:
-        missing = str(exc)
-    except PlmTransferError as exc:
-        failure = str(exc)
-    if failure is not None:  # outside the except block: the message alone, no chained traceback
-        pytest.fail(failure, pytrace=False)
-    if missing is not None:
-        if plm_session.options.strict:
-            pytest.fail(f"{missing} (--plm-strict)", pytrace=False)
-        pytest.skip(missing)
+    """Run one layer case and write its record to the ledger; missing resources skip (or fail)."""
+    record = _run_case(plm_session, plm_layer_case, lambda: plm_session.run_layer(plm_layer_case))
     record["test_id"] = request.node.nodeid
     request.config.hook.pytest_plmtransfer_layer_record(record=record, case=plm_layer_case)
     _write(plm_session, record)
@@ -287,6 +377,54 @@ def _write(plm_session: "PlmSession", record: dict) -> None:
         failure = str(exc)
     if failure is not None:
         pytest.fail(failure, pytrace=False)
+
+
+def _run_case(plm_session: "PlmSession", case, call):
+    """``call()`` for a layer case: missing data/weights skip (fail under --plm-strict); errors
+    this package raises on purpose (bad data, a full disk, a lock given up on) and a bad selection
+    fail the test with their one-line message, no traceback."""
+    if isinstance(case, _ConfigProblem):
+        pytest.fail(str(case), pytrace=False)
+    missing = failure = None
+    try:
+        return call()
+    except ResourceUnavailable as exc:
+        missing = str(exc)
+    except PlmTransferError as exc:
+        failure = str(exc)
+    # outside the except block: the message alone, no chained traceback
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
+    if plm_session.options.strict:
+        pytest.fail(f"{missing} (--plm-strict)", pytrace=False)
+    pytest.skip(missing)
+
+
+@pytest.fixture
+def plm_embeddings(plm_session: "PlmSession", plm_layer_case: "LayerCase"):
+    """The current layer case's task data and cached, memory-mapped per-layer embeddings
+    (a ``CaseEmbeddings``): the entry the layer tests use, so no second forward pass."""
+    return _run_case(plm_session, plm_layer_case, lambda: plm_session.case_embeddings(plm_layer_case))
+
+
+@pytest.fixture
+def plm_task(plm_embeddings):
+    """The current layer case's task (``TaskData``: ids, sequences, targets, splits, spec)."""
+    return plm_embeddings.data
+
+
+@pytest.fixture
+def plm_record(request, plm_session: "PlmSession", plm_layer_case: "LayerCase"):
+    """``plm_record(metrics, head="mlp", settings=None, fit_seconds=0.0)`` writes a ledger record
+    of your own head on the current layer case (reported as ``<model>+<head>``) and returns it."""
+
+    def write(metrics: dict, head: str = "mlp", settings: dict | None = None, fit_seconds: float = 0.0) -> dict:
+        record = plm_session.head_record(plm_layer_case, metrics, head, settings=settings, fit_seconds=fit_seconds)
+        record["test_id"] = request.node.nodeid
+        _write(plm_session, record)
+        return record
+
+    return write
 
 
 @pytest.fixture
@@ -310,6 +448,26 @@ def plm_claim_outcome(request, plm_session: "PlmSession", plm_claim_case):
             pytest.fail(f"{outcome.message} (--plm-strict/--plm-gate)", pytrace=False)
         pytest.skip(outcome.message)
     return outcome
+
+
+class _BenchmarkOutcomes:
+    """Skip reasons of the benchmark tests and how many had another outcome (for the
+    end-of-session explanation when everything skipped). Registered on the controller."""
+
+    def __init__(self) -> None:
+        self.skips: list[str] = []
+        self.others = 0
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if not ("plm_layer" in report.keywords or "plm_claim" in report.keywords):
+            return
+        if report.skipped and not hasattr(report, "wasxfail"):
+            self.skips.append(report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr))
+        elif report.when == "call" or report.failed:
+            self.others += 1
+
+
+_OUTCOMES_KEY = pytest.StashKey[_BenchmarkOutcomes]()
 
 
 def _is_controller(config) -> bool:
@@ -337,14 +495,24 @@ def pytest_sessionfinish(session, exitstatus) -> None:
             else plm.ledger.records(run_id=plm.run_id, kind="layer")
         )
         if layer_records:
-            written = plm.baseline_store().update_from(records_to_frame(layer_records))
-            plm.notes.append(f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {plm.options.baselines_dir}")
+            store = plm.baseline_store()
+            written = store.update_from(records_to_frame(layer_records))
+            plm.notes.append(
+                f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {plm.options.baselines_dir}"
+                + (f"; {len(store.unchanged)} unchanged (same values), left as they were" if store.unchanged else "")
+            )
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is None or not _is_controller(config):
         return
+    from pytest_plmtransfer.summary import all_skipped_explanation
+
+    outcomes = config.stash.get(_OUTCOMES_KEY, None)  # seen by the controller under xdist too
+    why = all_skipped_explanation(outcomes.skips, outcomes.others) if outcomes is not None else None
+    if why:
+        terminalreporter.write_line(why, yellow=True)
     plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None
     if plm is None:
         return
@@ -364,8 +532,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if plm.options.report:
         terminalreporter.write_line(render_text(layer_frame, claim_records))
     if plm.options.report_dir:
+        from pytest_plmtransfer.summary import report_written_lines
+
         written = write_report(layer_frame, claim_records, plm.options.report_dir)
-        terminalreporter.write_line(f"report written to {plm.options.report_dir}: {written}")
+        for line in report_written_lines(written, plm.options.report_dir, Path(str(config.invocation_params.dir))):
+            terminalreporter.write_line(line)
     if plm.options.report:
         # a section of its own: timings change from run to run, the results above do not
         from pytest_plmtransfer.timing import render_timing_text

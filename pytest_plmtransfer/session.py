@@ -38,7 +38,10 @@ from pytest_plmtransfer.tasks.resolve import DataResolver, default_cache_dir
 from pytest_plmtransfer.tasks.spec import TaskData
 
 #: bump when probing changes in a way that changes numbers, so cached layer results are redone
-PROBE_VERSION = 2  # 2: per-residue softmax batches of 1024, fused training step
+#: bump when probing changes in a way that changes numbers, so cached layer results are redone
+#: (2: per-residue softmax batches of 1024 with a fused step; per-residue results gained
+#: test_f1_macro / test_mcc, Bind's headline. 3: both of those together)
+PROBE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class PlmSession:
             dtype=options.dtype,
             token_budget=options.token_budget,
             allow_download=options.allow_download,
-            progress=options.progress,
+            progress=False,  # the session's progress line (below) shows embedding, under capture too
             extra={"attention": options.attention},
         )
         #: the one adapter resident in this process, and the (model, init, seed) it is for
@@ -140,6 +143,12 @@ class PlmSession:
         #: layer records made in this process, for the claims that read them
         self._layer_records: dict[tuple, dict[str, Any]] = {}
         self._ledger_records: list[dict[str, Any]] | None = None
+        #: set by the plugin when the progress line is on (see progress.py)
+        self.progress = None
+        if options.threads:
+            from pytest_plmtransfer.threads import limit_threads
+
+            limit_threads(options.threads)
         self._tasks: dict[str, TaskData] = {}
         self._task_errors: dict[str, Exception] = {}
         #: layers needed per (model, init, seed, task), from the final selection of tests
@@ -195,6 +204,9 @@ class PlmSession:
         except ResourceUnavailable as exc:
             self._adapter_errors[key] = exc
             raise
+        from pytest_plmtransfer.identity import ensure_content_identity
+
+        ensure_content_identity(adapter)  # user adapters: weights hashed into the cache key
         self.builds += 1
         self._resident = (key, adapter)
         return adapter
@@ -209,13 +221,23 @@ class PlmSession:
         if torch is not None and torch.cuda.is_initialized():
             torch.cuda.empty_cache()
 
+    def collected_tasks(self) -> list[str]:
+        """The chosen tasks, or (none chosen) the whole catalog, default tasks first: the default
+        selection then deselects the others unless -k/-m chose tasks (see selection.py)."""
+        if self.options.tasks_chosen:
+            return list(self.options.tasks)
+        from pytest_plmtransfer.tasks.catalog import task_ids
+
+        return list(dict.fromkeys([*self.options.tasks, *task_ids()]))
+
     def layer_cases(self) -> list[LayerCase]:
         if self._layer_cases is None:
             self._layer_cases = self._build_layer_cases(self.options.models)
         return self._layer_cases
 
     def _build_layer_cases(self, models: Iterable[str]) -> list[LayerCase]:
-        for task in self.options.tasks:
+        tasks = self.collected_tasks()
+        for task in tasks:
             get_task(task)  # unknown task ids fail collection with the list of known ones
         cases: list[LayerCase] = []
         if self.options.from_ledger is not None:
@@ -229,7 +251,7 @@ class PlmSession:
                 num_layers, unavailable = 0, str(exc)
             for init, seed in self.inits_for(model):
                 layers = parse_layers(self.options.layers, num_layers, model) if unavailable is None else [0]
-                for task in self.options.tasks:
+                for task in tasks:
                     for layer in layers:
                         cases.append(
                             LayerCase(model, task, layer, init, seed, num_layers, unavailable, show_seed)
@@ -262,20 +284,20 @@ class PlmSession:
 
     # ---------------------------------------------------------------- claims
     def baseline_store(self):
-        from pytest_plmtransfer.baselines import BaselineStore
+        """The user's baselines directory over the shipped defaults (see defaults.py)."""
+        from pytest_plmtransfer.defaults import LayeredBaselineStore
 
-        return BaselineStore(self.options.baselines_dir)
+        return LayeredBaselineStore(self.options.baselines_dir)
 
     def claim_cases(self) -> list[Any]:
         """Every claim in ``<baselines>/claims.json`` applied to the selected (model, task, init)."""
-        from pytest_plmtransfer.claims.spec import check_selectors, expand_claims, load_claims
+        from pytest_plmtransfer.claims.spec import check_selectors, expand_claims
         from pytest_plmtransfer.models.base import INITS
         from pytest_plmtransfer.tasks.catalog import task_ids
 
-        path = self.baseline_store().claims_path
-        if not path.is_file():
+        claims = self.baseline_store().claims()
+        if claims is None:
             return []
-        claims = load_claims(path)
         if self.options.from_ledger is not None:
             # what the ledger measured, whatever this command line selects
             layers = self.ledger_layer_records()
@@ -290,7 +312,7 @@ class PlmSession:
                 (model, task, init)
                 for model in self.options.models
                 for init in dict.fromkeys(init for init, _ in self.inits_for(model))
-                for task in self.options.tasks
+                for task in self.collected_tasks()
             ]
             inits_of = {m: set(self.registry.entry(m).inits) for m in self.options.models}
         # a pattern that matches nothing known is a typo that would silently weaken a CI gate
@@ -394,6 +416,11 @@ class PlmSession:
             # (GB1's five splits) share one cache entry.
             sequences = sorted(set(data.sequences))
         adapter.validate_sequences(sequences)
+        if self.progress is not None:
+            from pytest_plmtransfer.progress import CountingAdapter
+
+            label = f"{case.model}/{case.init}" + (f"/s{case.seed}" if case.seed is not None else "") + f" {case.task}"
+            adapter = CountingAdapter(adapter, self.progress, label)
         entry = self.store.get_or_compute(adapter, sequences, sorted(layers), per_residue=data.spec.per_residue)
         return entry
 
@@ -438,14 +465,76 @@ class PlmSession:
             raise DataLeakageError(f"{problem} (--plm-strict)")
         return hygiene
 
+    # ---------------------------------------------------------------- users' own tests
+    def case_embeddings(self, case: LayerCase):
+        """The task data and cached embeddings of a layer case (the entry its layer test uses)."""
+        from pytest_plmtransfer.embeddings import CaseEmbeddings
+
+        if case.unavailable:
+            raise ResourceUnavailable(case.model, case.unavailable)
+        adapter = self.adapter(case.model, case.init, case.seed)
+        data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
+        entry = self._embedding(case, adapter, data)
+        return CaseEmbeddings(case.model, case.init, case.seed, case.task, case.layer, data, entry)
+
+    def embeddings(self, model: str, task: str, *, init: str | None = None, seed: int | None = None,
+                   layers: Iterable[int] | None = None):
+        """Explicit request: embeddings of (model, init, seed) on a task, all layers by default.
+
+        ``init`` defaults to the model's first selected init (``none`` for one-hot); ``seed`` to
+        the first ``--plm-seeds`` for random/stat.
+        """
+        from pytest_plmtransfer.embeddings import CaseEmbeddings
+
+        pairs = self.inits_for(model)
+        if init is None:
+            init = pairs[0][0] if pairs else "pretrained"
+        if seed is None and init in ("random", "stat"):
+            seed = self.options.seeds[0]
+        adapter = self.adapter(model, init, seed)
+        data = prepare_for_model(self.task_data(task), adapter.max_residues)
+        wanted = sorted(set(layers) if layers is not None else range(adapter.num_layers + 1))
+        planned = self._planned_layers.get((model, init, seed, task), set())
+        sequences = data.sequences if data.spec.per_residue else sorted(set(data.sequences))
+        adapter.validate_sequences(sequences)
+        entry = self.store.get_or_compute(adapter, sequences, sorted(planned | set(wanted)),
+                                          per_residue=data.spec.per_residue)
+        return CaseEmbeddings(model, init, seed, task, None, data, entry)
+
+    def head_record(self, case: LayerCase, metrics: dict[str, float], head: str, *,
+                    settings: dict[str, Any] | None = None, fit_seconds: float = 0.0) -> dict[str, Any]:
+        """A ledger record of a user's own head on a layer case, like the linear probe's.
+
+        The record's ``model`` is ``<model>+<head>`` (so reports show it as its own row beside
+        the linear probe, and baselines can store it); ``base_model`` and ``head_name`` keep the
+        parts. ``metrics`` must hold the task's test metric (the reports' headline).
+        """
+        if not head or any(c in head for c in "+[] "):
+            raise ValueError(f"head name {head!r}: a non-empty name without '+', '[', ']' or spaces")
+        embedded = self.case_embeddings(case)
+        spec = embedded.data.spec
+        if spec.test_metric not in metrics:
+            raise ValueError(f"metrics of head {head!r} lack the task's test metric {spec.test_metric!r}")
+        adapter = self.adapter(case.model, case.init, case.seed)
+        labelled = LayerCase(f"{case.model}+{head}", case.task, case.layer, case.init, case.seed, case.num_layers)
+        result = {"metrics": {k: float(v) for k, v in metrics.items()},
+                  "head": {"name": head, **(settings or {})}, "fit_seconds": fit_seconds}
+        hygiene = self.data_hygiene(embedded.data, adapter.max_residues).as_record()
+        record = self._record(labelled, adapter, embedded.data, embedded.entry, result, None, hygiene)
+        record.update(base_model=case.model, head_name=head, embed_seconds=0.0)
+        return record
+
     # ---------------------------------------------------------------- predictions, intervals
     def _has_predictions(self, key: str, result: dict[str, Any]) -> bool:
         from pytest_plmtransfer.predictions import predictions_path
 
         return bool(result.get("predictions")) and predictions_path(self.results_dir, key).is_file()
 
-    def _predictions_ref(self, key: str, result: dict[str, Any]) -> dict[str, Any]:
+    def _predictions_ref(self, key: str | None, result: dict[str, Any]) -> dict[str, Any]:
         from pytest_plmtransfer.predictions import predictions_path
+
+        if key is None:  # a user's own head (plm_record): no kept predictions
+            return {}
 
         ref = dict(result.get("predictions") or {})
         return {"key": key, "path": str(predictions_path(self.results_dir, key)), **ref}
@@ -542,7 +631,7 @@ class PlmSession:
         return self._machine
 
     def _record(
-        self, case: LayerCase, adapter, data: TaskData, entry, result, result_key: str, hygiene: dict[str, Any]
+        self, case: LayerCase, adapter, data: TaskData, entry, result, result_key: str | None, hygiene: dict[str, Any]
     ) -> dict[str, Any]:
         machine = self.machine()
         spec = data.spec

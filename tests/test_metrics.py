@@ -133,4 +133,19 @@ def test_per_class_metric_names() -> None:
     assert out == {
         "test_f1_E": 1.0, "test_precision_E": 1.0, "test_recall_E": 1.0,
         "test_f1_H": 1.0, "test_precision_H": 1.0, "test_recall_H": 1.0,
+        "test_f1_macro": 1.0, "test_mcc": 1.0,
     }  # fmt: skip
+
+
+def test_macro_f1_and_mcc_see_through_a_majority_class_predictor() -> None:
+    # Bind-like imbalance: 89 of 100 residues bind nothing (class 0); a probe that always says 0
+    # has accuracy 0.89 but neither macro-F1 nor MCC credit it.
+    y = np.array([0] * 89 + [1] * 6 + [4] * 5)
+    always_zero = np.tile([1.0, 0.0, 0.0], (100, 1))
+    out = M.per_class_metrics(always_zero, np.searchsorted([0, 1, 4], y), ["0", "1", "4"], "test")
+    assert out["test_mcc"] == 0.0
+    assert out["test_f1_macro"] == pytest.approx((2 * 89 / (2 * 89 + 11)) / 3)
+    # a probe that gets the binders right scores higher on both
+    perfect = np.eye(3)[np.searchsorted([0, 1, 4], y)]
+    good = M.per_class_metrics(perfect, np.searchsorted([0, 1, 4], y), ["0", "1", "4"], "test")
+    assert good["test_mcc"] == 1.0 and good["test_f1_macro"] == 1.0

@@ -319,7 +319,8 @@ def report_section(result) -> list[str]:
     for line in lines[start + 1:]:
         if line.startswith("="):  # pytest's final "N passed in X s" line
             break
-        if line.startswith("report written to") or re.search(r"\bin \d+(\.\d+)?s\b", line):
+        if line.startswith(("plmtransfer: report written to", "  markdown:", "  csv:", "  png:")) \
+                or re.search(r"\bin \d+(\.\d+)?s\b", line):
             continue
         section.append(line.rstrip())
     return section

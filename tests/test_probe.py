@@ -154,7 +154,7 @@ def test_per_residue_metric_names_and_q3() -> None:
         ProbeInput("per_residue", X, offsets, targets, splits, masks, "val_loss"), settings=FAST
     )
     per_class = {f"test_{m}_{c}" for m in ("f1", "precision", "recall") for c in "CEH"}
-    assert set(r.metrics) == CLASSIFICATION_METRICS | {"test_q3"} | per_class
+    assert set(r.metrics) == CLASSIFICATION_METRICS | {"test_q3", "test_f1_macro", "test_mcc"} | per_class
     assert r.metrics["test_q3"] == r.metrics["test_accuracy"] > 0.8
     assert r.head["classes"] == ["C", "E", "H"]
 

@@ -68,6 +68,8 @@ def test_catalog_has_every_spec_task_with_its_kind_and_metrics():
         if kind == "regression":
             assert (spec.selection_metric, spec.test_metric) == ("val_spearman", "test_spearman")
             assert spec.format == "csv"
+        elif dataset == "bind":  # imbalanced (~89% non-binding): macro-F1, as FLIP's biotrainer
+            assert (spec.selection_metric, spec.test_metric) == ("val_loss", "test_f1_macro")
         else:
             assert (spec.selection_metric, spec.test_metric) == ("val_loss", "test_accuracy")
         if kind == "per_residue":

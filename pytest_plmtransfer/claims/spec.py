@@ -22,6 +22,9 @@ File format (``"format": "plmtransfer-claims/1"``)::
       ]
     }
 
+A user's file may say ``"extends": "default"``: the shipped claims apply too, and an entry with
+the name of a shipped one replaces it (see ``pytest_plmtransfer.defaults``).
+
 Every problem found is reported at once, each naming the file, the entry index and the problem.
 """
 
@@ -283,9 +286,12 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
     fmt = doc.get("format", FORMAT)
     if fmt != FORMAT:
         problems.append(f"'format' is {fmt!r}; this plugin reads {FORMAT!r}")
-    unknown_top = set(doc) - {"format", "description", "claims"}
+    unknown_top = set(doc) - {"format", "description", "claims", "extends"}
     if unknown_top:
-        problems.append(f"unknown top-level key(s) {sorted(unknown_top)}; allowed: format, description, claims")
+        problems.append(f"unknown top-level key(s) {sorted(unknown_top)}; allowed: format, description, extends, claims")
+    if doc.get("extends", "default") != "default":
+        # resolved by pytest_plmtransfer.defaults: the shipped claims plus (overriding by name) these
+        problems.append(f"'extends' is {doc['extends']!r}; the only value is \"default\" (the shipped claims)")
     entries = doc.get("claims")
     if not isinstance(entries, list):
         problems.append("'claims' must be a list of claim entries")

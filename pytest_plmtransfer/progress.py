@@ -1,0 +1,90 @@
+"""The progress line shown while a model embeds a task: model, init, task, sequences/s, ETA.
+
+Pytest captures a test's output, so a bar written from inside a test would never be seen. The
+plugin hands :class:`ProgressLine` a stream that writes with capture suspended (pytest's capture
+manager) to the real terminal; the bar is drawn on its own line (pytest's progress dots stay
+intact above it) and erased when the model is done (``leave=False``).
+
+On by default when the terminal is interactive, off under ``-q``, when ``CI`` is set, when output
+is not a terminal, and in xdist workers; ``--plm-progress`` forces it on, ``--plm-no-progress`` off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+
+def progress_enabled(mode: str, *, interactive: bool, verbosity: int, worker: bool, env=os.environ) -> bool:
+    """``mode``: "on", "off" or "auto" (interactive, not -q, not CI, not an xdist worker)."""
+    if mode in ("on", "off"):
+        return mode == "on"
+    return interactive and verbosity >= 0 and not worker and not env.get("CI")
+
+
+class UncapturedStream:
+    """A file-like object that writes past pytest's capture, to the terminal.
+
+    ``suspend`` is a context manager factory that lifts capture (pytest's
+    ``CaptureManager.global_and_fixture_disabled``); ``before_first_write`` starts a fresh line
+    so the bar does not overwrite pytest's own progress output.
+    """
+
+    def __init__(self, target: TextIO, suspend: Callable[[], Any], before_first_write: Callable[[], None] | None = None) -> None:
+        self.target = target
+        self.suspend = suspend
+        self.before_first_write = before_first_write
+
+    def write(self, text: str) -> int:
+        with self.suspend():
+            if self.before_first_write is not None:
+                self.before_first_write()
+                self.before_first_write = None
+            self.target.write(text)
+            self.target.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:  # tqdm checks it for dynamic width
+        return bool(getattr(self.target, "isatty", lambda: False)())
+
+
+class ProgressLine:
+    """Opens one tqdm bar per embedding pass on a stream from ``stream_factory``."""
+
+    def __init__(self, stream_factory: Callable[[], Any]) -> None:
+        self.stream_factory = stream_factory
+
+    @contextmanager
+    def bar(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=label, unit="seq", leave=False, mininterval=0.5,
+                   file=self.stream_factory(), dynamic_ncols=True)
+        try:
+            yield bar.update
+        finally:
+            bar.close()
+
+
+class CountingAdapter:
+    """Wraps an adapter so that an embedding pass shows a progress line (only when the model
+    actually runs: a cache hit never calls ``embed``). Everything else is the wrapped adapter's."""
+
+    def __init__(self, adapter: Any, progress: ProgressLine, label: str) -> None:
+        self._adapter = adapter
+        self._progress = progress
+        self._label = label
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter, name)
+
+    def embed(self, sequences, layers, *, per_residue):
+        with self._progress.bar(self._label, len(sequences)) as advance:
+            for batch in self._adapter.embed(sequences, layers, per_residue=per_residue):
+                advance(len(batch.indices))
+                yield batch

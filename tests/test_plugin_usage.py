@@ -1,0 +1,375 @@
+"""Usage under pytester: selection by -k/-m, the suite from any directory, ``plmtransfer init`` and
+the gate end to end, fixtures for users' own heads, progress under capture, identity hashing,
+hf aliases, the all-skip explanation, bind's headline, baseline churn, threads, --plm-list.
+
+Every run is a subprocess (``runpytest_subprocess``): in-process reruns of a session that loaded
+torch have crashed the interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_plmtransfer.ledger import read_records
+
+try:
+    from . import flip_files
+    from .test_plugin import USER_MODEL_CONFTEST
+except ImportError:  # tests/ is not a package
+    import flip_files
+    from test_plugin import USER_MODEL_CONFTEST
+
+SUITE = (
+    "from pytest_plmtransfer.benchmarks.test_layers import test_layer  # noqa: F401\n"
+    "from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401\n"
+)
+LAYERS_ONLY = SUITE.splitlines()[0] + "\n"
+SMOKE = {"gb1_sampled", "gb1_low_vs_high", "gb1_two_vs_rest"}
+
+
+@pytest.fixture(scope="module")
+def flip_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flip")
+    flip_files.write_gb1(root, n=60, seed=3)
+    return root
+
+
+@pytest.fixture
+def run(pytester, tmp_path, monkeypatch):
+    """``run(*args)``: pytest in a subprocess with a private cache and ledger."""
+    monkeypatch.setenv("TINY_LOG", str(tmp_path / "embed.log"))
+    monkeypatch.delenv("CI", raising=False)
+
+    def go(*args, ledger=True):
+        common = [f"--plm-cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider"]
+        if ledger:
+            common.append(f"--plm-ledger={tmp_path / 'ledger.json'}")
+        return pytester.runpytest_subprocess(*common, *args)
+
+    go.ledger = tmp_path / "ledger.json"
+    go.passes = lambda: (tmp_path / "embed.log").read_text().splitlines() if (tmp_path / "embed.log").exists() else []
+    return go
+
+
+def _ids(result, name="test_layer"):
+    return [line.split("[", 1)[1].rstrip("]") for line in result.outlines if f"{name}[" in line]
+
+
+def _task(case_id: str) -> str:
+    return case_id.split("-")[1]
+
+
+# ------------------------------------------------------------------------- selection (10.1, 13.6)
+def test_k_scl_selects_every_scl_task_skips_with_instructions_then_runs_on_scl_files(pytester, run, flip_root, tmp_path):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    plain = run("--plm-models=onehot,tiny_user", f"--plm-data-dir={flip_root}", "--collect-only", "-q")
+    assert {_task(i) for i in _ids(plain)} == SMOKE
+    plain.stdout.fnmatch_lines(["plmtransfer: default selection is the smoke suite's tasks*-k scl*--plm-tasks*"])
+
+    args = ["--plm-models=onehot,tiny_user", "--plm-inits=pretrained", "-k", "scl", "--plm-offline", "-rs"]
+    collected = run(*args, f"--plm-data-dir={flip_root}", "--collect-only", "-q")
+    scl = {"scl_balanced", "scl_mixed_soft", "scl_mixed_hard", "scl_human_soft", "scl_human_hard"}
+    assert {_task(i) for i in _ids(collected)} == scl
+    assert len(_ids(collected)) == 5 * (1 + 3)  # one-hot's one layer + tiny_user's three
+
+    skipped = run(*args, f"--plm-data-dir={flip_root}")
+    skipped.assert_outcomes(skipped=20)
+    out = skipped.stdout.str()
+    assert "https://github.com/J-SNACKKB/FLIP/raw/main/splits/scl/splits.zip" in out
+    assert "plmtransfer: all 20 benchmark test(s) skipped, so nothing was measured" in out
+    assert "20 x FLIP archive splits/scl/splits.zip is not available" in out
+    assert "--plm-data-dir" in out.split("nothing was measured", 1)[1]
+
+    data = tmp_path / "with_scl"
+    flip_files.write_scl(data, n=40, seed=1)
+    ran = run(*args, f"--plm-data-dir={data}")
+    ran.assert_outcomes(passed=20)
+    assert {r["task"] for r in read_records(run.ledger)} == scl
+    assert "nothing was measured" not in ran.stdout.str()
+
+
+def test_markers_select_per_residue_tasks_and_layer_tests(pytester, run, flip_root):
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    base = ["--plm-models=onehot", f"--plm-data-dir={flip_root}", "--collect-only", "-q"]
+    per_residue = run(*base, "-m", "per_residue")
+    tasks = {_task(i) for i in _ids(per_residue)}
+    assert tasks == {"ss3", "conservation", "bind", "bind_two_vs_many", "bind_from_publication",
+                     "bind_one_vs_sm", "bind_one_vs_mn", "bind_one_vs_sn"}
+    assert _ids(per_residue, "test_claim")  # claims carry the family/kind markers too
+    layers = run(*base, "-m", "plm_layer")
+    assert {_task(i) for i in _ids(layers)} == SMOKE and not _ids(layers, "test_claim")
+    claims = run(*base, "-m", "plm_claim and gb1")
+    assert _ids(claims, "test_claim") and not _ids(claims)
+    markers = pytester.runpytest_subprocess("--markers")
+    for name in ("gb1:", "scl:", "per_residue:", "regression:", "pretrained:", "plm_layer:", "plm_claim:"):
+        markers.stdout.fnmatch_lines([f"@pytest.mark.{name}*"])
+
+
+# ------------------------------------------------------------------------- the suite anywhere (10.2)
+def test_shipped_suite_runs_from_an_empty_directory_with_the_shipped_claims(pytester, run, flip_root):
+    result = run("--pyargs", "pytest_plmtransfer.benchmarks", "--plm-models=onehot",
+                 f"--plm-data-dir={flip_root}", "--collect-only", "-q")
+    claims = _ids(result, "test_claim")
+    assert "matches_paper-onehot-gb1_sampled-none" in claims  # the authors' numbers, shipped
+    assert "no_regression-onehot-gb1_two_vs_rest-none" in claims
+    layers = run("--pyargs", "pytest_plmtransfer.benchmarks", "--plm-models=onehot",
+                 f"--plm-data-dir={flip_root}", "-m", "plm_layer")
+    layers.assert_outcomes(passed=3)
+
+
+GATE_CLAIMS = [
+    # a toy stand-in is not expected to beat one-hot or saturate; generated data are not the
+    # paper's: the user overrides those shipped claims by name (not strict: either outcome is fine)
+    {"name": "beats_onehot", "kind": "beats_onehot",
+     "expected_failures": [{"models": "my_plm", "reason": "toy stand-in", "strict": False}]},
+    {"name": "saturates_by", "kind": "saturates_by", "params": {"fraction": 0.5, "tolerance": 0.03},
+     "expected_failures": [{"models": "my_plm", "reason": "toy stand-in", "strict": False}]},
+    {"name": "pretrained_beats_random", "kind": "pretrained_beats_random",
+     "expected_failures": [{"models": "my_plm", "reason": "toy stand-in", "strict": False}]},
+    {"name": "matches_paper", "kind": "matches_paper", "models": ["esm1b_t33_650M_UR50S"],
+     "tasks": ["gb1_sampled"]},
+]
+
+
+def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytester, run, flip_root):
+    init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init")
+    assert init.ret == 0, init.stderr.str()
+    for path in ("conftest.py", "benchmarks/test_plmtransfer.py", "baselines/claims.json",
+                 ".github/workflows/plm-gate.yml", "pytest.ini"):
+        assert (pytester.path / path).is_file(), path
+    claims_path = pytester.path / "baselines" / "claims.json"
+    doc = json.loads(claims_path.read_text())
+    doc["claims"] = GATE_CLAIMS
+    claims_path.write_text(json.dumps(doc))
+    args = ["benchmarks", "--plm-models=my_plm,onehot", "--plm-tasks=gb1_sampled", f"--plm-data-dir={flip_root}"]
+
+    update = run(*args, "--plm-update-baselines", ledger=False)
+    assert update.ret == 0, update.stdout.str()
+    update.stdout.fnmatch_lines(["--plm-update-baselines: wrote 3 baseline file(s) under *baselines"])
+    stored = sorted(p.name for p in (pytester.path / "baselines" / "gb1_sampled").iterdir())
+    assert stored == ["my_plm--pretrained.json", "my_plm--random.json", "onehot--none.json"]
+
+    gate = run(*args, "--plm-gate", "-rA", ledger=False)
+    assert gate.ret == 0, gate.stdout.str()
+    gate.stdout.fnmatch_lines(["*PASSED*test_claim[[]no_regression-my_plm-gb1_sampled-pretrained[]]*"])
+
+    conftest = pytester.path / "conftest.py"
+    conftest.write_text(conftest.read_text().replace(
+        "self.net = TinyPLM().eval()",
+        "self.net = TinyPLM().eval()\n        self.net.blocks[0].weight.data.mul_(3.0)  # the change under review",
+    ))
+    broken = run(*args, "--plm-gate", ledger=False)
+    assert broken.ret == 1
+    out = broken.stdout.str()
+    assert "FAILED benchmarks/test_plmtransfer.py::test_claim[no_regression-my_plm-gb1_sampled-pretrained]" in out
+    assert "values outside tolerance" in out
+    broken.stdout.fnmatch_lines(["*layer*metric*baseline*current*diff*tolerance*status*", "*FAIL*"])
+    # the stale-cache trap: with the identity hashing the weights, the changed model was re-embedded
+    assert "no_regression-onehot-gb1_sampled-none" not in "".join(
+        line for line in broken.outlines if line.startswith("FAILED"))
+
+
+# ------------------------------------------------------------------------- fixtures (10.3)
+MLP_TEST = '''
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.neural_network import MLPRegressor
+from sklearn.preprocessing import StandardScaler
+
+
+def test_mlp_head(plm_layer_case, plm_embeddings, plm_task, plm_record):
+    X, y = plm_embeddings.X, np.asarray(plm_task.targets, dtype=float)
+    assert X.shape[0] == len(plm_task.sequences) and plm_embeddings.layer == plm_layer_case.layer
+    train, test = plm_embeddings.split("train"), plm_embeddings.split("test")
+    scaler = StandardScaler().fit(X[train])
+    mlp = MLPRegressor(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
+    mlp.fit(scaler.transform(X[train]), y[train])
+    rho = spearmanr(mlp.predict(scaler.transform(X[test])), y[test])[0]
+    record = plm_record({"test_spearman": float(rho)}, head="mlp", settings={"hidden": [16]})
+    assert record["model"] == plm_layer_case.model + "+mlp" and record["layer"] == plm_layer_case.layer
+
+
+def test_explicit_request(plm_session):
+    embedded = plm_session.embeddings("tiny_user", "gb1_sampled", init="pretrained")
+    assert embedded.layers == [0, 1, 2] and embedded.layer is None
+    assert embedded.features(2).shape == (len(embedded.data.sequences), 8)
+'''
+
+
+def test_mlp_head_on_plm_embeddings_shares_the_forward_pass_and_lands_in_ledger_and_report(pytester, run, flip_root):
+    pytester.makepyfile(test_suite=LAYERS_ONLY, test_mlp=MLP_TEST)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    result = run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
+                 f"--plm-data-dir={flip_root}", "--plm-report", "-W", "ignore::UserWarning")
+    result.assert_outcomes(passed=7)  # 3 layers x (linear probe, MLP) + the explicit request
+    assert len(run.passes()) == 1, run.passes()  # one forward pass served both heads, all layers
+    recs = read_records(run.ledger)
+    assert sorted(r["model"] for r in recs) == ["tiny_user"] * 3 + ["tiny_user+mlp"] * 3
+    mlp = [r for r in recs if r["model"] == "tiny_user+mlp"]
+    assert {r["base_model"] for r in mlp} == {"tiny_user"} and {r["head"]["name"] for r in mlp} == {"mlp"}
+    linear = {r["layer"]: r["embedding_key"] for r in recs if r["model"] == "tiny_user"}
+    assert all(r["embedding_key"] == linear[r["layer"]] for r in mlp)
+    table = result.stdout.str().split("plmtransfer report", 1)[1]
+    assert "tiny_user+mlp/pretrained" in table and "tiny_user/pretrained" in table
+
+
+# ------------------------------------------------------------------------- progress (10.4, 13.1)
+def test_progress_line_shows_under_capture_when_asked_and_not_in_a_pipe_by_default(pytester, run, flip_root):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}"]
+    shown = run(*args, "--plm-progress")  # default capture (no -s)
+    shown.assert_outcomes(passed=3)
+    out = shown.stdout.str()
+    assert "tiny_user/pretrained gb1_sampled" in out and "seq/s" in out
+    # the progress line did not eat pytest's own result line
+    shown.stdout.fnmatch_lines(["*3 passed*"])
+    default = run(*args, "--plm-cache-dir=" + str(run.ledger.parent / "other-cache"))
+    default.assert_outcomes(passed=3)
+    assert "tiny_user/pretrained gb1_sampled" not in default.stdout.str()  # stdout is a pipe here
+
+
+# ------------------------------------------------------------------------- identity (13.2)
+TORCH_USER_CONFTEST = '''
+import os
+import numpy as np
+import torch
+from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
+
+
+class TorchUser(ModelAdapter):
+    name, num_layers, embed_dim = "torch_user", 1, 8
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.net = torch.nn.Embedding(26, 8)
+        with torch.no_grad():
+            self.net.weight.mul_(float(os.environ.get("WEIGHT_SCALE", "1")))
+
+    def identity(self):
+        return {"model": self.name, "weights": "v1"}  # unchanged when the weights change
+
+    def embed(self, sequences, layers, *, per_residue):
+        with open(os.environ["TINY_LOG"], "a") as fh:
+            fh.write(f"{len(sequences)}\\n")
+        for i, seq in enumerate(sequences):
+            h = self.net(torch.tensor([ord(c) - 65 for c in seq])).detach().numpy()
+            yield EmbeddingBatch(indices=np.array([i]),
+                                 per_layer={l: np.tanh(h * (l + 1)).mean(0, keepdims=True) for l in layers})
+
+
+def pytest_plmtransfer_register_models(registry):
+    registry.register("torch_user", lambda name, init, seed, options: TorchUser(),
+                      inits=("pretrained",), needs_weights=())
+'''
+
+
+def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(pytester, run, flip_root, monkeypatch):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(TORCH_USER_CONFTEST)
+    args = ["--plm-models=torch_user", "--plm-tasks=gb1_sampled", "--plm-layers=1", f"--plm-data-dir={flip_root}"]
+    run(*args).assert_outcomes(passed=1)
+    run(*args).assert_outcomes(passed=1)
+    assert len(run.passes()) == 1  # same weights: the cache serves them
+    monkeypatch.setenv("WEIGHT_SCALE", "0.25")
+    run(*args).assert_outcomes(passed=1)
+    assert len(run.passes()) == 2  # changed weights, same identity() text: re-embedded
+    recs = read_records(run.ledger)
+    assert len({r["weights"]["weights_sha256"] for r in recs}) == 2
+    assert recs[0]["metrics"] != recs[2]["metrics"]
+    # a numpy model with a fixed "v1" cannot be hashed: warned, once per adapter
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    warned = run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}")
+    warned.stdout.fnmatch_lines(["*IdentityWarning: model 'tiny_user': its identity() carries no content hash*"])
+
+
+# ------------------------------------------------------------------------- hf alias (13.3)
+def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_root):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
+
+    vocab = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
+    reference = pytester.path / "reference_machine" / "tiny_esm"
+    reference.mkdir(parents=True)
+    (reference / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    config = EsmConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=32, pad_token_id=1, mask_token_id=len(vocab) - 1,
+                       position_embedding_type="rotary", max_position_embeddings=300, token_dropout=True)
+    torch.manual_seed(0)
+    EsmForMaskedLM(config).save_pretrained(reference)
+    EsmTokenizer(str(reference / "vocab.txt")).save_pretrained(reference)
+    checkout = pytester.path / "ci_checkout" / "models" / "tiny_esm"
+    checkout.parent.mkdir(parents=True)
+    shutil.copytree(reference, checkout)  # the same model at another path
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makefile(".json", **{"baselines/claims": json.dumps(
+        {"format": "plmtransfer-claims/1", "claims": [{"name": "no_regression", "kind": "no_regression"}]})})
+    common = ["--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}"]
+    made = run(f"--plm-models=my_plm=hf:{reference}", *common, "--plm-update-baselines")
+    assert made.ret == 0, made.stdout.str()
+    assert (pytester.path / "baselines" / "gb1_sampled" / "my_plm--pretrained.json").is_file()
+    gate = run("--plm-models=my_plm=hf:./ci_checkout/models/tiny_esm", *common, "--plm-gate", "-rA")
+    assert gate.ret == 0, gate.stdout.str()
+    gate.stdout.fnmatch_lines(["*PASSED*test_claim[[]no_regression-my_plm-gb1_sampled-pretrained[]]*"])
+
+
+# ------------------------------------------------------------------------- bind, baselines, report, threads, list
+def test_bind_reports_macro_f1_as_its_headline(pytester, run, tmp_path):
+    data = tmp_path / "bind_data"
+    flip_files.write_bind(data, split="one_vs_many", n=40, seed=2)
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    result = run("--plm-models=onehot", "--plm-tasks=bind", f"--plm-data-dir={data}")
+    result.assert_outcomes(passed=1)
+    (rec,) = read_records(run.ledger)
+    assert rec["test_metric"] == "test_f1_macro"
+    assert 0.0 <= rec["metrics"]["test_f1_macro"] <= 1.0 and -1.0 <= rec["metrics"]["test_mcc"] <= 1.0
+
+
+def test_update_baselines_writes_only_when_values_change_and_report_paths_are_readable(pytester, run, flip_root):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled", f"--plm-data-dir={flip_root}"]
+    first = run(*args, "--plm-update-baselines")
+    first.stdout.fnmatch_lines(["--plm-update-baselines: wrote 1 baseline file(s) under *"])
+    stored = pytester.path / "baselines" / "gb1_sampled" / "onehot--none.json"
+    before = stored.read_text()
+    second = run(*args, "--plm-update-baselines", "--plm-report-dir=out")
+    second.stdout.fnmatch_lines([
+        "--plm-update-baselines: wrote 0 baseline file(s) under *; 1 unchanged (same values), left as they were",
+    ])
+    assert stored.read_text() == before  # provenance (run id, timestamp) did not churn the file
+    second.stdout.fnmatch_lines(["plmtransfer: report written to out/", "  markdown: out/*.md"])
+    assert "{'markdown'" not in second.stdout.str()
+
+
+def test_threads_option_bounds_torch_and_rejects_nonsense(pytester, run, flip_root):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled", f"--plm-data-dir={flip_root}"]
+    run(*args, "--plm-threads=1").assert_outcomes(passed=1)
+    (rec,) = read_records(run.ledger)
+    assert rec["machine"]["torch_threads"] == 1
+    bad = run(*args, "--plm-threads=many")
+    assert bad.ret != 0
+    assert "--plm-threads: must be a positive whole number of threads, got 'many'" in bad.stdout.str() + bad.stderr.str()
+
+
+def test_plm_list_shows_models_tasks_suites_and_what_is_local(pytester, run, flip_root, tmp_path):
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    result = run("--plm-list", f"--plm-data-dir={flip_root}", f"--plm-weights-dir={tmp_path / 'w'}")
+    assert result.ret == 0
+    out = result.stdout.str()
+    assert "tiny_user" in out and "no weights needed" in out
+    assert f"missing (downloaded on first use) -> {tmp_path / 'w' / 'esm2_t6_8M_UR50D.pt'}" in out
+    gb1_line = next(line for line in result.outlines if line.strip().startswith("gb1_sampled "))
+    assert "regression" in gb1_line and "6289/699/1745" in gb1_line and f"present: {flip_root}" in gb1_line
+    scl_line = next(line for line in result.outlines if line.strip().startswith("scl_balanced "))
+    assert "missing ->" in scl_line and "splits/scl/splits.zip" in scl_line
+    assert any(line.strip().startswith("smoke ") for line in result.outlines)
+    assert "collected" not in out  # listing only: no session ran
