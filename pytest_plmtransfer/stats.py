@@ -292,6 +292,48 @@ class Bootstrap:
         correct = (np.asarray(probs).argmax(axis=1) == y).astype(np.float64)
         return self._ratio(correct, np.ones_like(correct))
 
+    def _confusions(self, probs: np.ndarray) -> np.ndarray:
+        """``(B, K, K)`` confusion matrices (true, predicted) of every resample: each row's
+        (true, predicted) pair counted once per unit, then weighted by the resample counts, so
+        no resample is materialized. Unseen test labels (< 0) are left out, as in :meth:`loss`."""
+        p = np.asarray(probs)
+        k = p.shape[1]
+        y = np.asarray(self.target).astype(np.int64)
+        seen = y >= 0
+        pair = np.where(seen, y, 0) * k + p.argmax(axis=1)
+        rows = np.zeros((y.size, k * k))
+        rows[np.arange(y.size)[seen], pair[seen]] = 1.0
+        if self.units is not None:
+            cs = np.vstack([np.zeros((1, k * k)), np.cumsum(rows, axis=0)])
+            rows = cs[self.units[1:]] - cs[self.units[:-1]]
+        return np.einsum("ik,ib->bk", rows, self.counts, dtype=np.float64).reshape(-1, k, k)
+
+    def f1_macro(self, probs: np.ndarray) -> np.ndarray:
+        """Mean F1 over the classes present or predicted in each resample, as
+        :func:`metrics.per_class_metrics` (sklearn's ``average="macro"``)."""
+        cm = self._confusions(probs)
+        tp = np.diagonal(cm, axis1=1, axis2=2)
+        denom = cm.sum(axis=1) + cm.sum(axis=2)  # 2tp + fp + fn
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1.0), np.nan)
+        present = np.isfinite(f1)
+        with np.errstate(invalid="ignore"):
+            return np.where(present.any(axis=1), np.nansum(f1, axis=1) / present.sum(axis=1), np.nan)
+
+    def mcc(self, probs: np.ndarray) -> np.ndarray:
+        """Multiclass Matthews correlation of each resample (sklearn's ``matthews_corrcoef``
+        formula on the confusion matrix; 0 where it is undefined, as sklearn returns)."""
+        cm = self._confusions(probs)
+        t_sum, p_sum = cm.sum(axis=2), cm.sum(axis=1)
+        n = cm.sum(axis=(1, 2))
+        correct = np.trace(cm, axis1=1, axis2=2)
+        cov_tp = correct * n - np.einsum("bk,bk->b", t_sum, p_sum)
+        cov_pp = n**2 - np.einsum("bk,bk->b", p_sum, p_sum)
+        cov_tt = n**2 - np.einsum("bk,bk->b", t_sum, t_sum)
+        denom = cov_tt * cov_pp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denom > 0, cov_tp / np.sqrt(np.where(denom > 0, denom, 1.0)), 0.0)
+
     def loss(self, probs: np.ndarray) -> np.ndarray:
         y = np.asarray(self.target).astype(np.int64)
         seen = y >= 0  # unseen test labels have no probability: left out of the loss, as in probe
@@ -331,6 +373,8 @@ class Bootstrap:
             return self.accuracy(pred)
         if preds.kind != "regression" and name == "loss":
             return self.loss(pred)
+        if preds.kind != "regression" and name in ("f1_macro", "mcc"):
+            return getattr(self, name)(pred)
         return self._generic(metric, pred)
 
 
@@ -350,6 +394,9 @@ def _row_metric(metric: str, kind: str):
             return M.cross_entropy(probs[seen], target[seen])
         if name == "auc":
             return M.macro_ovr_auc(probs[seen], target[seen])
+        if name in ("f1_macro", "mcc"):
+            labels = [str(k) for k in range(probs.shape[1])]
+            return M.per_class_metrics(probs[seen], target[seen], labels, "m").get(f"m_{name}", float("nan"))
         raise ValueError(f"no bootstrap for metric {metric!r}")
 
     return classification

@@ -220,3 +220,23 @@ def test_other_metrics_fall_back_to_one_resample_at_a_time():
     np.testing.assert_allclose(auc, explicit(preds, boot, lambda t, p: M.macro_ovr_auc(p, t)), atol=1e-12)
     with pytest.raises(ValueError, match="no bootstrap"):
         boot.samples("test_f1_H", preds)
+
+
+@pytest.mark.parametrize("metric", ["f1_macro", "mcc"])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_bind_headlines_from_resampled_confusion_matrices_equal_the_metric_on_each_resample(metric, classes):
+    # Bind's headline is macro-F1 (and MCC beside it): one confusion matrix per resample, never
+    # a materialized resample, must give sklearn's numbers on each resample
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    preds = per_residue(n_proteins=25, seed=7, classes=classes)
+    preds.pred[:, 0] += 0.4  # a majority class, as in Bind: some resamples never predict a class
+    boot = Bootstrap(preds, n_resamples=30, seed=4)
+
+    def reference(t, p):
+        pred = p.argmax(axis=1)
+        if metric == "mcc":
+            return matthews_corrcoef(t, pred)
+        return f1_score(t, pred, average="macro", labels=np.union1d(t, pred))
+
+    np.testing.assert_allclose(boot.samples(f"test_{metric}", preds), explicit(preds, boot, reference), atol=1e-12)
