@@ -461,6 +461,7 @@ class _BenchmarkOutcomes:
     def __init__(self) -> None:
         self.skips: list[str] = []
         self.others = 0
+        self.failed_claims: list[str] = []
 
     def pytest_runtest_logreport(self, report) -> None:
         if not ("plm_layer" in report.keywords or "plm_claim" in report.keywords):
@@ -469,6 +470,8 @@ class _BenchmarkOutcomes:
             self.skips.append(report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr))
         elif report.when == "call" or report.failed:
             self.others += 1
+        if report.failed and report.when == "call" and "plm_claim" in report.keywords:
+            self.failed_claims.append(report.nodeid.split("::", 1)[-1])
 
 
 _OUTCOMES_KEY = pytest.StashKey[_BenchmarkOutcomes]()
@@ -522,6 +525,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         return
     for note in plm.notes:
         terminalreporter.write_line(note)
+    if plm.options.update_baselines and outcomes is not None and outcomes.failed_claims:
+        # a reference run whose claims fail would make every later --plm-gate run fail the same way
+        terminalreporter.write_line(
+            f"plmtransfer: {len(outcomes.failed_claims)} claim(s) failed on this reference run "
+            f"({', '.join(outcomes.failed_claims[:3])}{', ...' if len(outcomes.failed_claims) > 3 else ''}); "
+            f"--plm-gate will fail on them too. Fix the model, or declare them in "
+            f"{plm.options.baselines_dir / 'claims.json'} as \"expected_failures\" with a reason "
+            f"(or drop the claim) after review.",
+            yellow=True,
+        )
     if not (plm.options.report or plm.options.report_dir):
         return
     from pytest_plmtransfer.ledger import records_to_frame

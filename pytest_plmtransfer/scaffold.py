@@ -172,6 +172,8 @@ def next_steps(model: str) -> str:
             "next:",
             "  1. replace TinyPLM in conftest.py with your model (keep the adapter's contract)",
             f"  2. pytest benchmarks --plm-models {model},onehot --plm-update-baselines   # on the reference machine",
+            "     (TinyPLM is random: it fails the shipped scientific claims, as it should; a claim your model",
+            "      is not expected to meet goes into baselines/claims.json as an expected failure, with a reason)",
             "  3. review and commit baselines/ and .github/workflows/plm-gate.yml",
             f"  4. CI runs: pytest benchmarks --plm-models {model},onehot --plm-gate",
             "  data: --plm-data-dir DIR (FLIP layout) or PLMTRANSFER_DATA, else it is downloaded",

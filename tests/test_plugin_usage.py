@@ -178,6 +178,23 @@ def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytes
         line for line in broken.outlines if line.startswith("FAILED"))
 
 
+def test_a_reference_run_whose_claims_fail_says_the_gate_will_fail_too(pytester, run, flip_root):
+    assert pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init").ret == 0
+    claims_path = pytester.path / "baselines" / "claims.json"
+    doc = json.loads(claims_path.read_text())
+    # no model beats one-hot by a whole unit of Spearman: this claim fails on any reference run
+    doc["claims"] = [{"name": "beats_onehot", "kind": "beats_onehot", "params": {"margin": 1.0}}]
+    claims_path.write_text(json.dumps(doc))
+    update = run("benchmarks", "--plm-models=my_plm,onehot", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
+                 f"--plm-data-dir={flip_root}", "--plm-update-baselines", "-p", "no:randomly", ledger=False)
+    update.stdout.fnmatch_lines([
+        "--plm-update-baselines: wrote * baseline file(s) under *baselines",
+        # (the shipped matches_paper claim fails too: generated data are not the paper's)
+        "plmtransfer: 2 claim(s) failed on this reference run (*test_claim[[]beats_onehot-my_plm-gb1_sampled-pretrained[]]*);"
+        " --plm-gate will fail on them too. Fix the model, or declare them in *claims.json as \"expected_failures\"*",
+    ])
+
+
 # ------------------------------------------------------------------------- fixtures (10.3)
 MLP_TEST = '''
 import numpy as np
