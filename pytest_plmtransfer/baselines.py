@@ -631,7 +631,25 @@ def _same_values(path: Path, doc: dict[str, Any]) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     new = json.loads(json.dumps(doc))  # the document as it would read back (tuples -> lists ...)
-    return all(old.get(k) == new.get(k) for k in _VALUE_KEYS)
+    return all(_close(old.get(k), new.get(k)) for k in _VALUE_KEYS)
+
+
+#: relative difference below which two stored numbers are "the same value": last-digit noise from
+#: another BLAS or summation order (seen: 0.9560224351666189 vs ...186) must not churn a reviewed
+#: file, and no baseline tolerance is anywhere near this small
+SAME_VALUE_RTOL = 1e-9
+
+
+def _close(a: Any, b: Any) -> bool:
+    """Equal structure and equal values, numbers within :data:`SAME_VALUE_RTOL`."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=SAME_VALUE_RTOL, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
+    return a == b
 
 
 def stable_model_key(model: str) -> str:

@@ -61,7 +61,9 @@ def _migrate(doc: Any, path: Path) -> list[dict[str, Any]]:
     if not isinstance(doc["records"], list):
         raise LedgerError(f"{path}: 'records' is {type(doc['records']).__name__}, not a list of records")
     version = doc.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise LedgerError(f"{path}: no integer 'schema_version' ({version!r}); not a plmtransfer ledger")
+    if version > SCHEMA_VERSION:
         raise LedgerError(
             f"{path}: schema_version {version!r} is newer than this plugin reads ({SCHEMA_VERSION}); "
             "upgrade pytest-plmtransfer"

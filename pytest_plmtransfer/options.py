@@ -300,7 +300,7 @@ def options_from_config(config) -> PlmOptions:
     if get("threads"):
         raw = str(get("threads")).strip()
         if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"--plm-threads: must be a positive whole number of threads, got {raw!r}")
+            raise OptionError(f"--plm-threads: must be a positive whole number of threads, got {raw!r}")
         opts.threads = int(raw)
     opts.report = flag("report")
     opts.report_dir = _path(get("report_dir"), invocation)

@@ -223,3 +223,22 @@ def test_no_regression_fails_only_outside_tolerance_and_bootstrap_noise(tmp_path
     path.write_text(json.dumps(doc))
     old = store.compare(records(0.05), ["test_spearman"], level=0.05)
     assert not old.ok and any("tolerance only" in n for n in old.notes)
+
+
+def test_last_digit_noise_is_the_same_value_a_real_change_is_not(tmp_path):
+    # --plm-update-baselines keeps a reviewed file when only float noise differs (another BLAS)
+    from pytest_plmtransfer.baselines import _same_values
+
+    doc = {"task": "gb1_sampled", "model": "onehot", "init": "none", "metrics": ["train_mse"],
+           "num_layers": 1, "seeds": ["none"], "tolerances": {}, "layers": {"0": {"train_mse": 0.9560224351666189}}}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(doc))
+    noisy = json.loads(json.dumps(doc))
+    noisy["layers"]["0"]["train_mse"] = 0.9560224351666186
+    assert _same_values(path, noisy)
+    changed = json.loads(json.dumps(doc))
+    changed["layers"]["0"]["train_mse"] = 0.95602
+    assert not _same_values(path, changed)
+    extra = json.loads(json.dumps(doc))
+    extra["layers"]["0"]["test_mse"] = 1.0
+    assert not _same_values(path, extra)

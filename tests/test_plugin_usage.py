@@ -374,9 +374,12 @@ def test_threads_option_bounds_torch_and_rejects_nonsense(pytester, run, flip_ro
     run(*args, "--plm-threads=1").assert_outcomes(passed=1)
     (rec,) = read_records(run.ledger)
     assert rec["machine"]["torch_threads"] == 1
-    bad = run(*args, "--plm-threads=many")
-    assert bad.ret != 0
-    assert "--plm-threads: must be a positive whole number of threads, got 'many'" in bad.stdout.str() + bad.stderr.str()
+    for value in ("many", "0"):
+        bad = run(*args, f"--plm-threads={value}")
+        assert bad.ret == pytest.ExitCode.USAGE_ERROR  # one line, not an INTERNALERROR
+        out = bad.stdout.str() + bad.stderr.str()
+        assert f"--plm-threads: must be a positive whole number of threads, got '{value}'" in out
+        assert "INTERNALERROR" not in out
 
 
 def test_plm_list_shows_models_tasks_suites_and_what_is_local(pytester, run, flip_root, tmp_path):

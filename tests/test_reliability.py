@@ -363,6 +363,7 @@ DAMAGED = {
     "list_of_ints": b"[1, 2, 3]",
     "records_object": b'{"schema_version": 2, "records": {"a": 1}}',
     "records_not_objects": b'{"schema_version": 2, "records": [1, "x"]}',
+    "no_version": b'{"records": [1, "x"]}',  # not "newer than this plugin": no advice to upgrade
 }
 
 
@@ -375,6 +376,7 @@ def test_damaged_ledger_one_line_with_path_never_rewritten(tmp_path, name, capsy
     with pytest.raises(PreflightError) as exc:
         check_ledger(path)
     assert str(exc.value).startswith(str(path)) and "left as it is" in str(exc.value)
+    assert "upgrade" not in str(exc.value)
     with pytest.raises(LedgerError):
         Ledger(path).append([{"kind": "layer"}])
     assert path.read_bytes() == DAMAGED[name], "the damaged file was rewritten"

@@ -128,14 +128,20 @@ def _failure_lines(result, needle: str) -> list[str]:
 
 # ------------------------------------------------------------------ 1: a full cache disk
 @pytest.mark.parametrize("where", ["free-space check", "write"])
-def test_full_cache_disk_fails_its_tests_in_one_line_and_the_run_finishes(bench, tiny_fs, monkeypatch, where):
+def test_full_cache_disk_fails_its_tests_in_one_line_and_the_run_finishes(bench, pytester, tiny_fs, monkeypatch, where):
     cache = tiny_fs("4m")
     if where == "write":  # the check is blind (a concurrent writer, a quota): the write meets ENOSPC
         monkeypatch.setenv("PLM_TEST_HIDE_FREE_SPACE", "1")
+    # a claim that needs the wide model's layers computes them too: it fails in one line as well
+    pytester.makepyfile(test_claims="from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401")
+    (pytester.path / "baselines").mkdir()
+    (pytester.path / "baselines" / "claims.json").write_text(json.dumps({"claims": [
+        {"kind": "beats_onehot", "models": "wide_user", "tasks": "gb1_sampled"}]}))
     result = bench.run("--plm-models=onehot,wide_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", cache=cache)
     out = result.stdout.str() + result.stderr.str()
     assert "Bus error" not in out and "Fatal Python error" not in out
-    result.assert_outcomes(passed=1, errors=3)  # a summary: the session survived
+    result.assert_outcomes(passed=1, errors=4)  # a summary: the session survived
+    assert len(_failure_lines(result, "not enough disk space for wide_user")) == 4
     lines = _failure_lines(result, "not enough disk space for wide_user")
     assert len(lines) >= 3 and f"in the embedding cache {cache}/embeddings" in lines[0]
     assert ("MiB free" if where == "free-space check" else "the filesystem ran out of space") in lines[0]
