@@ -176,3 +176,10 @@ def test_plugin_kinds_come_from_every_hook_implementation(always, monkeypatch):
     assert register_plugin_kinds(hook) == ["always_test_kind"]
     assert register_plugin_kinds(hook) == []
     assert isinstance(get_kind("always_test_kind"), Always)
+
+
+def test_a_hook_returning_something_else_than_a_list_is_refused(always, monkeypatch):
+    monkeypatch.setattr("pytest_plmtransfer.claims.kinds.entry_points", lambda group: [])
+    hook = SimpleNamespace(pytest_plmtransfer_claim_kinds=lambda: [always])  # the class, not [class]
+    with pytest.raises(ClaimKindError, match="must return a list of ClaimKind classes, got <class"):
+        register_plugin_kinds(hook)

@@ -673,6 +673,10 @@ def register_plugin_kinds(hook: Any) -> list[str]:
     names registered now, for :func:`unregister_kind` at the end of the session."""
     found: list[type[ClaimKind]] = [ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)]
     for result in hook.pytest_plmtransfer_claim_kinds():
+        if result is not None and not isinstance(result, (list, tuple)):
+            raise ClaimKindError(
+                f"pytest_plmtransfer_claim_kinds must return a list of ClaimKind classes, got {result!r}"
+            )
         found.extend(result or ())
     added = []
     for cls in found:
