@@ -18,3 +18,14 @@ def pytest_plmtransfer_register_models(registry) -> None:
 @pytest.hookspec
 def pytest_plmtransfer_layer_record(record: dict, case) -> None:
     """Called with each layer record before it is written to the ledger; may add fields."""
+
+
+@pytest.hookspec
+def pytest_plmtransfer_claim_kinds() -> list:
+    """Return claim kinds (subclasses of :class:`pytest_plmtransfer.claims.kinds.ClaimKind`) that
+    claims files may name; see the README section "Writing a claim kind".
+
+    Called once per session, before the claims file is read. Implement this in a ``conftest.py``
+    or a plugin; installed packages can instead use the ``plmtransfer.claim_kinds`` entry-point
+    group (each entry point names one class).
+    """

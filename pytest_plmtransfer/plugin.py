@@ -170,6 +170,8 @@ class _LazySession:
         self.preflight_done = False
         #: a bad selection found while parametrizing (unknown model, layer out of range, claims)
         self.config_error: str | None = None
+        #: claim kinds this session registered (see _register_claim_kinds)
+        self.claim_kinds_added: list[str] = []
 
     def get(self) -> "PlmSession":
         if self._session is None:
@@ -179,6 +181,7 @@ class _LazySession:
             registry = builtin_registry()
             registry.load_entry_points()
             self.config.hook.pytest_plmtransfer_register_models(registry=registry)
+            self._register_claim_kinds()
             workerinput = getattr(self.config, "workerinput", {})
             from pytest_plmtransfer.aliases import apply_aliases
 
@@ -195,6 +198,13 @@ class _LazySession:
             self._session.notify = self._notify
             self._session.progress = _progress_line(self.config, self._session.options.progress_mode)
         return self._session
+
+    def _register_claim_kinds(self) -> None:
+        """Plugins' and conftests' claim kinds, before the claims file is read; forgotten again
+        at unconfigure (the registry is process-wide, and pytester runs share the process)."""
+        from pytest_plmtransfer.claims.kinds import register_plugin_kinds
+
+        self.claim_kinds_added += register_plugin_kinds(self.config.hook)
 
     def _notify(self, line: str) -> None:
         """A line the user must see now (e.g. waiting for a lock), past pytest's output capture."""
@@ -440,9 +450,12 @@ def plm_claim_outcome(request, plm_session: "PlmSession", plm_claim_case):
     """
     if isinstance(plm_claim_case, _ConfigProblem):
         pytest.fail(str(plm_claim_case), pytrace=False)
+    from pytest_plmtransfer.claims.kinds import get_kind
+
     options = plm_session.options
-    if plm_claim_case.kind == "no_regression" and options.update_baselines:
-        pytest.skip("--plm-update-baselines: this run rewrites the baselines it would compare with")
+    reason = get_kind(plm_claim_case.kind).skip_reason(options)
+    if reason:
+        pytest.skip(reason)
     strict = options.strict or options.gate
     failure = None
     try:
@@ -481,6 +494,15 @@ class _BenchmarkOutcomes:
 
 
 _OUTCOMES_KEY = pytest.StashKey[_BenchmarkOutcomes]()
+
+
+def pytest_unconfigure(config) -> None:
+    lazy = config.stash.get(SESSION_KEY, None)
+    if lazy is not None and lazy.claim_kinds_added:
+        from pytest_plmtransfer.claims.kinds import unregister_kind
+
+        for name in lazy.claim_kinds_added:
+            unregister_kind(name)
 
 
 def _is_controller(config) -> bool:

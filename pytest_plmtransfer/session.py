@@ -69,6 +69,15 @@ class LayerCase:
         return (self.model, self.init, self.seed, self.task)
 
 
+def claim_models(claim) -> tuple[str, ...]:
+    """The models whose layer results on its task a claim case reads: its own, then those its
+    kind compares with."""
+    from pytest_plmtransfer.claims.kinds import get_kind
+
+    others = get_kind(claim.kind).comparators(claim)
+    return (claim.model, *(m for m in dict.fromkeys(others) if m != claim.model))
+
+
 class PlmSession:
     def __init__(
         self,
@@ -261,7 +270,8 @@ class PlmSession:
     def plan(self, cases: Iterable[LayerCase], claims: Iterable[Any] = ()) -> None:
         """Record which layers each embedding request needs, so one pass computes them all.
 
-        Claim tests need the layers of their (model, task) and one-hot's, selected or not.
+        Claim tests need the layers of their (model, task) and of the models their kind compares
+        with (one-hot for beats_onehot), selected or not.
         """
         self._planned_layers.clear()
         needed = list(cases)
@@ -291,6 +301,7 @@ class PlmSession:
 
     def claim_cases(self) -> list[Any]:
         """Every claim in ``<baselines>/claims.json`` applied to the selected (model, task, init)."""
+        from pytest_plmtransfer.claims.kinds import get_kind
         from pytest_plmtransfer.claims.spec import check_selectors, expand_claims
         from pytest_plmtransfer.models.base import INITS
         from pytest_plmtransfer.tasks.catalog import task_ids
@@ -323,12 +334,8 @@ class PlmSession:
             inits=[*INITS, "none"],
         )
         cases = expand_claims(claims, available)
-        # "pretrained beats random/stat" cannot apply to a model that has no such init
-        return [
-            c for c in cases
-            if not c.kind.startswith("pretrained_beats_")
-            or c.kind.removeprefix("pretrained_beats_") in inits_of.get(c.model, ())
-        ]
+        # e.g. "pretrained beats random" cannot apply to a model that has no random init
+        return [c for c in cases if get_kind(c.kind).applies_to(c.model, inits_of.get(c.model, ()))]
 
     def ledger_layer_records(self) -> list[dict[str, Any]]:
         """Layer records of ``--plm-from-ledger``, newest per (model, task, layer, init, seed)."""
@@ -344,12 +351,13 @@ class PlmSession:
 
     def claim_layer_cases(self, claim) -> list[LayerCase]:
         """The per-layer results a claim reads: its model on its task (every init and seed) and
-        one-hot on the task (added even when one-hot was not selected: it is cheap)."""
+        the models its kind compares with (e.g. one-hot), on the task (added even when not
+        selected: the claim cannot be judged without them)."""
         own = [c for c in self.layer_cases() if c.model == claim.model and c.task == claim.task]
-        onehot = [c for c in self.layer_cases() if c.model == "onehot" and c.task == claim.task]
-        if not onehot and claim.kind == "beats_onehot":
-            onehot = [c for c in self._build_layer_cases(["onehot"]) if c.task == claim.task]
-        return own + onehot
+        for model in claim_models(claim)[1:]:
+            theirs = [c for c in self.layer_cases() if c.model == model and c.task == claim.task]
+            own += theirs or [c for c in self._build_layer_cases([model]) if c.task == claim.task]
+        return own
 
     def evaluate_claim(self, claim, *, strict: bool) -> tuple[Any, dict[str, Any]]:
         """Evaluate one claim on the per-layer results (cached: no refitting); returns the outcome
@@ -360,7 +368,7 @@ class PlmSession:
         if self.options.from_ledger is not None:
             records = [
                 r for r in self.ledger_layer_records()
-                if r["task"] == claim.task and r["model"] in (claim.model, "onehot")
+                if r["task"] == claim.task and r["model"] in claim_models(claim)
             ]
         else:
             records = []

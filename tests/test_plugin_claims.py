@@ -428,3 +428,55 @@ def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "-0.1000" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------- a claim kind of one's own
+
+#: the README's example ("Writing a claim kind"), appended to the benchmarks' conftest.py: the
+#: test keeps the README's code working
+README = (Path(__file__).parents[1] / "README.md").read_text()
+REACHES_KIND = "\n" + re.search(r"### Writing a claim kind\n.*?```python\n(.*?)```", README, re.S)[1]
+
+
+def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
+    conftest = bench.root / "benchmarks" / "conftest.py"
+    conftest.write_text(conftest.read_text() + REACHES_KIND)
+    bench.claims(
+        {"name": "reaches_low", "kind": "reaches", "models": "*", "params": {"minimum": -1}},
+        {"name": "reaches_high", "kind": "reaches", "models": "tiny", "params": {"minimum": 2}},
+        {"name": "reaches_high_known", "kind": "reaches", "models": "tiny", "params": {"minimum": 2},
+         "expected_failures": [{"reason": "no correlation exceeds 1"}]},
+        claim("holds", HOLDS),  # a built-in kind beside it
+    )
+    result = bench.run(*SELECT, "-rA")
+    # 4 layer tests (onehot L0, tiny L0-L2); one-hot is excluded from reaches_low (for_onehot)
+    result.assert_outcomes(passed=4 + 2, failed=1, xfailed=1)
+    tests = outcomes_by_test(result)
+    assert tests["test_claim[reaches_low-tiny-gb1_sampled-pretrained]"] == "PASSED"
+    assert tests["test_claim[reaches_high-tiny-gb1_sampled-pretrained]"] == "FAILED"
+    assert tests["test_claim[reaches_high_known-tiny-gb1_sampled-pretrained]"] == "XFAIL"
+    assert tests["test_claim[holds-tiny-gb1_sampled-pretrained]"] == "PASSED"
+    assert not any("onehot" in t for t in tests if t.startswith("test_claim[reaches"))
+    assert re.search(r"tiny/pretrained on gb1_sampled: layer \d has test_spearman -?\d\.\d{3}, below 2", result.stdout.str())
+    recs = bench.claim_records()
+    low, high = recs["reaches_low[tiny-gb1_sampled-pretrained]"], recs["reaches_high[tiny-gb1_sampled-pretrained]"]
+    assert (low["claim_kind"], low["outcome"], high["outcome"]) == ("reaches", "passed", "failed")
+    assert recs["reaches_high_known[tiny-gb1_sampled-pretrained]"]["outcome"] == "xfailed"
+    assert high["detail"]["kind"] == "reaches" and high["detail"]["layer"] in (0, 1, 2)
+
+    # the kind's parameter declarations validate the claims file like the built-in kinds'
+    bench.claims({"kind": "reaches", "models": "tiny", "params": {"minimum": "high", "maximum": 1}})
+    bad = bench.run(*SELECT)
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    err = bad.stderr.str() + bad.stdout.str()
+    assert "claims[0] (reaches): parameter 'minimum' must be int/float, got 'high'" in err
+    assert "claims[0] (reaches): unknown parameter 'maximum' for reaches; known: metric, minimum" in err
+
+    # without the conftest's hook the kind is unknown, and the message lists the known ones
+    conftest.write_text(conftest.read_text().replace(REACHES_KIND, ""))
+    bench.claims({"kind": "reaches", "models": "tiny"})
+    unknown = bench.run(*SELECT)
+    assert unknown.ret == pytest.ExitCode.USAGE_ERROR
+    assert "claims[0]: 'kind' is 'reaches'; must be one of beats_onehot, saturates_by" in (
+        unknown.stderr.str() + unknown.stdout.str()
+    )

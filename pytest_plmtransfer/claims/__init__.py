@@ -1,5 +1,5 @@
 """Scientific claims as data (``baselines/claims.json``), expanded into cases and evaluated on
-existing per-layer results.
+existing per-layer results. Each kind of claim is a :class:`ClaimKind` subclass (``kinds.py``).
 
 >>> from pytest_plmtransfer.claims import load_claims, expand_claims, evaluate, resolve
 """
@@ -11,8 +11,14 @@ from pytest_plmtransfer.claims.evaluate import (
     evaluate_all,
     resolve,
 )
+from pytest_plmtransfer.claims.kinds import (
+    ClaimKind,
+    Param,
+    get_kind,
+    kind_names,
+    register_kind,
+)
 from pytest_plmtransfer.claims.spec import (
-    CLAIM_KINDS,
     ClaimCase,
     ClaimsError,
     ClaimsFile,
@@ -24,18 +30,22 @@ from pytest_plmtransfer.claims.spec import (
 )
 
 __all__ = [
-    "CLAIM_KINDS",
     "ClaimCase",
+    "ClaimKind",
     "ClaimOutcome",
     "ClaimSpec",
     "ClaimsError",
     "ClaimsFile",
     "ExpectedFailure",
+    "Param",
     "claim_record",
     "evaluate",
     "evaluate_all",
     "expand_claims",
+    "get_kind",
+    "kind_names",
     "load_claims",
     "parse_claims",
+    "register_kind",
     "resolve",
 ]

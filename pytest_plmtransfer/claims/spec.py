@@ -8,12 +8,12 @@ File format (``"format": "plmtransfer-claims/1"``)::
       "claims": [
         {
           "name": "beats_onehot",              # optional, defaults to kind; prefixes test ids
-          "kind": "beats_onehot",              # one of CLAIM_KINDS
+          "kind": "beats_onehot",              # a registered kind (claims/kinds.py)
           "finding": "why we expect this",     # optional free text (the paper's finding)
           "models": ["antiberty", "carp_*"],   # list of globs, or one glob string ("*")
           "tasks": "gb1_*",
-          "inits": ["pretrained"],             # default depends on the kind, see DEFAULT_INITS
-          "params": {"margin": 0.0},           # per-kind parameters, see PARAMS
+          "inits": ["pretrained"],             # default: the kind's default_inits
+          "params": {"margin": 0.0},           # the kind's params
           "expected_failures": [               # optional; first match wins
             {"models": ["carp_600k"], "tasks": ["gb1_low_vs_high"], "inits": "*",
              "reason": "paper: 0.241 vs one-hot 0.322", "strict": true}
@@ -42,62 +42,6 @@ from pytest_plmtransfer.errors import PlmTransferError
 FORMAT = "plmtransfer-claims/1"
 ONEHOT = "onehot"
 
-CLAIM_KINDS = (
-    "beats_onehot",
-    "saturates_by",
-    "pretrained_beats_random",
-    "pretrained_beats_stat",
-    "no_regression",
-    "matches_paper",
-)
-
-#: per kind: parameter name -> (accepted types, default); None default = optional/absent
-_NUM = (int, float)
-PARAMS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
-    "beats_onehot": {
-        "margin": (_NUM, 0.0),
-        "level": (_NUM, 0.05),
-        "metric": ((str,), None),
-        "selection_metric": ((str,), None),
-    },
-    "saturates_by": {
-        "layer": ((int,), None),
-        "fraction": (_NUM, None),
-        "tolerance": (_NUM, 0.02),
-        "level": (_NUM, 0.05),
-        "metric": ((str,), None),
-        "selection_metric": ((str,), None),
-    },
-    "pretrained_beats_random": {
-        "level": (_NUM, 0.05),
-        "margin": (_NUM, 0.0),
-        "at_layer": ((str, int), "selected"),
-        "metric": ((str,), None),
-        "selection_metric": ((str,), None),
-    },
-    "no_regression": {
-        "metrics": ((list,), None),
-        "level": (_NUM, 0.05),
-    },
-    "matches_paper": {
-        "tolerance": (_NUM, None),
-    },
-}
-PARAMS["pretrained_beats_stat"] = PARAMS["pretrained_beats_random"]
-
-#: inits a claim applies to when the entry gives none
-DEFAULT_INITS: dict[str, tuple[str, ...]] = {
-    "beats_onehot": ("pretrained",),
-    "saturates_by": ("pretrained",),
-    "pretrained_beats_random": ("pretrained",),
-    "pretrained_beats_stat": ("pretrained",),
-    "no_regression": ("*",),
-    "matches_paper": ("pretrained", "none"),
-}
-#: kinds that make no sense for the one-hot baseline (a single layer, no init)
-_NOT_FOR_ONEHOT = frozenset(
-    {"beats_onehot", "saturates_by", "pretrained_beats_random", "pretrained_beats_stat"}
-)
 _ENTRY_KEYS = frozenset(
     {"name", "kind", "finding", "models", "tasks", "inits", "params", "expected_failures"}
 )
@@ -145,8 +89,11 @@ class ClaimSpec:
     source: str = "<claims>"
 
     def selects(self, model: str, task: str, init: str) -> bool:
-        if self.kind in _NOT_FOR_ONEHOT and model == ONEHOT:
-            return False
+        if model == ONEHOT:
+            from pytest_plmtransfer.claims.kinds import get_kind
+
+            if not get_kind(self.kind).for_onehot:
+                return False
         return _match(model, self.models) and _match(task, self.tasks) and _match(init, self.inits)
 
 
@@ -220,60 +167,15 @@ def _selector(raw: Any, where: str, key: str, problems: list[str]) -> tuple[str,
     return tuple(raw)
 
 
-def _check_params(kind: str, raw: Any, where: str, problems: list[str]) -> dict[str, Any]:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: 'params' must be an object, got {type(raw).__name__}")
-        return {}
-    known = PARAMS[kind]
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in known:
-            problems.append(
-                f"{where}: unknown parameter {key!r} for {kind}; known: {', '.join(sorted(known))}"
-            )
-            continue
-        types = known[key][0]
-        if isinstance(value, bool) or not isinstance(value, types):
-            names = "/".join(t.__name__ for t in types)
-            problems.append(f"{where}: parameter {key!r} must be {names}, got {value!r}")
-            continue
-        out[key] = value
-    for key, (_types, default) in known.items():
-        if key not in out and default is not None:
-            out[key] = default
-    # kind-specific checks
-    if kind == "beats_onehot" and out.get("margin", 0) < 0:
-        problems.append(f"{where}: 'margin' must be >= 0, got {out['margin']}")
-    if kind == "saturates_by":
-        has_layer, has_frac = "layer" in out, "fraction" in out
-        if has_layer == has_frac:
-            problems.append(
-                f"{where}: saturates_by needs exactly one of 'layer' (absolute layer index k) or "
-                "'fraction' (k = floor(fraction * last layer index))"
-            )
-        if has_layer and out["layer"] < 0:
-            problems.append(f"{where}: 'layer' must be >= 0, got {out['layer']}")
-        if has_frac and not 0 < out["fraction"] <= 1:
-            problems.append(f"{where}: 'fraction' must be in (0, 1], got {out['fraction']}")
-        if out.get("tolerance", 0) < 0:
-            problems.append(f"{where}: 'tolerance' must be >= 0, got {out['tolerance']}")
-    if "level" in out and not 0 < out["level"] < 0.5:
-        # a one-sided test at level >= 0.5 would pass on a coin flip
-        problems.append(f"{where}: 'level' must be in (0, 0.5), got {out['level']}")
-    if kind in ("pretrained_beats_random", "pretrained_beats_stat"):
-        at = out.get("at_layer")
-        if isinstance(at, str) and at not in ("selected", "last"):
-            problems.append(f"{where}: 'at_layer' must be \"selected\", \"last\" or a layer index, got {at!r}")
-        if out.get("margin", 0) < 0:
-            problems.append(f"{where}: 'margin' must be >= 0, got {out['margin']}")
-    if kind == "no_regression" and "metrics" in out:
-        if not all(isinstance(m, str) for m in out["metrics"]):
-            problems.append(f"{where}: 'metrics' must be a list of metric-key globs")
-    if kind == "matches_paper" and "tolerance" in out and out["tolerance"] < 0:
-        problems.append(f"{where}: 'tolerance' must be >= 0, got {out['tolerance']}")
-    return out
+def _kind(name: Any):
+    """The registered claim kind called ``name``, or None."""
+    # imported here: the kinds build on ClaimCase (this module) and on the evaluation helpers
+    from pytest_plmtransfer.claims.kinds import get_kind
+
+    try:
+        return get_kind(name) if isinstance(name, str) else None
+    except KeyError:
+        return None
 
 
 def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
@@ -305,8 +207,11 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
             problems.append(f"{where}: must be an object, got {type(entry).__name__}")
             continue
         kind = entry.get("kind")
-        if kind not in CLAIM_KINDS:
-            problems.append(f"{where}: 'kind' is {kind!r}; must be one of {', '.join(CLAIM_KINDS)}")
+        claim_kind = _kind(kind)
+        if claim_kind is None:
+            from pytest_plmtransfer.claims.kinds import kind_names
+
+            problems.append(f"{where}: 'kind' is {kind!r}; must be one of {', '.join(kind_names())}")
             continue
         where = f"claims[{i}] ({entry.get('name', kind)})"
         for key in sorted(set(entry) - _ENTRY_KEYS):
@@ -323,10 +228,11 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
         names.setdefault(name, i)
         models = _selector(entry.get("models", "*"), where, "models", problems)
         tasks = _selector(entry.get("tasks", "*"), where, "tasks", problems)
-        inits = _selector(entry.get("inits", list(DEFAULT_INITS[kind])), where, "inits", problems)
-        if kind in ("pretrained_beats_random", "pretrained_beats_stat") and inits and inits != ("pretrained",):
-            problems.append(f"{where}: {kind} always compares init 'pretrained'; drop 'inits' or set it to [\"pretrained\"]")
-        params = _check_params(kind, entry.get("params"), where, problems)
+        inits = _selector(entry.get("inits", list(claim_kind.default_inits)), where, "inits", problems)
+        if inits and (problem := claim_kind.check_inits(inits)):
+            problems.append(f"{where}: {problem}")
+        params, param_problems = claim_kind.validate_params(entry.get("params"))
+        problems += [f"{where}: {p}" for p in param_problems]
         finding = entry.get("finding", "")
         if not isinstance(finding, str):
             problems.append(f"{where}: 'finding' must be a string")
