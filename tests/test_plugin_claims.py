@@ -287,24 +287,29 @@ def test_gate_exit_codes(bench):
         claim("holds", HOLDS),
         claim("broken", BROKEN),
         claim("needs_baseline", NO_REGRESSION, models="tiny"),
+        # an expected failure covers the claim's verdict, not its inputs: missing, it still fails
+        claim("declared_but_missing", NO_REGRESSION, models="tiny",
+              expected_failures=[{"reason": "known to regress", "strict": False}]),
     )
-    ok = bench.run(*SELECT, "--plm-gate", "-k", "not broken and not needs_baseline")
+    ok = bench.run(*SELECT, "--plm-gate", "-k", "not broken and not needs_baseline and not declared_but_missing")
     ok.assert_outcomes(passed=4 + 1)
     assert ok.ret == pytest.ExitCode.OK == 0
 
     gated = bench.run(*SELECT, "--plm-gate", "-rA")
-    gated.assert_outcomes(passed=4 + 1, failed=1, errors=1)
+    gated.assert_outcomes(passed=4 + 1, failed=1, errors=2)
     assert gated.ret == pytest.ExitCode.TESTS_FAILED == 1
     tests = outcomes_by_test(gated)
     assert tests["test_claim[broken-tiny-gb1_sampled-pretrained]"] == "FAILED"
     # a missing input (no stored baseline) fails under --plm-gate instead of skipping (raised by
     # the fixture, so pytest counts it as an error)
     assert tests["test_claim[needs_baseline-tiny-gb1_sampled-pretrained]"] == "ERROR"
+    assert tests["test_claim[declared_but_missing-tiny-gb1_sampled-pretrained]"] == "ERROR"
     out = gated.stdout.str()
     assert "does not beat one-hot by more than the margin 5" in out
     assert "no stored baseline for model 'tiny'" in out and "(--plm-strict/--plm-gate)" in out
     recs = bench.claim_records()
     assert recs["needs_baseline[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
+    assert recs["declared_but_missing[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"  # as pytest says
     assert recs["broken[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
 
 
