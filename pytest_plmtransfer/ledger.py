@@ -37,7 +37,7 @@ from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.locks import LockPolicy, PatientLock
-from pytest_plmtransfer.tempfiles import make_temp
+from pytest_plmtransfer.tempfiles import atomic_write_text
 
 SCHEMA_VERSION = 3
 #: the fields that identify one (model, task, layer, init, seed) measurement
@@ -154,18 +154,7 @@ def read_records(path: Path | str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- writing
 def atomic_write_json(path: Path, doc: Any) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp(path)  # named by host and pid (stale ones are swept), umask's mode
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=False, default=_json_default)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False, default=_json_default) + "\n")
 
 
 def _json_default(obj: Any) -> Any:

@@ -13,17 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.models.base import INITS, ONEHOT
 
 SUITES: dict[str, dict[str, list[str]]] = {
     # Finishes in minutes on a laptop CPU and works offline once data is present.
     "smoke": {
-        "models": ["onehot", "antiberty", "carp_600k", "esm2_t6_8M_UR50D"],
+        "models": [ONEHOT, "antiberty", "carp_600k", "esm2_t6_8M_UR50D"],
         "tasks": ["gb1_sampled", "gb1_low_vs_high", "gb1_two_vs_rest"],
     },
     # The seed papers' 8 models x 7 tasks (GPU scale).
     "paper": {
         "models": [
-            "onehot",
+            ONEHOT,
             "esm1_t6_43M_UR50S", "esm1_t12_85M_UR50S", "esm1_t34_670M_UR50S", "esm1b_t33_650M_UR50S",
             "carp_600k", "carp_38M", "carp_76M", "carp_640M",
         ],
@@ -37,7 +38,6 @@ SUITES: dict[str, dict[str, list[str]]] = {
 # (`--plm-models /path/carp_640M@step=78810.pt,...`): they cannot be named without the files.
 SUITES["icml"] = {"models": SUITES["paper"]["models"], "tasks": SUITES["paper"]["tasks"] + ["ss3"]}
 
-DEFAULT_INITS = ("pretrained", "random", "stat")
 DEFAULT_SEEDS = (42,)
 #: compute dtypes (the spellings models.torch_base accepts)
 DTYPES = ("float32", "fp32", "float", "bf16", "bfloat16", "fp16", "float16", "half")
@@ -190,7 +190,7 @@ def parse_sha256_map(value: str, option: str = "--plm-flip-sha256") -> dict[str,
 class PlmOptions:
     models: list[str] = field(default_factory=lambda: list(SUITES["smoke"]["models"]))
     tasks: list[str] = field(default_factory=lambda: list(SUITES["smoke"]["tasks"]))
-    inits: list[str] = field(default_factory=lambda: list(DEFAULT_INITS))
+    inits: list[str] = field(default_factory=lambda: list(INITS))
     seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
     layers: str | None = None
     data_dir: Path | None = None
@@ -274,9 +274,9 @@ def options_from_config(config) -> PlmOptions:
         get_task(task)  # UnknownTaskError names the known ids
     if get("inits"):
         opts.inits = split_list(get("inits"))
-        bad = [i for i in opts.inits if i not in DEFAULT_INITS]
+        bad = [i for i in opts.inits if i not in INITS]
         if bad:
-            raise OptionError(f"--plm-inits: unknown init(s) {bad} (accepted: {', '.join(DEFAULT_INITS)})")
+            raise OptionError(f"--plm-inits: unknown init(s) {bad} (accepted: {', '.join(INITS)})")
     if get("seeds"):
         opts.seeds = parse_seeds(str(get("seeds")))
     opts.layers = get("layers") or None

@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import metrics as M
-from .errors import InputError
-from .heads.classifier import (
+from pytest_plmtransfer import metrics as M
+from pytest_plmtransfer.errors import InputError
+from pytest_plmtransfer.heads.classifier import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BATCH_SIZE_PER_RESIDUE,
     DEFAULT_CHUNK_BYTES,
@@ -36,9 +36,9 @@ from .heads.classifier import (
     RowView,
     SoftmaxProbe,
 )
-from .heads.ridge import DEFAULT_ALPHAS, RIDGE_SELECTION_METRICS, RidgeProbe
-from .predictions import TestPredictions
-from .tasks.spec import SPLITS, SplitName, TaskKind
+from pytest_plmtransfer.heads.ridge import DEFAULT_ALPHAS, RIDGE_SELECTION_METRICS, RidgeProbe
+from pytest_plmtransfer.predictions import TestPredictions
+from pytest_plmtransfer.tasks.spec import SPLITS, SplitName, TaskKind
 
 __all__ = ["ProbeInput", "ProbeResult", "ProbeSettings", "probe", "settings_for_run", "standardization_stats"]
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from pytest_plmtransfer.models.base import ONEHOT
 from pytest_plmtransfer.aggregate import (
     best_layer,
     curve,
@@ -37,7 +38,6 @@ from pytest_plmtransfer.aggregate import (
 )
 
 BEST_MARK = "*"
-ONEHOT = "onehot"
 INIT_ORDER = {"none": 0, "pretrained": 1, "random": 2, "stat": 3}
 INIT_STYLE = {  # the papers' style: pretrained solid, ablations dashed, one-hot dotted
     "pretrained": {"linestyle": "-", "marker": "o"},

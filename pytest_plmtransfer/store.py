@@ -50,7 +50,7 @@ from pytest_plmtransfer.diskspace import (
     space_message,
 )
 from pytest_plmtransfer.errors import PlmTransferError
-from pytest_plmtransfer.hashing import sha256_file
+from pytest_plmtransfer.hashing import payload_key, sha256_file
 from pytest_plmtransfer.ledger import atomic_write_json
 from pytest_plmtransfer.locks import LockPolicy, PatientLock
 from pytest_plmtransfer.models.base import ModelAdapter
@@ -90,7 +90,7 @@ def entry_key(
     }
     if dtype != "float32":  # float32 keys stay what they were, so existing caches stay warm
         payload["dtype"] = dtype
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
+    return payload_key(payload)
 
 
 @dataclass

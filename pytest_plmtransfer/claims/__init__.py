@@ -8,7 +8,6 @@ from pytest_plmtransfer.claims.evaluate import (
     ClaimOutcome,
     claim_record,
     evaluate,
-    evaluate_all,
     resolve,
 )
 from pytest_plmtransfer.claims.spec import (
@@ -33,7 +32,6 @@ __all__ = [
     "ExpectedFailure",
     "claim_record",
     "evaluate",
-    "evaluate_all",
     "expand_claims",
     "load_claims",
     "parse_claims",

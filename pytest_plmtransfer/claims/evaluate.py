@@ -104,13 +104,6 @@ def evaluate(case: ClaimCase, layer_results: pd.DataFrame,
     return _evaluate(case, normalize(layer_results), baselines)
 
 
-def evaluate_all(cases: list[ClaimCase], layer_results: pd.DataFrame,
-                 baselines: BaselineStore | None = None) -> list[ClaimOutcome]:
-    """Evaluate many cases on the same results (the frame is prepared once)."""
-    frame = normalize(layer_results)
-    return [_evaluate(case, frame, baselines) for case in cases]
-
-
 def _evaluate(case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
     handler = _HANDLERS[case.kind]
     try:

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.models.base import ONEHOT
 
 FORMAT = "plmtransfer-claims/1"
-ONEHOT = "onehot"
 
 CLAIM_KINDS = (
     "beats_onehot",

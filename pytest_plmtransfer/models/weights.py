@@ -44,13 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.tempfiles import default_file_mode, make_temp
+from pytest_plmtransfer.hashing import sha256_file
+from pytest_plmtransfer.tempfiles import atomic_write_text, default_file_mode
 
 FAIR_ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 CARP_URL = "https://zenodo.org/record/6564798/files/{name}.pt?download=1"
 
 _DIGEST_SUFFIX = ".sha256.json"
-_CHUNK = 1 << 22
 
 
 # --------------------------------------------------------------------------- locations
@@ -196,11 +196,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
                 return str(data["sha256"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = sha256_file(path)
     payload = json.dumps({**key, "sha256": digest, "file": path.name})
     for cache in (beside, _digest_cache_path(path)):
         if _atomic_write(cache, payload):
@@ -213,16 +209,12 @@ def weights_identity(path: str | os.PathLike[str]) -> str:
 
 
 def _atomic_write(target: Path, text: str) -> bool:
+    """Write a digest cache file; False where it cannot be written (a read-only checkpoint
+    directory), so the caller tries the next place: the cache is an optimisation, never an error."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = make_temp(target)  # host/pid in the name, the umask's mode
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
+        atomic_write_text(target, text)
         return True
     except OSError:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp)  # type: ignore[possibly-undefined]
         return False
 
 

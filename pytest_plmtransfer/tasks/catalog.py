@@ -17,8 +17,8 @@ which is what the papers embedded.
 
 from __future__ import annotations
 
-from ..errors import PlmTransferError
-from .spec import TaskKind, TaskSpec
+from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.tasks.spec import TaskKind, TaskSpec
 
 #: where FLIP keeps each dataset's split archive, relative to the FLIP repository root
 ARCHIVES: dict[str, str] = {

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..hashing import sha256_file  # re-exported: readers.sha256_file is public
-from .catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED
-from .spec import TaskData, TaskSpec
+from pytest_plmtransfer.errors import InputError
+from pytest_plmtransfer.hashing import sha256_file  # re-exported: readers.sha256_file is public
+from pytest_plmtransfer.tasks.catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED
+from pytest_plmtransfer.tasks.spec import TaskData, TaskSpec
 
 #: the 20 standard amino acids
 STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
