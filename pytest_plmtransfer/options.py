@@ -52,6 +52,15 @@ class OptionError(PlmTransferError, ValueError):
     """A bad option value; the message names the option and what it accepts."""
 
 
+def benchmarks_command(models: str, task: str, inits: str, *extra: str) -> str:
+    """The ``pytest benchmarks ...`` line that computes (``extra``: and stores) these results;
+    messages that say what to run (missing results, missing baselines) all print this one."""
+    cmd = f"pytest benchmarks --plm-models {models} --plm-tasks {task}"
+    if inits != "none":  # one-hot has no init to select
+        cmd += f" --plm-inits {inits}"
+    return " ".join([cmd, *(e for e in extra if e)])
+
+
 def split_list(value: str | None) -> list[str]:
     if not value:
         return []

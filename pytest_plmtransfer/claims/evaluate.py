@@ -58,6 +58,7 @@ from pytest_plmtransfer.baselines import (
 )
 from pytest_plmtransfer.claims.paired import compare_rows
 from pytest_plmtransfer.claims.spec import ONEHOT, ClaimCase
+from pytest_plmtransfer.options import benchmarks_command
 from pytest_plmtransfer.stats import PairedResult
 
 REPLICATE_HINT = "--plm-seeds 42,0,12345"
@@ -71,13 +72,6 @@ class ClaimOutcome:
     message: str
     detail: dict[str, Any] = field(default_factory=dict)
     missing: bool = False
-
-
-def _run_cmd(models: str, task: str, inits: str, extra: str = "") -> str:
-    cmd = f"pytest benchmarks --plm-models {models} --plm-tasks {task}"
-    if inits != "none":  # one-hot has no init to select
-        cmd += f" --plm-inits {inits}"
-    return f"{cmd} {extra}".rstrip()
 
 
 def _missing(message: str, **detail: Any) -> ClaimOutcome:
@@ -124,7 +118,7 @@ def _own(case: ClaimCase, frame: pd.DataFrame) -> pd.DataFrame | ClaimOutcome:
     mine = subset(frame, case.model, case.task, case.init)
     if mine.empty:
         return _missing(
-            f"no layer results for {_what(case)}; run: {_run_cmd(case.model, case.task, case.init)}"
+            f"no layer results for {_what(case)}; run: {benchmarks_command(case.model, case.task, case.init)}"
         )
     return mine
 
@@ -152,7 +146,7 @@ def _beats_onehot(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | None
     if one.empty:
         return _missing(
             f"no one-hot result for task {case.task}: add onehot to the selection "
-            f"({_run_cmd(case.model + ',' + ONEHOT, case.task, case.init)}) "
+            f"({benchmarks_command(case.model + ',' + ONEHOT, case.task, case.init)}) "
             "and do not deselect it with -k"
         )
     s_m = select(mine, sel_m, test_m)
@@ -213,7 +207,7 @@ def _saturates_by(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | None
     if not early_layers:
         return _missing(
             f"{_what(case)}: no results for layers 0..{k}; run all layers "
-            f"({_run_cmd(case.model, case.task, case.init)} without --plm-layers)"
+            f"({benchmarks_command(case.model, case.task, case.init)} without --plm-layers)"
         )
     best = select(mine, sel_m, test_m)
     early = select(mine, sel_m, test_m, early_layers)
@@ -314,7 +308,7 @@ def _pretrained_beats(case: ClaimCase, frame: pd.DataFrame, _b: BaselineStore | 
         which = "pretrained" if pre.empty else other_init
         return _missing(
             f"no {which} results for {case.model} on {case.task}; run: "
-            f"{_run_cmd(case.model, case.task, 'pretrained,' + other_init, REPLICATE_HINT)}"
+            f"{benchmarks_command(case.model, case.task, 'pretrained,' + other_init, REPLICATE_HINT)}"
         )
     sel_m, test_m = _metrics(case, pre)
     at = case.params.get("at_layer", "selected")
@@ -418,7 +412,7 @@ def _matches_paper(case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStor
     if row.current is None:
         return _missing(
             f"{_what(case)}: no {ref.metric} at the last layer ({row.layer}); run all layers: "
-            f"{_run_cmd(case.model, case.task, case.init)}"
+            f"{benchmarks_command(case.model, case.task, case.init)}"
         )
     passed = row.ok
     scope = "" if row.gating else (
