@@ -13,8 +13,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-#: option suffix (after ``head-``) -> (ProbeSettings field, parser)
-HEAD_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {}
+#: option suffix (after ``head-``) -> (ProbeSettings field, parser, help); options.py registers them
+HEAD_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {}
 
 
 def _positive_int(name: str) -> Callable[[str], int]:
@@ -52,11 +52,13 @@ def _alphas(text: str) -> list[float]:
 
 HEAD_OPTIONS.update(
     {
-        "epochs": ("max_epochs", _positive_int("epochs")),
-        "patience": ("patience", _positive_int("patience")),
-        "batch-size": ("batch_size", _positive_int("batch-size")),
-        "lr": ("lr", _positive_float("lr")),
-        "alphas": ("alphas", _alphas),
+        "epochs": ("max_epochs", _positive_int("epochs"), "softmax probe: most training epochs (default 100)"),
+        "patience": ("patience", _positive_int("patience"),
+                     "softmax probe: epochs without validation improvement before stopping (default 5)"),
+        "batch-size": ("batch_size", _positive_int("batch-size"),
+                       "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)"),
+        "lr": ("lr", _positive_float("lr"), "softmax probe: Adam learning rate (default 1e-3)"),
+        "alphas": ("alphas", _alphas, "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))"),
     }
 )
 
@@ -67,7 +69,7 @@ def parse_head_options(get: Callable[[str], Any]) -> dict[str, Any]:
     ``get(name)`` returns an option's raw value by its dest suffix (``head_epochs`` ...).
     """
     out: dict[str, Any] = {}
-    for suffix, (field_name, parse) in HEAD_OPTIONS.items():
+    for suffix, (field_name, parse, _help) in HEAD_OPTIONS.items():
         raw = get("head_" + suffix.replace("-", "_"))
         if raw in (None, "", [], False):
             continue
