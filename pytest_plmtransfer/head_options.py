@@ -17,30 +17,28 @@ from typing import Any
 HEAD_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {}
 
 
-def _positive_int(name: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+def _number(name: str, convert: Callable[[str], Any], what: str, ok: Callable[[Any], bool],
+            bound: str) -> Callable[[str], Any]:
+    """A parser for ``--plm-head-<name>``: ``convert`` the text (else "is not <what>"), then check it."""
+
+    def parse(text: str) -> Any:
         try:
-            value = int(str(text).strip())
+            value = convert(str(text).strip())
         except ValueError:
-            raise ValueError(f"--plm-head-{name}: {text!r} is not a whole number") from None
-        if value < 1:
-            raise ValueError(f"--plm-head-{name}: must be at least 1, got {value}")
+            raise ValueError(f"--plm-head-{name}: {text!r} is not {what}") from None
+        if not ok(value):
+            raise ValueError(f"--plm-head-{name}: must be {bound}, got {value if convert is int else repr(text)}")
         return value
 
     return parse
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+    return _number(name, int, "a whole number", lambda v: v >= 1, "at least 1")
 
 
 def _positive_float(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(str(text).strip())
-        except ValueError:
-            raise ValueError(f"--plm-head-{name}: {text!r} is not a number") from None
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"--plm-head-{name}: must be a finite number > 0, got {text!r}")
-        return value
-
-    return parse
+    return _number(name, float, "a number", lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def _alphas(text: str) -> list[float]:

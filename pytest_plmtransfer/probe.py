@@ -304,21 +304,10 @@ def _softmax(
     batch_size = settings.batch_size
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZE_PER_RESIDUE if per_residue else DEFAULT_BATCH_SIZE
-    return SoftmaxProbe(
-        n_classes,
-        lr=settings.lr,
-        batch_size=batch_size,
-        max_epochs=settings.max_epochs,
-        patience=settings.patience,
-        min_delta=settings.min_delta,
-        weight_decay=settings.weight_decay,
-        class_weight=settings.class_weight,
-        seed=seed,
-        chunk_bytes=settings.chunk_bytes,
-        device=settings.device,
-        num_threads=settings.num_threads,
-        engine=settings.engine,
-    )
+    # the settings that are SoftmaxProbe's arguments under the same names
+    passed = ("lr", "max_epochs", "patience", "min_delta", "weight_decay", "class_weight", "chunk_bytes",
+              "device", "num_threads", "engine")
+    return SoftmaxProbe(n_classes, batch_size=batch_size, seed=seed, **{k: getattr(settings, k) for k in passed})
 
 
 def _softmax_head(clf: SoftmaxProbe, classes: list[str]) -> dict[str, Any]:

@@ -204,17 +204,8 @@ class EmbeddingStore:
         offsets = None
         if per_residue:
             offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
-        return EmbeddingEntry(
-            key=key,
-            path=entry_dir,
-            sequences=sequences,
-            per_residue=per_residue,
-            offsets=offsets,
-            layers=wanted,
-            computed=bool(missing),
-            embed_seconds=seconds,
-            dtype=self.dtype,
-        )
+        return EmbeddingEntry(key, entry_dir, sequences, per_residue, offsets, wanted,
+                              computed=bool(missing), embed_seconds=seconds, dtype=self.dtype)
 
     def _compute(
         self,

@@ -110,15 +110,10 @@ def layer_record(
     """One layer record as a run writes it (built through :class:`LayerRecord`), with these values."""
     archive, member = _archive_member(task)
     return LayerRecord(
+        model, task, layer, init, seed, dict(metrics),  # the record's key fields, in its order
         test_id=f"test_layer[{model}-{task}-L{layer:02d}-{init}]",
-        model=model,
-        init=init,
-        seed=seed,
-        task=task,
         task_kind=task_kind,
-        layer=layer,
         num_layers=num_layers,
-        metrics=dict(metrics),
         head={"alpha": 1.0} if task_kind == "regression" else {"epochs": 10},
         selection_metric=selection_metric,
         test_metric=test_metric,

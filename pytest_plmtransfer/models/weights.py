@@ -30,13 +30,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import json
 import os
 import pickle
 import re
 import urllib.error
-import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -279,20 +277,10 @@ def peek_keys(path: str | os.PathLike[str]) -> set[str]:
     Handles both torch's zip format (``<archive>/data.pkl``) and the legacy format (a sequence
     of pickles: magic, protocol, sys info, then the object). Returns an empty set if unsure.
     """
-    path = Path(path)
+    from pytest_plmtransfer.models.describe import unpickle_object_tree
+
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                pkl = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
-                if pkl is None:
-                    return set()
-                obj = _PeekUnpickler(io.BytesIO(zf.read(pkl))).load()
-        else:
-            with path.open("rb") as fh:
-                unpickler = _PeekUnpickler(fh)
-                for _ in range(3):  # magic number, protocol version, sys info
-                    unpickler.load()
-                obj = unpickler.load()
+        obj = unpickle_object_tree(Path(path), _PeekUnpickler)
     except Exception:  # noqa: BLE001 - anything unreadable is simply "not recognized"
         return set()
     return {k for k in obj if isinstance(k, str)} if isinstance(obj, dict) else set()

@@ -223,6 +223,12 @@ class DataResolver:
             self._verified[key] = sha256_file(path)
         return self._verified[key]
 
+    def _mkdir(self, spec: TaskSpec | str, directory: Path, what: str) -> None:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unavailable(spec, f"cannot create the {what} directory {directory}: {exc}") from None
+
     def _cache_entry_ok(self, path: Path) -> bool:
         """A cached archive is trusted if its checksum matches the recorded one (or none was
         recorded, e.g. a file the user placed there by hand) and it opens as a zip."""
@@ -248,21 +254,11 @@ class DataResolver:
         archive = _archive(spec)
         dest = self.cache_path(archive)
         url = self.url(archive)
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise self._unavailable(
-                spec, f"cannot create the cache directory {dest.parent}: {exc}"
-            ) from None
+        self._mkdir(spec, dest.parent, "cache")
         # Lock files live apart from the data (flock-style lock files cannot be deleted safely,
         # so they stay behind): the archive's directory holds only finished archives.
         lock_path = self.cache_dir / "locks" / "flip" / f"{archive}.lock"
-        try:
-            lock_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise self._unavailable(
-                spec, f"cannot create the lock directory {lock_path.parent}: {exc}"
-            ) from None
+        self._mkdir(spec, lock_path.parent, "lock")
         lock = FileLock(str(lock_path), timeout=self.lock_timeout)
         try:
             with lock:
