@@ -19,7 +19,6 @@ input errors (missing or unreadable ledger, unknown run id).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import TextIO
 
 import pandas as pd
 
-from pytest_plmtransfer.aggregate import seed_key, select_runs, sorted_seeds
+from pytest_plmtransfer.aggregate import select_runs
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.ledger import load_ledger
 
@@ -40,23 +39,6 @@ def _ledger_path(raw: str) -> Path:
     if not path.exists():
         raise CliError(f"{path}: no such ledger (directory or file)")
     return path
-
-
-def _schema(path: Path) -> str:
-    if path.is_dir():
-        from pytest_plmtransfer.ledger import SCHEMA_VERSION, ledger_files
-
-        parts = ledger_files(path)
-        return f"{SCHEMA_VERSION} (directory, {len(parts)} file(s))"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return "unreadable"
-    if isinstance(doc, list):
-        return "1 (bare list, migrated on load)"
-    if isinstance(doc, dict):
-        return str(doc.get("schema_version"))
-    return "unknown"
 
 
 def _load(path: Path, run_id: str | None = None, latest: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -105,32 +87,9 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    path = _ledger_path(args.ledger)
-    records = load_ledger(path, kind=None)
-    out.write(f"ledger {path}: schema {_schema(path)}, {len(records)} record(s)\n")
-    if records.empty:
-        return 0
-    kinds = records["kind"].fillna("layer").value_counts() if "kind" in records.columns else pd.Series()
-    out.write("records: " + ", ".join(f"{n} {k}" for k, n in kinds.items()) + "\n")
-    if "run_id" not in records.columns:
-        return 0
-    out.write("runs:\n")
-    for run_id, sub in records.groupby(records["run_id"].fillna("(none)"), sort=False):
-        layer = sub[sub.get("kind", pd.Series("layer", index=sub.index)).fillna("layer") == "layer"]
-        claim = sub[sub.get("kind", pd.Series("layer", index=sub.index)) == "claim"]
-        stamps = sub["timestamp"].dropna().astype(str) if "timestamp" in sub.columns else pd.Series(dtype=str)
-        when = f"{stamps.min()} .. {stamps.max()}" if not stamps.empty else "?"
-        commit = sub["git_commit"].dropna().iloc[-1] if "git_commit" in sub.columns and sub["git_commit"].notna().any() else "?"
-        out.write(f"  {run_id}: {when}, commit {commit}, {len(layer)} layer / {len(claim)} claim record(s)\n")
-        if not layer.empty:
-            models = ", ".join(dict.fromkeys(layer["model"].astype(str)))
-            tasks = ", ".join(dict.fromkeys(layer["task"].astype(str)))
-            inits = ", ".join(dict.fromkeys(layer["init"].fillna("none").astype(str))) if "init" in layer else "?"
-            seeds = sorted_seeds(seed_key(s) for s in layer["seed"]) if "seed" in layer.columns else []
-            out.write(f"    models: {models}\n    tasks: {tasks}\n    inits: {inits}; seeds: {', '.join(seeds)}\n")
-        if not claim.empty and "outcome" in claim.columns:
-            counts = claim["outcome"].value_counts()
-            out.write("    claims: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + "\n")
+    from pytest_plmtransfer.ledger import describe_ledger
+
+    out.write(describe_ledger(_ledger_path(args.ledger)))
     return 0
 
 

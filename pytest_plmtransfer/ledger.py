@@ -303,3 +303,54 @@ def load_ledger(path: Path | str, *, kind: str | None = "layer", latest: bool = 
             .reset_index(drop=True)
         )
     return frame
+
+
+# --------------------------------------------------------------------------- describing
+def _schema_of(path: Path) -> str:
+    if path.is_dir():
+        return f"{SCHEMA_VERSION} (directory, {len(ledger_files(path))} file(s))"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "unreadable"
+    if isinstance(doc, list):
+        return "1 (bare list, migrated on load)"
+    if isinstance(doc, dict):
+        return str(doc.get("schema_version"))
+    return "unknown"
+
+
+def describe_ledger(path: Path) -> str:
+    """What ``plmtransfer show`` prints: the schema, record counts, and per run its time span,
+    commit, models, tasks, inits, seeds and claim outcomes."""
+    import pandas as pd
+
+    from pytest_plmtransfer.aggregate import seed_key, sorted_seeds
+
+    records = load_ledger(path, kind=None)
+    lines = [f"ledger {path}: schema {_schema_of(path)}, {len(records)} record(s)"]
+    if records.empty:
+        return "\n".join(lines) + "\n"
+    kinds = records["kind"].fillna("layer").value_counts() if "kind" in records.columns else pd.Series()
+    lines.append("records: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
+    if "run_id" not in records.columns:
+        return "\n".join(lines) + "\n"
+    lines.append("runs:")
+    for run_id, sub in records.groupby(records["run_id"].fillna("(none)"), sort=False):
+        kind = sub.get("kind", pd.Series("layer", index=sub.index))
+        layer, claim = sub[kind.fillna("layer") == "layer"], sub[kind == "claim"]
+        stamps = sub["timestamp"].dropna().astype(str) if "timestamp" in sub.columns else pd.Series(dtype=str)
+        when = f"{stamps.min()} .. {stamps.max()}" if not stamps.empty else "?"
+        has_commit = "git_commit" in sub.columns and sub["git_commit"].notna().any()
+        commit = sub["git_commit"].dropna().iloc[-1] if has_commit else "?"
+        lines.append(f"  {run_id}: {when}, commit {commit}, {len(layer)} layer / {len(claim)} claim record(s)")
+        if not layer.empty:
+            models = ", ".join(dict.fromkeys(layer["model"].astype(str)))
+            tasks = ", ".join(dict.fromkeys(layer["task"].astype(str)))
+            inits = ", ".join(dict.fromkeys(layer["init"].fillna("none").astype(str))) if "init" in layer else "?"
+            seeds = sorted_seeds(seed_key(s) for s in layer["seed"]) if "seed" in layer.columns else []
+            lines += [f"    models: {models}", f"    tasks: {tasks}", f"    inits: {inits}; seeds: {', '.join(seeds)}"]
+        if not claim.empty and "outcome" in claim.columns:
+            counts = claim["outcome"].value_counts()
+            lines.append("    claims: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return "\n".join(lines) + "\n"

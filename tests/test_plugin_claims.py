@@ -141,7 +141,8 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     prov = doc["provenance"]
     assert prov["run_id"] == run_id
     assert prov["data_sha256"] == layer_recs[0]["data"]["sha256"]
-    assert prov["weights"] == layer_recs[0]["weights"] and prov["weights"]["model"] == "tiny"
+    tiny_pretrained = next(r for r in layer_recs if r["model"] == "tiny" and r["init"] == "pretrained")
+    assert prov["weights"] == tiny_pretrained["weights"]  # the adapter's identity: the toy's content hash
     assert set(prov["weights"]) == {"model", "init", "seed", "weights_sha256"}
     by_layer = {r["layer"]: r["metrics"] for r in layer_recs if r["model"] == "tiny"}
     for layer in (0, 1, 2):
