@@ -8,7 +8,7 @@ Run explicitly (it is not part of ``tests/``)::
 below (:class:`SingleFileLedger`): under a file lock it re-reads the whole JSON file and rewrites
 it atomically (temp file, fsync, rename) for every record. "after" is
 :class:`pytest_plmtransfer.ledger.Ledger`: one ``write`` of one line to the process's own JSON
-Lines part. Records are realistic layer records (:func:`pytest_plmtransfer.synthetic.layer_record`,
+Lines part. Records are realistic layer records (:func:`pytest_plmtransfer.testing.layer_record`,
 about 1.3 kB each). Each ledger is pre-filled to 99 / 9,999 records, then record 100 / 10,000 is
 timed; the four cases are interleaved round by round (the machine is shared) and the medians
 compared. ``benchmark`` times the after-side append at 10,000; the ratios are in ``extra_info``.
@@ -28,7 +28,7 @@ from typing import Any
 from filelock import FileLock
 
 from pytest_plmtransfer.ledger import Ledger
-from pytest_plmtransfer.synthetic import synthetic_records
+from pytest_plmtransfer.testing import synthetic_records
 
 ROUNDS = 15
 SIZES = (100, 10_000)

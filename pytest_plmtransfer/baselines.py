@@ -65,6 +65,8 @@ from pytest_plmtransfer.aggregate import (
 )
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.ledger import atomic_write_json
+from pytest_plmtransfer.options import benchmarks_command
+from pytest_plmtransfer.table import text_table
 
 FORMAT = "plmtransfer-baseline/1"
 PAPER_FORMAT = "plmtransfer-paper-reference/1"
@@ -101,13 +103,9 @@ class BaselineMissing(BaselineError):
 
 
 def update_command(model: str, task: str, init: str, seeds: list[Any] | None = None) -> str:
-    cmd = f"pytest benchmarks --plm-models {model} --plm-tasks {task}"
-    if init != "none":  # one-hot has no init to select
-        cmd += f" --plm-inits {init}"
-    real = [s for s in (seeds or []) if s is not None]
-    if len(real) > 1:
-        cmd += " --plm-seeds " + ",".join(str(s) for s in real)
-    return cmd + " --plm-update-baselines"
+    real = [str(s) for s in (seeds or []) if s is not None]
+    seeds_flag = "--plm-seeds " + ",".join(real) if len(real) > 1 else ""
+    return benchmarks_command(model, task, init, seeds_flag, "--plm-update-baselines")
 
 
 def safe_name(name: str) -> str:
@@ -236,19 +234,161 @@ class Comparison:
             )
             for r in rows
         ]
-        widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-        left = {1}  # metric names left-aligned, numbers right-aligned
-
-        def line(cells: tuple[str, ...]) -> str:
-            return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-        lines.append(line(header))
-        lines.append("  ".join("-" * w for w in widths))
-        lines.extend(line(b) for b in body)
+        lines += text_table(header, body, "rlrrrrr")  # metric names left, numbers right
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.format()
+
+
+# --------------------------------------------------------------------------------------------
+# two ledgers (``plmtransfer compare``)
+
+#: what a row of a ledger comparison is keyed by
+LEDGER_KEY = ["model", "task", "init", "layer"]
+
+
+def ledger_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Seed-averaged ``metric`` per (model, task, init, layer), with the seeds that went in and the
+    mean bootstrap standard error (NaN unless every seed has one). ``metric="auto"``: each record's
+    own test metric."""
+    data = normalize(frame)
+    if data.empty:
+        return pd.DataFrame(columns=[*LEDGER_KEY, "value", "seeds", "metric"])
+    if metric == "auto":
+        if "test_metric" in data.columns:
+            names = data["test_metric"].where(data["test_metric"].notna(), "test_spearman")
+        else:
+            names = pd.Series("test_spearman", index=data.index)
+        data["metric"] = names.astype(str)
+        data["value"] = float("nan")
+        for name in data["metric"].unique():
+            if name in data.columns:
+                mask = data["metric"] == name
+                data.loc[mask, "value"] = pd.to_numeric(data.loc[mask, name], errors="coerce")
+    else:
+        data["metric"] = metric
+        data["value"] = pd.to_numeric(data[metric], errors="coerce") if metric in data.columns else float("nan")
+    data["se"] = [
+        iv.get(m, {}).get("se") if isinstance(iv, dict) and isinstance(iv.get(m), dict) else None
+        for iv, m in zip(data["intervals"] if "intervals" in data.columns else [None] * len(data), data["metric"])
+    ]
+    data["se"] = pd.to_numeric(data["se"], errors="coerce")
+    grouped = data.groupby(LEDGER_KEY, sort=True)
+    out = grouped.agg(value=("value", "mean"), metric=("metric", "first"),
+                      seeds=("seed_key", lambda s: ",".join(sorted_seeds(s))),
+                      se=("se", lambda s: s.mean() if s.notna().all() else float("nan")))
+    return out.reset_index()
+
+
+@dataclass
+class LedgerComparison:
+    """Ledger B against ledger A, row by (model, task, init, layer): ``diff = B - A``, a row flagged
+    above ``fail_above`` (with ``outside_interval``: only when also outside the bootstrap noise)."""
+
+    both: pd.DataFrame
+    only_a: pd.DataFrame
+    only_b: pd.DataFrame
+    metric: str
+    fail_above: float | None
+    outside_interval: bool
+
+    @classmethod
+    def of(cls, a: pd.DataFrame, b: pd.DataFrame, metric: str = "auto", fail_above: float | None = None,
+           outside_interval: bool = False, level: float = 0.05) -> LedgerComparison:
+        from statistics import NormalDist
+
+        if outside_interval and fail_above is None:
+            raise PlmTransferError("--outside-interval needs --fail-above (the fixed threshold it adds to)")
+        merged = ledger_values(a, metric).merge(
+            ledger_values(b, metric), on=LEDGER_KEY, how="outer", suffixes=("_a", "_b"), indicator=True)
+        both = merged[merged["_merge"] == "both"].copy()
+        both["diff"] = both["value_b"] - both["value_a"]
+        # the bootstrap noise of the difference, z * sqrt(se_A^2 + se_B^2) (unpaired, so
+        # conservative); with outside_interval a row is flagged only when |diff| exceeds it as well
+        z = NormalDist().inv_cdf(1.0 - level / 2.0)
+        both["noise"] = z * (both["se_a"] ** 2 + both["se_b"] ** 2) ** 0.5
+        if outside_interval:
+            flagged = (both["diff"].abs() > fail_above) & (both["diff"].abs() > both["noise"].fillna(0.0))
+        elif fail_above is not None:
+            flagged = both["diff"].abs() > fail_above
+        else:
+            flagged = pd.Series(False, index=both.index)
+        both["flagged"] = flagged
+        return cls(both, merged[merged["_merge"] == "left_only"], merged[merged["_merge"] == "right_only"],
+                   metric, fail_above, outside_interval)
+
+    @property
+    def compared(self) -> pd.DataFrame:
+        """The common rows where both ledgers have the metric."""
+        return self.both.dropna(subset=["diff"])
+
+    @property
+    def exit_status(self) -> int:
+        """1 when a row is flagged, or, with a threshold, nothing could be compared; else 0."""
+        if self.compared.empty:
+            return 1 if self.fail_above is not None else 0
+        return 1 if self.fail_above is not None and bool(self.compared["flagged"].any()) else 0
+
+    def _table(self, only_diffs: bool) -> list[str]:
+        shown = self.both[self.both["flagged"]] if only_diffs else self.both
+        if shown.empty:
+            return []
+        thr = self.fail_above
+        body = []
+        for row in shown.itertuples(index=False):
+            nan = pd.isna(row.value_a) or pd.isna(row.value_b)
+            status = "n/a" if nan else ("FAIL" if row.flagged else "OK")
+            note = "" if row.seeds_a == row.seeds_b else f"seeds A={row.seeds_a} B={row.seeds_b}"
+            if self.outside_interval and not nan:
+                within = pd.isna(row.noise) or abs(row.diff) <= row.noise
+                extra = "no interval" if pd.isna(row.noise) else f"noise ±{row.noise:.4f}"
+                if thr is not None and abs(row.diff) > thr and within and not pd.isna(row.noise):
+                    extra += ": within noise"
+                note = f"{note}; {extra}" if note else extra
+            body.append([
+                row.model, row.task, row.init, str(row.layer), str(row.metric_a),
+                "n/a" if pd.isna(row.value_a) else f"{row.value_a:.4f}",
+                "n/a" if pd.isna(row.value_b) else f"{row.value_b:.4f}",
+                "n/a" if nan else f"{row.diff:+.4f}", status, note,
+            ])
+        header = ["model", "task", "init", "layer", "metric", "A", "B", "diff", "status", "note"]
+        return text_table(header, body, "lllrlrrrll")
+
+    @staticmethod
+    def _only(rows: pd.DataFrame, label: str, path: Path | str) -> list[str]:
+        if rows.empty:
+            return []
+        lines = [f"only in {label} ({path}), not compared: {len(rows)} row(s)"]
+        for (model, task, init), sub in rows.groupby(["model", "task", "init"], sort=True):
+            lines.append(f"  {model}/{init} on {task}: layers {_ranges(sorted(int(x) for x in sub['layer']))}")
+        return lines
+
+    def format(self, path_a: Path | str, path_b: Path | str, only_diffs: bool = False) -> str:
+        """The report ``plmtransfer compare`` prints: what is compared, the table, the rows only
+        one ledger has, and a summary line (with a threshold: OK or FAIL)."""
+        metric_txt = "each task's test metric" if self.metric == "auto" else self.metric
+        lines = [f"comparing {metric_txt}, averaged over seeds, per (model, task, init, layer)",
+                 f"  A = {path_a}", f"  B = {path_b}   (diff = B - A)"]
+        lines += self._table(only_diffs)
+        lines += self._only(self.only_a, "A", path_a) + self._only(self.only_b, "B", path_b)
+        valid = self.compared
+        if len(self.both) > len(valid):
+            lines.append(f"{len(self.both) - len(valid)} common row(s) lack the metric in one ledger (n/a), not compared")
+        if valid.empty:
+            lines.append("nothing to compare: the ledgers share no (model, task, init, layer) with the metric")
+            return "\n".join(lines) + "\n"
+        worst = valid.loc[valid["diff"].abs().idxmax()]
+        summary = (
+            f"{len(valid)} row(s) compared; max |diff| {abs(worst['diff']):.4f} "
+            f"({worst['model']}/{worst['init']} on {worst['task']}, layer {worst['layer']})"
+        )
+        if self.fail_above is not None:
+            n_bad = int(valid["flagged"].sum())
+            what = f"above {self.fail_above:g}" + (" and outside the noise" if self.outside_interval else "")
+            summary += f"; {n_bad} {what}: FAIL" if n_bad else f"; none {what}: OK"
+        lines.append(summary)
+        return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,11 +491,7 @@ def format_paper_rows(rows: list[PaperRow], metric: str = "test_spearman") -> st
     ]
     if not body:
         return "no run matches a paper reference number"
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    out.append("  ".join("-" * w for w in widths))
-    out.extend("  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body)
-    return "\n".join(out)
+    return "\n".join(text_table(header, body))
 
 
 # --------------------------------------------------------------------------------------------

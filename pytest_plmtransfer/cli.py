@@ -19,7 +19,6 @@ input errors (missing or unreadable ledger, unknown run id).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,12 +26,9 @@ from typing import TextIO
 
 import pandas as pd
 
-from pytest_plmtransfer.aggregate import normalize, seed_key, select_runs, sorted_seeds
+from pytest_plmtransfer.aggregate import select_runs
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.ledger import load_ledger
-
-KEY = ["model", "task", "init", "layer"]
-
 
 class CliError(PlmTransferError):
     pass
@@ -43,23 +39,6 @@ def _ledger_path(raw: str) -> Path:
     if not path.exists():
         raise CliError(f"{path}: no such ledger (directory or file)")
     return path
-
-
-def _schema(path: Path) -> str:
-    if path.is_dir():
-        from pytest_plmtransfer.ledger import SCHEMA_VERSION, ledger_files
-
-        parts = ledger_files(path)
-        return f"{SCHEMA_VERSION} (directory, {len(parts)} file(s))"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return "unreadable"
-    if isinstance(doc, list):
-        return "1 (bare list, migrated on load)"
-    if isinstance(doc, dict):
-        return str(doc.get("schema_version"))
-    return "unknown"
 
 
 def _load(path: Path, run_id: str | None = None, latest: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -97,156 +76,20 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Seed-averaged ``metric`` per (model, task, init, layer), with the seeds that went in."""
-    data = normalize(frame)
-    if data.empty:
-        return pd.DataFrame(columns=[*KEY, "value", "seeds", "metric"])
-    if metric == "auto":
-        if "test_metric" in data.columns:
-            names = data["test_metric"].where(data["test_metric"].notna(), "test_spearman")
-        else:
-            names = pd.Series("test_spearman", index=data.index)
-        data["metric"] = names.astype(str)
-        data["value"] = float("nan")
-        for name in data["metric"].unique():
-            if name in data.columns:
-                mask = data["metric"] == name
-                data.loc[mask, "value"] = pd.to_numeric(data.loc[mask, name], errors="coerce")
-    else:
-        data["metric"] = metric
-        data["value"] = pd.to_numeric(data[metric], errors="coerce") if metric in data.columns else float("nan")
-    data["se"] = [
-        iv.get(m, {}).get("se") if isinstance(iv, dict) and isinstance(iv.get(m), dict) else None
-        for iv, m in zip(data["intervals"] if "intervals" in data.columns else [None] * len(data), data["metric"])
-    ]
-    data["se"] = pd.to_numeric(data["se"], errors="coerce")
-    grouped = data.groupby(KEY, sort=True)
-    out = grouped.agg(value=("value", "mean"), metric=("metric", "first"),
-                      seeds=("seed_key", lambda s: ",".join(sorted_seeds(s))),
-                      se=("se", lambda s: s.mean() if s.notna().all() else float("nan")))
-    return out.reset_index()
-
-
-def _ranges(layers: list[int]) -> str:
-    from pytest_plmtransfer.baselines import _ranges as r
-
-    return r(layers)
-
-
-def _only_lines(rows: pd.DataFrame, label: str, path: Path) -> list[str]:
-    if rows.empty:
-        return []
-    lines = [f"only in {label} ({path}), not compared: {len(rows)} row(s)"]
-    for (model, task, init), sub in rows.groupby(["model", "task", "init"], sort=True):
-        lines.append(f"  {model}/{init} on {task}: layers {_ranges(sorted(int(x) for x in sub['layer']))}")
-    return lines
-
-
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
-    pa, pb = _ledger_path(args.ledger_a), _ledger_path(args.ledger_b)
-    a = _values(load_ledger(pa, kind="layer"), args.metric)
-    b = _values(load_ledger(pb, kind="layer"), args.metric)
-    merged = a.merge(b, on=KEY, how="outer", suffixes=("_a", "_b"), indicator=True)
-    both = merged[merged["_merge"] == "both"].copy()
-    only_a = merged[merged["_merge"] == "left_only"]
-    only_b = merged[merged["_merge"] == "right_only"]
-    both["diff"] = both["value_b"] - both["value_a"]
-    thr = args.fail_above
-    # --outside-interval: the bootstrap noise of the difference, z * sqrt(se_A^2 + se_B^2)
-    # (unpaired, so conservative); a row is flagged only when |diff| exceeds it as well.
-    from statistics import NormalDist
+    from pytest_plmtransfer.baselines import LedgerComparison
 
-    z = NormalDist().inv_cdf(1.0 - args.level / 2.0)
-    both["noise"] = z * (both["se_a"] ** 2 + both["se_b"] ** 2) ** 0.5
-    if args.outside_interval:
-        if thr is None:
-            raise CliError("--outside-interval needs --fail-above (the fixed threshold it adds to)")
-        flagged = (both["diff"].abs() > thr) & (both["diff"].abs() > both["noise"].fillna(0.0))
-    else:
-        flagged = both["diff"].abs() > thr if thr is not None else pd.Series(False, index=both.index)
-    both["flagged"] = flagged
-    metric_txt = "each task's test metric" if args.metric == "auto" else args.metric
-    out.write(f"comparing {metric_txt}, averaged over seeds, per (model, task, init, layer)\n")
-    out.write(f"  A = {pa}\n  B = {pb}   (diff = B - A)\n")
-    failing = both[both["flagged"]]
-    shown = failing if args.only_diffs else both
-    if not shown.empty:
-        header = ["model", "task", "init", "layer", "metric", "A", "B", "diff", "status", "note"]
-        body = []
-        for row in shown.itertuples(index=False):
-            nan = pd.isna(row.value_a) or pd.isna(row.value_b)
-            status = "n/a" if nan else ("FAIL" if row.flagged else "OK")
-            note = "" if row.seeds_a == row.seeds_b else f"seeds A={row.seeds_a} B={row.seeds_b}"
-            if args.outside_interval and not nan:
-                within = pd.isna(row.noise) or abs(row.diff) <= row.noise
-                extra = "no interval" if pd.isna(row.noise) else f"noise ±{row.noise:.4f}"
-                if thr is not None and abs(row.diff) > thr and within and not pd.isna(row.noise):
-                    extra += ": within noise"
-                note = f"{note}; {extra}" if note else extra
-            body.append([
-                row.model, row.task, row.init, str(row.layer), str(row.metric_a),
-                "n/a" if pd.isna(row.value_a) else f"{row.value_a:.4f}",
-                "n/a" if pd.isna(row.value_b) else f"{row.value_b:.4f}",
-                "n/a" if nan else f"{row.diff:+.4f}", status, note,
-            ])
-        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
-        right = {3, 5, 6, 7}
-        fmt_line = lambda cells: "  ".join(  # noqa: E731
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-        out.write(fmt_line(header) + "\n" + "  ".join("-" * w for w in widths) + "\n")
-        out.write("\n".join(fmt_line(r) for r in body) + "\n")
-    for line in _only_lines(only_a, "A", pa) + _only_lines(only_b, "B", pb):
-        out.write(line + "\n")
-    valid = both.dropna(subset=["diff"])
-    nan_rows = len(both) - len(valid)
-    if nan_rows:
-        out.write(f"{nan_rows} common row(s) lack the metric in one ledger (n/a), not compared\n")
-    if valid.empty:
-        out.write("nothing to compare: the ledgers share no (model, task, init, layer) with the metric\n")
-        return 1 if thr is not None else 0
-    worst = valid.loc[valid["diff"].abs().idxmax()]
-    summary = (
-        f"{len(valid)} row(s) compared; max |diff| {abs(worst['diff']):.4f} "
-        f"({worst['model']}/{worst['init']} on {worst['task']}, layer {worst['layer']})"
-    )
-    if thr is None:
-        out.write(summary + "\n")
-        return 0
-    n_bad = int(valid["flagged"].sum())
-    what = f"above {thr:g}" + (" and outside the noise" if args.outside_interval else "")
-    out.write(summary + (f"; {n_bad} {what}: FAIL\n" if n_bad else f"; none {what}: OK\n"))
-    return 1 if n_bad else 0
+    pa, pb = _ledger_path(args.ledger_a), _ledger_path(args.ledger_b)
+    cmp = LedgerComparison.of(load_ledger(pa, kind="layer"), load_ledger(pb, kind="layer"), args.metric,
+                              args.fail_above, args.outside_interval, args.level)
+    out.write(cmp.format(pa, pb, only_diffs=args.only_diffs))
+    return cmp.exit_status
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    path = _ledger_path(args.ledger)
-    records = load_ledger(path, kind=None)
-    out.write(f"ledger {path}: schema {_schema(path)}, {len(records)} record(s)\n")
-    if records.empty:
-        return 0
-    kinds = records["kind"].fillna("layer").value_counts() if "kind" in records.columns else pd.Series()
-    out.write("records: " + ", ".join(f"{n} {k}" for k, n in kinds.items()) + "\n")
-    if "run_id" not in records.columns:
-        return 0
-    out.write("runs:\n")
-    for run_id, sub in records.groupby(records["run_id"].fillna("(none)"), sort=False):
-        layer = sub[sub.get("kind", pd.Series("layer", index=sub.index)).fillna("layer") == "layer"]
-        claim = sub[sub.get("kind", pd.Series("layer", index=sub.index)) == "claim"]
-        stamps = sub["timestamp"].dropna().astype(str) if "timestamp" in sub.columns else pd.Series(dtype=str)
-        when = f"{stamps.min()} .. {stamps.max()}" if not stamps.empty else "?"
-        commit = sub["git_commit"].dropna().iloc[-1] if "git_commit" in sub.columns and sub["git_commit"].notna().any() else "?"
-        out.write(f"  {run_id}: {when}, commit {commit}, {len(layer)} layer / {len(claim)} claim record(s)\n")
-        if not layer.empty:
-            models = ", ".join(dict.fromkeys(layer["model"].astype(str)))
-            tasks = ", ".join(dict.fromkeys(layer["task"].astype(str)))
-            inits = ", ".join(dict.fromkeys(layer["init"].fillna("none").astype(str))) if "init" in layer else "?"
-            seeds = sorted_seeds(seed_key(s) for s in layer["seed"]) if "seed" in layer.columns else []
-            out.write(f"    models: {models}\n    tasks: {tasks}\n    inits: {inits}; seeds: {', '.join(seeds)}\n")
-        if not claim.empty and "outcome" in claim.columns:
-            counts = claim["outcome"].value_counts()
-            out.write("    claims: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + "\n")
+    from pytest_plmtransfer.ledger import describe_ledger
+
+    out.write(describe_ledger(_ledger_path(args.ledger)))
     return 0
 
 

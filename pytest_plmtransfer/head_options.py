@@ -13,34 +13,32 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-#: option suffix (after ``head-``) -> (ProbeSettings field, parser)
-HEAD_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {}
+#: option suffix (after ``head-``) -> (ProbeSettings field, parser, help); options.py registers them
+HEAD_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {}
+
+
+def _number(name: str, convert: Callable[[str], Any], what: str, ok: Callable[[Any], bool],
+            bound: str) -> Callable[[str], Any]:
+    """A parser for ``--plm-head-<name>``: ``convert`` the text (else "is not <what>"), then check it."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(str(text).strip())
+        except ValueError:
+            raise ValueError(f"--plm-head-{name}: {text!r} is not {what}") from None
+        if not ok(value):
+            raise ValueError(f"--plm-head-{name}: must be {bound}, got {value if convert is int else repr(text)}")
+        return value
+
+    return parse
 
 
 def _positive_int(name: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(str(text).strip())
-        except ValueError:
-            raise ValueError(f"--plm-head-{name}: {text!r} is not a whole number") from None
-        if value < 1:
-            raise ValueError(f"--plm-head-{name}: must be at least 1, got {value}")
-        return value
-
-    return parse
+    return _number(name, int, "a whole number", lambda v: v >= 1, "at least 1")
 
 
 def _positive_float(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(str(text).strip())
-        except ValueError:
-            raise ValueError(f"--plm-head-{name}: {text!r} is not a number") from None
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"--plm-head-{name}: must be a finite number > 0, got {text!r}")
-        return value
-
-    return parse
+    return _number(name, float, "a number", lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def _alphas(text: str) -> list[float]:
@@ -52,11 +50,13 @@ def _alphas(text: str) -> list[float]:
 
 HEAD_OPTIONS.update(
     {
-        "epochs": ("max_epochs", _positive_int("epochs")),
-        "patience": ("patience", _positive_int("patience")),
-        "batch-size": ("batch_size", _positive_int("batch-size")),
-        "lr": ("lr", _positive_float("lr")),
-        "alphas": ("alphas", _alphas),
+        "epochs": ("max_epochs", _positive_int("epochs"), "softmax probe: most training epochs (default 100)"),
+        "patience": ("patience", _positive_int("patience"),
+                     "softmax probe: epochs without validation improvement before stopping (default 5)"),
+        "batch-size": ("batch_size", _positive_int("batch-size"),
+                       "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)"),
+        "lr": ("lr", _positive_float("lr"), "softmax probe: Adam learning rate (default 1e-3)"),
+        "alphas": ("alphas", _alphas, "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))"),
     }
 )
 
@@ -67,7 +67,7 @@ def parse_head_options(get: Callable[[str], Any]) -> dict[str, Any]:
     ``get(name)`` returns an option's raw value by its dest suffix (``head_epochs`` ...).
     """
     out: dict[str, Any] = {}
-    for suffix, (field_name, parse) in HEAD_OPTIONS.items():
+    for suffix, (field_name, parse, _help) in HEAD_OPTIONS.items():
         raw = get("head_" + suffix.replace("-", "_"))
         if raw in (None, "", [], False):
             continue

@@ -37,7 +37,7 @@ from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.locks import LockPolicy, PatientLock
-from pytest_plmtransfer.tempfiles import make_temp
+from pytest_plmtransfer.tempfiles import atomic_write_text
 
 SCHEMA_VERSION = 3
 #: the fields that identify one (model, task, layer, init, seed) measurement
@@ -156,18 +156,7 @@ def read_records(path: Path | str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- writing
 def atomic_write_json(path: Path, doc: Any) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp(path)  # named by host and pid (stale ones are swept), umask's mode
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=False, default=_json_default)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False, default=_json_default) + "\n")
 
 
 def _json_default(obj: Any) -> Any:
@@ -316,3 +305,54 @@ def load_ledger(path: Path | str, *, kind: str | None = "layer", latest: bool = 
             .reset_index(drop=True)
         )
     return frame
+
+
+# --------------------------------------------------------------------------- describing
+def _schema_of(path: Path) -> str:
+    if path.is_dir():
+        return f"{SCHEMA_VERSION} (directory, {len(ledger_files(path))} file(s))"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "unreadable"
+    if isinstance(doc, list):
+        return "1 (bare list, migrated on load)"
+    if isinstance(doc, dict):
+        return str(doc.get("schema_version"))
+    return "unknown"
+
+
+def describe_ledger(path: Path) -> str:
+    """What ``plmtransfer show`` prints: the schema, record counts, and per run its time span,
+    commit, models, tasks, inits, seeds and claim outcomes."""
+    import pandas as pd
+
+    from pytest_plmtransfer.aggregate import seed_key, sorted_seeds
+
+    records = load_ledger(path, kind=None)
+    lines = [f"ledger {path}: schema {_schema_of(path)}, {len(records)} record(s)"]
+    if records.empty:
+        return "\n".join(lines) + "\n"
+    kinds = records["kind"].fillna("layer").value_counts() if "kind" in records.columns else pd.Series()
+    lines.append("records: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
+    if "run_id" not in records.columns:
+        return "\n".join(lines) + "\n"
+    lines.append("runs:")
+    for run_id, sub in records.groupby(records["run_id"].fillna("(none)"), sort=False):
+        kind = sub.get("kind", pd.Series("layer", index=sub.index))
+        layer, claim = sub[kind.fillna("layer") == "layer"], sub[kind == "claim"]
+        stamps = sub["timestamp"].dropna().astype(str) if "timestamp" in sub.columns else pd.Series(dtype=str)
+        when = f"{stamps.min()} .. {stamps.max()}" if not stamps.empty else "?"
+        has_commit = "git_commit" in sub.columns and sub["git_commit"].notna().any()
+        commit = sub["git_commit"].dropna().iloc[-1] if has_commit else "?"
+        lines.append(f"  {run_id}: {when}, commit {commit}, {len(layer)} layer / {len(claim)} claim record(s)")
+        if not layer.empty:
+            models = ", ".join(dict.fromkeys(layer["model"].astype(str)))
+            tasks = ", ".join(dict.fromkeys(layer["task"].astype(str)))
+            inits = ", ".join(dict.fromkeys(layer["init"].fillna("none").astype(str))) if "init" in layer else "?"
+            seeds = sorted_seeds(seed_key(s) for s in layer["seed"]) if "seed" in layer.columns else []
+            lines += [f"    models: {models}", f"    tasks: {tasks}", f"    inits: {inits}; seeds: {', '.join(seeds)}"]
+        if not claim.empty and "outcome" in claim.columns:
+            counts = claim["outcome"].value_counts()
+            lines.append("    claims: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return "\n".join(lines) + "\n"

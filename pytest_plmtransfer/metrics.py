@@ -126,12 +126,8 @@ def ndcg(y_true: object, y_pred: object) -> float:
 def regression_metrics(y_true: object, y_pred: object, prefix: str) -> dict[str, float]:
     """``{prefix_mse, prefix_spearman, prefix_pearson, prefix_ndcg}`` for one split."""
     t, p = _pair(y_true, y_pred)
-    return {
-        f"{prefix}_mse": mse(t, p),
-        f"{prefix}_spearman": spearman(t, p),
-        f"{prefix}_pearson": pearson(t, p),
-        f"{prefix}_ndcg": ndcg(t, p),
-    }
+    return {f"{prefix}_{name}": fn(t, p) for name, fn in (("mse", mse), ("spearman", spearman),
+                                                         ("pearson", pearson), ("ndcg", ndcg))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,11 +231,8 @@ def per_class_prf(
 def classification_metrics(probs: object, y_true: object, prefix: str) -> dict[str, float]:
     """``{prefix_loss, prefix_accuracy, prefix_auc}`` for one split."""
     p, y = _probs_labels(probs, y_true)
-    return {
-        f"{prefix}_loss": cross_entropy(p, y),
-        f"{prefix}_accuracy": accuracy(p, y),
-        f"{prefix}_auc": macro_ovr_auc(p, y),
-    }
+    return {f"{prefix}_{name}": fn(p, y) for name, fn in (("loss", cross_entropy), ("accuracy", accuracy),
+                                                         ("auc", macro_ovr_auc))}
 
 
 def per_class_metrics(

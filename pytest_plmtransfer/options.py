@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.models.base import INITS, ONEHOT
 
 SUITES: dict[str, dict[str, list[str]]] = {
     # Finishes in minutes on a laptop CPU and works offline once data is present.
     "smoke": {
-        "models": ["onehot", "antiberty", "carp_600k", "esm2_t6_8M_UR50D"],
+        "models": [ONEHOT, "antiberty", "carp_600k", "esm2_t6_8M_UR50D"],
         "tasks": ["gb1_sampled", "gb1_low_vs_high", "gb1_two_vs_rest"],
     },
     # The seed papers' 8 models x 7 tasks (GPU scale).
     "paper": {
         "models": [
-            "onehot",
+            ONEHOT,
             "esm1_t6_43M_UR50S", "esm1_t12_85M_UR50S", "esm1_t34_670M_UR50S", "esm1b_t33_650M_UR50S",
             "carp_600k", "carp_38M", "carp_76M", "carp_640M",
         ],
@@ -37,7 +40,6 @@ SUITES: dict[str, dict[str, list[str]]] = {
 # (`--plm-models /path/carp_640M@step=78810.pt,...`): they cannot be named without the files.
 SUITES["icml"] = {"models": SUITES["paper"]["models"], "tasks": SUITES["paper"]["tasks"] + ["ss3"]}
 
-DEFAULT_INITS = ("pretrained", "random", "stat")
 DEFAULT_SEEDS = (42,)
 #: compute dtypes (the spellings models.torch_base accepts)
 DTYPES = ("float32", "fp32", "float", "bf16", "bfloat16", "fp16", "float16", "half")
@@ -50,6 +52,15 @@ _LAYER_PART = re.compile(r"(-?\d+)(?:[-:](-?\d+))?")
 
 class OptionError(PlmTransferError, ValueError):
     """A bad option value; the message names the option and what it accepts."""
+
+
+def benchmarks_command(models: str, task: str, inits: str, *extra: str) -> str:
+    """The ``pytest benchmarks ...`` line that computes (``extra``: and stores) these results;
+    messages that say what to run (missing results, missing baselines) all print this one."""
+    cmd = f"pytest benchmarks --plm-models {models} --plm-tasks {task}"
+    if inits != "none":  # one-hot has no init to select
+        cmd += f" --plm-inits {inits}"
+    return " ".join([cmd, *(e for e in extra if e)])
 
 
 def split_list(value: str | None) -> list[str]:
@@ -186,51 +197,265 @@ def parse_sha256_map(value: str, option: str = "--plm-flip-sha256") -> dict[str,
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# the options: each declared once, as a field of PlmOptions (name, type, default) whose metadata
+# holds its help and parser; pytest's addoption/addini, parsing and the README check derive from it
+
+
+@dataclass(frozen=True)
+class Where:
+    """What a parser may need besides the raw value: the option's name (for messages) and the
+    directories relative paths are taken from."""
+
+    option: str
+    root: Path  # rootdir: ini paths (and defaults) are relative to it
+    invocation: Path  # where pytest was invoked: command-line paths are relative to it
+
+
+Parser = Callable[[Any, Where], Any]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``--plm-<name>`` option and its ini key ``plm_<name>``."""
+
+    name: str
+    help: str
+    #: a flag (``store_true``, ini bool) rather than a value
+    flag: bool = False
+    #: the checked value from the raw string; ``None``: the string as given
+    parse: Parser | None = None
+    #: the value when the option is not given, from the directories (``None``: the field's default)
+    unset: Callable[[Where], Any] | None = None
+
+    @property
+    def dest(self) -> str:
+        return "plm_" + self.name.replace("-", "_")
+
+    @property
+    def flag_name(self) -> str:
+        return f"--plm-{self.name}"
+
+
+def option(default: Any = None, help: str = "", *, factory: Callable[[], Any] | None = None, flag: bool = False,
+           parse: Parser | None = None, unset: Callable[[Where], Any] | None = None, name: str | None = None) -> Any:
+    """A PlmOptions field that is also an option (``name``: the option's, when not the field's)."""
+    meta = {"option": Option(name or "", help, flag, parse, unset)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=False if flag else default, metadata=meta)
+
+
+def _list(raw: Any, where: Where) -> list[str]:
+    return split_list(str(raw))
+
+
+def _inits(raw: Any, where: Where) -> list[str]:
+    inits = split_list(str(raw))
+    bad = [i for i in inits if i not in INITS]
+    if bad:
+        raise OptionError(f"{where.option}: unknown init(s) {bad} (accepted: {', '.join(INITS)})")
+    return inits
+
+
+def _layers(raw: Any, where: Where) -> str:
+    check_layer_spec(str(raw), where.option)
+    return str(raw)
+
+
+def _cli_path(raw: Any, where: Where) -> Path:  # command-line paths: relative to the invocation dir
+    return _path(raw, where.invocation)
+
+
+def _root_path(raw: Any, where: Where) -> Path:  # baselines: relative to rootdir
+    return _path(raw, where.root)
+
+
+def _data_dir(raw: Any, where: Where) -> Path:
+    # named explicitly, so it must be there (no silent download)
+    return parse_existing_dir(where.option, _path(raw, where.invocation))
+
+
+def _data_dir_from_env(where: Where) -> Path | None:
+    env = os.environ.get("PLMTRANSFER_DATA")
+    return _data_dir(env, Where("PLMTRANSFER_DATA", where.root, where.invocation)) if env else None
+
+
+def _choice(choices: tuple[str, ...]) -> Parser:
+    return lambda raw, where: parse_choice(where.option, raw, choices)
+
+
+def _threads(raw: Any, where: Where) -> int:
+    text = str(raw).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise OptionError(f"{where.option}: must be a positive whole number of threads, got {text!r}")
+    return int(text)
+
+
+def _attention(raw: Any, where: Where) -> str:
+    from pytest_plmtransfer.models.attention import check_attention
+
+    return check_attention(raw)
+
+
+def _url(raw: Any, where: Where) -> str:
+    if not re.match(r"(https?|file)://", str(raw)):
+        raise OptionError(f"{where.option}: {raw!r} is not an http(s):// or file:// URL")
+    return str(raw)
+
+
+def _bootstrap(raw: Any, where: Where) -> int:
+    try:
+        n = int(raw)
+    except ValueError:
+        raise OptionError(f"{where.option}: expected a number of resamples, got {raw!r}") from None
+    if n < 0 or n == 1:
+        raise OptionError(f"{where.option}: need 0 (no intervals) or at least 2 resamples, got {n}")
+    return n
+
+
+def _dist(raw: Any, where: Where) -> str:
+    if raw != "group":
+        raise OptionError(f"{where.option}: unknown mode {raw!r} (known: group)")
+    return str(raw)
+
+
 @dataclass
 class PlmOptions:
-    models: list[str] = field(default_factory=lambda: list(SUITES["smoke"]["models"]))
-    tasks: list[str] = field(default_factory=lambda: list(SUITES["smoke"]["tasks"]))
-    inits: list[str] = field(default_factory=lambda: list(DEFAULT_INITS))
-    seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
-    layers: str | None = None
-    data_dir: Path | None = None
-    cache_dir: Path | None = None
-    weights_dir: Path | None = None
-    ledger: Path = Path(".plmtransfer/ledger")
-    strict: bool = False
-    allow_download: bool = True
-    device: str = "auto"
-    dtype: str = "float32"
-    token_budget: int = 4096
-    progress: bool = False
-    report: bool = False
-    report_dir: Path | None = None
-    baselines_dir: Path = Path("baselines")
-    update_baselines: bool = False
-    gate: bool = False
+    """Every ``--plm-*`` option (and ini key), checked and typed; declared here once."""
+
+    models: list[str] = option(
+        factory=lambda: list(SUITES["smoke"]["models"]), parse=_list,
+        help="comma-separated model names (registry names, hf:<repo|dir>, or checkpoint paths)")
+    tasks: list[str] = option(
+        factory=lambda: list(SUITES["smoke"]["tasks"]), parse=_list,
+        help="comma-separated FLIP task ids (e.g. gb1_sampled,ss3)")
+    suite: str | None = option(
+        parse=_choice(tuple(SUITES)), help="named selection: smoke (default), paper, icml")
+    inits: list[str] = option(
+        factory=lambda: list(INITS), parse=_inits,
+        help="comma-separated inits: pretrained,random,stat (default: all three)")
+    layers: str | None = option(parse=_layers, help="layers to probe: all (default), or e.g. 0,5,-1 or 2-6")
+    seeds: list[int] = option(
+        factory=lambda: list(DEFAULT_SEEDS), parse=lambda raw, where: parse_seeds(str(raw), where.option),
+        help="comma-separated seeds for random/stat inits and heads (default 42)")
+    data_dir: Path | None = option(
+        parse=_data_dir, unset=_data_dir_from_env,
+        help="a directory laid out like the FLIP repository root (also PLMTRANSFER_DATA)")
+    cache_dir: Path | None = option(
+        parse=_cli_path, help="embedding/data cache directory (default: PLMTRANSFER_CACHE or ~/.cache/plmtransfer)")
+    weights_dir: Path | None = option(parse=_cli_path, help="directory with model checkpoints (<name>.pt)")
+    ledger: Path = option(
+        Path(".plmtransfer/ledger"), parse=_cli_path, unset=lambda where: where.root / ".plmtransfer" / "ledger",
+        help="results ledger directory: one JSON Lines part per process (default .plmtransfer/ledger "
+        "under rootdir); an old single-file ledger there is moved into it")
+    strict: bool = option(flag=True, help="missing data or weights is an error instead of a skip")
+    offline: bool = option(flag=True, help="never download data or weights")
+    device: str = option(
+        "auto", parse=lambda raw, where: parse_device(raw, where.option), help="auto, cpu, cuda or cuda:N")
+    dtype: str = option("float32", parse=_choice(DTYPES), help="float32, bf16 or fp16 (half precision only on GPU)")
+    token_budget: int = option(
+        4096, parse=lambda raw, where: parse_positive_int(where.option, raw),
+        help="most tokens in one forward batch (default 4096)")
+    progress: bool = option(
+        flag=True, help="always show the embedding progress line (default: only on an interactive terminal, "
+        "not under -q or CI)")
+    no_progress: bool = option(flag=True, help="never show the embedding progress line")
+    threads: int | None = option(
+        parse=_threads,
+        help="CPU threads for torch and BLAS (default: the libraries' own; set it on shared machines)")
+    list_only: bool = option(
+        flag=True, name="list",
+        help="list models, tasks and suites with sizes and whether data and weights are present locally, then exit")
+    report: bool = option(flag=True, help="print per-task layer tables and claim outcomes at the end")
+    report_dir: Path | None = option(parse=_cli_path, help="also write Markdown, CSV and PNG layer curves here")
+    baselines_dir: Path = option(
+        Path("baselines"), parse=_root_path, unset=lambda where: where.root / "baselines",
+        help="stored baselines and claims (default baselines/ under rootdir)")
+    update_baselines: bool = option(flag=True, help="rewrite stored baselines from this run")
+    gate: bool = option(flag=True, help="run the claims for the selected models and fail on any broken claim")
     #: "sdpa" (fused scaled_dot_product_attention) or "library" (the model library's own)
-    attention: str = "sdpa"
-    #: head hyper-parameters from --plm-head-* / ini (None: the heads' documented defaults)
+    attention: str = option(
+        "sdpa", parse=_attention,
+        help="attention kernel: sdpa (fused scaled_dot_product_attention, default) or library")
+    #: head hyper-parameters (None: the heads' documented defaults); options in head_options.py
     head: dict[str, object] = field(default_factory=dict)
-    cache_dtype: str = "float32"
-    lock_timeout: float = 300.0
-    lock_fail: bool = False
-    flip_url: str | None = None
-    flip_sha256: dict[str, str] = field(default_factory=dict)
-    leakage_max: float = 0.0
+    cache_dtype: str = option(
+        "float32", parse=_choice(CACHE_DTYPES),
+        help="how embeddings are cached: float32 (default) or float16 (half the disk)")
+    lock_timeout: float = option(
+        300.0, parse=lambda raw, where: parse_positive_float(where.option, raw),
+        help="seconds to wait for a cache/ledger lock before saying who holds it (default 300)")
+    lock_fail: bool = option(flag=True, help="after --plm-lock-timeout, fail instead of waiting on")
+    flip_url: str | None = option(
+        parse=_url, help="base URL of the FLIP repository to download splits from (default: a pinned commit)")
+    flip_sha256: dict[str, str] = option(
+        factory=dict, parse=lambda raw, where: parse_sha256_map(str(raw), where.option),
+        help="expected archive digests, e.g. gb1=<sha256>,aav=<sha256> (override the pinned ones)")
+    leakage_max: float = option(
+        0.0, parse=lambda raw, where: parse_fraction(where.option, raw),
+        help="fraction of test sequences also in train/val tolerated without a warning (default 0)")
+    #: bootstrap resamples for the test metric's interval and the paired claims (0: none)
+    bootstrap: int = option(
+        1000, parse=_bootstrap, help="bootstrap resamples of the test set for intervals and paired claims "
+        "(default 1000; 0 turns intervals off and claims fall back to plain comparisons)")
+    #: scale-out (see sharding.py, xdist_scheduling.py)
+    dist: str | None = option(
+        parse=_dist, help="with pytest-xdist -n: 'group' sends every test of one (model, init, seed) to one worker "
+        "and pins worker gwI to the I-th GPU of CUDA_VISIBLE_DEVICES")
+    shard: str | None = option(
+        help="K/N: run only shard K (0-based) of N; whole embedding groups, balanced by estimated cost")
+    run_id: str | None = option(
+        help="run id shared by the shards of one run (default: a fresh id per pytest run)")
+    from_ledger: Path | None = option(
+        parse=_cli_path, help="evaluate claims (and --plm-update-baselines) from this ledger alone: no models, "
+        "no embeddings (e.g. the output of plmtransfer merge)")
     #: True when --plm-tasks or --plm-suite chose the tasks; otherwise the whole catalog is
     #: collected and the smoke suite's tasks are the default selection (see selection.py)
     tasks_chosen: bool = False
-    #: "auto" (on when the terminal is interactive, off under -q / CI), True or False
-    progress_mode: str = "auto"
-    threads: int | None = None
-    #: bootstrap resamples for the test metric's interval and the paired claims (0: none)
-    bootstrap: int = 1000
-    #: scale-out (see sharding.py, xdist_scheduling.py): "group" or None
-    dist: str | None = None
-    shard: str | None = None
-    run_id: str | None = None
-    from_ledger: Path | None = None
+
+    @property
+    def allow_download(self) -> bool:
+        return not self.offline
+
+    @property
+    def progress_mode(self) -> str:
+        """"on", "off" or "auto" (on when the terminal is interactive, off under -q / CI)."""
+        return "on" if self.progress else ("off" if self.no_progress else "auto")
+
+
+def _declared() -> list[tuple[str, Option]]:
+    """(PlmOptions field, its option) in declaration order, each option named."""
+    out = []
+    for f in fields(PlmOptions):
+        if "option" in f.metadata:
+            decl = f.metadata["option"]
+            out.append((f.name, replace(decl, name=decl.name or f.name.replace("_", "-"))))
+    return out
+
+
+def all_options() -> list[Option]:
+    """Every ``--plm-*`` option, in ``--help`` order: PlmOptions' fields, the head's after --plm-attention."""
+    from pytest_plmtransfer.head_options import HEAD_OPTIONS
+
+    out: list[Option] = []
+    for _field, decl in _declared():
+        out.append(decl)
+        if decl.name == "attention":
+            out += [Option(f"head-{suffix}", help_text) for suffix, (_f, _p, help_text) in HEAD_OPTIONS.items()]
+    return out
+
+
+def add_options(parser) -> None:
+    """Register every option with pytest, as ``--plm-<name>`` and as the ini key ``plm_<name>``."""
+    group = parser.getgroup("plmtransfer", "protein language model transfer benchmarks")
+    for decl in all_options():
+        if decl.flag:
+            group.addoption(decl.flag_name, action="store_true", default=False, dest=decl.dest, help=decl.help)
+            parser.addini(decl.dest, decl.help, type="bool", default=False)
+        else:
+            group.addoption(decl.flag_name, action="store", default=None, dest=decl.dest, help=decl.help)
+            parser.addini(decl.dest, decl.help, default="")
 
 
 def _path(value, root: Path) -> Path | None:
@@ -241,7 +466,8 @@ def _path(value, root: Path) -> Path | None:
 
 
 def options_from_config(config) -> PlmOptions:
-    """Command line wins over ini (``[tool.pytest.ini_options]`` / pytest.ini)."""
+    """Command line wins over ini (``[tool.pytest.ini_options]`` / pytest.ini). Paths given on the
+    command line are relative to where pytest was invoked; ini paths to rootdir."""
 
     def get(name: str):
         value = config.getoption(f"plm_{name}", default=None)
@@ -250,140 +476,35 @@ def options_from_config(config) -> PlmOptions:
             return ini if ini not in ("", [], None) else value
         return value
 
-    def flag(name: str) -> bool:
-        value = get(name)
-        return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes", "on"}
-
     root = Path(str(config.rootpath))
     invocation = Path(str(config.invocation_params.dir))
     opts = PlmOptions()
-    suite = get("suite")
-    if suite:
-        suite = parse_choice("--plm-suite", suite, tuple(SUITES))
-        opts.models = list(SUITES[suite]["models"])
-        opts.tasks = list(SUITES[suite]["tasks"])
-        opts.tasks_chosen = True
-    if get("models"):
-        opts.models = split_list(get("models"))
-    if get("tasks"):
-        opts.tasks = split_list(get("tasks"))
-        opts.tasks_chosen = True
+    given: set[str] = set()
+    for name, decl in _declared():
+        raw = get(decl.dest.removeprefix("plm_"))
+        where = Where(decl.flag_name, root, invocation)
+        if decl.flag:
+            value = raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "yes", "on"}
+        elif raw in (None, "", False, []):
+            if decl.unset is None:
+                continue
+            value = decl.unset(where)
+        else:
+            given.add(name)
+            value = decl.parse(raw, where) if decl.parse else raw
+        setattr(opts, name, value)
+    from pytest_plmtransfer.head_options import parse_head_options
     from pytest_plmtransfer.tasks.catalog import get_task
 
+    opts.head = parse_head_options(get)
+    if opts.suite:  # a suite names models and tasks; --plm-models / --plm-tasks win over it
+        opts.models = opts.models if "models" in given else list(SUITES[opts.suite]["models"])
+        opts.tasks = opts.tasks if "tasks" in given else list(SUITES[opts.suite]["tasks"])
+    opts.tasks_chosen = bool(opts.suite) or "tasks" in given
     for task in opts.tasks:
         get_task(task)  # UnknownTaskError names the known ids
-    if get("inits"):
-        opts.inits = split_list(get("inits"))
-        bad = [i for i in opts.inits if i not in DEFAULT_INITS]
-        if bad:
-            raise OptionError(f"--plm-inits: unknown init(s) {bad} (accepted: {', '.join(DEFAULT_INITS)})")
-    if get("seeds"):
-        opts.seeds = parse_seeds(str(get("seeds")))
-    opts.layers = get("layers") or None
-    if opts.layers:
-        check_layer_spec(opts.layers)
-    # Paths given on the command line are relative to where pytest was invoked; ini paths to rootdir.
-    opts.data_dir = _path(get("data_dir") or os.environ.get("PLMTRANSFER_DATA"), invocation)
-    if opts.data_dir is not None:  # named explicitly, so it must be there (no silent download)
-        parse_existing_dir("--plm-data-dir" if get("data_dir") else "PLMTRANSFER_DATA", opts.data_dir)
-    opts.cache_dir = _path(get("cache_dir"), invocation)
-    opts.weights_dir = _path(get("weights_dir"), invocation)
-    opts.ledger = _path(get("ledger"), invocation) or root / ".plmtransfer" / "ledger"
-    opts.strict = flag("strict")
-    opts.allow_download = not flag("offline")
-    opts.device = parse_device(get("device") or "auto")
-    opts.dtype = parse_choice("--plm-dtype", get("dtype") or "float32", DTYPES)
-    if get("token_budget"):
-        opts.token_budget = parse_positive_int("--plm-token-budget", get("token_budget"))
-    opts.progress = flag("progress")
-    opts.progress_mode = "on" if opts.progress else ("off" if flag("no_progress") else "auto")
-    if get("threads"):
-        raw = str(get("threads")).strip()
-        if not raw.isdigit() or int(raw) < 1:
-            raise OptionError(f"--plm-threads: must be a positive whole number of threads, got {raw!r}")
-        opts.threads = int(raw)
-    opts.report = flag("report")
-    opts.report_dir = _path(get("report_dir"), invocation)
-    opts.baselines_dir = _path(get("baselines_dir"), root) or root / "baselines"
-    opts.update_baselines = flag("update_baselines")
-    opts.gate = flag("gate")
-    from pytest_plmtransfer.head_options import parse_head_options
-    from pytest_plmtransfer.models.attention import check_attention
-
-    opts.attention = check_attention(get("attention"))
-    opts.head = parse_head_options(get)
-    opts.cache_dtype = parse_choice("--plm-cache-dtype", get("cache_dtype") or "float32", CACHE_DTYPES)
-    if get("lock_timeout"):
-        opts.lock_timeout = parse_positive_float("--plm-lock-timeout", get("lock_timeout"))
-    opts.lock_fail = flag("lock_fail")
-    opts.flip_url = get("flip_url") or None
-    if opts.flip_url and not re.match(r"(https?|file)://", opts.flip_url):
-        raise OptionError(f"--plm-flip-url: {opts.flip_url!r} is not an http(s):// or file:// URL")
-    opts.flip_sha256 = parse_sha256_map(get("flip_sha256") or "")
-    if get("leakage_max"):
-        opts.leakage_max = parse_fraction("--plm-leakage-max", get("leakage_max"))
-    raw_bootstrap = get("bootstrap")
-    if raw_bootstrap not in (None, ""):
-        try:
-            opts.bootstrap = int(raw_bootstrap)
-        except ValueError:
-            raise OptionError(f"--plm-bootstrap: expected a number of resamples, got {raw_bootstrap!r}") from None
-        if opts.bootstrap < 0 or opts.bootstrap == 1:
-            raise OptionError(f"--plm-bootstrap: need 0 (no intervals) or at least 2 resamples, got {opts.bootstrap}")
-    opts.dist = get("dist") or None
-    if opts.dist not in (None, "group"):
-        raise OptionError(f"--plm-dist: unknown mode {opts.dist!r} (known: group)")
-    opts.shard = get("shard") or None
-    opts.run_id = get("run_id") or None
-    opts.from_ledger = _path(get("from_ledger"), invocation)
     return opts
 
 
-#: (option name, help, kind) — kind: "str" or "flag". Registered both as --plm-* and as ini keys.
-OPTIONS: list[tuple[str, str, str]] = [
-    ("models", "comma-separated model names (registry names, hf:<repo|dir>, or checkpoint paths)", "str"),
-    ("tasks", "comma-separated FLIP task ids (e.g. gb1_sampled,ss3)", "str"),
-    ("suite", "named selection: smoke (default), paper, icml", "str"),
-    ("inits", "comma-separated inits: pretrained,random,stat (default: all three)", "str"),
-    ("layers", "layers to probe: all (default), or e.g. 0,5,-1 or 2-6", "str"),
-    ("seeds", "comma-separated seeds for random/stat inits and heads (default 42)", "str"),
-    ("data-dir", "a directory laid out like the FLIP repository root (also PLMTRANSFER_DATA)", "str"),
-    ("cache-dir", "embedding/data cache directory (default: PLMTRANSFER_CACHE or ~/.cache/plmtransfer)", "str"),
-    ("weights-dir", "directory with model checkpoints (<name>.pt)", "str"),
-    ("ledger", "results ledger directory: one JSON Lines part per process (default .plmtransfer/ledger "
-     "under rootdir); an old single-file ledger there is moved into it", "str"),
-    ("strict", "missing data or weights is an error instead of a skip", "flag"),
-    ("offline", "never download data or weights", "flag"),
-    ("device", "auto, cpu, cuda or cuda:N", "str"),
-    ("dtype", "float32, bf16 or fp16 (half precision only on GPU)", "str"),
-    ("token-budget", "most tokens in one forward batch (default 4096)", "str"),
-    ("progress", "always show the embedding progress line (default: only on an interactive terminal, not under -q or CI)", "flag"),
-    ("no-progress", "never show the embedding progress line", "flag"),
-    ("threads", "CPU threads for torch and BLAS (default: the libraries' own; set it on shared machines)", "str"),
-    ("list", "list models, tasks and suites with sizes and whether data and weights are present locally, then exit", "flag"),
-    ("report", "print per-task layer tables and claim outcomes at the end", "flag"),
-    ("report-dir", "also write Markdown, CSV and PNG layer curves here", "str"),
-    ("baselines-dir", "stored baselines and claims (default baselines/ under rootdir)", "str"),
-    ("update-baselines", "rewrite stored baselines from this run", "flag"),
-    ("gate", "run the claims for the selected models and fail on any broken claim", "flag"),
-    ("attention", "attention kernel: sdpa (fused scaled_dot_product_attention, default) or library", "str"),
-    ("head-epochs", "softmax probe: most training epochs (default 100)", "str"),
-    ("head-patience", "softmax probe: epochs without validation improvement before stopping (default 5)", "str"),
-    ("head-batch-size", "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)", "str"),
-    ("head-lr", "softmax probe: Adam learning rate (default 1e-3)", "str"),
-    ("head-alphas", "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))", "str"),
-    ("cache-dtype", "how embeddings are cached: float32 (default) or float16 (half the disk)", "str"),
-    ("lock-timeout", "seconds to wait for a cache/ledger lock before saying who holds it (default 300)", "str"),
-    ("lock-fail", "after --plm-lock-timeout, fail instead of waiting on", "flag"),
-    ("flip-url", "base URL of the FLIP repository to download splits from (default: a pinned commit)", "str"),
-    ("flip-sha256", "expected archive digests, e.g. gb1=<sha256>,aav=<sha256> (override the pinned ones)", "str"),
-    ("leakage-max", "fraction of test sequences also in train/val tolerated without a warning (default 0)", "str"),
-    ("bootstrap", "bootstrap resamples of the test set for intervals and paired claims "
-     "(default 1000; 0 turns intervals off and claims fall back to plain comparisons)", "str"),
-    ("dist", "with pytest-xdist -n: 'group' sends every test of one (model, init, seed) to one worker "
-     "and pins worker gwI to the I-th GPU of CUDA_VISIBLE_DEVICES", "str"),
-    ("shard", "K/N: run only shard K (0-based) of N; whole embedding groups, balanced by estimated cost", "str"),
-    ("run-id", "run id shared by the shards of one run (default: a fresh id per pytest run)", "str"),
-    ("from-ledger", "evaluate claims (and --plm-update-baselines) from this ledger alone: no models, "
-     "no embeddings (e.g. the output of plmtransfer merge)", "str"),
-]
+#: every option, for the README check and for users who list them
+OPTIONS: list[Option] = all_options()

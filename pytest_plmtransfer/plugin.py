@@ -15,7 +15,7 @@ import pytest
 from typing import TYPE_CHECKING
 
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.options import OPTIONS, options_from_config
+from pytest_plmtransfer.options import add_options, options_from_config
 
 if TYPE_CHECKING:  # the session pulls numpy/pandas; keep plain `pytest` runs elsewhere light
     from pytest_plmtransfer.session import LayerCase, PlmSession
@@ -34,15 +34,7 @@ def pytest_addhooks(pluginmanager) -> None:
 
 
 def pytest_addoption(parser) -> None:
-    group = parser.getgroup("plmtransfer", "protein language model transfer benchmarks")
-    for name, help_text, kind in OPTIONS:
-        dest = "plm_" + name.replace("-", "_")
-        if kind == "flag":
-            group.addoption(f"--plm-{name}", action="store_true", default=False, dest=dest, help=help_text)
-            parser.addini(dest, help_text, type="bool", default=False)
-        else:
-            group.addoption(f"--plm-{name}", action="store", default=None, dest=dest, help=help_text)
-            parser.addini(dest, help_text, default="")
+    add_options(parser)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import metrics as M
-from .errors import InputError
-from .heads.classifier import (
+from pytest_plmtransfer import metrics as M
+from pytest_plmtransfer.errors import InputError
+from pytest_plmtransfer.heads.classifier import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BATCH_SIZE_PER_RESIDUE,
     DEFAULT_CHUNK_BYTES,
@@ -36,9 +36,9 @@ from .heads.classifier import (
     RowView,
     SoftmaxProbe,
 )
-from .heads.ridge import DEFAULT_ALPHAS, RIDGE_SELECTION_METRICS, RidgeProbe
-from .predictions import TestPredictions
-from .tasks.spec import SPLITS, SplitName, TaskKind
+from pytest_plmtransfer.heads.ridge import DEFAULT_ALPHAS, RIDGE_SELECTION_METRICS, RidgeProbe
+from pytest_plmtransfer.predictions import TestPredictions
+from pytest_plmtransfer.tasks.spec import SPLITS, SplitName, TaskKind
 
 __all__ = ["ProbeInput", "ProbeResult", "ProbeSettings", "probe", "settings_for_run", "standardization_stats"]
 
@@ -304,21 +304,10 @@ def _softmax(
     batch_size = settings.batch_size
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZE_PER_RESIDUE if per_residue else DEFAULT_BATCH_SIZE
-    return SoftmaxProbe(
-        n_classes,
-        lr=settings.lr,
-        batch_size=batch_size,
-        max_epochs=settings.max_epochs,
-        patience=settings.patience,
-        min_delta=settings.min_delta,
-        weight_decay=settings.weight_decay,
-        class_weight=settings.class_weight,
-        seed=seed,
-        chunk_bytes=settings.chunk_bytes,
-        device=settings.device,
-        num_threads=settings.num_threads,
-        engine=settings.engine,
-    )
+    # the settings that are SoftmaxProbe's arguments under the same names
+    passed = ("lr", "max_epochs", "patience", "min_delta", "weight_decay", "class_weight", "chunk_bytes",
+              "device", "num_threads", "engine")
+    return SoftmaxProbe(n_classes, batch_size=batch_size, seed=seed, **{k: getattr(settings, k) for k in passed})
 
 
 def _softmax_head(clf: SoftmaxProbe, classes: list[str]) -> dict[str, Any]:

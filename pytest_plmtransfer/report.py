@@ -26,6 +26,8 @@ from typing import Any
 
 import pandas as pd
 
+from pytest_plmtransfer.models.base import ONEHOT
+from pytest_plmtransfer.table import text_table
 from pytest_plmtransfer.aggregate import (
     best_layer,
     curve,
@@ -37,7 +39,6 @@ from pytest_plmtransfer.aggregate import (
 )
 
 BEST_MARK = "*"
-ONEHOT = "onehot"
 INIT_ORDER = {"none": 0, "pretrained": 1, "random": 2, "stat": 3}
 INIT_STYLE = {  # the papers' style: pretrained solid, ablations dashed, one-hot dotted
     "pretrained": {"linestyle": "-", "marker": "o"},
@@ -177,15 +178,6 @@ def _grid(table: TaskTable, layers: Sequence[int], with_summary: bool) -> tuple[
     return header, body
 
 
-def _text_table(header: list[str], body: list[list[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in body)]
-
-
 def _caption(table: TaskTable) -> str:
     spread = "mean±std over seeds where replicated"
     if any(r.half_widths for r in table.rows):
@@ -208,7 +200,7 @@ def render_tables_text(frame: pd.DataFrame, *, metric: str | None = None, max_la
         chunks = [layers[i:i + max_layer_columns] for i in range(0, len(layers), max_layer_columns)] or [[]]
         for n, chunk in enumerate(chunks):
             header, body = _grid(table, chunk, with_summary=n == len(chunks) - 1)
-            out.extend(_text_table(header, body))
+            out.extend(text_table(header, body, "l" + "r" * (len(header) - 1)))
             if n < len(chunks) - 1:
                 out.append("")
         out.append("")
@@ -266,11 +258,7 @@ def render_claims_text(claims: Any, *, width: int | None = 160) -> str:
          _first_line(r.get("message"), width if r.get("outcome") in ("passed", "xfailed") else None)]
         for r in rows
     ]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header[:2])]
-    lines = [f"claims: {_claims_summary(rows)}"]
-    lines.append(f"{header[0].ljust(widths[0])}  {header[1].ljust(widths[1])}  {header[2]}")
-    lines.append(f"{'-' * widths[0]}  {'-' * widths[1]}  -------")
-    lines.extend(f"{b[0].ljust(widths[0])}  {b[1].ljust(widths[1])}  {b[2]}" for b in body)
+    lines = [f"claims: {_claims_summary(rows)}", *text_table(header, body, free_last=True)]
     return "\n".join(lines) + "\n"
 
 

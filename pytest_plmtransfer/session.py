@@ -8,8 +8,6 @@ worker); they share work through the on-disk embedding and result caches, which 
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
 import os
 import sys
 import time
@@ -23,9 +21,10 @@ from typing import Any
 import numpy as np
 from pytest_plmtransfer import __version__
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.hashing import payload_key
 from pytest_plmtransfer.ledger import Ledger
 from pytest_plmtransfer.locks import LockPolicy
-from pytest_plmtransfer.models.base import ModelAdapter
+from pytest_plmtransfer.models.base import INITS, ONEHOT, ModelAdapter
 from pytest_plmtransfer.models.describe import ModelDescription
 from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
 from pytest_plmtransfer.records import ClaimRecord, LayerRecord, Provenance
@@ -303,7 +302,6 @@ class PlmSession:
         """Every claim in ``<baselines>/claims.json`` applied to the selected (model, task, init)."""
         from pytest_plmtransfer.claims.kinds import get_kind
         from pytest_plmtransfer.claims.spec import check_selectors, expand_claims
-        from pytest_plmtransfer.models.base import INITS
         from pytest_plmtransfer.tasks.catalog import task_ids
 
         claims = self.baseline_store().claims()
@@ -329,7 +327,7 @@ class PlmSession:
         # a pattern that matches nothing known is a typo that would silently weaken a CI gate
         check_selectors(
             claims,
-            models=[*self.registry.names(), *self.options.models, "onehot", *(m for m, _t, _i in available)],
+            models=[*self.registry.names(), *self.options.models, ONEHOT, *(m for m, _t, _i in available)],
             tasks=task_ids(),
             inits=[*INITS, "none"],
         )
@@ -631,7 +629,7 @@ class PlmSession:
         settings = self.probe_settings()
         if self.options.head or settings.device != "cpu":  # defaults on CPU add nothing
             payload["head_settings"] = {**self.options.head, "device": settings.device}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
+        return payload_key(payload)
 
     def machine(self) -> dict[str, Any]:
         if self._machine is None:

@@ -50,7 +50,7 @@ from pytest_plmtransfer.diskspace import (
     space_message,
 )
 from pytest_plmtransfer.errors import PlmTransferError
-from pytest_plmtransfer.hashing import sha256_file
+from pytest_plmtransfer.hashing import payload_key, sha256_file
 from pytest_plmtransfer.ledger import atomic_write_json
 from pytest_plmtransfer.locks import LockPolicy, PatientLock
 from pytest_plmtransfer.models.base import ModelAdapter
@@ -90,7 +90,7 @@ def entry_key(
     }
     if dtype != "float32":  # float32 keys stay what they were, so existing caches stay warm
         payload["dtype"] = dtype
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
+    return payload_key(payload)
 
 
 @dataclass
@@ -204,17 +204,8 @@ class EmbeddingStore:
         offsets = None
         if per_residue:
             offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
-        return EmbeddingEntry(
-            key=key,
-            path=entry_dir,
-            sequences=sequences,
-            per_residue=per_residue,
-            offsets=offsets,
-            layers=wanted,
-            computed=bool(missing),
-            embed_seconds=seconds,
-            dtype=self.dtype,
-        )
+        return EmbeddingEntry(key, entry_dir, sequences, per_residue, offsets, wanted,
+                              computed=bool(missing), embed_seconds=seconds, dtype=self.dtype)
 
     def _compute(
         self,

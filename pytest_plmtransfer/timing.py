@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pytest_plmtransfer.table import text_table
+
 PHASES = ("collection", "data", "embedding", "probe", "ledger")
 
 
@@ -81,10 +83,8 @@ def render_timing_text(records: Iterable[dict[str, Any]]) -> str:
         rows.append([model, *(f"{v:.1f}" for v in values), f"{sum(values):.1f}"])
     sums = [sum(totals[m][p] for m in totals) for p in PHASES]
     rows.append(["(all)", *(f"{v:.1f}" for v in sums), f"{sum(sums):.1f}"])
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["time per model (seconds, all processes of this run):"]
-    for r in [header, *rows]:
-        lines.append("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    lines += text_table(header, rows, "l" + "r" * (len(header) - 1), rule=False)
     return "\n".join(lines)
 
 

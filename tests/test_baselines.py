@@ -16,7 +16,7 @@ from pytest_plmtransfer.baselines import (
     tolerance_for,
 )
 from pytest_plmtransfer.ledger import records_to_frame
-from pytest_plmtransfer.synthetic import curve_records, synthetic_records
+from pytest_plmtransfer.testing import curve_records, synthetic_records
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,8 @@ def test_update_then_compare_passes_and_files_are_reviewable(tmp_path, run):
     assert layer["mean"]["test_spearman"] == pytest.approx(mean)
     prov = doc["provenance"]
     assert prov["git_commit"] == "abc123" and prov["plugin_version"] == "0.1.0"
-    assert prov["data_sha256"] == "0" * 64 and prov["weights"] == {"identity": "synthetic:tiny_esm"}
+    assert prov["data_sha256"] == "0" * 64
+    assert prov["weights"]["model"] == "tiny_esm" and len(prov["weights"]["weights_sha256"]) == 64
     assert prov["run_id"] == "run-1" and prov["written"]
     assert "*_spearman" in doc["tolerances"]["defaults"] and doc["tolerances"]["overrides"] == {}
     pre = json.loads((tmp_path / "gb1_sampled" / "tiny_esm--pretrained.json").read_text())
@@ -193,7 +194,7 @@ def test_more_seeds_than_the_baseline_compare_the_shared_seed(tmp_path):
 
 def test_no_regression_fails_only_outside_tolerance_and_bootstrap_noise(tmp_path):
     from pytest_plmtransfer.ledger import records_to_frame
-    from pytest_plmtransfer.synthetic import curve_records
+    from pytest_plmtransfer.testing import curve_records
 
     def records(se):
         recs = curve_records("m", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.6, 0.6)]})

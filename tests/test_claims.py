@@ -21,7 +21,7 @@ from pytest_plmtransfer.claims import (
     resolve,
 )
 from pytest_plmtransfer.ledger import records_to_frame
-from pytest_plmtransfer.synthetic import curve_records
+from pytest_plmtransfer.testing import curve_records
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SUITE = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_plmtransfer.cli import main
-from pytest_plmtransfer.synthetic import curve_records, synthetic_records, write_ledger
+from pytest_plmtransfer.testing import curve_records, synthetic_records, write_ledger
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"onehot": 0, "tiny_esm": 3}
@@ -160,3 +160,26 @@ def test_compare_outside_interval_flags_only_changes_beyond_the_noise(tmp_path, 
     plain = write_ledger(tmp_path / "plain.json", moved)
     assert main(["compare", str(a), str(plain), *args]) == 1
     assert "no interval" in capsys.readouterr().out
+
+
+try:  # pytester fixtures shared with the plugin tests (same import dance as test_plugin.py)
+    from .test_plugin import bench, flip_root  # noqa: F401,E402
+except ImportError:
+    from test_plugin import bench, flip_root  # noqa: F401,E402
+
+
+def test_cli_report_prints_the_plugins_tables_byte_for_byte(bench, capsys):  # noqa: F811
+    """One renderer (table.py): `plmtransfer report` on the ledger a run wrote prints exactly what
+    that run's --plm-report printed."""
+    result = bench.run("--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled,gb1_low_vs_high",
+                       "--plm-inits=pretrained,random", "--plm-report")
+    result.assert_outcomes(passed=14)
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if "plmtransfer report" in line and line.startswith("="))
+    end = next(i for i, line in enumerate(lines) if "plmtransfer time per model" in line)
+    plugin_text = "\n".join(lines[start + 1:end])
+    assert "gb1_low_vs_high" in plugin_text and "tiny_user/random" in plugin_text
+    capsys.readouterr()
+    assert main(["report", str(bench.ledger)]) == 0
+    # joined, the lines between the separators end in "\n": write_line's newline after the text's own
+    assert capsys.readouterr().out == plugin_text

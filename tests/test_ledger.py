@@ -9,7 +9,7 @@ import pytest
 
 from pytest_plmtransfer.ledger import SCHEMA_VERSION, Ledger, LedgerError, load_ledger, read_ledger, read_records
 from pytest_plmtransfer.records import LayerRecord, parse_record
-from pytest_plmtransfer.synthetic import synthetic_records, write_ledger
+from pytest_plmtransfer.testing import synthetic_records, write_ledger
 
 
 def _rec(model="onehot", layer=0, value=0.5, ts="2026-01-01T00:00:00+00:00", **kw):

@@ -16,40 +16,20 @@ except ImportError:  # tests/ is not a package
 
 LAYER_TEST = (Path(__file__).parents[1] / "benchmarks" / "test_layers.py").read_text()
 
-# A user model in a conftest: a deterministic numpy "PLM" with 2 layers that logs every forward
-# pass to a file, so tests can count embedding work across processes.
+# A user model in a conftest: the toy adapter (pytest_plmtransfer.testing), 2 layers, logging
+# every forward pass to a file, so tests can count embedding work across processes.
 USER_MODEL_CONFTEST = '''
 import os
-import numpy as np
-from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
+from pytest_plmtransfer.testing import ToyAdapter, register_toy
 
-class TinyUserModel(ModelAdapter):
-    name = "tiny_user"
-    num_layers = 2
-    embed_dim = 8
-
-    def __init__(self, init, seed):
-        self.init, self.seed = init, seed
-        rng = np.random.default_rng(0 if init == "pretrained" else 1000 + seed)
-        self.table = rng.normal(size=(26, 8)).astype(np.float32)
-
-    def identity(self):
-        return {"model": self.name, "init": self.init, "seed": self.seed, "weights": "v1"}
-
+class TinyUserModel(ToyAdapter):
     def embed(self, sequences, layers, *, per_residue):
         with open(os.environ["TINY_LOG"], "a") as fh:
             fh.write(f"{os.getpid()} {len(sequences)} {sorted(layers)}\\n")
-        for i, seq in enumerate(sequences):
-            x = self.table[[ord(c) - 65 for c in seq]]
-            out = {}
-            for layer in layers:
-                h = np.tanh(x * (layer + 1))
-                out[layer] = h if per_residue else h.mean(0, keepdims=True)
-            yield EmbeddingBatch(indices=np.array([i]), per_layer=out)
+        yield from super().embed(sequences, layers, per_residue=per_residue)
 
 def pytest_plmtransfer_register_models(registry):
-    registry.register("tiny_user", lambda name, init, seed, options: TinyUserModel(init, seed),
-                      inits=("pretrained", "random"), needs_weights=())
+    register_toy(registry, "tiny_user", inits=("pretrained", "random"), cls=TinyUserModel)
 '''
 
 

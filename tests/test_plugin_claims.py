@@ -34,43 +34,11 @@ LAYER_TEST = (BENCHMARKS / "test_layers.py").read_text()
 CLAIM_TEST = (BENCHMARKS / "test_claims.py").read_text()
 
 TINY_CONFTEST = '''
-import numpy as np
-from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
-
-
-class Tiny(ModelAdapter):
-    """2 layers over a per-letter table: pretrained = a fixed table, random = a fresh table per
-    seed, stat = the pretrained table's elements permuted per seed."""
-
-    name = "tiny"
-    num_layers = 2
-    embed_dim = 8
-
-    def __init__(self, init, seed):
-        self.init, self.seed = init, seed
-        table = np.random.default_rng(0).normal(size=(26, 8)).astype(np.float32)
-        if init == "random":
-            table = np.random.default_rng(1000 + seed).normal(size=(26, 8)).astype(np.float32)
-        elif init == "stat":
-            table = np.random.default_rng(2000 + seed).permutation(table.ravel()).reshape(26, 8)
-        self.table = table
-
-    def identity(self):
-        return {"model": self.name, "init": self.init, "seed": self.seed, "weights": "v1"}
-
-    def embed(self, sequences, layers, *, per_residue):
-        for i, seq in enumerate(sequences):
-            x = self.table[[ord(c) - 65 for c in seq]]
-            out = {}
-            for layer in layers:
-                h = np.tanh(x * (layer + 1))
-                out[layer] = h if per_residue else h.mean(0, keepdims=True)
-            yield EmbeddingBatch(indices=np.array([i]), per_layer=out)
+from pytest_plmtransfer.testing import register_toy
 
 
 def pytest_plmtransfer_register_models(registry):
-    registry.register("tiny", lambda name, init, seed, options: Tiny(init, seed),
-                      inits=("pretrained", "random", "stat"), needs_weights=())
+    register_toy(registry, "tiny")  # 2 layers; pretrained, random and stat
 '''
 
 #: a claim that always holds: saturation by the last layer (the early choice is the best choice)
@@ -173,7 +141,9 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     prov = doc["provenance"]
     assert prov["run_id"] == run_id
     assert prov["data_sha256"] == layer_recs[0]["data"]["sha256"]
-    assert prov["weights"] == {"model": "tiny", "init": "pretrained", "seed": None, "weights": "v1"}
+    tiny_pretrained = next(r for r in layer_recs if r["model"] == "tiny" and r["init"] == "pretrained")
+    assert prov["weights"] == tiny_pretrained["weights"]  # the adapter's identity: the toy's content hash
+    assert set(prov["weights"]) == {"model", "init", "seed", "weights_sha256"}
     by_layer = {r["layer"]: r["metrics"] for r in layer_recs if r["model"] == "tiny"}
     for layer in (0, 1, 2):
         stored = doc["layers"][str(layer)]

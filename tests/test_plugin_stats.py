@@ -90,7 +90,7 @@ def test_records_keep_predictions_and_claims_use_the_paired_test(bench, tmp_path
 def test_old_ledger_without_predictions_keeps_the_plain_comparison(tmp_path):
     from pytest_plmtransfer.claims import evaluate
     from pytest_plmtransfer.ledger import records_to_frame
-    from pytest_plmtransfer.synthetic import curve_records
+    from pytest_plmtransfer.testing import curve_records
 
     try:
         from . import test_claims

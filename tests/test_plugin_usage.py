@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -304,7 +305,16 @@ def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(pyte
     assert len({r["weights"]["weights_sha256"] for r in recs}) == 2
     assert recs[0]["metrics"] != recs[2]["metrics"]
     # a numpy model with a fixed "v1" cannot be hashed: warned, once per adapter
-    pytester.makeconftest(USER_MODEL_CONFTEST)
+    pytester.makeconftest(textwrap.dedent("""
+        from pytest_plmtransfer.testing import ToyAdapter, register_toy
+
+        class Hashless(ToyAdapter):
+            def identity(self):
+                return {"model": self.name, "weights": "v1"}
+
+        def pytest_plmtransfer_register_models(registry):
+            register_toy(registry, "tiny_user", cls=Hashless)
+    """))
     warned = run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}")
     warned.stdout.fnmatch_lines(["*IdentityWarning: model 'tiny_user': its identity() carries no content hash*"])
 

@@ -7,7 +7,7 @@ import pytest
 
 from pytest_plmtransfer.ledger import records_to_frame
 from pytest_plmtransfer.report import render_text, task_tables, write_report
-from pytest_plmtransfer.synthetic import curve_records, synthetic_records
+from pytest_plmtransfer.testing import curve_records, synthetic_records
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,7 @@ import dataclasses
 import os
 import signal
 
-import numpy as np
-from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
+from pytest_plmtransfer.testing import ToyAdapter
 
 
 def _log(name, line):
@@ -41,36 +40,25 @@ def _log(name, line):
         fh.write(line + "\\n")
 
 
-class TinyUserModel(ModelAdapter):
-    name = "tiny_user"
-    num_layers = 2
-    embed_dim = 8
+class TinyUserModel(ToyAdapter):
+    """The toy adapter, counting live instances and logging (or, on request, killing) its passes."""
+
     alive = 0
 
     def __init__(self, init, seed):
-        self.init, self.seed = init, seed
-        rng = np.random.default_rng(0 if init == "pretrained" else 1000 + seed)
-        self.table = rng.normal(size=(26, 8)).astype(np.float32)
+        super().__init__(init, seed, name="tiny_user")
         TinyUserModel.alive += 1
 
     def __del__(self):
         TinyUserModel.alive -= 1
 
-    def identity(self):
-        return {"model": self.name, "init": self.init, "seed": self.seed, "weights": "v1"}
-
     def embed(self, sequences, layers, *, per_residue):
         group = f"{self.name}|{self.init}|{self.seed}"
         _log("TINY_PASSES", f"start {os.getpid()} {group}")
-        for i, seq in enumerate(sequences):
-            if i == len(sequences) // 2 and os.environ.get("TINY_KILL_GROUP") == group:
+        for batch in super().embed(sequences, layers, per_residue=per_residue):
+            if int(batch.indices[0]) == len(sequences) // 2 and os.environ.get("TINY_KILL_GROUP") == group:
                 os.kill(os.getpid(), signal.SIGKILL)  # a node lost mid-embedding
-            x = self.table[[ord(c) - 65 for c in seq]]
-            out = {}
-            for layer in layers:
-                h = np.tanh(x * (layer + 1))
-                out[layer] = h if per_residue else h.mean(0, keepdims=True)
-            yield EmbeddingBatch(indices=np.array([i]), per_layer=out)
+            yield batch
         _log("TINY_PASSES", f"done {os.getpid()} {group}")
 
 

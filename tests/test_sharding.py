@@ -15,7 +15,7 @@ from pytest_plmtransfer.models.describe import peek_checkpoint
 from pytest_plmtransfer.models.registry import ModelOptions, builtin_registry
 from pytest_plmtransfer.records import LayerRecord, Provenance, measurement, parse_record
 from pytest_plmtransfer.sharding import GroupWork, Shard, ShardError, ShardPlan, plan_shards
-from pytest_plmtransfer.synthetic import synthetic_records
+from pytest_plmtransfer.testing import synthetic_records
 from pytest_plmtransfer.xdist_scheduling import device_for_worker, group_of_case_id, group_of_nodeid, visible_devices
 
 

@@ -259,7 +259,7 @@ def test_readme_options_table_lists_every_option():
     readme = (REPO / "README.md").read_text()
     # the first cell of a row names one or more options, each possibly with its value (`--plm-shard K/N`)
     table = {m for row in re.findall(r"^\| (`--plm-.*?)\|", readme, re.M) for m in re.findall(r"`(--plm-[a-z0-9-]+)[ `]", row)}
-    missing = [f"--plm-{name}" for name, _, _ in OPTIONS if f"--plm-{name}" not in table]
+    missing = [o.flag_name for o in OPTIONS if o.flag_name not in table]
     assert not missing, f"README options table lacks {missing}"
 
 

@@ -8,7 +8,6 @@ from pytest_plmtransfer.claims.evaluate import (
     ClaimOutcome,
     claim_record,
     evaluate,
-    evaluate_all,
     resolve,
 )
 from pytest_plmtransfer.claims.kinds import (
@@ -40,7 +39,6 @@ __all__ = [
     "Param",
     "claim_record",
     "evaluate",
-    "evaluate_all",
     "expand_claims",
     "get_kind",
     "kind_names",

@@ -55,28 +55,14 @@ class ClaimOutcome:
     missing: bool = False
 
 
-def _run_cmd(models: str, task: str, inits: str, extra: str = "") -> str:
-    cmd = f"pytest benchmarks --plm-models {models} --plm-tasks {task}"
-    if inits != "none":  # one-hot has no init to select
-        cmd += f" --plm-inits {inits}"
-    return f"{cmd} {extra}".rstrip()
-
-
 def evaluate(case: ClaimCase, layer_results: pd.DataFrame,
              baselines: BaselineStore | None = None) -> ClaimOutcome:
     """Evaluate ``case`` on ``layer_results`` (a layer frame, e.g. ``load_ledger(path)``)."""
     return _evaluate(case, normalize(layer_results), baselines)
 
 
-def evaluate_all(cases: list[ClaimCase], layer_results: pd.DataFrame,
-                 baselines: BaselineStore | None = None) -> list[ClaimOutcome]:
-    """Evaluate many cases on the same results (the frame is prepared once)."""
-    frame = normalize(layer_results)
-    return [_evaluate(case, frame, baselines) for case in cases]
-
-
 def _evaluate(case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-    # imported here: kinds.py builds on this module (ClaimOutcome, _run_cmd)
+    # imported here: kinds.py builds on this module (ClaimOutcome)
     from pytest_plmtransfer.claims.kinds import get_kind
 
     try:

@@ -39,10 +39,11 @@ from pytest_plmtransfer.aggregate import (
     task_metrics,
 )
 from pytest_plmtransfer.baselines import BaselineMissing, BaselineStore, format_paper_rows
-from pytest_plmtransfer.claims.evaluate import REPLICATE_HINT, ClaimOutcome, _run_cmd
+from pytest_plmtransfer.claims.evaluate import REPLICATE_HINT, ClaimOutcome
 from pytest_plmtransfer.claims.paired import compare_rows
 from pytest_plmtransfer.claims.spec import ONEHOT, ClaimCase
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.options import benchmarks_command
 from pytest_plmtransfer.stats import PairedResult
 
 ENTRY_POINT_GROUP = "plmtransfer.claim_kinds"
@@ -176,7 +177,7 @@ class ClaimKind:
         mine = subset(frame, case.model, case.task, case.init)
         if mine.empty:
             return self.missing(
-                f"no layer results for {self.what(case)}; run: {_run_cmd(case.model, case.task, case.init)}"
+                f"no layer results for {self.what(case)}; run: {benchmarks_command(case.model, case.task, case.init)}"
             )
         return mine
 
@@ -290,7 +291,7 @@ class BeatsOnehot(ClaimKind):
         if one.empty:
             return self.missing(
                 f"no one-hot result for task {case.task}: add onehot to the selection "
-                f"({_run_cmd(case.model + ',' + ONEHOT, case.task, case.init)}) "
+                f"({benchmarks_command(case.model + ',' + ONEHOT, case.task, case.init)}) "
                 "and do not deselect it with -k"
             )
         s_m = select(mine, sel_m, test_m)
@@ -375,7 +376,7 @@ class SaturatesBy(ClaimKind):
         if not early_layers:
             return self.missing(
                 f"{self.what(case)}: no results for layers 0..{k}; run all layers "
-                f"({_run_cmd(case.model, case.task, case.init)} without --plm-layers)"
+                f"({benchmarks_command(case.model, case.task, case.init)} without --plm-layers)"
             )
         best = select(mine, sel_m, test_m)
         early = select(mine, sel_m, test_m, early_layers)
@@ -453,7 +454,7 @@ class _PretrainedBeats(ClaimKind):
             which = "pretrained" if pre.empty else other_init
             return self.missing(
                 f"no {which} results for {case.model} on {case.task}; run: "
-                f"{_run_cmd(case.model, case.task, 'pretrained,' + other_init, REPLICATE_HINT)}"
+                f"{benchmarks_command(case.model, case.task, 'pretrained,' + other_init, REPLICATE_HINT)}"
             )
         sel_m, test_m = self.metrics(case, pre)
         at = case.params.get("at_layer", "selected")
@@ -590,7 +591,7 @@ class MatchesPaper(ClaimKind):
         if row.current is None:
             return self.missing(
                 f"{self.what(case)}: no {ref.metric} at the last layer ({row.layer}); run all layers: "
-                f"{_run_cmd(case.model, case.task, case.init)}"
+                f"{benchmarks_command(case.model, case.task, case.init)}"
             )
         passed = row.ok
         scope = "" if row.gating else (

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.models.base import ONEHOT
 
 FORMAT = "plmtransfer-claims/1"
-ONEHOT = "onehot"
 
 _ENTRY_KEYS = frozenset(
     {"name", "kind", "finding", "models", "tasks", "inits", "params", "expected_failures"}

@@ -330,16 +330,9 @@ class SoftmaxProbe:
         ``X_*`` are arrays (memmaps welcome) or :class:`RowView` s; ``y_*`` are class indices.
         """
         with _torch_threads(self.num_threads):
-            return self._fit(X_train, y_train, X_val, y_val)
+            return self._fit(_as_view(X_train), y_train, _as_view(X_val), y_val)
 
-    def _fit(
-        self,
-        X_train: RowView | np.ndarray,
-        y_train: object,
-        X_val: RowView | np.ndarray,
-        y_val: object,
-    ) -> SoftmaxProbe:
-        train, val = _as_view(X_train), _as_view(X_val)
+    def _fit(self, train: RowView, y_train: object, val: RowView, y_val: object) -> SoftmaxProbe:
         if train.n_features != val.n_features:
             raise ValueError("train and validation features differ in width")
         ytr = self._labels(y_train, len(train), "train")

@@ -37,7 +37,7 @@ import numpy as np
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency, so always present
 
-from .. import metrics as M
+from pytest_plmtransfer import metrics as M
 
 __all__ = ["DEFAULT_ALPHAS", "RIDGE_METHODS", "RIDGE_SELECTION_METRICS", "RidgeProbe", "solve_shifted"]
 
@@ -267,7 +267,7 @@ class RidgeProbe:
         yc = y - self.y_mean_
         self.solver_ = "primal" if n >= d else "dual"
         if self.backend == "torch":
-            from .ridge_torch import torch_coef_path
+            from pytest_plmtransfer.heads.ridge_torch import torch_coef_path
 
             self.method_ = "eigh"
             self.x_mean_, coefs = torch_coef_path(X, yc, self.alphas_, self.solver_, self.device)

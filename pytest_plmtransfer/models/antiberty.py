@@ -8,7 +8,8 @@ broken under transformers 5 anyway):
 * ``<antiberty>/trained_models/AntiBERTy_md_smooth/`` — a Hugging Face BERT directory;
 * ``<antiberty>/trained_models/vocab.txt`` — 25 tokens: 5 specials + the 20 standard residues.
 
-Loading, the way that works with both transformers 4.57 and 5.x (see LIBRARY-NOTES):
+Loading, the way that works with both transformers 4.57 and 5.x (the ``vocab_file=`` trap
+is pinned by ``tests/test_models_antiberty.py::test_vocab_file_trap_is_caught``):
 
 * ``BertTokenizer(vocab=<vocab.txt>, do_lower_case=False)``. **Not** ``vocab_file=``: with
   transformers 5 that keyword is ignored and every residue silently becomes ``[UNK]``. The
@@ -38,7 +39,6 @@ Weights identity: ``antiberty==<version>:sha256:<sha256 of pytorch_model.bin>``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.hashing import sha256_file
 from pytest_plmtransfer.models import describe as describe_model
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -105,11 +106,7 @@ def _sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
+        _DIGESTS[key] = sha256_file(path)
     return _DIGESTS[key]
 
 

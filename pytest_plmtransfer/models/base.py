@@ -1,7 +1,7 @@
 """The adapter interface every model implements.
 
 An adapter turns protein sequences into per-layer representations. Layers are numbered 0..L where
-layer 0 is whatever the family defines as its input representation (see SPEC: ESM's embedding
+layer 0 is whatever the family defines as its input representation (ESM's embedding
 output, CARP's embedder output, BERT's ``hidden_states[0]``) and ``num_layers`` is L.
 
 Embeddings are produced as a stream of :class:`EmbeddingBatch` so that the embedding store can
@@ -19,7 +19,10 @@ from typing import Any, Literal
 import numpy as np
 
 Pooling = Literal["mean", "flatten"]
+#: the weight inits every torch model supports (models/inits.py); ``--plm-inits`` accepts these
 INITS = ("pretrained", "random", "stat")
+#: the one-hot baseline's model name (models/onehot.py): reports and claims compare against it
+ONEHOT = "onehot"
 
 
 @dataclass(frozen=True)

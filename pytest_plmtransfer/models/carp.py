@@ -31,15 +31,7 @@ import numpy as np
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.torch_base import TorchAdapter
-from pytest_plmtransfer.models.weights import (
-    CARP_URL,
-    checkpoint_request,
-    load_checkpoint,
-    peek_keys,
-    resolve_checkpoint,
-    split_name,
-    weights_identity,
-)
+from pytest_plmtransfer.models import weights
 
 if TYPE_CHECKING:  # torch is imported only when a model is built (registry import stays light)
     import torch
@@ -192,7 +184,7 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     """Factory for ``carp_*`` names, ``carp_*@<checkpoint>`` and CARP-format ``.pt`` paths."""
     from pytest_plmtransfer.models.inits import apply_stat_init, seeded_construction, stat_summary
 
-    base, tag = split_name(name)
+    base, tag = weights.split_name(name)
     table_cfg = CARP_CONFIGS.get(base)
     is_path = table_cfg is None and name.endswith(".pt")
     display = Path(name).stem if is_path else name
@@ -202,9 +194,9 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
         with seeded_construction(seed):
             model = build_architecture(table_cfg)
         return CarpAdapter(model, table_cfg, options, name=display, init=init, seed=seed)
-    request = checkpoint_request(name, LIBRARY, CARP_URL if tag is None else None)
-    path = resolve_checkpoint(request, options)
-    data = load_checkpoint(path)
+    request = weights.checkpoint_request(name, LIBRARY, weights.CARP_URL if tag is None else None)
+    path = weights.resolve_checkpoint(request, options)
+    data = weights.load_checkpoint(path)
     if not isinstance(data, dict):
         raise PlmTransferError(f"{path}: not a sequence-models CARP checkpoint")
     if init == "random":
@@ -214,7 +206,7 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
         return CarpAdapter(
             model, cfg, options, name=display, init=init, seed=seed, config={"source": path.name}
         )
-    identity = weights_identity(path)
+    identity = weights.weights_identity(path)
     with seeded_construction(0):  # load_state_dict is strict; seeding just keeps it obviously pure
         model = load_from_data(data, path)
     cfg = config_from_data(data)
@@ -222,23 +214,15 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     extra: dict[str, Any] = {}
     if init == "stat":
         extra["stat"] = stat_summary(apply_stat_init(model, seed))
-    return CarpAdapter(
-        model,
-        cfg,
-        options,
-        name=display,
-        init=init,
-        seed=seed,
-        weights_identity=identity,
-        config=extra,
-    )
+    return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, weights_identity=identity,
+                       config=extra)
 
 
 def resolve_path(path: Path) -> Any:
     """Path resolver: a ``.pt`` file in sequence-models' CARP checkpoint format."""
     if path.suffix != ".pt" or not path.is_file():
         return None
-    keys = peek_keys(path)
+    keys = weights.peek_keys(path)
     if not {"model_state_dict", "d_model", "n_layers"} <= keys:
         return None
     from pytest_plmtransfer.models.registry import ModelEntry

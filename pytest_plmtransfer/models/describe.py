@@ -91,6 +91,25 @@ class _ArgsUnpickler(pickle.Unpickler):
         return None
 
 
+_NOT_A_CHECKPOINT = object()
+
+
+def unpickle_object_tree(path: Path, unpickler: Callable[[Any], pickle.Unpickler]) -> Any:
+    """The pickled object tree of a torch checkpoint, through ``unpickler`` (one that stubs the
+    tensors out): ``data.pkl`` of torch's zip format, or the object pickle of the legacy format (a
+    sequence of pickles: magic, protocol, sys info, then the object). Never the tensor data.
+    A zip without ``data.pkl`` gives ``_NOT_A_CHECKPOINT``; unreadable input raises."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+            return _NOT_A_CHECKPOINT if member is None else unpickler(io.BytesIO(zf.read(member))).load()
+    with path.open("rb") as fh:
+        legacy = unpickler(fh)
+        for _ in range(3):  # magic number, protocol version, sys info
+            legacy.load()
+        return legacy.load()
+
+
 def peek_checkpoint(path: str | Path) -> dict[str, Any]:
     """The top-level dict of a torch checkpoint with every tensor replaced by None.
 
@@ -99,20 +118,11 @@ def peek_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
-                if member is None:
-                    raise PlmTransferError(f"{path}: a zip file without data.pkl is not a torch checkpoint")
-                obj = _ArgsUnpickler(io.BytesIO(zf.read(member))).load()
-        else:
-            with path.open("rb") as fh:
-                unpickler = _ArgsUnpickler(fh)
-                for _ in range(3):  # magic number, protocol version, sys info
-                    unpickler.load()
-                obj = unpickler.load()
+        obj = unpickle_object_tree(path, _ArgsUnpickler)
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
         raise PlmTransferError(f"{path}: cannot read the checkpoint's saved arguments ({error})") from error
+    if obj is _NOT_A_CHECKPOINT:
+        raise PlmTransferError(f"{path}: a zip file without data.pkl is not a torch checkpoint")
     if not isinstance(obj, dict):
         raise PlmTransferError(f"{path}: not a checkpoint dict")
     return obj

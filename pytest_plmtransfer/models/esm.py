@@ -96,29 +96,22 @@ def _esm_version() -> str:
 
 def esm1_args(cfg: EsmConfig, **overrides: Any) -> argparse.Namespace:
     """The (already prefix-stripped) arguments fair-esm's v1 loader hands ProteinBertModel."""
+    args: dict[str, Any] = dict(
+        arch="protein_bert_base",
+        layers=cfg.layers,
+        embed_dim=cfg.embed_dim,
+        ffn_embed_dim=cfg.ffn_embed_dim,
+        attention_heads=cfg.attention_heads,
+        max_positions=1024,
+        final_bias=True,
+    )
     if cfg.family == "ESM-1b":
-        args = dict(
+        args.update(
             arch="roberta_large",
-            layers=cfg.layers,
-            embed_dim=cfg.embed_dim,
-            ffn_embed_dim=cfg.ffn_embed_dim,
-            attention_heads=cfg.attention_heads,
-            max_positions=1024,
             emb_layer_norm_before=True,
             # ESM-1b was trained with token dropout (hence fair-esm zeroes its <mask> row
             # "for token drop" on loading); without <mask> inputs it scales embeddings by 0.88.
             token_dropout=True,
-            final_bias=True,
-        )
-    else:
-        args = dict(
-            arch="protein_bert_base",
-            layers=cfg.layers,
-            embed_dim=cfg.embed_dim,
-            ffn_embed_dim=cfg.ffn_embed_dim,
-            attention_heads=cfg.attention_heads,
-            max_positions=1024,
-            final_bias=True,
         )
     args.update(overrides)
     return argparse.Namespace(**args)

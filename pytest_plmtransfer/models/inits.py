@@ -3,7 +3,8 @@
 ``random`` — the architecture freshly built by its library's own constructors, i.e. with the
 library's own initializers, under a seeded RNG (:func:`seeded_construction`). Nothing is taken
 from a checkpoint: token embeddings, positional embeddings, LayerNorms, biases — everything is
-re-initialized. (The authors' code re-initialized only some modules; see SPEC.)
+re-initialized. (The authors' code for Li et al., ICML 2024 — the paper the
+README's "What it measures" names — re-initialized only some modules.)
 
 ``stat`` — "weight statistics transfer": every parameter tensor of the *pretrained* model has its
 elements permuted within that tensor (:func:`apply_stat_init`). Each tensor keeps its exact

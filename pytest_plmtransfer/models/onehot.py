@@ -9,7 +9,7 @@ import numpy as np
 
 from pytest_plmtransfer.errors import InputError
 from pytest_plmtransfer.models import describe as describe_model
-from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
+from pytest_plmtransfer.models.base import ONEHOT, EmbeddingBatch, ModelAdapter
 
 #: 20 standard residues + X. B, Z, U and O are rare ambiguity/non-standard codes; they share X's
 #: column rather than widening every feature vector for a handful of residues.
@@ -32,7 +32,7 @@ def encode(sequence: str) -> np.ndarray:
 
 
 class OneHotAdapter(ModelAdapter):
-    name = "onehot"
+    name = ONEHOT
     num_layers = 0
     embed_dim = len(ALPHABET)
     pooling = "flatten"
@@ -42,7 +42,7 @@ class OneHotAdapter(ModelAdapter):
         self.batch_size = batch_size
 
     def identity(self) -> dict[str, Any]:
-        return {"model": "onehot", "alphabet": ALPHABET, "fold_to_x": _FOLD_TO_X, "pooling": "flatten"}
+        return {"model": ONEHOT, "alphabet": ALPHABET, "fold_to_x": _FOLD_TO_X, "pooling": "flatten"}
 
     def feature_dim(self, sequences: Sequence[str], *, per_residue: bool) -> int:
         if per_residue:
@@ -70,7 +70,7 @@ class OneHotAdapter(ModelAdapter):
 
 def register(registry) -> None:
     registry.register(
-        "onehot",
+        ONEHOT,
         lambda name, init, seed, options: OneHotAdapter(),
         inits=("none",),
         needs_weights=(),

@@ -340,16 +340,10 @@ class TorchAdapter(ModelAdapter):
         return EmbeddingBatch(indices=idx.copy(), per_layer=out)
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """Number of distinct parameter elements (tied weights counted once)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 __all__ = [
     "DEFAULT_MAX_BATCH_CPU",
     "DEFAULT_MAX_BATCH_CUDA",
     "TorchAdapter",
-    "count_parameters",
     "is_oom",
     "plan_batches",
     "resolve_device",

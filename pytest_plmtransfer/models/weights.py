@@ -30,13 +30,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import json
 import os
 import pickle
 import re
 import urllib.error
-import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,13 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.tempfiles import default_file_mode, make_temp
+from pytest_plmtransfer.hashing import sha256_file
+from pytest_plmtransfer.tempfiles import atomic_write_text, default_file_mode
 
 FAIR_ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 CARP_URL = "https://zenodo.org/record/6564798/files/{name}.pt?download=1"
 
 _DIGEST_SUFFIX = ".sha256.json"
-_CHUNK = 1 << 22
 
 
 # --------------------------------------------------------------------------- locations
@@ -196,11 +194,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
                 return str(data["sha256"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = sha256_file(path)
     payload = json.dumps({**key, "sha256": digest, "file": path.name})
     for cache in (beside, _digest_cache_path(path)):
         if _atomic_write(cache, payload):
@@ -213,16 +207,12 @@ def weights_identity(path: str | os.PathLike[str]) -> str:
 
 
 def _atomic_write(target: Path, text: str) -> bool:
+    """Write a digest cache file; False where it cannot be written (a read-only checkpoint
+    directory), so the caller tries the next place: the cache is an optimisation, never an error."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = make_temp(target)  # host/pid in the name, the umask's mode
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
+        atomic_write_text(target, text)
         return True
     except OSError:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp)  # type: ignore[possibly-undefined]
         return False
 
 
@@ -287,20 +277,10 @@ def peek_keys(path: str | os.PathLike[str]) -> set[str]:
     Handles both torch's zip format (``<archive>/data.pkl``) and the legacy format (a sequence
     of pickles: magic, protocol, sys info, then the object). Returns an empty set if unsure.
     """
-    path = Path(path)
+    from pytest_plmtransfer.models.describe import unpickle_object_tree
+
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                pkl = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
-                if pkl is None:
-                    return set()
-                obj = _PeekUnpickler(io.BytesIO(zf.read(pkl))).load()
-        else:
-            with path.open("rb") as fh:
-                unpickler = _PeekUnpickler(fh)
-                for _ in range(3):  # magic number, protocol version, sys info
-                    unpickler.load()
-                obj = unpickler.load()
+        obj = unpickle_object_tree(Path(path), _PeekUnpickler)
     except Exception:  # noqa: BLE001 - anything unreadable is simply "not recognized"
         return set()
     return {k for k in obj if isinstance(k, str)} if isinstance(obj, dict) else set()

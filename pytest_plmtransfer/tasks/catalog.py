@@ -17,8 +17,8 @@ which is what the papers embedded.
 
 from __future__ import annotations
 
-from ..errors import PlmTransferError
-from .spec import TaskKind, TaskSpec
+from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.tasks.spec import TaskKind, TaskSpec
 
 #: where FLIP keeps each dataset's split archive, relative to the FLIP repository root
 ARCHIVES: dict[str, str] = {
@@ -176,28 +176,15 @@ def _build() -> dict[str, TaskSpec]:
                 description=f"AAV capsid viability score, FLIP split {split}",
             )
         )
-    for name, stem in _MELTOME.items():
-        tasks.append(
-            _csv(
-                f"meltome_{name}",
-                "meltome",
-                stem,
-                "regression",
-                paper_sizes=(22335, 2482, 3134) if name == "mixed" else None,
-                description=f"Meltome melting temperature, FLIP split {stem}",
-            )
-        )
-    for split in _SCL_SPLITS:
-        tasks.append(
-            _csv(
-                f"scl_{split}",
-                "scl",
-                split,
-                "classification",
-                paper_sizes=(9503, 1678, 385) if split == "balanced" else None,
-                description=f"subcellular localization (10 classes), FLIP split {split}",
-            )
-        )
+    # (dataset, task name -> FLIP split, kind, the split the papers give sizes for, those sizes, what)
+    for dataset, splits, kind, (sized, sizes), what in (
+        ("meltome", _MELTOME, "regression", ("mixed", (22335, 2482, 3134)), "Meltome melting temperature"),
+        ("scl", {s: s for s in _SCL_SPLITS}, "classification", ("balanced", (9503, 1678, 385)),
+         "subcellular localization (10 classes)"),
+    ):
+        for name, stem in splits.items():
+            tasks.append(_csv(f"{dataset}_{name}", dataset, stem, kind, paper_sizes=sizes if name == sized else None,
+                              description=f"{what}, FLIP split {stem}"))
     tasks.append(
         _per_residue(
             "ss3",

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from .spec import TaskData
+from pytest_plmtransfer.tasks.spec import TaskData
 
 
 def truncation_halves(max_residues: int) -> tuple[int, int]:

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..hashing import sha256_file  # re-exported: readers.sha256_file is public
-from .catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED
-from .spec import TaskData, TaskSpec
+from pytest_plmtransfer.errors import InputError
+from pytest_plmtransfer.hashing import sha256_file  # re-exported: readers.sha256_file is public
+from pytest_plmtransfer.tasks.catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED
+from pytest_plmtransfer.tasks.spec import TaskData, TaskSpec
 
 #: the 20 standard amino acids
 STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
@@ -417,36 +417,24 @@ def _read_fasta(
             n_dropped += 1  # same rule as a CSV row with an empty ``set``
             continue
         if set_value not in ("train", "test"):
-            raise InputError(
-                f"{loc}: SET={rec.attributes['SET']!r}; expected train or test",
-                path=label_where,
-                row=rec.number,
+            raise _label_error(
+                f"{loc}: SET={rec.attributes['SET']!r}; expected train or test", label_where, rec
             )
         split = "test"
         if set_value == "train":
             if "VALIDATION" not in rec.attributes:
-                raise InputError(
-                    f"{loc}: training record has no VALIDATION= attribute",
-                    path=label_where,
-                    row=rec.number,
+                raise _label_error(
+                    f"{loc}: training record has no VALIDATION= attribute", label_where, rec
                 )
             flag = _parse_flag(rec.attributes["VALIDATION"])
             if flag is None:
-                raise InputError(
-                    f"{loc}: VALIDATION={rec.attributes['VALIDATION']!r}; expected True or False",
-                    path=label_where,
-                    row=rec.number,
+                raise _label_error(
+                    f"{loc}: VALIDATION={rec.attributes['VALIDATION']!r}; expected True or False", label_where, rec
                 )
             split = "val" if flag else "train"
 
         if seq_index is not None:
-            seq_rec = seq_index.get(rec.id)
-            if seq_rec is None:
-                raise InputError(
-                    f"{loc}: id '{rec.id}' has no record in {spec.sequences_member}",
-                    path=label_where,
-                    row=rec.number,
-                )
+            seq_rec = _indexed(seq_index, rec, spec.sequences_member, loc, label_where)
             sequence = seq_rec.sequence
             s_where = (seq_where, seq_rec.number, seq_rec.where() + ": ")
             used.add(rec.id)
@@ -459,41 +447,29 @@ def _read_fasta(
         if spec.kind == "per_residue":
             target = rec.sequence
             if len(target) != len(sequence):
-                raise InputError(
+                raise _label_error(
                     f"{loc}: label string has {len(target)} residues but the sequence in "
-                    f"{spec.sequences_member} has {len(sequence)}",
-                    path=label_where,
-                    row=rec.number,
+                    f"{spec.sequences_member} has {len(sequence)}", label_where, rec
                 )
         else:
             text = rec.attributes.get("TARGET", "").strip()
             if not text:
-                raise InputError(
-                    f"{loc}: header has no TARGET= value", path=label_where, row=rec.number
-                )
+                raise _label_error(f"{loc}: header has no TARGET= value", label_where, rec)
             if spec.kind == "regression":
                 try:
                     value = float(text)
                 except ValueError:
                     value = math.nan
                 if not math.isfinite(value):
-                    raise InputError(
-                        f"{loc}: non-numeric regression target {text!r}",
-                        path=label_where,
-                        row=rec.number,
+                    raise _label_error(
+                        f"{loc}: non-numeric regression target {text!r}", label_where, rec
                     )
                 target = value
             else:
                 target = text
 
         if mask_index is not None:
-            mask_rec = mask_index.get(rec.id)
-            if mask_rec is None:
-                raise InputError(
-                    f"{loc}: id '{rec.id}' has no record in {spec.mask_member}",
-                    path=label_where,
-                    row=rec.number,
-                )
+            mask_rec = _indexed(mask_index, rec, spec.mask_member, loc, label_where)
             mask_text = mask_rec.sequence
             if len(mask_text) != len(sequence):
                 raise InputError(
@@ -546,12 +522,8 @@ def _apply_window(spec: TaskSpec, rows: _Rows) -> None:
     for i, seq in enumerate(rows.sequences):
         if len(seq) < stop:
             path, row, loc = rows.seq_where[i]
-            raise InputError(
-                f"{loc}sequence has {len(seq)} residues, too short for the task's residue "
-                f"window [{start}, {stop})",
-                path=path,
-                row=row,
-            )
+            message = f"{loc}sequence has {len(seq)} residues, too short for the task's residue window [{start}, {stop})"
+            raise InputError(message, path=path, row=row)
     rows.sequences = [s[start:stop] for s in rows.sequences]
     if spec.kind == "per_residue":
         rows.targets = [t[start:stop] for t in rows.targets]
@@ -610,6 +582,20 @@ def _check_class_labels(rows: _Rows, where: str, allow_unseen_test: bool) -> Non
     rows.notes["classes"] = sorted(train)
     if unseen:
         rows.notes["unseen_test_labels"] = dict(sorted(unseen.items()))
+
+
+def _label_error(message: str, label_where: str, rec: FastaRecord) -> InputError:
+    """A bad labelled record: ``message`` (which starts with its location), at the label file's row."""
+    return InputError(message, path=label_where, row=rec.number)
+
+
+def _indexed(index: dict[str, FastaRecord], rec: FastaRecord, member: str | None, loc: str,
+             label_where: str) -> FastaRecord:
+    """The record of ``member`` (sequences, mask) with the labelled record's id; refused if none."""
+    found = index.get(rec.id)
+    if found is None:
+        raise _label_error(f"{loc}: id '{rec.id}' has no record in {member}", label_where, rec)
+    return found
 
 
 def _label_values(label: str, mask: np.ndarray | None, as_bytes: bool) -> np.ndarray:

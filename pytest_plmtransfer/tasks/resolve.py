@@ -41,10 +41,10 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from ..hashing import sha256_file
-from ..errors import ResourceUnavailable
-from ..tempfiles import default_file_mode, make_temp
-from .spec import TaskSpec
+from pytest_plmtransfer.hashing import sha256_file
+from pytest_plmtransfer.errors import ResourceUnavailable
+from pytest_plmtransfer.tempfiles import default_file_mode, make_temp
+from pytest_plmtransfer.tasks.spec import TaskSpec
 
 FLIP_REPOSITORY = "https://github.com/J-SNACKKB/FLIP"
 #: the FLIP commit each archive is downloaded from: the commit of the newest version of
@@ -84,9 +84,6 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "plmtransfer"
-
-
-_sha256 = sha256_file
 
 
 def sidecar_path(archive_path: Path) -> Path:
@@ -216,11 +213,6 @@ class DataResolver:
         path, _ = self.download(spec)  # replaces a corrupt cache entry
         return path
 
-    def resolve_with_checksum(self, spec: TaskSpec | str) -> tuple[Path, str]:
-        """:meth:`resolve`, plus the archive's SHA-256 (for the ledger)."""
-        path = self.resolve(spec)
-        return path, self.sha256(path)
-
     def sha256(self, path: Path) -> str:
         """The archive's SHA-256, computed once per process for a given file version (path,
         size, modification time): many tests resolve the same archive."""
@@ -228,8 +220,14 @@ class DataResolver:
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._verified:
-            self._verified[key] = _sha256(path)
+            self._verified[key] = sha256_file(path)
         return self._verified[key]
+
+    def _mkdir(self, spec: TaskSpec | str, directory: Path, what: str) -> None:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unavailable(spec, f"cannot create the {what} directory {directory}: {exc}") from None
 
     def _cache_entry_ok(self, path: Path) -> bool:
         """A cached archive is trusted if its checksum matches the recorded one (or none was
@@ -256,21 +254,11 @@ class DataResolver:
         archive = _archive(spec)
         dest = self.cache_path(archive)
         url = self.url(archive)
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise self._unavailable(
-                spec, f"cannot create the cache directory {dest.parent}: {exc}"
-            ) from None
+        self._mkdir(spec, dest.parent, "cache")
         # Lock files live apart from the data (flock-style lock files cannot be deleted safely,
         # so they stay behind): the archive's directory holds only finished archives.
         lock_path = self.cache_dir / "locks" / "flip" / f"{archive}.lock"
-        try:
-            lock_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise self._unavailable(
-                spec, f"cannot create the lock directory {lock_path.parent}: {exc}"
-            ) from None
+        self._mkdir(spec, lock_path.parent, "lock")
         lock = FileLock(str(lock_path), timeout=self.lock_timeout)
         try:
             with lock:

@@ -1,25 +1,95 @@
-"""Synthetic, deterministic ledgers in the real record format, for tests and demos.
+"""Helpers for testing this plugin, your own model adapters and your own claims.
 
-The curves imitate the papers' shapes (pretrained rises and saturates in early layers, random and
-stat lower, one-hot a single flat value) so that reports and claims have something realistic to
-show. Nothing here is a measurement.
+Public and documented (README, "Testing adapters and claims"), as pytest-regressions' ``testing``
+module is: this project's tests use them, and so can yours.
+
+* :class:`ToyAdapter` — a deterministic numpy "PLM" (a per-letter table, layer ``l`` is
+  ``tanh(x * (l + 1))``) with the ``pretrained`` / ``random`` / ``stat`` inits, registered with
+  :func:`register_toy` from a ``conftest.py``; fast enough for pytester runs of the whole plugin.
+* :func:`collect_embeddings` — an adapter's output as ``{layer: [array per sequence]}``.
+* :func:`layer_record` — one ledger record built on the real :class:`~pytest_plmtransfer.records.LayerRecord`,
+  with the fields a run writes (machine, data archive and member, the adapter's identity as
+  weights, requested device/dtype); :func:`synthetic_records` and :func:`curve_records` build
+  whole ledgers of them (the papers' curve shapes, or exactly given values), :func:`write_ledger`
+  writes one. Nothing here is a measurement.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-DEFAULT_MODELS: dict[str, int] = {"onehot": 0, "tiny_esm": 6, "tiny_carp": 4}
-REGRESSION_TASKS = ("gb1_sampled", "gb1_two_vs_rest")
+from pytest_plmtransfer.models.base import ONEHOT, EmbeddingBatch, ModelAdapter, collect_embeddings
+from pytest_plmtransfer.records import LayerRecord, Provenance
 
-#: level of each init relative to pretrained, and its seed-to-seed spread
-_INIT_SHAPE = {"pretrained": (0.0, 0.0), "random": (-0.12, 0.02), "stat": (-0.2, 0.03)}
+# --------------------------------------------------------------------------------------------
+# a toy adapter
+
+
+class ToyAdapter(ModelAdapter):
+    """A deterministic numpy "PLM" over a per-letter table (``embed_dim`` wide, uppercase letters).
+
+    ``pretrained``: a fixed table; ``random``: a fresh table per seed; ``stat``: the pretrained
+    table's elements permuted per seed (the same multiset of values, as models/inits.py does).
+    Layer ``l`` of a residue is ``tanh(x * (l + 1))``; pooled vectors are means over residues.
+    """
+
+    def __init__(self, init: str = "pretrained", seed: int | None = None, *, name: str = "toy",
+                 num_layers: int = 2, embed_dim: int = 8) -> None:
+        self.name, self.num_layers, self.embed_dim = name, num_layers, embed_dim
+        self.init, self.seed = init, seed
+        table = np.random.default_rng(0).normal(size=(26, embed_dim)).astype(np.float32)
+        if init == "random":
+            table = np.random.default_rng(1000 + (seed or 0)).normal(size=(26, embed_dim)).astype(np.float32)
+        elif init == "stat":
+            table = np.random.default_rng(2000 + (seed or 0)).permutation(table.ravel()).reshape(26, embed_dim)
+        self.table = table
+
+    def identity(self) -> dict[str, Any]:
+        # a content hash of the weights: changed weights never reuse cached embeddings
+        return {"model": self.name, "init": self.init, "seed": self.seed,
+                "weights_sha256": hashlib.sha256(self.table.tobytes()).hexdigest()}
+
+    def embed(self, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool) -> Iterator[EmbeddingBatch]:
+        for i, seq in enumerate(sequences):
+            x = self.table[[ord(c) - 65 for c in seq]]
+            out = {}
+            for layer in layers:
+                h = np.tanh(x * (layer + 1))
+                out[layer] = h if per_residue else h.mean(0, keepdims=True)
+            yield EmbeddingBatch(indices=np.array([i]), per_layer=out)
+
+
+def register_toy(registry: Any, name: str = "toy", *, inits: Iterable[str] = ("pretrained", "random", "stat"),
+                 num_layers: int = 2, embed_dim: int = 8, cls: type[ToyAdapter] = ToyAdapter) -> None:
+    """Register a :class:`ToyAdapter` (or a subclass ``cls``) as model ``name``; call it from
+    ``pytest_plmtransfer_register_models(registry)`` in a ``conftest.py``."""
+    registry.register(
+        name,
+        lambda _name, init, seed, options: cls(init, seed, name=name, num_layers=num_layers, embed_dim=embed_dim),
+        inits=tuple(inits),
+        needs_weights=(),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# records and ledgers
+
+#: what a run records about the machine (provenance.machine_info, less the run-specific host/commit)
+MACHINE = {"platform": "Linux-synthetic", "python": "3.11.0", "cpu_count": 2, "torch_threads": 2, "cuda": None}
+
+
+def _archive_member(task: str) -> tuple[str | None, str | None]:
+    from pytest_plmtransfer.tasks.catalog import CATALOG
+
+    spec = CATALOG.get(task)
+    return (spec.archive, spec.member) if spec is not None else (None, None)
 
 
 def layer_record(
@@ -37,36 +107,43 @@ def layer_record(
     selection_metric: str = "val_spearman",
     test_metric: str = "test_spearman",
 ) -> dict[str, Any]:
-    """One layer record with every field the ledger carries (built through the typed schema)."""
-    from pytest_plmtransfer.records import LayerRecord, Provenance
-
+    """One layer record as a run writes it (built through :class:`LayerRecord`), with these values."""
+    archive, member = _archive_member(task)
     return LayerRecord(
+        model, task, layer, init, seed, dict(metrics),  # the record's key fields, in its order
         test_id=f"test_layer[{model}-{task}-L{layer:02d}-{init}]",
-        model=model,
-        init=init,
-        seed=seed,
-        task=task,
         task_kind=task_kind,
-        layer=layer,
         num_layers=num_layers,
-        metrics=dict(metrics),
         head={"alpha": 1.0} if task_kind == "regression" else {"epochs": 10},
         selection_metric=selection_metric,
         test_metric=test_metric,
         split_sizes={"train": 100, "val": 20, "test": 50},
-        data={"sha256": "0" * 64, "source": f"synthetic/{task}.csv", "window": [0, 56], "truncation": None},
-        weights={"identity": f"synthetic:{model}"},
+        data={"source": f"synthetic/{task}.csv", "sha256": "0" * 64, "archive": archive, "member": member,
+              "window": [0, 56], "truncation": None},
+        # what adapter.identity() gives: the model and a content hash of its weights
+        weights={"model": model, "init": init, "seed": seed,
+                 "weights_sha256": hashlib.sha256(f"synthetic:{model}:{init}:{seed}".encode()).hexdigest()},
         embedding_key=f"{model}-{init}-{seed}-{task}",
         embed_seconds=0.01,
         fit_seconds=0.01,
         cache_hit=False,
+        cache_dtype="float32",
         device="cpu",
         dtype="float32",
+        requested={"device": "auto", "dtype": "float32"},
         versions={"pytest-plmtransfer": "0.1.0"},
+        machine=dict(MACHINE),
         provenance=Provenance(
             run_id=run_id, plugin_version="0.1.0", git_commit="abc123", host="synthetic-host", timestamp=timestamp
         ),
     ).to_dict()
+
+
+DEFAULT_MODELS: dict[str, int] = {ONEHOT: 0, "tiny_esm": 6, "tiny_carp": 4}
+REGRESSION_TASKS = ("gb1_sampled", "gb1_two_vs_rest")
+
+#: level of each init relative to pretrained, and its seed-to-seed spread
+_INIT_SHAPE = {"pretrained": (0.0, 0.0), "random": (-0.12, 0.02), "stat": (-0.2, 0.03)}
 
 
 def _curve(frac: float, peak: float, onehot: float) -> float:
@@ -94,7 +171,7 @@ def synthetic_records(
         classification = task == classification_task
         onehot_level = 0.55 + 0.05 * t_i
         for m_i, (model, nl) in enumerate(models.items()):
-            if model == "onehot":
+            if model == ONEHOT:
                 combos = [("none", None, 0.0, 0.0)]
             else:
                 combos = []
@@ -107,7 +184,7 @@ def synthetic_records(
                 seed_off = float(rng.normal(0, spread)) if spread else 0.0
                 for layer in range(nl + 1):
                     frac = layer / max(nl, 1)
-                    base = onehot_level if model == "onehot" else _curve(frac, peak, onehot_level) + shift + seed_off
+                    base = onehot_level if model == ONEHOT else _curve(frac, peak, onehot_level) + shift + seed_off
                     test = float(np.clip(base + rng.normal(0, 0.004), -1, 1))
                     val = float(np.clip(base + 0.01 + rng.normal(0, 0.004), -1, 1))
                     if classification:
@@ -178,3 +255,17 @@ def curve_records(
             out.append(layer_record(model, task, layer, init, seed, metrics, num_layers=nl,
                                     run_id=run_id, timestamp=timestamp, **kw))
     return out
+
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "MACHINE",
+    "REGRESSION_TASKS",
+    "ToyAdapter",
+    "collect_embeddings",
+    "curve_records",
+    "layer_record",
+    "register_toy",
+    "synthetic_records",
+    "write_ledger",
+]
