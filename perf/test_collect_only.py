@@ -19,11 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 HERE = Path(__file__).resolve().parents[1]
-COMMAND = ["benchmarks", "--plm-suite", "icml", "--plm-inits", "random", "--collect-only", "-q",
-           "-p", "no:cacheprovider"]
+COMMAND = [
+    "benchmarks",
+    "--plm-suite",
+    "icml",
+    "--plm-inits",
+    "random",
+    "--collect-only",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+]
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 #: runs pytest in a child and prints "<seconds> <peak RSS KiB>" of that child
@@ -60,11 +67,15 @@ def test_collect_only_icml_random(benchmark):
     if before is not None:
         assert before["tests"] == after["tests"] and before["ids"] == after["ids"], (before, after)
         benchmark.extra_info.update(
-            before_seconds=before["seconds"], before_peak_rss_mib=before["peak_rss_mib"],
-            speedup=before["seconds"] / after["seconds"], rss_ratio=before["peak_rss_mib"] / after["peak_rss_mib"],
+            before_seconds=before["seconds"],
+            before_peak_rss_mib=before["peak_rss_mib"],
+            speedup=before["seconds"] / after["seconds"],
+            rss_ratio=before["peak_rss_mib"] / after["peak_rss_mib"],
         )
-        line += (f"; before: {before['seconds']:.1f} s, peak RSS {before['peak_rss_mib']:.0f} MiB "
-                 f"(x{before['seconds'] / after['seconds']:.1f} time, x{before['peak_rss_mib'] / after['peak_rss_mib']:.1f} RSS)")
+        line += (
+            f"; before: {before['seconds']:.1f} s, peak RSS {before['peak_rss_mib']:.0f} MiB "
+            f"(x{before['seconds'] / after['seconds']:.1f} time, x{before['peak_rss_mib'] / after['peak_rss_mib']:.1f} RSS)"
+        )
     print("\n" + line)
 
 

@@ -112,8 +112,10 @@ def test_ledger_append_cost_does_not_grow(benchmark, tmp_path):
         ratio_before_10000_vs_100=round(ratio_before, 1),
         before_over_after_at_10000=round(median[("before", 10_000)] / median[("after", 10_000)], 1),
     )
-    print(f"\nappend record 10,000 vs 100: after x{ratio_after:.2f} "
-          f"({median[('after', 100)] * 1e3:.3f} -> {median[('after', 10_000)] * 1e3:.3f} ms); "
-          f"before x{ratio_before:.0f} ({median[('before', 100)] * 1e3:.1f} -> {median[('before', 10_000)] * 1e3:.1f} ms)")
+    print(
+        f"\nappend record 10,000 vs 100: after x{ratio_after:.2f} "
+        f"({median[('after', 100)] * 1e3:.3f} -> {median[('after', 10_000)] * 1e3:.3f} ms); "
+        f"before x{ratio_before:.0f} ({median[('before', 100)] * 1e3:.1f} -> {median[('before', 10_000)] * 1e3:.1f} ms)"
+    )
     assert ratio_after < 3, f"append cost grows with the ledger: x{ratio_after:.2f}"
     assert ratio_before > ratio_after

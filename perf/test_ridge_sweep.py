@@ -42,7 +42,6 @@ BLAS_THREADS = 1
 GROUP = "ridge-sweep gb1_sampled-size 6289x1280"
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def _pinned_blas_threads() -> Any:
     with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
@@ -96,7 +95,9 @@ ROUNDS = 2
 
 
 @pytest.mark.benchmark(group=GROUP)
-def test_ridge_sweep_vs_sklearn(benchmark: Any, problem: dict[str, np.ndarray], capsys: pytest.CaptureFixture[str]) -> None:
+def test_ridge_sweep_vs_sklearn(
+    benchmark: Any, problem: dict[str, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
     """All sides interleaved (``ROUNDS`` rounds; fastest round each), same answers asserted."""
     best: dict[str, float] = {}
     answers: dict[str, tuple[float, np.ndarray]] = {}

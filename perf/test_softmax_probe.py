@@ -41,7 +41,11 @@ SIDES = {
 
 
 def _flip_root() -> Path | None:
-    for c in (os.environ.get("PLMTRANSFER_DATA"), Path(__file__).resolve().parents[2] / "shared" / "flip", "/work/shared/flip"):
+    for c in (
+        os.environ.get("PLMTRANSFER_DATA"),
+        Path(__file__).resolve().parents[2] / "shared" / "flip",
+        "/work/shared/flip",
+    ):
         if c and (Path(c) / "splits" / "secondary_structure" / "splits.zip").is_file():
             return Path(c)
     return None

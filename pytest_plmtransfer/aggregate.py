@@ -150,8 +150,9 @@ def task_metrics(frame: pd.DataFrame, task: str | None = None) -> tuple[str, str
     return (sel or "val_spearman", test or "test_spearman")
 
 
-def subset(frame: pd.DataFrame, model: str | None = None, task: str | None = None,
-           init: str | None = None) -> pd.DataFrame:
+def subset(
+    frame: pd.DataFrame, model: str | None = None, task: str | None = None, init: str | None = None
+) -> pd.DataFrame:
     mask = pd.Series(True, index=frame.index)
     if model is not None:
         mask &= frame["model"] == model
@@ -214,8 +215,9 @@ class Selected:
     n: int
 
 
-def select(frame: pd.DataFrame, selection_metric: str, test_metric: str,
-           layers: Iterable[int] | None = None) -> Selected | None:
+def select(
+    frame: pd.DataFrame, selection_metric: str, test_metric: str, layers: Iterable[int] | None = None
+) -> Selected | None:
     """Choose the layer by the seed-averaged ``selection_metric``; report its ``test_metric``."""
     c = curve(frame, [selection_metric, test_metric])
     if layers is not None:
@@ -226,8 +228,9 @@ def select(frame: pd.DataFrame, selection_metric: str, test_metric: str,
     if layer is None:
         return None
     row = c.loc[layer]
-    return Selected(layer, float(row[selection_metric]), float(row[test_metric]),
-                    float(row[f"{test_metric}_std"]), int(row["n"]))
+    return Selected(
+        layer, float(row[selection_metric]), float(row[test_metric]), float(row[f"{test_metric}_std"]), int(row["n"])
+    )
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -29,13 +29,16 @@ def apply_aliases(models: list[str], registry: ModelRegistry) -> list[str]:
                 "e.g. my_plm=hf:./checkpoints/my_plm)"
             )
         if name in registry.names():
-            raise PlmTransferError(f"--plm-models: alias {name!r} would hide the registered model {name!r}; pick another name")
+            raise PlmTransferError(
+                f"--plm-models: alias {name!r} would hide the registered model {name!r}; pick another name"
+            )
         base = registry.entry(target)  # unknown targets fail here, with the list of known models
 
         def factory(_name, init, seed, options, _target=target, _base=base):
             return _base.factory(_target, init, seed, options)
 
-        registry.register(name, factory, inits=base.inits, description=f"alias of {target}",
-                          needs_weights=base.needs_weights)
+        registry.register(
+            name, factory, inits=base.inits, description=f"alias of {target}", needs_weights=base.needs_weights
+        )
         out.append(name)
     return out

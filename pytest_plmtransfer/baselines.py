@@ -141,8 +141,9 @@ class Tolerance:
         return " + ".join(parts) or "exact"
 
 
-def tolerance_for(metric: str, overrides: dict[str, Any] | None = None,
-                  defaults: dict[str, Any] | None = None) -> Tolerance:
+def tolerance_for(
+    metric: str, overrides: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None
+) -> Tolerance:
     """Tolerance for ``metric``: an exact override, a glob override, then the defaults."""
     for table in (overrides or {}, defaults or {}, DEFAULT_TOLERANCES):
         if metric in table:
@@ -211,9 +212,14 @@ class Comparison:
         return pd.DataFrame(
             [
                 {
-                    "layer": r.layer, "metric": r.metric, "baseline": r.baseline,
-                    "current": r.current, "diff": r.diff, "tolerance": r.tolerance.describe(),
-                    "noise": r.noise, "status": r.status,
+                    "layer": r.layer,
+                    "metric": r.metric,
+                    "baseline": r.baseline,
+                    "current": r.current,
+                    "diff": r.diff,
+                    "tolerance": r.tolerance.describe(),
+                    "noise": r.noise,
+                    "status": r.status,
                 }
                 for r in self.rows
             ]
@@ -228,9 +234,13 @@ class Comparison:
         header = ("layer", "metric", "baseline", "current", "diff", "tolerance", "status")
         body = [
             (
-                str(r.layer), r.metric, fmt(r.baseline, 4), fmt(r.current, 4),
+                str(r.layer),
+                r.metric,
+                fmt(r.baseline, 4),
+                fmt(r.current, 4),
                 "n/a" if r.diff is None else f"{r.diff:+.4f}",
-                r.tolerance.describe() + ("" if r.noise is None else f" & noise ±{r.noise:.4f}"), r.status,
+                r.tolerance.describe() + ("" if r.noise is None else f" & noise ±{r.noise:.4f}"),
+                r.status,
             )
             for r in rows
         ]
@@ -275,9 +285,12 @@ def ledger_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     ]
     data["se"] = pd.to_numeric(data["se"], errors="coerce")
     grouped = data.groupby(LEDGER_KEY, sort=True)
-    out = grouped.agg(value=("value", "mean"), metric=("metric", "first"),
-                      seeds=("seed_key", lambda s: ",".join(sorted_seeds(s))),
-                      se=("se", lambda s: s.mean() if s.notna().all() else float("nan")))
+    out = grouped.agg(
+        value=("value", "mean"),
+        metric=("metric", "first"),
+        seeds=("seed_key", lambda s: ",".join(sorted_seeds(s))),
+        se=("se", lambda s: s.mean() if s.notna().all() else float("nan")),
+    )
     return out.reset_index()
 
 
@@ -294,14 +307,22 @@ class LedgerComparison:
     outside_interval: bool
 
     @classmethod
-    def of(cls, a: pd.DataFrame, b: pd.DataFrame, metric: str = "auto", fail_above: float | None = None,
-           outside_interval: bool = False, level: float = 0.05) -> LedgerComparison:
+    def of(
+        cls,
+        a: pd.DataFrame,
+        b: pd.DataFrame,
+        metric: str = "auto",
+        fail_above: float | None = None,
+        outside_interval: bool = False,
+        level: float = 0.05,
+    ) -> LedgerComparison:
         from statistics import NormalDist
 
         if outside_interval and fail_above is None:
             raise PlmTransferError("--outside-interval needs --fail-above (the fixed threshold it adds to)")
         merged = ledger_values(a, metric).merge(
-            ledger_values(b, metric), on=LEDGER_KEY, how="outer", suffixes=("_a", "_b"), indicator=True)
+            ledger_values(b, metric), on=LEDGER_KEY, how="outer", suffixes=("_a", "_b"), indicator=True
+        )
         both = merged[merged["_merge"] == "both"].copy()
         both["diff"] = both["value_b"] - both["value_a"]
         # the bootstrap noise of the difference, z * sqrt(se_A^2 + se_B^2) (unpaired, so
@@ -315,8 +336,14 @@ class LedgerComparison:
         else:
             flagged = pd.Series(False, index=both.index)
         both["flagged"] = flagged
-        return cls(both, merged[merged["_merge"] == "left_only"], merged[merged["_merge"] == "right_only"],
-                   metric, fail_above, outside_interval)
+        return cls(
+            both,
+            merged[merged["_merge"] == "left_only"],
+            merged[merged["_merge"] == "right_only"],
+            metric,
+            fail_above,
+            outside_interval,
+        )
 
     @property
     def compared(self) -> pd.DataFrame:
@@ -346,12 +373,20 @@ class LedgerComparison:
                 if thr is not None and abs(row.diff) > thr and within and not pd.isna(row.noise):
                     extra += ": within noise"
                 note = f"{note}; {extra}" if note else extra
-            body.append([
-                row.model, row.task, row.init, str(row.layer), str(row.metric_a),
-                "n/a" if pd.isna(row.value_a) else f"{row.value_a:.4f}",
-                "n/a" if pd.isna(row.value_b) else f"{row.value_b:.4f}",
-                "n/a" if nan else f"{row.diff:+.4f}", status, note,
-            ])
+            body.append(
+                [
+                    row.model,
+                    row.task,
+                    row.init,
+                    str(row.layer),
+                    str(row.metric_a),
+                    "n/a" if pd.isna(row.value_a) else f"{row.value_a:.4f}",
+                    "n/a" if pd.isna(row.value_b) else f"{row.value_b:.4f}",
+                    "n/a" if nan else f"{row.diff:+.4f}",
+                    status,
+                    note,
+                ]
+            )
         header = ["model", "task", "init", "layer", "metric", "A", "B", "diff", "status", "note"]
         return text_table(header, body, "lllrlrrrll")
 
@@ -368,13 +403,18 @@ class LedgerComparison:
         """The report ``plmtransfer compare`` prints: what is compared, the table, the rows only
         one ledger has, and a summary line (with a threshold: OK or FAIL)."""
         metric_txt = "each task's test metric" if self.metric == "auto" else self.metric
-        lines = [f"comparing {metric_txt}, averaged over seeds, per (model, task, init, layer)",
-                 f"  A = {path_a}", f"  B = {path_b}   (diff = B - A)"]
+        lines = [
+            f"comparing {metric_txt}, averaged over seeds, per (model, task, init, layer)",
+            f"  A = {path_a}",
+            f"  B = {path_b}   (diff = B - A)",
+        ]
         lines += self._table(only_diffs)
         lines += self._only(self.only_a, "A", path_a) + self._only(self.only_b, "B", path_b)
         valid = self.compared
         if len(self.both) > len(valid):
-            lines.append(f"{len(self.both) - len(valid)} common row(s) lack the metric in one ledger (n/a), not compared")
+            lines.append(
+                f"{len(self.both) - len(valid)} common row(s) lack the metric in one ledger (n/a), not compared"
+            )
         if valid.empty:
             lines.append("nothing to compare: the ledgers share no (model, task, init, layer) with the metric")
             return "\n".join(lines) + "\n"
@@ -477,16 +517,24 @@ class PaperReference:
                 else:
                     seed_used = ",".join(sorted_seeds(keys)) if keys != {NO_SEED} else "none"
                 current = _num(pd.to_numeric(at[self.metric], errors="coerce").mean())
-            rows.append(PaperRow(task, model, init, last, ref, current, tol,
-                                 init in self.compare_inits, seed_used))
+            rows.append(PaperRow(task, model, init, last, ref, current, tol, init in self.compare_inits, seed_used))
         return rows
 
 
 def format_paper_rows(rows: list[PaperRow], metric: str = "test_spearman") -> str:
     header = ("task", "model", "init", "layer", f"paper {metric}", "ours", "diff", "tolerance", "status")
     body = [
-        (r.task, r.model, r.init, str(r.layer), fmt(r.reference), fmt(r.current),
-         "n/a" if r.diff is None else f"{r.diff:+.3f}", f"±{r.tolerance:g}", r.status)
+        (
+            r.task,
+            r.model,
+            r.init,
+            str(r.layer),
+            fmt(r.reference),
+            fmt(r.current),
+            "n/a" if r.diff is None else f"{r.diff:+.3f}",
+            f"±{r.tolerance:g}",
+            r.status,
+        )
         for r in rows
     ]
     if not body:
@@ -538,9 +586,13 @@ class BaselineStore:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise BaselineError(f"{path}: not valid JSON ({exc}); fix it or re-create it with --plm-update-baselines") from exc
+            raise BaselineError(
+                f"{path}: not valid JSON ({exc}); fix it or re-create it with --plm-update-baselines"
+            ) from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("layers"), dict):
-            raise BaselineError(f"{path}: not a plmtransfer baseline (expected 'format': {FORMAT!r} and a 'layers' object)")
+            raise BaselineError(
+                f"{path}: not a plmtransfer baseline (expected 'format': {FORMAT!r} and a 'layers' object)"
+            )
         return doc
 
     def entries(self) -> list[tuple[str, str, str]]:
@@ -599,8 +651,9 @@ class BaselineStore:
             written.append(path)
         return written
 
-    def _document(self, task: str, model: str, init: str, sub: pd.DataFrame,
-                  metrics: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    def _document(
+        self, task: str, model: str, init: str, sub: pd.DataFrame, metrics: list[str], overrides: dict[str, Any]
+    ) -> dict[str, Any]:
         from pytest_plmtransfer.provenance import utc_now
 
         sub = sub.sort_values(["layer", "seed_key"])
@@ -654,8 +707,9 @@ class BaselineStore:
 
     # comparing ------------------------------------------------------------------------------
 
-    def compare(self, frame: pd.DataFrame, metrics: Iterable[str] | None = None,
-                level: float | None = None) -> Comparison:
+    def compare(
+        self, frame: pd.DataFrame, metrics: Iterable[str] | None = None, level: float | None = None
+    ) -> Comparison:
         """Compare the results of ONE (task, model, init) with its stored baseline.
 
         ``metrics``: optional globs restricting which metric keys are compared (default: every
@@ -674,8 +728,7 @@ class BaselineStore:
         task, model, init = groups.iloc[0]
         path = self.read_path(task, model, init)
         if not path.is_file():
-            raise BaselineMissing(task, model, init, path,
-                                  [seed_value(k) for k in sorted_seeds(data["seed_key"])])
+            raise BaselineMissing(task, model, init, path, [seed_value(k) for k in sorted_seeds(data["seed_key"])])
         doc = self._read(path)
         tol_doc = doc.get("tolerances", {}) or {}
         overrides, defaults = tol_doc.get("overrides", {}), tol_doc.get("defaults", {})
@@ -694,8 +747,11 @@ class BaselineStore:
             if use_per_seed:
                 cmp.notes.append(
                     f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: "
-                    + ("comparing against the baseline's values for the run's seeds" if shared == run_seeds
-                       else f"comparing the shared seed(s) {_seeds(shared)} value for value")
+                    + (
+                        "comparing against the baseline's values for the run's seeds"
+                        if shared == run_seeds
+                        else f"comparing the shared seed(s) {_seeds(shared)} value for value"
+                    )
                 )
             else:
                 cmp.notes.append(
@@ -757,8 +813,19 @@ class BaselineStore:
 
 
 #: the parts of a baseline document that are its values (provenance is not)
-_VALUE_KEYS = ("format", "task", "model", "init", "task_kind", "selection_metric", "test_metric",
-               "num_layers", "seeds", "tolerances", "layers")
+_VALUE_KEYS = (
+    "format",
+    "task",
+    "model",
+    "init",
+    "task_kind",
+    "selection_metric",
+    "test_metric",
+    "num_layers",
+    "seeds",
+    "tolerances",
+    "layers",
+)
 
 
 def _same_values(path: Path, doc: dict[str, Any]) -> bool:
@@ -820,8 +887,7 @@ def _stored_intervals(rows: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]
     return out
 
 
-def _noise(stored: dict[str, Any], seeds: set[str], cur: pd.DataFrame, metric: str,
-           level: float) -> float | None:
+def _noise(stored: dict[str, Any], seeds: set[str], cur: pd.DataFrame, metric: str, level: float) -> float | None:
     """z * sqrt(se_current^2 + se_baseline^2), SEs averaged over the compared seeds."""
     from statistics import NormalDist
 

@@ -30,6 +30,7 @@ from pytest_plmtransfer.aggregate import select_runs
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.ledger import load_ledger
 
+
 class CliError(PlmTransferError):
     pass
 
@@ -80,8 +81,14 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.baselines import LedgerComparison
 
     pa, pb = _ledger_path(args.ledger_a), _ledger_path(args.ledger_b)
-    cmp = LedgerComparison.of(load_ledger(pa, kind="layer"), load_ledger(pb, kind="layer"), args.metric,
-                              args.fail_above, args.outside_interval, args.level)
+    cmp = LedgerComparison.of(
+        load_ledger(pa, kind="layer"),
+        load_ledger(pb, kind="layer"),
+        args.metric,
+        args.fail_above,
+        args.outside_interval,
+        args.level,
+    )
     out.write(cmp.format(pa, pb, only_diffs=args.only_diffs))
     return cmp.exit_status
 
@@ -106,8 +113,10 @@ def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"the authors' numbers ({ref.source}) vs {path}\n")
     out.write(format_paper_rows(rows, ref.metric) + "\n")
     if any(not r.gating for r in rows):
-        out.write("rows marked 'info' (random/stat) are not gated: our inits differ from the authors' "
-                  f"(see {store.paper_path})\n")
+        out.write(
+            "rows marked 'info' (random/stat) are not gated: our inits differ from the authors' "
+            f"(see {store.paper_path})\n"
+        )
     return 0 if all(r.ok or r.status == "MISSING" for r in rows) else 1
 
 
@@ -160,16 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="per-(model, task, init, layer) differences between two ledgers")
     p.add_argument("ledger_a")
     p.add_argument("ledger_b")
-    p.add_argument("--metric", default="auto",
-                   help="metric to compare, e.g. test_spearman (default 'auto': each record's test metric)")
-    p.add_argument("--fail-above", type=float, default=None, metavar="X",
-                   help="exit 1 when any |B - A| exceeds X")
+    p.add_argument(
+        "--metric",
+        default="auto",
+        help="metric to compare, e.g. test_spearman (default 'auto': each record's test metric)",
+    )
+    p.add_argument("--fail-above", type=float, default=None, metavar="X", help="exit 1 when any |B - A| exceeds X")
     p.add_argument("--only-diffs", action="store_true", help="list only rows above --fail-above")
-    p.add_argument("--outside-interval", action="store_true",
-                   help="flag a row only when |B - A| is also outside the bootstrap noise "
-                        "z*sqrt(se_A^2 + se_B^2) of the records' intervals (rows without intervals: threshold only)")
-    p.add_argument("--level", type=float, default=0.05,
-                   help="two-sided level of the noise band for --outside-interval (default 0.05: z=1.96)")
+    p.add_argument(
+        "--outside-interval",
+        action="store_true",
+        help="flag a row only when |B - A| is also outside the bootstrap noise "
+        "z*sqrt(se_A^2 + se_B^2) of the records' intervals (rows without intervals: threshold only)",
+    )
+    p.add_argument(
+        "--level",
+        type=float,
+        default=0.05,
+        help="two-sided level of the noise band for --outside-interval (default 0.05: z=1.96)",
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("show", help="schema, record counts and runs of a ledger")
@@ -194,8 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="combine the ledgers of the shards of one run into one file")
     p.add_argument("ledgers", nargs="+", help="ledger directories or files (one per shard, or one holding all)")
     p.add_argument("--out", type=Path, required=True, help="the merged single-file ledger to write")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="write even if some groups of the plan were not delivered (they are listed)")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="write even if some groups of the plan were not delivered (they are listed)",
+    )
     p.set_defaults(func=cmd_merge)
     return parser
 

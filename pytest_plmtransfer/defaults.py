@@ -76,7 +76,9 @@ def load_effective_claims(user_path: Path, default_path: Path = DEFAULT_BASELINE
     if _extends(user_path) != EXTENDS_DEFAULT:
         return own
     if defaults is None:
-        raise ClaimsError(str(user_path), [f"'extends': 'default' but the shipped claims file {default_path} is missing"])
+        raise ClaimsError(
+            str(user_path), [f"'extends': 'default' but the shipped claims file {default_path} is missing"]
+        )
     replaced = {c.name for c in own.claims}
     kept = [c for c in defaults.claims if c.name not in replaced]
     return ClaimsFile(f"{default_path} + {user_path}", kept + own.claims, own.description or defaults.description)

@@ -17,8 +17,9 @@ from typing import Any
 HEAD_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {}
 
 
-def _number(name: str, convert: Callable[[str], Any], what: str, ok: Callable[[Any], bool],
-            bound: str) -> Callable[[str], Any]:
+def _number(
+    name: str, convert: Callable[[str], Any], what: str, ok: Callable[[Any], bool], bound: str
+) -> Callable[[str], Any]:
     """A parser for ``--plm-head-<name>``: ``convert`` the text (else "is not <what>"), then check it."""
 
     def parse(text: str) -> Any:
@@ -51,10 +52,16 @@ def _alphas(text: str) -> list[float]:
 HEAD_OPTIONS.update(
     {
         "epochs": ("max_epochs", _positive_int("epochs"), "softmax probe: most training epochs (default 100)"),
-        "patience": ("patience", _positive_int("patience"),
-                     "softmax probe: epochs without validation improvement before stopping (default 5)"),
-        "batch-size": ("batch_size", _positive_int("batch-size"),
-                       "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)"),
+        "patience": (
+            "patience",
+            _positive_int("patience"),
+            "softmax probe: epochs without validation improvement before stopping (default 5)",
+        ),
+        "batch-size": (
+            "batch_size",
+            _positive_int("batch-size"),
+            "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)",
+        ),
         "lr": ("lr", _positive_float("lr"), "softmax probe: Adam learning rate (default 1e-3)"),
         "alphas": ("alphas", _alphas, "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))"),
     }

@@ -104,7 +104,9 @@ def _read_part(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             if number == len(lines):  # last line, no trailing newline: an interrupted append
-                warnings.warn(f"{path}: line {number} is an incomplete record (interrupted write); skipped")
+                warnings.warn(
+                    f"{path}: line {number} is an incomplete record (interrupted write); skipped", stacklevel=2
+                )
                 continue
             raise LedgerError(f"{path}: line {number} is not valid JSON ({exc})") from exc
         if not isinstance(rec, dict):
@@ -243,7 +245,7 @@ class Ledger:
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
             "part": self.part_name,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
             **self.header,
         }
 
@@ -269,9 +271,7 @@ class Ledger:
     def records(self, *, run_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         recs = read_ledger(self.path, run_id=run_id)[0]
         return [
-            r
-            for r in recs
-            if (run_id is None or r.get("run_id") == run_id) and (kind is None or r.get("kind") == kind)
+            r for r in recs if (run_id is None or r.get("run_id") == run_id) and (kind is None or r.get("kind") == kind)
         ]
 
 

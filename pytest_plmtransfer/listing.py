@@ -65,4 +65,3 @@ def render(registry: ModelRegistry, options: PlmOptions) -> str:
     lines.append("")
     lines.append(f"data: --plm-data-dir {options.data_dir or '(not set)'}; cache {cache}")
     return "\n".join(lines)
-

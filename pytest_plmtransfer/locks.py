@@ -93,8 +93,7 @@ class PatientLock:
             )
             if self.policy.fail:
                 raise LockTimeoutError(
-                    f"{message}; giving up (--plm-lock-fail). If that process is gone or hung, stop it "
-                    "and run again"
+                    f"{message}; giving up (--plm-lock-fail). If that process is gone or hung, stop it and run again"
                 ) from None
             self.policy.notify(f"plmtransfer: {message}; still waiting (--plm-lock-fail gives up instead)")
             self._lock.acquire(timeout=-1)

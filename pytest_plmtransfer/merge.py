@@ -84,10 +84,10 @@ def merge_ledgers(paths: Sequence[Path | str]) -> MergeResult:
     for i, rec in enumerate(unique):
         if rec.get("kind", "layer") != "layer":
             continue
-        key = tuple(rec.get(k) for k in LAYER_KEY)
-        j = newest.get(key)
+        layer_key = tuple(rec.get(k) for k in LAYER_KEY)
+        j = newest.get(layer_key)
         if j is None or str(rec.get("timestamp") or "") >= str(unique[j].get("timestamp") or ""):
-            newest[key] = i
+            newest[layer_key] = i
     keep = set(newest.values())
     merged = [r for i, r in enumerate(unique) if r.get("kind", "layer") != "layer" or i in keep]
     superseded = len(unique) - len(merged)

@@ -126,8 +126,10 @@ def ndcg(y_true: object, y_pred: object) -> float:
 def regression_metrics(y_true: object, y_pred: object, prefix: str) -> dict[str, float]:
     """``{prefix_mse, prefix_spearman, prefix_pearson, prefix_ndcg}`` for one split."""
     t, p = _pair(y_true, y_pred)
-    return {f"{prefix}_{name}": fn(t, p) for name, fn in (("mse", mse), ("spearman", spearman),
-                                                         ("pearson", pearson), ("ndcg", ndcg))}
+    return {
+        f"{prefix}_{name}": fn(t, p)
+        for name, fn in (("mse", mse), ("spearman", spearman), ("pearson", pearson), ("ndcg", ndcg))
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,9 +202,7 @@ def macro_ovr_auc(probs: object, y_true: object) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def per_class_prf(
-    pred: object, y_true: object, n_classes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def per_class_prf(pred: object, y_true: object, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-class precision, recall and F1 for class indices ``0..n_classes-1``.
 
     With ``tp``, ``fp``, ``fn`` counted per class: precision = tp/(tp+fp) (``nan`` when the class
@@ -215,9 +215,7 @@ def per_class_prf(
     if pr.size != y.size:
         raise ValueError(f"{pr.size} predictions but {y.size} labels")
     # One bincount over (true, pred) pairs gives the confusion matrix without a Python loop.
-    cm = np.bincount(y * n_classes + pr, minlength=n_classes * n_classes).reshape(
-        n_classes, n_classes
-    )
+    cm = np.bincount(y * n_classes + pr, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     tp = np.diag(cm).astype(np.float64)
     fp = cm.sum(axis=0) - tp
     fn = cm.sum(axis=1) - tp
@@ -231,13 +229,13 @@ def per_class_prf(
 def classification_metrics(probs: object, y_true: object, prefix: str) -> dict[str, float]:
     """``{prefix_loss, prefix_accuracy, prefix_auc}`` for one split."""
     p, y = _probs_labels(probs, y_true)
-    return {f"{prefix}_{name}": fn(p, y) for name, fn in (("loss", cross_entropy), ("accuracy", accuracy),
-                                                         ("auc", macro_ovr_auc))}
+    return {
+        f"{prefix}_{name}": fn(p, y)
+        for name, fn in (("loss", cross_entropy), ("accuracy", accuracy), ("auc", macro_ovr_auc))
+    }
 
 
-def per_class_metrics(
-    probs: object, y_true: object, labels: Sequence[str], prefix: str
-) -> dict[str, float]:
+def per_class_metrics(probs: object, y_true: object, labels: Sequence[str], prefix: str) -> dict[str, float]:
     """``{prefix_precision_<label>, prefix_recall_<label>, prefix_f1_<label>}`` per class, plus
     ``prefix_f1_macro`` (the mean F1 over classes present or predicted, as sklearn's
     ``average="macro"``) and ``prefix_mcc`` (multiclass Matthews correlation): on imbalanced

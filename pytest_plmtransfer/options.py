@@ -27,12 +27,23 @@ SUITES: dict[str, dict[str, list[str]]] = {
     "paper": {
         "models": [
             ONEHOT,
-            "esm1_t6_43M_UR50S", "esm1_t12_85M_UR50S", "esm1_t34_670M_UR50S", "esm1b_t33_650M_UR50S",
-            "carp_600k", "carp_38M", "carp_76M", "carp_640M",
+            "esm1_t6_43M_UR50S",
+            "esm1_t12_85M_UR50S",
+            "esm1_t34_670M_UR50S",
+            "esm1b_t33_650M_UR50S",
+            "carp_600k",
+            "carp_38M",
+            "carp_76M",
+            "carp_640M",
         ],
         "tasks": [
-            "gb1_sampled", "gb1_low_vs_high", "gb1_two_vs_rest",
-            "aav_two_vs_many", "aav_one_vs_many", "meltome_mixed", "scl_balanced",
+            "gb1_sampled",
+            "gb1_low_vs_high",
+            "gb1_two_vs_rest",
+            "aav_two_vs_many",
+            "aav_one_vs_many",
+            "meltome_mixed",
+            "scl_balanced",
         ],
     },
 }
@@ -237,8 +248,16 @@ class Option:
         return f"--plm-{self.name}"
 
 
-def option(default: Any = None, help: str = "", *, factory: Callable[[], Any] | None = None, flag: bool = False,
-           parse: Parser | None = None, unset: Callable[[Where], Any] | None = None, name: str | None = None) -> Any:
+def option(
+    default: Any = None,
+    help: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    flag: bool = False,
+    parse: Parser | None = None,
+    unset: Callable[[Where], Any] | None = None,
+    name: str | None = None,
+) -> Any:
     """A PlmOptions field that is also an option (``name``: the option's, when not the field's)."""
     meta = {"option": Option(name or "", help, flag, parse, unset)}
     if factory is not None:
@@ -264,16 +283,16 @@ def _layers(raw: Any, where: Where) -> str:
 
 
 def _cli_path(raw: Any, where: Where) -> Path:  # command-line paths: relative to the invocation dir
-    return _path(raw, where.invocation)
+    return _resolved(raw, where.invocation)
 
 
 def _root_path(raw: Any, where: Where) -> Path:  # baselines: relative to rootdir
-    return _path(raw, where.root)
+    return _resolved(raw, where.root)
 
 
 def _data_dir(raw: Any, where: Where) -> Path:
     # named explicitly, so it must be there (no silent download)
-    return parse_existing_dir(where.option, _path(raw, where.invocation))
+    return parse_existing_dir(where.option, _resolved(raw, where.invocation))
 
 
 def _data_dir_from_env(where: Where) -> Path | None:
@@ -325,91 +344,129 @@ class PlmOptions:
     """Every ``--plm-*`` option (and ini key), checked and typed; declared here once."""
 
     models: list[str] = option(
-        factory=lambda: list(SUITES["smoke"]["models"]), parse=_list,
-        help="comma-separated model names (registry names, hf:<repo|dir>, or checkpoint paths)")
+        factory=lambda: list(SUITES["smoke"]["models"]),
+        parse=_list,
+        help="comma-separated model names (registry names, hf:<repo|dir>, or checkpoint paths)",
+    )
     tasks: list[str] = option(
-        factory=lambda: list(SUITES["smoke"]["tasks"]), parse=_list,
-        help="comma-separated FLIP task ids (e.g. gb1_sampled,ss3)")
-    suite: str | None = option(
-        parse=_choice(tuple(SUITES)), help="named selection: smoke (default), paper, icml")
+        factory=lambda: list(SUITES["smoke"]["tasks"]),
+        parse=_list,
+        help="comma-separated FLIP task ids (e.g. gb1_sampled,ss3)",
+    )
+    suite: str | None = option(parse=_choice(tuple(SUITES)), help="named selection: smoke (default), paper, icml")
     inits: list[str] = option(
-        factory=lambda: list(INITS), parse=_inits,
-        help="comma-separated inits: pretrained,random,stat (default: all three)")
+        factory=lambda: list(INITS),
+        parse=_inits,
+        help="comma-separated inits: pretrained,random,stat (default: all three)",
+    )
     layers: str | None = option(parse=_layers, help="layers to probe: all (default), or e.g. 0,5,-1 or 2-6")
     seeds: list[int] = option(
-        factory=lambda: list(DEFAULT_SEEDS), parse=lambda raw, where: parse_seeds(str(raw), where.option),
-        help="comma-separated seeds for random/stat inits and heads (default 42)")
+        factory=lambda: list(DEFAULT_SEEDS),
+        parse=lambda raw, where: parse_seeds(str(raw), where.option),
+        help="comma-separated seeds for random/stat inits and heads (default 42)",
+    )
     data_dir: Path | None = option(
-        parse=_data_dir, unset=_data_dir_from_env,
-        help="a directory laid out like the FLIP repository root (also PLMTRANSFER_DATA)")
+        parse=_data_dir,
+        unset=_data_dir_from_env,
+        help="a directory laid out like the FLIP repository root (also PLMTRANSFER_DATA)",
+    )
     cache_dir: Path | None = option(
-        parse=_cli_path, help="embedding/data cache directory (default: PLMTRANSFER_CACHE or ~/.cache/plmtransfer)")
+        parse=_cli_path, help="embedding/data cache directory (default: PLMTRANSFER_CACHE or ~/.cache/plmtransfer)"
+    )
     weights_dir: Path | None = option(parse=_cli_path, help="directory with model checkpoints (<name>.pt)")
     ledger: Path = option(
-        Path(".plmtransfer/ledger"), parse=_cli_path, unset=lambda where: where.root / ".plmtransfer" / "ledger",
+        Path(".plmtransfer/ledger"),
+        parse=_cli_path,
+        unset=lambda where: where.root / ".plmtransfer" / "ledger",
         help="results ledger directory: one JSON Lines part per process (default .plmtransfer/ledger "
-        "under rootdir); an old single-file ledger there is moved into it")
+        "under rootdir); an old single-file ledger there is moved into it",
+    )
     strict: bool = option(flag=True, help="missing data or weights is an error instead of a skip")
     offline: bool = option(flag=True, help="never download data or weights")
     device: str = option(
-        "auto", parse=lambda raw, where: parse_device(raw, where.option), help="auto, cpu, cuda or cuda:N")
+        "auto", parse=lambda raw, where: parse_device(raw, where.option), help="auto, cpu, cuda or cuda:N"
+    )
     dtype: str = option("float32", parse=_choice(DTYPES), help="float32, bf16 or fp16 (half precision only on GPU)")
     token_budget: int = option(
-        4096, parse=lambda raw, where: parse_positive_int(where.option, raw),
-        help="most tokens in one forward batch (default 4096)")
+        4096,
+        parse=lambda raw, where: parse_positive_int(where.option, raw),
+        help="most tokens in one forward batch (default 4096)",
+    )
     progress: bool = option(
-        flag=True, help="always show the embedding progress line (default: only on an interactive terminal, "
-        "not under -q or CI)")
+        flag=True,
+        help="always show the embedding progress line (default: only on an interactive terminal, not under -q or CI)",
+    )
     no_progress: bool = option(flag=True, help="never show the embedding progress line")
     threads: int | None = option(
-        parse=_threads,
-        help="CPU threads for torch and BLAS (default: the libraries' own; set it on shared machines)")
+        parse=_threads, help="CPU threads for torch and BLAS (default: the libraries' own; set it on shared machines)"
+    )
     list_only: bool = option(
-        flag=True, name="list",
-        help="list models, tasks and suites with sizes and whether data and weights are present locally, then exit")
+        flag=True,
+        name="list",
+        help="list models, tasks and suites with sizes and whether data and weights are present locally, then exit",
+    )
     report: bool = option(flag=True, help="print per-task layer tables and claim outcomes at the end")
     report_dir: Path | None = option(parse=_cli_path, help="also write Markdown, CSV and PNG layer curves here")
     baselines_dir: Path = option(
-        Path("baselines"), parse=_root_path, unset=lambda where: where.root / "baselines",
-        help="stored baselines and claims (default baselines/ under rootdir)")
+        Path("baselines"),
+        parse=_root_path,
+        unset=lambda where: where.root / "baselines",
+        help="stored baselines and claims (default baselines/ under rootdir)",
+    )
     update_baselines: bool = option(flag=True, help="rewrite stored baselines from this run")
     gate: bool = option(flag=True, help="run the claims for the selected models and fail on any broken claim")
     #: "sdpa" (fused scaled_dot_product_attention) or "library" (the model library's own)
     attention: str = option(
-        "sdpa", parse=_attention,
-        help="attention kernel: sdpa (fused scaled_dot_product_attention, default) or library")
+        "sdpa", parse=_attention, help="attention kernel: sdpa (fused scaled_dot_product_attention, default) or library"
+    )
     #: head hyper-parameters (None: the heads' documented defaults); options in head_options.py
     head: dict[str, object] = field(default_factory=dict)
     cache_dtype: str = option(
-        "float32", parse=_choice(CACHE_DTYPES),
-        help="how embeddings are cached: float32 (default) or float16 (half the disk)")
+        "float32",
+        parse=_choice(CACHE_DTYPES),
+        help="how embeddings are cached: float32 (default) or float16 (half the disk)",
+    )
     lock_timeout: float = option(
-        300.0, parse=lambda raw, where: parse_positive_float(where.option, raw),
-        help="seconds to wait for a cache/ledger lock before saying who holds it (default 300)")
+        300.0,
+        parse=lambda raw, where: parse_positive_float(where.option, raw),
+        help="seconds to wait for a cache/ledger lock before saying who holds it (default 300)",
+    )
     lock_fail: bool = option(flag=True, help="after --plm-lock-timeout, fail instead of waiting on")
     flip_url: str | None = option(
-        parse=_url, help="base URL of the FLIP repository to download splits from (default: a pinned commit)")
+        parse=_url, help="base URL of the FLIP repository to download splits from (default: a pinned commit)"
+    )
     flip_sha256: dict[str, str] = option(
-        factory=dict, parse=lambda raw, where: parse_sha256_map(str(raw), where.option),
-        help="expected archive digests, e.g. gb1=<sha256>,aav=<sha256> (override the pinned ones)")
+        factory=dict,
+        parse=lambda raw, where: parse_sha256_map(str(raw), where.option),
+        help="expected archive digests, e.g. gb1=<sha256>,aav=<sha256> (override the pinned ones)",
+    )
     leakage_max: float = option(
-        0.0, parse=lambda raw, where: parse_fraction(where.option, raw),
-        help="fraction of test sequences also in train/val tolerated without a warning (default 0)")
+        0.0,
+        parse=lambda raw, where: parse_fraction(where.option, raw),
+        help="fraction of test sequences also in train/val tolerated without a warning (default 0)",
+    )
     #: bootstrap resamples for the test metric's interval and the paired claims (0: none)
     bootstrap: int = option(
-        1000, parse=_bootstrap, help="bootstrap resamples of the test set for intervals and paired claims "
-        "(default 1000; 0 turns intervals off and claims fall back to plain comparisons)")
+        1000,
+        parse=_bootstrap,
+        help="bootstrap resamples of the test set for intervals and paired claims "
+        "(default 1000; 0 turns intervals off and claims fall back to plain comparisons)",
+    )
     #: scale-out (see sharding.py, xdist_scheduling.py)
     dist: str | None = option(
-        parse=_dist, help="with pytest-xdist -n: 'group' sends every test of one (model, init, seed) to one worker "
-        "and pins worker gwI to the I-th GPU of CUDA_VISIBLE_DEVICES")
+        parse=_dist,
+        help="with pytest-xdist -n: 'group' sends every test of one (model, init, seed) to one worker "
+        "and pins worker gwI to the I-th GPU of CUDA_VISIBLE_DEVICES",
+    )
     shard: str | None = option(
-        help="K/N: run only shard K (0-based) of N; whole embedding groups, balanced by estimated cost")
-    run_id: str | None = option(
-        help="run id shared by the shards of one run (default: a fresh id per pytest run)")
+        help="K/N: run only shard K (0-based) of N; whole embedding groups, balanced by estimated cost"
+    )
+    run_id: str | None = option(help="run id shared by the shards of one run (default: a fresh id per pytest run)")
     from_ledger: Path | None = option(
-        parse=_cli_path, help="evaluate claims (and --plm-update-baselines) from this ledger alone: no models, "
-        "no embeddings (e.g. the output of plmtransfer merge)")
+        parse=_cli_path,
+        help="evaluate claims (and --plm-update-baselines) from this ledger alone: no models, "
+        "no embeddings (e.g. the output of plmtransfer merge)",
+    )
     #: True when --plm-tasks or --plm-suite chose the tasks; otherwise the whole catalog is
     #: collected and the smoke suite's tasks are the default selection (see selection.py)
     tasks_chosen: bool = False
@@ -420,7 +477,7 @@ class PlmOptions:
 
     @property
     def progress_mode(self) -> str:
-        """"on", "off" or "auto" (on when the terminal is interactive, off under -q / CI)."""
+        """ "on", "off" or "auto" (on when the terminal is interactive, off under -q / CI)."""
         return "on" if self.progress else ("off" if self.no_progress else "auto")
 
 
@@ -461,6 +518,11 @@ def add_options(parser) -> None:
 def _path(value, root: Path) -> Path | None:
     if value in (None, ""):
         return None
+    return _resolved(value, root)
+
+
+def _resolved(value: Any, root: Path) -> Path:
+    """A given (non-empty) path: ``~`` expanded, relative ones taken from ``root``."""
     p = Path(os.path.expanduser(str(value)))
     return p if p.is_absolute() else root / p
 

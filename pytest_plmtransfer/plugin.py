@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-
-from typing import TYPE_CHECKING
 
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.options import add_options, options_from_config
@@ -158,14 +157,14 @@ class _LazySession:
     def __init__(self, config, run_id: str) -> None:
         self.config = config
         self.run_id = run_id
-        self._session: "PlmSession | None" = None
+        self._session: PlmSession | None = None
         self.preflight_done = False
         #: a bad selection found while parametrizing (unknown model, layer out of range, claims)
         self.config_error: str | None = None
         #: claim kinds this session registered (see _register_claim_kinds)
         self.claim_kinds_added: list[str] = []
 
-    def get(self) -> "PlmSession":
+    def get(self) -> PlmSession:
         if self._session is None:
             from pytest_plmtransfer.models.registry import builtin_registry
             from pytest_plmtransfer.session import PlmSession
@@ -218,8 +217,9 @@ def _progress_line(config, mode: str):
 
     out = sys.__stdout__
     interactive = bool(out is not None and out.isatty())
-    if out is None or not progress_enabled(mode, interactive=interactive, verbosity=config.option.verbose,
-                                           worker=not _is_controller(config)):
+    if out is None or not progress_enabled(
+        mode, interactive=interactive, verbosity=config.option.verbose, worker=not _is_controller(config)
+    ):
         return None
     capman = config.pluginmanager.getplugin("capturemanager")
     suspend = capman.global_and_fixture_disabled if capman is not None else contextlib.nullcontext
@@ -232,7 +232,7 @@ def _progress_line(config, mode: str):
     return ProgressLine(lambda: UncapturedStream(out, suspend, new_line))
 
 
-def _session(config) -> "PlmSession":
+def _session(config) -> PlmSession:
     return config.stash[SESSION_KEY].get()
 
 
@@ -361,12 +361,12 @@ def pytest_collection_finish(session) -> None:
 
 
 @pytest.fixture(scope="session")
-def plm_session(request) -> "PlmSession":
+def plm_session(request) -> PlmSession:
     return _session(request.config)
 
 
 @pytest.fixture
-def plm_layer_result(request, plm_session: "PlmSession", plm_layer_case: "LayerCase") -> dict:
+def plm_layer_result(request, plm_session: PlmSession, plm_layer_case: LayerCase) -> dict:
     """Run one layer case and write its record to the ledger; missing resources skip (or fail)."""
     record = _run_case(plm_session, plm_layer_case, lambda: plm_session.run_layer(plm_layer_case))
     record["test_id"] = request.node.nodeid
@@ -375,7 +375,7 @@ def plm_layer_result(request, plm_session: "PlmSession", plm_layer_case: "LayerC
     return record
 
 
-def _write(plm_session: "PlmSession", record: dict) -> None:
+def _write(plm_session: PlmSession, record: dict) -> None:
     failure = None
     try:
         plm_session.write([record])
@@ -385,7 +385,7 @@ def _write(plm_session: "PlmSession", record: dict) -> None:
         pytest.fail(failure, pytrace=False)
 
 
-def _run_case(plm_session: "PlmSession", case, call):
+def _run_case(plm_session: PlmSession, case, call):
     """``call()`` for a layer case: missing data/weights skip (fail under --plm-strict); errors
     this package raises on purpose (bad data, a full disk, a lock given up on) and a bad selection
     fail the test with their one-line message, no traceback."""
@@ -403,11 +403,11 @@ def _run_case(plm_session: "PlmSession", case, call):
         pytest.fail(failure, pytrace=False)
     if plm_session.options.strict:
         pytest.fail(f"{missing} (--plm-strict)", pytrace=False)
-    pytest.skip(missing)
+    pytest.skip(str(missing))
 
 
 @pytest.fixture
-def plm_embeddings(plm_session: "PlmSession", plm_layer_case: "LayerCase"):
+def plm_embeddings(plm_session: PlmSession, plm_layer_case: LayerCase):
     """The current layer case's task data and cached, memory-mapped per-layer embeddings
     (a ``CaseEmbeddings``): the entry the layer tests use, so no second forward pass."""
     return _run_case(plm_session, plm_layer_case, lambda: plm_session.case_embeddings(plm_layer_case))
@@ -420,7 +420,7 @@ def plm_task(plm_embeddings):
 
 
 @pytest.fixture
-def plm_record(request, plm_session: "PlmSession", plm_layer_case: "LayerCase"):
+def plm_record(request, plm_session: PlmSession, plm_layer_case: LayerCase):
     """``plm_record(metrics, head="mlp", settings=None, fit_seconds=0.0)`` writes a ledger record
     of your own head on the current layer case (reported as ``<model>+<head>``) and returns it."""
 
@@ -434,7 +434,7 @@ def plm_record(request, plm_session: "PlmSession", plm_layer_case: "LayerCase"):
 
 
 @pytest.fixture
-def plm_claim_outcome(request, plm_session: "PlmSession", plm_claim_case):
+def plm_claim_outcome(request, plm_session: PlmSession, plm_claim_case):
     """Evaluate one claim on the session's per-layer results and write its outcome to the ledger.
 
     Missing inputs skip (fail under --plm-strict or --plm-gate). Returns the ClaimOutcome; the
@@ -508,8 +508,10 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if lazy is not None and lazy._session is not None:  # every process, xdist workers included
         saved = lazy._session.save_unsaved()
         if saved is not None:
-            lazy._notify(f"plmtransfer: the ledger {lazy._session.ledger.path} could not be written; "
-                         f"this run's unsaved records are in {saved}")
+            lazy._notify(
+                f"plmtransfer: the ledger {lazy._session.ledger.path} could not be written; "
+                f"this run's unsaved records are in {saved}"
+            )
     if lazy is None or lazy._session is None or not _is_controller(config):
         return
     plm = lazy._session
@@ -551,7 +553,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             f"plmtransfer: {len(outcomes.failed_claims)} claim(s) failed on this reference run "
             f"({', '.join(outcomes.failed_claims[:3])}{', ...' if len(outcomes.failed_claims) > 3 else ''}); "
             f"--plm-gate will fail on them too. Fix the model, or declare them in "
-            f"{plm.options.baselines_dir / 'claims.json'} as \"expected_failures\" with a reason "
+            f'{plm.options.baselines_dir / "claims.json"} as "expected_failures" with a reason '
             f"(or drop the claim) after review.",
             yellow=True,
         )
@@ -585,4 +587,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
 
 def _wants_report(config) -> bool:
-    return bool(config.getoption("plm_report") or config.getoption("plm_report_dir") or config.getoption("plm_update_baselines"))
+    return bool(
+        config.getoption("plm_report") or config.getoption("plm_report_dir") or config.getoption("plm_update_baselines")
+    )

@@ -191,8 +191,7 @@ def _class_index(
     classes = np.unique(train_labels)
     if classes.size < 2:
         raise InputError(
-            f"the training split has {classes.size} class(es) {classes.tolist()}; "
-            "a classifier needs at least two"
+            f"the training split has {classes.size} class(es) {classes.tolist()}; a classifier needs at least two"
         )
     idx = np.searchsorted(classes, labels)
     idx_clipped = np.minimum(idx, classes.size - 1)
@@ -216,9 +215,7 @@ def _class_index(
 # ---------------------------------------------------------------------------------------------
 
 
-def _standardized(
-    X: np.ndarray, rows: np.ndarray, mean: np.ndarray, scale: np.ndarray
-) -> np.ndarray:
+def _standardized(X: np.ndarray, rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     out = np.empty((rows.size, X.shape[1]), dtype=np.float64)
     for a in range(0, rows.size, _STAT_CHUNK_ROWS):
         b = min(a + _STAT_CHUNK_ROWS, rows.size)
@@ -288,9 +285,7 @@ def _probe_regression(
         "alphas": [float(a) for a in ridge.alphas_],
         "selection_metric": inp.selection_metric,
         # JSON has no nan: an undefined score is recorded as null.
-        "selection_scores": None
-        if scores is None
-        else [float(s) if np.isfinite(s) else None for s in scores],
+        "selection_scores": None if scores is None else [float(s) if np.isfinite(s) else None for s in scores],
         "solver": ridge.solver_,
         "method": ridge.method_,
         "device": settings.device,
@@ -298,15 +293,23 @@ def _probe_regression(
     return metrics, head, TestPredictions("regression", yt["test"], pred["test"])
 
 
-def _softmax(
-    settings: ProbeSettings, n_classes: int, seed: int, per_residue: bool = False
-) -> SoftmaxProbe:
+def _softmax(settings: ProbeSettings, n_classes: int, seed: int, per_residue: bool = False) -> SoftmaxProbe:
     batch_size = settings.batch_size
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZE_PER_RESIDUE if per_residue else DEFAULT_BATCH_SIZE
     # the settings that are SoftmaxProbe's arguments under the same names
-    passed = ("lr", "max_epochs", "patience", "min_delta", "weight_decay", "class_weight", "chunk_bytes",
-              "device", "num_threads", "engine")
+    passed = (
+        "lr",
+        "max_epochs",
+        "patience",
+        "min_delta",
+        "weight_decay",
+        "class_weight",
+        "chunk_bytes",
+        "device",
+        "num_threads",
+        "engine",
+    )
     return SoftmaxProbe(n_classes, batch_size=batch_size, seed=seed, **{k: getattr(settings, k) for k in passed})
 
 
@@ -436,20 +439,16 @@ def _probe_per_residue(
     offsets = np.asarray(inp.offsets, dtype=np.int64).reshape(-1)
     if offsets.size != n + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
         raise ValueError(
-            f"offsets must be N+1={n + 1} non-decreasing row indices starting at 0, "
-            f"got {offsets.size} values"
+            f"offsets must be N+1={n + 1} non-decreasing row indices starting at 0, got {offsets.size} values"
         )
     if X.ndim != 2 or X.shape[0] != offsets[-1]:
         raise ValueError(
-            f"per-residue features must be (R, D) with R=offsets[-1]={int(offsets[-1])} rows, "
-            f"got {X.shape}"
+            f"per-residue features must be (R, D) with R=offsets[-1]={int(offsets[-1])} rows, got {X.shape}"
         )
     lengths = np.diff(offsets)
     for i, t in enumerate(inp.targets):
         if len(t) != lengths[i]:
-            raise InputError(
-                f"sequence {i} has {lengths[i]} residue embeddings but {len(t)} labels"
-            )
+            raise InputError(f"sequence {i} has {lengths[i]} residue embeddings but {len(t)} labels")
     if inp.residue_masks is not None:
         if len(inp.residue_masks) != n:
             raise ValueError(f"{n} sequences but {len(inp.residue_masks)} residue masks")

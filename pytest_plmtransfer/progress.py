@@ -32,7 +32,9 @@ class UncapturedStream:
     so the bar does not overwrite pytest's own progress output.
     """
 
-    def __init__(self, target: TextIO, suspend: Callable[[], Any], before_first_write: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, target: TextIO, suspend: Callable[[], Any], before_first_write: Callable[[], None] | None = None
+    ) -> None:
         self.target = target
         self.suspend = suspend
         self.before_first_write = before_first_write
@@ -63,8 +65,15 @@ class ProgressLine:
     def bar(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc=label, unit="seq", leave=False, mininterval=0.5,
-                   file=self.stream_factory(), dynamic_ncols=True)
+        bar = tqdm(
+            total=total,
+            desc=label,
+            unit="seq",
+            leave=False,
+            mininterval=0.5,
+            file=self.stream_factory(),
+            dynamic_ncols=True,
+        )
         try:
             yield bar.update
         finally:

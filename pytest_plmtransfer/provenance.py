@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import Any
 
 LIBRARIES = (
-    "pytest-plmtransfer", "torch", "numpy", "scikit-learn", "pandas", "scipy",
-    "fair-esm", "sequence-models", "antiberty", "transformers",
+    "pytest-plmtransfer",
+    "torch",
+    "numpy",
+    "scikit-learn",
+    "pandas",
+    "scipy",
+    "fair-esm",
+    "sequence-models",
+    "antiberty",
+    "transformers",
 )
 
 
@@ -31,14 +39,15 @@ def library_versions() -> dict[str, str | None]:
 def git_commit(root: str) -> str | None:
     """HEAD of the repository holding ``root`` (with ``-dirty`` when the tree has changes)."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return None
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, timeout=10,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -61,7 +70,7 @@ def machine_info(root: Path | str) -> dict[str, Any]:
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def effective_runtime(adapter: Any) -> dict[str, str]:

@@ -18,8 +18,22 @@ from typing import Any, ClassVar
 #: fields that differ between two runs that computed the same numbers (time, place, run
 #: bookkeeping, cache state); ``same_measurement`` ignores them
 RUN_SPECIFIC_FIELDS = (
-    "run_id", "timestamp", "host", "worker", "shard", "plan_hash", "embed_seconds", "fit_seconds",
-    "cache_hit", "test_id", "git_commit", "machine", "device", "cuda_visible_devices", "interval_seconds", "timing",
+    "run_id",
+    "timestamp",
+    "host",
+    "worker",
+    "shard",
+    "plan_hash",
+    "embed_seconds",
+    "fit_seconds",
+    "cache_hit",
+    "test_id",
+    "git_commit",
+    "machine",
+    "device",
+    "cuda_visible_devices",
+    "interval_seconds",
+    "timing",
 )
 
 
@@ -40,7 +54,14 @@ class Provenance:
     plan_hash: str | None = None
 
     FIELDS: ClassVar[tuple[str, ...]] = (
-        "run_id", "plugin_version", "git_commit", "host", "timestamp", "worker", "shard", "plan_hash",
+        "run_id",
+        "plugin_version",
+        "git_commit",
+        "host",
+        "timestamp",
+        "worker",
+        "shard",
+        "plan_hash",
     )
 
 

@@ -26,8 +26,6 @@ from typing import Any
 
 import pandas as pd
 
-from pytest_plmtransfer.models.base import ONEHOT
-from pytest_plmtransfer.table import text_table
 from pytest_plmtransfer.aggregate import (
     best_layer,
     curve,
@@ -37,6 +35,8 @@ from pytest_plmtransfer.aggregate import (
     sorted_seeds,
     task_metrics,
 )
+from pytest_plmtransfer.models.base import ONEHOT
+from pytest_plmtransfer.table import text_table
 
 BEST_MARK = "*"
 INIT_ORDER = {"none": 0, "pretrained": 1, "random": 2, "stat": 3}
@@ -113,8 +113,15 @@ def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTabl
                 c = curve(sub, [sel_m, test_m])
                 values = {int(l): (float(r[test_m]), float(r[f"{test_m}_std"])) for l, r in c.iterrows()}
                 table.rows.append(
-                    TableRow(model, init, sorted_seeds(sub["seed_key"]), values,
-                             best_layer(c[sel_m], sel_m), depth(sub), interval_half_widths(sub, test_m))
+                    TableRow(
+                        model,
+                        init,
+                        sorted_seeds(sub["seed_key"]),
+                        values,
+                        best_layer(c[sel_m], sel_m),
+                        depth(sub),
+                        interval_half_widths(sub, test_m),
+                    )
                 )
         tables.append(table)
     return tables
@@ -143,8 +150,7 @@ def interval_half_widths(frame: pd.DataFrame, metric: str) -> dict[int, float]:
 # text
 
 
-def _cell(value: tuple[float, float] | None, best: bool, digits: int = 3,
-          half_width: float | None = None) -> str:
+def _cell(value: tuple[float, float] | None, best: bool, digits: int = 3, half_width: float | None = None) -> str:
     if value is None or math.isnan(value[0]):
         return ""
     mean, std = value
@@ -197,7 +203,7 @@ def render_tables_text(frame: pd.DataFrame, *, metric: str | None = None, max_la
     for table in task_tables(frame, metric):
         out.append(_caption(table))
         layers = table.layers
-        chunks = [layers[i:i + max_layer_columns] for i in range(0, len(layers), max_layer_columns)] or [[]]
+        chunks = [layers[i : i + max_layer_columns] for i in range(0, len(layers), max_layer_columns)] or [[]]
         for n, chunk in enumerate(chunks):
             header, body = _grid(table, chunk, with_summary=n == len(chunks) - 1)
             out.extend(text_table(header, body, "l" + "r" * (len(header) - 1)))
@@ -254,16 +260,20 @@ def render_claims_text(claims: Any, *, width: int | None = 160) -> str:
     header = ["outcome", "claim", "message"]
     # rows that need action (failed, skipped, ...) keep their whole first line: it says what to run
     body = [
-        [str(r.get("outcome", "")).upper(), r["claim_id"],
-         _first_line(r.get("message"), width if r.get("outcome") in ("passed", "xfailed") else None)]
+        [
+            str(r.get("outcome", "")).upper(),
+            r["claim_id"],
+            _first_line(r.get("message"), width if r.get("outcome") in ("passed", "xfailed") else None),
+        ]
         for r in rows
     ]
     lines = [f"claims: {_claims_summary(rows)}", *text_table(header, body, free_last=True)]
     return "\n".join(lines) + "\n"
 
 
-def render_text(frame: pd.DataFrame, claims: Any = None, *, metric: str | None = None,
-                max_layer_columns: int = 12) -> str:
+def render_text(
+    frame: pd.DataFrame, claims: Any = None, *, metric: str | None = None, max_layer_columns: int = 12
+) -> str:
     """The terminal report: one table per task, then the claims' outcomes."""
     text = render_tables_text(frame, metric=metric, max_layer_columns=max_layer_columns)
     claims_txt = render_claims_text(claims)
@@ -278,8 +288,14 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
 
 
-def render_markdown(frame: pd.DataFrame, claims: Any = None, *, metric: str | None = None,
-                    images: dict[str, str] | None = None, title: str = "plmtransfer report") -> str:
+def render_markdown(
+    frame: pd.DataFrame,
+    claims: Any = None,
+    *,
+    metric: str | None = None,
+    images: dict[str, str] | None = None,
+    title: str = "plmtransfer report",
+) -> str:
     lines = [f"# {title}", ""]
     tables = task_tables(frame, metric)
     if not tables:
@@ -322,10 +338,19 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     out = out.reset_index()
     info = pd.DataFrame(
         [
-            {"task": t.task, "model": r.model, "init": r.init, "seeds": " ".join(r.seeds), "depth": r.depth,
-             "selection_metric": t.selection_metric, "test_metric": t.test_metric, "best_layer": r.best_layer,
-             "order": (ti, ri)}
-            for ti, t in enumerate(tables) for ri, r in enumerate(t.rows)
+            {
+                "task": t.task,
+                "model": r.model,
+                "init": r.init,
+                "seeds": " ".join(r.seeds),
+                "depth": r.depth,
+                "selection_metric": t.selection_metric,
+                "test_metric": t.test_metric,
+                "best_layer": r.best_layer,
+                "order": (ti, ri),
+            }
+            for ti, t in enumerate(tables)
+            for ri, r in enumerate(t.rows)
         ]
     )
     out = out.merge(info, on=["task", "model", "init"], how="left")
@@ -370,16 +395,31 @@ def _draw(ax: Any, table: TaskTable, legend: bool = True) -> None:
         ax.plot(xs, ys, color=color[row.model], linewidth=1.8, markersize=4, label=label, **style)
         if row.half_widths:
             hw = [row.half_widths.get(l, 0.0) for l in layers]
-            ax.fill_between(xs, [y - h for y, h in zip(ys, hw)], [y + h for y, h in zip(ys, hw)],
-                            color=color[row.model], alpha=0.15, linewidth=0)
+            ax.fill_between(
+                xs,
+                [y - h for y, h in zip(ys, hw)],
+                [y + h for y, h in zip(ys, hw)],
+                color=color[row.model],
+                alpha=0.15,
+                linewidth=0,
+            )
         elif row.n_seeds > 1 and not all(math.isnan(s) for s in sd):
             lo = [y - (0 if math.isnan(s) else s) for y, s in zip(ys, sd)]
             hi = [y + (0 if math.isnan(s) else s) for y, s in zip(ys, sd)]
             ax.fill_between(xs, lo, hi, color=color[row.model], alpha=0.15, linewidth=0)
         if row.best_layer is not None and row.best_layer in row.values:
             bx = row.best_layer / max(row.depth, 1) if mode == "depth" else row.best_layer
-            ax.plot([bx], [row.values[row.best_layer][0]], marker="*", markersize=13, color=color[row.model],
-                    markeredgecolor="black", markeredgewidth=0.6, linestyle="none", zorder=5)
+            ax.plot(
+                [bx],
+                [row.values[row.best_layer][0]],
+                marker="*",
+                markersize=13,
+                color=color[row.model],
+                markeredgecolor="black",
+                markeredgewidth=0.6,
+                linestyle="none",
+                zorder=5,
+            )
     one = table.onehot
     if one is not None and one.best is not None:
         ax.axhline(one.best[0], color="black", linestyle=":", linewidth=1.6, label=f"one-hot ({one.best[0]:.3f})")
@@ -418,8 +458,9 @@ def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str |
         fig, ax = plt.subplots(figsize=(9.0, 4.8), dpi=110)
         _draw(ax, table, legend=False)
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), framealpha=0.85)
-        ax.set_title(f"{table.task}: {table.test_metric} by layer (★ = layer chosen on {table.selection_metric})",
-                     fontsize=10)
+        ax.set_title(
+            f"{table.task}: {table.test_metric} by layer (★ = layer chosen on {table.selection_metric})", fontsize=10
+        )
         fig.tight_layout()
         path = out_dir / f"layers_{_safe(table.task)}.png"
         fig.savefig(path)
@@ -450,8 +491,7 @@ def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str |
     return paths
 
 
-def write_report(frame: pd.DataFrame, claims: Any, out_dir: Path | str, *,
-                 metric: str | None = None) -> dict[str, Any]:
+def write_report(frame: pd.DataFrame, claims: Any, out_dir: Path | str, *, metric: str | None = None) -> dict[str, Any]:
     """Write ``report.md``, ``results.csv`` and the layer-curve PNGs into ``out_dir``.
 
     Returns ``{"markdown": Path, "csv": Path, "png": {task: Path}}``.
@@ -468,6 +508,15 @@ def write_report(frame: pd.DataFrame, claims: Any, out_dir: Path | str, *,
 
 
 __all__ = [
-    "TableRow", "TaskTable", "task_tables", "render_text", "render_tables_text", "render_claims_text",
-    "render_markdown", "results_table", "plot_layer_curves", "write_report", "claim_rows",
+    "TableRow",
+    "TaskTable",
+    "task_tables",
+    "render_text",
+    "render_tables_text",
+    "render_claims_text",
+    "render_markdown",
+    "results_table",
+    "plot_layer_curves",
+    "write_report",
+    "claim_rows",
 ]

@@ -14,7 +14,6 @@ Writes (never over an existing file unless ``force``; all or nothing):
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 

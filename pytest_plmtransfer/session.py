@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from pytest_plmtransfer import __version__
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.hashing import payload_key
@@ -27,9 +28,9 @@ from pytest_plmtransfer.locks import LockPolicy
 from pytest_plmtransfer.models.base import INITS, ONEHOT, ModelAdapter
 from pytest_plmtransfer.models.describe import ModelDescription
 from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
-from pytest_plmtransfer.records import ClaimRecord, LayerRecord, Provenance
 from pytest_plmtransfer.options import PlmOptions, parse_layers
 from pytest_plmtransfer.provenance import effective_runtime, machine_info, utc_now
+from pytest_plmtransfer.records import ClaimRecord, LayerRecord, Provenance
 from pytest_plmtransfer.tasks.catalog import UNSEEN_TEST_LABELS_ALLOWED, get_task
 from pytest_plmtransfer.tasks.prepare import prepare_for_model
 from pytest_plmtransfer.tasks.readers import load_task
@@ -261,9 +262,7 @@ class PlmSession:
                 layers = parse_layers(self.options.layers, num_layers, model) if unavailable is None else [0]
                 for task in tasks:
                     for layer in layers:
-                        cases.append(
-                            LayerCase(model, task, layer, init, seed, num_layers, unavailable, show_seed)
-                        )
+                        cases.append(LayerCase(model, task, layer, init, seed, num_layers, unavailable, show_seed))
         return cases
 
     def plan(self, cases: Iterable[LayerCase], claims: Iterable[Any] = ()) -> None:
@@ -365,8 +364,7 @@ class PlmSession:
 
         if self.options.from_ledger is not None:
             records = [
-                r for r in self.ledger_layer_records()
-                if r["task"] == claim.task and r["model"] in claim_models(claim)
+                r for r in self.ledger_layer_records() if r["task"] == claim.task and r["model"] in claim_models(claim)
             ]
         else:
             records = []
@@ -483,8 +481,15 @@ class PlmSession:
         entry = self._embedding(case, adapter, data)
         return CaseEmbeddings(case.model, case.init, case.seed, case.task, case.layer, data, entry)
 
-    def embeddings(self, model: str, task: str, *, init: str | None = None, seed: int | None = None,
-                   layers: Iterable[int] | None = None):
+    def embeddings(
+        self,
+        model: str,
+        task: str,
+        *,
+        init: str | None = None,
+        seed: int | None = None,
+        layers: Iterable[int] | None = None,
+    ):
         """Explicit request: embeddings of (model, init, seed) on a task, all layers by default.
 
         ``init`` defaults to the model's first selected init (``none`` for one-hot); ``seed`` to
@@ -503,12 +508,20 @@ class PlmSession:
         planned = self._planned_layers.get((model, init, seed, task), set())
         sequences = data.sequences if data.spec.per_residue else sorted(set(data.sequences))
         adapter.validate_sequences(sequences)
-        entry = self.store.get_or_compute(adapter, sequences, sorted(planned | set(wanted)),
-                                          per_residue=data.spec.per_residue)
+        entry = self.store.get_or_compute(
+            adapter, sequences, sorted(planned | set(wanted)), per_residue=data.spec.per_residue
+        )
         return CaseEmbeddings(model, init, seed, task, None, data, entry)
 
-    def head_record(self, case: LayerCase, metrics: dict[str, float], head: str, *,
-                    settings: dict[str, Any] | None = None, fit_seconds: float = 0.0) -> dict[str, Any]:
+    def head_record(
+        self,
+        case: LayerCase,
+        metrics: dict[str, float],
+        head: str,
+        *,
+        settings: dict[str, Any] | None = None,
+        fit_seconds: float = 0.0,
+    ) -> dict[str, Any]:
         """A ledger record of a user's own head on a layer case, like the linear probe's.
 
         The record's ``model`` is ``<model>+<head>`` (so reports show it as its own row beside
@@ -523,8 +536,11 @@ class PlmSession:
             raise ValueError(f"metrics of head {head!r} lack the task's test metric {spec.test_metric!r}")
         adapter = self.adapter(case.model, case.init, case.seed)
         labelled = LayerCase(f"{case.model}+{head}", case.task, case.layer, case.init, case.seed, case.num_layers)
-        result = {"metrics": {k: float(v) for k, v in metrics.items()},
-                  "head": {"name": head, **(settings or {})}, "fit_seconds": fit_seconds}
+        result = {
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "head": {"name": head, **(settings or {})},
+            "fit_seconds": fit_seconds,
+        }
         hygiene = self.data_hygiene(embedded.data, adapter.max_residues).as_record()
         record = self._record(labelled, adapter, embedded.data, embedded.entry, result, None, hygiene)
         record.update(base_model=case.model, head_name=head, embed_seconds=0.0)
@@ -602,8 +618,12 @@ class PlmSession:
             # on the device the embeddings were really made on (a CPU fallback stays on the CPU)
             settings=self.probe_settings(effective_runtime(adapter)["device"]),
         )
-        result = {"metrics": out.metrics, "head": out.head, "fit_seconds": out.fit_seconds,
-                  "test_metric": data.spec.test_metric}
+        result = {
+            "metrics": out.metrics,
+            "head": out.head,
+            "fit_seconds": out.fit_seconds,
+            "test_metric": data.spec.test_metric,
+        }
         if out.predictions is not None:
             result["predictions"] = save_predictions(predictions_path(self.results_dir, key), out.predictions)
             intervals, seconds = self._intervals(out.predictions, data.spec.test_metric)

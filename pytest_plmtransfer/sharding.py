@@ -122,7 +122,9 @@ class ShardPlan:
             int(doc["count"]),
             {gid: int(g["shard"]) for gid, g in groups.items()},
             {
-                gid: GroupWork(float(g["cost"]), [(str(t), int(layer)) for t, layer in g["cases"]], bool(g.get("unavailable")))
+                gid: GroupWork(
+                    float(g["cost"]), [(str(t), int(layer)) for t, layer in g["cases"]], bool(g.get("unavailable"))
+                )
                 for gid, g in groups.items()
             },
         )
@@ -230,7 +232,8 @@ def order_and_shard(items: list[Any], session: Any) -> tuple[list[Any], list[Any
     if shard is None:
         return ordered, []
     mine = plan.groups_of(shard.index)
-    kept, dropped = [], []
+    kept: list[Any] = []
+    dropped: list[Any] = []
     for item in ordered:
         case = _case(item, "plm_layer_case")
         if case is not None:

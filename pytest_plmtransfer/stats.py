@@ -161,8 +161,7 @@ def _discounts(n: int) -> np.ndarray:
 class Bootstrap:
     """The resamples of one test set and the target-side quantities every prediction shares."""
 
-    def __init__(self, preds: TestPredictions, n_resamples: int = DEFAULT_RESAMPLES,
-                 seed: int = DEFAULT_SEED) -> None:
+    def __init__(self, preds: TestPredictions, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> None:
         self.fingerprint = preds.fingerprint()
         self.kind = preds.kind
         self.units = preds.units
@@ -232,7 +231,6 @@ class Bootstrap:
         return np.where(ok, np.clip(rho, -1.0, 1.0), np.nan)
 
     def pearson(self, pred: np.ndarray) -> np.ndarray:
-        W = self.counts
         n = float(self.n_units)
         y = np.asarray(self.target, dtype=np.float64)
         p = np.asarray(pred, dtype=np.float64)
@@ -408,8 +406,7 @@ _BOOTSTRAPS: OrderedDict[tuple[str, int, int], Bootstrap] = OrderedDict()
 _MAX_CACHED = 4
 
 
-def bootstrap_for(preds: TestPredictions, n_resamples: int = DEFAULT_RESAMPLES,
-                  seed: int = DEFAULT_SEED) -> Bootstrap:
+def bootstrap_for(preds: TestPredictions, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> Bootstrap:
     """The (process-wide cached) bootstrap of ``preds``' test set: drawn once per task."""
     key = (preds.fingerprint(), int(n_resamples), int(seed))
     boot = _BOOTSTRAPS.get(key)
@@ -458,17 +455,48 @@ def _summary(metric: str, estimate: float, samples: np.ndarray, level: float, bo
     valid = samples[np.isfinite(samples)]
     nan = float("nan")
     if valid.size < 2:
-        return Interval(metric, estimate, nan, nan, nan, nan, level, METHOD, boot.n_resamples,
-                        int(valid.size), boot.seed, boot.unit_name, boot.n_units)
+        return Interval(
+            metric,
+            estimate,
+            nan,
+            nan,
+            nan,
+            nan,
+            level,
+            METHOD,
+            boot.n_resamples,
+            int(valid.size),
+            boot.seed,
+            boot.unit_name,
+            boot.n_units,
+        )
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(valid, [alpha, 1.0 - alpha])
-    return Interval(metric, float(estimate), float(valid.mean()), float(valid.std(ddof=1)),
-                    float(low), float(high), float(level), METHOD, boot.n_resamples, int(valid.size),
-                    boot.seed, boot.unit_name, boot.n_units)
+    return Interval(
+        metric,
+        float(estimate),
+        float(valid.mean()),
+        float(valid.std(ddof=1)),
+        float(low),
+        float(high),
+        float(level),
+        METHOD,
+        boot.n_resamples,
+        int(valid.size),
+        boot.seed,
+        boot.unit_name,
+        boot.n_units,
+    )
 
 
-def interval(preds: TestPredictions, metric: str, *, n_resamples: int = DEFAULT_RESAMPLES,
-             seed: int = DEFAULT_SEED, level: float = DEFAULT_LEVEL) -> Interval:
+def interval(
+    preds: TestPredictions,
+    metric: str,
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    level: float = DEFAULT_LEVEL,
+) -> Interval:
     """Percentile bootstrap interval of ``metric`` over the test units of ``preds``."""
     boot = bootstrap_for(preds, n_resamples, seed)
     return _summary(metric, _full_metric(metric, preds), boot.samples(metric, preds), level, boot)
@@ -513,9 +541,16 @@ class PairedResult:
         )
 
 
-def paired_test(a: Sequence[TestPredictions], b: Sequence[TestPredictions], metric: str, *,
-                margin: float = 0.0, level: float = 0.05, n_resamples: int = DEFAULT_RESAMPLES,
-                seed: int = DEFAULT_SEED) -> PairedResult:
+def paired_test(
+    a: Sequence[TestPredictions],
+    b: Sequence[TestPredictions],
+    metric: str,
+    *,
+    margin: float = 0.0,
+    level: float = 0.05,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> PairedResult:
     """Is A better than B on ``metric`` by more than ``margin``? See the module docstring.
 
     ``a`` and ``b`` hold one prediction per seed replicate (at least one each), all on the same
@@ -548,10 +583,39 @@ def paired_test(a: Sequence[TestPredictions], b: Sequence[TestPredictions], metr
     d = diff[valid]
     if d.size < 2:
         nan = float("nan")
-        return PairedResult(metric, float(ea.mean() - eb.mean()), nan, nan, 1 - 2 * level, nan, level,
-                            margin, nb, boot.seed, len(a), len(b), boot.unit_name, boot.n_units, how)
+        return PairedResult(
+            metric,
+            float(ea.mean() - eb.mean()),
+            nan,
+            nan,
+            1 - 2 * level,
+            nan,
+            level,
+            margin,
+            nb,
+            boot.seed,
+            len(a),
+            len(b),
+            boot.unit_name,
+            boot.n_units,
+            how,
+        )
     p = (1.0 + np.count_nonzero(sign * d <= margin)) / (d.size + 1.0)
     low, high = np.quantile(d, [level, 1.0 - level])
-    return PairedResult(metric, float(ea.mean() - eb.mean()), float(low), float(high), 1 - 2 * level,
-                        float(p), level, float(margin), nb, boot.seed, len(a), len(b),
-                        boot.unit_name, boot.n_units, how)
+    return PairedResult(
+        metric,
+        float(ea.mean() - eb.mean()),
+        float(low),
+        float(high),
+        1 - 2 * level,
+        float(p),
+        level,
+        float(margin),
+        nb,
+        boot.seed,
+        len(a),
+        len(b),
+        boot.unit_name,
+        boot.n_units,
+        how,
+    )

@@ -118,9 +118,7 @@ def _layer_file(layer: int) -> str:
 
 
 class EmbeddingStore:
-    def __init__(
-        self, root: Path | str, *, dtype: str = "float32", lock_policy: LockPolicy | None = None
-    ) -> None:
+    def __init__(self, root: Path | str, *, dtype: str = "float32", lock_policy: LockPolicy | None = None) -> None:
         if dtype not in CACHE_DTYPES:
             raise ValueError(f"cache dtype {dtype!r}: use one of {', '.join(CACHE_DTYPES)}")
         self.root = Path(root)
@@ -204,8 +202,17 @@ class EmbeddingStore:
         offsets = None
         if per_residue:
             offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
-        return EmbeddingEntry(key, entry_dir, sequences, per_residue, offsets, wanted,
-                              computed=bool(missing), embed_seconds=seconds, dtype=self.dtype)
+        return EmbeddingEntry(
+            key,
+            entry_dir,
+            sequences,
+            per_residue,
+            offsets,
+            wanted,
+            computed=bool(missing),
+            embed_seconds=seconds,
+            dtype=self.dtype,
+        )
 
     def _compute(
         self,
@@ -227,10 +234,7 @@ class EmbeddingStore:
         filled = np.zeros(len(sequences), dtype=bool)
         dtype = np.dtype(self.dtype)
         needed = len(layers) * layer_bytes(n_rows, dim, dtype)
-        what = (
-            f"{adapter.name} (entry {key}: {len(layers)} layer(s) x {n_rows} rows x {dim} values, "
-            f"{self.dtype})"
-        )
+        what = f"{adapter.name} (entry {key}: {len(layers)} layer(s) x {n_rows} rows x {dim} values, {self.dtype})"
         check_free_space(entry_dir, needed, what, shown=self.root)
         start = time.perf_counter()
         try:

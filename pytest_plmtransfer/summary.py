@@ -38,8 +38,10 @@ def all_skipped_explanation(skip_reasons: Iterable[str], others: int) -> str | N
     text = " ".join(reasons)
     hints = []
     if "splits.zip" in text or "FLIP" in text:
-        hints.append("FLIP data: --plm-data-dir=DIR (a FLIP checkout's root, or PLMTRANSFER_DATA), "
-                     "or let it download (no --plm-offline)")
+        hints.append(
+            "FLIP data: --plm-data-dir=DIR (a FLIP checkout's root, or PLMTRANSFER_DATA), "
+            "or let it download (no --plm-offline)"
+        )
     if ".pt" in text or "checkpoint" in text or "weights" in text:
         hints.append("weights: --plm-weights-dir=DIR holding <name>.pt, or let the library download them")
     if "baseline" in text:

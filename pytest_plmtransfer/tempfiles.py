@@ -26,7 +26,9 @@ from pathlib import Path
 DEFAULT_MAX_AGE = 24 * 3600.0
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40] or "host"
 # .<name>.<host>.<pid>.<random><suffix>; <name> may contain dots, the host has none
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.(?P<rand>[A-Za-z0-9_]+)(?P<suffix>\.[A-Za-z0-9.]+)$")
+_TEMP = re.compile(
+    r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.(?P<rand>[A-Za-z0-9_]+)(?P<suffix>\.[A-Za-z0-9.]+)$"
+)
 
 
 def current_umask() -> int:
@@ -51,9 +53,7 @@ def default_file_mode() -> int:
 def make_temp(target: Path, suffix: str = ".tmp") -> tuple[int, Path]:
     """Create ``.<target name>.<host>.<pid>.<random><suffix>`` beside ``target``; returns the open
     descriptor and the path. The file has the umask's mode, not mkstemp's 0600."""
-    fd, name = tempfile.mkstemp(
-        prefix=f".{target.name}.{_HOST}.{os.getpid()}.", suffix=suffix, dir=target.parent
-    )
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{_HOST}.{os.getpid()}.", suffix=suffix, dir=target.parent)
     try:
         os.fchmod(fd, default_file_mode())
     except OSError:  # e.g. a filesystem without modes; the file is still usable

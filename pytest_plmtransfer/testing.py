@@ -40,8 +40,15 @@ class ToyAdapter(ModelAdapter):
     Layer ``l`` of a residue is ``tanh(x * (l + 1))``; pooled vectors are means over residues.
     """
 
-    def __init__(self, init: str = "pretrained", seed: int | None = None, *, name: str = "toy",
-                 num_layers: int = 2, embed_dim: int = 8) -> None:
+    def __init__(
+        self,
+        init: str = "pretrained",
+        seed: int | None = None,
+        *,
+        name: str = "toy",
+        num_layers: int = 2,
+        embed_dim: int = 8,
+    ) -> None:
         self.name, self.num_layers, self.embed_dim = name, num_layers, embed_dim
         self.init, self.seed = init, seed
         table = np.random.default_rng(0).normal(size=(26, embed_dim)).astype(np.float32)
@@ -53,8 +60,12 @@ class ToyAdapter(ModelAdapter):
 
     def identity(self) -> dict[str, Any]:
         # a content hash of the weights: changed weights never reuse cached embeddings
-        return {"model": self.name, "init": self.init, "seed": self.seed,
-                "weights_sha256": hashlib.sha256(self.table.tobytes()).hexdigest()}
+        return {
+            "model": self.name,
+            "init": self.init,
+            "seed": self.seed,
+            "weights_sha256": hashlib.sha256(self.table.tobytes()).hexdigest(),
+        }
 
     def embed(self, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool) -> Iterator[EmbeddingBatch]:
         for i, seq in enumerate(sequences):
@@ -66,8 +77,15 @@ class ToyAdapter(ModelAdapter):
             yield EmbeddingBatch(indices=np.array([i]), per_layer=out)
 
 
-def register_toy(registry: Any, name: str = "toy", *, inits: Iterable[str] = ("pretrained", "random", "stat"),
-                 num_layers: int = 2, embed_dim: int = 8, cls: type[ToyAdapter] = ToyAdapter) -> None:
+def register_toy(
+    registry: Any,
+    name: str = "toy",
+    *,
+    inits: Iterable[str] = ("pretrained", "random", "stat"),
+    num_layers: int = 2,
+    embed_dim: int = 8,
+    cls: type[ToyAdapter] = ToyAdapter,
+) -> None:
     """Register a :class:`ToyAdapter` (or a subclass ``cls``) as model ``name``; call it from
     ``pytest_plmtransfer_register_models(registry)`` in a ``conftest.py``."""
     registry.register(
@@ -110,7 +128,12 @@ def layer_record(
     """One layer record as a run writes it (built through :class:`LayerRecord`), with these values."""
     archive, member = _archive_member(task)
     return LayerRecord(
-        model, task, layer, init, seed, dict(metrics),  # the record's key fields, in its order
+        model,
+        task,
+        layer,
+        init,
+        seed,
+        dict(metrics),  # the record's key fields, in its order
         test_id=f"test_layer[{model}-{task}-L{layer:02d}-{init}]",
         task_kind=task_kind,
         num_layers=num_layers,
@@ -118,11 +141,21 @@ def layer_record(
         selection_metric=selection_metric,
         test_metric=test_metric,
         split_sizes={"train": 100, "val": 20, "test": 50},
-        data={"source": f"synthetic/{task}.csv", "sha256": "0" * 64, "archive": archive, "member": member,
-              "window": [0, 56], "truncation": None},
+        data={
+            "source": f"synthetic/{task}.csv",
+            "sha256": "0" * 64,
+            "archive": archive,
+            "member": member,
+            "window": [0, 56],
+            "truncation": None,
+        },
         # what adapter.identity() gives: the model and a content hash of its weights
-        weights={"model": model, "init": init, "seed": seed,
-                 "weights_sha256": hashlib.sha256(f"synthetic:{model}:{init}:{seed}".encode()).hexdigest()},
+        weights={
+            "model": model,
+            "init": init,
+            "seed": seed,
+            "weights_sha256": hashlib.sha256(f"synthetic:{model}:{init}:{seed}".encode()).hexdigest(),
+        },
         embedding_key=f"{model}-{init}-{seed}-{task}",
         embed_seconds=0.01,
         fit_seconds=0.01,
@@ -172,12 +205,12 @@ def synthetic_records(
         onehot_level = 0.55 + 0.05 * t_i
         for m_i, (model, nl) in enumerate(models.items()):
             if model == ONEHOT:
-                combos = [("none", None, 0.0, 0.0)]
+                combos: list[tuple[str, int | None, float, float]] = [("none", None, 0.0, 0.0)]
             else:
-                combos = []
+                combos = []  # typed above
                 for init in inits:
                     shift, spread = _INIT_SHAPE.get(init, (-0.1, 0.02))
-                    for seed in ([None] if init == "pretrained" else list(seeds)):
+                    for seed in [None] if init == "pretrained" else list(seeds):
                         combos.append((init, seed, shift, spread))
             peak = onehot_level + 0.15 - 0.03 * m_i
             for init, seed, shift, spread in combos:
@@ -189,22 +222,42 @@ def synthetic_records(
                     val = float(np.clip(base + 0.01 + rng.normal(0, 0.004), -1, 1))
                     if classification:
                         metrics = {
-                            "train_loss": 1.0 - val + 0.1, "val_loss": 1.2 - val, "test_loss": 1.2 - test,
-                            "train_accuracy": val + 0.05, "val_accuracy": val, "test_accuracy": test,
-                            "val_auc": val + 0.2, "test_auc": test + 0.2,
+                            "train_loss": 1.0 - val + 0.1,
+                            "val_loss": 1.2 - val,
+                            "test_loss": 1.2 - test,
+                            "train_accuracy": val + 0.05,
+                            "val_accuracy": val,
+                            "test_accuracy": test,
+                            "val_auc": val + 0.2,
+                            "test_auc": test + 0.2,
                         }
                         sel_m, test_m, kind = "val_loss", "test_accuracy", "classification"
                     else:
                         metrics = {
-                            "train_mse": 1.0 - val, "val_mse": 1.1 - val, "test_mse": 1.1 - test,
-                            "val_spearman": val, "test_spearman": test, "val_ndcg": 0.8 + val / 10,
-                            "test_ndcg": 0.8 + test / 10, "test_pearson": test - 0.01,
+                            "train_mse": 1.0 - val,
+                            "val_mse": 1.1 - val,
+                            "test_mse": 1.1 - test,
+                            "val_spearman": val,
+                            "test_spearman": test,
+                            "val_ndcg": 0.8 + val / 10,
+                            "test_ndcg": 0.8 + test / 10,
+                            "test_pearson": test - 0.01,
                         }
                         sel_m, test_m, kind = "val_spearman", "test_spearman", "regression"
                     out.append(
                         layer_record(
-                            model, task, layer, init, seed, metrics, num_layers=nl, run_id=run_id,
-                            timestamp=timestamp, task_kind=kind, selection_metric=sel_m, test_metric=test_m,
+                            model,
+                            task,
+                            layer,
+                            init,
+                            seed,
+                            metrics,
+                            num_layers=nl,
+                            run_id=run_id,
+                            timestamp=timestamp,
+                            task_kind=kind,
+                            selection_metric=sel_m,
+                            test_metric=test_m,
                         )
                     )
     return out
@@ -243,17 +296,34 @@ def curve_records(
         nl = len(pairs) - 1 if num_layers is None else num_layers
         for layer, (val, test) in enumerate(pairs):
             if classification:
-                metrics = {"train_loss": val * 0.8, "val_loss": val, "test_loss": val + 0.05,
-                           "train_accuracy": test + 0.05, "val_accuracy": test, "test_accuracy": test,
-                           "val_auc": 0.9, "test_auc": 0.9}
+                metrics = {
+                    "train_loss": val * 0.8,
+                    "val_loss": val,
+                    "test_loss": val + 0.05,
+                    "train_accuracy": test + 0.05,
+                    "val_accuracy": test,
+                    "test_accuracy": test,
+                    "val_auc": 0.9,
+                    "test_auc": 0.9,
+                }
                 kw = {"task_kind": "classification", "selection_metric": "val_loss", "test_metric": "test_accuracy"}
             else:
-                metrics = {"train_mse": 1 - val, "val_mse": 1.1 - val, "test_mse": 1.1 - test,
-                           "val_spearman": val, "test_spearman": test, "val_ndcg": 0.9,
-                           "test_ndcg": 0.9, "test_pearson": test}
+                metrics = {
+                    "train_mse": 1 - val,
+                    "val_mse": 1.1 - val,
+                    "test_mse": 1.1 - test,
+                    "val_spearman": val,
+                    "test_spearman": test,
+                    "val_ndcg": 0.9,
+                    "test_ndcg": 0.9,
+                    "test_pearson": test,
+                }
                 kw = {}
-            out.append(layer_record(model, task, layer, init, seed, metrics, num_layers=nl,
-                                    run_id=run_id, timestamp=timestamp, **kw))
+            out.append(
+                layer_record(
+                    model, task, layer, init, seed, metrics, num_layers=nl, run_id=run_id, timestamp=timestamp, **kw
+                )
+            )
     return out
 
 

@@ -22,9 +22,8 @@ def limit_threads(n: int) -> None:
 
 def current_threads() -> dict[str, int]:
     """What the pools use now (recorded nowhere; for tests and diagnostics)."""
-    from threadpoolctl import threadpool_info
-
     import torch
+    from threadpoolctl import threadpool_info
 
     out = {"torch": torch.get_num_threads()}
     for pool in threadpool_info():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 
 #: LayerCase.id: "{model}-{task}-L{nn}|Lall-{init}[-s{seed}]"; tasks and inits contain no '-',
 #: models may (hf:org/some-model), so the model is whatever precedes the last three fields
@@ -44,7 +45,7 @@ def group_of_nodeid(nodeid: str) -> str | None:
     return group_of_case_id(param)
 
 
-def visible_devices(environ: dict[str, str] | None = None) -> list[str]:
+def visible_devices(environ: Mapping[str, str] | None = None) -> list[str]:
     """The controller's GPUs: ``CUDA_VISIBLE_DEVICES`` entries, else every device torch counts."""
     environ = os.environ if environ is None else environ
     raw = environ.get("CUDA_VISIBLE_DEVICES")
@@ -55,7 +56,7 @@ def visible_devices(environ: dict[str, str] | None = None) -> list[str]:
 
         # device_count() asks NVML where it can and does not initialize CUDA in this process
         return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001 - no torch / no driver: no GPU
+    except Exception:
         return []
 
 

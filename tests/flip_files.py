@@ -194,9 +194,7 @@ def _csv_frame(sequences, targets, sets, validation) -> pd.DataFrame:
 def _check_n(n: int, minimum: int = 10) -> None:
     # below this, some FLIP split rules can leave train, val or test empty
     if n < minimum:
-        raise ValueError(
-            f"n={n} is too small to give every split train, val and test rows; use n >= {minimum}"
-        )
+        raise ValueError(f"n={n} is too small to give every split train, val and test rows; use n >= {minimum}")
 
 
 def _which(split: str | Sequence[str] | None, known: Sequence[str]) -> list[str]:
@@ -270,8 +268,7 @@ def write_gb1(
         if fasta:
             members[f"splits/{name}.fasta"] = fasta_text(
                 (
-                    f"Sequence{i} TARGET={row.target} SET={row.set} "
-                    f"VALIDATION={row.validation is True}",
+                    f"Sequence{i} TARGET={row.target} SET={row.set} VALIDATION={row.validation is True}",
                     row.sequence,
                 )
                 for i, row in enumerate(gb1_frame(name, n, seed).itertuples(index=False))
@@ -325,15 +322,9 @@ def aav_frame(
         sets = ["train" if d == "mut" else "test" for d in design]
     elif split in ("one_vs_many", "two_vs_many", "seven_vs_many"):
         k = {"one_vs_many": 1, "two_vs_many": 2, "seven_vs_many": 7}[split]
-        sets = [
-            None if d == "mut" else ("train" if e <= k else "test")
-            for d, e in zip(design, distance)
-        ]
+        sets = [None if d == "mut" else ("train" if e <= k else "test") for d, e in zip(design, distance)]
     elif split == "low_vs_high":
-        sets = [
-            None if d == "mut" else ("train" if t <= targets[0] else "test")
-            for d, t in zip(design, targets)
-        ]
+        sets = [None if d == "mut" else ("train" if t <= targets[0] else "test") for d, t in zip(design, targets)]
     else:  # sampled
         drawn = _random_sets(split_rng, n, 0.2)
         sets = [None if d == "mut" else s for d, s in zip(design, drawn)]
@@ -365,9 +356,7 @@ def meltome_frame(
 ) -> pd.DataFrame:
     """One Meltome split: unrelated proteins of varied length, melting temperature in °C."""
     rng = np.random.default_rng(seed + 17 * MELTOME_SPLITS.index(split))
-    sequences = [
-        random_protein(rng, int(rng.integers(lengths[0], lengths[1] + 1))) for _ in range(n)
-    ]
+    sequences = [random_protein(rng, int(rng.integers(lengths[0], lengths[1] + 1))) for _ in range(n)]
     targets = [round(float(rng.uniform(35.0, 90.0)), 6) for _ in range(n)]
     sets = _random_sets(rng, n, 0.2)
     return _csv_frame(sequences, targets, sets, _validation_flags(rng, sets))
@@ -398,14 +387,9 @@ def scl_frame(
     """One SCL split: the class name (FLIP's 10 localizations) as ``target``. Every class occurs
     in training (the first 20 rows cover them all twice) so val/test labels are all seen."""
     rng = np.random.default_rng(seed + 31 * SCL_SPLITS.index(split))
-    sequences = [
-        random_protein(rng, int(rng.integers(lengths[0], lengths[1] + 1))) for _ in range(n)
-    ]
+    sequences = [random_protein(rng, int(rng.integers(lengths[0], lengths[1] + 1))) for _ in range(n)]
     targets = [SCL_CLASSES[i % len(SCL_CLASSES)] for i in range(n)]
-    sets = [
-        "train" if i < 2 * len(SCL_CLASSES) else ("test" if rng.random() < 0.2 else "train")
-        for i in range(n)
-    ]
+    sets = ["train" if i < 2 * len(SCL_CLASSES) else ("test" if rng.random() < 0.2 else "train") for i in range(n)]
     if "test" not in sets:
         sets[-1] = "test"
     # validation rows are drawn after the class-covering block, so training keeps every class
@@ -436,9 +420,7 @@ def write_scl(
 # ------------------------------------------------------------------------------------ FASTA sets
 
 
-def _fasta_sets(
-    rng: np.random.Generator, n: int, test_fraction: float = 0.1
-) -> list[tuple[str, bool]]:
+def _fasta_sets(rng: np.random.Generator, n: int, test_fraction: float = 0.1) -> list[tuple[str, bool]]:
     """(SET, VALIDATION) per record, with train, val and test all present."""
     sets = _random_sets(rng, n, test_fraction)
     flags = _validation_flags(rng, sets)
@@ -449,9 +431,7 @@ def _header(rid: str, set_and_val: tuple[str, bool]) -> str:
     return f"{rid} SET={set_and_val[0]} VALIDATION={set_and_val[1]}"
 
 
-def ss3_records(
-    n: int = 40, seed: int = 0, lengths: tuple[int, int] = (30, 150)
-) -> dict[str, list[list[str]]]:
+def ss3_records(n: int = 40, seed: int = 0, lengths: tuple[int, int] = (30, 150)) -> dict[str, list[list[str]]]:
     """Records of secondary structure's three files: labels (H/E/C in runs), sequences, masks
     (a few unresolved residues, mostly at the ends, as in FLIP's ``mask.fasta``)."""
     rng = np.random.default_rng(seed)
@@ -461,9 +441,7 @@ def ss3_records(
         length = int(rng.integers(lengths[0], lengths[1] + 1))
         runs: list[str] = []
         while sum(map(len, runs)) < length:
-            runs.append(
-                str(rng.choice(list("HEC"), p=[0.4, 0.25, 0.35])) * int(rng.integers(2, 12))
-            )
+            runs.append(str(rng.choice(list("HEC"), p=[0.4, 0.25, 0.35])) * int(rng.integers(2, 12)))
         label = "".join(runs)[:length]
         if i == 0:  # make sure the training split sees all three classes
             label = ("HEC" * length)[:length]
@@ -547,9 +525,7 @@ def write_bind(
     _check_n(n)
     files: dict[str, list[list[str]]] = {}
     for name in _which(split, BIND_SPLITS):
-        labels, seqs = bind_records(
-            name, n, seed, repeat_ids=repeat_ids, conflicting_ids=conflicting_ids
-        )
+        labels, seqs = bind_records(name, n, seed, repeat_ids=repeat_ids, conflicting_ids=conflicting_ids)
         files[f"{name}.fasta"] = labels
         files["sequences.fasta"] = seqs
     return write_fasta_archive(root, "bind", files, edit)

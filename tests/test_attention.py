@@ -132,9 +132,7 @@ def test_adapter_layers_match_between_attention_modes(family):
     seqs = SEQS + ["W" * 60]
     got = {}
     for mode in ("library", "sdpa"):
-        adapter = EsmAdapter(
-            tiny(family), ModelOptions(extra={"attention": mode}), name=f"tiny-{family}"
-        )
+        adapter = EsmAdapter(tiny(family), ModelOptions(extra={"attention": mode}), name=f"tiny-{family}")
         assert adapter.identity()["config"]["attention"] == mode
         pooled = {l: np.zeros((len(seqs), 48), np.float32) for l in adapter.layers}
         for batch in adapter.embed(seqs, adapter.layers, per_residue=False):

@@ -63,8 +63,10 @@ def test_update_then_compare_passes_and_files_are_reviewable(tmp_path, run):
     cmp = store.compare(one(run, "onehot", "none"))
     assert cmp.ok and len(cmp.rows) == 8  # one layer, eight metrics
     assert store.entries() == [
-        ("gb1_sampled", "onehot", "none"), ("gb1_sampled", "tiny_esm", "pretrained"),
-        ("gb1_sampled", "tiny_esm", "random"), ("gb1_sampled", "tiny_esm", "stat"),
+        ("gb1_sampled", "onehot", "none"),
+        ("gb1_sampled", "tiny_esm", "pretrained"),
+        ("gb1_sampled", "tiny_esm", "random"),
+        ("gb1_sampled", "tiny_esm", "stat"),
     ]
 
 
@@ -107,7 +109,9 @@ def test_tolerance_lookup_order():
     assert tolerance_for("test_spearman").atol == 0.02
     assert tolerance_for("val_loss").rtol == 0.10
     assert tolerance_for("test_spearman", {"test_*": 0.5}).atol == 0.5
-    assert tolerance_for("test_spearman", {"test_spearman": {"atol": 0.1, "rtol": 0.2}}).allowed(1.0) == pytest.approx(0.3)
+    assert tolerance_for("test_spearman", {"test_spearman": {"atol": 0.1, "rtol": 0.2}}).allowed(1.0) == pytest.approx(
+        0.3
+    )
 
 
 def test_missing_baseline_message_gives_the_command(tmp_path, run):
@@ -115,8 +119,10 @@ def test_missing_baseline_message_gives_the_command(tmp_path, run):
     with pytest.raises(BaselineMissing) as err:
         store.compare(one(run, init="random"))
     msg = str(err.value)
-    assert ("pytest benchmarks --plm-models tiny_esm --plm-tasks gb1_sampled --plm-inits random "
-            "--plm-seeds 0,42,12345 --plm-update-baselines") in msg
+    assert (
+        "pytest benchmarks --plm-models tiny_esm --plm-tasks gb1_sampled --plm-inits random "
+        "--plm-seeds 0,42,12345 --plm-update-baselines"
+    ) in msg
     assert str(tmp_path / "gb1_sampled" / "tiny_esm--random.json") in msg
     with pytest.raises(BaselineMissing) as err:
         store.compare(one(run, init="pretrained"))
@@ -154,7 +160,10 @@ def test_compare_refuses_several_groups_and_corrupt_files(tmp_path, run):
 
 def test_safe_names_for_hub_models(tmp_path):
     assert safe_name("hf:facebook/esm2_t6_8M_UR50D") == "hf_facebook__esm2_t6_8M_UR50D"
-    assert BaselineStore(tmp_path).path_for("gb1_sampled", "carp_640M@step=78810", "stat").name == "carp_640M@step=78810--stat.json"
+    assert (
+        BaselineStore(tmp_path).path_for("gb1_sampled", "carp_640M@step=78810", "stat").name
+        == "carp_640M@step=78810--stat.json"
+    )
 
 
 def test_paper_reference_of_the_repository():
@@ -166,12 +175,15 @@ def test_paper_reference_of_the_repository():
     assert len(ref.entries()) == 3 * (1 + 4 * 3)
     records = (
         curve_records("carp_600k", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.8, 0.80)]})
-        + curve_records("carp_600k", "gb1_sampled", "random", {42: [(0.5, 0.5), (0.6, 0.60)], 0: [(0.5, 0.5), (0.6, 0.1)]})
+        + curve_records(
+            "carp_600k", "gb1_sampled", "random", {42: [(0.5, 0.5), (0.6, 0.60)], 0: [(0.5, 0.5), (0.6, 0.1)]}
+        )
         + curve_records("antiberty", "gb1_sampled", "pretrained", {None: [(0.5, 0.5)]})
     )
     rows = ref.compare(records_to_frame(records))
     assert [(r.model, r.init, r.status) for r in rows] == [
-        ("carp_600k", "pretrained", "OK"), ("carp_600k", "random", "info"),
+        ("carp_600k", "pretrained", "OK"),
+        ("carp_600k", "random", "info"),
     ]
     assert rows[1].seed_used == "42" and rows[1].current == pytest.approx(0.60)
     text = format_paper_rows(rows)
@@ -187,8 +199,10 @@ def test_more_seeds_than_the_baseline_compare_the_shared_seed(tmp_path):
     assert any("shared seed(s) [42] value for value" in n for n in cmp.notes), cmp.notes
     assert cmp.ok, cmp.format(only_failures=True)
     # the seed means of the three seeds would not have matched the seed-42 baseline
-    assert not three.groupby("layer")["test_spearman"].mean().equals(
-        three[three["seed"] == 42].groupby("layer")["test_spearman"].mean()
+    assert (
+        not three.groupby("layer")["test_spearman"]
+        .mean()
+        .equals(three[three["seed"] == 42].groupby("layer")["test_spearman"].mean())
     )
 
 
@@ -230,8 +244,16 @@ def test_last_digit_noise_is_the_same_value_a_real_change_is_not(tmp_path):
     # --plm-update-baselines keeps a reviewed file when only float noise differs (another BLAS)
     from pytest_plmtransfer.baselines import _same_values
 
-    doc = {"task": "gb1_sampled", "model": "onehot", "init": "none", "metrics": ["train_mse"],
-           "num_layers": 1, "seeds": ["none"], "tolerances": {}, "layers": {"0": {"train_mse": 0.9560224351666189}}}
+    doc = {
+        "task": "gb1_sampled",
+        "model": "onehot",
+        "init": "none",
+        "metrics": ["train_mse"],
+        "num_layers": 1,
+        "seeds": ["none"],
+        "tolerances": {},
+        "layers": {"0": {"train_mse": 0.9560224351666189}},
+    }
     path = tmp_path / "b.json"
     path.write_text(json.dumps(doc))
     noisy = json.loads(json.dumps(doc))

@@ -31,38 +31,46 @@ def validate(kind: str, params) -> tuple[dict, list[str]]:
 
 def test_defaults_are_filled_in_and_optional_parameters_stay_absent():
     assert validate("beats_onehot", None) == ({"margin": 0.0, "level": 0.05}, [])
-    assert validate("pretrained_beats_stat", {"at_layer": 3}) == (
-        {"at_layer": 3, "level": 0.05, "margin": 0.0}, [])
+    assert validate("pretrained_beats_stat", {"at_layer": 3}) == ({"at_layer": 3, "level": 0.05, "margin": 0.0}, [])
     params, problems = validate("saturates_by", {"fraction": 0.5})
     assert params == {"fraction": 0.5, "tolerance": 0.02, "level": 0.05} and problems == []
     assert validate("matches_paper", {}) == ({}, [])
     assert validate("no_regression", {"metrics": ["test_*"]}) == ({"metrics": ["test_*"], "level": 0.05}, [])
 
 
-@pytest.mark.parametrize(("kind", "params", "problem"), [
-    ("beats_onehot", {"margin": -0.1}, "'margin' must be >= 0, got -0.1"),
-    ("beats_onehot", {"margin": True}, "parameter 'margin' must be int/float, got True"),
-    ("beats_onehot", {"level": 0.5}, "'level' must be in (0, 0.5), got 0.5"),
-    ("beats_onehot", {"level": 0}, "'level' must be in (0, 0.5), got 0"),
-    ("beats_onehot", {"metric": 3}, "parameter 'metric' must be str, got 3"),
-    ("beats_onehot", {"tolerance": 1},
-     "unknown parameter 'tolerance' for beats_onehot; known: level, margin, metric, selection_metric"),
-    ("saturates_by", {"layer": 1.5}, "parameter 'layer' must be int, got 1.5"),
-    ("saturates_by", {"layer": -1}, "'layer' must be >= 0, got -1"),
-    ("saturates_by", {"fraction": 0}, "'fraction' must be in (0, 1], got 0"),
-    ("saturates_by", {"fraction": 1.2}, "'fraction' must be in (0, 1], got 1.2"),
-    ("saturates_by", {"layer": 2, "tolerance": -0.01}, "'tolerance' must be >= 0, got -0.01"),
-    ("saturates_by", {}, "saturates_by needs exactly one of 'layer'"),
-    ("saturates_by", {"layer": 2, "fraction": 0.5}, "saturates_by needs exactly one of 'layer'"),
-    ("pretrained_beats_random", {"at_layer": "first"},
-     "'at_layer' must be \"selected\", \"last\" or a layer index, got 'first'"),
-    ("pretrained_beats_random", {"at_layer": 1.0}, "parameter 'at_layer' must be str/int, got 1.0"),
-    ("pretrained_beats_random", {"margin": -1}, "'margin' must be >= 0, got -1"),
-    ("no_regression", {"metrics": ["a", 1]}, "'metrics' must be a list of metric-key globs"),
-    ("no_regression", {"metrics": "test_*"}, "parameter 'metrics' must be list, got 'test_*'"),
-    ("matches_paper", {"tolerance": -0.5}, "'tolerance' must be >= 0, got -0.5"),
-    ("matches_paper", [], "'params' must be an object, got list"),
-])
+@pytest.mark.parametrize(
+    ("kind", "params", "problem"),
+    [
+        ("beats_onehot", {"margin": -0.1}, "'margin' must be >= 0, got -0.1"),
+        ("beats_onehot", {"margin": True}, "parameter 'margin' must be int/float, got True"),
+        ("beats_onehot", {"level": 0.5}, "'level' must be in (0, 0.5), got 0.5"),
+        ("beats_onehot", {"level": 0}, "'level' must be in (0, 0.5), got 0"),
+        ("beats_onehot", {"metric": 3}, "parameter 'metric' must be str, got 3"),
+        (
+            "beats_onehot",
+            {"tolerance": 1},
+            "unknown parameter 'tolerance' for beats_onehot; known: level, margin, metric, selection_metric",
+        ),
+        ("saturates_by", {"layer": 1.5}, "parameter 'layer' must be int, got 1.5"),
+        ("saturates_by", {"layer": -1}, "'layer' must be >= 0, got -1"),
+        ("saturates_by", {"fraction": 0}, "'fraction' must be in (0, 1], got 0"),
+        ("saturates_by", {"fraction": 1.2}, "'fraction' must be in (0, 1], got 1.2"),
+        ("saturates_by", {"layer": 2, "tolerance": -0.01}, "'tolerance' must be >= 0, got -0.01"),
+        ("saturates_by", {}, "saturates_by needs exactly one of 'layer'"),
+        ("saturates_by", {"layer": 2, "fraction": 0.5}, "saturates_by needs exactly one of 'layer'"),
+        (
+            "pretrained_beats_random",
+            {"at_layer": "first"},
+            "'at_layer' must be \"selected\", \"last\" or a layer index, got 'first'",
+        ),
+        ("pretrained_beats_random", {"at_layer": 1.0}, "parameter 'at_layer' must be str/int, got 1.0"),
+        ("pretrained_beats_random", {"margin": -1}, "'margin' must be >= 0, got -1"),
+        ("no_regression", {"metrics": ["a", 1]}, "'metrics' must be a list of metric-key globs"),
+        ("no_regression", {"metrics": "test_*"}, "parameter 'metrics' must be list, got 'test_*'"),
+        ("matches_paper", {"tolerance": -0.5}, "'tolerance' must be >= 0, got -0.5"),
+        ("matches_paper", [], "'params' must be an object, got list"),
+    ],
+)
 def test_each_kind_checks_its_parameters(kind, params, problem):
     _params, problems = validate(kind, params)
     assert any(p.startswith(problem) for p in problems), problems
@@ -80,10 +88,16 @@ def test_every_problem_is_reported_and_prefixed_with_the_entry_in_the_file():
 
 
 def test_inits_defaults_and_fixed_inits_come_from_the_kind():
-    specs = parse_claims({"claims": [
-        {"kind": "beats_onehot"}, {"kind": "no_regression"}, {"kind": "matches_paper"},
-        {"kind": "pretrained_beats_random", "inits": "pretrained"},
-    ]}).claims
+    specs = parse_claims(
+        {
+            "claims": [
+                {"kind": "beats_onehot"},
+                {"kind": "no_regression"},
+                {"kind": "matches_paper"},
+                {"kind": "pretrained_beats_random", "inits": "pretrained"},
+            ]
+        }
+    ).claims
     assert [s.inits for s in specs] == [("pretrained",), ("*",), ("pretrained", "none"), ("pretrained",)]
     assert get_kind("pretrained_beats_stat").check_inits(("pretrained", "stat")) == (
         "pretrained_beats_stat always compares init 'pretrained'; drop 'inits' or set it to [\"pretrained\"]"
@@ -99,7 +113,11 @@ def test_what_each_kind_applies_to_compares_with_and_skips():
     assert get_kind("beats_onehot").comparators(case) == ("onehot",)
     assert all(get_kind(k).comparators(case) == () for k in kind_names() if k != "beats_onehot")
     assert [k for k in kind_names() if not get_kind(k).for_onehot] == [
-        "beats_onehot", "saturates_by", "pretrained_beats_random", "pretrained_beats_stat"]
+        "beats_onehot",
+        "saturates_by",
+        "pretrained_beats_random",
+        "pretrained_beats_stat",
+    ]
     assert get_kind("pretrained_beats_random").applies_to("m", {"pretrained", "random"})
     assert not get_kind("pretrained_beats_random").applies_to("m", {"pretrained", "stat"})
     assert not get_kind("pretrained_beats_stat").applies_to("m", ())
@@ -129,8 +147,12 @@ def always():
 
 def test_builtin_kinds_in_their_order():
     assert kind_names()[:6] == (
-        "beats_onehot", "saturates_by", "pretrained_beats_random", "pretrained_beats_stat",
-        "no_regression", "matches_paper",
+        "beats_onehot",
+        "saturates_by",
+        "pretrained_beats_random",
+        "pretrained_beats_stat",
+        "no_regression",
+        "matches_paper",
     )
     assert [type(get_kind(c.name)) for c in BUILTIN_KINDS] == list(BUILTIN_KINDS)
 
@@ -171,7 +193,9 @@ def test_registration_refuses_what_is_not_a_usable_kind(always):
 
 def test_plugin_kinds_come_from_every_hook_implementation(always, monkeypatch):
     monkeypatch.setattr("pytest_plmtransfer.claims.kinds.entry_points", lambda group: [])
-    hook = SimpleNamespace(pytest_plmtransfer_claim_kinds=lambda: [[always], None, [get_kind("beats_onehot").__class__]])
+    hook = SimpleNamespace(
+        pytest_plmtransfer_claim_kinds=lambda: [[always], None, [get_kind("beats_onehot").__class__]]
+    )
     # only the new name is reported, for unregistering at the end of the session
     assert register_plugin_kinds(hook) == ["always_test_kind"]
     assert register_plugin_kinds(hook) == []

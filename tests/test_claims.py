@@ -24,9 +24,7 @@ from pytest_plmtransfer.ledger import records_to_frame
 from pytest_plmtransfer.testing import curve_records
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SUITE = [
-    ("onehot", t, "none") for t in ("gb1_sampled", "gb1_low_vs_high", "gb1_two_vs_rest")
-] + [
+DEFAULT_SUITE = [("onehot", t, "none") for t in ("gb1_sampled", "gb1_low_vs_high", "gb1_two_vs_rest")] + [
     (m, t, i)
     for m in ("antiberty", "carp_600k", "esm2_t6_8M_UR50D")
     for t in ("gb1_sampled", "gb1_low_vs_high", "gb1_two_vs_rest")
@@ -64,15 +62,21 @@ def test_repository_claims_file_is_valid_and_expands_for_the_default_suite():
 
 
 def test_expand_selects_by_globs_lists_and_inits_and_assigns_expected_failures():
-    claims = parse_claims({
-        "claims": [{
-            "kind": "beats_onehot", "models": ["carp_*", "antiberty"], "tasks": "gb1_*",
-            "expected_failures": [
-                {"models": "carp_600k", "tasks": ["gb1_low_vs_high"], "reason": "paper: .241 < .322"},
-                {"models": "*", "tasks": "gb1_two_vs_rest", "reason": "tie", "strict": False},
-            ],
-        }]
-    })
+    claims = parse_claims(
+        {
+            "claims": [
+                {
+                    "kind": "beats_onehot",
+                    "models": ["carp_*", "antiberty"],
+                    "tasks": "gb1_*",
+                    "expected_failures": [
+                        {"models": "carp_600k", "tasks": ["gb1_low_vs_high"], "reason": "paper: .241 < .322"},
+                        {"models": "*", "tasks": "gb1_two_vs_rest", "reason": "tie", "strict": False},
+                    ],
+                }
+            ]
+        }
+    )
     avail = DEFAULT_SUITE + [("carp_600k", "scl_balanced", "pretrained")]
     cases = expand_claims(claims, avail)
     assert [c.id for c in cases][:3] == [
@@ -92,13 +96,19 @@ def test_expand_selects_by_globs_lists_and_inits_and_assigns_expected_failures()
 
 def test_validation_lists_every_problem_with_file_entry_and_problem(tmp_path):
     path = tmp_path / "claims.json"
-    path.write_text(json.dumps({"claims": [
-        {"kind": "beats_onehot", "params": {"margin": -1}},
-        {"kind": "saturates_by", "params": {"layer": 2, "fraction": 0.5, "tol": 0.1}},
-        {"kind": "no_such_claim"},
-        {"kind": "pretrained_beats_random", "inits": ["random"], "expected_failures": [{"tasks": "x"}]},
-        {"kind": "beats_onehot", "models": []},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "claims": [
+                    {"kind": "beats_onehot", "params": {"margin": -1}},
+                    {"kind": "saturates_by", "params": {"layer": 2, "fraction": 0.5, "tol": 0.1}},
+                    {"kind": "no_such_claim"},
+                    {"kind": "pretrained_beats_random", "inits": ["random"], "expected_failures": [{"tasks": "x"}]},
+                    {"kind": "beats_onehot", "models": []},
+                ]
+            }
+        )
+    )
     with pytest.raises(ClaimsError) as err:
         load_claims(path)
     msg = str(err.value)
@@ -164,9 +174,24 @@ def test_beats_onehot_without_onehot_says_what_to_run():
 
 # ------------------------------------------------------------------------------ saturates_by
 
-SATURATING = curve_records("m", "gb1_sampled", "pretrained", {
-    None: [(0.40, 0.40), (0.70, 0.69), (0.72, 0.71), (0.73, 0.72), (0.74, 0.73), (0.73, 0.72), (0.72, 0.71), (0.71, 0.70), (0.70, 0.70)]
-})
+SATURATING = curve_records(
+    "m",
+    "gb1_sampled",
+    "pretrained",
+    {
+        None: [
+            (0.40, 0.40),
+            (0.70, 0.69),
+            (0.72, 0.71),
+            (0.73, 0.72),
+            (0.74, 0.73),
+            (0.73, 0.72),
+            (0.72, 0.71),
+            (0.71, 0.70),
+            (0.70, 0.70),
+        ]
+    },
+)
 
 
 def test_saturates_by_relative_and_absolute_layer():
@@ -192,9 +217,12 @@ PRE = curve_records("m", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.80,
 
 
 def _random(values_at_layer1: list[float], init: str = "random"):
-    return curve_records("m", "gb1_sampled", init, {
-        seed: [(0.3, 0.3), (v, v), (v - 0.01, v - 0.01)] for seed, v in zip((42, 0, 12345, 7), values_at_layer1)
-    })
+    return curve_records(
+        "m",
+        "gb1_sampled",
+        init,
+        {seed: [(0.3, 0.3), (v, v), (v - 0.01, v - 0.01)] for seed, v in zip((42, 0, 12345, 7), values_at_layer1)},
+    )
 
 
 def test_pretrained_beats_random_one_sample_t_test_with_replicates():
@@ -308,7 +336,8 @@ def test_resolve_flips_strict_expected_failures():
 
 
 def test_strict_xfail_marks_make_pytest_report_xpass_strict(pytester):
-    pytester.makepyfile(textwrap.dedent("""
+    pytester.makepyfile(
+        textwrap.dedent("""
         import pytest
         from pytest_plmtransfer.claims import ClaimCase
 
@@ -322,7 +351,8 @@ def test_strict_xfail_marks_make_pytest_report_xpass_strict(pytester):
         @pytest.mark.parametrize("case", [c.param() for c in CASES])
         def test_claim(case):
             assert PASSES[case.model]
-    """))
+    """)
+    )
     result = pytester.runpytest("-rxX", "-p", "no:cacheprovider", "-p", "no:plmtransfer", "-p", "no:benchmark")
     result.assert_outcomes(passed=1, failed=1, xfailed=1)
     result.stdout.fnmatch_lines(["*XPASS(strict)*paper: no*"])

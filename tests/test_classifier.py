@@ -62,9 +62,7 @@ def test_early_stopping_restores_the_best_epoch() -> None:
     assert clf.best_epoch_ == int(np.argmin(history))
     # The model left behind is the best epoch's, not the last one's.
     with torch.no_grad():
-        logits = torch.from_numpy(Xv) @ torch.from_numpy(clf.weight_).T + torch.from_numpy(
-            clf.bias_
-        )
+        logits = torch.from_numpy(Xv) @ torch.from_numpy(clf.weight_).T + torch.from_numpy(clf.bias_)
         restored = float(F.cross_entropy(logits, torch.from_numpy(yv)))
     assert restored == pytest.approx(clf.best_val_loss_, rel=1e-5)
     assert restored == pytest.approx(history[clf.best_epoch_], rel=1e-5)
@@ -93,9 +91,7 @@ def test_memmap_streamed_in_chunks(tmp_path) -> None:
     clf = SoftmaxProbe(3, **kw).fit(train, y[:2000], val, y[2000:2500])
     assert (clf.predict(RowView(ro, np.arange(2500, 3000))) == y[2500:]).mean() >= 0.9
     # Same bytes in RAM give the same model: memmap-ness changes nothing.
-    same = SoftmaxProbe(3, **kw).fit(
-        RowView(X, np.arange(0, 2000)), y[:2000], X[2000:2500], y[2000:2500]
-    )
+    same = SoftmaxProbe(3, **kw).fit(RowView(X, np.arange(0, 2000)), y[:2000], X[2000:2500], y[2000:2500])
     np.testing.assert_array_equal(clf.weight_, same.weight_)
 
 

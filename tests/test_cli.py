@@ -34,9 +34,18 @@ def shifted(records, delta, *, layer=2, init="pretrained"):
 
 
 def test_report_prints_tables_and_writes_files(tmp_path, ledger, capsys):
-    claim = {"kind": "claim", "run_id": "run-1", "claim": "beats_onehot", "model": "tiny_esm",
-             "task": "gb1_sampled", "init": "pretrained", "outcome": "failed", "message": "worse than one-hot",
-             "detail": {}, "timestamp": "2024-01-01T00:00:05+00:00"}
+    claim = {
+        "kind": "claim",
+        "run_id": "run-1",
+        "claim": "beats_onehot",
+        "model": "tiny_esm",
+        "task": "gb1_sampled",
+        "init": "pretrained",
+        "outcome": "failed",
+        "message": "worse than one-hot",
+        "detail": {},
+        "timestamp": "2024-01-01T00:00:05+00:00",
+    }
     doc = json.loads(ledger.read_text())
     doc["records"].append(claim)
     ledger.write_text(json.dumps(doc))
@@ -45,7 +54,11 @@ def test_report_prints_tables_and_writes_files(tmp_path, ledger, capsys):
     assert "gb1_sampled: test_spearman by layer" in out
     assert "onehot" in out and "*" in out and "tiny_esm/random" in out
     claim_line = next(l for l in out.splitlines() if l.startswith("FAILED"))
-    assert claim_line.split(maxsplit=2) == ["FAILED", "beats_onehot[tiny_esm-gb1_sampled-pretrained]", "worse than one-hot"]
+    assert claim_line.split(maxsplit=2) == [
+        "FAILED",
+        "beats_onehot[tiny_esm-gb1_sampled-pretrained]",
+        "worse than one-hot",
+    ]
     for name in ("report.md", "results.csv", "layers_gb1_sampled.png"):
         assert (tmp_path / "out" / name).stat().st_size > 100
     assert "wrote" in out
@@ -101,14 +114,16 @@ def test_compare_identical_within_and_beyond_threshold(tmp_path, records, capsys
 
 def test_compare_averages_seeds_and_explains_rows_in_one_ledger(tmp_path, records, capsys):
     a = write_ledger(tmp_path / "a.json", records)
-    fewer = [r for r in records if not (r["init"] == "stat") and r["seed"] != 0]
+    fewer = [r for r in records if r["init"] != "stat" and r["seed"] != 0]
     b = write_ledger(tmp_path / "b.json", fewer)
     code = main(["compare", str(a), str(b), "--metric", "test_spearman", "--fail-above", "0.5"])
     out = capsys.readouterr().out
     assert code == 0
     assert "only in A (" in out and "tiny_esm/stat on gb1_sampled: layers 0-3" in out
     assert "seeds A=0,42 B=42" in out
-    disjoint = write_ledger(tmp_path / "c.json", curve_records("other", "gb1_sampled", "pretrained", {None: [(0.5, 0.5)]}))
+    disjoint = write_ledger(
+        tmp_path / "c.json", curve_records("other", "gb1_sampled", "pretrained", {None: [(0.5, 0.5)]})
+    )
     assert main(["compare", str(a), str(disjoint), "--fail-above", "0.02"]) == 1
     out = capsys.readouterr().out
     assert "nothing to compare" in out and "only in B (" in out and "other/pretrained on gb1_sampled: layers 0" in out
@@ -163,21 +178,25 @@ def test_compare_outside_interval_flags_only_changes_beyond_the_noise(tmp_path, 
 
 
 try:  # pytester fixtures shared with the plugin tests (same import dance as test_plugin.py)
-    from .test_plugin import bench, flip_root  # noqa: F401,E402
+    from .test_plugin import bench, flip_root
 except ImportError:
-    from test_plugin import bench, flip_root  # noqa: F401,E402
+    from test_plugin import bench, flip_root  # noqa: F401
 
 
-def test_cli_report_prints_the_plugins_tables_byte_for_byte(bench, capsys):  # noqa: F811
+def test_cli_report_prints_the_plugins_tables_byte_for_byte(bench, capsys):
     """One renderer (table.py): `plmtransfer report` on the ledger a run wrote prints exactly what
     that run's --plm-report printed."""
-    result = bench.run("--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled,gb1_low_vs_high",
-                       "--plm-inits=pretrained,random", "--plm-report")
+    result = bench.run(
+        "--plm-models=onehot,tiny_user",
+        "--plm-tasks=gb1_sampled,gb1_low_vs_high",
+        "--plm-inits=pretrained,random",
+        "--plm-report",
+    )
     result.assert_outcomes(passed=14)
     lines = result.stdout.lines
     start = next(i for i, line in enumerate(lines) if "plmtransfer report" in line and line.startswith("="))
     end = next(i for i, line in enumerate(lines) if "plmtransfer time per model" in line)
-    plugin_text = "\n".join(lines[start + 1:end])
+    plugin_text = "\n".join(lines[start + 1 : end])
     assert "gb1_low_vs_high" in plugin_text and "tiny_user/random" in plugin_text
     capsys.readouterr()
     assert main(["report", str(bench.ledger)]) == 0

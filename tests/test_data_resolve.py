@@ -38,7 +38,7 @@ def _unpublished(monkeypatch):
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves ``server.files`` (URL path -> bytes); ``server.mode`` picks a misbehaviour."""
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         server = self.server
         server.hits.append(self.path)
         body = server.files.get(self.path)
@@ -98,9 +98,7 @@ def _files_under(path: Path) -> list[str]:
     if not path.exists():
         return []
     return sorted(
-        str(p.relative_to(path))
-        for p in path.rglob("*")
-        if p.is_file() and p.relative_to(path).parts[0] != "locks"
+        str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and p.relative_to(path).parts[0] != "locks"
     )
 
 
@@ -141,9 +139,7 @@ def test_data_dir_from_environment(tmp_path, monkeypatch):
 def test_cache_is_used_when_data_dir_lacks_the_archive(tmp_path, server):
     cache = tmp_path / "cache"
     cached = ff.write_gb1(cache / "flip", "sampled")  # the cache is laid out like a FLIP root
-    resolver = DataResolver(
-        tmp_path / "empty", cache, allow_download=False, base_url=server.base_url
-    )
+    resolver = DataResolver(tmp_path / "empty", cache, allow_download=False, base_url=server.base_url)
     assert resolver.resolve(GB1) == cached
     assert server.hits == []
 
@@ -239,9 +235,7 @@ def test_corrupt_cache_entry_is_detected_and_replaced(tmp_path, server, gb1_byte
     with pytest.raises(ResourceUnavailable) as info:
         offline.resolve(GB1)
     assert "corrupt" in str(info.value)
-    assert (
-        DataResolver(None, cache, base_url=server.base_url).resolve(GB1).read_bytes() == gb1_bytes
-    )
+    assert DataResolver(None, cache, base_url=server.base_url).resolve(GB1).read_bytes() == gb1_bytes
     assert len(server.hits) == 2
 
 
@@ -268,9 +262,7 @@ def test_no_data_and_no_network_says_what_to_download_and_where(tmp_path):
 
 
 def test_download_disabled_never_touches_the_network(tmp_path, server):
-    resolver = DataResolver(
-        tmp_path / "flip", tmp_path / "cache", allow_download=False, base_url=server.base_url
-    )
+    resolver = DataResolver(tmp_path / "flip", tmp_path / "cache", allow_download=False, base_url=server.base_url)
     with pytest.raises(ResourceUnavailable) as info:
         resolver.resolve(GB1)
     assert server.hits == []
@@ -289,4 +281,6 @@ def test_default_url_is_flips_raw_url_at_a_pinned_commit(tmp_path):
         "https://github.com/J-SNACKKB/FLIP/raw/afea570175d6ce049ca9388f870a6a20c549948f/"
         "splits/secondary_structure/splits.zip"
     )
-    assert DataResolver(None, tmp_path, base_url="https://mirror/x/").url(GB1) == "https://mirror/x/splits/gb1/splits.zip"
+    assert (
+        DataResolver(None, tmp_path, base_url="https://mirror/x/").url(GB1) == "https://mirror/x/splits/gb1/splits.zip"
+    )

@@ -131,7 +131,7 @@ def test_random_changes_every_tensor_vs_pretrained(family, tmp_path, monkeypatch
         if p.numel() > 1:
             assert not torch.equal(p, pre_params[name]), f"{name} kept its pretrained value"
     # reproducible from the seed, different across seeds — at the parameter and embedding level
-    for (name, p), q, s in zip(r1.model.named_parameters(), r1b.model.parameters(), r2.model.parameters()):
+    for (name, p), q, _ in zip(r1.model.named_parameters(), r1b.model.parameters(), r2.model.parameters()):
         assert torch.equal(p, q), name
     e1, e1b, e2 = embed_all(r1, [0, 2]), embed_all(r1b, [0, 2]), embed_all(r2, [0, 2])
     np.testing.assert_array_equal(e1, e1b)
@@ -157,8 +157,15 @@ def _four_adapters(family, tmp_path, monkeypatch, options):
         model = trained_like(build_seeded(lambda: carp_mod.build_architecture(CARP_TINY), 0))
         torch.save(
             {
-                "model": "carp_tiny", "d_embed": 8, "d_model": 16, "n_layers": 2, "kernel_size": 5,
-                "activation": "gelu", "slim": True, "r": 4, "model_state_dict": model.model.state_dict(),
+                "model": "carp_tiny",
+                "d_embed": 8,
+                "d_model": 16,
+                "n_layers": 2,
+                "kernel_size": 5,
+                "activation": "gelu",
+                "slim": True,
+                "r": 4,
+                "model_state_dict": model.model.state_dict(),
             },
             tmp_path / "carp_tiny.pt",
         )
@@ -174,15 +181,25 @@ def _four_adapters(family, tmp_path, monkeypatch, options):
             if not k.startswith("contact_head.regression")
         }
         if family == "ESM-2":
-            data = {"cfg": {"model": argparse.Namespace(encoder_layers=2, encoder_embed_dim=32,
-                                                         encoder_attention_heads=4, token_dropout=True)},
-                    "model": state}
+            data = {
+                "cfg": {
+                    "model": argparse.Namespace(
+                        encoder_layers=2, encoder_embed_dim=32, encoder_attention_heads=4, token_dropout=True
+                    )
+                },
+                "model": state,
+            }
         else:
             data = {"args": esm_mod.esm1_args(cfg), "model": state}
         torch.save(data, tmp_path / f"{name}.pt")
         create = esm_mod.create
     pre = create(name, "pretrained", None, options)
-    return pre, create(name, "random", 1, options), create(name, "random", 1, options), create(name, "random", 2, options)
+    return (
+        pre,
+        create(name, "random", 1, options),
+        create(name, "random", 1, options),
+        create(name, "random", 2, options),
+    )
 
 
 @pytest.mark.parametrize("family", ["ESM-2", "CARP"])
@@ -236,7 +253,8 @@ def test_sha256_cache_falls_back_to_user_cache_for_read_only_dirs(tmp_path, monk
         # root ignores directory permissions; simulate a failing write instead
         real = weights_mod._atomic_write
         monkeypatch.setattr(
-            weights_mod, "_atomic_write",
+            weights_mod,
+            "_atomic_write",
             lambda target, text: False if target.name.endswith(".sha256.json") else real(target, text),
         )
     ro = tmp_path / "ro"

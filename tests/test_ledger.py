@@ -14,8 +14,16 @@ from pytest_plmtransfer.testing import synthetic_records, write_ledger
 
 def _rec(model="onehot", layer=0, value=0.5, ts="2026-01-01T00:00:00+00:00", **kw):
     return {
-        "kind": "layer", "run_id": "r1", "model": model, "task": "gb1_sampled", "layer": layer,
-        "init": "none", "seed": None, "metrics": {"test_spearman": value}, "timestamp": ts, **kw,
+        "kind": "layer",
+        "run_id": "r1",
+        "model": model,
+        "task": "gb1_sampled",
+        "layer": layer,
+        "init": "none",
+        "seed": None,
+        "metrics": {"test_spearman": value},
+        "timestamp": ts,
+        **kw,
     }
 
 

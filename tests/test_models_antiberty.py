@@ -4,13 +4,13 @@ no [UNK] residues, three inits, early stop. The models are built once per module
 from __future__ import annotations
 
 import hashlib
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from pytest_plmtransfer.models.base import collect_embeddings
 from pytest_plmtransfer.errors import InputError, PlmTransferError  # noqa: E402
 from pytest_plmtransfer.models.antiberty import (  # noqa: E402
     MAX_RESIDUES,
@@ -19,12 +19,13 @@ from pytest_plmtransfer.models.antiberty import (  # noqa: E402
     load_model,
     load_tokenizer,
 )
+from pytest_plmtransfer.models.base import collect_embeddings  # noqa: E402
 from pytest_plmtransfer.models.hf import ResidueTokenizer  # noqa: E402
 from pytest_plmtransfer.models.registry import BUILTIN_MODULES, ModelOptions, ModelRegistry  # noqa: E402
 
 try:
     FILES = antiberty_files()
-except Exception as error:  # noqa: BLE001
+except Exception as error:
     pytest.skip(f"antiberty weights not available: {error}", allow_module_level=True)
 
 #: a heavy chain, a light chain, the GB1 window, and a short one with an ambiguity code
@@ -48,8 +49,6 @@ def ablations():
         "random": create_antiberty("antiberty", "random", 0, OPTIONS),
         "stat": create_antiberty("antiberty", "stat", 0, OPTIONS),
     }
-
-
 
 
 def test_tokens_are_residues_not_unk(pretrained):

@@ -63,9 +63,7 @@ def library_reference(model, family, seqs, layers):
     _, _, tokens = converter([(str(i), s) for i, s in enumerate(seqs)])
     with torch.no_grad():
         reps = model(tokens, repr_layers=list(layers))["representations"]
-    per_res = {
-        layer: [reps[layer][i, 1 : 1 + len(s)].numpy() for i, s in enumerate(seqs)] for layer in layers
-    }
+    per_res = {layer: [reps[layer][i, 1 : 1 + len(s)].numpy() for i, s in enumerate(seqs)] for layer in layers}
     return per_res
 
 
@@ -307,9 +305,16 @@ def test_registry_knows_every_esm_model():
     names = set(builtin_registry().names())
     assert set(esm_mod.ESM_CONFIGS) <= names
     assert {
-        "esm1_t6_43M_UR50S", "esm1_t12_85M_UR50S", "esm1_t34_670M_UR50S", "esm1b_t33_650M_UR50S",
-        "esm2_t6_8M_UR50D", "esm2_t12_35M_UR50D", "esm2_t30_150M_UR50D", "esm2_t33_650M_UR50D",
-        "esm2_t36_3B_UR50D", "esm2_t48_15B_UR50D",
+        "esm1_t6_43M_UR50S",
+        "esm1_t12_85M_UR50S",
+        "esm1_t34_670M_UR50S",
+        "esm1b_t33_650M_UR50S",
+        "esm2_t6_8M_UR50D",
+        "esm2_t12_35M_UR50D",
+        "esm2_t30_150M_UR50D",
+        "esm2_t33_650M_UR50D",
+        "esm2_t36_3B_UR50D",
+        "esm2_t48_15B_UR50D",
     } <= names
 
 

@@ -16,8 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from pytest_plmtransfer.models.base import collect_embeddings
 from pytest_plmtransfer.errors import InputError, PlmTransferError, ResourceUnavailable  # noqa: E402
+from pytest_plmtransfer.models.base import collect_embeddings  # noqa: E402
 from pytest_plmtransfer.models.hf import (  # noqa: E402
     ResidueTokenizer,
     create_hf_adapter,
@@ -92,8 +92,6 @@ def esm_adapter(esm_dir: Path):
 @pytest.fixture(scope="module")
 def bert_adapter(bert_dir: Path):
     return create_hf_adapter(f"hf:{bert_dir}", "pretrained", None, OPTIONS)
-
-
 
 
 def _reference(model_dir: Path, seqs, spaced: bool):
@@ -179,8 +177,7 @@ def test_multi_residue_tokens_are_rejected():
 def test_runs_only_to_deepest_layer(esm_adapter):
     calls: list[int] = []
     hooks = [
-        block.register_forward_hook(lambda m, a, o, i=i: calls.append(i))
-        for i, block in enumerate(esm_adapter.blocks)
+        block.register_forward_hook(lambda m, a, o, i=i: calls.append(i)) for i, block in enumerate(esm_adapter.blocks)
     ]
     try:
         full = collect_embeddings(esm_adapter, SEQS, [0, 1, 2, 3], per_residue=False)
@@ -309,9 +306,7 @@ def test_max_residues_from_config():
     from transformers import BertConfig, EsmConfig
 
     assert max_residues_from_config(BertConfig(max_position_embeddings=512), 2) == 510
-    esm1b = EsmConfig(
-        vocab_size=33, max_position_embeddings=1026, pad_token_id=1, position_embedding_type="absolute"
-    )
+    esm1b = EsmConfig(vocab_size=33, max_position_embeddings=1026, pad_token_id=1, position_embedding_type="absolute")
     assert max_residues_from_config(esm1b, 2) == 1022
     assert max_residues_from_config(EsmConfig(vocab_size=33, position_embedding_type="rotary"), 2) is None
 

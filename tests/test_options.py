@@ -70,8 +70,11 @@ def test_parse_layers_errors_name_the_model_and_its_range(spec, message):
 def test_seeds():
     assert parse_seeds("42, 0,12345") == [42, 0, 12345]
     assert parse_seeds("7\n8") == [7, 8]  # ini values may span lines
-    for raw, message in [(",", "--plm-seeds: no seeds in ','"), ("-1", "'-1' is not a seed"),
-                         ("3,3", "seed 3 is given twice")]:
+    for raw, message in [
+        (",", "--plm-seeds: no seeds in ','"),
+        ("-1", "'-1' is not a seed"),
+        ("3,3", "seed 3 is given twice"),
+    ]:
         with pytest.raises(OptionError, match=message):
             parse_seeds(raw)
 
@@ -92,9 +95,17 @@ def test_token_budget_and_other_positive_values():
 
 @pytest.mark.parametrize(
     ("field_name", "raw", "expected"),
-    [("bootstrap", "0", 0), ("bootstrap", "200", 200), ("threads", "2", 2), ("dist", "group", "group"),
-     ("inits", "random, stat", ["random", "stat"]), ("flip_url", "file:///m", "file:///m"),
-     ("suite", "Paper", "paper"), ("dtype", "BF16", "bf16"), ("cache_dtype", "float16", "float16")],
+    [
+        ("bootstrap", "0", 0),
+        ("bootstrap", "200", 200),
+        ("threads", "2", 2),
+        ("dist", "group", "group"),
+        ("inits", "random, stat", ["random", "stat"]),
+        ("flip_url", "file:///m", "file:///m"),
+        ("suite", "Paper", "paper"),
+        ("dtype", "BF16", "bf16"),
+        ("cache_dtype", "float16", "float16"),
+    ],
 )
 def test_declared_parsers_accept(field_name, raw, expected):
     assert parser(field_name)(raw, WHERE) == expected
@@ -148,9 +159,16 @@ def fake_config(cli: dict, ini: dict, root: Path, invocation: Path):
 def test_options_from_config_command_line_wins_and_paths_are_relative_to_their_source(tmp_path):
     config = fake_config(
         {"plm_models": "onehot", "plm_report_dir": "out", "plm_offline": True, "plm_list": True},
-        {"plm_models": "antiberty", "plm_suite": "paper", "plm_baselines_dir": "b", "plm_token_budget": "64",
-         "plm_head_epochs": "3", "plm_no_progress": True},
-        tmp_path / "root", tmp_path / "cwd",
+        {
+            "plm_models": "antiberty",
+            "plm_suite": "paper",
+            "plm_baselines_dir": "b",
+            "plm_token_budget": "64",
+            "plm_head_epochs": "3",
+            "plm_no_progress": True,
+        },
+        tmp_path / "root",
+        tmp_path / "cwd",
     )
     opts = options_from_config(config)
     assert opts.models == ["onehot"]  # the command line over the ini, and over the suite

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ LAYER_TEST = (Path(__file__).parents[1] / "benchmarks" / "test_layers.py").read_
 
 # A user model in a conftest: the toy adapter (pytest_plmtransfer.testing), 2 layers, logging
 # every forward pass to a file, so tests can count embedding work across processes.
-USER_MODEL_CONFTEST = '''
+USER_MODEL_CONFTEST = """
 import os
 from pytest_plmtransfer.testing import ToyAdapter, register_toy
 
@@ -30,7 +29,7 @@ class TinyUserModel(ToyAdapter):
 
 def pytest_plmtransfer_register_models(registry):
     register_toy(registry, "tiny_user", inits=("pretrained", "random"), cls=TinyUserModel)
-'''
+"""
 
 
 @pytest.fixture
@@ -50,7 +49,8 @@ def bench(pytester, flip_root, tmp_path, monkeypatch):
         f"--plm-data-dir={flip_root}",
         f"--plm-cache-dir={tmp_path / 'cache'}",
         f"--plm-ledger={tmp_path / 'ledger'}",
-        "-p", "no:cacheprovider",
+        "-p",
+        "no:cacheprovider",
     ]
 
     class Bench:
@@ -81,7 +81,9 @@ def test_one_test_per_model_task_layer_init_with_readable_ids(bench):
 
 
 def test_run_writes_one_ledger_record_per_test(bench):
-    result = bench.run("--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained")
+    result = bench.run(
+        "--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained"
+    )
     result.assert_outcomes(passed=2 + 2 * 3)
     recs = bench.records()
     assert len(recs) == 8
@@ -109,8 +111,12 @@ def test_k_selection_computes_only_what_is_selected(bench):
 
 def test_layers_option_and_seed_ids(bench):
     result = bench.run(
-        "--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-layers=0,-1",
-        "--plm-seeds=1,2", "--collect-only", "-q",
+        "--plm-models=tiny_user",
+        "--plm-tasks=gb1_sampled",
+        "--plm-layers=0,-1",
+        "--plm-seeds=1,2",
+        "--collect-only",
+        "-q",
     )
     ids = sorted(line.split("[", 1)[1].rstrip("]") for line in result.outlines if "test_layer[" in line)
     assert ids == sorted(
@@ -128,19 +134,30 @@ def test_per_residue_task_records_q3(bench):
 
 def test_missing_data_offline_skips_with_instructions_and_strict_fails(bench, pytester, tmp_path):
     (tmp_path / "nothing").mkdir()  # a data dir without the archive (a missing dir is a usage error)
-    args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled", f"--plm-data-dir={tmp_path / 'nothing'}", "--plm-offline", "-rs"]
+    args = [
+        "--plm-models=onehot",
+        "--plm-tasks=gb1_sampled",
+        f"--plm-data-dir={tmp_path / 'nothing'}",
+        "--plm-offline",
+        "-rs",
+    ]
     result = bench.run(*args)
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*splits/gb1/splits.zip*"])
     # pinned to a commit, not the mutable main branch
-    assert "https://github.com/J-SNACKKB/FLIP/raw/0a3cf047f63e70c14f7af29e88de256222fe9ee7/splits/gb1/splits.zip" in result.stdout.str()
+    assert (
+        "https://github.com/J-SNACKKB/FLIP/raw/0a3cf047f63e70c14f7af29e88de256222fe9ee7/splits/gb1/splits.zip"
+        in result.stdout.str()
+    )
     strict = bench.run(*args, "--plm-strict")
     strict.assert_outcomes(errors=1)
     strict.stdout.fnmatch_lines(["*--plm-strict*"])
 
 
 def test_options_are_settable_in_ini(bench, pytester):
-    pytester.makeini("[pytest]\nplm_models = tiny_user\nplm_tasks = gb1_two_vs_rest\nplm_inits = random\nplm_layers = 1\n")
+    pytester.makeini(
+        "[pytest]\nplm_models = tiny_user\nplm_tasks = gb1_two_vs_rest\nplm_inits = random\nplm_layers = 1\n"
+    )
     result = bench.run("--collect-only", "-q")
     assert "test_layers.py::test_layer[tiny_user-gb1_two_vs_rest-L01-random]" in result.stdout.str()
 

@@ -33,13 +33,13 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 LAYER_TEST = (BENCHMARKS / "test_layers.py").read_text()
 CLAIM_TEST = (BENCHMARKS / "test_claims.py").read_text()
 
-TINY_CONFTEST = '''
+TINY_CONFTEST = """
 from pytest_plmtransfer.testing import register_toy
 
 
 def pytest_plmtransfer_register_models(registry):
     register_toy(registry, "tiny")  # 2 layers; pretrained, random and stat
-'''
+"""
 
 #: a claim that always holds: saturation by the last layer (the early choice is the best choice)
 HOLDS = {"kind": "saturates_by", "models": "tiny", "params": {"layer": 2, "tolerance": 0.0}}
@@ -191,8 +191,7 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
 def test_missing_baseline_skips_with_the_command_and_fails_under_strict(bench):
     bench.claims(claim("no_regression", NO_REGRESSION, models="tiny"))
     command = (
-        "pytest benchmarks --plm-models tiny --plm-tasks gb1_sampled --plm-inits pretrained "
-        "--plm-update-baselines"
+        "pytest benchmarks --plm-models tiny --plm-tasks gb1_sampled --plm-inits pretrained --plm-update-baselines"
     )
     result = bench.run(*SELECT, "-rs")
     result.assert_outcomes(passed=4, skipped=1)
@@ -217,12 +216,13 @@ def test_missing_baseline_skips_with_the_command_and_fails_under_strict(bench):
 def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
     bench.claims(
         claim("holds", HOLDS),
-        claim("strict_but_holds", HOLDS,
-              expected_failures=[{"reason": "declared false, yet it holds", "strict": True}]),
-        claim("strict_and_broken", BROKEN,
-              expected_failures=[{"reason": "one-hot cannot be beaten by 5", "strict": True}]),
-        claim("loose_and_holds", HOLDS,
-              expected_failures=[{"reason": "a tie in the paper", "strict": False}]),
+        claim(
+            "strict_but_holds", HOLDS, expected_failures=[{"reason": "declared false, yet it holds", "strict": True}]
+        ),
+        claim(
+            "strict_and_broken", BROKEN, expected_failures=[{"reason": "one-hot cannot be beaten by 5", "strict": True}]
+        ),
+        claim("loose_and_holds", HOLDS, expected_failures=[{"reason": "a tie in the paper", "strict": False}]),
     )
     result = bench.run(*SELECT, "-rA")
     result.assert_outcomes(passed=4 + 1, failed=1, xfailed=1, xpassed=1)
@@ -245,8 +245,9 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
     }
     assert recs["strict_but_holds[tiny-gb1_sampled-pretrained]"]["message"].startswith("XPASS(strict)")
     assert recs["strict_and_broken[tiny-gb1_sampled-pretrained]"]["passed"] is False
-    assert all(r["run_id"] == bench.run_id() and r["test_id"].startswith("benchmarks/test_claims.py::")
-               for r in recs.values())
+    assert all(
+        r["run_id"] == bench.run_id() and r["test_id"].startswith("benchmarks/test_claims.py::") for r in recs.values()
+    )
 
 
 # ---------------------------------------------------------------------------------- gating
@@ -258,8 +259,12 @@ def test_gate_exit_codes(bench):
         claim("broken", BROKEN),
         claim("needs_baseline", NO_REGRESSION, models="tiny"),
         # an expected failure covers the claim's verdict, not its inputs: missing, it still fails
-        claim("declared_but_missing", NO_REGRESSION, models="tiny",
-              expected_failures=[{"reason": "known to regress", "strict": False}]),
+        claim(
+            "declared_but_missing",
+            NO_REGRESSION,
+            models="tiny",
+            expected_failures=[{"reason": "known to regress", "strict": False}],
+        ),
     )
     ok = bench.run(*SELECT, "--plm-gate", "-k", "not broken and not needs_baseline and not declared_but_missing")
     ok.assert_outcomes(passed=4 + 1)
@@ -291,11 +296,12 @@ def report_section(result) -> list[str]:
     lines = result.outlines
     start = next(i for i, l in enumerate(lines) if re.match(r"^=+ plmtransfer report =+$", l))
     section = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("="):  # pytest's final "N passed in X s" line
             break
-        if line.startswith(("plmtransfer: report written to", "  markdown:", "  csv:", "  png:")) \
-                or re.search(r"\bin \d+(\.\d+)?s\b", line):
+        if line.startswith(("plmtransfer: report written to", "  markdown:", "  csv:", "  png:")) or re.search(
+            r"\bin \d+(\.\d+)?s\b", line
+        ):
             continue
         section.append(line.rstrip())
     return section
@@ -304,7 +310,9 @@ def report_section(result) -> list[str]:
 def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tmp_path):
     bench.claims(
         claim("holds", HOLDS),
-        claim("saturates_half", {"kind": "saturates_by", "models": "tiny", "params": {"fraction": 0.5, "tolerance": 1.0}}),
+        claim(
+            "saturates_half", {"kind": "saturates_by", "models": "tiny", "params": {"fraction": 0.5, "tolerance": 1.0}}
+        ),
     )
     select = ["--plm-models=onehot,tiny", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained,random"]
     out_dir = tmp_path / "report"
@@ -324,14 +332,19 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
     assert "claims: 4 passed" in text
     assert sum(1 for l in section if l.startswith("PASSED ")) == 4
 
-    parallel = bench.run(*select, "--plm-report", "-n", "2",
-                         ledger=tmp_path / "ledger-n2.json", cache=tmp_path / "cache-n2")
+    parallel = bench.run(
+        *select, "--plm-report", "-n", "2", ledger=tmp_path / "ledger-n2.json", cache=tmp_path / "cache-n2"
+    )
     parallel.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
     assert report_section(parallel) == section
 
     # --plm-report-dir: Markdown, CSV and one PNG per task plus the overview
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "layers_all.png", "layers_gb1_sampled.png", "layers_gb1_two_vs_rest.png", "report.md", "results.csv",
+        "layers_all.png",
+        "layers_gb1_sampled.png",
+        "layers_gb1_two_vs_rest.png",
+        "report.md",
+        "results.csv",
     ]
     md = (out_dir / "report.md").read_text()
     assert "## gb1_sampled" in md and "## gb1_two_vs_rest" in md
@@ -354,13 +367,22 @@ def _schema1_records(delta: float = 0.0) -> list[dict]:
     for model, init, layers, level in (("onehot", "none", 1, 0.50), ("tiny", "pretrained", 3, 0.60)):
         for layer in range(layers):
             test = level + 0.05 * layer + (delta if (model, layer) == ("tiny", 1) else 0.0)
-            out.append({
-                "run_id": "old-run", "model": model, "init": init, "seed": None, "task": "gb1_sampled",
-                "task_kind": "regression", "layer": layer, "num_layers": layers - 1,
-                "metrics": {"val_spearman": test + 0.01, "test_spearman": test, "test_mse": 1.0 - test},
-                "selection_metric": "val_spearman", "test_metric": "test_spearman",
-                "timestamp": f"2024-01-01T00:00:0{layer}+00:00",
-            })
+            out.append(
+                {
+                    "run_id": "old-run",
+                    "model": model,
+                    "init": init,
+                    "seed": None,
+                    "task": "gb1_sampled",
+                    "task_kind": "regression",
+                    "layer": layer,
+                    "num_layers": layers - 1,
+                    "metrics": {"val_spearman": test + 0.01, "test_spearman": test, "test_mse": 1.0 - test},
+                    "selection_metric": "val_spearman",
+                    "test_metric": "test_spearman",
+                    "timestamp": f"2024-01-01T00:00:0{layer}+00:00",
+                }
+            )
     return out
 
 
@@ -378,9 +400,18 @@ def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
     # the new ledger (schema 2, with a claim record) moves tiny's layer 1 by +0.1
     new = tmp_path / "new.json"
     records = [{"kind": "layer", **r, "run_id": "new-run"} for r in _schema1_records(delta=0.1)]
-    records.append({"kind": "claim", "claim": "holds", "claim_id": "holds[tiny-gb1_sampled-pretrained]",
-                    "model": "tiny", "task": "gb1_sampled", "init": "pretrained", "outcome": "passed",
-                    "run_id": "new-run"})
+    records.append(
+        {
+            "kind": "claim",
+            "claim": "holds",
+            "claim_id": "holds[tiny-gb1_sampled-pretrained]",
+            "model": "tiny",
+            "task": "gb1_sampled",
+            "init": "pretrained",
+            "outcome": "passed",
+            "run_id": "new-run",
+        }
+    )
     new.write_text(json.dumps({"schema_version": 2, "records": records}))
 
     assert cli_main(["compare", str(old), str(old), "--fail-above", "0"]) == 0
@@ -399,7 +430,9 @@ def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
     # the console entry point exits with the same status
     proc = subprocess.run(
         [sys.executable, "-m", "pytest_plmtransfer.cli", "compare", str(new), str(old), "--fail-above", "0.05"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "-0.1000" in proc.stdout
@@ -419,8 +452,13 @@ def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
     bench.claims(
         {"name": "reaches_low", "kind": "reaches", "models": "*", "params": {"minimum": -1}},
         {"name": "reaches_high", "kind": "reaches", "models": "tiny", "params": {"minimum": 2}},
-        {"name": "reaches_high_known", "kind": "reaches", "models": "tiny", "params": {"minimum": 2},
-         "expected_failures": [{"reason": "no correlation exceeds 1"}]},
+        {
+            "name": "reaches_high_known",
+            "kind": "reaches",
+            "models": "tiny",
+            "params": {"minimum": 2},
+            "expected_failures": [{"reason": "no correlation exceeds 1"}],
+        },
         claim("holds", HOLDS),  # a built-in kind beside it
     )
     result = bench.run(*SELECT, "-rA")
@@ -432,7 +470,9 @@ def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
     assert tests["test_claim[reaches_high_known-tiny-gb1_sampled-pretrained]"] == "XFAIL"
     assert tests["test_claim[holds-tiny-gb1_sampled-pretrained]"] == "PASSED"
     assert not any("onehot" in t for t in tests if t.startswith("test_claim[reaches"))
-    assert re.search(r"tiny/pretrained on gb1_sampled: layer \d has test_spearman -?\d\.\d{3}, below 2", result.stdout.str())
+    assert re.search(
+        r"tiny/pretrained on gb1_sampled: layer \d has test_spearman -?\d\.\d{3}, below 2", result.stdout.str()
+    )
     recs = bench.claim_records()
     low, high = recs["reaches_low[tiny-gb1_sampled-pretrained]"], recs["reaches_high[tiny-gb1_sampled-pretrained]"]
     assert (low["claim_kind"], low["outcome"], high["outcome"]) == ("reaches", "passed", "failed")

@@ -37,10 +37,10 @@ def _intervals(ledger) -> dict[tuple, dict]:
 def test_intervals_are_reproducible_and_independent_of_xdist(bench, tmp_path):
     bench.claims(*CLAIMS)
     serial = bench.run(*SELECT, "--plm-seeds=42,0", ledger=tmp_path / "serial.json", cache=tmp_path / "c1")
-    serial.assert_outcomes(passed=serial.parseoutcomes().get("passed", 0),
-                           failed=serial.parseoutcomes().get("failed", 0))
-    parallel = bench.run(*SELECT, "--plm-seeds=42,0", "-n", "2", ledger=tmp_path / "xdist.json",
-                         cache=tmp_path / "c2")
+    serial.assert_outcomes(
+        passed=serial.parseoutcomes().get("passed", 0), failed=serial.parseoutcomes().get("failed", 0)
+    )
+    parallel = bench.run(*SELECT, "--plm-seeds=42,0", "-n", "2", ledger=tmp_path / "xdist.json", cache=tmp_path / "c2")
     a, b = _intervals(tmp_path / "serial.json"), _intervals(tmp_path / "xdist.json")
     assert a and a.keys() == b.keys()
     assert a == b  # bit-identical: resamples depend only on the test set and the seed

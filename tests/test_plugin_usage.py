@@ -12,7 +12,6 @@ import json
 import shutil
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -66,7 +65,9 @@ def _task(case_id: str) -> str:
 
 
 # ------------------------------------------------------------------------- selection (10.1, 13.6)
-def test_k_scl_selects_every_scl_task_skips_with_instructions_then_runs_on_scl_files(pytester, run, flip_root, tmp_path):
+def test_k_scl_selects_every_scl_task_skips_with_instructions_then_runs_on_scl_files(
+    pytester, run, flip_root, tmp_path
+):
     pytester.makepyfile(test_suite=LAYERS_ONLY)
     pytester.makeconftest(USER_MODEL_CONFTEST)
     plain = run("--plm-models=onehot,tiny_user", f"--plm-data-dir={flip_root}", "--collect-only", "-q")
@@ -103,8 +104,16 @@ def test_markers_select_per_residue_tasks_and_layer_tests(pytester, run, flip_ro
     base = ["--plm-models=onehot", f"--plm-data-dir={flip_root}", "--collect-only", "-q"]
     per_residue = run(*base, "-m", "per_residue")
     tasks = {_task(i) for i in _ids(per_residue)}
-    assert tasks == {"ss3", "conservation", "bind", "bind_two_vs_many", "bind_from_publication",
-                     "bind_one_vs_sm", "bind_one_vs_mn", "bind_one_vs_sn"}
+    assert tasks == {
+        "ss3",
+        "conservation",
+        "bind",
+        "bind_two_vs_many",
+        "bind_from_publication",
+        "bind_one_vs_sm",
+        "bind_one_vs_mn",
+        "bind_one_vs_sn",
+    }
     assert _ids(per_residue, "test_claim")  # claims carry the family/kind markers too
     layers = run(*base, "-m", "plm_layer")
     assert {_task(i) for i in _ids(layers)} == SMOKE and not _ids(layers, "test_claim")
@@ -117,35 +126,61 @@ def test_markers_select_per_residue_tasks_and_layer_tests(pytester, run, flip_ro
 
 # ------------------------------------------------------------------------- the suite anywhere (10.2)
 def test_shipped_suite_runs_from_an_empty_directory_with_the_shipped_claims(pytester, run, flip_root):
-    result = run("--pyargs", "pytest_plmtransfer.benchmarks", "--plm-models=onehot",
-                 f"--plm-data-dir={flip_root}", "--collect-only", "-q")
+    result = run(
+        "--pyargs",
+        "pytest_plmtransfer.benchmarks",
+        "--plm-models=onehot",
+        f"--plm-data-dir={flip_root}",
+        "--collect-only",
+        "-q",
+    )
     claims = _ids(result, "test_claim")
     assert "matches_paper-onehot-gb1_sampled-none" in claims  # the authors' numbers, shipped
     assert "no_regression-onehot-gb1_two_vs_rest-none" in claims
-    layers = run("--pyargs", "pytest_plmtransfer.benchmarks", "--plm-models=onehot",
-                 f"--plm-data-dir={flip_root}", "-m", "plm_layer")
+    layers = run(
+        "--pyargs",
+        "pytest_plmtransfer.benchmarks",
+        "--plm-models=onehot",
+        f"--plm-data-dir={flip_root}",
+        "-m",
+        "plm_layer",
+    )
     layers.assert_outcomes(passed=3)
 
 
 GATE_CLAIMS = [
     # a toy stand-in is not expected to beat one-hot or saturate; generated data are not the
     # paper's: the user overrides those shipped claims by name (not strict: either outcome is fine)
-    {"name": "beats_onehot", "kind": "beats_onehot",
-     "expected_failures": [{"models": "my_plm", "reason": "toy stand-in", "strict": False}]},
-    {"name": "saturates_by", "kind": "saturates_by", "params": {"fraction": 0.5, "tolerance": 0.03},
-     "expected_failures": [{"models": "my_plm", "reason": "toy stand-in", "strict": False}]},
-    {"name": "pretrained_beats_random", "kind": "pretrained_beats_random",
-     "expected_failures": [{"models": "my_plm", "reason": "toy stand-in", "strict": False}]},
-    {"name": "matches_paper", "kind": "matches_paper", "models": ["esm1b_t33_650M_UR50S"],
-     "tasks": ["gb1_sampled"]},
+    {
+        "name": "beats_onehot",
+        "kind": "beats_onehot",
+        "expected_failures": [{"models": "my_plm", "reason": "toy stand-in", "strict": False}],
+    },
+    {
+        "name": "saturates_by",
+        "kind": "saturates_by",
+        "params": {"fraction": 0.5, "tolerance": 0.03},
+        "expected_failures": [{"models": "my_plm", "reason": "toy stand-in", "strict": False}],
+    },
+    {
+        "name": "pretrained_beats_random",
+        "kind": "pretrained_beats_random",
+        "expected_failures": [{"models": "my_plm", "reason": "toy stand-in", "strict": False}],
+    },
+    {"name": "matches_paper", "kind": "matches_paper", "models": ["esm1b_t33_650M_UR50S"], "tasks": ["gb1_sampled"]},
 ]
 
 
 def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytester, run, flip_root):
     init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init")
     assert init.ret == 0, init.stderr.str()
-    for path in ("conftest.py", "benchmarks/test_plmtransfer.py", "baselines/claims.json",
-                 ".github/workflows/plm-gate.yml", "pytest.ini"):
+    for path in (
+        "conftest.py",
+        "benchmarks/test_plmtransfer.py",
+        "baselines/claims.json",
+        ".github/workflows/plm-gate.yml",
+        "pytest.ini",
+    ):
         assert (pytester.path / path).is_file(), path
     claims_path = pytester.path / "baselines" / "claims.json"
     doc = json.loads(claims_path.read_text())
@@ -164,10 +199,12 @@ def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytes
     gate.stdout.fnmatch_lines(["*PASSED*test_claim[[]no_regression-my_plm-gb1_sampled-pretrained[]]*"])
 
     conftest = pytester.path / "conftest.py"
-    conftest.write_text(conftest.read_text().replace(
-        "self.net = TinyPLM().eval()",
-        "self.net = TinyPLM().eval()\n        self.net.blocks[0].weight.data.mul_(3.0)  # the change under review",
-    ))
+    conftest.write_text(
+        conftest.read_text().replace(
+            "self.net = TinyPLM().eval()",
+            "self.net = TinyPLM().eval()\n        self.net.blocks[0].weight.data.mul_(3.0)  # the change under review",
+        )
+    )
     broken = run(*args, "--plm-gate", ledger=False)
     assert broken.ret == 1
     out = broken.stdout.str()
@@ -176,7 +213,8 @@ def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytes
     broken.stdout.fnmatch_lines(["*layer*metric*baseline*current*diff*tolerance*status*", "*FAIL*"])
     # the stale-cache trap: with the identity hashing the weights, the changed model was re-embedded
     assert "no_regression-onehot-gb1_sampled-none" not in "".join(
-        line for line in broken.outlines if line.startswith("FAILED"))
+        line for line in broken.outlines if line.startswith("FAILED")
+    )
 
 
 def test_a_reference_run_whose_claims_fail_says_the_gate_will_fail_too(pytester, run, flip_root):
@@ -186,18 +224,29 @@ def test_a_reference_run_whose_claims_fail_says_the_gate_will_fail_too(pytester,
     # no model beats one-hot by a whole unit of Spearman: this claim fails on any reference run
     doc["claims"] = [{"name": "beats_onehot", "kind": "beats_onehot", "params": {"margin": 1.0}}]
     claims_path.write_text(json.dumps(doc))
-    update = run("benchmarks", "--plm-models=my_plm,onehot", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
-                 f"--plm-data-dir={flip_root}", "--plm-update-baselines", "-p", "no:randomly", ledger=False)
-    update.stdout.fnmatch_lines([
-        "--plm-update-baselines: wrote * baseline file(s) under *baselines",
-        # (the shipped matches_paper claim fails too: generated data are not the paper's)
-        "plmtransfer: 2 claim(s) failed on this reference run (*test_claim[[]beats_onehot-my_plm-gb1_sampled-pretrained[]]*);"
-        " --plm-gate will fail on them too. Fix the model, or declare them in *claims.json as \"expected_failures\"*",
-    ])
+    update = run(
+        "benchmarks",
+        "--plm-models=my_plm,onehot",
+        "--plm-tasks=gb1_sampled",
+        "--plm-inits=pretrained",
+        f"--plm-data-dir={flip_root}",
+        "--plm-update-baselines",
+        "-p",
+        "no:randomly",
+        ledger=False,
+    )
+    update.stdout.fnmatch_lines(
+        [
+            "--plm-update-baselines: wrote * baseline file(s) under *baselines",
+            # (the shipped matches_paper claim fails too: generated data are not the paper's)
+            "plmtransfer: 2 claim(s) failed on this reference run (*test_claim[[]beats_onehot-my_plm-gb1_sampled-pretrained[]]*);"
+            ' --plm-gate will fail on them too. Fix the model, or declare them in *claims.json as "expected_failures"*',
+        ]
+    )
 
 
 # ------------------------------------------------------------------------- fixtures (10.3)
-MLP_TEST = '''
+MLP_TEST = """
 import numpy as np
 from scipy.stats import spearmanr
 from sklearn.neural_network import MLPRegressor
@@ -220,14 +269,21 @@ def test_explicit_request(plm_session):
     embedded = plm_session.embeddings("tiny_user", "gb1_sampled", init="pretrained")
     assert embedded.layers == [0, 1, 2] and embedded.layer is None
     assert embedded.features(2).shape == (len(embedded.data.sequences), 8)
-'''
+"""
 
 
 def test_mlp_head_on_plm_embeddings_shares_the_forward_pass_and_lands_in_ledger_and_report(pytester, run, flip_root):
     pytester.makepyfile(test_suite=LAYERS_ONLY, test_mlp=MLP_TEST)
     pytester.makeconftest(USER_MODEL_CONFTEST)
-    result = run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
-                 f"--plm-data-dir={flip_root}", "--plm-report", "-W", "ignore::UserWarning")
+    result = run(
+        "--plm-models=tiny_user",
+        "--plm-tasks=gb1_sampled",
+        "--plm-inits=pretrained",
+        f"--plm-data-dir={flip_root}",
+        "--plm-report",
+        "-W",
+        "ignore::UserWarning",
+    )
     result.assert_outcomes(passed=7)  # 3 layers x (linear probe, MLP) + the explicit request
     assert len(run.passes()) == 1, run.passes()  # one forward pass served both heads, all layers
     recs = read_records(run.ledger)
@@ -244,7 +300,12 @@ def test_mlp_head_on_plm_embeddings_shares_the_forward_pass_and_lands_in_ledger_
 def test_progress_line_shows_under_capture_when_asked_and_not_in_a_pipe_by_default(pytester, run, flip_root):
     pytester.makepyfile(test_suite=LAYERS_ONLY)
     pytester.makeconftest(USER_MODEL_CONFTEST)
-    args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}"]
+    args = [
+        "--plm-models=tiny_user",
+        "--plm-tasks=gb1_sampled",
+        "--plm-inits=pretrained",
+        f"--plm-data-dir={flip_root}",
+    ]
     shown = run(*args, "--plm-progress")  # default capture (no -s)
     shown.assert_outcomes(passed=3)
     out = shown.stdout.str()
@@ -257,7 +318,7 @@ def test_progress_line_shows_under_capture_when_asked_and_not_in_a_pipe_by_defau
 
 
 # ------------------------------------------------------------------------- identity (13.2)
-TORCH_USER_CONFTEST = '''
+TORCH_USER_CONFTEST = """
 import os
 import numpy as np
 import torch
@@ -288,7 +349,7 @@ class TorchUser(ModelAdapter):
 def pytest_plmtransfer_register_models(registry):
     registry.register("torch_user", lambda name, init, seed, options: TorchUser(),
                       inits=("pretrained",), needs_weights=())
-'''
+"""
 
 
 def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(pytester, run, flip_root, monkeypatch):
@@ -305,7 +366,8 @@ def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(pyte
     assert len({r["weights"]["weights_sha256"] for r in recs}) == 2
     assert recs[0]["metrics"] != recs[2]["metrics"]
     # a numpy model with a fixed "v1" cannot be hashed: warned, once per adapter
-    pytester.makeconftest(textwrap.dedent("""
+    pytester.makeconftest(
+        textwrap.dedent("""
         from pytest_plmtransfer.testing import ToyAdapter, register_toy
 
         class Hashless(ToyAdapter):
@@ -314,8 +376,11 @@ def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(pyte
 
         def pytest_plmtransfer_register_models(registry):
             register_toy(registry, "tiny_user", cls=Hashless)
-    """))
-    warned = run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}")
+    """)
+    )
+    warned = run(
+        "--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}"
+    )
     warned.stdout.fnmatch_lines(["*IdentityWarning: model 'tiny_user': its identity() carries no content hash*"])
 
 
@@ -329,9 +394,18 @@ def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_ro
     reference = pytester.path / "reference_machine" / "tiny_esm"
     reference.mkdir(parents=True)
     (reference / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    config = EsmConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=32, pad_token_id=1, mask_token_id=len(vocab) - 1,
-                       position_embedding_type="rotary", max_position_embeddings=300, token_dropout=True)
+    config = EsmConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        pad_token_id=1,
+        mask_token_id=len(vocab) - 1,
+        position_embedding_type="rotary",
+        max_position_embeddings=300,
+        token_dropout=True,
+    )
     torch.manual_seed(0)
     EsmForMaskedLM(config).save_pretrained(reference)
     EsmTokenizer(str(reference / "vocab.txt")).save_pretrained(reference)
@@ -339,8 +413,14 @@ def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_ro
     checkout.parent.mkdir(parents=True)
     shutil.copytree(reference, checkout)  # the same model at another path
     pytester.makepyfile(test_suite=SUITE)
-    pytester.makefile(".json", **{"baselines/claims": json.dumps(
-        {"format": "plmtransfer-claims/1", "claims": [{"name": "no_regression", "kind": "no_regression"}]})})
+    pytester.makefile(
+        ".json",
+        **{
+            "baselines/claims": json.dumps(
+                {"format": "plmtransfer-claims/1", "claims": [{"name": "no_regression", "kind": "no_regression"}]}
+            )
+        },
+    )
     common = ["--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}"]
     made = run(f"--plm-models=my_plm=hf:{reference}", *common, "--plm-update-baselines")
     assert made.ret == 0, made.stdout.str()
@@ -370,9 +450,11 @@ def test_update_baselines_writes_only_when_values_change_and_report_paths_are_re
     stored = pytester.path / "baselines" / "gb1_sampled" / "onehot--none.json"
     before = stored.read_text()
     second = run(*args, "--plm-update-baselines", "--plm-report-dir=out")
-    second.stdout.fnmatch_lines([
-        "--plm-update-baselines: wrote 0 baseline file(s) under *; 1 unchanged (same values), left as they were",
-    ])
+    second.stdout.fnmatch_lines(
+        [
+            "--plm-update-baselines: wrote 0 baseline file(s) under *; 1 unchanged (same values), left as they were",
+        ]
+    )
     assert stored.read_text() == before  # provenance (run id, timestamp) did not churn the file
     second.stdout.fnmatch_lines(["plmtransfer: report written to out/", "  markdown: out/*.md"])
     assert "{'markdown'" not in second.stdout.str()

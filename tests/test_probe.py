@@ -98,8 +98,7 @@ def test_test_rows_do_not_leak_into_standardization_or_fit() -> None:
 def test_regression_selection_metric_is_used() -> None:
     X, y, splits = _regression(1)
     by = {
-        m: probe(ProbeInput("regression", X, None, list(y), splits, None, m)).head
-        for m in ("val_spearman", "val_ndcg")
+        m: probe(ProbeInput("regression", X, None, list(y), splits, None, m)).head for m in ("val_spearman", "val_ndcg")
     }
     for metric, head in by.items():
         assert head["selection_metric"] == metric
@@ -150,9 +149,7 @@ def test_label_unseen_in_training_is_named() -> None:
 
 def test_per_residue_metric_names_and_q3() -> None:
     X, offsets, targets, masks, splits = _per_residue()
-    r = probe(
-        ProbeInput("per_residue", X, offsets, targets, splits, masks, "val_loss"), settings=FAST
-    )
+    r = probe(ProbeInput("per_residue", X, offsets, targets, splits, masks, "val_loss"), settings=FAST)
     per_class = {f"test_{m}_{c}" for m in ("f1", "precision", "recall") for c in "CEH"}
     assert set(r.metrics) == CLASSIFICATION_METRICS | {"test_q3", "test_f1_macro", "test_mcc"} | per_class
     assert r.metrics["test_q3"] == r.metrics["test_accuracy"] > 0.8
@@ -160,9 +157,7 @@ def test_per_residue_metric_names_and_q3() -> None:
 
     # No Q3 for another alphabet.
     other = [t.replace("C", "L") for t in targets]
-    r2 = probe(
-        ProbeInput("per_residue", X, offsets, other, splits, masks, "val_loss"), settings=FAST
-    )
+    r2 = probe(ProbeInput("per_residue", X, offsets, other, splits, masks, "val_loss"), settings=FAST)
     assert "test_q3" not in r2.metrics and "test_f1_L" in r2.metrics
 
 
@@ -175,16 +170,11 @@ def test_masked_residues_are_neither_trained_on_nor_scored() -> None:
         seg = slice(int(offsets[i]), int(offsets[i + 1]))
         Xp[seg][~m] = 1e6
         poisoned.append("".join(c if keep else "X" for c, keep in zip(targets[i], m, strict=True)))
-    with_mask = probe(
-        ProbeInput("per_residue", Xp, offsets, poisoned, splits, masks, "val_loss"), settings=FAST
-    )
+    with_mask = probe(ProbeInput("per_residue", Xp, offsets, poisoned, splits, masks, "val_loss"), settings=FAST)
     # The same data with the unscored residues physically removed.
     keep = np.concatenate(masks)
     lengths = np.array([int(m.sum()) for m in masks])
-    kept_labels = [
-        "".join(c for c, k in zip(t, m, strict=True) if k)
-        for t, m in zip(targets, masks, strict=True)
-    ]
+    kept_labels = ["".join(c for c, k in zip(t, m, strict=True) if k) for t, m in zip(targets, masks, strict=True)]
     stripped = probe(
         ProbeInput(
             "per_residue",
@@ -213,9 +203,7 @@ def test_per_residue_memmap_matches_in_memory(tmp_path) -> None:
         ProbeInput("per_residue", ro, offsets, targets, splits, masks, "val_loss"),
         settings=settings,
     )
-    b = probe(
-        ProbeInput("per_residue", X, offsets, targets, splits, masks, "val_loss"), settings=settings
-    )
+    b = probe(ProbeInput("per_residue", X, offsets, targets, splits, masks, "val_loss"), settings=settings)
     assert a.metrics == b.metrics
     assert a.metrics["test_accuracy"] > 0.7
 

@@ -60,7 +60,10 @@ except ImportError:  # tests/ is not a package
         (lambda: parse_positive_int("--plm-token-budget", "0"), "--plm-token-budget: '0' is not a positive integer"),
         (lambda: parse_positive_int("--plm-token-budget", "-5"), "--plm-token-budget: '-5'"),
         (lambda: parse_device("gpu"), "--plm-device: unknown device 'gpu' (accepted: auto, cpu, cuda, cuda:N, mps)"),
-        (lambda: parse_choice("--plm-dtype", "fp8", ("float32", "fp16")), "--plm-dtype: unknown value 'fp8' (accepted: float32, fp16)"),
+        (
+            lambda: parse_choice("--plm-dtype", "fp8", ("float32", "fp16")),
+            "--plm-dtype: unknown value 'fp8' (accepted: float32, fp16)",
+        ),
         (lambda: check_layer_spec("1..3"), "--plm-layers: cannot read '1..3'"),
         (lambda: parse_sha256_map("gb2=" + "0" * 64), "--plm-flip-sha256: unknown dataset 'gb2'"),
         (lambda: parse_sha256_map("gb1=abc"), "give DATASET=<64 hex digits"),
@@ -113,7 +116,9 @@ class WideAdapter(CountingAdapter):
 
         self.calls.append(sorted(layers))
         for i in range(len(sequences)):
-            yield EmbeddingBatch(indices=np.array([i]), per_layer={l: np.full((1, 5000), l + 0.5, np.float32) for l in layers})
+            yield EmbeddingBatch(
+                indices=np.array([i]), per_layer={l: np.full((1, 5000), l + 0.5, np.float32) for l in layers}
+            )
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -183,7 +188,9 @@ def test_float16_refuses_values_it_cannot_hold(tmp_path):
             from pytest_plmtransfer.models.base import EmbeddingBatch
 
             for i in range(len(sequences)):
-                yield EmbeddingBatch(indices=np.array([i]), per_layer={l: np.full((1, 5000), 1e6, np.float32) for l in layers})
+                yield EmbeddingBatch(
+                    indices=np.array([i]), per_layer={l: np.full((1, 5000), 1e6, np.float32) for l in layers}
+                )
 
     with pytest.raises(Exception, match=r"do not fit in float16; use --plm-cache-dtype float32"):
         EmbeddingStore(tmp_path, dtype="float16").get_or_compute(Huge(), SEQS, [0], per_residue=False)
@@ -202,7 +209,10 @@ def test_warm_cache_is_read_without_a_lock_and_a_cold_one_names_the_cache(tmp_pa
     monkeypatch.setattr("pytest_plmtransfer.locks.PatientLock.acquire", no_lock)
     warm = EmbeddingStore(tmp_path).get_or_compute(adapter, SEQS, [0, 1], per_residue=False)
     assert not warm.computed and adapter.calls == [[0, 1]]
-    with pytest.raises(CacheNotWritable, match=rf"the embedding cache {tmp_path} is not writable \(Read-only file system\).*layer\(s\) \[2\]"):
+    with pytest.raises(
+        CacheNotWritable,
+        match=rf"the embedding cache {tmp_path} is not writable \(Read-only file system\).*layer\(s\) \[2\]",
+    ):
         EmbeddingStore(tmp_path).get_or_compute(adapter, SEQS, [2], per_residue=False)
 
 
@@ -291,7 +301,11 @@ def test_lock_timeout_names_the_lock_and_holder_then_fails_or_waits(tmp_path):
 # ------------------------------------------------------------------ 3: cached results
 def test_tampered_or_corrupt_result_is_recomputed_with_a_warning(tmp_path):
     cache = ResultCache(tmp_path)
-    result = {"metrics": {"test_spearman": np.float64(0.5), "val": float("nan")}, "head": {"alpha": 1.0}, "fit_seconds": 0.1}
+    result = {
+        "metrics": {"test_spearman": np.float64(0.5), "val": float("nan")},
+        "head": {"alpha": 1.0},
+        "fit_seconds": 0.1,
+    }
     cache.put("ab" * 20, result)
     got = cache.get("ab" * 20)
     assert got["metrics"]["test_spearman"] == 0.5
@@ -313,11 +327,18 @@ def test_tampered_or_corrupt_result_is_recomputed_with_a_warning(tmp_path):
 # ------------------------------------------------------------------ 2: claims naming nothing
 def test_claim_patterns_matching_nothing_known_are_errors():
     claims = parse_claims(
-        {"claims": [
-            {"kind": "beats_onehot", "models": ["carp_*"], "tasks": "gb1_sampledd"},
-            {"name": "sat", "kind": "saturates_by", "models": "esm3*", "params": {"layer": 2},
-             "expected_failures": [{"tasks": "nope_*", "reason": "r"}]},
-        ]},
+        {
+            "claims": [
+                {"kind": "beats_onehot", "models": ["carp_*"], "tasks": "gb1_sampledd"},
+                {
+                    "name": "sat",
+                    "kind": "saturates_by",
+                    "models": "esm3*",
+                    "params": {"layer": 2},
+                    "expected_failures": [{"tasks": "nope_*", "reason": "r"}],
+                },
+            ]
+        },
         "claims.json",
     )
     with pytest.raises(ClaimsError) as exc:
@@ -389,7 +410,10 @@ def test_damaged_ledger_one_line_with_path_never_rewritten(tmp_path, name, capsy
 def test_unwritable_ledger_place_is_refused_with_its_path(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(PreflightError, match=rf"--plm-ledger {blocker}/sub/ledger.json: the ledger cannot be written \({blocker} is not a directory\)"):
+    with pytest.raises(
+        PreflightError,
+        match=rf"--plm-ledger {blocker}/sub/ledger.json: the ledger cannot be written \({blocker} is not a directory\)",
+    ):
         check_ledger(blocker / "sub" / "ledger.json")
     check_ledger(tmp_path / "new" / "dir" / "ledger.json")  # creatable: fine, nothing created
     assert not (tmp_path / "new").exists()
@@ -402,14 +426,19 @@ def test_full_ledger_disk_keeps_records_and_saves_them_at_the_end(tmp_path, monk
     from pytest_plmtransfer.options import PlmOptions
     from pytest_plmtransfer.session import LedgerWriteError, PlmSession
 
-    plm = PlmSession(PlmOptions(ledger=tmp_path / "ledger.json", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path)
+    plm = PlmSession(
+        PlmOptions(ledger=tmp_path / "ledger.json", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path
+    )
     real = Ledger.append
 
     def full(self, records):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Ledger, "append", full)
-    with pytest.raises(LedgerWriteError, match=rf"could not write to the ledger {tmp_path / 'ledger.json'} \(No space left on device\); 1 record"):
+    with pytest.raises(
+        LedgerWriteError,
+        match=rf"could not write to the ledger {tmp_path / 'ledger.json'} \(No space left on device\); 1 record",
+    ):
         plm.write([{"kind": "layer", "n": 1}])
     with pytest.raises(LedgerWriteError, match="2 record"):
         plm.write([{"kind": "layer", "n": 2}])
@@ -452,13 +481,19 @@ def test_published_digests_are_those_of_the_published_archives():
 
 def test_download_with_the_wrong_digest_is_refused_and_nothing_kept(tmp_path):
     src = ff.write_gb1(tmp_path / "mirror", "sampled", n=30)
-    resolver = DataResolver(None, tmp_path / "cache", base_url=(tmp_path / "mirror").as_uri(), expected_sha256={"gb1": "0" * 64})
-    with pytest.raises(ResourceUnavailable, match=r"have sha256 [0-9a-f]{64}, not the published 0{64}; nothing was kept"):
+    resolver = DataResolver(
+        None, tmp_path / "cache", base_url=(tmp_path / "mirror").as_uri(), expected_sha256={"gb1": "0" * 64}
+    )
+    with pytest.raises(
+        ResourceUnavailable, match=r"have sha256 [0-9a-f]{64}, not the published 0{64}; nothing was kept"
+    ):
         resolver.resolve(get_task("gb1_sampled"))
     assert _leftovers(tmp_path / "cache") == []
     from pytest_plmtransfer.hashing import sha256_file
 
-    ok = DataResolver(None, tmp_path / "cache", base_url=(tmp_path / "mirror").as_uri(), expected_sha256={"gb1": sha256_file(src)})
+    ok = DataResolver(
+        None, tmp_path / "cache", base_url=(tmp_path / "mirror").as_uri(), expected_sha256={"gb1": sha256_file(src)}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # verified: no warning
         assert ok.resolve(get_task("gb1_sampled")).read_bytes() == src.read_bytes()
@@ -483,7 +518,9 @@ def test_strict_explicit_data_dir_must_hold_the_archive(tmp_path, monkeypatch):
     lenient = DataResolver(tmp_path / "data", cache, allow_download=False)
     assert lenient.resolve(get_task("gb1_sampled")).is_file()
     strict = DataResolver(tmp_path / "data", cache, allow_download=False, require_data_dir=True)
-    with pytest.raises(ResourceUnavailable, match=rf"the data directory {tmp_path / 'data'} has no splits/gb1/splits.zip"):
+    with pytest.raises(
+        ResourceUnavailable, match=rf"the data directory {tmp_path / 'data'} has no splits/gb1/splits.zip"
+    ):
         strict.resolve(get_task("gb1_sampled"))
 
 

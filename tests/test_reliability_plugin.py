@@ -29,7 +29,7 @@ CLAIM_TEST = (Path(__file__).parents[1] / "benchmarks" / "test_claims.py").read_
 # A wide model (20,000 features per sequence: ~14 MiB for three layers of 60 GB1 sequences, more
 # than the tiny filesystem holds), an unsafe checkpoint on request, and a switch that hides the
 # free-space check so that the write itself meets the full disk.
-EXTRA_CONFTEST = '''
+EXTRA_CONFTEST = """
 import os
 import numpy as np
 from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
@@ -62,7 +62,7 @@ def pytest_plmtransfer_register_models(registry):
     registry.register("wide_user", lambda name, init, seed, options: WideUserModel(),
                       inits=("pretrained",), needs_weights=())
     registry.register("evil_user", _evil, inits=("pretrained",), needs_weights=())
-'''
+"""
 
 
 @pytest.fixture
@@ -90,7 +90,8 @@ def bench(pytester, flip_root, tmp_path, monkeypatch):
                 f"--plm-data-dir={data or self.data}",
                 f"--plm-cache-dir={cache or self.cache}",
                 f"--plm-ledger={ledger or self.ledger}",
-                "-p", "no:cacheprovider",
+                "-p",
+                "no:cacheprovider",
                 *args,
             )
 
@@ -135,9 +136,12 @@ def test_full_cache_disk_fails_its_tests_in_one_line_and_the_run_finishes(bench,
     # a claim that needs the wide model's layers computes them too: it fails in one line as well
     pytester.makepyfile(test_claims="from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401")
     (pytester.path / "baselines").mkdir()
-    (pytester.path / "baselines" / "claims.json").write_text(json.dumps({"claims": [
-        {"kind": "beats_onehot", "models": "wide_user", "tasks": "gb1_sampled"}]}))
-    result = bench.run("--plm-models=onehot,wide_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", cache=cache)
+    (pytester.path / "baselines" / "claims.json").write_text(
+        json.dumps({"claims": [{"kind": "beats_onehot", "models": "wide_user", "tasks": "gb1_sampled"}]})
+    )
+    result = bench.run(
+        "--plm-models=onehot,wide_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", cache=cache
+    )
     out = result.stdout.str() + result.stderr.str()
     assert "Bus error" not in out and "Fatal Python error" not in out
     result.assert_outcomes(passed=1, errors=4)  # a summary: the session survived
@@ -160,9 +164,13 @@ def test_warm_read_only_cache_serves_and_a_cold_entry_fails_naming_it(bench, tin
     subprocess.run(["mount", "-o", "remount,ro", str(cache)], check=True)
     warm = bench.run(*args, cache=cache)
     warm.assert_outcomes(passed=1)
-    warm.stdout.fnmatch_lines([f"plmtransfer: the cache {cache} is not writable*only embeddings and results already in it*"])
+    warm.stdout.fnmatch_lines(
+        [f"plmtransfer: the cache {cache} is not writable*only embeddings and results already in it*"]
+    )
     assert [r["cache_hit"] for r in bench.records()] == [False, True]
-    cold = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-layers=0", cache=cache)
+    cold = bench.run(
+        "--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-layers=0", cache=cache
+    )
     cold.assert_outcomes(errors=1)
     assert _failure_lines(cold, f"the embedding cache {cache}/embeddings is not writable")
 
@@ -171,28 +179,48 @@ def test_warm_read_only_cache_serves_and_a_cold_entry_fails_naming_it(bench, tin
 def _claims_dir(root: Path) -> Path:
     d = root / "claims_typo"
     d.mkdir()
-    (d / "claims.json").write_text(json.dumps({"claims": [{"kind": "beats_onehot", "models": "tiny_*", "tasks": "gb1_sampledd"}]}))
+    (d / "claims.json").write_text(
+        json.dumps({"claims": [{"kind": "beats_onehot", "models": "tiny_*", "tasks": "gb1_sampledd"}]})
+    )
     return d
 
 
 @pytest.mark.parametrize(
     "case",
-    ["seeds", "token_budget", "device", "layers_range", "layers_backwards", "claims_typo", "unsafe_checkpoint", "data_dir"],
+    [
+        "seeds",
+        "token_budget",
+        "device",
+        "layers_range",
+        "layers_backwards",
+        "claims_typo",
+        "unsafe_checkpoint",
+        "data_dir",
+    ],
 )
 def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester, tmp_path, monkeypatch, case):
     args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled"]
     expected = {
         "seeds": (["--plm-seeds=abc"], "ERROR: --plm-seeds: 'abc' is not a seed; give non-negative integers*"),
         "token_budget": (["--plm-token-budget=0"], "ERROR: --plm-token-budget: '0' is not a positive integer"),
-        "device": (["--plm-device=gpu"], "ERROR: --plm-device: unknown device 'gpu' (accepted: auto, cpu, cuda, cuda:N, mps)"),
-        "layers_range": (["--plm-layers=99,0"], "ERROR: --plm-layers 99,0: layer 99 is out of range; tiny_user has layers 0..2*"),
+        "device": (
+            ["--plm-device=gpu"],
+            "ERROR: --plm-device: unknown device 'gpu' (accepted: auto, cpu, cuda, cuda:N, mps)",
+        ),
+        "layers_range": (
+            ["--plm-layers=99,0"],
+            "ERROR: --plm-layers 99,0: layer 99 is out of range; tiny_user has layers 0..2*",
+        ),
         "layers_backwards": (["--plm-layers=2-1"], "ERROR: --plm-layers 2-1: the range 2-1 is empty*"),
         "claims_typo": (
             [f"--plm-baselines-dir={_claims_dir(tmp_path)}"],
             "ERROR: *claims.json: invalid claims file: claims?0? (beats_onehot): task 'gb1_sampledd' matches no known task*",
         ),
         "unsafe_checkpoint": (["--plm-models=evil_user"], "ERROR: *evil.pt: refused as unsafe: it references *system*"),
-        "data_dir": ([f"--plm-data-dir={tmp_path / 'typo'}"], f"ERROR: --plm-data-dir: {tmp_path / 'typo'} does not exist"),
+        "data_dir": (
+            [f"--plm-data-dir={tmp_path / 'typo'}"],
+            f"ERROR: --plm-data-dir: {tmp_path / 'typo'} does not exist",
+        ),
     }[case]
     if case == "claims_typo":
         pytester.makepyfile(test_claims=CLAIM_TEST)
@@ -225,10 +253,14 @@ def test_damaged_or_unwritable_ledger_refuses_the_run_before_computing(bench, tm
     if damage == "unwritable":
         (tmp_path / "blocker").write_text("a file where a directory should be")
         ledger = tmp_path / "blocker" / "ledger.json"
-        needle = f"ERROR: --plm-ledger {ledger}: the ledger cannot be written ({tmp_path / 'blocker'} is not a directory)*"
+        needle = (
+            f"ERROR: --plm-ledger {ledger}: the ledger cannot be written ({tmp_path / 'blocker'} is not a directory)*"
+        )
     else:
         ledger = tmp_path / "damaged.json"
-        ledger.write_bytes({"binary": b"\xff\xfe\x00", "records_object": b'{"schema_version": 2, "records": {"a": 1}}'}[damage])
+        ledger.write_bytes(
+            {"binary": b"\xff\xfe\x00", "records_object": b'{"schema_version": 2, "records": {"a": 1}}'}[damage]
+        )
         before = ledger.read_bytes()
         needle = f"ERROR: {ledger}: * The file was left as it is; move it aside, or choose another --plm-ledger"
     result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", ledger=ledger)
@@ -253,8 +285,15 @@ def _leaky_root(root: Path) -> Path:
 
 def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_path):
     data = _leaky_root(tmp_path / "leaky")
-    args = ["--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
-            "--plm-device=cuda", "--plm-dtype=fp16", "-W", "always"]
+    args = [
+        "--plm-models=onehot,tiny_user",
+        "--plm-tasks=gb1_sampled",
+        "--plm-inits=pretrained",
+        "--plm-device=cuda",
+        "--plm-dtype=fp16",
+        "-W",
+        "always",
+    ]
     old_umask = os.umask(0o022)
     try:
         first = bench.run(*args, data=data)
@@ -262,7 +301,11 @@ def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_pa
         os.umask(old_umask)
     first.assert_outcomes(passed=4)
     # 9: leakage counted in every record and warned about
-    first.stdout.fnmatch_lines(["*DataLeakageWarning: gb1_sampled (*splits.zip): 1 of * test rows (*) have a sequence that is also in train/val*"])
+    first.stdout.fnmatch_lines(
+        [
+            "*DataLeakageWarning: gb1_sampled (*splits.zip): 1 of * test rows (*) have a sequence that is also in train/val*"
+        ]
+    )
     recs = bench.records()
     assert {r["data"]["hygiene"]["train_test_overlap"] for r in recs} == {1}
     # 13: what ran, not what was asked (nothing here runs on CUDA or in half precision)
@@ -283,10 +326,14 @@ def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_pa
     stale.write_text("half a ledger")
     second = bench.run(*args, data=data)
     second.assert_outcomes(passed=4)
-    second.stdout.fnmatch_lines([f"*CachedResultWarning: cached probe result {result_file}: its content does not match its sha256*recomputing it"])
+    second.stdout.fnmatch_lines(
+        [
+            f"*CachedResultWarning: cached probe result {result_file}: its content does not match its sha256*recomputing it"
+        ]
+    )
     assert not stale.exists()
     recs = bench.records()
-    key = lambda r: (r["model"], r["layer"])  # noqa: E731
+    key = lambda r: (r["model"], r["layer"])
     run1 = {key(r): r["metrics"]["test_spearman"] for r in recs[:4]}
     run2 = {key(r): r["metrics"]["test_spearman"] for r in recs[4:]}
     assert run1 == run2 and 0.999 not in run2.values()
@@ -335,15 +382,18 @@ def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench
         "        time.sleep(0.1)\n"
         "    time.sleep(3)\n"
     )
-    holder = subprocess.Popen([sys.executable, "-c", until_result, lock, str(bench.cache / "results")],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", until_result, lock, str(bench.cache / "results")], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         waited = bench.run(*args)
     finally:
         holder.wait()
     waited.assert_outcomes(passed=1)
-    waited.stdout.fnmatch_lines([f"plmtransfer: waited 1 s for the lock {lock} (ledger), held by pid {holder.pid}*still waiting*"])
+    waited.stdout.fnmatch_lines(
+        [f"plmtransfer: waited 1 s for the lock {lock} (ledger), held by pid {holder.pid}*still waiting*"]
+    )
     assert len(bench.records()) == 1
 
 
@@ -354,8 +404,14 @@ def test_bad_data_fails_each_affected_test_in_one_line(bench, tmp_path):
         return frame
 
     flip_files.write_gb1(tmp_path / "bad", "sampled", n=30, edit=bad_residue)
-    result = bench.run("--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
-                       "-n", "2", data=tmp_path / "bad")
+    result = bench.run(
+        "--plm-models=onehot,tiny_user",
+        "--plm-tasks=gb1_sampled",
+        "--plm-inits=pretrained",
+        "-n",
+        "2",
+        data=tmp_path / "bad",
+    )
     result.assert_outcomes(errors=4)
     where = f"{tmp_path / 'bad'}/splits/gb1/splits.zip:splits/sampled.csv: row 6:"
     lines = [line for line in result.outlines if line.startswith(where)]
@@ -367,5 +423,9 @@ def test_bad_selection_under_xdist_fails_in_one_line_instead_of_crashing(bench):
     result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-layers=7", "-n", "2")
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert result.ret != 0
-    assert [line for line in result.outlines if line.startswith("--plm-layers 7: layer 7 is out of range; tiny_user has layers 0..2")]
+    assert [
+        line
+        for line in result.outlines
+        if line.startswith("--plm-layers 7: layer 7 is out of range; tiny_user has layers 0..2")
+    ]
     assert bench.forward_passes() == []

@@ -16,12 +16,29 @@ def frame():
 
 
 CLAIMS = [
-    {"kind": "claim", "run_id": "run-1", "claim": "beats_onehot", "claim_id": "beats_onehot[tiny_esm-gb1_sampled-pretrained]",
-     "model": "tiny_esm", "task": "gb1_sampled", "init": "pretrained", "outcome": "passed",
-     "message": "tiny_esm/pretrained on gb1_sampled: layer 4 ... beats one-hot", "timestamp": "2024-01-01T00:00:01+00:00"},
-    {"kind": "claim", "run_id": "run-1", "claim": "saturates_by", "model": "tiny_carp", "task": "gb1_sampled",
-     "init": "pretrained", "outcome": "xfailed", "message": "XFAIL (reason): gap 0.1\nsecond line",
-     "timestamp": "2024-01-01T00:00:02+00:00"},
+    {
+        "kind": "claim",
+        "run_id": "run-1",
+        "claim": "beats_onehot",
+        "claim_id": "beats_onehot[tiny_esm-gb1_sampled-pretrained]",
+        "model": "tiny_esm",
+        "task": "gb1_sampled",
+        "init": "pretrained",
+        "outcome": "passed",
+        "message": "tiny_esm/pretrained on gb1_sampled: layer 4 ... beats one-hot",
+        "timestamp": "2024-01-01T00:00:01+00:00",
+    },
+    {
+        "kind": "claim",
+        "run_id": "run-1",
+        "claim": "saturates_by",
+        "model": "tiny_carp",
+        "task": "gb1_sampled",
+        "init": "pretrained",
+        "outcome": "xfailed",
+        "message": "XFAIL (reason): gap 0.1\nsecond line",
+        "timestamp": "2024-01-01T00:00:02+00:00",
+    },
 ]
 
 
@@ -76,8 +93,18 @@ def test_write_report_writes_markdown_csv_and_readable_pngs(tmp_path, frame):
     assert "![gb1_sampled layer curves](layers_gb1_sampled.png)" in md
     assert "## Claims" in md and "beats\\_onehot" in md
     csv = pd.read_csv(out["csv"])
-    assert {"task", "model", "init", "layer", "relative_depth", "seeds", "best", "test_spearman",
-            "test_spearman_std", "val_spearman"} <= set(csv.columns)
+    assert {
+        "task",
+        "model",
+        "init",
+        "layer",
+        "relative_depth",
+        "seeds",
+        "best",
+        "test_spearman",
+        "test_spearman_std",
+        "val_spearman",
+    } <= set(csv.columns)
     assert csv.groupby(["task", "model", "init"])["best"].sum().eq(1).all()
     assert set(out["png"]) == {"gb1_sampled", "gb1_two_vs_rest", "scl_balanced", "_all"}
     for path in out["png"].values():

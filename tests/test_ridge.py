@@ -51,9 +51,7 @@ def test_every_alpha_matches_sklearn(n: int, d: int, solver: str) -> None:
         expected = ref.predict(Xv)
         scale = np.abs(expected).max()
         np.testing.assert_allclose(path[i], expected, rtol=1e-6, atol=1e-6 * scale)
-        np.testing.assert_allclose(
-            Xv @ coefs[i] + intercepts[i], expected, rtol=1e-6, atol=1e-6 * scale
-        )
+        np.testing.assert_allclose(Xv @ coefs[i] + intercepts[i], expected, rtol=1e-6, atol=1e-6 * scale)
     ref = Ridge(alpha=probe.alpha_).fit(Xt, yt)
     np.testing.assert_allclose(probe.coef_, ref.coef_, rtol=1e-6, atol=1e-8)
     assert probe.intercept_ == pytest.approx(ref.intercept_, rel=1e-6)

@@ -83,8 +83,12 @@ def pytest_plmtransfer_register_models(registry):
         registry._entries[name] = dataclasses.replace(entry, factory=_counting(entry.factory))
 '''
 
-SELECT = ["--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained,random",
-          "--plm-seeds=1,2"]
+SELECT = [
+    "--plm-models=onehot,tiny_user",
+    "--plm-tasks=gb1_sampled,gb1_two_vs_rest",
+    "--plm-inits=pretrained,random",
+    "--plm-seeds=1,2",
+]
 #: (model, init, seed) groups of SELECT: onehot, tiny_user pretrained, random seed 1, random seed 2
 GROUPS = {"onehot|none|None", "tiny_user|pretrained|None", "tiny_user|random|1", "tiny_user|random|2"}
 
@@ -150,8 +154,11 @@ def _by_key(records):
 
 def test_collection_builds_no_model_and_knows_every_layer(bench):
     result = bench.run(
-        "--plm-models=onehot,tiny_user,esm2_t6_8M_UR50D,carp_600k,antiberty", "--plm-tasks=gb1_sampled",
-        "--plm-inits=pretrained,random", "--collect-only", "-q",
+        "--plm-models=onehot,tiny_user,esm2_t6_8M_UR50D,carp_600k,antiberty",
+        "--plm-tasks=gb1_sampled",
+        "--plm-inits=pretrained,random",
+        "--collect-only",
+        "-q",
     )
     ids = _ids(result)
     assert bench.log("builds") == [], "collection built a model"
@@ -164,8 +171,15 @@ def test_collection_builds_no_model_and_knows_every_layer(bench):
 
 
 def test_missing_weights_skip_at_run_time_with_the_message_and_strict_fails(bench, tmp_path):
-    args = ["--plm-models=esm2_t6_8M_UR50D", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained",
-            f"--plm-weights-dir={tmp_path / 'empty'}", "-k", "L00 or L06", "-rs"]
+    args = [
+        "--plm-models=esm2_t6_8M_UR50D",
+        "--plm-tasks=gb1_sampled",
+        "--plm-inits=pretrained",
+        f"--plm-weights-dir={tmp_path / 'empty'}",
+        "-k",
+        "L00 or L06",
+        "-rs",
+    ]
     result = bench.run(*args)
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*esm2_t6_8M_UR50D.pt*downloads are disabled*"])
@@ -177,7 +191,9 @@ def test_missing_weights_skip_at_run_time_with_the_message_and_strict_fails(benc
 def test_groups_run_contiguously_one_model_resident_each_built_once(bench):
     result = bench.run(*SELECT, "-v")
     result.assert_outcomes(passed=2 + 3 * 2 * 3)
-    order = [line.split("[", 1)[1].split("]")[0] for line in result.outlines if "test_layer[" in line and "PASSED" in line]
+    order = [
+        line.split("[", 1)[1].split("]")[0] for line in result.outlines if "test_layer[" in line and "PASSED" in line
+    ]
     groups = []
     for case in order:
         from pytest_plmtransfer.xdist_scheduling import group_of_case_id
@@ -218,17 +234,30 @@ def test_shards_merge_to_the_serial_records_and_a_killed_shard_is_named_then_com
         del os.environ["TINY_KILL_GROUP"]
     assert s1.ret != 0
 
-    code = cli_main(["merge", str(bench.path("shard0")), str(bench.path("shard1")), "--out", str(bench.path("merged.json"))])
+    code = cli_main(
+        ["merge", str(bench.path("shard0")), str(bench.path("shard1")), "--out", str(bench.path("merged.json"))]
+    )
     err = capsys.readouterr().err
     model, init, seed = victim.split("|")
     assert code == 2 and f"group model={model} init={init} seed={seed} (shard 1/2)" in err, err
     assert not bench.path("merged.json").exists()
 
-    bench.run(*SELECT, *run_id, "--plm-shard=1/2", ledger="shard1").assert_outcomes(passed=len(_by_key(serial_records)) - len(_by_key(read_records(bench.path("shard0")))))
-    assert cli_main(["merge", str(bench.path("shard0")), str(bench.path("shard1")), "--out", str(bench.path("merged.json"))]) == 0
+    bench.run(*SELECT, *run_id, "--plm-shard=1/2", ledger="shard1").assert_outcomes(
+        passed=len(_by_key(serial_records)) - len(_by_key(read_records(bench.path("shard0"))))
+    )
+    assert (
+        cli_main(
+            ["merge", str(bench.path("shard0")), str(bench.path("shard1")), "--out", str(bench.path("merged.json"))]
+        )
+        == 0
+    )
     merged = read_records(bench.path("merged.json"))
     got, want = _by_key(merged), _by_key(serial_records)
-    diffs = {k: {f: (got[k].get(f), want[k].get(f)) for f in set(got[k]) | set(want[k]) if got[k].get(f) != want[k].get(f)} for k in want if k in got and got[k] != want[k]}
+    diffs = {
+        k: {f: (got[k].get(f), want[k].get(f)) for f in set(got[k]) | set(want[k]) if got[k].get(f) != want[k].get(f)}
+        for k in want
+        if k in got and got[k] != want[k]
+    }
     assert got == want, diffs
     # every group on exactly one shard, every record of a run with the same plan hash
     shards_of = {}
@@ -243,15 +272,31 @@ def test_shards_merge_to_the_serial_records_and_a_killed_shard_is_named_then_com
 
     # claims from the merged ledger alone: no model built, nothing embedded
     (bench.root / "baselines").mkdir()
-    (bench.root / "baselines" / "claims.json").write_text(json.dumps({
-        "format": "plmtransfer-claims/1",
-        "claims": [{"name": "saturates", "kind": "saturates_by", "models": "tiny_user",
-                    "params": {"layer": 2, "tolerance": 1.0}}],
-    }))
+    (bench.root / "baselines" / "claims.json").write_text(
+        json.dumps(
+            {
+                "format": "plmtransfer-claims/1",
+                "claims": [
+                    {
+                        "name": "saturates",
+                        "kind": "saturates_by",
+                        "models": "tiny_user",
+                        "params": {"layer": 2, "tolerance": 1.0},
+                    }
+                ],
+            }
+        )
+    )
     builds_before, passes_before = len(bench.log("builds")), len(bench.log("passes"))
-    claims = bench.run("-k", "test_claim", f"--plm-from-ledger={bench.path('merged.json')}", "--plm-update-baselines",
-                       ledger="claims", cache="no-cache",
-                       target="benchmarks")
+    claims = bench.run(
+        "-k",
+        "test_claim",
+        f"--plm-from-ledger={bench.path('merged.json')}",
+        "--plm-update-baselines",
+        ledger="claims",
+        cache="no-cache",
+        target="benchmarks",
+    )
     counts = claims.parseoutcomes()
     assert counts.get("passed", 0) >= 2 and not counts.get("failed") and not counts.get("skipped"), counts
     assert len(bench.log("builds")) == builds_before and len(bench.log("passes")) == passes_before

@@ -83,8 +83,15 @@ def test_checkpoint_args_are_read_without_tensor_data(tmp_path):
 
 
 def test_typed_records_round_trip_old_and_new():
-    rec = LayerRecord(model="m", task="t", layer=1, init="random", seed=3, metrics={"test_spearman": 0.5},
-                      provenance=Provenance(run_id="r", worker="gw1", shard="0/2", plan_hash="h"))
+    rec = LayerRecord(
+        model="m",
+        task="t",
+        layer=1,
+        init="random",
+        seed=3,
+        metrics={"test_spearman": 0.5},
+        provenance=Provenance(run_id="r", worker="gw1", shard="0/2", plan_hash="h"),
+    )
     flat = rec.to_dict()
     assert flat["kind"] == "layer" and flat["worker"] == "gw1" and flat["plan_hash"] == "h"
     assert parse_record(flat) == rec

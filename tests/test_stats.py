@@ -106,8 +106,9 @@ def test_bootstrap_recovers_the_standard_error_of_a_known_distribution():
     # accuracy of n Bernoulli(0.7) trials: SE = sqrt(0.7 * 0.3 / n)
     correct = rng.random(n) < 0.7
     probs = np.where(correct[:, None], [[0.8, 0.2]], [[0.2, 0.8]])
-    iv = interval(TestPredictions("classification", np.zeros(n, np.int64), probs), "test_accuracy",
-                  n_resamples=2000, seed=1)
+    iv = interval(
+        TestPredictions("classification", np.zeros(n, np.int64), probs), "test_accuracy", n_resamples=2000, seed=1
+    )
     assert iv.se == pytest.approx(np.sqrt(correct.mean() * (1 - correct.mean()) / n), rel=0.10)
     assert iv.low < correct.mean() < iv.high
     assert (iv.level, iv.method, iv.n_resamples, iv.seed) == (0.95, "percentile", 2000, 1)
@@ -131,8 +132,9 @@ def test_resamples_are_a_function_of_the_test_set_and_seed():
     assert not np.array_equal(a, resample_counts(100, 20, 0, "cd" * 32))
     preds = regression()
     first = interval(preds, "test_spearman", n_resamples=100, seed=4)
-    again = interval(TestPredictions("regression", preds.target.copy(), preds.pred.copy()), "test_spearman",
-                     n_resamples=100, seed=4)
+    again = interval(
+        TestPredictions("regression", preds.target.copy(), preds.pred.copy()), "test_spearman", n_resamples=100, seed=4
+    )
     assert first == again
 
 
@@ -144,7 +146,7 @@ def test_paired_test_finds_a_planted_difference_and_none_between_identical_predi
     right_a = right_b.copy()
     wrong = np.flatnonzero(~right_b)
     right_a[wrong[:20]] = True  # A is right on 20 more examples: +0.02 accuracy
-    probs = lambda right: np.where(right, target, 1 - target)[:, None] == np.arange(2)  # noqa: E731
+    probs = lambda right: np.where(right, target, 1 - target)[:, None] == np.arange(2)
     a = TestPredictions("classification", target, probs(right_a).astype(np.float32))
     b = TestPredictions("classification", target, probs(right_b).astype(np.float32))
     res = paired_test([a], [b], "test_accuracy", n_resamples=2000)

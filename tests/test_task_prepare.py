@@ -46,9 +46,7 @@ def test_odd_limits_and_arrays():
     assert truncate_middle([1, 2, 3, 4, 5], 2) == [1, 5]
     for length in (1, 5, 9, 10, 30):
         for limit in (1, 2, 3, 9, 10):
-            assert kept_positions(length, limit).tolist() == truncate_middle(
-                list(range(length)), limit
-            )
+            assert kept_positions(length, limit).tolist() == truncate_middle(list(range(length)), limit)
     with pytest.raises(ValueError):
         truncate_middle("ACDE", 0)
 
@@ -72,9 +70,7 @@ def long_ss3(tmp_path):
                 r[1] = "".join("0" if a in "GP" else "1" for a in seqs[rid])
         return recs
 
-    return load_task(
-        get_task("ss3"), ff.write_ss3(tmp_path, n=12, seed=3, lengths=(20, 60), edit=edit)
-    )
+    return load_task(get_task("ss3"), ff.write_ss3(tmp_path, n=12, seed=3, lengths=(20, 60), edit=edit))
 
 
 def test_per_residue_labels_and_masks_stay_aligned(long_ss3):
@@ -83,9 +79,7 @@ def test_per_residue_labels_and_masks_stay_aligned(long_ss3):
     out = prepare_for_model(data, limit)
     n_long = sum(len(s) > limit for s in data.sequences)
     assert n_long > 0
-    for before, seq, label, mask in zip(
-        data.sequences, out.sequences, out.targets, out.residue_masks
-    ):
+    for before, seq, label, mask in zip(data.sequences, out.sequences, out.targets, out.residue_masks):
         assert len(seq) == len(label) == len(mask) == min(len(before), limit)
         assert seq == truncate_middle(before, limit)
         assert label == "".join(_CLASS[a] for a in seq)
@@ -127,9 +121,7 @@ def test_no_limit_copies_and_records_no_truncation(long_ss3):
 
 
 def test_per_sequence_targets_are_untouched(tmp_path):
-    data = load_task(
-        get_task("meltome_mixed"), ff.write_meltome(tmp_path, "mixed_split", lengths=(30, 200))
-    )
+    data = load_task(get_task("meltome_mixed"), ff.write_meltome(tmp_path, "mixed_split", lengths=(30, 200)))
     out = prepare_for_model(data, 100)
     assert out.targets == data.targets
     assert max(map(len, out.sequences)) == 100

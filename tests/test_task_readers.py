@@ -156,9 +156,7 @@ def test_every_task_loads_from_a_file_in_flips_format(flip_root, task_id):
         assert all(len(t) == len(s) for t, s in zip(data.targets, data.sequences))
     if spec.mask_member:
         assert data.residue_masks is not None
-        assert all(
-            m.dtype == bool and len(m) == len(s) for m, s in zip(data.residue_masks, data.sequences)
-        )
+        assert all(m.dtype == bool and len(m) == len(s) for m, s in zip(data.residue_masks, data.sequences))
     else:
         assert data.residue_masks is None
     if spec.dataset == "gb1":
@@ -192,10 +190,7 @@ def test_rows_with_empty_set_are_dropped_and_counted(tmp_path):
 
 def test_validation_column_accepts_true_false_and_empty(tmp_path):
     def edit(member, df):
-        df["validation"] = [
-            "True" if v is True else ("False" if i % 2 else "")
-            for i, v in enumerate(df["validation"])
-        ]
+        df["validation"] = ["True" if v is True else ("False" if i % 2 else "") for i, v in enumerate(df["validation"])]
         return df
 
     path = ff.write_meltome(tmp_path, "mixed_split", edit=edit)
@@ -241,9 +236,7 @@ def test_bind_unseen_test_labels_are_recorded_not_refused(tmp_path):
 
 
 def test_fasta_parser_handles_multiline_records_and_attributes():
-    recs = parse_fasta(
-        ">a SET=train VALIDATION=True\nAC\nDE\n\n>b TARGET=Cell membrane SET=test\nK\n", "x.fasta"
-    )
+    recs = parse_fasta(">a SET=train VALIDATION=True\nAC\nDE\n\n>b TARGET=Cell membrane SET=test\nK\n", "x.fasta")
     assert [(r.id, r.sequence, r.number, r.line) for r in recs] == [
         ("a", "ACDE", 1, 1),
         ("b", "K", 2, 5),
@@ -278,9 +271,7 @@ def _set_cell(row: int, column: str, value):
 
 def test_unknown_residue_letters_name_file_row_and_letters(tmp_path):
     seq = ff.meltome_frame()["sequence"][4]
-    path = ff.write_meltome(
-        tmp_path, "mixed_split", edit=_set_cell(4, "sequence", seq[:10] + "J" + seq[11:-1] + "a")
-    )
+    path = ff.write_meltome(tmp_path, "mixed_split", edit=_set_cell(4, "sequence", seq[:10] + "J" + seq[11:-1] + "a"))
     message = _raises(
         get_task("meltome_mixed"),
         path,
@@ -297,13 +288,9 @@ def test_unknown_residue_letters_name_file_row_and_letters(tmp_path):
 
 def test_unknown_residues_outside_gb1_window_are_not_embedded_so_not_refused(tmp_path):
     seq = ff.gb1_frame()["sequence"][3]
-    path = ff.write_gb1(
-        tmp_path, "sampled", edit=_set_cell(3, "sequence", seq[:100] + "*" + seq[101:])
-    )
+    path = ff.write_gb1(tmp_path, "sampled", edit=_set_cell(3, "sequence", seq[:100] + "*" + seq[101:]))
     load_task(get_task("gb1_sampled"), path)  # residue 100 is outside [0, 56)
-    path = ff.write_gb1(
-        tmp_path, "sampled", edit=_set_cell(3, "sequence", seq[:10] + "*" + seq[11:])
-    )
+    path = ff.write_gb1(tmp_path, "sampled", edit=_set_cell(3, "sequence", seq[:10] + "*" + seq[11:]))
     _raises(get_task("gb1_sampled"), path, "splits/sampled.csv", "row 5", "'*'")
 
 
@@ -334,9 +321,7 @@ def test_unknown_residue_in_sequences_fasta_names_that_file(tmp_path):
 
 def test_empty_sequence(tmp_path):
     path = ff.write_scl(tmp_path, "balanced", edit=_set_cell(7, "sequence", ""))
-    _raises(
-        get_task("scl_balanced"), path, f"{path}:splits/balanced.csv", "row 9", "empty sequence"
-    )
+    _raises(get_task("scl_balanced"), path, f"{path}:splits/balanced.csv", "row 9", "empty sequence")
 
 
 def test_empty_sequence_in_fasta(tmp_path):
@@ -366,9 +351,7 @@ def test_split_without_validation_rows(tmp_path):
         return df
 
     path = ff.write_aav(tmp_path, "two_vs_many", edit=edit)
-    _raises(
-        get_task("aav_two_vs_many"), path, f"{path}:splits/two_vs_many.csv", "no validation rows"
-    )
+    _raises(get_task("aav_two_vs_many"), path, f"{path}:splits/two_vs_many.csv", "no validation rows")
 
 
 def test_split_without_train_or_test_rows(tmp_path):
@@ -402,9 +385,7 @@ def test_bad_set_and_validation_values(tmp_path):
     path = ff.write_gb1(tmp_path, "sampled", edit=_set_cell(10, "set", "valid"))
     _raises(get_task("gb1_sampled"), path, "splits/sampled.csv", "row 12", "'set' is 'valid'")
     path = ff.write_gb1(tmp_path, "sampled", edit=_set_cell(11, "validation", "maybe"))
-    _raises(
-        get_task("gb1_sampled"), path, "splits/sampled.csv", "row 13", "'validation' is 'maybe'"
-    )
+    _raises(get_task("gb1_sampled"), path, "splits/sampled.csv", "row 13", "'validation' is 'maybe'")
 
 
 def test_non_numeric_and_missing_regression_targets(tmp_path):
@@ -417,9 +398,7 @@ def test_non_numeric_and_missing_regression_targets(tmp_path):
         "non-numeric regression target 'hot'",
     )
     path = ff.write_meltome(tmp_path, "human", edit=_set_cell(4, "target", None))
-    _raises(
-        get_task("meltome_human"), path, "splits/human.csv", "row 6", "missing regression target"
-    )
+    _raises(get_task("meltome_human"), path, "splits/human.csv", "row 6", "missing regression target")
 
 
 def test_non_numeric_target_in_fasta_header(tmp_path):
@@ -431,12 +410,8 @@ def test_non_numeric_target_in_fasta_header(tmp_path):
     text = members["splits/sampled.fasta"].decode()
     members["splits/sampled.fasta"] = text.replace("Sequence2 TARGET=", "Sequence2 TARGET=x", 1)
     ff.write_zip(path, members)
-    spec = dataclasses.replace(
-        get_task("gb1_sampled"), member="splits/sampled.fasta", format="fasta"
-    )
-    _raises(
-        spec, path, "splits/sampled.fasta", "row 3", "Sequence2", "non-numeric regression target"
-    )
+    spec = dataclasses.replace(get_task("gb1_sampled"), member="splits/sampled.fasta", format="fasta")
+    _raises(spec, path, "splits/sampled.fasta", "row 3", "Sequence2", "non-numeric regression target")
 
 
 def test_class_label_unseen_in_training(tmp_path):
@@ -581,9 +556,7 @@ def test_missing_fasta_ids(tmp_path):
         return records
 
     path = ff.write_ss3(tmp_path, edit=drop_mask)
-    _raises(
-        get_task("ss3"), path, "splits/sampled.fasta", "row 9", "has no record in splits/mask.fasta"
-    )
+    _raises(get_task("ss3"), path, "splits/sampled.fasta", "row 9", "has no record in splits/mask.fasta")
 
 
 def test_bad_masks(tmp_path):
@@ -677,9 +650,7 @@ def _real_root() -> Path | None:
 
 
 REAL = _real_root()
-needs_real = pytest.mark.skipif(
-    REAL is None, reason="FLIP mirror not present (../shared/flip or PLMTRANSFER_DATA)"
-)
+needs_real = pytest.mark.skipif(REAL is None, reason="FLIP mirror not present (../shared/flip or PLMTRANSFER_DATA)")
 
 
 @needs_real
@@ -705,10 +676,7 @@ def test_real_ss3_sizes_and_alignment():
     data = load_task(spec, REAL / spec.archive)
     assert tuple(data.sizes().values()) == (9712, 1080, 364) == spec.paper_sizes
     assert data.notes["classes"] == ["C", "E", "H"]
-    assert all(
-        len(s) == len(t) == len(m)
-        for s, t, m in zip(data.sequences, data.targets, data.residue_masks)
-    )
+    assert all(len(s) == len(t) == len(m) for s, t, m in zip(data.sequences, data.targets, data.residue_masks))
 
 
 @needs_real

@@ -45,5 +45,5 @@ def test_readme_example_runs():
     section = readme.split("### Testing adapters and claims", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(code, "README.md", "exec"), namespace)
     namespace["test_layers_differ"]()

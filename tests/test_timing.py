@@ -9,7 +9,7 @@ import pytest
 from pytest_plmtransfer.timing import PHASES, PhaseTimer, render_timing_text, run_timing
 
 try:  # pytester fixtures shared with the plugin tests (same import dance as test_plugin.py)
-    from .test_plugin import bench, flip_root  # noqa: F401
+    from .test_plugin import bench, flip_root
 except ImportError:
     from test_plugin import bench, flip_root  # noqa: F401
 
@@ -46,8 +46,10 @@ def test_run_timing_sums_records_per_model_and_renders():
     assert render_timing_text([]) == ""
 
 
-def test_records_carry_timing_and_report_shows_it(bench):  # noqa: F811
-    result = bench.run("--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-report")
+def test_records_carry_timing_and_report_shows_it(bench):
+    result = bench.run(
+        "--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-report"
+    )
     result.assert_outcomes(passed=4)
     records = [r for r in bench.records() if r.get("kind") == "layer"]
     assert all(set(r["timing"]) == {f"{p}_seconds" for p in PHASES} for r in records)

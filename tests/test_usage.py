@@ -53,7 +53,12 @@ def test_an_expression_on_other_axes_keeps_the_default_tasks():
 
 def test_markers_of_a_case():
     assert marker_names("plm_layer", "ss3", "random") == ["plm_layer", "ss3", "per_residue", "random"]
-    assert marker_names("plm_claim", "bind_one_vs_sn", "pretrained") == ["plm_claim", "bind", "per_residue", "pretrained"]
+    assert marker_names("plm_claim", "bind_one_vs_sn", "pretrained") == [
+        "plm_claim",
+        "bind",
+        "per_residue",
+        "pretrained",
+    ]
     assert marker_names("plm_layer", "scl_balanced", "none") == ["plm_layer", "scl", "classification"]
 
 
@@ -75,10 +80,17 @@ def test_all_skipped_explanation_groups_reasons_and_says_what_to_pass():
 
 def test_report_written_lines_are_relative_paths_not_a_dict(tmp_path):
     out = tmp_path / "out"
-    lines = report_written_lines({"markdown": out / "report.md", "csv": out / "results.csv",
-                                  "png": {"t1": out / "a.png", "t2": out / "b.png"}}, out, tmp_path)
-    assert lines == ["plmtransfer: report written to out/", "  markdown: out/report.md",
-                     "  csv: out/results.csv", "  png: out/a.png, out/b.png"]
+    lines = report_written_lines(
+        {"markdown": out / "report.md", "csv": out / "results.csv", "png": {"t1": out / "a.png", "t2": out / "b.png"}},
+        out,
+        tmp_path,
+    )
+    assert lines == [
+        "plmtransfer: report written to out/",
+        "  markdown: out/report.md",
+        "  csv: out/results.csv",
+        "  png: out/a.png, out/b.png",
+    ]
 
 
 def test_progress_is_on_only_where_it_can_be_seen():
@@ -156,13 +168,17 @@ def test_claims_extend_the_shipped_defaults_and_override_by_name(tmp_path):
     shipped = load_effective_claims(tmp_path / "none" / "claims.json")
     names = [c.name for c in shipped]
     assert {"beats_onehot", "no_regression", "matches_paper"} <= set(names)
-    own = _write_claims(tmp_path / "baselines" / "claims.json", {
-        "format": "plmtransfer-claims/1", "extends": "default",
-        "claims": [
-            {"name": "beats_onehot", "kind": "beats_onehot", "models": "my_plm", "params": {"margin": 0.1}},
-            {"name": "mine", "kind": "saturates_by", "params": {"layer": 1}},
-        ],
-    })
+    own = _write_claims(
+        tmp_path / "baselines" / "claims.json",
+        {
+            "format": "plmtransfer-claims/1",
+            "extends": "default",
+            "claims": [
+                {"name": "beats_onehot", "kind": "beats_onehot", "models": "my_plm", "params": {"margin": 0.1}},
+                {"name": "mine", "kind": "saturates_by", "params": {"layer": 1}},
+            ],
+        },
+    )
     merged = load_effective_claims(own)
     by_name = {c.name: c for c in merged}
     assert [c.name for c in merged].count("beats_onehot") == 1
@@ -193,7 +209,9 @@ def test_layered_store_reads_user_files_first_then_the_shipped_ones_and_writes_t
     _write_claims(tmp_path / "alone" / "claims.json", {"format": "plmtransfer-claims/1", "claims": []})
     alone = LayeredBaselineStore(tmp_path / "alone")
     assert not alone.read_path("gb1_sampled", "onehot", "none").is_file() and alone.paper() is None
-    _write_claims(tmp_path / "ext" / "claims.json", {"format": "plmtransfer-claims/1", "extends": "default", "claims": []})
+    _write_claims(
+        tmp_path / "ext" / "claims.json", {"format": "plmtransfer-claims/1", "extends": "default", "claims": []}
+    )
     assert LayeredBaselineStore(tmp_path / "ext").read_path("gb1_sampled", "onehot", "none").is_file()
 
 
@@ -212,8 +230,13 @@ def test_repo_baselines_is_the_shipped_package_data():
 def test_scaffold_writes_everything_and_never_overwrites(tmp_path):
     written = scaffold(tmp_path, "my_plm")
     rel = sorted(str(p.relative_to(tmp_path)) for p in written)
-    assert rel == [".github/workflows/plm-gate.yml", "baselines/claims.json",
-                   "benchmarks/test_plmtransfer.py", "conftest.py", "pytest.ini"]
+    assert rel == [
+        ".github/workflows/plm-gate.yml",
+        "baselines/claims.json",
+        "benchmarks/test_plmtransfer.py",
+        "conftest.py",
+        "pytest.ini",
+    ]
     assert json.loads((tmp_path / "baselines" / "claims.json").read_text())["extends"] == "default"
     conftest = (tmp_path / "conftest.py").read_text()
     compile(conftest, "conftest.py", "exec")
@@ -251,14 +274,20 @@ def test_hf_local_directories_are_keyed_by_name_not_path(tmp_path):
     assert stable_model_key("hf:./some/where/m") == "hf:m"
     assert stable_model_key("hf:org/model") == "hf:org/model"  # a hub name is stable already
     store = BaselineStore(tmp_path / "b")
-    assert store.path_for("gb1_sampled", "hf:../x/m", "pretrained") == store.path_for("gb1_sampled", "hf:/abs/m", "pretrained")
+    assert store.path_for("gb1_sampled", "hf:../x/m", "pretrained") == store.path_for(
+        "gb1_sampled", "hf:/abs/m", "pretrained"
+    )
 
 
 # ------------------------------------------------------------------------- README
 def test_readme_options_table_lists_every_option():
     readme = (REPO / "README.md").read_text()
     # the first cell of a row names one or more options, each possibly with its value (`--plm-shard K/N`)
-    table = {m for row in re.findall(r"^\| (`--plm-.*?)\|", readme, re.M) for m in re.findall(r"`(--plm-[a-z0-9-]+)[ `]", row)}
+    table = {
+        m
+        for row in re.findall(r"^\| (`--plm-.*?)\|", readme, re.M)
+        for m in re.findall(r"`(--plm-[a-z0-9-]+)[ `]", row)
+    }
     missing = [o.flag_name for o in OPTIONS if o.flag_name not in table]
     assert not missing, f"README options table lacks {missing}"
 

@@ -55,8 +55,7 @@ class ClaimOutcome:
     missing: bool = False
 
 
-def evaluate(case: ClaimCase, layer_results: pd.DataFrame,
-             baselines: BaselineStore | None = None) -> ClaimOutcome:
+def evaluate(case: ClaimCase, layer_results: pd.DataFrame, baselines: BaselineStore | None = None) -> ClaimOutcome:
     """Evaluate ``case`` on ``layer_results`` (a layer frame, e.g. ``load_ledger(path)``)."""
     return _evaluate(case, normalize(layer_results), baselines)
 

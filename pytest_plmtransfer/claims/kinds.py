@@ -192,8 +192,13 @@ class ClaimKind:
 
 
 def _sel_detail(s: Selected) -> dict[str, Any]:
-    return {"layer": s.layer, "selection_value": s.selection_value, "test_value": s.test_value,
-            "test_std": None if math.isnan(s.test_std) else s.test_std, "n_seeds": s.n}
+    return {
+        "layer": s.layer,
+        "selection_value": s.selection_value,
+        "test_value": s.test_value,
+        "test_std": None if math.isnan(s.test_std) else s.test_std,
+        "n_seeds": s.n,
+    }
 
 
 def _rows_at(frame: pd.DataFrame, layers: dict[str, int]) -> pd.DataFrame:
@@ -299,7 +304,8 @@ class BeatsOnehot(ClaimKind):
         if s_m is None or s_o is None or math.isnan(s_m.test_value) or math.isnan(s_o.test_value):
             return self.missing(
                 f"{self.what(case)}: {sel_m}/{test_m} missing from the records of the model or of one-hot",
-                selection_metric=sel_m, test_metric=test_m,
+                selection_metric=sel_m,
+                test_metric=test_m,
             )
         margin = float(case.params.get("margin", 0.0))
         level = float(case.params.get("level", 0.05))
@@ -309,7 +315,10 @@ class BeatsOnehot(ClaimKind):
         paired = compare_rows(
             _rows_at(mine, {k: s_m.layer for k in mine["seed_key"].unique()}),
             _rows_at(one, {k: s_o.layer for k in one["seed_key"].unique()}),
-            test_m, margin=margin, level=level, labels=(case.model, ONEHOT),
+            test_m,
+            margin=margin,
+            level=level,
+            labels=(case.model, ONEHOT),
         )
         significance = ""
         if isinstance(paired, PairedResult):
@@ -327,12 +336,21 @@ class BeatsOnehot(ClaimKind):
             + f"{verdict} one-hot{margin_txt}{significance}"
             + ("" if isinstance(paired, PairedResult) else _paired_txt(paired))
         )
-        return ClaimOutcome(passed, msg, {
-            "selection_metric": sel_m, "test_metric": test_m, "margin": margin, "level": level,
-            "model": _sel_detail(s_m), "onehot": _sel_detail(s_o), "difference": diff,
-            "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
-            "paired_unavailable": paired if isinstance(paired, str) else None,
-        })
+        return ClaimOutcome(
+            passed,
+            msg,
+            {
+                "selection_metric": sel_m,
+                "test_metric": test_m,
+                "margin": margin,
+                "level": level,
+                "model": _sel_detail(s_m),
+                "onehot": _sel_detail(s_o),
+                "difference": diff,
+                "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
+                "paired_unavailable": paired if isinstance(paired, str) else None,
+            },
+        )
 
 
 class SaturatesBy(ClaimKind):
@@ -388,13 +406,18 @@ class SaturatesBy(ClaimKind):
         seeds = {key: best.layer for key in mine["seed_key"].unique()}
         # H1 of the paired test: the best layer beats the early one by more than the tolerance.
         paired = compare_rows(
-            _rows_at(mine, seeds), _rows_at(mine, {k: early.layer for k in seeds}), test_m,
-            margin=tol, level=level, labels=(f"layer {best.layer}", f"layer {early.layer}"),
+            _rows_at(mine, seeds),
+            _rows_at(mine, {k: early.layer for k in seeds}),
+            test_m,
+            margin=tol,
+            level=level,
+            labels=(f"layer {best.layer}", f"layer {early.layer}"),
         )
         if isinstance(paired, PairedResult):
             passed = not paired.significant
             verdict = (
-                f"saturates (gap not significantly above the tolerance, p >= {level:g})" if passed
+                f"saturates (gap not significantly above the tolerance, p >= {level:g})"
+                if passed
                 else f"does not saturate (gap significantly above the tolerance, p < {level:g})"
             )
             stat_txt = "; best minus early " + paired.describe()
@@ -412,18 +435,30 @@ class SaturatesBy(ClaimKind):
         )
         curve_best = mine.groupby("layer")[test_m].mean()
         oracle = float(curve_best.min() if low else curve_best.max())
-        return ClaimOutcome(passed, msg, {
-            "selection_metric": sel_m, "test_metric": test_m, "k": k, "last_layer": last,
-            "tolerance": tol, "gap": gap, "best": _sel_detail(best), "early": _sel_detail(early),
-            "layers_run": layers, "oracle_best_test": oracle, "level": level,
-            "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
-            "paired_unavailable": paired if isinstance(paired, str) else None,
-        })
+        return ClaimOutcome(
+            passed,
+            msg,
+            {
+                "selection_metric": sel_m,
+                "test_metric": test_m,
+                "k": k,
+                "last_layer": last,
+                "tolerance": tol,
+                "gap": gap,
+                "best": _sel_detail(best),
+                "early": _sel_detail(early),
+                "layers_run": layers,
+                "oracle_best_test": oracle,
+                "level": level,
+                "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
+                "paired_unavailable": paired if isinstance(paired, str) else None,
+            },
+        )
 
 
 def _at_layer(name: str, value: Any) -> str | None:
     if isinstance(value, str) and value not in ("selected", "last"):
-        return f"'{name}' must be \"selected\", \"last\" or a layer index, got {value!r}"
+        return f'\'{name}\' must be "selected", "last" or a layer index, got {value!r}'
     return None
 
 
@@ -464,8 +499,10 @@ class _PretrainedBeats(ClaimKind):
         pv = _values_at(pre, sel_m, test_m, at)
         ov = _values_at(oth, sel_m, test_m, at)
         if not pv or not ov:
-            return self.missing(f"{case.model} on {case.task}: {test_m} at layer {at!r} missing for "
-                                f"{'pretrained' if not pv else other_init}")
+            return self.missing(
+                f"{case.model} on {case.task}: {test_m} at layer {at!r} missing for "
+                f"{'pretrained' if not pv else other_init}"
+            )
         p_vals = [v for _, v in pv.values()]
         o_vals = [v for _, v in ov.values()]
         p_mean, o_mean = float(np.mean(p_vals)), float(np.mean(o_vals))
@@ -473,20 +510,29 @@ class _PretrainedBeats(ClaimKind):
         at_txt = {"selected": "the validation-chosen layer", "last": "the last layer"}.get(at, f"layer {at}")
         pre_txt = f"pretrained {fmt(p_mean)} (L{', L'.join(str(l) for l, _ in pv.values())})"
         oth_txt = (
-            f"{other_init} {fmt(o_mean)}" + (f"±{fmt(o_std)}" if len(o_vals) > 1 else "")
+            f"{other_init} {fmt(o_mean)}"
+            + (f"±{fmt(o_std)}" if len(o_vals) > 1 else "")
             + f" over {len(o_vals)} seed(s) [{', '.join(ov)}] (L{', L'.join(str(l) for l, _ in ov.values())})"
         )
         detail: dict[str, Any] = {
-            "test_metric": test_m, "selection_metric": sel_m, "at_layer": at, "level": level,
-            "margin": margin, "pretrained": {k: {"layer": l, "value": v} for k, (l, v) in pv.items()},
+            "test_metric": test_m,
+            "selection_metric": sel_m,
+            "at_layer": at,
+            "level": level,
+            "margin": margin,
+            "pretrained": {k: {"layer": l, "value": v} for k, (l, v) in pv.items()},
             other_init: {k: {"layer": l, "value": v} for k, (l, v) in ov.items()},
-            "pretrained_mean": p_mean, f"{other_init}_mean": o_mean,
+            "pretrained_mean": p_mean,
+            f"{other_init}_mean": o_mean,
         }
         margin_txt = f" - margin {margin:g}" if margin else ""
         paired = compare_rows(
             _rows_at(pre, {k: l for k, (l, _) in pv.items()}),
             _rows_at(oth, {k: l for k, (l, _) in ov.items()}),
-            test_m, margin=margin, level=level, labels=("pretrained", other_init),
+            test_m,
+            margin=margin,
+            level=level,
+            labels=("pretrained", other_init),
         )
         if isinstance(paired, PairedResult):
             passed = paired.significant
@@ -514,8 +560,11 @@ class _PretrainedBeats(ClaimKind):
         name, stat, dof, p = _one_sided_p(p_vals, o_vals, margin, low)
         passed = p < level
         direction = ">" if not low else "<"
-        h1 = (f"mean({other_init}) {'<' if not low else '>'} pretrained{margin_txt}" if len(p_vals) < 2
-              else f"mean(pretrained){margin_txt} {direction} mean({other_init})")
+        h1 = (
+            f"mean({other_init}) {'<' if not low else '>'} pretrained{margin_txt}"
+            if len(p_vals) < 2
+            else f"mean(pretrained){margin_txt} {direction} mean({other_init})"
+        )
         detail.update(test=name, statistic=stat, df=dof, p_value=p, h1=h1)
         msg = (
             f"{case.model} on {case.task}, {test_m} at {at_txt}: {pre_txt} vs {oth_txt}; "
@@ -562,11 +611,17 @@ class NoRegression(ClaimKind):
         except BaselineMissing as exc:
             return self.missing(str(exc), command=exc.command, path=str(exc.path))
         table = cmp.format(only_failures=not cmp.ok)
-        return ClaimOutcome(cmp.ok, table, {
-            "baseline": str(cmp.path), "notes": cmp.notes, "n_values": len(cmp.rows),
-            "n_failed": len(cmp.failures), "failures": cmp.to_frame().query("status != 'OK'").to_dict("records")
-            if cmp.rows else [],
-        })
+        return ClaimOutcome(
+            cmp.ok,
+            table,
+            {
+                "baseline": str(cmp.path),
+                "notes": cmp.notes,
+                "n_values": len(cmp.rows),
+                "n_failed": len(cmp.failures),
+                "failures": cmp.to_frame().query("status != 'OK'").to_dict("records") if cmp.rows else [],
+            },
+        )
 
 
 class MatchesPaper(ClaimKind):
@@ -594,18 +649,29 @@ class MatchesPaper(ClaimKind):
                 f"{benchmarks_command(case.model, case.task, case.init)}"
             )
         passed = row.ok
-        scope = "" if row.gating else (
-            f" (informational only: our {case.init} init differs from the authors', see {store.paper_path})"
+        scope = (
+            ""
+            if row.gating
+            else (f" (informational only: our {case.init} init differs from the authors', see {store.paper_path})")
         )
         msg = (
             f"{self.what(case)}: last layer {row.layer} {ref.metric} {fmt(row.current)} (seed {row.seed_used}) vs "
             f"the authors' {fmt(row.reference)}: difference {row.diff:+.3f}, tolerance ±{row.tolerance:g} -> "
             f"{row.status}{scope}\n" + format_paper_rows(rows, ref.metric)
         )
-        return ClaimOutcome(passed, msg, {
-            "reference": row.reference, "current": row.current, "difference": row.diff,
-            "tolerance": row.tolerance, "layer": row.layer, "gating": row.gating, "source": ref.source,
-        })
+        return ClaimOutcome(
+            passed,
+            msg,
+            {
+                "reference": row.reference,
+                "current": row.current,
+                "difference": row.diff,
+                "tolerance": row.tolerance,
+                "layer": row.layer,
+                "gating": row.gating,
+                "source": ref.source,
+            },
+        )
 
 
 # ------------------------------------------------------------------------------ the registry
@@ -635,7 +701,9 @@ def register_kind(cls: type[ClaimKind]) -> None:
         raise ClaimKindError(f"a claim kind must be a subclass of ClaimKind, got {cls!r}")
     name = cls.name
     if not isinstance(name, str) or not name or any(c in name for c in "[] "):
-        raise ClaimKindError(f"claim kind {cls.__qualname__}: 'name' must be a non-empty string without '[', ']' or spaces")
+        raise ClaimKindError(
+            f"claim kind {cls.__qualname__}: 'name' must be a non-empty string without '[', ']' or spaces"
+        )
     bad = [k for k, p in cls.params.items() if not isinstance(p, Param)]
     if bad:
         raise ClaimKindError(f"claim kind {name!r}: params {bad} must be Param(...) declarations")

@@ -55,8 +55,15 @@ def load_rows(rows: pd.DataFrame, label: str) -> list[TestPredictions] | str:
     return out
 
 
-def compare_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, *, margin: float = 0.0,
-                 level: float = 0.05, labels: tuple[str, str] = ("A", "B")) -> PairedResult | str:
+def compare_rows(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    metric: str,
+    *,
+    margin: float = 0.0,
+    level: float = 0.05,
+    labels: tuple[str, str] = ("A", "B"),
+) -> PairedResult | str:
     """Paired bootstrap of ``metric`` between the records ``a`` and ``b`` (one per seed each);
     the reason as a string when it cannot be done."""
     n = _resamples(pd.concat([a, b], ignore_index=True))

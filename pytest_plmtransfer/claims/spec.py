@@ -42,9 +42,7 @@ from pytest_plmtransfer.models.base import ONEHOT
 
 FORMAT = "plmtransfer-claims/1"
 
-_ENTRY_KEYS = frozenset(
-    {"name", "kind", "finding", "models", "tasks", "inits", "params", "expected_failures"}
-)
+_ENTRY_KEYS = frozenset({"name", "kind", "finding", "models", "tasks", "inits", "params", "expected_failures"})
 _XFAIL_KEYS = frozenset({"models", "tasks", "inits", "reason", "strict"})
 
 
@@ -194,7 +192,9 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
         problems.append(f"'format' is {fmt!r}; this plugin reads {FORMAT!r}")
     unknown_top = set(doc) - {"format", "description", "claims", "extends"}
     if unknown_top:
-        problems.append(f"unknown top-level key(s) {sorted(unknown_top)}; allowed: format, description, extends, claims")
+        problems.append(
+            f"unknown top-level key(s) {sorted(unknown_top)}; allowed: format, description, extends, claims"
+        )
     if doc.get("extends", "default") != "default":
         # resolved by pytest_plmtransfer.defaults: the shipped claims plus (overriding by name) these
         problems.append(f"'extends' is {doc['extends']!r}; the only value is \"default\" (the shipped claims)")
@@ -267,9 +267,7 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
             if xm and xt and xi:
                 xfails.append(ExpectedFailure(xm, xt, xi, reason, strict))
         if models and tasks and inits:
-            specs.append(
-                ClaimSpec(name, kind, models, tasks, inits, params, tuple(xfails), finding, i, source)
-            )
+            specs.append(ClaimSpec(name, kind, models, tasks, inits, params, tuple(xfails), finding, i, source))
     if problems:
         raise ClaimsError(source, problems)
     description = doc.get("description", "")

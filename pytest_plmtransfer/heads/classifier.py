@@ -161,9 +161,7 @@ class RowView:
         d = self.X.shape[1]
         # Pre-cast once: float32 arithmetic on blocks halves memory traffic against float64.
         self._mean32 = None if self.mean is None else np.asarray(self.mean, np.float32).reshape(d)
-        self._scale32 = (
-            None if self.scale is None else np.asarray(self.scale, np.float32).reshape(d)
-        )
+        self._scale32 = None if self.scale is None else np.asarray(self.scale, np.float32).reshape(d)
 
     def __len__(self) -> int:
         return self.X.shape[0] if self.rows is None else int(self.rows.size)
@@ -286,16 +284,12 @@ class SoftmaxProbe:
             raise ValueError(f"{what}: labels must lie in [0, {self.n_classes})")
         return arr
 
-    def _load(
-        self, view: RowView, y: np.ndarray, a: int, b: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _load(self, view: RowView, y: np.ndarray, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(view.block(a, b)).to(self.device)
         t = torch.from_numpy(np.ascontiguousarray(y[a:b])).to(self.device)
         return x, t
 
-    def _eval_loss(
-        self, view: RowView, y: np.ndarray, cache: list | None, weight: torch.Tensor | None
-    ) -> float:
+    def _eval_loss(self, view: RowView, y: np.ndarray, cache: list | None, weight: torch.Tensor | None) -> float:
         """Mean (weighted) cross-entropy of the current model over a whole view."""
         total, norm = 0.0, 0.0
         parts = cache if cache is not None else self._chunks_of(view, y)
@@ -306,9 +300,7 @@ class SoftmaxProbe:
                 norm += float(weight[t].sum()) if weight is not None else float(t.numel())
         return total / norm if norm > 0 else float("nan")
 
-    def _chunks_of(
-        self, view: RowView, y: np.ndarray
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _chunks_of(self, view: RowView, y: np.ndarray) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         step = self._rows_per_chunk(view.n_features)
         for a in range(0, len(view), step):
             yield self._load(view, y, a, min(a + step, len(view)))

@@ -343,9 +343,7 @@ class RidgeProbe:
             raise RuntimeError("RidgeProbe is not fitted yet; call fit() first")
         X = _as_2d(X, "X")
         if X.shape[1] != self._coefs.shape[1]:
-            raise ValueError(
-                f"X has {X.shape[1]} features, the probe was fitted on {self._coefs.shape[1]}"
-            )
+            raise ValueError(f"X has {X.shape[1]} features, the probe was fitted on {self._coefs.shape[1]}")
         out = np.empty((self.alphas_.size, X.shape[0]), dtype=np.float64)
         for a in _blocks(X.shape[0]):
             block = np.asarray(X[a : a + _CHUNK_ROWS], dtype=np.float64) - self.x_mean_
@@ -357,9 +355,7 @@ class RidgeProbe:
         self._check_fitted()
         X = _as_2d(X, "X")
         if X.shape[1] != self.coef_.size:
-            raise ValueError(
-                f"X has {X.shape[1]} features, the probe was fitted on {self.coef_.size}"
-            )
+            raise ValueError(f"X has {X.shape[1]} features, the probe was fitted on {self.coef_.size}")
         out = np.empty(X.shape[0], dtype=np.float64)
         for a in _blocks(X.shape[0]):
             out[a : a + _CHUNK_ROWS] = (

@@ -51,7 +51,7 @@ def torch_coef_path(
         return mean.cpu().numpy(), coefs.cpu().numpy()
 
 
-def _eigh(gram):  # noqa: ANN001, ANN202 - torch tensors
+def _eigh(gram):
     import torch
 
     if not bool(torch.isfinite(gram).all()):

@@ -123,9 +123,7 @@ def load_tokenizer(files: AntibertyFiles | None = None) -> Any:
     return BertTokenizer(vocab=str(files.vocab), do_lower_case=False)
 
 
-def load_model(
-    init: str, seed: int | None, files: AntibertyFiles | None = None
-) -> tuple[Any, dict[str, Any]]:
+def load_model(init: str, seed: int | None, files: AntibertyFiles | None = None) -> tuple[Any, dict[str, Any]]:
     """``(BertModel, extra identity facts)`` for ``init``; the model is on CPU, float32.
 
     ``random`` reads only ``config.json``; ``pretrained``/``stat`` load the checkpoint and fail if

@@ -38,9 +38,7 @@ def check_attention(value: str | None) -> str:
     """Normalize an ``--plm-attention`` value (``None`` -> the default)."""
     choice = (value or DEFAULT_ATTENTION).strip().lower()
     if choice not in ATTENTION_CHOICES:
-        raise ValueError(
-            f"--plm-attention: unknown value {value!r} (use one of {', '.join(ATTENTION_CHOICES)})"
-        )
+        raise ValueError(f"--plm-attention: unknown value {value!r} (use one of {', '.join(ATTENTION_CHOICES)})")
     return choice
 
 
@@ -103,9 +101,7 @@ def _sdpa_forward(
         k = torch.cat([k, self.bias_k.expand(1, bsz, embed_dim)])
         v = torch.cat([v, self.bias_v.expand(1, bsz, embed_dim)])
         if key_padding_mask is not None:
-            key_padding_mask = torch.cat(
-                [key_padding_mask, key_padding_mask.new_zeros(bsz, 1)], dim=1
-            )
+            key_padding_mask = torch.cat([key_padding_mask, key_padding_mask.new_zeros(bsz, 1)], dim=1)
     src_len = k.shape[0]
 
     # (T, B, H*hd) -> (B, H, T, hd)

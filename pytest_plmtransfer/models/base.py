@@ -74,9 +74,7 @@ class ModelAdapter(abc.ABC):
         hashed into the embedding cache key and written to the ledger."""
 
     @abc.abstractmethod
-    def embed(
-        self, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool
-    ) -> Iterator[EmbeddingBatch]:
+    def embed(self, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool) -> Iterator[EmbeddingBatch]:
         """Yield batches covering every sequence exactly once, with exactly ``layers`` in each.
 
         The model must run only up to ``max(layers)``. Per-sequence output is pooled over real

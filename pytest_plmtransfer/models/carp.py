@@ -30,8 +30,8 @@ import numpy as np
 
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.models import describe as describe_model
-from pytest_plmtransfer.models.torch_base import TorchAdapter
 from pytest_plmtransfer.models import weights
+from pytest_plmtransfer.models.torch_base import TorchAdapter
 
 if TYPE_CHECKING:  # torch is imported only when a model is built (registry import stays light)
     import torch
@@ -141,9 +141,7 @@ class CarpAdapter(TorchAdapter):
         kwargs.setdefault("max_residues", CARP_MAX_RESIDUES)
         kwargs.setdefault("library_versions", {LIBRARY: _sm_version()})
         kwargs["config"] = {"family": "CARP", **asdict(cfg), **kwargs.get("config", {})}
-        super().__init__(
-            model, options, num_layers=cfg.n_layers, embed_dim=cfg.d_model, **kwargs
-        )
+        super().__init__(model, options, num_layers=cfg.n_layers, embed_dim=cfg.d_model, **kwargs)
 
     def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
@@ -159,9 +157,7 @@ class CarpAdapter(TorchAdapter):
             mask[row, : len(codes)] = True
         return torch.from_numpy(tokens), torch.from_numpy(mask)
 
-    def _forward(
-        self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]
-    ) -> dict[int, torch.Tensor]:
+    def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         from torch import nn
 
         bytenet = self.model.model.embedder
@@ -203,9 +199,7 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
         cfg = config_from_data(data)
         with seeded_construction(seed):
             model = build_architecture(cfg)
-        return CarpAdapter(
-            model, cfg, options, name=display, init=init, seed=seed, config={"source": path.name}
-        )
+        return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, config={"source": path.name})
     identity = weights.weights_identity(path)
     with seeded_construction(0):  # load_state_dict is strict; seeding just keeps it obviously pure
         model = load_from_data(data, path)
@@ -214,8 +208,7 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     extra: dict[str, Any] = {}
     if init == "stat":
         extra["stat"] = stat_summary(apply_stat_init(model, seed))
-    return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, weights_identity=identity,
-                       config=extra)
+    return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)
 
 
 def resolve_path(path: Path) -> Any:

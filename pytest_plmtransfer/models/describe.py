@@ -153,7 +153,7 @@ def _checkpoint_file(name: str, library: str) -> Path | None:
 def esm(name: str, options: Any) -> ModelDescription:
     """ESM-1/1b/2: the config table by name (``base@step`` shares its base's architecture), or
     the saved ``args``/``cfg`` of an explicit checkpoint file."""
-    from pytest_plmtransfer.models.esm import ESM_CONFIGS, MAX_RESIDUES, LIBRARY
+    from pytest_plmtransfer.models.esm import ESM_CONFIGS, LIBRARY, MAX_RESIDUES
     from pytest_plmtransfer.models.weights import split_name
 
     base, _tag = split_name(name)
@@ -161,8 +161,11 @@ def esm(name: str, options: Any) -> ModelDescription:
     path = None if cfg is not None and not name.endswith(".pt") else _checkpoint_file(name, LIBRARY)
     if path is None and cfg is not None:
         return ModelDescription(
-            cfg.layers, cfg.embed_dim, MAX_RESIDUES[cfg.family],
-            transformer_parameters(cfg.layers, cfg.embed_dim), "fair-esm config table",
+            cfg.layers,
+            cfg.embed_dim,
+            MAX_RESIDUES[cfg.family],
+            transformer_parameters(cfg.layers, cfg.embed_dim),
+            "fair-esm config table",
         )
     if path is None:
         raise PlmTransferError(f"{name}: not an ESM config table name nor a checkpoint file")
@@ -246,7 +249,7 @@ def hf(name: str, options: Any) -> ModelDescription:
 
     from pytest_plmtransfer.models.hf import PREFIX, resolve_source
 
-    spec = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     local_only = dataclasses.replace(options, allow_download=False) if dataclasses.is_dataclass(options) else options
     source = resolve_source(spec, local_only)
     return _hf_config_description(source.path / "config.json", special_tokens=2)

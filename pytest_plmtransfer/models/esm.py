@@ -22,8 +22,8 @@ import argparse
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -205,7 +205,6 @@ class _Halt(Exception):
 def _torch_helpers() -> tuple[type, type]:
     """The two small ``nn.Module`` helpers, defined on first use so that importing this module
     (which the registry does for every run) does not import torch."""
-    import torch
     from torch import nn
 
     class Tap(nn.Module):
@@ -323,9 +322,7 @@ class EsmAdapter(TorchAdapter):
             mask[row, start : start + n] = True
         return torch.from_numpy(tokens), torch.from_numpy(mask)
 
-    def _forward(
-        self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]
-    ) -> dict[int, torch.Tensor]:
+    def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         from torch import nn
 
         tap_cls, skip_cls = _torch_helpers()
@@ -343,10 +340,7 @@ class EsmAdapter(TorchAdapter):
         # (which belongs to the last layer only), nor the LM head run.
         store: dict[int, torch.Tensor] = {}
         blocks = list(model.layers)[:max_layer]
-        taps = [
-            tap_cls(block, i + 1, store, wanted, record_input=i == 0)
-            for i, block in enumerate(blocks)
-        ]
+        taps = [tap_cls(block, i + 1, store, wanted, record_input=i == 0) for i, block in enumerate(blocks)]
         taps.append(tap_cls(None, -1, store, wanted, record_input=not blocks))
         with _Swapped(model, layers=nn.ModuleList(taps), **head):
             try:
@@ -400,9 +394,7 @@ def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
     path = resolve_checkpoint(request, options)
     data = load_checkpoint(path)
     if not isinstance(data, dict) or "model" not in data or not ({"args", "cfg"} & set(data)):
-        raise PlmTransferError(
-            f"{path}: not a fair-esm checkpoint (expected a dict with 'model' and 'args' or 'cfg')"
-        )
+        raise PlmTransferError(f"{path}: not a fair-esm checkpoint (expected a dict with 'model' and 'args' or 'cfg')")
     if init == "random":  # a path: the architecture the file describes, fresh weights
         with seeded_construction(seed):
             model = architecture_from_data(data)

@@ -182,7 +182,7 @@ class ResidueTokenizer:
         """The single token id of ``letter`` in ``mode``; None if it is not exactly one token."""
         try:
             ids = self._encode([letter], mode, special=False)[0]
-        except Exception:  # noqa: BLE001 - a tokenizer rejecting a mode just disqualifies it
+        except Exception:
             return None
         return ids[0] if len(ids) == 1 else None
 
@@ -196,7 +196,7 @@ class ResidueTokenizer:
                 continue
             try:
                 encoded = self._encode(list(_PROBES), mode, special=True)
-            except Exception as error:  # noqa: BLE001 - see _letter_id
+            except Exception as error:
                 reasons.append(f"{mode}: {type(error).__name__}: {error}")
                 continue
             layout = None
@@ -207,9 +207,7 @@ class ResidueTokenizer:
                     break
                 layout = found
             if layout is None:
-                reasons.append(
-                    f"{mode}: a sequence does not encode as prefix + one token per residue + suffix"
-                )
+                reasons.append(f"{mode}: a sequence does not encode as prefix + one token per residue + suffix")
                 continue
             self._letter_ids = dict(letters)
             return mode, layout[0], layout[1]
@@ -229,9 +227,7 @@ class ResidueTokenizer:
             return found
         tid = self._letter_id(letter, self.mode)
         if tid is None:
-            raise InputError(
-                f"residue {letter!r} is not a single token for {self.model_name}'s tokenizer"
-            )
+            raise InputError(f"residue {letter!r} is not a single token for {self.model_name}'s tokenizer")
         if tid == self.unk_id and letter not in AMBIGUOUS_RESIDUES:
             raise InputError(
                 f"residue {letter!r} is not in the vocabulary of {self.model_name}'s tokenizer "
@@ -427,7 +423,7 @@ class HFAdapter(TorchAdapter):
         with torch.inference_mode():
             try:
                 early = self._early(tokens.to(self.device), self.num_layers - 1, range(self.num_layers))
-            except Exception:  # noqa: BLE001 - any failure means: do not stop early
+            except Exception:
                 early = None
         ok = early is not None and all(
             early[i].shape == full[i].shape and torch.allclose(early[i], full[i], atol=1e-5, rtol=1e-4)
@@ -449,9 +445,7 @@ class HFAdapter(TorchAdapter):
     def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.tokenizer(seqs)
 
-    def _forward(
-        self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]
-    ) -> dict[int, torch.Tensor]:
+    def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         if max_layer >= self.num_layers or self.blocks is None:
             hidden = self._full(tokens)
             return {layer: hidden[layer] for layer in layers}
@@ -479,8 +473,7 @@ class HFAdapter(TorchAdapter):
             return hook
 
         handles = [
-            self.blocks[i].register_forward_pre_hook(make_hook(i), with_kwargs=True)
-            for i in range(max_layer + 1)
+            self.blocks[i].register_forward_pre_hook(make_hook(i), with_kwargs=True) for i in range(max_layer + 1)
         ]
         try:
             self.net(**self.tokenizer.model_inputs(tokens), return_dict=True)
@@ -493,7 +486,6 @@ class HFAdapter(TorchAdapter):
         if missing:
             raise PlmTransferError(f"{self.name}: the forward pass never reached layer(s) {sorted(missing)}")
         return {layer: captured[layer] for layer in layers}
-
 
 
 # --------------------------------------------------------------------------- resolving files
@@ -530,9 +522,7 @@ def resolve_source(spec: str, options: Any) -> HFSource:
     if path.is_dir():
         return HFSource(spec, path)
     if path.exists():
-        raise PlmTransferError(
-            f"hf:{spec}: is a file; hf: expects a model directory (config.json, weights, tokenizer)"
-        )
+        raise PlmTransferError(f"hf:{spec}: is a file; hf: expects a model directory (config.json, weights, tokenizer)")
     looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
     if looks_local:
         raise ResourceUnavailable(f"hf model directory {spec}", f"the directory {path} does not exist")
@@ -553,9 +543,7 @@ def resolve_source(spec: str, options: Any) -> HFSource:
         if (snapshot / "config.json").is_file():
             return HFSource(spec, snapshot, spec, snapshot.name)
     except ValueError as error:  # HFValidationError: not a valid repo id either
-        raise PlmTransferError(
-            f"hf:{spec}: neither an existing directory nor a valid repo id ({error})"
-        ) from None
+        raise PlmTransferError(f"hf:{spec}: neither an existing directory nor a valid repo id ({error})") from None
     except OSError:
         pass  # not in the hub cache
     looked.append("the Hugging Face hub cache")
@@ -570,7 +558,7 @@ def resolve_source(spec: str, options: Any) -> HFSource:
         snapshot = Path(snapshot_download(spec, allow_patterns=_HUB_PATTERNS))
         if not any(snapshot.glob("*.safetensors")):
             snapshot = Path(snapshot_download(spec, allow_patterns=_HUB_PATTERNS + _HUB_BIN_PATTERNS))
-    except Exception as error:  # noqa: BLE001 - network, auth, missing repo: all "unavailable"
+    except Exception as error:
         first_line = str(error).splitlines()[0] if str(error) else ""
         raise ResourceUnavailable(
             f"Hugging Face model {spec}",
@@ -617,8 +605,16 @@ def config_summary(hf_config: Any) -> dict[str, Any]:
     for volatile in ("transformers_version", "_name_or_path", "_commit_hash", "name_or_path"):
         data.pop(volatile, None)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-    keys = ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
-            "vocab_size", "max_position_embeddings", "position_embedding_type")
+    keys = (
+        "model_type",
+        "num_hidden_layers",
+        "hidden_size",
+        "num_attention_heads",
+        "intermediate_size",
+        "vocab_size",
+        "max_position_embeddings",
+        "position_embedding_type",
+    )
     summary = {k: data[k] for k in keys if k in data}
     summary["config_sha256"] = digest
     return summary
@@ -652,7 +648,7 @@ def _model_kwargs(hf_config: Any) -> dict[str, Any]:
         from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
         cls = MODEL_MAPPING[type(hf_config)]
-    except Exception:  # noqa: BLE001 - remote-code or unusual configs: no extra kwargs
+    except Exception:
         return {}
     try:
         params = inspect.signature(cls.__init__).parameters
@@ -672,9 +668,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
     # clear ResourceUnavailable for pretrained/stat.
     if init in ("pretrained", "stat"):
         weights_id = (
-            f"hf:{source.repo_id}@{source.commit}"
-            if source.commit
-            else directory_weights_identity(source.path)
+            f"hf:{source.repo_id}@{source.commit}" if source.commit else directory_weights_identity(source.path)
         )
     elif init == "random":
         weights_id = None  # nothing from a checkpoint is used; the config hash identifies it
@@ -695,9 +689,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
         raise ResourceUnavailable(
             f"config/tokenizer of {name} in {source.path}", f"loading failed ({error}); {_instructions(spec)}"
         ) from error
-    tokenizer = ResidueTokenizer(
-        hf_tokenizer, model_name=name, pad_id=getattr(hf_config, "pad_token_id", None)
-    )
+    tokenizer = ResidueTokenizer(hf_tokenizer, model_name=name, pad_id=getattr(hf_config, "pad_token_id", None))
     kwargs = _model_kwargs(hf_config)
     config = config_summary(hf_config)
     with quiet_transformers():
@@ -708,9 +700,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
                 model = AutoModel.from_config(hf_config, trust_remote_code=trust, **kwargs)
         else:
             try:
-                model, info = AutoModel.from_pretrained(
-                    str(source.path), output_loading_info=True, **local, **kwargs
-                )
+                model, info = AutoModel.from_pretrained(str(source.path), output_loading_info=True, **local, **kwargs)
             except OSError as error:
                 raise ResourceUnavailable(
                     f"weights of {name} in {source.path}", f"{error}; {_instructions(spec)}"

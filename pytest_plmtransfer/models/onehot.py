@@ -49,9 +49,7 @@ class OneHotAdapter(ModelAdapter):
             return self.embed_dim
         return max(len(s) for s in sequences) * self.embed_dim
 
-    def embed(
-        self, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool
-    ) -> Iterator[EmbeddingBatch]:
+    def embed(self, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool) -> Iterator[EmbeddingBatch]:
         if set(layers) != {0}:
             raise ValueError(f"one-hot has only layer 0, asked for {sorted(layers)}")
         width = self.feature_dim(sequences, per_residue=per_residue)

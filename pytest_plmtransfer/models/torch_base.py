@@ -75,9 +75,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     else:
         key = str(dtype or "float32").lower().removeprefix("torch.")
         if key not in _DTYPES:
-            raise PlmTransferError(
-                f"unknown dtype {dtype!r}; use one of float32, bf16 (bfloat16), fp16 (float16)"
-            )
+            raise PlmTransferError(f"unknown dtype {dtype!r}; use one of float32, bf16 (bfloat16), fp16 (float16)")
         resolved = getattr(torch, _DTYPES[key])
     if resolved != torch.float32 and device.type != "cuda":
         warnings.warn(
@@ -176,9 +174,7 @@ class TorchAdapter(ModelAdapter):
         if max_batch_size is None:
             max_batch_size = extra.get("max_batch_size")
         if max_batch_size is None:
-            max_batch_size = (
-                DEFAULT_MAX_BATCH_CUDA if self.device.type == "cuda" else DEFAULT_MAX_BATCH_CPU
-            )
+            max_batch_size = DEFAULT_MAX_BATCH_CUDA if self.device.type == "cuda" else DEFAULT_MAX_BATCH_CPU
         self.max_batch_size = int(max_batch_size)
         self.progress = bool(getattr(options, "progress", False))
         # eval(): no dropout; requires_grad off: inference_mode does not need it, but it keeps
@@ -194,9 +190,7 @@ class TorchAdapter(ModelAdapter):
         """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU; padded to the batch's longest."""
 
     @abc.abstractmethod
-    def _forward(
-        self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]
-    ) -> dict[int, torch.Tensor]:
+    def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         """``{layer: (B, T, D)}`` for every layer in ``layers``, running no deeper than ``max_layer``.
         ``tokens`` are already on :attr:`device`."""
 
@@ -248,9 +242,7 @@ class TorchAdapter(ModelAdapter):
         return wanted
 
     # ----------------------------------------------------------------- embedding
-    def embed(
-        self, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool
-    ) -> Iterator[EmbeddingBatch]:
+    def embed(self, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool) -> Iterator[EmbeddingBatch]:
         sequences = list(sequences)
         self.validate_sequences(sequences)
         wanted = self._check_layers(layers)
@@ -269,7 +261,7 @@ class TorchAdapter(ModelAdapter):
                 idx = pending.pop(0)
                 try:
                     batch = self._embed_batch(sequences, idx, wanted, per_residue)
-                except Exception as error:  # noqa: BLE001 - only OOM is handled, rest re-raised
+                except Exception as error:
                     if not is_oom(error) or len(idx) <= 1:
                         raise
                     # Out of memory: free what the failed attempt held, halve the batch and
@@ -283,13 +275,10 @@ class TorchAdapter(ModelAdapter):
                         torch.cuda.empty_cache()
                     cap = max(1, len(idx) // 2)
                     rest = np.concatenate([idx, *pending])
-                    sub = plan_batches(
-                        [lengths[i] for i in rest], self.token_budget, cap, self.special_tokens_per_seq
-                    )
+                    sub = plan_batches([lengths[i] for i in rest], self.token_budget, cap, self.special_tokens_per_seq)
                     pending = [rest[b] for b in sub]
                     warnings.warn(
-                        f"{self.name}: out of memory on a batch of {len(idx)} sequences; "
-                        f"retrying with at most {cap}",
+                        f"{self.name}: out of memory on a batch of {len(idx)} sequences; retrying with at most {cap}",
                         stacklevel=2,
                     )
                     continue

@@ -281,7 +281,7 @@ def peek_keys(path: str | os.PathLike[str]) -> set[str]:
 
     try:
         obj = unpickle_object_tree(Path(path), _PeekUnpickler)
-    except Exception:  # noqa: BLE001 - anything unreadable is simply "not recognized"
+    except Exception:
         return set()
     return {k for k in obj if isinstance(k, str)} if isinstance(obj, dict) else set()
 

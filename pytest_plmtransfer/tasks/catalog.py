@@ -179,12 +179,25 @@ def _build() -> dict[str, TaskSpec]:
     # (dataset, task name -> FLIP split, kind, the split the papers give sizes for, those sizes, what)
     for dataset, splits, kind, (sized, sizes), what in (
         ("meltome", _MELTOME, "regression", ("mixed", (22335, 2482, 3134)), "Meltome melting temperature"),
-        ("scl", {s: s for s in _SCL_SPLITS}, "classification", ("balanced", (9503, 1678, 385)),
-         "subcellular localization (10 classes)"),
+        (
+            "scl",
+            {s: s for s in _SCL_SPLITS},
+            "classification",
+            ("balanced", (9503, 1678, 385)),
+            "subcellular localization (10 classes)",
+        ),
     ):
         for name, stem in splits.items():
-            tasks.append(_csv(f"{dataset}_{name}", dataset, stem, kind, paper_sizes=sizes if name == sized else None,
-                              description=f"{what}, FLIP split {stem}"))
+            tasks.append(
+                _csv(
+                    f"{dataset}_{name}",
+                    dataset,
+                    stem,
+                    kind,
+                    paper_sizes=sizes if name == sized else None,
+                    description=f"{what}, FLIP split {stem}",
+                )
+            )
     tasks.append(
         _per_residue(
             "ss3",
@@ -192,9 +205,7 @@ def _build() -> dict[str, TaskSpec]:
             "sampled",
             mask=True,
             paper_sizes=(9712, 1080, 364),
-            description=(
-                "3-state secondary structure (H/E/C) per residue; unresolved residues not scored"
-            ),
+            description=("3-state secondary structure (H/E/C) per residue; unresolved residues not scored"),
         )
     )
     for split in _BIND_SPLITS:
@@ -206,9 +217,7 @@ def _build() -> dict[str, TaskSpec]:
                 # ~89% of residues bind nothing: accuracy is the majority share for every model.
                 # Macro-F1 is what the FLIP authors' biotrainer recommends for Bind.
                 test_metric="test_f1_macro",
-                description=(
-                    f"binding residues (0-7, small/nuclear/metal bit pattern), FLIP split {split}"
-                ),
+                description=(f"binding residues (0-7, small/nuclear/metal bit pattern), FLIP split {split}"),
             )
         )
     tasks.append(

@@ -79,28 +79,20 @@ def prepare_for_model(data: TaskData, max_residues: int | None) -> TaskData:
             sequences=list(data.sequences),
             targets=list(data.targets),
             splits=data.splits.copy(),
-            residue_masks=None
-            if data.residue_masks is None
-            else [m.copy() for m in data.residue_masks],
+            residue_masks=None if data.residue_masks is None else [m.copy() for m in data.residue_masks],
             notes=notes,
         )
     truncation_halves(max_residues)  # validates the limit before any work
     long = [i for i, s in enumerate(data.sequences) if len(s) > max_residues]
     long_set = set(long)
-    sequences = [
-        truncate_middle(s, max_residues) if i in long_set else s
-        for i, s in enumerate(data.sequences)
-    ]
+    sequences = [truncate_middle(s, max_residues) if i in long_set else s for i, s in enumerate(data.sequences)]
     targets = list(data.targets)
     if data.spec.per_residue:
-        targets = [
-            truncate_middle(t, max_residues) if i in long_set else t for i, t in enumerate(targets)
-        ]
+        targets = [truncate_middle(t, max_residues) if i in long_set else t for i, t in enumerate(targets)]
     masks = None
     if data.residue_masks is not None:
         masks = [
-            truncate_middle(m, max_residues) if i in long_set else m.copy()
-            for i, m in enumerate(data.residue_masks)
+            truncate_middle(m, max_residues) if i in long_set else m.copy() for i, m in enumerate(data.residue_masks)
         ]
     notes["truncation"] = {
         "rule": truncation_rule(max_residues),

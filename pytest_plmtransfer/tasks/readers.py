@@ -52,8 +52,6 @@ _FALSE = frozenset({"", "false", "0", "0.0", "no", "f", "nan", "none"})
 _ATTR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*?)(?=\s+[A-Za-z_][A-Za-z0-9_]*=|\s*$)")
 
 
-
-
 def member_path(archive_path: Path | str, member: str) -> str:
     """How errors name a file inside an archive: ``/path/splits.zip:splits/sampled.csv``."""
     return f"{archive_path}:{member}"
@@ -101,9 +99,7 @@ def parse_fasta(text: str, where: str) -> list[FastaRecord]:
         rid, attrs = parse_header(header)
         number = len(records) + 1
         if not rid:
-            raise InputError(
-                f"record at line {header_line} has an empty id", path=where, row=number
-            )
+            raise InputError(f"record at line {header_line} has an empty id", path=where, row=number)
         records.append(FastaRecord(rid, attrs, "".join(chunks), number, header_line))
 
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -114,9 +110,7 @@ def parse_fasta(text: str, where: str) -> list[FastaRecord]:
             flush()
             header, header_line, chunks = line, lineno, []
         elif header is None:
-            raise InputError(
-                f"line {lineno}: text before the first '>' header; not a FASTA file?", path=where
-            )
+            raise InputError(f"line {lineno}: text before the first '>' header; not a FASTA file?", path=where)
         else:
             chunks.append(line)
     flush()
@@ -129,8 +123,7 @@ def _index_by_id(records: list[FastaRecord], where: str) -> dict[str, FastaRecor
         first = index.get(rec.id)
         if first is not None:
             raise InputError(
-                f"{rec.where()}: duplicate FASTA id '{rec.id}' (first at record {first.number}, "
-                f"line {first.line})",
+                f"{rec.where()}: duplicate FASTA id '{rec.id}' (first at record {first.number}, line {first.line})",
                 path=where,
                 row=rec.number,
             )
@@ -185,9 +178,7 @@ def load_task(
     try:
         zf = zipfile.ZipFile(archive_path)
     except zipfile.BadZipFile:
-        raise InputError(
-            "not a zip archive (corrupt or incomplete download?)", path=archive_path
-        ) from None
+        raise InputError("not a zip archive (corrupt or incomplete download?)", path=archive_path) from None
     with zf:
         if spec.format == "csv":
             rows = _read_csv(spec, zf, archive_path)
@@ -229,14 +220,10 @@ def _read_member(zf: zipfile.ZipFile, archive_path: Path, member: str) -> bytes:
     try:
         return zf.read(member)
     except (zipfile.BadZipFile, zlib.error) as exc:  # e.g. a CRC mismatch in a damaged download
-        raise InputError(
-            f"archive member {member!r} is corrupt: {exc}", path=archive_path
-        ) from None
+        raise InputError(f"archive member {member!r} is corrupt: {exc}", path=archive_path) from None
     except KeyError:
         members = ", ".join(n for n in zf.namelist() if not n.endswith("/")) or "none"
-        raise InputError(
-            f"archive has no member {member!r} (its members: {members})", path=archive_path
-        ) from None
+        raise InputError(f"archive has no member {member!r} (its members: {members})", path=archive_path) from None
 
 
 def _read_text(zf: zipfile.ZipFile, archive_path: Path, member: str) -> str:
@@ -265,9 +252,7 @@ def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
     try:
         # Everything as text, no NA guessing: an empty cell stays "", so that "missing" and
         # "non-numeric" can be told apart and reported precisely.
-        df = pd.read_csv(
-            io.BytesIO(raw), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"
-        )
+        df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot parse as CSV: {exc}", path=where) from None
     df.columns = [str(c).strip() for c in df.columns]
@@ -321,11 +306,7 @@ def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             text = target_text.iloc[i]
-            problem = (
-                "missing regression target"
-                if not text
-                else (f"non-numeric regression target {text!r}")
-            )
+            problem = "missing regression target" if not text else (f"non-numeric regression target {text!r}")
             raise InputError(problem, path=where, row=int(lines[i]))
         targets: list = values.tolist()
     else:
@@ -370,9 +351,7 @@ def _dedupe_first(records: list[FastaRecord]) -> tuple[list[FastaRecord], dict]:
     return kept, info
 
 
-def _read_fasta(
-    spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerate_duplicate_ids: bool
-) -> _Rows:
+def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerate_duplicate_ids: bool) -> _Rows:
     label_where = member_path(archive_path, spec.member)
     records = parse_fasta(_read_text(zf, archive_path, spec.member), label_where)
     duplicates: dict | None = None
@@ -387,9 +366,7 @@ def _read_fasta(
     seq_where = label_where
     if spec.sequences_member:
         seq_where = member_path(archive_path, spec.sequences_member)
-        seq_index = _index_by_id(
-            parse_fasta(_read_text(zf, archive_path, spec.sequences_member), seq_where), seq_where
-        )
+        seq_index = _index_by_id(parse_fasta(_read_text(zf, archive_path, spec.sequences_member), seq_where), seq_where)
     elif spec.kind == "per_residue":
         raise InputError(
             f"task {spec.task_id}: a per-residue FASTA task needs sequences_member",
@@ -399,9 +376,7 @@ def _read_fasta(
     mask_where = ""
     if spec.mask_member:
         mask_where = member_path(archive_path, spec.mask_member)
-        mask_index = _index_by_id(
-            parse_fasta(_read_text(zf, archive_path, spec.mask_member), mask_where), mask_where
-        )
+        mask_index = _index_by_id(parse_fasta(_read_text(zf, archive_path, spec.mask_member), mask_where), mask_where)
 
     rows = _Rows(masks=[] if mask_index is not None else None)
     used: set[str] = set()
@@ -409,23 +384,17 @@ def _read_fasta(
     for rec in records:
         loc = rec.where()
         if "SET" not in rec.attributes:
-            raise InputError(
-                f"{loc}: header has no SET= attribute", path=label_where, row=rec.number
-            )
+            raise InputError(f"{loc}: header has no SET= attribute", path=label_where, row=rec.number)
         set_value = rec.attributes["SET"].strip().lower()
         if set_value in ("", "nan", "none"):
             n_dropped += 1  # same rule as a CSV row with an empty ``set``
             continue
         if set_value not in ("train", "test"):
-            raise _label_error(
-                f"{loc}: SET={rec.attributes['SET']!r}; expected train or test", label_where, rec
-            )
+            raise _label_error(f"{loc}: SET={rec.attributes['SET']!r}; expected train or test", label_where, rec)
         split = "test"
         if set_value == "train":
             if "VALIDATION" not in rec.attributes:
-                raise _label_error(
-                    f"{loc}: training record has no VALIDATION= attribute", label_where, rec
-                )
+                raise _label_error(f"{loc}: training record has no VALIDATION= attribute", label_where, rec)
             flag = _parse_flag(rec.attributes["VALIDATION"])
             if flag is None:
                 raise _label_error(
@@ -449,7 +418,9 @@ def _read_fasta(
             if len(target) != len(sequence):
                 raise _label_error(
                     f"{loc}: label string has {len(target)} residues but the sequence in "
-                    f"{spec.sequences_member} has {len(sequence)}", label_where, rec
+                    f"{spec.sequences_member} has {len(sequence)}",
+                    label_where,
+                    rec,
                 )
         else:
             text = rec.attributes.get("TARGET", "").strip()
@@ -461,9 +432,7 @@ def _read_fasta(
                 except ValueError:
                     value = math.nan
                 if not math.isfinite(value):
-                    raise _label_error(
-                        f"{loc}: non-numeric regression target {text!r}", label_where, rec
-                    )
+                    raise _label_error(f"{loc}: non-numeric regression target {text!r}", label_where, rec)
                 target = value
             else:
                 target = text
@@ -473,16 +442,14 @@ def _read_fasta(
             mask_text = mask_rec.sequence
             if len(mask_text) != len(sequence):
                 raise InputError(
-                    f"{mask_rec.where()}: mask has {len(mask_text)} positions but the sequence has "
-                    f"{len(sequence)}",
+                    f"{mask_rec.where()}: mask has {len(mask_text)} positions but the sequence has {len(sequence)}",
                     path=mask_where,
                     row=mask_rec.number,
                 )
             bad = sorted(set(mask_text) - {"0", "1"})
             if bad:
                 raise InputError(
-                    f"{mask_rec.where()}: mask may only hold 0 and 1, "
-                    f"found {', '.join(map(repr, bad))}",
+                    f"{mask_rec.where()}: mask may only hold 0 and 1, found {', '.join(map(repr, bad))}",
                     path=mask_where,
                     row=mask_rec.number,
                 )
@@ -498,9 +465,7 @@ def _read_fasta(
 
     rows.notes = {"n_rows": len(records), "n_dropped_no_set": n_dropped}
     if duplicates is not None:
-        rows.notes["n_rows"] += (
-            duplicates["n_dropped_identical"] + duplicates["n_dropped_conflicting"]
-        )
+        rows.notes["n_rows"] += duplicates["n_dropped_identical"] + duplicates["n_dropped_conflicting"]
         rows.notes["duplicate_ids"] = duplicates
     if seq_index is not None:
         rows.notes["n_unused_sequences"] = len(seq_index) - len(used)
@@ -522,7 +487,9 @@ def _apply_window(spec: TaskSpec, rows: _Rows) -> None:
     for i, seq in enumerate(rows.sequences):
         if len(seq) < stop:
             path, row, loc = rows.seq_where[i]
-            message = f"{loc}sequence has {len(seq)} residues, too short for the task's residue window [{start}, {stop})"
+            message = (
+                f"{loc}sequence has {len(seq)} residues, too short for the task's residue window [{start}, {stop})"
+            )
             raise InputError(message, path=path, row=row)
     rows.sequences = [s[start:stop] for s in rows.sequences]
     if spec.kind == "per_residue":
@@ -589,8 +556,9 @@ def _label_error(message: str, label_where: str, rec: FastaRecord) -> InputError
     return InputError(message, path=label_where, row=rec.number)
 
 
-def _indexed(index: dict[str, FastaRecord], rec: FastaRecord, member: str | None, loc: str,
-             label_where: str) -> FastaRecord:
+def _indexed(
+    index: dict[str, FastaRecord], rec: FastaRecord, member: str | None, loc: str, label_where: str
+) -> FastaRecord:
     """The record of ``member`` (sequences, mask) with the labelled record's id; refused if none."""
     found = index.get(rec.id)
     if found is None:
@@ -600,9 +568,7 @@ def _indexed(index: dict[str, FastaRecord], rec: FastaRecord, member: str | None
 
 def _label_values(label: str, mask: np.ndarray | None, as_bytes: bool) -> np.ndarray:
     """One value per scored residue: byte codes for ASCII labels (fast), characters otherwise."""
-    values = (
-        np.frombuffer(label.encode("ascii"), dtype=np.uint8) if as_bytes else np.array(list(label))
-    )
+    values = np.frombuffer(label.encode("ascii"), dtype=np.uint8) if as_bytes else np.array(list(label))
     return values if mask is None else values[mask]
 
 
@@ -626,11 +592,7 @@ def _check_residue_labels(rows: _Rows, allow_unseen_test: bool) -> None:
             continue
         values = _label_values(t, masks[i] if masks is not None else None, as_bytes)
         uniq, counts = np.unique(values, return_counts=True)
-        new = [
-            (text(v), int(c))
-            for v, c in zip(uniq.tolist(), counts.tolist())
-            if v not in train_values
-        ]
+        new = [(text(v), int(c)) for v, c in zip(uniq.tolist(), counts.tolist()) if v not in train_values]
         if not new:
             continue
         if s == "test" and allow_unseen_test:

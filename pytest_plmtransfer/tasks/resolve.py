@@ -41,10 +41,10 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from pytest_plmtransfer.hashing import sha256_file
 from pytest_plmtransfer.errors import ResourceUnavailable
-from pytest_plmtransfer.tempfiles import default_file_mode, make_temp
+from pytest_plmtransfer.hashing import sha256_file
 from pytest_plmtransfer.tasks.spec import TaskSpec
+from pytest_plmtransfer.tempfiles import default_file_mode, make_temp
 
 FLIP_REPOSITORY = "https://github.com/J-SNACKKB/FLIP"
 #: the FLIP commit each archive is downloaded from: the commit of the newest version of
@@ -382,7 +382,5 @@ class DataResolver:
 
 
 def _archive(spec_or_archive: TaskSpec | str) -> str:
-    archive = (
-        spec_or_archive.archive if isinstance(spec_or_archive, TaskSpec) else str(spec_or_archive)
-    )
+    archive = spec_or_archive.archive if isinstance(spec_or_archive, TaskSpec) else str(spec_or_archive)
     return archive.lstrip("/")
