@@ -54,15 +54,7 @@ from typing import Any
 
 import pandas as pd
 
-from pytest_plmtransfer.aggregate import (
-    NO_SEED,
-    depth,
-    fmt,
-    metric_columns,
-    normalize,
-    seed_value,
-    sorted_seeds,
-)
+from pytest_plmtransfer.aggregate import NO_SEED, depth, fmt, metric_columns, normalize, seed_value, sorted_seeds
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.ledger import atomic_write_json
 from pytest_plmtransfer.options import benchmarks_command

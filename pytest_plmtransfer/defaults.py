@@ -92,9 +92,4 @@ def _extends(path: Path) -> Any:
     return doc.get("extends") if isinstance(doc, dict) else None
 
 
-__all__ = [
-    "DEFAULT_BASELINES",
-    "LayeredBaselineStore",
-    "SUITE_PACKAGE",
-    "load_effective_claims",
-]
+__all__ = ["DEFAULT_BASELINES", "LayeredBaselineStore", "SUITE_PACKAGE", "load_effective_claims"]

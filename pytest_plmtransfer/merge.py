@@ -131,8 +131,7 @@ def write_merged(result: MergeResult, out: Path) -> None:
         header.pop("file", None)
         header.update(shard=None, worker=None, part=None)
     atomic_write_json(
-        out,
-        {"schema_version": SCHEMA_VERSION, "plans": [header] if header else [], "records": result.records},
+        out, {"schema_version": SCHEMA_VERSION, "plans": [header] if header else [], "records": result.records}
     )
 
 

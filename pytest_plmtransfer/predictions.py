@@ -32,13 +32,7 @@ from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.hashing import sha256_file
 from pytest_plmtransfer.tempfiles import make_temp
 
-__all__ = [
-    "PredictionsError",
-    "TestPredictions",
-    "load_predictions",
-    "predictions_path",
-    "save_predictions",
-]
+__all__ = ["PredictionsError", "TestPredictions", "load_predictions", "predictions_path", "save_predictions"]
 
 SUFFIX = ".predictions.npz"
 FORMAT = "plmtransfer-predictions/1"

@@ -181,10 +181,7 @@ def _require_train_val(counts: dict[SplitName, int], unit: str) -> None:
 
 
 def _class_index(
-    labels: np.ndarray,
-    split_of: np.ndarray,
-    where_of: Callable[[int], str],
-    unseen_test_labels: bool = False,
+    labels: np.ndarray, split_of: np.ndarray, where_of: Callable[[int], str], unseen_test_labels: bool = False
 ) -> tuple[list[str], np.ndarray]:
     """Classes = sorted labels seen in training; every other split must use only those."""
     train_labels = labels[split_of == "train"]
@@ -251,12 +248,7 @@ def _probe_regression(
     Xva = _standardized(X, rows["val"], mean, scale)
     alphas = DEFAULT_ALPHAS if settings.alphas is None else settings.alphas
     on_device = settings.device != "cpu"
-    ridge = RidgeProbe(
-        alphas,
-        inp.selection_metric,
-        backend="torch" if on_device else "numpy",
-        device=settings.device,
-    )
+    ridge = RidgeProbe(alphas, inp.selection_metric, backend="torch" if on_device else "numpy", device=settings.device)
     ridge.fit(Xtr, y[rows["train"]], Xva, y[rows["val"]])
 
     pred = {"train": ridge.predict(Xtr), "val": ridge.predict(Xva)}

@@ -190,11 +190,4 @@ def measurement(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = [
-    "RUN_SPECIFIC_FIELDS",
-    "ClaimRecord",
-    "LayerRecord",
-    "Provenance",
-    "measurement",
-    "parse_record",
-]
+__all__ = ["RUN_SPECIFIC_FIELDS", "ClaimRecord", "LayerRecord", "Provenance", "measurement", "parse_record"]

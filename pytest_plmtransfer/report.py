@@ -26,15 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from pytest_plmtransfer.aggregate import (
-    best_layer,
-    curve,
-    depth,
-    metric_columns,
-    normalize,
-    sorted_seeds,
-    task_metrics,
-)
+from pytest_plmtransfer.aggregate import best_layer, curve, depth, metric_columns, normalize, sorted_seeds, task_metrics
 from pytest_plmtransfer.models.base import ONEHOT
 from pytest_plmtransfer.table import text_table
 

@@ -58,7 +58,7 @@ class Shard:
     @property
     def tag(self) -> str:
         """File-name form (ledger parts): ``shard0of4``."""
-        return f"shard{self.index}of{self.count}"
+        return "shard" + self.label.replace("/", "of")
 
 
 def group_id(model: str, init: str, seed: int | None) -> str:

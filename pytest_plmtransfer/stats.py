@@ -453,40 +453,16 @@ class Interval:
 
 def _summary(metric: str, estimate: float, samples: np.ndarray, level: float, boot: Bootstrap) -> Interval:
     valid = samples[np.isfinite(samples)]
-    nan = float("nan")
-    if valid.size < 2:
-        return Interval(
-            metric,
-            estimate,
-            nan,
-            nan,
-            nan,
-            nan,
-            level,
-            METHOD,
-            boot.n_resamples,
-            int(valid.size),
-            boot.seed,
-            boot.unit_name,
-            boot.n_units,
-        )
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(valid, [alpha, 1.0 - alpha])
+    if valid.size < 2:  # nothing to spread: the estimate only
+        mean = se = low = high = float("nan")
+    else:
+        alpha = (1.0 - level) / 2.0
+        mean, se = float(valid.mean()), float(valid.std(ddof=1))
+        low, high = (float(q) for q in np.quantile(valid, [alpha, 1.0 - alpha]))
     return Interval(
-        metric,
-        float(estimate),
-        float(valid.mean()),
-        float(valid.std(ddof=1)),
-        float(low),
-        float(high),
-        float(level),
-        METHOD,
-        boot.n_resamples,
-        int(valid.size),
-        boot.seed,
-        boot.unit_name,
-        boot.n_units,
-    )
+        metric, float(estimate), mean, se, low, high, float(level), METHOD, boot.n_resamples, int(valid.size),
+        boot.seed, boot.unit_name, boot.n_units,
+    )  # fmt: skip
 
 
 def interval(
@@ -581,41 +557,12 @@ def paired_test(
     sign = -1.0 if _lower_is_better(metric) else 1.0
     valid = np.isfinite(diff)
     d = diff[valid]
-    if d.size < 2:
-        nan = float("nan")
-        return PairedResult(
-            metric,
-            float(ea.mean() - eb.mean()),
-            nan,
-            nan,
-            1 - 2 * level,
-            nan,
-            level,
-            margin,
-            nb,
-            boot.seed,
-            len(a),
-            len(b),
-            boot.unit_name,
-            boot.n_units,
-            how,
-        )
-    p = (1.0 + np.count_nonzero(sign * d <= margin)) / (d.size + 1.0)
-    low, high = np.quantile(d, [level, 1.0 - level])
+    if d.size < 2:  # no difference to resample: the estimate only
+        low = high = p = float("nan")
+    else:
+        p = (1.0 + np.count_nonzero(sign * d <= margin)) / (d.size + 1.0)
+        low, high = (float(q) for q in np.quantile(d, [level, 1.0 - level]))
     return PairedResult(
-        metric,
-        float(ea.mean() - eb.mean()),
-        float(low),
-        float(high),
-        1 - 2 * level,
-        float(p),
-        level,
-        float(margin),
-        nb,
-        boot.seed,
-        len(a),
-        len(b),
-        boot.unit_name,
-        boot.n_units,
-        how,
-    )
+        metric, float(ea.mean() - eb.mean()), low, high, 1 - 2 * level, float(p), level, float(margin), nb,
+        boot.seed, len(a), len(b), boot.unit_name, boot.n_units, how,
+    )  # fmt: skip

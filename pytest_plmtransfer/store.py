@@ -74,12 +74,7 @@ def sequences_digest(sequences: Sequence[str]) -> str:
 
 
 def entry_key(
-    identity: dict[str, Any],
-    sequences: Sequence[str],
-    *,
-    per_residue: bool,
-    pooling: str,
-    dtype: str = "float32",
+    identity: dict[str, Any], sequences: Sequence[str], *, per_residue: bool, pooling: str, dtype: str = "float32"
 ) -> str:
     payload = {
         "store_format": STORE_FORMAT,
@@ -161,12 +156,7 @@ class EmbeddingStore:
         return good
 
     def get_or_compute(
-        self,
-        adapter: ModelAdapter,
-        sequences: Sequence[str],
-        layers: Sequence[int],
-        *,
-        per_residue: bool,
+        self, adapter: ModelAdapter, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool
     ) -> EmbeddingEntry:
         """Return an entry with at least ``layers``, computing only the missing ones (in one pass)."""
         sequences = list(sequences)

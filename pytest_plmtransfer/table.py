@@ -16,12 +16,7 @@ SEPARATOR = "  "
 
 
 def text_table(
-    header: Sequence[str],
-    body: Sequence[Sequence[str]],
-    align: str = "",
-    *,
-    rule: bool = True,
-    free_last: bool = False,
+    header: Sequence[str], body: Sequence[Sequence[str]], align: str = "", *, rule: bool = True, free_last: bool = False
 ) -> list[str]:
     """The lines of a table.
 

@@ -184,6 +184,29 @@ def _curve(frac: float, peak: float, onehot: float) -> float:
     return onehot - 0.05 + (peak - onehot + 0.05) * (1 - math.exp(-frac / 0.15)) - 0.03 * max(0.0, frac - 0.6)
 
 
+#: the metrics a synthetic record carries, in the order their values are given
+_CLASSIFICATION_METRICS = (
+    "train_loss",
+    "val_loss",
+    "test_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "test_accuracy",
+    "val_auc",
+    "test_auc",
+)
+_REGRESSION_METRICS = (
+    "train_mse",
+    "val_mse",
+    "test_mse",
+    "val_spearman",
+    "test_spearman",
+    "val_ndcg",
+    "test_ndcg",
+    "test_pearson",
+)
+
+
 def synthetic_records(
     *,
     models: dict[str, int] | None = None,
@@ -221,45 +244,25 @@ def synthetic_records(
                     test = float(np.clip(base + rng.normal(0, 0.004), -1, 1))
                     val = float(np.clip(base + 0.01 + rng.normal(0, 0.004), -1, 1))
                     if classification:
-                        metrics = {
-                            "train_loss": 1.0 - val + 0.1,
-                            "val_loss": 1.2 - val,
-                            "test_loss": 1.2 - test,
-                            "train_accuracy": val + 0.05,
-                            "val_accuracy": val,
-                            "test_accuracy": test,
-                            "val_auc": val + 0.2,
-                            "test_auc": test + 0.2,
-                        }
+                        values = (1.0 - val + 0.1, 1.2 - val, 1.2 - test, val + 0.05, val, test, val + 0.2, test + 0.2)
+                        metrics = dict(zip(_CLASSIFICATION_METRICS, values))
                         sel_m, test_m, kind = "val_loss", "test_accuracy", "classification"
                     else:
-                        metrics = {
-                            "train_mse": 1.0 - val,
-                            "val_mse": 1.1 - val,
-                            "test_mse": 1.1 - test,
-                            "val_spearman": val,
-                            "test_spearman": test,
-                            "val_ndcg": 0.8 + val / 10,
-                            "test_ndcg": 0.8 + test / 10,
-                            "test_pearson": test - 0.01,
-                        }
-                        sel_m, test_m, kind = "val_spearman", "test_spearman", "regression"
-                    out.append(
-                        layer_record(
-                            model,
-                            task,
-                            layer,
-                            init,
-                            seed,
-                            metrics,
-                            num_layers=nl,
-                            run_id=run_id,
-                            timestamp=timestamp,
-                            task_kind=kind,
-                            selection_metric=sel_m,
-                            test_metric=test_m,
+                        values = (
+                            1.0 - val,
+                            1.1 - val,
+                            1.1 - test,
+                            val,
+                            test,
+                            0.8 + val / 10,
+                            0.8 + test / 10,
+                            test - 0.01,
                         )
-                    )
+                        metrics = dict(zip(_REGRESSION_METRICS, values))
+                        sel_m, test_m, kind = "val_spearman", "test_spearman", "regression"
+                    heads: dict[str, Any] = {"task_kind": kind, "selection_metric": sel_m, "test_metric": test_m}
+                    where: dict[str, Any] = {"num_layers": nl, "run_id": run_id, "timestamp": timestamp}
+                    out.append(layer_record(model, task, layer, init, seed, metrics, **where, **heads))
     return out
 
 
@@ -296,28 +299,12 @@ def curve_records(
         nl = len(pairs) - 1 if num_layers is None else num_layers
         for layer, (val, test) in enumerate(pairs):
             if classification:
-                metrics = {
-                    "train_loss": val * 0.8,
-                    "val_loss": val,
-                    "test_loss": val + 0.05,
-                    "train_accuracy": test + 0.05,
-                    "val_accuracy": test,
-                    "test_accuracy": test,
-                    "val_auc": 0.9,
-                    "test_auc": 0.9,
-                }
+                metrics = dict(
+                    zip(_CLASSIFICATION_METRICS, (val * 0.8, val, val + 0.05, test + 0.05, test, test, 0.9, 0.9))
+                )
                 kw = {"task_kind": "classification", "selection_metric": "val_loss", "test_metric": "test_accuracy"}
             else:
-                metrics = {
-                    "train_mse": 1 - val,
-                    "val_mse": 1.1 - val,
-                    "test_mse": 1.1 - test,
-                    "val_spearman": val,
-                    "test_spearman": test,
-                    "val_ndcg": 0.9,
-                    "test_ndcg": 0.9,
-                    "test_pearson": test,
-                }
+                metrics = dict(zip(_REGRESSION_METRICS, (1 - val, 1.1 - val, 1.1 - test, val, test, 0.9, 0.9, test)))
                 kw = {}
             out.append(
                 layer_record(

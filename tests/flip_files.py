@@ -39,15 +39,7 @@ GB1_SPLITS = ("one_vs_rest", "two_vs_rest", "three_vs_rest", "low_vs_high", "sam
 #: 0-based GB1 sites FLIP mutates (V39, D40, G41, V54), all inside the 56-residue domain
 GB1_SITES = (38, 39, 40, 53)
 GB1_LENGTH = 265
-AAV_SPLITS = (
-    "des_mut",
-    "mut_des",
-    "one_vs_many",
-    "two_vs_many",
-    "seven_vs_many",
-    "low_vs_high",
-    "sampled",
-)
+AAV_SPLITS = ("des_mut", "mut_des", "one_vs_many", "two_vs_many", "seven_vs_many", "low_vs_high", "sampled")
 MELTOME_SPLITS = ("mixed_split", "human", "human_cell")
 SCL_SPLITS = ("balanced", "mixed_soft", "mixed_hard", "human_soft", "human_hard")
 SCL_CLASSES = (
@@ -62,14 +54,7 @@ SCL_CLASSES = (
     "Extracellular",
     "Plastid",
 )
-BIND_SPLITS = (
-    "one_vs_many",
-    "two_vs_many",
-    "from_publication",
-    "one_vs_sm",
-    "one_vs_mn",
-    "one_vs_sn",
-)
+BIND_SPLITS = ("one_vs_many", "two_vs_many", "from_publication", "one_vs_sm", "one_vs_mn", "one_vs_sn")
 
 CsvEdit = Callable[[str, pd.DataFrame], pd.DataFrame]
 FastaEdit = Callable[[str, list[list[str]]], list[list[str]]]
@@ -110,10 +95,7 @@ def fasta_text(records: Iterable[Sequence[str]]) -> str:
 
 
 def write_csv_archive(
-    root: Path | str,
-    dataset: str,
-    frames: Mapping[str, pd.DataFrame | str],
-    edit: CsvEdit | None = None,
+    root: Path | str, dataset: str, frames: Mapping[str, pd.DataFrame | str], edit: CsvEdit | None = None
 ) -> Path:
     """Write ``splits/<name>.csv`` members (``frames`` keys are split names such as
     ``"sampled"``; values a DataFrame or raw CSV text) into
@@ -131,10 +113,7 @@ def write_csv_archive(
 
 
 def write_fasta_archive(
-    root: Path | str,
-    dataset: str,
-    files: Mapping[str, list[list[str]] | str],
-    edit: FastaEdit | None = None,
+    root: Path | str, dataset: str, files: Mapping[str, list[list[str]] | str], edit: FastaEdit | None = None
 ) -> Path:
     """Write FASTA members (``files`` keys are file names such as ``"sequences.fasta"``; values
     lists of ``[header, sequence]`` or raw text) into ``<root>/splits/<dataset>/splits.zip``."""
@@ -267,10 +246,7 @@ def write_gb1(
         members[member] = frame_to_csv(frame)
         if fasta:
             members[f"splits/{name}.fasta"] = fasta_text(
-                (
-                    f"Sequence{i} TARGET={row.target} SET={row.set} VALIDATION={row.validation is True}",
-                    row.sequence,
-                )
+                (f"Sequence{i} TARGET={row.target} SET={row.set} VALIDATION={row.validation is True}", row.sequence)
                 for i, row in enumerate(gb1_frame(name, n, seed).itertuples(index=False))
             )
     return write_zip(archive_path(root, "gb1"), members)
@@ -280,11 +256,7 @@ def write_gb1(
 
 
 def aav_frame(
-    split: str = "sampled",
-    n: int = 120,
-    seed: int = 0,
-    length: int = 120,
-    region: tuple[int, int] = (50, 78),
+    split: str = "sampled", n: int = 120, seed: int = 0, length: int = 120, region: tuple[int, int] = (50, 78)
 ) -> pd.DataFrame:
     """One AAV split. FLIP's real sequences are the 735-residue VP1 (P03135) with residues
     561..588 varied; here a random ``length``-residue protein with ``region`` varied, shorter by
@@ -457,12 +429,7 @@ def ss3_records(n: int = 40, seed: int = 0, lengths: tuple[int, int] = (30, 150)
 
 
 def write_ss3(
-    root: Path | str,
-    n: int = 40,
-    seed: int = 0,
-    *,
-    lengths: tuple[int, int] = (30, 150),
-    edit: FastaEdit | None = None,
+    root: Path | str, n: int = 40, seed: int = 0, *, lengths: tuple[int, int] = (30, 150), edit: FastaEdit | None = None
 ) -> Path:
     """Secondary structure's ``splits.zip``: ``splits/sampled.fasta`` (labels with SET= and
     VALIDATION=), ``splits/sequences.fasta``, ``splits/mask.fasta``."""
@@ -552,12 +519,7 @@ def conservation_records(
 
 
 def write_conservation(
-    root: Path | str,
-    n: int = 40,
-    seed: int = 0,
-    *,
-    lengths: tuple[int, int] = (30, 150),
-    edit: FastaEdit | None = None,
+    root: Path | str, n: int = 40, seed: int = 0, *, lengths: tuple[int, int] = (30, 150), edit: FastaEdit | None = None
 ) -> Path:
     """Conservation's ``splits.zip``: ``splits/sampled.fasta`` + ``splits/sequences.fasta``."""
     _check_n(n)

@@ -11,12 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_plmtransfer.models.attention import (
-    attention_option,
-    check_attention,
-    install_sdpa,
-    uninstall_sdpa,
-)
+from pytest_plmtransfer.models.attention import attention_option, check_attention, install_sdpa, uninstall_sdpa
 from pytest_plmtransfer.models.esm import EsmAdapter, EsmConfig, build_architecture
 from pytest_plmtransfer.models.inits import seeded_construction
 from pytest_plmtransfer.models.registry import ModelOptions

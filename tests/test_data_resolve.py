@@ -158,10 +158,7 @@ def test_download_lands_atomically_in_cache_with_checksum(tmp_path, server, gb1_
     assert read_sidecar(path) == digest
     assert resolver.sha256(resolver.resolve(GB1)) == digest
     # nothing but the archive and its checksum: no temporary or lock file left over
-    assert _files_under(cache) == [
-        "flip/splits/gb1/splits.zip",
-        "flip/splits/gb1/splits.zip.sha256",
-    ]
+    assert _files_under(cache) == ["flip/splits/gb1/splits.zip", "flip/splits/gb1/splits.zip.sha256"]
     assert server.hits == ["/flip/splits/gb1/splits.zip"]
     # a second resolve, even from a fresh resolver (a new session), does not hit the server
     assert DataResolver(None, cache, base_url=server.base_url).resolve(GB1) == path

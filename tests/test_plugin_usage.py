@@ -451,9 +451,7 @@ def test_update_baselines_writes_only_when_values_change_and_report_paths_are_re
     before = stored.read_text()
     second = run(*args, "--plm-update-baselines", "--plm-report-dir=out")
     second.stdout.fnmatch_lines(
-        [
-            "--plm-update-baselines: wrote 0 baseline file(s) under *; 1 unchanged (same values), left as they were",
-        ]
+        ["--plm-update-baselines: wrote 0 baseline file(s) under *; 1 unchanged (same values), left as they were"]
     )
     assert stored.read_text() == before  # provenance (run id, timestamp) did not churn the file
     second.stdout.fnmatch_lines(["plmtransfer: report written to out/", "  markdown: out/*.md"])

@@ -176,15 +176,7 @@ def test_masked_residues_are_neither_trained_on_nor_scored() -> None:
     lengths = np.array([int(m.sum()) for m in masks])
     kept_labels = ["".join(c for c, k in zip(t, m, strict=True) if k) for t, m in zip(targets, masks, strict=True)]
     stripped = probe(
-        ProbeInput(
-            "per_residue",
-            X[keep],
-            np.r_[0, np.cumsum(lengths)],
-            kept_labels,
-            splits,
-            None,
-            "val_loss",
-        ),
+        ProbeInput("per_residue", X[keep], np.r_[0, np.cumsum(lengths)], kept_labels, splits, None, "val_loss"),
         settings=FAST,
     )
     assert with_mask.metrics == stripped.metrics
@@ -199,10 +191,7 @@ def test_per_residue_memmap_matches_in_memory(tmp_path) -> None:
     mm.flush()
     ro = np.memmap(path, dtype=np.float32, mode="r", shape=X.shape)
     settings = ProbeSettings(lr=0.05, batch_size=64, max_epochs=6, patience=3, chunk_bytes=2048)
-    a = probe(
-        ProbeInput("per_residue", ro, offsets, targets, splits, masks, "val_loss"),
-        settings=settings,
-    )
+    a = probe(ProbeInput("per_residue", ro, offsets, targets, splits, masks, "val_loss"), settings=settings)
     b = probe(ProbeInput("per_residue", X, offsets, targets, splits, masks, "val_loss"), settings=settings)
     assert a.metrics == b.metrics
     assert a.metrics["test_accuracy"] > 0.7

@@ -6,12 +6,7 @@ import numpy as np
 import pytest
 
 from pytest_plmtransfer import metrics as M
-from pytest_plmtransfer.predictions import (
-    PredictionsError,
-    TestPredictions,
-    load_predictions,
-    save_predictions,
-)
+from pytest_plmtransfer.predictions import PredictionsError, TestPredictions, load_predictions, save_predictions
 from pytest_plmtransfer.stats import Bootstrap, interval, paired_test, resample_counts
 
 RNG = np.random.default_rng(12)

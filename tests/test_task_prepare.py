@@ -95,12 +95,7 @@ def test_per_residue_labels_and_masks_stay_aligned(long_ss3):
 
 def test_prepare_does_not_modify_its_input(long_ss3):
     data = long_ss3
-    before = (
-        list(data.sequences),
-        list(data.targets),
-        [m.copy() for m in data.residue_masks],
-        dict(data.notes),
-    )
+    before = (list(data.sequences), list(data.targets), [m.copy() for m in data.residue_masks], dict(data.notes))
     out = prepare_for_model(data, 25)
     out.residue_masks[0][:] = False
     out.notes["x"] = 1
@@ -112,12 +107,7 @@ def test_prepare_does_not_modify_its_input(long_ss3):
 def test_no_limit_copies_and_records_no_truncation(long_ss3):
     out = prepare_for_model(long_ss3, None)
     assert out.sequences == long_ss3.sequences and out.targets == long_ss3.targets
-    assert out.notes["truncation"] == {
-        "rule": "none",
-        "max_residues": None,
-        "n_truncated": 0,
-        "n_residues_removed": 0,
-    }
+    assert out.notes["truncation"] == {"rule": "none", "max_residues": None, "n_truncated": 0, "n_residues_removed": 0}
 
 
 def test_per_sequence_targets_are_untouched(tmp_path):
@@ -129,10 +119,7 @@ def test_per_sequence_targets_are_untouched(tmp_path):
 
 
 def test_esm1b_limit_on_long_sequences_keeps_the_last_residue(tmp_path):
-    data = load_task(
-        get_task("meltome_mixed"),
-        ff.write_meltome(tmp_path, "mixed_split", n=12, lengths=(900, 1400)),
-    )
+    data = load_task(get_task("meltome_mixed"), ff.write_meltome(tmp_path, "mixed_split", n=12, lengths=(900, 1400)))
     out = prepare_for_model(data, 1022)
     for before, after in zip(data.sequences, out.sequences):
         assert after[-1] == before[-1] and after[0] == before[0]

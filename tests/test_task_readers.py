@@ -11,12 +11,7 @@ import numpy as np
 import pytest
 
 from pytest_plmtransfer.errors import InputError
-from pytest_plmtransfer.tasks.catalog import (
-    CATALOG,
-    GB1_WINDOW,
-    UnknownTaskError,
-    get_task,
-)
+from pytest_plmtransfer.tasks.catalog import CATALOG, GB1_WINDOW, UnknownTaskError, get_task
 from pytest_plmtransfer.tasks.readers import ALLOWED_RESIDUES, load_task, parse_fasta
 from pytest_plmtransfer.tasks.spec import TaskSpec
 
@@ -237,10 +232,7 @@ def test_bind_unseen_test_labels_are_recorded_not_refused(tmp_path):
 
 def test_fasta_parser_handles_multiline_records_and_attributes():
     recs = parse_fasta(">a SET=train VALIDATION=True\nAC\nDE\n\n>b TARGET=Cell membrane SET=test\nK\n", "x.fasta")
-    assert [(r.id, r.sequence, r.number, r.line) for r in recs] == [
-        ("a", "ACDE", 1, 1),
-        ("b", "K", 2, 5),
-    ]
+    assert [(r.id, r.sequence, r.number, r.line) for r in recs] == [("a", "ACDE", 1, 1), ("b", "K", 2, 5)]
     assert recs[0].attributes == {"SET": "train", "VALIDATION": "True"}
     assert recs[1].attributes == {"TARGET": "Cell membrane", "SET": "test"}
 
@@ -310,12 +302,7 @@ def test_unknown_residue_in_sequences_fasta_names_that_file(tmp_path):
     path = ff.write_conservation(tmp_path, edit=edit)
     rid = ff.conservation_records()["sequences.fasta"][2][0]
     _raises(
-        get_task("conservation"),
-        path,
-        f"{path}:splits/sequences.fasta",
-        "row 3",
-        rid,
-        "unknown residue letters '1'",
+        get_task("conservation"), path, f"{path}:splits/sequences.fasta", "row 3", rid, "unknown residue letters '1'"
     )
 
 
@@ -336,13 +323,7 @@ def test_empty_sequence_in_fasta(tmp_path):
 
 def test_missing_column(tmp_path):
     path = ff.write_gb1(tmp_path, "sampled", edit=lambda m, df: df.drop(columns=["validation"]))
-    _raises(
-        get_task("gb1_sampled"),
-        path,
-        f"{path}:splits/sampled.csv",
-        "row 1",
-        "missing column 'validation'",
-    )
+    _raises(get_task("gb1_sampled"), path, f"{path}:splits/sampled.csv", "row 1", "missing column 'validation'")
 
 
 def test_split_without_validation_rows(tmp_path):
@@ -390,13 +371,7 @@ def test_bad_set_and_validation_values(tmp_path):
 
 def test_non_numeric_and_missing_regression_targets(tmp_path):
     path = ff.write_meltome(tmp_path, "human", edit=_set_cell(3, "target", "hot"))
-    _raises(
-        get_task("meltome_human"),
-        path,
-        f"{path}:splits/human.csv",
-        "row 5",
-        "non-numeric regression target 'hot'",
-    )
+    _raises(get_task("meltome_human"), path, f"{path}:splits/human.csv", "row 5", "non-numeric regression target 'hot'")
     path = ff.write_meltome(tmp_path, "human", edit=_set_cell(4, "target", None))
     _raises(get_task("meltome_human"), path, "splits/human.csv", "row 6", "missing regression target")
 
@@ -470,13 +445,7 @@ def test_residue_label_at_unscored_position_is_not_checked(tmp_path):
 
 def test_bind_validation_labels_must_be_seen_and_strict_mode_refuses_test_ones(tmp_path):
     path = ff.write_bind(tmp_path, "one_vs_many")
-    _raises(
-        get_task("bind"),
-        path,
-        "splits/one_vs_many.fasta",
-        "never occur",
-        allow_unseen_test_labels=False,
-    )
+    _raises(get_task("bind"), path, "splits/one_vs_many.fasta", "never occur", allow_unseen_test_labels=False)
     records, _ = ff.bind_records("one_vs_many")
     idx = next(i for i, r in enumerate(records) if "VALIDATION=True" in r[0])
 
@@ -601,13 +570,7 @@ def test_bind_repeated_ids_keep_the_first_record(tmp_path):
 
 def test_missing_member_and_not_a_zip(tmp_path):
     path = ff.write_gb1(tmp_path, "sampled")
-    _raises(
-        get_task("gb1_low_vs_high"),
-        path,
-        str(path),
-        "no member 'splits/low_vs_high.csv'",
-        "splits/sampled.csv",
-    )
+    _raises(get_task("gb1_low_vs_high"), path, str(path), "no member 'splits/low_vs_high.csv'", "splits/sampled.csv")
     bad = tmp_path / "splits.zip"
     bad.write_bytes(b"<html>not found</html>")
     _raises(get_task("gb1_sampled"), bad, str(bad), "not a zip archive")
@@ -616,11 +579,7 @@ def test_missing_member_and_not_a_zip(tmp_path):
 def test_window_longer_than_sequence(tmp_path):
     path = ff.write_gb1(tmp_path, "sampled", edit=_set_cell(5, "sequence", "ACDEFGHIK"))
     _raises(
-        get_task("gb1_sampled"),
-        path,
-        "splits/sampled.csv",
-        "row 7",
-        "too short for the task's residue window [0, 56)",
+        get_task("gb1_sampled"), path, "splits/sampled.csv", "row 7", "too short for the task's residue window [0, 56)"
     )
 
 
@@ -640,10 +599,7 @@ def test_window_applies_to_labels_and_masks(tmp_path):
 
 
 def _real_root() -> Path | None:
-    for candidate in (
-        os.environ.get("PLMTRANSFER_DATA"),
-        Path(__file__).resolve().parents[2] / "shared" / "flip",
-    ):
+    for candidate in (os.environ.get("PLMTRANSFER_DATA"), Path(__file__).resolve().parents[2] / "shared" / "flip"):
         if candidate and (Path(candidate) / "splits" / "gb1" / "splits.zip").is_file():
             return Path(candidate)
     return None
@@ -656,11 +612,7 @@ needs_real = pytest.mark.skipif(REAL is None, reason="FLIP mirror not present (.
 @needs_real
 @pytest.mark.parametrize(
     "task_id, sizes",
-    [
-        ("gb1_sampled", (6289, 699, 1745)),
-        ("gb1_two_vs_rest", (381, 43, 8309)),
-        ("gb1_low_vs_high", (4580, 509, 3644)),
-    ],
+    [("gb1_sampled", (6289, 699, 1745)), ("gb1_two_vs_rest", (381, 43, 8309)), ("gb1_low_vs_high", (4580, 509, 3644))],
 )
 def test_real_gb1_sizes_and_window(task_id, sizes):
     spec = get_task(task_id)

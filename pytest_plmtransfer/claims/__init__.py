@@ -4,19 +4,8 @@ existing per-layer results. Each kind of claim is a :class:`ClaimKind` subclass 
 >>> from pytest_plmtransfer.claims import load_claims, expand_claims, evaluate, resolve
 """
 
-from pytest_plmtransfer.claims.evaluate import (
-    ClaimOutcome,
-    claim_record,
-    evaluate,
-    resolve,
-)
-from pytest_plmtransfer.claims.kinds import (
-    ClaimKind,
-    Param,
-    get_kind,
-    kind_names,
-    register_kind,
-)
+from pytest_plmtransfer.claims.evaluate import ClaimOutcome, claim_record, evaluate, resolve
+from pytest_plmtransfer.claims.kinds import ClaimKind, Param, get_kind, kind_names, register_kind
 from pytest_plmtransfer.claims.spec import (
     ClaimCase,
     ClaimsError,

@@ -323,8 +323,7 @@ def check_selectors(
 
 
 def expand_claims(
-    claims: ClaimsFile | Sequence[ClaimSpec],
-    available: Iterable[tuple[str, str, str]],
+    claims: ClaimsFile | Sequence[ClaimSpec], available: Iterable[tuple[str, str, str]]
 ) -> list[ClaimCase]:
     """One :class:`ClaimCase` per (claim entry, available (model, task, init)) it selects.
 

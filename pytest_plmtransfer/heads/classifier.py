@@ -311,11 +311,7 @@ class SoftmaxProbe:
     # -- fitting -------------------------------------------------------------------------------
 
     def fit(
-        self,
-        X_train: RowView | np.ndarray,
-        y_train: object,
-        X_val: RowView | np.ndarray,
-        y_val: object,
+        self, X_train: RowView | np.ndarray, y_train: object, X_val: RowView | np.ndarray, y_val: object
     ) -> SoftmaxProbe:
         """Train on ``(X_train, y_train)``, early-stopping on ``(X_val, y_val)``.
 
@@ -404,12 +400,7 @@ class SoftmaxProbe:
 
     @torch.no_grad()
     def _fused_pass(
-        self,
-        x_all: torch.Tensor,
-        t_all: torch.Tensor,
-        order: torch.Tensor,
-        weight: torch.Tensor | None,
-        opt: _Adam,
+        self, x_all: torch.Tensor, t_all: torch.Tensor, order: torch.Tensor, weight: torch.Tensor | None, opt: _Adam
     ) -> tuple[float, int]:
         """One pass of mini-batch Adam over ``x_all`` in ``order``: the same batches, loss and
         update as the autograd path, with the softmax cross-entropy gradient written out

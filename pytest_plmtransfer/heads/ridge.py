@@ -238,13 +238,7 @@ class RidgeProbe:
 
     # -- fitting -------------------------------------------------------------------------------
 
-    def fit(
-        self,
-        X: np.ndarray,
-        y: object,
-        X_val: np.ndarray | None = None,
-        y_val: object | None = None,
-    ) -> RidgeProbe:
+    def fit(self, X: np.ndarray, y: object, X_val: np.ndarray | None = None, y_val: object | None = None) -> RidgeProbe:
         """Factorize once, score every alpha on ``(X_val, y_val)``, keep the best.
 
         ``X`` may be float32 or a memmap; in the primal case it is streamed in blocks and never

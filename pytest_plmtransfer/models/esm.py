@@ -294,13 +294,7 @@ class EsmAdapter(TorchAdapter):
         kwargs.setdefault("max_residues", MAX_RESIDUES[family])
         kwargs.setdefault("library_versions", {LIBRARY: _esm_version()})
         kwargs["config"] = {**config, **kwargs.get("config", {})}
-        super().__init__(
-            model,
-            options,
-            num_layers=config["layers"],
-            embed_dim=config["embed_dim"],
-            **kwargs,
-        )
+        super().__init__(model, options, num_layers=config["layers"], embed_dim=config["embed_dim"], **kwargs)
         if config["attention"] == "sdpa":
             install_sdpa(self.model)
 
@@ -364,13 +358,7 @@ def _make_adapter(
     extra_config: dict[str, Any] | None = None,
 ) -> EsmAdapter:
     return EsmAdapter(
-        model,
-        options,
-        name=name,
-        init=init,
-        seed=seed,
-        weights_identity=weights,
-        config=extra_config or {},
+        model, options, name=name, init=init, seed=seed, weights_identity=weights, config=extra_config or {}
     )
 
 
@@ -422,10 +410,7 @@ def resolve_path(path: Path) -> Any:
     from pytest_plmtransfer.models.registry import ModelEntry
 
     return ModelEntry(
-        name=str(path),
-        factory=create,
-        description=f"fair-esm checkpoint {path}",
-        describe=describe_model.esm,
+        name=str(path), factory=create, description=f"fair-esm checkpoint {path}", describe=describe_model.esm
     )
 
 

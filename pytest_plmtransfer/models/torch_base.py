@@ -78,10 +78,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             raise PlmTransferError(f"unknown dtype {dtype!r}; use one of float32, bf16 (bfloat16), fp16 (float16)")
         resolved = getattr(torch, _DTYPES[key])
     if resolved != torch.float32 and device.type != "cuda":
-        warnings.warn(
-            f"dtype {resolved} is only used on CUDA; computing in float32 on {device}",
-            stacklevel=3,
-        )
+        warnings.warn(f"dtype {resolved} is only used on CUDA; computing in float32 on {device}", stacklevel=3)
         return torch.float32
     return resolved
 

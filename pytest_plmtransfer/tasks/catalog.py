@@ -109,11 +109,7 @@ def _per_residue(
     )
 
 
-_GB1_PAPER = {
-    "sampled": (6289, 699, 1745),
-    "low_vs_high": (4580, 509, 3644),
-    "two_vs_rest": (381, 43, 8309),
-}
+_GB1_PAPER = {"sampled": (6289, 699, 1745), "low_vs_high": (4580, 509, 3644), "two_vs_rest": (381, 43, 8309)}
 _GB1_DESC = {
     "one_vs_rest": "GB1 fitness; train on wild type and single mutants, test on the rest",
     "two_vs_rest": "GB1 fitness; train on up to double mutants, test on the rest",
@@ -122,33 +118,15 @@ _GB1_DESC = {
     "sampled": "GB1 fitness; random 80/20 split",
 }
 
-_AAV_PAPER = {
-    "two_vs_many": (28626, 3181, 50776),
-    "one_vs_many": (1053, 117, 81413),
-}
-_AAV_SPLITS = (
-    "des_mut",
-    "mut_des",
-    "one_vs_many",
-    "two_vs_many",
-    "seven_vs_many",
-    "low_vs_high",
-    "sampled",
-)
+_AAV_PAPER = {"two_vs_many": (28626, 3181, 50776), "one_vs_many": (1053, 117, 81413)}
+_AAV_SPLITS = ("des_mut", "mut_des", "one_vs_many", "two_vs_many", "seven_vs_many", "low_vs_high", "sampled")
 
 # FLIP file stems for Meltome: the mixed split's file is ``mixed_split.csv``
 _MELTOME = {"mixed": "mixed_split", "human": "human", "human_cell": "human_cell"}
 
 _SCL_SPLITS = ("balanced", "mixed_soft", "mixed_hard", "human_soft", "human_hard")
 
-_BIND_SPLITS = (
-    "one_vs_many",
-    "two_vs_many",
-    "from_publication",
-    "one_vs_sm",
-    "one_vs_mn",
-    "one_vs_sn",
-)
+_BIND_SPLITS = ("one_vs_many", "two_vs_many", "from_publication", "one_vs_sm", "one_vs_mn", "one_vs_sn")
 
 
 def _build() -> dict[str, TaskSpec]:
@@ -221,12 +199,7 @@ def _build() -> dict[str, TaskSpec]:
             )
         )
     tasks.append(
-        _per_residue(
-            "conservation",
-            "conservation",
-            "sampled",
-            description="per-residue conservation class 1-9",
-        )
+        _per_residue("conservation", "conservation", "sampled", description="per-residue conservation class 1-9")
     )
     return {t.task_id: t for t in tasks}
 

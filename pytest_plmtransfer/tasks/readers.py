@@ -197,11 +197,7 @@ def load_task(
         _check_residue_labels(rows, allow_unseen_test_labels)
 
     rows.notes.update(
-        {
-            "member": spec.member,
-            "format": spec.format,
-            "window": list(spec.window) if spec.window else None,
-        }
+        {"member": spec.member, "format": spec.format, "window": list(spec.window) if spec.window else None}
     )
     return TaskData(
         spec=spec,
@@ -232,8 +228,7 @@ def _read_text(zf: zipfile.ZipFile, archive_path: Path, member: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(
-            f"not UTF-8 text (byte {exc.start}): {exc.reason}",
-            path=member_path(archive_path, member),
+            f"not UTF-8 text (byte {exc.start}): {exc.reason}", path=member_path(archive_path, member)
         ) from None
 
 
@@ -272,9 +267,7 @@ def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
     if bad_set.any():
         i = int(np.flatnonzero(bad_set)[0])
         raise InputError(
-            f"'set' is {df['set'].iloc[i]!r}; expected 'train', 'test' or empty",
-            path=where,
-            row=int(lines[i]),
+            f"'set' is {df['set'].iloc[i]!r}; expected 'train', 'test' or empty", path=where, row=int(lines[i])
         )
     keep = set_col != ""
     n_dropped = int((~keep).sum())
@@ -286,11 +279,7 @@ def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
     flags = [_parse_flag(v) for v in df["validation"].tolist()]
     for line, flag, value in zip(lines, flags, df["validation"].tolist()):
         if flag is None:
-            raise InputError(
-                f"'validation' is {value!r}; expected True, False or empty",
-                path=where,
-                row=int(line),
-            )
+            raise InputError(f"'validation' is {value!r}; expected True, False or empty", path=where, row=int(line))
     is_val = np.fromiter((bool(f) for f in flags), dtype=bool, count=len(flags))
     splits = np.where(set_col == "test", "test", np.where(is_val, "val", "train"))
 
@@ -368,10 +357,7 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
         seq_where = member_path(archive_path, spec.sequences_member)
         seq_index = _index_by_id(parse_fasta(_read_text(zf, archive_path, spec.sequences_member), seq_where), seq_where)
     elif spec.kind == "per_residue":
-        raise InputError(
-            f"task {spec.task_id}: a per-residue FASTA task needs sequences_member",
-            path=label_where,
-        )
+        raise InputError(f"task {spec.task_id}: a per-residue FASTA task needs sequences_member", path=label_where)
     mask_index: dict[str, FastaRecord] | None = None
     mask_where = ""
     if spec.mask_member:

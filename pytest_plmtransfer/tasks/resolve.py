@@ -295,10 +295,7 @@ class DataResolver:
             received = 0
             request = urllib.request.Request(url, headers={"User-Agent": "pytest-plmtransfer"})
             try:
-                with (
-                    os.fdopen(fd, "wb") as out,
-                    urllib.request.urlopen(request, timeout=self.timeout) as response,
-                ):
+                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=self.timeout) as response:
                     length = response.headers.get("Content-Length")
                     total = int(length) if length and length.isdigit() else None
                     with tqdm(
