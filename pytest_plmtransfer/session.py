@@ -432,9 +432,11 @@ class PlmSession:
         """Probe one layer (or reuse the cached probe result) and return its ledger record."""
         if case.unavailable:
             raise ResourceUnavailable(case.model, case.unavailable)
+        with self.timer.measure(case.model, "data"):
+            task = self.task_data(case.task)  # first: missing data skips without building the model
         adapter = self.adapter(case.model, case.init, case.seed)
         with self.timer.measure(case.model, "data"):
-            data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
+            data = prepare_for_model(task, adapter.max_residues)
             hygiene = self.data_hygiene(data, adapter.max_residues)
         with self.timer.measure(case.model, "embedding"):
             entry = self._embedding(case, adapter, data)
@@ -476,8 +478,9 @@ class PlmSession:
 
         if case.unavailable:
             raise ResourceUnavailable(case.model, case.unavailable)
+        task = self.task_data(case.task)  # first: missing data skips without building the model
         adapter = self.adapter(case.model, case.init, case.seed)
-        data = prepare_for_model(self.task_data(case.task), adapter.max_residues)
+        data = prepare_for_model(task, adapter.max_residues)
         entry = self._embedding(case, adapter, data)
         return CaseEmbeddings(case.model, case.init, case.seed, case.task, case.layer, data, entry)
 

@@ -152,6 +152,14 @@ def _by_key(records):
     return keyed
 
 
+def test_missing_data_skips_without_building_the_model(bench):
+    # the flip root here has no AAV archive: every test of the task skips, and no model is built
+    # to find that out (a `-k scl` over the default models would otherwise build each of them)
+    result = bench.run("--plm-models=tiny_user", "--plm-tasks=aav_sampled", "--plm-inits=pretrained,random")
+    result.assert_outcomes(skipped=6)
+    assert bench.log("builds") == [], bench.log("builds")
+
+
 def test_collection_builds_no_model_and_knows_every_layer(bench):
     result = bench.run(
         "--plm-models=onehot,tiny_user,esm2_t6_8M_UR50D,carp_600k,antiberty",
