@@ -24,11 +24,6 @@ import pytest
 from pytest_plmtransfer.cli import main as cli_main
 from pytest_plmtransfer.ledger import read_records
 
-try:
-    from . import flip_files
-except ImportError:  # tests/ is not a package
-    import flip_files
-
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 LAYER_TEST = (BENCHMARKS / "test_layers.py").read_text()
 CLAIM_TEST = (BENCHMARKS / "test_claims.py").read_text()
@@ -54,13 +49,6 @@ QUIET_PLUGINS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "n
 
 def claim(name: str, base: dict, **extra) -> dict:
     return {"name": name, **base, **extra}
-
-
-@pytest.fixture(scope="module")
-def flip_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flip")
-    flip_files.write_gb1(root, n=60, seed=3)
-    return root
 
 
 @pytest.fixture

@@ -32,13 +32,6 @@ LAYERS_ONLY = SUITE.splitlines()[0] + "\n"
 SMOKE = {"gb1_sampled", "gb1_low_vs_high", "gb1_two_vs_rest"}
 
 
-@pytest.fixture(scope="module")
-def flip_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flip")
-    flip_files.write_gb1(root, n=60, seed=3)
-    return root
-
-
 @pytest.fixture
 def run(pytester, tmp_path, monkeypatch):
     """``run(*args)``: pytest in a subprocess with a private cache and ledger."""

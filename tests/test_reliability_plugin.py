@@ -66,13 +66,6 @@ def pytest_plmtransfer_register_models(registry):
 
 
 @pytest.fixture
-def flip_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flip")
-    flip_files.write_gb1(root, n=60, seed=3)
-    return root
-
-
-@pytest.fixture
 def bench(pytester, flip_root, tmp_path, monkeypatch):
     pytester.makepyfile(test_layers=LAYER_TEST)
     pytester.makeconftest(USER_MODEL_CONFTEST + EXTRA_CONFTEST)
