@@ -17,7 +17,6 @@ except ImportError:  # tests/ is not a package
     import test_plugin_claims as plugin_claims
 
 bench = plugin_claims.bench
-flip_root = plugin_claims.flip_root
 
 SELECT = ["--plm-models=onehot,tiny", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random"]
 CLAIMS = [
