@@ -386,9 +386,9 @@ def _write(plm_session: PlmSession, record: dict) -> None:
 
 
 def _run_case(plm_session: PlmSession, case, call):
-    """``call()`` for a layer case: missing data/weights skip (fail under --plm-strict); errors
-    this package raises on purpose (bad data, a full disk, a lock given up on) and a bad selection
-    fail the test with their one-line message, no traceback."""
+    """``call()`` for a layer or claim case: missing data/weights skip (fail under --plm-strict);
+    errors this package raises on purpose (bad data, a full disk, a lock given up on) and a bad
+    selection fail the test with their one-line message, no traceback."""
     if isinstance(case, _ConfigProblem):
         pytest.fail(str(case), pytrace=False)
     missing = failure = None
@@ -449,13 +449,10 @@ def plm_claim_outcome(request, plm_session: PlmSession, plm_claim_case):
     if reason:
         pytest.skip(reason)
     strict = options.strict or options.gate
-    failure = None
-    try:
-        outcome, record = plm_session.evaluate_claim(plm_claim_case, strict=strict)
-    except PlmTransferError as exc:  # e.g. a full cache while computing a layer the claim needs
-        failure = str(exc)
-    if failure is not None:  # outside the except block: the message alone, no chained traceback
-        pytest.fail(failure, pytrace=False)
+    # e.g. a full cache while computing a layer the claim needs: one line, as for the layer tests
+    outcome, record = _run_case(
+        plm_session, plm_claim_case, lambda: plm_session.evaluate_claim(plm_claim_case, strict=strict)
+    )
     record["test_id"] = request.node.nodeid
     _write(plm_session, record)
     if outcome.missing:
