@@ -40,8 +40,8 @@ from pytest_plmtransfer.locks import LockPolicy, PatientLock
 from pytest_plmtransfer.tempfiles import atomic_write_text
 
 SCHEMA_VERSION = 3
-#: the fields that identify one (model, task, layer, init, seed) measurement
-LAYER_KEY = ("model", "task", "layer", "init", "seed")
+#: the fields that identify one (model, task, layer, init, seed, protocol) measurement
+LAYER_KEY = ("model", "task", "layer", "init", "seed", "protocol")
 PART_SUFFIX = ".jsonl"
 HEADER_KIND = "ledger_part"
 LEGACY_NAME = "legacy.json"
@@ -292,7 +292,7 @@ def load_ledger(path: Path | str, *, kind: str | None = "layer", latest: bool = 
     """Load a ledger (directory or file) into a pandas DataFrame in one call.
 
     ``kind`` selects layer results (default), claim outcomes (``"claim"``) or everything (None).
-    ``latest=True`` keeps only the newest record per (model, task, layer, init, seed).
+    ``latest=True`` keeps only the newest record per (model, task, layer, init, seed, protocol).
     """
     recs = read_records(path)
     if kind is not None:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from pytest_plmtransfer.aggregate import best_layer, curve, depth, metric_columns, normalize, sorted_seeds, task_metrics
 from pytest_plmtransfer.models.base import ONEHOT
+from pytest_plmtransfer.protocol import PLMTRANSFER
 from pytest_plmtransfer.table import text_table
 
 BEST_MARK = "*"
@@ -72,6 +73,13 @@ class TaskTable:
     test_metric: str
     layers: list[int]
     rows: list[TableRow] = field(default_factory=list)
+    #: the protocol of every row (a table never mixes protocols)
+    protocol: str = PLMTRANSFER
+
+    @property
+    def key(self) -> str:
+        """The task, and the protocol unless it is the default: names figures and image links."""
+        return self.task if self.protocol == PLMTRANSFER else f"{self.task}--{self.protocol}"
 
     @property
     def onehot(self) -> TableRow | None:
@@ -85,16 +93,17 @@ def _order(frame: pd.DataFrame, column: str) -> list[str]:
 
 
 def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTable]:
-    """One :class:`TaskTable` per task, tasks and models in sorted order (one-hot first)."""
+    """One :class:`TaskTable` per (task, protocol), tasks and models in sorted order (one-hot first)."""
     data = normalize(frame)
     tables: list[TaskTable] = []
     if data.empty:
         return tables
-    for task in _order(data, "task"):
-        tdata = data[data["task"] == task]
+    pairs = data[["task", "protocol"]].drop_duplicates().astype(str).itertuples(index=False)
+    for task, protocol in sorted(pairs):
+        tdata = data[(data["task"] == task) & (data["protocol"] == protocol)]
         sel_m, test_m = task_metrics(tdata)
         test_m = metric or test_m
-        table = TaskTable(task, sel_m, test_m, sorted(int(x) for x in tdata["layer"].unique()))
+        table = TaskTable(task, sel_m, test_m, sorted(int(x) for x in tdata["layer"].unique()), protocol=protocol)
         models = _order(tdata, "model")
         models = sorted(models, key=lambda m: m != ONEHOT)  # stable: one-hot first, then by name
         for model in models:
@@ -185,7 +194,7 @@ def _caption(table: TaskTable) -> str:
             + ("; rows without intervals: mean±std over seeds" if not all(r.half_widths for r in table.rows) else "")
         )
     return (
-        f"{table.task}: {table.test_metric} by layer ({BEST_MARK} = best layer chosen on "
+        f"{table.task} [{table.protocol} protocol]: {table.test_metric} by layer ({BEST_MARK} = best layer chosen on "
         f"{table.selection_metric}; {spread})"
     )
 
@@ -293,15 +302,15 @@ def render_markdown(
     if not tables:
         lines.append("No layer results.")
     for table in tables:
-        lines += [f"## {table.task}", "", _md_escape(_caption(table)), ""]
+        lines += [f"## {table.task} [{table.protocol}]", "", _md_escape(_caption(table)), ""]
         header, body = _grid(table, table.layers, with_summary=True)
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join([":---", "---:"] + ["---:"] * (len(header) - 2)) + "|")
         for row in body:
             lines.append("| " + " | ".join(_md_escape(c.strip()) for c in row) + " |")
         lines.append("")
-        if images and table.task in images:
-            lines += [f"![{table.task} layer curves]({images[table.task]})", ""]
+        if images and table.key in images:
+            lines += [f"![{table.key} layer curves]({images[table.key]})", ""]
     rows = claim_rows(claims)
     if rows:
         lines += ["## Claims", "", _claims_summary(rows), "", "| outcome | claim | message |", "|---|---|---|"]
@@ -320,7 +329,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     metrics = metric_columns(data)
     tables = task_tables(data)
-    keys = ["task", "model", "init", "layer"]
+    keys = ["task", "protocol", "model", "init", "layer"]
     grouped = data.groupby(keys, sort=False)
     mean = grouped[metrics].mean()
     std_cols = list(dict.fromkeys(m for t in tables for m in (t.test_metric, t.selection_metric) if m in metrics))
@@ -332,6 +341,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         [
             {
                 "task": t.task,
+                "protocol": t.protocol,
                 "model": r.model,
                 "init": r.init,
                 "seeds": " ".join(r.seeds),
@@ -345,16 +355,19 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
             for ri, r in enumerate(t.rows)
         ]
     )
-    out = out.merge(info, on=["task", "model", "init"], how="left")
-    half = {(t.task, r.model, r.init, l): h for t in tables for r in t.rows for l, h in r.half_widths.items()}
+    out = out.merge(info, on=["task", "protocol", "model", "init"], how="left")
+    half = {
+        (t.task, t.protocol, r.model, r.init, l): h for t in tables for r in t.rows for l, h in r.half_widths.items()
+    }
     if half:  # the ± of the tables: half-width of the 95% interval of the task's test metric
         out["test_metric_ci95_halfwidth"] = [
-            half.get((t, m, i, int(l))) for t, m, i, l in zip(out["task"], out["model"], out["init"], out["layer"])
+            half.get((t, p, m, i, int(l)))
+            for t, p, m, i, l in zip(out["task"], out["protocol"], out["model"], out["init"], out["layer"])
         ]
     out["relative_depth"] = out["layer"] / out["depth"].clip(lower=1)
     out["best"] = out["layer"] == out["best_layer"]
     out = out.sort_values(["order", "layer"], kind="stable").reset_index(drop=True)
-    lead = ["task", "model", "init", "layer", "relative_depth", "seeds", "selection_metric", "test_metric", "best"]
+    lead = ["task", "protocol", "model", "init", "layer", "relative_depth", "seeds", "selection_metric", "test_metric", "best"]
     rest = [c for c in out.columns if c not in lead and c not in ("depth", "best_layer", "order")]
     return out[lead + rest]
 
@@ -451,13 +464,14 @@ def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str |
         _draw(ax, table, legend=False)
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), framealpha=0.85)
         ax.set_title(
-            f"{table.task}: {table.test_metric} by layer (★ = layer chosen on {table.selection_metric})", fontsize=10
+            f"{table.task} [{table.protocol}]: {table.test_metric} by layer (★ = layer chosen on {table.selection_metric})",
+            fontsize=10,
         )
         fig.tight_layout()
-        path = out_dir / f"layers_{_safe(table.task)}.png"
+        path = out_dir / f"layers_{_safe(table.key)}.png"
         fig.savefig(path)
         plt.close(fig)
-        paths[table.task] = path
+        paths[table.key] = path
     if len(tables) > 1:
         n = len(tables)
         cols = min(3, n)
