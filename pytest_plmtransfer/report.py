@@ -194,8 +194,8 @@ def _caption(table: TaskTable) -> str:
             + ("; rows without intervals: mean±std over seeds" if not all(r.half_widths for r in table.rows) else "")
         )
     return (
-        f"{table.task} [{table.protocol} protocol]: {table.test_metric} by layer ({BEST_MARK} = best layer chosen on "
-        f"{table.selection_metric}; {spread})"
+        f"{table.task}: {table.test_metric} by layer ({BEST_MARK} = best layer chosen on "
+        f"{table.selection_metric}; {spread}; {table.protocol} protocol)"
     )
 
 

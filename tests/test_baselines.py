@@ -63,10 +63,10 @@ def test_update_then_compare_passes_and_files_are_reviewable(tmp_path, run):
     cmp = store.compare(one(run, "onehot", "none"))
     assert cmp.ok and len(cmp.rows) == 8  # one layer, eight metrics
     assert store.entries() == [
-        ("gb1_sampled", "onehot", "none"),
-        ("gb1_sampled", "tiny_esm", "pretrained"),
-        ("gb1_sampled", "tiny_esm", "random"),
-        ("gb1_sampled", "tiny_esm", "stat"),
+        ("gb1_sampled", "onehot", "none", "plmtransfer"),
+        ("gb1_sampled", "tiny_esm", "pretrained", "plmtransfer"),
+        ("gb1_sampled", "tiny_esm", "random", "plmtransfer"),
+        ("gb1_sampled", "tiny_esm", "stat", "plmtransfer"),
     ]
 
 
@@ -149,7 +149,7 @@ def test_fewer_seeds_compare_with_their_own_stored_values_and_new_layers_fail(tm
 
 def test_compare_refuses_several_groups_and_corrupt_files(tmp_path, run):
     store = BaselineStore(tmp_path)
-    with pytest.raises(BaselineError, match="one \\(task, model, init\\)"):
+    with pytest.raises(BaselineError, match="one \\(task, model, init, protocol\\)"):
         store.compare(run)
     path = store.path_for("gb1_sampled", "tiny_esm", "stat")
     path.parent.mkdir(parents=True)
