@@ -10,7 +10,10 @@ only -- for per-residue tasks over the *scored* training residues -- computed in
 pass (chunk statistics merged with Chan et al.'s parallel formula, float64), so a memory-mapped
 ``(R, D)`` matrix is never loaded whole. A feature whose training standard deviation is zero
 (up to 1e-10 of its mean's magnitude, i.e. rounding) gets scale 0: it reads as 0 in every split,
-never nan, and carries no weight.
+never nan, and carries no weight. Under the ``authors`` protocol (:mod:`pytest_plmtransfer.protocol`)
+the ridge instead divides each centred column by its L2 norm over the training rows (scikit-learn
+< 1.2's ``normalize=True``), fits standardized targets and chooses alpha by their rule, and the
+classifier reads the features as they are (``ProbeSettings.ridge_*``, ``classifier_features``).
 """
 
 from __future__ import annotations
