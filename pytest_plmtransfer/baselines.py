@@ -89,13 +89,7 @@ class BaselineMissing(BaselineError):
     """No stored baseline for a (task, model, init); the message gives the command to create it."""
 
     def __init__(
-        self,
-        task: str,
-        model: str,
-        init: str,
-        path: Path,
-        seeds: list[Any] | None = None,
-        protocol: str = PLMTRANSFER,
+        self, task: str, model: str, init: str, path: Path, seeds: list[Any] | None = None, protocol: str = PLMTRANSFER
     ) -> None:
         self.task, self.model, self.init, self.path = task, model, init, path
         self.command = update_command(model, task, init, seeds, protocol)

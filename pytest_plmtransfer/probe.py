@@ -420,7 +420,12 @@ def _fit_classifier(
     all_probs = test_probs
     if keep_all_test and not seen.all():
         all_probs = clf.predict_proba(views["test"])
-    return metrics, _softmax_head(clf, classes, settings.classifier_features), test_probs, all_probs if keep_all_test else None
+    return (
+        metrics,
+        _softmax_head(clf, classes, settings.classifier_features),
+        test_probs,
+        all_probs if keep_all_test else None,
+    )
 
 
 def _probe_classification(

@@ -367,7 +367,18 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     out["relative_depth"] = out["layer"] / out["depth"].clip(lower=1)
     out["best"] = out["layer"] == out["best_layer"]
     out = out.sort_values(["order", "layer"], kind="stable").reset_index(drop=True)
-    lead = ["task", "protocol", "model", "init", "layer", "relative_depth", "seeds", "selection_metric", "test_metric", "best"]
+    lead = [
+        "task",
+        "protocol",
+        "model",
+        "init",
+        "layer",
+        "relative_depth",
+        "seeds",
+        "selection_metric",
+        "test_metric",
+        "best",
+    ]
     rest = [c for c in out.columns if c not in lead and c not in ("depth", "best_layer", "order")]
     return out[lead + rest]
 

@@ -44,9 +44,7 @@ def carp() -> torch.nn.Module:
 def bert() -> torch.nn.Module:
     from transformers import BertConfig, BertModel
 
-    config = BertConfig(
-        vocab_size=25, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
-    )
+    config = BertConfig(vocab_size=25, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
     return trained_like(build_seeded(lambda: BertModel(config, add_pooling_layer=False), 0))
 
 
@@ -59,16 +57,25 @@ LAYER_NORMS = r"layers\.\d\.(self_attn|final)_layer_norm\.(weight|bias)"
 KEPT = {
     # LayerNorms (their Parameter(...) lines are no-ops), the token embedding, the output
     # projection, and bias_k / bias_v (the "esm1_" branch never runs)
-    ("esm1", "random"): rf"embed_tokens\.weight|embed_out|embed_out_bias|{LAYER_NORMS}|layers\.\d\.self_attn\.bias_[kv]",
+    (
+        "esm1",
+        "random",
+    ): rf"embed_tokens\.weight|embed_out|embed_out_bias|{LAYER_NORMS}|layers\.\d\.self_attn\.bias_[kv]",
     # LayerNorms and the LM-head bias; the token embedding is NOT kept: it is tied to
     # lm_head.weight, which is re-drawn
-    ("esm1b", "random"): rf"{LAYER_NORMS}|emb_layer_norm_(before|after)\.(weight|bias)|lm_head\.layer_norm\.(weight|bias)"
+    (
+        "esm1b",
+        "random",
+    ): rf"{LAYER_NORMS}|emb_layer_norm_(before|after)\.(weight|bias)|lm_head\.layer_norm\.(weight|bias)"
     r"|lm_head\.bias",
     # no ESM-1b branch: the token embedding (and its tied LM-head copy) and the LM head's dense stay
     ("esm2", "random"): rf"embed_tokens\.weight|lm_head\.weight|{LAYER_NORMS}|emb_layer_norm_after\.(weight|bias)"
     r"|lm_head\.layer_norm\.(weight|bias)|lm_head\.bias|lm_head\.dense\.(weight|bias)",
     # everything outside the blocks: embedder (so layer 0), up-projection, decoder, final norm
-    ("carp", "random"): r"model\.(embedder\.embedder|embedder\.up_embedder\.conv|decoder\.conv|last_norm)\.(weight|bias)",
+    (
+        "carp",
+        "random",
+    ): r"model\.(embedder\.embedder|embedder\.up_embedder\.conv|decoder\.conv|last_norm)\.(weight|bias)",
     ("generic", "random"): r"embeddings\..*|.*LayerNorm\.(weight|bias)",
     ("esm1", "stat"): r"embed_tokens\.weight|embed_out|embed_out_bias",
     # permuted LM-head copy loaded last into the tied token embedding: nothing is kept
@@ -113,7 +120,9 @@ def test_carp_block_layernorms_are_ones_and_zeros():
     model = carp()
     authors_ablation(model, "random", 3, "carp")
     block = model.model.embedder.layers[0]
-    assert torch.equal(block.sequence1[0].weight, torch.ones(16)) and torch.equal(block.sequence1[0].bias, torch.zeros(16))
+    assert torch.equal(block.sequence1[0].weight, torch.ones(16)) and torch.equal(
+        block.sequence1[0].bias, torch.zeros(16)
+    )
 
 
 def test_seeded_like_their_seed_all_in_state_dict_order():
@@ -166,7 +175,9 @@ def test_factories_build_the_authors_random_from_pretrained_weights(tmp_path, mo
     rand = carp_mod.create("carp_tiny", "random", 1, authors)
     embedder = "model.embedder.embedder.weight"
     assert torch.equal(dict(rand.model.named_parameters())[embedder], dict(pre.model.named_parameters())[embedder])
-    assert not torch.equal(dict(plm_random.model.named_parameters())[embedder], dict(pre.model.named_parameters())[embedder])
+    assert not torch.equal(
+        dict(plm_random.model.named_parameters())[embedder], dict(pre.model.named_parameters())[embedder]
+    )
     ident = rand.identity()
     assert ident["weights"] == pre.identity()["weights"] and ident["config"]["protocol"] == AUTHORS
     assert ident["config"]["ablation"]["rule"] == "authors-reset-carp"
@@ -321,7 +332,9 @@ def test_baselines_are_kept_per_protocol(tmp_path):
     with pytest.raises(BaselineError, match="protocols are never compared"):
         store.compare(frame(PLMTRANSFER, 0.79))
     with pytest.raises(BaselineError, match=r"one \(task, model, init, protocol\)"):
-        store.compare(records_to_frame([*frame(PLMTRANSFER, 0.7).to_dict("records"), *frame(AUTHORS, 0.7).to_dict("records")]))
+        store.compare(
+            records_to_frame([*frame(PLMTRANSFER, 0.7).to_dict("records"), *frame(AUTHORS, 0.7).to_dict("records")])
+        )
 
 
 # ------------------------------------------------------------------------------ plugin

@@ -362,7 +362,9 @@ class RidgeProbe:
         return out
 
 
-def pick_model(train_true: np.ndarray, train_path: np.ndarray, val_true: np.ndarray, val_path: np.ndarray) -> int | None:
+def pick_model(
+    train_true: np.ndarray, train_path: np.ndarray, val_true: np.ndarray, val_path: np.ndarray
+) -> int | None:
     """The authors' alpha rule (microsoft/protein-transfer 8aed4087, scr/model/run_sklearn.py:584-648).
 
     Alphas are visited in grid order; one replaces the kept one only when its training MSE is

@@ -193,7 +193,9 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     if fresh and table_cfg is not None:
         with seeded_construction(seed):
             model = build_architecture(table_cfg)
-        return CarpAdapter(model, table_cfg, options, name=display, init=init, seed=seed, config={"protocol": protocol.name})
+        return CarpAdapter(
+            model, table_cfg, options, name=display, init=init, seed=seed, config={"protocol": protocol.name}
+        )
     request = weights.checkpoint_request(name, LIBRARY, weights.CARP_URL if tag is None else None)
     path = weights.resolve_checkpoint(request, options)
     data = weights.load_checkpoint(path)

@@ -390,7 +390,9 @@ def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
     if fresh:  # a path: the architecture the file describes, fresh weights
         with seeded_construction(seed):
             model = architecture_from_data(data)
-        return _make_adapter(model, display, init, seed, options, None, {"source": path.name, "protocol": protocol.name})
+        return _make_adapter(
+            model, display, init, seed, options, None, {"source": path.name, "protocol": protocol.name}
+        )
     identity = weights_identity(path)
     # Seeded even though weights are loaded: parameters a checkpoint lacks (the contact-
     # regression head, when its separate file is absent) keep their constructor values, and

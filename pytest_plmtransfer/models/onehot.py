@@ -17,6 +17,7 @@ from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.base import ONEHOT, EmbeddingBatch, ModelAdapter
 from pytest_plmtransfer.protocol import PLMTRANSFER, get_protocol
 
+
 def residue_index(alphabet: str, fold_to_x: str = "") -> np.ndarray:
     """A byte -> column lookup for ``alphabet`` (-1: not in it); ``fold_to_x`` letters map to X."""
     index = np.full(256, -1, dtype=np.int64)
