@@ -255,12 +255,12 @@ class Comparison:
 # --------------------------------------------------------------------------------------------
 # two ledgers (``plmtransfer compare``)
 
-#: what a row of a ledger comparison is keyed by
-LEDGER_KEY = ["model", "task", "init", "layer"]
+#: what a row of a ledger comparison is keyed by (rows of two protocols are never compared)
+LEDGER_KEY = ["model", "task", "init", "protocol", "layer"]
 
 
 def ledger_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Seed-averaged ``metric`` per (model, task, init, layer), with the seeds that went in and the
+    """Seed-averaged ``metric`` per (model, task, init, protocol, layer), with the seeds that went in and the
     mean bootstrap standard error (NaN unless every seed has one). ``metric="auto"``: each record's
     own test metric."""
     data = normalize(frame)
@@ -378,7 +378,7 @@ class LedgerComparison:
                 [
                     row.model,
                     row.task,
-                    row.init,
+                    row.init if row.protocol == PLMTRANSFER else f"{row.init} ({row.protocol})",
                     str(row.layer),
                     str(row.metric_a),
                     "n/a" if pd.isna(row.value_a) else f"{row.value_a:.4f}",

@@ -320,6 +320,11 @@ def test_baselines_are_kept_per_protocol(tmp_path):
         recs = curve_records("onehot", "gb1_sampled", "none", {None: [(0.5, value)]})
         return records_to_frame([{**r, "protocol": protocol} for r in recs])
 
+    from pytest_plmtransfer.baselines import ledger_values
+
+    both = records_to_frame([*frame(PLMTRANSFER, 0.7).to_dict("records"), *frame(AUTHORS, 0.79).to_dict("records")])
+    values = ledger_values(both, "test_spearman")  # plmtransfer compare: one row per protocol
+    assert sorted(zip(values["protocol"], values["value"])) == [(AUTHORS, 0.79), (PLMTRANSFER, 0.7)]
     store = BaselineStore(tmp_path)
     plm_path, authors_path = store.update_from(frame(PLMTRANSFER, 0.7)) + store.update_from(frame(AUTHORS, 0.79))
     assert plm_path.name == "onehot--none.json" and authors_path.name == "onehot--none--authors.json"
