@@ -345,7 +345,11 @@ def _default_selection_and_order(config, items) -> None:
 
 
 def pytest_report_collectionfinish(config, start_path, items):
-    return config.stash.get(_DEFAULT_LINE_KEY, None)
+    lines = [config.stash.get(_DEFAULT_LINE_KEY, None)]
+    lazy = config.stash.get(SESSION_KEY, None)
+    if lazy is not None and lazy._session is not None:  # a benchmark suite was collected
+        lines.append(f"plmtransfer protocol: {lazy._session.protocol.name} (docs/protocols.md)")
+    return [line for line in lines if line]
 
 
 def pytest_collection_finish(session) -> None:

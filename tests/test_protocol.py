@@ -360,7 +360,9 @@ def test_records_carry_the_protocol_and_protocols_share_no_cache_entry(pytester,
         "no:cacheprovider",
     ]
     for protocol in (PLMTRANSFER, AUTHORS, PLMTRANSFER):
-        pytester.runpytest_subprocess(*common, f"--plm-protocol={protocol}").assert_outcomes(passed=1)
+        result = pytester.runpytest_subprocess(*common, f"--plm-protocol={protocol}")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines([f"plmtransfer protocol: {protocol} (docs/protocols.md)"])
     records = read_records(tmp_path / "ledger")
     by = {p: [r for r in records if r["protocol"] == p] for p in (PLMTRANSFER, AUTHORS)}
     assert len(by[PLMTRANSFER]) == 2 and len(by[AUTHORS]) == 1
