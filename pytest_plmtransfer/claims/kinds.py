@@ -574,7 +574,7 @@ class _InitBeats(ClaimKind):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.fixed_inits = (cls.base_init,)
+        cls.fixed_inits = cls.default_inits = (cls.base_init,)
 
     def applies_to(self, model: str, model_inits: Iterable[str]) -> bool:
         # a model without the ablation init has nothing to compare with
