@@ -107,7 +107,8 @@ class PaperReference:
                 raise bad(f"{where}: source {raw['source']!r} is not a key of 'sources'")
             if raw["task"] not in tasks:
                 raise bad(f"{where}: task {raw['task']!r} is not a key of 'tasks'")
-            self.rows.append(ReferenceValue(*(str(raw[k]) for k in _ROW_KEYS[:4]), float(value), str(raw["source"])))
+            task, model, init, metric, source = (str(raw[k]) for k in ("task", "model", "init", "metric", "source"))
+            self.rows.append(ReferenceValue(task, model, init, metric, float(value), source))
         self._index = {(r.task, r.model, r.init, r.metric): r for r in self.rows}
         self.best_layers: dict[tuple[str, str], int] = {
             (str(b["task"]), str(b["model"])): int(b["best_layer"]) for b in doc.get("best_layers") or []

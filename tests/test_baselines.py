@@ -7,13 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_plmtransfer.baselines import (
-    BaselineError,
-    BaselineMissing,
-    BaselineStore,
-    safe_name,
-    tolerance_for,
-)
+from pytest_plmtransfer.baselines import BaselineError, BaselineMissing, BaselineStore, safe_name, tolerance_for
 from pytest_plmtransfer.ledger import records_to_frame
 from pytest_plmtransfer.testing import curve_records, synthetic_records
 
