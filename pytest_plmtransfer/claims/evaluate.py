@@ -67,15 +67,14 @@ class ClaimOutcome:
 
 def evaluate(case: ClaimCase, layer_results: pd.DataFrame, baselines: BaselineStore | None = None) -> ClaimOutcome:
     """Evaluate ``case`` on ``layer_results`` (a layer frame, e.g. ``load_ledger(path)``)."""
-    return _evaluate(case, normalize(layer_results), baselines)
-
-
-def _evaluate(case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
     # imported here: kinds.py builds on this module (ClaimOutcome)
     from pytest_plmtransfer.claims.kinds import get_kind
 
-    if not frame.empty:
-        protocols = record_protocol(frame)
+    if layer_results is not None and "kind" in layer_results.columns:
+        layer_results = layer_results[layer_results["kind"].isna() | (layer_results["kind"] == "layer")]
+    if layer_results is not None and not layer_results.empty:
+        # before normalize(): records of two protocols must not replace each other there
+        protocols = record_protocol(layer_results)
         present = sorted(set(protocols))
         wanted = case.protocol or (present[0] if len(present) == 1 else None)
         if wanted is None:
@@ -85,8 +84,8 @@ def _evaluate(case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | N
                 "give it a 'protocol' (results of different protocols are never compared)",
                 missing=True,
             )
-        frame = frame[protocols == wanted]
-        if frame.empty:
+        layer_results = layer_results[protocols == wanted]
+        if layer_results.empty:
             return ClaimOutcome(
                 False,
                 f"{case.id}: no records of protocol {wanted!r} (the records are {', '.join(present)}); "
@@ -95,7 +94,7 @@ def _evaluate(case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | N
             )
         case = replace(case, protocol=wanted)
     try:
-        outcome = get_kind(case.kind).evaluate(case, frame, baselines)
+        outcome = get_kind(case.kind).evaluate(case, normalize(layer_results), baselines)
     except BaselineError as exc:  # unreadable baseline files: a failure that says why
         return ClaimOutcome(False, str(exc), {"error": str(exc)})
     outcome.detail.setdefault("claim", case.name)
