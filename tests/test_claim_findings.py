@@ -65,6 +65,9 @@ def test_a_claim_reads_only_records_of_its_protocol():
     assert evaluate(case("beats_onehot", protocol=None), frame(mine, ONEHOT)).passed
     mixed = evaluate(case("beats_onehot", protocol=None), frame(mine, ONEHOT, other))
     assert mixed.missing and "mix the protocols authors, plmtransfer" in mixed.message
+    # the same (model, task, layer, init, seed) under both protocols: the newer one does not hide the other
+    newer = [dict(r, timestamp="2025-01-01T00:00:00+00:00") for r in other]
+    assert evaluate(case("beats_onehot"), frame(mine, ONEHOT, newer)).passed
     # records written before the field existed are plmtransfer
     old = [{k: v for k, v in r.items() if k != "protocol"} for r in other]
     assert evaluate(case("saturates_by", protocol="plmtransfer", layer=1), frame(old)).passed
