@@ -785,7 +785,7 @@ class MatchesPaper(ClaimKind):
         return ClaimOutcome(passed, msg, detail)
 
 
-_TWO_INITS = ("pretrained", "random", "stat", "none")
+_ANY_INIT = ("pretrained", "random", "stat", "none")
 
 
 class Equivalent(ClaimKind):
@@ -798,9 +798,7 @@ class Equivalent(ClaimKind):
 
     name = "equivalent"
     params = {
-        "other_init": Param(
-            (str,), None, lambda n, v: None if v in _TWO_INITS else f"'{n}' must be one of {_TWO_INITS}"
-        ),
+        "other_init": Param((str,), None, lambda n, v: None if v in _ANY_INIT else f"'{n}' must be one of {_ANY_INIT}"),
         "margin": Param(_NUM, 0.03, non_negative),
         "level": _LEVEL,
         "metric": _METRIC,
@@ -862,9 +860,7 @@ class _AcrossModels(ClaimKind):
     def comparators(self, case: ClaimCase) -> tuple[str, ...]:
         return tuple(m for m in self.family(case) if m != case.model)
 
-    def scores(
-        self, case: ClaimCase, frame: pd.DataFrame, init: str | None = None
-    ) -> tuple[dict[str, tuple[str, float]], str] | ClaimOutcome:
+    def scores(self, case: ClaimCase, frame: pd.DataFrame) -> tuple[dict[str, tuple[str, float]], str] | ClaimOutcome:
         """Each family model's (layers, score), and the test metric; or what is missing."""
         mine = self.own(case, frame)
         if isinstance(mine, ClaimOutcome):
@@ -872,11 +868,11 @@ class _AcrossModels(ClaimKind):
         sel_m, test_m = self.metrics(case, mine)
         out: dict[str, tuple[str, float]] = {}
         for model in self.family(case):
-            got = _score(case, frame, model, init or case.init, sel_m, test_m)
+            got = _score(case, frame, model, case.init, sel_m, test_m)
             if got is None:
                 return self.missing(
-                    f"{self.what(case)}: no {init or case.init} {test_m} for {model}; run: "
-                    f"{benchmarks_command(','.join(self.family(case)), case.task, init or case.init)}"
+                    f"{self.what(case)}: no {case.init} {test_m} for {model}; run: "
+                    f"{benchmarks_command(','.join(self.family(case)), case.task, case.init)}"
                 )
             out[model] = got
         return out, test_m
@@ -888,7 +884,7 @@ class _AcrossModels(ClaimKind):
 
 class SimilarAcrossModels(_AcrossModels):
     """The best score is similar across model sizes (bigger is not better): the family's scores
-    span at most ``margin`` (max minus min; the sign flips for lower-is-better metrics)."""
+    span at most ``margin`` (max minus min)."""
 
     name = "similar_across_models"
     params = {
