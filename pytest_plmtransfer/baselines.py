@@ -1,11 +1,11 @@
-"""Stored baselines: reviewable JSON per (task, model, init), and the papers' reference numbers.
+"""Stored baselines: reviewable JSON per (task, model, init); where the authors' table is read.
 
 Layout under the baseline root (``baselines/`` by default)::
 
     baselines/claims.json                           the claims (see claims/spec.py)
     baselines/<task>/<model>--<init>.json           one stored baseline per (task, model, init), plmtransfer protocol
     baselines/<task>/<model>--<init>--<protocol>.json  the same under another protocol (--plm-protocol)
-    baselines/paper/reference.json                  the authors' published numbers
+    baselines/paper/reference.json                  the authors' results table (see paper.py)
 
 A baseline file (``"format": "plmtransfer-baseline/1"``)::
 
@@ -52,7 +52,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -63,8 +63,10 @@ from pytest_plmtransfer.options import benchmarks_command
 from pytest_plmtransfer.protocol import PLMTRANSFER
 from pytest_plmtransfer.table import text_table
 
+if TYPE_CHECKING:
+    from pytest_plmtransfer.paper import PaperReference
+
 FORMAT = "plmtransfer-baseline/1"
-PAPER_FORMAT = "plmtransfer-paper-reference/1"
 
 #: default tolerances, matched in order by glob on the metric key; the first match wins
 DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
@@ -433,117 +435,6 @@ class LedgerComparison:
 
 
 # --------------------------------------------------------------------------------------------
-# the papers' reference numbers
-
-
-@dataclass
-class PaperRow:
-    task: str
-    model: str
-    init: str
-    layer: int
-    reference: float
-    current: float | None
-    tolerance: float
-    gating: bool  # False for inits whose definition differs from the authors' (informational)
-    seed_used: str
-
-    @property
-    def diff(self) -> float | None:
-        return None if self.current is None else self.current - self.reference
-
-    @property
-    def status(self) -> str:
-        if self.current is None:
-            return "MISSING"
-        within = abs(self.current - self.reference) <= self.tolerance
-        if not self.gating:
-            return "info"
-        return "OK" if within else "FAIL"
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("OK", "info")
-
-
-class PaperReference:
-    """The authors' numbers (``baselines/paper/reference.json``)."""
-
-    def __init__(self, doc: dict[str, Any], path: Path) -> None:
-        if doc.get("format") != PAPER_FORMAT:
-            raise BaselineError(f"{path}: 'format' must be {PAPER_FORMAT!r}")
-        self.path = path
-        self.doc = doc
-        self.metric: str = doc.get("metric", "test_spearman")
-        self.seed = doc.get("seed", 42)
-        self.tolerance: float = float(doc.get("tolerance", 0.05))
-        self.compare_inits: list[str] = list(doc.get("compare_inits", ["pretrained", "none"]))
-        self.source: str = doc.get("source", "")
-        self.values: dict[str, dict[str, dict[str, float]]] = doc.get("values", {})
-
-    def value(self, task: str, model: str, init: str) -> float | None:
-        v = self.values.get(task, {}).get(model, {}).get(init)
-        return None if v is None else float(v)
-
-    def entries(self) -> list[tuple[str, str, str, float]]:
-        return [
-            (task, model, init, float(v))
-            for task, models in self.values.items()
-            for model, inits in models.items()
-            for init, v in inits.items()
-        ]
-
-    def compare(self, frame: pd.DataFrame, tolerance: float | None = None) -> list[PaperRow]:
-        """One row per (task, model, init) of ``frame`` that has a reference number.
-
-        Compares the model's last layer (``num_layers``) on ``metric``, at seed ``seed`` when the
-        run has it, else the mean over the run's seeds (pretrained/one-hot have no seed).
-        """
-        tol = self.tolerance if tolerance is None else float(tolerance)
-        data = normalize(frame)
-        rows: list[PaperRow] = []
-        for (task, model, init), sub in data.groupby(["task", "model", "init"], sort=True):
-            ref = self.value(task, model, init)
-            if ref is None:
-                continue
-            last = depth(sub)
-            at = sub[sub["layer"] == last]
-            seed_used = "n/a"
-            current = None
-            if not at.empty and self.metric in at.columns:
-                keys = set(at["seed_key"])
-                if str(self.seed) in keys:
-                    at = at[at["seed_key"] == str(self.seed)]
-                    seed_used = str(self.seed)
-                else:
-                    seed_used = ",".join(sorted_seeds(keys)) if keys != {NO_SEED} else "none"
-                current = _num(pd.to_numeric(at[self.metric], errors="coerce").mean())
-            rows.append(PaperRow(task, model, init, last, ref, current, tol, init in self.compare_inits, seed_used))
-        return rows
-
-
-def format_paper_rows(rows: list[PaperRow], metric: str = "test_spearman") -> str:
-    header = ("task", "model", "init", "layer", f"paper {metric}", "ours", "diff", "tolerance", "status")
-    body = [
-        (
-            r.task,
-            r.model,
-            r.init,
-            str(r.layer),
-            fmt(r.reference),
-            fmt(r.current),
-            "n/a" if r.diff is None else f"{r.diff:+.3f}",
-            f"±{r.tolerance:g}",
-            r.status,
-        )
-        for r in rows
-    ]
-    if not body:
-        return "no run matches a paper reference number"
-    return "\n".join(text_table(header, body))
-
-
-# --------------------------------------------------------------------------------------------
 # the store
 
 
@@ -616,15 +507,11 @@ class BaselineStore:
         return out
 
     def paper(self) -> PaperReference | None:
-        """The papers' reference numbers, or None when the file is absent."""
+        """The authors' results table, or None when the file is absent."""
+        from pytest_plmtransfer.paper import PaperReference
+
         path = self.paper_path
-        if not path.is_file():
-            return None
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise BaselineError(f"{path}: not valid JSON ({exc})") from exc
-        return PaperReference(doc, path)
+        return PaperReference.load(path) if path.is_file() else None
 
     # writing --------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@
     plmtransfer compare LEDGER_A LEDGER_B [--metric auto|M] [--fail-above 0.02] [--only-diffs]
                         [--outside-interval [--level 0.05]]
     plmtransfer show LEDGER
-    plmtransfer paper LEDGER [--baselines DIR] [--tolerance 0.05]
+    plmtransfer paper LEDGER [--baselines DIR] [--tolerance 0.05] [--all]
     plmtransfer merge LEDGER... --out FILE [--allow-missing]
 
 A LEDGER is a ledger directory (JSON Lines parts, what pytest writes) or a single-file ledger.
@@ -101,7 +101,8 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_plmtransfer.baselines import BaselineStore, format_paper_rows
+    from pytest_plmtransfer.baselines import BaselineStore
+    from pytest_plmtransfer.paper import run_paper
 
     path = _ledger_path(args.ledger)
     store = BaselineStore(args.baselines)
@@ -109,15 +110,7 @@ def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
     if ref is None:
         raise CliError(f"no paper reference at {store.paper_path}")
     layers, _ = _load(path, args.run_id, args.latest)
-    rows = ref.compare(layers, args.tolerance)
-    out.write(f"the authors' numbers ({ref.source}) vs {path}\n")
-    out.write(format_paper_rows(rows, ref.metric) + "\n")
-    if any(not r.gating for r in rows):
-        out.write(
-            "rows marked 'info' (random/stat) are not gated: our inits differ from the authors' "
-            f"(see {store.paper_path})\n"
-        )
-    return 0 if all(r.ok or r.status == "MISSING" for r in rows) else 1
+    return run_paper(path, ref, layers, args.tolerance, out, show_all=args.all)
 
 
 def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
@@ -200,10 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("paper", help="compare a ledger with the authors' published numbers")
+    p = sub.add_parser("paper", help="the authors' results table beside a ledger's numbers (protocol authors)")
     p.add_argument("ledger")
     p.add_argument("--baselines", type=Path, default=Path("baselines"), help="baseline root (default baselines/)")
     p.add_argument("--tolerance", type=float, default=None, help="override the reference file's tolerance")
+    p.add_argument("--all", action="store_true", help="list every reference value, also those the ledger lacks")
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--run-id")
     runs.add_argument("--latest", action="store_true")

@@ -446,10 +446,11 @@ def plm_claim_outcome(request, plm_session: PlmSession, plm_claim_case):
     """
     if isinstance(plm_claim_case, _ConfigProblem):
         pytest.fail(str(plm_claim_case), pytrace=False)
+    from pytest_plmtransfer.claims.evaluate import protocol_skip
     from pytest_plmtransfer.claims.kinds import get_kind
 
     options = plm_session.options
-    reason = get_kind(plm_claim_case.kind).skip_reason(options)
+    reason = protocol_skip(plm_claim_case, options) or get_kind(plm_claim_case.kind).skip_reason(options)
     if reason:
         pytest.skip(reason)
     strict = options.strict or options.gate

@@ -1,4 +1,4 @@
-"""The ``plmtransfer`` command line: report, compare, show, paper; schema-1 ledgers; exit codes."""
+"""The ``plmtransfer`` command line: report, compare, show; schema-1 ledgers; exit codes (paper: test_paper.py)."""
 
 from __future__ import annotations
 
@@ -139,16 +139,6 @@ def test_missing_or_broken_ledger_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["compare", str(bad)])
     assert exc.value.code == 2
-
-
-def test_paper_subcommand(tmp_path, capsys):
-    recs = curve_records("carp_600k", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.8, 0.70)]})
-    recs += curve_records("onehot", "gb1_sampled", "none", {None: [(0.8, 0.79)]})
-    path = write_ledger(tmp_path / "l.json", recs)
-    assert main(["paper", str(path), "--baselines", str(REPO / "baselines")]) == 1
-    out = capsys.readouterr().out
-    assert "carp_600k" in out and "FAIL" in out and "-0.086" in out
-    assert main(["paper", str(path), "--baselines", str(REPO / "baselines"), "--tolerance", "0.1"]) == 0
 
 
 def test_compare_outside_interval_flags_only_changes_beyond_the_noise(tmp_path, records, capsys):
