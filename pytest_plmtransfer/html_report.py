@@ -40,14 +40,14 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 a
 padding:0 1.5rem 3rem;color:#1b1b1b;line-height:1.45}
 h1{margin-top:1.2rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2.2rem}
 nav ul{columns:2;list-style:none;padding-left:0}nav li{margin:.1rem 0}
-table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.85rem;display:block;overflow-x:auto}
+.scroll{overflow-x:auto;margin:0 0 1rem}table{border-collapse:collapse;font-size:.85rem}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right;white-space:nowrap;vertical-align:top}
-th{background:#f3f3f3}td.l,th.l{text-align:left}td.msg{white-space:normal;text-align:left;min-width:24rem}
-td.best{font-weight:700;background:#fff6d8}caption{caption-side:top;text-align:left;font-size:.85rem;
-color:#444;padding:.2rem 0;white-space:normal}
+th{background:#f3f3f3}td.l,th.l{text-align:left}td.best{font-weight:700;background:#fff6d8}
+table.wrap{width:100%}table.wrap td,table.wrap th{white-space:normal}table.wrap pre{font-size:.8rem;overflow-x:auto;margin:.2rem 0}
+p.cap{font-size:.85rem;color:#444;margin:.6rem 0 .2rem}
 figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85rem;color:#444}
-.badge{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;font-size:.8rem;font-weight:600}
+.badge{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;font-size:.8rem;font-weight:600;white-space:nowrap}
 .pass{background:#d6ecff;color:#00457a}.fail{background:#ffd9c7;color:#8a2c00}
 .xfail{background:#eee;color:#333}.xpass{background:#ffe9a8;color:#6b4d00}.skip{background:#f4f4f4;color:#555}
 .meta{color:#555;font-size:.9rem}code{font-size:.85em}
@@ -70,26 +70,29 @@ def _table(
     *,
     caption: str | None = None,
     left: int = 1,
-    table_id: str | None = None,
+    table_id: str,
+    wrap: bool = False,
 ) -> str:
-    """A table from cells that are already HTML; the first ``left`` columns are left-aligned."""
-    attrs = f' id="{table_id}"' if table_id else ""
-    out = [f"<table{attrs}>"]
+    """A table from cells that are already HTML, its caption above it (outside the scrolling box,
+    so a wide table never hides it); the first ``left`` columns are left-aligned."""
+    out = []
     if caption:
-        out.append(f"<caption>{_e(caption)}</caption>")
-    out.append("<thead><tr>" + "".join(f"<th{' class=l' if i < left else ''}>{h}</th>" for i, h in enumerate(header)))
+        out.append(f'<p class="cap" id="{table_id}-caption">{_e(caption)}</p>')
+    described = f' aria-describedby="{table_id}-caption"' if caption else ""
+    wrapping = ' class="wrap"' if wrap else ""
+    out.append(f'<div class="scroll"><table id="{table_id}"{described}{wrapping}>')
+    heads = (f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(header))
+    out.append("<thead><tr>" + "".join(heads))
     out.append("</tr></thead><tbody>")
     for row in body:
         cells = []
         for i, cell in enumerate(row):
             cls = "l" if i < left else ""
-            if cell.startswith("<!--msg-->"):
-                cls = "msg"
-            elif cell.endswith("*"):  # the best layer of a layer table
+            if cell.endswith("*"):  # the best layer of a layer table
                 cls, cell = "best", cell[:-1]
             cells.append(f'<td class="{cls}">{cell}</td>' if cls else f"<td>{cell}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "\n".join(out)
 
 
@@ -129,11 +132,12 @@ def _distinct(frame: pd.DataFrame, column: str) -> list[Any]:
 
 def _weights_text(value: Any) -> str:
     if isinstance(value, Mapping):
-        ident = value.get("weights")
+        ident = value.get("weights") or value.get("weights_sha256")
         if isinstance(ident, Mapping):
             ident = ident.get("sha256") or ident.get("path") or json.dumps(ident, sort_keys=True)
         family = (value.get("config") or {}).get("family") if isinstance(value.get("config"), Mapping) else None
-        text = str(ident) if ident else f"no checkpoint ({value.get('init') or 'built from config'})"
+        seed = f", seed {value['seed']}" if value.get("seed") is not None else ""
+        text = str(ident) if ident else f"no checkpoint ({value.get('init') or 'built from config'}{seed})"
         return text + (f" · {family}" if family else "")
     return "" if value is None else str(value)
 
@@ -336,18 +340,20 @@ def render_html(
             detail = r.get("detail") if isinstance(r.get("detail"), Mapping) else {}
             finding = detail.get("finding") if detail else None
             expected = r.get("expected_failure")
-            msg = _e(r.get("message") or "")
-            if finding:
-                msg = f"<em>{_e(finding)}</em><br>{msg}"
+            first, _, rest = str(r.get("message") or "").strip().partition("\n")
+            msg = (f"<em>{_e(finding)}</em><br>" if finding else "") + _e(first)
             if isinstance(expected, str) and expected:
                 msg += f"<br>expected to fail: {_e(expected)}"
+            if rest.strip():  # the evidence tables of a message: aligned, folded
+                n = len(rest.strip().splitlines())
+                msg += f"<details><summary>evidence ({n} lines)</summary><pre>{_e(rest.rstrip())}</pre></details>"
             rows.append(
                 [
                     f'<span id="{claim_ids[r["claim_id"]]}" class="badge {cls}">{_e(word)}</span>',
-                    f"<code>{_e(r['claim_id'])}</code>",
+                    f'<code title="{_e(r["claim_id"])}">{_e(r.get("claim") or r["claim_id"])}</code>',
                     task_link,
                     _e(f"{r.get('model')}/{r.get('init')}"),
-                    "<!--msg-->" + msg.replace("\n", "<br>"),
+                    msg,
                 ]
             )
         body.append(
@@ -356,6 +362,7 @@ def render_html(
                 rows,
                 left=5,
                 table_id="claims-table",
+                wrap=True,
                 caption="each claim's newest outcome; the message gives the numbers and the interval it was judged on",
             )
         )
