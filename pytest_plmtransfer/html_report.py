@@ -198,18 +198,22 @@ def _provenance(layers: pd.DataFrame, claims: pd.DataFrame) -> str:
     )
     tasks = []
     for task, sub in data.groupby("task", sort=True):
-        for d in _distinct(sub, "data"):
-            if not isinstance(d, Mapping):
-                continue
-            sizes = _distinct(sub[sub["data"].map(lambda x, d=d: x == d)], "split_sizes")
+        # one row per file read (archive, member, digest); its split sizes as recorded
+        files: dict[tuple[str, str, str], set[str]] = {}
+        for d, sizes in zip(sub.get("data", []), sub.get("split_sizes", [])):
+            if isinstance(d, Mapping):
+                key = (
+                    str(d.get("archive") or d.get("source") or ""),
+                    str(d.get("member") or ""),
+                    str(d.get("sha256") or ""),
+                )
+                if isinstance(sizes, Mapping):
+                    files.setdefault(key, set()).add(" ".join(f"{k} {v}" for k, v in sizes.items()))
+                else:
+                    files.setdefault(key, set())
+        for (archive, member, digest), sizes in sorted(files.items()):
             tasks.append(
-                [
-                    _e(task),
-                    _e(d.get("archive") or d.get("source")),
-                    _e(d.get("member")),
-                    f"<code>{_e(str(d.get('sha256') or '')[:16])}</code>",
-                    _e(" ".join(f"{k} {v}" for s in sizes if isinstance(s, Mapping) for k, v in s.items())),
-                ]
+                [_e(task), _e(archive), _e(member), f"<code>{_e(digest[:16])}</code>", _e("; ".join(sorted(sizes)))]
             )
     out.append(
         _table(
@@ -378,14 +382,8 @@ def render_html(
             svg = getattr(fig, "svg", None)
             image = Path(svg) if svg and Path(svg).is_file() else Path(fig.path)
             ref = getattr(fig, "paper_ref", None)
-            body.append(
-                _figure(
-                    f"figure-{i + 1}",
-                    image,
-                    str(getattr(fig, "title", image.stem)),
-                    f"Reproduces {ref}." if ref else "",
-                )
-            )
+            caption = " ".join(filter(None, [f"Regenerates {ref}." if ref else "", getattr(fig, "description", "")]))
+            body.append(_figure(f"figure-{i + 1}", image, str(getattr(fig, "title", image.stem)), caption))
         body.append("</section>")
 
     body.append('<section id="provenance"><h2>Provenance</h2>')

@@ -489,7 +489,7 @@ def _paper_figures(frame: pd.DataFrame, out_dir: Path) -> list[Any]:
         from pytest_plmtransfer.figures import render_figures  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return []
-    return list(render_figures(frame, out_dir))
+    return list(render_figures(frame, out_dir / "figures"))
 
 
 __all__ = [

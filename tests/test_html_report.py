@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from types import SimpleNamespace
 
 import matplotlib
 import pandas as pd
@@ -102,7 +103,17 @@ def frame(records) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def written(frame, tmp_path_factory):
-    return write_report(frame, CLAIMS, tmp_path_factory.mktemp("report"))
+    import matplotlib.pyplot as plt
+
+    out = tmp_path_factory.mktemp("report")
+    # a figure from elsewhere (the papers' figures module gives these): embedded with its reference
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    fig.savefig(out / "paper.png")
+    fig.savefig(out / "paper.svg")
+    plt.close(fig)
+    paper = SimpleNamespace(path=out / "paper.png", svg=out / "paper.svg", title="Layer transfer", paper_ref="Fig. 1")
+    return write_report(frame, CLAIMS, out, extra_figures=[paper])
 
 
 # ------------------------------------------------------------------------------ leaderboard
@@ -230,6 +241,7 @@ def test_report_html_is_self_contained_and_escapes_what_it_quotes(written):
     page = written["html"].read_text()
     assert "&lt;script&gt;" in page and "<script" not in page
     assert not re.search(r'(src|href)="(?!#|data:)', page)  # every resource inline, every link internal
+    assert "<strong>Layer transfer.</strong> Regenerates Fig. 1." in page
 
 
 @pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
@@ -241,9 +253,10 @@ def test_report_html_in_a_real_browser(written, frame, tmp_path):
     assert facts["scripts"] == 0
     tables = task_tables(frame)
     # a figure per task and the overview, each drawn (an SVG the browser decoded)
-    assert sorted(facts["figures"]) == sorted([f"task-{t.task}-figure" for t in tables] + ["figure-overview"])
+    expected = [f"task-{t.task}-figure" for t in tables] + ["figure-overview", "figure-1"]
+    assert sorted(facts["figures"]) == sorted(expected)
     assert all(img["complete"] and img["width"] > 300 for img in facts["images"])
-    assert len(facts["images"]) == len(tables) + 1
+    assert len(facts["images"]) == len(tables) + 2
     # the leaderboard, a table per task, the claims, and the provenance
     assert facts["tables"] == [
         "leaderboard-table",
