@@ -37,6 +37,7 @@ BAND_ALPHA = 0.18
 BAND_LABELS = {
     "ci": "band: 95% bootstrap interval over test examples",
     "ci+seeds": "band: 95% interval, bootstrap over test examples plus the spread across seeds",
+    "ci+some-seeds": "band: 95% interval, bootstrap over test examples (plus the spread across seeds where n seeds > 1)",
     "sd": "band: ±1 sd across seeds",
 }
 
@@ -154,7 +155,9 @@ def _legend_entries(axes: Sequence[Any], bands: set[str], selection: set[str]) -
     if selection:
         star = Line2D([], [], marker="*", markersize=11, color="grey", markeredgecolor="black", linestyle="none")
         handles[f"layer chosen on {' / '.join(sorted(selection))}"] = star
-    for kind in ("ci", "ci+seeds", "sd"):
+    if {"ci", "ci+seeds"} <= bands:  # one entry: the rows' labels say which have seeds
+        bands = (bands - {"ci", "ci+seeds"}) | {"ci+some-seeds"}
+    for kind in ("ci", "ci+seeds", "ci+some-seeds", "sd"):
         if kind in bands:
             handles[BAND_LABELS[kind]] = Patch(facecolor="grey", alpha=BAND_ALPHA * 2)
     return list(handles.values()), list(handles)
@@ -259,7 +262,7 @@ def plot_comparison(
             color = OKABE_ITO[i % len(OKABE_ITO)]
             for row in tables[task].rows:
                 if row.model == ONEHOT:
-                    _draw_onehot(ax, row, color, f"{label}: one-hot", bands)
+                    _draw_onehot(ax, row, color, "one-hot" if label == ONEHOT else f"{label}: one-hot", bands)
                 else:
                     name = row.model if row.model == label else f"{label}: {row.model}"
                     _draw_row(ax, row, mode, color, f"{name} {row.init}", bands)
@@ -313,7 +316,8 @@ def compare_models(
     out.write(render_leaderboard_text(picked, metric=metric))
     if plot is not None:
         sides = [(m, frame[frame["model"] == m]) for m in models]
-        plot_comparison(sides, plot, reference=frame[frame["model"] == ONEHOT], metric=metric)
+        reference = None if ONEHOT in models else frame[frame["model"] == ONEHOT]
+        plot_comparison(sides, plot, reference=reference, metric=metric)
         out.write(_wrote(plot))
     return 0
 

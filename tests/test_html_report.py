@@ -170,8 +170,10 @@ def test_each_model_init_has_its_own_colour_and_init_style_and_the_legend_names_
     onehot = lines["one-hot (best layer)"]
     assert onehot.get_linestyle() == ":" and len(set(onehot.get_ydata())) == 1  # a horizontal line
     assert len(labels) == len(set(labels))  # two panels, each entry once
-    assert "band: 95% bootstrap interval over test examples" in labels  # pretrained rows, the head
-    assert "band: 95% interval, bootstrap over test examples plus the spread across seeds" in labels
+    # pretrained rows and the head: bootstrap; rows with 2 seeds add the seed spread: one entry says both
+    assert [l for l in labels if l.startswith("band")] == [
+        "band: 95% interval, bootstrap over test examples (plus the spread across seeds where n seeds > 1)"
+    ]
     # the +mlp head has its band: a fill in its colour
     head = colours["tiny_esm+mlp pretrained"]
     assert any(matplotlib.colors.same_color(c.get_facecolor()[0][:3], head) for c in axes[0].collections)
@@ -276,3 +278,28 @@ def test_report_html_in_a_real_browser(written, frame, tmp_path):
     assert facts["internal_links"] >= 6 + 2 * 8 + 3 + 3 and facts["broken_links"] == []
     assert facts["hash_after_click"] == "#task-gb1_two_vs_rest" and facts["target_in_view"]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+@pytest.mark.parametrize(
+    ("seeds", "intervals", "band"),
+    [
+        ((1, 2), False, "band: ±1 sd across seeds"),
+        ((1,), True, "band: 95% bootstrap interval over test examples"),
+        # one-hot has no seeds, the model two: one entry says both
+        (
+            (1, 2),
+            True,
+            "band: 95% interval, bootstrap over test examples (plus the spread across seeds where n seeds > 1)",
+        ),
+        ((1,), False, None),
+    ],
+)
+def test_the_legend_says_what_the_band_is(seeds, intervals, band):
+    import matplotlib.pyplot as plt
+
+    recs = synthetic_records(models={"onehot": 0, "m": 3}, tasks=("gb1_sampled",), inits=("random",), seeds=seeds)
+    fig, axes, labels = _drawn(records_to_frame(_with_intervals(recs) if intervals else recs))
+    assert [l for l in labels if l.startswith("band")] == ([band] if band else [])
+    assert len(axes[0].collections) == (1 if band else 0)  # the curve's band
+    assert len(axes[0].patches) == (1 if intervals else 0)  # one-hot's
+    plt.close(fig)
