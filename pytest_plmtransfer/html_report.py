@@ -72,6 +72,7 @@ def _table(
     left: int = 1,
     table_id: str,
     wrap: bool = False,
+    best_marks: bool = False,
 ) -> str:
     """A table from cells that are already HTML, its caption above it (outside the scrolling box,
     so a wide table never hides it); the first ``left`` columns are left-aligned."""
@@ -88,7 +89,7 @@ def _table(
         cells = []
         for i, cell in enumerate(row):
             cls = "l" if i < left else ""
-            if cell.endswith("*"):  # the best layer of a layer table
+            if best_marks and cell.endswith("*"):  # the best layer of a layer table
                 cls, cell = "best", cell[:-1]
             cells.append(f'<td class="{cls}">{cell}</td>' if cls else f"<td>{cell}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
@@ -314,6 +315,7 @@ def render_html(
                 caption=table_caption(t) + " Bold: the best layer.",
                 left=1,
                 table_id=f"{tid}-table",
+                best_marks=True,
             )
         )
         if t.task in curves:
