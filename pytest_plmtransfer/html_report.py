@@ -238,6 +238,7 @@ def _provenance(layers: pd.DataFrame, claims: pd.DataFrame) -> str:
             [[lib, mach] for lib, mach in zip(libs or [""], machines or [""])],
             left=2,
             table_id="provenance-env",
+            wrap=True,
             caption="library versions and machines (one row per distinct set)",
         )
     )
@@ -296,7 +297,7 @@ def render_html(
                 text = leader_cell_text(cell, with_delta=True)
                 cells.append(f'<a href="#{anchor("task", t.task)}">{_e(text)}</a>' if text else "")
             lead_rows.append(cells)
-        header = ["#", "model/init", *(f'<a href="#{anchor("task", t.task)}">{_e(t.task)}</a>' for t in tables)]
+        header = ["rank", "model/init", *(f'<a href="#{anchor("task", t.task)}">{_e(t.task)}</a>' for t in tables)]
         body.append(
             _table(header, lead_rows, caption=leaderboard_caption(tables), left=2, table_id="leaderboard-table")
         )

@@ -35,9 +35,9 @@ INIT_STYLE: dict[str, dict[str, Any]] = {
 OTHER_STYLE: dict[str, Any] = {"linestyle": "-.", "marker": "d"}
 BAND_ALPHA = 0.18
 BAND_LABELS = {
-    "ci": "band: 95% bootstrap interval over test examples",
-    "ci+seeds": "band: 95% interval, bootstrap over test examples plus the spread across seeds",
-    "ci+some-seeds": "band: 95% interval, bootstrap over test examples (plus the spread across seeds where n seeds > 1)",
+    "ci": "band: 95% bootstrap CI (test examples)",
+    "ci+seeds": "band: 95% CI (test bootstrap + seed spread)",
+    "ci+some-seeds": "band: 95% CI (test bootstrap; + seed spread if seeds > 1)",
     "sd": "band: ±1 sd across seeds",
 }
 
@@ -163,6 +163,13 @@ def _legend_entries(axes: Sequence[Any], bands: set[str], selection: set[str]) -
     return list(handles.values()), list(handles)
 
 
+def _legend_below(fig: Any, handles: list[Any], labels: list[str], panel_rows: int, top: float = 1.0) -> None:
+    """One legend under the panels, the panels shrunk to leave it room (never drawn over)."""
+    ncol = 1 if max(map(len, labels), default=0) > 60 else min(3, len(labels))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8)
+    fig.tight_layout(rect=(0, 0.02 + 0.04 * math.ceil(len(labels) / ncol) / panel_rows, 1, top))
+
+
 def _save(fig: Any, png: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -198,14 +205,12 @@ def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str |
     colors = row_colors(tables)
     paths: dict[str, Path] = {}
     for table in tables:
-        fig, ax = plt.subplots(figsize=(9.5, 4.8), dpi=110)
+        fig, ax = plt.subplots(figsize=(8.5, 5.6), dpi=110)
         bands: set[str] = set()
         one = table.onehot.best if table.onehot is not None else None
         _draw_table(ax, table, _x_mode([table]), colors, bands, f"one-hot (best layer, {one[0]:.3f})" if one else "")
         ax.set_title(f"{table.task}: {table.test_metric} by layer", fontsize=10)
-        handles, labels = _legend_entries([ax], bands, {table.selection_metric})
-        ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.85)
-        fig.tight_layout()
+        _legend_below(fig, *_legend_entries([ax], bands, {table.selection_metric}), panel_rows=1)
         paths[table.task] = _save(fig, out_dir / f"layers_{safe_name(table.task)}.png")
     if len(tables) > 1:
         mode = _x_mode(tables)
@@ -219,10 +224,7 @@ def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str |
             ax.set_title(f"{table.task}: {table.test_metric}", fontsize=10)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
-        handles, labels = _legend_entries(list(axes.flat), bands, {t.selection_metric for t in tables})
-        ncol = min(3, len(labels))
-        fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8)
-        fig.tight_layout(rect=(0, 0.03 + 0.035 * math.ceil(len(labels) / ncol) / rows, 1, 1))
+        _legend_below(fig, *_legend_entries(list(axes.flat), bands, {t.selection_metric for t in tables}), rows)
         paths["_all"] = _save(fig, out_dir / "layers_all.png")
     return paths
 
@@ -264,8 +266,8 @@ def plot_comparison(
                 if row.model == ONEHOT:
                     _draw_onehot(ax, row, color, "one-hot" if label == ONEHOT else f"{label}: one-hot", bands)
                 else:
-                    name = row.model if row.model == label else f"{label}: {row.model}"
-                    _draw_row(ax, row, mode, color, f"{name} {row.init}", bands)
+                    prefix = "" if row.model == label else f"{label}: "
+                    _draw_row(ax, row, mode, color, prefix + _label(row), bands)
         reference_onehot = ref[task].onehot if task in ref else None
         if reference_onehot is not None:
             _draw_onehot(ax, reference_onehot, "black", "one-hot (best layer)", bands)
@@ -273,11 +275,10 @@ def plot_comparison(
         ax.set_title(f"{task}: {tables[task].test_metric}", fontsize=10)
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
-    handles, labels = _legend_entries(list(axes.flat), bands, {t.selection_metric for t in all_tables})
-    ncol = min(3, len(labels))
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8)
     fig.suptitle(title or " vs ".join(label for label, _ in sides), fontsize=11)
-    fig.tight_layout(rect=(0, 0.03 + 0.035 * math.ceil(len(labels) / ncol) / rows, 1, 0.97))
+    _legend_below(
+        fig, *_legend_entries(list(axes.flat), bands, {t.selection_metric for t in all_tables}), rows, top=0.97
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     return _save(fig, path)
 

@@ -258,7 +258,7 @@ def leaderboard_caption(tables: Sequence[TaskTable]) -> str:
     metrics = ", ".join(f"{t.task} {t.test_metric}" for t in tables)
     return (
         f"leaderboard: per task, the layer chosen on validation ({BEST_MARK} in the tables) and its test score "
-        f"({metrics}); # = mean rank over the tasks a row was measured on"
+        f"({metrics}); rank = mean rank over the tasks a row was measured on"
     )
 
 
@@ -274,7 +274,7 @@ def leader_cell_text(cell: LeaderCell | None, *, with_delta: bool = False) -> st
 
 
 def leaderboard_grid(tables: Sequence[TaskTable], *, with_delta: bool = False) -> tuple[list[str], list[list[str]]]:
-    header = ["#", "model/init", *(t.task for t in tables)]
+    header = ["rank", "model/init", *(t.task for t in tables)]
     body = [
         [f"{r.mean_rank:.1f}", r.label, *(leader_cell_text(r.cells.get(t.task), with_delta=with_delta) for t in tables)]
         for r in leaderboard(tables)

@@ -132,7 +132,7 @@ def test_leaderboard_ranks_each_task_on_its_own_metric_and_never_averages_scores
     text = render_text(frame, CLAIMS)
     lines = text.splitlines()
     start = next(i for i, l in enumerate(lines) if l.startswith("leaderboard:"))
-    assert lines[start + 1].split() == ["#", "model/init", *TASKS]
+    assert lines[start + 1].split() == ["rank", "model/init", *TASKS]
     top = lines[start + 3].split()
     cell = board[0].cells["gb1_sampled"]
     assert top[:4] == [f"{board[0].mean_rank:.1f}", board[0].label, f"L{cell.layer:02d}", f"{cell.value:.3f}"]
@@ -171,9 +171,7 @@ def test_each_model_init_has_its_own_colour_and_init_style_and_the_legend_names_
     assert onehot.get_linestyle() == ":" and len(set(onehot.get_ydata())) == 1  # a horizontal line
     assert len(labels) == len(set(labels))  # two panels, each entry once
     # pretrained rows and the head: bootstrap; rows with 2 seeds add the seed spread: one entry says both
-    assert [l for l in labels if l.startswith("band")] == [
-        "band: 95% interval, bootstrap over test examples (plus the spread across seeds where n seeds > 1)"
-    ]
+    assert [l for l in labels if l.startswith("band")] == ["band: 95% CI (test bootstrap; + seed spread if seeds > 1)"]
     # the +mlp head has its band: a fill in its colour
     head = colours["tiny_esm+mlp pretrained"]
     assert any(matplotlib.colors.same_color(c.get_facecolor()[0][:3], head) for c in axes[0].collections)
@@ -284,13 +282,9 @@ def test_report_html_in_a_real_browser(written, frame, tmp_path):
     ("seeds", "intervals", "band"),
     [
         ((1, 2), False, "band: ±1 sd across seeds"),
-        ((1,), True, "band: 95% bootstrap interval over test examples"),
+        ((1,), True, "band: 95% bootstrap CI (test examples)"),
         # one-hot has no seeds, the model two: one entry says both
-        (
-            (1, 2),
-            True,
-            "band: 95% interval, bootstrap over test examples (plus the spread across seeds where n seeds > 1)",
-        ),
+        ((1, 2), True, "band: 95% CI (test bootstrap; + seed spread if seeds > 1)"),
         ((1,), False, None),
     ],
 )
