@@ -14,12 +14,12 @@ from types import SimpleNamespace
 import matplotlib
 import pandas as pd
 import pytest
+from browser import browser_missing, inspect_page
 
 from pytest_plmtransfer.cli import main
 from pytest_plmtransfer.ledger import records_to_frame
 from pytest_plmtransfer.report import leaderboard, render_markdown, render_text, task_tables, write_report
 from pytest_plmtransfer.testing import synthetic_records, write_ledger
-from tests.browser import browser_missing, inspect_page
 
 matplotlib.use("Agg")
 
