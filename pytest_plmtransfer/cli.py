@@ -4,7 +4,8 @@
 
     plmtransfer report LEDGER [--out DIR] [--run-id ID | --latest] [--metric M]
     plmtransfer compare LEDGER_A LEDGER_B [--metric auto|M] [--fail-above 0.02] [--only-diffs]
-                        [--outside-interval [--level 0.05]]
+                        [--outside-interval [--level 0.05]] [--plot OUT.png]
+    plmtransfer compare LEDGER --model X --model Y [--plot OUT.png]
     plmtransfer show LEDGER
     plmtransfer paper LEDGER [--baselines DIR] [--tolerance 0.05] [--all]
     plmtransfer merge LEDGER... --out FILE [--allow-missing]
@@ -69,17 +70,25 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     out.write(render_text(layers, claims, metric=args.metric))
     if args.out:
+        from pytest_plmtransfer.summary import report_written_lines
+
         written = write_report(layers, claims, args.out, metric=args.metric)
-        out.write(f"\nwrote {written['markdown']}, {written['csv']}")
-        if written["png"]:
-            out.write(", " + ", ".join(str(p) for p in written["png"].values()))
-        out.write("\n")
+        out.write("\n" + "\n".join(report_written_lines(written, args.out)) + "\n")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.baselines import LedgerComparison
 
+    if args.model:
+        from pytest_plmtransfer.plots import compare_models
+
+        if args.ledger_b is not None:
+            raise CliError("--model compares two models of one ledger: give one ledger")
+        metric = None if args.metric == "auto" else args.metric
+        return compare_models(_ledger_path(args.ledger_a), args.model, args.plot, out, metric=metric)
+    if args.ledger_b is None:
+        raise CliError("give two ledgers, or one ledger and --model X --model Y")
     pa, pb = _ledger_path(args.ledger_a), _ledger_path(args.ledger_b)
     cmp = LedgerComparison.of(
         load_ledger(pa, kind="layer"),
@@ -90,6 +99,10 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         args.level,
     )
     out.write(cmp.format(pa, pb, only_diffs=args.only_diffs))
+    if args.plot:
+        from pytest_plmtransfer.plots import compare_ledgers_plot
+
+        compare_ledgers_plot(pa, pb, args.plot, out, metric=None if args.metric == "auto" else args.metric)
     return cmp.exit_status
 
 
@@ -159,9 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="metric shown in the tables (default: each task's test metric)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("compare", help="per-(model, task, init, layer) differences between two ledgers")
+    p = sub.add_parser(
+        "compare",
+        help="per-(model, task, init, layer) differences between two ledgers (runs), or two models of one ledger",
+    )
     p.add_argument("ledger_a")
-    p.add_argument("ledger_b")
+    p.add_argument("ledger_b", nargs="?", help="the second ledger (omit with --model X --model Y)")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help="twice: compare these two models of LEDGER_A (their best layers per task, and --plot)",
+    )
+    p.add_argument("--plot", type=Path, metavar="OUT.png", help="draw both sides' layer curves (PNG, SVG beside it)")
     p.add_argument(
         "--metric",
         default="auto",

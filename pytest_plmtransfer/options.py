@@ -413,7 +413,9 @@ class PlmOptions:
         help="list models, tasks and suites with sizes and whether data and weights are present locally, then exit",
     )
     report: bool = option(flag=True, help="print per-task layer tables and claim outcomes at the end")
-    report_dir: Path | None = option(parse=_cli_path, help="also write Markdown, CSV and PNG layer curves here")
+    report_dir: Path | None = option(
+        parse=_cli_path, help="also write report.html, Markdown, CSV and layer curves (PNG, SVG) here"
+    )
     baselines_dir: Path = option(
         Path("baselines"),
         parse=_root_path,

@@ -425,11 +425,16 @@ def plm_task(plm_embeddings):
 
 @pytest.fixture
 def plm_record(request, plm_session: PlmSession, plm_layer_case: LayerCase):
-    """``plm_record(metrics, head="mlp", settings=None, fit_seconds=0.0)`` writes a ledger record
-    of your own head on the current layer case (reported as ``<model>+<head>``) and returns it."""
+    """``plm_record(metrics, head="mlp", settings=None, fit_seconds=0.0, predictions=None)`` writes a
+    ledger record of your own head on the current layer case (reported as ``<model>+<head>``) and
+    returns it; its test ``predictions`` give it a bootstrap interval like the probe's."""
 
-    def write(metrics: dict, head: str = "mlp", settings: dict | None = None, fit_seconds: float = 0.0) -> dict:
-        record = plm_session.head_record(plm_layer_case, metrics, head, settings=settings, fit_seconds=fit_seconds)
+    def write(
+        metrics: dict, head: str = "mlp", settings: dict | None = None, fit_seconds: float = 0.0, predictions=None
+    ) -> dict:
+        record = plm_session.head_record(
+            plm_layer_case, metrics, head, settings=settings, fit_seconds=fit_seconds, predictions=predictions
+        )
         record["test_id"] = request.node.nodeid
         _write(plm_session, record)
         return record

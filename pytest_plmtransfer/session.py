@@ -536,12 +536,16 @@ class PlmSession:
         *,
         settings: dict[str, Any] | None = None,
         fit_seconds: float = 0.0,
+        predictions: Any = None,
     ) -> dict[str, Any]:
         """A ledger record of a user's own head on a layer case, like the linear probe's.
 
         The record's ``model`` is ``<model>+<head>`` (so reports show it as its own row beside
         the linear probe, and baselines can store it); ``base_model`` and ``head_name`` keep the
         parts. ``metrics`` must hold the task's test metric (the reports' headline).
+        ``predictions`` (the test split's, in its order: a 1-D array for a regression task, or a
+        :class:`~pytest_plmtransfer.predictions.TestPredictions`) give the record the same
+        bootstrap interval as the probe's, so tables and plots show the head's band too.
         """
         if not head or any(c in head for c in "+[] "):
             raise ValueError(f"head name {head!r}: a non-empty name without '+', '[', ']' or spaces")
@@ -551,11 +555,21 @@ class PlmSession:
             raise ValueError(f"metrics of head {head!r} lack the task's test metric {spec.test_metric!r}")
         adapter = self.adapter(case.model, case.init, case.seed)
         labelled = LayerCase(f"{case.model}+{head}", case.task, case.layer, case.init, case.seed, case.num_layers)
-        result = {
+        result: dict[str, Any] = {
             "metrics": {k: float(v) for k, v in metrics.items()},
             "head": {"name": head, **(settings or {})},
             "fit_seconds": fit_seconds,
         }
+        if predictions is not None:
+            from pytest_plmtransfer.predictions import TestPredictions
+
+            if not isinstance(predictions, TestPredictions):
+                if spec.kind != "regression":
+                    raise ValueError(f"predictions of head {head!r} on a {spec.kind} task: give a TestPredictions")
+                target = np.asarray(embedded.data.targets, dtype=float)[embedded.split("test")]
+                predictions = TestPredictions("regression", target, np.asarray(predictions, dtype=float))
+            result["intervals"], seconds = self._intervals(predictions, spec.test_metric)
+            result["interval_seconds"] = round(seconds, 4)
         hygiene = self.data_hygiene(embedded.data, self.protocol.model_max_residues(adapter.max_residues)).as_record()
         record = self._record(labelled, adapter, embedded.data, embedded.entry, result, None, hygiene)
         record.update(base_model=case.model, head_name=head, embed_seconds=0.0)
