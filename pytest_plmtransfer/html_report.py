@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from pytest_plmtransfer.aggregate import normalize
+from pytest_plmtransfer.protocol import PLMTRANSFER
 from pytest_plmtransfer.report import _caption as table_caption
 from pytest_plmtransfer.report import _claims_summary as claims_summary
 from pytest_plmtransfer.report import _grid as layer_grid
@@ -341,8 +342,10 @@ def render_html(
             outcome = str(r.get("outcome"))
             word, cls = VERDICTS.get(outcome, (outcome, "skip"))
             task = str(r.get("task"))
+            # the claim's own protocol's table (a claim record carries it; the default otherwise)
+            key = task if r.get("protocol") in (None, PLMTRANSFER) else f"{task}--{r.get('protocol')}"
             task_link = (
-                f'<a href="#{anchor("task", task)}">{_e(task)}</a>' if any(t.task == task for t in tables) else _e(task)
+                f'<a href="#{anchor("task", key)}">{_e(task)}</a>' if any(t.key == key for t in tables) else _e(task)
             )
             detail = r.get("detail") if isinstance(r.get("detail"), Mapping) else {}
             finding = detail.get("finding") if detail else None
