@@ -568,9 +568,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if plm.options.report:
         terminalreporter.write_line(render_text(layer_frame, claim_records))
     if plm.options.report_dir:
+        from pytest_plmtransfer.figures import render_figures
         from pytest_plmtransfer.summary import report_written_lines
 
         written = write_report(layer_frame, claim_records, plm.options.report_dir)
+        figures = render_figures(layer_frame, Path(plm.options.report_dir) / "figures")
+        written["figures"] = [f.path for f in figures]
         for line in report_written_lines(written, plm.options.report_dir, Path(str(config.invocation_params.dir))):
             terminalreporter.write_line(line)
     if plm.options.report:
