@@ -195,7 +195,9 @@ def _figure(n_panels: int, cols: int, size: tuple[float, float] = (4.2, 3.2)):
 
     cols = max(1, min(cols, n_panels))
     rows = math.ceil(n_panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows + 0.9), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(size[0] * cols, size[1] * rows + 0.9), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat[n_panels:]:
         ax.axis("off")
     return fig, list(axes.flat[:n_panels])
@@ -235,12 +237,14 @@ def _bars(values: Sequence[float]) -> Any:
 
 
 def _legend(fig: Any, axes: Sequence[Any], title: str | None = None) -> None:
+    """One legend for the figure: below a grid of panels, right of a single axes."""
     handles: dict[str, Any] = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(6, len(handles)), title=title)
+        where = {"loc": "outside right center"} if len(axes) == 1 else {"loc": "outside lower center", "ncol": 6}
+        fig.legend(list(handles.values()), list(handles), title=title, fontsize=8, title_fontsize=8, **where)
 
 
 def _save(fig: Any, out_dir: Path, stem: str, title: str, paper_ref: str, description: str) -> FigureFile:
@@ -250,14 +254,13 @@ def _save(fig: Any, out_dir: Path, stem: str, title: str, paper_ref: str, descri
     from pytest_plmtransfer.tempfiles import make_temp
 
     fig.suptitle(f"{title}\n[{paper_ref}]", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(fig.legends) > 0), 1, 1))
     paths = []
     for ext in ("png", "svg"):
         path = out_dir / f"{stem}.{ext}"
         fd, tmp = make_temp(path)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fig.savefig(fh, format=ext, dpi=110)
+                fig.savefig(fh, format=ext, dpi=110, bbox_inches="tight")
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -418,6 +421,8 @@ def _icml_onehot(ctx: _Ctx) -> Out:
                 yerr=_bars([r["half"]]),
                 fmt=marker,
                 color=style[task][0],
+                mec="#333333",  # a dark edge keeps the yellow visible
+                mew=0.5,
                 ms=8,
                 alpha=0.85,
                 label=task,
@@ -486,6 +491,8 @@ def _icml_cuts(ctx: _Ctx) -> Out:
                         yerr=_bars([_quad(hl, hx)]),
                         fmt=MARKERS[models.index(r["model"]) % 8],
                         color=style[r["task"]][0],
+                        mec="#333333",  # a dark edge keeps the yellow visible
+                        mew=0.5,
                         ms=6,
                         alpha=0.85,
                         label=r["task"],
@@ -574,6 +581,8 @@ def _icml_pretraining(ctx: _Ctx, x: str) -> Out:
                     yerr=_bars([h for _, h in ys]),
                     fmt=MARKERS[k % 8] + "-",
                     color=OKABE_ITO[k % 8],
+                    mec="#333333",  # a dark edge keeps the yellow visible
+                    mew=0.5,
                     ms=5,
                     capsize=2,
                     label=base,
