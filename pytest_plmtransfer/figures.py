@@ -15,7 +15,7 @@ it skipped the others. Each figure names the paper figure it regenerates:
 Choices, stated once: the workshop paper plots NDCG for regression and ROC-AUC for
 classification (its §3.1), which is what ``metrics=None`` draws per task. A "best" layer is
 chosen per protocol: under ``authors`` as their code does, the argmax of the plotted test
-metric itself (``res_vis.py`` ``get_bestorlast_metric_df``, lines 946-960); otherwise on the
+metric itself (``res_vis.py`` ``get_bestorlast_metric_df``, lines 944-963); otherwise on the
 validation counterpart of that metric (the project's rule, as in the report's tables). Intervals
 are the records' bootstrap intervals (combined with the seed spread as the report's tables
 combine them), else a t interval over seeds, else none; differences of two values carry the
@@ -57,6 +57,7 @@ A3_ROWS = {
 #: the workshop paper's metric per task: NDCG where recorded (regression), else ROC-AUC
 PAPER_METRICS = ("test_ndcg", "test_auc")
 DEFAULT_PROTOCOL = "plmtransfer"
+INTERVALS = "bands and bars: 95% intervals (bootstrap over test examples, else a t interval over seeds)"
 
 
 @dataclass(frozen=True)
@@ -254,19 +255,19 @@ def _save(fig: Any, out_dir: Path, stem: str, title: str, paper_ref: str, descri
     from pytest_plmtransfer.tempfiles import make_temp
 
     fig.suptitle(f"{title}\n[{paper_ref}]", fontsize=10)
-    paths = []
-    for ext in ("png", "svg"):
-        path = out_dir / f"{stem}.{ext}"
-        fd, tmp = make_temp(path)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fig.savefig(fh, format=ext, dpi=110, bbox_inches="tight")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        paths.append(path)
-    plt.close(fig)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
+    try:
+        for path in paths:
+            fd, tmp = make_temp(path)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fig.savefig(fh, format=path.suffix[1:], dpi=110, bbox_inches="tight")
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+    finally:
+        plt.close(fig)
     return FigureFile(paths[0], paths[1], title, paper_ref, description)
 
 
@@ -296,8 +297,12 @@ class _Ctx:
     def tag(self, spec: str | None) -> str:
         return spec or "paper"
 
-    def interval_note(self) -> str:
-        return "bands and bars: 95% intervals (bootstrap over test examples, else a t interval over seeds)"
+    @property
+    def rule(self) -> str:
+        """How a best layer was chosen (see the module docstring)."""
+        if self.recs.protocol == "authors":
+            return "best layer = argmax of the test metric itself, as the authors' code"
+        return "best layer chosen on the validation counterpart of the metric"
 
     def plain_models(self) -> list[str]:
         return [m for m in self.recs.models if m != ONEHOT and ("@" not in m or m in self.named)]
@@ -321,7 +326,7 @@ def _grid(ctx: _Ctx) -> Out:
             ref = refs.get(model, "workshop Figs. 1 and 3 (their layout, for this model)")
             desc = (
                 f"One panel per task, x = layer, y = {ctx.label(spec)}; inits {', '.join(ctx.inits)} and the "
-                f"one-hot level (dotted); {ctx.interval_note()}."
+                f"one-hot level (dotted); {INTERVALS}."
             )
             yield _save(fig, ctx.out_dir, ctx.stem("workshop_grid", model, ctx.tag(spec)), title, ref, desc)
 
@@ -336,7 +341,7 @@ def _sizes(ctx: _Ctx) -> Out:
     }
     refs["esm"].update(meltome="Fig. A5", scl="Fig. A6")
     refs["carp"].update(meltome="Fig. A9", scl="Fig. A10")
-    for family, name in (("esm", "ESM-1"), ("carp", "CARP")):
+    for family, name in (("esm", "ESM"), ("carp", "CARP")):
         models = [m for m in ctx.plain_models() if _family(m) == family and "@" not in m]
         if len(models) < 2:
             yield f"workshop {name} model-size panels: fewer than two {name} models in the records"
@@ -365,7 +370,7 @@ def _sizes(ctx: _Ctx) -> Out:
             title = f"{name} sizes on {task}: pretrained layer curves, absolute layers ({ctx.recs.protocol} protocol)"
             desc = (
                 f"Columns: {', '.join(cols)} (by parameters); rows: {', '.join(rows)}; x = absolute layer; "
-                f"one-hot dotted; {ctx.interval_note()}."
+                f"one-hot dotted; {INTERVALS}."
             )
             yield _save(fig, ctx.out_dir, ctx.stem("workshop_sizes", family, task), title, ref, desc)
 
@@ -435,7 +440,7 @@ def _icml_onehot(ctx: _Ctx) -> Out:
         _legend(fig, [ax], "task (ESM: X, CARP: o)")
         title = f"Best-layer pretrained embedding vs one-hot, {ctx.label(spec)} ({ctx.recs.protocol} protocol)"
         ref = "ICML 2024: embedding vs one-hot (the authors' scr/vis/res_vis.py plot_emb_onehot)"
-        desc = f"One point per (task, model), colour = task; diagonal = parity; {ctx.interval_note()}."
+        desc = f"One point per (task, model), colour = task; diagonal = parity; {ctx.rule}; {INTERVALS}."
         yield _save(fig, ctx.out_dir, ctx.stem("icml_pretrained_vs_onehot", ctx.tag(spec)), title, ref, desc)
 
 
@@ -462,8 +467,7 @@ def _icml_best_layer(ctx: _Ctx) -> Out:
         _legend(fig, [ax], "model (ESM hatched)")
         title = f"Best pretrained layer per task and model, {ctx.label(spec)} ({ctx.recs.protocol} protocol)"
         ref = "ICML 2024: best embedding layer (the authors' scr/vis/res_vis.py plot_emb_df_best_layer_bar)"
-        rule = "argmax of the test metric, as the authors" if ctx.recs.protocol == "authors" else "chosen on validation"
-        desc = f"Bar = relative depth of the best layer ({rule}); the number above = the absolute layer."
+        desc = f"Bar = relative depth of the best layer ({ctx.rule}); the number above = the absolute layer."
         yield _save(fig, ctx.out_dir, ctx.stem("icml_best_layer", ctx.tag(spec)), title, ref, desc)
 
 
@@ -519,6 +523,7 @@ def _icml_gaps(ctx: _Ctx) -> Out:
     for spec in ctx.metrics:
         pts = {i: _points(ctx, spec, i, "last") for i in ("pretrained", *ablations)}
         pts = {i: p[np.isfinite(p["onehot"])] for i, p in pts.items() if not p.empty}
+        pts = {i: p for i, p in pts.items() if not p.empty}
         if not any(i in pts for i in ablations):
             yield f"ICML random/stat minus one-hot ({ctx.tag(spec)}): no random or stat records with a one-hot"
             continue
@@ -601,8 +606,8 @@ def _icml_pretraining(ctx: _Ctx, x: str) -> Out:
         ref = f"ICML 2024: performance vs {what} (the authors' scr/vis/res_vis.py plot_pretrain_degree)"
         desc = (
             f"One panel per task, one line per CARP size over its checkpoints (x = {x} from the records), each at "
-            f"the layer the last checkpoint does best on (as the authors' _append_ptp); one-hot dotted; "
-            f"{ctx.interval_note()}."
+            f"the layer the last checkpoint does best on (as the authors' _append_ptp; {ctx.rule}); one-hot dotted; "
+            f"{INTERVALS}."
         )
         stem = ctx.stem("icml_pretraining", x.split("_")[-1], ctx.tag(spec))
         yield _save(fig, ctx.out_dir, stem, title, ref, desc)
@@ -611,7 +616,7 @@ def _icml_pretraining(ctx: _Ctx, x: str) -> Out:
 def _icml_size(ctx: _Ctx) -> Out:
     for spec in ctx.metrics:
         pts = _points(ctx, spec, "pretrained", "last")
-        if not pts.empty:  # the authors leave ESM-1b out of their size plot (res_vis.py:2769)
+        if not pts.empty:  # the authors leave ESM-1b out of their size plot (res_vis.py:2775)
             pts = pts[(pts["model"] != "esm1b_t33_650M_UR50S") & ~pts["model"].str.contains("@")]
             pts = pts.assign(params=[ctx.recs.parameters(m) for m in pts["model"]])
             pts = pts[pts["params"].notna() & np.isfinite(pts["onehot"])]
