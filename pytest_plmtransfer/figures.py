@@ -25,6 +25,7 @@ protocols are never drawn together: each protocol gets its own files. Colours ar
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -166,22 +167,18 @@ class _Records:
         return c.at(int(c.layers[0])) if c is not None else (math.nan, math.nan)
 
 
-_PARAMS: dict[str, int | None] = {}
-
-
+@functools.cache
 def _described_parameters(model: str) -> int | None:
     """Parameters from the model's registry description (config tables; never builds a model)."""
-    if model not in _PARAMS:
-        from pytest_plmtransfer.errors import PlmTransferError
-        from pytest_plmtransfer.models.registry import ModelOptions, builtin_registry
+    from pytest_plmtransfer.errors import PlmTransferError
+    from pytest_plmtransfer.models.registry import ModelOptions, builtin_registry
 
-        try:
-            entry = builtin_registry().entry(model)
-            found = entry.describe(model, ModelOptions(allow_download=False)) if entry.describe else None
-            _PARAMS[model] = found.parameters if found is not None else None
-        except (PlmTransferError, OSError):
-            _PARAMS[model] = None
-    return _PARAMS[model]
+    try:
+        entry = builtin_registry().entry(model)
+        found = entry.describe(model, ModelOptions(allow_download=False)) if entry.describe else None
+    except (PlmTransferError, OSError):  # a user's model the built-in registry does not know
+        return None
+    return found.parameters if found is not None else None
 
 
 # --------------------------------------------------------------------------------------------
