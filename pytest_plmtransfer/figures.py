@@ -220,6 +220,7 @@ def _layer_panel(ax: Any, recs: _Records, model: str, task: str, metric: str, in
             ax.axhspan(value - half, value + half, color="black", alpha=0.08, lw=0)
     ax.set_xlabel("layer")
     ax.set_ylabel(metric)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     return drawn
 
@@ -554,7 +555,7 @@ def _icml_pretraining(ctx: _Ctx, x: str) -> Out:
     what = {"checkpoint_fraction": "pretraining fraction", "mlm_loss": "MLM loss"}[x]
     data = ctx.recs.data
     if x not in data.columns or "checkpoint_fraction" not in data.columns or data[x].isna().all():
-        yield f"ICML performance vs {what}: the records carry no {x} (no checkpoint models in this ledger)"
+        yield f"ICML performance vs {what}: the records carry no {x} (no checkpoint models among the records drawn)"
         return
     ckpt = data[data["checkpoint_fraction"].notna()]
     ckpt = ckpt[ckpt["init"] == "pretrained"]
