@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,8 +286,6 @@ class _Ctx:
     named: frozenset[str]
 
     def stem(self, *parts: str) -> str:
-        import re
-
         return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(p for p in (*parts, self.recs.suffix) if p))
 
     def label(self, spec: str | None) -> str:
@@ -360,7 +359,7 @@ def _sizes(ctx: _Ctx) -> Out:
                     _layer_panel(ax, ctx.recs, model, task, row, ["pretrained"])
                     ax.set_title(model if i == 0 else "", fontsize=8)
                     ax.set_ylabel(row if j == 0 else "")
-                for ax in axes[i * len(cols) : (i + 1) * len(cols)]:  # one y scale per row, as in A.3
+                for ax in axes[i * len(cols) + 1 : (i + 1) * len(cols)]:  # one y scale per row, as in A.3
                     ax.sharey(axes[i * len(cols)])
             _legend(fig, axes)
             ref = refs[family].get(task) or refs[family].get(task.split("_")[0], "Figs. A3-A10 (their layout)")
