@@ -74,7 +74,7 @@ class FigureFile:
     description: str
 
 
-class RenderedFigures(list):  # list[FigureFile], plus what could not be drawn
+class RenderedFigures(list[FigureFile]):
     """What :func:`render_figures` wrote; ``skipped`` holds one line per figure not drawn, and why."""
 
     def __init__(self) -> None:
