@@ -2,7 +2,8 @@
 
 ::
 
-    plmtransfer report LEDGER [--out DIR] [--run-id ID | --latest] [--metric M]
+    plmtransfer report LEDGER [--out DIR] [--run-id ID | --latest] [--metric M ...]
+                       [--figures DIR [--model X ...] [--task T ...] [--init I ...]]
     plmtransfer compare LEDGER_A LEDGER_B [--metric auto|M] [--fail-above 0.02] [--only-diffs]
                         [--outside-interval [--level 0.05]] [--plot OUT.png]
     plmtransfer compare LEDGER --model X --model Y [--plot OUT.png]
@@ -61,19 +62,29 @@ def _load(path: Path, run_id: str | None = None, latest: bool = False) -> tuple[
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_plmtransfer.report import render_text, write_report
+    from pytest_plmtransfer.figures import render_figures
+    from pytest_plmtransfer.report import render_tables_text, render_text, write_report
 
     path = _ledger_path(args.ledger)
     layers, claims = _load(path, args.run_id, args.latest)
     if layers.empty and claims.empty:
         out.write(f"{path}: no records{' for that run' if args.run_id or args.latest else ''}\n")
         return 0
-    out.write(render_text(layers, claims, metric=args.metric))
+    metrics = args.metric or [None]
+    out.write("".join(render_tables_text(layers, metric=m) + "\n" for m in metrics[:-1]))
+    out.write(render_text(layers, claims, metric=metrics[-1]))
     if args.out:
         from pytest_plmtransfer.summary import report_written_lines
 
-        written = write_report(layers, claims, args.out, metric=args.metric)
+        written = write_report(layers, claims, args.out, metric=metrics[0])
         out.write("\n" + "\n".join(report_written_lines(written, args.out)) + "\n")
+    if args.figures:
+        figs = render_figures(
+            layers, args.figures, models=args.model, tasks=args.task, inits=args.init, metrics=args.metric
+        )
+        out.write(f"\nwrote {len(figs)} figure(s) (PNG, SVG beside) to {args.figures}:\n")
+        out.write("".join(f"  {f.path.name}: {f.paper_ref}\n" for f in figs))
+        out.write("".join(f"  not drawn: {line}\n" for line in figs.skipped))
     return 0
 
 
@@ -169,7 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--run-id", help="only the records of this run")
     runs.add_argument("--latest", action="store_true", help="only the records of the most recent run")
-    p.add_argument("--metric", help="metric shown in the tables (default: each task's test metric)")
+    p.add_argument(
+        "--metric",
+        action="append",
+        help="metric shown in the tables and figures, repeatable (default: each task's test metric in the tables, "
+        "the workshop paper's NDCG / ROC-AUC in the figures)",
+    )
+    p.add_argument("--figures", type=Path, help="directory for every paper figure the records allow (PNG and SVG)")
+    for flag in ("model", "task", "init"):
+        p.add_argument(f"--{flag}", action="append", help=f"figures: only this {flag} (repeatable; one-hot stays)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(

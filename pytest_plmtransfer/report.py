@@ -509,10 +509,8 @@ def write_report(
 
 
 def _paper_figures(frame: pd.DataFrame, out_dir: Path) -> list[Any]:
-    try:  # the papers' figures (issue 20) come from their own module, on its branch until merged
-        from pytest_plmtransfer.figures import render_figures  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return []
+    from pytest_plmtransfer.figures import render_figures
+
     return list(render_figures(frame, out_dir / "figures"))
 
 

@@ -287,7 +287,15 @@ def report_section(result) -> list[str]:
     for line in lines[start + 1 :]:
         if line.startswith("="):  # pytest's final "N passed in X s" line
             break
-        written = ("plmtransfer: report written to", "  html:", "  markdown:", "  csv:", "  png:", "  svg:")
+        written = (
+            "plmtransfer: report written to",
+            "  html:",
+            "  markdown:",
+            "  csv:",
+            "  png:",
+            "  svg:",
+            "  figures:",
+        )
         if line.startswith(written) or re.search(r"\bin \d+(\.\d+)?s\b", line):
             continue
         section.append(line.rstrip())
@@ -325,8 +333,10 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
     parallel.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
     assert report_section(parallel) == section
 
-    # --plm-report-dir: the page, Markdown, CSV and one PNG (SVG beside) per task plus the overview
+    # --plm-report-dir: the page, Markdown, CSV, one PNG (SVG beside) per task plus the overview, and
+    # the papers' figures that a toy model allows (no family, size or checkpoints)
     assert sorted(p.name for p in out_dir.iterdir()) == [
+        "figures",
         "layers_all.png",
         "layers_all.svg",
         "layers_gb1_sampled.png",
@@ -336,6 +346,10 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
         "report.html",
         "report.md",
         "results.csv",
+    ]
+    drawn = ["icml_ablation_gaps", "icml_best_layer", "icml_pretrained_vs_onehot", "workshop_grid_tiny"]
+    assert sorted(p.name for p in (out_dir / "figures").iterdir()) == [
+        f"{n}_paper.{e}" for n in drawn for e in ("png", "svg")
     ]
     md = (out_dir / "report.md").read_text()
     assert "## gb1_sampled" in md and "## gb1_two_vs_rest" in md
