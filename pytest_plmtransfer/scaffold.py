@@ -88,28 +88,36 @@ from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401
 from pytest_plmtransfer.benchmarks.test_layers import test_layer  # noqa: F401
 '''
 
+#: the torch the scaffolded workflow installs: the CPU wheel the package's torch bound is tested with
+TORCH = "2.13.0"
+
 WORKFLOW = """# The PLM gate: recompute {model}'s layer results, fail on any broken claim or baseline.
+# Checked by a YAML parser and by actionlint in pytest-plmtransfer's own tests.
 name: plm-gate
 on: [pull_request]
 jobs:
   gate:
-    runs-on: ubuntu-latest            # or a GPU runner: add --plm-device cuda --plm-dtype bf16
+    runs-on: ubuntu-latest  # or a GPU runner: add --plm-device cuda --plm-dtype bf16 to the gate
     timeout-minutes: 120
     steps:
       - uses: actions/checkout@v4
       - uses: actions/setup-python@v5
-        with: {{python-version: "3.11"}}
-      - name: cache FLIP data and embeddings (keyed by content: a changed model is recomputed)
+        with:
+          python-version: "3.11"
+      # FLIP data and embeddings are keyed by content: a changed model is recomputed, not served stale
+      - name: "Cache FLIP data and embeddings"
         uses: actions/cache@v4
         with:
           path: |
             ~/.cache/plmtransfer
             ~/.cache/torch/hub/checkpoints
-          key: plm-${{{{ hashFiles('baselines/**') }}}}
-      - run: pip install --extra-index-url https://download.pytorch.org/whl/cpu torch
+          key: plm-${{{{ runner.os }}}}-${{{{ github.sha }}}}
+          restore-keys: plm-${{{{ runner.os }}}}-
+      # the CPU wheel, pinned: the default index would bring several GB of CUDA libraries
+      - run: pip install torch=={torch} --index-url https://download.pytorch.org/whl/cpu
       - run: pip install pytest-plmtransfer
-      - name: gate
-        run: >
+      - name: "Gate"
+        run: >-
           pytest benchmarks --plm-models {model},onehot
           --plm-gate --plm-report --plm-report-dir report/
       - uses: actions/upload-artifact@v4
@@ -119,6 +127,7 @@ jobs:
           path: |
             report/
             .plmtransfer/
+          include-hidden-files: true
 """
 
 
@@ -144,7 +153,7 @@ def scaffold(target: Path, model: str = "my_plm", *, force: bool = False) -> lis
     files = {
         target / "conftest.py": CONFTEST.format(model=model, cls=cls),
         target / "benchmarks" / "test_plmtransfer.py": SUITE.format(model=model),
-        target / ".github" / "workflows" / "plm-gate.yml": WORKFLOW.format(model=model),
+        target / ".github" / "workflows" / "plm-gate.yml": WORKFLOW.format(model=model, torch=TORCH),
     }
     if not any((target / name).exists() for name in _PYTEST_CONFIGS):
         files[target / "pytest.ini"] = PYTEST_INI.format(model=model)
