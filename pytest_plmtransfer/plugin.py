@@ -61,6 +61,15 @@ def pytest_configure(config) -> None:
     config.stash[SESSION_KEY] = _LazySession(config, run_id)
 
 
+def _stdout_is_terminal() -> bool:
+    """Whether pytest's output goes to a terminal. Asked in pytest_configure, where pytest's fd
+    capture is suspended: the session is built during collection, when fd 1 is a temp file."""
+    import sys
+
+    out = sys.__stdout__
+    return bool(out is not None and out.isatty())
+
+
 def _dist_group(config) -> bool:
     return (config.getoption("plm_dist", default=None) or config.getini("plm_dist")) == "group"
 
@@ -163,6 +172,7 @@ class _LazySession:
         self.config_error: str | None = None
         #: claim kinds this session registered (see _register_claim_kinds)
         self.claim_kinds_added: list[str] = []
+        self.interactive = _stdout_is_terminal()
 
     def get(self) -> PlmSession:
         if self._session is None:
@@ -187,7 +197,9 @@ class _LazySession:
                 cuda_visible_devices=workerinput.get("plm_cuda_device"),
             )
             self._session.notify = self._notify
-            self._session.progress = _progress_line(self.config, self._session.options.progress_mode)
+            self._session.progress = _progress_line(
+                self.config, self._session.options.progress_mode, interactive=self.interactive
+            )
         return self._session
 
     def _register_claim_kinds(self) -> None:
@@ -208,7 +220,7 @@ class _LazySession:
             reporter.write_line(line)
 
 
-def _progress_line(config, mode: str):
+def _progress_line(config, mode: str, *, interactive: bool):
     """The progress line writing past capture to the terminal, or None when it is off."""
     import contextlib
     import sys
@@ -216,7 +228,6 @@ def _progress_line(config, mode: str):
     from pytest_plmtransfer.progress import ProgressLine, UncapturedStream, progress_enabled
 
     out = sys.__stdout__
-    interactive = bool(out is not None and out.isatty())
     if out is None or not progress_enabled(
         mode, interactive=interactive, verbosity=config.option.verbose, worker=not _is_controller(config)
     ):
@@ -224,12 +235,25 @@ def _progress_line(config, mode: str):
     capman = config.pluginmanager.getplugin("capturemanager")
     suspend = capman.global_and_fixture_disabled if capman is not None else contextlib.nullcontext
 
-    def new_line() -> None:  # start the bar on a line of its own; pytest's output stays intact
+    # Where pytest's writer is in the middle of its `file.py ...` line, the bar goes on the line
+    # below. On a terminal that line is left behind the writer's back (so it still knows its
+    # column) and, once the bar is erased, the cursor goes back up to where pytest's line ended:
+    # its dots continue there. Elsewhere (--plm-progress into a file), a plain new line.
+    column: list[int] = []
+
+    def below_pytest_line() -> None:
         writer = config.get_terminal_writer()
-        if writer.width_of_current_line:
+        column[:] = [writer.width_of_current_line]
+        if column[0] and interactive:
+            out.write("\n")
+        elif column[0]:
             writer.line("")
 
-    return ProgressLine(lambda: UncapturedStream(out, suspend, new_line))
+    def back_to_pytest_line() -> None:
+        if column and column[0] and interactive:
+            out.write(f"\r\x1b[1A\x1b[{column[0]}C")
+
+    return ProgressLine(lambda: UncapturedStream(out, suspend, below_pytest_line, back_to_pytest_line))
 
 
 def _session(config) -> PlmSession:

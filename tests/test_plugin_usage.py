@@ -9,6 +9,8 @@ torch have crashed the interpreter.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import sys
 import textwrap
@@ -308,6 +310,74 @@ def test_progress_line_shows_under_capture_when_asked_and_not_in_a_pipe_by_defau
     default = run(*args, "--plm-cache-dir=" + str(run.ledger.parent / "other-cache"))
     default.assert_outcomes(passed=3)
     assert "tiny_user/pretrained gb1_sampled" not in default.stdout.str()  # stdout is a pipe here
+
+
+def _run_in_pty(args: list[str], cwd, env: dict, columns: int = 100) -> str:
+    """Run a command with a pseudo-terminal as its stdout and stderr; everything it wrote."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=child_fd, stderr=child_fd)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=300)
+    os.close(main_fd)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _screen(raw: str) -> list[str]:
+    """What a terminal shows after ``raw``: carriage returns, new lines, cursor up/right; other
+    escape sequences (colours) dropped. Enough for pytest's and tqdm's output."""
+    lines, row, col = [[]], 0, 0
+    for token in re.findall(r"\x1b\[(\d*)([A-Za-z])|(\r)|(\n)|([^\x1b\r\n])", raw):
+        n, code, cr, nl, char = token
+        if cr:
+            col = 0
+        elif nl:
+            row, col = row + 1, 0
+            lines += [[] for _ in range(row + 1 - len(lines))]
+        elif code == "A":
+            row = max(0, row - int(n or 1))
+        elif code == "C":
+            col += int(n or 1)
+        elif code == "K":  # erase to the end of the line
+            del lines[row][col:]
+        elif char:
+            line = lines[row]
+            line += [" "] * (col + 1 - len(line))
+            line[col] = char
+            col += 1
+    return ["".join(line).rstrip() for line in lines]
+
+
+def test_progress_shows_by_default_on_a_terminal_and_pytest_keeps_its_line(pytester, run, flip_root, tmp_path):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
+    env.pop("CI", None)
+    args = [sys.executable, "-m", "pytest", "--plm-models=tiny_user", "--plm-tasks=gb1_sampled"]
+    args += ["--plm-inits=pretrained,random", f"--plm-data-dir={flip_root}", f"--plm-cache-dir={tmp_path / 'c'}"]
+    raw = _run_in_pty([*args, f"--plm-ledger={tmp_path / 'l'}", "-p", "no:cacheprovider"], pytester.path, env)
+    # no --plm-progress, no -s: the bar is drawn because the output is a terminal
+    assert "tiny_user/pretrained gb1_sampled" in raw and "tiny_user/random/s42 gb1_sampled" in raw, raw
+    screen = _screen(raw)
+    # once the bars are erased, pytest's own line is whole: file name, one dot per test, [100%]
+    assert any(re.fullmatch(r"test_suite\.py \.{6} +\[100%\]", line) for line in screen), "\n".join(screen)
+    assert not any(re.fullmatch(r"\.+ *(\[100%\])?", line) for line in screen), "\n".join(screen)
 
 
 # ------------------------------------------------------------------------- identity (13.2)
