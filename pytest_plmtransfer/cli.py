@@ -143,9 +143,10 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.scaffold import next_steps, scaffold
 
     target = Path(args.directory)
-    for path in scaffold(target, args.model, force=args.force):
+    written = scaffold(target, args.model, force=args.force, hf=args.hf)
+    for path in written:
         out.write(f"wrote {path}\n")
-    out.write(next_steps(args.model) + "\n")
+    out.write(next_steps(args.model, args.hf, wrote_ini=target / "pytest.ini" in written) + "\n")
     return 0
 
 
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("report", help="per-task layer tables and claim outcomes; --out writes md/csv/png")
-    p.add_argument("ledger", help="ledger JSON (schema 1 or 2)")
+    p.add_argument("ledger", help="a ledger: the directory pytest writes (.plmtransfer/ledger) or a merged file")
     p.add_argument("--out", type=Path, help="directory for report.md, results.csv and layer-curve PNGs")
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--run-id", help="only the records of this run")
@@ -198,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", nargs="?", default=".", help="where to write (default: here)")
     p.add_argument("--model", default="my_plm", help="the model's name (default my_plm)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument(
+        "--hf",
+        metavar="DIR_OR_REPO",
+        help="a Hugging Face model: no model code is written, pytest.ini declares MODEL=hf:DIR_OR_REPO",
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("paper", help="compare a ledger with the authors' published numbers")

@@ -68,6 +68,9 @@ class OptionError(PlmTransferError, ValueError):
 def benchmarks_command(models: str, task: str, inits: str, *extra: str) -> str:
     """The ``pytest benchmarks ...`` line that computes (``extra``: and stores) these results;
     messages that say what to run (missing results, missing baselines) all print this one."""
+    from pytest_plmtransfer.aliases import command_spelling
+
+    models = ",".join(command_spelling(m) for m in split_list(models))
     cmd = f"pytest benchmarks --plm-models {models} --plm-tasks {task}"
     if inits != "none":  # one-hot has no init to select
         cmd += f" --plm-inits {inits}"
@@ -346,7 +349,8 @@ class PlmOptions:
     models: list[str] = option(
         factory=lambda: list(SUITES["smoke"]["models"]),
         parse=_list,
-        help="comma-separated model names (registry names, hf:<repo|dir>, or checkpoint paths)",
+        help="comma-separated models: registry names, hf:<repo|dir>, checkpoint paths, or NAME=MODEL "
+        "aliases (e.g. my_plm=hf:./checkpoints/my_plm: records, baselines and test ids say my_plm)",
     )
     tasks: list[str] = option(
         factory=lambda: list(SUITES["smoke"]["tasks"]),

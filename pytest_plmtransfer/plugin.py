@@ -185,9 +185,11 @@ class _LazySession:
             self._register_claim_kinds()
             workerinput = getattr(self.config, "workerinput", {})
             from pytest_plmtransfer.aliases import apply_aliases
+            from pytest_plmtransfer.options import split_list
 
             options = options_from_config(self.config)
-            options.models = apply_aliases(options.models, registry)  # my_plm=hf:./path
+            # my_plm=hf:./path, on the command line or (known to bare names) in the ini
+            options.models = apply_aliases(options.models, registry, split_list(self.config.getini("plm_models")))
             self._session = PlmSession(
                 options,
                 registry,

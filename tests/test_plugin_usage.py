@@ -448,13 +448,14 @@ def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(pyte
 
 
 # ------------------------------------------------------------------------- hf alias (13.3)
-def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_root):
+def _tiny_esm_dir(path):
+    """A Hugging Face ESM directory (2 layers, 16 wide), saved as a user's own model would be."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
 
     vocab = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
-    reference = pytester.path / "reference_machine" / "tiny_esm"
+    reference = path
     reference.mkdir(parents=True)
     (reference / "vocab.txt").write_text("\n".join(vocab) + "\n")
     config = EsmConfig(
@@ -472,6 +473,34 @@ def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_ro
     torch.manual_seed(0)
     EsmForMaskedLM(config).save_pretrained(reference)
     EsmTokenizer(str(reference / "vocab.txt")).save_pretrained(reference)
+    return reference
+
+
+def test_init_for_a_hugging_face_model_runs_the_command_it_prints_and_its_workflow_runs(pytester, run, flip_root):
+    import yaml
+
+    _tiny_esm_dir(pytester.path / "tiny_esm")
+    init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init", "--hf", "./tiny_esm")
+    assert init.ret == 0, init.stderr.str()
+    assert not (pytester.path / "conftest.py").exists()  # no stand-in registering the name first
+    workflow = yaml.safe_load((pytester.path / ".github" / "workflows" / "plm-gate.yml").read_text())
+    gate = next(s["run"] for s in workflow["jobs"]["gate"]["steps"] if s.get("name") == "Gate")
+    printed = next(line for line in init.outlines if "CI runs:" in line).split("CI runs: ", 1)[1]
+    models = "--plm-models my_plm,onehot"
+    assert models in gate and models in printed
+    data = ["--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}"]
+    result = run("benchmarks", *models.split(), *data, "-k", "test_layer", ledger=False)
+    result.assert_outcomes(passed=4)  # my_plm L0-L2 (the hf directory) and one-hot
+    # the scaffold's stand-in registers my_plm: the alias says how to get out of the clash
+    pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init", "x")
+    shutil.copy(pytester.path / "x" / "conftest.py", pytester.path / "conftest.py")
+    clash = run("benchmarks", *models.split(), *data, ledger=False)
+    assert clash.ret == 4
+    clash.stderr.fnmatch_lines(["*alias 'my_plm' would hide the model 'my_plm'*plmtransfer init --hf ./tiny_esm*"])
+
+
+def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_root):
+    reference = _tiny_esm_dir(pytester.path / "reference_machine" / "tiny_esm")
     checkout = pytester.path / "ci_checkout" / "models" / "tiny_esm"
     checkout.parent.mkdir(parents=True)
     shutil.copytree(reference, checkout)  # the same model at another path

@@ -18,9 +18,9 @@ from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.identity import IdentityWarning, ensure_content_identity, has_content_hash, state_dict_sha256
 from pytest_plmtransfer.models.base import ModelAdapter
 from pytest_plmtransfer.models.registry import ModelRegistry
-from pytest_plmtransfer.options import OPTIONS
+from pytest_plmtransfer.options import OPTIONS, benchmarks_command
 from pytest_plmtransfer.progress import progress_enabled
-from pytest_plmtransfer.scaffold import scaffold
+from pytest_plmtransfer.scaffold import next_steps, scaffold
 from pytest_plmtransfer.selection import Selectable, chooses_tasks, default_keep, marker_names
 from pytest_plmtransfer.summary import all_skipped_explanation, report_written_lines
 
@@ -232,11 +232,13 @@ def test_scaffold_writes_everything_and_never_overwrites(tmp_path):
     rel = sorted(str(p.relative_to(tmp_path)) for p in written)
     assert rel == [
         ".github/workflows/plm-gate.yml",
+        ".gitignore",
         "baselines/claims.json",
         "benchmarks/test_plmtransfer.py",
         "conftest.py",
         "pytest.ini",
     ]
+    assert ".plmtransfer/" in (tmp_path / ".gitignore").read_text().splitlines()
     assert json.loads((tmp_path / "baselines" / "claims.json").read_text())["extends"] == "default"
     conftest = (tmp_path / "conftest.py").read_text()
     compile(conftest, "conftest.py", "exec")
@@ -264,8 +266,38 @@ def test_aliases_name_a_model_and_reject_bad_ones():
     assert registry.entry("my_plm").inits == ("pretrained",)
     with pytest.raises(PlmTransferError, match="NAME=MODEL"):
         apply_aliases(["bad name=hf:x"], registry)
-    with pytest.raises(PlmTransferError, match="hide the registered model"):
+    with pytest.raises(PlmTransferError, match="would hide the model 'onehot' that a plugin or conftest.py registers"):
         apply_aliases(["onehot=hf:x"], registry)
+
+
+def test_ini_aliases_are_known_to_bare_names_and_commands_spell_command_line_ones():
+    registry = ModelRegistry()
+    registry.register("hf:", lambda name, init, seed, options: name, prefix=True, inits=("pretrained",))
+    registry.register("onehot", lambda *a: None, inits=("none",))
+    ini = ["my_plm=hf:./models/m", "onehot"]
+    # what init prints and its workflow runs: --plm-models my_plm,onehot, the alias in pytest.ini
+    assert apply_aliases(["my_plm", "onehot"], registry, ini) == ["my_plm", "onehot"]
+    assert registry.create("my_plm", "pretrained", None, None) == "hf:./models/m"
+    assert benchmarks_command("my_plm", "gb1_sampled", "pretrained").startswith(
+        "pytest benchmarks --plm-models my_plm --plm-tasks gb1_sampled"
+    )
+    # an alias given only on the command line: a printed command must carry it, or my_plm is unknown
+    registry = ModelRegistry()
+    registry.register("hf:", lambda name, init, seed, options: name, prefix=True, inits=("pretrained",))
+    registry.register("onehot", lambda *a: None, inits=("none",))
+    apply_aliases(["other=hf:./o", "onehot"], registry, ini)
+    assert benchmarks_command("other,onehot", "gb1_sampled", "pretrained").startswith(
+        "pytest benchmarks --plm-models other=hf:./o,onehot --plm-tasks gb1_sampled"
+    )
+
+
+def test_scaffold_for_a_hugging_face_model_declares_the_alias_and_writes_no_model_code(tmp_path):
+    written = scaffold(tmp_path, "my_plm", hf="./checkpoints/my_plm")
+    assert not (tmp_path / "conftest.py").exists() and tmp_path / "pytest.ini" in written
+    assert "plm_models = my_plm=hf:./checkpoints/my_plm,onehot" in (tmp_path / "pytest.ini").read_text()
+    assert "pytest.ini declares my_plm=hf:./checkpoints/my_plm" in next_steps("my_plm", "./checkpoints/my_plm")
+    # a project with its own pytest configuration is told where the alias goes
+    assert "add  plm_models = my_plm=hf:x,onehot" in next_steps("my_plm", "x", wrote_ini=False)
 
 
 def test_hf_local_directories_are_keyed_by_name_not_path(tmp_path):
