@@ -481,11 +481,29 @@ def plm_claim_outcome(request, plm_session: PlmSession, plm_claim_case):
     )
     record["test_id"] = request.node.nodeid
     _write(plm_session, record)
+    request.node.stash[_CLAIM_MESSAGE_KEY] = outcome.message
     if outcome.missing:
         if strict:
             pytest.fail(f"{outcome.message} (--plm-strict/--plm-gate)", pytrace=False)
         pytest.skip(outcome.message)
     return outcome
+
+
+_CLAIM_MESSAGE_KEY = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """A strict expected failure that held: say which claim held where, with its numbers, and
+    how to declare it (pytest's own line repeats only the declared reason)."""
+    report = yield
+    longrepr = report.longrepr
+    if report.failed and isinstance(longrepr, str) and longrepr.startswith("[XPASS(strict)]"):
+        case = getattr(getattr(item, "callspec", None), "params", {}).get("plm_claim_case")
+        message = item.stash.get(_CLAIM_MESSAGE_KEY, None)
+        if hasattr(case, "unexpected_pass") and message is not None:
+            report.longrepr = case.unexpected_pass(message)
+    return report
 
 
 class _BenchmarkOutcomes:

@@ -220,8 +220,14 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
     assert tests["test_claim[strict_but_holds-tiny-gb1_sampled-pretrained]"] == "FAILED"
     assert tests["test_claim[strict_and_broken-tiny-gb1_sampled-pretrained]"] == "XFAIL"
     assert tests["test_claim[loose_and_holds-tiny-gb1_sampled-pretrained]"] == "XPASS"
-    out = result.stdout.str()
-    assert "[XPASS(strict)] declared false, yet it holds" in out
+    # which claim held where, with its numbers, and the two ways to declare it
+    result.stdout.fnmatch_lines(
+        [
+            "[[]XPASS(strict)[]] strict_but_holds[[]tiny-gb1_sampled-pretrained[]] holds on tiny/gb1_sampled/pretrained,"
+            " but *claims.json declares it an expected failure there (declared false, yet it holds): tiny/pretrained*"
+            'If it now holds, narrow that entry\'s expected_failures*give the expected failure "strict": false.'
+        ]
+    )
 
     recs = bench.claim_records()
     outcome = {cid.split("[")[0]: (r["outcome"], r["strict"], r["expected_failure"]) for cid, r in recs.items()}

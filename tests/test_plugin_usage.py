@@ -448,15 +448,17 @@ def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(pyte
 
 
 # ------------------------------------------------------------------------- hf alias (13.3)
-def _tiny_esm_dir(path):
-    """A Hugging Face ESM directory (2 layers, 16 wide), saved as a user's own model would be."""
+@pytest.fixture(scope="module")
+def tiny_esm(tmp_path_factory):
+    """A Hugging Face ESM directory (2 layers, 16 wide), saved as a user's own model would be.
+    Module-scoped, so torch is imported before pytester snapshots sys.modules: a second import
+    after pytester dropped it crashes the interpreter."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
 
     vocab = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
-    reference = path
-    reference.mkdir(parents=True)
+    reference = tmp_path_factory.mktemp("tiny_esm")
     (reference / "vocab.txt").write_text("\n".join(vocab) + "\n")
     config = EsmConfig(
         vocab_size=len(vocab),
@@ -476,10 +478,12 @@ def _tiny_esm_dir(path):
     return reference
 
 
-def test_init_for_a_hugging_face_model_runs_the_command_it_prints_and_its_workflow_runs(pytester, run, flip_root):
+def test_init_for_a_hugging_face_model_runs_the_command_it_prints_and_its_workflow_runs(
+    pytester, run, flip_root, tiny_esm
+):
     import yaml
 
-    _tiny_esm_dir(pytester.path / "tiny_esm")
+    shutil.copytree(tiny_esm, pytester.path / "tiny_esm")
     init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init", "--hf", "./tiny_esm")
     assert init.ret == 0, init.stderr.str()
     assert not (pytester.path / "conftest.py").exists()  # no stand-in registering the name first
@@ -499,8 +503,9 @@ def test_init_for_a_hugging_face_model_runs_the_command_it_prints_and_its_workfl
     clash.stderr.fnmatch_lines(["*alias 'my_plm' would hide the model 'my_plm'*plmtransfer init --hf ./tiny_esm*"])
 
 
-def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_root):
-    reference = _tiny_esm_dir(pytester.path / "reference_machine" / "tiny_esm")
+def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_root, tiny_esm):
+    reference = pytester.path / "reference_machine" / "tiny_esm"
+    shutil.copytree(tiny_esm, reference)
     checkout = pytester.path / "ci_checkout" / "models" / "tiny_esm"
     checkout.parent.mkdir(parents=True)
     shutil.copytree(reference, checkout)  # the same model at another path

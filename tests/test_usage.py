@@ -20,7 +20,7 @@ from pytest_plmtransfer.models.base import ModelAdapter
 from pytest_plmtransfer.models.registry import ModelRegistry
 from pytest_plmtransfer.options import OPTIONS, benchmarks_command
 from pytest_plmtransfer.progress import progress_enabled
-from pytest_plmtransfer.scaffold import next_steps, scaffold
+from pytest_plmtransfer.scaffold import claims_document, next_steps, scaffold
 from pytest_plmtransfer.selection import Selectable, chooses_tasks, default_keep, marker_names
 from pytest_plmtransfer.summary import all_skipped_explanation, report_written_lines
 
@@ -192,6 +192,33 @@ def test_claims_extend_the_shipped_defaults_and_override_by_name(tmp_path):
     doc["extends"] = "other"
     own.write_text(json.dumps(doc))
     with pytest.raises(ClaimsError, match="'extends'"):
+        load_effective_claims(own)
+
+
+def test_an_expected_failure_is_one_entry_naming_the_shipped_claim(tmp_path):
+    shipped = {c.name: c for c in load_effective_claims(tmp_path / "none" / "claims.json")}
+    xfail = {"models": "my_plm", "tasks": ["gb1_low_vs_high"], "reason": "toy"}
+    own = _write_claims(
+        tmp_path / "baselines" / "claims.json",
+        {
+            "format": "plmtransfer-claims/1",
+            "extends": "default",
+            "claims": [{"name": "beats_onehot", "expected_failures": [xfail]}],
+        },
+    )
+    merged = {c.name: c for c in load_effective_claims(own)}
+    mine, base = merged["beats_onehot"], shipped["beats_onehot"]
+    assert (mine.kind, mine.models, mine.tasks, mine.inits, dict(mine.params)) == (
+        base.kind, base.models, base.tasks, base.inits, dict(base.params),
+    )  # fmt: skip
+    # the user's expected failure first (first match wins), the shipped ones kept after it
+    assert mine.expected_failures[0].models == ("my_plm",) and mine.expected_failures[0].strict
+    assert mine.expected_failures[1:] == base.expected_failures
+    # the shape the scaffold's claims file shows is this one
+    assert '"expected_failures": [{"models": "my_plm"' in claims_document("my_plm")["description"]
+    # a kind-less entry that names no shipped claim: what is missing and when it may be left out
+    own.write_text(json.dumps({"extends": "default", "claims": [{"name": "mine", "expected_failures": [xfail]}]}))
+    with pytest.raises(ClaimsError, match=r"claims\[0\] \(mine\): no 'kind'. Only an entry named like a shipped"):
         load_effective_claims(own)
 
 
