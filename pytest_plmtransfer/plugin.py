@@ -577,10 +577,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is None or not _is_controller(config):
         return
-    from pytest_plmtransfer.summary import all_skipped_explanation
+    from pytest_plmtransfer.summary import skipped_explanation
 
     outcomes = config.stash.get(_OUTCOMES_KEY, None)  # seen by the controller under xdist too
-    why = all_skipped_explanation(outcomes.skips, outcomes.others) if outcomes is not None else None
+    why = skipped_explanation(outcomes.skips, outcomes.others) if outcomes is not None else None
     if why:
         terminalreporter.write_line(why, yellow=True)
     plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None

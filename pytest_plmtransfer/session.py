@@ -14,7 +14,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -368,6 +368,7 @@ class PlmSession:
             ]
         else:
             records = []
+            causes: list[str] = []
             for case in self.claim_layer_cases(claim):
                 done = self._layer_records.get(case.embedding_request + (case.layer,))
                 if done is not None:  # measured by a layer test of this process: no rebuild
@@ -375,9 +376,13 @@ class PlmSession:
                     continue
                 try:
                     records.append(self.run_layer(case))
-                except ResourceUnavailable:
-                    continue  # the claim reports what is missing and the command that provides it
+                except ResourceUnavailable as exc:
+                    causes += [str(exc)] if str(exc) not in causes else []
         outcome = evaluate(claim, records_to_frame(records), self.baseline_store())
+        if self.options.from_ledger is None and outcome.missing and causes:
+            # the command the kind suggests would skip the same way: say why instead
+            more = f" (and {len(causes) - 1} more missing input(s))" if len(causes) > 1 else ""
+            outcome = replace(outcome, message=f"{claim.id} cannot be judged here: {causes[0]}{more}")
         fields = claim_record(claim, outcome, strict_missing=strict)
         fields.pop("kind", None)
         record = ClaimRecord(**fields, provenance=self.provenance())

@@ -489,3 +489,41 @@ def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
     assert "claims[0]: 'kind' is 'reaches'; must be one of beats_onehot, saturates_by" in (
         unknown.stderr.str() + unknown.stdout.str()
     )
+
+
+# ---------------------------------------------------------------------------------- skipped inputs
+NO_WEIGHTS_CONFTEST = """
+from pytest_plmtransfer.errors import ResourceUnavailable
+from pytest_plmtransfer.testing import ToyAdapter
+
+
+def factory(name, init, seed, options):
+    if init == "pretrained":
+        raise ResourceUnavailable("tiny.pt", "checkpoint not found; put it in --plm-weights-dir")
+    return ToyAdapter(init, seed, name="tiny", num_layers=2, embed_dim=8)
+
+
+def pytest_plmtransfer_register_models(registry):
+    registry.register("tiny", factory, inits=("pretrained", "random"), needs_weights=(), num_layers=2, embed_dim=8)
+"""
+
+
+def test_some_skipped_are_explained_and_claims_quote_the_cause_not_a_command_that_skips_again(bench):
+    (bench.root / "benchmarks" / "conftest.py").write_text(NO_WEIGHTS_CONFTEST)
+    bench.claims(claim("pr", {"kind": "pretrained_beats_random", "models": "tiny"}))
+    result = bench.run("--plm-models=tiny", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random")
+    result.assert_outcomes(passed=3, skipped=4)  # random L0-L2 ran; pretrained L0-L2 and the claim skipped
+    # without -rs, pytest would list no reason: the plugin groups them
+    result.stdout.fnmatch_lines(
+        [
+            "plmtransfer: 4 of 7 benchmark test(s) skipped. Why:",
+            "  3 x tiny.pt is not available: checkpoint not found; put it in --plm-weights-dir",
+            "  1 x pr[[]tiny-gb1_sampled-pretrained[]] cannot be judged here: tiny.pt is not available: *",
+            "To run them: weights: --plm-weights-dir=DIR*",
+        ]
+    )
+    message = bench.claim_records()["pr[tiny-gb1_sampled-pretrained]"]["message"]
+    assert message == (
+        "pr[tiny-gb1_sampled-pretrained] cannot be judged here: "
+        "tiny.pt is not available: checkpoint not found; put it in --plm-weights-dir"
+    )

@@ -22,7 +22,7 @@ from pytest_plmtransfer.options import OPTIONS, benchmarks_command
 from pytest_plmtransfer.progress import progress_enabled
 from pytest_plmtransfer.scaffold import claims_document, next_steps, scaffold
 from pytest_plmtransfer.selection import Selectable, chooses_tasks, default_keep, marker_names
-from pytest_plmtransfer.summary import all_skipped_explanation, report_written_lines
+from pytest_plmtransfer.summary import report_written_lines, skipped_explanation
 
 REPO = Path(__file__).parents[1]
 TASKS = ["gb1_sampled", "scl_balanced", "ss3"]
@@ -63,19 +63,22 @@ def test_markers_of_a_case():
 
 
 # ------------------------------------------------------------------------- summaries
-def test_all_skipped_explanation_groups_reasons_and_says_what_to_pass():
+def test_skipped_explanation_groups_reasons_and_says_what_to_pass():
     reasons = [
         "FLIP archive splits/gb1/splits.zip (task gb1_sampled) is not available: no local copy. To fix, download X",
         "FLIP archive splits/gb1/splits.zip (task gb1_low_vs_high) is not available: no local copy. To fix, download X",
         "esm2_t6_8M_UR50D.pt: checkpoint not found. Put it in Y",
     ]
-    text = all_skipped_explanation(reasons, others=0)
+    text = skipped_explanation(reasons, others=0)
     assert "all 3 benchmark test(s) skipped" in text
     assert "2 x FLIP archive splits/gb1/splits.zip is not available: no local copy" in text
     assert "--plm-data-dir" in text and "--plm-weights-dir" in text and "--plm-strict" in text
     assert "the first in full:" in text and "To fix, download X" in text
-    assert all_skipped_explanation(reasons, others=1) is None
-    assert all_skipped_explanation([], others=0) is None
+    # some skipped, some measured: the same reasons, counted against the whole
+    some = skipped_explanation(reasons, others=5)
+    assert some.startswith("plmtransfer: 3 of 8 benchmark test(s) skipped. Why:")
+    assert "2 x FLIP archive splits/gb1/splits.zip is not available" in some and "--plm-weights-dir" in some
+    assert skipped_explanation([], others=3) is None
 
 
 def test_report_written_lines_are_relative_paths_not_a_dict(tmp_path):
