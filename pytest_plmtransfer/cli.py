@@ -26,7 +26,7 @@ from typing import TextIO
 
 import pandas as pd
 
-from pytest_plmtransfer.aggregate import select_runs
+from pytest_plmtransfer.aggregate import latest_run, select_runs
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.ledger import load_ledger
 
@@ -42,9 +42,13 @@ def _ledger_path(raw: str) -> Path:
     return path
 
 
-def _load(path: Path, run_id: str | None = None, latest: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _load(
+    path: Path, run_id: str | None = None, latest: bool = False, out: TextIO | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     layers = load_ledger(path, kind="layer")
     claims = load_ledger(path, kind="claim")
+    if latest and out is not None and "run_id" in layers.columns and not layers.empty:
+        out.write(latest_run(layers)[1] + "\n")  # which run, and a fuller earlier one
     if run_id is not None or latest:
         layers = select_runs(layers, run_id=run_id, latest=latest)
         if not claims.empty and "run_id" in claims.columns:
@@ -63,7 +67,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.report import render_text, write_report
 
     path = _ledger_path(args.ledger)
-    layers, claims = _load(path, args.run_id, args.latest)
+    layers, claims = _load(path, args.run_id, args.latest, out)
     if layers.empty and claims.empty:
         out.write(f"{path}: no records{' for that run' if args.run_id or args.latest else ''}\n")
         return 0
@@ -108,7 +112,7 @@ def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
     ref = store.paper()
     if ref is None:
         raise CliError(f"no paper reference at {store.paper_path}")
-    layers, _ = _load(path, args.run_id, args.latest)
+    layers, _ = _load(path, args.run_id, args.latest, out)
     rows = ref.compare(layers, args.tolerance)
     out.write(f"the authors' numbers ({ref.source}) vs {path}\n")
     out.write(format_paper_rows(rows, ref.metric) + "\n")
@@ -163,7 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="directory for report.md, results.csv and layer-curve PNGs")
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--run-id", help="only the records of this run")
-    runs.add_argument("--latest", action="store_true", help="only the records of the most recent run")
+    runs.add_argument(
+        "--latest",
+        action="store_true",
+        help="only the records of the most recent run (it says which, and names a fuller one)",
+    )
     p.add_argument("--metric", help="metric shown in the tables (default: each task's test metric)")
     p.set_defaults(func=cmd_report)
 
