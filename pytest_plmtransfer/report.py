@@ -62,7 +62,7 @@ class TableRow:
     #: the weights identity, when the ledger holds several for this (model, init): one row each
     weights: str | None = None
     #: the records behind the row (aggregate.row_groups), for results.csv
-    records: pd.DataFrame | None = field(default=None, repr=False)
+    records: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
     def label(self) -> str:
