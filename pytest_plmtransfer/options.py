@@ -355,7 +355,7 @@ class PlmOptions:
     tasks: list[str] = option(
         factory=lambda: list(SUITES["smoke"]["tasks"]),
         parse=_list,
-        help="comma-separated FLIP task ids (e.g. gb1_sampled,ss3)",
+        help="comma-separated FLIP task ids or families (e.g. gb1_sampled,ss3, or scl: every SCL task)",
     )
     suite: str | None = option(parse=_choice(tuple(SUITES)), help="named selection: smoke (default), paper, icml")
     inits: list[str] = option(
@@ -560,15 +560,14 @@ def options_from_config(config) -> PlmOptions:
             value = decl.parse(raw, where) if decl.parse else raw
         setattr(opts, name, value)
     from pytest_plmtransfer.head_options import parse_head_options
-    from pytest_plmtransfer.tasks.catalog import get_task
+    from pytest_plmtransfer.tasks.catalog import expand_tasks
 
     opts.head = parse_head_options(get)
     if opts.suite:  # a suite names models and tasks; --plm-models / --plm-tasks win over it
         opts.models = opts.models if "models" in given else list(SUITES[opts.suite]["models"])
         opts.tasks = opts.tasks if "tasks" in given else list(SUITES[opts.suite]["tasks"])
     opts.tasks_chosen = bool(opts.suite) or "tasks" in given
-    for task in opts.tasks:
-        get_task(task)  # UnknownTaskError names the known ids
+    opts.tasks = expand_tasks(opts.tasks)  # family names (scl); UnknownTaskError names the known ids
     return opts
 
 
