@@ -418,7 +418,12 @@ class PlmOptions:
         help="stored baselines and claims (default baselines/ under rootdir)",
     )
     update_baselines: bool = option(flag=True, help="rewrite stored baselines from this run")
-    gate: bool = option(flag=True, help="run the claims for the selected models and fail on any broken claim")
+    gate: bool = option(
+        flag=True, help="run the claims for the selected models and fail on any broken claim (and on an empty run)"
+    )
+    fail_on_empty: bool = option(
+        flag=True, help="fail (exit 1) when every benchmark test skipped, so nothing was measured (on under --plm-gate)"
+    )
     #: "sdpa" (fused scaled_dot_product_attention) or "library" (the model library's own)
     attention: str = option(
         "sdpa", parse=_attention, help="attention kernel: sdpa (fused scaled_dot_product_attention, default) or library"

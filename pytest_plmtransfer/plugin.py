@@ -514,6 +514,8 @@ class _BenchmarkOutcomes:
         self.skips: list[str] = []
         self.others = 0
         self.failed_claims: list[str] = []
+        #: set when --plm-fail-on-empty (or --plm-gate) turned an all-skipped run into a failure
+        self.empty_failure: str | None = None
 
     def pytest_runtest_logreport(self, report) -> None:
         if not ("plm_layer" in report.keywords or "plm_claim" in report.keywords):
@@ -556,6 +558,12 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if lazy is None or lazy._session is None or not _is_controller(config):
         return
     plm = lazy._session
+    outcomes = config.stash.get(_OUTCOMES_KEY, None)
+    empty = outcomes is not None and outcomes.skips and not outcomes.others
+    if empty and (plm.options.fail_on_empty or plm.options.gate) and session.exitstatus == pytest.ExitCode.OK:
+        flag = "--plm-fail-on-empty" if plm.options.fail_on_empty else "--plm-gate"
+        outcomes.empty_failure = f"plmtransfer: nothing was measured, and {flag} makes that a failure (exit 1)"
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if plm.options.update_baselines:
         from pytest_plmtransfer.ledger import records_to_frame
 
@@ -583,6 +591,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     why = skipped_explanation(outcomes.skips, outcomes.others) if outcomes is not None else None
     if why:
         terminalreporter.write_line(why, yellow=True)
+    if outcomes is not None and outcomes.empty_failure:
+        terminalreporter.write_line(outcomes.empty_failure, red=True)
     plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None
     if plm is None:
         return

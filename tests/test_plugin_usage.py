@@ -380,6 +380,27 @@ def test_progress_shows_by_default_on_a_terminal_and_pytest_keeps_its_line(pytes
     assert not any(re.fullmatch(r"\.+ *(\[100%\])?", line) for line in screen), "\n".join(screen)
 
 
+def test_fail_on_empty_makes_an_all_skipped_run_a_failure(pytester, run, tmp_path):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    empty = tmp_path / "no_flip"
+    empty.mkdir()
+    args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
+    args += [f"--plm-data-dir={empty}", "--plm-offline"]
+    quiet = run(*args)
+    quiet.assert_outcomes(skipped=3)
+    assert quiet.ret == 0  # as pytest has it: skips are not failures
+    loud = run(*args, "--plm-fail-on-empty")
+    loud.assert_outcomes(skipped=3)
+    assert loud.ret == 1
+    loud.stdout.fnmatch_lines(
+        [
+            "plmtransfer: all 3 benchmark test(s) skipped, so nothing was measured. Why:",
+            "plmtransfer: nothing was measured, and --plm-fail-on-empty makes that a failure (exit 1)",
+        ]
+    )
+
+
 # ------------------------------------------------------------------------- identity (13.2)
 TORCH_USER_CONFTEST = """
 import os
