@@ -6,6 +6,7 @@ function that asks for the ``plm_layer_case`` fixture (see ``benchmarks/test_lay
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -36,10 +37,31 @@ def pytest_addoption(parser) -> None:
     add_options(parser)
 
 
+#: whether ./.benchmarks existed before this run (pytest-benchmark creates it on every run)
+_BENCHMARKS_DIR_KEY = pytest.StashKey[bool]()
+
+
+def _benchmark_asked(config) -> bool:
+    """pytest-benchmark was asked for something: a --benchmark-* option, or -v."""
+    args = [str(a) for a in config.invocation_params.args]
+    return config.option.verbose > 0 or any(a.startswith("--benchmark") for a in args)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_header(config):
+    """pytest-benchmark (a dependency, for perf/) prints a long line of its defaults on every run;
+    keep it for runs that use it (a --benchmark-* option, or -v)."""
+    lines = yield
+    if _benchmark_asked(config):
+        return lines
+    return [line for line in lines if not (isinstance(line, str) and line.startswith("benchmark: "))]
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     from pytest_plmtransfer.selection import marker_lines
 
+    config.stash[_BENCHMARKS_DIR_KEY] = (Path.cwd() / ".benchmarks").exists()
     for line in marker_lines():
         config.addinivalue_line("markers", line)
     config.stash[_OUTCOMES_KEY] = _BenchmarkOutcomes()
@@ -224,7 +246,6 @@ class _LazySession:
 
 def _progress_line(config, mode: str, *, interactive: bool):
     """The progress line writing past capture to the terminal, or None when it is off."""
-    import contextlib
     import sys
 
     from pytest_plmtransfer.progress import ProgressLine, UncapturedStream, progress_enabled
@@ -532,6 +553,10 @@ _OUTCOMES_KEY = pytest.StashKey[_BenchmarkOutcomes]()
 
 
 def pytest_unconfigure(config) -> None:
+    if config.stash.get(_BENCHMARKS_DIR_KEY, True) is False:
+        # pytest-benchmark made an empty ./.benchmarks it saved nothing into: leave no trace
+        with contextlib.suppress(OSError):
+            (Path.cwd() / ".benchmarks").rmdir()
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is not None and lazy.claim_kinds_added:
         from pytest_plmtransfer.claims.kinds import unregister_kind

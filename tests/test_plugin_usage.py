@@ -401,6 +401,19 @@ def test_fail_on_empty_makes_an_all_skipped_run_a_failure(pytester, run, tmp_pat
     )
 
 
+def test_no_pytest_benchmark_header_or_empty_benchmarks_dir_unless_asked(pytester, run, flip_root):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-layers=0"]
+    plain = run(*args, f"--plm-data-dir={flip_root}")
+    plain.assert_outcomes(passed=1)
+    assert not any(line.startswith("benchmark: ") for line in plain.outlines)
+    assert not (pytester.path / ".benchmarks").exists()
+    # asked for: pytest-benchmark's own line is there (and a directory it saved into is kept)
+    asked = run(*args, f"--plm-data-dir={flip_root}", "--benchmark-disable")
+    assert any(line.startswith("benchmark: ") for line in asked.outlines)
+
+
 # ------------------------------------------------------------------------- identity (13.2)
 TORCH_USER_CONFTEST = """
 import os
