@@ -81,6 +81,42 @@ def pytest_configure(config) -> None:
         or uuid.uuid4().hex[:12]
     )
     config.stash[SESSION_KEY] = _LazySession(config, run_id)
+    if _is_controller(config):
+        _stop_on_sigterm(config)
+
+
+#: set when SIGTERM (what CI cancellation sends) stopped the run
+_SIGTERM_KEY = pytest.StashKey[bool]()
+
+
+def _stop_on_sigterm(config) -> None:
+    """SIGTERM ends the run as Ctrl-C does (pytest's teardown, the ledger's unsaved records kept,
+    the summary printed) instead of killing it silently; the summary says what was saved. Only
+    where nobody else handles SIGTERM, and only from the main thread (signal's rule)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def stop(signum, frame):
+        config.stash[_SIGTERM_KEY] = True
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, stop)
+    config.add_cleanup(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+
+
+def _stopped_line(plm) -> str:
+    """What a run stopped by SIGTERM saved."""
+    done = plm.ledger.records(run_id=plm.run_id, kind="layer")
+    return (
+        f"plmtransfer: stopped by SIGTERM; {len(done)} layer result(s) of run {plm.run_id} are saved in "
+        f"{plm.ledger.path} (embeddings and results computed so far are cached: a rerun resumes from them)"
+    )
 
 
 def _stdout_is_terminal() -> bool:
@@ -612,6 +648,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         return
     from pytest_plmtransfer.summary import skipped_explanation
 
+    if config.stash.get(_SIGTERM_KEY, False) and lazy._session is not None:
+        terminalreporter.write_line(_stopped_line(lazy._session), yellow=True)
+    elif config.stash.get(_SIGTERM_KEY, False):
+        terminalreporter.write_line("plmtransfer: stopped by SIGTERM before anything was computed", yellow=True)
     outcomes = config.stash.get(_OUTCOMES_KEY, None)  # seen by the controller under xdist too
     why = skipped_explanation(outcomes.skips, outcomes.others) if outcomes is not None else None
     if why:

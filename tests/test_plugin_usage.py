@@ -414,6 +414,49 @@ def test_no_pytest_benchmark_header_or_empty_benchmarks_dir_unless_asked(pyteste
     assert any(line.startswith("benchmark: ") for line in asked.outlines)
 
 
+SLOW_RANDOM_CONFTEST = """
+import time
+from pytest_plmtransfer.testing import ToyAdapter, register_toy
+
+class SlowRandom(ToyAdapter):
+    def embed(self, sequences, layers, *, per_residue):
+        if self.init == "random":
+            time.sleep(120)  # what a CI cancellation interrupts
+        yield from super().embed(sequences, layers, per_residue=per_residue)
+
+def pytest_plmtransfer_register_models(registry):
+    register_toy(registry, "tiny_user", inits=("pretrained", "random"), cls=SlowRandom)
+"""
+
+
+def test_sigterm_stops_the_run_saying_what_was_saved(pytester, flip_root, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(SLOW_RANDOM_CONFTEST)
+    ledger = tmp_path / "ledger"
+    args = [sys.executable, "-m", "pytest", "--plm-models=tiny_user", "--plm-tasks=gb1_sampled"]
+    args += ["--plm-inits=pretrained,random", f"--plm-data-dir={flip_root}", f"--plm-ledger={ledger}"]
+    args += [f"--plm-cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider"]
+    proc = subprocess.Popen(args, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len([r for r in _records(ledger) if r.get("kind") == "layer"]) < 3:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the random init's (slow) embedding
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    run_id = _records(ledger)[-1]["run_id"]
+    assert f"plmtransfer: stopped by SIGTERM; 3 layer result(s) of run {run_id} are saved in {ledger}" in out, out
+    assert "3 passed" in out
+
+
+def _records(ledger):
+    return read_records(ledger) if ledger.exists() else []
+
+
 # ------------------------------------------------------------------------- identity (13.2)
 TORCH_USER_CONFTEST = """
 import os
