@@ -164,12 +164,15 @@ class RowGroup:
     #: set when the (task, model, init) was measured with several weights identities: one row each
     weights: str | None
     records: pd.DataFrame
+    #: --plm-limit N of these records (None: the whole task); never in a row with other records
+    limit: int | None = None
 
 
 def row_groups(frame: pd.DataFrame) -> tuple[list[RowGroup], list[str]]:
     """A report's rows, never mixing model versions or seeds silently, and notes saying what was
     done where a ledger holds several runs:
 
+    * records of a subsample (``--plm-limit N``) are rows of their own;
     * pretrained weights measured with different identities (``weights``, a model version) get
       one row each; with seeds, each (layer, seed) keeps its newest record, and a note says so;
     * a layer measured with more seeds than its neighbours is averaged over the seeds every
@@ -183,8 +186,9 @@ def row_groups(frame: pd.DataFrame) -> tuple[list[RowGroup], list[str]]:
     if data.empty:
         return groups, notes
     has_weights = "weights" in data.columns
-    for (task, model, init), sub in data.groupby(["task", "model", "init"], sort=True):
-        what = f"{model}/{init} on {task}"
+    data["_limit"] = data["limit"].fillna(0).astype(int) if "limit" in data.columns else 0
+    for (task, model, init, limit), sub in data.groupby(["task", "model", "init", "_limit"], sort=True):
+        what = f"{model}/{init} on {task}" + (f" (--plm-limit {limit})" if limit else "")
         labels = sorted({w for w in sub["weights"] if isinstance(w, str)}) if has_weights else []
         parts: list[tuple[str | None, pd.DataFrame]] = [(None, sub)]
         if len(labels) > 1 and (sub["seed_key"] == NO_SEED).all():
@@ -199,9 +203,9 @@ def row_groups(frame: pd.DataFrame) -> tuple[list[RowGroup], list[str]]:
                 f"({', '.join(labels)}): each shows its newest record"
             )
         for label, part in parts:
-            rows, note = _common_seeds(normalize(part), what)
+            rows, note = _common_seeds(normalize(part.drop(columns="_limit")), what)
             notes += [note] if note else []
-            groups.append(RowGroup(str(task), str(model), str(init), label, rows))
+            groups.append(RowGroup(str(task), str(model), str(init), label, rows, int(limit) or None))
     return groups, notes
 
 

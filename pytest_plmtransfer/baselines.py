@@ -624,8 +624,11 @@ class BaselineStore:
         Keeps the newest record per (model, task, layer, init, seed); stores per-layer means
         over seeds and per-seed values; keeps reviewer-set tolerance ``overrides`` of an
         existing file. A file whose values (layers, seeds, metrics, tolerances) would not change
-        is left as it is, provenance included. Returns the paths written.
+        is left as it is, provenance included. Returns the paths written. Records of a
+        subsample (``--plm-limit``) are never stored.
         """
+        if "limit" in frame.columns:
+            frame = frame[frame["limit"].isna()]
         data = normalize(frame)
         self.unchanged = []
         if data.empty:

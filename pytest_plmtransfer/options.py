@@ -476,6 +476,11 @@ class PlmOptions:
         help="evaluate claims (and --plm-update-baselines) from this ledger alone: no models, "
         "no embeddings (e.g. the output of plmtransfer merge)",
     )
+    limit: int | None = option(
+        parse=lambda raw, where: parse_positive_int(where.option, raw),
+        help="a quick look: at most N sequences of each split (train/val/test), the same ones every run; "
+        "recorded in every record, never stored as a baseline nor compared with one",
+    )
     #: True when --plm-tasks or --plm-suite chose the tasks; otherwise the whole catalog is
     #: collected and the smoke suite's tasks are the default selection (see selection.py)
     tasks_chosen: bool = False
@@ -573,6 +578,11 @@ def options_from_config(config) -> PlmOptions:
         opts.tasks = opts.tasks if "tasks" in given else list(SUITES[opts.suite]["tasks"])
     opts.tasks_chosen = bool(opts.suite) or "tasks" in given
     opts.tasks = expand_tasks(opts.tasks)  # family names (scl); UnknownTaskError names the known ids
+    if opts.limit is not None and opts.update_baselines:
+        raise OptionError(
+            f"--plm-limit {opts.limit} with --plm-update-baselines: a subsample is a quick look; "
+            "baselines are stored from the full data (drop --plm-limit)"
+        )
     return opts
 
 

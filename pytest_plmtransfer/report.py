@@ -63,11 +63,14 @@ class TableRow:
     weights: str | None = None
     #: the records behind the row (aggregate.row_groups), for results.csv
     records: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    #: --plm-limit N of the row's records (None: the whole task)
+    limit: int | None = None
 
     @property
     def label(self) -> str:
         name = self.model if self.model == ONEHOT else f"{self.model}/{self.init}"
-        return name + (f" @{self.weights.removeprefix('sha256:')}" if self.weights else "")
+        name += f" @{self.weights.removeprefix('sha256:')}" if self.weights else ""
+        return name + (f" (limit {self.limit})" if self.limit else "")
 
     @property
     def n_seeds(self) -> int:
@@ -120,7 +123,15 @@ def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTabl
         table = TaskTable(task, sel_m, test_m, sorted(int(x) for x in tdata["layer"].unique()))
         table.notes = [n for n in notes if f" on {task}:" in n]
         order = sorted(
-            mine, key=lambda g: (g.model != ONEHOT, g.model, INIT_ORDER.get(g.init, 9), g.init, g.weights or "")
+            mine,
+            key=lambda g: (
+                g.model != ONEHOT,
+                g.model,
+                INIT_ORDER.get(g.init, 9),
+                g.init,
+                g.limit or 0,
+                g.weights or "",
+            ),
         )
         for g in order:
             sub = g.records
@@ -137,6 +148,7 @@ def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTabl
                     interval_half_widths(sub, test_m),
                     g.weights,
                     sub,
+                    g.limit,
                 )
             )
         tables.append(table)
@@ -356,6 +368,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
             block["best"] = block["layer"] == row.best_layer
             weights = sorted({w for w in data.get("weights", pd.Series(dtype=object)) if isinstance(w, str)})
             block["weights"] = " ".join(weights)
+            block["limit"] = row.limit  # --plm-limit N per split; empty: the whole task
             runs = sorted({str(r) for r in data.get("run_id", pd.Series(dtype=object)).dropna()})
             block["run_ids"] = " ".join(runs)
             if row.half_widths:  # the ± of the tables: half-width of the 95% interval of the test metric
@@ -364,7 +377,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     if not blocks:
         return pd.DataFrame()
     out = pd.concat(blocks, ignore_index=True)
-    lead = ["task", "model", "init", "layer", "relative_depth", "seeds", "weights", "run_ids"]
+    lead = ["task", "model", "init", "layer", "relative_depth", "seeds", "weights", "run_ids", "limit"]
     lead += ["selection_metric", "test_metric", "best"]
     return out[lead + [c for c in out.columns if c not in lead]]
 

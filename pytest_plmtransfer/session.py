@@ -409,7 +409,12 @@ class PlmSession:
             spec = get_task(task_id)
             try:
                 archive = self.resolver.resolve(spec)
-                self._tasks[task_id] = load_task(spec, archive)
+                data = load_task(spec, archive)
+                if self.options.limit is not None:
+                    from pytest_plmtransfer.tasks.prepare import limit_per_split
+
+                    data = limit_per_split(data, self.options.limit)
+                self._tasks[task_id] = data
             except ResourceUnavailable as exc:
                 self._task_errors[task_id] = exc
                 raise
@@ -654,6 +659,8 @@ class PlmSession:
             "layer": layer,
             "seed": seed,
         }
+        if self.options.limit is not None:  # a subsample's probe is another result
+            payload["limit"] = self.options.limit
         settings = self.probe_settings()
         if self.options.head or settings.device != "cpu":  # defaults on CPU add nothing
             payload["head_settings"] = {**self.options.head, "device": settings.device}
@@ -714,6 +721,8 @@ class PlmSession:
         out = record.to_dict()
         if self.cuda_visible_devices is not None:
             out["cuda_visible_devices"] = self.cuda_visible_devices
+        if self.options.limit is not None:  # absent: the whole task
+            out["limit"] = self.options.limit
         return out
 
     def write(self, records: list[dict[str, Any]]) -> None:

@@ -457,6 +457,39 @@ def _records(ledger):
     return read_records(ledger) if ledger.exists() else []
 
 
+def test_limit_is_a_recorded_subsample_never_mixed_with_the_full_run(pytester, run, flip_root):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    args = [
+        "--plm-models=tiny_user",
+        "--plm-tasks=gb1_sampled",
+        "--plm-inits=pretrained",
+        f"--plm-data-dir={flip_root}",
+    ]
+    quick = run(*args, "--plm-limit=4")
+    quick.assert_outcomes(passed=3)
+    recs = read_records(run.ledger)
+    assert {r["limit"] for r in recs} == {4}
+    assert recs[0]["split_sizes"] == {"train": 4, "val": 4, "test": 4}
+    full = run(*args, "--plm-report")
+    full.assert_outcomes(passed=3)
+    assert "limit" not in read_records(run.ledger)[-1]  # the full run recomputed, nothing served from the subsample
+    assert read_records(run.ledger)[-1]["split_sizes"] == {"train": 44, "val": 5, "test": 11}
+    table = subprocess_cli("report", str(run.ledger))
+    assert "tiny_user/pretrained (limit 4)" in table and "\ntiny_user/pretrained " in table
+    refused = run(*args, "--plm-limit=4", "--plm-update-baselines")
+    assert refused.ret == 4
+    refused.stderr.fnmatch_lines(["*--plm-limit 4 with --plm-update-baselines: a subsample is a quick look*"])
+
+
+def subprocess_cli(*args: str) -> str:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "pytest_plmtransfer.cli", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 # ------------------------------------------------------------------------- identity (13.2)
 TORCH_USER_CONFTEST = """
 import os

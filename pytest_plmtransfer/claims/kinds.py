@@ -599,7 +599,7 @@ class NoRegression(ClaimKind):
     def skip_reason(self, options: Any) -> str | None:
         if options.update_baselines:
             return "--plm-update-baselines: this run rewrites the baselines it would compare with"
-        return None
+        return _subsample_reason(options)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
         mine = self.own(case, frame)
@@ -624,12 +624,22 @@ class NoRegression(ClaimKind):
         )
 
 
+def _subsample_reason(options: Any) -> str | None:
+    limit = getattr(options, "limit", None)
+    if limit is None:
+        return None
+    return f"--plm-limit {limit}: a subsample is not compared with numbers measured on the whole task"
+
+
 class MatchesPaper(ClaimKind):
     """The last layer's test metric is within ``tolerance`` of the authors' published number."""
 
     name = "matches_paper"
     params = {"tolerance": Param(_NUM, None, non_negative)}
     default_inits = ("pretrained", "none")
+
+    def skip_reason(self, options: Any) -> str | None:
+        return _subsample_reason(options)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
         mine = self.own(case, frame)
