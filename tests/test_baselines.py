@@ -298,3 +298,12 @@ def test_a_failing_comparison_says_when_the_weights_are_not_the_baselines(tmp_pa
         r"from the baseline's \(run sha256:[0-9a-f]{12}, baseline sha256:[0-9a-f]{12}\): a new model version",
         cmp.summary(),
     )
+
+
+def test_shipped_baselines_carry_no_host_name_or_absolute_path():
+    shipped = sorted((Path(__file__).parents[1] / "pytest_plmtransfer" / "baselines_default").glob("*/*--*.json"))
+    assert shipped
+    for path in shipped:
+        doc = json.loads(path.read_text())
+        assert "host" not in doc["provenance"], path
+        assert not re.search(r'": "(/|\.\./|~)', path.read_text()), path
