@@ -69,6 +69,9 @@ class OptionError(PlmTransferError, ValueError):
 def benchmarks_command(models: str, task: str, inits: str, *extra: str) -> str:
     """The ``pytest benchmarks ...`` line that computes (``extra``: and stores) these results;
     messages that say what to run (missing results, missing baselines) all print this one."""
+    from pytest_plmtransfer.aliases import command_spelling
+
+    models = ",".join(command_spelling(m) for m in split_list(models))
     cmd = f"pytest benchmarks --plm-models {models} --plm-tasks {task}"
     if inits != "none":  # one-hot has no init to select
         cmd += f" --plm-inits {inits}"
@@ -347,12 +350,13 @@ class PlmOptions:
     models: list[str] = option(
         factory=lambda: list(SUITES["smoke"]["models"]),
         parse=_list,
-        help="comma-separated model names (registry names, hf:<repo|dir>, or checkpoint paths)",
+        help="comma-separated models: registry names, hf:<repo|dir>, checkpoint paths, or NAME=MODEL "
+        "aliases (e.g. my_plm=hf:./checkpoints/my_plm: records, baselines and test ids say my_plm)",
     )
     tasks: list[str] = option(
         factory=lambda: list(SUITES["smoke"]["tasks"]),
         parse=_list,
-        help="comma-separated FLIP task ids (e.g. gb1_sampled,ss3)",
+        help="comma-separated FLIP task ids or families (e.g. gb1_sampled,ss3, or scl: every SCL task)",
     )
     suite: str | None = option(parse=_choice(tuple(SUITES)), help="named selection: smoke (default), paper, icml")
     inits: list[str] = option(
@@ -423,7 +427,12 @@ class PlmOptions:
         help="stored baselines and claims (default baselines/ under rootdir)",
     )
     update_baselines: bool = option(flag=True, help="rewrite stored baselines from this run")
-    gate: bool = option(flag=True, help="run the claims for the selected models and fail on any broken claim")
+    gate: bool = option(
+        flag=True, help="run the claims for the selected models and fail on any broken claim (and on an empty run)"
+    )
+    fail_on_empty: bool = option(
+        flag=True, help="fail (exit 1) when every benchmark test skipped, so nothing was measured (on under --plm-gate)"
+    )
     #: "sdpa" (fused scaled_dot_product_attention) or "library" (the model library's own)
     attention: str = option(
         "sdpa", parse=_attention, help="attention kernel: sdpa (fused scaled_dot_product_attention, default) or library"
@@ -475,6 +484,11 @@ class PlmOptions:
         parse=_cli_path,
         help="evaluate claims (and --plm-update-baselines) from this ledger alone: no models, "
         "no embeddings (e.g. the output of plmtransfer merge)",
+    )
+    limit: int | None = option(
+        parse=lambda raw, where: parse_positive_int(where.option, raw),
+        help="a quick look: at most N sequences of each split (train/val/test), the same ones every run; "
+        "recorded in every record, never stored as a baseline nor compared with one",
     )
     #: True when --plm-tasks or --plm-suite chose the tasks; otherwise the whole catalog is
     #: collected and the smoke suite's tasks are the default selection (see selection.py)
@@ -565,7 +579,7 @@ def options_from_config(config) -> PlmOptions:
             value = decl.parse(raw, where) if decl.parse else raw
         setattr(opts, name, value)
     from pytest_plmtransfer.head_options import parse_head_options
-    from pytest_plmtransfer.tasks.catalog import get_task
+    from pytest_plmtransfer.tasks.catalog import expand_tasks
 
     opts.head = parse_head_options(get)
     if opts.suite:  # a suite names models and tasks; --plm-models / --plm-tasks win over it
@@ -574,8 +588,12 @@ def options_from_config(config) -> PlmOptions:
         if opts.suite in AUTHORS_SUITES and "protocol" not in given:
             opts.protocol = AUTHORS  # the papers' suites reproduce the papers' numbers
     opts.tasks_chosen = bool(opts.suite) or "tasks" in given
-    for task in opts.tasks:
-        get_task(task)  # UnknownTaskError names the known ids
+    opts.tasks = expand_tasks(opts.tasks)  # family names (scl); UnknownTaskError names the known ids
+    if opts.limit is not None and opts.update_baselines:
+        raise OptionError(
+            f"--plm-limit {opts.limit} with --plm-update-baselines: a subsample is a quick look; "
+            "baselines are stored from the full data (drop --plm-limit)"
+        )
     return opts
 
 

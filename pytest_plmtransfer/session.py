@@ -14,7 +14,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -376,6 +376,7 @@ class PlmSession:
             ]
         else:
             records = []
+            causes: list[str] = []
             for case in self.claim_layer_cases(claim):
                 done = self._layer_records.get(case.embedding_request + (case.layer,))
                 if done is not None:  # measured by a layer test of this process: no rebuild
@@ -383,9 +384,13 @@ class PlmSession:
                     continue
                 try:
                     records.append(self.run_layer(case))
-                except ResourceUnavailable:
-                    continue  # the claim reports what is missing and the command that provides it
+                except ResourceUnavailable as exc:
+                    causes += [str(exc)] if str(exc) not in causes else []
         outcome = evaluate(claim, records_to_frame(records), self.baseline_store())
+        if self.options.from_ledger is None and outcome.missing and causes:
+            # the command the kind suggests would skip the same way: say why instead
+            more = f" (and {len(causes) - 1} more missing input(s))" if len(causes) > 1 else ""
+            outcome = replace(outcome, message=f"{claim.id} cannot be judged here: {causes[0]}{more}")
         fields = claim_record(claim, outcome, strict_missing=strict)
         fields.pop("kind", None)
         record = ClaimRecord(**fields, protocol=self.protocol.name, provenance=self.provenance())
@@ -412,7 +417,12 @@ class PlmSession:
             spec = get_task(task_id)
             try:
                 archive = self.resolver.resolve(spec)
-                self._tasks[task_id] = self.protocol.prepare(load_task(spec, archive))
+                data = self.protocol.prepare(load_task(spec, archive))
+                if self.options.limit is not None:
+                    from pytest_plmtransfer.tasks.prepare import limit_per_split
+
+                    data = limit_per_split(data, self.options.limit)
+                self._tasks[task_id] = data
             except ResourceUnavailable as exc:
                 self._task_errors[task_id] = exc
                 raise
@@ -674,6 +684,8 @@ class PlmSession:
             "seed": seed,
             "protocol": self.protocol.name,
         }
+        if self.options.limit is not None:  # a subsample's probe is another result
+            payload["limit"] = self.options.limit
         settings = self.probe_settings()
         if self.options.head or settings.device != "cpu":  # defaults on CPU add nothing
             payload["head_settings"] = {**self.options.head, "device": settings.device}
@@ -737,6 +749,8 @@ class PlmSession:
         out = record.to_dict()
         if self.cuda_visible_devices is not None:
             out["cuda_visible_devices"] = self.cuda_visible_devices
+        if self.options.limit is not None:  # absent: the whole task
+            out["limit"] = self.options.limit
         return out
 
     def write(self, records: list[dict[str, Any]]) -> None:

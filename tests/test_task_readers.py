@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -599,14 +598,13 @@ def test_window_applies_to_labels_and_masks(tmp_path):
 
 
 def _real_root() -> Path | None:
-    for candidate in (os.environ.get("PLMTRANSFER_DATA"), Path(__file__).resolve().parents[2] / "shared" / "flip"):
-        if candidate and (Path(candidate) / "splits" / "gb1" / "splits.zip").is_file():
-            return Path(candidate)
-    return None
+    # the project's read-only mirror beside the checkout, never the user's PLMTRANSFER_DATA
+    candidate = Path(__file__).resolve().parents[2] / "shared" / "flip"
+    return candidate if (candidate / "splits" / "gb1" / "splits.zip").is_file() else None
 
 
 REAL = _real_root()
-needs_real = pytest.mark.skipif(REAL is None, reason="FLIP mirror not present (../shared/flip or PLMTRANSFER_DATA)")
+needs_real = pytest.mark.skipif(REAL is None, reason="FLIP mirror not present (../shared/flip)")
 
 
 @needs_real

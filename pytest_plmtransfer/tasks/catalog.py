@@ -226,7 +226,8 @@ class UnknownTaskError(PlmTransferError, KeyError):
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         known = ", ".join(sorted(CATALOG))
-        self.message = f"unknown task id {task_id!r}; known task ids: {known}"
+        families = ", ".join(sorted({spec.dataset for spec in CATALOG.values()}))
+        self.message = f"unknown task id {task_id!r}; known task ids: {known}; or a family: {families}"
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -246,3 +247,15 @@ def get_task(task_id: str) -> TaskSpec:
 def task_ids() -> list[str]:
     """All canonical task ids, sorted."""
     return sorted(CATALOG)
+
+
+def expand_tasks(names: list[str]) -> list[str]:
+    """Task ids and family names (a FLIP dataset, e.g. ``scl``: each of its tasks, as ``-k scl``
+    selects them) -> canonical task ids, in order, each once. A name that is a task id or an
+    alias is that task (``bind`` is a task); anything else is an :class:`UnknownTaskError`."""
+    out: list[str] = []
+    for name in names:
+        key = ALIASES.get(name.strip(), name.strip())
+        family = [tid for tid, spec in sorted(CATALOG.items()) if spec.dataset == key]
+        out += [key] if key in CATALOG else family or [get_task(name).task_id]
+    return list(dict.fromkeys(out))
