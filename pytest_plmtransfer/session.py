@@ -664,6 +664,7 @@ class PlmSession:
     ) -> dict[str, Any]:
         machine = self.machine()
         spec = data.spec
+        description = self.describe(case.model)  # cached since collection; nothing is built
         record = LayerRecord(
             model=case.model,
             init=case.init,
@@ -704,6 +705,10 @@ class PlmSession:
             # seconds this process spent on the model since its previous record (timing.py): the
             # run's records sum to its per-model totals
             timing=self.timer.take(case.model),
+            model_params=getattr(adapter, "num_parameters", None),
+            checkpoint_step=description.checkpoint_step,
+            checkpoint_fraction=description.checkpoint_fraction,
+            mlm_loss=description.mlm_loss,
             provenance=self.provenance(),
         )
         out = record.to_dict()

@@ -37,6 +37,7 @@ class OneHotAdapter(ModelAdapter):
     embed_dim = len(ALPHABET)
     pooling = "flatten"
     init = "none"
+    num_parameters = 0
 
     def __init__(self, batch_size: int = 1024) -> None:
         self.batch_size = batch_size
