@@ -19,7 +19,8 @@ def apply_aliases(models: list[str], registry: ModelRegistry) -> list[str]:
     return the list with the aliases' names in place of the pairs."""
     out: list[str] = []
     for item in models:
-        if "=" not in item:
+        # an '@' before the first '=' is a checkpoint name (carp_640M@step=78810), never an alias
+        if "=" not in item or "@" in item.split("=", 1)[0]:
             out.append(item)
             continue
         name, target = (part.strip() for part in item.split("=", 1))

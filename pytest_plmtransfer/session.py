@@ -545,7 +545,7 @@ class PlmSession:
             "fit_seconds": fit_seconds,
         }
         hygiene = self.data_hygiene(embedded.data, adapter.max_residues).as_record()
-        record = self._record(labelled, adapter, embedded.data, embedded.entry, result, None, hygiene)
+        record = self._record(labelled, adapter, embedded.data, embedded.entry, result, None, hygiene, case.model)
         record.update(base_model=case.model, head_name=head, embed_seconds=0.0)
         return record
 
@@ -660,11 +660,21 @@ class PlmSession:
         return self._machine
 
     def _record(
-        self, case: LayerCase, adapter, data: TaskData, entry, result, result_key: str | None, hygiene: dict[str, Any]
+        self,
+        case: LayerCase,
+        adapter,
+        data: TaskData,
+        entry,
+        result,
+        result_key: str | None,
+        hygiene: dict[str, Any],
+        base_model: str | None = None,
     ) -> dict[str, Any]:
+        """``base_model``: the registry model behind ``case.model`` when that is a derived name
+        (a user's head, ``<model>+<head>``)."""
         machine = self.machine()
         spec = data.spec
-        description = self.describe(case.model)  # cached since collection; nothing is built
+        description = self.describe(base_model or case.model)  # cached since collection; nothing is built
         record = LayerRecord(
             model=case.model,
             init=case.init,
