@@ -268,6 +268,13 @@ def test_checkpoints_are_described_from_the_tables_without_files(tmp_path, empty
     assert (desc.checkpoint_step, desc.checkpoint_fraction, desc.mlm_loss) == (154698, 0.25, 2.094229900229448)
     full = registry.describe("carp_640M", options)
     assert (full.checkpoint_step, full.checkpoint_fraction, full.mlm_loss) == (None, 1.0, 2.0194828284458466)
+    # a checkpoint's random init would repeat the base model's (same architecture, same seeds)
+    assert "random" in registry.entry("carp_640M").inits
+    assert registry.entry("carp_640M@0.25").inits == tuple(
+        i for i in registry.entry("carp_640M").inits if i != "random"
+    )
+    with pytest.raises(PlmTransferError, match="does not support init 'random'"):
+        registry.create("carp_640M@0.25", "random", 0, options)
     other = registry.describe("esm1_t6_43M_UR50S", options)
     assert (other.checkpoint_step, other.checkpoint_fraction, other.mlm_loss) == (None, None, None)
 

@@ -83,7 +83,7 @@ CARP_CHECKPOINT_STEPS: dict[str, dict[float, int]] = {
     "carp_640M": {0.125: 78810, 0.25: 154698, 0.5: 311757},
 }
 #: Their masked-language-model loss at each fraction, 1 being the published model
-#: (``scr/params/emb.py:101-126``, ``CARP_CHECKPOINT_LOSSES``; the validation loss of pretraining).
+#: (``scr/params/emb.py:101-126``, ``CARP_CHECKPOINT_LOSSES``), the x axis of their loss plots (scr/vis/res_vis.py:1609).
 CARP_CHECKPOINT_LOSSES: dict[str, dict[float, float]] = {
     "carp_600k": {0.125: 2.5268538140067247, 0.25: 2.517630364015801, 0.5: 2.5123053303486858, 1.0: 2.5051483969586483},
     "carp_38M": {0.125: 2.3630260306320774, 0.25: 2.338586726549564, 0.5: 2.3189422531432275, 1.0: 2.3030167711945997},
@@ -299,16 +299,18 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     data = weights.load_checkpoint(path)
     if not isinstance(data, dict):
         raise PlmTransferError(f"{path}: not a sequence-models CARP checkpoint")
+    # the file's own sizes; the authors' training checkpoints have none: the named model's
+    cfg = config_from_data(data) if all(k in data for k in CHECKPOINT_KEYS) else table_cfg
+    if cfg is None:
+        missing = [k for k in CHECKPOINT_KEYS if k not in data]
+        raise PlmTransferError(f"{path}: not a sequence-models CARP checkpoint (missing {missing})")
     if init == "random":
-        cfg = config_from_data(data)
         with seeded_construction(seed):
             model = build_architecture(cfg)
         return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, config={"source": path.name})
     identity = weights.weights_identity(path)
     with seeded_construction(0):  # load_state_dict is strict; seeding just keeps it obviously pure
         model = load_from_data(data, path, table_cfg)
-    cfg = config_from_data(data) if all(k in data for k in CHECKPOINT_KEYS) else table_cfg
-    assert cfg is not None  # load_from_data refused a file with neither
     del data
     extra: dict[str, Any] = {}
     if init == "stat":
