@@ -22,6 +22,10 @@ _ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _SPELLED: dict[str, str] = {}
 
 
+def _is_alias(item: str) -> bool:
+    return "=" in item and "@" not in item.split("=", 1)[0]
+
+
 def _pair(item: str) -> tuple[str, str]:
     name, target = (part.strip() for part in item.split("=", 1))
     if not _ALIAS.fullmatch(name) or not target:
@@ -35,11 +39,12 @@ def _pair(item: str) -> tuple[str, str]:
 def apply_aliases(models: list[str], registry: ModelRegistry, declared: Iterable[str] = ()) -> list[str]:
     """Register every ``name=target`` of ``models`` and of ``declared`` (the ini's ``plm_models``)
     as a model ``name`` built like ``target``; return ``models`` with the names in place of pairs."""
-    ini = dict(_pair(item) for item in declared if "=" in item)
+    ini = dict(_pair(item) for item in declared if _is_alias(item))
     given: dict[str, str] = {}
     out: list[str] = []
     for item in models:
-        if "=" in item:
+        # an '@' before the first '=' is a checkpoint name (carp_640M@step=78810), never an alias
+        if _is_alias(item):
             name, target = _pair(item)
             given[name] = target
             item = name

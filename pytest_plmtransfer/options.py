@@ -48,17 +48,33 @@ SUITES: dict[str, dict[str, list[str]]] = {
         ],
     },
 }
-# The ICML paper adds secondary structure. Its CARP pretraining checkpoints are local files
-# (`--plm-models /path/carp_640M@step=78810.pt,...`): they cannot be named without the files.
-SUITES["icml"] = {"models": SUITES["paper"]["models"], "tasks": SUITES["paper"]["tasks"] + ["ss3"]}
+# The ICML paper adds CARP's pretraining checkpoints at 12.5/25/50% (100% is the published model;
+# models/carp.py CARP_CHECKPOINT_STEPS, kept equal by a test) and TAPE's secondary structure with
+# its three test sets (the authors' scr/params/vis.py ORDERED_TASK_LIST).
+ICML_CHECKPOINTS = [
+    f"{m}@{f}" for m in ("carp_600k", "carp_38M", "carp_76M", "carp_640M") for f in ("0.125", "0.25", "0.5")
+]
+SUITES["icml"] = {
+    "models": SUITES["paper"]["models"] + ICML_CHECKPOINTS,
+    "tasks": SUITES["paper"]["tasks"] + ["ss3_casp12", "ss3_cb513", "ss3_ts115"],
+}
 
 DEFAULT_SEEDS = (42,)
 #: compute dtypes (the spellings models.torch_base accepts)
 DTYPES = ("float32", "fp32", "float", "bf16", "bfloat16", "fp16", "float16", "half")
 #: how embeddings are stored in the cache (``--plm-cache-dtype``; kept in step with store.CACHE_DTYPES)
 CACHE_DTYPES = ("float32", "float16")
-#: FLIP datasets with an archive (``--plm-flip-sha256 gb1=<hex>``)
-FLIP_DATASETS = ("gb1", "aav", "meltome", "scl", "secondary_structure", "bind", "conservation")
+#: datasets with an archive (``--plm-flip-sha256 gb1=<hex>``): FLIP's, and TAPE's secondary structure
+FLIP_DATASETS = (
+    "gb1",
+    "aav",
+    "meltome",
+    "scl",
+    "secondary_structure",
+    "bind",
+    "conservation",
+    "tape_secondary_structure",
+)
 _LAYER_PART = re.compile(r"(-?\d+)(?:[-:](-?\d+))?")
 
 

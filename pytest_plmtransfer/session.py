@@ -581,7 +581,7 @@ class PlmSession:
             result["intervals"], seconds = self._intervals(predictions, spec.test_metric)
             result["interval_seconds"] = round(seconds, 4)
         hygiene = self.data_hygiene(embedded.data, self.protocol.model_max_residues(adapter.max_residues)).as_record()
-        record = self._record(labelled, adapter, embedded.data, embedded.entry, result, None, hygiene)
+        record = self._record(labelled, adapter, embedded.data, embedded.entry, result, None, hygiene, case.model)
         record.update(base_model=case.model, head_name=head, embed_seconds=0.0)
         return record
 
@@ -697,10 +697,21 @@ class PlmSession:
         return self._machine
 
     def _record(
-        self, case: LayerCase, adapter, data: TaskData, entry, result, result_key: str | None, hygiene: dict[str, Any]
+        self,
+        case: LayerCase,
+        adapter,
+        data: TaskData,
+        entry,
+        result,
+        result_key: str | None,
+        hygiene: dict[str, Any],
+        base_model: str | None = None,
     ) -> dict[str, Any]:
+        """``base_model``: the registry model behind ``case.model`` when that is a derived name
+        (a user's head, ``<model>+<head>``)."""
         machine = self.machine()
         spec = data.spec
+        description = self.describe(base_model or case.model)  # cached since collection; nothing is built
         record = LayerRecord(
             model=case.model,
             init=case.init,
@@ -744,6 +755,10 @@ class PlmSession:
             # seconds this process spent on the model since its previous record (timing.py): the
             # run's records sum to its per-model totals
             timing=self.timer.take(case.model),
+            model_params=getattr(adapter, "num_parameters", None),
+            checkpoint_step=description.checkpoint_step,
+            checkpoint_fraction=description.checkpoint_fraction,
+            mlm_loss=description.mlm_loss,
             provenance=self.provenance(),
         )
         out = record.to_dict()

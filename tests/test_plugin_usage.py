@@ -101,6 +101,9 @@ def test_markers_select_per_residue_tasks_and_layer_tests(pytester, run, flip_ro
     tasks = {_task(i) for i in _ids(per_residue)}
     assert tasks == {
         "ss3",
+        "ss3_casp12",
+        "ss3_cb513",
+        "ss3_ts115",
         "conservation",
         "bind",
         "bind_two_vs_many",

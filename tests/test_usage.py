@@ -296,6 +296,9 @@ def test_aliases_name_a_model_and_reject_bad_ones():
     assert registry.entry("my_plm").inits == ("pretrained",)
     with pytest.raises(PlmTransferError, match="NAME=MODEL"):
         apply_aliases(["bad name=hf:x"], registry)
+    # a checkpoint step is a model name, not an alias; an alias may name one
+    registry.register("carp_640M", lambda *a: None, inits=("pretrained",))
+    assert apply_aliases(["carp_640M@step=78810", "early=carp_640M@step=78810"], registry)[0] == "carp_640M@step=78810"
     with pytest.raises(PlmTransferError, match="would hide the model 'onehot' that a plugin or conftest.py registers"):
         apply_aliases(["onehot=hf:x"], registry)
 
