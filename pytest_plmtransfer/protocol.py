@@ -115,10 +115,10 @@ PROTOCOLS: dict[str, Protocol] = {
             "ridge_targets": "standardize",
             # scr/model/run_sklearn.py:584-648 (RunSK.pick_model)
             "ridge_rule": "pick_model",
-            # run_protran_pytorch.py:164 (1e-4), execute_run_pytorch_*.sh (--loader_batch_size=256,
-            # --epochs=100), scr/model/run_pytorch.py:75 and scr/model/train_test.py:214-223 (tolerance 10)
+            # run_protran_pytorch.py:164 (1e-4), execute_run_pytorch_*.sh (--epochs=100; their
+            # --loader_batch_size=256 is already the per-sequence default), scr/model/run_pytorch.py:75
+            # and scr/model/train_test.py:214-223 (tolerance 10)
             "lr": 1e-4,
-            "batch_size": 256,
             "max_epochs": 100,
             "patience": 10,
             "min_delta": 0.0,
