@@ -503,12 +503,11 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     config = session.config
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is not None and lazy._session is not None:  # every process, xdist workers included
-        saved = lazy._session.save_unsaved()
-        if saved is not None:
-            lazy._notify(
-                f"plmtransfer: the ledger {lazy._session.ledger.path} could not be written; "
-                f"this run's unsaved records are in {saved}"
-            )
+        unsaved = lazy._session.save_unsaved()
+        if unsaved is not None:
+            lazy._notify(unsaved)
+            if session.exitstatus == pytest.ExitCode.OK:  # records not in the ledger: never a green run
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if lazy is None or lazy._session is None or not _is_controller(config):
         return
     plm = lazy._session

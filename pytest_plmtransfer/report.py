@@ -29,6 +29,7 @@ import pandas as pd
 from pytest_plmtransfer.aggregate import best_layer, curve, depth, metric_columns, normalize, sorted_seeds, task_metrics
 from pytest_plmtransfer.models.base import ONEHOT
 from pytest_plmtransfer.table import text_table
+from pytest_plmtransfer.tempfiles import atomic_write
 
 BEST_MARK = "*"
 INIT_ORDER = {"none": 0, "pretrained": 1, "random": 2, "stat": 3}
@@ -455,7 +456,7 @@ def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str |
         )
         fig.tight_layout()
         path = out_dir / f"layers_{_safe(table.task)}.png"
-        fig.savefig(path)
+        atomic_write(path, lambda fh, fig=fig: fig.savefig(fh, format="png"))
         plt.close(fig)
         paths[table.task] = path
     if len(tables) > 1:
@@ -477,7 +478,7 @@ def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str |
         fig.legend([handles[l] for l in labels], labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
         fig.tight_layout(rect=(0, 0.02 + 0.03 * math.ceil(len(labels) / 4), 1, 1))
         path = out_dir / "layers_all.png"
-        fig.savefig(path)
+        atomic_write(path, lambda fh, fig=fig: fig.savefig(fh, format="png"))
         plt.close(fig)
         paths["_all"] = path
     return paths
@@ -493,9 +494,9 @@ def write_report(frame: pd.DataFrame, claims: Any, out_dir: Path | str, *, metri
     pngs = plot_layer_curves(frame, out_dir, metric=metric)
     images = {task: p.name for task, p in pngs.items()}
     md = out_dir / "report.md"
-    md.write_text(render_markdown(frame, claims, metric=metric, images=images), encoding="utf-8")
+    atomic_write(md, render_markdown(frame, claims, metric=metric, images=images))
     csv = out_dir / "results.csv"
-    results_table(frame).to_csv(csv, index=False)
+    atomic_write(csv, results_table(frame).to_csv(index=False))
     return {"markdown": md, "csv": csv, "png": pngs}
 
 

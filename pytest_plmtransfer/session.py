@@ -8,6 +8,7 @@ worker); they share work through the on-disk embedding and result caches, which 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 import time
@@ -714,15 +715,15 @@ class PlmSession:
     def write(self, records: list[dict[str, Any]]) -> None:
         """Append to the ledger. If that fails (a full disk), the records are kept and retried
         with the next write and at the end (:meth:`save_unsaved`), and the error names the ledger."""
-        from pytest_plmtransfer.locks import LockTimeoutError
-
         pending = [*self.unsaved, *records]
         start = time.perf_counter()
         try:
             self.ledger.append(pending)
-        except (OSError, LockTimeoutError) as exc:
+        except (OSError, PlmTransferError) as exc:  # a full disk, a link at the part, a lock given up on
             self.unsaved = pending
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            reason = str(exc)
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
             raise LedgerWriteError(
                 f"could not write to the ledger {self.ledger.path} ({reason}); "
                 f"{len(pending)} record(s) kept in memory, retried with the next test and saved to "
@@ -739,9 +740,10 @@ class PlmSession:
 
         return Path(tempfile.gettempdir()) / f"plmtransfer-unsaved-{self.run_id}-{os.getpid()}.json"
 
-    def save_unsaved(self) -> Path | None:
+    def save_unsaved(self) -> str | None:
         """At the end of the session: records the ledger refused go to the ledger if it takes
-        them now, else to :meth:`unsaved_path` (returned) so that nothing measured is lost."""
+        them now, else to :meth:`unsaved_path` (a ledger file ``merge`` reads), else, as a last
+        resort, into the returned line itself: nothing measured is lost silently."""
         if not self.unsaved:
             return None
         try:
@@ -749,11 +751,20 @@ class PlmSession:
             self.unsaved = []
             return None
         except (OSError, PlmTransferError):
-            from pytest_plmtransfer.ledger import SCHEMA_VERSION, atomic_write_json
+            pass
+        from pytest_plmtransfer.ledger import atomic_write_json, ledger_document
 
-            path = self.unsaved_path()
-            atomic_write_json(path, {"schema_version": SCHEMA_VERSION, "records": self.unsaved})
-            return path
+        first = f"plmtransfer: the ledger {self.ledger.path} could not be written"
+        path = self.unsaved_path()
+        try:
+            atomic_write_json(path, ledger_document(self.unsaved))
+        except OSError as exc:
+            lines = "\n".join(json.dumps(r, default=str) for r in self.unsaved)
+            return f"{first}, nor {path} ({exc.strerror}); this run's {len(self.unsaved)} unsaved record(s):\n{lines}"
+        return (
+            f"{first}; this run's {len(self.unsaved)} unsaved record(s) are in {path} "
+            f"(add it to the ledger with: plmtransfer merge {self.ledger.path} {path} --out FILE)"
+        )
 
 
 class LedgerWriteError(PlmTransferError):
