@@ -470,6 +470,9 @@ class _BenchmarkOutcomes:
         self.skips: list[str] = []
         self.others = 0
         self.failed_claims: list[str] = []
+        #: claims given a verdict (passed, failed, or an expected failure): what a gate checked
+        self.judged_claims = 0
+        self.empty_gate = False
 
     def pytest_runtest_logreport(self, report) -> None:
         if not ("plm_layer" in report.keywords or "plm_claim" in report.keywords):
@@ -480,6 +483,12 @@ class _BenchmarkOutcomes:
             self.others += 1
         if report.failed and report.when == "call" and "plm_claim" in report.keywords:
             self.failed_claims.append(report.nodeid.split("::", 1)[-1])
+        if (
+            report.when == "call"
+            and "plm_claim" in report.keywords
+            and not (report.skipped and not hasattr(report, "wasxfail"))
+        ):
+            self.judged_claims += 1
 
 
 _OUTCOMES_KEY = pytest.StashKey[_BenchmarkOutcomes]()
@@ -508,7 +517,13 @@ def pytest_sessionfinish(session, exitstatus) -> None:
             lazy._notify(unsaved)
             if session.exitstatus == pytest.ExitCode.OK:  # records not in the ledger: never a green run
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if lazy is None or lazy._session is None or not _is_controller(config):
+    if lazy is None or not _is_controller(config):
+        return
+    outcomes = config.stash.get(_OUTCOMES_KEY, None)
+    if _gate(config) and outcomes is not None and not outcomes.judged_claims and session.exitstatus == 0:
+        outcomes.empty_gate = True  # said in the terminal summary
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if lazy._session is None:
         return
     plm = lazy._session
     if plm.options.update_baselines:
@@ -538,7 +553,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     why = all_skipped_explanation(outcomes.skips, outcomes.others) if outcomes is not None else None
     if why:
         terminalreporter.write_line(why, yellow=True)
-    plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None
+    if outcomes is not None and outcomes.empty_gate:
+        terminalreporter.write_line(
+            "plmtransfer: --plm-gate judged no claim (none selected, or all skipped); a gate that checked "
+            "nothing fails",
+            red=True,
+        )
+    try:
+        plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None
+    except PlmTransferError:  # a bad selection (e.g. a model alias): already reported in its one line
+        return
     if plm is None:
         return
     for note in plm.notes:
@@ -580,6 +604,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         if timing:
             terminalreporter.write_sep("=", "plmtransfer time per model")
             terminalreporter.write_line(timing)
+
+
+def _gate(config) -> bool:
+    return options_from_config(config).gate
 
 
 def _wants_report(config) -> bool:

@@ -251,6 +251,7 @@ class PlmSession:
             get_task(task)  # unknown task ids fail collection with the list of known ones
         cases: list[LayerCase] = []
         if self.options.from_ledger is not None:
+            self.ledger_layer_records()  # a wrong path or an empty ledger: one line, before anything runs
             return cases  # claims only, from the ledger's records
         show_seed = len(self.options.seeds) > 1
         for model in models:
@@ -336,14 +337,26 @@ class PlmSession:
         return [c for c in cases if get_kind(c.kind).applies_to(c.model, inits_of.get(c.model, ()))]
 
     def ledger_layer_records(self) -> list[dict[str, Any]]:
-        """Layer records of ``--plm-from-ledger``, newest per (model, task, layer, init, seed)."""
+        """Layer records of ``--plm-from-ledger``, each checked against its digest, newest per
+        (model, task, layer, init, seed, protocol). A path that holds none is an error: claims
+        judged on nothing would let a gate pass."""
         if self._ledger_records is None:
-            from pytest_plmtransfer.ledger import LAYER_KEY, read_records
+            from pytest_plmtransfer.ledger import LedgerError, read_records, record_key
 
+            path = self.options.from_ledger
+            if not Path(path).exists():
+                raise LedgerError(f"--plm-from-ledger {path}: no such ledger (directory or file)")
+            try:
+                records = [r for r in read_records(path, verify=True) if r.get("kind", "layer") == "layer"]
+            except LedgerError as exc:
+                raise LedgerError(f"--plm-from-ledger {exc}") from None
+            if not records:
+                raise LedgerError(
+                    f"--plm-from-ledger {path}: the ledger holds no layer records; no claim can be judged"
+                )
             newest: dict[tuple, dict[str, Any]] = {}
-            records = [r for r in read_records(self.options.from_ledger) if r.get("kind", "layer") == "layer"]
             for rec in sorted(records, key=lambda r: str(r.get("timestamp") or "")):
-                newest[tuple(rec.get(k) for k in LAYER_KEY)] = rec
+                newest[record_key(rec)] = rec
             self._ledger_records = list(newest.values())
         return self._ledger_records
 
