@@ -361,7 +361,7 @@ def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench
         failed.assert_outcomes(errors=1)
         assert _failure_lines(failed, f"waited 1 s for the lock {lock} (ledger), held by pid {holder.pid} on host")
         # nothing lost: the record the ledger could not take was saved beside, and named
-        failed.stdout.fnmatch_lines(["*this run's unsaved records are in *plmtransfer-unsaved-*.json"])
+        failed.stdout.fnmatch_lines(["*this run's 1 unsaved record(s) are in *plmtransfer-unsaved-*.json*"])
     finally:
         holder.kill()
         holder.wait()
