@@ -181,7 +181,13 @@ def ledger_files(path: Path | str, *, run_id: str | None = None) -> list[Path]:
         return [path]
     legacy = sorted(p for p in path.glob("*.json") if p.is_file())
     pattern = f"{run_id}--*{PART_SUFFIX}" if run_id else f"*{PART_SUFFIX}"
-    return legacy + sorted(path.glob(pattern))
+    files = legacy + sorted(path.glob(pattern))
+    planted = next((p for p in files if p.is_symlink() or not p.is_file()), None)
+    if planted is not None:  # the plugin writes only regular files here: someone else put this there
+        raise LedgerError(
+            f"{planted}: a symbolic link or special file in a ledger directory, not a part this plugin wrote"
+        )
+    return files
 
 
 def read_entries(path: Path | str, *, run_id: str | None = None) -> tuple[list[Entry], list[dict[str, Any]]]:

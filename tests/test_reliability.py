@@ -637,9 +637,14 @@ def test_no_write_goes_through_a_planted_link_or_over_a_non_file(tmp_path):
     with pytest.raises(OSError, match="is a link or not a regular file; refusing") as info:
         led.append(_records(1))
     assert info.value.filename == str(led.part)
+    with pytest.raises(LedgerError, match="fixed--all--main.jsonl: a symbolic link or special file in a ledger dir"):
+        read_records(led.path)  # nor read through: the run stops before computing (preflight)
+    led.part.unlink()
     os.mkfifo(tmp_path / "ledger" / "fixed--all--gw0.jsonl")  # a FIFO would block the run
     with pytest.raises(OSError, match="not a regular file"):
         Ledger(led.path, run_id="fixed", worker="gw0").append(_records(1))
+    with pytest.raises(LedgerError, match="gw0.jsonl: a symbolic link or special file"):
+        read_records(led.path)
     for target in (tmp_path / "link.json", tmp_path / "dir.json"):  # whole files (merge's --out, unsaved records)
         if target.name == "link.json":
             target.symlink_to(victim)

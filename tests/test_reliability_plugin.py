@@ -51,6 +51,15 @@ if os.environ.get("PLM_TEST_HIDE_FREE_SPACE"):
     import pytest_plmtransfer.diskspace as diskspace
     diskspace.free_bytes = lambda directory: 1 << 40
 
+_layer_records = []
+
+def pytest_plmtransfer_layer_record(record, case):
+    # issue 17: another process fills the ledger's filesystem once the run's first record is down
+    _layer_records.append(record)
+    if os.environ.get("PLM_TEST_FILL") and len(_layer_records) == 2:
+        import subprocess
+        subprocess.run(["dd", "if=/dev/zero", "of=" + os.environ["PLM_TEST_FILL"], "bs=4k"], capture_output=True)
+
 def _evil(name, init, seed, options):
     from pytest_plmtransfer.models.weights import load_checkpoint
     load_checkpoint(os.environ["PLM_TEST_EVIL_PT"])
@@ -151,6 +160,76 @@ def test_full_cache_disk_fails_its_tests_in_one_line_and_the_run_finishes(bench,
     assert [p.name for p in cache.rglob("*.tmp")] == []
 
 
+# ------------------------------------------------------------------ issue 17: a full ledger disk, a planted link
+def _ledger_and_unsaved(ledger: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
+    from pytest_plmtransfer.ledger import read_records
+
+    unsaved = [r for f in tmp.glob("plmtransfer-unsaved-*.json") for r in read_records(f, verify=True)]
+    return read_records(ledger, verify=True), unsaved
+
+
+def test_ledger_disk_filled_by_another_writer_during_the_run_loses_no_record(bench, tiny_fs, tmp_path, monkeypatch):
+    fs = tiny_fs("2m")
+    monkeypatch.setenv("PLM_TEST_FILL", str(fs / "filler"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where the unsaved records go
+    (tmp_path / "tmp").mkdir()
+    ledger = fs / "ledger"
+    result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-run-id=full", ledger=ledger)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 1 and "Traceback" not in out
+    result.assert_outcomes(passed=1, errors=5)
+    lines = _failure_lines(result, f"could not write to the ledger {ledger} (No space left on device)")
+    assert len(lines) >= 5 and "5 record(s) kept in memory" in out
+    result.stdout.fnmatch_lines([f"plmtransfer: the ledger {ledger} could not be written; this run's 5 unsaved *"])
+    part = ledger / "full--all--main.jsonl"
+    assert part.read_bytes().endswith(b"\n"), "a torn line was left in the ledger"
+    kept, unsaved = _ledger_and_unsaved(ledger, tmp_path / "tmp")
+    assert len(kept) == 1 and len(unsaved) == 5
+    keys = {(r["init"], r["layer"]) for r in kept + unsaved}
+    assert keys == {(init, layer) for init in ("pretrained", "random") for layer in range(3)}
+    (fs / "filler").unlink()  # space again: the unsaved file merges back into one ledger
+    saved = next((tmp_path / "tmp").glob("plmtransfer-unsaved-*.json"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_plmtransfer.cli",
+            "merge",
+            str(ledger),
+            str(saved),
+            "--out",
+            str(tmp_path / "all.json"),
+        ],
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(read_records(tmp_path / "all.json", verify=True)) == 6
+
+
+def test_a_link_planted_at_the_ledger_part_is_not_written_through(bench, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    (ledger / "fixed--all--main.jsonl").symlink_to(victim)
+    result = bench.run("--plm-models=onehot", "--plm-tasks=gb1_sampled", "--plm-run-id=fixed", ledger=ledger)
+    # refused before computing; a link planted later, mid-run, is refused at the write (test_reliability.py)
+    assert result.ret == 4 and victim.read_text() == "precious\n" and bench.forward_passes() == []
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: {ledger}/fixed--all--main.jsonl: a symbolic link or special file in a ledger directory, not a part this "
+            "plugin wrote. The file was left as it is; move it aside, or choose another --plm-ledger"
+        ]
+    )
+
+
+def test_a_gate_that_judged_no_claim_fails(bench):
+    result = bench.run("--plm-models=onehot", "--plm-tasks=gb1_sampled", "--plm-gate")
+    result.assert_outcomes(passed=1)  # layer tests only: no claim was judged
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["plmtransfer: --plm-gate judged no claim (none selected, or all skipped)*"])
+
+
 # ------------------------------------------------------------------ 5: a read-only cache
 def test_warm_read_only_cache_serves_and_a_cold_entry_fails_naming_it(bench, tiny_fs):
     cache = tiny_fs("8m")
@@ -180,6 +259,22 @@ def _claims_dir(root: Path) -> Path:
     return d
 
 
+def _ledger_dir(root: Path, state: str) -> Path:
+    """A ledger directory: empty, or with one record whose metric was edited after it was written."""
+    path = root / state
+    path.mkdir()
+    if state == "edited":
+        from pytest_plmtransfer.ledger import Ledger
+        from pytest_plmtransfer.testing import layer_record
+
+        led = Ledger(path, run_id="r")
+        led.append(
+            [layer_record("tiny_user", "gb1_sampled", 0, "pretrained", None, {"test_spearman": 0.2}, num_layers=2)]
+        )
+        led.part.write_text(led.part.read_text().replace('"test_spearman":0.2', '"test_spearman":0.9'))
+    return path
+
+
 @pytest.mark.parametrize(
     "case",
     [
@@ -191,6 +286,10 @@ def _claims_dir(root: Path) -> Path:
         "claims_typo",
         "unsafe_checkpoint",
         "data_dir",
+        "alias_update_baselines",
+        "from_ledger_missing",
+        "from_ledger_empty",
+        "from_ledger_edited",
     ],
 )
 def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester, tmp_path, monkeypatch, case):
@@ -215,6 +314,25 @@ def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester,
         "data_dir": (
             [f"--plm-data-dir={tmp_path / 'typo'}"],
             f"ERROR: --plm-data-dir: {tmp_path / 'typo'} does not exist",
+        ),
+        # issue 17: a bad alias stays one line when baselines are to be written
+        "alias_update_baselines": (
+            ["--plm-models=my=bogus:./x", "--plm-update-baselines"],
+            "ERROR: unknown model 'bogus:./x'. Known models: *",
+        ),
+        # issue 17: a gate on claims from a ledger that holds nothing, or not what was written, cannot pass
+        "from_ledger_missing": (
+            [f"--plm-from-ledger={tmp_path / 'typo'}", "--plm-gate"],
+            f"ERROR: --plm-from-ledger {tmp_path / 'typo'}: no such ledger (directory or file)",
+        ),
+        "from_ledger_empty": (
+            [f"--plm-from-ledger={_ledger_dir(tmp_path, 'empty')}", "--plm-gate"],
+            f"ERROR: --plm-from-ledger {tmp_path / 'empty'}: the ledger holds no layer records; no claim can be judged",
+        ),
+        "from_ledger_edited": (
+            [f"--plm-from-ledger={_ledger_dir(tmp_path, 'edited')}", "--plm-gate"],
+            f"ERROR: --plm-from-ledger {tmp_path / 'edited'}/r--all--main.jsonl: line 2: the record does not match "
+            "its digest (edited or damaged); it is not what pytest-plmtransfer wrote",
         ),
     }[case]
     if case == "claims_typo":
