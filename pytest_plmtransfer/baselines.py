@@ -146,6 +146,14 @@ def tolerance_for(
     return Tolerance()
 
 
+def _require_finite(value: Any, what: str) -> None:
+    """A tolerance of Infinity (JSON allows it) would make a comparison that can never fail."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise BaselineError(f"{what} holds a non-finite number (NaN or Infinity); use finite numbers") from None
+
+
 def _tol(raw: Any) -> Tolerance:
     if isinstance(raw, (int, float)):
         return Tolerance(atol=float(raw))
@@ -463,6 +471,7 @@ class PaperReference:
     def __init__(self, doc: dict[str, Any], path: Path) -> None:
         if doc.get("format") != PAPER_FORMAT:
             raise BaselineError(f"{path}: 'format' must be {PAPER_FORMAT!r}")
+        _require_finite([doc.get("tolerance"), doc.get("values")], f"{path}: 'tolerance' or 'values'")
         self.path = path
         self.doc = doc
         self.metric: str = doc.get("metric", "test_spearman")
@@ -585,6 +594,7 @@ class BaselineStore:
             raise BaselineError(
                 f"{path}: not a plmtransfer baseline (expected 'format': {FORMAT!r} and a 'layers' object)"
             )
+        _require_finite(doc.get("tolerances"), f"{path}: 'tolerances'")
         return doc
 
     def entries(self) -> list[tuple[str, str, str]]:

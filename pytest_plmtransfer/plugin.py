@@ -46,6 +46,10 @@ def pytest_configure(config) -> None:
     config.pluginmanager.register(config.stash[_OUTCOMES_KEY], "plmtransfer-outcomes")
     try:
         options_from_config(config)  # every option value checked now: one line, exit code 4
+        if _dist_group(config) and _is_controller(config):
+            from pytest_plmtransfer.xdist_scheduling import visible_devices
+
+            visible_devices()  # the GPUs the workers will be pinned to
     except PlmTransferError as exc:
         raise pytest.UsageError(str(exc)) from None
     workerinput = getattr(config, "workerinput", {})

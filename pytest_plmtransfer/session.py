@@ -471,15 +471,22 @@ class PlmSession:
     def data_hygiene(self, data: TaskData, max_residues: int | None):
         """Duplicates and train/test overlap of the sequences the model sees, counted once per
         (task, length limit); leakage above ``--plm-leakage-max`` warns (fails under --plm-strict)."""
-        from pytest_plmtransfer.tasks.hygiene import DataLeakageError, DataLeakageWarning, leakage_message, measure
+        from pytest_plmtransfer.tasks.hygiene import (
+            DataLeakageError,
+            DataLeakageWarning,
+            conflict_message,
+            leakage_message,
+            measure,
+        )
 
         key = (data.spec.task_id, max_residues)
         if key not in self._hygiene:
             hygiene = measure(data)
             problem = leakage_message(data.spec.task_id, data.source, hygiene, self.options.leakage_max)
             self._hygiene[key] = (hygiene, problem)
-            if problem and not self.options.strict:
-                warnings.warn(DataLeakageWarning(problem), stacklevel=2)
+            for line in (conflict_message(data, hygiene), None if self.options.strict else problem):
+                if line:
+                    warnings.warn(DataLeakageWarning(line), stacklevel=2)
         hygiene, problem = self._hygiene[key]
         if problem and self.options.strict:
             raise DataLeakageError(f"{problem} (--plm-strict)")

@@ -779,3 +779,71 @@ def test_merge_out_refuses_a_non_ledger_sweeps_its_temp_and_names_the_users_file
     code, err = _merge(tmp_path / "a", "--out", tmp_path / "m2.json")
     assert (code, err) == (2, f"plmtransfer merge: error: {tmp_path / 'm2.json'}: No space left on device\n")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m2.json.")]
+
+
+# ------------------------------------------------------------------ issue 17: item 7
+def test_errors_in_a_claims_file_that_extends_the_shipped_one_name_the_users_file(tmp_path):
+    from pytest_plmtransfer.defaults import load_effective_claims
+
+    own = tmp_path / "claims.json"
+    own.write_text(json.dumps({"extends": "default", "claims": [{"kind": "beats_onehot", "tasks": "gb1_sampledd"}]}))
+    from pytest_plmtransfer.models.base import INITS
+    from pytest_plmtransfer.models.registry import builtin_registry
+    from pytest_plmtransfer.tasks.catalog import task_ids
+
+    claims = load_effective_claims(own)  # the shipped claims first, then the user's
+    with pytest.raises(ClaimsError) as info:
+        check_selectors(claims, models=builtin_registry().names(), tasks=task_ids(), inits=[*INITS, "none"])
+    assert str(info.value).startswith(f"{own}: invalid claims file: claims[0] (beats_onehot): task 'gb1_sampledd'")
+
+
+@pytest.mark.parametrize("value", ["Infinity", "NaN", "-Infinity"])
+def test_non_finite_tolerances_and_margins_are_refused(tmp_path, value):
+    from pytest_plmtransfer.baselines import FORMAT, PAPER_FORMAT, BaselineError, BaselineStore
+    from pytest_plmtransfer.claims.spec import load_claims
+
+    number = float(value)  # json.dumps writes it as the token a user would type
+    claims = tmp_path / "claims.json"
+    claims.write_text(json.dumps({"claims": [{"kind": "beats_onehot", "params": {"margin": number}}]}))
+    assert value in claims.read_text()
+    with pytest.raises(ClaimsError, match=r"claims\[0\] \(beats_onehot\): parameter 'margin' must be a finite number"):
+        load_claims(claims)
+    store = BaselineStore(tmp_path / "b")
+    store.paper_path.parent.mkdir(parents=True)
+    store.paper_path.write_text(json.dumps({"format": PAPER_FORMAT, "tolerance": number, "values": {}}))
+    with pytest.raises(BaselineError, match="'tolerance' or 'values' holds a non-finite number"):
+        store.paper()
+    base = tmp_path / "b" / "gb1_sampled" / "m--pretrained.json"
+    base.parent.mkdir()
+    overrides = {"overrides": {"test_spearman": {"atol": number}}}
+    base.write_text(json.dumps({"format": FORMAT, "layers": {}, "tolerances": overrides}))
+    with pytest.raises(BaselineError, match=f"{base}: 'tolerances' holds a non-finite number"):
+        store._read(base)
+
+
+def test_cuda_visible_devices_that_name_no_gpu_or_one_twice_are_refused():
+    from pytest_plmtransfer.errors import PlmTransferError
+    from pytest_plmtransfer.xdist_scheduling import visible_devices
+
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": "GPU-8f2a-11aa,MIG-GPU-1/2/0, 3"}) == [
+        "GPU-8f2a-11aa",
+        "MIG-GPU-1/2/0",
+        "3",
+    ]
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+    with pytest.raises(PlmTransferError, match="GPU '0' is listed twice"):
+        visible_devices({"CUDA_VISIBLE_DEVICES": "0,1,0"})
+    with pytest.raises(PlmTransferError, match="'abc' is not a GPU index or UUID"):
+        visible_devices({"CUDA_VISIBLE_DEVICES": "0,abc"})
+
+
+def test_conflicting_targets_within_a_split_are_a_warning_naming_file_and_rows(tmp_path):
+    from pytest_plmtransfer.tasks.hygiene import conflict_message
+
+    data = load_task(get_task("gb1_sampled"), _leaky_gb1(tmp_path))
+    h = measure(data)
+    line = conflict_message(data, h, shown=10)
+    assert line.startswith(f"gb1_sampled ({data.source}, splits/sampled.csv): {h.conflicting_duplicates} sequence(s)")
+    # the conflict the edit appended (row 43 of the file: header, 40 rows, the duplicate, then it)
+    assert "row43" in line and all(f"{split} rows " in line for split, _ in h.conflicts)
+    assert "conflicts" not in h.as_record()

@@ -290,6 +290,8 @@ def _ledger_dir(root: Path, state: str) -> Path:
         "from_ledger_missing",
         "from_ledger_empty",
         "from_ledger_edited",
+        "cuda_twice",
+        "cuda_abc",
     ],
 )
 def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester, tmp_path, monkeypatch, case):
@@ -334,7 +336,18 @@ def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester,
             f"ERROR: --plm-from-ledger {tmp_path / 'edited'}/r--all--main.jsonl: line 2: the record does not match "
             "its digest (edited or damaged); it is not what pytest-plmtransfer wrote",
         ),
+        # issue 17: GPUs the workers would be pinned to
+        "cuda_twice": (
+            ["-n", "2", "--plm-dist=group"],
+            "ERROR: CUDA_VISIBLE_DEVICES='0,0': GPU '0' is listed twice; --plm-dist group gives each worker its own GPU",
+        ),
+        "cuda_abc": (
+            ["-n", "2", "--plm-dist=group"],
+            "ERROR: CUDA_VISIBLE_DEVICES='abc': 'abc' is not a GPU index or UUID (GPU-..., MIG-...)",
+        ),
     }[case]
+    if case.startswith("cuda"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", {"cuda_twice": "0,0", "cuda_abc": "abc"}[case])
     if case == "claims_typo":
         pytester.makepyfile(test_claims=CLAIM_TEST)
     if case == "unsafe_checkpoint":
