@@ -84,7 +84,7 @@ def merge_ledgers(paths: Sequence[Path | str], *, on_conflict: str = "fail") -> 
             raise MergeError(f"{path}: no such ledger")
         found, heads = read_entries(path)
         for entry in found:
-            entry.record = {k: v for k, v in entry.verified().items() if k != "digest"}
+            entry.record = {k: v for k, v in entry.checked(digest=True).items() if k != "digest"}
         entries.extend(found)
         headers.extend((path, h) for h in heads)
 

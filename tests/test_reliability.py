@@ -672,14 +672,18 @@ def _shard(path: Path, records: list[dict], run_id: str = "r") -> Path:
     return path
 
 
-def _merge(*args) -> tuple[int, str]:
+def _cli(*args) -> tuple[int, str]:
     import contextlib
     import io
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = cli_main(["merge", *map(str, args)])
+        code = cli_main([*map(str, args)])
     return code, err.getvalue()
+
+
+def _merge(*args) -> tuple[int, str]:
+    return _cli("merge", *args)
 
 
 @pytest.mark.parametrize(
@@ -705,6 +709,10 @@ def test_merge_refuses_edited_or_malformed_records_in_one_line(tmp_path, edit, p
     tail = "; it is not what pytest-plmtransfer wrote" if "digest" in problem else ""
     assert (code, err) == (2, f"plmtransfer merge: error: {part}: line 3: {problem}{tail}\n")
     assert not (tmp_path / "m.json").exists()
+    if "digest" not in problem:  # every command reading the ledger: the same line, never a crash
+        for command in ("show", "report", "compare"):
+            code, err = _cli(command, tmp_path / "a", *([tmp_path / "a"] if command == "compare" else []))
+            assert (code, err) == (2, f"plmtransfer {command}: error: {part}: line 3: {problem}\n")
 
 
 def test_merge_lists_and_refuses_conflicts_unless_told_to_keep_the_newest(tmp_path):
