@@ -209,6 +209,8 @@ class _LazySession:
             print(line, flush=True)
             return
         with capture.global_and_fixture_disabled():
+            if self.config.get_terminal_writer().width_of_current_line:  # e.g. after "[100%]"
+                reporter.write_line("")
             reporter.write_line(line)
 
 
