@@ -9,7 +9,13 @@ The first line of a part is its header (``{"kind": "ledger_part", "schema_versio
 to its own part (pytest-xdist workers and the shards of a Slurm array each have their own), so an
 append is one ``write`` of one line whatever the ledger holds: no lock, no re-read, no rewrite.
 A process killed mid-write can leave a torn last line; the next append to that part cuts it off
-first, and readers ignore it (with a warning), so no complete record is ever lost.
+first, and readers ignore it (with a warning), so no complete record is ever lost. A write the
+disk cuts short (full) is undone before the error reaches the caller, which keeps the records.
+Parts are opened with ``O_NOFOLLOW`` and must be regular files: a link planted at a part's
+(predictable) name is refused, never written through.
+
+Every record carries ``digest``, the sha256 of its content as written (:func:`record_digest`);
+``plmtransfer merge`` and ``--plm-from-ledger`` check it, so what they use is what the runs wrote.
 
 ``--plm-ledger PATH`` names the directory (default ``.plmtransfer/ledger``). Reading
 (:func:`read_records`, :func:`load_ledger`) accepts a ledger directory or a single file:
@@ -118,10 +124,14 @@ def _read_part(path: Path) -> tuple[list[Entry], list[dict[str, Any]]]:
             raise LedgerError(f"{path}: line {number} is not a JSON object")
         if rec.get("kind") == HEADER_KIND:
             version = rec.get("schema_version")
-            if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
+            if not isinstance(version, int) or isinstance(version, bool):
                 raise LedgerError(
-                    f"{path}: line {number}: schema_version {version!r} is not one this plugin reads "
-                    f"(up to {SCHEMA_VERSION}); upgrade pytest-plmtransfer"
+                    f"{path}: line {number}: no integer 'schema_version' ({version!r}) in the part's header"
+                )
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{path}: line {number}: schema_version {version} is newer than this plugin reads "
+                    f"({SCHEMA_VERSION}); upgrade pytest-plmtransfer"
                 )
             headers.append({**rec, "file": path.name})
         else:
