@@ -12,6 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pytest_plmtransfer.ledger import read_records
@@ -403,7 +404,8 @@ def _leaky_root(root: Path) -> Path:
         train = frame.index[frame["set"] == "train"]
         test = frame.index[frame["set"] == "test"]
         frame.loc[test[0], "sequence"] = frame.loc[train[0], "sequence"]
-        return frame
+        conflict = frame.loc[[train[1]]].assign(target=123.0)  # issue 17: one sequence, two targets
+        return pd.concat([frame, conflict], ignore_index=True)
 
     flip_files.write_gb1(root, n=60, seed=3, edit=leak)
     return root
@@ -430,6 +432,12 @@ def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_pa
     first.stdout.fnmatch_lines(
         [
             "*DataLeakageWarning: gb1_sampled (*splits.zip): 1 of * test rows (*) have a sequence that is also in train/val*"
+        ]
+    )
+    first.stdout.fnmatch_lines(  # the row the edit appended is line 62 of the file (header, 60 rows)
+        [
+            "*DataLeakageWarning: gb1_sampled (*splits.zip, splits/sampled.csv): 1 sequence(s) occur more than "
+            "once in one split with different targets: train rows row*, row62"
         ]
     )
     recs = bench.records()
