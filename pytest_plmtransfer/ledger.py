@@ -176,10 +176,13 @@ _KEY_TYPES: dict[str, Callable[[Any], bool]] = {
 }
 
 
+#: what one measurement is: (model, task, layer, init, seed) and the protocol (records that carry
+#: none share a key)
+RECORD_KEY = tuple(dict.fromkeys((*LAYER_KEY, "protocol")))
+
+
 def record_key(record: dict[str, Any]) -> tuple[Any, ...]:
-    """What one measurement is: (model, task, layer, init, seed) and the protocol (records that
-    carry none share a key)."""
-    return tuple(record.get(k) for k in dict.fromkeys((*LAYER_KEY, "protocol")))
+    return tuple(record.get(k) for k in RECORD_KEY)
 
 
 def ledger_files(path: Path | str, *, run_id: str | None = None) -> list[Path]:
