@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.protocol import PLMTRANSFER
 
 #: columns that begin like a metric but are not one
 _NOT_METRICS = frozenset({"test_id", "test_metric", "selection_metric"})
 _METRIC_PREFIXES = ("train_", "val_", "test_")
 #: seed key used where a record has no seed (pretrained weights, one-hot)
 NO_SEED = "none"
-KEY = ("model", "task", "layer", "init", "seed_key")
+KEY = ("model", "task", "layer", "init", "seed_key", "protocol")
 
 
 class ResultsError(PlmTransferError):
@@ -91,7 +92,7 @@ def normalize(frame: pd.DataFrame, *, dedupe: bool = True) -> pd.DataFrame:
     """A copy with a string ``seed_key`` column, int ``layer`` and (by default) the newest record
     per (model, task, layer, init, seed) only."""
     if frame is None or frame.empty:
-        cols = ["model", "task", "layer", "init", "seed", "seed_key"]
+        cols = ["model", "task", "layer", "init", "seed", "seed_key", "protocol"]
         return pd.DataFrame(columns=cols)
     missing = [c for c in ("model", "task", "layer") if c not in frame.columns]
     if missing:
@@ -105,6 +106,9 @@ def normalize(frame: pd.DataFrame, *, dedupe: bool = True) -> pd.DataFrame:
     if "seed" not in out.columns:
         out["seed"] = None
     out["seed_key"] = [seed_key(s) for s in out["seed"].astype(object)]
+    if "protocol" not in out.columns:  # frames built by hand: the default protocol
+        out["protocol"] = PLMTRANSFER
+    out["protocol"] = out["protocol"].where(out["protocol"].notna(), PLMTRANSFER).astype(str)
     out["layer"] = out["layer"].astype(int)
     out["model"] = out["model"].astype(str)
     out["task"] = out["task"].astype(str)

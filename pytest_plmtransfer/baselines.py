@@ -1,16 +1,17 @@
-"""Stored baselines: reviewable JSON per (task, model, init), and the papers' reference numbers.
+"""Stored baselines: reviewable JSON per (task, model, init); where the authors' table is read.
 
 Layout under the baseline root (``baselines/`` by default)::
 
     baselines/claims.json                           the claims (see claims/spec.py)
-    baselines/<task>/<model>--<init>.json           one stored baseline per (task, model, init)
-    baselines/paper/reference.json                  the authors' published numbers
+    baselines/<task>/<model>--<init>.json           one stored baseline per (task, model, init), plmtransfer protocol
+    baselines/<task>/<model>--<init>--<protocol>.json  the same under another protocol (--plm-protocol)
+    baselines/paper/reference.json                  the authors' results table (see paper.py)
 
 A baseline file (``"format": "plmtransfer-baseline/1"``)::
 
     {
       "format": "plmtransfer-baseline/1",
-      "task": "gb1_sampled", "model": "antiberty", "init": "stat",
+      "task": "gb1_sampled", "model": "antiberty", "init": "stat", "protocol": "plmtransfer",
       "task_kind": "regression", "selection_metric": "val_spearman", "test_metric": "test_spearman",
       "num_layers": 8, "seeds": [0, 42],
       "provenance": {"git_commit": ..., "plugin_version": ..., "run_id": ..., "run_timestamp": ...,
@@ -29,6 +30,7 @@ A baseline file (``"format": "plmtransfer-baseline/1"``)::
 
 A value passes when ``|current - baseline| <= atol + rtol * |baseline|`` (numpy ``isclose``
 semantics, as in pytest-regressions). Seeds without a seed (pretrained, one-hot) are keyed "none".
+A baseline stores its protocol and is only ever compared with results of that protocol.
 
 Noise (issue 12): baselines store no predictions, so a paired test against them is impossible.
 Instead each layer also stores the bootstrap standard error of the test metric per seed
@@ -50,7 +52,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -58,10 +60,13 @@ from pytest_plmtransfer.aggregate import NO_SEED, depth, fmt, metric_columns, no
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.ledger import atomic_write_json
 from pytest_plmtransfer.options import benchmarks_command
+from pytest_plmtransfer.protocol import PLMTRANSFER
 from pytest_plmtransfer.table import text_table
 
+if TYPE_CHECKING:
+    from pytest_plmtransfer.paper import PaperReference
+
 FORMAT = "plmtransfer-baseline/1"
-PAPER_FORMAT = "plmtransfer-paper-reference/1"
 
 #: default tolerances, matched in order by glob on the metric key; the first match wins
 DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
@@ -85,19 +90,25 @@ class BaselineError(PlmTransferError):
 class BaselineMissing(BaselineError):
     """No stored baseline for a (task, model, init); the message gives the command to create it."""
 
-    def __init__(self, task: str, model: str, init: str, path: Path, seeds: list[Any] | None = None) -> None:
+    def __init__(
+        self, task: str, model: str, init: str, path: Path, seeds: list[Any] | None = None, protocol: str = PLMTRANSFER
+    ) -> None:
         self.task, self.model, self.init, self.path = task, model, init, path
-        self.command = update_command(model, task, init, seeds)
+        self.command = update_command(model, task, init, seeds, protocol)
+        under = "" if protocol == PLMTRANSFER else f" under the {protocol} protocol"
         super().__init__(
-            f"no stored baseline for model {model!r}, task {task!r}, init {init!r}; create it with: "
+            f"no stored baseline for model {model!r}, task {task!r}, init {init!r}{under}; create it with: "
             f"{self.command}   (then review and commit {path})"
         )
 
 
-def update_command(model: str, task: str, init: str, seeds: list[Any] | None = None) -> str:
+def update_command(
+    model: str, task: str, init: str, seeds: list[Any] | None = None, protocol: str = PLMTRANSFER
+) -> str:
     real = [str(s) for s in (seeds or []) if s is not None]
     seeds_flag = "--plm-seeds " + ",".join(real) if len(real) > 1 else ""
-    return benchmarks_command(model, task, init, seeds_flag, "--plm-update-baselines")
+    protocol_flag = "" if protocol == PLMTRANSFER else f"--plm-protocol {protocol}"
+    return benchmarks_command(model, task, init, seeds_flag, protocol_flag, "--plm-update-baselines")
 
 
 def safe_name(name: str) -> str:
@@ -254,12 +265,12 @@ class Comparison:
 # --------------------------------------------------------------------------------------------
 # two ledgers (``plmtransfer compare``)
 
-#: what a row of a ledger comparison is keyed by
-LEDGER_KEY = ["model", "task", "init", "layer"]
+#: what a row of a ledger comparison is keyed by (rows of two protocols are never compared)
+LEDGER_KEY = ["model", "task", "init", "protocol", "layer"]
 
 
 def ledger_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Seed-averaged ``metric`` per (model, task, init, layer), with the seeds that went in and the
+    """Seed-averaged ``metric`` per (model, task, init, protocol, layer), with the seeds that went in and the
     mean bootstrap standard error (NaN unless every seed has one). ``metric="auto"``: each record's
     own test metric."""
     data = normalize(frame)
@@ -377,7 +388,7 @@ class LedgerComparison:
                 [
                     row.model,
                     row.task,
-                    row.init,
+                    row.init if row.protocol == PLMTRANSFER else f"{row.init} ({row.protocol})",
                     str(row.layer),
                     str(row.metric_a),
                     "n/a" if pd.isna(row.value_a) else f"{row.value_a:.4f}",
@@ -432,118 +443,6 @@ class LedgerComparison:
 
 
 # --------------------------------------------------------------------------------------------
-# the papers' reference numbers
-
-
-@dataclass
-class PaperRow:
-    task: str
-    model: str
-    init: str
-    layer: int
-    reference: float
-    current: float | None
-    tolerance: float
-    gating: bool  # False for inits whose definition differs from the authors' (informational)
-    seed_used: str
-
-    @property
-    def diff(self) -> float | None:
-        return None if self.current is None else self.current - self.reference
-
-    @property
-    def status(self) -> str:
-        if self.current is None:
-            return "MISSING"
-        within = abs(self.current - self.reference) <= self.tolerance
-        if not self.gating:
-            return "info"
-        return "OK" if within else "FAIL"
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("OK", "info")
-
-
-class PaperReference:
-    """The authors' numbers (``baselines/paper/reference.json``)."""
-
-    def __init__(self, doc: dict[str, Any], path: Path) -> None:
-        if doc.get("format") != PAPER_FORMAT:
-            raise BaselineError(f"{path}: 'format' must be {PAPER_FORMAT!r}")
-        _require_finite([doc.get("tolerance"), doc.get("values")], f"{path}: 'tolerance' or 'values'")
-        self.path = path
-        self.doc = doc
-        self.metric: str = doc.get("metric", "test_spearman")
-        self.seed = doc.get("seed", 42)
-        self.tolerance: float = float(doc.get("tolerance", 0.05))
-        self.compare_inits: list[str] = list(doc.get("compare_inits", ["pretrained", "none"]))
-        self.source: str = doc.get("source", "")
-        self.values: dict[str, dict[str, dict[str, float]]] = doc.get("values", {})
-
-    def value(self, task: str, model: str, init: str) -> float | None:
-        v = self.values.get(task, {}).get(model, {}).get(init)
-        return None if v is None else float(v)
-
-    def entries(self) -> list[tuple[str, str, str, float]]:
-        return [
-            (task, model, init, float(v))
-            for task, models in self.values.items()
-            for model, inits in models.items()
-            for init, v in inits.items()
-        ]
-
-    def compare(self, frame: pd.DataFrame, tolerance: float | None = None) -> list[PaperRow]:
-        """One row per (task, model, init) of ``frame`` that has a reference number.
-
-        Compares the model's last layer (``num_layers``) on ``metric``, at seed ``seed`` when the
-        run has it, else the mean over the run's seeds (pretrained/one-hot have no seed).
-        """
-        tol = self.tolerance if tolerance is None else float(tolerance)
-        data = normalize(frame)
-        rows: list[PaperRow] = []
-        for (task, model, init), sub in data.groupby(["task", "model", "init"], sort=True):
-            ref = self.value(task, model, init)
-            if ref is None:
-                continue
-            last = depth(sub)
-            at = sub[sub["layer"] == last]
-            seed_used = "n/a"
-            current = None
-            if not at.empty and self.metric in at.columns:
-                keys = set(at["seed_key"])
-                if str(self.seed) in keys:
-                    at = at[at["seed_key"] == str(self.seed)]
-                    seed_used = str(self.seed)
-                else:
-                    seed_used = ",".join(sorted_seeds(keys)) if keys != {NO_SEED} else "none"
-                current = _num(pd.to_numeric(at[self.metric], errors="coerce").mean())
-            rows.append(PaperRow(task, model, init, last, ref, current, tol, init in self.compare_inits, seed_used))
-        return rows
-
-
-def format_paper_rows(rows: list[PaperRow], metric: str = "test_spearman") -> str:
-    header = ("task", "model", "init", "layer", f"paper {metric}", "ours", "diff", "tolerance", "status")
-    body = [
-        (
-            r.task,
-            r.model,
-            r.init,
-            str(r.layer),
-            fmt(r.reference),
-            fmt(r.current),
-            "n/a" if r.diff is None else f"{r.diff:+.3f}",
-            f"±{r.tolerance:g}",
-            r.status,
-        )
-        for r in rows
-    ]
-    if not body:
-        return "no run matches a paper reference number"
-    return "\n".join(text_table(header, body))
-
-
-# --------------------------------------------------------------------------------------------
 # the store
 
 
@@ -557,14 +456,15 @@ class BaselineStore:
 
     # paths and files ------------------------------------------------------------------------
 
-    def path_for(self, task: str, model: str, init: str) -> Path:
-        """Where the baseline of (task, model, init) is written (``hf:<local dir>`` models are
-        keyed by a stable name, see :func:`stable_model_key`)."""
-        return self.root / safe_name(task) / f"{safe_name(stable_model_key(model))}--{safe_name(init)}.json"
+    def path_for(self, task: str, model: str, init: str, protocol: str = PLMTRANSFER) -> Path:
+        """Where the baseline of (task, model, init) under ``protocol`` is written (``hf:<local
+        dir>`` models are keyed by a stable name, see :func:`stable_model_key`)."""
+        suffix = "" if protocol == PLMTRANSFER else f"--{safe_name(protocol)}"
+        return self.root / safe_name(task) / f"{safe_name(stable_model_key(model))}--{safe_name(init)}{suffix}.json"
 
-    def read_path(self, task: str, model: str, init: str) -> Path:
-        """Where the baseline of (task, model, init) is read from (a layered store may fall back)."""
-        return self.path_for(task, model, init)
+    def read_path(self, task: str, model: str, init: str, protocol: str = PLMTRANSFER) -> Path:
+        """Where the baseline of (task, model, init, protocol) is read from (a layered store may fall back)."""
+        return self.path_for(task, model, init, protocol)
 
     @property
     def paper_path(self) -> Path:
@@ -574,16 +474,16 @@ class BaselineStore:
     def claims_path(self) -> Path:
         return self.root / "claims.json"
 
-    def exists(self, task: str, model: str, init: str) -> bool:
-        return self.read_path(task, model, init).is_file()
+    def exists(self, task: str, model: str, init: str, protocol: str = PLMTRANSFER) -> bool:
+        return self.read_path(task, model, init, protocol).is_file()
 
-    def load(self, task: str, model: str, init: str) -> dict[str, Any]:
-        path = self.read_path(task, model, init)
+    def load(self, task: str, model: str, init: str, protocol: str = PLMTRANSFER) -> dict[str, Any]:
+        path = self.read_path(task, model, init, protocol)
         if not path.is_file():
-            raise BaselineMissing(task, model, init, path)
-        return self._read(path)
+            raise BaselineMissing(task, model, init, path, protocol=protocol)
+        return self._read(path, protocol)
 
-    def _read(self, path: Path) -> dict[str, Any]:
+    def _read(self, path: Path, protocol: str | None = None) -> dict[str, Any]:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -595,10 +495,15 @@ class BaselineStore:
                 f"{path}: not a plmtransfer baseline (expected 'format': {FORMAT!r} and a 'layers' object)"
             )
         _require_finite(doc.get("tolerances"), f"{path}: 'tolerances'")
+        if protocol is not None and doc.get("protocol") != protocol:
+            raise BaselineError(
+                f"{path}: a baseline of the {doc.get('protocol')!r} protocol, compared with results of "
+                f"the {protocol!r} protocol; protocols are never compared with each other"
+            )
         return doc
 
-    def entries(self) -> list[tuple[str, str, str]]:
-        """(task, model, init) of every stored baseline."""
+    def entries(self) -> list[tuple[str, str, str, str]]:
+        """(task, model, init, protocol) of every stored baseline."""
         out = []
         for path in sorted(self.root.glob("*/*--*.json")):
             if path.parent.name == "paper":
@@ -607,19 +512,15 @@ class BaselineStore:
                 doc = self._read(path)
             except BaselineError:
                 continue
-            out.append((doc["task"], doc["model"], doc["init"]))
+            out.append((doc["task"], doc["model"], doc["init"], doc.get("protocol", PLMTRANSFER)))
         return out
 
     def paper(self) -> PaperReference | None:
-        """The papers' reference numbers, or None when the file is absent."""
+        """The authors' results table, or None when the file is absent."""
+        from pytest_plmtransfer.paper import PaperReference
+
         path = self.paper_path
-        if not path.is_file():
-            return None
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise BaselineError(f"{path}: not valid JSON ({exc})") from exc
-        return PaperReference(doc, path)
+        return PaperReference.load(path) if path.is_file() else None
 
     # writing --------------------------------------------------------------------------------
 
@@ -637,15 +538,15 @@ class BaselineStore:
             return []
         metrics = metric_columns(data)
         written: list[Path] = []
-        for (task, model, init), sub in data.groupby(["task", "model", "init"], sort=True):
-            path = self.path_for(task, model, init)
+        for (task, model, init, protocol), sub in data.groupby(["task", "model", "init", "protocol"], sort=True):
+            path = self.path_for(task, model, init, protocol)
             overrides: dict[str, Any] = {}
             if path.is_file():
                 try:
                     overrides = self._read(path).get("tolerances", {}).get("overrides", {}) or {}
                 except BaselineError:
                     overrides = {}
-            doc = self._document(task, model, init, sub, metrics, overrides)
+            doc = self._document(task, model, init, sub, metrics, overrides, protocol)
             if path.is_file() and _same_values(path, doc):
                 self.unchanged.append(path)
                 continue  # provenance-only changes would churn reviewable files: keep the old one
@@ -654,7 +555,14 @@ class BaselineStore:
         return written
 
     def _document(
-        self, task: str, model: str, init: str, sub: pd.DataFrame, metrics: list[str], overrides: dict[str, Any]
+        self,
+        task: str,
+        model: str,
+        init: str,
+        sub: pd.DataFrame,
+        metrics: list[str],
+        overrides: dict[str, Any],
+        protocol: str,
     ) -> dict[str, Any]:
         from pytest_plmtransfer.provenance import utc_now
 
@@ -697,6 +605,7 @@ class BaselineStore:
             "task": task,
             "model": model,
             "init": init,
+            "protocol": protocol,
             "task_kind": _plain(first.get("task_kind")),
             "selection_metric": _plain(first.get("selection_metric")),
             "test_metric": _plain(first.get("test_metric")),
@@ -723,15 +632,16 @@ class BaselineStore:
         data = normalize(frame)
         if data.empty:
             raise BaselineError("no layer results to compare with a baseline")
-        groups = data[["task", "model", "init"]].drop_duplicates()
+        groups = data[["task", "model", "init", "protocol"]].drop_duplicates()
         if len(groups) != 1:
-            combos = ", ".join(f"{t}/{m}/{i}" for t, m, i in groups.itertuples(index=False))
-            raise BaselineError(f"compare() takes the results of one (task, model, init); got {combos}")
-        task, model, init = groups.iloc[0]
-        path = self.read_path(task, model, init)
+            combos = ", ".join(f"{t}/{m}/{i}/{p}" for t, m, i, p in groups.itertuples(index=False))
+            raise BaselineError(f"compare() takes the results of one (task, model, init, protocol); got {combos}")
+        task, model, init, protocol = groups.iloc[0]
+        path = self.read_path(task, model, init, protocol)
         if not path.is_file():
-            raise BaselineMissing(task, model, init, path, [seed_value(k) for k in sorted_seeds(data["seed_key"])])
-        doc = self._read(path)
+            seeds = [seed_value(k) for k in sorted_seeds(data["seed_key"])]
+            raise BaselineMissing(task, model, init, path, seeds, protocol)
+        doc = self._read(path, protocol)
         tol_doc = doc.get("tolerances", {}) or {}
         overrides, defaults = tol_doc.get("overrides", {}), tol_doc.get("defaults", {})
         patterns = list(metrics) if metrics is not None else None
@@ -809,7 +719,7 @@ class BaselineStore:
         if any(r.status == "NEW" for r in cmp.rows):
             cmp.notes.append(
                 "layers marked NEW have no stored baseline (did the model's depth change?); "
-                f"if intended, run: {update_command(model, task, init)}"
+                f"if intended, run: {update_command(model, task, init, protocol=protocol)}"
             )
         return cmp
 
@@ -820,6 +730,7 @@ _VALUE_KEYS = (
     "task",
     "model",
     "init",
+    "protocol",
     "task_kind",
     "selection_metric",
     "test_metric",

@@ -2,11 +2,13 @@
 
 ::
 
-    plmtransfer report LEDGER [--out DIR] [--run-id ID | --latest] [--metric M]
+    plmtransfer report LEDGER [--out DIR] [--run-id ID | --latest] [--metric M ...]
+                       [--figures DIR [--model X ...] [--task T ...] [--init I ...]]
     plmtransfer compare LEDGER_A LEDGER_B [--metric auto|M] [--fail-above 0.02] [--only-diffs]
-                        [--outside-interval [--level 0.05]]
+                        [--outside-interval [--level 0.05]] [--plot OUT.png]
+    plmtransfer compare LEDGER --model X --model Y [--plot OUT.png]
     plmtransfer show LEDGER
-    plmtransfer paper LEDGER [--baselines DIR] [--tolerance 0.05]
+    plmtransfer paper LEDGER [--baselines DIR] [--tolerance 0.05] [--all]
     plmtransfer merge LEDGER... --out FILE [--allow-missing] [--on-conflict fail|newest]
 
 A LEDGER is a ledger directory (JSON Lines parts, what pytest writes) or a single-file ledger.
@@ -61,26 +63,44 @@ def _load(path: Path, run_id: str | None = None, latest: bool = False) -> tuple[
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_plmtransfer.report import render_text, write_report
+    from pytest_plmtransfer.figures import render_figures
+    from pytest_plmtransfer.report import render_tables_text, render_text, write_report
 
     path = _ledger_path(args.ledger)
     layers, claims = _load(path, args.run_id, args.latest)
     if layers.empty and claims.empty:
         out.write(f"{path}: no records{' for that run' if args.run_id or args.latest else ''}\n")
         return 0
-    out.write(render_text(layers, claims, metric=args.metric))
+    metrics = args.metric or [None]
+    out.write("".join(render_tables_text(layers, metric=m) + "\n" for m in metrics[:-1]))
+    out.write(render_text(layers, claims, metric=metrics[-1]))
     if args.out:
-        written = write_report(layers, claims, args.out, metric=args.metric)
-        out.write(f"\nwrote {written['markdown']}, {written['csv']}")
-        if written["png"]:
-            out.write(", " + ", ".join(str(p) for p in written["png"].values()))
-        out.write("\n")
+        from pytest_plmtransfer.summary import report_written_lines
+
+        written = write_report(layers, claims, args.out, metric=metrics[0])
+        out.write("\n" + "\n".join(report_written_lines(written, args.out)) + "\n")
+    if args.figures:
+        figs = render_figures(
+            layers, args.figures, models=args.model, tasks=args.task, inits=args.init, metrics=args.metric
+        )
+        out.write(f"\nwrote {len(figs)} figure(s) (PNG, SVG beside) to {args.figures}:\n")
+        out.write("".join(f"  {f.path.name}: {f.paper_ref}\n" for f in figs))
+        out.write("".join(f"  not drawn: {line}\n" for line in figs.skipped))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.baselines import LedgerComparison
 
+    if args.model:
+        from pytest_plmtransfer.plots import compare_models
+
+        if args.ledger_b is not None:
+            raise CliError("--model compares two models of one ledger: give one ledger")
+        metric = None if args.metric == "auto" else args.metric
+        return compare_models(_ledger_path(args.ledger_a), args.model, args.plot, out, metric=metric)
+    if args.ledger_b is None:
+        raise CliError("give two ledgers, or one ledger and --model X --model Y")
     pa, pb = _ledger_path(args.ledger_a), _ledger_path(args.ledger_b)
     cmp = LedgerComparison.of(
         load_ledger(pa, kind="layer"),
@@ -91,6 +111,10 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         args.level,
     )
     out.write(cmp.format(pa, pb, only_diffs=args.only_diffs))
+    if args.plot:
+        from pytest_plmtransfer.plots import compare_ledgers_plot
+
+        compare_ledgers_plot(pa, pb, args.plot, out, metric=None if args.metric == "auto" else args.metric)
     return cmp.exit_status
 
 
@@ -102,7 +126,8 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_plmtransfer.baselines import BaselineStore, format_paper_rows
+    from pytest_plmtransfer.baselines import BaselineStore
+    from pytest_plmtransfer.paper import run_paper
 
     path = _ledger_path(args.ledger)
     store = BaselineStore(args.baselines)
@@ -110,15 +135,7 @@ def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
     if ref is None:
         raise CliError(f"no paper reference at {store.paper_path}")
     layers, _ = _load(path, args.run_id, args.latest)
-    rows = ref.compare(layers, args.tolerance)
-    out.write(f"the authors' numbers ({ref.source}) vs {path}\n")
-    out.write(format_paper_rows(rows, ref.metric) + "\n")
-    if any(not r.gating for r in rows):
-        out.write(
-            "rows marked 'info' (random/stat) are not gated: our inits differ from the authors' "
-            f"(see {store.paper_path})\n"
-        )
-    return 0 if all(r.ok or r.status == "MISSING" for r in rows) else 1
+    return run_paper(path, ref, layers, args.tolerance, out, show_all=args.all)
 
 
 def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
@@ -184,12 +201,30 @@ def build_parser() -> argparse.ArgumentParser:
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--run-id", help="only the records of this run")
     runs.add_argument("--latest", action="store_true", help="only the records of the most recent run")
-    p.add_argument("--metric", help="metric shown in the tables (default: each task's test metric)")
+    p.add_argument(
+        "--metric",
+        action="append",
+        help="metric shown in the tables and figures, repeatable (default: each task's test metric in the tables, "
+        "the workshop paper's NDCG / ROC-AUC in the figures)",
+    )
+    p.add_argument("--figures", type=Path, help="directory for every paper figure the records allow (PNG and SVG)")
+    for flag in ("model", "task", "init"):
+        p.add_argument(f"--{flag}", action="append", help=f"figures: only this {flag} (repeatable; one-hot stays)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("compare", help="per-(model, task, init, layer) differences between two ledgers")
+    p = sub.add_parser(
+        "compare",
+        help="per-(model, task, init, layer) differences between two ledgers (runs), or two models of one ledger",
+    )
     p.add_argument("ledger_a")
-    p.add_argument("ledger_b")
+    p.add_argument("ledger_b", nargs="?", help="the second ledger (omit with --model X --model Y)")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help="twice: compare these two models of LEDGER_A (their best layers per task, and --plot)",
+    )
+    p.add_argument("--plot", type=Path, metavar="OUT.png", help="draw both sides' layer curves (PNG, SVG beside it)")
     p.add_argument(
         "--metric",
         default="auto",
@@ -221,10 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("paper", help="compare a ledger with the authors' published numbers")
+    p = sub.add_parser("paper", help="the authors' results table beside a ledger's numbers (protocol authors)")
     p.add_argument("ledger")
     p.add_argument("--baselines", type=Path, default=Path("baselines"), help="baseline root (default baselines/)")
     p.add_argument("--tolerance", type=float, default=None, help="override the reference file's tolerance")
+    p.add_argument("--all", action="store_true", help="list every reference value, also those the ledger lacks")
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--run-id")
     runs.add_argument("--latest", action="store_true")
@@ -242,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-conflict",
         choices=ON_CONFLICT,
         default="fail",
-        help="records of one (model, task, layer, init, seed) with different values: 'fail' lists them and "
+        help="records of one (model, task, layer, init, seed, protocol) with different values: 'fail' lists them and "
         "writes nothing (default); 'newest' keeps the newest of each and lists them",
     )
     p.set_defaults(func=cmd_merge)

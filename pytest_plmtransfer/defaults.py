@@ -26,6 +26,7 @@ from typing import Any
 
 from pytest_plmtransfer.baselines import BaselineStore
 from pytest_plmtransfer.claims.spec import ClaimsError, ClaimsFile, load_claims
+from pytest_plmtransfer.protocol import PLMTRANSFER
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: the shipped baselines (package data)
@@ -45,11 +46,11 @@ class LayeredBaselineStore(BaselineStore):
         #: False when the user's claims.json stands alone (no "extends": "default")
         self.layered = not own_claims.is_file() or _extends(own_claims) == EXTENDS_DEFAULT
 
-    def read_path(self, task: str, model: str, init: str) -> Path:
-        own = self.path_for(task, model, init)
+    def read_path(self, task: str, model: str, init: str, protocol: str = PLMTRANSFER) -> Path:
+        own = self.path_for(task, model, init, protocol)
         if own.is_file() or not self.layered:
             return own
-        shipped = self.defaults.path_for(task, model, init)
+        shipped = self.defaults.path_for(task, model, init, protocol)
         return shipped if shipped.is_file() else own
 
     @property
@@ -59,7 +60,7 @@ class LayeredBaselineStore(BaselineStore):
             return own
         return self.defaults.paper_path
 
-    def entries(self) -> list[tuple[str, str, str]]:
+    def entries(self) -> list[tuple[str, str, str, str]]:
         shipped = set(self.defaults.entries()) if self.layered else set()
         return sorted(set(super().entries()) | shipped)
 

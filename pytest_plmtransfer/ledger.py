@@ -49,8 +49,8 @@ from pytest_plmtransfer.locks import LockPolicy, PatientLock
 from pytest_plmtransfer.tempfiles import atomic_write, open_append, write_all
 
 SCHEMA_VERSION = 3
-#: the fields that identify one (model, task, layer, init, seed) measurement
-LAYER_KEY = ("model", "task", "layer", "init", "seed")
+#: the fields that identify one (model, task, layer, init, seed, protocol) measurement
+LAYER_KEY = ("model", "task", "layer", "init", "seed", "protocol")
 PART_SUFFIX = ".jsonl"
 HEADER_KIND = "ledger_part"
 LEGACY_NAME = "legacy.json"
@@ -176,13 +176,9 @@ _KEY_TYPES: dict[str, Callable[[Any], bool]] = {
 }
 
 
-#: what one measurement is: (model, task, layer, init, seed) and the protocol (records that carry
-#: none share a key)
-RECORD_KEY = tuple(dict.fromkeys((*LAYER_KEY, "protocol")))
-
-
 def record_key(record: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(record.get(k) for k in RECORD_KEY)
+    """The record's :data:`LAYER_KEY` values (records written before ``protocol`` share a key)."""
+    return tuple(record.get(k) for k in LAYER_KEY)
 
 
 def ledger_files(path: Path | str, *, run_id: str | None = None) -> list[Path]:
@@ -393,7 +389,7 @@ def load_ledger(path: Path | str, *, kind: str | None = "layer", latest: bool = 
     """Load a ledger (directory or file) into a pandas DataFrame in one call.
 
     ``kind`` selects layer results (default), claim outcomes (``"claim"``) or everything (None).
-    ``latest=True`` keeps only the newest record per (model, task, layer, init, seed).
+    ``latest=True`` keeps only the newest record per (model, task, layer, init, seed, protocol).
     """
     recs = read_records(path)
     if kind is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError
-from pytest_plmtransfer.ledger import RECORD_KEY, Entry, atomic_write_json, ledger_document, read_entries, record_key
+from pytest_plmtransfer.ledger import LAYER_KEY, Entry, atomic_write_json, ledger_document, read_entries, record_key
 from pytest_plmtransfer.records import measurement
 from pytest_plmtransfer.sharding import ShardPlan, group_id
 from pytest_plmtransfer.tempfiles import sweep_stale_temps
@@ -66,7 +66,7 @@ def _describe_conflict(key: tuple[Any, ...], entries: list[Entry]) -> str:
         for e in entries
     ]
     differ = sorted(k for k in set().union(*flat) if len({_canonical({"v": f.get(k)}) for f in flat}) > 1)
-    head = " ".join(f"{n}={v}" for n, v in zip(RECORD_KEY, key) if n != "protocol" or v is not None)
+    head = " ".join(f"{n}={v}" for n, v in zip(LAYER_KEY, key) if n != "protocol" or v is not None)
     parts = [
         f"{', '.join(f'{k}={f.get(k)!r}' for k in differ[:3])} ({e.where}, {_when(e) or 'no timestamp'})"
         for e, f in zip(entries, flat)
@@ -129,7 +129,7 @@ def merge_ledgers(paths: Sequence[Path | str], *, on_conflict: str = "fail") -> 
     if conflicts and on_conflict == "fail":
         more = f"\n  ... and {len(conflicts) - _SHOWN} more" if len(conflicts) > _SHOWN else ""
         raise MergeError(
-            f"{len(conflicts)} (model, task, layer, init, seed) key(s) have records with different values; "
+            f"{len(conflicts)} (model, task, layer, init, seed, protocol) key(s) have records with different values; "
             "nothing written. Drop the wrong input, or keep the newest record of each with "
             "--on-conflict newest:\n" + "\n".join(conflicts[:_SHOWN]) + more
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.models.base import INITS, ONEHOT
+from pytest_plmtransfer.protocol import AUTHORS, AUTHORS_SUITES, PLMTRANSFER, PROTOCOLS
 
 SUITES: dict[str, dict[str, list[str]]] = {
     # Finishes in minutes on a laptop CPU and works offline once data is present.
@@ -365,6 +366,12 @@ class PlmOptions:
         parse=lambda raw, where: parse_seeds(str(raw), where.option),
         help="comma-separated seeds for random/stat inits and heads (default 42)",
     )
+    protocol: str = option(
+        PLMTRANSFER,
+        parse=_choice(tuple(PROTOCOLS)),
+        help="plmtransfer (default) or authors: the authors' code path, quirks included "
+        "(docs/protocols.md); --plm-suite paper/icml default to authors",
+    )
     data_dir: Path | None = option(
         parse=_data_dir,
         unset=_data_dir_from_env,
@@ -406,7 +413,9 @@ class PlmOptions:
         help="list models, tasks and suites with sizes and whether data and weights are present locally, then exit",
     )
     report: bool = option(flag=True, help="print per-task layer tables and claim outcomes at the end")
-    report_dir: Path | None = option(parse=_cli_path, help="also write Markdown, CSV and PNG layer curves here")
+    report_dir: Path | None = option(
+        parse=_cli_path, help="also write report.html, Markdown, CSV and layer curves (PNG, SVG) here"
+    )
     baselines_dir: Path = option(
         Path("baselines"),
         parse=_root_path,
@@ -562,6 +571,8 @@ def options_from_config(config) -> PlmOptions:
     if opts.suite:  # a suite names models and tasks; --plm-models / --plm-tasks win over it
         opts.models = opts.models if "models" in given else list(SUITES[opts.suite]["models"])
         opts.tasks = opts.tasks if "tasks" in given else list(SUITES[opts.suite]["tasks"])
+        if opts.suite in AUTHORS_SUITES and "protocol" not in given:
+            opts.protocol = AUTHORS  # the papers' suites reproduce the papers' numbers
     opts.tasks_chosen = bool(opts.suite) or "tasks" in given
     for task in opts.tasks:
         get_task(task)  # UnknownTaskError names the known ids

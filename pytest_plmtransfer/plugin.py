@@ -351,7 +351,11 @@ def _default_selection_and_order(config, items) -> None:
 
 
 def pytest_report_collectionfinish(config, start_path, items):
-    return config.stash.get(_DEFAULT_LINE_KEY, None)
+    lines = [config.stash.get(_DEFAULT_LINE_KEY, None)]
+    lazy = config.stash.get(SESSION_KEY, None)
+    if lazy is not None and lazy._session is not None:  # a benchmark suite was collected
+        lines.append(f"plmtransfer protocol: {lazy._session.protocol.name} (docs/protocols.md)")
+    return [line for line in lines if line]
 
 
 def pytest_collection_finish(session) -> None:
@@ -427,11 +431,16 @@ def plm_task(plm_embeddings):
 
 @pytest.fixture
 def plm_record(request, plm_session: PlmSession, plm_layer_case: LayerCase):
-    """``plm_record(metrics, head="mlp", settings=None, fit_seconds=0.0)`` writes a ledger record
-    of your own head on the current layer case (reported as ``<model>+<head>``) and returns it."""
+    """``plm_record(metrics, head="mlp", settings=None, fit_seconds=0.0, predictions=None)`` writes a
+    ledger record of your own head on the current layer case (reported as ``<model>+<head>``) and
+    returns it; its test ``predictions`` give it a bootstrap interval like the probe's."""
 
-    def write(metrics: dict, head: str = "mlp", settings: dict | None = None, fit_seconds: float = 0.0) -> dict:
-        record = plm_session.head_record(plm_layer_case, metrics, head, settings=settings, fit_seconds=fit_seconds)
+    def write(
+        metrics: dict, head: str = "mlp", settings: dict | None = None, fit_seconds: float = 0.0, predictions=None
+    ) -> dict:
+        record = plm_session.head_record(
+            plm_layer_case, metrics, head, settings=settings, fit_seconds=fit_seconds, predictions=predictions
+        )
         record["test_id"] = request.node.nodeid
         _write(plm_session, record)
         return record
@@ -448,10 +457,11 @@ def plm_claim_outcome(request, plm_session: PlmSession, plm_claim_case):
     """
     if isinstance(plm_claim_case, _ConfigProblem):
         pytest.fail(str(plm_claim_case), pytrace=False)
+    from pytest_plmtransfer.claims.evaluate import protocol_skip
     from pytest_plmtransfer.claims.kinds import get_kind
 
     options = plm_session.options
-    reason = get_kind(plm_claim_case.kind).skip_reason(options)
+    reason = protocol_skip(plm_claim_case, options) or get_kind(plm_claim_case.kind).skip_reason(options)
     if reason:
         pytest.skip(reason)
     strict = options.strict or options.gate

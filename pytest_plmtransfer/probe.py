@@ -10,7 +10,10 @@ only -- for per-residue tasks over the *scored* training residues -- computed in
 pass (chunk statistics merged with Chan et al.'s parallel formula, float64), so a memory-mapped
 ``(R, D)`` matrix is never loaded whole. A feature whose training standard deviation is zero
 (up to 1e-10 of its mean's magnitude, i.e. rounding) gets scale 0: it reads as 0 in every split,
-never nan, and carries no weight.
+never nan, and carries no weight. Under the ``authors`` protocol (:mod:`pytest_plmtransfer.protocol`)
+the ridge instead divides each centred column by its L2 norm over the training rows (scikit-learn
+< 1.2's ``normalize=True``), fits standardized targets and chooses alpha by their rule, and the
+classifier reads the features as they are (``ProbeSettings.ridge_*``, ``classifier_features``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pytest_plmtransfer.heads.classifier import (
     RowView,
     SoftmaxProbe,
 )
-from pytest_plmtransfer.heads.ridge import DEFAULT_ALPHAS, RIDGE_SELECTION_METRICS, RidgeProbe
+from pytest_plmtransfer.heads.ridge import DEFAULT_ALPHAS, RIDGE_SELECTION_METRICS, RidgeProbe, pick_model
 from pytest_plmtransfer.predictions import TestPredictions
 from pytest_plmtransfer.tasks.spec import SPLITS, SplitName, TaskKind
 
@@ -107,6 +110,17 @@ class ProbeSettings:
     num_threads: int | None = DEFAULT_NUM_THREADS  # torch threads for the classifier
     #: classifier training step: "fused" (closed-form gradient) or "autograd" (the original path)
     engine: str = "fused"
+    #: ridge features: "standardize" (train mean and std) or "l2norm" (centre on train, divide by
+    #: the column's L2 norm over train: scikit-learn < 1.2's Ridge(normalize=True))
+    ridge_features: str = "standardize"
+    #: ridge targets: "raw", or "standardize" (fit on standardized training targets; predictions
+    #: stay in those units and are scored against the raw targets, as the authors' code does)
+    ridge_targets: str = "raw"
+    #: "best_val": the best validation score (ties to the larger alpha); "pick_model": the
+    #: authors' rule (heads/ridge.py pick_model)
+    ridge_rule: str = "best_val"
+    #: classifier features: "standardize" (train mean and std) or "raw"
+    classifier_features: str = "standardize"
 
 
 def settings_for_run(head: dict[str, Any] | None, embedding_device: str) -> ProbeSettings:
@@ -244,12 +258,22 @@ def _probe_regression(
     _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
 
     mean, _, scale = standardization_stats(X, rows["train"])
+    if settings.ridge_features == "l2norm":  # the centred column's L2 norm is std * sqrt(n)
+        scale = scale / np.sqrt(rows["train"].size)
     Xtr = _standardized(X, rows["train"], mean, scale)
     Xva = _standardized(X, rows["val"], mean, scale)
     alphas = DEFAULT_ALPHAS if settings.alphas is None else settings.alphas
     on_device = settings.device != "cpu"
     ridge = RidgeProbe(alphas, inp.selection_metric, backend="torch" if on_device else "numpy", device=settings.device)
-    ridge.fit(Xtr, y[rows["train"]], Xva, y[rows["val"]])
+    y_fit = y[rows["train"]]
+    if settings.ridge_targets == "standardize":  # StandardScaler: population std, 0 -> 1
+        y_fit = (y_fit - y_fit.mean()) / (y_fit.std() or 1.0)
+    ridge.fit(Xtr, y_fit, Xva, y[rows["val"]])
+    if settings.ridge_rule == "pick_model":
+        chosen = pick_model(y[rows["train"]], ridge.predict_path(Xtr), y[rows["val"]], ridge.predict_path(Xva))
+        if chosen is None:
+            raise InputError("the authors' alpha rule chose no alpha: the validation NDCG is undefined at every alpha")
+        ridge.choose(chosen)
 
     pred = {"train": ridge.predict(Xtr), "val": ridge.predict(Xva)}
     del Xtr, Xva
@@ -281,6 +305,9 @@ def _probe_regression(
         "solver": ridge.solver_,
         "method": ridge.method_,
         "device": settings.device,
+        "features": settings.ridge_features,
+        "targets": settings.ridge_targets,
+        "rule": settings.ridge_rule,
     }
     return metrics, head, TestPredictions("regression", yt["test"], pred["test"])
 
@@ -305,7 +332,7 @@ def _softmax(settings: ProbeSettings, n_classes: int, seed: int, per_residue: bo
     return SoftmaxProbe(n_classes, batch_size=batch_size, seed=seed, **{k: getattr(settings, k) for k in passed})
 
 
-def _softmax_head(clf: SoftmaxProbe, classes: list[str]) -> dict[str, Any]:
+def _softmax_head(clf: SoftmaxProbe, classes: list[str], features: str) -> dict[str, Any]:
     cw = clf.class_weight_
     return {
         "head": "softmax",
@@ -321,6 +348,7 @@ def _softmax_head(clf: SoftmaxProbe, classes: list[str]) -> dict[str, Any]:
         "classes": classes,
         "seed": clf.seed,
         "device": str(clf.device),
+        "features": features,
     }
 
 
@@ -365,7 +393,10 @@ def _fit_classifier(
 ) -> tuple[dict[str, float], dict[str, Any], np.ndarray, np.ndarray | None]:
     """Standardize on the training rows, fit, evaluate; returns metrics, head, the test
     probabilities of the rows with seen labels, and (``keep_all_test``) of every test row."""
-    mean, _, scale = standardization_stats(X, rows["train"])
+    if settings.classifier_features == "raw":
+        mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+    else:
+        mean, _, scale = standardization_stats(X, rows["train"])
     views = {s: RowView(X, rows[s], mean, scale) for s in SPLITS}
     clf = _softmax(settings, len(classes), seed, per_residue)
     clf.fit(views["train"], y_rows["train"], views["val"], y_rows["val"])
@@ -389,7 +420,12 @@ def _fit_classifier(
     all_probs = test_probs
     if keep_all_test and not seen.all():
         all_probs = clf.predict_proba(views["test"])
-    return metrics, _softmax_head(clf, classes), test_probs, all_probs if keep_all_test else None
+    return (
+        metrics,
+        _softmax_head(clf, classes, settings.classifier_features),
+        test_probs,
+        all_probs if keep_all_test else None,
+    )
 
 
 def _probe_classification(

@@ -106,6 +106,8 @@ class LayerRecord(_Record):
     init: str
     seed: int | None
     metrics: dict[str, float]
+    #: the protocol the numbers were made under (pytest_plmtransfer.protocol)
+    protocol: str = "plmtransfer"
     num_layers: int | None = None
     task_kind: str | None = None
     head: dict[str, Any] = field(default_factory=dict)
@@ -139,7 +141,7 @@ class LayerRecord(_Record):
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return (self.model, self.task, self.layer, self.init, self.seed)
+        return (self.model, self.task, self.layer, self.init, self.seed, self.protocol)
 
     @property
     def group(self) -> tuple[str, str, int | None]:
@@ -160,6 +162,8 @@ class ClaimRecord(_Record):
     init: str | None
     outcome: str
     passed: bool | None
+    #: the protocol of the layer records the claim was evaluated on
+    protocol: str = "plmtransfer"
     expected_failure: str | None = None
     strict: bool = False
     message: str = ""

@@ -18,7 +18,6 @@ intervals.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,18 +25,23 @@ from typing import Any
 
 import pandas as pd
 
-from pytest_plmtransfer.aggregate import best_layer, curve, depth, metric_columns, normalize, sorted_seeds, task_metrics
+from pytest_plmtransfer.aggregate import (
+    best_layer,
+    better,
+    curve,
+    depth,
+    metric_columns,
+    normalize,
+    sorted_seeds,
+    task_metrics,
+)
 from pytest_plmtransfer.models.base import ONEHOT
+from pytest_plmtransfer.protocol import PLMTRANSFER
 from pytest_plmtransfer.table import text_table
 from pytest_plmtransfer.tempfiles import atomic_write
 
 BEST_MARK = "*"
 INIT_ORDER = {"none": 0, "pretrained": 1, "random": 2, "stat": 3}
-INIT_STYLE = {  # the papers' style: pretrained solid, ablations dashed, one-hot dotted
-    "pretrained": {"linestyle": "-", "marker": "o"},
-    "random": {"linestyle": "--", "marker": "s"},
-    "stat": {"linestyle": (0, (6, 2, 1.5, 2)), "marker": "^"},
-}
 OUTCOME_ORDER = ("failed", "passed", "xfailed", "xpassed", "skipped")
 
 
@@ -73,6 +77,13 @@ class TaskTable:
     test_metric: str
     layers: list[int]
     rows: list[TableRow] = field(default_factory=list)
+    #: the protocol of every row (a table never mixes protocols)
+    protocol: str = PLMTRANSFER
+
+    @property
+    def key(self) -> str:
+        """The task, and the protocol unless it is the default: names figures and image links."""
+        return self.task if self.protocol == PLMTRANSFER else f"{self.task}--{self.protocol}"
 
     @property
     def onehot(self) -> TableRow | None:
@@ -86,16 +97,17 @@ def _order(frame: pd.DataFrame, column: str) -> list[str]:
 
 
 def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTable]:
-    """One :class:`TaskTable` per task, tasks and models in sorted order (one-hot first)."""
+    """One :class:`TaskTable` per (task, protocol), tasks and models in sorted order (one-hot first)."""
     data = normalize(frame)
     tables: list[TaskTable] = []
     if data.empty:
         return tables
-    for task in _order(data, "task"):
-        tdata = data[data["task"] == task]
+    pairs = data[["task", "protocol"]].drop_duplicates().astype(str).itertuples(index=False)
+    for task, protocol in sorted(pairs):
+        tdata = data[(data["task"] == task) & (data["protocol"] == protocol)]
         sel_m, test_m = task_metrics(tdata)
         test_m = metric or test_m
-        table = TaskTable(task, sel_m, test_m, sorted(int(x) for x in tdata["layer"].unique()))
+        table = TaskTable(task, sel_m, test_m, sorted(int(x) for x in tdata["layer"].unique()), protocol=protocol)
         models = _order(tdata, "model")
         models = sorted(models, key=lambda m: m != ONEHOT)  # stable: one-hot first, then by name
         for model in models:
@@ -156,9 +168,8 @@ def _cell(value: tuple[float, float] | None, best: bool, digits: int = 3, half_w
 
 
 def _vs_onehot(row: TableRow, onehot: TableRow | None) -> str:
-    if onehot is None or row is onehot or row.best is None or onehot.best is None:
-        return ""
-    return f"{row.best[0] - onehot.best[0]:+.3f}"
+    delta = _delta(row, onehot)
+    return "" if delta is None else f"{delta:+.3f}"
 
 
 def _grid(table: TaskTable, layers: Sequence[int], with_summary: bool) -> tuple[list[str], list[list[str]]]:
@@ -187,7 +198,7 @@ def _caption(table: TaskTable) -> str:
         )
     return (
         f"{table.task}: {table.test_metric} by layer ({BEST_MARK} = best layer chosen on "
-        f"{table.selection_metric}; {spread})"
+        f"{table.selection_metric}; {spread}; {table.protocol} protocol)"
     )
 
 
@@ -204,6 +215,89 @@ def render_tables_text(frame: pd.DataFrame, *, metric: str | None = None, max_la
                 out.append("")
         out.append("")
     return "\n".join(out).rstrip() + "\n" if out else "no layer results\n"
+
+
+@dataclass
+class LeaderCell:
+    """One row's best layer on one task (chosen on validation) and its test score."""
+
+    layer: int
+    value: float
+    half_width: float | None
+    vs_onehot: float | None
+    rank: int
+
+
+@dataclass
+class LeaderRow:
+    model: str
+    init: str
+    label: str
+    cells: dict[str, LeaderCell] = field(default_factory=dict)
+
+    @property
+    def mean_rank(self) -> float:
+        return sum(c.rank for c in self.cells.values()) / len(self.cells) if self.cells else math.inf
+
+
+def leaderboard(tables: Sequence[TaskTable]) -> list[LeaderRow]:
+    """Per (model, init), each task's best layer and score, ranked per task on its test metric.
+
+    Scores of different tasks are different metrics, so they are never averaged: the order is
+    the mean rank over the tasks a row was measured on (rows measured on more tasks first)."""
+    rows: dict[tuple[str, str], LeaderRow] = {}
+    for table in tables:
+        scored = [(r, r.best) for r in table.rows if r.best is not None and not math.isnan(r.best[0])]
+        onehot = table.onehot
+        for row, best in scored:
+            assert best is not None and row.best_layer is not None
+            rank = 1 + sum(better(other[0], best[0], table.test_metric) for _, other in scored if other is not None)
+            delta = _delta(row, onehot)
+            cell = LeaderCell(row.best_layer, best[0], row.half_widths.get(row.best_layer), delta, rank)
+            rows.setdefault((row.model, row.init), LeaderRow(row.model, row.init, row.label)).cells[table.task] = cell
+    return sorted(rows.values(), key=lambda r: (-len(r.cells), r.mean_rank, r.label))
+
+
+def _delta(row: TableRow, onehot: TableRow | None) -> float | None:
+    if onehot is None or row is onehot or row.best is None or onehot.best is None:
+        return None
+    return row.best[0] - onehot.best[0]
+
+
+def leaderboard_caption(tables: Sequence[TaskTable]) -> str:
+    metrics = ", ".join(f"{t.task} {t.test_metric}" for t in tables)
+    return (
+        f"leaderboard: per task, the layer chosen on validation ({BEST_MARK} in the tables) and its test score "
+        f"({metrics}); rank = mean rank over the tasks a row was measured on"
+    )
+
+
+def leader_cell_text(cell: LeaderCell | None, *, with_delta: bool = False) -> str:
+    if cell is None:
+        return ""
+    txt = f"L{cell.layer:02d} {cell.value:.3f}"
+    if cell.half_width is not None and not math.isnan(cell.half_width):
+        txt += f" ± {cell.half_width:.3f}"
+    if with_delta and cell.vs_onehot is not None:
+        txt += f" ({cell.vs_onehot:+.3f} vs one-hot)"
+    return txt
+
+
+def leaderboard_grid(tables: Sequence[TaskTable], *, with_delta: bool = False) -> tuple[list[str], list[list[str]]]:
+    header = ["rank", "model/init", *(t.task for t in tables)]
+    body = [
+        [f"{r.mean_rank:.1f}", r.label, *(leader_cell_text(r.cells.get(t.task), with_delta=with_delta) for t in tables)]
+        for r in leaderboard(tables)
+    ]
+    return header, body
+
+
+def render_leaderboard_text(frame: pd.DataFrame, *, metric: str | None = None) -> str:
+    tables = task_tables(frame, metric)
+    if not tables:
+        return ""
+    header, body = leaderboard_grid(tables)
+    return "\n".join([leaderboard_caption(tables), *text_table(header, body, "rl" + "r" * len(tables))]) + "\n"
 
 
 def claim_rows(claims: Any) -> list[dict[str, Any]]:
@@ -269,6 +363,8 @@ def render_text(
 ) -> str:
     """The terminal report: one table per task, then the claims' outcomes."""
     text = render_tables_text(frame, metric=metric, max_layer_columns=max_layer_columns)
+    if frame is not None and not frame.empty and normalize(frame)["task"].nunique() > 1:
+        text += "\n" + render_leaderboard_text(frame, metric=metric)
     claims_txt = render_claims_text(claims)
     return text + ("\n" + claims_txt if claims_txt else "")
 
@@ -293,16 +389,23 @@ def render_markdown(
     tables = task_tables(frame, metric)
     if not tables:
         lines.append("No layer results.")
+    if len(tables) > 1:
+        header, body = leaderboard_grid(tables, with_delta=True)
+        lines += ["## Leaderboard", "", _md_escape(leaderboard_caption(tables)), ""]
+        lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+        lines.append("|" + "|".join(["---:", ":---"] + ["---:"] * len(tables)) + "|")
+        lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in body]
+        lines.append("")
     for table in tables:
-        lines += [f"## {table.task}", "", _md_escape(_caption(table)), ""]
+        lines += [f"## {table.task} [{table.protocol}]", "", _md_escape(_caption(table)), ""]
         header, body = _grid(table, table.layers, with_summary=True)
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join([":---", "---:"] + ["---:"] * (len(header) - 2)) + "|")
         for row in body:
             lines.append("| " + " | ".join(_md_escape(c.strip()) for c in row) + " |")
         lines.append("")
-        if images and table.task in images:
-            lines += [f"![{table.task} layer curves]({images[table.task]})", ""]
+        if images and table.key in images:
+            lines += [f"![{table.key} layer curves]({images[table.key]})", ""]
     rows = claim_rows(claims)
     if rows:
         lines += ["## Claims", "", _claims_summary(rows), "", "| outcome | claim | message |", "|---|---|---|"]
@@ -321,7 +424,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     metrics = metric_columns(data)
     tables = task_tables(data)
-    keys = ["task", "model", "init", "layer"]
+    keys = ["task", "protocol", "model", "init", "layer"]
     grouped = data.groupby(keys, sort=False)
     mean = grouped[metrics].mean()
     std_cols = list(dict.fromkeys(m for t in tables for m in (t.test_metric, t.selection_metric) if m in metrics))
@@ -333,6 +436,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
         [
             {
                 "task": t.task,
+                "protocol": t.protocol,
                 "model": r.model,
                 "init": r.init,
                 "seeds": " ".join(r.seeds),
@@ -346,149 +450,51 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
             for ri, r in enumerate(t.rows)
         ]
     )
-    out = out.merge(info, on=["task", "model", "init"], how="left")
-    half = {(t.task, r.model, r.init, l): h for t in tables for r in t.rows for l, h in r.half_widths.items()}
+    out = out.merge(info, on=["task", "protocol", "model", "init"], how="left")
+    half = {
+        (t.task, t.protocol, r.model, r.init, l): h for t in tables for r in t.rows for l, h in r.half_widths.items()
+    }
     if half:  # the ± of the tables: half-width of the 95% interval of the task's test metric
         out["test_metric_ci95_halfwidth"] = [
-            half.get((t, m, i, int(l))) for t, m, i, l in zip(out["task"], out["model"], out["init"], out["layer"])
+            half.get((t, p, m, i, int(l)))
+            for t, p, m, i, l in zip(out["task"], out["protocol"], out["model"], out["init"], out["layer"])
         ]
     out["relative_depth"] = out["layer"] / out["depth"].clip(lower=1)
     out["best"] = out["layer"] == out["best_layer"]
     out = out.sort_values(["order", "layer"], kind="stable").reset_index(drop=True)
-    lead = ["task", "model", "init", "layer", "relative_depth", "seeds", "selection_metric", "test_metric", "best"]
+    lead = [
+        "task",
+        "protocol",
+        "model",
+        "init",
+        "layer",
+        "relative_depth",
+        "seeds",
+        "selection_metric",
+        "test_metric",
+        "best",
+    ]
     rest = [c for c in out.columns if c not in lead and c not in ("depth", "best_layer", "order")]
     return out[lead + rest]
 
 
-# --------------------------------------------------------------------------------------------
-# figures
+def write_report(
+    frame: pd.DataFrame,
+    claims: Any,
+    out_dir: Path | str,
+    *,
+    metric: str | None = None,
+    extra_figures: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Write ``report.md``, ``report.html``, ``results.csv`` and the layer curves (PNG and SVG)
+    into ``out_dir``; ``extra_figures`` (objects with ``path``, ``svg``, ``title``, ``paper_ref``)
+    join the HTML report.
 
-
-def _x_mode(table: TaskTable) -> str:
-    depths = {r.depth for r in table.rows if r.model != ONEHOT}
-    return "depth" if len(depths) > 1 else "layer"
-
-
-def _draw(ax: Any, table: TaskTable, legend: bool = True) -> None:
-    import matplotlib.pyplot as plt
-
-    mode = _x_mode(table)
-    colors = plt.get_cmap("tab10").colors
-    models = [m for m in dict.fromkeys(r.model for r in table.rows) if m != ONEHOT]
-    color = {m: colors[i % len(colors)] for i, m in enumerate(models)}
-    for row in table.rows:
-        if row.model == ONEHOT:
-            continue
-        layers = sorted(row.values)
-        xs = [l / max(row.depth, 1) if mode == "depth" else l for l in layers]
-        ys = [row.values[l][0] for l in layers]
-        sd = [row.values[l][1] for l in layers]
-        style = INIT_STYLE.get(row.init, {"linestyle": ":", "marker": "d"})
-        label = f"{row.model} {row.init}" + (f" (n={row.n_seeds})" if row.n_seeds > 1 else "")
-        ax.plot(xs, ys, color=color[row.model], linewidth=1.8, markersize=4, label=label, **style)
-        if row.half_widths:
-            hw = [row.half_widths.get(l, 0.0) for l in layers]
-            ax.fill_between(
-                xs,
-                [y - h for y, h in zip(ys, hw)],
-                [y + h for y, h in zip(ys, hw)],
-                color=color[row.model],
-                alpha=0.15,
-                linewidth=0,
-            )
-        elif row.n_seeds > 1 and not all(math.isnan(s) for s in sd):
-            lo = [y - (0 if math.isnan(s) else s) for y, s in zip(ys, sd)]
-            hi = [y + (0 if math.isnan(s) else s) for y, s in zip(ys, sd)]
-            ax.fill_between(xs, lo, hi, color=color[row.model], alpha=0.15, linewidth=0)
-        if row.best_layer is not None and row.best_layer in row.values:
-            bx = row.best_layer / max(row.depth, 1) if mode == "depth" else row.best_layer
-            ax.plot(
-                [bx],
-                [row.values[row.best_layer][0]],
-                marker="*",
-                markersize=13,
-                color=color[row.model],
-                markeredgecolor="black",
-                markeredgewidth=0.6,
-                linestyle="none",
-                zorder=5,
-            )
-    one = table.onehot
-    if one is not None and one.best is not None:
-        ax.axhline(one.best[0], color="black", linestyle=":", linewidth=1.6, label=f"one-hot ({one.best[0]:.3f})")
-        hw = one.half_widths.get(one.best_layer) if one.best_layer is not None else None
-        if hw:
-            ax.axhspan(one.best[0] - hw, one.best[0] + hw, color="black", alpha=0.07, linewidth=0)
-    ax.set_title(f"{table.task}")
-    ax.set_xlabel("relative depth (layer / last layer)" if mode == "depth" else "layer")
-    ax.set_ylabel(table.test_metric)
-    if mode == "layer":
-        from matplotlib.ticker import MaxNLocator
-
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(True, alpha=0.3)
-    if legend:
-        ax.legend(fontsize=8, loc="best", framealpha=0.85)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
-def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str | None = None) -> dict[str, Path]:
-    """One PNG per task (``layers_<task>.png``) and an overview with a panel per task
-    (``layers_all.png``, when there are several tasks). Returns task -> path ("_all" for the overview)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tables = task_tables(frame, metric)
-    paths: dict[str, Path] = {}
-    for table in tables:
-        fig, ax = plt.subplots(figsize=(9.0, 4.8), dpi=110)
-        _draw(ax, table, legend=False)
-        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), framealpha=0.85)
-        ax.set_title(
-            f"{table.task}: {table.test_metric} by layer (★ = layer chosen on {table.selection_metric})", fontsize=10
-        )
-        fig.tight_layout()
-        path = out_dir / f"layers_{_safe(table.task)}.png"
-        atomic_write(path, lambda fh, fig=fig: fig.savefig(fh, format="png"))
-        plt.close(fig)
-        paths[table.task] = path
-    if len(tables) > 1:
-        n = len(tables)
-        cols = min(3, n)
-        rows = math.ceil(n / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows + 0.8), dpi=100, squeeze=False)
-        for ax, table in zip(axes.flat, tables):
-            _draw(ax, table, legend=False)
-        for ax in list(axes.flat)[n:]:
-            ax.axis("off")
-        handles, labels = {}, []
-        for ax in axes.flat:
-            for h, l in zip(*ax.get_legend_handles_labels()):
-                key = l.split(" (")[0] if l.startswith("one-hot") else l
-                if key not in handles:
-                    handles[key] = h
-                    labels.append(key)
-        fig.legend([handles[l] for l in labels], labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
-        fig.tight_layout(rect=(0, 0.02 + 0.03 * math.ceil(len(labels) / 4), 1, 1))
-        path = out_dir / "layers_all.png"
-        atomic_write(path, lambda fh, fig=fig: fig.savefig(fh, format="png"))
-        plt.close(fig)
-        paths["_all"] = path
-    return paths
-
-
-def write_report(frame: pd.DataFrame, claims: Any, out_dir: Path | str, *, metric: str | None = None) -> dict[str, Any]:
-    """Write ``report.md``, ``results.csv`` and the layer-curve PNGs into ``out_dir``.
-
-    Returns ``{"markdown": Path, "csv": Path, "png": {task: Path}}``.
+    Returns ``{"html": Path, "markdown": Path, "csv": Path, "png": {task: Path}, "svg": {task: Path}}``.
     """
+    from pytest_plmtransfer.html_report import write_html
+    from pytest_plmtransfer.plots import plot_layer_curves
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = plot_layer_curves(frame, out_dir, metric=metric)
@@ -497,7 +503,16 @@ def write_report(frame: pd.DataFrame, claims: Any, out_dir: Path | str, *, metri
     atomic_write(md, render_markdown(frame, claims, metric=metric, images=images))
     csv = out_dir / "results.csv"
     atomic_write(csv, results_table(frame).to_csv(index=False))
-    return {"markdown": md, "csv": csv, "png": pngs}
+    figures = [*_paper_figures(frame, out_dir), *extra_figures]
+    html = write_html(frame, claims, out_dir / "report.html", curves=pngs, metric=metric, extra_figures=figures)
+    svgs = {task: p.with_suffix(".svg") for task, p in pngs.items()}
+    return {"html": html, "markdown": md, "csv": csv, "png": pngs, "svg": svgs, "figures": [f.path for f in figures]}
+
+
+def _paper_figures(frame: pd.DataFrame, out_dir: Path) -> list[Any]:
+    from pytest_plmtransfer.figures import render_figures
+
+    return list(render_figures(frame, out_dir / "figures"))
 
 
 __all__ = [
@@ -509,7 +524,8 @@ __all__ = [
     "render_claims_text",
     "render_markdown",
     "results_table",
-    "plot_layer_curves",
+    "leaderboard",
+    "render_leaderboard_text",
     "write_report",
     "claim_rows",
 ]

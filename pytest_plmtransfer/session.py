@@ -30,6 +30,7 @@ from pytest_plmtransfer.models.base import INITS, ONEHOT, ModelAdapter
 from pytest_plmtransfer.models.describe import ModelDescription
 from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
 from pytest_plmtransfer.options import PlmOptions, parse_layers
+from pytest_plmtransfer.protocol import get_protocol
 from pytest_plmtransfer.provenance import effective_runtime, machine_info, utc_now
 from pytest_plmtransfer.records import ClaimRecord, LayerRecord, Provenance
 from pytest_plmtransfer.tasks.catalog import UNSEEN_TEST_LABELS_ALLOWED, get_task
@@ -102,6 +103,8 @@ class PlmSession:
         self.shard = Shard.parse(options.shard) if options.shard else None
         #: hash of the shard plan of this selection (set by the plugin after collection)
         self.plan_hash: str | None = None
+        #: every per-protocol choice (how inits are made, data quirks, probe defaults)
+        self.protocol = get_protocol(options.protocol)
         self.cache_dir = options.cache_dir or default_cache_dir()
         self.resolver = DataResolver(
             options.data_dir,
@@ -141,6 +144,7 @@ class PlmSession:
             token_budget=options.token_budget,
             allow_download=options.allow_download,
             progress=False,  # the session's progress line (below) shows embedding, under capture too
+            protocol=options.protocol,
             extra={"attention": options.attention},
         )
         #: the one adapter resident in this process, and the (model, init, seed) it is for
@@ -355,6 +359,14 @@ class PlmSession:
                     f"--plm-from-ledger {path}: the ledger holds no layer records; no claim can be judged"
                 )
             newest: dict[tuple, dict[str, Any]] = {}
+            every = records
+            records = [r for r in every if r.get("protocol") == self.protocol.name]
+            if not records:
+                found = sorted({str(r.get("protocol")) for r in every})
+                raise LedgerError(
+                    f"--plm-from-ledger {path}: no layer records of the {self.protocol.name!r} protocol "
+                    f"(it holds: {', '.join(found)}); choose it with --plm-protocol"
+                )
             for rec in sorted(records, key=lambda r: str(r.get("timestamp") or "")):
                 newest[record_key(rec)] = rec
             self._ledger_records = list(newest.values())
@@ -394,7 +406,7 @@ class PlmSession:
         outcome = evaluate(claim, records_to_frame(records), self.baseline_store())
         fields = claim_record(claim, outcome, strict_missing=strict)
         fields.pop("kind", None)
-        record = ClaimRecord(**fields, provenance=self.provenance())
+        record = ClaimRecord(**fields, protocol=self.protocol.name, provenance=self.provenance())
         return outcome, record.to_dict()
 
     def provenance(self) -> Provenance:
@@ -418,11 +430,15 @@ class PlmSession:
             spec = get_task(task_id)
             try:
                 archive = self.resolver.resolve(spec)
-                self._tasks[task_id] = load_task(spec, archive)
+                self._tasks[task_id] = self.protocol.prepare(load_task(spec, archive))
             except ResourceUnavailable as exc:
                 self._task_errors[task_id] = exc
                 raise
         return self._tasks[task_id]
+
+    def prepared(self, task: TaskData, adapter: ModelAdapter) -> TaskData:
+        """The task's data cut to the model's length limit under this protocol."""
+        return prepare_for_model(task, self.protocol.model_max_residues(adapter.max_residues))
 
     # ---------------------------------------------------------------- running
     def _embedding(self, case: LayerCase, adapter: ModelAdapter, data: TaskData):
@@ -450,8 +466,8 @@ class PlmSession:
             task = self.task_data(case.task)  # first: missing data skips without building the model
         adapter = self.adapter(case.model, case.init, case.seed)
         with self.timer.measure(case.model, "data"):
-            data = prepare_for_model(task, adapter.max_residues)
-            hygiene = self.data_hygiene(data, adapter.max_residues)
+            data = self.prepared(task, adapter)
+            hygiene = self.data_hygiene(data, self.protocol.model_max_residues(adapter.max_residues))
         with self.timer.measure(case.model, "embedding"):
             entry = self._embedding(case, adapter, data)
         probe_seed = case.seed if case.seed is not None else 0
@@ -501,7 +517,7 @@ class PlmSession:
             raise ResourceUnavailable(case.model, case.unavailable)
         task = self.task_data(case.task)  # first: missing data skips without building the model
         adapter = self.adapter(case.model, case.init, case.seed)
-        data = prepare_for_model(task, adapter.max_residues)
+        data = self.prepared(task, adapter)
         entry = self._embedding(case, adapter, data)
         return CaseEmbeddings(case.model, case.init, case.seed, case.task, case.layer, data, entry)
 
@@ -527,7 +543,7 @@ class PlmSession:
         if seed is None and init in ("random", "stat"):
             seed = self.options.seeds[0]
         adapter = self.adapter(model, init, seed)
-        data = prepare_for_model(self.task_data(task), adapter.max_residues)
+        data = self.prepared(self.task_data(task), adapter)
         wanted = sorted(set(layers) if layers is not None else range(adapter.num_layers + 1))
         planned = self._planned_layers.get((model, init, seed, task), set())
         sequences = data.sequences if data.spec.per_residue else sorted(set(data.sequences))
@@ -545,12 +561,16 @@ class PlmSession:
         *,
         settings: dict[str, Any] | None = None,
         fit_seconds: float = 0.0,
+        predictions: Any = None,
     ) -> dict[str, Any]:
         """A ledger record of a user's own head on a layer case, like the linear probe's.
 
         The record's ``model`` is ``<model>+<head>`` (so reports show it as its own row beside
         the linear probe, and baselines can store it); ``base_model`` and ``head_name`` keep the
         parts. ``metrics`` must hold the task's test metric (the reports' headline).
+        ``predictions`` (the test split's, in its order: a 1-D array for a regression task, or a
+        :class:`~pytest_plmtransfer.predictions.TestPredictions`) give the record the same
+        bootstrap interval as the probe's, so tables and plots show the head's band too.
         """
         if not head or any(c in head for c in "+[] "):
             raise ValueError(f"head name {head!r}: a non-empty name without '+', '[', ']' or spaces")
@@ -560,12 +580,22 @@ class PlmSession:
             raise ValueError(f"metrics of head {head!r} lack the task's test metric {spec.test_metric!r}")
         adapter = self.adapter(case.model, case.init, case.seed)
         labelled = LayerCase(f"{case.model}+{head}", case.task, case.layer, case.init, case.seed, case.num_layers)
-        result = {
+        result: dict[str, Any] = {
             "metrics": {k: float(v) for k, v in metrics.items()},
             "head": {"name": head, **(settings or {})},
             "fit_seconds": fit_seconds,
         }
-        hygiene = self.data_hygiene(embedded.data, adapter.max_residues).as_record()
+        if predictions is not None:
+            from pytest_plmtransfer.predictions import TestPredictions
+
+            if not isinstance(predictions, TestPredictions):
+                if spec.kind != "regression":
+                    raise ValueError(f"predictions of head {head!r} on a {spec.kind} task: give a TestPredictions")
+                target = np.asarray(embedded.data.targets, dtype=float)[embedded.split("test")]
+                predictions = TestPredictions("regression", target, np.asarray(predictions, dtype=float))
+            result["intervals"], seconds = self._intervals(predictions, spec.test_metric)
+            result["interval_seconds"] = round(seconds, 4)
+        hygiene = self.data_hygiene(embedded.data, self.protocol.model_max_residues(adapter.max_residues)).as_record()
         record = self._record(labelled, adapter, embedded.data, embedded.entry, result, None, hygiene)
         record.update(base_model=case.model, head_name=head, embed_seconds=0.0)
         return record
@@ -657,9 +687,7 @@ class PlmSession:
     def probe_settings(self, device: str | None = None):
         """Head settings of this run: ``--plm-head-*`` values, probes on the embedding device
         (``device``: where the embeddings really were made; default the requested one)."""
-        from pytest_plmtransfer.probe import settings_for_run
-
-        return settings_for_run(self.options.head, device or self.model_options.device)
+        return self.protocol.probe_settings(self.options.head, device or self.model_options.device)
 
     def _result_key(self, embedding_key: str, data: TaskData, layer: int, seed: int) -> str:
         payload = {
@@ -669,6 +697,7 @@ class PlmSession:
             "data_sha256": data.sha256,
             "layer": layer,
             "seed": seed,
+            "protocol": self.protocol.name,
         }
         settings = self.probe_settings()
         if self.options.head or settings.device != "cpu":  # defaults on CPU add nothing
@@ -689,6 +718,7 @@ class PlmSession:
             model=case.model,
             init=case.init,
             seed=case.seed,
+            protocol=self.protocol.name,
             task=case.task,
             task_kind=spec.kind,
             layer=case.layer,
@@ -705,6 +735,8 @@ class PlmSession:
                 "member": spec.member,
                 "window": list(spec.window) if spec.window else None,
                 "truncation": data.notes.get("truncation"),
+                # the authors' data quirks applied under --plm-protocol authors (protocol.py)
+                "quirks": data.notes.get("quirks"),
                 "hygiene": hygiene,
             },
             weights=adapter.identity(),

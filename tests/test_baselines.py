@@ -1,4 +1,4 @@
-"""Stored baselines: update, compare, tolerances, missing-baseline message, paper reference."""
+"""Stored baselines: update, compare, tolerances, missing-baseline message."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_plmtransfer.baselines import (
-    BaselineError,
-    BaselineMissing,
-    BaselineStore,
-    format_paper_rows,
-    safe_name,
-    tolerance_for,
-)
+from pytest_plmtransfer.baselines import BaselineError, BaselineMissing, BaselineStore, safe_name, tolerance_for
 from pytest_plmtransfer.ledger import records_to_frame
 from pytest_plmtransfer.testing import curve_records, synthetic_records
 
@@ -63,10 +56,10 @@ def test_update_then_compare_passes_and_files_are_reviewable(tmp_path, run):
     cmp = store.compare(one(run, "onehot", "none"))
     assert cmp.ok and len(cmp.rows) == 8  # one layer, eight metrics
     assert store.entries() == [
-        ("gb1_sampled", "onehot", "none"),
-        ("gb1_sampled", "tiny_esm", "pretrained"),
-        ("gb1_sampled", "tiny_esm", "random"),
-        ("gb1_sampled", "tiny_esm", "stat"),
+        ("gb1_sampled", "onehot", "none", "plmtransfer"),
+        ("gb1_sampled", "tiny_esm", "pretrained", "plmtransfer"),
+        ("gb1_sampled", "tiny_esm", "random", "plmtransfer"),
+        ("gb1_sampled", "tiny_esm", "stat", "plmtransfer"),
     ]
 
 
@@ -149,7 +142,7 @@ def test_fewer_seeds_compare_with_their_own_stored_values_and_new_layers_fail(tm
 
 def test_compare_refuses_several_groups_and_corrupt_files(tmp_path, run):
     store = BaselineStore(tmp_path)
-    with pytest.raises(BaselineError, match="one \\(task, model, init\\)"):
+    with pytest.raises(BaselineError, match="one \\(task, model, init, protocol\\)"):
         store.compare(run)
     path = store.path_for("gb1_sampled", "tiny_esm", "stat")
     path.parent.mkdir(parents=True)
@@ -164,30 +157,6 @@ def test_safe_names_for_hub_models(tmp_path):
         BaselineStore(tmp_path).path_for("gb1_sampled", "carp_640M@step=78810", "stat").name
         == "carp_640M@step=78810--stat.json"
     )
-
-
-def test_paper_reference_of_the_repository():
-    store = BaselineStore(REPO / "baselines")
-    ref = store.paper()
-    assert ref is not None and ref.metric == "test_spearman" and ref.seed == 42 and ref.tolerance == 0.05
-    assert ref.value("gb1_sampled", "onehot", "none") == 0.789
-    assert ref.value("gb1_two_vs_rest", "esm1b_t33_650M_UR50S", "stat") == 0.411
-    assert len(ref.entries()) == 3 * (1 + 4 * 3)
-    records = (
-        curve_records("carp_600k", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.8, 0.80)]})
-        + curve_records(
-            "carp_600k", "gb1_sampled", "random", {42: [(0.5, 0.5), (0.6, 0.60)], 0: [(0.5, 0.5), (0.6, 0.1)]}
-        )
-        + curve_records("antiberty", "gb1_sampled", "pretrained", {None: [(0.5, 0.5)]})
-    )
-    rows = ref.compare(records_to_frame(records))
-    assert [(r.model, r.init, r.status) for r in rows] == [
-        ("carp_600k", "pretrained", "OK"),
-        ("carp_600k", "random", "info"),
-    ]
-    assert rows[1].seed_used == "42" and rows[1].current == pytest.approx(0.60)
-    text = format_paper_rows(rows)
-    assert "0.786" in text and "+0.014" in text and "info" in text
 
 
 def test_more_seeds_than_the_baseline_compare_the_shared_seed(tmp_path):

@@ -51,7 +51,7 @@ def test_defaults_are_filled_in_and_optional_parameters_stay_absent():
             {"tolerance": 1},
             "unknown parameter 'tolerance' for beats_onehot; known: level, margin, metric, selection_metric",
         ),
-        ("saturates_by", {"layer": 1.5}, "parameter 'layer' must be int, got 1.5"),
+        ("saturates_by", {"layer": 1.5}, "parameter 'layer' must be int/dict, got 1.5"),
         ("saturates_by", {"layer": -1}, "'layer' must be >= 0, got -1"),
         ("saturates_by", {"fraction": 0}, "'fraction' must be in (0, 1], got 0"),
         ("saturates_by", {"fraction": 1.2}, "'fraction' must be in (0, 1], got 1.2"),
@@ -110,14 +110,10 @@ def test_inits_defaults_and_fixed_inits_come_from_the_kind():
 
 def test_what_each_kind_applies_to_compares_with_and_skips():
     case = ClaimCase("c", "beats_onehot", "m", "t", "pretrained")
-    assert get_kind("beats_onehot").comparators(case) == ("onehot",)
-    assert all(get_kind(k).comparators(case) == () for k in kind_names() if k != "beats_onehot")
-    assert [k for k in kind_names() if not get_kind(k).for_onehot] == [
-        "beats_onehot",
-        "saturates_by",
-        "pretrained_beats_random",
-        "pretrained_beats_stat",
-    ]
+    with_onehot = ("beats_onehot", "not_always_beats_onehot")
+    assert all(get_kind(k).comparators(case) == ("onehot",) for k in with_onehot)
+    assert all(get_kind(k).comparators(case) == () for k in kind_names() if k not in with_onehot)
+    assert [k for k in kind_names() if get_kind(k).for_onehot] == ["no_regression", "matches_paper"]
     assert get_kind("pretrained_beats_random").applies_to("m", {"pretrained", "random"})
     assert not get_kind("pretrained_beats_random").applies_to("m", {"pretrained", "stat"})
     assert not get_kind("pretrained_beats_stat").applies_to("m", ())
@@ -146,11 +142,17 @@ def always():
 
 
 def test_builtin_kinds_in_their_order():
-    assert kind_names()[:6] == (
+    assert kind_names()[:12] == (
         "beats_onehot",
         "saturates_by",
         "pretrained_beats_random",
         "pretrained_beats_stat",
+        "stat_beats_random",
+        "equivalent",
+        "similar_across_models",
+        "not_always_beats_onehot",
+        "declines_after_peak",
+        "trend",
         "no_regression",
         "matches_paper",
     )

@@ -281,7 +281,7 @@ def test_pretrained_beats_random_missing_random_says_what_to_run():
     assert "--plm-inits pretrained,random --plm-seeds 42,0,12345" in out.message
 
 
-# ------------------------------------------------------------------------------ no_regression, matches_paper
+# ------------------------------------------------------------------------------ no_regression (matches_paper: test_paper.py)
 
 
 def test_no_regression_through_the_baseline_store(tmp_path):
@@ -295,22 +295,6 @@ def test_no_regression_through_the_baseline_store(tmp_path):
     out = evaluate(c, frame(worse), store)
     assert not out.passed
     assert "test_spearman" in out.message and "FAIL" in out.message and "-0.1000" in out.message
-
-
-def test_matches_paper(tmp_path):
-    root = tmp_path / "baselines"
-    (root / "paper").mkdir(parents=True)
-    ref = json.loads((REPO / "baselines" / "paper" / "reference.json").read_text())
-    (root / "paper" / "reference.json").write_text(json.dumps(ref))
-    store = BaselineStore(root)
-    carp = curve_records("carp_600k", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.8, 0.77)]})
-    out = evaluate(case("matches_paper", model="carp_600k"), frame(carp), store)
-    assert out.passed and "the authors' 0.786" in out.message
-    far = curve_records("carp_600k", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.8, 0.70)]})
-    out = evaluate(case("matches_paper", model="carp_600k"), frame(far), store)
-    assert not out.passed and "FAIL" in out.message
-    other = curve_records("antiberty", "gb1_sampled", "pretrained", {None: [(0.5, 0.5)]})
-    assert evaluate(case("matches_paper", model="antiberty"), frame(other), store).missing
 
 
 # ------------------------------------------------------------------------------ outcomes, strict xfail

@@ -21,6 +21,7 @@ def _rec(model="onehot", layer=0, value=0.5, ts="2026-01-01T00:00:00+00:00", **k
         "layer": layer,
         "init": "none",
         "seed": None,
+        "protocol": "plmtransfer",
         "metrics": {"test_spearman": value},
         "timestamp": ts,
         **kw,

@@ -287,9 +287,16 @@ def report_section(result) -> list[str]:
     for line in lines[start + 1 :]:
         if line.startswith("="):  # pytest's final "N passed in X s" line
             break
-        if line.startswith(("plmtransfer: report written to", "  markdown:", "  csv:", "  png:")) or re.search(
-            r"\bin \d+(\.\d+)?s\b", line
-        ):
+        written = (
+            "plmtransfer: report written to",
+            "  html:",
+            "  markdown:",
+            "  csv:",
+            "  png:",
+            "  svg:",
+            "  figures:",
+        )
+        if line.startswith(written) or re.search(r"\bin \d+(\.\d+)?s\b", line):
             continue
         section.append(line.rstrip())
     return section
@@ -326,13 +333,23 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
     parallel.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
     assert report_section(parallel) == section
 
-    # --plm-report-dir: Markdown, CSV and one PNG per task plus the overview
+    # --plm-report-dir: the page, Markdown, CSV, one PNG (SVG beside) per task plus the overview, and
+    # the papers' figures that a toy model allows (no family, size or checkpoints)
     assert sorted(p.name for p in out_dir.iterdir()) == [
+        "figures",
         "layers_all.png",
+        "layers_all.svg",
         "layers_gb1_sampled.png",
+        "layers_gb1_sampled.svg",
         "layers_gb1_two_vs_rest.png",
+        "layers_gb1_two_vs_rest.svg",
+        "report.html",
         "report.md",
         "results.csv",
+    ]
+    drawn = ["icml_ablation_gaps", "icml_best_layer", "icml_pretrained_vs_onehot", "workshop_grid_tiny"]
+    assert sorted(p.name for p in (out_dir / "figures").iterdir()) == [
+        f"{n}_paper.{e}" for n in drawn for e in ("png", "svg")
     ]
     md = (out_dir / "report.md").read_text()
     assert "## gb1_sampled" in md and "## gb1_two_vs_rest" in md

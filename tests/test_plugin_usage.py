@@ -231,8 +231,8 @@ def test_a_reference_run_whose_claims_fail_says_the_gate_will_fail_too(pytester,
     update.stdout.fnmatch_lines(
         [
             "--plm-update-baselines: wrote * baseline file(s) under *baselines",
-            # (the shipped matches_paper claim fails too: generated data are not the paper's)
-            "plmtransfer: 2 claim(s) failed on this reference run (*test_claim[[]beats_onehot-my_plm-gb1_sampled-pretrained[]]*);"
+            # (the shipped matches_paper claim is of protocol authors: skipped in this plmtransfer run)
+            "plmtransfer: 1 claim(s) failed on this reference run (*test_claim[[]beats_onehot-my_plm-gb1_sampled-pretrained[]]*);"
             ' --plm-gate will fail on them too. Fix the model, or declare them in *claims.json as "expected_failures"*',
         ]
     )
@@ -253,9 +253,12 @@ def test_mlp_head(plm_layer_case, plm_embeddings, plm_task, plm_record):
     scaler = StandardScaler().fit(X[train])
     mlp = MLPRegressor(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
     mlp.fit(scaler.transform(X[train]), y[train])
-    rho = spearmanr(mlp.predict(scaler.transform(X[test])), y[test])[0]
-    record = plm_record({"test_spearman": float(rho)}, head="mlp", settings={"hidden": [16]})
+    pred = mlp.predict(scaler.transform(X[test]))
+    rho = spearmanr(pred, y[test])[0]
+    record = plm_record({"test_spearman": float(rho)}, head="mlp", settings={"hidden": [16]}, predictions=pred)
     assert record["model"] == plm_layer_case.model + "+mlp" and record["layer"] == plm_layer_case.layer
+    ci = record["intervals"]["test_spearman"]  # the head's band in tables and plots
+    assert ci["low"] < ci["high"] and abs(ci["estimate"] - rho) < 1e-12 and ci["n_resamples"] == 50
 
 
 def test_explicit_request(plm_session):
@@ -274,6 +277,8 @@ def test_mlp_head_on_plm_embeddings_shares_the_forward_pass_and_lands_in_ledger_
         "--plm-inits=pretrained",
         f"--plm-data-dir={flip_root}",
         "--plm-report",
+        f"--plm-report-dir={pytester.path / 'report'}",
+        "--plm-bootstrap=50",
         "-W",
         "ignore::UserWarning",
     )
@@ -287,6 +292,11 @@ def test_mlp_head_on_plm_embeddings_shares_the_forward_pass_and_lands_in_ledger_
     assert all(r["embedding_key"] == linear[r["layer"]] for r in mlp)
     table = result.stdout.str().split("plmtransfer report", 1)[1]
     assert "tiny_user+mlp/pretrained" in table and "tiny_user/pretrained" in table
+    row = next(line for line in table.splitlines() if line.startswith("tiny_user+mlp/pretrained"))
+    assert row.count(" ± ") == 3  # every layer of the head has its interval
+    result.stdout.fnmatch_lines(["  html: report/report.html"])
+    page = (pytester.path / "report" / "report.html").read_text()
+    assert 'id="task-gb1_sampled-figure"' in page and "tiny_user+mlp/pretrained" in page
 
 
 # ------------------------------------------------------------------------- progress (10.4, 13.1)

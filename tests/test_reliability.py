@@ -725,9 +725,11 @@ def test_merge_lists_and_refuses_conflicts_unless_told_to_keep_the_newest(tmp_pa
     out = tmp_path / "m.json"
     code, err = _merge(tmp_path / "a", tmp_path / "b", "--out", out)
     assert code == 2 and not out.exists()
-    assert "1 (model, task, layer, init, seed) key(s) have records with different values; nothing written" in err
     assert (
-        f"model=toy task=gb1_sampled layer=1 init=pretrained seed=None: test_spearman=0.1 "
+        "1 (model, task, layer, init, seed, protocol) key(s) have records with different values; nothing written" in err
+    )
+    assert (
+        f"model=toy task=gb1_sampled layer=1 init=pretrained seed=None protocol=plmtransfer: test_spearman=0.1 "
         f"({tmp_path / 'a' / 'r--all--main.jsonl'}: line 3, 2026-01-01T00:00:00+00:00) vs test_spearman=0.5 "
         f"({tmp_path / 'b' / 'r2--all--main.jsonl'}: line 3, 2026-01-02T00:00:00+00:00)"
     ) in err
@@ -807,8 +809,9 @@ def test_errors_in_a_claims_file_that_extends_the_shipped_one_name_the_users_fil
 
 @pytest.mark.parametrize("value", ["Infinity", "NaN", "-Infinity"])
 def test_non_finite_tolerances_and_margins_are_refused(tmp_path, value):
-    from pytest_plmtransfer.baselines import FORMAT, PAPER_FORMAT, BaselineError, BaselineStore
+    from pytest_plmtransfer.baselines import FORMAT, BaselineError, BaselineStore
     from pytest_plmtransfer.claims.spec import load_claims
+    from pytest_plmtransfer.paper import FORMAT as PAPER_FORMAT
 
     number = float(value)  # json.dumps writes it as the token a user would type
     claims = tmp_path / "claims.json"
@@ -819,7 +822,17 @@ def test_non_finite_tolerances_and_margins_are_refused(tmp_path, value):
     store = BaselineStore(tmp_path / "b")
     store.paper_path.parent.mkdir(parents=True)
     store.paper_path.write_text(json.dumps({"format": PAPER_FORMAT, "tolerance": number, "values": {}}))
-    with pytest.raises(BaselineError, match="'tolerance' or 'values' holds a non-finite number"):
+    with pytest.raises(BaselineError, match=f"{store.paper_path}: 'tolerance' must be a finite number"):
+        store.paper()
+    row = {"task": "gb1_sampled", "model": "m", "init": "pretrained", "metric": "test_spearman", "source": "s"}
+    doc = {
+        "format": PAPER_FORMAT,
+        "sources": {"s": {}},
+        "tasks": {"gb1_sampled": {}},
+        "values": [{**row, "value": number}],
+    }
+    store.paper_path.write_text(json.dumps(doc))
+    with pytest.raises(BaselineError, match=r"values\[0\]: 'value' must be a finite number"):
         store.paper()
     base = tmp_path / "b" / "gb1_sampled" / "m--pretrained.json"
     base.parent.mkdir()

@@ -21,6 +21,15 @@ is used rather than a rank test because with 3-5 seeds no rank or sign test can 
 all (e.g. the exact sign test's smallest p with 3 seeds is 0.125). With one seed there is no
 test: a plain comparison, and the message says so.
 
+Protocols: a claim that names a ``protocol`` is evaluated only on records of that protocol (a
+record without the field is ``plmtransfer``); one that names none, on the records' own protocol,
+which must be a single one. Under ``authors`` every built-in kind compares last layers, as the
+authors' analysis does, and the ablation test is theirs (``scr/analysis/repstat.py``,
+``perform_t_test``): a one-sided one-sample t-test of the ablation's replicate seeds' last-layer
+values against the pretrained last-layer value (``scipy.stats.ttest_1samp``,
+``alternative="less"``), significant at p < 0.05; no paired bootstrap. What follows describes
+the ``plmtransfer`` protocol.
+
 Paired tests (issue 12): when the records refer to stored test predictions (every record written
 since predictions are kept), ``beats_onehot``, ``pretrained_beats_*`` and ``saturates_by``
 instead compare the two sides' predictions on the same test examples with a paired bootstrap
@@ -33,7 +42,7 @@ without predictions keep the comparisons above, and the message says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -41,6 +50,7 @@ import pandas as pd
 from pytest_plmtransfer.aggregate import normalize
 from pytest_plmtransfer.baselines import BaselineError, BaselineStore
 from pytest_plmtransfer.claims.spec import ClaimCase
+from pytest_plmtransfer.paper import DEFAULT_PROTOCOL, record_protocol
 
 REPLICATE_HINT = "--plm-seeds 42,0,12345"
 
@@ -57,22 +67,53 @@ class ClaimOutcome:
 
 def evaluate(case: ClaimCase, layer_results: pd.DataFrame, baselines: BaselineStore | None = None) -> ClaimOutcome:
     """Evaluate ``case`` on ``layer_results`` (a layer frame, e.g. ``load_ledger(path)``)."""
-    return _evaluate(case, normalize(layer_results), baselines)
-
-
-def _evaluate(case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
     # imported here: kinds.py builds on this module (ClaimOutcome)
     from pytest_plmtransfer.claims.kinds import get_kind
 
+    if layer_results is not None and "kind" in layer_results.columns:
+        layer_results = layer_results[layer_results["kind"].isna() | (layer_results["kind"] == "layer")]
+    if layer_results is not None and not layer_results.empty:
+        # before normalize(): records of two protocols must not replace each other there
+        protocols = record_protocol(layer_results)
+        present = sorted(set(protocols))
+        wanted = case.protocol or (present[0] if len(present) == 1 else None)
+        if wanted is None:
+            return ClaimOutcome(
+                False,
+                f"{case.id}: the records mix the protocols {', '.join(present)} and the claim names none; "
+                "give it a 'protocol' (results of different protocols are never compared)",
+                missing=True,
+            )
+        layer_results = layer_results[protocols == wanted]
+        if layer_results.empty:
+            return ClaimOutcome(
+                False,
+                f"{case.id}: no records of protocol {wanted!r} (the records are {', '.join(present)}); "
+                f"run with --plm-protocol {wanted}",
+                missing=True,
+            )
+        case = replace(case, protocol=wanted)
     try:
-        outcome = get_kind(case.kind).evaluate(case, frame, baselines)
+        outcome = get_kind(case.kind).evaluate(case, normalize(layer_results), baselines)
     except BaselineError as exc:  # unreadable baseline files: a failure that says why
         return ClaimOutcome(False, str(exc), {"error": str(exc)})
     outcome.detail.setdefault("claim", case.name)
     outcome.detail.setdefault("kind", case.kind)
+    if case.protocol:
+        outcome.detail.setdefault("protocol", case.protocol)
     if case.finding:
         outcome.detail.setdefault("finding", case.finding)
     return outcome
+
+
+def protocol_skip(case: ClaimCase, options: Any) -> str | None:
+    """Why a claim of another protocol than the run's is skipped (never failed, even under
+    ``--plm-gate``): it could only be judged on records this run does not make. Claims read from
+    ``--plm-from-ledger`` are judged on the ledger's records, whatever the run's protocol."""
+    run = getattr(options, "protocol", None) or DEFAULT_PROTOCOL
+    if case.protocol is None or case.protocol == run or getattr(options, "from_ledger", None) is not None:
+        return None
+    return f"claim of protocol {case.protocol!r}, this run is {run!r} (--plm-protocol {case.protocol} to judge it)"
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ File format (``"format": "plmtransfer-claims/1"``)::
           "name": "beats_onehot",              # optional, defaults to kind; prefixes test ids
           "kind": "beats_onehot",              # a registered kind (claims/kinds.py)
           "finding": "why we expect this",     # optional free text (the paper's finding)
+          "protocol": "authors",               # optional: evaluated only on records of this protocol
           "models": ["antiberty", "carp_*"],   # list of globs, or one glob string ("*")
           "tasks": "gb1_*",
           "inits": ["pretrained"],             # default: the kind's default_inits
@@ -41,8 +42,12 @@ from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.models.base import ONEHOT
 
 FORMAT = "plmtransfer-claims/1"
+#: the protocols a claim may name (``--plm-protocol``): the authors' code path, and this project's own
+PROTOCOLS = ("authors", "plmtransfer")
 
-_ENTRY_KEYS = frozenset({"name", "kind", "finding", "models", "tasks", "inits", "params", "expected_failures"})
+_ENTRY_KEYS = frozenset(
+    {"name", "kind", "finding", "protocol", "models", "tasks", "inits", "params", "expected_failures"}
+)
 _XFAIL_KEYS = frozenset({"models", "tasks", "inits", "reason", "strict"})
 
 
@@ -85,6 +90,8 @@ class ClaimSpec:
     finding: str = ""
     index: int = 0
     source: str = "<claims>"
+    #: evaluated only on records of this protocol (None: the records' own, which must be one)
+    protocol: str | None = None
 
     def selects(self, model: str, task: str, init: str) -> bool:
         if model == ONEHOT:
@@ -110,6 +117,7 @@ class ClaimCase:
     strict: bool = True
     index: int = 0
     source: str = "<claims>"
+    protocol: str | None = None
 
     @property
     def id(self) -> str:
@@ -237,6 +245,9 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
             problems.append(f"{where}: {problem}")
         params, param_problems = claim_kind.validate_params(entry.get("params"))
         problems += [f"{where}: {p}" for p in param_problems]
+        protocol = entry.get("protocol")
+        if protocol is not None and protocol not in PROTOCOLS:
+            problems.append(f"{where}: 'protocol' is {protocol!r}; must be one of {', '.join(PROTOCOLS)}")
         finding = entry.get("finding", "")
         if not isinstance(finding, str):
             problems.append(f"{where}: 'finding' must be a string")
@@ -267,7 +278,9 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
             if xm and xt and xi:
                 xfails.append(ExpectedFailure(xm, xt, xi, reason, strict))
         if models and tasks and inits:
-            specs.append(ClaimSpec(name, kind, models, tasks, inits, params, tuple(xfails), finding, i, source))
+            specs.append(
+                ClaimSpec(name, kind, models, tasks, inits, params, tuple(xfails), finding, i, source, protocol)
+            )
     if problems:
         raise ClaimsError(source, problems)
     description = doc.get("description", "")
@@ -354,6 +367,7 @@ def expand_claims(
                     strict=xfail.strict if xfail else True,
                     index=spec.index,
                     source=spec.source,
+                    protocol=spec.protocol,
                 )
             )
     return cases

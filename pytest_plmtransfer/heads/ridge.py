@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits  # a scikit-learn dependency, so alw
 
 from pytest_plmtransfer import metrics as M
 
-__all__ = ["DEFAULT_ALPHAS", "RIDGE_METHODS", "RIDGE_SELECTION_METRICS", "RidgeProbe", "solve_shifted"]
+__all__ = ["DEFAULT_ALPHAS", "RIDGE_METHODS", "RIDGE_SELECTION_METRICS", "RidgeProbe", "pick_model", "solve_shifted"]
 
 #: Default penalty grid: 10^-3 .. 10^6 in half-decade steps (19 values).
 #:
@@ -292,11 +292,15 @@ class RidgeProbe:
         else:
             self.val_scores_ = self._score_path(X_val, y_val)
             best = self._select(self.val_scores_)
-        self.best_index_ = int(best)
-        self.alpha_ = float(self.alphas_[best])
-        self.coef_ = self._coefs[best].copy()
-        self.intercept_ = float(self.y_mean_ - self.x_mean_ @ self.coef_)
+        self.choose(best)
         return self
+
+    def choose(self, index: int) -> None:
+        """Keep the fit at ``alphas_[index]`` (for a selection rule of the caller's own)."""
+        self.best_index_ = int(index)
+        self.alpha_ = float(self.alphas_[index])
+        self.coef_ = self._coefs[index].copy()
+        self.intercept_ = float(self.y_mean_ - self.x_mean_ @ self.coef_)
 
     def _score_path(self, X_val: np.ndarray, y_val: object) -> np.ndarray:
         yv = np.asarray(y_val, dtype=np.float64).reshape(-1)
@@ -356,3 +360,23 @@ class RidgeProbe:
                 np.asarray(X[a : a + _CHUNK_ROWS], dtype=np.float64) @ self.coef_ + self.intercept_
             )
         return out
+
+
+def pick_model(
+    train_true: np.ndarray, train_path: np.ndarray, val_true: np.ndarray, val_path: np.ndarray
+) -> int | None:
+    """The authors' alpha rule (microsoft/protein-transfer 8aed4087, scr/model/run_sklearn.py:584-648).
+
+    Alphas are visited in grid order; one replaces the kept one only when its training MSE is
+    strictly lower **and** its validation NDCG strictly higher than the kept one's (start: MSE
+    infinite, NDCG -1), so the first alpha is always taken and a later one must win on both.
+    ``train_path`` / ``val_path`` are ``(n_alphas, n)`` predictions; the targets are passed as the
+    authors' code scores them (raw, while the predictions are in standardized-target units).
+    None when no alpha qualifies (their code then fails on ``None.predict``).
+    """
+    best, best_mse, best_ndcg = None, np.inf, -1.0
+    for i in range(len(train_path)):
+        mse, ndcg = M.mse(train_true, train_path[i]), M.ndcg(val_true, val_path[i])
+        if mse < best_mse and ndcg > best_ndcg:
+            best, best_mse, best_ndcg = i, mse, ndcg
+    return best

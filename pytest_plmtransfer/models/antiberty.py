@@ -123,34 +123,33 @@ def load_tokenizer(files: AntibertyFiles | None = None) -> Any:
     return BertTokenizer(vocab=str(files.vocab), do_lower_case=False)
 
 
-def load_model(init: str, seed: int | None, files: AntibertyFiles | None = None) -> tuple[Any, dict[str, Any]]:
-    """``(BertModel, extra identity facts)`` for ``init``; the model is on CPU, float32.
+def load_model(
+    init: str, seed: int | None, files: AntibertyFiles | None = None, protocol: str = "plmtransfer"
+) -> tuple[Any, dict[str, Any]]:
+    """``(BertModel, extra identity facts)`` for ``init`` under ``protocol``; the model is on CPU, float32.
 
-    ``random`` reads only ``config.json``; ``pretrained``/``stat`` load the checkpoint and fail if
-    any parameter of the encoder was missing from it.
+    ``random`` under plmtransfer reads only ``config.json``; everything else loads the checkpoint
+    and fails if any parameter of the encoder was missing from it.
     """
     from transformers import BertConfig, BertModel
 
     from pytest_plmtransfer.models.hf import check_loading_info, quiet_transformers
-    from pytest_plmtransfer.models.inits import apply_stat_init, seeded_construction, stat_summary
+    from pytest_plmtransfer.models.inits import ablate, seeded_construction
+    from pytest_plmtransfer.protocol import get_protocol
 
+    rules = get_protocol(protocol)
     files = files or antiberty_files()
-    extra: dict[str, Any] = {}
+    if init not in ("pretrained", "random", "stat"):
+        raise PlmTransferError(f"{NAME}: unknown init {init!r}")
     with quiet_transformers():
-        if init == "random":
+        if init == "random" and rules.ablation == "constructor":
             config = BertConfig.from_pretrained(str(files.model_dir))
             with seeded_construction(seed):
                 model = BertModel(config, add_pooling_layer=False)
-        elif init in ("pretrained", "stat"):
-            model, info = BertModel.from_pretrained(
-                str(files.model_dir), add_pooling_layer=False, output_loading_info=True
-            )
-            check_loading_info(info, f"AntiBERTy ({files.model_dir})")
-            if init == "stat":
-                extra["stat"] = stat_summary(apply_stat_init(model, seed))
-        else:
-            raise PlmTransferError(f"{NAME}: unknown init {init!r}")
-    return model, extra
+            return model, {"protocol": rules.name}
+        model, info = BertModel.from_pretrained(str(files.model_dir), add_pooling_layer=False, output_loading_info=True)
+        check_loading_info(info, f"AntiBERTy ({files.model_dir})")
+    return model, ablate(model, init, seed, rules, "generic")
 
 
 def create_antiberty(name: str, init: str, seed: int | None, options: ModelOptions) -> HFAdapter:
@@ -167,7 +166,7 @@ def create_antiberty(name: str, init: str, seed: int | None, options: ModelOptio
             f"{NAME}: expected [CLS] residues [SEP], the tokenizer gives prefix {tokenizer.prefix} "
             f"and suffix {tokenizer.suffix} (transformers {transformers.__version__})"
         )
-    model, extra = load_model(init, seed, files)
+    model, extra = load_model(init, seed, files, options.protocol)
     config = {**config_summary(model.config), **extra, "unknown_residues_as_unk": "XBZUO"}
     return HFAdapter(
         model,

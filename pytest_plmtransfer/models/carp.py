@@ -178,36 +178,41 @@ class CarpAdapter(TorchAdapter):
 # --------------------------------------------------------------------------- factories
 def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     """Factory for ``carp_*`` names, ``carp_*@<checkpoint>`` and CARP-format ``.pt`` paths."""
-    from pytest_plmtransfer.models.inits import apply_stat_init, seeded_construction, stat_summary
+    from pytest_plmtransfer.models.inits import ablate, seeded_construction
+    from pytest_plmtransfer.protocol import protocol_of
 
+    protocol = protocol_of(options)
     base, tag = weights.split_name(name)
     table_cfg = CARP_CONFIGS.get(base)
     is_path = table_cfg is None and name.endswith(".pt")
     display = Path(name).stem if is_path else name
     if init not in ("pretrained", "stat", "random"):
         raise PlmTransferError(f"CARP models support inits pretrained, random, stat (not {init!r})")
-    if init == "random" and table_cfg is not None:
+    # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
+    fresh = init == "random" and protocol.ablation == "constructor"
+    if fresh and table_cfg is not None:
         with seeded_construction(seed):
             model = build_architecture(table_cfg)
-        return CarpAdapter(model, table_cfg, options, name=display, init=init, seed=seed)
+        return CarpAdapter(
+            model, table_cfg, options, name=display, init=init, seed=seed, config={"protocol": protocol.name}
+        )
     request = weights.checkpoint_request(name, LIBRARY, weights.CARP_URL if tag is None else None)
     path = weights.resolve_checkpoint(request, options)
     data = weights.load_checkpoint(path)
     if not isinstance(data, dict):
         raise PlmTransferError(f"{path}: not a sequence-models CARP checkpoint")
-    if init == "random":
+    if fresh:
         cfg = config_from_data(data)
         with seeded_construction(seed):
             model = build_architecture(cfg)
-        return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, config={"source": path.name})
+        config = {"source": path.name, "protocol": protocol.name}
+        return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, config=config)
     identity = weights.weights_identity(path)
     with seeded_construction(0):  # load_state_dict is strict; seeding just keeps it obviously pure
         model = load_from_data(data, path)
     cfg = config_from_data(data)
     del data
-    extra: dict[str, Any] = {}
-    if init == "stat":
-        extra["stat"] = stat_summary(apply_stat_init(model, seed))
+    extra = ablate(model, init, seed, protocol, "carp")
     return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)
 
 

@@ -130,9 +130,9 @@ def peek_checkpoint(path: str | Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- built-in families
 def onehot(name: str, options: Any) -> ModelDescription:
-    from pytest_plmtransfer.models.onehot import OneHotAdapter
+    from pytest_plmtransfer.protocol import protocol_of
 
-    return ModelDescription(0, OneHotAdapter.embed_dim, None, 0, "fixed one-hot alphabet")
+    return ModelDescription(0, len(protocol_of(options).onehot_alphabet), None, 0, "fixed one-hot alphabet")
 
 
 def _checkpoint_file(name: str, library: str) -> Path | None:

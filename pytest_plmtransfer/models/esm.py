@@ -364,18 +364,22 @@ def _make_adapter(
 
 def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
     """Factory for every ESM name: a table name, ``<table name>@<checkpoint>``, or a ``.pt`` path."""
-    from pytest_plmtransfer.models.inits import apply_stat_init, seeded_construction, stat_summary
+    from pytest_plmtransfer.models.inits import ablate, esm_family, seeded_construction
+    from pytest_plmtransfer.protocol import protocol_of
 
+    protocol = protocol_of(options)
     base, tag = split_name(name)
     cfg = ESM_CONFIGS.get(base)
     is_path = cfg is None and name.endswith(".pt")
     display = Path(name).stem if is_path else name
-    if init == "random" and cfg is not None:
+    # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
+    fresh = init == "random" and protocol.ablation == "constructor"
+    if fresh and cfg is not None:
         # Built from the table: no file needed. Checkpoints of the same model share the
         # architecture, so ``base@step`` random-init is the same as ``base`` random-init.
         with seeded_construction(seed):
             model = build_architecture(cfg)
-        return _make_adapter(model, display, init, seed, options, None)
+        return _make_adapter(model, display, init, seed, options, None, {"protocol": protocol.name})
     if init not in ("pretrained", "stat", "random"):
         raise PlmTransferError(f"ESM models support inits pretrained, random, stat (not {init!r})")
     request = checkpoint_request(name, LIBRARY, FAIR_ESM_MODEL_URL if tag is None else None)
@@ -383,10 +387,12 @@ def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
     data = load_checkpoint(path)
     if not isinstance(data, dict) or "model" not in data or not ({"args", "cfg"} & set(data)):
         raise PlmTransferError(f"{path}: not a fair-esm checkpoint (expected a dict with 'model' and 'args' or 'cfg')")
-    if init == "random":  # a path: the architecture the file describes, fresh weights
+    if fresh:  # a path: the architecture the file describes, fresh weights
         with seeded_construction(seed):
             model = architecture_from_data(data)
-        return _make_adapter(model, display, init, seed, options, None, {"source": path.name})
+        return _make_adapter(
+            model, display, init, seed, options, None, {"source": path.name, "protocol": protocol.name}
+        )
     identity = weights_identity(path)
     # Seeded even though weights are loaded: parameters a checkpoint lacks (the contact-
     # regression head, when its separate file is absent) keep their constructor values, and
@@ -394,9 +400,7 @@ def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
     with seeded_construction(0):
         model = load_from_data(data)
     del data
-    extra: dict[str, Any] = {}
-    if init == "stat":
-        extra["stat"] = stat_summary(apply_stat_init(model, seed))
+    extra = ablate(model, init, seed, protocol, esm_family(family_of(model)))
     return _make_adapter(model, display, init, seed, options, identity, extra)
 
 

@@ -688,9 +688,14 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
     source = resolve_source(spec, options)
     extra = getattr(options, "extra", None) or {}
     trust = bool(extra.get("trust_remote_code", False))
+    from pytest_plmtransfer.protocol import protocol_of
+
+    protocol = protocol_of(options)
+    # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
+    fresh = init == "random" and protocol.ablation == "constructor"
     # Load the weights identity before anything heavy: a missing weight file should be a quick,
     # clear ResourceUnavailable for pretrained/stat.
-    if init in ("pretrained", "stat"):
+    if init in ("pretrained", "stat") or (init == "random" and not fresh):
         weights_id = (
             f"hf:{source.repo_id}@{source.commit}" if source.commit else directory_weights_identity(source.path)
         )
@@ -702,7 +707,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
     import transformers
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from pytest_plmtransfer.models.inits import apply_stat_init, seeded_construction, stat_summary
+    from pytest_plmtransfer.models.inits import ablate, seeded_construction
 
     if not trust:
         refuse_remote_code(source.path / "config.json")
@@ -722,11 +727,12 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
     config = config_summary(hf_config)
     unsafe: UnsafeCheckpointError | None = None
     with quiet_transformers():
-        if init == "random":
+        if fresh:
             # Built on CPU under a seeded generator: the model's own _init_weights re-initializes
             # everything (embeddings, LayerNorms, positions ...), identically for one seed.
             with seeded_construction(seed):
                 model = AutoModel.from_config(hf_config, trust_remote_code=trust, **kwargs)
+            config["protocol"] = protocol.name
         else:
             try:
                 model, info = AutoModel.from_pretrained(str(source.path), output_loading_info=True, **local, **kwargs)
@@ -737,8 +743,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
             if unsafe is not None:  # raised outside the except block: one line, not torch's advice
                 raise unsafe
             check_loading_info(info, name)
-    if init == "stat":
-        config["stat"] = stat_summary(apply_stat_init(model, seed))
+            config.update(ablate(model, init, seed, protocol, "generic"))
     return HFAdapter(
         model,
         tokenizer,

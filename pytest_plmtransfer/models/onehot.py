@@ -1,4 +1,9 @@
-"""The one-hot baseline: a fixed alphabet, flattened and zero-padded; a single "layer" 0."""
+"""The one-hot baseline: a fixed alphabet, flattened and zero-padded; a single "layer" 0.
+
+The alphabet is the protocol's (:mod:`pytest_plmtransfer.protocol`): plmtransfer's 20 standard
+residues + X, with B, Z, U and O counted as X (rare ambiguity/non-standard codes share X's column
+rather than widening every feature vector); the authors' 23 letters in their order, nothing folded.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,22 @@ import numpy as np
 from pytest_plmtransfer.errors import InputError
 from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.base import ONEHOT, EmbeddingBatch, ModelAdapter
-
-#: 20 standard residues + X. B, Z, U and O are rare ambiguity/non-standard codes; they share X's
-#: column rather than widening every feature vector for a handful of residues.
-ALPHABET = "ACDEFGHIKLMNPQRSTVWYX"
-_FOLD_TO_X = "BZUO"
-_INDEX = np.full(256, -1, dtype=np.int64)
-for _i, _aa in enumerate(ALPHABET):
-    _INDEX[ord(_aa)] = _i
-for _aa in _FOLD_TO_X:
-    _INDEX[ord(_aa)] = ALPHABET.index("X")
+from pytest_plmtransfer.protocol import PLMTRANSFER, get_protocol
 
 
-def encode(sequence: str) -> np.ndarray:
-    """Residue indices into :data:`ALPHABET`; raises on letters outside it."""
-    codes = _INDEX[np.frombuffer(sequence.encode("ascii", "replace"), dtype=np.uint8)]
+def residue_index(alphabet: str, fold_to_x: str = "") -> np.ndarray:
+    """A byte -> column lookup for ``alphabet`` (-1: not in it); ``fold_to_x`` letters map to X."""
+    index = np.full(256, -1, dtype=np.int64)
+    for i, aa in enumerate(alphabet):
+        index[ord(aa)] = i
+    for aa in fold_to_x:
+        index[ord(aa)] = alphabet.index("X")
+    return index
+
+
+def encode(sequence: str, index: np.ndarray) -> np.ndarray:
+    """Residue indices into the alphabet ``index`` was built for; raises on letters outside it."""
+    codes = index[np.frombuffer(sequence.encode("ascii", "replace"), dtype=np.uint8)]
     if (codes < 0).any():
         bad = sorted({sequence[i] for i in np.flatnonzero(codes < 0)})
         raise InputError(f"unknown residue letter(s) {''.join(bad)!r} for one-hot encoding")
@@ -34,15 +40,26 @@ def encode(sequence: str) -> np.ndarray:
 class OneHotAdapter(ModelAdapter):
     name = ONEHOT
     num_layers = 0
-    embed_dim = len(ALPHABET)
     pooling = "flatten"
     init = "none"
 
-    def __init__(self, batch_size: int = 1024) -> None:
+    def __init__(self, batch_size: int = 1024, protocol: str = PLMTRANSFER) -> None:
         self.batch_size = batch_size
+        rules = get_protocol(protocol)
+        self.protocol = rules.name
+        self.alphabet = rules.onehot_alphabet
+        self.fold_to_x = rules.onehot_fold_to_x
+        self.embed_dim = len(self.alphabet)
+        self._index = residue_index(self.alphabet, self.fold_to_x)
 
     def identity(self) -> dict[str, Any]:
-        return {"model": ONEHOT, "alphabet": ALPHABET, "fold_to_x": _FOLD_TO_X, "pooling": "flatten"}
+        return {
+            "model": ONEHOT,
+            "alphabet": self.alphabet,
+            "fold_to_x": self.fold_to_x,
+            "pooling": "flatten",
+            "protocol": self.protocol,
+        }
 
     def feature_dim(self, sequences: Sequence[str], *, per_residue: bool) -> int:
         if per_residue:
@@ -57,11 +74,11 @@ class OneHotAdapter(ModelAdapter):
         for start in range(0, len(sequences), self.batch_size):
             idx = np.arange(start, min(start + self.batch_size, len(sequences)))
             if per_residue:
-                out = np.concatenate([eye[encode(sequences[i])] for i in idx])
+                out = np.concatenate([eye[encode(sequences[i], self._index)] for i in idx])
             else:
                 out = np.zeros((len(idx), width), dtype=np.float32)
                 for row, i in enumerate(idx):
-                    flat = eye[encode(sequences[i])].reshape(-1)
+                    flat = eye[encode(sequences[i], self._index)].reshape(-1)
                     out[row, : flat.size] = flat
             yield EmbeddingBatch(indices=idx, per_layer={0: out})
 
@@ -69,9 +86,9 @@ class OneHotAdapter(ModelAdapter):
 def register(registry) -> None:
     registry.register(
         ONEHOT,
-        lambda name, init, seed, options: OneHotAdapter(),
+        lambda name, init, seed, options: OneHotAdapter(protocol=options.protocol),
         inits=("none",),
         needs_weights=(),
-        description="flattened, zero-padded one-hot over 20 residues + X",
+        description="flattened, zero-padded one-hot (20 residues + X; the authors' 23 letters under --plm-protocol authors)",
         describe=describe_model.onehot,
     )

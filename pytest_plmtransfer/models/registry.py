@@ -32,6 +32,8 @@ class ModelOptions:
     token_budget: int = 4096
     allow_download: bool = True
     progress: bool = False
+    #: the protocol's name (pytest_plmtransfer.protocol): how random and stat are made
+    protocol: str = "plmtransfer"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
