@@ -131,9 +131,108 @@ def select_runs(frame: pd.DataFrame, *, run_id: str | None = None, latest: bool 
             known = ", ".join(sorted(map(str, frame["run_id"].dropna().unique())))
             raise ResultsError(f"no records with run_id {run_id!r}; runs present: {known or 'none'}")
         return sel.reset_index(drop=True)
-    stamps = frame.groupby("run_id")["timestamp"].max() if "timestamp" in frame.columns else None
-    newest = stamps.idxmax() if stamps is not None and not stamps.empty else frame["run_id"].iloc[-1]
-    return frame[frame["run_id"] == newest].reset_index(drop=True)
+    return frame[frame["run_id"] == latest_run(frame)[0]].reset_index(drop=True)
+
+
+def latest_run(frame: pd.DataFrame) -> tuple[str, str]:
+    """The most recent run of a layer frame and a line saying what was picked: when, how many
+    layer records, and the runs before it that hold more (a newer run may be a one-test retry)."""
+    runs = frame.dropna(subset=["run_id"])
+    if "timestamp" in runs.columns:
+        stamps = runs.groupby("run_id")["timestamp"].max().sort_values(kind="stable")
+    else:  # ledger order
+        stamps = pd.Series(range(len(runs)), index=runs["run_id"]).groupby(level=0).max().sort_values()
+    counts = runs.groupby("run_id").size()
+    newest = str(stamps.index[-1])
+    line = f"--latest: run {newest}"
+    if "timestamp" in runs.columns:
+        line += f" of {stamps.iloc[-1]}"
+    line += f", {counts[newest]} layer record(s)"
+    bigger = [r for r in stamps.index[:-1] if counts[r] > counts[newest]]
+    if bigger:
+        fuller = max(bigger, key=lambda r: (counts[r], stamps[r]))
+        line += (
+            f"; an earlier run holds more: {fuller} ({counts[fuller]} layer records, {stamps[fuller]}), "
+            f"--run-id {fuller} reports it"
+        )
+    return newest, line
+
+
+@dataclass
+class RowGroup:
+    """The records of one report row: one (task, model, init), or one weights identity of it."""
+
+    task: str
+    model: str
+    init: str
+    #: set when the (task, model, init) was measured with several weights identities: one row each
+    weights: str | None
+    records: pd.DataFrame
+    #: --plm-limit N of these records (None: the whole task); never in a row with other records
+    limit: int | None = None
+    #: the protocol of every record of the row (normalize() fills the default)
+    protocol: str = PLMTRANSFER
+
+
+def row_groups(frame: pd.DataFrame) -> tuple[list[RowGroup], list[str]]:
+    """A report's rows, never mixing model versions or seeds silently, and notes saying what was
+    done where a ledger holds several runs:
+
+    * records of a subsample (``--plm-limit N``) are rows of their own;
+    * pretrained weights measured with different identities (``weights``, a model version) get
+      one row each; with seeds, each (layer, seed) keeps its newest record, and a note says so;
+    * a layer measured with more seeds than its neighbours is averaged over the seeds every
+      layer of the row has, so the best-layer choice compares like with like (a note names the
+      layers and seeds); with no seed common to all layers, each layer keeps its own and a note
+      warns.
+    """
+    data = normalize(frame, dedupe=False)
+    groups: list[RowGroup] = []
+    notes: list[str] = []
+    if data.empty:
+        return groups, notes
+    has_weights = "weights" in data.columns
+    data["_limit"] = data["limit"].fillna(0).astype(int) if "limit" in data.columns else 0
+    keys = ["task", "protocol", "model", "init", "_limit"]
+    for (task, protocol, model, init, limit), sub in data.groupby(keys, sort=True):
+        what = f"{model}/{init} on {task}" + (f" (--plm-limit {limit})" if limit else "")
+        what += f" [{protocol}]" if protocol != PLMTRANSFER else ""
+        labels = sorted({w for w in sub["weights"] if isinstance(w, str)}) if has_weights else []
+        parts: list[tuple[str | None, pd.DataFrame]] = [(None, sub)]
+        if len(labels) > 1 and (sub["seed_key"] == NO_SEED).all():
+            parts = [(label, sub[sub["weights"] == label]) for label in labels]
+            notes.append(
+                f"{what}: measured with {len(labels)} weights identities ({', '.join(labels)}): "
+                "one row each, never averaged together"
+            )
+        elif len(labels) > 1 and (sub.groupby(["layer", "seed_key"])["weights"].nunique() > 1).any():
+            notes.append(
+                f"{what}: some (layer, seed) were measured with {len(labels)} weights identities "
+                f"({', '.join(labels)}): each shows its newest record"
+            )
+        for label, part in parts:
+            rows, note = _common_seeds(normalize(part.drop(columns="_limit")), what)
+            notes += [note] if note else []
+            groups.append(RowGroup(str(task), str(model), str(init), label, rows, int(limit) or None, str(protocol)))
+    return groups, notes
+
+
+def _common_seeds(rows: pd.DataFrame, what: str) -> tuple[pd.DataFrame, str | None]:
+    per_layer = {int(layer): set(sub["seed_key"]) for layer, sub in rows.groupby("layer")}
+    if len({frozenset(s) for s in per_layer.values()}) <= 1:
+        return rows, None
+    common = set.intersection(*per_layer.values())
+    extra = sorted(layer for layer, seeds in per_layer.items() if seeds - common)
+    if not common:
+        return rows, (
+            f"{what}: its layers were measured with different seeds and no seed is common to all: "
+            "each layer's mean is over its own seeds, so layers are not compared like with like"
+        )
+    shown = ", ".join(sorted_seeds(common))
+    return rows[rows["seed_key"].isin(common)], (
+        f"{what}: layer(s) {', '.join(map(str, extra))} have more seeds than the others: every layer is "
+        f"averaged over the seed(s) all layers have ({shown})"
+    )
 
 
 def _mode(series: pd.Series) -> Any:

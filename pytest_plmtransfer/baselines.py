@@ -15,7 +15,7 @@ A baseline file (``"format": "plmtransfer-baseline/1"``)::
       "task_kind": "regression", "selection_metric": "val_spearman", "test_metric": "test_spearman",
       "num_layers": 8, "seeds": [0, 42],
       "provenance": {"git_commit": ..., "plugin_version": ..., "run_id": ..., "run_timestamp": ...,
-                     "written": ..., "data_sha256": ..., "data_source": ..., "weights": {...},
+                     "written": ..., "data_sha256": ..., "data_archive": ..., "weights": "sha256:<12 hex>",
                      "device": ..., "dtype": ..., "versions": {...}},
       "tolerances": {
         "defaults":  {"*_spearman": {"atol": 0.02, "rtol": 0.0}, ...},   # rewritten on update
@@ -80,7 +80,9 @@ DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
     "*_loss": {"atol": 0.0, "rtol": 0.10},
     "*": {"atol": 0.02, "rtol": 0.05},
 }
-_PROVENANCE_FIELDS = ("git_commit", "plugin_version", "device", "dtype", "embedding_key", "host")
+#: copied into a stored baseline: what made the numbers, never where (no host, no paths: the file
+#: is committed and read on other machines)
+_PROVENANCE_FIELDS = ("git_commit", "plugin_version", "device", "dtype", "embedding_key")
 
 
 class BaselineError(PlmTransferError):
@@ -203,6 +205,8 @@ class Comparison:
     path: Path
     rows: list[DiffRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: "the weights differ from the baseline's: ..." when the run's weights identity is not the stored one
+    weights_changed: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -217,7 +221,8 @@ class Comparison:
         what = f"{self.model}/{self.init} on {self.task}"
         if bad == 0:
             return f"{what}: all {len(self.rows)} values within tolerance of {self.path}"
-        return f"{what}: {bad} of {len(self.rows)} values outside tolerance of {self.path}"
+        line = f"{what}: {bad} of {len(self.rows)} values outside tolerance of {self.path}"
+        return line + (f"; {self.weights_changed}" if self.weights_changed else "")
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -530,8 +535,11 @@ class BaselineStore:
         Keeps the newest record per (model, task, layer, init, seed); stores per-layer means
         over seeds and per-seed values; keeps reviewer-set tolerance ``overrides`` of an
         existing file. A file whose values (layers, seeds, metrics, tolerances) would not change
-        is left as it is, provenance included. Returns the paths written.
+        is left as it is, provenance included. Returns the paths written. Records of a
+        subsample (``--plm-limit``) are never stored.
         """
+        if "limit" in frame.columns:
+            frame = frame[frame["limit"].isna()]
         data = normalize(frame)
         self.unchanged = []
         if data.empty:
@@ -592,7 +600,7 @@ class BaselineStore:
                 "run_timestamp": _plain(last.get("timestamp")),
                 "written": utc_now(),
                 "data_sha256": data_info.get("sha256"),
-                "data_source": data_info.get("source"),
+                "data_archive": data_info.get("archive"),
                 "data_window": data_info.get("window"),
                 "weights": _plain(last.get("weights")),
                 "versions": _plain(last.get("versions")),
@@ -646,6 +654,7 @@ class BaselineStore:
         overrides, defaults = tol_doc.get("overrides", {}), tol_doc.get("defaults", {})
         patterns = list(metrics) if metrics is not None else None
         cmp = Comparison(task, model, init, path)
+        cmp.weights_changed = _weights_change(data, doc)
 
         run_seeds = set(data["seed_key"])
         base_seeds = {NO_SEED if s is None else str(s) for s in doc.get("seeds", [])}
@@ -766,6 +775,24 @@ def _close(a: Any, b: Any) -> bool:
     if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
         return math.isclose(a, b, rel_tol=SAME_VALUE_RTOL, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
     return a == b
+
+
+def _weights_change(data: pd.DataFrame, doc: dict[str, Any]) -> str | None:
+    """Why a failing comparison may be no regression at all: the run measured other weights
+    than the baseline (a new model version), or None when they are the same or unknown."""
+    from pytest_plmtransfer.identity import weights_label
+
+    if (data["seed_key"] != NO_SEED).any():
+        return None  # random/stat weights differ by seed by construction
+    stored = (doc.get("provenance") or {}).get("weights")
+    base = stored if isinstance(stored, str) else weights_label(stored)
+    run = sorted({w for w in data.get("weights", pd.Series(dtype=object)).dropna() if isinstance(w, str)})
+    if base is None or not run or run == [base]:
+        return None
+    return (
+        f"the weights differ from the baseline's (run {', '.join(run)}, baseline {base}): a new model version "
+        "is expected to move the numbers; after review, --plm-update-baselines stores the new ones"
+    )
 
 
 def stable_model_key(model: str) -> str:

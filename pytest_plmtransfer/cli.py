@@ -28,7 +28,7 @@ from typing import TextIO
 
 import pandas as pd
 
-from pytest_plmtransfer.aggregate import select_runs
+from pytest_plmtransfer.aggregate import latest_run, select_runs
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.ledger import load_ledger
 from pytest_plmtransfer.merge import ON_CONFLICT
@@ -45,9 +45,13 @@ def _ledger_path(raw: str) -> Path:
     return path
 
 
-def _load(path: Path, run_id: str | None = None, latest: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _load(
+    path: Path, run_id: str | None = None, latest: bool = False, out: TextIO | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     layers = load_ledger(path, kind="layer")
     claims = load_ledger(path, kind="claim")
+    if latest and out is not None and "run_id" in layers.columns and not layers.empty:
+        out.write(latest_run(layers)[1] + "\n")  # which run, and a fuller earlier one
     if run_id is not None or latest:
         layers = select_runs(layers, run_id=run_id, latest=latest)
         if not claims.empty and "run_id" in claims.columns:
@@ -67,7 +71,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.report import render_tables_text, render_text, write_report
 
     path = _ledger_path(args.ledger)
-    layers, claims = _load(path, args.run_id, args.latest)
+    layers, claims = _load(path, args.run_id, args.latest, out)
     if layers.empty and claims.empty:
         out.write(f"{path}: no records{' for that run' if args.run_id or args.latest else ''}\n")
         return 0
@@ -134,7 +138,7 @@ def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
     ref = store.paper()
     if ref is None:
         raise CliError(f"no paper reference at {store.paper_path}")
-    layers, _ = _load(path, args.run_id, args.latest)
+    layers, _ = _load(path, args.run_id, args.latest, out)
     return run_paper(path, ref, layers, args.tolerance, out, show_all=args.all)
 
 
@@ -181,9 +185,10 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.scaffold import next_steps, scaffold
 
     target = Path(args.directory)
-    for path in scaffold(target, args.model, force=args.force):
+    written = scaffold(target, args.model, force=args.force, hf=args.hf)
+    for path in written:
         out.write(f"wrote {path}\n")
-    out.write(next_steps(args.model) + "\n")
+    out.write(next_steps(args.model, args.hf, wrote_ini=target / "pytest.ini" in written) + "\n")
     return 0
 
 
@@ -196,11 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("report", help="per-task layer tables and claim outcomes; --out writes md/csv/png")
-    p.add_argument("ledger", help="ledger JSON (schema 1 or 2)")
+    p.add_argument("ledger", help="a ledger: the directory pytest writes (.plmtransfer/ledger) or a merged file")
     p.add_argument("--out", type=Path, help="directory for report.md, results.csv and layer-curve PNGs")
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--run-id", help="only the records of this run")
-    runs.add_argument("--latest", action="store_true", help="only the records of the most recent run")
+    runs.add_argument(
+        "--latest",
+        action="store_true",
+        help="only the records of the most recent run (it says which, and names a fuller one)",
+    )
     p.add_argument(
         "--metric",
         action="append",
@@ -254,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", nargs="?", default=".", help="where to write (default: here)")
     p.add_argument("--model", default="my_plm", help="the model's name (default my_plm)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument(
+        "--hf",
+        metavar="DIR_OR_REPO",
+        help="a Hugging Face model: no model code is written, pytest.ini declares MODEL=hf:DIR_OR_REPO",
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("paper", help="the authors' results table beside a ledger's numbers (protocol authors)")

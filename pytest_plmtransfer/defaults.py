@@ -16,6 +16,14 @@ baselines and paper reference only). Over the defaults, the user's files win:
 * claims: no user ``claims.json`` -> the shipped claims; a user file with ``"extends": "default"``
   -> the shipped claims plus the user's entries, where a user entry with the name of a shipped
   one replaces it; a user file without ``extends`` -> the user's claims only.
+
+An entry named like a shipped claim may leave out ``kind``: it then inherits the shipped entry
+(kind, selection, params, finding) and overrides only what it gives, and its
+``expected_failures`` come before the shipped ones (first match wins). So declaring an expected
+failure takes one entry::
+
+    {"name": "beats_onehot",
+     "expected_failures": [{"models": "my_plm", "tasks": ["gb1_low_vs_high"], "reason": "..."}]}
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.baselines import BaselineStore
-from pytest_plmtransfer.claims.spec import ClaimsError, ClaimsFile, load_claims
+from pytest_plmtransfer.claims.spec import ClaimsError, ClaimsFile, load_claims, parse_claims
 from pytest_plmtransfer.protocol import PLMTRANSFER
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -73,16 +81,41 @@ def load_effective_claims(user_path: Path, default_path: Path = DEFAULT_BASELINE
     defaults = load_claims(default_path) if default_path.is_file() else None
     if user_path.resolve() == default_path.resolve() or not user_path.is_file():
         return defaults
-    own = load_claims(user_path)
     if _extends(user_path) != EXTENDS_DEFAULT:
-        return own
+        return load_claims(user_path)
     if defaults is None:
         raise ClaimsError(
             str(user_path), [f"'extends': 'default' but the shipped claims file {default_path} is missing"]
         )
+    own = parse_claims(_inherit(_read(user_path), _read(default_path)), str(user_path))
     replaced = {c.name for c in own.claims}
     kept = [c for c in defaults.claims if c.name not in replaced]
     return ClaimsFile(f"{default_path} + {user_path}", kept + own.claims, own.description or defaults.description)
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ClaimsError(str(path), [f"not valid JSON: {exc}"]) from exc
+
+
+def _inherit(doc: Any, shipped: dict) -> Any:
+    """``doc`` with each kind-less entry named like a shipped claim completed from that claim."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list):
+        return doc  # parse_claims says what is wrong
+    by_name = {c.get("name", c.get("kind")): c for c in shipped.get("claims", [])}
+    entries = []
+    for entry in doc["claims"]:
+        base = by_name.get(entry.get("name")) if isinstance(entry, dict) and "kind" not in entry else None
+        if base is not None:
+            entry = {
+                **base,
+                **entry,
+                "expected_failures": entry.get("expected_failures", []) + base.get("expected_failures", []),
+            }
+        entries.append(entry)
+    return {**doc, "claims": entries}
 
 
 def _extends(path: Path) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 
 _HASH_KEY = re.compile(r"sha256|sha1|md5|hash|checksum|digest", re.IGNORECASE)
 _HASH_VALUE = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
+_EMBEDDED_HASH = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 #: modules of the built-in adapters (they hash their checkpoints themselves; random inits have none)
 _BUILTIN_PREFIX = "pytest_plmtransfer."
 
@@ -98,3 +99,53 @@ def ensure_content_identity(adapter: Any) -> str | None:
 
     adapter.identity = identity  # the instance's identity; the class is untouched
     return digest
+
+
+def portable(value: Any) -> Any:
+    """``value`` (nested dicts/lists) with machine-specific strings made portable: an absolute path
+    becomes its last component, ``hf:<path>`` the directory's name. For files a repository
+    commits (baselines) and for telling weights apart across machines."""
+    import os
+
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if isinstance(value, str):
+        prefix, path = ("hf:", value[3:]) if value.startswith("hf:") else ("", value)
+        if os.path.isabs(path) or path.startswith(("./", "../", "~")):
+            return prefix + (os.path.basename(os.path.normpath(os.path.expanduser(path))) or path)
+    return value
+
+
+def _hashes(identity: Any) -> list[str]:
+    if isinstance(identity, dict):
+        out = []
+        for key, value in identity.items():
+            if _HASH_KEY.search(str(key)) and isinstance(value, str) and value:
+                out.append(value)
+            else:
+                out += _hashes(value)
+        return out
+    if isinstance(identity, (list, tuple)):
+        return [h for v in identity for h in _hashes(v)]
+    # a digest inside a value too, e.g. "antiberty==0.1.3:sha256:<64 hex>"
+    return _EMBEDDED_HASH.findall(identity) if isinstance(identity, str) else []
+
+
+def weights_label(identity: Any) -> str | None:
+    """A short string naming the weights a record was measured with, equal across machines and
+    seeds: ``sha256:<12 hex>`` of the identity's content hashes (the weights' own digest when it
+    has one), else of the identity itself (no init, no seed, paths made portable). None for a
+    record without an identity."""
+    import json
+
+    if not isinstance(identity, dict) or not identity:
+        return None
+    hashes = sorted(set(_hashes(identity)))
+    if hashes:
+        text = "\n".join(h.rsplit(":", 1)[-1] for h in hashes)
+    else:
+        rest = {k: v for k, v in identity.items() if k not in ("init", "seed")}
+        text = json.dumps(portable(rest), sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]

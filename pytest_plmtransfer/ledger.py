@@ -373,13 +373,22 @@ class Ledger:
 
 
 def records_to_frame(records: list[dict[str, Any]]):
-    """Flatten records into a DataFrame: one row per record, metrics as plain columns."""
+    """Flatten records into a DataFrame: one row per record, metrics as plain columns, and the
+    columns one groups by as strings: ``weights`` (the weights' identity, see
+    :func:`identity.weights_label`; the whole identity stays in the ledger) and ``head`` (its
+    name). Structured provenance (``intervals``, ``data``, ``versions``, ...) stays as dicts."""
     import pandas as pd
+
+    from pytest_plmtransfer.identity import weights_label
 
     rows = []
     for rec in records:
         rec = rec.to_dict() if hasattr(rec, "to_dict") else rec
         row = {k: v for k, v in rec.items() if k != "metrics"}
+        if isinstance(row.get("weights"), dict):
+            row["weights"] = weights_label(row["weights"])
+        if isinstance(row.get("head"), dict):
+            row["head"] = row["head"].get("head")
         row.update(rec.get("metrics") or {})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -49,12 +49,12 @@ def render(registry: ModelRegistry, options: PlmOptions) -> str:
             lines.append(f"  {'':<{width}}  {entry.description}")
     lines.append("  hf:<repo-or-dir>  any Hugging Face model; name it with an alias: my_plm=hf:./path")
     lines.append("")
-    lines.append("tasks (id: kind; paper sizes train/val/test; data):")
+    lines.append("tasks (id: kind; sizes train/val/test and their source; data):")
     width = max(len(t) for t in task_ids())
     for task in task_ids():
         spec = CATALOG[task]
-        sizes = "/".join(str(n) for n in spec.paper_sizes) if spec.paper_sizes else "-"
-        lines.append(f"  {task:<{width}}  {spec.kind:<14} {sizes:<17} {data_status(task, resolver)}")
+        sizes = f"{'/'.join(map(str, spec.sizes))} ({spec.sizes_source})" if spec.sizes else "-"
+        lines.append(f"  {task:<{width}}  {spec.kind:<14} {sizes:<44} {data_status(task, resolver)}")
     lines.append("")
     lines.append("suites (--plm-suite; smoke is the default selection):")
     for name, suite in SUITES.items():

@@ -48,17 +48,33 @@ SUITES: dict[str, dict[str, list[str]]] = {
         ],
     },
 }
-# The ICML paper adds secondary structure. Its CARP pretraining checkpoints are local files
-# (`--plm-models /path/carp_640M@step=78810.pt,...`): they cannot be named without the files.
-SUITES["icml"] = {"models": SUITES["paper"]["models"], "tasks": SUITES["paper"]["tasks"] + ["ss3"]}
+# The ICML paper adds CARP's pretraining checkpoints at 12.5/25/50% (100% is the published model;
+# models/carp.py CARP_CHECKPOINT_STEPS, kept equal by a test) and TAPE's secondary structure with
+# its three test sets (the authors' scr/params/vis.py ORDERED_TASK_LIST).
+ICML_CHECKPOINTS = [
+    f"{m}@{f}" for m in ("carp_600k", "carp_38M", "carp_76M", "carp_640M") for f in ("0.125", "0.25", "0.5")
+]
+SUITES["icml"] = {
+    "models": SUITES["paper"]["models"] + ICML_CHECKPOINTS,
+    "tasks": SUITES["paper"]["tasks"] + ["ss3_casp12", "ss3_cb513", "ss3_ts115"],
+}
 
 DEFAULT_SEEDS = (42,)
 #: compute dtypes (the spellings models.torch_base accepts)
 DTYPES = ("float32", "fp32", "float", "bf16", "bfloat16", "fp16", "float16", "half")
 #: how embeddings are stored in the cache (``--plm-cache-dtype``; kept in step with store.CACHE_DTYPES)
 CACHE_DTYPES = ("float32", "float16")
-#: FLIP datasets with an archive (``--plm-flip-sha256 gb1=<hex>``)
-FLIP_DATASETS = ("gb1", "aav", "meltome", "scl", "secondary_structure", "bind", "conservation")
+#: datasets with an archive (``--plm-flip-sha256 gb1=<hex>``): FLIP's, and TAPE's secondary structure
+FLIP_DATASETS = (
+    "gb1",
+    "aav",
+    "meltome",
+    "scl",
+    "secondary_structure",
+    "bind",
+    "conservation",
+    "tape_secondary_structure",
+)
 _LAYER_PART = re.compile(r"(-?\d+)(?:[-:](-?\d+))?")
 
 
@@ -69,6 +85,9 @@ class OptionError(PlmTransferError, ValueError):
 def benchmarks_command(models: str, task: str, inits: str, *extra: str) -> str:
     """The ``pytest benchmarks ...`` line that computes (``extra``: and stores) these results;
     messages that say what to run (missing results, missing baselines) all print this one."""
+    from pytest_plmtransfer.aliases import command_spelling
+
+    models = ",".join(command_spelling(m) for m in split_list(models))
     cmd = f"pytest benchmarks --plm-models {models} --plm-tasks {task}"
     if inits != "none":  # one-hot has no init to select
         cmd += f" --plm-inits {inits}"
@@ -347,12 +366,13 @@ class PlmOptions:
     models: list[str] = option(
         factory=lambda: list(SUITES["smoke"]["models"]),
         parse=_list,
-        help="comma-separated model names (registry names, hf:<repo|dir>, or checkpoint paths)",
+        help="comma-separated models: registry names, hf:<repo|dir>, checkpoint paths, or NAME=MODEL "
+        "aliases (e.g. my_plm=hf:./checkpoints/my_plm: records, baselines and test ids say my_plm)",
     )
     tasks: list[str] = option(
         factory=lambda: list(SUITES["smoke"]["tasks"]),
         parse=_list,
-        help="comma-separated FLIP task ids (e.g. gb1_sampled,ss3)",
+        help="comma-separated FLIP task ids or families (e.g. gb1_sampled,ss3, or scl: every SCL task)",
     )
     suite: str | None = option(parse=_choice(tuple(SUITES)), help="named selection: smoke (default), paper, icml")
     inits: list[str] = option(
@@ -423,7 +443,12 @@ class PlmOptions:
         help="stored baselines and claims (default baselines/ under rootdir)",
     )
     update_baselines: bool = option(flag=True, help="rewrite stored baselines from this run")
-    gate: bool = option(flag=True, help="run the claims for the selected models and fail on any broken claim")
+    gate: bool = option(
+        flag=True, help="run the claims for the selected models and fail on any broken claim (and on an empty run)"
+    )
+    fail_on_empty: bool = option(
+        flag=True, help="fail (exit 1) when every benchmark test skipped, so nothing was measured (on under --plm-gate)"
+    )
     #: "sdpa" (fused scaled_dot_product_attention) or "library" (the model library's own)
     attention: str = option(
         "sdpa", parse=_attention, help="attention kernel: sdpa (fused scaled_dot_product_attention, default) or library"
@@ -475,6 +500,11 @@ class PlmOptions:
         parse=_cli_path,
         help="evaluate claims (and --plm-update-baselines) from this ledger alone: no models, "
         "no embeddings (e.g. the output of plmtransfer merge)",
+    )
+    limit: int | None = option(
+        parse=lambda raw, where: parse_positive_int(where.option, raw),
+        help="a quick look: at most N sequences of each split (train/val/test), the same ones every run; "
+        "recorded in every record, never stored as a baseline nor compared with one",
     )
     #: True when --plm-tasks or --plm-suite chose the tasks; otherwise the whole catalog is
     #: collected and the smoke suite's tasks are the default selection (see selection.py)
@@ -565,7 +595,7 @@ def options_from_config(config) -> PlmOptions:
             value = decl.parse(raw, where) if decl.parse else raw
         setattr(opts, name, value)
     from pytest_plmtransfer.head_options import parse_head_options
-    from pytest_plmtransfer.tasks.catalog import get_task
+    from pytest_plmtransfer.tasks.catalog import expand_tasks
 
     opts.head = parse_head_options(get)
     if opts.suite:  # a suite names models and tasks; --plm-models / --plm-tasks win over it
@@ -574,8 +604,12 @@ def options_from_config(config) -> PlmOptions:
         if opts.suite in AUTHORS_SUITES and "protocol" not in given:
             opts.protocol = AUTHORS  # the papers' suites reproduce the papers' numbers
     opts.tasks_chosen = bool(opts.suite) or "tasks" in given
-    for task in opts.tasks:
-        get_task(task)  # UnknownTaskError names the known ids
+    opts.tasks = expand_tasks(opts.tasks)  # family names (scl); UnknownTaskError names the known ids
+    if opts.limit is not None and opts.update_baselines:
+        raise OptionError(
+            f"--plm-limit {opts.limit} with --plm-update-baselines: a subsample is a quick look; "
+            "baselines are stored from the full data (drop --plm-limit)"
+        )
     return opts
 
 

@@ -6,6 +6,7 @@ function that asks for the ``plm_layer_case`` fixture (see ``benchmarks/test_lay
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -36,10 +37,31 @@ def pytest_addoption(parser) -> None:
     add_options(parser)
 
 
+#: whether ./.benchmarks existed before this run (pytest-benchmark creates it on every run)
+_BENCHMARKS_DIR_KEY = pytest.StashKey[bool]()
+
+
+def _benchmark_asked(config) -> bool:
+    """pytest-benchmark was asked for something: a --benchmark-* option, or -v."""
+    args = [str(a) for a in config.invocation_params.args]
+    return config.option.verbose > 0 or any(a.startswith("--benchmark") for a in args)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_header(config):
+    """pytest-benchmark (a dependency, for perf/) prints a long line of its defaults on every run;
+    keep it for runs that use it (a --benchmark-* option, or -v)."""
+    lines = yield
+    if _benchmark_asked(config):
+        return lines
+    return [line for line in lines if not (isinstance(line, str) and line.startswith("benchmark: "))]
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     from pytest_plmtransfer.selection import marker_lines
 
+    config.stash[_BENCHMARKS_DIR_KEY] = (Path.cwd() / ".benchmarks").exists()
     for line in marker_lines():
         config.addinivalue_line("markers", line)
     config.stash[_OUTCOMES_KEY] = _BenchmarkOutcomes()
@@ -63,6 +85,51 @@ def pytest_configure(config) -> None:
         or uuid.uuid4().hex[:12]
     )
     config.stash[SESSION_KEY] = _LazySession(config, run_id)
+    if _is_controller(config):
+        _stop_on_sigterm(config)
+
+
+#: set when SIGTERM (what CI cancellation sends) stopped the run
+_SIGTERM_KEY = pytest.StashKey[bool]()
+
+
+def _stop_on_sigterm(config) -> None:
+    """SIGTERM ends the run as Ctrl-C does (pytest's teardown, the ledger's unsaved records kept,
+    the summary printed) instead of killing it silently; the summary says what was saved. Only
+    where nobody else handles SIGTERM, and only from the main thread (signal's rule)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def stop(signum, frame):
+        config.stash[_SIGTERM_KEY] = True
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, stop)
+    config.add_cleanup(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+
+
+def _stopped_line(plm) -> str:
+    """What a run stopped by SIGTERM saved."""
+    done = plm.ledger.records(run_id=plm.run_id, kind="layer")
+    return (
+        f"plmtransfer: stopped by SIGTERM; {len(done)} layer result(s) of run {plm.run_id} are saved in "
+        f"{plm.ledger.path} (embeddings and results computed so far are cached: a rerun resumes from them)"
+    )
+
+
+def _stdout_is_terminal() -> bool:
+    """Whether pytest's output goes to a terminal. Asked in pytest_configure, where pytest's fd
+    capture is suspended: the session is built during collection, when fd 1 is a temp file."""
+    import sys
+
+    out = sys.__stdout__
+    return bool(out is not None and out.isatty())
 
 
 def _dist_group(config) -> bool:
@@ -167,6 +234,7 @@ class _LazySession:
         self.config_error: str | None = None
         #: claim kinds this session registered (see _register_claim_kinds)
         self.claim_kinds_added: list[str] = []
+        self.interactive = _stdout_is_terminal()
 
     def get(self) -> PlmSession:
         if self._session is None:
@@ -179,9 +247,11 @@ class _LazySession:
             self._register_claim_kinds()
             workerinput = getattr(self.config, "workerinput", {})
             from pytest_plmtransfer.aliases import apply_aliases
+            from pytest_plmtransfer.options import split_list
 
             options = options_from_config(self.config)
-            options.models = apply_aliases(options.models, registry)  # my_plm=hf:./path
+            # my_plm=hf:./path, on the command line or (known to bare names) in the ini
+            options.models = apply_aliases(options.models, registry, split_list(self.config.getini("plm_models")))
             self._session = PlmSession(
                 options,
                 registry,
@@ -191,7 +261,9 @@ class _LazySession:
                 cuda_visible_devices=workerinput.get("plm_cuda_device"),
             )
             self._session.notify = self._notify
-            self._session.progress = _progress_line(self.config, self._session.options.progress_mode)
+            self._session.progress = _progress_line(
+                self.config, self._session.options.progress_mode, interactive=self.interactive
+            )
         return self._session
 
     def _register_claim_kinds(self) -> None:
@@ -214,15 +286,13 @@ class _LazySession:
             reporter.write_line(line)
 
 
-def _progress_line(config, mode: str):
+def _progress_line(config, mode: str, *, interactive: bool):
     """The progress line writing past capture to the terminal, or None when it is off."""
-    import contextlib
     import sys
 
     from pytest_plmtransfer.progress import ProgressLine, UncapturedStream, progress_enabled
 
     out = sys.__stdout__
-    interactive = bool(out is not None and out.isatty())
     if out is None or not progress_enabled(
         mode, interactive=interactive, verbosity=config.option.verbose, worker=not _is_controller(config)
     ):
@@ -230,12 +300,25 @@ def _progress_line(config, mode: str):
     capman = config.pluginmanager.getplugin("capturemanager")
     suspend = capman.global_and_fixture_disabled if capman is not None else contextlib.nullcontext
 
-    def new_line() -> None:  # start the bar on a line of its own; pytest's output stays intact
+    # Where pytest's writer is in the middle of its `file.py ...` line, the bar goes on the line
+    # below. On a terminal that line is left behind the writer's back (so it still knows its
+    # column) and, once the bar is erased, the cursor goes back up to where pytest's line ended:
+    # its dots continue there. Elsewhere (--plm-progress into a file), a plain new line.
+    column: list[int] = []
+
+    def below_pytest_line() -> None:
         writer = config.get_terminal_writer()
-        if writer.width_of_current_line:
+        column[:] = [writer.width_of_current_line]
+        if column[0] and interactive:
+            out.write("\n")
+        elif column[0]:
             writer.line("")
 
-    return ProgressLine(lambda: UncapturedStream(out, suspend, new_line))
+    def back_to_pytest_line() -> None:
+        if column and column[0] and interactive:
+            out.write(f"\r\x1b[1A\x1b[{column[0]}C")
+
+    return ProgressLine(lambda: UncapturedStream(out, suspend, below_pytest_line, back_to_pytest_line))
 
 
 def _session(config) -> PlmSession:
@@ -471,11 +554,29 @@ def plm_claim_outcome(request, plm_session: PlmSession, plm_claim_case):
     )
     record["test_id"] = request.node.nodeid
     _write(plm_session, record)
+    request.node.stash[_CLAIM_MESSAGE_KEY] = outcome.message
     if outcome.missing:
         if strict:
             pytest.fail(f"{outcome.message} (--plm-strict/--plm-gate)", pytrace=False)
         pytest.skip(outcome.message)
     return outcome
+
+
+_CLAIM_MESSAGE_KEY = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """A strict expected failure that held: say which claim held where, with its numbers, and
+    how to declare it (pytest's own line repeats only the declared reason)."""
+    report = yield
+    longrepr = report.longrepr
+    if report.failed and isinstance(longrepr, str) and longrepr.startswith("[XPASS(strict)]"):
+        case = getattr(getattr(item, "callspec", None), "params", {}).get("plm_claim_case")
+        message = item.stash.get(_CLAIM_MESSAGE_KEY, None)
+        if hasattr(case, "unexpected_pass") and message is not None:
+            report.longrepr = case.unexpected_pass(message)
+    return report
 
 
 class _BenchmarkOutcomes:
@@ -486,9 +587,10 @@ class _BenchmarkOutcomes:
         self.skips: list[str] = []
         self.others = 0
         self.failed_claims: list[str] = []
+        #: set when --plm-fail-on-empty (or --plm-gate) turned the run into a failure
+        self.empty_failure: str | None = None
         #: claims given a verdict (passed, failed, or an expected failure): what a gate checked
         self.judged_claims = 0
-        self.empty_gate = False
 
     def pytest_runtest_logreport(self, report) -> None:
         if not ("plm_layer" in report.keywords or "plm_claim" in report.keywords):
@@ -511,6 +613,10 @@ _OUTCOMES_KEY = pytest.StashKey[_BenchmarkOutcomes]()
 
 
 def pytest_unconfigure(config) -> None:
+    if config.stash.get(_BENCHMARKS_DIR_KEY, True) is False:
+        # pytest-benchmark made an empty ./.benchmarks it saved nothing into: leave no trace
+        with contextlib.suppress(OSError):
+            (Path.cwd() / ".benchmarks").rmdir()
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is not None and lazy.claim_kinds_added:
         from pytest_plmtransfer.claims.kinds import unregister_kind
@@ -533,15 +639,21 @@ def pytest_sessionfinish(session, exitstatus) -> None:
             lazy._notify(unsaved)
             if session.exitstatus == pytest.ExitCode.OK:  # records not in the ledger: never a green run
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if lazy is None or not _is_controller(config):
-        return
-    outcomes = config.stash.get(_OUTCOMES_KEY, None)
-    if _gate(config) and outcomes is not None and not outcomes.judged_claims and session.exitstatus == 0:
-        outcomes.empty_gate = True  # said in the terminal summary
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if lazy._session is None:
+    if lazy is None or lazy._session is None or not _is_controller(config):
         return
     plm = lazy._session
+    outcomes = config.stash.get(_OUTCOMES_KEY, None)
+    if outcomes is not None and session.exitstatus == pytest.ExitCode.OK:
+        if outcomes.skips and not outcomes.others and (plm.options.fail_on_empty or plm.options.gate):
+            flag = "--plm-fail-on-empty" if plm.options.fail_on_empty else "--plm-gate"
+            outcomes.empty_failure = f"plmtransfer: nothing was measured, and {flag} makes that a failure (exit 1)"
+        elif plm.options.gate and not outcomes.judged_claims:
+            outcomes.empty_failure = (
+                "plmtransfer: --plm-gate judged no claim (none selected, or all skipped); a gate that checked "
+                "nothing fails (exit 1)"
+            )
+        if outcomes.empty_failure:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if plm.options.update_baselines:
         from pytest_plmtransfer.ledger import records_to_frame
 
@@ -563,18 +675,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is None or not _is_controller(config):
         return
-    from pytest_plmtransfer.summary import all_skipped_explanation
+    from pytest_plmtransfer.summary import skipped_explanation
 
+    if config.stash.get(_SIGTERM_KEY, False) and lazy._session is not None:
+        terminalreporter.write_line(_stopped_line(lazy._session), yellow=True)
+    elif config.stash.get(_SIGTERM_KEY, False):
+        terminalreporter.write_line("plmtransfer: stopped by SIGTERM before anything was computed", yellow=True)
     outcomes = config.stash.get(_OUTCOMES_KEY, None)  # seen by the controller under xdist too
-    why = all_skipped_explanation(outcomes.skips, outcomes.others) if outcomes is not None else None
+    why = skipped_explanation(outcomes.skips, outcomes.others) if outcomes is not None else None
     if why:
         terminalreporter.write_line(why, yellow=True)
-    if outcomes is not None and outcomes.empty_gate:
-        terminalreporter.write_line(
-            "plmtransfer: --plm-gate judged no claim (none selected, or all skipped); a gate that checked "
-            "nothing fails",
-            red=True,
-        )
+    if outcomes is not None and outcomes.empty_failure:
+        terminalreporter.write_line(outcomes.empty_failure, red=True)
     try:
         plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None
     except PlmTransferError:  # a bad selection (e.g. a model alias): already reported in its one line
@@ -620,10 +732,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         if timing:
             terminalreporter.write_sep("=", "plmtransfer time per model")
             terminalreporter.write_line(timing)
-
-
-def _gate(config) -> bool:
-    return options_from_config(config).gate
 
 
 def _wants_report(config) -> bool:

@@ -2,8 +2,9 @@
 
 Pytest captures a test's output, so a bar written from inside a test would never be seen. The
 plugin hands :class:`ProgressLine` a stream that writes with capture suspended (pytest's capture
-manager) to the real terminal; the bar is drawn on its own line (pytest's progress dots stay
-intact above it) and erased when the model is done (``leave=False``).
+manager) to the real terminal; the bar is drawn on the line below pytest's ``file.py ...`` line
+and erased when the model is done (``leave=False``); on a terminal the cursor then goes back to
+the end of pytest's line, so its dots continue there.
 
 On by default when the terminal is interactive, off under ``-q``, when ``CI`` is set, when output
 is not a terminal, and in xdist workers; ``--plm-progress`` forces it on, ``--plm-no-progress`` off.
@@ -33,23 +34,36 @@ class UncapturedStream:
     """
 
     def __init__(
-        self, target: TextIO, suspend: Callable[[], Any], before_first_write: Callable[[], None] | None = None
+        self,
+        target: TextIO,
+        suspend: Callable[[], Any],
+        before_first_write: Callable[[], None] | None = None,
+        after_last_write: Callable[[], None] | None = None,
     ) -> None:
         self.target = target
         self.suspend = suspend
         self.before_first_write = before_first_write
+        self.after_last_write = after_last_write
+        self.written = False
 
     def write(self, text: str) -> int:
         with self.suspend():
-            if self.before_first_write is not None:
+            if not self.written and self.before_first_write is not None:
                 self.before_first_write()
-                self.before_first_write = None
+            self.written = True
             self.target.write(text)
             self.target.flush()
         return len(text)
 
     def flush(self) -> None:
         pass
+
+    def finish(self) -> None:
+        """After the bar is erased: hand the line back to pytest (``after_last_write``)."""
+        if self.written and self.after_last_write is not None:
+            with self.suspend():
+                self.after_last_write()
+                self.target.flush()
 
     def isatty(self) -> bool:  # tqdm checks it for dynamic width
         return bool(getattr(self.target, "isatty", lambda: False)())
@@ -65,19 +79,14 @@ class ProgressLine:
     def bar(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
         from tqdm import tqdm
 
-        bar = tqdm(
-            total=total,
-            desc=label,
-            unit="seq",
-            leave=False,
-            mininterval=0.5,
-            file=self.stream_factory(),
-            dynamic_ncols=True,
-        )
+        stream = self.stream_factory()
+        bar = tqdm(total=total, desc=label, unit="seq", leave=False, mininterval=0.5, file=stream, dynamic_ncols=True)
         try:
             yield bar.update
         finally:
             bar.close()
+            if hasattr(stream, "finish"):
+                stream.finish()
 
 
 class CountingAdapter:

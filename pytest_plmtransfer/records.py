@@ -136,6 +136,13 @@ class LayerRecord(_Record):
     #: seconds spent on this model (collection, data, embedding, probe, ledger; see timing.py)
     timing: dict[str, float] = field(default_factory=dict)
     test_id: str | None = None
+    #: the model's parameter count (None: an adapter that does not say)
+    model_params: int | None = None
+    #: pretraining checkpoints (CARP's): step, fraction of pretraining and masked-LM loss there;
+    #: None for models that are not one of a model's checkpoints (see models/carp.py)
+    checkpoint_step: int | None = None
+    checkpoint_fraction: float | None = None
+    mlm_loss: float | None = None
     provenance: Provenance = field(default_factory=Provenance)
     extra: dict[str, Any] = field(default_factory=dict)
 

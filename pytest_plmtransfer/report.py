@@ -18,6 +18,7 @@ intervals.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from pytest_plmtransfer.aggregate import (
     depth,
     metric_columns,
     normalize,
+    row_groups,
     sorted_seeds,
     task_metrics,
 )
@@ -56,14 +58,30 @@ class TableRow:
     depth: int
     #: layer -> half-width of the 95% interval of the test metric (absent: no intervals recorded)
     half_widths: dict[int, float] = field(default_factory=dict)
+    #: the weights identity, when the ledger holds several for this (model, init): one row each
+    weights: str | None = None
+    #: the records behind the row (aggregate.row_groups), for results.csv
+    records: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    #: --plm-limit N of the row's records (None: the whole task)
+    limit: int | None = None
 
     @property
     def label(self) -> str:
-        return self.model if self.model == ONEHOT else f"{self.model}/{self.init}"
+        name = self.model if self.model == ONEHOT else f"{self.model}/{self.init}"
+        name += f" @{self.weights.removeprefix('sha256:')}" if self.weights else ""
+        return name + (f" (limit {self.limit})" if self.limit else "")
 
     @property
     def n_seeds(self) -> int:
         return len([s for s in self.seeds if s != "none"])
+
+    @property
+    def seeds_text(self) -> str:
+        """``seed 42`` for one seed, ``3 seeds`` for several (a count never reads as a seed)."""
+        seeds = [s for s in self.seeds if s != "none"]
+        if not seeds:
+            return "-"
+        return f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds"
 
     @property
     def best(self) -> tuple[float, float] | None:
@@ -77,6 +95,8 @@ class TaskTable:
     test_metric: str
     layers: list[int]
     rows: list[TableRow] = field(default_factory=list)
+    #: what was done about several model versions or uneven seeds in the records (row_groups)
+    notes: list[str] = field(default_factory=list)
     #: the protocol of every row (a table never mixes protocols)
     protocol: str = PLMTRANSFER
 
@@ -96,38 +116,57 @@ def _order(frame: pd.DataFrame, column: str) -> list[str]:
     return sorted(dict.fromkeys(str(v) for v in frame[column].tolist()))
 
 
+def _note_of(note: str, task: str, protocol: str) -> bool:
+    """Whether a row_groups note ("model/init on TASK[ (--plm-limit N)][ [PROTOCOL]]: ...") is this table's."""
+    head = note.split(": ", 1)[0]
+    tail = f" [{protocol}]" if protocol != PLMTRANSFER else ""
+    return (
+        head.endswith(tail)
+        and re.search(rf" on {re.escape(task)}( \(--plm-limit \d+\))?{re.escape(tail)}$", head) is not None
+    )
+
+
 def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTable]:
-    """One :class:`TaskTable` per (task, protocol), tasks and models in sorted order (one-hot first)."""
-    data = normalize(frame)
+    """One :class:`TaskTable` per (task, protocol), tasks and models in sorted order (one-hot first); rows
+    never mix weights identities or uneven seeds silently (see :func:`aggregate.row_groups`)."""
+    groups, notes = row_groups(frame)
     tables: list[TaskTable] = []
-    if data.empty:
-        return tables
-    pairs = data[["task", "protocol"]].drop_duplicates().astype(str).itertuples(index=False)
-    for task, protocol in sorted(pairs):
-        tdata = data[(data["task"] == task) & (data["protocol"] == protocol)]
+    for task, protocol in sorted({(g.task, g.protocol) for g in groups}):
+        mine = [g for g in groups if (g.task, g.protocol) == (task, protocol)]
+        tdata = pd.concat([g.records for g in mine])
         sel_m, test_m = task_metrics(tdata)
         test_m = metric or test_m
         table = TaskTable(task, sel_m, test_m, sorted(int(x) for x in tdata["layer"].unique()), protocol=protocol)
-        models = _order(tdata, "model")
-        models = sorted(models, key=lambda m: m != ONEHOT)  # stable: one-hot first, then by name
-        for model in models:
-            mdata = tdata[tdata["model"] == model]
-            inits = sorted(_order(mdata, "init"), key=lambda i: (INIT_ORDER.get(i, 9), i))
-            for init in inits:
-                sub = mdata[mdata["init"] == init]
-                c = curve(sub, [sel_m, test_m])
-                values = {int(l): (float(r[test_m]), float(r[f"{test_m}_std"])) for l, r in c.iterrows()}
-                table.rows.append(
-                    TableRow(
-                        model,
-                        init,
-                        sorted_seeds(sub["seed_key"]),
-                        values,
-                        best_layer(c[sel_m], sel_m),
-                        depth(sub),
-                        interval_half_widths(sub, test_m),
-                    )
+        table.notes = [n for n in notes if _note_of(n, task, protocol)]
+        order = sorted(
+            mine,
+            key=lambda g: (
+                g.model != ONEHOT,
+                g.model,
+                INIT_ORDER.get(g.init, 9),
+                g.init,
+                g.limit or 0,
+                g.weights or "",
+            ),
+        )
+        for g in order:
+            sub = g.records
+            c = curve(sub, [sel_m, test_m])
+            values = {int(l): (float(r[test_m]), float(r[f"{test_m}_std"])) for l, r in c.iterrows()}
+            table.rows.append(
+                TableRow(
+                    g.model,
+                    g.init,
+                    sorted_seeds(sub["seed_key"]),
+                    values,
+                    best_layer(c[sel_m], sel_m),
+                    depth(sub),
+                    interval_half_widths(sub, test_m),
+                    g.weights,
+                    sub,
+                    g.limit,
                 )
+            )
         tables.append(table)
     return tables
 
@@ -178,7 +217,7 @@ def _grid(table: TaskTable, layers: Sequence[int], with_summary: bool) -> tuple[
         header += ["best", "vs onehot"]
     body = []
     for row in table.rows:
-        cells = [row.label, str(row.n_seeds) if row.n_seeds else "-"]
+        cells = [row.label, row.seeds_text]
         cells += [_cell(row.values.get(l), l == row.best_layer, half_width=row.half_widths.get(l)) for l in layers]
         if with_summary:
             best = row.best
@@ -213,6 +252,7 @@ def render_tables_text(frame: pd.DataFrame, *, metric: str | None = None, max_la
             out.extend(text_table(header, body, "l" + "r" * (len(header) - 1)))
             if n < len(chunks) - 1:
                 out.append("")
+        out += [f"note: {n}" for n in table.notes]
         out.append("")
     return "\n".join(out).rstrip() + "\n" if out else "no layer results\n"
 
@@ -332,28 +372,18 @@ def _claims_summary(rows: list[dict[str, Any]]) -> str:
     return ", ".join(f"{counts[k]} {k}" for k in keys)
 
 
-def _first_line(msg: Any, width: int | None) -> str:
+def _first_line(msg: Any) -> str:
+    # whole: a claim's first line ends with its interval and verdict, which a cut would drop
     text = str(msg or "").strip().splitlines()
-    line = text[0] if text else ""
-    if width and len(line) > width:
-        line = line[: width - 1] + "…"
-    return line
+    return text[0] if text else ""
 
 
-def render_claims_text(claims: Any, *, width: int | None = 160) -> str:
+def render_claims_text(claims: Any) -> str:
     rows = claim_rows(claims)
     if not rows:
         return ""
     header = ["outcome", "claim", "message"]
-    # rows that need action (failed, skipped, ...) keep their whole first line: it says what to run
-    body = [
-        [
-            str(r.get("outcome", "")).upper(),
-            r["claim_id"],
-            _first_line(r.get("message"), width if r.get("outcome") in ("passed", "xfailed") else None),
-        ]
-        for r in rows
-    ]
+    body = [[str(r.get("outcome", "")).upper(), r["claim_id"], _first_line(r.get("message"))] for r in rows]
     lines = [f"claims: {_claims_summary(rows)}", *text_table(header, body, free_last=True)]
     return "\n".join(lines) + "\n"
 
@@ -404,78 +434,60 @@ def render_markdown(
         for row in body:
             lines.append("| " + " | ".join(_md_escape(c.strip()) for c in row) + " |")
         lines.append("")
+        lines += [f"- note: {_md_escape(n)}" for n in table.notes] + ([""] if table.notes else [])
         if images and table.key in images:
             lines += [f"![{table.key} layer curves]({images[table.key]})", ""]
     rows = claim_rows(claims)
     if rows:
         lines += ["## Claims", "", _claims_summary(rows), "", "| outcome | claim | message |", "|---|---|---|"]
         for r in rows:
-            msg = _md_escape(_first_line(r.get("message"), None))
+            msg = _md_escape(_first_line(r.get("message")))
             lines.append(f"| {str(r.get('outcome', '')).upper()} | {_md_escape(r['claim_id'])} | {msg} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def results_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Long per-(task, model, init, layer) table: seed count, means of every metric, stds of the
-    test and selection metrics, relative depth and the best-layer flag. This is ``results.csv``."""
-    data = normalize(frame)
-    if data.empty:
+    """Long per-(task, model, init, layer) table, one block per report row: seeds, means of every
+    metric, stds of the test and selection metrics, relative depth, the best-layer flag, the
+    weights identity and the run ids the numbers come from. This is ``results.csv``."""
+    tables = task_tables(frame)
+    blocks = []
+    for table in tables:
+        std_of = [table.test_metric, table.selection_metric]
+        for row in table.rows:
+            data = row.records
+            metrics = metric_columns(data)
+            grouped = data.groupby("layer", sort=True)
+            block = pd.concat(
+                [grouped[metrics].mean(), grouped[[m for m in std_of if m in metrics]].std(ddof=1).add_suffix("_std")],
+                axis=1,
+            )
+            block["n_records"] = grouped.size()
+            block = block.reset_index()
+            block.insert(0, "task", table.task)
+            block.insert(1, "protocol", table.protocol)
+            block.insert(2, "model", row.model)
+            block.insert(3, "init", row.init)
+            block["relative_depth"] = block["layer"] / max(row.depth, 1)
+            block["seeds"] = " ".join(row.seeds)
+            block["selection_metric"] = table.selection_metric
+            block["test_metric"] = table.test_metric
+            block["best"] = block["layer"] == row.best_layer
+            weights = sorted({w for w in data.get("weights", pd.Series(dtype=object)) if isinstance(w, str)})
+            block["weights"] = " ".join(weights)
+            block["limit"] = row.limit  # --plm-limit N per split; empty: the whole task
+            runs = sorted({str(r) for r in data.get("run_id", pd.Series(dtype=object)).dropna()})
+            block["run_ids"] = " ".join(runs)
+            if row.half_widths:  # the ± of the tables: half-width of the 95% interval of the test metric
+                block["test_metric_ci95_halfwidth"] = [row.half_widths.get(int(l)) for l in block["layer"]]
+            blocks.append(block)
+    if not blocks:
         return pd.DataFrame()
-    metrics = metric_columns(data)
-    tables = task_tables(data)
-    keys = ["task", "protocol", "model", "init", "layer"]
-    grouped = data.groupby(keys, sort=False)
-    mean = grouped[metrics].mean()
-    std_cols = list(dict.fromkeys(m for t in tables for m in (t.test_metric, t.selection_metric) if m in metrics))
-    std = grouped[std_cols].std(ddof=1).add_suffix("_std")
-    out = pd.concat([mean, std], axis=1)
-    out["n_records"] = grouped.size()
-    out = out.reset_index()
-    info = pd.DataFrame(
-        [
-            {
-                "task": t.task,
-                "protocol": t.protocol,
-                "model": r.model,
-                "init": r.init,
-                "seeds": " ".join(r.seeds),
-                "depth": r.depth,
-                "selection_metric": t.selection_metric,
-                "test_metric": t.test_metric,
-                "best_layer": r.best_layer,
-                "order": (ti, ri),
-            }
-            for ti, t in enumerate(tables)
-            for ri, r in enumerate(t.rows)
-        ]
-    )
-    out = out.merge(info, on=["task", "protocol", "model", "init"], how="left")
-    half = {
-        (t.task, t.protocol, r.model, r.init, l): h for t in tables for r in t.rows for l, h in r.half_widths.items()
-    }
-    if half:  # the ± of the tables: half-width of the 95% interval of the task's test metric
-        out["test_metric_ci95_halfwidth"] = [
-            half.get((t, p, m, i, int(l)))
-            for t, p, m, i, l in zip(out["task"], out["protocol"], out["model"], out["init"], out["layer"])
-        ]
-    out["relative_depth"] = out["layer"] / out["depth"].clip(lower=1)
-    out["best"] = out["layer"] == out["best_layer"]
-    out = out.sort_values(["order", "layer"], kind="stable").reset_index(drop=True)
-    lead = [
-        "task",
-        "protocol",
-        "model",
-        "init",
-        "layer",
-        "relative_depth",
-        "seeds",
-        "selection_metric",
-        "test_metric",
-        "best",
-    ]
-    rest = [c for c in out.columns if c not in lead and c not in ("depth", "best_layer", "order")]
-    return out[lead + rest]
+    out = pd.concat(blocks, ignore_index=True)
+    lead = ["task", "protocol", "model", "init", "layer", "relative_depth", "seeds", "weights", "run_ids", "limit"]
+    lead += ["selection_metric", "test_metric", "best"]
+    return out[lead + [c for c in out.columns if c not in lead]]
 
 
 def write_report(

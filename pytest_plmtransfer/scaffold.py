@@ -9,7 +9,12 @@ Writes (never over an existing file unless ``force``; all or nothing):
 * ``.github/workflows/plm-gate.yml`` — the gate on every pull request;
 * ``pytest.ini`` — only when the directory has no pytest configuration: it anchors pytest's
   rootdir here (without one, ``--plm-data-dir /abs/path`` written with a space makes pytest take
-  the common ancestor of the paths, e.g. ``/``, as rootdir, and baselines/ledger would go there).
+  the common ancestor of the paths, e.g. ``/``, as rootdir, and baselines/ledger would go there);
+* ``.gitignore`` — the ledger, reports and caches a run leaves (only when there is none).
+
+With ``hf`` (a Hugging Face directory or repo id) no model code is written: ``pytest.ini``
+declares the alias ``<model>=hf:<hf>``, which the printed commands and the workflow name by
+``<model>`` alone.
 """
 
 from __future__ import annotations
@@ -78,7 +83,13 @@ def pytest_plmtransfer_register_models(registry):
 
 PYTEST_INI = """[pytest]
 # anchors pytest's rootdir (and so baselines/ and .plmtransfer/) in this directory
-plm_models = {model},onehot
+plm_models = {models}
+"""
+GITIGNORE = """# what pytest-plmtransfer runs leave behind (commit baselines/, not these)
+.plmtransfer/
+report/
+.pytest_cache/
+__pycache__/
 """
 #: files any of which already configures pytest (and so anchors the rootdir)
 _PYTEST_CONFIGS = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
@@ -89,28 +100,36 @@ from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401
 from pytest_plmtransfer.benchmarks.test_layers import test_layer  # noqa: F401
 '''
 
+#: the torch the scaffolded workflow installs: the CPU wheel the package's torch bound is tested with
+TORCH = "2.13.0"
+
 WORKFLOW = """# The PLM gate: recompute {model}'s layer results, fail on any broken claim or baseline.
+# Checked by a YAML parser and by actionlint in pytest-plmtransfer's own tests.
 name: plm-gate
 on: [pull_request]
 jobs:
   gate:
-    runs-on: ubuntu-latest            # or a GPU runner: add --plm-device cuda --plm-dtype bf16
+    runs-on: ubuntu-latest  # or a GPU runner: add --plm-device cuda --plm-dtype bf16 to the gate
     timeout-minutes: 120
     steps:
       - uses: actions/checkout@v4
       - uses: actions/setup-python@v5
-        with: {{python-version: "3.11"}}
-      - name: cache FLIP data and embeddings (keyed by content: a changed model is recomputed)
+        with:
+          python-version: "3.11"
+      # FLIP data and embeddings are keyed by content: a changed model is recomputed, not served stale
+      - name: "Cache FLIP data and embeddings"
         uses: actions/cache@v4
         with:
           path: |
             ~/.cache/plmtransfer
             ~/.cache/torch/hub/checkpoints
-          key: plm-${{{{ hashFiles('baselines/**') }}}}
-      - run: pip install --extra-index-url https://download.pytorch.org/whl/cpu torch
+          key: plm-${{{{ runner.os }}}}-${{{{ github.sha }}}}
+          restore-keys: plm-${{{{ runner.os }}}}-
+      # the CPU wheel, pinned: the default index would bring several GB of CUDA libraries
+      - run: pip install torch=={torch} --index-url https://download.pytorch.org/whl/cpu
       - run: pip install pytest-plmtransfer
-      - name: gate
-        run: >
+      - name: "Gate"
+        run: >-
           pytest benchmarks --plm-models {model},onehot
           --plm-gate --plm-report --plm-report-dir report/
       - uses: actions/upload-artifact@v4
@@ -120,6 +139,7 @@ jobs:
           path: |
             report/
             .plmtransfer/
+          include-hidden-files: true
 """
 
 
@@ -130,25 +150,40 @@ def claims_document(model: str) -> dict:
         "description": (
             f"Claims for {model}: the shipped claims (beats one-hot, saturates by the middle layer, "
             "pretrained beats random/stat, no regression against baselines/<task>/<model>--<init>.json) "
-            "apply to every selected model. Add entries here; an entry named like a shipped one "
-            "(e.g. 'beats_onehot', to declare an expected failure) replaces it."
+            "apply to every selected model. Add entries to 'claims'; an entry named like a shipped one "
+            "replaces it. To declare an expected failure, name the shipped claim and say where and why "
+            "(its kind and selection are the shipped one's), e.g. "
+            + EXPECTED_FAILURE_EXAMPLE.format(model=model)
+            + ". 'strict': true (the default) fails the gate when the claim starts to pass there "
+            "(XPASS(strict)): list only the tasks where it fails, or set 'strict': false."
         ),
         "claims": [],
     }
 
 
-def scaffold(target: Path, model: str = "my_plm", *, force: bool = False) -> list[Path]:
+#: the shape of a name-only override declaring an expected failure (README, claims file)
+EXPECTED_FAILURE_EXAMPLE = (
+    '{{"name": "beats_onehot", "expected_failures": [{{"models": "{model}", "tasks": ["gb1_low_vs_high"], '
+    '"reason": "why it is expected to fail there", "strict": true}}]}}'
+)
+
+
+def scaffold(target: Path, model: str = "my_plm", *, force: bool = False, hf: str | None = None) -> list[Path]:
     """Write the files; refuse (writing nothing) when one exists and ``force`` is not set."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", model):
         raise PlmTransferError(f"--model: {model!r} is not a usable model name (letters, digits, underscores)")
     cls = "".join(part.capitalize() for part in model.split("_")) or "My"
     files = {
-        target / "conftest.py": CONFTEST.format(model=model, cls=cls),
         target / "benchmarks" / "test_plmtransfer.py": SUITE.format(model=model),
-        target / ".github" / "workflows" / "plm-gate.yml": WORKFLOW.format(model=model),
+        target / ".github" / "workflows" / "plm-gate.yml": WORKFLOW.format(model=model, torch=TORCH),
     }
+    if hf is None:
+        files[target / "conftest.py"] = CONFTEST.format(model=model, cls=cls)
     if not any((target / name).exists() for name in _PYTEST_CONFIGS):
-        files[target / "pytest.ini"] = PYTEST_INI.format(model=model)
+        models = f"{model}=hf:{hf},onehot" if hf else f"{model},onehot"
+        files[target / "pytest.ini"] = PYTEST_INI.format(models=models)
+    if not (target / ".gitignore").exists():
+        files[target / ".gitignore"] = GITIGNORE
     claims = target / "baselines" / "claims.json"
     existing = [p for p in [*files, claims] if p.exists()]
     if existing and not force:
@@ -163,15 +198,22 @@ def scaffold(target: Path, model: str = "my_plm", *, force: bool = False) -> lis
     return written
 
 
-def next_steps(model: str) -> str:
+def next_steps(model: str, hf: str | None = None, wrote_ini: bool = True) -> str:
+    if hf is None:
+        first = "  1. replace TinyPLM in conftest.py with your model (keep the adapter's contract)"
+    elif wrote_ini:
+        first = f"  1. pytest.ini declares {model}=hf:{hf}; the commands below name it {model}"
+    else:
+        first = f"  1. add  plm_models = {model}=hf:{hf},onehot  to your pytest configuration ([pytest] or [tool.pytest.ini_options])"
     return "\n".join(
         [
             "next:",
-            "  1. replace TinyPLM in conftest.py with your model (keep the adapter's contract)",
+            first,
             f"  2. pytest benchmarks --plm-models {model},onehot --plm-update-baselines   # on the reference machine",
-            "     (TinyPLM is random: it fails the shipped scientific claims, as it should; a claim your model",
-            "      is not expected to meet goes into baselines/claims.json as an expected failure, with a reason)",
-            "  3. review and commit baselines/ and .github/workflows/plm-gate.yml",
+            *(["     (TinyPLM is random: it fails the shipped scientific claims, as it should)"] if hf is None else []),
+            "     a claim your model is not expected to meet goes into baselines/claims.json as an expected",
+            "     failure with a reason (the shape is in that file's description)",
+            "  3. review and commit baselines/, .gitignore and .github/workflows/plm-gate.yml",
             f"  4. CI runs: pytest benchmarks --plm-models {model},onehot --plm-gate",
             "  data: --plm-data-dir DIR (FLIP layout) or PLMTRANSFER_DATA, else it is downloaded",
         ]

@@ -15,7 +15,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -394,6 +394,7 @@ class PlmSession:
             ]
         else:
             records = []
+            causes: list[str] = []
             for case in self.claim_layer_cases(claim):
                 done = self._layer_records.get(case.embedding_request + (case.layer,))
                 if done is not None:  # measured by a layer test of this process: no rebuild
@@ -401,9 +402,13 @@ class PlmSession:
                     continue
                 try:
                     records.append(self.run_layer(case))
-                except ResourceUnavailable:
-                    continue  # the claim reports what is missing and the command that provides it
+                except ResourceUnavailable as exc:
+                    causes += [str(exc)] if str(exc) not in causes else []
         outcome = evaluate(claim, records_to_frame(records), self.baseline_store())
+        if self.options.from_ledger is None and outcome.missing and causes:
+            # the command the kind suggests would skip the same way: say why instead
+            more = f" (and {len(causes) - 1} more missing input(s))" if len(causes) > 1 else ""
+            outcome = replace(outcome, message=f"{claim.id} cannot be judged here: {causes[0]}{more}")
         fields = claim_record(claim, outcome, strict_missing=strict)
         fields.pop("kind", None)
         record = ClaimRecord(**fields, protocol=self.protocol.name, provenance=self.provenance())
@@ -430,7 +435,12 @@ class PlmSession:
             spec = get_task(task_id)
             try:
                 archive = self.resolver.resolve(spec)
-                self._tasks[task_id] = self.protocol.prepare(load_task(spec, archive))
+                data = self.protocol.prepare(load_task(spec, archive))
+                if self.options.limit is not None:
+                    from pytest_plmtransfer.tasks.prepare import limit_per_split
+
+                    data = limit_per_split(data, self.options.limit)
+                self._tasks[task_id] = data
             except ResourceUnavailable as exc:
                 self._task_errors[task_id] = exc
                 raise
@@ -596,7 +606,7 @@ class PlmSession:
             result["intervals"], seconds = self._intervals(predictions, spec.test_metric)
             result["interval_seconds"] = round(seconds, 4)
         hygiene = self.data_hygiene(embedded.data, self.protocol.model_max_residues(adapter.max_residues)).as_record()
-        record = self._record(labelled, adapter, embedded.data, embedded.entry, result, None, hygiene)
+        record = self._record(labelled, adapter, embedded.data, embedded.entry, result, None, hygiene, case.model)
         record.update(base_model=case.model, head_name=head, embed_seconds=0.0)
         return record
 
@@ -699,6 +709,8 @@ class PlmSession:
             "seed": seed,
             "protocol": self.protocol.name,
         }
+        if self.options.limit is not None:  # a subsample's probe is another result
+            payload["limit"] = self.options.limit
         settings = self.probe_settings()
         if self.options.head or settings.device != "cpu":  # defaults on CPU add nothing
             payload["head_settings"] = {**self.options.head, "device": settings.device}
@@ -710,10 +722,21 @@ class PlmSession:
         return self._machine
 
     def _record(
-        self, case: LayerCase, adapter, data: TaskData, entry, result, result_key: str | None, hygiene: dict[str, Any]
+        self,
+        case: LayerCase,
+        adapter,
+        data: TaskData,
+        entry,
+        result,
+        result_key: str | None,
+        hygiene: dict[str, Any],
+        base_model: str | None = None,
     ) -> dict[str, Any]:
+        """``base_model``: the registry model behind ``case.model`` when that is a derived name
+        (a user's head, ``<model>+<head>``)."""
         machine = self.machine()
         spec = data.spec
+        description = self.describe(base_model or case.model)  # cached since collection; nothing is built
         record = LayerRecord(
             model=case.model,
             init=case.init,
@@ -757,11 +780,17 @@ class PlmSession:
             # seconds this process spent on the model since its previous record (timing.py): the
             # run's records sum to its per-model totals
             timing=self.timer.take(case.model),
+            model_params=getattr(adapter, "num_parameters", None),
+            checkpoint_step=description.checkpoint_step,
+            checkpoint_fraction=description.checkpoint_fraction,
+            mlm_loss=description.mlm_loss,
             provenance=self.provenance(),
         )
         out = record.to_dict()
         if self.cuda_visible_devices is not None:
             out["cuda_visible_devices"] = self.cuda_visible_devices
+        if self.options.limit is not None:  # absent: the whole task
+            out["limit"] = self.options.limit
         return out
 
     def write(self, records: list[dict[str, Any]]) -> None:

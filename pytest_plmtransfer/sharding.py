@@ -8,7 +8,7 @@ model is built on two machines.
 Groups are assigned by longest-processing-time-first: sorted by estimated cost (largest first,
 ties by group id), each goes to the shard with the least total so far (ties: lowest index). The
 estimate is parameters × residues × the fraction of the model's depth that is run, where residues
-come from the task catalog (the papers' split sizes × the residue window, or 400 residues per
+come from the task catalog (its known split sizes × the residue window, or 400 residues per
 sequence when no window is declared): only relative sizes matter. Every shard computes the same
 plan from the same selection, and its hash goes into every record, so ``plmtransfer merge`` can
 tell shards of one plan from strays.
@@ -146,7 +146,7 @@ def task_residues(task_id: str) -> int:
     from pytest_plmtransfer.tasks.catalog import get_task
 
     spec = get_task(task_id)
-    sequences = sum(spec.paper_sizes) if spec.paper_sizes else DEFAULT_TASK_SEQUENCES
+    sequences = sum(spec.sizes) if spec.sizes else DEFAULT_TASK_SEQUENCES
     length = spec.window[1] - spec.window[0] if spec.window else DEFAULT_SEQUENCE_LENGTH
     return sequences * length
 

@@ -1,4 +1,4 @@
-"""End-of-session lines: why every benchmark test skipped, and where the report went."""
+"""End-of-session lines: why benchmark tests skipped (all or some), and where the report went."""
 
 from __future__ import annotations
 
@@ -19,15 +19,20 @@ def _headline(reason: str) -> str:
     return re.sub(r"\s*\(task [^)]*\)", "", first).strip()
 
 
-def all_skipped_explanation(skip_reasons: Iterable[str], others: int) -> str | None:
-    """One block when benchmark tests ran and every one of them skipped (``others`` counts the
-    benchmark tests with any other outcome); None otherwise."""
+def skipped_explanation(skip_reasons: Iterable[str], others: int) -> str | None:
+    """One block when benchmark tests skipped, grouped by reason (``others`` counts the benchmark
+    tests with any other outcome): pytest lists skip reasons only under ``-rs``, and a run where
+    only some skipped looks complete without it. None when none skipped."""
     reasons = [r.removeprefix("Skipped: ").strip() for r in skip_reasons]
-    if not reasons or others:
+    if not reasons:
         return None
     counts = Counter(_headline(r) for r in reasons)
     full = {_headline(r): r for r in reversed(reasons)}  # the first full message of each headline
-    lines = [f"plmtransfer: all {len(reasons)} benchmark test(s) skipped, so nothing was measured. Why:"]
+    if others:
+        head = f"plmtransfer: {len(reasons)} of {len(reasons) + others} benchmark test(s) skipped. Why:"
+    else:
+        head = f"plmtransfer: all {len(reasons)} benchmark test(s) skipped, so nothing was measured. Why:"
+    lines = [head]
     for headline, n in counts.most_common(MAX_REASONS):
         lines.append(f"  {n} x {headline}")
     if len(counts) > MAX_REASONS:

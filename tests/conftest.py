@@ -1,6 +1,23 @@
 """Shared fixtures for the project's own tests."""
 
+import os
+
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_environment(monkeypatch, tmp_path_factory):
+    """No test sees the user's settings or caches: the README tells users to set PLMTRANSFER_DATA,
+    and a test that finds the real archive instead of its own mirror checks nothing. Every
+    ``PLMTRANSFER_*`` variable is cleared, and the caches the package and the model libraries
+    default to (``~/.cache``, torch hub, Hugging Face) point into this session's temp directory;
+    pytester's subprocesses inherit the same."""
+    for name in [n for n in os.environ if n.startswith("PLMTRANSFER_")]:
+        monkeypatch.delenv(name)
+    home = tmp_path_factory.getbasetemp() / "user-caches"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg"))
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    monkeypatch.setenv("HF_HOME", str(home / "huggingface"))
 
 
 @pytest.fixture(scope="module")

@@ -537,3 +537,63 @@ def write_all(root: Path | str, seed: int = 0) -> dict[str, Path]:
         "bind": write_bind(root, seed=seed),
         "conservation": write_conservation(root, seed=seed),
     }
+
+
+# ------------------------------------------------------------------------------------ TAPE
+
+#: TAPE's secondary-structure splits, each a JSON file in its release
+TAPE_SS_SPLITS = ("train", "valid", "casp12", "cb513", "ts115")
+
+
+def tape_ss_records(n: int = 12, seed: int = 0, lengths: tuple[int, int] = (20, 60)) -> list[dict]:
+    """Records shaped like TAPE's JSON release (the JSON-ified LMDB items of its
+    SecondaryStructureDataset): ``primary`` a string, ``ss3``/``ss8``/``disorder`` integer lists,
+    ``evolutionary`` 30 floats per residue, ``protein_length``, ``id``. Labels follow the residues
+    (helix-prone letters H, strand-prone E) so that a probe can learn something."""
+    rng = np.random.default_rng(seed)
+    helix, strand = set("AELMQKRH"), set("VIYFWT")
+    records = []
+    for i in range(n):
+        seq = random_protein(rng, int(rng.integers(*lengths)))
+        ss3 = [0 if c in helix else 1 if c in strand else 2 for c in seq]
+        records.append(
+            {
+                "id": f"{seed}{i:03d}A",
+                "primary": seq,
+                "protein_length": len(seq),
+                "ss3": ss3,
+                "ss8": [{0: 1, 1: 4, 2: 7}[v] for v in ss3],
+                "disorder": [1] * len(seq),
+                "evolutionary": rng.random((len(seq), 30)).round(3).tolist(),
+            }
+        )
+    return records
+
+
+def write_tape_ss(
+    root: Path | str, records: Mapping[str, object] | None = None, n: int = 12, raw: Mapping[str, str] | None = None
+) -> Path:
+    """TAPE's ``secondary_structure.tar.gz`` (``secondary_structure/secondary_structure_<split>.json``)
+    at ``<root>/tape/``; ``records`` (split -> list) replaces generated records, ``raw`` (split ->
+    text) writes a member's text as given (for bad input). Deterministic bytes (fixed mtimes)."""
+    import gzip
+    import io
+    import json
+    import tarfile
+
+    path = Path(root) / "tape" / "secondary_structure.tar.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for k, split in enumerate(TAPE_SS_SPLITS):
+            if raw is not None and split in raw:
+                text = raw[split]
+            else:
+                chosen = records.get(split) if records is not None else None
+                text = json.dumps(chosen if chosen is not None else tape_ss_records(n, seed=k))
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(f"secondary_structure/secondary_structure_{split}.json")
+            info.size, info.mtime = len(data), 1_600_000_000
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(gzip.compress(buffer.getvalue(), mtime=0))
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,9 @@ def test_update_then_compare_passes_and_files_are_reviewable(tmp_path, run):
     prov = doc["provenance"]
     assert prov["git_commit"] == "abc123" and prov["plugin_version"] == "0.1.0"
     assert prov["data_sha256"] == "0" * 64
-    assert prov["weights"]["model"] == "tiny_esm" and len(prov["weights"]["weights_sha256"]) == 64
+    assert re.fullmatch(r"sha256:[0-9a-f]{12}", prov["weights"])  # the weights' identity, as in the ledger frame
+    # a committed file carries no machine: no host name, no absolute path
+    assert "host" not in prov and prov["data_archive"] == "splits/gb1/splits.zip"
     assert prov["run_id"] == "run-1" and prov["written"]
     assert "*_spearman" in doc["tolerances"]["defaults"] and doc["tolerances"]["overrides"] == {}
     pre = json.loads((tmp_path / "gb1_sampled" / "tiny_esm--pretrained.json").read_text())
@@ -234,3 +237,42 @@ def test_last_digit_noise_is_the_same_value_a_real_change_is_not(tmp_path):
     extra = json.loads(json.dumps(doc))
     extra["layers"]["0"]["test_mse"] = 1.0
     assert not _same_values(path, extra)
+
+
+def test_stored_baselines_carry_no_host_name_or_absolute_path(tmp_path):
+    recs = curve_records("m", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.6, 0.6)]})
+    for r in recs:
+        r["host"] = "alices-laptop.example.org"
+        r["data"]["source"] = "/home/alice/flip/splits/gb1/splits.zip"
+        r["weights"] = {"model": "hf:/home/alice/checkpoints/m", "init": "pretrained", "seed": None}
+    BaselineStore(tmp_path).update_from(records_to_frame(recs))
+    text = (tmp_path / "gb1_sampled" / "m--pretrained.json").read_text()
+    assert "alice" not in text and "splits/gb1/splits.zip" in text
+    # the same weights from another checkout are the same weights
+    other = [{**r, "weights": {**r["weights"], "model": "hf:/ci/work/checkpoints/m"}} for r in recs]
+    assert BaselineStore(tmp_path).compare(records_to_frame(other)).weights_changed is None
+
+
+def test_a_failing_comparison_says_when_the_weights_are_not_the_baselines(tmp_path):
+    recs = curve_records("m", "gb1_sampled", "pretrained", {None: [(0.5, 0.5), (0.6, 0.6)]})
+    store_dir = tmp_path
+    BaselineStore(store_dir).update_from(records_to_frame(recs))
+    changed = curve_records("m", "gb1_sampled", "pretrained", {None: [(0.2, 0.2), (0.3, 0.3)]})
+    for r in changed:
+        r["weights"] = {**r["weights"], "weights_sha256": "f" * 64}
+    cmp = BaselineStore(store_dir).compare(records_to_frame(changed))
+    assert not cmp.ok
+    assert re.search(
+        r"m/pretrained on gb1_sampled: \d+ of \d+ values outside tolerance of .*m--pretrained.json; the weights differ "
+        r"from the baseline's \(run sha256:[0-9a-f]{12}, baseline sha256:[0-9a-f]{12}\): a new model version",
+        cmp.summary(),
+    )
+
+
+def test_shipped_baselines_carry_no_host_name_or_absolute_path():
+    shipped = sorted((Path(__file__).parents[1] / "pytest_plmtransfer" / "baselines_default").glob("*/*--*.json"))
+    assert shipped
+    for path in shipped:
+        doc = json.loads(path.read_text())
+        assert "host" not in doc["provenance"], path
+        assert not re.search(r'": "(/|\.\./|~)', path.read_text()), path

@@ -71,6 +71,11 @@ def test_report_selects_runs(tmp_path, records, capsys):
     assert main(["report", str(path), "--latest"]) == 0
     latest = capsys.readouterr().out
     assert "tiny_esm/pretrained" in latest and "tiny_esm/random" not in latest
+    # a 4-record retry is newer than the full run: it says what it picked, and where the rest is
+    assert latest.startswith(
+        "--latest: run run-2 of 2024-02-01T00:00:00+00:00, 4 layer record(s); an earlier run holds more: run-1 ("
+    )
+    assert "--run-id run-1 reports it" in latest.splitlines()[0]
     assert main(["report", str(path), "--run-id", "run-1"]) == 0
     assert "tiny_esm/random" in capsys.readouterr().out
     assert main(["report", str(path), "--run-id", "nope"]) == 2

@@ -281,3 +281,33 @@ def test_default_url_is_flips_raw_url_at_a_pinned_commit(tmp_path):
     assert (
         DataResolver(None, tmp_path, base_url="https://mirror/x/").url(GB1) == "https://mirror/x/splits/gb1/splits.zip"
     )
+
+
+def test_tape_archive_comes_from_its_publisher_recorded_and_warned(tmp_path, server, monkeypatch):
+    from pytest_plmtransfer.tasks import resolve
+
+    tape = ff.write_tape_ss(tmp_path / "upstream").read_bytes()
+    route = "/proteindata/data_raw_pytorch/secondary_structure.tar.gz"
+    server.files[route] = tape
+    published = f"http://127.0.0.1:{server.server_address[1]}{route}"
+    assert resolve.OTHER_ARCHIVES["tape/secondary_structure.tar.gz"][1].endswith(route)  # TAPE's README URL
+    monkeypatch.setitem(
+        resolve.OTHER_ARCHIVES, "tape/secondary_structure.tar.gz", ("tape_secondary_structure", published)
+    )
+    spec = get_task("ss3_cb513")
+    cache = tmp_path / "cache"
+    resolver = DataResolver(None, cache, base_url=server.base_url)  # a FLIP mirror: TAPE is not on it
+    assert resolver.url(spec) == published
+    with pytest.warns(resolve.UnverifiedDownloadWarning, match="no published sha256 is known"):
+        path = resolver.resolve(spec)
+    digest = hashlib.sha256(tape).hexdigest()
+    assert path == cache / "flip" / "tape" / "secondary_structure.tar.gz" and read_sidecar(path) == digest
+    assert server.hits == [route]
+    assert DataResolver(None, cache).resolve(spec) == path and len(server.hits) == 1  # cached, checked
+    assert load_task(spec, path).sha256 == digest
+    # a digest the user expects and the cached file lacks: refused, and nothing else is kept
+    other = DataResolver(None, cache, allow_download=False, expected_sha256={"tape_secondary_structure": "0" * 64})
+    with pytest.raises(
+        ResourceUnavailable, match=r"archive tape/secondary_structure\.tar\.gz \(task ss3_cb513\).*corrupt"
+    ):
+        other.resolve(spec)

@@ -253,10 +253,12 @@ def test_report_html_in_a_real_browser(written, frame, tmp_path):
     assert facts["scripts"] == 0
     tables = task_tables(frame)
     # a figure per task and the overview, each drawn (an SVG the browser decoded)
-    expected = [f"task-{t.task}-figure" for t in tables] + ["figure-overview", "figure-1"]
+    # and every figure write_report lists: the papers' figures the records allow, then the extra one
+    extra = [f"figure-{i + 1}" for i in range(len(written["figures"]))]
+    expected = [f"task-{t.task}-figure" for t in tables] + ["figure-overview", *extra]
     assert sorted(facts["figures"]) == sorted(expected)
     assert all(img["complete"] and img["width"] > 300 for img in facts["images"])
-    assert len(facts["images"]) == len(tables) + 2
+    assert len(facts["images"]) == len(tables) + 1 + len(extra)
     # the leaderboard, a table per task, the claims, and the provenance
     assert facts["tables"] == [
         "leaderboard-table",

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import urllib.error
 
 import numpy as np
 import pytest
 import torch
 
-from pytest_plmtransfer.errors import InputError, ResourceUnavailable
+from pytest_plmtransfer.errors import InputError, PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.models import carp as carp_mod
 from pytest_plmtransfer.models import weights as weights_mod
 from pytest_plmtransfer.models.carp import CarpAdapter, CarpConfig, build_architecture, create
 from pytest_plmtransfer.models.inits import seeded_construction
 from pytest_plmtransfer.models.registry import ModelOptions, builtin_registry
+from pytest_plmtransfer.options import ICML_CHECKPOINTS, SUITES
 
 sm_pretrained = pytest.importorskip("sequence_models.pretrained")
 from sequence_models.collaters import SimpleCollater  # noqa: E402
@@ -226,3 +228,135 @@ def test_step_checkpoint_given_as_a_path(tmp_path, empty_hub):
     torch.save(checkpoint_dict(tiny_model(seed=4), TINY), path)
     adapter = builtin_registry().create(str(path), "pretrained", None, ModelOptions(allow_download=False))
     assert adapter.name == "carp_tiny@step=100" and adapter.num_layers == TINY.n_layers
+
+
+# ------------------------------------------------------------------------------------ pretraining checkpoints
+
+
+def test_checkpoint_names_carry_the_authors_steps_and_losses():
+    # microsoft/protein-transfer scr/params/emb.py:94-126
+    assert carp_mod.parse_checkpoint("carp_640M@0.125") == carp_mod.CarpCheckpoint(
+        "carp_640M", 78810, 0.125, 2.1455246604919718
+    )
+    assert carp_mod.parse_checkpoint("carp_640M@step=78810") == carp_mod.parse_checkpoint("carp_640M@0.125")
+    assert carp_mod.parse_checkpoint("carp_600k@0.5") == carp_mod.CarpCheckpoint(
+        "carp_600k", 239263, 0.5, 2.5123053303486858
+    )
+    assert carp_mod.parse_checkpoint("carp_76M@0.25").step == 162959
+    assert carp_mod.parse_checkpoint("carp_38M@0.125").step == 129575
+    # the published model is the 100% point: no step in the authors' table, their final loss
+    assert carp_mod.parse_checkpoint("carp_38M") == carp_mod.CarpCheckpoint("carp_38M", None, 1.0, 2.3030167711945997)
+    assert carp_mod.parse_checkpoint("carp_38M@1") == carp_mod.parse_checkpoint("carp_38M")
+    # a step of one's own: local files only, no fraction or loss claimed for it
+    assert carp_mod.parse_checkpoint("carp_640M@step=5") == carp_mod.CarpCheckpoint("carp_640M", 5, None, None)
+    assert carp_mod.parse_checkpoint("carp_640M@/a/file.pt") is None and carp_mod.parse_checkpoint("esm1b") is None
+    with pytest.raises(PlmTransferError, match=r"no carp_640M checkpoint at 0.3 of pretraining.*0.125, 0.25, 0.5, 1"):
+        carp_mod.parse_checkpoint("carp_640M@0.3")
+    with pytest.raises(PlmTransferError, match="must be an integer"):
+        carp_mod.parse_checkpoint("carp_640M@step=late")
+    # every loss falls as pretraining goes on, and the icml suite names exactly these checkpoints
+    for losses in carp_mod.CARP_CHECKPOINT_LOSSES.values():
+        assert [losses[f] for f in sorted(losses)] == sorted(losses.values(), reverse=True)
+    assert SUITES["icml"]["models"][-12:] == ICML_CHECKPOINTS == carp_mod.checkpoint_model_names()
+
+
+def test_checkpoints_are_described_from_the_tables_without_files(tmp_path, empty_hub):
+    registry = builtin_registry()
+    options = ModelOptions(weights_dir=tmp_path, allow_download=False)  # empty: nothing to read
+    desc = registry.describe("carp_640M@0.25", options)
+    assert (desc.num_layers, desc.embed_dim) == (56, 1280)
+    assert (desc.checkpoint_step, desc.checkpoint_fraction, desc.mlm_loss) == (154698, 0.25, 2.094229900229448)
+    full = registry.describe("carp_640M", options)
+    assert (full.checkpoint_step, full.checkpoint_fraction, full.mlm_loss) == (None, 1.0, 2.0194828284458466)
+    # a checkpoint's random init would repeat the base model's (same architecture, same seeds)
+    assert "random" in registry.entry("carp_640M").inits
+    assert registry.entry("carp_640M@0.25").inits == tuple(
+        i for i in registry.entry("carp_640M").inits if i != "random"
+    )
+    with pytest.raises(PlmTransferError, match="does not support init 'random'"):
+        registry.create("carp_640M@0.25", "random", 0, options)
+    other = registry.describe("esm1_t6_43M_UR50S", options)
+    assert (other.checkpoint_step, other.checkpoint_fraction, other.mlm_loss) == (None, None, None)
+
+
+@pytest.fixture
+def tiny_checkpoints(monkeypatch):
+    """carp_tiny as a table model with checkpoints at steps 100 (1/8) and 200 (1/4)."""
+    monkeypatch.setitem(carp_mod.CARP_CONFIGS, "carp_tiny", TINY)
+    monkeypatch.setitem(carp_mod.CARP_CHECKPOINT_STEPS, "carp_tiny", {0.125: 100, 0.25: 200})
+    monkeypatch.setitem(carp_mod.CARP_CHECKPOINT_LOSSES, "carp_tiny", {0.125: 3.0, 0.25: 2.9, 1.0: 2.5})
+
+
+def training_checkpoint(model) -> dict:
+    """The authors' training-checkpoint layout (what CARPEncoder reads, encoding_classes.py:682-690):
+    ``model_state_dict`` under DDP's ``module.`` prefix, next to optimizer state; no sizes."""
+    state = {f"module.{k}": v for k, v in model.model.state_dict().items()}
+    return {"model_state_dict": state, "optimizer_state_dict": {"state": {}, "param_groups": []}, "epoch": 3}
+
+
+def test_fraction_names_resolve_both_file_layouts(tmp_path, empty_hub, tiny_checkpoints):
+    early, mid = tiny_model(seed=20), tiny_model(seed=21)
+    torch.save(checkpoint_dict(early, TINY), tmp_path / "carp_tiny@step=100.pt")  # sequence-models' format
+    (tmp_path / "carp_tiny").mkdir()
+    torch.save(training_checkpoint(mid), tmp_path / "carp_tiny" / "checkpoint200.tar")  # the authors' layout
+    options = ModelOptions(weights_dir=tmp_path, allow_download=False)
+    for name, model, path in (
+        ("carp_tiny@0.125", early, tmp_path / "carp_tiny@step=100.pt"),
+        ("carp_tiny@step=200", mid, tmp_path / "carp_tiny" / "checkpoint200.tar"),
+        ("carp_tiny@0.25", mid, tmp_path / "carp_tiny" / "checkpoint200.tar"),
+    ):
+        adapter = create(name, "pretrained", None, options)
+        assert adapter.name == name and adapter.num_layers == TINY.n_layers
+        assert adapter.identity()["weights"] == "sha256:" + weights_mod.file_sha256(path)
+        assert adapter.num_parameters == sum(p.numel() for p in model.parameters())
+        want = collect(CarpAdapter(model, TINY, ModelOptions(), name="ref"), SEQS, [0, 3])
+        got = collect(adapter, SEQS, [0, 3])
+        for layer in (0, 3):
+            np.testing.assert_allclose(got[layer], want[layer], rtol=1e-6, atol=1e-6)
+
+
+def test_checkpoint_files_that_do_not_fit_are_refused_naming_them(tmp_path, empty_hub, tiny_checkpoints):
+    other = CarpConfig(d_model=8, n_layers=2, slim=True, r=4)
+    torch.save(checkpoint_dict(tiny_model(seed=5, cfg=other), other), tmp_path / "carp_tiny@step=100.pt")
+    (tmp_path / "carp_tiny").mkdir()
+    torch.save(training_checkpoint(tiny_model(seed=6, cfg=other)), tmp_path / "carp_tiny" / "checkpoint200.tar")
+    options = ModelOptions(weights_dir=tmp_path, allow_download=False)
+    with pytest.raises(PlmTransferError, match=r"carp_tiny@step=100.pt: holds a CARP with 2 layers of width 8, not"):
+        create("carp_tiny@0.125", "pretrained", None, options)
+    with pytest.raises(PlmTransferError, match=r"checkpoint200.tar: its weights do not fit the CARP architecture"):
+        create("carp_tiny@0.25", "pretrained", None, options)
+
+
+def test_missing_checkpoint_lists_both_layouts_and_no_url(tmp_path, empty_hub):
+    with pytest.raises(ResourceUnavailable) as err:
+        create("carp_38M@0.5", "pretrained", None, ModelOptions(weights_dir=tmp_path, allow_download=True))
+    message = str(err.value)
+    assert str(tmp_path / "carp_38M@step=517622.pt") in message
+    assert str(tmp_path / "carp_38M" / "checkpoint517622.tar") in message
+    assert "no download URL is known" in message
+
+
+def test_full_model_download_is_recorded_and_warned_or_refused(tmp_path, monkeypatch, tiny_checkpoints):
+    """``carp_tiny@1`` is the published model: downloaded (here from a file:// mirror) into the
+    torch hub cache; without a published digest it is recorded and warned about, with a wrong one
+    refused and removed."""
+    from pytest_plmtransfer.tasks.resolve import UnverifiedDownloadWarning
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    torch.save(checkpoint_dict(tiny_model(seed=7), TINY), mirror / "carp_tiny.pt")
+    monkeypatch.setattr(weights_mod, "CARP_URL", f"file://{mirror}/{{name}}.pt")
+    options = ModelOptions(weights_dir=tmp_path / "empty", allow_download=True)
+    with pytest.warns(UnverifiedDownloadWarning, match="no published sha256 is known for carp_tiny.pt"):
+        adapter = create("carp_tiny@1", "pretrained", None, options)
+    target = hub / "checkpoints" / "carp_tiny.pt"
+    digest = weights_mod.file_sha256(target)
+    assert adapter.identity()["weights"] == f"sha256:{digest}"
+    assert json.loads((hub / "checkpoints" / "carp_tiny.pt.sha256.json").read_text())["sha256"] == digest
+    target.unlink()
+    monkeypatch.setitem(weights_mod.PUBLISHED_SHA256, "carp_tiny.pt", "0" * 64)
+    with pytest.raises(ResourceUnavailable, match=f"has sha256 {digest}, not the published 0000"):
+        create("carp_tiny", "pretrained", None, options)
+    assert not target.exists()

@@ -188,3 +188,14 @@ def test_options_from_config_defaults_choose_no_tasks(tmp_path, monkeypatch):
     monkeypatch.setenv("PLMTRANSFER_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(OptionError, match="PLMTRANSFER_DATA: .*nowhere does not exist"):
         options_from_config(fake_config({}, {}, tmp_path, tmp_path))
+
+
+def test_a_family_name_selects_each_task_of_that_dataset(tmp_path):
+    """--plm-tasks scl selects what -k scl selects; a task id that is also a dataset stays one task."""
+    opts = options_from_config(fake_config({"plm_tasks": "scl,gb1_sampled,bind"}, {}, tmp_path, tmp_path))
+    assert opts.tasks == [
+        "scl_balanced", "scl_human_hard", "scl_human_soft", "scl_mixed_hard", "scl_mixed_soft", "gb1_sampled", "bind",
+    ]  # fmt: skip
+    assert opts.tasks_chosen
+    with pytest.raises(PlmTransferError, match=r"unknown task id 'sc'; .*; or a family: aav, bind, .*, scl, "):
+        options_from_config(fake_config({"plm_tasks": "sc"}, {}, tmp_path, tmp_path))

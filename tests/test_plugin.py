@@ -195,3 +195,69 @@ def test_xdist_keeps_every_record_and_embeds_once(bench):
     assert {key(r): r["metrics"] for r in par_recs} == {key(r): r["metrics"] for r in serial_recs}
     # tiny_user pretrained and random each embedded once, by whichever worker came first
     assert len(bench.forward_passes()) == 2, bench.forward_passes()
+
+
+SAVE_CARP_600K_CHECKPOINTS = """
+import sys
+from pathlib import Path
+import torch
+from pytest_plmtransfer.models.carp import CARP_CONFIGS, build_architecture
+
+out = Path(sys.argv[1])
+(out / "carp_600k").mkdir(parents=True)
+nets = []
+for seed in (1, 2):
+    torch.manual_seed(seed)
+    nets.append(build_architecture(CARP_CONFIGS["carp_600k"]))
+fields = {"model": "carp_600k", "d_embed": 8, "d_model": 128, "n_layers": 16, "kernel_size": 5,
+          "activation": "gelu", "slim": True, "r": 128}
+torch.save({**fields, "model_state_dict": nets[0].model.state_dict()}, out / "carp_600k@step=52039.pt")
+state = {"module." + k: v for k, v in nets[1].model.state_dict().items()}
+torch.save({"model_state_dict": state, "epoch": 1}, out / "carp_600k" / "checkpoint114344.tar")
+print(sum(p.numel() for p in nets[0].parameters()))
+"""
+
+
+def test_checkpoints_and_tape_tasks_records_carry_step_fraction_loss(bench, flip_root, tmp_path, monkeypatch):
+    """Real carp_600k architectures saved as its 1/8 checkpoint (sequence-models' format) and its
+    1/4 one (the authors' training layout); GB1 and TAPE's CB513 through the per-residue head."""
+    import subprocess
+    import sys
+
+    flip_files.write_tape_ss(flip_root, n=8)
+    weights = tmp_path / "weights"
+    # torch stays out of this process, like the rest of this file (see Bench.run)
+    made = subprocess.run(
+        [sys.executable, "-c", SAVE_CARP_600K_CHECKPOINTS, str(weights)], check=True, capture_output=True, text=True
+    )
+    params = int(made.stdout)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no user hub cache
+    result = bench.run(
+        "--plm-models=onehot,carp_600k@0.125,carp_600k@step=114344",
+        "--plm-tasks=gb1_sampled,ss3_cb513",
+        "--plm-inits=pretrained",
+        "--plm-layers=0,-1",
+        f"--plm-weights-dir={weights}",
+        "--plm-offline",
+    )
+    result.assert_outcomes(passed=2 + 2 * 2 * 2)
+    recs = bench.records()
+    by_model = {}
+    for rec in recs:
+        by_model.setdefault(rec["model"], []).append(rec)
+    assert {
+        (r["checkpoint_step"], r["checkpoint_fraction"], r["mlm_loss"], r["model_params"])
+        for r in by_model["carp_600k@0.125"]
+    } == {(52039, 0.125, 2.5268538140067247, params)}
+    assert {
+        (r["checkpoint_step"], r["checkpoint_fraction"], r["mlm_loss"]) for r in by_model["carp_600k@step=114344"]
+    } == {(114344, 0.25, 2.517630364015801)}
+    assert {
+        (r["checkpoint_step"], r["checkpoint_fraction"], r["mlm_loss"], r["model_params"]) for r in by_model["onehot"]
+    } == {(None, None, None, 0)}
+    tape = [r for r in recs if r["task"] == "ss3_cb513"]
+    assert len(tape) == 5 and all(
+        r["task_kind"] == "per_residue" and 0 <= r["metrics"]["test_accuracy"] <= 1 for r in tape
+    )
+    assert {r["data"]["member"] for r in tape} == {"secondary_structure/secondary_structure_cb513.json"}
+    assert {tuple(r["split_sizes"].values()) for r in tape} == {(8, 8, 8)}

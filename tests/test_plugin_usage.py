@@ -9,6 +9,8 @@ torch have crashed the interpreter.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import sys
 import textwrap
@@ -99,6 +101,9 @@ def test_markers_select_per_residue_tasks_and_layer_tests(pytester, run, flip_ro
     tasks = {_task(i) for i in _ids(per_residue)}
     assert tasks == {
         "ss3",
+        "ss3_casp12",
+        "ss3_cb513",
+        "ss3_ts115",
         "conservation",
         "bind",
         "bind_two_vs_many",
@@ -320,6 +325,184 @@ def test_progress_line_shows_under_capture_when_asked_and_not_in_a_pipe_by_defau
     assert "tiny_user/pretrained gb1_sampled" not in default.stdout.str()  # stdout is a pipe here
 
 
+def _run_in_pty(args: list[str], cwd, env: dict, columns: int = 100) -> str:
+    """Run a command with a pseudo-terminal as its stdout and stderr; everything it wrote."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=child_fd, stderr=child_fd)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=300)
+    os.close(main_fd)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _screen(raw: str) -> list[str]:
+    """What a terminal shows after ``raw``: carriage returns, new lines, cursor up/right; other
+    escape sequences (colours) dropped. Enough for pytest's and tqdm's output."""
+    lines, row, col = [[]], 0, 0
+    for token in re.findall(r"\x1b\[(\d*)([A-Za-z])|(\r)|(\n)|([^\x1b\r\n])", raw):
+        n, code, cr, nl, char = token
+        if cr:
+            col = 0
+        elif nl:
+            row, col = row + 1, 0
+            lines += [[] for _ in range(row + 1 - len(lines))]
+        elif code == "A":
+            row = max(0, row - int(n or 1))
+        elif code == "C":
+            col += int(n or 1)
+        elif code == "K":  # erase to the end of the line
+            del lines[row][col:]
+        elif char:
+            line = lines[row]
+            line += [" "] * (col + 1 - len(line))
+            line[col] = char
+            col += 1
+    return ["".join(line).rstrip() for line in lines]
+
+
+def test_progress_shows_by_default_on_a_terminal_and_pytest_keeps_its_line(pytester, run, flip_root, tmp_path):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
+    env.pop("CI", None)
+    args = [sys.executable, "-m", "pytest", "--plm-models=tiny_user", "--plm-tasks=gb1_sampled"]
+    args += ["--plm-inits=pretrained,random", f"--plm-data-dir={flip_root}", f"--plm-cache-dir={tmp_path / 'c'}"]
+    raw = _run_in_pty([*args, f"--plm-ledger={tmp_path / 'l'}", "-p", "no:cacheprovider"], pytester.path, env)
+    # no --plm-progress, no -s: the bar is drawn because the output is a terminal
+    assert "tiny_user/pretrained gb1_sampled" in raw and "tiny_user/random/s42 gb1_sampled" in raw, raw
+    screen = _screen(raw)
+    # once the bars are erased, pytest's own line is whole: file name, one dot per test, [100%]
+    assert any(re.fullmatch(r"test_suite\.py \.{6} +\[100%\]", line) for line in screen), "\n".join(screen)
+    assert not any(re.fullmatch(r"\.+ *(\[100%\])?", line) for line in screen), "\n".join(screen)
+
+
+def test_fail_on_empty_makes_an_all_skipped_run_a_failure(pytester, run, tmp_path):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    empty = tmp_path / "no_flip"
+    empty.mkdir()
+    args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
+    args += [f"--plm-data-dir={empty}", "--plm-offline"]
+    quiet = run(*args)
+    quiet.assert_outcomes(skipped=3)
+    assert quiet.ret == 0  # as pytest has it: skips are not failures
+    loud = run(*args, "--plm-fail-on-empty")
+    loud.assert_outcomes(skipped=3)
+    assert loud.ret == 1
+    loud.stdout.fnmatch_lines(
+        [
+            "plmtransfer: all 3 benchmark test(s) skipped, so nothing was measured. Why:",
+            "plmtransfer: nothing was measured, and --plm-fail-on-empty makes that a failure (exit 1)",
+        ]
+    )
+
+
+def test_no_pytest_benchmark_header_or_empty_benchmarks_dir_unless_asked(pytester, run, flip_root):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-layers=0"]
+    plain = run(*args, f"--plm-data-dir={flip_root}")
+    plain.assert_outcomes(passed=1)
+    assert not any(line.startswith("benchmark: ") for line in plain.outlines)
+    assert not (pytester.path / ".benchmarks").exists()
+    # asked for: pytest-benchmark's own line is there (and a directory it saved into is kept)
+    asked = run(*args, f"--plm-data-dir={flip_root}", "--benchmark-disable")
+    assert any(line.startswith("benchmark: ") for line in asked.outlines)
+
+
+SLOW_RANDOM_CONFTEST = """
+import time
+from pytest_plmtransfer.testing import ToyAdapter, register_toy
+
+class SlowRandom(ToyAdapter):
+    def embed(self, sequences, layers, *, per_residue):
+        if self.init == "random":
+            time.sleep(120)  # what a CI cancellation interrupts
+        yield from super().embed(sequences, layers, per_residue=per_residue)
+
+def pytest_plmtransfer_register_models(registry):
+    register_toy(registry, "tiny_user", inits=("pretrained", "random"), cls=SlowRandom)
+"""
+
+
+def test_sigterm_stops_the_run_saying_what_was_saved(pytester, flip_root, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(SLOW_RANDOM_CONFTEST)
+    ledger = tmp_path / "ledger"
+    args = [sys.executable, "-m", "pytest", "--plm-models=tiny_user", "--plm-tasks=gb1_sampled"]
+    args += ["--plm-inits=pretrained,random", f"--plm-data-dir={flip_root}", f"--plm-ledger={ledger}"]
+    args += [f"--plm-cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider"]
+    proc = subprocess.Popen(args, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len([r for r in _records(ledger) if r.get("kind") == "layer"]) < 3:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the random init's (slow) embedding
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    run_id = _records(ledger)[-1]["run_id"]
+    assert f"plmtransfer: stopped by SIGTERM; 3 layer result(s) of run {run_id} are saved in {ledger}" in out, out
+    assert "3 passed" in out
+
+
+def _records(ledger):
+    return read_records(ledger) if ledger.exists() else []
+
+
+def test_limit_is_a_recorded_subsample_never_mixed_with_the_full_run(pytester, run, flip_root):
+    pytester.makepyfile(test_suite=LAYERS_ONLY)
+    pytester.makeconftest(USER_MODEL_CONFTEST)
+    args = [
+        "--plm-models=tiny_user",
+        "--plm-tasks=gb1_sampled",
+        "--plm-inits=pretrained",
+        f"--plm-data-dir={flip_root}",
+    ]
+    quick = run(*args, "--plm-limit=4")
+    quick.assert_outcomes(passed=3)
+    recs = read_records(run.ledger)
+    assert {r["limit"] for r in recs} == {4}
+    assert recs[0]["split_sizes"] == {"train": 4, "val": 4, "test": 4}
+    full = run(*args, "--plm-report")
+    full.assert_outcomes(passed=3)
+    assert "limit" not in read_records(run.ledger)[-1]  # the full run recomputed, nothing served from the subsample
+    assert read_records(run.ledger)[-1]["split_sizes"] == {"train": 44, "val": 5, "test": 11}
+    table = subprocess_cli("report", str(run.ledger))
+    assert "tiny_user/pretrained (limit 4)" in table and "\ntiny_user/pretrained " in table
+    refused = run(*args, "--plm-limit=4", "--plm-update-baselines")
+    assert refused.ret == 4
+    refused.stderr.fnmatch_lines(["*--plm-limit 4 with --plm-update-baselines: a subsample is a quick look*"])
+
+
+def subprocess_cli(*args: str) -> str:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "pytest_plmtransfer.cli", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 # ------------------------------------------------------------------------- identity (13.2)
 TORCH_USER_CONFTEST = """
 import os
@@ -388,14 +571,17 @@ def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(pyte
 
 
 # ------------------------------------------------------------------------- hf alias (13.3)
-def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_root):
+@pytest.fixture(scope="module")
+def tiny_esm(tmp_path_factory):
+    """A Hugging Face ESM directory (2 layers, 16 wide), saved as a user's own model would be.
+    Module-scoped, so torch is imported before pytester snapshots sys.modules: a second import
+    after pytester dropped it crashes the interpreter."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
 
     vocab = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
-    reference = pytester.path / "reference_machine" / "tiny_esm"
-    reference.mkdir(parents=True)
+    reference = tmp_path_factory.mktemp("tiny_esm")
     (reference / "vocab.txt").write_text("\n".join(vocab) + "\n")
     config = EsmConfig(
         vocab_size=len(vocab),
@@ -412,6 +598,37 @@ def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_ro
     torch.manual_seed(0)
     EsmForMaskedLM(config).save_pretrained(reference)
     EsmTokenizer(str(reference / "vocab.txt")).save_pretrained(reference)
+    return reference
+
+
+def test_init_for_a_hugging_face_model_runs_the_command_it_prints_and_its_workflow_runs(
+    pytester, run, flip_root, tiny_esm
+):
+    import yaml
+
+    shutil.copytree(tiny_esm, pytester.path / "tiny_esm")
+    init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init", "--hf", "./tiny_esm")
+    assert init.ret == 0, init.stderr.str()
+    assert not (pytester.path / "conftest.py").exists()  # no stand-in registering the name first
+    workflow = yaml.safe_load((pytester.path / ".github" / "workflows" / "plm-gate.yml").read_text())
+    gate = next(s["run"] for s in workflow["jobs"]["gate"]["steps"] if s.get("name") == "Gate")
+    printed = next(line for line in init.outlines if "CI runs:" in line).split("CI runs: ", 1)[1]
+    models = "--plm-models my_plm,onehot"
+    assert models in gate and models in printed
+    data = ["--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}"]
+    result = run("benchmarks", *models.split(), *data, "-k", "test_layer", ledger=False)
+    result.assert_outcomes(passed=4)  # my_plm L0-L2 (the hf directory) and one-hot
+    # the scaffold's stand-in registers my_plm: the alias says how to get out of the clash
+    pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init", "x")
+    shutil.copy(pytester.path / "x" / "conftest.py", pytester.path / "conftest.py")
+    clash = run("benchmarks", *models.split(), *data, ledger=False)
+    assert clash.ret == 4
+    clash.stderr.fnmatch_lines(["*alias 'my_plm' would hide the model 'my_plm'*plmtransfer init --hf ./tiny_esm*"])
+
+
+def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_root, tiny_esm):
+    reference = pytester.path / "reference_machine" / "tiny_esm"
+    shutil.copytree(tiny_esm, reference)
     checkout = pytester.path / "ci_checkout" / "models" / "tiny_esm"
     checkout.parent.mkdir(parents=True)
     shutil.copytree(reference, checkout)  # the same model at another path

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
+from pytest_plmtransfer.aggregate import latest_run, select_runs
 from pytest_plmtransfer.ledger import records_to_frame
-from pytest_plmtransfer.report import render_text, task_tables, write_report
+from pytest_plmtransfer.report import render_text, results_table, task_tables, write_report
 from pytest_plmtransfer.testing import curve_records, synthetic_records
 
 
@@ -59,7 +62,7 @@ def test_best_layer_is_chosen_on_validation_and_marked():
 
 def test_replicates_show_mean_and_std_and_claims_follow(frame):
     text = render_text(frame, CLAIMS)
-    assert "tiny_esm/random           3  " in text
+    assert re.search(r"tiny_esm/random +3 seeds  ", text)  # a count, not seed number 3
     assert "±" in text
     tables = task_tables(frame)
     assert [t.task for t in tables] == ["gb1_sampled", "gb1_two_vs_rest", "scl_balanced"]
@@ -115,3 +118,84 @@ def test_write_report_writes_markdown_csv_and_readable_pngs(tmp_path, frame):
 
 def test_empty_frame():
     assert render_text(pd.DataFrame()) == "no layer results\n"
+
+
+# ------------------------------------------------------------------------- multi-run ledgers (issue 19.5)
+def _version(recs, digest: str, run_id: str, timestamp: str):
+    for r in recs:
+        r["weights"] = {**r["weights"], "weights_sha256": digest * 64}
+        r["run_id"], r["timestamp"] = run_id, timestamp
+    return recs
+
+
+def test_two_model_versions_get_a_row_each_never_an_average():
+    v1 = _version(
+        curve_records("m", "gb1_sampled", "pretrained", {None: [(0.1, 0.1), (0.2, 0.2), (0.3, 0.3)]}),
+        "a",
+        "r1",
+        "2024-01-01T00:00:00+00:00",
+    )
+    # the new version measured only layers 0-1: the old code showed its L0-L1 beside v1's L2
+    v2 = _version(
+        curve_records("m", "gb1_sampled", "pretrained", {None: [(0.6, 0.6), (0.7, 0.7)]}),
+        "b",
+        "r2",
+        "2024-01-02T00:00:00+00:00",
+    )
+    frame = records_to_frame(v1 + v2)
+    assert frame.groupby("weights").size().to_dict() == {"sha256:" + _label("a"): 3, "sha256:" + _label("b"): 2}
+    (table,) = task_tables(frame)
+    rows = {r.weights: r for r in table.rows}
+    assert len(rows) == 2
+    assert {l: v[0] for l, v in rows["sha256:" + _label("a")].values.items()} == {0: 0.1, 1: 0.2, 2: 0.3}
+    assert {l: v[0] for l, v in rows["sha256:" + _label("b")].values.items()} == {0: 0.6, 1: 0.7}
+    text = render_text(frame)
+    assert f"m/pretrained @{_label('a')}" in text and f"m/pretrained @{_label('b')}" in text
+    assert "note: m/pretrained on gb1_sampled: measured with 2 weights identities" in text
+    csv = results_table(frame)
+    assert set(zip(csv["weights"], csv["run_ids"])) == {
+        ("sha256:" + _label("a"), "r1"),
+        ("sha256:" + _label("b"), "r2"),
+    }
+
+
+def _label(digit: str) -> str:
+    import hashlib
+
+    return hashlib.sha256((digit * 64).encode()).hexdigest()[:12]
+
+
+def test_a_layer_with_more_seeds_is_averaged_over_the_seeds_its_neighbours_have():
+    recs = curve_records("m", "gb1_sampled", "random", {1: [(0.1, 0.1), (0.2, 0.2), (0.3, 0.3)]})
+    # seeds 2 and 3 only at layer 1, far better: the old table averaged them in and starred L01
+    recs += [
+        r
+        for r in curve_records("m", "gb1_sampled", "random", {2: [(0, 0), (0.9, 0.9)], 3: [(0, 0), (0.9, 0.9)]})
+        if r["layer"] == 1
+    ]
+    (table,) = task_tables(records_to_frame(recs))
+    (row,) = table.rows
+    assert row.values[1][0] == pytest.approx(0.2) and row.best_layer == 2
+    assert row.seeds_text == "seed 1"
+    (note,) = table.notes
+    assert note == (
+        "m/random on gb1_sampled: layer(s) 1 have more seeds than the others: "
+        "every layer is averaged over the seed(s) all layers have (1)"
+    )
+
+
+def test_latest_says_which_run_it_picked_and_names_a_fuller_earlier_one():
+    full = curve_records(
+        "m", "gb1_sampled", "pretrained", {None: [(0.1, 0.1)] * 5}, run_id="full", timestamp="2024-01-01T00:00:00+00:00"
+    )
+    retry = curve_records(
+        "m", "gb1_sampled", "pretrained", {None: [(0.1, 0.1)]}, run_id="retry", timestamp="2024-01-02T00:00:00+00:00"
+    )
+    frame = records_to_frame(full + retry)
+    run, line = latest_run(frame)
+    assert run == "retry" and list(select_runs(frame, latest=True)["run_id"].unique()) == ["retry"]
+    assert line == (
+        "--latest: run retry of 2024-01-02T00:00:00+00:00, 1 layer record(s); an earlier run holds more: "
+        "full (5 layer records, 2024-01-01T00:00:00+00:00), --run-id full reports it"
+    )
+    assert latest_run(records_to_frame(full))[1] == "--latest: run full of 2024-01-01T00:00:00+00:00, 5 layer record(s)"

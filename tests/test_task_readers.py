@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -85,15 +84,21 @@ def test_catalog_member_names_are_flips():
     assert get_task("conservation").mask_member is None
 
 
-def test_catalog_paper_sizes():
-    assert get_task("gb1_sampled").paper_sizes == (6289, 699, 1745)
-    assert get_task("gb1_low_vs_high").paper_sizes == (4580, 509, 3644)
-    assert get_task("gb1_two_vs_rest").paper_sizes == (381, 43, 8309)
-    assert get_task("aav_two_vs_many").paper_sizes == (28626, 3181, 50776)
-    assert get_task("aav_one_vs_many").paper_sizes == (1053, 117, 81413)
-    assert get_task("meltome_mixed").paper_sizes == (22335, 2482, 3134)
-    assert get_task("scl_balanced").paper_sizes == (9503, 1678, 385)
-    assert get_task("ss3").paper_sizes == (9712, 1080, 364)
+def test_catalog_sizes_say_where_they_come_from():
+    paper = {
+        "gb1_sampled": (6289, 699, 1745),
+        "gb1_low_vs_high": (4580, 509, 3644),
+        "gb1_two_vs_rest": (381, 43, 8309),
+        "aav_two_vs_many": (28626, 3181, 50776),
+        "aav_one_vs_many": (1053, 117, 81413),
+        "meltome_mixed": (22335, 2482, 3134),
+        "scl_balanced": (9503, 1678, 385),
+    }
+    for task_id, sizes in paper.items():
+        assert (get_task(task_id).sizes, get_task(task_id).sizes_source) == (sizes, "workshop paper, Table A2")
+    # FLIP's secondary structure: the papers report no sizes for it; these are FLIP's own files'
+    assert get_task("ss3").sizes == (9712, 1080, 364) and get_task("ss3").sizes_source == "FLIP's split files"
+    assert all(t.sizes_source != "workshop paper, Table A2" for t in CATALOG.values() if t.task_id not in paper)
 
 
 def test_unknown_task_lists_known_ids():
@@ -599,14 +604,13 @@ def test_window_applies_to_labels_and_masks(tmp_path):
 
 
 def _real_root() -> Path | None:
-    for candidate in (os.environ.get("PLMTRANSFER_DATA"), Path(__file__).resolve().parents[2] / "shared" / "flip"):
-        if candidate and (Path(candidate) / "splits" / "gb1" / "splits.zip").is_file():
-            return Path(candidate)
-    return None
+    # the project's read-only mirror beside the checkout, never the user's PLMTRANSFER_DATA
+    candidate = Path(__file__).resolve().parents[2] / "shared" / "flip"
+    return candidate if (candidate / "splits" / "gb1" / "splits.zip").is_file() else None
 
 
 REAL = _real_root()
-needs_real = pytest.mark.skipif(REAL is None, reason="FLIP mirror not present (../shared/flip or PLMTRANSFER_DATA)")
+needs_real = pytest.mark.skipif(REAL is None, reason="FLIP mirror not present (../shared/flip)")
 
 
 @needs_real
@@ -617,7 +621,7 @@ needs_real = pytest.mark.skipif(REAL is None, reason="FLIP mirror not present (.
 def test_real_gb1_sizes_and_window(task_id, sizes):
     spec = get_task(task_id)
     data = load_task(spec, REAL / spec.archive)
-    assert tuple(data.sizes().values()) == sizes == spec.paper_sizes
+    assert tuple(data.sizes().values()) == sizes == spec.sizes
     assert {len(s) for s in data.sequences} == {56}
     assert data.notes["n_dropped_no_set"] == 0
 
@@ -626,7 +630,7 @@ def test_real_gb1_sizes_and_window(task_id, sizes):
 def test_real_ss3_sizes_and_alignment():
     spec = get_task("ss3")
     data = load_task(spec, REAL / spec.archive)
-    assert tuple(data.sizes().values()) == (9712, 1080, 364) == spec.paper_sizes
+    assert tuple(data.sizes().values()) == (9712, 1080, 364) == spec.sizes
     assert data.notes["classes"] == ["C", "E", "H"]
     assert all(len(s) == len(t) == len(m) for s, t, m in zip(data.sequences, data.targets, data.residue_masks))
 
@@ -640,3 +644,93 @@ def test_real_bind_and_conservation_load():
     assert set(bind.notes["unseen_test_labels"]) == {"3", "6", "7"}
     cons = load_task(get_task("conservation"), REAL / get_task("conservation").archive)
     assert tuple(cons.sizes().values()) == (9392, 555, 519)
+
+
+# ------------------------------------------------------------------------------------ TAPE
+
+
+def test_tape_tasks_share_train_and_valid_and_test_each_set(tmp_path):
+    archive = ff.write_tape_ss(tmp_path)
+    loaded = {t: load_task(get_task(f"ss3_{t}"), archive) for t in ("casp12", "cb513", "ts115")}
+    for test_set, data in loaded.items():
+        spec = data.spec
+        assert (spec.kind, spec.format, spec.archive) == ("per_residue", "tape_json", "tape/secondary_structure.tar.gz")
+        assert spec.member == f"secondary_structure/secondary_structure_{test_set}.json"
+        assert data.sizes() == {"train": 12, "val": 12, "test": 12}
+        assert data.notes["classes"] == ["C", "E", "H"] and data.residue_masks is None
+    expected = {split: ff.tape_ss_records(12, seed=k) for k, split in enumerate(ff.TAPE_SS_SPLITS)}
+    cb513 = loaded["cb513"]
+    want = [*expected["train"], *expected["valid"], *expected["cb513"]]
+    assert cb513.sequences == [r["primary"] for r in want]
+    assert cb513.ids == [r["id"] for r in want]
+    # TAPE's codes 0/1/2 are helix/strand/coil: the letters FLIP's ss3 uses
+    assert cb513.targets == ["".join("HEC"[v] for v in r["ss3"]) for r in want]
+    train = cb513.indices("train")
+    for other in ("casp12", "ts115"):
+        assert [loaded[other].sequences[i] for i in train] == [cb513.sequences[i] for i in train]
+        assert loaded[other].sequences[-1] == expected[other][-1]["primary"]
+
+
+def _tape_with(tmp_path, split: str, edit):
+    records = ff.tape_ss_records(12, seed=ff.TAPE_SS_SPLITS.index(split))
+    edit(records)
+    return ff.write_tape_ss(tmp_path, records={split: records})
+
+
+@pytest.mark.parametrize(
+    "split, edit, problem",
+    [
+        ("valid", lambda r: r[1]["ss3"].pop(), "'ss3' has"),
+        ("train", lambda r: r[1]["ss3"].__setitem__(0, 3), "3-state codes 0 (helix), 1 (strand), 2 (coil)"),
+        ("cb513", lambda r: r[1].pop("primary"), "'primary' (the amino-acid sequence) is missing"),
+        ("train", lambda r: r[1].__setitem__("protein_length", 5), "'protein_length' is 5"),
+        ("cb513", lambda r: r[1]["ss3"].__setitem__(0, "H"), "3-state codes"),
+    ],
+)
+def test_tape_format_errors_name_file_and_record(tmp_path, split, edit, problem):
+    archive = _tape_with(tmp_path, split, edit)
+    rid = ff.tape_ss_records(12, seed=ff.TAPE_SS_SPLITS.index(split))[1]["id"]
+    with pytest.raises(InputError) as info:
+        load_task(get_task("ss3_cb513"), archive)
+    message = str(info.value)
+    assert message.startswith(f"{archive}:secondary_structure/secondary_structure_{split}.json: row 2: ")
+    assert f"record 2 (id '{rid}')" in message and problem in message
+
+
+def test_tape_residue_letters_are_checked_like_flips(tmp_path):
+    archive = _tape_with(tmp_path, "ts115", lambda r: r[3].__setitem__("primary", "mk" + r[3]["primary"][2:]))
+    with pytest.raises(InputError, match=r"secondary_structure_ts115\.json: row 4: record 4 .*lowercase"):
+        load_task(get_task("ss3_ts115"), archive)
+
+
+@pytest.mark.parametrize(
+    "raw, problem",
+    [
+        ('[{"primary": "MK", "ss3": [0, 1]', "not readable as TAPE's JSON"),
+        ('{"primary": "MK"}', "expected a JSON list of records, found dict"),
+        ('["MK"]', "row 1: record 1: expected an object with primary and ss3, found str"),
+    ],
+)
+def test_tape_file_level_errors_name_the_file(tmp_path, raw, problem):
+    archive = ff.write_tape_ss(tmp_path, raw={"valid": raw})
+    with pytest.raises(InputError) as info:
+        load_task(get_task("ss3_casp12"), archive)
+    assert str(info.value).startswith(f"{archive}:secondary_structure/secondary_structure_valid.json: ")
+    assert problem in str(info.value)
+
+
+def test_tape_missing_member_and_not_a_tar(tmp_path):
+    import io
+    import tarfile
+
+    path = tmp_path / "tape" / "secondary_structure.tar.gz"
+    path.parent.mkdir()
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("secondary_structure/secondary_structure_train.json")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"[]"))
+    with pytest.raises(InputError, match="has no file 'secondary_structure/secondary_structure_valid.json'"):
+        load_task(get_task("ss3_cb513"), path)
+    path.write_bytes(b"not an archive")
+    with pytest.raises(InputError, match="not a tar archive"):
+        load_task(get_task("ss3_cb513"), path)

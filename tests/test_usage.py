@@ -18,11 +18,11 @@ from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.identity import IdentityWarning, ensure_content_identity, has_content_hash, state_dict_sha256
 from pytest_plmtransfer.models.base import ModelAdapter
 from pytest_plmtransfer.models.registry import ModelRegistry
-from pytest_plmtransfer.options import OPTIONS
+from pytest_plmtransfer.options import OPTIONS, benchmarks_command
 from pytest_plmtransfer.progress import progress_enabled
-from pytest_plmtransfer.scaffold import scaffold
+from pytest_plmtransfer.scaffold import claims_document, next_steps, scaffold
 from pytest_plmtransfer.selection import Selectable, chooses_tasks, default_keep, marker_names
-from pytest_plmtransfer.summary import all_skipped_explanation, report_written_lines
+from pytest_plmtransfer.summary import report_written_lines, skipped_explanation
 
 REPO = Path(__file__).parents[1]
 TASKS = ["gb1_sampled", "scl_balanced", "ss3"]
@@ -63,19 +63,22 @@ def test_markers_of_a_case():
 
 
 # ------------------------------------------------------------------------- summaries
-def test_all_skipped_explanation_groups_reasons_and_says_what_to_pass():
+def test_skipped_explanation_groups_reasons_and_says_what_to_pass():
     reasons = [
         "FLIP archive splits/gb1/splits.zip (task gb1_sampled) is not available: no local copy. To fix, download X",
         "FLIP archive splits/gb1/splits.zip (task gb1_low_vs_high) is not available: no local copy. To fix, download X",
         "esm2_t6_8M_UR50D.pt: checkpoint not found. Put it in Y",
     ]
-    text = all_skipped_explanation(reasons, others=0)
+    text = skipped_explanation(reasons, others=0)
     assert "all 3 benchmark test(s) skipped" in text
     assert "2 x FLIP archive splits/gb1/splits.zip is not available: no local copy" in text
     assert "--plm-data-dir" in text and "--plm-weights-dir" in text and "--plm-strict" in text
     assert "the first in full:" in text and "To fix, download X" in text
-    assert all_skipped_explanation(reasons, others=1) is None
-    assert all_skipped_explanation([], others=0) is None
+    # some skipped, some measured: the same reasons, counted against the whole
+    some = skipped_explanation(reasons, others=5)
+    assert some.startswith("plmtransfer: 3 of 8 benchmark test(s) skipped. Why:")
+    assert "2 x FLIP archive splits/gb1/splits.zip is not available" in some and "--plm-weights-dir" in some
+    assert skipped_explanation([], others=3) is None
 
 
 def test_report_written_lines_are_relative_paths_not_a_dict(tmp_path):
@@ -195,6 +198,33 @@ def test_claims_extend_the_shipped_defaults_and_override_by_name(tmp_path):
         load_effective_claims(own)
 
 
+def test_an_expected_failure_is_one_entry_naming_the_shipped_claim(tmp_path):
+    shipped = {c.name: c for c in load_effective_claims(tmp_path / "none" / "claims.json")}
+    xfail = {"models": "my_plm", "tasks": ["gb1_low_vs_high"], "reason": "toy"}
+    own = _write_claims(
+        tmp_path / "baselines" / "claims.json",
+        {
+            "format": "plmtransfer-claims/1",
+            "extends": "default",
+            "claims": [{"name": "beats_onehot", "expected_failures": [xfail]}],
+        },
+    )
+    merged = {c.name: c for c in load_effective_claims(own)}
+    mine, base = merged["beats_onehot"], shipped["beats_onehot"]
+    assert (mine.kind, mine.models, mine.tasks, mine.inits, dict(mine.params)) == (
+        base.kind, base.models, base.tasks, base.inits, dict(base.params),
+    )  # fmt: skip
+    # the user's expected failure first (first match wins), the shipped ones kept after it
+    assert mine.expected_failures[0].models == ("my_plm",) and mine.expected_failures[0].strict
+    assert mine.expected_failures[1:] == base.expected_failures
+    # the shape the scaffold's claims file shows is this one
+    assert '"expected_failures": [{"models": "my_plm"' in claims_document("my_plm")["description"]
+    # a kind-less entry that names no shipped claim: what is missing and when it may be left out
+    own.write_text(json.dumps({"extends": "default", "claims": [{"name": "mine", "expected_failures": [xfail]}]}))
+    with pytest.raises(ClaimsError, match=r"claims\[0\] \(mine\): no 'kind'. Only an entry named like a shipped"):
+        load_effective_claims(own)
+
+
 def test_layered_store_reads_user_files_first_then_the_shipped_ones_and_writes_the_users(tmp_path):
     store = LayeredBaselineStore(tmp_path / "baselines")
     shipped = BaselineStore(DEFAULT_BASELINES)
@@ -232,11 +262,13 @@ def test_scaffold_writes_everything_and_never_overwrites(tmp_path):
     rel = sorted(str(p.relative_to(tmp_path)) for p in written)
     assert rel == [
         ".github/workflows/plm-gate.yml",
+        ".gitignore",
         "baselines/claims.json",
         "benchmarks/test_plmtransfer.py",
         "conftest.py",
         "pytest.ini",
     ]
+    assert ".plmtransfer/" in (tmp_path / ".gitignore").read_text().splitlines()
     assert json.loads((tmp_path / "baselines" / "claims.json").read_text())["extends"] == "default"
     conftest = (tmp_path / "conftest.py").read_text()
     compile(conftest, "conftest.py", "exec")
@@ -264,8 +296,41 @@ def test_aliases_name_a_model_and_reject_bad_ones():
     assert registry.entry("my_plm").inits == ("pretrained",)
     with pytest.raises(PlmTransferError, match="NAME=MODEL"):
         apply_aliases(["bad name=hf:x"], registry)
-    with pytest.raises(PlmTransferError, match="hide the registered model"):
+    # a checkpoint step is a model name, not an alias; an alias may name one
+    registry.register("carp_640M", lambda *a: None, inits=("pretrained",))
+    assert apply_aliases(["carp_640M@step=78810", "early=carp_640M@step=78810"], registry)[0] == "carp_640M@step=78810"
+    with pytest.raises(PlmTransferError, match="would hide the model 'onehot' that a plugin or conftest.py registers"):
         apply_aliases(["onehot=hf:x"], registry)
+
+
+def test_ini_aliases_are_known_to_bare_names_and_commands_spell_command_line_ones():
+    registry = ModelRegistry()
+    registry.register("hf:", lambda name, init, seed, options: name, prefix=True, inits=("pretrained",))
+    registry.register("onehot", lambda *a: None, inits=("none",))
+    ini = ["my_plm=hf:./models/m", "onehot"]
+    # what init prints and its workflow runs: --plm-models my_plm,onehot, the alias in pytest.ini
+    assert apply_aliases(["my_plm", "onehot"], registry, ini) == ["my_plm", "onehot"]
+    assert registry.create("my_plm", "pretrained", None, None) == "hf:./models/m"
+    assert benchmarks_command("my_plm", "gb1_sampled", "pretrained").startswith(
+        "pytest benchmarks --plm-models my_plm --plm-tasks gb1_sampled"
+    )
+    # an alias given only on the command line: a printed command must carry it, or my_plm is unknown
+    registry = ModelRegistry()
+    registry.register("hf:", lambda name, init, seed, options: name, prefix=True, inits=("pretrained",))
+    registry.register("onehot", lambda *a: None, inits=("none",))
+    apply_aliases(["other=hf:./o", "onehot"], registry, ini)
+    assert benchmarks_command("other,onehot", "gb1_sampled", "pretrained").startswith(
+        "pytest benchmarks --plm-models other=hf:./o,onehot --plm-tasks gb1_sampled"
+    )
+
+
+def test_scaffold_for_a_hugging_face_model_declares_the_alias_and_writes_no_model_code(tmp_path):
+    written = scaffold(tmp_path, "my_plm", hf="./checkpoints/my_plm")
+    assert not (tmp_path / "conftest.py").exists() and tmp_path / "pytest.ini" in written
+    assert "plm_models = my_plm=hf:./checkpoints/my_plm,onehot" in (tmp_path / "pytest.ini").read_text()
+    assert "pytest.ini declares my_plm=hf:./checkpoints/my_plm" in next_steps("my_plm", "./checkpoints/my_plm")
+    # a project with its own pytest configuration is told where the alias goes
+    assert "add  plm_models = my_plm=hf:x,onehot" in next_steps("my_plm", "x", wrote_ini=False)
 
 
 def test_hf_local_directories_are_keyed_by_name_not_path(tmp_path):

@@ -4,6 +4,9 @@
 set -euo pipefail
 SHARDS="${SHARDS:-8}"
 here="$(dirname "$0")"
+# Slurm opens --output=logs/... before the job starts: the directory must exist at submission
+mkdir -p logs
 array_job=$(sbatch --parsable --array="0-$((SHARDS - 1))" "${here}/plmtransfer-array.sbatch")
-sbatch --dependency="afterok:${array_job}" --export="ALL,RUN_ID=slurm-${array_job}" "${here}/plmtransfer-merge.sbatch"
+# afterany, not afterok: after a failed shard the merge still runs, and names what is missing
+sbatch --dependency="afterany:${array_job}" --export="ALL,RUN_ID=slurm-${array_job}" "${here}/plmtransfer-merge.sbatch"
 echo "shards: job ${array_job} (array 0-$((SHARDS - 1))); merge + claims queued after it"

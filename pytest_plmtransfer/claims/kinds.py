@@ -714,7 +714,7 @@ class NoRegression(ClaimKind):
     def skip_reason(self, options: Any) -> str | None:
         if options.update_baselines:
             return "--plm-update-baselines: this run rewrites the baselines it would compare with"
-        return None
+        return _subsample_reason(options)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
         mine = self.own(case, frame)
@@ -739,6 +739,13 @@ class NoRegression(ClaimKind):
         )
 
 
+def _subsample_reason(options: Any) -> str | None:
+    limit = getattr(options, "limit", None)
+    if limit is None:
+        return None
+    return f"--plm-limit {limit}: a subsample is not compared with numbers measured on the whole task"
+
+
 class MatchesPaper(ClaimKind):
     """Every value the authors' table has for this (task, model, init) is matched, within
     ``tolerance``, by the last layer of records of the table's protocol."""
@@ -746,6 +753,9 @@ class MatchesPaper(ClaimKind):
     name = "matches_paper"
     params = {"tolerance": Param(_NUM, None, non_negative)}
     default_inits = ("pretrained", "none")
+
+    def skip_reason(self, options: Any) -> str | None:
+        return _subsample_reason(options)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
         mine = self.own(case, frame)

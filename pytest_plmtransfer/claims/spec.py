@@ -144,6 +144,15 @@ class ClaimCase:
         # gate would pass without the claim ever being evaluated)
         return [pytest.mark.xfail(reason=self.xfail_reason, strict=self.strict, raises=AssertionError)]
 
+    def unexpected_pass(self, message: str) -> str:
+        """Why a strict expected failure that passed fails the run, and the two ways out."""
+        return (
+            f"[XPASS(strict)] {self.id} holds on {self.model}/{self.task}/{self.init}, but {self.source} "
+            f"declares it an expected failure there ({self.xfail_reason}): {message.rstrip('.')}. "
+            f"If it now holds, narrow that entry's expected_failures (e.g. its 'tasks') to where it fails; "
+            f'to accept either outcome, give the expected failure "strict": false.'
+        )
+
     def param(self) -> Any:
         """This case as a ``pytest.param`` with its id and marks."""
         import pytest
@@ -220,6 +229,13 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
             continue
         kind = entry.get("kind")
         claim_kind = _kind(kind)
+        if claim_kind is None and kind is None:
+            problems.append(
+                f"{where} ({entry.get('name', '?')}): no 'kind'. Only an entry named like a shipped claim "
+                '(beats_onehot, saturates_by, ...) in a file with "extends": "default" may leave it out '
+                "(it inherits the shipped one's)"
+            )
+            continue
         if claim_kind is None:
             from pytest_plmtransfer.claims.kinds import kind_names
 

@@ -58,6 +58,8 @@ class ModelAdapter(abc.ABC):
     pooling: Pooling = "mean"
     init: str = "pretrained"
     seed: int | None = None
+    #: parameter count, for records and scaling plots (None: not known)
+    num_parameters: int | None = None
 
     @property
     def layers(self) -> list[int]:

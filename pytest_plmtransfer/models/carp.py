@@ -11,11 +11,16 @@ call), and the decoder (logits) never runs.
 
 Checkpoints (see :mod:`.weights` for the search order): the published models are
 ``carp_600k, carp_38M, carp_76M, carp_640M`` (Zenodo record 6564798, cached by sequence-models
-under ``torch.hub.get_dir()/checkpoints/<name>.pt``). Pretraining checkpoints are models too:
-``carp_640M@step=78810`` resolves to the local file ``<weights_dir>/carp_640M@step=78810.pt`` (or
-the same file name in the torch hub checkpoint directory); ``carp_640M@/path/to/file.pt`` names a
-file directly. Any ``.pt`` file in sequence-models' checkpoint format (a dict with ``model``,
-``d_embed``, ``d_model``, ``n_layers``, ``kernel_size``, ``activation``, ``slim``, ``r``,
+under ``torch.hub.get_dir()/checkpoints/<name>.pt``). The pretraining checkpoints the ICML paper
+probed are models too (:data:`CARP_CHECKPOINT_STEPS`): ``carp_640M@0.125`` (a fraction of
+pretraining) is ``carp_640M@step=78810``; ``@1`` is the published model. A step checkpoint is
+looked for as ``<dir>/carp_640M@step=78810.pt`` (sequence-models' file format) or in the authors'
+layout ``<dir>/carp_640M/checkpoint78810.tar`` (their training checkpoints: ``model_state_dict``
+under DDP's ``module.`` prefix, no architecture fields), in ``--plm-weights-dir`` and then the
+torch hub checkpoint directory. No download URL is known for them: the authors publish them in
+Zenodo record 10631963 (their README) without file names we could pin. ``carp_640M@/path/file.pt``
+names a file directly. Any ``.pt`` file in sequence-models' checkpoint format (a dict with
+``model``, ``d_embed``, ``d_model``, ``n_layers``, ``kernel_size``, ``activation``, ``slim``, ``r``,
 ``model_state_dict``) given as the model name loads as a CARP model named by its file stem.
 """
 
@@ -68,6 +73,78 @@ CARP_CONFIGS: dict[str, CarpConfig] = {
     "carp_640M": CarpConfig(1280, 56, False),
 }
 
+#: The pretraining checkpoints the ICML paper probed: step of each fraction of pretraining, per
+#: model (microsoft/protein-transfer ``scr/params/emb.py:94-99``, ``CARP_CHECKPOINTS``). The 100%
+#: point is the published model, whose step the authors do not list.
+CARP_CHECKPOINT_STEPS: dict[str, dict[float, int]] = {
+    "carp_600k": {0.125: 52039, 0.25: 114344, 0.5: 239263},
+    "carp_38M": {0.125: 129575, 0.25: 256897, 0.5: 517622},
+    "carp_76M": {0.125: 83180, 0.25: 162959, 0.5: 327960},
+    "carp_640M": {0.125: 78810, 0.25: 154698, 0.5: 311757},
+}
+#: Their masked-language-model loss at each fraction, 1 being the published model
+#: (``scr/params/emb.py:101-126``, ``CARP_CHECKPOINT_LOSSES``), the x axis of their loss plots (scr/vis/res_vis.py:1609).
+CARP_CHECKPOINT_LOSSES: dict[str, dict[float, float]] = {
+    "carp_600k": {0.125: 2.5268538140067247, 0.25: 2.517630364015801, 0.5: 2.5123053303486858, 1.0: 2.5051483969586483},
+    "carp_38M": {0.125: 2.3630260306320774, 0.25: 2.338586726549564, 0.5: 2.3189422531432275, 1.0: 2.3030167711945997},
+    "carp_76M": {0.125: 2.277597215778113, 0.25: 2.248077081483563, 0.5: 2.224771098829285, 1.0: 2.2056100474366542},
+    "carp_640M": {0.125: 2.1455246604919718, 0.25: 2.094229900229448, 0.5: 2.0535276480066376, 1.0: 2.0194828284458466},
+}
+
+
+@dataclass(frozen=True)
+class CarpCheckpoint:
+    """Where in pretraining a CARP model name points: ``carp_640M`` is the published model
+    (fraction 1), ``carp_640M@0.125`` and ``carp_640M@step=78810`` the same early checkpoint.
+    ``fraction``/``mlm_loss`` are None for a step the authors' table does not list."""
+
+    base: str
+    step: int | None
+    fraction: float | None
+    mlm_loss: float | None
+
+    def filenames(self) -> tuple[str, ...]:
+        """File names looked for in the weights directories, in order."""
+        if self.step is None:
+            return (f"{self.base}.pt",)
+        # sequence-models' format under our name, then the authors' own layout
+        # (``<checkpoint_folder>/<model>/checkpoint<step>.tar``, encoding_classes.py:672-675)
+        return (f"{self.base}@step={self.step}.pt", f"{self.base}/checkpoint{self.step}.tar")
+
+
+def parse_checkpoint(name: str) -> CarpCheckpoint | None:
+    """The checkpoint a ``carp_*`` name (``@<fraction>``, ``@step=N`` or none) points at; None
+    for other names (paths, URLs). An unknown fraction is refused with the known ones."""
+    base, tag = weights.split_name(name)
+    if base not in CARP_CONFIGS:
+        return None
+    steps, losses = CARP_CHECKPOINT_STEPS.get(base, {}), CARP_CHECKPOINT_LOSSES.get(base, {})
+    if tag is None:
+        return CarpCheckpoint(base, None, 1.0, losses.get(1.0))
+    if tag.startswith("step="):
+        try:
+            step = int(tag[len("step=") :])
+        except ValueError:
+            raise PlmTransferError(f"{name}: the step after '@step=' must be an integer") from None
+        fraction = next((f for f, s in steps.items() if s == step), None)
+        return CarpCheckpoint(base, step, fraction, losses.get(fraction) if fraction else None)
+    try:
+        fraction = float(tag)
+    except ValueError:
+        return None  # a path or URL after '@'
+    if fraction != 1.0 and fraction not in steps:
+        known = ", ".join(f"{f:g}" for f in (*sorted(steps), 1.0))
+        raise PlmTransferError(
+            f"{name}: no {base} checkpoint at {fraction:g} of pretraining; the authors' are at {known} "
+            f"(or name a step: {base}@step=N)"
+        )
+    return CarpCheckpoint(base, steps.get(fraction), fraction, losses.get(fraction))
+
+
+def checkpoint_model_names() -> list[str]:
+    """``carp_600k@0.125`` ... ``carp_640M@0.5``: the ICML paper's pretraining checkpoints."""
+    return [f"{base}@{fraction:g}" for base, steps in CARP_CHECKPOINT_STEPS.items() for fraction in steps]
+
 
 def _sm_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -114,16 +191,37 @@ def build_architecture(cfg: CarpConfig) -> nn.Module:
     return CARP(net.eval(), pad_idx=PROTEIN_ALPHABET.index(PAD))
 
 
-def load_from_data(data: dict[str, Any], source: Path) -> nn.Module:
-    """A model from a checkpoint dict, through sequence-models' own ``load_carp``."""
-    from sequence_models.pretrained import load_carp
+def load_from_data(data: dict[str, Any], source: Path, table_cfg: CarpConfig | None = None) -> nn.Module:
+    """A model from a checkpoint dict: sequence-models' published format through its own
+    ``load_carp``; or, given the named model's ``table_cfg``, the authors' training checkpoints,
+    which hold only ``model_state_dict`` with DDP's ``module.`` prefix: the architecture comes from
+    the named model and the prefix is dropped, as their CARPEncoder does (encoding_classes.py:656,
+    682-690). A file whose sizes differ from the named model's is refused."""
+    if "model_state_dict" not in data:
+        raise PlmTransferError(f"{source}: not a CARP checkpoint (no model_state_dict)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in data]
+    try:
+        if not missing:
+            if "carp" not in str(data["model"]) or "bigcarp" in str(data["model"]):
+                raise PlmTransferError(f"{source}: model {data['model']!r} is not a protein CARP model")
+            cfg = config_from_data(data)
+            if table_cfg is not None and (cfg.d_model, cfg.n_layers) != (table_cfg.d_model, table_cfg.n_layers):
+                raise PlmTransferError(
+                    f"{source}: holds a CARP with {cfg.n_layers} layers of width {cfg.d_model}, not the named "
+                    f"model's {table_cfg.n_layers} of width {table_cfg.d_model}"
+                )
+            from sequence_models.pretrained import load_carp
 
-    missing = [k for k in (*CHECKPOINT_KEYS, "model_state_dict") if k not in data]
-    if missing:
-        raise PlmTransferError(f"{source}: not a sequence-models CARP checkpoint (missing {missing})")
-    if "carp" not in str(data["model"]) or "bigcarp" in str(data["model"]):
-        raise PlmTransferError(f"{source}: model {data['model']!r} is not a protein CARP model")
-    return load_carp(data)
+            return load_carp(data)
+        if table_cfg is None:
+            raise PlmTransferError(f"{source}: not a sequence-models CARP checkpoint (missing {missing})")
+        model = build_architecture(table_cfg)
+        state = {k.removeprefix("module."): v for k, v in data["model_state_dict"].items()}
+        model.model.load_state_dict(state)
+        return model
+    except RuntimeError as error:  # load_state_dict: missing/unexpected keys, shape mismatches
+        first = str(error).strip().splitlines()[0:2]
+        raise PlmTransferError(f"{source}: its weights do not fit the CARP architecture ({' '.join(first)})") from None
 
 
 class CarpAdapter(TorchAdapter):
@@ -196,21 +294,30 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
         return CarpAdapter(
             model, table_cfg, options, name=display, init=init, seed=seed, config={"protocol": protocol.name}
         )
-    request = weights.checkpoint_request(name, LIBRARY, weights.CARP_URL if tag is None else None)
+    checkpoint = None if is_path else parse_checkpoint(name)
+    if checkpoint is not None:
+        names = checkpoint.filenames()
+        url = weights.CARP_URL.format(name=base) if checkpoint.step is None else None
+        request = weights.CheckpointRequest(name, names[0], LIBRARY, url, alternatives=names[1:])
+    else:
+        request = weights.checkpoint_request(name, LIBRARY, weights.CARP_URL if tag is None else None)
     path = weights.resolve_checkpoint(request, options)
     data = weights.load_checkpoint(path)
     if not isinstance(data, dict):
         raise PlmTransferError(f"{path}: not a sequence-models CARP checkpoint")
+    # the file's own sizes; the authors' training checkpoints have none: the named model's
+    cfg = config_from_data(data) if all(k in data for k in CHECKPOINT_KEYS) else table_cfg
+    if cfg is None:
+        missing = [k for k in CHECKPOINT_KEYS if k not in data]
+        raise PlmTransferError(f"{path}: not a sequence-models CARP checkpoint (missing {missing})")
     if fresh:
-        cfg = config_from_data(data)
         with seeded_construction(seed):
             model = build_architecture(cfg)
         config = {"source": path.name, "protocol": protocol.name}
         return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, config=config)
     identity = weights.weights_identity(path)
     with seeded_construction(0):  # load_state_dict is strict; seeding just keeps it obviously pure
-        model = load_from_data(data, path)
-    cfg = config_from_data(data)
+        model = load_from_data(data, path, table_cfg)
     del data
     extra = ablate(model, init, seed, protocol, "carp")
     return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)
@@ -242,13 +349,18 @@ def register(registry: Any) -> None:
 
 
 __all__ = [
+    "CARP_CHECKPOINT_LOSSES",
+    "CARP_CHECKPOINT_STEPS",
     "CARP_CONFIGS",
     "CARP_LETTERS",
     "CarpAdapter",
+    "CarpCheckpoint",
     "CarpConfig",
     "build_architecture",
+    "checkpoint_model_names",
     "create",
     "load_from_data",
+    "parse_checkpoint",
     "register",
     "resolve_path",
 ]

@@ -46,6 +46,11 @@ class ModelDescription:
     parameters: int | None = None
     #: where the description came from, e.g. "config table", "<file> args"
     source: str = ""
+    #: pretraining checkpoints (CARP's table): the step, the fraction of pretraining and the
+    #: masked-LM loss there; None for models that are not one of a model's checkpoints
+    checkpoint_step: int | None = None
+    checkpoint_fraction: float | None = None
+    mlm_loss: float | None = None
 
 
 #: (model name, options) -> description; must not build, load weights or download
@@ -191,13 +196,15 @@ def esm(name: str, options: Any) -> ModelDescription:
 
 
 def carp(name: str, options: Any) -> ModelDescription:
-    """CARP: the config table by name, or the sizes saved in a sequence-models checkpoint file."""
-    from pytest_plmtransfer.models.carp import CARP_CONFIGS, CARP_MAX_RESIDUES, LIBRARY
+    """CARP: the config table by name (and the checkpoint table for ``@<fraction>``/``@step=N``),
+    or the sizes saved in a sequence-models checkpoint file."""
+    from pytest_plmtransfer.models.carp import CARP_CONFIGS, CARP_MAX_RESIDUES, LIBRARY, parse_checkpoint
     from pytest_plmtransfer.models.weights import split_name
 
     base, _tag = split_name(name)
     cfg = CARP_CONFIGS.get(base)
     path = None if cfg is not None and not name.endswith(".pt") else _checkpoint_file(name, LIBRARY)
+    checkpoint = parse_checkpoint(name) if path is None else None
     source = "sequence-models config table"
     if path is not None:
         data = peek_checkpoint(path)
@@ -214,7 +221,16 @@ def carp(name: str, options: Any) -> ModelDescription:
     # ByteNet block: 1x1 convolutions D -> h -> D and a k=5 dilated conv h -> h (h = D/2 if slim)
     hidden = d_model // 2 if slim else d_model
     per_block = 2 * d_model * hidden + 5 * hidden * hidden
-    return ModelDescription(n_layers, d_model, CARP_MAX_RESIDUES, n_layers * per_block, source)
+    return ModelDescription(
+        n_layers,
+        d_model,
+        CARP_MAX_RESIDUES,
+        n_layers * per_block,
+        source,
+        checkpoint.step if checkpoint else None,
+        checkpoint.fraction if checkpoint else None,
+        checkpoint.mlm_loss if checkpoint else None,
+    )
 
 
 def _hf_config_description(config_file: Path, *, special_tokens: int) -> ModelDescription:

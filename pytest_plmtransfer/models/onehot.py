@@ -42,6 +42,7 @@ class OneHotAdapter(ModelAdapter):
     num_layers = 0
     pooling = "flatten"
     init = "none"
+    num_parameters = 0
 
     def __init__(self, batch_size: int = 1024, protocol: str = PLMTRANSFER) -> None:
         self.batch_size = batch_size

@@ -7,6 +7,7 @@ receive the registry and call :meth:`ModelRegistry.register`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -102,7 +103,10 @@ class ModelRegistry:
             return self._entries[name]
         base = name.split("@", 1)[0]  # checkpoint steps: carp_640M@step=78810
         if "@" in name and base in self._entries:
-            return self._entries[base]
+            # A checkpoint's random init is its architecture's, i.e. the base model's own random
+            # tests: offering it again would compute the same numbers under another name.
+            entry = self._entries[base]
+            return dataclasses.replace(entry, inits=tuple(i for i in entry.inits if i != "random"))
         for entry in self._entries.values():
             if entry.prefix and name.startswith(entry.name):
                 return entry

@@ -177,8 +177,10 @@ class TorchAdapter(ModelAdapter):
         # eval(): no dropout; requires_grad off: inference_mode does not need it, but it keeps
         # accidental autograd use (outside embed) from holding activations.
         model.eval()
+        self.num_parameters = 0
         for p in model.parameters():
             p.requires_grad_(False)
+            self.num_parameters += p.numel()
         self.model = model.to(device=self.device, dtype=self.dtype)
 
     # ----------------------------------------------------------------- subclass contract

@@ -82,6 +82,8 @@ class CheckpointRequest:
     library: str
     url: str | None = None
     path: Path | None = None
+    #: other file names of the same checkpoint, looked for after ``filename`` in each directory
+    alternatives: tuple[str, ...] = ()
 
 
 def checkpoint_request(name: str, library: str, url_template: str | None) -> CheckpointRequest:
@@ -130,17 +132,19 @@ def resolve_checkpoint(request: CheckpointRequest, options: Any) -> Path:
             f"the file {request.path} does not exist; give the path of an existing checkpoint",
         )
     dirs = search_dirs(options)
+    names = (request.filename, *request.alternatives)
     for d in dirs:
-        candidate = d / request.filename
-        if candidate.is_file():
-            return candidate
-    looked = ", ".join(str(d / request.filename) for d in dirs)
+        for filename in names:
+            candidate = d / filename
+            if candidate.is_file():
+                return candidate
+    looked = ", ".join(str(d / filename) for d in dirs for filename in names)
     allow = bool(getattr(options, "allow_download", False))
     if request.url is None:
         raise ResourceUnavailable(
             f"{request.library} checkpoint {request.filename} for model {request.model}",
             f"no local file (looked at {looked}) and no download URL is known; put the "
-            f"checkpoint file {request.filename} in --plm-weights-dir",
+            f"checkpoint file {' or '.join(names)} in --plm-weights-dir",
         )
     target = hub_checkpoint_dir() / request.filename
     if not allow:
@@ -157,7 +161,40 @@ def resolve_checkpoint(request: CheckpointRequest, options: Any) -> Path:
             f"download of {request.url} failed ({error}); download it yourself and save it as "
             f"{target} or as <--plm-weights-dir>/{request.filename}",
         ) from error
+    _check_download(request, target)
     return target
+
+
+#: sha256 of checkpoint files as their publishers give it, by file name. Neither fair-esm nor
+#: sequence-models (Zenodo 6564798) publishes one, so downloads are recorded and warned about.
+PUBLISHED_SHA256: dict[str, str] = {}
+
+
+def _check_download(request: CheckpointRequest, target: Path) -> None:
+    """A fresh download against its published digest (removed on a mismatch); without one, its
+    digest is recorded beside the file (:func:`file_sha256`, and in every record's weights
+    identity) and a warning says it could not be verified."""
+    import warnings
+
+    from pytest_plmtransfer.tasks.resolve import UnverifiedDownloadWarning
+
+    digest = file_sha256(target)
+    expected = PUBLISHED_SHA256.get(request.filename)
+    if expected is None:
+        warnings.warn(
+            UnverifiedDownloadWarning(
+                f"{request.url}: no published sha256 is known for {request.filename}, so the download could "
+                f"not be verified; its sha256 {digest} is recorded in {target}{_DIGEST_SUFFIX} and in "
+                "every record's weights identity"
+            ),
+            stacklevel=3,
+        )
+    elif digest != expected:
+        target.unlink(missing_ok=True)
+        raise ResourceUnavailable(
+            f"{request.library} checkpoint {request.filename} for model {request.model}",
+            f"the download of {request.url} has sha256 {digest}, not the published {expected}; nothing was kept",
+        )
 
 
 def _download(url: str, target: Path, *, progress: bool) -> None:
@@ -289,6 +326,7 @@ def peek_keys(path: str | os.PathLike[str]) -> set[str]:
 __all__ = [
     "CARP_URL",
     "FAIR_ESM_MODEL_URL",
+    "PUBLISHED_SHA256",
     "CheckpointRequest",
     "UnsafeCheckpointError",
     "checkpoint_request",

@@ -1,4 +1,4 @@
-"""The FLIP tasks this package knows, as ``TaskSpec`` records.
+"""The tasks this package knows, as ``TaskSpec`` records: FLIP's, and TAPE's secondary structure.
 
 Every archive and member name below is FLIP's own (https://github.com/J-SNACKKB/FLIP, ``splits/``):
 
@@ -29,7 +29,28 @@ ARCHIVES: dict[str, str] = {
     "secondary_structure": "splits/secondary_structure/splits.zip",
     "bind": "splits/bind/splits.zip",
     "conservation": "splits/conservation/splits.zip",
+    # not FLIP's: TAPE's JSON release of its secondary-structure data (see TAPE_SS_DATASET)
+    "tape_secondary_structure": "tape/secondary_structure.tar.gz",
 }
+
+#: What the sizes of the papers' tasks are quoted from.
+PAPER_SIZES = "workshop paper, Table A2"
+
+#: TAPE's secondary structure as the ICML paper used it (the authors' task list, scr/params/vis.py:
+#: structure_ss3_casp12/cb513/ts115): one training set (TAPE's train; valid for validation) and
+#: three test sets. The archive is TAPE's JSON release (songlab-cal/tape README, "Raw Data":
+#: ``data_raw_pytorch/secondary_structure.tar.gz``), the JSON-ified records of its LMDB files:
+#: ``secondary_structure/secondary_structure_<split>.json``, a list of records with ``primary`` (the
+#: sequence) and ``ss3`` (0 helix, 1 strand, 2 coil per residue), among others. The JSON release is
+#: used rather than the LMDB one so that reading it needs no ``lmdb`` package and unpickles nothing.
+TAPE_SS_DATASET = "tape_secondary_structure"
+TAPE_SS_TESTS = ("casp12", "cb513", "ts115")
+
+
+def tape_ss_member(split: str) -> str:
+    """The file of one TAPE secondary-structure split inside its archive."""
+    return f"secondary_structure/secondary_structure_{split}.json"
+
 
 #: GB1's 56-residue domain (0-based, stop exclusive), as embedded by the papers
 GB1_WINDOW: tuple[int, int] = (0, 56)
@@ -77,7 +98,8 @@ def _csv(
         format="csv",
         window=window,
         description=description,
-        paper_sizes=paper_sizes,
+        sizes=paper_sizes,
+        sizes_source=PAPER_SIZES if paper_sizes else None,
         **metrics,
     )
 
@@ -89,7 +111,7 @@ def _per_residue(
     *,
     test_metric: str = "test_accuracy",
     mask: bool = False,
-    paper_sizes: tuple[int, int, int] | None = None,
+    flip_sizes: tuple[int, int, int] | None = None,
     description: str = "",
 ) -> TaskSpec:
     return TaskSpec(
@@ -103,7 +125,8 @@ def _per_residue(
         sequences_member="splits/sequences.fasta",
         mask_member="splits/mask.fasta" if mask else None,
         description=description,
-        paper_sizes=paper_sizes,
+        sizes=flip_sizes,
+        sizes_source="FLIP's split files" if flip_sizes else None,
         selection_metric=_CLASSIFICATION["selection_metric"],
         test_metric=test_metric,
     )
@@ -182,10 +205,31 @@ def _build() -> dict[str, TaskSpec]:
             "secondary_structure",
             "sampled",
             mask=True,
-            paper_sizes=(9712, 1080, 364),
-            description=("3-state secondary structure (H/E/C) per residue; unresolved residues not scored"),
+            flip_sizes=(9712, 1080, 364),
+            description=(
+                "3-state secondary structure (H/E/C) per residue, FLIP's NetSurfP-2.0 sampled split; "
+                "unresolved residues not scored"
+            ),
         )
     )
+    for test in TAPE_SS_TESTS:
+        tasks.append(
+            TaskSpec(
+                task_id=f"ss3_{test}",
+                dataset=TAPE_SS_DATASET,
+                split=test,
+                kind="per_residue",
+                archive=ARCHIVES[TAPE_SS_DATASET],
+                member=tape_ss_member(test),
+                format="tape_json",
+                description=(
+                    f"3-state secondary structure (H/E/C) per residue, TAPE's release: train and valid, "
+                    f"test {test.upper()} (as the ICML paper)"
+                ),
+                selection_metric=_CLASSIFICATION["selection_metric"],
+                test_metric="test_accuracy",
+            )
+        )
     for split in _BIND_SPLITS:
         tasks.append(
             _per_residue(
@@ -226,7 +270,8 @@ class UnknownTaskError(PlmTransferError, KeyError):
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         known = ", ".join(sorted(CATALOG))
-        self.message = f"unknown task id {task_id!r}; known task ids: {known}"
+        families = ", ".join(sorted({spec.dataset for spec in CATALOG.values()}))
+        self.message = f"unknown task id {task_id!r}; known task ids: {known}; or a family: {families}"
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -246,3 +291,15 @@ def get_task(task_id: str) -> TaskSpec:
 def task_ids() -> list[str]:
     """All canonical task ids, sorted."""
     return sorted(CATALOG)
+
+
+def expand_tasks(names: list[str]) -> list[str]:
+    """Task ids and family names (a FLIP dataset, e.g. ``scl``: each of its tasks, as ``-k scl``
+    selects them) -> canonical task ids, in order, each once. A name that is a task id or an
+    alias is that task (``bind`` is a task); anything else is an :class:`UnknownTaskError`."""
+    out: list[str] = []
+    for name in names:
+        key = ALIASES.get(name.strip(), name.strip())
+        family = [tid for tid, spec in sorted(CATALOG.items()) if spec.dataset == key]
+        out += [key] if key in CATALOG else family or [get_task(name).task_id]
+    return list(dict.fromkeys(out))

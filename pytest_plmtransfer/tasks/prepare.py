@@ -109,3 +109,25 @@ def prepare_for_model(data: TaskData, max_residues: int | None) -> TaskData:
         residue_masks=masks,
         notes=notes,
     )
+
+
+def limit_per_split(data: TaskData, n: int) -> TaskData:
+    """A copy of ``data`` with at most ``n`` sequences of each split (``--plm-limit``): a fixed
+    random choice (seed 0) within each split, in the file's order, so every run of the same
+    limit sees the same sequences. ``notes["limit"]`` records it."""
+    rng = np.random.default_rng(0)
+    keep: list[int] = []
+    for split in ("train", "val", "test"):
+        idx = data.indices(split)
+        keep += sorted(rng.permutation(idx)[:n].tolist()) if len(idx) > n else idx.tolist()
+    keep.sort()
+    notes = {**copy.deepcopy(data.notes), "limit": {"per_split": int(n), "of": data.sizes()}}
+    return dataclasses.replace(
+        data,
+        ids=[data.ids[i] for i in keep],
+        sequences=[data.sequences[i] for i in keep],
+        targets=[data.targets[i] for i in keep],
+        splits=data.splits[keep],
+        residue_masks=None if data.residue_masks is None else [data.residue_masks[i] for i in keep],
+        notes=notes,
+    )

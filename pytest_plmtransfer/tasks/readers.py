@@ -1,6 +1,7 @@
-"""Read FLIP split archives into ``TaskData``, refusing bad input with errors that say where.
+"""Read task archives into ``TaskData``, refusing bad input with errors that say where.
 
-Two formats, both exactly as FLIP publishes them inside ``splits/<dataset>/splits.zip``:
+FLIP's two formats, both exactly as FLIP publishes them inside ``splits/<dataset>/splits.zip``,
+and TAPE's secondary structure (its JSON release, see ``_read_tape_json``):
 
 * **CSV** (GB1, AAV, Meltome, SCL): columns ``sequence,target,set,validation``. ``set`` is
   ``train`` / ``test`` / empty; ``validation`` is ``True`` for validation rows and empty otherwise.
@@ -20,8 +21,10 @@ and 1-based record numbers for FASTA (the record's id and line are in the messag
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
+import tarfile
 import zipfile
 import zlib
 from collections import Counter
@@ -33,7 +36,7 @@ import pandas as pd
 
 from pytest_plmtransfer.errors import InputError
 from pytest_plmtransfer.hashing import sha256_file  # re-exported: readers.sha256_file is public
-from pytest_plmtransfer.tasks.catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED
+from pytest_plmtransfer.tasks.catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED, tape_ss_member
 from pytest_plmtransfer.tasks.spec import TaskData, TaskSpec
 
 #: the 20 standard amino acids
@@ -175,19 +178,13 @@ def load_task(
     if tolerate_duplicate_ids is None:
         tolerate_duplicate_ids = spec.dataset in DUPLICATE_LABEL_IDS_TOLERATED
     sha = sha256_file(archive_path)
-    try:
-        zf = zipfile.ZipFile(archive_path)
-    except zipfile.BadZipFile:
-        raise InputError("not a zip archive (corrupt or incomplete download?)", path=archive_path) from None
-    with zf:
-        if spec.format == "csv":
-            rows = _read_csv(spec, zf, archive_path)
-        elif spec.format == "fasta":
-            rows = _read_fasta(spec, zf, archive_path, tolerate_duplicate_ids)
-        else:  # pragma: no cover - TaskSpec's Literal forbids it, but specs can come from users
-            raise InputError(f"unknown task format {spec.format!r}", path=archive_path)
+    if spec.format == "tape_json":
+        rows = _read_tape_json(spec, archive_path)
+    else:
+        rows = _read_zip(spec, archive_path, tolerate_duplicate_ids)
 
     _apply_window(spec, rows)
+
     _check_residues(rows)
     split_path = member_path(archive_path, spec.member)
     _check_split_sizes(rows, split_path)
@@ -210,6 +207,20 @@ def load_task(
         residue_masks=rows.masks,
         notes=rows.notes,
     )
+
+
+def _read_zip(spec: TaskSpec, archive_path: Path, tolerate_duplicate_ids: bool) -> _Rows:
+    try:
+        zf = zipfile.ZipFile(archive_path)
+    except zipfile.BadZipFile:
+        raise InputError("not a zip archive (corrupt or incomplete download?)", path=archive_path) from None
+    with zf:
+        if spec.format == "csv":
+            return _read_csv(spec, zf, archive_path)
+        if spec.format == "fasta":
+            return _read_fasta(spec, zf, archive_path, tolerate_duplicate_ids)
+    # TaskSpec's Literal forbids it, but specs can come from users
+    raise InputError(f"unknown task format {spec.format!r}", path=archive_path)
 
 
 def _read_member(zf: zipfile.ZipFile, archive_path: Path, member: str) -> bytes:
@@ -458,6 +469,83 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
     if rows.masks is not None:
         rows.notes["n_unscored_residues"] = int(sum(int((~m).sum()) for m in rows.masks))
     return rows
+
+
+# --------------------------------------------------------------------------------------- TAPE
+
+#: TAPE's 3-state codes (0 helix, 1 strand, 2 coil: tape-neurips2019 ``data_utils/vocabs.py``
+#: SS_3_DICT) as the letters FLIP's secondary structure uses, so both read the same way
+TAPE_SS3_LETTERS = "HEC"
+#: the fields kept from each TAPE record; the others (evolutionary profiles, ss8, angles ...) are
+#: dropped as each record is parsed, so the training file never sits whole in memory
+_TAPE_FIELDS = ("id", "primary", "ss3", "protein_length")
+
+
+def _keep_tape_fields(obj: dict) -> dict:
+    return {k: obj[k] for k in _TAPE_FIELDS if k in obj}
+
+
+def _read_tape_json(spec: TaskSpec, archive_path: Path) -> _Rows:
+    """TAPE's secondary structure (its JSON release, a ``.tar.gz``): train and valid are shared by
+    the three tasks, ``spec.member`` is the test set. Every residue is scored, as TAPE's own
+    SecondaryStructureDataset does (its ``valid_mask`` is not applied)."""
+    rows = _Rows()
+    try:
+        tar = tarfile.open(archive_path, "r:*")  # noqa: SIM115 - closed by the with below; its own error first
+    except (tarfile.TarError, OSError) as exc:
+        raise InputError(f"not a tar archive (corrupt or incomplete download?): {exc}", path=archive_path) from None
+    with tar:
+        for split, member in (
+            ("train", tape_ss_member("train")),
+            ("val", tape_ss_member("valid")),
+            ("test", spec.member),
+        ):
+            where = member_path(archive_path, member)
+            try:
+                fh = tar.extractfile(member)
+            except KeyError:
+                fh = None
+            if fh is None:
+                members = ", ".join(n for n in tar.getnames() if n.endswith(".json")) or "none"
+                raise InputError(f"archive has no file {member!r} (its JSON files: {members})", path=archive_path)
+            try:
+                records = json.load(fh, object_hook=_keep_tape_fields)
+            except (ValueError, EOFError, OSError, tarfile.TarError) as exc:  # bad JSON or a damaged archive
+                raise InputError(f"not readable as TAPE's JSON: {exc}", path=where) from None
+            if not isinstance(records, list):
+                raise InputError(f"expected a JSON list of records, found {type(records).__name__}", path=where)
+            for number, record in enumerate(records, start=1):
+                _add_tape_record(rows, record, split, where, number)
+            rows.notes[f"n_{split}_records"] = len(records)
+    rows.notes["source_format"] = "TAPE JSON"
+    return rows
+
+
+def _add_tape_record(rows: _Rows, record: object, split: str, where: str, number: int) -> None:
+    rid = record.get("id", str(number - 1)) if isinstance(record, dict) else None  # TAPE's own default id
+    loc = f"record {number}" + (f" (id {rid!r})" if rid is not None else "")
+
+    def bad(problem: str) -> InputError:
+        return InputError(f"{loc}: {problem}", path=where, row=number)
+
+    if not isinstance(record, dict):
+        raise bad(f"expected an object with primary and ss3, found {type(record).__name__}")
+    sequence, labels = record.get("primary"), record.get("ss3")
+    if not isinstance(sequence, str) or not sequence:
+        raise bad("'primary' (the amino-acid sequence) is missing or not a non-empty string")
+    if not isinstance(labels, list) or not all(type(v) is int and 0 <= v < 3 for v in labels):
+        raise bad("'ss3' must be a list of 3-state codes 0 (helix), 1 (strand), 2 (coil)")
+    if len(labels) != len(sequence):
+        raise bad(f"'ss3' has {len(labels)} labels but 'primary' has {len(sequence)} residues")
+    length = record.get("protein_length")
+    if length is not None and length != len(sequence):
+        raise bad(f"'protein_length' is {length!r} but 'primary' has {len(sequence)} residues")
+    rows.ids.append(str(rid))
+    rows.sequences.append(sequence)
+    rows.targets.append("".join(TAPE_SS3_LETTERS[v] for v in labels))
+    rows.splits.append(split)
+    rows.seq_where.append((where, number, f"{loc}: "))
+    rows.label_where.append((where, number, f"{loc}: "))
 
 
 # --------------------------------------------------------------------------------------- checks

@@ -1,4 +1,5 @@
-"""Find a task's FLIP archive: local data directory, then the user cache, then FLIP's raw URL.
+"""Find a task's archive: local data directory, then the user cache, then FLIP's raw URL (or, for
+the archives of :data:`OTHER_ARCHIVES`, such as TAPE's, their publisher's).
 
 Order (the first hit wins, and nothing touches the network when a local copy exists):
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import tarfile
 import urllib.error
 import urllib.request
 import warnings
@@ -65,6 +67,16 @@ PUBLISHED_SHA256: dict[str, str] = {
     "bind": "f742c8b3e4521d7e771ca03096484451287026fe433b34463cbfcf767e0a7417",
     "conservation": "9b364ba2a378a7abd9b8cf992d38c61b33dff17854fe37997760c8972ce921c5",
     "secondary_structure": "2e9bbbfd18a055bcac7edd4e059a6bf4bb35ca3ad8f8fa4fc3106422652a4726",
+}
+#: Archives that are not FLIP's, by their path under the data directory: (the name their digest
+#: goes by in ``expected_sha256``, where they are published). TAPE's JSON release of its secondary
+#: structure data (songlab-cal/tape README, "Raw Data"); TAPE publishes no digest: the first
+#: download's is recorded and warned about.
+OTHER_ARCHIVES: dict[str, tuple[str, str]] = {
+    "tape/secondary_structure.tar.gz": (
+        "tape_secondary_structure",
+        "http://s3.amazonaws.com/proteindata/data_raw_pytorch/secondary_structure.tar.gz",
+    )
 }
 #: kept for callers that name a base URL; downloads use :data:`FLIP_COMMITS` by default
 DEFAULT_BASE_URL = f"{FLIP_REPOSITORY}/raw/main"
@@ -109,7 +121,10 @@ class UnverifiedDownloadWarning(UserWarning):
 
 
 def dataset_of(archive: str) -> str | None:
-    """``splits/gb1/splits.zip`` -> ``gb1``."""
+    """``splits/gb1/splits.zip`` -> ``gb1``; ``tape/secondary_structure.tar.gz`` ->
+    ``tape_secondary_structure`` (:data:`OTHER_ARCHIVES`)."""
+    if archive.strip("/") in OTHER_ARCHIVES:
+        return OTHER_ARCHIVES[archive.strip("/")][0]
     parts = archive.strip("/").split("/")
     return parts[1] if len(parts) >= 3 and parts[0] == "splits" else None
 
@@ -158,6 +173,8 @@ class DataResolver:
     def url(self, spec_or_archive: TaskSpec | str) -> str:
         """The URL an archive is downloaded from."""
         archive = _archive(spec_or_archive)
+        if archive in OTHER_ARCHIVES:  # a FLIP mirror (base_url) does not hold them
+            return OTHER_ARCHIVES[archive][1]
         if self.base_url is not None:
             return f"{self.base_url}/{archive}"
         commit = FLIP_COMMITS.get(dataset_of(archive) or "", "main")
@@ -199,12 +216,12 @@ class DataResolver:
         cached = self.cache_path(archive)
         corrupt = False
         if cached.is_file():
-            if self._cache_entry_ok(cached):
+            if self._cache_entry_ok(cached, archive):
                 return cached
             corrupt = True
         if not self.allow_download:
             reason = (
-                f"the cached copy {cached} is corrupt (checksum mismatch or not a zip archive) "
+                f"the cached copy {cached} is corrupt (checksum mismatch or not a {_kind(archive)} archive) "
                 "and downloads are disabled"
                 if corrupt
                 else "no local copy was found and downloads are disabled"
@@ -229,18 +246,18 @@ class DataResolver:
         except OSError as exc:
             raise self._unavailable(spec, f"cannot create the {what} directory {directory}: {exc}") from None
 
-    def _cache_entry_ok(self, path: Path) -> bool:
+    def _cache_entry_ok(self, path: Path, archive: str) -> bool:
         """A cached archive is trusted if its checksum matches the recorded one (or none was
-        recorded, e.g. a file the user placed there by hand) and it opens as a zip."""
+        recorded, e.g. a file the user placed there by hand) and it opens as an archive."""
         # the published digest when one is known, else the one recorded at the first download
-        expected = self.expected_sha256.get(path.parent.name) or read_sidecar(path)
+        expected = self.expected_digest(archive) or read_sidecar(path)
         try:
             actual = self.sha256(path)
         except OSError:
             return False
         if expected is not None and actual != expected:
             return False  # corrupt or truncated: re-download it (or say how to)
-        return zipfile.is_zipfile(path)
+        return _is_archive(path, archive)
 
     # ----------------------------------------------------------------------------- download
 
@@ -262,7 +279,7 @@ class DataResolver:
         lock = FileLock(str(lock_path), timeout=self.lock_timeout)
         try:
             with lock:
-                if dest.is_file() and self._cache_entry_ok(dest):
+                if dest.is_file() and self._cache_entry_ok(dest, archive):
                     return dest, self.sha256(dest)  # another worker finished it meanwhile
                 try:
                     digest = self._fetch(url, dest, self.expected_digest(archive))
@@ -303,7 +320,7 @@ class DataResolver:
                         unit="B",
                         unit_scale=True,
                         unit_divisor=1024,
-                        desc=f"FLIP {dest.parent.name}/{dest.name}",
+                        desc=f"{dest.parent.name}/{dest.name}",
                         disable=None if self.progress is None else not self.progress,
                         leave=False,
                     ) as bar:
@@ -335,8 +352,8 @@ class DataResolver:
                     f"the {received} bytes received have sha256 {digest.hexdigest()}, not the published "
                     f"{expected}; nothing was kept (a mirror with other files needs --plm-flip-sha256)"
                 )
-            if not zipfile.is_zipfile(tmp):
-                raise _DownloadFailed(f"the {received} bytes received are not a zip archive")
+            if not _is_archive(tmp, str(dest)):
+                raise _DownloadFailed(f"the {received} bytes received are not a {_kind(str(dest))} archive")
             os.chmod(tmp, default_file_mode())  # an ordinary file, as the umask says
             os.replace(tmp, dest)
             return digest.hexdigest()
@@ -372,10 +389,19 @@ class DataResolver:
         )
 
     def _unavailable(self, spec: TaskSpec | str, reason: str) -> ResourceUnavailable:
-        what = f"FLIP archive {_archive(spec)}"
+        what = f"{'' if _archive(spec) in OTHER_ARCHIVES else 'FLIP '}archive {_archive(spec)}"
         if isinstance(spec, TaskSpec):
             what += f" (task {spec.task_id})"
         return ResourceUnavailable(what, f"{reason}. To fix, {self.instructions(spec)}")
+
+
+def _kind(archive: str) -> str:
+    """What an archive must open as: FLIP's are zips, TAPE's a ``.tar.gz``."""
+    return "zip" if archive.endswith(".zip") else "tar"
+
+
+def _is_archive(path: Path, archive: str) -> bool:
+    return zipfile.is_zipfile(path) if _kind(archive) == "zip" else tarfile.is_tarfile(path)
 
 
 def _archive(spec_or_archive: TaskSpec | str) -> str:

@@ -14,10 +14,11 @@ SPLITS: tuple[SplitName, ...] = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One FLIP task, as a catalog record.
+    """One task (FLIP's, or TAPE's secondary structure), as a catalog record.
 
-    ``archive`` is relative to a FLIP repository root (``splits/gb1/splits.zip``); ``member`` is
-    the file inside the zip that holds the split (``splits/sampled.csv``). FASTA-label tasks
+    ``archive`` is relative to the data directory (FLIP's repository root: ``splits/gb1/splits.zip``);
+    ``member`` is the file inside the archive that holds the split (``splits/sampled.csv``; for
+    TAPE, the test set's JSON file, train and valid being shared). FASTA-label tasks
     (per-residue tasks, SCL) also name the member with the sequences and, optionally, a
     resolved-residue mask (secondary structure's ``mask.fasta``).
     """
@@ -28,7 +29,7 @@ class TaskSpec:
     kind: TaskKind
     archive: str
     member: str
-    format: Literal["csv", "fasta"]
+    format: Literal["csv", "fasta", "tape_json"]
     #: FASTA label files: the member holding the amino-acid sequences, matched by record id
     sequences_member: str | None = None
     #: per-residue tasks: a member with a 0/1 string per sequence; 0 residues are not scored
@@ -40,8 +41,10 @@ class TaskSpec:
     #: the headline test metric used by reports and claims
     test_metric: str = "test_spearman"
     description: str = ""
-    #: sizes the papers reported (train, val, test), for reference only
-    paper_sizes: tuple[int, int, int] | None = None
+    #: the (train, val, test) sizes known for the task, for reference and cost estimates, and
+    #: where they come from (the workshop paper's Table A2, or the published files themselves)
+    sizes: tuple[int, int, int] | None = None
+    sizes_source: str | None = None
 
     @property
     def per_residue(self) -> bool:
