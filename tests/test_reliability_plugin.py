@@ -178,14 +178,19 @@ def test_ledger_disk_filled_by_another_writer_during_the_run_loses_no_record(ben
     result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-run-id=full", ledger=ledger)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 1 and "Traceback" not in out
-    result.assert_outcomes(passed=1, errors=5)
+    # the part's last page may still take one record after the filler: 4 or 5 tests meet the full disk
+    errors = result.parseoutcomes().get("errors", 0)
+    result.assert_outcomes(passed=6 - errors, errors=errors)
+    assert errors >= 4
     lines = _failure_lines(result, f"could not write to the ledger {ledger} (No space left on device)")
-    assert len(lines) >= 5 and "5 record(s) kept in memory" in out
-    result.stdout.fnmatch_lines([f"plmtransfer: the ledger {ledger} could not be written; this run's 5 unsaved *"])
+    assert len(lines) >= errors and f"{errors} record(s) kept in memory" in out
+    result.stdout.fnmatch_lines(
+        [f"plmtransfer: the ledger {ledger} could not be written; this run's {errors} unsaved record(s) are in *"]
+    )
     part = ledger / "full--all--main.jsonl"
     assert part.read_bytes().endswith(b"\n"), "a torn line was left in the ledger"
     kept, unsaved = _ledger_and_unsaved(ledger, tmp_path / "tmp")
-    assert len(kept) == 1 and len(unsaved) == 5
+    assert len(kept) == 6 - errors and len(unsaved) == errors
     keys = {(r["init"], r["layer"]) for r in kept + unsaved}
     assert keys == {(init, layer) for init in ("pretrained", "random") for layer in range(3)}
     (fs / "filler").unlink()  # space again: the unsaved file merges back into one ledger
