@@ -69,8 +69,17 @@ def _register(registry: ModelRegistry, name: str, target: str) -> None:
     def factory(_name, init, seed, options, _target=target, _base=base):
         return _base.factory(_target, init, seed, options)
 
+    def describe(_name, options, _target=target, _base=base):
+        return _base.describe(_target, options)
+
+    # described like its target at collection, never built there (a bad checkpoint fails its tests)
     registry.register(
-        name, factory, inits=base.inits, description=f"alias of {target}", needs_weights=base.needs_weights
+        name,
+        factory,
+        inits=base.inits,
+        description=f"alias of {target}",
+        needs_weights=base.needs_weights,
+        describe=describe if base.describe is not None else None,
     )
 
 

@@ -159,6 +159,14 @@ def tolerance_for(
     return Tolerance()
 
 
+def _require_finite(value: Any, what: str) -> None:
+    """A tolerance of Infinity (JSON allows it) would make a comparison that can never fail."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise BaselineError(f"{what} holds a non-finite number (NaN or Infinity); use finite numbers") from None
+
+
 def _tol(raw: Any) -> Tolerance:
     if isinstance(raw, (int, float)):
         return Tolerance(atol=float(raw))
@@ -491,6 +499,7 @@ class BaselineStore:
             raise BaselineError(
                 f"{path}: not a plmtransfer baseline (expected 'format': {FORMAT!r} and a 'layers' object)"
             )
+        _require_finite(doc.get("tolerances"), f"{path}: 'tolerances'")
         if protocol is not None and doc.get("protocol") != protocol:
             raise BaselineError(
                 f"{path}: a baseline of the {doc.get('protocol')!r} protocol, compared with results of "

@@ -9,7 +9,7 @@
     plmtransfer compare LEDGER --model X --model Y [--plot OUT.png]
     plmtransfer show LEDGER
     plmtransfer paper LEDGER [--baselines DIR] [--tolerance 0.05] [--all]
-    plmtransfer merge LEDGER... --out FILE [--allow-missing]
+    plmtransfer merge LEDGER... --out FILE [--allow-missing] [--on-conflict fail|newest]
 
 A LEDGER is a ledger directory (JSON Lines parts, what pytest writes) or a single-file ledger.
 
@@ -31,6 +31,7 @@ import pandas as pd
 from pytest_plmtransfer.aggregate import latest_run, select_runs
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.ledger import load_ledger
+from pytest_plmtransfer.merge import ON_CONFLICT
 
 
 class CliError(PlmTransferError):
@@ -144,7 +145,8 @@ def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.merge import describe_missing, merge_ledgers, write_merged
 
-    result = merge_ledgers([_ledger_path(p) for p in args.ledgers])
+    _check_merge_out(args.out)
+    result = merge_ledgers([_ledger_path(p) for p in args.ledgers], on_conflict=args.on_conflict)
     if result.missing and not args.allow_missing:
         raise CliError(
             f"{len(result.missing)} group(s) of the shard plan were not delivered by any shard "
@@ -153,11 +155,30 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     write_merged(result, args.out)
     out.write(
         f"wrote {args.out}: {len(result.records)} record(s) from {len(args.ledgers)} ledger(s); "
-        f"{result.duplicates} exact duplicate(s) dropped, {result.superseded} superseded by a newer record\n"
+        f"{result.duplicates} exact duplicate(s) dropped, {result.superseded} re-run record(s) with the same "
+        f"values superseded by the newest"
+        + (f", {len(result.conflicts)} conflict(s) settled by --on-conflict newest" if result.conflicts else "")
+        + "\n"
     )
+    if result.conflicts:
+        out.write("conflicts (the newest record of each kept):\n" + "\n".join(result.conflicts) + "\n")
     if result.missing:
         out.write("missing (--allow-missing):\n" + describe_missing(result) + "\n")
     return 0
+
+
+def _check_merge_out(out: Path) -> None:
+    """--out replaces only a file that is a ledger already (a re-merge), never something else."""
+    from pytest_plmtransfer.ledger import read_records
+
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_file():
+        raise CliError(f"{out}: exists and is not a regular file; --out writes a new single-file ledger")
+    try:
+        read_records(out)
+    except PlmTransferError:
+        raise CliError(f"{out}: exists and is not a plmtransfer ledger; refusing to overwrite it") from None
 
 
 def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
@@ -266,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-missing",
         action="store_true",
         help="write even if some groups of the plan were not delivered (they are listed)",
+    )
+    p.add_argument(
+        "--on-conflict",
+        choices=ON_CONFLICT,
+        default="fail",
+        help="records of one (model, task, layer, init, seed, protocol) with different values: 'fail' lists them and "
+        "writes nothing (default); 'newest' keeps the newest of each and lists them",
     )
     p.set_defaults(func=cmd_merge)
     return parser

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -251,20 +250,17 @@ def _save(fig: Any, out_dir: Path, stem: str, title: str, paper_ref: str, descri
     """Write the PNG and the SVG beside it, each to a temp file renamed into place."""
     import matplotlib.pyplot as plt
 
-    from pytest_plmtransfer.tempfiles import make_temp
+    from pytest_plmtransfer.tempfiles import atomic_write
 
     fig.suptitle(f"{title}\n[{paper_ref}]", fontsize=10)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
     try:
         for path in paths:
-            fd, tmp = make_temp(path)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fig.savefig(fh, format=path.suffix[1:], dpi=110, bbox_inches="tight")
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+
+            def save(fh: Any, fmt: str = path.suffix[1:]) -> None:
+                fig.savefig(fh, format=fmt, dpi=110, bbox_inches="tight")
+
+            atomic_write(path, save)
     finally:
         plt.close(fig)
     return FigureFile(paths[0], paths[1], title, paper_ref, description)

@@ -26,7 +26,7 @@ from pytest_plmtransfer.report import _caption as table_caption
 from pytest_plmtransfer.report import _claims_summary as claims_summary
 from pytest_plmtransfer.report import _grid as layer_grid
 from pytest_plmtransfer.report import claim_rows, leader_cell_text, leaderboard, leaderboard_caption, task_tables
-from pytest_plmtransfer.tempfiles import atomic_write_text
+from pytest_plmtransfer.tempfiles import atomic_write
 
 VERDICTS = {  # outcome -> (what the badge says, css class)
     "passed": ("holds", "pass"),
@@ -405,7 +405,7 @@ def render_html(
 
 def write_html(frame: pd.DataFrame, claims: Any, path: Path | str, **kwargs: Any) -> Path:
     path = Path(path)
-    atomic_write_text(path, render_html(frame, claims, **kwargs))
+    atomic_write(path, render_html(frame, claims, **kwargs))
     return path
 
 

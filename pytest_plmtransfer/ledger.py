@@ -9,7 +9,13 @@ The first line of a part is its header (``{"kind": "ledger_part", "schema_versio
 to its own part (pytest-xdist workers and the shards of a Slurm array each have their own), so an
 append is one ``write`` of one line whatever the ledger holds: no lock, no re-read, no rewrite.
 A process killed mid-write can leave a torn last line; the next append to that part cuts it off
-first, and readers ignore it (with a warning), so no complete record is ever lost.
+first, and readers ignore it (with a warning), so no complete record is ever lost. A write the
+disk cuts short (full) is undone before the error reaches the caller, which keeps the records.
+Parts are opened with ``O_NOFOLLOW`` and must be regular files: a link planted at a part's
+(predictable) name is refused, never written through.
+
+Every record carries ``digest``, the sha256 of its content as written (:func:`record_digest`);
+``plmtransfer merge`` and ``--plm-from-ledger`` check it, so what they use is what the runs wrote.
 
 ``--plm-ledger PATH`` names the directory (default ``.plmtransfer/ledger``). Reading
 (:func:`read_records`, :func:`load_ledger`) accepts a ledger directory or a single file:
@@ -27,17 +33,20 @@ are read with the parts.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_plmtransfer import __version__
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.locks import LockPolicy, PatientLock
-from pytest_plmtransfer.tempfiles import atomic_write_text
+from pytest_plmtransfer.tempfiles import atomic_write, open_append, write_all
 
 SCHEMA_VERSION = 3
 #: the fields that identify one (model, task, layer, init, seed, protocol) measurement
@@ -78,7 +87,7 @@ def _checked(records: list[Any], path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _read_json_file(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _read_json_file(path: Path) -> tuple[list[Entry], list[dict[str, Any]]]:
     """(records, part headers) of a single-file ledger (schema 1, 2 or 3)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -87,15 +96,17 @@ def _read_json_file(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, An
     except UnicodeDecodeError as exc:
         raise LedgerError(f"{path}: not UTF-8 text (byte {exc.start}); not a plmtransfer ledger") from None
     headers = list(doc.get("plans") or []) if isinstance(doc, dict) else []
-    return _migrate(doc, path), headers
+    # schema 1 and 2 files predate record digests; a schema 3 file (merge's) carries them
+    signed = isinstance(doc, dict) and doc.get("schema_version") == SCHEMA_VERSION
+    return [Entry(rec, f"{path}: record {i}", signed) for i, rec in enumerate(_migrate(doc, path))], headers
 
 
-def _read_part(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _read_part(path: Path) -> tuple[list[Entry], list[dict[str, Any]]]:
     """(records, headers) of one JSON Lines part. A torn last line (no newline: its writer was
     killed mid-write) is skipped with a warning; a bad line anywhere else is an error."""
     data = path.read_bytes()
     lines = data.split(b"\n")
-    records: list[dict[str, Any]] = []
+    records: list[Entry] = []
     headers: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -112,15 +123,62 @@ def _read_part(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         if not isinstance(rec, dict):
             raise LedgerError(f"{path}: line {number} is not a JSON object")
         if rec.get("kind") == HEADER_KIND:
-            if rec.get("schema_version", 0) > SCHEMA_VERSION:
+            version = rec.get("schema_version")
+            if not isinstance(version, int) or isinstance(version, bool):
                 raise LedgerError(
-                    f"{path}: schema_version {rec['schema_version']!r} is newer than this plugin reads "
+                    f"{path}: line {number}: no integer 'schema_version' ({version!r}) in the part's header"
+                )
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{path}: line {number}: schema_version {version} is newer than this plugin reads "
                     f"({SCHEMA_VERSION}); upgrade pytest-plmtransfer"
                 )
             headers.append({**rec, "file": path.name})
         else:
-            records.append(rec)
+            records.append(Entry(rec, f"{path}: line {number}", True))
     return records, headers
+
+
+@dataclass
+class Entry:
+    """A record as read, with where it is (file and line) and whether its format carries a digest."""
+
+    record: dict[str, Any]
+    where: str
+    signed: bool = True
+
+    def checked(self, *, digest: bool) -> dict[str, Any]:
+        """The record after checking that its key fields have their types (every read: a
+        malformed record is one line naming file and line, never a crash later) and, with
+        ``digest``, that it is what the plugin wrote."""
+        rec = self.record
+        if digest and self.signed and rec.get("digest") != record_digest(rec):
+            what = "has no digest" if "digest" not in rec else "does not match its digest (edited or damaged)"
+            raise LedgerError(f"{self.where}: the record {what}; it is not what pytest-plmtransfer wrote")
+        if rec.get("kind", "layer") == "layer":
+            for name, ok in _KEY_TYPES.items():
+                if not ok(rec.get(name)):
+                    raise LedgerError(f"{self.where}: layer record with a bad or missing {name!r}: {rec.get(name)!r}")
+        return rec
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_KEY_TYPES: dict[str, Callable[[Any], bool]] = {
+    "model": lambda v: isinstance(v, str) and bool(v),
+    "task": lambda v: isinstance(v, str) and bool(v),
+    "layer": _is_int,
+    "init": lambda v: isinstance(v, str),
+    "seed": lambda v: v is None or _is_int(v),
+    "metrics": lambda v: isinstance(v, dict),
+}
+
+
+def record_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    """The record's :data:`LAYER_KEY` values (records written before ``protocol`` share a key)."""
+    return tuple(record.get(k) for k in LAYER_KEY)
 
 
 def ledger_files(path: Path | str, *, run_id: str | None = None) -> list[Path]:
@@ -133,11 +191,17 @@ def ledger_files(path: Path | str, *, run_id: str | None = None) -> list[Path]:
         return [path]
     legacy = sorted(p for p in path.glob("*.json") if p.is_file())
     pattern = f"{run_id}--*{PART_SUFFIX}" if run_id else f"*{PART_SUFFIX}"
-    return legacy + sorted(path.glob(pattern))
+    files = legacy + sorted(path.glob(pattern))
+    planted = next((p for p in files if p.is_symlink() or not p.is_file()), None)
+    if planted is not None:  # the plugin writes only regular files here: someone else put this there
+        raise LedgerError(
+            f"{planted}: a symbolic link or special file in a ledger directory, not a part this plugin wrote"
+        )
+    return files
 
 
-def read_ledger(path: Path | str, *, run_id: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(records, part headers) of a ledger directory or file."""
+def read_entries(path: Path | str, *, run_id: str | None = None) -> tuple[list[Entry], list[dict[str, Any]]]:
+    """(records with where they are, part headers) of a ledger directory or file."""
     loaded = []
     for file in ledger_files(path, run_id=run_id):
         recs, heads = _read_part(file) if file.suffix == PART_SUFFIX else _read_json_file(file)
@@ -146,19 +210,26 @@ def read_ledger(path: Path | str, *, run_id: str | None = None) -> tuple[list[di
         created = heads[0].get("created", "") if file.suffix == PART_SUFFIX and heads else ""
         loaded.append((created, recs, heads))
     loaded.sort(key=lambda item: item[0])  # stable: file order within equal times
-    records = [r for _c, recs, _h in loaded for r in recs]
-    headers = [h for _c, _r, heads in loaded for h in heads]
-    return records, headers
+    return [r for _c, recs, _h in loaded for r in recs], [h for _c, _r, heads in loaded for h in heads]
 
 
-def read_records(path: Path | str) -> list[dict[str, Any]]:
-    return read_ledger(path)[0]
+def read_ledger(
+    path: Path | str, *, run_id: str | None = None, verify: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records, part headers) of a ledger directory or file; ``verify``: every record checked
+    against its digest and its key fields (what ``merge`` and ``--plm-from-ledger`` rely on)."""
+    entries, headers = read_entries(path, run_id=run_id)
+    return [_unsigned(e.checked(digest=verify)) for e in entries], headers
+
+
+def read_records(path: Path | str, *, verify: bool = False) -> list[dict[str, Any]]:
+    return read_ledger(path, verify=verify)[0]
 
 
 # --------------------------------------------------------------------------- writing
 def atomic_write_json(path: Path, doc: Any) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
-    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False, default=_json_default) + "\n")
+    atomic_write(path, json.dumps(doc, indent=1, sort_keys=False, default=_json_default) + "\n")
 
 
 def _json_default(obj: Any) -> Any:
@@ -172,8 +243,31 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in the ledger")
 
 
+def _unsigned(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "digest"}
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """sha256 of a record's content (its ``digest`` field aside) as sorted-key JSON: written with
+    the record, checked by ``merge`` and ``--plm-from-ledger`` (an edit or a damaged copy shows)."""
+    text = json.dumps(_unsigned(record), sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def signed(record: Any) -> dict[str, Any]:
+    """The record as stored: plain JSON values (read back exactly as they are digested here) and
+    its digest."""
+    plain = json.loads(json.dumps(record, default=_json_default))
+    return {**_unsigned(plain), "digest": record_digest(plain)}
+
+
 def _line(record: Any) -> bytes:
     return (json.dumps(record, default=_json_default, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def ledger_document(records: Iterable[Any], plans: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A single-file ledger (schema 3), as ``merge`` and the unsaved-records file write it."""
+    return {"schema_version": SCHEMA_VERSION, "plans": plans or [], "records": [signed(r) for r in records]}
 
 
 def check_name(value: str, what: str) -> str:
@@ -194,6 +288,23 @@ def migrate_single_file(path: Path, lock_policy: LockPolicy | None = None) -> No
         if staging.exists():
             path.mkdir(parents=True, exist_ok=True)
             os.replace(staging, path / LEGACY_NAME)
+
+
+def _cut_torn_tail(fd: int) -> int:
+    """A previous writer of this part was killed mid-line: drop the incomplete line. Returns the
+    part's size after."""
+    pos = size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    while pos > 0:  # back to the last newline, in chunks
+        start = max(0, pos - (1 << 16))
+        nl = os.pread(fd, pos - start, start).rfind(b"\n")
+        if nl >= 0:
+            os.ftruncate(fd, start + nl + 1)
+            return start + nl + 1
+        pos = start
+    os.ftruncate(fd, 0)
+    return 0
 
 
 class Ledger:
@@ -221,21 +332,25 @@ class Ledger:
         return self.path / self.part_name
 
     def append(self, records: Iterable[Any]) -> None:
-        """Append records to this process's part: O(1) in the ledger's size."""
-        data = b"".join(_line(r) for r in records)
+        """Append records to this process's part: O(1) in the ledger's size. All or nothing: a
+        write the disk cuts short (full) is undone and raises OSError, so the caller keeps the
+        records and no torn line is left behind."""
+        data = b"".join(_line(signed(r)) for r in records)
         if not data:
             return
         if self.path.is_file() or self.path.with_name(self.path.name + ".migrating").exists():
             migrate_single_file(self.path, self.lock_policy)
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.part, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = open_append(self.part)
         try:
-            size = os.fstat(fd).st_size
+            size = _cut_torn_tail(fd)
             if size == 0:
                 data = _line(self._header()) + data
-            else:
-                self._cut_torn_tail(fd, size)
-            os.write(fd, data)
+            try:
+                write_all(fd, data)
+            except BaseException:
+                os.ftruncate(fd, size)  # shrinking needs no free space
+                raise
         finally:
             os.close(fd)
 
@@ -246,27 +361,9 @@ class Ledger:
             "run_id": self.run_id,
             "part": self.part_name,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
+            "plugin_version": __version__,
             **self.header,
         }
-
-    def _cut_torn_tail(self, fd: int, size: int) -> None:
-        """A previous writer of this part was killed mid-line: drop the incomplete line."""
-        with open(self.part, "rb") as fh:
-            fh.seek(max(0, size - 1))
-            if fh.read(1) == b"\n":
-                return
-            # find the last newline (parts are small compared to a seek; read back in chunks)
-            pos, chunk = size, 1 << 16
-            while pos > 0:
-                start = max(0, pos - chunk)
-                fh.seek(start)
-                block = fh.read(pos - start)
-                nl = block.rfind(b"\n")
-                if nl >= 0:
-                    os.truncate(self.part, start + nl + 1)
-                    return
-                pos = start
-            os.truncate(self.part, 0)
 
     def records(self, *, run_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         recs = read_ledger(self.path, run_id=run_id)[0]

@@ -28,6 +28,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.tempfiles import atomic_write
 
 DEFAULT_REPORT_AFTER = 300.0
 
@@ -100,7 +101,7 @@ class PatientLock:
         if self._lock.lock_counter == 1:  # outermost acquisition: leave a note for waiters
             note = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
             with contextlib.suppress(OSError):
-                holder_path(self.lock_file).write_text(json.dumps(note), encoding="utf-8")
+                atomic_write(holder_path(self.lock_file), json.dumps(note))
 
     def release(self) -> None:
         if self._lock.lock_counter == 1:

@@ -2,29 +2,38 @@
 
 Checks, in order, each failing with every offender named:
 
-1. every input holds records of **one** shard plan (same plan hash: the same selection and the
-   same N) and of **one** plugin version;
+1. every record is what the plugin wrote (its content digest) and has a well-formed key; every
+   input holds records of **one** shard plan (same plan hash: the same selection and the same N)
+   and of **one** plugin version (records' and parts' headers');
 2. records that are exactly equal (a ledger given twice, a part copied into two artifacts) are
-   dropped; of two records for the same (model, task, layer, init, seed), the newer is kept (a
-   re-run shard supersedes the records of its killed first attempt);
+   dropped; of records for the same (model, task, layer, init, seed, protocol) with the same
+   values, the newest is kept (a re-run shard supersedes its killed first attempt). Records for
+   one key with *different* values are a conflict: listed and refused, unless the user picks a
+   rule (``on_conflict="newest"``);
 3. every group of the plan delivered every (task, layer) it was assigned. Groups whose model
    could not even be described (their tests skip) are not expected.
 
-The output is a single-file ledger (schema 3: ``{"schema_version", "plans", "records"}``) that
-``plmtransfer report`` and ``pytest --plm-from-ledger`` read.
+The output is a single-file ledger (schema 3: ``{"schema_version", "plans", "records"}``, each
+record with its digest) that ``plmtransfer report`` and ``pytest --plm-from-ledger`` read.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError
-from pytest_plmtransfer.ledger import LAYER_KEY, SCHEMA_VERSION, atomic_write_json, read_ledger
+from pytest_plmtransfer.ledger import LAYER_KEY, Entry, atomic_write_json, ledger_document, read_entries, record_key
+from pytest_plmtransfer.records import measurement
 from pytest_plmtransfer.sharding import ShardPlan, group_id
+from pytest_plmtransfer.tempfiles import sweep_stale_temps
+
+ON_CONFLICT = ("fail", "newest")
+#: conflicts listed in full before "... and N more"
+_SHOWN = 10
 
 
 class MergeError(PlmTransferError):
@@ -38,59 +47,95 @@ class MergeResult:
     duplicates: int
     superseded: int
     missing: dict[str, list[tuple[str, int]]]
+    #: keys whose records disagreed, settled by ``on_conflict="newest"`` (described)
+    conflicts: list[str] = field(default_factory=list)
 
 
 def _canonical(record: dict[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, default=str)
 
 
-def merge_ledgers(paths: Sequence[Path | str]) -> MergeResult:
-    records: list[dict[str, Any]] = []
+def _when(entry: Entry) -> str:
+    return str(entry.record.get("timestamp") or "")
+
+
+def _describe_conflict(key: tuple[Any, ...], entries: list[Entry]) -> str:
+    """One line: the key, then per record where it is and the values that differ."""
+    flat = [
+        {**e.record.get("metrics", {}), **{k: v for k, v in measurement(e.record).items() if k != "metrics"}}
+        for e in entries
+    ]
+    differ = sorted(k for k in set().union(*flat) if len({_canonical({"v": f.get(k)}) for f in flat}) > 1)
+    head = " ".join(f"{n}={v}" for n, v in zip(LAYER_KEY, key) if n != "protocol" or v is not None)
+    parts = [
+        f"{', '.join(f'{k}={f.get(k)!r}' for k in differ[:3])} ({e.where}, {_when(e) or 'no timestamp'})"
+        for e, f in zip(entries, flat)
+    ]
+    return f"  {head}: " + " vs ".join(parts)
+
+
+def merge_ledgers(paths: Sequence[Path | str], *, on_conflict: str = "fail") -> MergeResult:
+    entries: list[Entry] = []
     headers: list[tuple[Path, dict[str, Any]]] = []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise MergeError(f"{path}: no such ledger")
-        recs, heads = read_ledger(path)
-        records.extend(recs)
+        found, heads = read_entries(path)
+        for entry in found:
+            entry.record = {k: v for k, v in entry.checked(digest=True).items() if k != "digest"}
+        entries.extend(found)
         headers.extend((path, h) for h in heads)
 
     hashes: dict[str, set[str]] = {}
     for path, head in headers:
         if head.get("plan_hash"):
             hashes.setdefault(head["plan_hash"], set()).add(f"{path}/{head.get('file', '')}".rstrip("/"))
-    for rec in records:
-        if rec.get("plan_hash"):
-            hashes.setdefault(rec["plan_hash"], set())
+    for entry in entries:
+        if entry.record.get("plan_hash"):
+            hashes.setdefault(entry.record["plan_hash"], set())
     if len(hashes) > 1:
         where = "; ".join(f"{h}: {', '.join(sorted(files)) or 'records only'}" for h, files in sorted(hashes.items()))
         raise MergeError(
             f"the inputs come from {len(hashes)} different shard plans ({where}); shards of one run must "
             "use the same selection, --plm-shard K/N with the same N, and the same plugin version"
         )
-    versions = sorted({str(r.get("plugin_version")) for r in records if r.get("plugin_version")})
+    versions: dict[str, str] = {}  # version -> the first place it was seen
+    for path, head in headers:
+        if head.get("plugin_version"):
+            versions.setdefault(str(head["plugin_version"]), f"{path}/{head.get('file', '')}".rstrip("/"))
+    for entry in entries:
+        if entry.record.get("plugin_version"):
+            versions.setdefault(str(entry.record["plugin_version"]), entry.where)
     if len(versions) > 1:
-        raise MergeError(f"the inputs were written by different plugin versions: {', '.join(versions)}")
+        raise MergeError(
+            "the inputs were written by different plugin versions: "
+            + ", ".join(f"{v} ({where})" for v, where in sorted(versions.items()))
+        )
 
     seen: set[str] = set()
-    unique: list[dict[str, Any]] = []
-    for rec in records:
-        key = _canonical(rec)
-        if key not in seen:
-            seen.add(key)
-            unique.append(rec)
-    duplicates = len(records) - len(unique)
-    newest: dict[tuple, int] = {}
-    for i, rec in enumerate(unique):
-        if rec.get("kind", "layer") != "layer":
-            continue
-        layer_key = tuple(rec.get(k) for k in LAYER_KEY)
-        j = newest.get(layer_key)
-        if j is None or str(rec.get("timestamp") or "") >= str(unique[j].get("timestamp") or ""):
-            newest[layer_key] = i
-    keep = set(newest.values())
-    merged = [r for i, r in enumerate(unique) if r.get("kind", "layer") != "layer" or i in keep]
-    superseded = len(unique) - len(merged)
+    unique: list[Entry] = []
+    for entry in entries:
+        canonical = _canonical(entry.record)
+        if canonical not in seen:
+            seen.add(canonical)
+            unique.append(entry)
+    by_key: dict[tuple, list[Entry]] = {}
+    for entry in unique:
+        if entry.record.get("kind", "layer") == "layer":
+            by_key.setdefault(record_key(entry.record), []).append(entry)
+    disagree = {key for key, group in by_key.items() if len({_canonical(measurement(e.record)) for e in group}) > 1}
+    conflicts = [_describe_conflict(key, by_key[key]) for key in disagree]
+    if conflicts and on_conflict == "fail":
+        more = f"\n  ... and {len(conflicts) - _SHOWN} more" if len(conflicts) > _SHOWN else ""
+        raise MergeError(
+            f"{len(conflicts)} (model, task, layer, init, seed, protocol) key(s) have records with different values; "
+            "nothing written. Drop the wrong input, or keep the newest record of each with "
+            "--on-conflict newest:\n" + "\n".join(conflicts[:_SHOWN]) + more
+        )
+    # the newest record of each key (equal timestamps: the later input)
+    keep = {id(max(reversed(group), key=_when)) for group in by_key.values()}
+    merged = [e.record for e in unique if e.record.get("kind", "layer") != "layer" or id(e) in keep]
 
     plan_header = next((h for _p, h in headers if h.get("plan")), None)
     missing: dict[str, list[tuple[str, int]]] = {}
@@ -100,14 +145,15 @@ def merge_ledgers(paths: Sequence[Path | str]) -> MergeResult:
         for rec in merged:
             if rec.get("kind", "layer") == "layer":
                 gid = group_id(rec["model"], rec["init"], rec.get("seed"))
-                delivered.setdefault(gid, set()).add((rec["task"], int(rec["layer"])))
+                delivered.setdefault(gid, set()).add((rec["task"], rec["layer"]))
         for gid, work in sorted(plan.work.items()):
             if work.unavailable:
                 continue
             lacking = sorted(set(work.cases) - delivered.get(gid, set()))
             if lacking:
                 missing[gid] = lacking
-    return MergeResult(merged, plan_header, duplicates, superseded, missing)
+    superseded = sum(len(group) - 1 for key, group in by_key.items() if key not in disagree)
+    return MergeResult(merged, plan_header, len(entries) - len(unique), superseded, missing, conflicts)
 
 
 def describe_missing(result: MergeResult) -> str:
@@ -130,9 +176,8 @@ def write_merged(result: MergeResult, out: Path) -> None:
     if header is not None:
         header.pop("file", None)
         header.update(shard=None, worker=None, part=None)
-    atomic_write_json(
-        out, {"schema_version": SCHEMA_VERSION, "plans": [header] if header else [], "records": result.records}
-    )
+    sweep_stale_temps(out.parent)  # a merge killed mid-write left its temp file here
+    atomic_write_json(out, ledger_document(result.records, [header] if header else []))
 
 
 __all__ = ["MergeError", "MergeResult", "describe_missing", "merge_ledgers", "write_merged"]

@@ -92,6 +92,8 @@ class PaperReference:
         self.protocol: str = str(doc.get("protocol", "authors"))
         self.seed = doc.get("seed", 42)
         self.tolerance = float(doc.get("tolerance", 0.05))
+        if not math.isfinite(self.tolerance):  # JSON's Infinity: a comparison that can never fail
+            raise bad(f"'tolerance' must be a finite number, got {doc.get('tolerance')!r}")
         self.sources: dict[str, dict[str, Any]] = doc.get("sources") or {}
         tasks = doc.get("tasks") or {}
         self.compared_tasks = {t for t, info in tasks.items() if isinstance(info, dict) and info.get("compared", True)}
@@ -101,8 +103,8 @@ class PaperReference:
             if not isinstance(raw, dict) or any(k not in raw for k in _ROW_KEYS):
                 raise bad(f"{where}: needs the keys {', '.join(_ROW_KEYS)}")
             value = raw["value"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-                raise bad(f"{where}: 'value' must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad(f"{where}: 'value' must be a finite number, got {value!r}")
             if raw["source"] not in self.sources:
                 raise bad(f"{where}: source {raw['source']!r} is not a key of 'sources'")
             if raw["task"] not in tasks:

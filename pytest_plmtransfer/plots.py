@@ -24,6 +24,7 @@ import pandas as pd
 from pytest_plmtransfer.aggregate import ResultsError
 from pytest_plmtransfer.models.base import ONEHOT
 from pytest_plmtransfer.report import TableRow, TaskTable, task_tables
+from pytest_plmtransfer.tempfiles import atomic_write
 
 #: Okabe & Ito (2008), black left out: it is one-hot's
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
@@ -173,8 +174,8 @@ def _legend_below(fig: Any, handles: list[Any], labels: list[str], panel_rows: i
 def _save(fig: Any, png: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.savefig(png, metadata={"Software": None})
-    fig.savefig(png.with_suffix(".svg"), metadata={"Date": None})
+    atomic_write(png, lambda fh: fig.savefig(fh, format="png", metadata={"Software": None}))
+    atomic_write(png.with_suffix(".svg"), lambda fh: fig.savefig(fh, format="svg", metadata={"Date": None}))
     plt.close(fig)
     return png
 

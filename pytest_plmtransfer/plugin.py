@@ -68,6 +68,10 @@ def pytest_configure(config) -> None:
     config.pluginmanager.register(config.stash[_OUTCOMES_KEY], "plmtransfer-outcomes")
     try:
         options_from_config(config)  # every option value checked now: one line, exit code 4
+        if _dist_group(config) and _is_controller(config):
+            from pytest_plmtransfer.xdist_scheduling import visible_devices
+
+            visible_devices()  # the GPUs the workers will be pinned to
     except PlmTransferError as exc:
         raise pytest.UsageError(str(exc)) from None
     workerinput = getattr(config, "workerinput", {})
@@ -277,6 +281,8 @@ class _LazySession:
             print(line, flush=True)
             return
         with capture.global_and_fixture_disabled():
+            if self.config.get_terminal_writer().width_of_current_line:  # e.g. after "[100%]"
+                reporter.write_line("")
             reporter.write_line(line)
 
 
@@ -581,8 +587,10 @@ class _BenchmarkOutcomes:
         self.skips: list[str] = []
         self.others = 0
         self.failed_claims: list[str] = []
-        #: set when --plm-fail-on-empty (or --plm-gate) turned an all-skipped run into a failure
+        #: set when --plm-fail-on-empty (or --plm-gate) turned the run into a failure
         self.empty_failure: str | None = None
+        #: claims given a verdict (passed, failed, or an expected failure): what a gate checked
+        self.judged_claims = 0
 
     def pytest_runtest_logreport(self, report) -> None:
         if not ("plm_layer" in report.keywords or "plm_claim" in report.keywords):
@@ -593,6 +601,12 @@ class _BenchmarkOutcomes:
             self.others += 1
         if report.failed and report.when == "call" and "plm_claim" in report.keywords:
             self.failed_claims.append(report.nodeid.split("::", 1)[-1])
+        if (
+            report.when == "call"
+            and "plm_claim" in report.keywords
+            and not (report.skipped and not hasattr(report, "wasxfail"))
+        ):
+            self.judged_claims += 1
 
 
 _OUTCOMES_KEY = pytest.StashKey[_BenchmarkOutcomes]()
@@ -620,21 +634,26 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     config = session.config
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is not None and lazy._session is not None:  # every process, xdist workers included
-        saved = lazy._session.save_unsaved()
-        if saved is not None:
-            lazy._notify(
-                f"plmtransfer: the ledger {lazy._session.ledger.path} could not be written; "
-                f"this run's unsaved records are in {saved}"
-            )
+        unsaved = lazy._session.save_unsaved()
+        if unsaved is not None:
+            lazy._notify(unsaved)
+            if session.exitstatus == pytest.ExitCode.OK:  # records not in the ledger: never a green run
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if lazy is None or lazy._session is None or not _is_controller(config):
         return
     plm = lazy._session
     outcomes = config.stash.get(_OUTCOMES_KEY, None)
-    empty = outcomes is not None and outcomes.skips and not outcomes.others
-    if empty and (plm.options.fail_on_empty or plm.options.gate) and session.exitstatus == pytest.ExitCode.OK:
-        flag = "--plm-fail-on-empty" if plm.options.fail_on_empty else "--plm-gate"
-        outcomes.empty_failure = f"plmtransfer: nothing was measured, and {flag} makes that a failure (exit 1)"
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if outcomes is not None and session.exitstatus == pytest.ExitCode.OK:
+        if outcomes.skips and not outcomes.others and (plm.options.fail_on_empty or plm.options.gate):
+            flag = "--plm-fail-on-empty" if plm.options.fail_on_empty else "--plm-gate"
+            outcomes.empty_failure = f"plmtransfer: nothing was measured, and {flag} makes that a failure (exit 1)"
+        elif plm.options.gate and not outcomes.judged_claims:
+            outcomes.empty_failure = (
+                "plmtransfer: --plm-gate judged no claim (none selected, or all skipped); a gate that checked "
+                "nothing fails (exit 1)"
+            )
+        if outcomes.empty_failure:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if plm.options.update_baselines:
         from pytest_plmtransfer.ledger import records_to_frame
 
@@ -668,7 +687,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(why, yellow=True)
     if outcomes is not None and outcomes.empty_failure:
         terminalreporter.write_line(outcomes.empty_failure, red=True)
-    plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None
+    try:
+        plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None
+    except PlmTransferError:  # a bad selection (e.g. a model alias): already reported in its one line
+        return
     if plm is None:
         return
     for note in plm.notes:

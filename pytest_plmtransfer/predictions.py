@@ -21,7 +21,6 @@ predictions can be compared pairwise only when their fingerprints are equal.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,7 +29,7 @@ import numpy as np
 
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.hashing import sha256_file
-from pytest_plmtransfer.tempfiles import make_temp
+from pytest_plmtransfer.tempfiles import atomic_write
 
 __all__ = ["PredictionsError", "TestPredictions", "load_predictions", "predictions_path", "save_predictions"]
 
@@ -103,16 +102,7 @@ def save_predictions(path: Path, preds: TestPredictions) -> dict[str, Any]:
     }
     if preds.units is not None:
         arrays["units"] = preds.units
-    fd, tmp = make_temp(path)  # host/pid in the name (stale ones are swept), the umask's mode
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
     return {"file": path.name, "sha256": sha256_file(path), "fingerprint": preds.fingerprint()}
 
 

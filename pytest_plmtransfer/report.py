@@ -40,6 +40,7 @@ from pytest_plmtransfer.aggregate import (
 from pytest_plmtransfer.models.base import ONEHOT
 from pytest_plmtransfer.protocol import PLMTRANSFER
 from pytest_plmtransfer.table import text_table
+from pytest_plmtransfer.tempfiles import atomic_write
 
 BEST_MARK = "*"
 INIT_ORDER = {"none": 0, "pretrained": 1, "random": 2, "stat": 3}
@@ -511,9 +512,9 @@ def write_report(
     pngs = plot_layer_curves(frame, out_dir, metric=metric)
     images = {task: p.name for task, p in pngs.items()}
     md = out_dir / "report.md"
-    md.write_text(render_markdown(frame, claims, metric=metric, images=images), encoding="utf-8")
+    atomic_write(md, render_markdown(frame, claims, metric=metric, images=images))
     csv = out_dir / "results.csv"
-    results_table(frame).to_csv(csv, index=False)
+    atomic_write(csv, results_table(frame).to_csv(index=False))
     figures = [*_paper_figures(frame, out_dir), *extra_figures]
     html = write_html(frame, claims, out_dir / "report.html", curves=pngs, metric=metric, extra_figures=figures)
     svgs = {task: p.with_suffix(".svg") for task, p in pngs.items()}

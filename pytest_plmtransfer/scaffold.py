@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pytest_plmtransfer.errors import PlmTransferError
 from pytest_plmtransfer.ledger import atomic_write_json
+from pytest_plmtransfer.tempfiles import atomic_write
 
 CONFTEST = '''"""Registers {model} with pytest-plmtransfer. Replace TinyPLM with your model."""
 
@@ -190,10 +191,7 @@ def scaffold(target: Path, model: str = "my_plm", *, force: bool = False, hf: st
         raise PlmTransferError(f"{names} already exist(s); nothing written (use --force to overwrite)")
     written = []
     for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        atomic_write(path, text)
         written.append(path)
     atomic_write_json(claims, claims_document(model))
     written.append(claims)

@@ -8,6 +8,7 @@ worker); they share work through the on-disk embedding and result caches, which 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 import time
@@ -254,6 +255,7 @@ class PlmSession:
             get_task(task)  # unknown task ids fail collection with the list of known ones
         cases: list[LayerCase] = []
         if self.options.from_ledger is not None:
+            self.ledger_layer_records()  # a wrong path or an empty ledger: one line, before anything runs
             return cases  # claims only, from the ledger's records
         show_seed = len(self.options.seeds) > 1
         for model in models:
@@ -339,18 +341,34 @@ class PlmSession:
         return [c for c in cases if get_kind(c.kind).applies_to(c.model, inits_of.get(c.model, ()))]
 
     def ledger_layer_records(self) -> list[dict[str, Any]]:
-        """Layer records of ``--plm-from-ledger``, newest per (model, task, layer, init, seed)."""
+        """Layer records of ``--plm-from-ledger``, each checked against its digest, newest per
+        (model, task, layer, init, seed, protocol). A path that holds none is an error: claims
+        judged on nothing would let a gate pass."""
         if self._ledger_records is None:
-            from pytest_plmtransfer.ledger import LAYER_KEY, read_records
+            from pytest_plmtransfer.ledger import LedgerError, read_records, record_key
 
+            path = self.options.from_ledger
+            if not Path(path).exists():
+                raise LedgerError(f"--plm-from-ledger {path}: no such ledger (directory or file)")
+            try:
+                records = [r for r in read_records(path, verify=True) if r.get("kind", "layer") == "layer"]
+            except LedgerError as exc:
+                raise LedgerError(f"--plm-from-ledger {exc}") from None
+            if not records:
+                raise LedgerError(
+                    f"--plm-from-ledger {path}: the ledger holds no layer records; no claim can be judged"
+                )
             newest: dict[tuple, dict[str, Any]] = {}
-            records = [
-                r
-                for r in read_records(self.options.from_ledger)
-                if r.get("kind", "layer") == "layer" and r.get("protocol") == self.protocol.name
-            ]
+            every = records
+            records = [r for r in every if r.get("protocol") == self.protocol.name]
+            if not records:
+                found = sorted({str(r.get("protocol")) for r in every})
+                raise LedgerError(
+                    f"--plm-from-ledger {path}: no layer records of the {self.protocol.name!r} protocol "
+                    f"(it holds: {', '.join(found)}); choose it with --plm-protocol"
+                )
             for rec in sorted(records, key=lambda r: str(r.get("timestamp") or "")):
-                newest[tuple(rec.get(k) for k in LAYER_KEY)] = rec
+                newest[record_key(rec)] = rec
             self._ledger_records = list(newest.values())
         return self._ledger_records
 
@@ -479,15 +497,22 @@ class PlmSession:
     def data_hygiene(self, data: TaskData, max_residues: int | None):
         """Duplicates and train/test overlap of the sequences the model sees, counted once per
         (task, length limit); leakage above ``--plm-leakage-max`` warns (fails under --plm-strict)."""
-        from pytest_plmtransfer.tasks.hygiene import DataLeakageError, DataLeakageWarning, leakage_message, measure
+        from pytest_plmtransfer.tasks.hygiene import (
+            DataLeakageError,
+            DataLeakageWarning,
+            conflict_message,
+            leakage_message,
+            measure,
+        )
 
         key = (data.spec.task_id, max_residues)
         if key not in self._hygiene:
             hygiene = measure(data)
             problem = leakage_message(data.spec.task_id, data.source, hygiene, self.options.leakage_max)
             self._hygiene[key] = (hygiene, problem)
-            if problem and not self.options.strict:
-                warnings.warn(DataLeakageWarning(problem), stacklevel=2)
+            for line in (conflict_message(data, hygiene), None if self.options.strict else problem):
+                if line:
+                    warnings.warn(DataLeakageWarning(line), stacklevel=2)
         hygiene, problem = self._hygiene[key]
         if problem and self.options.strict:
             raise DataLeakageError(f"{problem} (--plm-strict)")
@@ -771,15 +796,15 @@ class PlmSession:
     def write(self, records: list[dict[str, Any]]) -> None:
         """Append to the ledger. If that fails (a full disk), the records are kept and retried
         with the next write and at the end (:meth:`save_unsaved`), and the error names the ledger."""
-        from pytest_plmtransfer.locks import LockTimeoutError
-
         pending = [*self.unsaved, *records]
         start = time.perf_counter()
         try:
             self.ledger.append(pending)
-        except (OSError, LockTimeoutError) as exc:
+        except (OSError, PlmTransferError) as exc:  # a full disk, a link at the part, a lock given up on
             self.unsaved = pending
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            reason = str(exc)
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
             raise LedgerWriteError(
                 f"could not write to the ledger {self.ledger.path} ({reason}); "
                 f"{len(pending)} record(s) kept in memory, retried with the next test and saved to "
@@ -796,9 +821,10 @@ class PlmSession:
 
         return Path(tempfile.gettempdir()) / f"plmtransfer-unsaved-{self.run_id}-{os.getpid()}.json"
 
-    def save_unsaved(self) -> Path | None:
+    def save_unsaved(self) -> str | None:
         """At the end of the session: records the ledger refused go to the ledger if it takes
-        them now, else to :meth:`unsaved_path` (returned) so that nothing measured is lost."""
+        them now, else to :meth:`unsaved_path` (a ledger file ``merge`` reads), else, as a last
+        resort, into the returned line itself: nothing measured is lost silently."""
         if not self.unsaved:
             return None
         try:
@@ -806,11 +832,20 @@ class PlmSession:
             self.unsaved = []
             return None
         except (OSError, PlmTransferError):
-            from pytest_plmtransfer.ledger import SCHEMA_VERSION, atomic_write_json
+            pass
+        from pytest_plmtransfer.ledger import atomic_write_json, ledger_document
 
-            path = self.unsaved_path()
-            atomic_write_json(path, {"schema_version": SCHEMA_VERSION, "records": self.unsaved})
-            return path
+        first = f"plmtransfer: the ledger {self.ledger.path} could not be written"
+        path = self.unsaved_path()
+        try:
+            atomic_write_json(path, ledger_document(self.unsaved))
+        except OSError as exc:
+            lines = "\n".join(json.dumps(r, default=str) for r in self.unsaved)
+            return f"{first}, nor {path} ({exc.strerror}); this run's {len(self.unsaved)} unsaved record(s):\n{lines}"
+        return (
+            f"{first}; this run's {len(self.unsaved)} unsaved record(s) are in {path} "
+            f"(add it to the ledger with: plmtransfer merge {self.ledger.path} {path} --out FILE)"
+        )
 
 
 class LedgerWriteError(PlmTransferError):

@@ -15,12 +15,16 @@ an ordinary ``open()`` would (0666 minus the umask).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 #: temp files of writers on other hosts are removed once untouched this long (seconds)
 DEFAULT_MAX_AGE = 24 * 3600.0
@@ -100,16 +104,57 @@ def sweep_stale_temps(directory: Path, *, max_age: float = DEFAULT_MAX_AGE, recu
     return removed
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, fsync, then rename over ``path``."""
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is down: a full disk first writes short, then raises ENOSPC;
+    a write that makes no progress is treated as that error, never as done."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _not_regular(path: Path) -> OSError:
+    return OSError(errno.EEXIST, "is a link or not a regular file; refusing to write through or over it", str(path))
+
+
+def open_append(path: Path) -> int:
+    """Open ``path`` for appending (and reading back), created if absent, never through a symbolic link planted at
+    it (``O_NOFOLLOW``) and only if it is a regular file."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_regular(path) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device would block or swallow records
+        os.close(fd)
+        raise _not_regular(path)
+    return fd
+
+
+def atomic_write(path: Path, data: str | bytes | Callable[[BinaryIO], None]) -> None:
+    """Every file this package writes whole goes through here: written to a temp file beside
+    ``path`` (``data``: text, bytes, or a function writing to the open file), fsync'd, then
+    renamed over ``path``. Something other than a regular file at ``path`` (a planted link, a
+    directory) is refused; an error names ``path``, not the temp file, and leaves no temp file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise _not_regular(path)
     fd, tmp = make_temp(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename != str(path):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise

@@ -21,10 +21,14 @@ import os
 import re
 from collections.abc import Mapping
 
+from pytest_plmtransfer.errors import PlmTransferError
+
 #: LayerCase.id: "{model}-{task}-L{nn}|Lall-{init}[-s{seed}]"; tasks and inits contain no '-',
 #: models may (hf:org/some-model), so the model is whatever precedes the last three fields
 _CASE_ID = re.compile(r"^(?P<model>.+)-(?P<task>[^-]+)-(?P<layer>L\d+|Lall)-(?P<init>[^-]+?)(?:-s(?P<seed>-?\d+))?$")
 LAYER_TEST_PARAM = "plm_layer_case"
+#: a CUDA_VISIBLE_DEVICES entry: an index, or a GPU / MIG UUID
+_DEVICE = re.compile(r"\d+|GPU-[0-9A-Fa-f-]+|MIG-[0-9A-Za-z/-]+")
 
 
 def group_of_case_id(case_id: str) -> str | None:
@@ -46,11 +50,24 @@ def group_of_nodeid(nodeid: str) -> str | None:
 
 
 def visible_devices(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The controller's GPUs: ``CUDA_VISIBLE_DEVICES`` entries, else every device torch counts."""
+    """The controller's GPUs: ``CUDA_VISIBLE_DEVICES`` entries, else every device torch counts.
+
+    An entry that names no GPU (``abc``) or a GPU listed twice (``0,0``) is an error: CUDA would
+    silently hide the devices after it, and two workers pinned to one GPU share its memory."""
     environ = os.environ if environ is None else environ
     raw = environ.get("CUDA_VISIBLE_DEVICES")
     if raw is not None:
-        return [d.strip() for d in raw.split(",") if d.strip() and d.strip() != "-1"]
+        devices = [d.strip() for d in raw.split(",") if d.strip() and d.strip() != "-1"]
+        where = f"CUDA_VISIBLE_DEVICES={raw!r}"
+        bad = next((d for d in devices if not _DEVICE.fullmatch(d)), None)
+        if bad is not None:
+            raise PlmTransferError(f"{where}: {bad!r} is not a GPU index or UUID (GPU-..., MIG-...)")
+        twice = next((d for i, d in enumerate(devices) if d in devices[:i]), None)
+        if twice is not None:
+            raise PlmTransferError(
+                f"{where}: GPU {twice!r} is listed twice; --plm-dist group gives each worker its own GPU"
+            )
+        return devices
     try:
         import torch
 

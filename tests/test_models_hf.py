@@ -322,3 +322,56 @@ def test_registered_as_prefix(esm_dir):
     assert entry.prefix and entry.name == "hf:"
     adapter = registry.create(f"hf:{esm_dir}", "pretrained", None, OPTIONS)
     assert adapter.name == f"hf:{esm_dir}"
+
+
+# ------------------------------------------------------------------ issue 17: checkpoints that would run code
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_an_unsafe_bin_is_refused_in_one_line_and_an_alias_is_described_not_built(esm_dir, tmp_path):
+    from pytest_plmtransfer.aliases import apply_aliases
+    from pytest_plmtransfer.models.registry import builtin_registry
+    from pytest_plmtransfer.models.weights import UnsafeCheckpointError
+
+    evil = tmp_path / "evil"
+    shutil.copytree(esm_dir, evil)
+    (evil / "model.safetensors").unlink()
+    torch.save({"x": _RunsCode(tmp_path / "ran")}, evil / "pytorch_model.bin")
+    with pytest.raises(UnsafeCheckpointError) as info:
+        create_hf_adapter(f"hf:{evil}", "pretrained", None, OPTIONS)
+    assert str(info.value).startswith(f"{evil / 'pytorch_model.bin'}: refused as unsafe: it references posix.system")
+    assert "weights_only=False" not in str(info.value) and not (tmp_path / "ran").exists()
+    registry = builtin_registry()
+    assert apply_aliases([f"my=hf:{evil}"], registry) == ["my"]
+    assert registry.describe("my", OPTIONS).num_layers == 3  # from config.json: nothing built, nothing loaded
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_directory_that_needs_its_own_code_is_refused_without_hub_advice(esm_dir, tmp_path):
+    import json
+
+    from pytest_plmtransfer.models import describe as describe_model
+
+    remote = tmp_path / "remote"
+    shutil.copytree(esm_dir, remote)
+    config = json.loads((remote / "config.json").read_text())
+    config.update(model_type="my_custom_plm", auto_map={"AutoModel": "modeling_my.MyModel"})
+    (remote / "config.json").write_text(json.dumps(config))
+    needle = "model_type 'my_custom_plm' exists only in the checkpoint's own Python code"
+    with pytest.raises(PlmTransferError, match=needle):
+        describe_model.hf(f"hf:{remote}", OPTIONS)  # at collection: one line, exit 4
+    with pytest.raises(PlmTransferError, match=needle):
+        create_hf_adapter(f"hf:{remote}", "random", 0, OPTIONS)
+    (remote / "config.json").write_text(json.dumps({**config, "model_type": "esm"}))  # a known architecture
+    assert describe_model.hf(f"hf:{remote}", OPTIONS).num_layers == 3
+    (remote / "tokenizer_config.json").write_text("{broken")  # the user's own directory: no download advice
+    with pytest.raises(ResourceUnavailable) as info:
+        create_hf_adapter(f"hf:{remote}", "random", 0, OPTIONS)
+    assert "huggingface-cli" not in str(info.value) and str(remote) in str(info.value)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ from pytest_plmtransfer import diskspace, tempfiles
 from pytest_plmtransfer.claims.spec import ClaimsError, check_selectors, parse_claims
 from pytest_plmtransfer.cli import main as cli_main
 from pytest_plmtransfer.errors import ResourceUnavailable
-from pytest_plmtransfer.ledger import Ledger, LedgerError, read_records
+from pytest_plmtransfer.ledger import Ledger, LedgerError, read_records, record_digest
 from pytest_plmtransfer.locks import LockPolicy, LockTimeoutError, PatientLock
 from pytest_plmtransfer.options import (
     OptionError,
@@ -421,36 +422,6 @@ def test_unwritable_ledger_place_is_refused_with_its_path(tmp_path):
     assert check_cache(tmp_path / "cache") is None
 
 
-def test_full_ledger_disk_keeps_records_and_saves_them_at_the_end(tmp_path, monkeypatch):
-    from pytest_plmtransfer.models.registry import builtin_registry
-    from pytest_plmtransfer.options import PlmOptions
-    from pytest_plmtransfer.session import LedgerWriteError, PlmSession
-
-    plm = PlmSession(
-        PlmOptions(ledger=tmp_path / "ledger.json", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path
-    )
-    real = Ledger.append
-
-    def full(self, records):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(Ledger, "append", full)
-    with pytest.raises(
-        LedgerWriteError,
-        match=rf"could not write to the ledger {tmp_path / 'ledger.json'} \(No space left on device\); 1 record",
-    ):
-        plm.write([{"kind": "layer", "n": 1}])
-    with pytest.raises(LedgerWriteError, match="2 record"):
-        plm.write([{"kind": "layer", "n": 2}])
-    saved = plm.save_unsaved()
-    assert [r["n"] for r in read_records(saved)] == [1, 2]
-    saved.unlink()
-    monkeypatch.setattr(Ledger, "append", real)
-    plm.write([{"kind": "layer", "n": 3}])  # space again: everything pending lands in the ledger
-    assert [r["n"] for r in read_records(tmp_path / "ledger.json")] == [1, 2, 3]
-    assert plm.save_unsaved() is None
-
-
 # ------------------------------------------------------------------ 13: effective runtime
 def test_provenance_records_what_ran_not_what_was_asked():
     import torch
@@ -542,3 +513,358 @@ def test_unsafe_checkpoint_refused_in_one_line(tmp_path):
     msg = str(exc.value)
     assert msg.startswith(f"{path}: refused as unsafe: it references ") and "system" in msg
     assert "weights_only=False" not in msg and "\n" not in msg
+
+
+# ------------------------------------------------------------------ issue 17: writes that cannot lose a record
+def _records(n: int, **kw) -> list[dict]:
+    from pytest_plmtransfer.testing import layer_record
+
+    return [
+        layer_record(
+            "toy", "gb1_sampled", layer, "pretrained", None, {"test_spearman": 0.1 * layer}, num_layers=n, **kw
+        )
+        for layer in range(n)
+    ]
+
+
+def _fault_writes_to(monkeypatch, target: Path, fault):
+    """os.write with ``fault(fd, data, real_write)`` for descriptors open on ``target`` only."""
+    real = os.write
+
+    def write(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}") == str(target):
+            return fault(fd, data, real)
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+
+def test_a_short_write_then_enospc_undoes_the_append_and_leaves_no_torn_line(tmp_path, monkeypatch):
+    led = Ledger(tmp_path / "ledger", run_id="r")
+    led.append(_records(1))
+    before = led.part.read_bytes()
+    calls = []
+
+    def full(fd, data, real):  # the disk takes half, then nothing: what a filling disk does
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    _fault_writes_to(monkeypatch, led.part, full)
+    with pytest.raises(OSError) as info:
+        led.append(_records(3))
+    assert info.value.errno == errno.ENOSPC and len(calls) == 2, "the short write was followed up, not trusted"
+    assert led.part.read_bytes() == before, "the half-written records were cut off again"
+    monkeypatch.undo()
+    led.append(_records(3))  # space again: the same records land whole
+    assert [r["layer"] for r in read_records(led.path, verify=True)] == [0, 0, 1, 2]
+
+
+@pytest.mark.parametrize("progress", ["pieces", "none"])
+def test_short_writes_are_completed_and_a_write_of_nothing_is_an_error(tmp_path, monkeypatch, progress):
+    led = Ledger(tmp_path / "ledger", run_id="r")
+    led.append(_records(1))
+    fault = {
+        "pieces": lambda fd, data, real: real(fd, bytes(data[:100])),  # slow device: 100 bytes at a time
+        "none": lambda fd, data, real: 0,
+    }[progress]
+    _fault_writes_to(monkeypatch, led.part, fault)
+    if progress == "none":
+        with pytest.raises(OSError, match="No space left"):
+            led.append(_records(2))
+        assert len(read_records(led.path)) == 1
+    else:
+        led.append(_records(2))
+        assert len(read_records(led.path, verify=True)) == 3
+
+
+def test_full_ledger_disk_keeps_records_and_saves_them_at_the_end(tmp_path, monkeypatch):
+    from pytest_plmtransfer.models.registry import builtin_registry
+    from pytest_plmtransfer.options import PlmOptions
+    from pytest_plmtransfer.session import LedgerWriteError, PlmSession
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    plm = PlmSession(
+        PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path
+    )
+    plm.write(_records(1))  # the part exists: the next appends meet the full disk
+    recs = _records(3, run_id="r2")
+    _fault_writes_to(
+        monkeypatch, plm.ledger.part, lambda fd, data, real: real(fd, bytes(data[:10])) if len(data) > 900 else 0
+    )
+    with pytest.raises(
+        LedgerWriteError, match=r"could not write to the ledger .*ledger \(No space left on device\); 1 record"
+    ):
+        plm.write(recs[1:2])
+    with pytest.raises(LedgerWriteError, match="2 record"):
+        plm.write(recs[2:3])
+    line = plm.save_unsaved()
+    saved = tmp_path / "tmp" / f"plmtransfer-unsaved-{plm.run_id}-{os.getpid()}.json"
+    assert line is not None and f"2 unsaved record(s) are in {saved}" in line and "plmtransfer merge" in line
+    assert [r["layer"] for r in read_records(saved, verify=True)] == [1, 2]
+    assert read_records(plm.ledger.path)[-1]["layer"] == 0 and plm.ledger.part.read_bytes().endswith(b"\n")
+    monkeypatch.undo()
+    # the unsaved file is a ledger: merged with the part, nothing is missing
+    assert cli_main(["merge", str(plm.ledger.path), str(saved), "--out", str(tmp_path / "all.json")]) == 0
+    assert sorted(r["layer"] for r in read_records(tmp_path / "all.json", verify=True)) == [0, 1, 2]
+
+
+def test_unsaved_records_are_printed_when_no_file_takes_them(tmp_path, monkeypatch):
+    from pytest_plmtransfer.models.registry import builtin_registry
+    from pytest_plmtransfer.options import PlmOptions
+    from pytest_plmtransfer.session import PlmSession
+
+    plm = PlmSession(
+        PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path
+    )
+    plm.unsaved = _records(2)
+    monkeypatch.setattr(Ledger, "append", lambda self, records: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no" / "such"))
+    (tmp_path / "no").write_text("a file where the temp directory should be")
+    line = plm.save_unsaved()
+    assert "could not be written, nor" in line and "2 unsaved record(s):" in line
+    assert [json.loads(x)["layer"] for x in line.splitlines()[1:]] == [0, 1]
+
+
+def test_no_write_goes_through_a_planted_link_or_over_a_non_file(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    led = Ledger(tmp_path / "ledger", run_id="fixed")
+    led.path.mkdir()
+    led.part.symlink_to(victim)
+    with pytest.raises(OSError, match="is a link or not a regular file; refusing") as info:
+        led.append(_records(1))
+    assert info.value.filename == str(led.part)
+    with pytest.raises(LedgerError, match="fixed--all--main.jsonl: a symbolic link or special file in a ledger dir"):
+        read_records(led.path)  # nor read through: the run stops before computing (preflight)
+    led.part.unlink()
+    os.mkfifo(tmp_path / "ledger" / "fixed--all--gw0.jsonl")  # a FIFO would block the run
+    with pytest.raises(OSError, match="not a regular file"):
+        Ledger(led.path, run_id="fixed", worker="gw0").append(_records(1))
+    with pytest.raises(LedgerError, match="gw0.jsonl: a symbolic link or special file"):
+        read_records(led.path)
+    for target in (tmp_path / "link.json", tmp_path / "dir.json"):  # whole files (merge's --out, unsaved records)
+        if target.name == "link.json":
+            target.symlink_to(victim)
+        else:
+            target.mkdir()
+        with pytest.raises(OSError, match="refusing to write through or over it"):
+            tempfiles.atomic_write(target, "x")
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{target.name}.")], "temp file left"
+    assert victim.read_text() == "precious\n"
+
+
+def test_atomic_write_errors_name_the_target_not_the_temp_and_leave_nothing(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        tempfiles.atomic_write(tmp_path / "out.json", "{}")
+    assert info.value.filename == str(tmp_path / "out.json") and list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ issue 17: merge
+def _shard(path: Path, records: list[dict], run_id: str = "r") -> Path:
+    Ledger(path, run_id=run_id).append(records)
+    return path
+
+
+def _cli(*args) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli_main([*map(str, args)])
+    return code, err.getvalue()
+
+
+def _merge(*args) -> tuple[int, str]:
+    return _cli("merge", *args)
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda r: r["metrics"].update(test_spearman=0.99), "the record does not match its digest (edited or damaged)"),
+        (lambda r: r.pop("digest"), "the record has no digest"),
+        (lambda r: r.pop("model"), "layer record with a bad or missing 'model': None"),
+        (lambda r: r.update(layer="x"), "layer record with a bad or missing 'layer': 'x'"),
+    ],
+    ids=["edited", "no-digest", "no-model", "layer-not-int"],
+)
+def test_merge_refuses_edited_or_malformed_records_in_one_line(tmp_path, edit, problem):
+    part = next(_shard(tmp_path / "a", _records(3)).glob("*.jsonl"))
+    lines = part.read_text().splitlines()
+    rec = json.loads(lines[2])
+    edit(rec)
+    if "digest" not in problem:  # malformed, yet signed: the key check catches what the digest cannot
+        rec["digest"] = record_digest(rec)
+    lines[2] = json.dumps(rec)
+    part.write_text("\n".join(lines) + "\n")
+    code, err = _merge(tmp_path / "a", "--out", tmp_path / "m.json")
+    tail = "; it is not what pytest-plmtransfer wrote" if "digest" in problem else ""
+    assert (code, err) == (2, f"plmtransfer merge: error: {part}: line 3: {problem}{tail}\n")
+    assert not (tmp_path / "m.json").exists()
+    if "digest" not in problem:  # every command reading the ledger: the same line, never a crash
+        for command in ("show", "report", "compare"):
+            code, err = _cli(command, tmp_path / "a", *([tmp_path / "a"] if command == "compare" else []))
+            assert (code, err) == (2, f"plmtransfer {command}: error: {part}: line 3: {problem}\n")
+
+
+def test_merge_lists_and_refuses_conflicts_unless_told_to_keep_the_newest(tmp_path):
+    first = _records(2, timestamp="2026-01-01T00:00:00+00:00")
+    second = _records(2, run_id="run-2", timestamp="2026-01-02T00:00:00+00:00")
+    second[1]["metrics"]["test_spearman"] = 0.5
+    same = _records(2, run_id="run-3", timestamp="2026-01-03T00:00:00+00:00")[:1]  # layer 0 again, same values
+    _shard(tmp_path / "a", first)
+    _shard(tmp_path / "b", second + same, run_id="r2")
+    out = tmp_path / "m.json"
+    code, err = _merge(tmp_path / "a", tmp_path / "b", "--out", out)
+    assert code == 2 and not out.exists()
+    assert (
+        "1 (model, task, layer, init, seed, protocol) key(s) have records with different values; nothing written" in err
+    )
+    assert (
+        f"model=toy task=gb1_sampled layer=1 init=pretrained seed=None protocol=plmtransfer: test_spearman=0.1 "
+        f"({tmp_path / 'a' / 'r--all--main.jsonl'}: line 3, 2026-01-01T00:00:00+00:00) vs test_spearman=0.5 "
+        f"({tmp_path / 'b' / 'r2--all--main.jsonl'}: line 3, 2026-01-02T00:00:00+00:00)"
+    ) in err
+    # a forged timestamp cannot settle it silently either: the default refuses whatever the times
+    assert (
+        cli_main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--on-conflict", "newest"]) == 0
+    )
+    merged = {r["layer"]: r for r in read_records(out, verify=True)}
+    assert merged[1]["metrics"]["test_spearman"] == 0.5 and merged[0]["run_id"] == "run-3"
+
+
+def test_merge_keys_include_the_protocol(tmp_path):
+    recs = _records(1)
+    _shard(tmp_path / "a", [{**recs[0], "protocol": "authors"}])
+    _shard(tmp_path / "b", [{**recs[0], "protocol": "plmtransfer", "metrics": {"test_spearman": 0.7}}], run_id="r2")
+    assert _merge(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m.json")[0] == 0
+    assert len(read_records(tmp_path / "m.json")) == 2
+
+
+def test_merge_checks_the_versions_in_parts_headers(tmp_path, monkeypatch):
+    import pytest_plmtransfer.ledger as ledger_module
+
+    recs = [{k: v for k, v in r.items() if k != "plugin_version"} for r in _records(2)]
+    _shard(tmp_path / "a", recs[:1])
+    monkeypatch.setattr(ledger_module, "__version__", "9.9")
+    _shard(tmp_path / "b", recs[1:], run_id="r2")
+    code, err = _merge(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m.json")
+    assert (
+        code == 2
+        and "different plugin versions: 0.1.0 (" in err
+        and f"9.9 ({tmp_path / 'b'}/r2--all--main.jsonl)" in err
+    )
+
+
+def test_merge_out_refuses_a_non_ledger_sweeps_its_temp_and_names_the_users_file(tmp_path, monkeypatch):
+    _shard(tmp_path / "a", _records(2))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    code, err = _merge(tmp_path / "a", "--out", notes)
+    assert (code, err) == (
+        2,
+        f"plmtransfer merge: error: {notes}: exists and is not a plmtransfer ledger; refusing to overwrite it\n",
+    )
+    assert notes.read_text() == "my notes\n"
+    (tmp_path / "link.json").symlink_to(notes)
+    assert "exists and is not a regular file" in _merge(tmp_path / "a", "--out", tmp_path / "link.json")[1]
+    stale = tmp_path / f".m.json.{tempfiles._HOST}.999999999.abc.tmp"  # a merge killed mid-write
+    stale.write_bytes(b"x" * 1000)
+    assert _merge(tmp_path / "a", "--out", tmp_path / "m.json")[0] == 0
+    assert not stale.exists() and len(read_records(tmp_path / "m.json", verify=True)) == 2
+    assert _merge(tmp_path / "a", "--out", tmp_path / "m.json")[0] == 0  # a ledger may be replaced
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    code, err = _merge(tmp_path / "a", "--out", tmp_path / "m2.json")
+    assert (code, err) == (2, f"plmtransfer merge: error: {tmp_path / 'm2.json'}: No space left on device\n")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m2.json.")]
+
+
+# ------------------------------------------------------------------ issue 17: item 7
+def test_errors_in_a_claims_file_that_extends_the_shipped_one_name_the_users_file(tmp_path):
+    from pytest_plmtransfer.defaults import load_effective_claims
+
+    own = tmp_path / "claims.json"
+    own.write_text(json.dumps({"extends": "default", "claims": [{"kind": "beats_onehot", "tasks": "gb1_sampledd"}]}))
+    from pytest_plmtransfer.models.base import INITS
+    from pytest_plmtransfer.models.registry import builtin_registry
+    from pytest_plmtransfer.tasks.catalog import task_ids
+
+    claims = load_effective_claims(own)  # the shipped claims first, then the user's
+    with pytest.raises(ClaimsError) as info:
+        check_selectors(claims, models=builtin_registry().names(), tasks=task_ids(), inits=[*INITS, "none"])
+    assert str(info.value).startswith(f"{own}: invalid claims file: claims[0] (beats_onehot): task 'gb1_sampledd'")
+
+
+@pytest.mark.parametrize("value", ["Infinity", "NaN", "-Infinity"])
+def test_non_finite_tolerances_and_margins_are_refused(tmp_path, value):
+    from pytest_plmtransfer.baselines import FORMAT, BaselineError, BaselineStore
+    from pytest_plmtransfer.claims.spec import load_claims
+    from pytest_plmtransfer.paper import FORMAT as PAPER_FORMAT
+
+    number = float(value)  # json.dumps writes it as the token a user would type
+    claims = tmp_path / "claims.json"
+    claims.write_text(json.dumps({"claims": [{"kind": "beats_onehot", "params": {"margin": number}}]}))
+    assert value in claims.read_text()
+    with pytest.raises(ClaimsError, match=r"claims\[0\] \(beats_onehot\): parameter 'margin' must be a finite number"):
+        load_claims(claims)
+    store = BaselineStore(tmp_path / "b")
+    store.paper_path.parent.mkdir(parents=True)
+    store.paper_path.write_text(json.dumps({"format": PAPER_FORMAT, "tolerance": number, "values": {}}))
+    with pytest.raises(BaselineError, match=f"{store.paper_path}: 'tolerance' must be a finite number"):
+        store.paper()
+    row = {"task": "gb1_sampled", "model": "m", "init": "pretrained", "metric": "test_spearman", "source": "s"}
+    doc = {
+        "format": PAPER_FORMAT,
+        "sources": {"s": {}},
+        "tasks": {"gb1_sampled": {}},
+        "values": [{**row, "value": number}],
+    }
+    store.paper_path.write_text(json.dumps(doc))
+    with pytest.raises(BaselineError, match=r"values\[0\]: 'value' must be a finite number"):
+        store.paper()
+    base = tmp_path / "b" / "gb1_sampled" / "m--pretrained.json"
+    base.parent.mkdir()
+    overrides = {"overrides": {"test_spearman": {"atol": number}}}
+    base.write_text(json.dumps({"format": FORMAT, "layers": {}, "tolerances": overrides}))
+    with pytest.raises(BaselineError, match=f"{base}: 'tolerances' holds a non-finite number"):
+        store._read(base)
+
+
+def test_cuda_visible_devices_that_name_no_gpu_or_one_twice_are_refused():
+    from pytest_plmtransfer.errors import PlmTransferError
+    from pytest_plmtransfer.xdist_scheduling import visible_devices
+
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": "GPU-8f2a-11aa,MIG-GPU-1/2/0, 3"}) == [
+        "GPU-8f2a-11aa",
+        "MIG-GPU-1/2/0",
+        "3",
+    ]
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+    with pytest.raises(PlmTransferError, match="GPU '0' is listed twice"):
+        visible_devices({"CUDA_VISIBLE_DEVICES": "0,1,0"})
+    with pytest.raises(PlmTransferError, match="'abc' is not a GPU index or UUID"):
+        visible_devices({"CUDA_VISIBLE_DEVICES": "0,abc"})
+
+
+def test_conflicting_targets_within_a_split_are_a_warning_naming_file_and_rows(tmp_path):
+    from pytest_plmtransfer.tasks.hygiene import conflict_message
+
+    data = load_task(get_task("gb1_sampled"), _leaky_gb1(tmp_path))
+    h = measure(data)
+    line = conflict_message(data, h, shown=10)
+    assert line.startswith(f"gb1_sampled ({data.source}, splits/sampled.csv): {h.conflicting_duplicates} sequence(s)")
+    # the conflict the edit appended (row 43 of the file: header, 40 rows, the duplicate, then it)
+    assert "row43" in line and all(f"{split} rows " in line for split, _ in h.conflicts)
+    assert "conflicts" not in h.as_record()

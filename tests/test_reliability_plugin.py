@@ -12,6 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pytest_plmtransfer.ledger import read_records
@@ -50,6 +51,15 @@ class WideUserModel(ModelAdapter):
 if os.environ.get("PLM_TEST_HIDE_FREE_SPACE"):
     import pytest_plmtransfer.diskspace as diskspace
     diskspace.free_bytes = lambda directory: 1 << 40
+
+_layer_records = []
+
+def pytest_plmtransfer_layer_record(record, case):
+    # issue 17: another process fills the ledger's filesystem once the run's first record is down
+    _layer_records.append(record)
+    if os.environ.get("PLM_TEST_FILL") and len(_layer_records) == 2:
+        import subprocess
+        subprocess.run(["dd", "if=/dev/zero", "of=" + os.environ["PLM_TEST_FILL"], "bs=4k"], capture_output=True)
 
 def _evil(name, init, seed, options):
     from pytest_plmtransfer.models.weights import load_checkpoint
@@ -151,6 +161,81 @@ def test_full_cache_disk_fails_its_tests_in_one_line_and_the_run_finishes(bench,
     assert [p.name for p in cache.rglob("*.tmp")] == []
 
 
+# ------------------------------------------------------------------ issue 17: a full ledger disk, a planted link
+def _ledger_and_unsaved(ledger: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
+    from pytest_plmtransfer.ledger import read_records
+
+    unsaved = [r for f in tmp.glob("plmtransfer-unsaved-*.json") for r in read_records(f, verify=True)]
+    return read_records(ledger, verify=True), unsaved
+
+
+def test_ledger_disk_filled_by_another_writer_during_the_run_loses_no_record(bench, tiny_fs, tmp_path, monkeypatch):
+    fs = tiny_fs("2m")
+    monkeypatch.setenv("PLM_TEST_FILL", str(fs / "filler"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where the unsaved records go
+    (tmp_path / "tmp").mkdir()
+    ledger = fs / "ledger"
+    result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-run-id=full", ledger=ledger)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 1 and "Traceback" not in out
+    # the part's last page may still take one record after the filler: 4 or 5 tests meet the full disk
+    errors = result.parseoutcomes().get("errors", 0)
+    result.assert_outcomes(passed=6 - errors, errors=errors)
+    assert errors >= 4
+    lines = _failure_lines(result, f"could not write to the ledger {ledger} (No space left on device)")
+    assert len(lines) >= errors and f"{errors} record(s) kept in memory" in out
+    result.stdout.fnmatch_lines(
+        [f"plmtransfer: the ledger {ledger} could not be written; this run's {errors} unsaved record(s) are in *"]
+    )
+    part = ledger / "full--all--main.jsonl"
+    assert part.read_bytes().endswith(b"\n"), "a torn line was left in the ledger"
+    kept, unsaved = _ledger_and_unsaved(ledger, tmp_path / "tmp")
+    assert len(kept) == 6 - errors and len(unsaved) == errors
+    keys = {(r["init"], r["layer"]) for r in kept + unsaved}
+    assert keys == {(init, layer) for init in ("pretrained", "random") for layer in range(3)}
+    (fs / "filler").unlink()  # space again: the unsaved file merges back into one ledger
+    saved = next((tmp_path / "tmp").glob("plmtransfer-unsaved-*.json"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_plmtransfer.cli",
+            "merge",
+            str(ledger),
+            str(saved),
+            "--out",
+            str(tmp_path / "all.json"),
+        ],
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(read_records(tmp_path / "all.json", verify=True)) == 6
+
+
+def test_a_link_planted_at_the_ledger_part_is_not_written_through(bench, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    (ledger / "fixed--all--main.jsonl").symlink_to(victim)
+    result = bench.run("--plm-models=onehot", "--plm-tasks=gb1_sampled", "--plm-run-id=fixed", ledger=ledger)
+    # refused before computing; a link planted later, mid-run, is refused at the write (test_reliability.py)
+    assert result.ret == 4 and victim.read_text() == "precious\n" and bench.forward_passes() == []
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: {ledger}/fixed--all--main.jsonl: a symbolic link or special file in a ledger directory, not a part this "
+            "plugin wrote. The file was left as it is; move it aside, or choose another --plm-ledger"
+        ]
+    )
+
+
+def test_a_gate_that_judged_no_claim_fails(bench):
+    result = bench.run("--plm-models=onehot", "--plm-tasks=gb1_sampled", "--plm-gate")
+    result.assert_outcomes(passed=1)  # layer tests only: no claim was judged
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["plmtransfer: --plm-gate judged no claim (none selected, or all skipped)*"])
+
+
 # ------------------------------------------------------------------ 5: a read-only cache
 def test_warm_read_only_cache_serves_and_a_cold_entry_fails_naming_it(bench, tiny_fs):
     cache = tiny_fs("8m")
@@ -180,6 +265,22 @@ def _claims_dir(root: Path) -> Path:
     return d
 
 
+def _ledger_dir(root: Path, state: str) -> Path:
+    """A ledger directory: empty, or with one record whose metric was edited after it was written."""
+    path = root / state
+    path.mkdir()
+    if state == "edited":
+        from pytest_plmtransfer.ledger import Ledger
+        from pytest_plmtransfer.testing import layer_record
+
+        led = Ledger(path, run_id="r")
+        led.append(
+            [layer_record("tiny_user", "gb1_sampled", 0, "pretrained", None, {"test_spearman": 0.2}, num_layers=2)]
+        )
+        led.part.write_text(led.part.read_text().replace('"test_spearman":0.2', '"test_spearman":0.9'))
+    return path
+
+
 @pytest.mark.parametrize(
     "case",
     [
@@ -191,6 +292,12 @@ def _claims_dir(root: Path) -> Path:
         "claims_typo",
         "unsafe_checkpoint",
         "data_dir",
+        "alias_update_baselines",
+        "from_ledger_missing",
+        "from_ledger_empty",
+        "from_ledger_edited",
+        "cuda_twice",
+        "cuda_abc",
     ],
 )
 def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester, tmp_path, monkeypatch, case):
@@ -216,7 +323,37 @@ def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester,
             [f"--plm-data-dir={tmp_path / 'typo'}"],
             f"ERROR: --plm-data-dir: {tmp_path / 'typo'} does not exist",
         ),
+        # issue 17: a bad alias stays one line when baselines are to be written
+        "alias_update_baselines": (
+            ["--plm-models=my=bogus:./x", "--plm-update-baselines"],
+            "ERROR: unknown model 'bogus:./x'. Known models: *",
+        ),
+        # issue 17: a gate on claims from a ledger that holds nothing, or not what was written, cannot pass
+        "from_ledger_missing": (
+            [f"--plm-from-ledger={tmp_path / 'typo'}", "--plm-gate"],
+            f"ERROR: --plm-from-ledger {tmp_path / 'typo'}: no such ledger (directory or file)",
+        ),
+        "from_ledger_empty": (
+            [f"--plm-from-ledger={_ledger_dir(tmp_path, 'empty')}", "--plm-gate"],
+            f"ERROR: --plm-from-ledger {tmp_path / 'empty'}: the ledger holds no layer records; no claim can be judged",
+        ),
+        "from_ledger_edited": (
+            [f"--plm-from-ledger={_ledger_dir(tmp_path, 'edited')}", "--plm-gate"],
+            f"ERROR: --plm-from-ledger {tmp_path / 'edited'}/r--all--main.jsonl: line 2: the record does not match "
+            "its digest (edited or damaged); it is not what pytest-plmtransfer wrote",
+        ),
+        # issue 17: GPUs the workers would be pinned to
+        "cuda_twice": (
+            ["-n", "2", "--plm-dist=group"],
+            "ERROR: CUDA_VISIBLE_DEVICES='0,0': GPU '0' is listed twice; --plm-dist group gives each worker its own GPU",
+        ),
+        "cuda_abc": (
+            ["-n", "2", "--plm-dist=group"],
+            "ERROR: CUDA_VISIBLE_DEVICES='abc': 'abc' is not a GPU index or UUID (GPU-..., MIG-...)",
+        ),
     }[case]
+    if case.startswith("cuda"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", {"cuda_twice": "0,0", "cuda_abc": "abc"}[case])
     if case == "claims_typo":
         pytester.makepyfile(test_claims=CLAIM_TEST)
     if case == "unsafe_checkpoint":
@@ -272,7 +409,8 @@ def _leaky_root(root: Path) -> Path:
         train = frame.index[frame["set"] == "train"]
         test = frame.index[frame["set"] == "test"]
         frame.loc[test[0], "sequence"] = frame.loc[train[0], "sequence"]
-        return frame
+        conflict = frame.loc[[train[1]]].assign(target=123.0)  # issue 17: one sequence, two targets
+        return pd.concat([frame, conflict], ignore_index=True)
 
     flip_files.write_gb1(root, n=60, seed=3, edit=leak)
     return root
@@ -299,6 +437,12 @@ def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_pa
     first.stdout.fnmatch_lines(
         [
             "*DataLeakageWarning: gb1_sampled (*splits.zip): 1 of * test rows (*) have a sequence that is also in train/val*"
+        ]
+    )
+    first.stdout.fnmatch_lines(  # the row the edit appended is line 62 of the file (header, 60 rows)
+        [
+            "*DataLeakageWarning: gb1_sampled (*splits.zip, splits/sampled.csv): 1 sequence(s) occur more than "
+            "once in one split with different targets: train rows row*, row62"
         ]
     )
     recs = bench.records()
@@ -361,7 +505,7 @@ def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench
         failed.assert_outcomes(errors=1)
         assert _failure_lines(failed, f"waited 1 s for the lock {lock} (ledger), held by pid {holder.pid} on host")
         # nothing lost: the record the ledger could not take was saved beside, and named
-        failed.stdout.fnmatch_lines(["*this run's unsaved records are in *plmtransfer-unsaved-*.json"])
+        failed.stdout.fnmatch_lines(["*this run's 1 unsaved record(s) are in *plmtransfer-unsaved-*.json*"])
     finally:
         holder.kill()
         holder.wait()

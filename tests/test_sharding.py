@@ -111,7 +111,9 @@ def test_merge_refuses_mixed_plans_and_versions(tmp_path):
         merge_ledgers([tmp_path / "a", tmp_path / "b"])
     Ledger(tmp_path / "c", run_id="r").append([{**r, "plugin_version": "9.9"} for r in recs])
     Ledger(tmp_path / "d", run_id="r").append(recs)
-    with pytest.raises(MergeError, match="different plugin versions: 0.1.0, 9.9"):
+    with pytest.raises(
+        MergeError, match=r"different plugin versions: 0\.1\.0 \(.*c/r--all--main\.jsonl\), 9\.9 \(.*: line 2\)"
+    ):
         merge_ledgers([tmp_path / "c", tmp_path / "d"])
     merged = merge_ledgers([tmp_path / "d", tmp_path / "d"])  # the same ledger twice
     assert merged.duplicates == len(recs) and len(merged.records) == len(recs)

@@ -119,6 +119,9 @@ class ClaimKind:
                 names = "/".join(t.__name__ for t in types)
                 problems.append(f"parameter {key!r} must be {names}, got {value!r}")
                 continue
+            if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN/Infinity: a claim that cannot fail
+                problems.append(f"parameter {key!r} must be a finite number, got {value!r}")
+                continue
             out[key] = value
         for key, param in self.params.items():
             if key not in out and param.default is not None:

@@ -333,7 +333,8 @@ def check_selectors(
     catalog's ids; ``inits``: every init (``none`` for one-hot).
     """
     known = {"models": sorted(set(models)), "tasks": sorted(set(tasks)), "inits": sorted(set(inits))}
-    problems: list[str] = []
+    # per file: a user's file that extends the shipped one has its problems named under its own path
+    problems: dict[str, list[str]] = {}
     specs = list(claims)
     for spec in specs:
         where = f"claims[{spec.index}] ({spec.name})"
@@ -345,10 +346,11 @@ def check_selectors(
             for pattern in patterns:
                 if not any(fnmatch.fnmatchcase(name, pattern) for name in known[key]):
                     shown = ", ".join(known[key]) if len(known[key]) <= 40 else ", ".join(known[key][:40]) + ", ..."
-                    problems.append(f"{at}: {key[:-1]} {pattern!r} matches no known {key[:-1]} (known: {shown})")
-    if problems:
-        src = source or (specs[0].source if specs else "<claims>")
-        raise ClaimsError(src, problems)
+                    problems.setdefault(source or spec.source, []).append(
+                        f"{at}: {key[:-1]} {pattern!r} matches no known {key[:-1]} (known: {shown})"
+                    )
+    for src, found in problems.items():
+        raise ClaimsError(src, found)
 
 
 def expand_claims(

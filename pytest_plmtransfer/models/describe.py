@@ -263,11 +263,12 @@ def hf(name: str, options: Any) -> ModelDescription:
     """
     import dataclasses
 
-    from pytest_plmtransfer.models.hf import PREFIX, resolve_source
+    from pytest_plmtransfer.models.hf import PREFIX, refuse_remote_code, resolve_source
 
     spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     local_only = dataclasses.replace(options, allow_download=False) if dataclasses.is_dataclass(options) else options
     source = resolve_source(spec, local_only)
+    refuse_remote_code(source.path / "config.json")
     return _hf_config_description(source.path / "config.json", special_tokens=2)
 
 

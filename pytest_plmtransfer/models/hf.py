@@ -73,6 +73,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -85,6 +86,7 @@ import torch
 from pytest_plmtransfer.errors import InputError, PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.torch_base import TorchAdapter
+from pytest_plmtransfer.models.weights import UnsafeCheckpointError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
@@ -568,6 +570,28 @@ def resolve_source(spec: str, options: Any) -> HFSource:
     return HFSource(spec, snapshot, spec, snapshot.name)
 
 
+def refuse_remote_code(config_file: Path) -> None:
+    """A checkpoint whose architecture exists only in its own Python files (``auto_map`` to a
+    ``model_type`` transformers does not know) is refused in one line: its code is never run
+    (``trust_remote_code`` stays off), and no download would change that."""
+    try:
+        data = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # reported by whoever reads the config for its sizes
+    if not isinstance(data, dict) or not data.get("auto_map"):
+        return
+    from transformers import CONFIG_MAPPING
+
+    model_type = data.get("model_type")
+    if model_type in CONFIG_MAPPING:
+        return  # transformers has the architecture: its own code is used, not the checkpoint's
+    raise PlmTransferError(
+        f"{config_file}: model_type {model_type!r} exists only in the checkpoint's own Python code "
+        f"(auto_map {sorted(set(data['auto_map'].values()))}), which pytest-plmtransfer never runs "
+        "(trust_remote_code); register an adapter for it (README, 'Your own model')"
+    )
+
+
 def weight_files(directory: Path) -> list[Path]:
     """The weight files of a model directory: standard (possibly sharded) names first; if none,
     any ``*.safetensors``, then any ``*.bin`` except ``training_args.bin``."""
@@ -685,6 +709,10 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
 
     from pytest_plmtransfer.models.inits import ablate, seeded_construction
 
+    if not trust:
+        refuse_remote_code(source.path / "config.json")
+    # where to get the files again is advice for a hub model, not for the user's own directory
+    advice = f"; {_instructions(spec)}" if source.repo_id or not Path(spec).expanduser().is_dir() else ""
     local = {"local_files_only": True, "trust_remote_code": trust}
     try:
         with quiet_transformers():
@@ -692,11 +720,12 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
             hf_tokenizer = AutoTokenizer.from_pretrained(str(source.path), **local)
     except (OSError, ValueError) as error:
         raise ResourceUnavailable(
-            f"config/tokenizer of {name} in {source.path}", f"loading failed ({error}); {_instructions(spec)}"
+            f"config/tokenizer of {name} in {source.path}", f"loading failed ({error}){advice}"
         ) from error
     tokenizer = ResidueTokenizer(hf_tokenizer, model_name=name, pad_id=getattr(hf_config, "pad_token_id", None))
     kwargs = _model_kwargs(hf_config)
     config = config_summary(hf_config)
+    unsafe: UnsafeCheckpointError | None = None
     with quiet_transformers():
         if fresh:
             # Built on CPU under a seeded generator: the model's own _init_weights re-initializes
@@ -707,10 +736,12 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
         else:
             try:
                 model, info = AutoModel.from_pretrained(str(source.path), output_loading_info=True, **local, **kwargs)
+            except pickle.UnpicklingError as error:  # transformers loads .bin with weights_only=True
+                unsafe = UnsafeCheckpointError(weight_files(source.path)[0], str(error))
             except OSError as error:
-                raise ResourceUnavailable(
-                    f"weights of {name} in {source.path}", f"{error}; {_instructions(spec)}"
-                ) from error
+                raise ResourceUnavailable(f"weights of {name} in {source.path}", f"{error}{advice}") from error
+            if unsafe is not None:  # raised outside the except block: one line, not torch's advice
+                raise unsafe
             check_loading_info(info, name)
             config.update(ablate(model, init, seed, protocol, "generic"))
     return HFAdapter(

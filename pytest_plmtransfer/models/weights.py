@@ -43,7 +43,7 @@ from typing import Any
 
 from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.hashing import sha256_file
-from pytest_plmtransfer.tempfiles import atomic_write_text, default_file_mode
+from pytest_plmtransfer.tempfiles import atomic_write, default_file_mode
 
 FAIR_ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 CARP_URL = "https://zenodo.org/record/6564798/files/{name}.pt?download=1"
@@ -247,7 +247,7 @@ def _atomic_write(target: Path, text: str) -> bool:
     """Write a digest cache file; False where it cannot be written (a read-only checkpoint
     directory), so the caller tries the next place: the cache is an optimisation, never an error."""
     try:
-        atomic_write_text(target, text)
+        atomic_write(target, text)
         return True
     except OSError:
         return False

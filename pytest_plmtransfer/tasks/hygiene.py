@@ -17,7 +17,7 @@ test rows is reported (a warning; an error under ``--plm-strict``).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -42,13 +42,15 @@ class Hygiene:
     conflicting_duplicates: int
     train_test_overlap: int
     val_train_overlap: int
+    #: (split, row ids) of each sequence with conflicting targets, for the warning (not recorded)
+    conflicts: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(), compare=False)
 
     @property
     def leakage_fraction(self) -> float:
         return self.train_test_overlap / self.n_test if self.n_test else 0.0
 
     def as_record(self) -> dict[str, int]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "conflicts"}
 
 
 def _target_key(target: object) -> object:
@@ -63,12 +65,19 @@ def measure(data: TaskData) -> Hygiene:
     splits = np.asarray(data.splits)
     rows_by_split: dict[str, Counter] = defaultdict(Counter)
     targets_by_split: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
-    for seq, target, split in zip(data.sequences, data.targets, splits.tolist()):
+    ids_by_split: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for row, seq, target, split in zip(data.ids, data.sequences, data.targets, splits.tolist()):
         key = _target_key(target)
         rows_by_split[split][(seq, key)] += 1
         targets_by_split[split][seq].add(key)
+        ids_by_split[split][seq].append(row)
     duplicate_rows = sum(n - 1 for counter in rows_by_split.values() for n in counter.values())
-    conflicting = sum(1 for per_seq in targets_by_split.values() for keys in per_seq.values() if len(keys) > 1)
+    conflicts = tuple(
+        (split, tuple(ids_by_split[split][seq]))
+        for split, per_seq in targets_by_split.items()
+        for seq, keys in per_seq.items()
+        if len(keys) > 1
+    )
     train = set(targets_by_split["train"])
     val = set(targets_by_split["val"])
     seen = train | val
@@ -80,9 +89,23 @@ def measure(data: TaskData) -> Hygiene:
         n_val=sizes["val"],
         n_test=sizes["test"],
         duplicate_rows=duplicate_rows,
-        conflicting_duplicates=conflicting,
+        conflicting_duplicates=len(conflicts),
         train_test_overlap=test_overlap,
         val_train_overlap=val_overlap,
+        conflicts=conflicts,
+    )
+
+
+def conflict_message(data: TaskData, hygiene: Hygiene, shown: int = 3) -> str | None:
+    """A one-line warning naming the rows of sequences that one split gives different targets
+    (the probe is fitted, or scored, on contradictory labels), else None."""
+    if not hygiene.conflicts:
+        return None
+    examples = "; ".join(f"{split} rows {', '.join(rows)}" for split, rows in hygiene.conflicts[:shown])
+    more = f"; and {len(hygiene.conflicts) - shown} more" if len(hygiene.conflicts) > shown else ""
+    return (
+        f"{data.spec.task_id} ({data.source}, {data.spec.member}): {len(hygiene.conflicts)} sequence(s) occur "
+        f"more than once in one split with different targets: {examples}{more}"
     )
 
 

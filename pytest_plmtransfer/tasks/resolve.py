@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from pytest_plmtransfer.errors import ResourceUnavailable
 from pytest_plmtransfer.hashing import sha256_file
 from pytest_plmtransfer.tasks.spec import TaskSpec
-from pytest_plmtransfer.tempfiles import default_file_mode, make_temp
+from pytest_plmtransfer.tempfiles import atomic_write, default_file_mode, make_temp
 
 FLIP_REPOSITORY = "https://github.com/J-SNACKKB/FLIP"
 #: the FLIP commit each archive is downloaded from: the commit of the newest version of
@@ -295,7 +295,7 @@ class DataResolver:
                         ),
                         stacklevel=2,
                     )
-                sidecar_path(dest).write_text(f"{digest}  {dest.name}\n")
+                atomic_write(sidecar_path(dest), f"{digest}  {dest.name}\n")
                 stat = dest.stat()
                 self._verified[(str(dest), stat.st_size, stat.st_mtime_ns)] = digest
                 return dest, digest
