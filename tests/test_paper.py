@@ -41,7 +41,7 @@ def ref() -> PaperReference:
 
 def test_the_whole_table_with_a_source_for_every_value(ref):
     tasks = {r.task for r in ref.rows}
-    assert len(tasks) == 10 and {"ss3:cb513", "ss3:ts115", "ss3:casp12", "meltome_mixed", "scl_balanced"} <= tasks
+    assert len(tasks) == 10 and {"ss3_cb513", "ss3_ts115", "ss3_casp12", "meltome_mixed", "scl_balanced"} <= tasks
     for task in tasks:
         metric = "test_spearman" if task.startswith(("gb1", "aav", "meltome")) else "test_accuracy"
         for model in PLMS:
@@ -88,7 +88,7 @@ def test_aav_one_vs_many_every_plm_beats_onehot(ref):
     ("mutate", "problem"),
     [
         (lambda d: d.update(format="x/1"), "'format' must be 'plmtransfer-paper-reference/2'"),
-        (lambda d: d["values"][3].update(value="0.5"), "values[3]: 'value' must be a number, got '0.5'"),
+        (lambda d: d["values"][3].update(value="0.5"), "values[3]: 'value' must be a finite number, got '0.5'"),
         (lambda d: d["values"][4].update(source="nowhere"), "values[4]: source 'nowhere' is not a key of 'sources'"),
         (lambda d: d["values"][5].pop("metric"), "values[5]: needs the keys task, model, init, metric, value, source"),
     ],
@@ -134,7 +134,7 @@ def test_paper_command(tmp_path, capsys):
     assert "MISSING" not in capsys.readouterr().out
     assert main(["paper", str(path), *baselines, "--all"]) == 1
     out = capsys.readouterr().out
-    assert out.count("MISSING") == 257 and "ss3:casp12" in out
+    assert out.count("MISSING") == 257 and "ss3_casp12" in out
 
 
 def test_paper_command_errors_are_one_line(tmp_path, capsys):
