@@ -24,7 +24,6 @@ from collections.abc import Mapping
 #: LayerCase.id: "{model}-{task}-L{nn}|Lall-{init}[-s{seed}]"; tasks and inits contain no '-',
 #: models may (hf:org/some-model), so the model is whatever precedes the last three fields
 _CASE_ID = re.compile(r"^(?P<model>.+)-(?P<task>[^-]+)-(?P<layer>L\d+|Lall)-(?P<init>[^-]+?)(?:-s(?P<seed>-?\d+))?$")
-LAYER_TEST_PARAM = "plm_layer_case"
 
 
 def group_of_case_id(case_id: str) -> str | None:
