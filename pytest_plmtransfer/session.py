@@ -814,12 +814,9 @@ class LedgerWriteError(PlmTransferError):
 def _resolve_device(device: str) -> str:
     if device != "auto":
         return device
-    try:
-        import torch
+    import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 __all__ = ["LayerCase", "PlmSession", "PlmTransferError"]
