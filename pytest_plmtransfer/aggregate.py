@@ -53,13 +53,8 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def seed_key(seed: Any) -> str:
-    if seed is None:
+    if seed is None or (isinstance(seed, float) and math.isnan(seed)):
         return NO_SEED
-    try:
-        if isinstance(seed, float) and math.isnan(seed):
-            return NO_SEED
-    except TypeError:  # pragma: no cover - exotic seed objects
-        pass
     if isinstance(seed, (int, np.integer)) or (isinstance(seed, float) and float(seed).is_integer()):
         return str(int(seed))
     return str(seed)

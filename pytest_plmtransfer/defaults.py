@@ -39,8 +39,6 @@ from pytest_plmtransfer.protocol import PLMTRANSFER
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: the shipped baselines (package data)
 DEFAULT_BASELINES = PACKAGE_DIR / "baselines_default"
-#: the shipped suite, importable as a package (``pytest --pyargs pytest_plmtransfer.benchmarks``)
-SUITE_PACKAGE = "pytest_plmtransfer.benchmarks"
 EXTENDS_DEFAULT = "default"
 
 
@@ -126,4 +124,4 @@ def _extends(path: Path) -> Any:
     return doc.get("extends") if isinstance(doc, dict) else None
 
 
-__all__ = ["DEFAULT_BASELINES", "LayeredBaselineStore", "SUITE_PACKAGE", "load_effective_claims"]
+__all__ = ["DEFAULT_BASELINES", "LayeredBaselineStore", "load_effective_claims"]

@@ -554,12 +554,6 @@ def add_options(parser) -> None:
             parser.addini(decl.dest, decl.help, default="")
 
 
-def _path(value, root: Path) -> Path | None:
-    if value in (None, ""):
-        return None
-    return _resolved(value, root)
-
-
 def _resolved(value: Any, root: Path) -> Path:
     """A given (non-empty) path: ``~`` expanded, relative ones taken from ``root``."""
     p = Path(os.path.expanduser(str(value)))

@@ -48,10 +48,6 @@ class ReferenceValue:
     value: float
     source: str
 
-    def cite(self) -> str:
-        """How reasons and messages quote it: the value, its layer, metric and protocol."""
-        return f"{self.model}/{self.init} {self.value:.3f} ({self.metric}, last layer, authors' protocol)"
-
 
 @dataclass
 class PaperRow:

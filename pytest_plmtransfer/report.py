@@ -110,12 +110,6 @@ class TaskTable:
         return next((r for r in self.rows if r.model == ONEHOT), None)
 
 
-def _order(frame: pd.DataFrame, column: str) -> list[str]:
-    # Sorted, not first-appearance: under pytest-xdist the record order depends on which worker
-    # wrote first, and the report must not.
-    return sorted(dict.fromkeys(str(v) for v in frame[column].tolist()))
-
-
 def _note_of(note: str, task: str, protocol: str) -> bool:
     """Whether a row_groups note ("model/init on TASK[ (--plm-limit N)][ [PROTOCOL]]: ...") is this table's."""
     head = note.split(": ", 1)[0]

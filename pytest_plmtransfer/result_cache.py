@@ -8,7 +8,7 @@ One file per result key, ``<root>/<key[:2]>/<key>.json``::
 :func:`canonical_json`), so that an edited value, a truncated file or a bit flip is noticed: such an
 entry is reported with a :class:`CachedResultWarning` and recomputed, never reported as a
 measurement. More fields (e.g. test-set predictions) can join ``result`` without changing the
-format. Files of the first format (a bare result, no digest) are recomputed quietly.
+format.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ResultCache:
         return self.root / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The cached result, or None if absent, of an older format, or failing its check."""
+        """The cached result, or None if absent, of another format, or failing its check."""
         path = self.path(key)
         try:
             raw = path.read_bytes()
@@ -57,8 +57,6 @@ class ResultCache:
             doc = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             doc, problem = None, f"unreadable ({exc})"
-        if isinstance(doc, dict) and "result_format" not in doc:
-            return None  # written before results carried a digest: recompute, nothing is wrong
         if problem is None:
             if not isinstance(doc, dict) or not isinstance(doc.get("result"), dict) or "sha256" not in doc:
                 problem = "not a cached probe result"

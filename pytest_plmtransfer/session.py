@@ -40,7 +40,6 @@ from pytest_plmtransfer.tasks.resolve import DataResolver, default_cache_dir
 from pytest_plmtransfer.tasks.spec import TaskData
 
 #: bump when probing changes in a way that changes numbers, so cached layer results are redone
-#: bump when probing changes in a way that changes numbers, so cached layer results are redone
 #: (2: per-residue softmax batches of 1024 with a fused step; per-residue results gained
 #: test_f1_macro / test_mcc, Bind's headline. 3: both of those together)
 PROBE_VERSION = 3
@@ -287,7 +286,6 @@ class PlmSession:
     def set_plan(self, plan) -> None:
         """The shard plan of this selection (see sharding.py): hash in every record, whole
         plan in this process's ledger part header (for ``plmtransfer merge``)."""
-        self.shard_plan = plan
         self.plan_hash = plan.hash
         self.ledger.header = {
             "shard": self.shard.label if self.shard else None,
@@ -483,8 +481,7 @@ class PlmSession:
         probe_seed = case.seed if case.seed is not None else 0
         result_key = self._result_key(entry.key, data, case.layer, probe_seed)
         result = self.results.get(result_key)
-        if result is None or not self._has_predictions(result_key, result):
-            # (results cached before predictions were kept are refitted once)
+        if result is None or not self._has_predictions(result_key):
             with self.timer.measure(case.model, "probe"):
                 result = self._probe(entry, data, case.layer, probe_seed, result_key, adapter)
             self.results.put(result_key, result)
@@ -611,10 +608,10 @@ class PlmSession:
         return record
 
     # ---------------------------------------------------------------- predictions, intervals
-    def _has_predictions(self, key: str, result: dict[str, Any]) -> bool:
+    def _has_predictions(self, key: str) -> bool:
         from pytest_plmtransfer.predictions import predictions_path
 
-        return bool(result.get("predictions")) and predictions_path(self.results_dir, key).is_file()
+        return predictions_path(self.results_dir, key).is_file()
 
     def _predictions_ref(self, key: str | None, result: dict[str, Any]) -> dict[str, Any]:
         from pytest_plmtransfer.predictions import predictions_path
@@ -649,10 +646,7 @@ class PlmSession:
             preds = load_predictions(predictions_path(self.results_dir, key), result["predictions"].get("sha256"))
         except PredictionsError:
             return False
-        metric = result.get("test_metric")
-        if not metric:
-            return False
-        intervals, seconds = self._intervals(preds, metric)
+        intervals, seconds = self._intervals(preds, result["test_metric"])
         result["intervals"], result["interval_seconds"] = intervals, round(seconds, 4)
         return True
 
@@ -855,12 +849,9 @@ class LedgerWriteError(PlmTransferError):
 def _resolve_device(device: str) -> str:
     if device != "auto":
         return device
-    try:
-        import torch
+    import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 __all__ = ["LayerCase", "PlmSession", "PlmTransferError"]

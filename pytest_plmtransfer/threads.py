@@ -18,14 +18,3 @@ def limit_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(n)
-
-
-def current_threads() -> dict[str, int]:
-    """What the pools use now (recorded nowhere; for tests and diagnostics)."""
-    import torch
-    from threadpoolctl import threadpool_info
-
-    out = {"torch": torch.get_num_threads()}
-    for pool in threadpool_info():
-        out[f"{pool['user_api']}:{pool['internal_api']}"] = pool["num_threads"]
-    return out

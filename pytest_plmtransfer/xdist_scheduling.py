@@ -26,7 +26,6 @@ from pytest_plmtransfer.errors import PlmTransferError
 #: LayerCase.id: "{model}-{task}-L{nn}|Lall-{init}[-s{seed}]"; tasks and inits contain no '-',
 #: models may (hf:org/some-model), so the model is whatever precedes the last three fields
 _CASE_ID = re.compile(r"^(?P<model>.+)-(?P<task>[^-]+)-(?P<layer>L\d+|Lall)-(?P<init>[^-]+?)(?:-s(?P<seed>-?\d+))?$")
-LAYER_TEST_PARAM = "plm_layer_case"
 #: a CUDA_VISIBLE_DEVICES entry: an index, or a GPU / MIG UUID
 _DEVICE = re.compile(r"\d+|GPU-[0-9A-Fa-f-]+|MIG-[0-9A-Za-z/-]+")
 

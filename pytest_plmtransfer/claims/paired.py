@@ -4,7 +4,7 @@ A layer record (ledger or session) carries ``predictions`` (``{"key", "path", "s
 see :mod:`pytest_plmtransfer.predictions`) and ``intervals`` (``{metric: {..., "n_resamples"}}``).
 :func:`compare_rows` loads the predictions of two groups of records (one record per seed on each
 side) and runs :func:`pytest_plmtransfer.stats.paired_test`. When a record has no usable
-predictions (ledgers written before predictions were kept, a cache that was cleared, a bootstrap
+predictions (a user's head recorded without them, a cache that was cleared, a bootstrap
 turned off with ``--plm-bootstrap 0``, test sets that differ) it returns the reason instead, and
 the claim falls back to its plain comparison and says why.
 """
@@ -45,7 +45,7 @@ def load_rows(rows: pd.DataFrame, label: str) -> list[TestPredictions] | str:
     for _, row in rows.iterrows():
         ref = _ref(row)
         if ref is None:
-            return f"the {label} record (layer {row.get('layer')}) has no stored predictions (older ledger?)"
+            return f"the {label} record (layer {row.get('layer')}) has no stored predictions"
         try:
             out.append(load_predictions(ref["path"], ref.get("sha256")))
         except PredictionsError as exc:
@@ -68,7 +68,7 @@ def compare_rows(
     the reason as a string when it cannot be done."""
     n = _resamples(pd.concat([a, b], ignore_index=True))
     if not n:
-        return "the records carry no bootstrap intervals (--plm-bootstrap 0 or an older ledger)"
+        return "the records carry no bootstrap intervals (--plm-bootstrap 0, or a head recorded without predictions)"
     pa = load_rows(a, labels[0])
     if isinstance(pa, str):
         return pa

@@ -297,7 +297,6 @@ class RidgeProbe:
 
     def choose(self, index: int) -> None:
         """Keep the fit at ``alphas_[index]`` (for a selection rule of the caller's own)."""
-        self.best_index_ = int(index)
         self.alpha_ = float(self.alphas_[index])
         self.coef_ = self._coefs[index].copy()
         self.intercept_ = float(self.y_mean_ - self.x_mean_ @ self.coef_)

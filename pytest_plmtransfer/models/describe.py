@@ -74,10 +74,6 @@ class _Opaque:
         pass
 
 
-def _namespace(*args: Any, **kwargs: Any) -> argparse.Namespace:
-    return argparse.Namespace(**kwargs)
-
-
 class _ArgsUnpickler(pickle.Unpickler):
     """Reads plain values, dicts and ``argparse.Namespace``; tensors come back as None (their
     storages are persistent ids that are never loaded) and any other class as an opaque stub,

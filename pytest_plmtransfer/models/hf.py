@@ -536,10 +536,8 @@ def resolve_source(spec: str, options: Any) -> HFSource:
             looked.append(str(candidate))
             if candidate.is_dir():
                 return HFSource(spec, candidate)
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as error:  # pragma: no cover - transformers depends on huggingface_hub
-        raise ResourceUnavailable(f"Hugging Face model {spec}", _instructions(spec)) from error
+    from huggingface_hub import snapshot_download
+
     try:
         snapshot = Path(snapshot_download(spec, local_files_only=True))
         if (snapshot / "config.json").is_file():

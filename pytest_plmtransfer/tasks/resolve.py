@@ -78,8 +78,6 @@ OTHER_ARCHIVES: dict[str, tuple[str, str]] = {
         "http://s3.amazonaws.com/proteindata/data_raw_pytorch/secondary_structure.tar.gz",
     )
 }
-#: kept for callers that name a base URL; downloads use :data:`FLIP_COMMITS` by default
-DEFAULT_BASE_URL = f"{FLIP_REPOSITORY}/raw/main"
 #: environment variable naming a FLIP-layout data directory
 DATA_ENV = "PLMTRANSFER_DATA"
 #: environment variable naming the cache root
