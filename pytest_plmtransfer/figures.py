@@ -38,6 +38,7 @@ import pandas as pd
 
 from pytest_plmtransfer.aggregate import ResultsError, curve, depth, lower_is_better, normalize, task_metrics
 from pytest_plmtransfer.models.base import ONEHOT
+from pytest_plmtransfer.protocol import PLMTRANSFER
 from pytest_plmtransfer.report import INIT_ORDER, interval_half_widths
 
 #: Okabe & Ito's colour-blind-safe palette (blue, orange, bluish green, vermillion, reddish purple,
@@ -57,7 +58,6 @@ A3_ROWS = {
 }
 #: the workshop paper's metric per task: NDCG where recorded (regression), else ROC-AUC
 PAPER_METRICS = ("test_ndcg", "test_auc")
-DEFAULT_PROTOCOL = "plmtransfer"
 INTERVALS = "bands and bars: 95% intervals (bootstrap over test examples, else a t interval over seeds)"
 
 
@@ -704,9 +704,7 @@ def render_figures(
     if frame is None or frame.empty:
         out.skipped.append("all figures: no layer records")
         return out
-    frame = frame.assign(
-        protocol=frame["protocol"].fillna(DEFAULT_PROTOCOL) if "protocol" in frame else DEFAULT_PROTOCOL
-    )
+    frame = frame.assign(protocol=frame["protocol"].fillna(PLMTRANSFER) if "protocol" in frame else PLMTRANSFER)
     # normalized per protocol: its newest-record rule must not let one protocol replace another's
     data = pd.concat([normalize(g) for _, g in frame.groupby("protocol")], ignore_index=True)
     data = _filter(data, "model", models, ONEHOT)

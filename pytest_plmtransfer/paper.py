@@ -18,11 +18,11 @@ import pandas as pd
 
 from pytest_plmtransfer.aggregate import NO_SEED, depth, fmt, normalize, sorted_seeds
 from pytest_plmtransfer.baselines import BaselineError
+from pytest_plmtransfer.protocol import PLMTRANSFER
 from pytest_plmtransfer.table import text_table
 
 FORMAT = "plmtransfer-paper-reference/2"
 #: the protocol a record has when it predates the ``protocol`` field
-DEFAULT_PROTOCOL = "plmtransfer"
 _ROW_KEYS = ("task", "model", "init", "metric", "value", "source")
 
 
@@ -33,8 +33,8 @@ class PaperReferenceError(BaselineError, ValueError):
 def record_protocol(frame: pd.DataFrame) -> pd.Series:
     """Each record's protocol (records written before the field existed: ``plmtransfer``)."""
     if "protocol" not in frame.columns:
-        return pd.Series(DEFAULT_PROTOCOL, index=frame.index, dtype=object)
-    return frame["protocol"].where(frame["protocol"].notna(), DEFAULT_PROTOCOL).astype(str)
+        return pd.Series(PLMTRANSFER, index=frame.index, dtype=object)
+    return frame["protocol"].where(frame["protocol"].notna(), PLMTRANSFER).astype(str)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ import pandas as pd
 from pytest_plmtransfer.aggregate import normalize
 from pytest_plmtransfer.baselines import BaselineError, BaselineStore
 from pytest_plmtransfer.claims.spec import ClaimCase
-from pytest_plmtransfer.paper import DEFAULT_PROTOCOL, record_protocol
+from pytest_plmtransfer.paper import record_protocol
+from pytest_plmtransfer.protocol import PLMTRANSFER
 
 REPLICATE_HINT = "--plm-seeds 42,0,12345"
 
@@ -110,7 +111,7 @@ def protocol_skip(case: ClaimCase, options: Any) -> str | None:
     """Why a claim of another protocol than the run's is skipped (never failed, even under
     ``--plm-gate``): it could only be judged on records this run does not make. Claims read from
     ``--plm-from-ledger`` are judged on the ledger's records, whatever the run's protocol."""
-    run = getattr(options, "protocol", None) or DEFAULT_PROTOCOL
+    run = getattr(options, "protocol", None) or PLMTRANSFER
     if case.protocol is None or case.protocol == run or getattr(options, "from_ledger", None) is not None:
         return None
     return f"claim of protocol {case.protocol!r}, this run is {run!r} (--plm-protocol {case.protocol} to judge it)"
