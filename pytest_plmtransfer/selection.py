@@ -31,6 +31,7 @@ FAMILY_MARKERS: dict[str, str] = {
     "ss3": "FLIP secondary structure (3-state, per residue)",
     "bind": "FLIP binding-residue tasks (per residue)",
     "conservation": "FLIP conservation task (per residue)",
+    "tape_secondary_structure": "TAPE secondary structure, the ICML paper's SS3 (3-state, per residue)",
 }
 KIND_MARKERS: dict[str, str] = {
     "regression": "per-sequence regression tasks (ridge probe)",
