@@ -299,6 +299,9 @@ def _model_names(name: str, value: Any) -> str | None:
 _LEVEL = Param(_NUM, 0.05, level_in_range)
 _METRIC = Param((str,))
 _SELECTION_METRIC = Param((str,))
+_MARGIN = Param(_NUM, 0.0, non_negative)
+#: the parameters of a one-sided comparison at the chosen layer (beats one-hot, declines after peak)
+_MARGIN_LEVEL_METRICS = {"margin": _MARGIN, "level": _LEVEL, "metric": _METRIC, "selection_metric": _SELECTION_METRIC}
 
 
 # ------------------------------------------------------------------------------ the built-in kinds
@@ -308,12 +311,7 @@ class BeatsOnehot(ClaimKind):
     """The model's validation-chosen layer beats one-hot's on the test metric (by ``margin``)."""
 
     name = "beats_onehot"
-    params = {
-        "margin": Param(_NUM, 0.0, non_negative),
-        "level": _LEVEL,
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
-    }
+    params = dict(_MARGIN_LEVEL_METRICS)
     for_onehot = False
 
     def comparators(self, case: ClaimCase) -> tuple[str, ...]:
@@ -568,7 +566,7 @@ class _InitBeats(ClaimKind):
     other_init: ClassVar[str] = ""
     params = {
         "level": _LEVEL,
-        "margin": Param(_NUM, 0.0, non_negative),
+        "margin": _MARGIN,
         "at_layer": Param((str, int), "selected", _at_layer),
         "metric": _METRIC,
         "selection_metric": _SELECTION_METRIC,
@@ -934,7 +932,7 @@ class NotAlwaysBeatsOnehot(_AcrossModels):
     name = "not_always_beats_onehot"
     params = {
         "models": Param((list,), None, _model_names),
-        "margin": Param(_NUM, 0.0, non_negative),
+        "margin": _MARGIN,
         "metric": _METRIC,
         "selection_metric": _SELECTION_METRIC,
     }
@@ -972,12 +970,7 @@ class DeclinesAfterPeak(ClaimKind):
     predictions are kept; authors: the layer of the best test value, as their best-layer table)."""
 
     name = "declines_after_peak"
-    params = {
-        "margin": Param(_NUM, 0.0, non_negative),
-        "level": _LEVEL,
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
-    }
+    params = dict(_MARGIN_LEVEL_METRICS)
     for_onehot = False
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
