@@ -6,5 +6,5 @@ Users register their own models in a conftest or through the ``plmtransfer.model
         registry.register("my_plm", my_factory)
 
 In this repository ``baselines/`` is a link to the shipped defaults
-(``pytest_plmtransfer/baselines_default``), so ``--plm-update-baselines`` here refreshes them.
+(``pytest_plmtransfer/judge/baselines_default``), so ``--plm-update-baselines`` here refreshes them.
 """

@@ -7,7 +7,7 @@ Run explicitly (it is not part of ``tests/``)::
 "before" is the single-file ledger of commit 85ee8b0, whose ``Ledger.append`` is copied verbatim
 below (:class:`SingleFileLedger`): under a file lock it re-reads the whole JSON file and rewrites
 it atomically (temp file, fsync, rename) for every record. "after" is
-:class:`pytest_plmtransfer.ledger.Ledger`: one ``write`` of one line to the process's own JSON
+:class:`pytest_plmtransfer.results.ledger.Ledger`: one ``write`` of one line to the process's own JSON
 Lines part. Records are realistic layer records (:func:`pytest_plmtransfer.testing.layer_record`,
 about 1.3 kB each). Each ledger is pre-filled to 99 / 9,999 records, then record 100 / 10,000 is
 timed; the four cases are interleaved round by round (the machine is shared) and the medians
@@ -27,7 +27,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from pytest_plmtransfer.ledger import Ledger
+from pytest_plmtransfer.results.ledger import Ledger
 from pytest_plmtransfer.testing import synthetic_records
 
 ROUNDS = 15

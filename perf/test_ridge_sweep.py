@@ -34,8 +34,8 @@ import pytest
 from sklearn.linear_model import Ridge
 from threadpoolctl import threadpool_limits
 
-from pytest_plmtransfer import metrics as M
-from pytest_plmtransfer.heads.ridge import DEFAULT_ALPHAS, TRIDIAGONAL_COST_IN_CHOLESKY, RidgeProbe
+from pytest_plmtransfer.measure import metrics as M
+from pytest_plmtransfer.measure.heads.ridge import DEFAULT_ALPHAS, TRIDIAGONAL_COST_IN_CHOLESKY, RidgeProbe
 
 N_TRAIN, N_VAL, N_TEST, N_FEATURES, LATENT = 6289, 699, 1745, 1280, 64
 BLAS_THREADS = 1

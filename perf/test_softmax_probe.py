@@ -5,7 +5,7 @@
 Data: real FLIP secondary-structure proteins (``PLMTRANSFER_DATA`` or ``/work/shared/flip``;
 skipped if absent), every k-th protein of the task (``PLMTRANSFER_PERF_SS3_PROTEINS``, default
 800, so train/val/test keep their proportions), one-hot per-residue features exactly as the
-``onehot`` model gives them, through :func:`pytest_plmtransfer.probe.probe` (standardization,
+``onehot`` model gives them, through :func:`pytest_plmtransfer.measure.probe.probe` (standardization,
 fit with early stopping, every metric), seed 0, torch on 1 thread (the probe's default).
 
 Sides, interleaved, fastest of ``ROUNDS`` each:
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_plmtransfer.probe import ProbeInput, ProbeSettings, probe
+from pytest_plmtransfer.measure.probe import ProbeInput, ProbeSettings, probe
 
 N_PROTEINS = int(os.environ.get("PLMTRANSFER_PERF_SS3_PROTEINS", "800"))
 ROUNDS = 2

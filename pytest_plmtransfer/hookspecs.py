@@ -22,7 +22,7 @@ def pytest_plmtransfer_layer_record(record: dict, case) -> None:
 
 @pytest.hookspec
 def pytest_plmtransfer_claim_kinds() -> list:  # type: ignore[empty-body]  # a hookspec has no body
-    """Return claim kinds (subclasses of :class:`pytest_plmtransfer.claims.kinds.ClaimKind`) that
+    """Return claim kinds (subclasses of :class:`pytest_plmtransfer.judge.claims.kinds.ClaimKind`) that
     claims files may name; see the README section "Writing a claim kind".
 
     Called once per session, before the claims file is read. Implement this in a ``conftest.py``

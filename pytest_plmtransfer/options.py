@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.infra.errors import PlmTransferError
+from pytest_plmtransfer.measure.protocol import AUTHORS, AUTHORS_SUITES, PLMTRANSFER, PROTOCOLS
 from pytest_plmtransfer.models.base import INITS, ONEHOT
-from pytest_plmtransfer.protocol import AUTHORS, AUTHORS_SUITES, PLMTRANSFER, PROTOCOLS
 
 SUITES: dict[str, dict[str, list[str]]] = {
     # Finishes in minutes on a laptop CPU and works offline once data is present.
@@ -85,7 +85,7 @@ class OptionError(PlmTransferError, ValueError):
 def benchmarks_command(models: str, task: str, inits: str, *extra: str) -> str:
     """The ``pytest benchmarks ...`` line that computes (``extra``: and stores) these results;
     messages that say what to run (missing results, missing baselines) all print this one."""
-    from pytest_plmtransfer.aliases import command_spelling
+    from pytest_plmtransfer.models.aliases import command_spelling
 
     models = ",".join(command_spelling(m) for m in split_list(models))
     cmd = f"pytest benchmarks --plm-models {models} --plm-tasks {task}"
@@ -532,7 +532,7 @@ def _declared() -> list[tuple[str, Option]]:
 
 def all_options() -> list[Option]:
     """Every ``--plm-*`` option, in ``--help`` order: PlmOptions' fields, the head's after --plm-attention."""
-    from pytest_plmtransfer.head_options import HEAD_OPTIONS
+    from pytest_plmtransfer.measure.head_options import HEAD_OPTIONS
 
     out: list[Option] = []
     for _field, decl in _declared():
@@ -588,7 +588,7 @@ def options_from_config(config) -> PlmOptions:
             given.add(name)
             value = decl.parse(raw, where) if decl.parse else raw
         setattr(opts, name, value)
-    from pytest_plmtransfer.head_options import parse_head_options
+    from pytest_plmtransfer.measure.head_options import parse_head_options
     from pytest_plmtransfer.tasks.catalog import expand_tasks
 
     opts.head = parse_head_options(get)

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.options import add_options, options_from_config
 
 if TYPE_CHECKING:  # the session pulls numpy/pandas; keep plain `pytest` runs elsewhere light
-    from pytest_plmtransfer.session import LayerCase, PlmSession
+    from pytest_plmtransfer.run.session import LayerCase, PlmSession
 
 SESSION_KEY = pytest.StashKey["_LazySession"]()
 #: the items before -k/-m deselected any (for the default selection, see selection.py)
@@ -59,7 +59,7 @@ def pytest_report_header(config):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
-    from pytest_plmtransfer.selection import marker_lines
+    from pytest_plmtransfer.plan.selection import marker_lines
 
     config.stash[_BENCHMARKS_DIR_KEY] = (Path.cwd() / ".benchmarks").exists()
     for line in marker_lines():
@@ -69,7 +69,7 @@ def pytest_configure(config) -> None:
     try:
         options_from_config(config)  # every option value checked now: one line, exit code 4
         if _dist_group(config) and _is_controller(config):
-            from pytest_plmtransfer.xdist_scheduling import visible_devices
+            from pytest_plmtransfer.plan.xdist import visible_devices
 
             visible_devices()  # the GPUs the workers will be pinned to
     except PlmTransferError as exc:
@@ -146,7 +146,7 @@ def pytest_sessionstart(session) -> None:
 
 
 def _preflight(config) -> None:
-    from pytest_plmtransfer.preflight import PreflightError, check_cache, check_ledger
+    from pytest_plmtransfer.run.preflight import PreflightError, check_cache, check_ledger
 
     lazy = config.stash[SESSION_KEY]
     if lazy.preflight_done:
@@ -169,7 +169,7 @@ def pytest_cmdline_main(config):
     """``--plm-list``: print models, tasks and suites (with local availability) and exit."""
     if not config.getoption("plm_list", default=False):
         return None
-    from pytest_plmtransfer.listing import render
+    from pytest_plmtransfer.report.listing import render
 
     config._do_configure()  # conftests' registration hooks are loaded by now; fixtures not needed
     try:
@@ -194,7 +194,7 @@ def pytest_xdist_setupnodes(config, specs) -> None:
     environment from its first instruction (before anything can initialize CUDA)."""
     if not _dist_group(config):
         return
-    from pytest_plmtransfer.xdist_scheduling import device_for_worker, visible_devices
+    from pytest_plmtransfer.plan.xdist import device_for_worker, visible_devices
 
     devices = visible_devices()
     for spec in specs:
@@ -207,7 +207,7 @@ def pytest_xdist_setupnodes(config, specs) -> None:
 def pytest_xdist_make_scheduler(config, log):
     if not _dist_group(config):
         return None
-    from pytest_plmtransfer.xdist_scheduling import make_group_scheduler
+    from pytest_plmtransfer.plan.xdist import make_group_scheduler
 
     return make_group_scheduler(config, log)
 
@@ -217,7 +217,7 @@ def pytest_xdist_auto_num_workers(config):
     """``-n auto --plm-dist group``: one worker per GPU; without GPUs, xdist's CPU count."""
     if not _dist_group(config):
         return None
-    from pytest_plmtransfer.xdist_scheduling import visible_devices
+    from pytest_plmtransfer.plan.xdist import visible_devices
 
     return len(visible_devices()) or None
 
@@ -239,14 +239,14 @@ class _LazySession:
     def get(self) -> PlmSession:
         if self._session is None:
             from pytest_plmtransfer.models.registry import builtin_registry
-            from pytest_plmtransfer.session import PlmSession
+            from pytest_plmtransfer.run.session import PlmSession
 
             registry = builtin_registry()
             registry.load_entry_points()
             self.config.hook.pytest_plmtransfer_register_models(registry=registry)
             self._register_claim_kinds()
             workerinput = getattr(self.config, "workerinput", {})
-            from pytest_plmtransfer.aliases import apply_aliases
+            from pytest_plmtransfer.models.aliases import apply_aliases
             from pytest_plmtransfer.options import split_list
 
             options = options_from_config(self.config)
@@ -269,7 +269,7 @@ class _LazySession:
     def _register_claim_kinds(self) -> None:
         """Plugins' and conftests' claim kinds, before the claims file is read; forgotten again
         at unconfigure (the registry is process-wide, and pytester runs share the process)."""
-        from pytest_plmtransfer.claims.kinds import register_plugin_kinds
+        from pytest_plmtransfer.judge.claims.kinds import register_plugin_kinds
 
         self.claim_kinds_added += register_plugin_kinds(self.config.hook)
 
@@ -290,7 +290,7 @@ def _progress_line(config, mode: str, *, interactive: bool):
     """The progress line writing past capture to the terminal, or None when it is off."""
     import sys
 
-    from pytest_plmtransfer.progress import ProgressLine, UncapturedStream, progress_enabled
+    from pytest_plmtransfer.run.progress import ProgressLine, UncapturedStream, progress_enabled
 
     out = sys.__stdout__
     if out is None or not progress_enabled(
@@ -326,7 +326,7 @@ def _session(config) -> PlmSession:
 
 
 def _marks(test_kind: str, task: str, init: str) -> list:
-    from pytest_plmtransfer.selection import marker_names
+    from pytest_plmtransfer.plan.selection import marker_names
 
     return [getattr(pytest.mark, name) for name in marker_names(test_kind, task, init)]
 
@@ -375,7 +375,7 @@ def _params(items, name: str) -> list:
 
 def _selectable(item):
     """The item as a selection.Selectable, or None for tests that are not benchmark cases."""
-    from pytest_plmtransfer.selection import Selectable
+    from pytest_plmtransfer.plan.selection import Selectable
 
     params = getattr(getattr(item, "callspec", None), "params", {})
     func = (item.nodeid.split("[", 1)[0],)
@@ -402,7 +402,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _default_selection_and_order(config, items) -> None:
-    from pytest_plmtransfer.selection import default_keep, default_selection_line
+    from pytest_plmtransfer.plan.selection import default_keep, default_selection_line
 
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is not None and lazy._session is not None:  # a benchmark suite was collected
@@ -423,7 +423,7 @@ def _default_selection_and_order(config, items) -> None:
             config.stash[_DEFAULT_LINE_KEY] = default_selection_line(options.tasks, len(dropped))
     # Each (model, init, seed) group's tests together (one model resident at a time), claims
     # last (they read the layer results); under --plm-shard, only this shard's groups.
-    from pytest_plmtransfer.sharding import order_and_shard
+    from pytest_plmtransfer.plan.sharding import order_and_shard
 
     if not _params(items, "plm_layer_case") and not _params(items, "plm_claim_case"):
         return
@@ -540,8 +540,8 @@ def plm_claim_outcome(request, plm_session: PlmSession, plm_claim_case):
     """
     if isinstance(plm_claim_case, _ConfigProblem):
         pytest.fail(str(plm_claim_case), pytrace=False)
-    from pytest_plmtransfer.claims.evaluate import protocol_skip
-    from pytest_plmtransfer.claims.kinds import get_kind
+    from pytest_plmtransfer.judge.claims.evaluate import protocol_skip
+    from pytest_plmtransfer.judge.claims.kinds import get_kind
 
     options = plm_session.options
     reason = protocol_skip(plm_claim_case, options) or get_kind(plm_claim_case.kind).skip_reason(options)
@@ -619,7 +619,7 @@ def pytest_unconfigure(config) -> None:
             (Path.cwd() / ".benchmarks").rmdir()
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is not None and lazy.claim_kinds_added:
-        from pytest_plmtransfer.claims.kinds import unregister_kind
+        from pytest_plmtransfer.judge.claims.kinds import unregister_kind
 
         for name in lazy.claim_kinds_added:
             unregister_kind(name)
@@ -655,7 +655,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         if outcomes.empty_failure:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if plm.options.update_baselines:
-        from pytest_plmtransfer.ledger import records_to_frame
+        from pytest_plmtransfer.results.ledger import records_to_frame
 
         layer_records = (
             plm.ledger_layer_records()
@@ -675,7 +675,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     lazy = config.stash.get(SESSION_KEY, None)
     if lazy is None or not _is_controller(config):
         return
-    from pytest_plmtransfer.summary import skipped_explanation
+    from pytest_plmtransfer.report.summary import skipped_explanation
 
     if config.stash.get(_SIGTERM_KEY, False) and lazy._session is not None:
         terminalreporter.write_line(_stopped_line(lazy._session), yellow=True)
@@ -707,8 +707,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         )
     if not (plm.options.report or plm.options.report_dir):
         return
-    from pytest_plmtransfer.ledger import records_to_frame
-    from pytest_plmtransfer.report import render_text, write_report
+    from pytest_plmtransfer.report.tables import render_text, write_report
+    from pytest_plmtransfer.results.ledger import records_to_frame
 
     layer_frame = records_to_frame(plm.ledger.records(run_id=plm.run_id, kind="layer"))
     claim_records = plm.ledger.records(run_id=plm.run_id, kind="claim")
@@ -719,14 +719,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if plm.options.report:
         terminalreporter.write_line(render_text(layer_frame, claim_records))
     if plm.options.report_dir:
-        from pytest_plmtransfer.summary import report_written_lines
+        from pytest_plmtransfer.report.summary import report_written_lines
 
         written = write_report(layer_frame, claim_records, plm.options.report_dir)
         for line in report_written_lines(written, plm.options.report_dir, Path(str(config.invocation_params.dir))):
             terminalreporter.write_line(line)
     if plm.options.report:
         # a section of its own: timings change from run to run, the results above do not
-        from pytest_plmtransfer.timing import render_timing_text
+        from pytest_plmtransfer.run.timing import render_timing_text
 
         timing = render_timing_text(plm.ledger.records(run_id=plm.run_id, kind="layer"))
         if timing:

@@ -7,7 +7,7 @@ module is: this project's tests use them, and so can yours.
   ``tanh(x * (l + 1))``) with the ``pretrained`` / ``random`` / ``stat`` inits, registered with
   :func:`register_toy` from a ``conftest.py``; fast enough for pytester runs of the whole plugin.
 * :func:`collect_embeddings` — an adapter's output as ``{layer: [array per sequence]}``.
-* :func:`layer_record` — one ledger record built on the real :class:`~pytest_plmtransfer.records.LayerRecord`,
+* :func:`layer_record` — one ledger record built on the real :class:`~pytest_plmtransfer.results.records.LayerRecord`,
   with the fields a run writes (machine, data archive and member, the adapter's identity as
   weights, requested device/dtype); :func:`synthetic_records` and :func:`curve_records` build
   whole ledgers of them (the papers' curve shapes, or exactly given values), :func:`write_ledger`
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pytest_plmtransfer.models.base import ONEHOT, EmbeddingBatch, ModelAdapter, collect_embeddings
-from pytest_plmtransfer.records import LayerRecord, Provenance
+from pytest_plmtransfer.results.records import LayerRecord, Provenance
 
 # --------------------------------------------------------------------------------------------
 # a toy adapter

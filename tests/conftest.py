@@ -19,7 +19,7 @@ def _hermetic_environment(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
     monkeypatch.setenv("HF_HOME", str(home / "huggingface"))
     # the aliases a test registers spell out later commands in this process: none leak into the next test
-    from pytest_plmtransfer import aliases
+    from pytest_plmtransfer.models import aliases
 
     monkeypatch.setattr(aliases, "_SPELLED", {})
 

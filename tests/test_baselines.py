@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_plmtransfer.baselines import BaselineError, BaselineMissing, BaselineStore, safe_name, tolerance_for
-from pytest_plmtransfer.ledger import records_to_frame
+from pytest_plmtransfer.judge.baselines import BaselineError, BaselineMissing, BaselineStore, safe_name, tolerance_for
+from pytest_plmtransfer.results.ledger import records_to_frame
 from pytest_plmtransfer.testing import curve_records, synthetic_records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def test_more_seeds_than_the_baseline_compare_the_shared_seed(tmp_path):
 
 
 def test_no_regression_fails_only_outside_tolerance_and_bootstrap_noise(tmp_path):
-    from pytest_plmtransfer.ledger import records_to_frame
+    from pytest_plmtransfer.results.ledger import records_to_frame
     from pytest_plmtransfer.testing import curve_records
 
     def records(se):
@@ -214,7 +214,7 @@ def test_no_regression_fails_only_outside_tolerance_and_bootstrap_noise(tmp_path
 
 def test_last_digit_noise_is_the_same_value_a_real_change_is_not(tmp_path):
     # --plm-update-baselines keeps a reviewed file when only float noise differs (another BLAS)
-    from pytest_plmtransfer.baselines import _same_values
+    from pytest_plmtransfer.judge.baselines import _same_values
 
     doc = {
         "task": "gb1_sampled",
@@ -270,7 +270,9 @@ def test_a_failing_comparison_says_when_the_weights_are_not_the_baselines(tmp_pa
 
 
 def test_shipped_baselines_carry_no_host_name_or_absolute_path():
-    shipped = sorted((Path(__file__).parents[1] / "pytest_plmtransfer" / "baselines_default").glob("*/*--*.json"))
+    shipped = sorted(
+        (Path(__file__).parents[1] / "pytest_plmtransfer" / "judge" / "baselines_default").glob("*/*--*.json")
+    )
     assert shipped
     for path in shipped:
         doc = json.loads(path.read_text())

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 from scipy import stats
 
-from pytest_plmtransfer.claims import ClaimCase, evaluate, resolve
-from pytest_plmtransfer.claims.evaluate import protocol_skip
-from pytest_plmtransfer.ledger import records_to_frame
+from pytest_plmtransfer.judge.claims import ClaimCase, evaluate, resolve
+from pytest_plmtransfer.judge.claims.evaluate import protocol_skip
+from pytest_plmtransfer.results.ledger import records_to_frame
 from pytest_plmtransfer.testing import curve_records
 
 T = "gb1_sampled"
@@ -231,14 +231,14 @@ def test_trend_along_layers_checkpoints_and_sizes():
     ],
 )
 def test_new_kinds_check_their_parameters(kind, params, problem):
-    from pytest_plmtransfer.claims import get_kind
+    from pytest_plmtransfer.judge.claims import get_kind
 
     _, problems = get_kind(kind).validate_params(params)
     assert any(problem in p for p in problems), problems
 
 
 def test_the_session_computes_what_the_new_kinds_compare_with():
-    from pytest_plmtransfer.claims import get_kind
+    from pytest_plmtransfer.judge.claims import get_kind
 
     assert get_kind("trend").comparators(case("trend", model="carp", axis="checkpoint", fractions=[0.125, 0.5])) == (
         "carp@0.125",

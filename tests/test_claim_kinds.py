@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_plmtransfer.claims import ClaimCase, ClaimsError, parse_claims
-from pytest_plmtransfer.claims.evaluate import ClaimOutcome
-from pytest_plmtransfer.claims.kinds import (
+from pytest_plmtransfer.judge.claims import ClaimCase, ClaimsError, parse_claims
+from pytest_plmtransfer.judge.claims.evaluate import ClaimOutcome
+from pytest_plmtransfer.judge.claims.kinds import (
     BUILTIN_KINDS,
     ClaimKind,
     ClaimKindError,
@@ -194,7 +194,7 @@ def test_registration_refuses_what_is_not_a_usable_kind(always):
 
 
 def test_plugin_kinds_come_from_every_hook_implementation(always, monkeypatch):
-    monkeypatch.setattr("pytest_plmtransfer.claims.kinds.entry_points", lambda group: [])
+    monkeypatch.setattr("pytest_plmtransfer.judge.claims.kinds.entry_points", lambda group: [])
     hook = SimpleNamespace(
         pytest_plmtransfer_claim_kinds=lambda: [[always], None, [get_kind("beats_onehot").__class__]]
     )
@@ -205,7 +205,7 @@ def test_plugin_kinds_come_from_every_hook_implementation(always, monkeypatch):
 
 
 def test_a_hook_returning_something_else_than_a_list_is_refused(always, monkeypatch):
-    monkeypatch.setattr("pytest_plmtransfer.claims.kinds.entry_points", lambda group: [])
+    monkeypatch.setattr("pytest_plmtransfer.judge.claims.kinds.entry_points", lambda group: [])
     hook = SimpleNamespace(pytest_plmtransfer_claim_kinds=lambda: [always])  # the class, not [class]
     with pytest.raises(ClaimKindError, match="must return a list of ClaimKind classes, got <class"):
         register_plugin_kinds(hook)

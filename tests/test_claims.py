@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from pytest_plmtransfer.baselines import BaselineStore
-from pytest_plmtransfer.claims import (
+from pytest_plmtransfer.judge.baselines import BaselineStore
+from pytest_plmtransfer.judge.claims import (
     ClaimCase,
     ClaimsError,
     claim_record,
@@ -20,7 +20,7 @@ from pytest_plmtransfer.claims import (
     parse_claims,
     resolve,
 )
-from pytest_plmtransfer.ledger import records_to_frame
+from pytest_plmtransfer.results.ledger import records_to_frame
 from pytest_plmtransfer.testing import curve_records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -301,7 +301,7 @@ def test_no_regression_through_the_baseline_store(tmp_path):
 
 
 def test_resolve_flips_strict_expected_failures():
-    from pytest_plmtransfer.claims import ClaimOutcome
+    from pytest_plmtransfer.judge.claims import ClaimOutcome
 
     ok, bad, miss = ClaimOutcome(True, "fine"), ClaimOutcome(False, "worse"), ClaimOutcome(False, "run X", missing=True)
     plain = ClaimCase("beats_onehot", "beats_onehot", "m", "t", "pretrained")
@@ -323,7 +323,7 @@ def test_strict_xfail_marks_make_pytest_report_xpass_strict(pytester):
     pytester.makepyfile(
         textwrap.dedent("""
         import pytest
-        from pytest_plmtransfer.claims import ClaimCase
+        from pytest_plmtransfer.judge.claims import ClaimCase
 
         CASES = [
             ClaimCase("beats_onehot", "beats_onehot", "m", "t", "pretrained", xfail_reason="paper: no", strict=True),

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pytest_plmtransfer.heads.classifier import RowView, SoftmaxProbe
+from pytest_plmtransfer.measure.heads.classifier import RowView, SoftmaxProbe
 
 
 def _separable(seed: int, n: int, d: int, k: int) -> tuple[np.ndarray, np.ndarray]:

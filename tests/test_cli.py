@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_plmtransfer.cli import main
+from pytest_plmtransfer.report.cli import main
 from pytest_plmtransfer.testing import curve_records, synthetic_records, write_ledger
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_plmtransfer.errors import ResourceUnavailable
+from pytest_plmtransfer.infra.errors import ResourceUnavailable
 from pytest_plmtransfer.tasks.catalog import get_task
 from pytest_plmtransfer.tasks.readers import load_task
 from pytest_plmtransfer.tasks.resolve import DataResolver, default_cache_dir, read_sidecar

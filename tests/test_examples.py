@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_plmtransfer.scaffold import TORCH, scaffold
+from pytest_plmtransfer.report.scaffold import TORCH, scaffold
 from pytest_plmtransfer.tasks.resolve import FLIP_COMMITS, PUBLISHED_SHA256
 
 REPO = Path(__file__).resolve().parent.parent

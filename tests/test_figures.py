@@ -8,11 +8,11 @@ import xml.etree.ElementTree as ET
 import pytest
 from matplotlib.container import BarContainer
 
-from pytest_plmtransfer import figures
-from pytest_plmtransfer.aggregate import ResultsError
-from pytest_plmtransfer.cli import main
-from pytest_plmtransfer.figures import render_figures
-from pytest_plmtransfer.ledger import records_to_frame
+from pytest_plmtransfer.report import figures
+from pytest_plmtransfer.report.cli import main
+from pytest_plmtransfer.report.figures import render_figures
+from pytest_plmtransfer.results.aggregate import ResultsError
+from pytest_plmtransfer.results.ledger import records_to_frame
 from pytest_plmtransfer.testing import paper_grid_records, write_ledger
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_plmtransfer.head_options import parse_head_options
+from pytest_plmtransfer.measure.head_options import parse_head_options
 
 
 def _getter(values: dict[str, object]):
@@ -39,7 +39,7 @@ def test_bad_values_name_the_option(key, value, message):
 def test_head_settings_change_the_result_cache_key(tmp_path):
     from pytest_plmtransfer.models.registry import builtin_registry
     from pytest_plmtransfer.options import PlmOptions
-    from pytest_plmtransfer.session import PlmSession
+    from pytest_plmtransfer.run.session import PlmSession
     from pytest_plmtransfer.tasks.catalog import get_task
 
     class _Data:  # only what _result_key reads

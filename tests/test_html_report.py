@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from browser import browser_missing, inspect_page
 
-from pytest_plmtransfer.cli import main
-from pytest_plmtransfer.ledger import records_to_frame
-from pytest_plmtransfer.report import leaderboard, render_markdown, render_text, task_tables, write_report
+from pytest_plmtransfer.report.cli import main
+from pytest_plmtransfer.report.tables import leaderboard, render_markdown, render_text, task_tables, write_report
+from pytest_plmtransfer.results.ledger import records_to_frame
 from pytest_plmtransfer.testing import synthetic_records, write_ledger
 
 matplotlib.use("Agg")
@@ -145,7 +145,7 @@ def _drawn(frame, tables=None):
     """The overview's axes as drawn (lines, fills, legend), without saving."""
     import matplotlib.pyplot as plt
 
-    from pytest_plmtransfer.plots import _draw_table, _legend_entries, _x_mode, row_colors
+    from pytest_plmtransfer.report.plots import _draw_table, _legend_entries, _x_mode, row_colors
 
     tables = tables or task_tables(frame)
     fig, axes = plt.subplots(1, len(tables), squeeze=False)

@@ -7,8 +7,15 @@ import multiprocessing as mp
 
 import pytest
 
-from pytest_plmtransfer.ledger import SCHEMA_VERSION, Ledger, LedgerError, load_ledger, read_ledger, read_records
-from pytest_plmtransfer.records import LayerRecord, parse_record
+from pytest_plmtransfer.results.ledger import (
+    SCHEMA_VERSION,
+    Ledger,
+    LedgerError,
+    load_ledger,
+    read_ledger,
+    read_records,
+)
+from pytest_plmtransfer.results.records import LayerRecord, parse_record
 from pytest_plmtransfer.testing import synthetic_records, write_ledger
 
 

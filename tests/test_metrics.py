@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import log_loss, ndcg_score, precision_recall_fscore_support, roc_auc_score
 
-from pytest_plmtransfer import metrics as M
+from pytest_plmtransfer.measure import metrics as M
 
 
 @pytest.fixture

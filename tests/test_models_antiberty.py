@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from pytest_plmtransfer.errors import InputError, PlmTransferError  # noqa: E402
+from pytest_plmtransfer.infra.errors import InputError, PlmTransferError  # noqa: E402
 from pytest_plmtransfer.models.antiberty import (  # noqa: E402
     MAX_RESIDUES,
     antiberty_files,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_plmtransfer.errors import InputError, PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.infra.errors import InputError, PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.models import carp as carp_mod
 from pytest_plmtransfer.models import weights as weights_mod
 from pytest_plmtransfer.models.carp import CarpAdapter, CarpConfig, build_architecture, create

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_plmtransfer.errors import InputError, ResourceUnavailable
+from pytest_plmtransfer.infra.errors import InputError, ResourceUnavailable
 from pytest_plmtransfer.models import esm as esm_mod
 from pytest_plmtransfer.models import weights as weights_mod
 from pytest_plmtransfer.models.esm import EsmAdapter, EsmConfig, build_architecture, create

@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from pytest_plmtransfer.errors import InputError, PlmTransferError, ResourceUnavailable  # noqa: E402
+from pytest_plmtransfer.infra.errors import InputError, PlmTransferError, ResourceUnavailable  # noqa: E402
 from pytest_plmtransfer.models.base import collect_embeddings  # noqa: E402
 from pytest_plmtransfer.models.hf import (  # noqa: E402
     ResidueTokenizer,
@@ -336,7 +336,7 @@ class _RunsCode:
 
 
 def test_an_unsafe_bin_is_refused_in_one_line_and_an_alias_is_described_not_built(esm_dir, tmp_path):
-    from pytest_plmtransfer.aliases import apply_aliases
+    from pytest_plmtransfer.models.aliases import apply_aliases
     from pytest_plmtransfer.models.registry import builtin_registry
     from pytest_plmtransfer.models.weights import UnsafeCheckpointError
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_plmtransfer.errors import InputError
+from pytest_plmtransfer.infra.errors import InputError
 from pytest_plmtransfer.models.registry import ModelOptions
 from pytest_plmtransfer.models.torch_base import TorchAdapter, is_oom, plan_batches
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.options import (
     OPTIONS,
     SUITES,
@@ -22,7 +22,7 @@ from pytest_plmtransfer.options import (
     parse_positive_int,
     parse_seeds,
 )
-from pytest_plmtransfer.sharding import Shard
+from pytest_plmtransfer.plan.sharding import Shard
 
 WHERE = Where("--plm-x", Path("/root"), Path("/here"))
 

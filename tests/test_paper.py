@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_plmtransfer.baselines import BaselineStore
-from pytest_plmtransfer.claims import ClaimCase, evaluate
-from pytest_plmtransfer.cli import main
-from pytest_plmtransfer.ledger import records_to_frame
-from pytest_plmtransfer.paper import PaperReference, PaperReferenceError
+from pytest_plmtransfer.judge.baselines import BaselineStore
+from pytest_plmtransfer.judge.claims import ClaimCase, evaluate
+from pytest_plmtransfer.judge.paper import PaperReference, PaperReferenceError
+from pytest_plmtransfer.report.cli import main
+from pytest_plmtransfer.results.ledger import records_to_frame
 from pytest_plmtransfer.testing import curve_records, write_ledger
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_plmtransfer.ledger import read_records
+from pytest_plmtransfer.results.ledger import read_records
 
 try:
     from . import flip_files

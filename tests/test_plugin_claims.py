@@ -21,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pytest_plmtransfer.cli import main as cli_main
-from pytest_plmtransfer.identity import weights_label
-from pytest_plmtransfer.ledger import read_records
+from pytest_plmtransfer.infra.identity import weights_label
+from pytest_plmtransfer.report.cli import main as cli_main
+from pytest_plmtransfer.results.ledger import read_records
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 LAYER_TEST = (BENCHMARKS / "test_layers.py").read_text()
@@ -443,7 +443,7 @@ def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
 
     # the console entry point exits with the same status
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest_plmtransfer.cli", "compare", str(new), str(old), "--fail-above", "0.05"],
+        [sys.executable, "-m", "pytest_plmtransfer.report.cli", "compare", str(new), str(old), "--fail-above", "0.05"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -513,7 +513,7 @@ def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
 
 # ---------------------------------------------------------------------------------- skipped inputs
 NO_WEIGHTS_CONFTEST = """
-from pytest_plmtransfer.errors import ResourceUnavailable
+from pytest_plmtransfer.infra.errors import ResourceUnavailable
 from pytest_plmtransfer.testing import ToyAdapter
 
 

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from pytest_plmtransfer.paper import PaperReference
+from pytest_plmtransfer.judge.paper import PaperReference
 
 REPO = Path(__file__).resolve().parents[1]
 

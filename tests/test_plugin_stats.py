@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pytest_plmtransfer.cli import main as cli_main
-from pytest_plmtransfer.ledger import read_records
-from pytest_plmtransfer.predictions import load_predictions
+from pytest_plmtransfer.report.cli import main as cli_main
+from pytest_plmtransfer.results.ledger import read_records
+from pytest_plmtransfer.results.predictions import load_predictions
 
 try:
     from . import test_plugin_claims as plugin_claims
@@ -87,8 +87,8 @@ def test_records_keep_predictions_and_claims_use_the_paired_test(bench, tmp_path
 
 
 def test_old_ledger_without_predictions_keeps_the_plain_comparison(tmp_path):
-    from pytest_plmtransfer.claims import evaluate
-    from pytest_plmtransfer.ledger import records_to_frame
+    from pytest_plmtransfer.judge.claims import evaluate
+    from pytest_plmtransfer.results.ledger import records_to_frame
     from pytest_plmtransfer.testing import curve_records
 
     try:

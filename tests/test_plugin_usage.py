@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from pytest_plmtransfer.ledger import read_records
+from pytest_plmtransfer.results.ledger import read_records
 
 try:
     from . import flip_files
@@ -170,7 +170,7 @@ GATE_CLAIMS = [
 
 
 def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytester, run, flip_root):
-    init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init")
+    init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.report.cli", "init")
     assert init.ret == 0, init.stderr.str()
     for path in (
         "conftest.py",
@@ -216,7 +216,7 @@ def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytes
 
 
 def test_a_reference_run_whose_claims_fail_says_the_gate_will_fail_too(pytester, run, flip_root):
-    assert pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init").ret == 0
+    assert pytester.run(sys.executable, "-m", "pytest_plmtransfer.report.cli", "init").ret == 0
     claims_path = pytester.path / "baselines" / "claims.json"
     doc = json.loads(claims_path.read_text())
     # no model beats one-hot by a whole unit of Spearman: this claim fails on any reference run
@@ -498,7 +498,9 @@ def test_limit_is_a_recorded_subsample_never_mixed_with_the_full_run(pytester, r
 def subprocess_cli(*args: str) -> str:
     import subprocess
 
-    done = subprocess.run([sys.executable, "-m", "pytest_plmtransfer.cli", *args], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_plmtransfer.report.cli", *args], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -607,7 +609,7 @@ def test_init_for_a_hugging_face_model_runs_the_command_it_prints_and_its_workfl
     import yaml
 
     shutil.copytree(tiny_esm, pytester.path / "tiny_esm")
-    init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init", "--hf", "./tiny_esm")
+    init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.report.cli", "init", "--hf", "./tiny_esm")
     assert init.ret == 0, init.stderr.str()
     assert not (pytester.path / "conftest.py").exists()  # no stand-in registering the name first
     workflow = yaml.safe_load((pytester.path / ".github" / "workflows" / "plm-gate.yml").read_text())
@@ -619,7 +621,7 @@ def test_init_for_a_hugging_face_model_runs_the_command_it_prints_and_its_workfl
     result = run("benchmarks", *models.split(), *data, "-k", "test_layer", ledger=False)
     result.assert_outcomes(passed=4)  # my_plm L0-L2 (the hf directory) and one-hot
     # the scaffold's stand-in registers my_plm: the alias says how to get out of the clash
-    pytester.run(sys.executable, "-m", "pytest_plmtransfer.cli", "init", "x")
+    pytester.run(sys.executable, "-m", "pytest_plmtransfer.report.cli", "init", "x")
     shutil.copy(pytester.path / "x" / "conftest.py", pytester.path / "conftest.py")
     clash = run("benchmarks", *models.split(), *data, ledger=False)
     assert clash.ret == 4

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from pytest_plmtransfer import metrics as M
-from pytest_plmtransfer.probe import ProbeInput, ProbeSettings, probe, standardization_stats
+from pytest_plmtransfer.measure import metrics as M
+from pytest_plmtransfer.measure.probe import ProbeInput, ProbeSettings, probe, standardization_stats
 
 REGRESSION_METRICS = {
     "train_mse", "val_mse", "test_mse", "val_spearman", "test_spearman",
@@ -241,7 +241,7 @@ def test_unseen_test_labels_count_as_errors_when_allowed():
 
 
 def test_probe_returns_test_predictions_for_intervals() -> None:
-    from pytest_plmtransfer.stats import interval
+    from pytest_plmtransfer.measure.stats import interval
 
     X, offsets, targets, masks, splits = _per_residue(3)
     out = probe(ProbeInput("per_residue", X, offsets, targets, splits, masks, "val_loss"), settings=FAST)

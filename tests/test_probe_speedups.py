@@ -15,9 +15,14 @@ import pytest
 import torch
 from sklearn.linear_model import Ridge
 
-from pytest_plmtransfer.heads.classifier import SoftmaxProbe
-from pytest_plmtransfer.heads.ridge import TRIDIAGONAL_COST_IN_CHOLESKY, RidgeProbe, choose_method, solve_shifted
-from pytest_plmtransfer.probe import ProbeInput, ProbeSettings, probe, settings_for_run
+from pytest_plmtransfer.measure.heads.classifier import SoftmaxProbe
+from pytest_plmtransfer.measure.heads.ridge import (
+    TRIDIAGONAL_COST_IN_CHOLESKY,
+    RidgeProbe,
+    choose_method,
+    solve_shifted,
+)
+from pytest_plmtransfer.measure.probe import ProbeInput, ProbeSettings, probe, settings_for_run
 
 CUDA = torch.cuda.is_available()
 

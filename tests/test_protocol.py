@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from pytest_plmtransfer.measure.protocol import AUTHORS, PLMTRANSFER, get_protocol
 from pytest_plmtransfer.models import carp as carp_mod
 from pytest_plmtransfer.models import esm as esm_mod
 from pytest_plmtransfer.models.carp import CarpConfig
 from pytest_plmtransfer.models.esm import EsmConfig
 from pytest_plmtransfer.models.inits import ablate, apply_stat_init, authors_ablation, build_seeded
-from pytest_plmtransfer.protocol import AUTHORS, PLMTRANSFER, get_protocol
 
 pytest.importorskip("esm")
 pytest.importorskip("sequence_models.pretrained")
@@ -186,7 +186,7 @@ def test_factories_build_the_authors_random_from_pretrained_weights(tmp_path, mo
 
 # ------------------------------------------------------------------------------ one-hot
 def test_onehot_alphabets():
-    from pytest_plmtransfer.errors import InputError
+    from pytest_plmtransfer.infra.errors import InputError
     from pytest_plmtransfer.models.onehot import OneHotAdapter
 
     theirs, ours = OneHotAdapter(protocol=AUTHORS), OneHotAdapter()
@@ -232,7 +232,7 @@ def _authors_by_sklearn(X, y, split, alphas):
 
 @pytest.mark.parametrize("n_train", [30, 300])  # dual (n < d) and primal
 def test_authors_ridge_equals_scikit_learn_normalize_with_their_grid_and_rule(n_train):
-    from pytest_plmtransfer.probe import ProbeInput, probe
+    from pytest_plmtransfer.measure.probe import ProbeInput, probe
 
     rng = np.random.default_rng(n_train)
     n, d = n_train + 80, 60
@@ -254,7 +254,7 @@ def test_authors_ridge_equals_scikit_learn_normalize_with_their_grid_and_rule(n_
 
 
 def test_pick_model_needs_a_strict_win_on_both_and_keeps_the_first_on_ties():
-    from pytest_plmtransfer.heads.ridge import pick_model
+    from pytest_plmtransfer.measure.heads.ridge import pick_model
 
     t, v = np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.0, 1.0, 2.0, 3.0])
     good, bad = np.array([0.0, 1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0, 0.0])
@@ -312,15 +312,15 @@ def test_paper_suites_default_to_the_authors_protocol_and_the_option_wins(tmp_pa
 
 # ------------------------------------------------------------------------------ baselines
 def test_baselines_are_kept_per_protocol(tmp_path):
-    from pytest_plmtransfer.baselines import BaselineError, BaselineMissing, BaselineStore
-    from pytest_plmtransfer.ledger import records_to_frame
+    from pytest_plmtransfer.judge.baselines import BaselineError, BaselineMissing, BaselineStore
+    from pytest_plmtransfer.results.ledger import records_to_frame
     from pytest_plmtransfer.testing import curve_records
 
     def frame(protocol, value):
         recs = curve_records("onehot", "gb1_sampled", "none", {None: [(0.5, value)]})
         return records_to_frame([{**r, "protocol": protocol} for r in recs])
 
-    from pytest_plmtransfer.baselines import ledger_values
+    from pytest_plmtransfer.judge.baselines import ledger_values
 
     both = records_to_frame([*frame(PLMTRANSFER, 0.7).to_dict("records"), *frame(AUTHORS, 0.79).to_dict("records")])
     values = ledger_values(both, "test_spearman")  # plmtransfer compare: one row per protocol
@@ -347,7 +347,7 @@ LAYER_TEST = (Path(__file__).parents[1] / "benchmarks" / "test_layers.py").read_
 
 
 def test_records_carry_the_protocol_and_protocols_share_no_cache_entry(pytester, flip_root, tmp_path):
-    from pytest_plmtransfer.ledger import load_ledger, read_records
+    from pytest_plmtransfer.results.ledger import load_ledger, read_records
 
     pytester.makepyfile(test_layers=LAYER_TEST)
     common = [

@@ -19,12 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pytest_plmtransfer import diskspace, tempfiles
-from pytest_plmtransfer.claims.spec import ClaimsError, check_selectors, parse_claims
-from pytest_plmtransfer.cli import main as cli_main
-from pytest_plmtransfer.errors import ResourceUnavailable
-from pytest_plmtransfer.ledger import Ledger, LedgerError, read_records, record_digest
-from pytest_plmtransfer.locks import LockPolicy, LockTimeoutError, PatientLock
+from pytest_plmtransfer.infra import diskspace, tempfiles
+from pytest_plmtransfer.infra.errors import ResourceUnavailable
+from pytest_plmtransfer.infra.locks import LockPolicy, LockTimeoutError, PatientLock
+from pytest_plmtransfer.infra.provenance import effective_runtime
+from pytest_plmtransfer.judge.claims.spec import ClaimsError, check_selectors, parse_claims
 from pytest_plmtransfer.options import (
     OptionError,
     check_layer_spec,
@@ -35,10 +34,11 @@ from pytest_plmtransfer.options import (
     parse_seeds,
     parse_sha256_map,
 )
-from pytest_plmtransfer.preflight import PreflightError, check_cache, check_ledger
-from pytest_plmtransfer.provenance import effective_runtime
-from pytest_plmtransfer.result_cache import CachedResultWarning, ResultCache
-from pytest_plmtransfer.store import CacheNotWritable, EmbeddingStore, entry_key
+from pytest_plmtransfer.report.cli import main as cli_main
+from pytest_plmtransfer.results.ledger import Ledger, LedgerError, read_records, record_digest
+from pytest_plmtransfer.results.result_cache import CachedResultWarning, ResultCache
+from pytest_plmtransfer.results.store import CacheNotWritable, EmbeddingStore, entry_key
+from pytest_plmtransfer.run.preflight import PreflightError, check_cache, check_ledger
 from pytest_plmtransfer.tasks.catalog import get_task
 from pytest_plmtransfer.tasks.hygiene import leakage_message, measure
 from pytest_plmtransfer.tasks.readers import load_task
@@ -133,7 +133,7 @@ def test_injected_enospc_at_the_write_is_a_clear_error_and_leaves_nothing(tmp_pa
         calls.append(size)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("pytest_plmtransfer.store.preallocate", full)
+    monkeypatch.setattr("pytest_plmtransfer.results.store.preallocate", full)
     store = EmbeddingStore(tmp_path)
     with pytest.raises(diskspace.CacheSpaceError) as exc:
         store.get_or_compute(WideAdapter(), SEQS, [0, 1, 2], per_residue=False)
@@ -207,7 +207,7 @@ def test_warm_cache_is_read_without_a_lock_and_a_cold_one_names_the_cache(tmp_pa
     def no_lock(self):
         raise PermissionError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr("pytest_plmtransfer.locks.PatientLock.acquire", no_lock)
+    monkeypatch.setattr("pytest_plmtransfer.infra.locks.PatientLock.acquire", no_lock)
     warm = EmbeddingStore(tmp_path).get_or_compute(adapter, SEQS, [0, 1], per_residue=False)
     assert not warm.computed and adapter.calls == [[0, 1]]
     with pytest.raises(
@@ -265,7 +265,7 @@ def test_a_killed_writer_leaves_a_temp_the_next_compute_removes(tmp_path):
 # ------------------------------------------------------------------ 10: locks
 HOLD = """
 import sys, time
-from pytest_plmtransfer.locks import PatientLock
+from pytest_plmtransfer.infra.locks import PatientLock
 with PatientLock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -443,7 +443,7 @@ def test_published_digests_are_those_of_the_published_archives():
     shared = Path("/work/shared/flip/splits")
     if not shared.is_dir():
         pytest.skip("the published FLIP archives are not on this machine")
-    from pytest_plmtransfer.hashing import sha256_file
+    from pytest_plmtransfer.infra.hashing import sha256_file
 
     for dataset, digest in PUBLISHED_SHA256.items():
         assert sha256_file(shared / dataset / "splits.zip") == digest
@@ -459,7 +459,7 @@ def test_download_with_the_wrong_digest_is_refused_and_nothing_kept(tmp_path):
     ):
         resolver.resolve(get_task("gb1_sampled"))
     assert _leftovers(tmp_path / "cache") == []
-    from pytest_plmtransfer.hashing import sha256_file
+    from pytest_plmtransfer.infra.hashing import sha256_file
 
     ok = DataResolver(
         None, tmp_path / "cache", base_url=(tmp_path / "mirror").as_uri(), expected_sha256={"gb1": sha256_file(src)}
@@ -581,7 +581,7 @@ def test_short_writes_are_completed_and_a_write_of_nothing_is_an_error(tmp_path,
 def test_full_ledger_disk_keeps_records_and_saves_them_at_the_end(tmp_path, monkeypatch):
     from pytest_plmtransfer.models.registry import builtin_registry
     from pytest_plmtransfer.options import PlmOptions
-    from pytest_plmtransfer.session import LedgerWriteError, PlmSession
+    from pytest_plmtransfer.run.session import LedgerWriteError, PlmSession
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
@@ -613,7 +613,7 @@ def test_full_ledger_disk_keeps_records_and_saves_them_at_the_end(tmp_path, monk
 def test_unsaved_records_are_printed_when_no_file_takes_them(tmp_path, monkeypatch):
     from pytest_plmtransfer.models.registry import builtin_registry
     from pytest_plmtransfer.options import PlmOptions
-    from pytest_plmtransfer.session import PlmSession
+    from pytest_plmtransfer.run.session import PlmSession
 
     plm = PlmSession(
         PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path
@@ -749,7 +749,7 @@ def test_merge_keys_include_the_protocol(tmp_path):
 
 
 def test_merge_checks_the_versions_in_parts_headers(tmp_path, monkeypatch):
-    import pytest_plmtransfer.ledger as ledger_module
+    import pytest_plmtransfer.results.ledger as ledger_module
 
     recs = [{k: v for k, v in r.items() if k != "plugin_version"} for r in _records(2)]
     _shard(tmp_path / "a", recs[:1])
@@ -792,7 +792,7 @@ def test_merge_out_refuses_a_non_ledger_sweeps_its_temp_and_names_the_users_file
 
 # ------------------------------------------------------------------ issue 17: item 7
 def test_errors_in_a_claims_file_that_extends_the_shipped_one_name_the_users_file(tmp_path):
-    from pytest_plmtransfer.defaults import load_effective_claims
+    from pytest_plmtransfer.judge.defaults import load_effective_claims
 
     own = tmp_path / "claims.json"
     own.write_text(json.dumps({"extends": "default", "claims": [{"kind": "beats_onehot", "tasks": "gb1_sampledd"}]}))
@@ -808,9 +808,9 @@ def test_errors_in_a_claims_file_that_extends_the_shipped_one_name_the_users_fil
 
 @pytest.mark.parametrize("value", ["Infinity", "NaN", "-Infinity"])
 def test_non_finite_tolerances_and_margins_are_refused(tmp_path, value):
-    from pytest_plmtransfer.baselines import FORMAT, BaselineError, BaselineStore
-    from pytest_plmtransfer.claims.spec import load_claims
-    from pytest_plmtransfer.paper import FORMAT as PAPER_FORMAT
+    from pytest_plmtransfer.judge.baselines import FORMAT, BaselineError, BaselineStore
+    from pytest_plmtransfer.judge.claims.spec import load_claims
+    from pytest_plmtransfer.judge.paper import FORMAT as PAPER_FORMAT
 
     number = float(value)  # json.dumps writes it as the token a user would type
     claims = tmp_path / "claims.json"
@@ -842,8 +842,8 @@ def test_non_finite_tolerances_and_margins_are_refused(tmp_path, value):
 
 
 def test_cuda_visible_devices_that_name_no_gpu_or_one_twice_are_refused():
-    from pytest_plmtransfer.errors import PlmTransferError
-    from pytest_plmtransfer.xdist_scheduling import visible_devices
+    from pytest_plmtransfer.infra.errors import PlmTransferError
+    from pytest_plmtransfer.plan.xdist import visible_devices
 
     assert visible_devices({"CUDA_VISIBLE_DEVICES": "GPU-8f2a-11aa,MIG-GPU-1/2/0, 3"}) == [
         "GPU-8f2a-11aa",

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pytest_plmtransfer.ledger import read_records
-from pytest_plmtransfer.tempfiles import _HOST
+from pytest_plmtransfer.infra.tempfiles import _HOST
+from pytest_plmtransfer.results.ledger import read_records
 
 try:
     from . import flip_files
@@ -49,7 +49,7 @@ class WideUserModel(ModelAdapter):
                                  per_layer={l: np.full((1, 20000), float(len(seq) + l), np.float32) for l in layers})
 
 if os.environ.get("PLM_TEST_HIDE_FREE_SPACE"):
-    import pytest_plmtransfer.diskspace as diskspace
+    import pytest_plmtransfer.infra.diskspace as diskspace
     diskspace.free_bytes = lambda directory: 1 << 40
 
 _layer_records = []
@@ -163,7 +163,7 @@ def test_full_cache_disk_fails_its_tests_in_one_line_and_the_run_finishes(bench,
 
 # ------------------------------------------------------------------ issue 17: a full ledger disk, a planted link
 def _ledger_and_unsaved(ledger: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
-    from pytest_plmtransfer.ledger import read_records
+    from pytest_plmtransfer.results.ledger import read_records
 
     unsaved = [r for f in tmp.glob("plmtransfer-unsaved-*.json") for r in read_records(f, verify=True)]
     return read_records(ledger, verify=True), unsaved
@@ -199,7 +199,7 @@ def test_ledger_disk_filled_by_another_writer_during_the_run_loses_no_record(ben
         [
             sys.executable,
             "-m",
-            "pytest_plmtransfer.cli",
+            "pytest_plmtransfer.report.cli",
             "merge",
             str(ledger),
             str(saved),
@@ -270,7 +270,7 @@ def _ledger_dir(root: Path, state: str) -> Path:
     path = root / state
     path.mkdir()
     if state == "edited":
-        from pytest_plmtransfer.ledger import Ledger
+        from pytest_plmtransfer.results.ledger import Ledger
         from pytest_plmtransfer.testing import layer_record
 
         led = Ledger(path, run_id="r")
@@ -488,7 +488,7 @@ def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_pa
 def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench, tmp_path):
     hold = (
         "import sys, time\n"
-        "from pytest_plmtransfer.locks import PatientLock\n"
+        "from pytest_plmtransfer.infra.locks import PatientLock\n"
         "with PatientLock(sys.argv[1]):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(float(sys.argv[2]))\n"
@@ -513,7 +513,7 @@ def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench
     # held until the run is about to append (its probe result is cached), then 3 s more
     until_result = (
         "import sys, time, pathlib\n"
-        "from pytest_plmtransfer.locks import PatientLock\n"
+        "from pytest_plmtransfer.infra.locks import PatientLock\n"
         "with PatientLock(sys.argv[1]):\n"
         "    print('held', flush=True)\n"
         "    deadline = time.time() + 300\n"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from pytest_plmtransfer import metrics as M
-from pytest_plmtransfer.heads.ridge import DEFAULT_ALPHAS, RidgeProbe
+from pytest_plmtransfer.measure import metrics as M
+from pytest_plmtransfer.measure.heads.ridge import DEFAULT_ALPHAS, RidgeProbe
 
 
 def _data(

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_plmtransfer.cli import main as cli_main
-from pytest_plmtransfer.ledger import LAYER_KEY, read_records
-from pytest_plmtransfer.records import measurement
+from pytest_plmtransfer.report.cli import main as cli_main
+from pytest_plmtransfer.results.ledger import LAYER_KEY, read_records
+from pytest_plmtransfer.results.records import measurement
 
 try:
     from . import flip_files
@@ -204,7 +204,7 @@ def test_groups_run_contiguously_one_model_resident_each_built_once(bench):
     ]
     groups = []
     for case in order:
-        from pytest_plmtransfer.xdist_scheduling import group_of_case_id
+        from pytest_plmtransfer.plan.xdist import group_of_case_id
 
         group = group_of_case_id(case)
         if not groups or groups[-1] != group:

@@ -9,14 +9,14 @@ import json
 import pytest
 import torch
 
-from pytest_plmtransfer.ledger import Ledger
-from pytest_plmtransfer.merge import MergeError, merge_ledgers
 from pytest_plmtransfer.models.describe import peek_checkpoint
 from pytest_plmtransfer.models.registry import ModelOptions, builtin_registry
-from pytest_plmtransfer.records import LayerRecord, Provenance, measurement, parse_record
-from pytest_plmtransfer.sharding import GroupWork, Shard, ShardError, ShardPlan, plan_shards
+from pytest_plmtransfer.plan.sharding import GroupWork, Shard, ShardError, ShardPlan, plan_shards
+from pytest_plmtransfer.plan.xdist import device_for_worker, group_of_case_id, group_of_nodeid, visible_devices
+from pytest_plmtransfer.results.ledger import Ledger
+from pytest_plmtransfer.results.merge import MergeError, merge_ledgers
+from pytest_plmtransfer.results.records import LayerRecord, Provenance, measurement, parse_record
 from pytest_plmtransfer.testing import synthetic_records
-from pytest_plmtransfer.xdist_scheduling import device_for_worker, group_of_case_id, group_of_nodeid, visible_devices
 
 
 def test_shard_parse_and_errors():

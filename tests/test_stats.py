@@ -1,13 +1,13 @@
-"""Bootstrap intervals and paired tests (pytest_plmtransfer.stats) and the predictions store."""
+"""Bootstrap intervals and paired tests (pytest_plmtransfer.measure.stats) and the predictions store."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pytest_plmtransfer import metrics as M
-from pytest_plmtransfer.predictions import PredictionsError, TestPredictions, load_predictions, save_predictions
-from pytest_plmtransfer.stats import Bootstrap, interval, paired_test, resample_counts
+from pytest_plmtransfer.measure import metrics as M
+from pytest_plmtransfer.measure.stats import Bootstrap, interval, paired_test, resample_counts
+from pytest_plmtransfer.results.predictions import PredictionsError, TestPredictions, load_predictions, save_predictions
 
 RNG = np.random.default_rng(12)
 

@@ -10,7 +10,7 @@ import pytest
 
 from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
 from pytest_plmtransfer.models.onehot import OneHotAdapter
-from pytest_plmtransfer.store import EmbeddingStore
+from pytest_plmtransfer.results.store import EmbeddingStore
 
 
 class CountingAdapter(ModelAdapter):

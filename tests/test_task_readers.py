@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_plmtransfer.errors import InputError
+from pytest_plmtransfer.infra.errors import InputError
 from pytest_plmtransfer.tasks.catalog import CATALOG, GB1_WINDOW, UnknownTaskError, get_task
 from pytest_plmtransfer.tasks.readers import ALLOWED_RESIDUES, load_task, parse_fasta
 from pytest_plmtransfer.tasks.spec import TaskSpec

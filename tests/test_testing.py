@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_plmtransfer.records import LayerRecord, parse_record
+from pytest_plmtransfer.results.records import LayerRecord, parse_record
 from pytest_plmtransfer.testing import ToyAdapter, collect_embeddings, layer_record, synthetic_records
 
 REPO = Path(__file__).resolve().parents[1]

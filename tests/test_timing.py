@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pytest_plmtransfer.timing import PHASES, PhaseTimer, render_timing_text, run_timing
+from pytest_plmtransfer.run.timing import PHASES, PhaseTimer, render_timing_text, run_timing
 
 try:  # pytester fixtures shared with the plugin tests (same import dance as test_plugin.py)
     from .test_plugin import bench, flip_root

@@ -10,19 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from pytest_plmtransfer.aliases import apply_aliases
-from pytest_plmtransfer.baselines import BaselineStore, stable_model_key
-from pytest_plmtransfer.claims.spec import ClaimsError
-from pytest_plmtransfer.defaults import DEFAULT_BASELINES, LayeredBaselineStore, load_effective_claims
-from pytest_plmtransfer.errors import PlmTransferError
-from pytest_plmtransfer.identity import IdentityWarning, ensure_content_identity, has_content_hash, state_dict_sha256
+from pytest_plmtransfer.infra.errors import PlmTransferError
+from pytest_plmtransfer.infra.identity import (
+    IdentityWarning,
+    ensure_content_identity,
+    has_content_hash,
+    state_dict_sha256,
+)
+from pytest_plmtransfer.judge.baselines import BaselineStore, stable_model_key
+from pytest_plmtransfer.judge.claims.spec import ClaimsError
+from pytest_plmtransfer.judge.defaults import DEFAULT_BASELINES, LayeredBaselineStore, load_effective_claims
+from pytest_plmtransfer.models.aliases import apply_aliases
 from pytest_plmtransfer.models.base import ModelAdapter
 from pytest_plmtransfer.models.registry import ModelRegistry
 from pytest_plmtransfer.options import OPTIONS, benchmarks_command
-from pytest_plmtransfer.progress import progress_enabled
-from pytest_plmtransfer.scaffold import claims_document, next_steps, scaffold
-from pytest_plmtransfer.selection import Selectable, chooses_tasks, default_keep, marker_names
-from pytest_plmtransfer.summary import report_written_lines, skipped_explanation
+from pytest_plmtransfer.plan.selection import Selectable, chooses_tasks, default_keep, marker_names
+from pytest_plmtransfer.report.scaffold import claims_document, next_steps, scaffold
+from pytest_plmtransfer.report.summary import report_written_lines, skipped_explanation
+from pytest_plmtransfer.run.progress import progress_enabled
 
 REPO = Path(__file__).parents[1]
 TASKS = ["gb1_sampled", "scl_balanced", "ss3"]

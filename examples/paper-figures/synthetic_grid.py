@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pytest_plmtransfer.cli import main
+from pytest_plmtransfer.report.cli import main
 from pytest_plmtransfer.testing import paper_grid_records, write_ledger
 
 if __name__ == "__main__":

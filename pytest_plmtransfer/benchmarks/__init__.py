@@ -9,5 +9,5 @@ this repository's ``benchmarks/`` does)::
     from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401
 
 Claims and stored baselines come from ``--plm-baselines-dir`` (default ``baselines/``) over the
-shipped defaults (see ``pytest_plmtransfer.defaults``).
+shipped defaults (see ``pytest_plmtransfer.judge.defaults``).
 """

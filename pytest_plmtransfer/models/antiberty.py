@@ -45,8 +45,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.hashing import sha256_file
+from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.infra.hashing import sha256_file
 from pytest_plmtransfer.models import describe as describe_model
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -133,9 +133,9 @@ def load_model(
     """
     from transformers import BertConfig, BertModel
 
+    from pytest_plmtransfer.measure.protocol import get_protocol
     from pytest_plmtransfer.models.hf import check_loading_info, quiet_transformers
     from pytest_plmtransfer.models.inits import ablate, seeded_construction
-    from pytest_plmtransfer.protocol import get_protocol
 
     rules = get_protocol(protocol)
     files = files or antiberty_files()

@@ -84,7 +84,7 @@ class ModelAdapter(abc.ABC):
         """
 
     def validate_sequences(self, sequences: Sequence[str]) -> None:  # noqa: B027 - optional hook
-        """Raise :class:`~pytest_plmtransfer.errors.InputError` for sequences this model cannot read."""
+        """Raise :class:`~pytest_plmtransfer.infra.errors.InputError` for sequences this model cannot read."""
 
 
 def collect_embeddings(

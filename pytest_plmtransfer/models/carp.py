@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models import weights
 from pytest_plmtransfer.models.torch_base import TorchAdapter
@@ -276,8 +276,8 @@ class CarpAdapter(TorchAdapter):
 # --------------------------------------------------------------------------- factories
 def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     """Factory for ``carp_*`` names, ``carp_*@<checkpoint>`` and CARP-format ``.pt`` paths."""
+    from pytest_plmtransfer.measure.protocol import protocol_of
     from pytest_plmtransfer.models.inits import ablate, seeded_construction
-    from pytest_plmtransfer.protocol import protocol_of
 
     protocol = protocol_of(options)
     base, tag = weights.split_name(name)

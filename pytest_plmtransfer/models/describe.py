@@ -13,7 +13,7 @@ hand:
   ``n_layers``), read with :func:`peek_checkpoint`, which unpickles the object tree of the file
   and never reads a tensor storage: a 2.5 GB ESM-1b file costs a few hundred kilobytes of reading.
 
-A describer raises :class:`~pytest_plmtransfer.errors.ResourceUnavailable` when the description
+A describer raises :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` when the description
 itself needs files that are absent (an ``hf:`` repo not downloaded yet, a missing checkpoint
 path); the plugin then collects one placeholder test that skips with that message at run time.
 """
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def peek_checkpoint(path: str | Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- built-in families
 def onehot(name: str, options: Any) -> ModelDescription:
-    from pytest_plmtransfer.protocol import protocol_of
+    from pytest_plmtransfer.measure.protocol import protocol_of
 
     return ModelDescription(0, len(protocol_of(options).onehot_alphabet), None, 0, "fixed one-hot alphabet")
 

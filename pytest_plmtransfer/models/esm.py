@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.attention import attention_option, install_sdpa
 from pytest_plmtransfer.models.torch_base import TorchAdapter
@@ -364,8 +364,8 @@ def _make_adapter(
 
 def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
     """Factory for every ESM name: a table name, ``<table name>@<checkpoint>``, or a ``.pt`` path."""
+    from pytest_plmtransfer.measure.protocol import protocol_of
     from pytest_plmtransfer.models.inits import ablate, esm_family, seeded_construction
-    from pytest_plmtransfer.protocol import protocol_of
 
     protocol = protocol_of(options)
     base, tag = split_name(name)

@@ -44,7 +44,7 @@ Unknown letters
     The ambiguity / non-standard codes ``X B Z U O`` are accepted even when the vocabulary lacks
     them: they become the tokenizer's unknown token (that is what the model's own tokenizer does
     with them, e.g. AntiBERTy's 25-token vocabulary has no X). Any other letter that maps to the
-    unknown token (lower case, digits, ``*`` ...) is an :class:`~pytest_plmtransfer.errors.InputError`.
+    unknown token (lower case, digits, ``*`` ...) is an :class:`~pytest_plmtransfer.infra.errors.InputError`.
 
 Where the files come from (offline first)
     1. ``hf:<dir>``: an existing local directory, loaded with ``local_files_only=True``;
@@ -52,7 +52,7 @@ Where the files come from (offline first)
     3. the Hugging Face hub cache (``huggingface_hub.snapshot_download(local_files_only=True)``);
     4. only when downloads are allowed and ``HF_HUB_OFFLINE`` is not set: a download of the
        config, tokenizer and weight files (safetensors, else ``pytorch_model*.bin``).
-    Otherwise :class:`~pytest_plmtransfer.errors.ResourceUnavailable` says what to run where.
+    Otherwise :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` says what to run where.
 
 Inits
     ``pretrained``; ``random``: ``AutoModel.from_config`` under :func:`seeded_construction`
@@ -83,7 +83,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pytest_plmtransfer.errors import InputError, PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.infra.errors import InputError, PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.torch_base import TorchAdapter
 from pytest_plmtransfer.models.weights import UnsafeCheckpointError
@@ -686,7 +686,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
     source = resolve_source(spec, options)
     extra = getattr(options, "extra", None) or {}
     trust = bool(extra.get("trust_remote_code", False))
-    from pytest_plmtransfer.protocol import protocol_of
+    from pytest_plmtransfer.measure.protocol import protocol_of
 
     protocol = protocol_of(options)
     # plmtransfer's random is the freshly built architecture; the authors' starts from the weights

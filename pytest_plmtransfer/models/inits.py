@@ -1,6 +1,6 @@
 """The two weight ablations every torch model supports: ``random`` and ``stat``, per protocol.
 
-Under the ``plmtransfer`` protocol (:mod:`pytest_plmtransfer.protocol`):
+Under the ``plmtransfer`` protocol (:mod:`pytest_plmtransfer.measure.protocol`):
 
 ``random`` — the architecture freshly built by its library's own constructors, i.e. with the
 library's own initializers, under a seeded RNG (:func:`seeded_construction`). Nothing is taken

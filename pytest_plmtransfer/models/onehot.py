@@ -1,6 +1,6 @@
 """The one-hot baseline: a fixed alphabet, flattened and zero-padded; a single "layer" 0.
 
-The alphabet is the protocol's (:mod:`pytest_plmtransfer.protocol`): plmtransfer's 20 standard
+The alphabet is the protocol's (:mod:`pytest_plmtransfer.measure.protocol`): plmtransfer's 20 standard
 residues + X, with B, Z, U and O counted as X (rare ambiguity/non-standard codes share X's column
 rather than widening every feature vector); the authors' 23 letters in their order, nothing folded.
 """
@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from pytest_plmtransfer.errors import InputError
+from pytest_plmtransfer.infra.errors import InputError
+from pytest_plmtransfer.measure.protocol import PLMTRANSFER, get_protocol
 from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.base import ONEHOT, EmbeddingBatch, ModelAdapter
-from pytest_plmtransfer.protocol import PLMTRANSFER, get_protocol
 
 
 def residue_index(alphabet: str, fold_to_x: str = "") -> np.ndarray:

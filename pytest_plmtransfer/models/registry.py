@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.models.base import INITS, ModelAdapter
 from pytest_plmtransfer.models.describe import Describer, ModelDescription
 
@@ -33,7 +33,7 @@ class ModelOptions:
     token_budget: int = 4096
     allow_download: bool = True
     progress: bool = False
-    #: the protocol's name (pytest_plmtransfer.protocol): how random and stat are made
+    #: the protocol's name (pytest_plmtransfer.measure.protocol): how random and stat are made
     protocol: str = "plmtransfer"
     extra: dict[str, Any] = field(default_factory=dict)
 

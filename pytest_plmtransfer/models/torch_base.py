@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_plmtransfer.errors import InputError, PlmTransferError
+from pytest_plmtransfer.infra.errors import InputError, PlmTransferError
 from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
 
 if TYPE_CHECKING:  # torch is imported when a model is built, not when this module is imported

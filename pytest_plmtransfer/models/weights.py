@@ -16,7 +16,7 @@ Resolution order for a checkpoint called ``<name>.pt`` (see :func:`resolve_check
    because those loaders then ``torch.load`` with torch>=2.6's ``weights_only=True`` default and
    fail on ESM's pickled ``argparse.Namespace``.
 
-Failure raises :class:`~pytest_plmtransfer.errors.ResourceUnavailable` naming the exact file and
+Failure raises :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` naming the exact file and
 every place it may be put.
 
 The weights identity recorded in the ledger (and hashed into embedding cache keys) is the sha256
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_plmtransfer.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.hashing import sha256_file
-from pytest_plmtransfer.tempfiles import atomic_write, default_file_mode
+from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.infra.hashing import sha256_file
+from pytest_plmtransfer.infra.tempfiles import atomic_write, default_file_mode
 
 FAIR_ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 CARP_URL = "https://zenodo.org/record/6564798/files/{name}.pt?download=1"

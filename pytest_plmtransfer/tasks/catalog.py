@@ -17,7 +17,7 @@ which is what the papers embedded.
 
 from __future__ import annotations
 
-from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.tasks.spec import TaskKind, TaskSpec
 
 #: where FLIP keeps each dataset's split archive, relative to the FLIP repository root

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from pytest_plmtransfer.errors import PlmTransferError
+from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.tasks.spec import TaskData
 
 

@@ -5,7 +5,7 @@ sequence cut to its first and last halves (511 + 511), the rule the FLIP / ESM-1
 Per-residue labels and masks are cut at exactly the same positions, so residue *i* of the prepared
 sequence still carries its own label. Nothing else is removed here: the last residue of a sequence
 is kept (the authors' code dropped it for every non-GB1 sequence; ``--plm-protocol authors`` does
-that before this, in :meth:`pytest_plmtransfer.protocol.Protocol.prepare`).
+that before this, in :meth:`pytest_plmtransfer.measure.protocol.Protocol.prepare`).
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pytest_plmtransfer.errors import InputError
-from pytest_plmtransfer.hashing import sha256_file  # re-exported: readers.sha256_file is public
+from pytest_plmtransfer.infra.errors import InputError
+from pytest_plmtransfer.infra.hashing import sha256_file  # re-exported: readers.sha256_file is public
 from pytest_plmtransfer.tasks.catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED, tape_ss_member
 from pytest_plmtransfer.tasks.spec import TaskData, TaskSpec
 

@@ -23,7 +23,7 @@ checked against it, with a warning that it was not verified.
 With ``require_data_dir`` (``--plm-strict``) an explicit data directory must hold the archive: the
 cache and the network are not used behind the user's back.
 
-When none works, :class:`~pytest_plmtransfer.errors.ResourceUnavailable` says which URL to fetch
+When none works, :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` says which URL to fetch
 and exactly where to put it.
 """
 
@@ -43,10 +43,10 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from pytest_plmtransfer.errors import ResourceUnavailable
-from pytest_plmtransfer.hashing import sha256_file
+from pytest_plmtransfer.infra.errors import ResourceUnavailable
+from pytest_plmtransfer.infra.hashing import sha256_file
+from pytest_plmtransfer.infra.tempfiles import atomic_write, default_file_mode, make_temp
 from pytest_plmtransfer.tasks.spec import TaskSpec
-from pytest_plmtransfer.tempfiles import atomic_write, default_file_mode, make_temp
 
 FLIP_REPOSITORY = "https://github.com/J-SNACKKB/FLIP"
 #: the FLIP commit each archive is downloaded from: the commit of the newest version of

@@ -1,0 +1,1 @@
+"""Errors, locks, temp files and atomic writes, disk space, hashing, identity, provenance, threads."""

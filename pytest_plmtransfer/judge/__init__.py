@@ -1,0 +1,1 @@
+"""Claims and baselines: what a run is judged against."""

@@ -1,0 +1,86 @@
+"""Paired bootstrap comparisons for claims, from the predictions that layer records refer to.
+
+A layer record (ledger or session) carries ``predictions`` (``{"key", "path", "sha256", ...}``,
+see :mod:`pytest_plmtransfer.results.predictions`) and ``intervals`` (``{metric: {..., "n_resamples"}}``).
+:func:`compare_rows` loads the predictions of two groups of records (one record per seed on each
+side) and runs :func:`pytest_plmtransfer.measure.stats.paired_test`. When a record has no usable
+predictions (a user's head recorded without them, a cache that was cleared, a bootstrap
+turned off with ``--plm-bootstrap 0``, test sets that differ) it returns the reason instead, and
+the claim falls back to its plain comparison and says why.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from pytest_plmtransfer.measure.stats import PairedResult, paired_test
+from pytest_plmtransfer.results.predictions import PredictionsError, TestPredictions, load_predictions
+
+
+def _ref(row: pd.Series) -> dict[str, Any] | None:
+    ref = row.get("predictions") if "predictions" in row.index else None
+    return ref if isinstance(ref, dict) and ref.get("path") else None
+
+
+def _resamples(rows: pd.DataFrame) -> int | None:
+    """The number of resamples the records' intervals used (None: no intervals recorded)."""
+    if "intervals" not in rows.columns:
+        return None
+    found = [
+        int(v["n_resamples"])
+        for iv in rows["intervals"]
+        if isinstance(iv, dict)
+        for v in iv.values()
+        if isinstance(v, dict) and v.get("n_resamples")
+    ]
+    return max(found) if found else None
+
+
+def load_rows(rows: pd.DataFrame, label: str) -> list[TestPredictions] | str:
+    """The predictions of every record in ``rows``, or why they cannot be had."""
+    out: list[TestPredictions] = []
+    for _, row in rows.iterrows():
+        ref = _ref(row)
+        if ref is None:
+            return f"the {label} record (layer {row.get('layer')}) has no stored predictions"
+        try:
+            out.append(load_predictions(ref["path"], ref.get("sha256")))
+        except PredictionsError as exc:
+            return f"the {label} predictions cannot be read ({exc})"
+    if not out:
+        return f"no {label} records"
+    return out
+
+
+def compare_rows(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    metric: str,
+    *,
+    margin: float = 0.0,
+    level: float = 0.05,
+    labels: tuple[str, str] = ("A", "B"),
+) -> PairedResult | str:
+    """Paired bootstrap of ``metric`` between the records ``a`` and ``b`` (one per seed each);
+    the reason as a string when it cannot be done."""
+    n = _resamples(pd.concat([a, b], ignore_index=True))
+    if not n:
+        return "the records carry no bootstrap intervals (--plm-bootstrap 0, or a head recorded without predictions)"
+    pa = load_rows(a, labels[0])
+    if isinstance(pa, str):
+        return pa
+    pb = load_rows(b, labels[1])
+    if isinstance(pb, str):
+        return pb
+    if len({p.fingerprint() for p in (*pa, *pb)}) != 1:
+        return f"{labels[0]} and {labels[1]} were not scored on the same test examples"
+    try:
+        result = paired_test(pa, pb, metric, margin=margin, level=level, n_resamples=n)
+    except ValueError as exc:
+        return str(exc)
+    if math.isnan(result.p_value):
+        return f"{metric} is undefined on the resampled test sets"
+    return result

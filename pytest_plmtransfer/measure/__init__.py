@@ -1,0 +1,1 @@
+"""Probes, heads, metrics, statistics and the protocol's probe choices."""

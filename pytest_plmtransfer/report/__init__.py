@@ -1,0 +1,1 @@
+"""Tables, files (md/csv/html/png), figures, the CLI, scaffolding and listing."""

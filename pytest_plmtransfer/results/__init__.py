@@ -1,0 +1,1 @@
+"""Records, the ledger, result frames, the embedding store, result cache, predictions, merge."""

@@ -1,0 +1,204 @@
+"""The ledger's record schema, defined once: a layer record, a claim record, and the provenance
+both carry.
+
+The session builds :class:`LayerRecord` / :class:`ClaimRecord`; the ledger stores
+:meth:`~LayerRecord.to_dict` (provenance fields flat at the top level, as every ledger since
+schema 1 has them, so old and new records read the same); readers that want typed access
+(merge, ``--plm-from-ledger``, tests) use :func:`parse_record`, which accepts records of every
+schema version (fields a version lacked get their defaults; unknown fields are kept in
+``extra`` and written back unchanged).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+#: fields that differ between two runs that computed the same numbers (time, place, run
+#: bookkeeping, cache state); ``same_measurement`` ignores them
+RUN_SPECIFIC_FIELDS = (
+    "run_id",
+    "timestamp",
+    "host",
+    "worker",
+    "shard",
+    "plan_hash",
+    "embed_seconds",
+    "fit_seconds",
+    "cache_hit",
+    "test_id",
+    "git_commit",
+    "machine",
+    "device",
+    "cuda_visible_devices",
+    "interval_seconds",
+    "timing",
+)
+
+
+@dataclass
+class Provenance:
+    """Where and when a record was made, and which run / shard / worker made it."""
+
+    run_id: str | None = None
+    plugin_version: str | None = None
+    git_commit: str | None = None
+    host: str | None = None
+    timestamp: str | None = None
+    #: pytest-xdist worker id ("gw0"), "main" without xdist
+    worker: str = "main"
+    #: "K/N" under --plm-shard, None otherwise
+    shard: str | None = None
+    #: hash of the shard plan (the selected groups and their assignment); equal across shards
+    plan_hash: str | None = None
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "run_id",
+        "plugin_version",
+        "git_commit",
+        "host",
+        "timestamp",
+        "worker",
+        "shard",
+        "plan_hash",
+    )
+
+
+def _split(cls: type, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(own fields, provenance fields, anything else) of a flat record dict."""
+    names = {f.name for f in dataclasses.fields(cls)} - {"provenance", "extra"}
+    own = {k: v for k, v in data.items() if k in names}
+    prov = {k: data[k] for k in Provenance.FIELDS if k in data}
+    extra = {k: v for k, v in data.items() if k not in names and k not in Provenance.FIELDS and k != "kind"}
+    return own, prov, extra
+
+
+class _Record:
+    kind: ClassVar[str]
+    provenance: Provenance
+    extra: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name in ("provenance", "extra"):
+                continue
+            out[f.name] = getattr(self, f.name)
+        out.update(dataclasses.asdict(self.provenance))
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        own, prov, extra = _split(cls, data)
+        return cls(**own, provenance=Provenance(**prov), extra=extra)  # type: ignore[call-arg]
+
+
+@dataclass
+class LayerRecord(_Record):
+    """One (model, task, layer, init, seed) measurement."""
+
+    kind: ClassVar[str] = "layer"
+    model: str
+    task: str
+    layer: int
+    init: str
+    seed: int | None
+    metrics: dict[str, float]
+    #: the protocol the numbers were made under (pytest_plmtransfer.measure.protocol)
+    protocol: str = "plmtransfer"
+    num_layers: int | None = None
+    task_kind: str | None = None
+    head: dict[str, Any] = field(default_factory=dict)
+    selection_metric: str | None = None
+    test_metric: str | None = None
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    weights: Any = None
+    embedding_key: str | None = None
+    embed_seconds: float | None = None
+    fit_seconds: float | None = None
+    cache_hit: bool | None = None
+    #: how the embeddings were cached (float32, or float16 under --plm-cache-dtype)
+    cache_dtype: str | None = None
+    #: the device and dtype the model really ran on; ``requested`` keeps what was asked
+    device: str | None = None
+    dtype: str | None = None
+    requested: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    #: bootstrap interval of the test metric ({metric: {estimate, se, low, high, ...}}; see stats.py)
+    intervals: dict[str, Any] = field(default_factory=dict)
+    interval_seconds: float | None = None
+    #: where this layer's kept test predictions are (key, path, sha256; see predictions.py)
+    predictions: dict[str, Any] = field(default_factory=dict)
+    #: seconds spent on this model (collection, data, embedding, probe, ledger; see timing.py)
+    timing: dict[str, float] = field(default_factory=dict)
+    test_id: str | None = None
+    #: the model's parameter count (None: an adapter that does not say)
+    model_params: int | None = None
+    #: pretraining checkpoints (CARP's): step, fraction of pretraining and masked-LM loss there;
+    #: None for models that are not one of a model's checkpoints (see models/carp.py)
+    checkpoint_step: int | None = None
+    checkpoint_fraction: float | None = None
+    mlm_loss: float | None = None
+    provenance: Provenance = field(default_factory=Provenance)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.model, self.task, self.layer, self.init, self.seed, self.protocol)
+
+    @property
+    def group(self) -> tuple[str, str, int | None]:
+        """The embedding group: one model build and one forward pass per sequence set."""
+        return (self.model, self.init, self.seed)
+
+
+@dataclass
+class ClaimRecord(_Record):
+    """One claim's outcome on one (model, task, init)."""
+
+    kind: ClassVar[str] = "claim"
+    claim: str
+    claim_kind: str
+    claim_id: str
+    model: str
+    task: str
+    init: str | None
+    outcome: str
+    passed: bool | None
+    #: the protocol of the layer records the claim was evaluated on
+    protocol: str = "plmtransfer"
+    expected_failure: str | None = None
+    strict: bool = False
+    message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    test_id: str | None = None
+    provenance: Provenance = field(default_factory=Provenance)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_record(data: dict[str, Any]) -> LayerRecord | ClaimRecord:
+    """A ledger dict (any schema version) as its typed record."""
+    kind = data.get("kind", "layer")  # schema 1 records had no kind: they were all layers
+    if kind == "layer":
+        return LayerRecord.from_dict(data)
+    if kind == "claim":
+        return ClaimRecord.from_dict(data)
+    raise ValueError(f"unknown record kind {kind!r}")
+
+
+def measurement(record: dict[str, Any]) -> dict[str, Any]:
+    """A record without its run-specific fields: what two runs of the same work must share.
+
+    The kept predictions' file path says where this run's cache is, not what it measured: two
+    runs with different caches share the predictions' key and digest, not their path."""
+    out = {k: v for k, v in record.items() if k not in RUN_SPECIFIC_FIELDS}
+    if isinstance(out.get("predictions"), dict):
+        out["predictions"] = {k: v for k, v in out["predictions"].items() if k != "path"}
+    return out
+
+
+__all__ = ["RUN_SPECIFIC_FIELDS", "ClaimRecord", "LayerRecord", "Provenance", "measurement", "parse_record"]

@@ -1,0 +1,86 @@
+"""Cached probe results, checked before they are trusted.
+
+One file per result key, ``<root>/<key[:2]>/<key>.json``::
+
+    {"result_format": 2, "sha256": "<hex>", "result": {"metrics": ..., "head": ..., ...}}
+
+``sha256`` is taken over the canonical JSON of ``result`` (sorted keys, no whitespace, see
+:func:`canonical_json`), so that an edited value, a truncated file or a bit flip is noticed: such an
+entry is reported with a :class:`CachedResultWarning` and recomputed, never reported as a
+measurement. More fields (e.g. test-set predictions) can join ``result`` without changing the
+format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pytest_plmtransfer.infra.locks import LockPolicy, PatientLock
+from pytest_plmtransfer.results.ledger import atomic_write_json
+
+RESULT_FORMAT = 2
+
+
+class CachedResultWarning(UserWarning):
+    """A cached probe result failed its integrity check and is recomputed."""
+
+
+def canonical_json(payload: Any) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode()
+
+
+def payload_digest(payload: Any) -> str:
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+class ResultCache:
+    def __init__(self, root: Path | str, lock_policy: LockPolicy | None = None) -> None:
+        self.root = Path(root)
+        self.lock_policy = lock_policy
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The cached result, or None if absent, of another format, or failing its check."""
+        path = self.path(key)
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            return None
+        problem = None
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            doc, problem = None, f"unreadable ({exc})"
+        if problem is None:
+            if not isinstance(doc, dict) or not isinstance(doc.get("result"), dict) or "sha256" not in doc:
+                problem = "not a cached probe result"
+            elif doc.get("result_format") != RESULT_FORMAT:
+                return None
+            elif payload_digest(doc["result"]) != doc["sha256"]:
+                problem = "its content does not match its sha256 (edited or damaged)"
+        if problem is not None:
+            warnings.warn(CachedResultWarning(f"cached probe result {path}: {problem}; recomputing it"), stacklevel=2)
+            return None
+        return doc["result"]
+
+    def put(self, key: str, result: dict[str, Any]) -> None:
+        # through JSON first: the digest must be over exactly what a later read will see
+        plain = json.loads(json.dumps(result, default=_plain))
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with PatientLock(str(path) + ".lock", self.lock_policy, what="probe result"):
+            atomic_write_json(path, {"result_format": RESULT_FORMAT, "sha256": payload_digest(plain), "result": plain})
+
+
+def _plain(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a cached result")

@@ -1,0 +1,1 @@
+"""Running a case: model residency, task data, embeddings, probe, result cache, records."""
