@@ -17,6 +17,7 @@ from typing import Any
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.measure.protocol import AUTHORS, AUTHORS_SUITES, PLMTRANSFER, PROTOCOLS
 from pytest_plmtransfer.models.base import INITS, ONEHOT
+from pytest_plmtransfer.results.records import CACHE_DTYPES
 
 SUITES: dict[str, dict[str, list[str]]] = {
     # Finishes in minutes on a laptop CPU and works offline once data is present.
@@ -62,8 +63,6 @@ SUITES["icml"] = {
 DEFAULT_SEEDS = (42,)
 #: compute dtypes (the spellings models.torch_base accepts)
 DTYPES = ("float32", "fp32", "float", "bf16", "bfloat16", "fp16", "float16", "half")
-#: how embeddings are stored in the cache (``--plm-cache-dtype``; kept in step with store.CACHE_DTYPES)
-CACHE_DTYPES = ("float32", "float16")
 #: datasets with an archive (``--plm-flip-sha256 gb1=<hex>``): FLIP's, and TAPE's secondary structure
 FLIP_DATASETS = (
     "gb1",
@@ -405,8 +404,7 @@ class PlmOptions:
         Path(".plmtransfer/ledger"),
         parse=_cli_path,
         unset=lambda where: where.root / ".plmtransfer" / "ledger",
-        help="results ledger directory: one JSON Lines part per process (default .plmtransfer/ledger "
-        "under rootdir); an old single-file ledger there is moved into it",
+        help="results ledger directory: one JSON Lines part per process (default .plmtransfer/ledger under rootdir)",
     )
     strict: bool = option(flag=True, help="missing data or weights is an error instead of a skip")
     offline: bool = option(flag=True, help="never download data or weights")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import socket
@@ -24,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 #: temp files of writers on other hosts are removed once untouched this long (seconds)
 DEFAULT_MAX_AGE = 24 * 3600.0
@@ -158,3 +159,20 @@ def atomic_write(path: Path, data: str | bytes | Callable[[BinaryIO], None]) -> 
         if isinstance(exc, OSError) and exc.filename != str(path):
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
+
+
+def json_default(obj: Any) -> Any:
+    """JSON for what records, results and baselines hold besides plain values: numpy scalars,
+    paths, typed records (``to_dict``)."""
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    raise TypeError(f"cannot store {type(obj).__name__} as JSON")
+
+
+def atomic_write_json(path: Path, doc: Any) -> None:
+    """``doc`` as indented JSON through :func:`atomic_write`."""
+    atomic_write(path, json.dumps(doc, indent=1, sort_keys=False, default=json_default) + "\n")

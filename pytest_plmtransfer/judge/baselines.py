@@ -58,18 +58,19 @@ import pandas as pd
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.table import text_table
+from pytest_plmtransfer.infra.tempfiles import atomic_write_json
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.options import benchmarks_command
 from pytest_plmtransfer.results.aggregate import (
     NO_SEED,
     depth,
     fmt,
+    measured,
     metric_columns,
     normalize,
     seed_value,
     sorted_seeds,
 )
-from pytest_plmtransfer.results.ledger import atomic_write_json
 
 if TYPE_CHECKING:
     from pytest_plmtransfer.judge.paper import PaperReference
@@ -290,22 +291,18 @@ def ledger_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     if data.empty:
         return pd.DataFrame(columns=[*LEDGER_KEY, "value", "seeds", "metric"])
     if metric == "auto":
-        if "test_metric" in data.columns:
-            names = data["test_metric"].where(data["test_metric"].notna(), "test_spearman")
-        else:
-            names = pd.Series("test_spearman", index=data.index)
-        data["metric"] = names.astype(str)
+        data["metric"] = data["test_metric"].where(data["test_metric"].notna(), "test_spearman").astype(str)
         data["value"] = float("nan")
         for name in data["metric"].unique():
-            if name in data.columns:
+            if measured(data, name):
                 mask = data["metric"] == name
                 data.loc[mask, "value"] = pd.to_numeric(data.loc[mask, name], errors="coerce")
     else:
         data["metric"] = metric
-        data["value"] = pd.to_numeric(data[metric], errors="coerce") if metric in data.columns else float("nan")
+        data["value"] = pd.to_numeric(data[metric], errors="coerce") if measured(data, metric) else float("nan")
     data["se"] = [
         iv.get(m, {}).get("se") if isinstance(iv, dict) and isinstance(iv.get(m), dict) else None
-        for iv, m in zip(data["intervals"] if "intervals" in data.columns else [None] * len(data), data["metric"])
+        for iv, m in zip(data["intervals"], data["metric"])
     ]
     data["se"] = pd.to_numeric(data["se"], errors="coerce")
     grouped = data.groupby(LEDGER_KEY, sort=True)
@@ -546,9 +543,7 @@ class BaselineStore:
         is left as it is, provenance included. Returns the paths written. Records of a
         subsample (``--plm-limit``) are never stored.
         """
-        if "limit" in frame.columns:
-            frame = frame[frame["limit"].isna()]
-        data = normalize(frame)
+        data = normalize(frame[frame["limit"].isna()])
         self.unchanged = []
         if data.empty:
             return []
@@ -599,9 +594,9 @@ class BaselineStore:
             stored = _stored_intervals(lsub)
             if stored:
                 layers[str(int(layer))]["intervals"] = stored
-        last = sub.sort_values("timestamp").iloc[-1] if "timestamp" in sub.columns else sub.iloc[-1]
+        last = sub.sort_values("timestamp").iloc[-1]
         data_info = last.get("data") if isinstance(last.get("data"), dict) else {}
-        prov: dict[str, Any] = {k: _plain(last.get(k)) for k in _PROVENANCE_FIELDS if k in sub.columns}
+        prov: dict[str, Any] = {k: _plain(last[k]) for k in _PROVENANCE_FIELDS}
         prov.update(
             {
                 "run_id": _plain(last.get("run_id")),
@@ -794,7 +789,7 @@ def _weights_change(data: pd.DataFrame, doc: dict[str, Any]) -> str | None:
         return None  # random/stat weights differ by seed by construction
     stored = (doc.get("provenance") or {}).get("weights")
     base = stored if isinstance(stored, str) else weights_label(stored)
-    run = sorted({w for w in data.get("weights", pd.Series(dtype=object)).dropna() if isinstance(w, str)})
+    run = sorted({w for w in data["weights"].dropna() if isinstance(w, str)})
     if base is None or not run or run == [base]:
         return None
     return (
@@ -819,8 +814,6 @@ def stable_model_key(model: str) -> str:
 
 def _stored_intervals(rows: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
     """Per seed key, the records' bootstrap intervals (standard error and bounds only)."""
-    if "intervals" not in rows.columns:
-        return {}
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for key, ivs in zip(rows["seed_key"], rows["intervals"]):
         if not isinstance(ivs, dict):
@@ -841,7 +834,7 @@ def _noise(stored: dict[str, Any], seeds: set[str], cur: pd.DataFrame, metric: s
 
     base = [_num(stored.get(s, {}).get(metric, {}).get("se")) for s in seeds]
     base = [v for v in base if v is not None]
-    if not base or "intervals" not in cur.columns:
+    if not base:
         return None
     now = [_num(iv.get(metric, {}).get("se")) for iv in cur["intervals"] if isinstance(iv, dict)]
     now = [v for v in now if v is not None]

@@ -19,10 +19,9 @@ import pandas as pd
 from pytest_plmtransfer.infra.table import text_table
 from pytest_plmtransfer.judge.baselines import BaselineError
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
-from pytest_plmtransfer.results.aggregate import NO_SEED, depth, fmt, normalize, sorted_seeds
+from pytest_plmtransfer.results.aggregate import NO_SEED, depth, fmt, measured, normalize, sorted_seeds
 
 FORMAT = "plmtransfer-paper-reference/2"
-#: the protocol a record has when it predates the ``protocol`` field
 _ROW_KEYS = ("task", "model", "init", "metric", "value", "source")
 
 
@@ -31,9 +30,7 @@ class PaperReferenceError(BaselineError, ValueError):
 
 
 def record_protocol(frame: pd.DataFrame) -> pd.Series:
-    """Each record's protocol (records written before the field existed: ``plmtransfer``)."""
-    if "protocol" not in frame.columns:
-        return pd.Series(PLMTRANSFER, index=frame.index, dtype=object)
+    """Each record's protocol (``plmtransfer`` where a record has none)."""
     return frame["protocol"].where(frame["protocol"].notna(), PLMTRANSFER).astype(str)
 
 
@@ -152,9 +149,8 @@ class PaperReference:
                 seed_used = ",".join(sorted_seeds(keys)) if keys != {NO_SEED} else "none"
             for ref in self.values_for(task, model, init):
                 current = None
-                if ref.metric in at.columns:
-                    v = float(pd.to_numeric(at[ref.metric], errors="coerce").mean())
-                    current = None if math.isnan(v) else v
+                if measured(at, ref.metric):
+                    current = float(pd.to_numeric(at[ref.metric], errors="coerce").mean())
                 rows.append(PaperRow(ref, last, current, tol, seed_used))
         return rows
 

@@ -9,9 +9,9 @@
     plmtransfer compare LEDGER --model X --model Y [--plot OUT.png]
     plmtransfer show LEDGER
     plmtransfer paper LEDGER [--baselines DIR] [--tolerance 0.05] [--all]
-    plmtransfer merge LEDGER... --out FILE [--allow-missing] [--on-conflict fail|newest]
+    plmtransfer merge LEDGER... --out DIR [--allow-missing] [--on-conflict fail|newest]
 
-A LEDGER is a ledger directory (JSON Lines parts, what pytest writes) or a single-file ledger.
+A LEDGER is a ledger directory (JSON Lines parts, what pytest and ``merge`` write) or one part.
 
 Exit status: 0 fine; 1 ``compare`` found a difference above ``--fail-above`` (or, with
 ``--fail-above``, nothing to compare), or ``paper`` found a number outside tolerance; 2 usage or
@@ -41,7 +41,7 @@ class CliError(PlmTransferError):
 def _ledger_path(raw: str) -> Path:
     path = Path(raw)
     if not path.exists():
-        raise CliError(f"{path}: no such ledger (directory or file)")
+        raise CliError(f"{path}: no such ledger (directory or part)")
     return path
 
 
@@ -50,16 +50,14 @@ def _load(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     layers = load_ledger(path, kind="layer")
     claims = load_ledger(path, kind="claim")
-    if latest and out is not None and "run_id" in layers.columns and not layers.empty:
+    if latest and out is not None and not layers.empty:
         out.write(latest_run(layers)[1] + "\n")  # which run, and a fuller earlier one
     if run_id is not None or latest:
         layers = select_runs(layers, run_id=run_id, latest=latest)
-        if not claims.empty and "run_id" in claims.columns:
-            if layers.empty and run_id is not None:
-                claims = claims[claims["run_id"] == run_id]
-            else:
-                runs = set(layers["run_id"]) if "run_id" in layers.columns else set()
-                claims = claims[claims["run_id"].isin(runs)]
+        if layers.empty and run_id is not None:
+            claims = claims[claims["run_id"] == run_id]
+        else:
+            claims = claims[claims["run_id"].isin(set(layers["run_id"]))]
     return layers, claims
 
 
@@ -168,17 +166,22 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _check_merge_out(out: Path) -> None:
-    """--out replaces only a file that is a ledger already (a re-merge), never something else."""
+    """--out is a new directory or an earlier merge's output (its part is replaced), never
+    anything else: not a file, not a ledger that parts would be mixed into."""
     from pytest_plmtransfer.results.ledger import read_records
+    from pytest_plmtransfer.results.merge import MERGED_PART
 
     if not out.exists() and not out.is_symlink():
         return
-    if out.is_symlink() or not out.is_file():
-        raise CliError(f"{out}: exists and is not a regular file; --out writes a new single-file ledger")
+    if out.is_symlink() or not out.is_dir():
+        raise CliError(f"{out}: exists and is not a directory; --out writes a new ledger directory")
+    others = sorted(p.name for p in out.iterdir() if p.name != MERGED_PART and not p.name.startswith("."))
     try:
         read_records(out)
     except PlmTransferError:
-        raise CliError(f"{out}: exists and is not a plmtransfer ledger; refusing to overwrite it") from None
+        others = others or [MERGED_PART]
+    if others:
+        raise CliError(f"{out}: holds {', '.join(others)}, not only an earlier merge's output; refusing to write there")
 
 
 def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
@@ -201,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("report", help="per-task layer tables and claim outcomes; --out writes md/csv/png")
-    p.add_argument("ledger", help="a ledger: the directory pytest writes (.plmtransfer/ledger) or a merged file")
+    p.add_argument("ledger", help="a ledger: the directory pytest writes (.plmtransfer/ledger) or merge's")
     p.add_argument("--out", type=Path, help="directory for report.md, results.csv and layer-curve PNGs")
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--run-id", help="only the records of this run")
@@ -280,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--latest", action="store_true")
     p.set_defaults(func=cmd_paper)
 
-    p = sub.add_parser("merge", help="combine the ledgers of the shards of one run into one file")
-    p.add_argument("ledgers", nargs="+", help="ledger directories or files (one per shard, or one holding all)")
-    p.add_argument("--out", type=Path, required=True, help="the merged single-file ledger to write")
+    p = sub.add_parser("merge", help="combine the ledgers of the shards of one run into one ledger")
+    p.add_argument("ledgers", nargs="+", help="ledger directories or parts (one per shard, or one holding all)")
+    p.add_argument("--out", type=Path, required=True, help="the merged ledger directory to write")
     p.add_argument(
         "--allow-missing",
         action="store_true",

@@ -39,7 +39,15 @@ import pandas as pd
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.models.base import ONEHOT
 from pytest_plmtransfer.report.tables import INIT_ORDER, interval_half_widths
-from pytest_plmtransfer.results.aggregate import ResultsError, curve, depth, lower_is_better, normalize, task_metrics
+from pytest_plmtransfer.results.aggregate import (
+    ResultsError,
+    curve,
+    depth,
+    lower_is_better,
+    measured,
+    normalize,
+    task_metrics,
+)
 
 #: Okabe & Ito's colour-blind-safe palette (blue, orange, bluish green, vermillion, reddish purple,
 #: sky blue, yellow, black)
@@ -117,10 +125,9 @@ class _Records:
 
     def parameters(self, model: str) -> int | None:
         """A model's parameter count: the records' ``model_params``, else the description tables."""
-        if "model_params" in self.data.columns:
-            found = self.data.loc[self.data["model"] == model, "model_params"].dropna()
-            if not found.empty:
-                return int(found.iloc[0])
+        found = self.data.loc[self.data["model"] == model, "model_params"].dropna()
+        if not found.empty:
+            return int(found.iloc[0])
         return _described_parameters(_base(model))
 
     def metric(self, task: str, spec: str | None) -> str | None:
@@ -128,7 +135,7 @@ class _Records:
         (NDCG, else ROC-AUC, else the task's test metric) when ``spec`` is None."""
         sub = self.data[self.data["task"] == task]
         candidates = [spec] if spec else [*PAPER_METRICS, task_metrics(sub)[1]]
-        return next((m for m in candidates if m in sub.columns and sub[m].notna().any()), None)
+        return next((m for m in candidates if measured(sub, m)), None)
 
     def curve(self, model: str, task: str, init: str, metric: str) -> _Curve | None:
         key = (model, task, init, metric)
@@ -138,10 +145,10 @@ class _Records:
 
     def _curve(self, model: str, task: str, init: str, metric: str) -> _Curve | None:
         sub = self.groups.get((model, task, init))
-        if sub is None or metric not in sub.columns or sub[metric].isna().all():
+        if sub is None or not measured(sub, metric):
             return None
         selection = metric if self.protocol == "authors" else metric.replace("test_", "val_", 1)
-        if selection not in sub.columns or sub[selection].isna().all():
+        if not measured(sub, selection):
             selection = task_metrics(sub)[0]
         c = curve(sub, [metric, selection])
         half = interval_half_widths(sub, metric)
@@ -341,9 +348,9 @@ def _sizes(ctx: _Ctx) -> Out:
             continue
         for task in ctx.recs.tasks:
             sub = ctx.recs.data[ctx.recs.data["task"] == task]
-            kind = "regression" if "test_ndcg" in sub.columns and sub["test_ndcg"].notna().any() else "classification"
+            kind = "regression" if measured(sub, "test_ndcg") else "classification"
             rows = [r for r in (A3_ROWS[kind] if ctx.metrics == (None,) else ctx.metrics) if r]
-            rows = [r for r in rows if r in sub.columns and sub[r].notna().any()]
+            rows = [r for r in rows if measured(sub, r)]
             cols = [m for m in models if any(ctx.recs.curve(m, task, "pretrained", r) for r in rows)]
             if not rows or len(cols) < 2:
                 yield f"workshop {name} model-size panels on {task}: fewer than two {name} models with these metrics"
@@ -549,7 +556,7 @@ def _icml_gaps(ctx: _Ctx) -> Out:
 def _icml_pretraining(ctx: _Ctx, x: str) -> Out:
     what = {"checkpoint_fraction": "pretraining fraction", "mlm_loss": "MLM loss"}[x]
     data = ctx.recs.data
-    if x not in data.columns or "checkpoint_fraction" not in data.columns or data[x].isna().all():
+    if data[x].isna().all():
         yield f"ICML performance vs {what}: the records carry no {x} (no checkpoint models among the records drawn)"
         return
     ckpt = data[data["checkpoint_fraction"].notna()]
@@ -704,7 +711,7 @@ def render_figures(
     if frame is None or frame.empty:
         out.skipped.append("all figures: no layer records")
         return out
-    frame = frame.assign(protocol=frame["protocol"].fillna(PLMTRANSFER) if "protocol" in frame else PLMTRANSFER)
+    frame = frame.assign(protocol=frame["protocol"].fillna(PLMTRANSFER))
     # normalized per protocol: its newest-record rule must not let one protocol replace another's
     data = pd.concat([normalize(g) for _, g in frame.groupby("protocol")], ignore_index=True)
     data = _filter(data, "model", models, ONEHOT)

@@ -27,6 +27,7 @@ from pytest_plmtransfer.report.tables import _claims_summary as claims_summary
 from pytest_plmtransfer.report.tables import _grid as layer_grid
 from pytest_plmtransfer.report.tables import claim_rows, leader_cell_text, leaderboard, leaderboard_caption, task_tables
 from pytest_plmtransfer.results.aggregate import normalize
+from pytest_plmtransfer.results.ledger import records_to_frame
 
 VERDICTS = {  # outcome -> (what the badge says, css class)
     "passed": ("holds", "pass"),
@@ -122,8 +123,6 @@ CURVE_NOTE = (
 
 
 def _distinct(frame: pd.DataFrame, column: str) -> list[Any]:
-    if column not in frame.columns:
-        return []
     seen: dict[str, Any] = {}
     for value in frame[column].tolist():
         if value is None or (isinstance(value, float) and value != value):
@@ -148,21 +147,20 @@ def _provenance(layers: pd.DataFrame, claims: pd.DataFrame) -> str:
     both = pd.concat([layers, claims], ignore_index=True, sort=False) if not claims.empty else layers
     out = []
     runs = []
-    if "run_id" in both.columns:
-        for run, sub in both.groupby(both["run_id"].astype(str), sort=True):
-            stamps = sorted(str(t) for t in sub.get("timestamp", pd.Series(dtype=str)).dropna())
-            runs.append(
-                [
-                    f"<code>{_e(run)}</code>",
-                    _e(f"{stamps[0]} – {stamps[-1]}" if stamps else ""),
-                    _e(", ".join(map(str, _distinct(sub, "plugin_version")))),
-                    "<code>" + _e(", ".join(str(c)[:12] for c in _distinct(sub, "git_commit"))) + "</code>",
-                    _e(", ".join(map(str, _distinct(sub, "host")))),
-                    _e(", ".join(sorted(str(s) for s in _distinct(sub, "shard")))),
-                    str(int((sub.get("kind") == "layer").sum())) if "kind" in sub.columns else str(len(sub)),
-                    str(int((sub.get("kind") == "claim").sum())) if "kind" in sub.columns else "0",
-                ]
-            )
+    for run, sub in both.groupby(both["run_id"].astype(str), sort=True):
+        stamps = sorted(str(t) for t in sub["timestamp"].dropna())
+        runs.append(
+            [
+                f"<code>{_e(run)}</code>",
+                _e(f"{stamps[0]} – {stamps[-1]}" if stamps else ""),
+                _e(", ".join(map(str, _distinct(sub, "plugin_version")))),
+                "<code>" + _e(", ".join(str(c)[:12] for c in _distinct(sub, "git_commit"))) + "</code>",
+                _e(", ".join(map(str, _distinct(sub, "host")))),
+                _e(", ".join(sorted(str(s) for s in _distinct(sub, "shard")))),
+                str(int((sub["kind"] == "layer").sum())),
+                str(int((sub["kind"] == "claim").sum())),
+            ]
+        )
     out.append(
         _table(
             ["run", "recorded", "plugin", "commit", "host", "shards", "layer records", "claim records"],
@@ -261,7 +259,7 @@ def render_html(
     curves = dict(curves or {})
     tables = task_tables(frame, metric)
     crows = claim_rows(claims)
-    claim_frame = pd.DataFrame(crows)
+    claim_frame = records_to_frame(crows)
     claim_ids: dict[str, str] = {}
     for r in crows:
         base, n = anchor("claim", r["claim_id"]), 1

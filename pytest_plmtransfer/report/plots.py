@@ -309,7 +309,7 @@ def compare_models(
     if len(models) != 2 or models[0] == models[1]:
         raise ResultsError(f"--model names two different models to compare (given: {', '.join(models)})")
     frame = load_ledger(ledger, kind="layer")
-    known = sorted(set(map(str, frame["model"]))) if "model" in frame.columns else []
+    known = sorted(set(map(str, frame["model"].dropna())))
     for model in models:
         if model not in known:
             raise ResultsError(

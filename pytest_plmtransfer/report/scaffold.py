@@ -23,8 +23,7 @@ import re
 from pathlib import Path
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
-from pytest_plmtransfer.infra.tempfiles import atomic_write
-from pytest_plmtransfer.results.ledger import atomic_write_json
+from pytest_plmtransfer.infra.tempfiles import atomic_write, atomic_write_json
 
 CONFTEST = '''"""Registers {model} with pytest-plmtransfer. Replace TinyPLM with your model."""
 

@@ -167,8 +167,6 @@ def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTabl
 
 def interval_half_widths(frame: pd.DataFrame, metric: str) -> dict[int, float]:
     """Per layer, the half-width of the 95% interval of ``metric`` (see the module docstring)."""
-    if "intervals" not in frame.columns:
-        return {}
     out: dict[int, float] = {}
     for layer, sub in frame.groupby("layer"):
         found = [iv.get(metric) for iv in sub["intervals"] if isinstance(iv, dict)]
@@ -468,10 +466,10 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
             block["selection_metric"] = table.selection_metric
             block["test_metric"] = table.test_metric
             block["best"] = block["layer"] == row.best_layer
-            weights = sorted({w for w in data.get("weights", pd.Series(dtype=object)) if isinstance(w, str)})
+            weights = sorted({w for w in data["weights"] if isinstance(w, str)})
             block["weights"] = " ".join(weights)
             block["limit"] = row.limit  # --plm-limit N per split; empty: the whole task
-            runs = sorted({str(r) for r in data.get("run_id", pd.Series(dtype=object)).dropna()})
+            runs = sorted({str(r) for r in data["run_id"].dropna()})
             block["run_ids"] = " ".join(runs)
             if row.half_widths:  # the ± of the tables: half-width of the 95% interval of the test metric
                 block["test_metric_ci95_halfwidth"] = [row.half_widths.get(int(l)) for l in block["layer"]]

@@ -52,6 +52,12 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     return out
 
 
+def measured(frame: pd.DataFrame, metric: str) -> bool:
+    """Some record of ``frame`` holds ``metric``. Metrics are the one open-ended part of a result
+    frame (a head may record its own): its other columns are fixed."""
+    return metric in frame.columns and bool(frame[metric].notna().any())
+
+
 def seed_key(seed: Any) -> str:
     if seed is None or (isinstance(seed, float) and math.isnan(seed)):
         return NO_SEED
@@ -84,32 +90,18 @@ def sorted_seeds(keys) -> list[str]:
 
 
 def normalize(frame: pd.DataFrame, *, dedupe: bool = True) -> pd.DataFrame:
-    """A copy with a string ``seed_key`` column, int ``layer`` and (by default) the newest record
+    """The layer records of a result frame (:func:`ledger.records_to_frame`: its columns are
+    fixed) with a string ``seed_key`` column, int ``layer`` and (by default) the newest record
     per (model, task, layer, init, seed) only."""
-    if frame is None or frame.empty:
-        cols = ["model", "task", "layer", "init", "seed", "seed_key", "protocol"]
-        return pd.DataFrame(columns=cols)
-    missing = [c for c in ("model", "task", "layer") if c not in frame.columns]
-    if missing:
-        raise ResultsError(f"layer results lack the column(s) {missing}; is this a layer-record frame?")
-    out = frame.copy()
-    if "kind" in out.columns:
-        out = out[out["kind"].isna() | (out["kind"] == "layer")]
-    if "init" not in out.columns:
-        out["init"] = "none"
-    out["init"] = out["init"].where(out["init"].notna(), "none").astype(str)
-    if "seed" not in out.columns:
-        out["seed"] = None
+    out = frame[frame["kind"] == "layer"].copy()
     out["seed_key"] = [seed_key(s) for s in out["seed"].astype(object)]
-    if "protocol" not in out.columns:  # frames built by hand: the default protocol
-        out["protocol"] = PLMTRANSFER
+    out["init"] = out["init"].where(out["init"].notna(), "none").astype(str)
     out["protocol"] = out["protocol"].where(out["protocol"].notna(), PLMTRANSFER).astype(str)
     out["layer"] = out["layer"].astype(int)
     out["model"] = out["model"].astype(str)
     out["task"] = out["task"].astype(str)
     if dedupe:
-        if "timestamp" in out.columns:
-            out = out.sort_values("timestamp", kind="stable", na_position="first")
+        out = out.sort_values("timestamp", kind="stable", na_position="first")
         out = out.drop_duplicates(subset=list(KEY), keep="last")
     return out.reset_index(drop=True)
 
@@ -118,7 +110,7 @@ def select_runs(frame: pd.DataFrame, *, run_id: str | None = None, latest: bool 
     """Only the records of one run (``run_id``) or of the most recent run (``latest``)."""
     if frame.empty or (run_id is None and not latest):
         return frame
-    if "run_id" not in frame.columns:
+    if frame["run_id"].isna().all():
         raise ResultsError("the records carry no run_id, so a run cannot be selected")
     if run_id is not None:
         sel = frame[frame["run_id"] == run_id]
@@ -133,16 +125,10 @@ def latest_run(frame: pd.DataFrame) -> tuple[str, str]:
     """The most recent run of a layer frame and a line saying what was picked: when, how many
     layer records, and the runs before it that hold more (a newer run may be a one-test retry)."""
     runs = frame.dropna(subset=["run_id"])
-    if "timestamp" in runs.columns:
-        stamps = runs.groupby("run_id")["timestamp"].max().sort_values(kind="stable")
-    else:  # ledger order
-        stamps = pd.Series(range(len(runs)), index=runs["run_id"]).groupby(level=0).max().sort_values()
+    stamps = runs.groupby("run_id")["timestamp"].max().sort_values(kind="stable")
     counts = runs.groupby("run_id").size()
     newest = str(stamps.index[-1])
-    line = f"--latest: run {newest}"
-    if "timestamp" in runs.columns:
-        line += f" of {stamps.iloc[-1]}"
-    line += f", {counts[newest]} layer record(s)"
+    line = f"--latest: run {newest} of {stamps.iloc[-1]}, {counts[newest]} layer record(s)"
     bigger = [r for r in stamps.index[:-1] if counts[r] > counts[newest]]
     if bigger:
         fuller = max(bigger, key=lambda r: (counts[r], stamps[r]))
@@ -186,13 +172,12 @@ def row_groups(frame: pd.DataFrame) -> tuple[list[RowGroup], list[str]]:
     notes: list[str] = []
     if data.empty:
         return groups, notes
-    has_weights = "weights" in data.columns
-    data["_limit"] = data["limit"].fillna(0).astype(int) if "limit" in data.columns else 0
+    data["_limit"] = data["limit"].fillna(0).astype(int)
     keys = ["task", "protocol", "model", "init", "_limit"]
     for (task, protocol, model, init, limit), sub in data.groupby(keys, sort=True):
         what = f"{model}/{init} on {task}" + (f" (--plm-limit {limit})" if limit else "")
         what += f" [{protocol}]" if protocol != PLMTRANSFER else ""
-        labels = sorted({w for w in sub["weights"] if isinstance(w, str)}) if has_weights else []
+        labels = sorted({w for w in sub["weights"] if isinstance(w, str)})
         parts: list[tuple[str | None, pd.DataFrame]] = [(None, sub)]
         if len(labels) > 1 and (sub["seed_key"] == NO_SEED).all():
             parts = [(label, sub[sub["weights"] == label]) for label in labels]
@@ -238,13 +223,10 @@ def _mode(series: pd.Series) -> Any:
 
 
 def task_metrics(frame: pd.DataFrame, task: str | None = None) -> tuple[str, str]:
-    """(selection metric, test metric) that the records of ``task`` declare.
-
-    Falls back to (val_spearman, test_spearman) for records that predate those fields.
-    """
+    """(selection metric, test metric) that the records of ``task`` declare, (val_spearman,
+    test_spearman) where they declare none."""
     sub = frame if task is None else frame[frame["task"] == task]
-    sel = _mode(sub["selection_metric"]) if "selection_metric" in sub.columns else None
-    test = _mode(sub["test_metric"]) if "test_metric" in sub.columns else None
+    sel, test = _mode(sub["selection_metric"]), _mode(sub["test_metric"])
     return (sel or "val_spearman", test or "test_spearman")
 
 
@@ -264,7 +246,7 @@ def subset(
 def depth(frame: pd.DataFrame) -> int:
     """Index of a model's last layer: ``num_layers`` when recorded, else the deepest layer seen."""
     deepest = int(frame["layer"].max()) if not frame.empty else 0
-    if "num_layers" in frame.columns and frame["num_layers"].notna().any():
+    if frame["num_layers"].notna().any():
         return max(int(frame["num_layers"].max()), deepest)
     return deepest
 
@@ -277,19 +259,12 @@ def curve(frame: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
     metrics = [m for m in dict.fromkeys(metrics)]
     if frame.empty:
         return pd.DataFrame(columns=[*metrics, *(f"{m}_std" for m in metrics), "n"])
-    present = [m for m in metrics if m in frame.columns]
-    data = frame[["layer", *present]].copy()
-    for m in present:
+    data = frame.reindex(columns=["layer", *metrics])  # a metric no record holds: NaN
+    for m in metrics:
         data[m] = pd.to_numeric(data[m], errors="coerce")
     grouped = data.groupby("layer")
-    mean = grouped[present].mean()
-    std = grouped[present].std(ddof=1).add_suffix("_std")
-    out = pd.concat([mean, std], axis=1)
+    out = pd.concat([grouped[metrics].mean(), grouped[metrics].std(ddof=1).add_suffix("_std")], axis=1)
     out["n"] = grouped.size()
-    for m in metrics:
-        if m not in out.columns:
-            out[m] = np.nan
-            out[f"{m}_std"] = np.nan
     return out.sort_index()
 
 

@@ -13,8 +13,8 @@ Checks, in order, each failing with every offender named:
 3. every group of the plan delivered every (task, layer) it was assigned. Groups whose model
    could not even be described (their tests skip) are not expected.
 
-The output is a single-file ledger (schema 3: ``{"schema_version", "plans", "records"}``, each
-record with its digest) that ``plmtransfer report`` and ``pytest --plm-from-ledger`` read.
+The output is a ledger directory of one part, :data:`MERGED_PART` (the plan's header, then each
+record with its digest), that ``plmtransfer report`` and ``pytest --plm-from-ledger`` read.
 """
 
 from __future__ import annotations
@@ -28,17 +28,12 @@ from typing import Any
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.tempfiles import sweep_stale_temps
 from pytest_plmtransfer.plan.sharding import ShardPlan, group_id
-from pytest_plmtransfer.results.ledger import (
-    LAYER_KEY,
-    Entry,
-    atomic_write_json,
-    ledger_document,
-    read_entries,
-    record_key,
-)
+from pytest_plmtransfer.results.ledger import LAYER_KEY, Entry, part_header, read_entries, record_key, write_part
 from pytest_plmtransfer.results.records import measurement
 
 ON_CONFLICT = ("fail", "newest")
+#: the one part of a merged ledger directory
+MERGED_PART = "merged.jsonl"
 #: conflicts listed in full before "... and N more"
 _SHOWN = 10
 
@@ -129,7 +124,7 @@ def merge_ledgers(paths: Sequence[Path | str], *, on_conflict: str = "fail") -> 
             unique.append(entry)
     by_key: dict[tuple, list[Entry]] = {}
     for entry in unique:
-        if entry.record.get("kind", "layer") == "layer":
+        if entry.record.get("kind") == "layer":
             by_key.setdefault(record_key(entry.record), []).append(entry)
     disagree = {key for key, group in by_key.items() if len({_canonical(measurement(e.record)) for e in group}) > 1}
     conflicts = [_describe_conflict(key, by_key[key]) for key in disagree]
@@ -142,7 +137,7 @@ def merge_ledgers(paths: Sequence[Path | str], *, on_conflict: str = "fail") -> 
         )
     # the newest record of each key (equal timestamps: the later input)
     keep = {id(max(reversed(group), key=_when)) for group in by_key.values()}
-    merged = [e.record for e in unique if e.record.get("kind", "layer") != "layer" or id(e) in keep]
+    merged = [e.record for e in unique if e.record.get("kind") != "layer" or id(e) in keep]
 
     plan_header = next((h for _p, h in headers if h.get("plan")), None)
     missing: dict[str, list[tuple[str, int]]] = {}
@@ -150,7 +145,7 @@ def merge_ledgers(paths: Sequence[Path | str], *, on_conflict: str = "fail") -> 
         plan = ShardPlan.from_dict(plan_header["plan"])
         delivered: dict[str, set[tuple[str, int]]] = {}
         for rec in merged:
-            if rec.get("kind", "layer") == "layer":
+            if rec.get("kind") == "layer":
                 gid = group_id(rec["model"], rec["init"], rec.get("seed"))
                 delivered.setdefault(gid, set()).add((rec["task"], rec["layer"]))
         for gid, work in sorted(plan.work.items()):
@@ -179,12 +174,13 @@ def describe_missing(result: MergeResult) -> str:
 
 
 def write_merged(result: MergeResult, out: Path) -> None:
-    header = dict(result.plan_header) if result.plan_header else None
-    if header is not None:
-        header.pop("file", None)
-        header.update(shard=None, worker=None, part=None)
-    sweep_stale_temps(out.parent)  # a merge killed mid-write left its temp file here
-    atomic_write_json(out, ledger_document(result.records, [header] if header else []))
+    """``out``: a ledger directory holding :data:`MERGED_PART` (replaced by a re-merge)."""
+    header = dict(result.plan_header) if result.plan_header else part_header()
+    header.pop("file", None)
+    header.update(shard=None, worker=None, part=MERGED_PART)
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(out)  # a merge killed mid-write left its temp file here
+    write_part(out / MERGED_PART, result.records, header)
 
 
-__all__ = ["MergeError", "MergeResult", "describe_missing", "merge_ledgers", "write_merged"]
+__all__ = ["MERGED_PART", "MergeError", "MergeResult", "describe_missing", "merge_ledgers", "write_merged"]

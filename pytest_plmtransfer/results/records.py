@@ -2,11 +2,10 @@
 both carry.
 
 The session builds :class:`LayerRecord` / :class:`ClaimRecord`; the ledger stores
-:meth:`~LayerRecord.to_dict` (provenance fields flat at the top level, as every ledger since
-schema 1 has them, so old and new records read the same); readers that want typed access
-(merge, ``--plm-from-ledger``, tests) use :func:`parse_record`, which accepts records of every
-schema version (fields a version lacked get their defaults; unknown fields are kept in
-``extra`` and written back unchanged).
+:meth:`~LayerRecord.to_dict` (provenance fields flat at the top level); :func:`parse_record`
+reads one back (unknown fields are kept in ``extra`` and written back unchanged), and
+:data:`FRAME_COLUMNS` (the fields of both, every row of a result frame has them) is what
+:func:`~pytest_plmtransfer.results.ledger.records_to_frame` derives from them.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+#: how embeddings may be cached (``--plm-cache-dtype``; a record's ``cache_dtype``)
+CACHE_DTYPES = ("float32", "float16")
 #: fields that differ between two runs that computed the same numbers (time, place, run
 #: bookkeeping, cache state); ``same_measurement`` ignores them
 RUN_SPECIFIC_FIELDS = (
@@ -74,6 +75,10 @@ def _split(cls: type, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return own, prov, extra
 
 
+#: fields a record holds only when set (None: absent from its dict), written after the provenance
+_ONLY_WHEN_SET = ("cuda_visible_devices", "limit", "base_model", "head_name")
+
+
 class _Record:
     kind: ClassVar[str]
     provenance: Provenance
@@ -81,12 +86,13 @@ class _Record:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            if f.name in ("provenance", "extra"):
-                continue
-            out[f.name] = getattr(self, f.name)
+        names = [f.name for f in dataclasses.fields(self) if f.name not in ("provenance", "extra")]  # type: ignore[arg-type]
+        out.update((name, getattr(self, name)) for name in names if name not in _ONLY_WHEN_SET)
         out.update(dataclasses.asdict(self.provenance))
         out.update(self.extra)
+        out.update(
+            (name, getattr(self, name)) for name in names if name in _ONLY_WHEN_SET and getattr(self, name) is not None
+        )
         return out
 
     @classmethod
@@ -143,6 +149,13 @@ class LayerRecord(_Record):
     checkpoint_step: int | None = None
     checkpoint_fraction: float | None = None
     mlm_loss: float | None = None
+    #: the CUDA_VISIBLE_DEVICES the run saw (None: unset)
+    cuda_visible_devices: str | None = None
+    #: --plm-limit N: the records of a subsample (None: the whole task)
+    limit: int | None = None
+    #: a user's head on a layer case (``model`` is ``<base_model>+<head_name>``; None for the probe)
+    base_model: str | None = None
+    head_name: str | None = None
     provenance: Provenance = field(default_factory=Provenance)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -181,13 +194,23 @@ class ClaimRecord(_Record):
 
 
 def parse_record(data: dict[str, Any]) -> LayerRecord | ClaimRecord:
-    """A ledger dict (any schema version) as its typed record."""
-    kind = data.get("kind", "layer")  # schema 1 records had no kind: they were all layers
+    """A ledger dict as its typed record."""
+    kind = data.get("kind")
     if kind == "layer":
         return LayerRecord.from_dict(data)
     if kind == "claim":
         return ClaimRecord.from_dict(data)
     raise ValueError(f"unknown record kind {kind!r}")
+
+
+def _columns(*types: type) -> tuple[str, ...]:
+    names = ["kind", *(f.name for t in types for f in dataclasses.fields(t)), *Provenance.FIELDS]
+    return tuple(n for n in dict.fromkeys(names) if n not in ("provenance", "extra"))
+
+
+#: the columns every result frame has (missing values NaN/None): each field of a layer or claim
+#: record and of their provenance; the metrics (open-ended: a head may record its own) join them
+FRAME_COLUMNS = _columns(LayerRecord, ClaimRecord)
 
 
 def measurement(record: dict[str, Any]) -> dict[str, Any]:
@@ -201,4 +224,13 @@ def measurement(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["RUN_SPECIFIC_FIELDS", "ClaimRecord", "LayerRecord", "Provenance", "measurement", "parse_record"]
+__all__ = [
+    "CACHE_DTYPES",
+    "FRAME_COLUMNS",
+    "RUN_SPECIFIC_FIELDS",
+    "ClaimRecord",
+    "LayerRecord",
+    "Provenance",
+    "measurement",
+    "parse_record",
+]

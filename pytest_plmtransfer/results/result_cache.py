@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.infra.locks import LockPolicy, PatientLock
-from pytest_plmtransfer.results.ledger import atomic_write_json
+from pytest_plmtransfer.infra.tempfiles import atomic_write_json, json_default
 
 RESULT_FORMAT = 2
 
@@ -71,16 +71,8 @@ class ResultCache:
 
     def put(self, key: str, result: dict[str, Any]) -> None:
         # through JSON first: the digest must be over exactly what a later read will see
-        plain = json.loads(json.dumps(result, default=_plain))
+        plain = json.loads(json.dumps(result, default=json_default))
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with PatientLock(str(path) + ".lock", self.lock_policy, what="probe result"):
             atomic_write_json(path, {"result_format": RESULT_FORMAT, "sha256": payload_digest(plain), "result": plain})
-
-
-def _plain(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in a cached result")

@@ -52,13 +52,11 @@ from pytest_plmtransfer.infra.diskspace import (
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.hashing import payload_key, sha256_file
 from pytest_plmtransfer.infra.locks import LockPolicy, PatientLock
-from pytest_plmtransfer.infra.tempfiles import make_temp, sweep_stale_temps
+from pytest_plmtransfer.infra.tempfiles import atomic_write_json, make_temp, sweep_stale_temps
 from pytest_plmtransfer.models.base import ModelAdapter
-from pytest_plmtransfer.results.ledger import atomic_write_json
+from pytest_plmtransfer.results.records import CACHE_DTYPES
 
 STORE_FORMAT = 1
-#: dtypes an entry may be stored in (``--plm-cache-dtype``)
-CACHE_DTYPES = ("float32", "float16")
 
 
 class CacheNotWritable(PlmTransferError):
@@ -312,7 +310,6 @@ def _narrow(out: np.ndarray, dtype: np.dtype, model: str, layer: int) -> np.ndar
 
 
 __all__ = [
-    "CACHE_DTYPES",
     "CacheNotWritable",
     "CacheSpaceError",
     "EmbeddingEntry",

@@ -131,7 +131,6 @@ class PlmSession:
             run_id=self.run_id,
             shard=self.shard.tag if self.shard else "all",
             worker=worker,
-            lock_policy=self.lock_policy,
         )
         #: records a full or failing ledger disk refused, retried with the next write
         self.unsaved: list[dict[str, Any]] = []
@@ -827,12 +826,12 @@ class PlmSession:
             return None
         except (OSError, PlmTransferError):
             pass
-        from pytest_plmtransfer.results.ledger import atomic_write_json, ledger_document
+        from pytest_plmtransfer.results.ledger import write_part
 
         first = f"plmtransfer: the ledger {self.ledger.path} could not be written"
         path = self.unsaved_path()
         try:
-            atomic_write_json(path, ledger_document(self.unsaved))
+            write_part(path, self.unsaved, self.ledger.part_header())
         except OSError as exc:
             lines = "\n".join(json.dumps(r, default=str) for r in self.unsaved)
             return f"{first}, nor {path} ({exc.strerror}); this run's {len(self.unsaved)} unsaved record(s):\n{lines}"

@@ -71,7 +71,7 @@ def evaluate(case: ClaimCase, layer_results: pd.DataFrame, baselines: BaselineSt
     # imported here: kinds.py builds on this module (ClaimOutcome)
     from pytest_plmtransfer.judge.claims.kinds import get_kind
 
-    if layer_results is not None and "kind" in layer_results.columns:
+    if layer_results is not None:
         layer_results = layer_results[layer_results["kind"].isna() | (layer_results["kind"] == "layer")]
     if layer_results is not None and not layer_results.empty:
         # before normalize(): records of two protocols must not replace each other there

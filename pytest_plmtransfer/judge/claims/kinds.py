@@ -1076,7 +1076,7 @@ class Trend(ClaimKind):
         axis = case.params["axis"]
         column = "checkpoint_fraction" if axis == "checkpoint" else "model_params"
         rows = subset(frame, model, case.task, case.init)
-        if column in rows.columns and rows[column].notna().any():
+        if rows[column].notna().any():
             return float(pd.to_numeric(rows[column], errors="coerce").dropna().iloc[0])
         if axis == "checkpoint":
             return float(model.rsplit("@", 1)[1]) if "@" in model else 1.0

@@ -27,8 +27,6 @@ def _ref(row: pd.Series) -> dict[str, Any] | None:
 
 def _resamples(rows: pd.DataFrame) -> int | None:
     """The number of resamples the records' intervals used (None: no intervals recorded)."""
-    if "intervals" not in rows.columns:
-        return None
     found = [
         int(v["n_resamples"])
         for iv in rows["intervals"]
