@@ -17,7 +17,6 @@ module is: this project's tests use them, and so can yours.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pytest_plmtransfer.models.base import ONEHOT, EmbeddingBatch, ModelAdapter, collect_embeddings
+from pytest_plmtransfer.results.ledger import part_header, write_part
 from pytest_plmtransfer.results.records import LayerRecord, Provenance
 
 # --------------------------------------------------------------------------------------------
@@ -266,15 +266,10 @@ def synthetic_records(
     return out
 
 
-def write_ledger(path: Path | str, records: list[dict[str, Any]], *, schema: int = 2) -> Path:
-    """Write records as a schema-2 ledger, or as schema 1 (a bare list, no ``kind``)."""
+def write_ledger(path: Path | str, records: list[dict[str, Any]]) -> Path:
+    """Write records as one ledger part (a file every ledger reader takes)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if schema == 1:
-        doc: Any = [{k: v for k, v in r.items() if k != "kind"} for r in records if r.get("kind", "layer") == "layer"]
-    else:
-        doc = {"schema_version": 2, "records": records}
-    path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    write_part(path, records, part_header())
     return path
 
 

@@ -1,4 +1,4 @@
-"""The ``plmtransfer`` command line: report, compare, show; schema-1 ledgers; exit codes (paper: test_paper.py)."""
+"""The ``plmtransfer`` command line: report, compare, show; exit codes (paper: test_paper.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def shifted(records, delta, *, layer=2, init="pretrained"):
     return out
 
 
-def test_report_prints_tables_and_writes_files(tmp_path, ledger, capsys):
+def test_report_prints_tables_and_writes_files(tmp_path, records, capsys):
     claim = {
         "kind": "claim",
         "run_id": "run-1",
@@ -46,9 +46,7 @@ def test_report_prints_tables_and_writes_files(tmp_path, ledger, capsys):
         "detail": {},
         "timestamp": "2024-01-01T00:00:05+00:00",
     }
-    doc = json.loads(ledger.read_text())
-    doc["records"].append(claim)
-    ledger.write_text(json.dumps(doc))
+    ledger = write_ledger(tmp_path / "a.json", [*records, claim])
     assert main(["report", str(ledger), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "gb1_sampled: test_spearman by layer" in out
@@ -83,20 +81,19 @@ def test_report_selects_runs(tmp_path, records, capsys):
     assert "no records with run_id 'nope'" in err and "run-1, run-2" in err
 
 
-def test_report_reads_a_schema_1_ledger(tmp_path, records, capsys):
-    path = write_ledger(tmp_path / "old.json", records, schema=1)
-    assert isinstance(json.loads(path.read_text()), list)
-    assert main(["report", str(path)]) == 0
-    assert "tiny_esm/stat" in capsys.readouterr().out
-    assert main(["show", str(path)]) == 0
-    out = capsys.readouterr().out
-    assert "schema 1 (bare list, migrated on load)" in out and "models: onehot, tiny_esm" in out
-    assert "seeds: none, 0, 42" in out
+def test_show_describes_a_ledger_directory_or_one_part(tmp_path, records, capsys):
+    path = write_ledger(tmp_path / "ledger" / "one.jsonl", records)
+    for ledger, layout in ((path, "one part"), (path.parent, "directory, 1 file(s)")):
+        assert main(["show", str(ledger)]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"ledger {ledger}: schema 3 ({layout}), {len(records)} record(s)\nrecords: ")
+        assert "  run-1: 2024-01-01T00:00:00+00:00 .. 2024-01-01T00:00:00+00:00, commit " in out
+        assert "models: onehot, tiny_esm" in out and "seeds: none, 0, 42" in out
 
 
 def test_compare_identical_within_and_beyond_threshold(tmp_path, records, capsys):
     a = write_ledger(tmp_path / "a.json", records)
-    b_same = write_ledger(tmp_path / "b.json", records, schema=1)  # old schema on one side
+    b_same = write_ledger(tmp_path / "b.json", records)
     assert main(["compare", str(a), str(b_same), "--fail-above", "0.02"]) == 0
     out = capsys.readouterr().out
     assert "none above 0.02: OK" in out and "max |diff| 0.0000" in out
@@ -138,7 +135,7 @@ def test_missing_or_broken_ledger_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path / "none.json")]) == 2
     assert "no such ledger" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
-    bad.write_text("{")
+    bad.write_text("{\n")
     assert main(["show", str(bad)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
     assert main(["compare", str(bad)]) == 2  # one ledger needs --model X --model Y

@@ -142,8 +142,8 @@ def test_protocols_are_never_mixed_in_one_figure(tmp_path, monkeypatch):
             values = [v for v in drawn[f.path.stem] if abs(v) > 1.5]  # differences and depths are small
             if f.path.stem.startswith("workshop_grid"):
                 assert values if protocol == "plmtransfer" else not values, f.path.stem
-    # without a protocol column the records are one protocol, and the files carry no suffix
-    plain = render_figures(records_to_frame(authors).drop(columns="protocol"), tmp_path / "plain", models=["carp_600k"])
+    # records without a protocol are one protocol (plmtransfer), and the files carry no suffix
+    plain = render_figures(records_to_frame(authors).assign(protocol=None), tmp_path / "plain", models=["carp_600k"])
     assert all(f.path.stem.endswith(("_paper", "_gb1_sampled", "_scl_balanced")) for f in plain)
     assert all("(plmtransfer protocol)" in f.title for f in plain if f.path.stem.startswith("workshop_grid"))
 

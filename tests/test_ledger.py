@@ -1,4 +1,4 @@
-"""Ledger: schema, migration of old files, atomic writes, concurrent appends, DataFrame loading."""
+"""Ledger: the part format, records typed in and out, concurrent appends, the result frame."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ from pytest_plmtransfer.results.ledger import (
     Ledger,
     LedgerError,
     load_ledger,
+    part_header,
     read_ledger,
     read_records,
+    records_to_frame,
+    write_part,
 )
-from pytest_plmtransfer.results.records import LayerRecord, parse_record
-from pytest_plmtransfer.testing import synthetic_records, write_ledger
+from pytest_plmtransfer.results.records import FRAME_COLUMNS, ClaimRecord, LayerRecord, parse_record
+from pytest_plmtransfer.testing import synthetic_records
 
 
 def _rec(model="onehot", layer=0, value=0.5, ts="2026-01-01T00:00:00+00:00", **kw):
@@ -58,20 +61,37 @@ def test_records_of_every_part_load_together_and_by_run(tmp_path):
     assert sorted(r["layer"] for r in Ledger(path, run_id="x").records(run_id="r1")) == [0, 1]
 
 
-@pytest.mark.parametrize("schema", [1, 2])
-def test_old_single_file_ledgers_load_and_migrate_on_append(tmp_path, schema):
-    old = synthetic_records(models={"onehot": 0, "tiny_esm": 2}, tasks=["gb1_sampled"], seeds=[42])
-    path = write_ledger(tmp_path / "ledger.json", old, schema=schema)
-    before = read_records(path)
-    assert len(before) == len(old) and all(r["kind"] == "layer" for r in before)
-    assert all(isinstance(parse_record(r), LayerRecord) for r in before)
-    frame = load_ledger(path)
-    assert len(frame) == len(old) and "test_spearman" in frame.columns
-    # the first append moves the old file into a ledger directory at the same path: nothing lost
-    Ledger(path, run_id="new").append([_rec(layer=9, run_id="new")])
-    assert path.is_dir() and (path / "legacy.json").is_file()
-    after = read_records(path)
-    assert after[:-1] == before and after[-1]["layer"] == 9
+def test_records_read_back_as_their_types_and_a_whole_part_is_one_write(tmp_path):
+    recs = synthetic_records(models={"onehot": 0, "tiny_esm": 2}, tasks=["gb1_sampled"], seeds=[42])
+    part = tmp_path / "ledger" / "merged.jsonl"
+    write_part(part, recs, part_header(plan_hash="abc"))
+    back, (header,) = read_ledger(part.parent, verify=True)
+    assert back == recs and header["plan_hash"] == "abc" and header["schema_version"] == SCHEMA_VERSION
+    assert [parse_record(r).to_dict() for r in back] == back  # typed in and out: nothing lost or added
+    assert read_records(part) == recs  # one part, named directly
+
+
+def test_optional_layer_fields_are_absent_unless_set():
+    base = LayerRecord("m", "gb1_sampled", 0, "pretrained", None, {"test_spearman": 0.5})
+    assert not {"limit", "cuda_visible_devices", "base_model", "head_name"} & set(base.to_dict())
+    rec = LayerRecord(
+        "m+h", "gb1_sampled", 0, "pretrained", None, {}, limit=50, cuda_visible_devices="1", base_model="m", head_name="h"
+    )
+    # after the provenance, as the session added them to the dict before they were fields
+    assert list(rec.to_dict())[-4:] == ["cuda_visible_devices", "limit", "base_model", "head_name"]
+    assert parse_record(rec.to_dict()) == rec
+    with pytest.raises(ValueError, match="unknown record kind None"):
+        parse_record({k: v for k, v in rec.to_dict().items() if k != "kind"})
+
+
+def test_the_result_frame_has_its_columns_whatever_the_records_hold():
+    empty = records_to_frame([])
+    assert empty.empty and tuple(empty.columns) == FRAME_COLUMNS
+    claim = ClaimRecord("beats_onehot", "beats_onehot", "c1", "m", "t", "pretrained", "passed", True)
+    frame = records_to_frame([_rec(limit=5), claim])
+    assert tuple(frame.columns) == (*FRAME_COLUMNS, "test_spearman")
+    assert list(frame["kind"]) == ["layer", "claim"] and frame["limit"].iloc[0] == 5 and frame["limit"].isna().iloc[1]
+    assert frame["outcome"].isna().iloc[0] and frame["claim_kind"].iloc[1] == "beats_onehot"
 
 
 def test_torn_last_line_is_skipped_and_cut_on_next_append(tmp_path):
@@ -96,13 +116,13 @@ def test_bad_line_inside_a_part_names_file_and_line(tmp_path):
 
 
 def test_newer_schema_and_garbage_are_refused_with_the_path(tmp_path):
-    newer = tmp_path / "newer.json"
-    newer.write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1, "records": []}))
-    with pytest.raises(LedgerError, match="newer.json.*upgrade"):
+    newer = tmp_path / "newer.jsonl"
+    newer.write_text(json.dumps({**part_header(), "schema_version": SCHEMA_VERSION + 1}) + "\n")
+    with pytest.raises(LedgerError, match="newer.jsonl: line 1: schema_version 4 is newer.*upgrade"):
         read_records(newer)
     garbage = tmp_path / "garbage.json"
-    garbage.write_text("{")
-    with pytest.raises(LedgerError, match="garbage.json: not valid JSON"):
+    garbage.write_text('{\n "schema_version": 2,\n "records": []\n}\n')  # not a part: a JSON document
+    with pytest.raises(LedgerError, match="garbage.json: line 1 is not valid JSON"):
         read_records(garbage)
 
 

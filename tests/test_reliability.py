@@ -382,26 +382,26 @@ def test_hygiene_counts_duplicates_conflicts_and_overlap(tmp_path):
 DAMAGED = {
     "binary": b"\xff\xfe\x00garbage",
     "list_of_ints": b"[1, 2, 3]",
-    "records_object": b'{"schema_version": 2, "records": {"a": 1}}',
-    "records_not_objects": b'{"schema_version": 2, "records": [1, "x"]}',
-    "no_version": b'{"records": [1, "x"]}',  # not "newer than this plugin": no advice to upgrade
+    "not_a_record": b'{"schema_version": 2, "records": [{"a": 1}]}',  # a JSON document, not a part
+    "header_without_version": b'{"kind": "ledger_part"}\n',  # not "newer than this plugin": no advice to upgrade
+    "pretty_printed": b'{\n "records": []\n}',
 }
 
 
 @pytest.mark.parametrize("name", sorted(DAMAGED))
 def test_damaged_ledger_one_line_with_path_never_rewritten(tmp_path, name, capsys):
-    path = tmp_path / "ledger.json"
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    path = ledger / "old--all--main.jsonl"
     path.write_bytes(DAMAGED[name])
     with pytest.raises(LedgerError, match=str(path)):
         read_records(path)
     with pytest.raises(PreflightError) as exc:
-        check_ledger(path)
+        check_ledger(ledger)
     assert str(exc.value).startswith(str(path)) and "left as it is" in str(exc.value)
     assert "upgrade" not in str(exc.value)
-    with pytest.raises(LedgerError):
-        Ledger(path).append([{"kind": "layer"}])
     assert path.read_bytes() == DAMAGED[name], "the damaged file was rewritten"
-    for command in (["show", str(path)], ["report", str(path)], ["compare", str(path), str(path)]):
+    for command in (["show", str(ledger)], ["report", str(ledger)], ["compare", str(path), str(ledger)]):
         assert cli_main(command) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and str(path) in err and "Traceback" not in err
@@ -606,8 +606,8 @@ def test_full_ledger_disk_keeps_records_and_saves_them_at_the_end(tmp_path, monk
     assert read_records(plm.ledger.path)[-1]["layer"] == 0 and plm.ledger.part.read_bytes().endswith(b"\n")
     monkeypatch.undo()
     # the unsaved file is a ledger: merged with the part, nothing is missing
-    assert cli_main(["merge", str(plm.ledger.path), str(saved), "--out", str(tmp_path / "all.json")]) == 0
-    assert sorted(r["layer"] for r in read_records(tmp_path / "all.json", verify=True)) == [0, 1, 2]
+    assert cli_main(["merge", str(plm.ledger.path), str(saved), "--out", str(tmp_path / "all")]) == 0
+    assert sorted(r["layer"] for r in read_records(tmp_path / "all", verify=True)) == [0, 1, 2]
 
 
 def test_unsaved_records_are_printed_when_no_file_takes_them(tmp_path, monkeypatch):
@@ -704,10 +704,10 @@ def test_merge_refuses_edited_or_malformed_records_in_one_line(tmp_path, edit, p
         rec["digest"] = record_digest(rec)
     lines[2] = json.dumps(rec)
     part.write_text("\n".join(lines) + "\n")
-    code, err = _merge(tmp_path / "a", "--out", tmp_path / "m.json")
+    code, err = _merge(tmp_path / "a", "--out", tmp_path / "m")
     tail = "; it is not what pytest-plmtransfer wrote" if "digest" in problem else ""
     assert (code, err) == (2, f"plmtransfer merge: error: {part}: line 3: {problem}{tail}\n")
-    assert not (tmp_path / "m.json").exists()
+    assert not (tmp_path / "m").exists()
     if "digest" not in problem:  # every command reading the ledger: the same line, never a crash
         for command in ("show", "report", "compare"):
             code, err = _cli(command, tmp_path / "a", *([tmp_path / "a"] if command == "compare" else []))
@@ -721,7 +721,7 @@ def test_merge_lists_and_refuses_conflicts_unless_told_to_keep_the_newest(tmp_pa
     same = _records(2, run_id="run-3", timestamp="2026-01-03T00:00:00+00:00")[:1]  # layer 0 again, same values
     _shard(tmp_path / "a", first)
     _shard(tmp_path / "b", second + same, run_id="r2")
-    out = tmp_path / "m.json"
+    out = tmp_path / "m"
     code, err = _merge(tmp_path / "a", tmp_path / "b", "--out", out)
     assert code == 2 and not out.exists()
     assert (
@@ -744,8 +744,8 @@ def test_merge_keys_include_the_protocol(tmp_path):
     recs = _records(1)
     _shard(tmp_path / "a", [{**recs[0], "protocol": "authors"}])
     _shard(tmp_path / "b", [{**recs[0], "protocol": "plmtransfer", "metrics": {"test_spearman": 0.7}}], run_id="r2")
-    assert _merge(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m.json")[0] == 0
-    assert len(read_records(tmp_path / "m.json")) == 2
+    assert _merge(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m")[0] == 0
+    assert len(read_records(tmp_path / "m")) == 2
 
 
 def test_merge_checks_the_versions_in_parts_headers(tmp_path, monkeypatch):
@@ -755,7 +755,7 @@ def test_merge_checks_the_versions_in_parts_headers(tmp_path, monkeypatch):
     _shard(tmp_path / "a", recs[:1])
     monkeypatch.setattr(ledger_module, "__version__", "9.9")
     _shard(tmp_path / "b", recs[1:], run_id="r2")
-    code, err = _merge(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m.json")
+    code, err = _merge(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m")
     assert (
         code == 2
         and "different plugin versions: 0.1.0 (" in err
@@ -764,30 +764,40 @@ def test_merge_checks_the_versions_in_parts_headers(tmp_path, monkeypatch):
 
 
 def test_merge_out_refuses_a_non_ledger_sweeps_its_temp_and_names_the_users_file(tmp_path, monkeypatch):
+    from pytest_plmtransfer.results.merge import MERGED_PART
+
     _shard(tmp_path / "a", _records(2))
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
     code, err = _merge(tmp_path / "a", "--out", notes)
     assert (code, err) == (
         2,
-        f"plmtransfer merge: error: {notes}: exists and is not a plmtransfer ledger; refusing to overwrite it\n",
+        f"plmtransfer merge: error: {notes}: exists and is not a directory; --out writes a new ledger directory\n",
     )
     assert notes.read_text() == "my notes\n"
-    (tmp_path / "link.json").symlink_to(notes)
-    assert "exists and is not a regular file" in _merge(tmp_path / "a", "--out", tmp_path / "link.json")[1]
-    stale = tmp_path / f".m.json.{tempfiles._HOST}.999999999.abc.tmp"  # a merge killed mid-write
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    assert "exists and is not a directory" in _merge(tmp_path / "a", "--out", tmp_path / "link")[1]
+    # a ledger's parts are never mixed with a merge of them, nor a file the merge did not write overwritten
+    code, err = _merge(tmp_path / "a", "--out", tmp_path / "a")
+    assert code == 2 and f"{tmp_path / 'a'}: holds r--all--main.jsonl, not only an earlier merge's output" in err
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / MERGED_PART).write_text("my notes\n")
+    assert f"holds {MERGED_PART}, not only" in _merge(tmp_path / "a", "--out", tmp_path / "m")[1]
+    (tmp_path / "m" / MERGED_PART).unlink()
+    stale = tmp_path / "m" / f".{MERGED_PART}.{tempfiles._HOST}.999999999.abc.tmp"  # a merge killed mid-write
     stale.write_bytes(b"x" * 1000)
-    assert _merge(tmp_path / "a", "--out", tmp_path / "m.json")[0] == 0
-    assert not stale.exists() and len(read_records(tmp_path / "m.json", verify=True)) == 2
-    assert _merge(tmp_path / "a", "--out", tmp_path / "m.json")[0] == 0  # a ledger may be replaced
+    assert _merge(tmp_path / "a", "--out", tmp_path / "m")[0] == 0
+    assert not stale.exists() and len(read_records(tmp_path / "m", verify=True)) == 2
+    assert _merge(tmp_path / "a", "--out", tmp_path / "m")[0] == 0  # an earlier merge is replaced
+    assert [p.name for p in (tmp_path / "m").iterdir()] == [MERGED_PART]
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    code, err = _merge(tmp_path / "a", "--out", tmp_path / "m2.json")
-    assert (code, err) == (2, f"plmtransfer merge: error: {tmp_path / 'm2.json'}: No space left on device\n")
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m2.json.")]
+    code, err = _merge(tmp_path / "a", "--out", tmp_path / "m2")
+    assert (code, err) == (2, f"plmtransfer merge: error: {tmp_path / 'm2' / MERGED_PART}: No space left on device\n")
+    assert not list((tmp_path / "m2").iterdir())
 
 
 # ------------------------------------------------------------------ issue 17: item 7

@@ -117,7 +117,7 @@ def test_write_report_writes_markdown_csv_and_readable_pngs(tmp_path, frame):
 
 
 def test_empty_frame():
-    assert render_text(pd.DataFrame()) == "no layer results\n"
+    assert render_text(records_to_frame([])) == "no layer results\n"
 
 
 # ------------------------------------------------------------------------- multi-run ledgers (issue 19.5)

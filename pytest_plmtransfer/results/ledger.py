@@ -38,7 +38,7 @@ from typing import Any
 from pytest_plmtransfer import __version__
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.tempfiles import atomic_write, json_default, open_append, write_all
-from pytest_plmtransfer.results.records import FRAME_COLUMNS
+from pytest_plmtransfer.results.records import FRAME_COLUMNS, RECORD_KINDS
 
 SCHEMA_VERSION = 3
 #: the fields that identify one (model, task, layer, init, seed, protocol) measurement
@@ -55,7 +55,8 @@ class LedgerError(PlmTransferError):
 # --------------------------------------------------------------------------- reading
 def _read_part(path: Path) -> tuple[list[Entry], list[dict[str, Any]]]:
     """(records, headers) of one JSON Lines part. A torn last line (no newline: its writer was
-    killed mid-write) is skipped with a warning; a bad line anywhere else is an error."""
+    killed mid-write; it begins as every line written here does) is skipped with a warning; a bad
+    line anywhere else is an error."""
     data = path.read_bytes()
     lines = data.split(b"\n")
     records: list[Entry] = []
@@ -64,9 +65,9 @@ def _read_part(path: Path) -> tuple[list[Entry], list[dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):  # last line, no trailing newline: an interrupted append
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if number == len(lines) and line.startswith(b'{"'):  # no trailing newline: an interrupted append
                 warnings.warn(
                     f"{path}: line {number} is an incomplete record (interrupted write); skipped", stacklevel=2
                 )
@@ -86,6 +87,10 @@ def _read_part(path: Path) -> tuple[list[Entry], list[dict[str, Any]]]:
                     f"({SCHEMA_VERSION}); upgrade pytest-plmtransfer"
                 )
             headers.append({**rec, "file": path.name})
+        elif rec.get("kind") not in RECORD_KINDS:
+            raise LedgerError(
+                f"{path}: line {number} is not a record (kind {rec.get('kind')!r}); not a plmtransfer ledger"
+            )
         else:
             records.append(Entry(rec, f"{path}: line {number}"))
     return records, headers

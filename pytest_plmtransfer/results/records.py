@@ -193,23 +193,26 @@ class ClaimRecord(_Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: a record's ``kind`` -> its type
+RECORD_KINDS: dict[str, type[LayerRecord] | type[ClaimRecord]] = {"layer": LayerRecord, "claim": ClaimRecord}
+
+
 def parse_record(data: dict[str, Any]) -> LayerRecord | ClaimRecord:
     """A ledger dict as its typed record."""
     kind = data.get("kind")
-    if kind == "layer":
-        return LayerRecord.from_dict(data)
-    if kind == "claim":
-        return ClaimRecord.from_dict(data)
-    raise ValueError(f"unknown record kind {kind!r}")
+    if kind not in RECORD_KINDS:
+        raise ValueError(f"unknown record kind {kind!r}")
+    return RECORD_KINDS[kind].from_dict(data)
 
 
 def _columns(*types: type) -> tuple[str, ...]:
     names = ["kind", *(f.name for t in types for f in dataclasses.fields(t)), *Provenance.FIELDS]
-    return tuple(n for n in dict.fromkeys(names) if n not in ("provenance", "extra"))
+    return tuple(n for n in dict.fromkeys(names) if n not in ("provenance", "extra", "metrics"))
 
 
 #: the columns every result frame has (missing values NaN/None): each field of a layer or claim
-#: record and of their provenance; the metrics (open-ended: a head may record its own) join them
+#: record and of their provenance; the metrics, flattened (open-ended: a head may record its
+#: own), join them
 FRAME_COLUMNS = _columns(LayerRecord, ClaimRecord)
 
 
@@ -227,6 +230,7 @@ def measurement(record: dict[str, Any]) -> dict[str, Any]:
 __all__ = [
     "CACHE_DTYPES",
     "FRAME_COLUMNS",
+    "RECORD_KINDS",
     "RUN_SPECIFIC_FIELDS",
     "ClaimRecord",
     "LayerRecord",

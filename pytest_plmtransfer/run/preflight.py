@@ -63,8 +63,8 @@ def check_ledger(path: Path) -> None:
     from pytest_plmtransfer.results.ledger import LedgerError, read_records
 
     what = f"--plm-ledger {path}"
-    if path.exists() and not path.is_file() and not path.is_dir():
-        raise PreflightError(f"{what}: not a regular file")
+    if path.exists() and not path.is_dir():
+        raise PreflightError(f"{what}: not a directory (a ledger is a directory of JSON Lines parts)")
     directory = path if path.is_dir() else path.parent
     problem = writable_dir(directory)
     if problem:
