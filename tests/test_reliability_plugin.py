@@ -35,6 +35,9 @@ import os
 import numpy as np
 from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
 
+if os.environ.get("PLM_TEST_STARTED"):  # says when a run has started
+    open(os.environ["PLM_TEST_STARTED"], "w").close()
+
 class WideUserModel(ModelAdapter):
     name = "wide_user"
     num_layers = 2
@@ -389,18 +392,20 @@ def test_damaged_or_unwritable_ledger_refuses_the_run_before_computing(bench, tm
             f"ERROR: --plm-ledger {ledger}: the ledger cannot be written ({tmp_path / 'blocker'} is not a directory)*"
         )
     else:
-        ledger = tmp_path / "damaged.json"
-        ledger.write_bytes(
+        ledger = tmp_path / "damaged"
+        ledger.mkdir()
+        part = ledger / "old--all--main.jsonl"
+        part.write_bytes(
             {"binary": b"\xff\xfe\x00", "records_object": b'{"schema_version": 2, "records": {"a": 1}}'}[damage]
         )
-        before = ledger.read_bytes()
-        needle = f"ERROR: {ledger}: * The file was left as it is; move it aside, or choose another --plm-ledger"
+        before = part.read_bytes()
+        needle = f"ERROR: {part}: * The file was left as it is; move it aside, or choose another --plm-ledger"
     result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", ledger=ledger)
     assert result.ret == 4
     result.stderr.fnmatch_lines([needle])
     assert bench.forward_passes() == [], "nothing was computed"
     if damage != "unwritable":
-        assert ledger.read_bytes() == before, "the damaged ledger was rewritten"
+        assert part.read_bytes() == before, "the damaged ledger was rewritten"
 
 
 # ------------------------------------------------------------------ 3, 9, 13, 16, 17 in one story
@@ -485,7 +490,7 @@ def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_pa
 
 
 # ------------------------------------------------------------------ 10: a hung lock holder
-def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench, tmp_path):
+def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench, pytester, monkeypatch):
     hold = (
         "import sys, time\n"
         "from pytest_plmtransfer.infra.locks import PatientLock\n"
@@ -493,36 +498,40 @@ def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench
         "    print('held', flush=True)\n"
         "    time.sleep(float(sys.argv[2]))\n"
     )
-    lock = str(bench.ledger) + ".lock"
-    # Appends to a ledger directory take no lock (one part file per process); moving an old
-    # single-file ledger into a directory does: start from such a file so the run needs the lock.
-    bench.ledger.write_text('{"schema_version": 2, "records": []}\n')
+    # Appends to the ledger take no lock (one part file per process); computing an embedding
+    # cache entry does: the entry a first run made is removed, so the next runs need its lock.
     args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled", "--plm-lock-timeout=1"]
+    bench.run(*args).assert_outcomes(passed=1)
+    entry = next((bench.cache / "embeddings").rglob("manifest.json")).parent
+    lock = f"{entry}.lock"
+    shutil.rmtree(entry)
+    shutil.rmtree(bench.cache / "results")
     holder = subprocess.Popen([sys.executable, "-c", hold, lock, "600"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         failed = bench.run(*args, "--plm-lock-fail")
         failed.assert_outcomes(errors=1)
-        assert _failure_lines(failed, f"waited 1 s for the lock {lock} (ledger), held by pid {holder.pid} on host")
-        # nothing lost: the record the ledger could not take was saved beside, and named
-        failed.stdout.fnmatch_lines(["*this run's 1 unsaved record(s) are in *plmtransfer-unsaved-*.json*"])
+        assert _failure_lines(
+            failed, f"waited 1 s for the lock {lock} (embedding cache entry {entry.name}), held by pid {holder.pid}"
+        )
     finally:
         holder.kill()
         holder.wait()
-    shutil.rmtree(bench.cache / "results")  # so that the next run's result marks its progress
-    # held until the run is about to append (its probe result is cached), then 3 s more
-    until_result = (
+    # held until the run has started (its conftest loaded), then 8 s more: it waits at the lock
+    started = pytester.path / "started"
+    monkeypatch.setenv("PLM_TEST_STARTED", str(started))
+    until_started = (
         "import sys, time, pathlib\n"
         "from pytest_plmtransfer.infra.locks import PatientLock\n"
         "with PatientLock(sys.argv[1]):\n"
         "    print('held', flush=True)\n"
         "    deadline = time.time() + 300\n"
-        "    while not list(pathlib.Path(sys.argv[2]).rglob('*.json')) and time.time() < deadline:\n"
+        "    while not pathlib.Path(sys.argv[2]).exists() and time.time() < deadline:\n"
         "        time.sleep(0.1)\n"
-        "    time.sleep(3)\n"
+        "    time.sleep(8)\n"
     )
     holder = subprocess.Popen(
-        [sys.executable, "-c", until_result, lock, str(bench.cache / "results")], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", until_started, lock, str(started)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -531,9 +540,9 @@ def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench
         holder.wait()
     waited.assert_outcomes(passed=1)
     waited.stdout.fnmatch_lines(
-        [f"plmtransfer: waited 1 s for the lock {lock} (ledger), held by pid {holder.pid}*still waiting*"]
+        [f"plmtransfer: waited 1 s for the lock {lock} (embedding cache entry {entry.name}), held by pid {holder.pid}*"]
     )
-    assert len(bench.records()) == 1
+    assert len(bench.records()) == 2
 
 
 # ------------------------------------------------------------------ 11: bad data, one line per test
