@@ -587,7 +587,7 @@ class BaselineStore:
             }
             mean = {}
             for m in present:
-                vals = [v[m] for v in per_seed.values() if m in v]
+                vals: list[float] = [x for v in per_seed.values() if (x := v.get(m)) is not None]
                 if vals:
                     mean[m] = sum(vals) / len(vals)
             layers[str(int(layer))] = {"mean": mean, "per_seed": per_seed}
@@ -832,12 +832,12 @@ def _noise(stored: dict[str, Any], seeds: set[str], cur: pd.DataFrame, metric: s
     """z * sqrt(se_current^2 + se_baseline^2), SEs averaged over the compared seeds."""
     from statistics import NormalDist
 
-    base = [_num(stored.get(s, {}).get(metric, {}).get("se")) for s in seeds]
-    base = [v for v in base if v is not None]
+    base = [v for s in seeds if (v := _num(stored.get(s, {}).get(metric, {}).get("se"))) is not None]
     if not base:
         return None
-    now = [_num(iv.get(metric, {}).get("se")) for iv in cur["intervals"] if isinstance(iv, dict)]
-    now = [v for v in now if v is not None]
+    now = [
+        v for iv in cur["intervals"] if isinstance(iv, dict) and (v := _num(iv.get(metric, {}).get("se"))) is not None
+    ]
     if not now:
         return None
     se_b, se_c = sum(base) / len(base), sum(now) / len(now)
@@ -863,7 +863,8 @@ def _seeds(keys: set[str]) -> str:
 
 def _ranges(values: list[int]) -> str:
     out: list[str] = []
-    start = prev = None
+    start: int | None = None
+    prev = 0
     for v in sorted(values):
         if start is None:
             start = prev = v

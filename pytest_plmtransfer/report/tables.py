@@ -169,8 +169,12 @@ def interval_half_widths(frame: pd.DataFrame, metric: str) -> dict[int, float]:
     """Per layer, the half-width of the 95% interval of ``metric`` (see the module docstring)."""
     out: dict[int, float] = {}
     for layer, sub in frame.groupby("layer"):
-        found = [iv.get(metric) for iv in sub["intervals"] if isinstance(iv, dict)]
-        found = [v for v in found if isinstance(v, dict) and v.get("low") is not None and v.get("high") is not None]
+        found: list[dict[str, Any]] = [
+            v
+            for iv in sub["intervals"]
+            if isinstance(iv, dict) and isinstance(v := iv.get(metric), dict)
+            if v.get("low") is not None and v.get("high") is not None
+        ]
         if not found or len(found) < len(sub):
             continue
         if len(found) == 1:
