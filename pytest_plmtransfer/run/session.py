@@ -837,7 +837,7 @@ class PlmSession:
             return f"{first}, nor {path} ({exc.strerror}); this run's {len(self.unsaved)} unsaved record(s):\n{lines}"
         return (
             f"{first}; this run's {len(self.unsaved)} unsaved record(s) are in {path} "
-            f"(add it to the ledger with: plmtransfer merge {self.ledger.path} {path} --out FILE)"
+            f"(add it to the ledger with: plmtransfer merge {self.ledger.path} {path} --out DIR)"
         )
 
 
