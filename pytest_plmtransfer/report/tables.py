@@ -11,7 +11,7 @@ Intervals (issue 12): where the records carry bootstrap intervals of the test me
 percentile bootstrap over test examples). With seed replicates the cell is the seed mean and the
 half-width is ``1.96 * sqrt(sd_seeds^2 / k + mean(se^2))``: seed noise shrinks with k seeds, the
 test-set noise does not (every seed is scored on the same test examples). Records without
-intervals (older ledgers) show ``mean±sd`` over seeds as before. PNG curves shade the same
+intervals (``--plm-bootstrap 0``) show ``mean±sd`` over seeds as before. PNG curves shade the same
 intervals.
 """
 

@@ -46,7 +46,7 @@ class ResultCache:
         return self.root / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The cached result, or None if absent, of another format, or failing its check."""
+        """The cached result, or None if absent or failing its check."""
         path = self.path(key)
         try:
             raw = path.read_bytes()
@@ -58,10 +58,9 @@ class ResultCache:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             doc, problem = None, f"unreadable ({exc})"
         if problem is None:
-            if not isinstance(doc, dict) or not isinstance(doc.get("result"), dict) or "sha256" not in doc:
+            shape = isinstance(doc, dict) and isinstance(doc.get("result"), dict) and "sha256" in doc
+            if not shape or doc.get("result_format") != RESULT_FORMAT:
                 problem = "not a cached probe result"
-            elif doc.get("result_format") != RESULT_FORMAT:
-                return None
             elif payload_digest(doc["result"]) != doc["sha256"]:
                 problem = "its content does not match its sha256 (edited or damaged)"
         if problem is not None:
