@@ -266,8 +266,8 @@ def test_mlp_head(plm_layer_case, plm_embeddings, plm_task, plm_record):
     assert ci["low"] < ci["high"] and abs(ci["estimate"] - rho) < 1e-12 and ci["n_resamples"] == 50
 
 
-def test_explicit_request(plm_session):
-    embedded = plm_session.embeddings("tiny_user", "gb1_sampled", init="pretrained")
+def test_explicit_request(plm_embeddings_of):
+    embedded = plm_embeddings_of("tiny_user", "gb1_sampled", init="pretrained")
     assert embedded.layers == [0, 1, 2] and embedded.layer is None
     assert embedded.features(2).shape == (len(embedded.data.sequences), 8)
 """

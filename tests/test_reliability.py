@@ -581,13 +581,14 @@ def test_short_writes_are_completed_and_a_write_of_nothing_is_an_error(tmp_path,
 def test_full_ledger_disk_keeps_records_and_saves_them_at_the_end(tmp_path, monkeypatch):
     from pytest_plmtransfer.models.registry import builtin_registry
     from pytest_plmtransfer.options import PlmOptions
-    from pytest_plmtransfer.run.session import LedgerWriteError, PlmSession
+    from pytest_plmtransfer.run.recorder import LedgerWriteError
+    from pytest_plmtransfer.run.stages import build_stages
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    plm = PlmSession(
-        PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path
-    )
+    plm = build_stages(
+        PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path, run_id="r1"
+    ).recorder
     plm.write(_records(1))  # the part exists: the next appends meet the full disk
     recs = _records(3, run_id="r2")
     _fault_writes_to(
@@ -613,11 +614,11 @@ def test_full_ledger_disk_keeps_records_and_saves_them_at_the_end(tmp_path, monk
 def test_unsaved_records_are_printed_when_no_file_takes_them(tmp_path, monkeypatch):
     from pytest_plmtransfer.models.registry import builtin_registry
     from pytest_plmtransfer.options import PlmOptions
-    from pytest_plmtransfer.run.session import PlmSession
+    from pytest_plmtransfer.run.stages import build_stages
 
-    plm = PlmSession(
-        PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path
-    )
+    plm = build_stages(
+        PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path, run_id="r1"
+    ).recorder
     plm.unsaved = _records(2)
     monkeypatch.setattr(Ledger, "append", lambda self, records: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no" / "such"))
