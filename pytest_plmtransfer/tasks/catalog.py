@@ -17,24 +17,38 @@ which is what the papers embedded.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.tasks.spec import TaskKind, TaskSpec
 
-#: where FLIP keeps each dataset's split archive, relative to the FLIP repository root
-ARCHIVES: dict[str, str] = {
-    "gb1": "splits/gb1/splits.zip",
-    "aav": "splits/aav/splits.zip",
-    "meltome": "splits/meltome/splits.zip",
-    "scl": "splits/scl/splits.zip",
-    "secondary_structure": "splits/secondary_structure/splits.zip",
-    "bind": "splits/bind/splits.zip",
-    "conservation": "splits/conservation/splits.zip",
-    # not FLIP's: TAPE's JSON release of its secondary-structure data (see TAPE_SS_DATASET)
-    "tape_secondary_structure": "tape/secondary_structure.tar.gz",
-}
+FLIP_REPOSITORY = "https://github.com/J-SNACKKB/FLIP"
 
-#: What the sizes of the papers' tasks are quoted from.
-PAPER_SIZES = "workshop paper, Table A2"
+
+@dataclass(frozen=True)
+class Dataset:
+    """One published archive of task data, pinned: its path under a data directory laid out like
+    FLIP's repository root, the URL it is downloaded from, and its SHA-256 as published."""
+
+    name: str
+    archive: str
+    #: FLIP's raw URL at a pinned commit (a branch URL would change under us), or the publisher's
+    url: str
+    #: measured on the published file; None: recorded at the first download, with a warning
+    sha256: str | None = None
+
+    @property
+    def flip(self) -> bool:
+        """FLIP's own archive, which a FLIP mirror (``--plm-flip-url``) also holds."""
+        return self.url.startswith(FLIP_REPOSITORY)
+
+
+def _flip(name: str, commit: str, sha256: str | None = None) -> Dataset:
+    """A FLIP archive at ``commit``: that of the newest version of ``splits/<name>/splits.zip``
+    found in FLIP's history."""
+    archive = f"splits/{name}/splits.zip"
+    return Dataset(name, archive, f"{FLIP_REPOSITORY}/raw/{commit}/{archive}", sha256)
+
 
 #: TAPE's secondary structure as the ICML paper used it (the authors' task list, scr/params/vis.py:
 #: structure_ss3_casp12/cb513/ts115): one training set (TAPE's train; valid for validation) and
@@ -45,6 +59,45 @@ PAPER_SIZES = "workshop paper, Table A2"
 #: used rather than the LMDB one so that reading it needs no ``lmdb`` package and unpickles nothing.
 TAPE_SS_DATASET = "tape_secondary_structure"
 TAPE_SS_TESTS = ("casp12", "cb513", "ts115")
+
+#: every archive the catalog's tasks read, by dataset name (``--plm-flip-sha256 <name>=<hex>``)
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        _flip(
+            "gb1",
+            "0a3cf047f63e70c14f7af29e88de256222fe9ee7",
+            "00a3c3d5be56ce35adfbec838db8ff549be369525e151a6978133da34b9fd86f",
+        ),
+        _flip("aav", "0a3cf047f63e70c14f7af29e88de256222fe9ee7"),
+        _flip("meltome", "0a3cf047f63e70c14f7af29e88de256222fe9ee7"),
+        _flip("scl", "0a3cf047f63e70c14f7af29e88de256222fe9ee7"),
+        _flip(
+            "secondary_structure",
+            "afea570175d6ce049ca9388f870a6a20c549948f",
+            "2e9bbbfd18a055bcac7edd4e059a6bf4bb35ca3ad8f8fa4fc3106422652a4726",
+        ),
+        _flip(
+            "bind",
+            "4cc2cd7ab56a3e34ce9ae0a651cda2f6f1963b20",
+            "f742c8b3e4521d7e771ca03096484451287026fe433b34463cbfcf767e0a7417",
+        ),
+        _flip(
+            "conservation",
+            "42a51d7ac932d5e30ac5fd7e3509d8d2175ff839",
+            "9b364ba2a378a7abd9b8cf992d38c61b33dff17854fe37997760c8972ce921c5",
+        ),
+        # TAPE publishes no digest
+        Dataset(
+            TAPE_SS_DATASET,
+            "tape/secondary_structure.tar.gz",
+            "http://s3.amazonaws.com/proteindata/data_raw_pytorch/secondary_structure.tar.gz",
+        ),
+    )
+}
+
+#: What the sizes of the papers' tasks are quoted from.
+PAPER_SIZES = "workshop paper, Table A2"
 
 
 def tape_ss_member(split: str) -> str:
@@ -93,7 +146,7 @@ def _csv(
         dataset=dataset,
         split=split,
         kind=kind,
-        archive=ARCHIVES[dataset],
+        archive=DATASETS[dataset].archive,
         member=member or f"splits/{split}.csv",
         format="csv",
         window=window,
@@ -119,7 +172,7 @@ def _per_residue(
         dataset=dataset,
         split=split,
         kind="per_residue",
-        archive=ARCHIVES[dataset],
+        archive=DATASETS[dataset].archive,
         member=f"splits/{split}.fasta",
         format="fasta",
         sequences_member="splits/sequences.fasta",
@@ -178,16 +231,18 @@ def _build() -> dict[str, TaskSpec]:
             )
         )
     # (dataset, task name -> FLIP split, kind, the split the papers give sizes for, those sizes, what)
-    for dataset, splits, kind, (sized, sizes), what in (
-        ("meltome", _MELTOME, "regression", ("mixed", (22335, 2482, 3134)), "Meltome melting temperature"),
+    families: list[tuple[str, dict[str, str], TaskKind, str, tuple[int, int, int], str]] = [
+        ("meltome", _MELTOME, "regression", "mixed", (22335, 2482, 3134), "Meltome melting temperature"),
         (
             "scl",
             {s: s for s in _SCL_SPLITS},
             "classification",
-            ("balanced", (9503, 1678, 385)),
+            "balanced",
+            (9503, 1678, 385),
             "subcellular localization (10 classes)",
         ),
-    ):
+    ]
+    for dataset, splits, kind, sized, sizes, what in families:
         for name, stem in splits.items():
             tasks.append(
                 _csv(
@@ -219,7 +274,7 @@ def _build() -> dict[str, TaskSpec]:
                 dataset=TAPE_SS_DATASET,
                 split=test,
                 kind="per_residue",
-                archive=ARCHIVES[TAPE_SS_DATASET],
+                archive=DATASETS[TAPE_SS_DATASET].archive,
                 member=tape_ss_member(test),
                 format="tape_json",
                 description=(
