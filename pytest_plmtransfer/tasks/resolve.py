@@ -28,6 +28,7 @@ and exactly where to put it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -43,8 +44,8 @@ from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from pytest_plmtransfer.infra.errors import ResourceUnavailable
-from pytest_plmtransfer.infra.hashing import sha256_file
-from pytest_plmtransfer.infra.tempfiles import atomic_write, default_file_mode, make_temp
+from pytest_plmtransfer.infra.hashing import sha256_file_once
+from pytest_plmtransfer.infra.tempfiles import atomic_write, make_temp
 from pytest_plmtransfer.tasks.catalog import DATASETS, FLIP_REPOSITORY, Dataset
 from pytest_plmtransfer.tasks.spec import TaskSpec
 
@@ -130,9 +131,6 @@ class DataResolver:
         self.lock_timeout = lock_timeout
         #: ``None``: a progress bar only on an interactive terminal (tqdm's own rule)
         self.progress = progress
-        # checksums already verified in this process, keyed by (path, size, mtime): resolving the
-        # same archive for many tests must not re-hash it every time
-        self._verified: dict[tuple[str, int, int], str] = {}
 
     # ----------------------------------------------------------------------------- locations
 
@@ -195,16 +193,6 @@ class DataResolver:
         path, _ = self.download(spec)  # replaces a corrupt cache entry
         return path
 
-    def sha256(self, path: Path) -> str:
-        """The archive's SHA-256, computed once per process for a given file version (path,
-        size, modification time): many tests resolve the same archive."""
-        path = Path(path)
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key not in self._verified:
-            self._verified[key] = sha256_file(path)
-        return self._verified[key]
-
     def _mkdir(self, spec: TaskSpec | str, directory: Path, what: str) -> None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -217,7 +205,7 @@ class DataResolver:
         # the published digest when one is known, else the one recorded at the first download
         expected = self.expected_digest(archive) or read_sidecar(path)
         try:
-            actual = self.sha256(path)
+            actual = sha256_file_once(path)  # many tests resolve the same archive
         except OSError:
             return False
         if expected is not None and actual != expected:
@@ -245,7 +233,7 @@ class DataResolver:
         try:
             with lock:
                 if dest.is_file() and self._cache_entry_ok(dest, archive):
-                    return dest, self.sha256(dest)  # another worker finished it meanwhile
+                    return dest, sha256_file_once(dest)  # another worker finished it meanwhile
                 try:
                     digest = self._fetch(url, dest, self.expected_digest(archive))
                 except _DownloadFailed as exc:
@@ -261,8 +249,6 @@ class DataResolver:
                         stacklevel=2,
                     )
                 atomic_write(sidecar_path(dest), f"{digest}  {dest.name}\n")
-                stat = dest.stat()
-                self._verified[(str(dest), stat.st_size, stat.st_mtime_ns)] = digest
                 return dest, digest
         except Timeout:
             raise self._unavailable(
@@ -319,16 +305,12 @@ class DataResolver:
                 )
             if not _is_archive(tmp, str(dest)):
                 raise _DownloadFailed(f"the {received} bytes received are not a {_kind(str(dest))} archive")
-            os.chmod(tmp, default_file_mode())  # an ordinary file, as the umask says
-            os.replace(tmp, dest)
+            os.replace(tmp, dest)  # make_temp gave it the umask's mode, as an ordinary file has
             return digest.hexdigest()
         finally:
             # on any failure, interruption included, no partial file is left behind
-            if tmp.exists():
-                try:
-                    tmp.unlink()
-                except OSError:
-                    pass
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------------------- errors
 
