@@ -130,30 +130,28 @@ _CLASSIFICATION = {"selection_metric": "val_loss", "test_metric": "test_accuracy
 
 
 def _csv(
-    task_id: str,
     dataset: str,
-    split: str,
+    name: str,
+    stem: str,
     kind: TaskKind,
-    *,
-    member: str | None = None,
+    paper_sizes: tuple[int, int, int] | None,
+    description: str,
     window: tuple[int, int] | None = None,
-    paper_sizes: tuple[int, int, int] | None = None,
-    description: str = "",
 ) -> TaskSpec:
-    metrics = _REGRESSION if kind == "regression" else _CLASSIFICATION
+    """Task ``<dataset>_<name>``, read from FLIP's ``splits/<stem>.csv``."""
     return TaskSpec(
-        task_id=task_id,
+        task_id=f"{dataset}_{name}",
         dataset=dataset,
-        split=split,
+        split=stem,
         kind=kind,
         archive=DATASETS[dataset].archive,
-        member=member or f"splits/{split}.csv",
+        member=f"splits/{stem}.csv",
         format="csv",
         window=window,
         description=description,
         sizes=paper_sizes,
         sizes_source=PAPER_SIZES if paper_sizes else None,
-        **metrics,
+        **(_REGRESSION if kind == "regression" else _CLASSIFICATION),
     )
 
 
@@ -186,12 +184,13 @@ def _per_residue(
 
 
 _GB1_PAPER = {"sampled": (6289, 699, 1745), "low_vs_high": (4580, 509, 3644), "two_vs_rest": (381, 43, 8309)}
-_GB1_DESC = {
-    "one_vs_rest": "GB1 fitness; train on wild type and single mutants, test on the rest",
-    "two_vs_rest": "GB1 fitness; train on up to double mutants, test on the rest",
-    "three_vs_rest": "GB1 fitness; train on up to triple mutants, test on the rest",
-    "low_vs_high": "GB1 fitness; train below wild-type fitness, test above",
-    "sampled": "GB1 fitness; random 80/20 split",
+#: GB1's splits: what each trains and tests on
+_GB1 = {
+    "one_vs_rest": "train on wild type and single mutants, test on the rest",
+    "two_vs_rest": "train on up to double mutants, test on the rest",
+    "three_vs_rest": "train on up to triple mutants, test on the rest",
+    "low_vs_high": "train below wild-type fitness, test above",
+    "sampled": "random 80/20 split",
 }
 
 _AAV_PAPER = {"two_vs_many": (28626, 3181, 50776), "one_vs_many": (1053, 117, 81413)}
@@ -206,54 +205,35 @@ _BIND_SPLITS = ("one_vs_many", "two_vs_many", "from_publication", "one_vs_sm", "
 
 
 def _build() -> dict[str, TaskSpec]:
-    tasks: list[TaskSpec] = []
-    for split in ("one_vs_rest", "two_vs_rest", "three_vs_rest", "low_vs_high", "sampled"):
-        tasks.append(
-            _csv(
-                f"gb1_{split}",
-                "gb1",
-                split,
-                "regression",
-                window=GB1_WINDOW,
-                paper_sizes=_GB1_PAPER.get(split),
-                description=_GB1_DESC[split] + " (56-residue GB1 domain embedded)",
-            )
+    tasks = [
+        _csv(
+            "gb1",
+            split,
+            split,
+            "regression",
+            _GB1_PAPER.get(split),
+            f"GB1 fitness; {what} (56-residue GB1 domain embedded)",
+            GB1_WINDOW,
         )
-    for split in _AAV_SPLITS:
-        tasks.append(
-            _csv(
-                f"aav_{split}",
-                "aav",
-                split,
-                "regression",
-                paper_sizes=_AAV_PAPER.get(split),
-                description=f"AAV capsid viability score, FLIP split {split}",
-            )
-        )
-    # (dataset, task name -> FLIP split, kind, the split the papers give sizes for, those sizes, what)
-    families: list[tuple[str, dict[str, str], TaskKind, str, tuple[int, int, int], str]] = [
-        ("meltome", _MELTOME, "regression", "mixed", (22335, 2482, 3134), "Meltome melting temperature"),
+        for split, what in _GB1.items()
+    ]
+    # (dataset, kind, task name -> FLIP split file stem, the papers' sizes by task name, what)
+    families: list[tuple[str, TaskKind, dict[str, str], dict[str, tuple[int, int, int]], str]] = [
+        ("aav", "regression", {s: s for s in _AAV_SPLITS}, _AAV_PAPER, "AAV capsid viability score"),
+        ("meltome", "regression", _MELTOME, {"mixed": (22335, 2482, 3134)}, "Meltome melting temperature"),
         (
             "scl",
-            {s: s for s in _SCL_SPLITS},
             "classification",
-            "balanced",
-            (9503, 1678, 385),
+            {s: s for s in _SCL_SPLITS},
+            {"balanced": (9503, 1678, 385)},
             "subcellular localization (10 classes)",
         ),
     ]
-    for dataset, splits, kind, sized, sizes, what in families:
-        for name, stem in splits.items():
-            tasks.append(
-                _csv(
-                    f"{dataset}_{name}",
-                    dataset,
-                    stem,
-                    kind,
-                    paper_sizes=sizes if name == sized else None,
-                    description=f"{what}, FLIP split {stem}",
-                )
-            )
+    tasks += [
+        _csv(dataset, name, stem, kind, sizes.get(name), f"{what}, FLIP split {stem}")
+        for dataset, kind, splits, sizes, what in families
+        for name, stem in splits.items()
+    ]
     tasks.append(
         _per_residue(
             "ss3",
@@ -267,36 +247,36 @@ def _build() -> dict[str, TaskSpec]:
             ),
         )
     )
-    for test in TAPE_SS_TESTS:
-        tasks.append(
-            TaskSpec(
-                task_id=f"ss3_{test}",
-                dataset=TAPE_SS_DATASET,
-                split=test,
-                kind="per_residue",
-                archive=DATASETS[TAPE_SS_DATASET].archive,
-                member=tape_ss_member(test),
-                format="tape_json",
-                description=(
-                    f"3-state secondary structure (H/E/C) per residue, TAPE's release: train and valid, "
-                    f"test {test.upper()} (as the ICML paper)"
-                ),
-                selection_metric=_CLASSIFICATION["selection_metric"],
-                test_metric="test_accuracy",
-            )
+    tasks += [
+        TaskSpec(
+            task_id=f"ss3_{test}",
+            dataset=TAPE_SS_DATASET,
+            split=test,
+            kind="per_residue",
+            archive=DATASETS[TAPE_SS_DATASET].archive,
+            member=tape_ss_member(test),
+            format="tape_json",
+            description=(
+                f"3-state secondary structure (H/E/C) per residue, TAPE's release: train and valid, "
+                f"test {test.upper()} (as the ICML paper)"
+            ),
+            selection_metric=_CLASSIFICATION["selection_metric"],
+            test_metric="test_accuracy",
         )
-    for split in _BIND_SPLITS:
-        tasks.append(
-            _per_residue(
-                "bind" if split == "one_vs_many" else f"bind_{split}",
-                "bind",
-                split,
-                # ~89% of residues bind nothing: accuracy is the majority share for every model.
-                # Macro-F1 is what the FLIP authors' biotrainer recommends for Bind.
-                test_metric="test_f1_macro",
-                description=(f"binding residues (0-7, small/nuclear/metal bit pattern), FLIP split {split}"),
-            )
+        for test in TAPE_SS_TESTS
+    ]
+    tasks += [
+        _per_residue(
+            "bind" if split == "one_vs_many" else f"bind_{split}",
+            "bind",
+            split,
+            # ~89% of residues bind nothing: accuracy is the majority share for every model.
+            # Macro-F1 is what the FLIP authors' biotrainer recommends for Bind.
+            test_metric="test_f1_macro",
+            description=f"binding residues (0-7, small/nuclear/metal bit pattern), FLIP split {split}",
         )
+        for split in _BIND_SPLITS
+    ]
     tasks.append(
         _per_residue("conservation", "conservation", "sampled", description="per-residue conservation class 1-9")
     )
