@@ -1,14 +1,12 @@
-"""The tasks this package knows, as ``TaskSpec`` records: FLIP's, and TAPE's secondary structure.
+"""The tasks this package knows, as ``TaskSpec`` records (FLIP's, and TAPE's secondary structure),
+and the archives they read, as ``Dataset`` records: each archive's path, pinned URL and published
+digest declared once, for the resolver and ``--plm-flip-sha256`` to derive from.
 
-Every archive and member name below is FLIP's own (https://github.com/J-SNACKKB/FLIP, ``splits/``):
-
-* GB1, AAV, Meltome and SCL: ``splits/<dataset>/splits.zip`` holds one CSV per split,
-  ``splits/<split>.csv``, with columns ``sequence,target,set,validation``. SCL's ``target`` is the
-  class name (``Cytoplasm``, ``Cell membrane`` ...). Meltome's mixed split is ``mixed_split.csv``.
-* Secondary structure, Bind and Conservation: the zip holds ``splits/sequences.fasta`` (amino acids)
-  and one FASTA label file per split whose "sequence" is one label per residue and whose header
-  carries ``SET=`` and ``VALIDATION=``; secondary structure adds ``splits/mask.fasta``
-  (1 = resolved residue).
+Archive and member names are FLIP's own (https://github.com/J-SNACKKB/FLIP, ``splits/``): one
+``splits/<split>.csv`` per split (GB1, AAV, Meltome, whose mixed split is ``mixed_split.csv``, and
+SCL, whose target is the class name), or one FASTA label file ``splits/<split>.fasta`` beside
+``splits/sequences.fasta`` (secondary structure, which adds ``splits/mask.fasta``, Bind and
+Conservation); :mod:`pytest_plmtransfer.tasks.readers` describes both formats.
 
 GB1 is declared with the residue window (0, 56): FLIP's GB1 sequence is the 265-residue 5LDE
 construct, but all four mutated sites (V39, D40, G41, V54) lie in the 56-residue GB1 domain,
