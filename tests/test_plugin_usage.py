@@ -78,9 +78,9 @@ def test_k_scl_selects_every_scl_task_skips_with_instructions_then_runs_on_scl_f
     skipped = run(*args, f"--plm-data-dir={flip_root}")
     skipped.assert_outcomes(skipped=20)
     out = skipped.stdout.str()
-    from pytest_plmtransfer.tasks.resolve import FLIP_COMMITS, FLIP_REPOSITORY
+    from pytest_plmtransfer.tasks.catalog import DATASETS
 
-    assert f"{FLIP_REPOSITORY}/raw/{FLIP_COMMITS['scl']}/splits/scl/splits.zip" in out  # the pinned commit
+    assert DATASETS["scl"].url in out  # the pinned commit
     assert "plmtransfer: all 20 benchmark test(s) skipped, so nothing was measured" in out
     assert "20 x FLIP archive splits/scl/splits.zip is not available" in out
     assert "--plm-data-dir" in out.split("nothing was measured", 1)[1]

@@ -470,6 +470,7 @@ def test_download_with_the_wrong_digest_is_refused_and_nothing_kept(tmp_path):
 
 
 def test_download_without_a_known_digest_is_recorded_with_a_warning(tmp_path, monkeypatch):
+    from pytest_plmtransfer.infra.hashing import sha256_file
     from pytest_plmtransfer.tasks.resolve import UnverifiedDownloadWarning, read_sidecar
 
     monkeypatch.setattr("pytest_plmtransfer.tasks.resolve.PUBLISHED_SHA256", {})
@@ -477,7 +478,7 @@ def test_download_without_a_known_digest_is_recorded_with_a_warning(tmp_path, mo
     resolver = DataResolver(None, tmp_path / "cache", base_url=(tmp_path / "mirror").as_uri())
     with pytest.warns(UnverifiedDownloadWarning, match=r"no published sha256 is known.*--plm-flip-sha256"):
         path = resolver.resolve(get_task("gb1_sampled"))
-    assert read_sidecar(path) == resolver.sha256(path)
+    assert read_sidecar(path) == sha256_file(path)
 
 
 def test_strict_explicit_data_dir_must_hold_the_archive(tmp_path, monkeypatch):
