@@ -63,17 +63,6 @@ SUITES["icml"] = {
 DEFAULT_SEEDS = (42,)
 #: compute dtypes (the spellings models.torch_base accepts)
 DTYPES = ("float32", "fp32", "float", "bf16", "bfloat16", "fp16", "float16", "half")
-#: datasets with an archive (``--plm-flip-sha256 gb1=<hex>``): FLIP's, and TAPE's secondary structure
-FLIP_DATASETS = (
-    "gb1",
-    "aav",
-    "meltome",
-    "scl",
-    "secondary_structure",
-    "bind",
-    "conservation",
-    "tape_secondary_structure",
-)
 _LAYER_PART = re.compile(r"(-?\d+)(?:[-:](-?\d+))?")
 
 
@@ -215,12 +204,14 @@ def parse_existing_dir(option: str, value: Path) -> Path:
 
 def parse_sha256_map(value: str, option: str = "--plm-flip-sha256") -> dict[str, str]:
     """``"gb1=<64 hex>,aav=<64 hex>"`` -> ``{"gb1": ..., "aav": ...}``."""
+    from pytest_plmtransfer.tasks.catalog import DATASETS  # not at import: the catalog imports numpy
+
     out: dict[str, str] = {}
     for item in split_list(value):
         name, _, digest = item.partition("=")
         name, digest = name.strip(), digest.strip().lower()
-        if name not in FLIP_DATASETS:
-            raise OptionError(f"{option}: unknown dataset {name!r} in {item!r} (accepted: {', '.join(FLIP_DATASETS)})")
+        if name not in DATASETS:
+            raise OptionError(f"{option}: unknown dataset {name!r} in {item!r} (accepted: {', '.join(DATASETS)})")
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise OptionError(f"{option}: {item!r}: give DATASET=<64 hex digits of the archive's sha256>")
         out[name] = digest

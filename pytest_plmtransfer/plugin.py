@@ -1,4 +1,5 @@
-"""pytest entry point: options, hooks and fixtures. Thin: the logic lives in ``session``.
+"""pytest entry point: options, hooks and fixtures. Thin: each hook hands over to a stage
+(plan/cases.py, run/runner.py, run/recorder.py, run/claims.py, report/).
 
 Each selected (model, task, layer, init[, seed]) becomes one parametrized test of any test
 function that asks for the ``plm_layer_case`` fixture (see ``benchmarks/test_layers.py``).
@@ -17,10 +18,11 @@ import pytest
 from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.options import add_options, options_from_config
 
-if TYPE_CHECKING:  # the session pulls numpy/pandas; keep plain `pytest` runs elsewhere light
-    from pytest_plmtransfer.run.session import LayerCase, PlmSession
+if TYPE_CHECKING:  # the stages pull numpy/pandas; keep plain `pytest` runs elsewhere light
+    from pytest_plmtransfer.plan.cases import LayerCase
+    from pytest_plmtransfer.run.stages import Stages
 
-SESSION_KEY = pytest.StashKey["_LazySession"]()
+STAGES_KEY = pytest.StashKey["_LazyStages"]()
 #: the items before -k/-m deselected any (for the default selection, see selection.py)
 _COLLECTED_KEY = pytest.StashKey[list]()
 #: the line that explains the default selection, when it deselected anything
@@ -84,7 +86,7 @@ def pytest_configure(config) -> None:
         or config.getini("plm_run_id")
         or uuid.uuid4().hex[:12]
     )
-    config.stash[SESSION_KEY] = _LazySession(config, run_id)
+    config.stash[STAGES_KEY] = _LazyStages(config, run_id)
     if _is_controller(config):
         _stop_on_sigterm(config)
 
@@ -114,12 +116,13 @@ def _stop_on_sigterm(config) -> None:
     config.add_cleanup(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
 
 
-def _stopped_line(plm) -> str:
+def _stopped_line(stages: Stages) -> str:
     """What a run stopped by SIGTERM saved."""
-    done = plm.ledger.records(run_id=plm.run_id, kind="layer")
+    ledger = stages.recorder.ledger
+    done = ledger.records(run_id=ledger.run_id, kind="layer")
     return (
-        f"plmtransfer: stopped by SIGTERM; {len(done)} layer result(s) of run {plm.run_id} are saved in "
-        f"{plm.ledger.path} (embeddings and results computed so far are cached: a rerun resumes from them)"
+        f"plmtransfer: stopped by SIGTERM; {len(done)} layer result(s) of run {ledger.run_id} are saved in "
+        f"{ledger.path} (embeddings and results computed so far are cached: a rerun resumes from them)"
     )
 
 
@@ -148,7 +151,7 @@ def pytest_sessionstart(session) -> None:
 def _preflight(config) -> None:
     from pytest_plmtransfer.run.preflight import PreflightError, check_cache, check_ledger
 
-    lazy = config.stash[SESSION_KEY]
+    lazy = config.stash[STAGES_KEY]
     if lazy.preflight_done:
         return
     lazy.preflight_done = True
@@ -173,8 +176,8 @@ def pytest_cmdline_main(config):
 
     config._do_configure()  # conftests' registration hooks are loaded by now; fixtures not needed
     try:
-        plm = _session(config)
-        config.get_terminal_writer().line(render(plm.registry, plm.options))
+        stages = _stages(config)
+        config.get_terminal_writer().line(render(stages.registry, stages.options))
     finally:
         config._ensure_unconfigure()
     return 0
@@ -182,7 +185,7 @@ def pytest_cmdline_main(config):
 
 def pytest_configure_node(node) -> None:
     """xdist controller -> workers: one run id for the whole run, and each worker's GPU."""
-    node.workerinput["plm_run_id"] = node.config.stash[SESSION_KEY].run_id
+    node.workerinput["plm_run_id"] = node.config.stash[STAGES_KEY].run_id
     device = node.gateway.spec.env.get("CUDA_VISIBLE_DEVICES") if _dist_group(node.config) else None
     if device is not None:
         node.workerinput["plm_cuda_device"] = device
@@ -222,49 +225,48 @@ def pytest_xdist_auto_num_workers(config):
     return len(visible_devices()) or None
 
 
-class _LazySession:
-    """Builds the PlmSession on first use, after conftests had the chance to register models."""
+class _LazyStages:
+    """Builds the stages on first use, after conftests had the chance to register models."""
 
     def __init__(self, config, run_id: str) -> None:
         self.config = config
         self.run_id = run_id
-        self._session: PlmSession | None = None
+        self.built: Stages | None = None
         self.preflight_done = False
         #: a bad selection found while parametrizing (unknown model, layer out of range, claims)
         self.config_error: str | None = None
-        #: claim kinds this session registered (see _register_claim_kinds)
+        #: claim kinds this process registered (see _register_claim_kinds)
         self.claim_kinds_added: list[str] = []
         self.interactive = _stdout_is_terminal()
 
-    def get(self) -> PlmSession:
-        if self._session is None:
+    def get(self) -> Stages:
+        if self.built is None:
+            from pytest_plmtransfer.models.aliases import apply_aliases
             from pytest_plmtransfer.models.registry import builtin_registry
-            from pytest_plmtransfer.run.session import PlmSession
+            from pytest_plmtransfer.options import split_list
+            from pytest_plmtransfer.run.stages import build_stages
 
             registry = builtin_registry()
             registry.load_entry_points()
             self.config.hook.pytest_plmtransfer_register_models(registry=registry)
             self._register_claim_kinds()
             workerinput = getattr(self.config, "workerinput", {})
-            from pytest_plmtransfer.models.aliases import apply_aliases
-            from pytest_plmtransfer.options import split_list
-
             options = options_from_config(self.config)
             # my_plm=hf:./path, on the command line or (known to bare names) in the ini
             options.models = apply_aliases(options.models, registry, split_list(self.config.getini("plm_models")))
-            self._session = PlmSession(
+            self.built = build_stages(
                 options,
                 registry,
                 root=self.config.rootpath,
                 run_id=self.run_id,
                 worker=workerinput.get("workerid", "main"),
                 cuda_visible_devices=workerinput.get("plm_cuda_device"),
+                notify=self._notify,
             )
-            self._session.notify = self._notify
-            self._session.progress = _progress_line(
-                self.config, self._session.options.progress_mode, interactive=self.interactive
+            self.built.runner.progress = _progress_line(
+                self.config, options.progress_mode, interactive=self.interactive
             )
-        return self._session
+        return self.built
 
     def _register_claim_kinds(self) -> None:
         """Plugins' and conftests' claim kinds, before the claims file is read; forgotten again
@@ -321,8 +323,8 @@ def _progress_line(config, mode: str, *, interactive: bool):
     return ProgressLine(lambda: UncapturedStream(out, suspend, below_pytest_line, back_to_pytest_line))
 
 
-def _session(config) -> PlmSession:
-    return config.stash[SESSION_KEY].get()
+def _stages(config) -> Stages:
+    return config.stash[STAGES_KEY].get()
 
 
 def _marks(test_kind: str, task: str, init: str) -> list:
@@ -331,16 +333,12 @@ def _marks(test_kind: str, task: str, init: str) -> list:
     return [getattr(pytest.mark, name) for name in marker_names(test_kind, task, init)]
 
 
-class _ConfigProblem(str):
-    """Stands in for the cases when the selection itself is bad (see pytest_generate_tests)."""
-
-
 def pytest_generate_tests(metafunc) -> None:
     # A bad selection (unknown model, --plm-layers out of a model's range, a claims file naming
     # unknown ids, a refused checkpoint) becomes one placeholder test; collection_finish turns it
     # into a usage error (one line, exit 4). xdist workers cannot stop the run that way: there the
     # placeholder fails with the one line.
-    lazy = metafunc.config.stash[SESSION_KEY]
+    lazy = metafunc.config.stash[STAGES_KEY]
     for name, build in (("plm_layer_case", _layer_params), ("plm_claim_case", _claim_params)):
         if name not in metafunc.fixturenames:
             continue
@@ -350,17 +348,19 @@ def pytest_generate_tests(metafunc) -> None:
             if isinstance(exc, ResourceUnavailable):
                 raise
             lazy.config_error = lazy.config_error or str(exc)
-            params = [pytest.param(_ConfigProblem(str(exc)), id="plm-config-error")]
+            from pytest_plmtransfer.plan.cases import BadSelection
+
+            params = [pytest.param(BadSelection(str(exc)), id="plm-config-error")]
         metafunc.parametrize(name, params)
 
 
 def _layer_params(config) -> list:
-    cases = _session(config).layer_cases()
+    cases = _stages(config).planner.layer_cases()
     return [pytest.param(c, id=c.id, marks=_marks("plm_layer", c.task, c.init)) for c in cases]
 
 
 def _claim_params(config) -> list:
-    claims = _session(config).claim_cases()
+    claims = _stages(config).planner.claim_cases()
     return [
         pytest.param(c, id=f"{c.name}-{c.param_id}", marks=c.pytest_marks() + _marks("plm_claim", c.task, c.init))
         for c in claims
@@ -368,26 +368,27 @@ def _claim_params(config) -> list:
 
 
 def _params(items, name: str) -> list:
-    params = [i.callspec.params[name] for i in items if hasattr(i, "callspec") and name in i.callspec.params]
-    # an empty parametrization leaves pytest's NOTSET placeholder; a bad selection, _ConfigProblem
-    return [p for p in params if hasattr(p, "embedding_request") or hasattr(p, "kind")]
+    from pytest_plmtransfer.plan.cases import case_of
+
+    return [c for c in (case_of(item, name) for item in items) if c is not None]
 
 
 def _selectable(item):
     """The item as a selection.Selectable, or None for tests that are not benchmark cases."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "plm_layer_case" not in params and "plm_claim_case" not in params:
+        return None  # not a benchmark test: nothing of the stages is imported for it
+    from pytest_plmtransfer.plan.cases import case_of
     from pytest_plmtransfer.plan.selection import Selectable
 
-    params = getattr(getattr(item, "callspec", None), "params", {})
+    # a bad selection's placeholder (it fails with its one line, whatever -k says) and pytest's
+    # NOTSET placeholder of an empty parametrization are no case
     func = (item.nodeid.split("[", 1)[0],)
-    if any(isinstance(p, _ConfigProblem) for p in params.values()):
-        return None  # a bad selection's placeholder: it fails with its one line, whatever -k says
-    # an empty parametrization (e.g. no layer cases under --plm-from-ledger) leaves pytest's
-    # NOTSET placeholder, which is no case either
-    c = params.get("plm_layer_case")
-    if hasattr(c, "embedding_request"):
+    c = case_of(item, "plm_layer_case")
+    if c is not None:
         return Selectable(func + (c.model, c.init, c.seed, c.layer), c.task)
-    c = params.get("plm_claim_case")
-    if hasattr(c, "kind"):
+    c = case_of(item, "plm_claim_case")
+    if c is not None:
         return Selectable(func + (c.name, c.model, c.init), c.task)
     return None
 
@@ -404,9 +405,9 @@ def pytest_collection_modifyitems(config, items):
 def _default_selection_and_order(config, items) -> None:
     from pytest_plmtransfer.plan.selection import default_keep, default_selection_line
 
-    lazy = config.stash.get(SESSION_KEY, None)
-    if lazy is not None and lazy._session is not None:  # a benchmark suite was collected
-        options = lazy._session.options
+    lazy = config.stash.get(STAGES_KEY, None)
+    if lazy is not None and lazy.built is not None:  # a benchmark suite was collected
+        options = lazy.built.options
         pairs = [(item, _selectable(item)) for item in items]
         cases = [(item, sel) for item, sel in pairs if sel is not None]
         keep = default_keep(
@@ -427,7 +428,10 @@ def _default_selection_and_order(config, items) -> None:
 
     if not _params(items, "plm_layer_case") and not _params(items, "plm_claim_case"):
         return
-    kept, deselected = order_and_shard(items, _session(config))
+    stages = _stages(config)
+    kept, deselected, plan, note = order_and_shard(items, stages.planner.describe, stages.shard)
+    stages.recorder.set_plan(plan)
+    stages.notes += [note] if note else []
     if deselected:
         config.hook.pytest_deselected(items=deselected)
     items[:] = kept
@@ -435,14 +439,14 @@ def _default_selection_and_order(config, items) -> None:
 
 def pytest_report_collectionfinish(config, start_path, items):
     lines = [config.stash.get(_DEFAULT_LINE_KEY, None)]
-    lazy = config.stash.get(SESSION_KEY, None)
-    if lazy is not None and lazy._session is not None:  # a benchmark suite was collected
-        lines.append(f"plmtransfer protocol: {lazy._session.protocol.name} (docs/protocols.md)")
+    lazy = config.stash.get(STAGES_KEY, None)
+    if lazy is not None and lazy.built is not None:  # a benchmark suite was collected
+        lines.append(f"plmtransfer protocol: {lazy.built.protocol.name} (docs/protocols.md)")
     return [line for line in lines if line]
 
 
 def pytest_collection_finish(session) -> None:
-    lazy = session.config.stash[SESSION_KEY]
+    lazy = session.config.stash[STAGES_KEY]
     if lazy.config_error and _is_controller(session.config):
         raise pytest.UsageError(lazy.config_error)
     layers = _params(session.items, "plm_layer_case")
@@ -450,40 +454,48 @@ def pytest_collection_finish(session) -> None:
     if layers or claims:
         if _is_controller(session.config):
             _preflight(session.config)  # before anything is computed
-        _session(session.config).plan(layers, claims)
+        stages = _stages(session.config)
+        stages.runner.planned = stages.planner.planned_layers(layers, claims)
 
 
 @pytest.fixture(scope="session")
-def plm_session(request) -> PlmSession:
-    return _session(request.config)
+def plm_stages(request) -> Stages:
+    """This process's stages (planner, runner, recorder): for tests that need more than a case."""
+    return _stages(request.config)
 
 
 @pytest.fixture
-def plm_layer_result(request, plm_session: PlmSession, plm_layer_case: LayerCase) -> dict:
+def plm_layer_result(request, plm_stages: Stages, plm_layer_case: LayerCase) -> dict:
     """Run one layer case and write its record to the ledger; missing resources skip (or fail)."""
-    record = _run_case(plm_session, plm_layer_case, lambda: plm_session.run_layer(plm_layer_case))
-    record["test_id"] = request.node.nodeid
+    runner, recorder = plm_stages.runner, plm_stages.recorder
+    record = _run_case(
+        plm_stages,
+        plm_layer_case,
+        lambda: recorder.layer_record(runner.run(plm_layer_case), test_id=request.node.nodeid),
+    )
     request.config.hook.pytest_plmtransfer_layer_record(record=record, case=plm_layer_case)
-    _write(plm_session, record)
+    _write(plm_stages, record)
     return record
 
 
-def _write(plm_session: PlmSession, record: dict) -> None:
+def _write(stages: Stages, record: dict) -> None:
     failure = None
     try:
-        plm_session.write([record])
-    except PlmTransferError as exc:  # the ledger's disk is full: the record is kept, see write()
+        stages.recorder.write([record])
+    except PlmTransferError as exc:  # the ledger's disk is full: the record is kept, see Recorder.write
         failure = str(exc)
     if failure is not None:
         pytest.fail(failure, pytrace=False)
 
 
-def _run_case(plm_session: PlmSession, case, call):
+def _run_case(stages: Stages, case, call):
     """``call()`` for a layer or claim case: missing data/weights skip (fail under --plm-strict);
     errors this package raises on purpose (bad data, a full disk, a lock given up on) and a bad
     selection fail the test with their one-line message, no traceback."""
-    if isinstance(case, _ConfigProblem):
-        pytest.fail(str(case), pytrace=False)
+    from pytest_plmtransfer.plan.cases import BadSelection
+
+    if isinstance(case, BadSelection):
+        pytest.fail(case.message, pytrace=False)
     missing = failure = None
     try:
         return call()
@@ -494,16 +506,33 @@ def _run_case(plm_session: PlmSession, case, call):
     # outside the except block: the message alone, no chained traceback
     if failure is not None:
         pytest.fail(failure, pytrace=False)
-    if plm_session.options.strict:
+    if stages.options.strict:
         pytest.fail(f"{missing} (--plm-strict)", pytrace=False)
     pytest.skip(str(missing))
 
 
 @pytest.fixture
-def plm_embeddings(plm_session: PlmSession, plm_layer_case: LayerCase):
+def plm_embeddings(plm_stages: Stages, plm_layer_case: LayerCase):
     """The current layer case's task data and cached, memory-mapped per-layer embeddings
     (a ``CaseEmbeddings``): the entry the layer tests use, so no second forward pass."""
-    return _run_case(plm_session, plm_layer_case, lambda: plm_session.case_embeddings(plm_layer_case))
+    return _run_case(plm_stages, plm_layer_case, lambda: plm_stages.runner.case_embeddings(plm_layer_case))
+
+
+@pytest.fixture(scope="session")
+def plm_embeddings_of(plm_stages: Stages):
+    """``plm_embeddings_of(model, task, init=None, seed=None, layers=None)``: the embeddings of
+    any (model, init, seed) on a task, all layers by default (a ``CaseEmbeddings``). ``init``
+    defaults to the model's first selected init (``none`` for one-hot), ``seed`` to the first
+    ``--plm-seeds`` for random/stat."""
+
+    def embeddings_of(model: str, task: str, *, init: str | None = None, seed: int | None = None, layers=None):
+        pairs = plm_stages.planner.inits_for(model)
+        init = init or (pairs[0][0] if pairs else "pretrained")
+        if seed is None and init in ("random", "stat"):
+            seed = plm_stages.options.seeds[0]
+        return plm_stages.runner.embeddings(model, task, init=init, seed=seed, layers=layers)
+
+    return embeddings_of
 
 
 @pytest.fixture
@@ -513,7 +542,7 @@ def plm_task(plm_embeddings):
 
 
 @pytest.fixture
-def plm_record(request, plm_session: PlmSession, plm_layer_case: LayerCase):
+def plm_record(request, plm_stages: Stages, plm_layer_case: LayerCase):
     """``plm_record(metrics, head="mlp", settings=None, fit_seconds=0.0, predictions=None)`` writes a
     ledger record of your own head on the current layer case (reported as ``<model>+<head>``) and
     returns it; its test ``predictions`` give it a bootstrap interval like the probe's."""
@@ -521,39 +550,46 @@ def plm_record(request, plm_session: PlmSession, plm_layer_case: LayerCase):
     def write(
         metrics: dict, head: str = "mlp", settings: dict | None = None, fit_seconds: float = 0.0, predictions=None
     ) -> dict:
-        record = plm_session.head_record(
+        result = plm_stages.runner.head_result(
             plm_layer_case, metrics, head, settings=settings, fit_seconds=fit_seconds, predictions=predictions
         )
-        record["test_id"] = request.node.nodeid
-        _write(plm_session, record)
+        record = plm_stages.recorder.layer_record(
+            result, base_model=plm_layer_case.model, head_name=head, test_id=request.node.nodeid
+        )
+        _write(plm_stages, record)
         return record
 
     return write
 
 
 @pytest.fixture
-def plm_claim_outcome(request, plm_session: PlmSession, plm_claim_case):
-    """Evaluate one claim on the session's per-layer results and write its outcome to the ledger.
+def plm_claim_outcome(request, plm_stages: Stages, plm_claim_case):
+    """Evaluate one claim on the per-layer results and write its outcome to the ledger.
 
     Missing inputs skip (fail under --plm-strict or --plm-gate). Returns the ClaimOutcome; the
     test asserts ``outcome.passed``; expected failures are xfail marks (strict per the claim).
     """
-    if isinstance(plm_claim_case, _ConfigProblem):
-        pytest.fail(str(plm_claim_case), pytrace=False)
     from pytest_plmtransfer.judge.claims.evaluate import protocol_skip
     from pytest_plmtransfer.judge.claims.kinds import get_kind
+    from pytest_plmtransfer.plan.cases import BadSelection
+    from pytest_plmtransfer.run.claims import run_claim
 
-    options = plm_session.options
+    if isinstance(plm_claim_case, BadSelection):
+        pytest.fail(plm_claim_case.message, pytrace=False)
+    options = plm_stages.options
     reason = protocol_skip(plm_claim_case, options) or get_kind(plm_claim_case.kind).skip_reason(options)
     if reason:
         pytest.skip(reason)
     strict = options.strict or options.gate
+    s = plm_stages
     # e.g. a full cache while computing a layer the claim needs: one line, as for the layer tests
     outcome, record = _run_case(
-        plm_session, plm_claim_case, lambda: plm_session.evaluate_claim(plm_claim_case, strict=strict)
+        s,
+        plm_claim_case,
+        lambda: run_claim(plm_claim_case, s.planner, s.runner, s.recorder, s.baselines(), strict=strict),
     )
     record["test_id"] = request.node.nodeid
-    _write(plm_session, record)
+    _write(plm_stages, record)
     request.node.stash[_CLAIM_MESSAGE_KEY] = outcome.message
     if outcome.missing:
         if strict:
@@ -574,7 +610,7 @@ def pytest_runtest_makereport(item, call):
     if report.failed and isinstance(longrepr, str) and longrepr.startswith("[XPASS(strict)]"):
         case = getattr(getattr(item, "callspec", None), "params", {}).get("plm_claim_case")
         message = item.stash.get(_CLAIM_MESSAGE_KEY, None)
-        if hasattr(case, "unexpected_pass") and message is not None:
+        if message is not None and case is not None and hasattr(case, "unexpected_pass"):
             report.longrepr = case.unexpected_pass(message)
     return report
 
@@ -617,7 +653,7 @@ def pytest_unconfigure(config) -> None:
         # pytest-benchmark made an empty ./.benchmarks it saved nothing into: leave no trace
         with contextlib.suppress(OSError):
             (Path.cwd() / ".benchmarks").rmdir()
-    lazy = config.stash.get(SESSION_KEY, None)
+    lazy = config.stash.get(STAGES_KEY, None)
     if lazy is not None and lazy.claim_kinds_added:
         from pytest_plmtransfer.judge.claims.kinds import unregister_kind
 
@@ -632,16 +668,16 @@ def _is_controller(config) -> bool:
 def pytest_sessionfinish(session, exitstatus) -> None:
     """On the controller only (xdist workers write records; the controller sees them all)."""
     config = session.config
-    lazy = config.stash.get(SESSION_KEY, None)
-    if lazy is not None and lazy._session is not None:  # every process, xdist workers included
-        unsaved = lazy._session.save_unsaved()
+    lazy = config.stash.get(STAGES_KEY, None)
+    if lazy is not None and lazy.built is not None:  # every process, xdist workers included
+        unsaved = lazy.built.recorder.save_unsaved()
         if unsaved is not None:
             lazy._notify(unsaved)
             if session.exitstatus == pytest.ExitCode.OK:  # records not in the ledger: never a green run
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if lazy is None or lazy._session is None or not _is_controller(config):
+    if lazy is None or lazy.built is None or not _is_controller(config):
         return
-    plm = lazy._session
+    plm = lazy.built
     outcomes = config.stash.get(_OUTCOMES_KEY, None)
     if outcomes is not None and session.exitstatus == pytest.ExitCode.OK:
         if outcomes.skips and not outcomes.others and (plm.options.fail_on_empty or plm.options.gate):
@@ -657,13 +693,14 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if plm.options.update_baselines:
         from pytest_plmtransfer.results.ledger import records_to_frame
 
+        ledger = plm.recorder.ledger
         layer_records = (
-            plm.ledger_layer_records()
+            plm.planner.ledger_records()
             if plm.options.from_ledger is not None
-            else plm.ledger.records(run_id=plm.run_id, kind="layer")
+            else ledger.records(run_id=ledger.run_id, kind="layer")
         )
         if layer_records:
-            store = plm.baseline_store()
+            store = plm.baselines()
             written = store.update_from(records_to_frame(layer_records))
             plm.notes.append(
                 f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {plm.options.baselines_dir}"
@@ -672,13 +709,13 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    lazy = config.stash.get(SESSION_KEY, None)
+    lazy = config.stash.get(STAGES_KEY, None)
     if lazy is None or not _is_controller(config):
         return
     from pytest_plmtransfer.report.summary import skipped_explanation
 
-    if config.stash.get(_SIGTERM_KEY, False) and lazy._session is not None:
-        terminalreporter.write_line(_stopped_line(lazy._session), yellow=True)
+    if config.stash.get(_SIGTERM_KEY, False) and lazy.built is not None:
+        terminalreporter.write_line(_stopped_line(lazy.built), yellow=True)
     elif config.stash.get(_SIGTERM_KEY, False):
         terminalreporter.write_line("plmtransfer: stopped by SIGTERM before anything was computed", yellow=True)
     outcomes = config.stash.get(_OUTCOMES_KEY, None)  # seen by the controller under xdist too
@@ -688,7 +725,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if outcomes is not None and outcomes.empty_failure:
         terminalreporter.write_line(outcomes.empty_failure, red=True)
     try:
-        plm = lazy.get() if (lazy._session is not None or _wants_report(config)) else None
+        plm = lazy.get() if (lazy.built is not None or _wants_report(config)) else None
     except PlmTransferError:  # a bad selection (e.g. a model alias): already reported in its one line
         return
     if plm is None:
@@ -710,8 +747,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     from pytest_plmtransfer.report.tables import render_text, write_report
     from pytest_plmtransfer.results.ledger import records_to_frame
 
-    layer_frame = records_to_frame(plm.ledger.records(run_id=plm.run_id, kind="layer"))
-    claim_records = plm.ledger.records(run_id=plm.run_id, kind="claim")
+    ledger = plm.recorder.ledger
+    layer_records = ledger.records(run_id=ledger.run_id, kind="layer")
+    layer_frame = records_to_frame(layer_records)
+    claim_records = ledger.records(run_id=ledger.run_id, kind="claim")
     if layer_frame.empty:
         terminalreporter.write_line("plmtransfer: no layer results in this run; nothing to report")
         return
@@ -728,7 +767,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         # a section of its own: timings change from run to run, the results above do not
         from pytest_plmtransfer.run.timing import render_timing_text
 
-        timing = render_timing_text(plm.ledger.records(run_id=plm.run_id, kind="layer"))
+        timing = render_timing_text(layer_records)
         if timing:
             terminalreporter.write_sep("=", "plmtransfer time per model")
             terminalreporter.write_line(timing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import socket
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_plmtransfer.infra.errors import ResourceUnavailable
-from pytest_plmtransfer.tasks.catalog import get_task
+from pytest_plmtransfer.tasks.catalog import DATASETS, get_task
 from pytest_plmtransfer.tasks.readers import load_task
 from pytest_plmtransfer.tasks.resolve import DataResolver, default_cache_dir, read_sidecar
 
@@ -156,7 +157,7 @@ def test_download_lands_atomically_in_cache_with_checksum(tmp_path, server, gb1_
     assert path.read_bytes() == gb1_bytes
     digest = hashlib.sha256(gb1_bytes).hexdigest()
     assert read_sidecar(path) == digest
-    assert resolver.sha256(resolver.resolve(GB1)) == digest
+    assert resolver.resolve(GB1) == path  # a second resolve checks the cached copy
     # nothing but the archive and its checksum: no temporary or lock file left over
     assert _files_under(cache) == ["flip/splits/gb1/splits.zip", "flip/splits/gb1/splits.zip.sha256"]
     assert server.hits == ["/flip/splits/gb1/splits.zip"]
@@ -290,10 +291,9 @@ def test_tape_archive_comes_from_its_publisher_recorded_and_warned(tmp_path, ser
     route = "/proteindata/data_raw_pytorch/secondary_structure.tar.gz"
     server.files[route] = tape
     published = f"http://127.0.0.1:{server.server_address[1]}{route}"
-    assert resolve.OTHER_ARCHIVES["tape/secondary_structure.tar.gz"][1].endswith(route)  # TAPE's README URL
-    monkeypatch.setitem(
-        resolve.OTHER_ARCHIVES, "tape/secondary_structure.tar.gz", ("tape_secondary_structure", published)
-    )
+    tape_ss = DATASETS["tape_secondary_structure"]
+    assert tape_ss.url.endswith(route) and not tape_ss.flip  # TAPE's README URL
+    monkeypatch.setitem(DATASETS, "tape_secondary_structure", dataclasses.replace(tape_ss, url=published))
     spec = get_task("ss3_cb513")
     cache = tmp_path / "cache"
     resolver = DataResolver(None, cache, base_url=server.base_url)  # a FLIP mirror: TAPE is not on it

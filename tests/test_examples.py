@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pytest_plmtransfer.report.scaffold import TORCH, scaffold
-from pytest_plmtransfer.tasks.resolve import FLIP_COMMITS, PUBLISHED_SHA256
+from pytest_plmtransfer.tasks.catalog import DATASETS
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -113,8 +113,8 @@ def test_workflows_install_pinned_cpu_torch_and_pinned_flip_data(scaffolded):
     matrix = yaml.safe_load((EXAMPLES / "github-actions" / "plmtransfer-matrix.yml").read_text())
     env = matrix["env"]
     assert env["TORCH"] == f"torch=={TORCH}" and env["TORCH_INDEX"].endswith("/whl/cpu")
-    assert f"/raw/{FLIP_COMMITS['gb1']}/splits/gb1/splits.zip" in env["FLIP_GB1"]
-    assert env["FLIP_GB1_SHA256"] == PUBLISHED_SHA256["gb1"]
+    assert env["FLIP_GB1"] == DATASETS["gb1"].url
+    assert env["FLIP_GB1_SHA256"] == DATASETS["gb1"].sha256
     for name, job in matrix["jobs"].items():
         installs = [s["run"] for s in job["steps"] if "pip install" in s.get("run", "")]
         # torch comes first and from the CPU index, in the merge job too: `pip install -e .` then

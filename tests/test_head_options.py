@@ -39,7 +39,7 @@ def test_bad_values_name_the_option(key, value, message):
 def test_head_settings_change_the_result_cache_key(tmp_path):
     from pytest_plmtransfer.models.registry import builtin_registry
     from pytest_plmtransfer.options import PlmOptions
-    from pytest_plmtransfer.run.session import PlmSession
+    from pytest_plmtransfer.run.stages import build_stages
     from pytest_plmtransfer.tasks.catalog import get_task
 
     class _Data:  # only what _result_key reads
@@ -48,8 +48,8 @@ def test_head_settings_change_the_result_cache_key(tmp_path):
 
     def key(head):
         opts = PlmOptions(cache_dir=tmp_path, ledger=tmp_path / "l.json", device="cpu", head=head)
-        session = PlmSession(opts, builtin_registry(), root=tmp_path)
-        return session._result_key("emb", _Data(), 1, 0)
+        runner = build_stages(opts, builtin_registry(), root=tmp_path, run_id="r").runner
+        return runner.result_key("emb", _Data(), 1, 0)
 
     assert key({}) == key({})
     assert key({"max_epochs": 3}) != key({})

@@ -75,7 +75,16 @@ def test_optional_layer_fields_are_absent_unless_set():
     base = LayerRecord("m", "gb1_sampled", 0, "pretrained", None, {"test_spearman": 0.5})
     assert not {"limit", "cuda_visible_devices", "base_model", "head_name"} & set(base.to_dict())
     rec = LayerRecord(
-        "m+h", "gb1_sampled", 0, "pretrained", None, {}, limit=50, cuda_visible_devices="1", base_model="m", head_name="h"
+        "m+h",
+        "gb1_sampled",
+        0,
+        "pretrained",
+        None,
+        {},
+        limit=50,
+        cuda_visible_devices="1",
+        base_model="m",
+        head_name="h",
     )
     # after the provenance, as the session added them to the dict before they were fields
     assert list(rec.to_dict())[-4:] == ["cuda_visible_devices", "limit", "base_model", "head_name"]

@@ -78,9 +78,9 @@ def test_k_scl_selects_every_scl_task_skips_with_instructions_then_runs_on_scl_f
     skipped = run(*args, f"--plm-data-dir={flip_root}")
     skipped.assert_outcomes(skipped=20)
     out = skipped.stdout.str()
-    from pytest_plmtransfer.tasks.resolve import FLIP_COMMITS, FLIP_REPOSITORY
+    from pytest_plmtransfer.tasks.catalog import DATASETS
 
-    assert f"{FLIP_REPOSITORY}/raw/{FLIP_COMMITS['scl']}/splits/scl/splits.zip" in out  # the pinned commit
+    assert DATASETS["scl"].url in out  # the pinned commit
     assert "plmtransfer: all 20 benchmark test(s) skipped, so nothing was measured" in out
     assert "20 x FLIP archive splits/scl/splits.zip is not available" in out
     assert "--plm-data-dir" in out.split("nothing was measured", 1)[1]
@@ -266,8 +266,8 @@ def test_mlp_head(plm_layer_case, plm_embeddings, plm_task, plm_record):
     assert ci["low"] < ci["high"] and abs(ci["estimate"] - rho) < 1e-12 and ci["n_resamples"] == 50
 
 
-def test_explicit_request(plm_session):
-    embedded = plm_session.embeddings("tiny_user", "gb1_sampled", init="pretrained")
+def test_explicit_request(plm_embeddings_of):
+    embedded = plm_embeddings_of("tiny_user", "gb1_sampled", init="pretrained")
     assert embedded.layers == [0, 1, 2] and embedded.layer is None
     assert embedded.features(2).shape == (len(embedded.data.sequences), 8)
 """

@@ -470,6 +470,7 @@ def test_download_with_the_wrong_digest_is_refused_and_nothing_kept(tmp_path):
 
 
 def test_download_without_a_known_digest_is_recorded_with_a_warning(tmp_path, monkeypatch):
+    from pytest_plmtransfer.infra.hashing import sha256_file
     from pytest_plmtransfer.tasks.resolve import UnverifiedDownloadWarning, read_sidecar
 
     monkeypatch.setattr("pytest_plmtransfer.tasks.resolve.PUBLISHED_SHA256", {})
@@ -477,7 +478,7 @@ def test_download_without_a_known_digest_is_recorded_with_a_warning(tmp_path, mo
     resolver = DataResolver(None, tmp_path / "cache", base_url=(tmp_path / "mirror").as_uri())
     with pytest.warns(UnverifiedDownloadWarning, match=r"no published sha256 is known.*--plm-flip-sha256"):
         path = resolver.resolve(get_task("gb1_sampled"))
-    assert read_sidecar(path) == resolver.sha256(path)
+    assert read_sidecar(path) == sha256_file(path)
 
 
 def test_strict_explicit_data_dir_must_hold_the_archive(tmp_path, monkeypatch):
@@ -581,13 +582,14 @@ def test_short_writes_are_completed_and_a_write_of_nothing_is_an_error(tmp_path,
 def test_full_ledger_disk_keeps_records_and_saves_them_at_the_end(tmp_path, monkeypatch):
     from pytest_plmtransfer.models.registry import builtin_registry
     from pytest_plmtransfer.options import PlmOptions
-    from pytest_plmtransfer.run.session import LedgerWriteError, PlmSession
+    from pytest_plmtransfer.run.recorder import LedgerWriteError
+    from pytest_plmtransfer.run.stages import build_stages
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    plm = PlmSession(
-        PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path
-    )
+    plm = build_stages(
+        PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path, run_id="r1"
+    ).recorder
     plm.write(_records(1))  # the part exists: the next appends meet the full disk
     recs = _records(3, run_id="r2")
     _fault_writes_to(
@@ -613,11 +615,11 @@ def test_full_ledger_disk_keeps_records_and_saves_them_at_the_end(tmp_path, monk
 def test_unsaved_records_are_printed_when_no_file_takes_them(tmp_path, monkeypatch):
     from pytest_plmtransfer.models.registry import builtin_registry
     from pytest_plmtransfer.options import PlmOptions
-    from pytest_plmtransfer.run.session import PlmSession
+    from pytest_plmtransfer.run.stages import build_stages
 
-    plm = PlmSession(
-        PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path
-    )
+    plm = build_stages(
+        PlmOptions(ledger=tmp_path / "ledger", cache_dir=tmp_path / "c"), builtin_registry(), root=tmp_path, run_id="r1"
+    ).recorder
     plm.unsaved = _records(2)
     monkeypatch.setattr(Ledger, "append", lambda self, records: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no" / "such"))

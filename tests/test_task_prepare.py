@@ -8,13 +8,7 @@ import numpy as np
 import pytest
 
 from pytest_plmtransfer.tasks.catalog import get_task
-from pytest_plmtransfer.tasks.prepare import (
-    kept_positions,
-    prepare_for_model,
-    truncate_middle,
-    truncation_halves,
-    truncation_rule,
-)
+from pytest_plmtransfer.tasks.prepare import prepare_for_model, truncate_middle, truncation_halves, truncation_rule
 from pytest_plmtransfer.tasks.readers import load_task
 
 try:  # tests/ as a package or as a plain directory on sys.path (pytest's default)
@@ -46,7 +40,9 @@ def test_odd_limits_and_arrays():
     assert truncate_middle([1, 2, 3, 4, 5], 2) == [1, 5]
     for length in (1, 5, 9, 10, 30):
         for limit in (1, 2, 3, 9, 10):
-            assert kept_positions(length, limit).tolist() == truncate_middle(list(range(length)), limit)
+            head, tail = truncation_halves(limit)
+            kept = range(length) if length <= limit else [*range(head), *range(length - tail, length)]
+            assert truncate_middle(list(range(length)), limit) == list(kept)
     with pytest.raises(ValueError):
         truncate_middle("ACDE", 0)
 

@@ -1,20 +1,35 @@
-"""The one file checksum (data archives, cache entries, weights) and the one key of a JSON payload
-(embedding cache entries, probe results)."""
+"""The one file checksum (data archives, cache entries, weights), remembered per file version where
+big files are checked often, and the one key of a JSON payload (embedding cache entries, probe
+results)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 
-def sha256_file(path: Path | str, chunk: int = 1 << 22) -> str:
+def sha256_file(path: Path | str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
+        while block := fh.read(1 << 22):
             digest.update(block)
     return digest.hexdigest()
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file_once(path: Path | str) -> str:
+    """:func:`sha256_file`, computed once per process for a given version of the file (path, size,
+    modification time): data archives many tests resolve, AntiBERTy's 104 MB of weights."""
+    stat = os.stat(path)
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
 
 
 def payload_key(payload: dict[str, Any]) -> str:

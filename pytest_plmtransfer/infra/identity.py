@@ -18,6 +18,8 @@ Users can put the digest in their identity themselves with :func:`state_dict_sha
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import sys
 import warnings
@@ -105,8 +107,6 @@ def portable(value: Any) -> Any:
     """``value`` (nested dicts/lists) with machine-specific strings made portable: an absolute path
     becomes its last component, ``hf:<path>`` the directory's name. For files a repository
     commits (baselines) and for telling weights apart across machines."""
-    import os
-
     if isinstance(value, dict):
         return {k: portable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -138,8 +138,6 @@ def weights_label(identity: Any) -> str | None:
     seeds: ``sha256:<12 hex>`` of the identity's content hashes (the weights' own digest when it
     has one), else of the identity itself (no init, no seed, paths made portable). None for a
     record without an identity."""
-    import json
-
     if not isinstance(identity, dict) or not identity:
         return None
     hashes = sorted(set(_hashes(identity)))

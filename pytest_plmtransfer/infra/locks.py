@@ -80,10 +80,6 @@ class PatientLock:
         self.what = what
         self._lock = FileLock(self.lock_file)
 
-    @property
-    def is_locked(self) -> bool:
-        return self._lock.is_locked
-
     def acquire(self) -> None:
         try:
             self._lock.acquire(timeout=self.policy.report_after)

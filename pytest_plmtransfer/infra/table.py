@@ -44,6 +44,3 @@ def text_table(
         lines.append(SEPARATOR.join("-" * w for w in widths))
     lines.extend(line(row) for row in body)
     return lines
-
-
-__all__ = ["text_table"]

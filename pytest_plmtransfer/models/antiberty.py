@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.infra.hashing import sha256_file
+from pytest_plmtransfer.infra.hashing import sha256_file_once
 from pytest_plmtransfer.models import describe as describe_model
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -94,25 +94,10 @@ def antiberty_files() -> AntibertyFiles:
     return files
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def _sha256(path: Path) -> str:
-    """sha256 of a file, memoized per process by (path, size, mtime).
-
-    Not :func:`weights.file_sha256`: that caches the digest in a file *beside* the checkpoint,
-    which here would write into site-packages. 104 MB hash in ~0.2 s, once per process.
-    """
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_file(path)
-    return _DIGESTS[key]
-
-
 def weights_identity(files: AntibertyFiles | None = None) -> str:
     files = files or antiberty_files()
-    return f"antiberty=={files.version}:sha256:{_sha256(files.weights)}"
+    # not weights.file_sha256, which caches the digest beside the file: here in site-packages
+    return f"antiberty=={files.version}:sha256:{sha256_file_once(files.weights)}"
 
 
 def load_tokenizer(files: AntibertyFiles | None = None) -> Any:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
+from pytest_plmtransfer.plan.cases import case_of
 
 #: residues assumed per sequence when a task declares no window (FLIP's proteins are ~100-1000)
 DEFAULT_SEQUENCE_LENGTH = 400
@@ -181,13 +182,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- pytest items
-def _case(item: Any, name: str) -> Any:
-    callspec = getattr(item, "callspec", None)
-    value = callspec.params.get(name) if callspec is not None else None
-    return value if hasattr(value, "model") else None  # not pytest's NOTSET placeholder
-
-
-def build_plan(cases: Iterable[Any], session: Any, count: int) -> ShardPlan:
+def build_plan(cases: Iterable[Any], describe: Callable[[str], Any], count: int) -> ShardPlan:
     """The plan for these layer cases (LayerCase objects), costed from model descriptions."""
     work: dict[str, GroupWork] = {}
     tasks: dict[str, set[str]] = {}
@@ -202,52 +197,54 @@ def build_plan(cases: Iterable[Any], session: Any, count: int) -> ShardPlan:
         if w.unavailable:
             w.cost = 1.0
             continue
-        desc = session.describe(model)
+        desc = describe(model)
         deepest = max(layer for _task, layer in w.cases)
         w.cost = group_cost(desc.parameters, desc.embed_dim, desc.num_layers, sorted(tasks[gid]), deepest)
     return plan_shards(work, count)
 
 
-def order_and_shard(items: list[Any], session: Any) -> tuple[list[Any], list[Any]]:
+def order_and_shard(
+    items: list[Any], describe: Callable[[str], Any], shard: Shard | None
+) -> tuple[list[Any], list[Any], ShardPlan, str | None]:
     """Items ordered group by group (claims last); under ``--plm-shard``, only this shard's
-    groups (claims are deselected: they run on the merged ledger). Records the plan on the
-    session (its hash goes into every record; the ledger part header keeps the whole plan)."""
+    groups (claims are deselected: they run on the merged ledger). Also returns the plan (its
+    hash goes into every record; the ledger part header keeps the whole plan) and a line for
+    the summary when claims were deselected."""
     group_rank: dict[str, int] = {}
     for item in items:
-        case = _case(item, "plm_layer_case")
+        case = case_of(item, "plm_layer_case")
         if case is not None:
             group_rank.setdefault(group_id(case.model, case.init, case.seed), len(group_rank) + 1)
 
     def key(item: Any) -> tuple[int, int]:
-        if _case(item, "plm_claim_case") is not None:
+        if case_of(item, "plm_claim_case") is not None:
             return (1, 0)
-        case = _case(item, "plm_layer_case")
+        case = case_of(item, "plm_layer_case")
         return (0, group_rank[group_id(case.model, case.init, case.seed)] if case is not None else 0)
 
     ordered = sorted(items, key=key)
-    cases = [c for c in (_case(i, "plm_layer_case") for i in ordered) if c is not None]
-    shard = session.shard
-    plan = build_plan(cases, session, shard.count if shard else 1)
-    session.set_plan(plan)
+    cases = [c for c in (case_of(i, "plm_layer_case") for i in ordered) if c is not None]
+    plan = build_plan(cases, describe, shard.count if shard else 1)
     if shard is None:
-        return ordered, []
+        return ordered, [], plan, None
     mine = plan.groups_of(shard.index)
     kept: list[Any] = []
     dropped: list[Any] = []
     for item in ordered:
-        case = _case(item, "plm_layer_case")
+        case = case_of(item, "plm_layer_case")
         if case is not None:
             (kept if group_id(case.model, case.init, case.seed) in mine else dropped).append(item)
-        elif _case(item, "plm_claim_case") is not None:
+        elif case_of(item, "plm_claim_case") is not None:
             dropped.append(item)
         else:
             kept.append(item)
-    if any(_case(i, "plm_claim_case") is not None for i in dropped):
-        session.notes.append(
+    note = None
+    if any(case_of(i, "plm_claim_case") is not None for i in dropped):
+        note = (
             f"--plm-shard {shard.label}: claims deselected; run them on the merged ledger "
             "(plmtransfer merge ... --out merged.json; pytest -k test_claim --plm-from-ledger merged.json)"
         )
-    return kept, dropped
+    return kept, dropped, plan, note
 
 
 __all__ += ["build_plan", "order_and_shard"]

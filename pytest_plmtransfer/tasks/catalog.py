@@ -1,14 +1,12 @@
-"""The tasks this package knows, as ``TaskSpec`` records: FLIP's, and TAPE's secondary structure.
+"""The tasks this package knows, as ``TaskSpec`` records (FLIP's, and TAPE's secondary structure),
+and the archives they read, as ``Dataset`` records: each archive's path, pinned URL and published
+digest declared once, for the resolver and ``--plm-flip-sha256`` to derive from.
 
-Every archive and member name below is FLIP's own (https://github.com/J-SNACKKB/FLIP, ``splits/``):
-
-* GB1, AAV, Meltome and SCL: ``splits/<dataset>/splits.zip`` holds one CSV per split,
-  ``splits/<split>.csv``, with columns ``sequence,target,set,validation``. SCL's ``target`` is the
-  class name (``Cytoplasm``, ``Cell membrane`` ...). Meltome's mixed split is ``mixed_split.csv``.
-* Secondary structure, Bind and Conservation: the zip holds ``splits/sequences.fasta`` (amino acids)
-  and one FASTA label file per split whose "sequence" is one label per residue and whose header
-  carries ``SET=`` and ``VALIDATION=``; secondary structure adds ``splits/mask.fasta``
-  (1 = resolved residue).
+Archive and member names are FLIP's own (https://github.com/J-SNACKKB/FLIP, ``splits/``): one
+``splits/<split>.csv`` per split (GB1, AAV, Meltome, whose mixed split is ``mixed_split.csv``, and
+SCL, whose target is the class name), or one FASTA label file ``splits/<split>.fasta`` beside
+``splits/sequences.fasta`` (secondary structure, which adds ``splits/mask.fasta``, Bind and
+Conservation); :mod:`pytest_plmtransfer.tasks.readers` describes both formats.
 
 GB1 is declared with the residue window (0, 56): FLIP's GB1 sequence is the 265-residue 5LDE
 construct, but all four mutated sites (V39, D40, G41, V54) lie in the 56-residue GB1 domain,
@@ -17,24 +15,38 @@ which is what the papers embedded.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.tasks.spec import TaskKind, TaskSpec
 
-#: where FLIP keeps each dataset's split archive, relative to the FLIP repository root
-ARCHIVES: dict[str, str] = {
-    "gb1": "splits/gb1/splits.zip",
-    "aav": "splits/aav/splits.zip",
-    "meltome": "splits/meltome/splits.zip",
-    "scl": "splits/scl/splits.zip",
-    "secondary_structure": "splits/secondary_structure/splits.zip",
-    "bind": "splits/bind/splits.zip",
-    "conservation": "splits/conservation/splits.zip",
-    # not FLIP's: TAPE's JSON release of its secondary-structure data (see TAPE_SS_DATASET)
-    "tape_secondary_structure": "tape/secondary_structure.tar.gz",
-}
+FLIP_REPOSITORY = "https://github.com/J-SNACKKB/FLIP"
 
-#: What the sizes of the papers' tasks are quoted from.
-PAPER_SIZES = "workshop paper, Table A2"
+
+@dataclass(frozen=True)
+class Dataset:
+    """One published archive of task data, pinned: its path under a data directory laid out like
+    FLIP's repository root, the URL it is downloaded from, and its SHA-256 as published."""
+
+    name: str
+    archive: str
+    #: FLIP's raw URL at a pinned commit (a branch URL would change under us), or the publisher's
+    url: str
+    #: measured on the published file; None: recorded at the first download, with a warning
+    sha256: str | None = None
+
+    @property
+    def flip(self) -> bool:
+        """FLIP's own archive, which a FLIP mirror (``--plm-flip-url``) also holds."""
+        return self.url.startswith(FLIP_REPOSITORY)
+
+
+def _flip(name: str, commit: str, sha256: str | None = None) -> Dataset:
+    """A FLIP archive at ``commit``: that of the newest version of ``splits/<name>/splits.zip``
+    found in FLIP's history."""
+    archive = f"splits/{name}/splits.zip"
+    return Dataset(name, archive, f"{FLIP_REPOSITORY}/raw/{commit}/{archive}", sha256)
+
 
 #: TAPE's secondary structure as the ICML paper used it (the authors' task list, scr/params/vis.py:
 #: structure_ss3_casp12/cb513/ts115): one training set (TAPE's train; valid for validation) and
@@ -45,6 +57,45 @@ PAPER_SIZES = "workshop paper, Table A2"
 #: used rather than the LMDB one so that reading it needs no ``lmdb`` package and unpickles nothing.
 TAPE_SS_DATASET = "tape_secondary_structure"
 TAPE_SS_TESTS = ("casp12", "cb513", "ts115")
+
+#: every archive the catalog's tasks read, by dataset name (``--plm-flip-sha256 <name>=<hex>``)
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        _flip(
+            "gb1",
+            "0a3cf047f63e70c14f7af29e88de256222fe9ee7",
+            "00a3c3d5be56ce35adfbec838db8ff549be369525e151a6978133da34b9fd86f",
+        ),
+        _flip("aav", "0a3cf047f63e70c14f7af29e88de256222fe9ee7"),
+        _flip("meltome", "0a3cf047f63e70c14f7af29e88de256222fe9ee7"),
+        _flip("scl", "0a3cf047f63e70c14f7af29e88de256222fe9ee7"),
+        _flip(
+            "secondary_structure",
+            "afea570175d6ce049ca9388f870a6a20c549948f",
+            "2e9bbbfd18a055bcac7edd4e059a6bf4bb35ca3ad8f8fa4fc3106422652a4726",
+        ),
+        _flip(
+            "bind",
+            "4cc2cd7ab56a3e34ce9ae0a651cda2f6f1963b20",
+            "f742c8b3e4521d7e771ca03096484451287026fe433b34463cbfcf767e0a7417",
+        ),
+        _flip(
+            "conservation",
+            "42a51d7ac932d5e30ac5fd7e3509d8d2175ff839",
+            "9b364ba2a378a7abd9b8cf992d38c61b33dff17854fe37997760c8972ce921c5",
+        ),
+        # TAPE publishes no digest
+        Dataset(
+            TAPE_SS_DATASET,
+            "tape/secondary_structure.tar.gz",
+            "http://s3.amazonaws.com/proteindata/data_raw_pytorch/secondary_structure.tar.gz",
+        ),
+    )
+}
+
+#: What the sizes of the papers' tasks are quoted from.
+PAPER_SIZES = "workshop paper, Table A2"
 
 
 def tape_ss_member(split: str) -> str:
@@ -77,30 +128,28 @@ _CLASSIFICATION = {"selection_metric": "val_loss", "test_metric": "test_accuracy
 
 
 def _csv(
-    task_id: str,
     dataset: str,
-    split: str,
+    name: str,
+    stem: str,
     kind: TaskKind,
-    *,
-    member: str | None = None,
+    paper_sizes: tuple[int, int, int] | None,
+    description: str,
     window: tuple[int, int] | None = None,
-    paper_sizes: tuple[int, int, int] | None = None,
-    description: str = "",
 ) -> TaskSpec:
-    metrics = _REGRESSION if kind == "regression" else _CLASSIFICATION
+    """Task ``<dataset>_<name>``, read from FLIP's ``splits/<stem>.csv``."""
     return TaskSpec(
-        task_id=task_id,
+        task_id=f"{dataset}_{name}",
         dataset=dataset,
-        split=split,
+        split=stem,
         kind=kind,
-        archive=ARCHIVES[dataset],
-        member=member or f"splits/{split}.csv",
+        archive=DATASETS[dataset].archive,
+        member=f"splits/{stem}.csv",
         format="csv",
         window=window,
         description=description,
         sizes=paper_sizes,
         sizes_source=PAPER_SIZES if paper_sizes else None,
-        **metrics,
+        **(_REGRESSION if kind == "regression" else _CLASSIFICATION),
     )
 
 
@@ -119,7 +168,7 @@ def _per_residue(
         dataset=dataset,
         split=split,
         kind="per_residue",
-        archive=ARCHIVES[dataset],
+        archive=DATASETS[dataset].archive,
         member=f"splits/{split}.fasta",
         format="fasta",
         sequences_member="splits/sequences.fasta",
@@ -133,12 +182,13 @@ def _per_residue(
 
 
 _GB1_PAPER = {"sampled": (6289, 699, 1745), "low_vs_high": (4580, 509, 3644), "two_vs_rest": (381, 43, 8309)}
-_GB1_DESC = {
-    "one_vs_rest": "GB1 fitness; train on wild type and single mutants, test on the rest",
-    "two_vs_rest": "GB1 fitness; train on up to double mutants, test on the rest",
-    "three_vs_rest": "GB1 fitness; train on up to triple mutants, test on the rest",
-    "low_vs_high": "GB1 fitness; train below wild-type fitness, test above",
-    "sampled": "GB1 fitness; random 80/20 split",
+#: GB1's splits: what each trains and tests on
+_GB1 = {
+    "one_vs_rest": "train on wild type and single mutants, test on the rest",
+    "two_vs_rest": "train on up to double mutants, test on the rest",
+    "three_vs_rest": "train on up to triple mutants, test on the rest",
+    "low_vs_high": "train below wild-type fitness, test above",
+    "sampled": "random 80/20 split",
 }
 
 _AAV_PAPER = {"two_vs_many": (28626, 3181, 50776), "one_vs_many": (1053, 117, 81413)}
@@ -153,52 +203,35 @@ _BIND_SPLITS = ("one_vs_many", "two_vs_many", "from_publication", "one_vs_sm", "
 
 
 def _build() -> dict[str, TaskSpec]:
-    tasks: list[TaskSpec] = []
-    for split in ("one_vs_rest", "two_vs_rest", "three_vs_rest", "low_vs_high", "sampled"):
-        tasks.append(
-            _csv(
-                f"gb1_{split}",
-                "gb1",
-                split,
-                "regression",
-                window=GB1_WINDOW,
-                paper_sizes=_GB1_PAPER.get(split),
-                description=_GB1_DESC[split] + " (56-residue GB1 domain embedded)",
-            )
+    tasks = [
+        _csv(
+            "gb1",
+            split,
+            split,
+            "regression",
+            _GB1_PAPER.get(split),
+            f"GB1 fitness; {what} (56-residue GB1 domain embedded)",
+            GB1_WINDOW,
         )
-    for split in _AAV_SPLITS:
-        tasks.append(
-            _csv(
-                f"aav_{split}",
-                "aav",
-                split,
-                "regression",
-                paper_sizes=_AAV_PAPER.get(split),
-                description=f"AAV capsid viability score, FLIP split {split}",
-            )
-        )
-    # (dataset, task name -> FLIP split, kind, the split the papers give sizes for, those sizes, what)
-    for dataset, splits, kind, (sized, sizes), what in (
-        ("meltome", _MELTOME, "regression", ("mixed", (22335, 2482, 3134)), "Meltome melting temperature"),
+        for split, what in _GB1.items()
+    ]
+    # (dataset, kind, task name -> FLIP split file stem, the papers' sizes by task name, what)
+    families: list[tuple[str, TaskKind, dict[str, str], dict[str, tuple[int, int, int]], str]] = [
+        ("aav", "regression", {s: s for s in _AAV_SPLITS}, _AAV_PAPER, "AAV capsid viability score"),
+        ("meltome", "regression", _MELTOME, {"mixed": (22335, 2482, 3134)}, "Meltome melting temperature"),
         (
             "scl",
-            {s: s for s in _SCL_SPLITS},
             "classification",
-            ("balanced", (9503, 1678, 385)),
+            {s: s for s in _SCL_SPLITS},
+            {"balanced": (9503, 1678, 385)},
             "subcellular localization (10 classes)",
         ),
-    ):
-        for name, stem in splits.items():
-            tasks.append(
-                _csv(
-                    f"{dataset}_{name}",
-                    dataset,
-                    stem,
-                    kind,
-                    paper_sizes=sizes if name == sized else None,
-                    description=f"{what}, FLIP split {stem}",
-                )
-            )
+    ]
+    tasks += [
+        _csv(dataset, name, stem, kind, sizes.get(name), f"{what}, FLIP split {stem}")
+        for dataset, kind, splits, sizes, what in families
+        for name, stem in splits.items()
+    ]
     tasks.append(
         _per_residue(
             "ss3",
@@ -212,36 +245,36 @@ def _build() -> dict[str, TaskSpec]:
             ),
         )
     )
-    for test in TAPE_SS_TESTS:
-        tasks.append(
-            TaskSpec(
-                task_id=f"ss3_{test}",
-                dataset=TAPE_SS_DATASET,
-                split=test,
-                kind="per_residue",
-                archive=ARCHIVES[TAPE_SS_DATASET],
-                member=tape_ss_member(test),
-                format="tape_json",
-                description=(
-                    f"3-state secondary structure (H/E/C) per residue, TAPE's release: train and valid, "
-                    f"test {test.upper()} (as the ICML paper)"
-                ),
-                selection_metric=_CLASSIFICATION["selection_metric"],
-                test_metric="test_accuracy",
-            )
+    tasks += [
+        TaskSpec(
+            task_id=f"ss3_{test}",
+            dataset=TAPE_SS_DATASET,
+            split=test,
+            kind="per_residue",
+            archive=DATASETS[TAPE_SS_DATASET].archive,
+            member=tape_ss_member(test),
+            format="tape_json",
+            description=(
+                f"3-state secondary structure (H/E/C) per residue, TAPE's release: train and valid, "
+                f"test {test.upper()} (as the ICML paper)"
+            ),
+            selection_metric=_CLASSIFICATION["selection_metric"],
+            test_metric="test_accuracy",
         )
-    for split in _BIND_SPLITS:
-        tasks.append(
-            _per_residue(
-                "bind" if split == "one_vs_many" else f"bind_{split}",
-                "bind",
-                split,
-                # ~89% of residues bind nothing: accuracy is the majority share for every model.
-                # Macro-F1 is what the FLIP authors' biotrainer recommends for Bind.
-                test_metric="test_f1_macro",
-                description=(f"binding residues (0-7, small/nuclear/metal bit pattern), FLIP split {split}"),
-            )
+        for test in TAPE_SS_TESTS
+    ]
+    tasks += [
+        _per_residue(
+            "bind" if split == "one_vs_many" else f"bind_{split}",
+            "bind",
+            split,
+            # ~89% of residues bind nothing: accuracy is the majority share for every model.
+            # Macro-F1 is what the FLIP authors' biotrainer recommends for Bind.
+            test_metric="test_f1_macro",
+            description=f"binding residues (0-7, small/nuclear/metal bit pattern), FLIP split {split}",
         )
+        for split in _BIND_SPLITS
+    ]
     tasks.append(
         _per_residue("conservation", "conservation", "sampled", description="per-residue conservation class 1-9")
     )

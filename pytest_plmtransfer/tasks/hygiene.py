@@ -62,11 +62,11 @@ def _target_key(target: object) -> object:
 
 
 def measure(data: TaskData) -> Hygiene:
-    splits = np.asarray(data.splits)
+    splits = data.splits.tolist()
     rows_by_split: dict[str, Counter] = defaultdict(Counter)
     targets_by_split: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
     ids_by_split: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for row, seq, target, split in zip(data.ids, data.sequences, data.targets, splits.tolist()):
+    for row, seq, target, split in zip(data.ids, data.sequences, data.targets, splits):
         key = _target_key(target)
         rows_by_split[split][(seq, key)] += 1
         targets_by_split[split][seq].add(key)
@@ -81,9 +81,9 @@ def measure(data: TaskData) -> Hygiene:
     train = set(targets_by_split["train"])
     val = set(targets_by_split["val"])
     seen = train | val
-    test_overlap = sum(1 for seq, split in zip(data.sequences, splits.tolist()) if split == "test" and seq in seen)
-    val_overlap = sum(1 for seq, split in zip(data.sequences, splits.tolist()) if split == "val" and seq in train)
-    sizes = {s: int((splits == s).sum()) for s in ("train", "val", "test")}
+    test_overlap = sum(1 for seq, split in zip(data.sequences, splits) if split == "test" and seq in seen)
+    val_overlap = sum(1 for seq, split in zip(data.sequences, splits) if split == "val" and seq in train)
+    sizes = data.sizes()
     return Hygiene(
         n_train=sizes["train"],
         n_val=sizes["val"],

@@ -49,15 +49,6 @@ def truncate_middle(seq, max_residues: int):
     return seq[:head] + seq[len(seq) - tail :]
 
 
-def kept_positions(length: int, max_residues: int | None) -> np.ndarray:
-    """Indices into the original sequence of the residues a cut keeps (all of them if it fits).
-    Useful to map per-residue predictions back onto the full-length sequence."""
-    if max_residues is None or length <= max_residues:
-        return np.arange(length)
-    head, tail = truncation_halves(max_residues)
-    return np.concatenate([np.arange(head), np.arange(length - tail, length)])
-
-
 def prepare_for_model(data: TaskData, max_residues: int | None) -> TaskData:
     """A copy of ``data`` fitted to a model that embeds at most ``max_residues`` residues.
 
@@ -66,48 +57,30 @@ def prepare_for_model(data: TaskData, max_residues: int | None) -> TaskData:
     ``{"rule", "max_residues", "n_truncated", "n_residues_removed"}``. ``max_residues=None`` means
     no limit (the copy is identical apart from that note). The input is not modified.
     """
+    long: set[int] = set()
+    removed = 0
+    if max_residues is not None:
+        truncation_halves(max_residues)  # validates the limit before any work
+        long = {i for i, s in enumerate(data.sequences) if len(s) > max_residues}
+        removed = sum(len(data.sequences[i]) - max_residues for i in long)
+
+    def cut(values: list) -> list:
+        return [truncate_middle(v, max_residues) if i in long and max_residues else v for i, v in enumerate(values)]
+
     notes = copy.deepcopy(data.notes)
-    if max_residues is None:
-        notes["truncation"] = {
-            "rule": truncation_rule(None),
-            "max_residues": None,
-            "n_truncated": 0,
-            "n_residues_removed": 0,
-        }
-        return dataclasses.replace(
-            data,
-            ids=list(data.ids),
-            sequences=list(data.sequences),
-            targets=list(data.targets),
-            splits=data.splits.copy(),
-            residue_masks=None if data.residue_masks is None else [m.copy() for m in data.residue_masks],
-            notes=notes,
-        )
-    truncation_halves(max_residues)  # validates the limit before any work
-    long = [i for i, s in enumerate(data.sequences) if len(s) > max_residues]
-    long_set = set(long)
-    sequences = [truncate_middle(s, max_residues) if i in long_set else s for i, s in enumerate(data.sequences)]
-    targets = list(data.targets)
-    if data.spec.per_residue:
-        targets = [truncate_middle(t, max_residues) if i in long_set else t for i, t in enumerate(targets)]
-    masks = None
-    if data.residue_masks is not None:
-        masks = [
-            truncate_middle(m, max_residues) if i in long_set else m.copy() for i, m in enumerate(data.residue_masks)
-        ]
     notes["truncation"] = {
         "rule": truncation_rule(max_residues),
-        "max_residues": int(max_residues),
+        "max_residues": None if max_residues is None else int(max_residues),
         "n_truncated": len(long),
-        "n_residues_removed": int(sum(len(data.sequences[i]) - max_residues for i in long)),
+        "n_residues_removed": int(removed),
     }
     return dataclasses.replace(
         data,
         ids=list(data.ids),
-        sequences=sequences,
-        targets=targets,
+        sequences=cut(data.sequences),
+        targets=cut(data.targets) if data.spec.per_residue else list(data.targets),
         splits=data.splits.copy(),
-        residue_masks=masks,
+        residue_masks=None if data.residue_masks is None else [m.copy() for m in cut(data.residue_masks)],
         notes=notes,
     )
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from pytest_plmtransfer.infra.errors import InputError
-from pytest_plmtransfer.infra.hashing import sha256_file  # re-exported: readers.sha256_file is public
+from pytest_plmtransfer.infra.hashing import sha256_file
 from pytest_plmtransfer.tasks.catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED, tape_ss_member
 from pytest_plmtransfer.tasks.spec import TaskData, TaskSpec
 
@@ -375,7 +375,8 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
         mask_where = member_path(archive_path, spec.mask_member)
         mask_index = _index_by_id(parse_fasta(_read_text(zf, archive_path, spec.mask_member), mask_where), mask_where)
 
-    rows = _Rows(masks=[] if mask_index is not None else None)
+    rows = _Rows()
+    masks: list[np.ndarray] = []
     used: set[str] = set()
     n_dropped = 0
     for rec in records:
@@ -410,6 +411,7 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
         if not sequence:
             raise InputError(f"{s_where[2]}empty sequence", path=s_where[0], row=s_where[1])
 
+        target: str | float
         if spec.kind == "per_residue":
             target = rec.sequence
             if len(target) != len(sequence):
@@ -451,7 +453,7 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
                     row=mask_rec.number,
                 )
             code = np.frombuffer(mask_text.encode("ascii"), dtype=np.uint8)
-            rows.masks.append(code == ord("1"))  # type: ignore[union-attr]
+            masks.append(code == ord("1"))
 
         rows.ids.append(rec.id)
         rows.sequences.append(sequence)
@@ -460,6 +462,7 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
         rows.seq_where.append(s_where)
         rows.label_where.append((label_where, rec.number, loc + ": "))
 
+    rows.masks = masks if mask_index is not None else None
     rows.notes = {"n_rows": len(records), "n_dropped_no_set": n_dropped}
     if duplicates is not None:
         rows.notes["n_rows"] += duplicates["n_dropped_identical"] + duplicates["n_dropped_conflicting"]
@@ -651,8 +654,8 @@ def _check_residue_labels(rows: _Rows, allow_unseen_test: bool) -> None:
     masks = rows.masks
     as_bytes = all(t.isascii() for t in rows.targets)
 
-    def text(value: object) -> str:
-        return chr(value) if as_bytes else str(value)  # type: ignore[arg-type]
+    def text(value: int | str) -> str:
+        return chr(value) if isinstance(value, int) else value  # byte codes when ``as_bytes``
 
     train_values: set = set()
     for i, (t, s) in enumerate(zip(rows.targets, rows.splits)):

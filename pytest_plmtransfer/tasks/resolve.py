@@ -1,5 +1,6 @@
-"""Find a task's archive: local data directory, then the user cache, then FLIP's raw URL (or, for
-the archives of :data:`OTHER_ARCHIVES`, such as TAPE's, their publisher's).
+"""Find a task's archive: local data directory, then the user cache, then its pinned URL (FLIP's raw
+URL at a commit, or, for archives that are not FLIP's, such as TAPE's, their publisher's: the
+catalog's :data:`~pytest_plmtransfer.tasks.catalog.DATASETS`).
 
 Order (the first hit wins, and nothing touches the network when a local copy exists):
 
@@ -7,10 +8,8 @@ Order (the first hit wins, and nothing touches the network when a local copy exi
    directory laid out like the FLIP repository root, e.g. ``<dir>/splits/gb1/splits.zip``.
 2. The user cache, ``<cache_dir>/flip/<archive>`` (``default_cache_dir()`` honours
    ``PLMTRANSFER_CACHE``, then ``XDG_CACHE_HOME``, then ``~/.cache``).
-3. A download into the cache from FLIP at a pinned commit (:data:`FLIP_COMMITS`; a branch URL
-   would change under us), or from ``<base_url>/<archive>`` when a base URL is given: a file
-   lock so that parallel workers
-   (``pytest -n N``) download once (lock files live under ``<cache_dir>/locks/``), a progress
+3. A download into the cache from that URL, or from ``<base_url>/<archive>`` for FLIP's archives
+   when a base URL is given: a file lock so that parallel workers (``pytest -n N``) download once (lock files live under ``<cache_dir>/locks/``), a progress
    bar, a temporary file in the same directory and an atomic ``os.replace``, so that an
    interrupted or failed download leaves nothing behind; the SHA-256 is stored beside the archive
    as ``<archive>.sha256`` and checked on later use.
@@ -29,6 +28,7 @@ and exactly where to put it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -44,40 +44,13 @@ from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from pytest_plmtransfer.infra.errors import ResourceUnavailable
-from pytest_plmtransfer.infra.hashing import sha256_file
-from pytest_plmtransfer.infra.tempfiles import atomic_write, default_file_mode, make_temp
+from pytest_plmtransfer.infra.hashing import sha256_file_once
+from pytest_plmtransfer.infra.tempfiles import atomic_write, make_temp
+from pytest_plmtransfer.tasks.catalog import DATASETS, FLIP_REPOSITORY, Dataset
 from pytest_plmtransfer.tasks.spec import TaskSpec
 
-FLIP_REPOSITORY = "https://github.com/J-SNACKKB/FLIP"
-#: the FLIP commit each archive is downloaded from: the commit of the newest version of
-#: ``splits/<dataset>/splits.zip`` found in FLIP's history (a commit URL cannot change, ``main`` can)
-FLIP_COMMITS: dict[str, str] = {
-    "gb1": "0a3cf047f63e70c14f7af29e88de256222fe9ee7",
-    "aav": "0a3cf047f63e70c14f7af29e88de256222fe9ee7",
-    "meltome": "0a3cf047f63e70c14f7af29e88de256222fe9ee7",
-    "scl": "0a3cf047f63e70c14f7af29e88de256222fe9ee7",
-    "bind": "4cc2cd7ab56a3e34ce9ae0a651cda2f6f1963b20",
-    "conservation": "42a51d7ac932d5e30ac5fd7e3509d8d2175ff839",
-    "secondary_structure": "afea570175d6ce049ca9388f870a6a20c549948f",
-}
-#: SHA-256 of the archives exactly as FLIP publishes them (measured on the published files).
-#: AAV, Meltome and SCL are missing: their digest is recorded at first download, with a warning.
-PUBLISHED_SHA256: dict[str, str] = {
-    "gb1": "00a3c3d5be56ce35adfbec838db8ff549be369525e151a6978133da34b9fd86f",
-    "bind": "f742c8b3e4521d7e771ca03096484451287026fe433b34463cbfcf767e0a7417",
-    "conservation": "9b364ba2a378a7abd9b8cf992d38c61b33dff17854fe37997760c8972ce921c5",
-    "secondary_structure": "2e9bbbfd18a055bcac7edd4e059a6bf4bb35ca3ad8f8fa4fc3106422652a4726",
-}
-#: Archives that are not FLIP's, by their path under the data directory: (the name their digest
-#: goes by in ``expected_sha256``, where they are published). TAPE's JSON release of its secondary
-#: structure data (songlab-cal/tape README, "Raw Data"); TAPE publishes no digest: the first
-#: download's is recorded and warned about.
-OTHER_ARCHIVES: dict[str, tuple[str, str]] = {
-    "tape/secondary_structure.tar.gz": (
-        "tape_secondary_structure",
-        "http://s3.amazonaws.com/proteindata/data_raw_pytorch/secondary_structure.tar.gz",
-    )
-}
+#: the published digests, by dataset (``expected_sha256``'s defaults)
+PUBLISHED_SHA256: dict[str, str] = {name: d.sha256 for name, d in DATASETS.items() if d.sha256}
 #: environment variable naming a FLIP-layout data directory
 DATA_ENV = "PLMTRANSFER_DATA"
 #: environment variable naming the cache root
@@ -118,13 +91,9 @@ class UnverifiedDownloadWarning(UserWarning):
     """An archive was downloaded whose published SHA-256 is not known here."""
 
 
-def dataset_of(archive: str) -> str | None:
-    """``splits/gb1/splits.zip`` -> ``gb1``; ``tape/secondary_structure.tar.gz`` ->
-    ``tape_secondary_structure`` (:data:`OTHER_ARCHIVES`)."""
-    if archive.strip("/") in OTHER_ARCHIVES:
-        return OTHER_ARCHIVES[archive.strip("/")][0]
-    parts = archive.strip("/").split("/")
-    return parts[1] if len(parts) >= 3 and parts[0] == "splits" else None
+def dataset_of(archive: str) -> Dataset | None:
+    """The catalog's dataset of an archive (``splits/gb1/splits.zip`` -> gb1), None if unknown."""
+    return next((d for d in DATASETS.values() if d.archive == archive.strip("/")), None)
 
 
 class DataResolver:
@@ -162,24 +131,20 @@ class DataResolver:
         self.lock_timeout = lock_timeout
         #: ``None``: a progress bar only on an interactive terminal (tqdm's own rule)
         self.progress = progress
-        # checksums already verified in this process, keyed by (path, size, mtime): resolving the
-        # same archive for many tests must not re-hash it every time
-        self._verified: dict[tuple[str, int, int], str] = {}
 
     # ----------------------------------------------------------------------------- locations
 
     def url(self, spec_or_archive: TaskSpec | str) -> str:
         """The URL an archive is downloaded from."""
         archive = _archive(spec_or_archive)
-        if archive in OTHER_ARCHIVES:  # a FLIP mirror (base_url) does not hold them
-            return OTHER_ARCHIVES[archive][1]
-        if self.base_url is not None:
+        dataset = dataset_of(archive)
+        if self.base_url is not None and (dataset is None or dataset.flip):  # a FLIP mirror holds FLIP's only
             return f"{self.base_url}/{archive}"
-        commit = FLIP_COMMITS.get(dataset_of(archive) or "", "main")
-        return f"{FLIP_REPOSITORY}/raw/{commit}/{archive}"
+        return dataset.url if dataset else f"{FLIP_REPOSITORY}/raw/main/{archive}"
 
     def expected_digest(self, spec_or_archive: TaskSpec | str) -> str | None:
-        return self.expected_sha256.get(dataset_of(_archive(spec_or_archive)) or "")
+        dataset = dataset_of(_archive(spec_or_archive))
+        return self.expected_sha256.get(dataset.name) if dataset else None
 
     def cache_path(self, spec_or_archive: TaskSpec | str) -> Path:
         """Where an archive lives in the user cache."""
@@ -228,16 +193,6 @@ class DataResolver:
         path, _ = self.download(spec)  # replaces a corrupt cache entry
         return path
 
-    def sha256(self, path: Path) -> str:
-        """The archive's SHA-256, computed once per process for a given file version (path,
-        size, modification time): many tests resolve the same archive."""
-        path = Path(path)
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key not in self._verified:
-            self._verified[key] = sha256_file(path)
-        return self._verified[key]
-
     def _mkdir(self, spec: TaskSpec | str, directory: Path, what: str) -> None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -250,7 +205,7 @@ class DataResolver:
         # the published digest when one is known, else the one recorded at the first download
         expected = self.expected_digest(archive) or read_sidecar(path)
         try:
-            actual = self.sha256(path)
+            actual = sha256_file_once(path)  # many tests resolve the same archive
         except OSError:
             return False
         if expected is not None and actual != expected:
@@ -278,7 +233,7 @@ class DataResolver:
         try:
             with lock:
                 if dest.is_file() and self._cache_entry_ok(dest, archive):
-                    return dest, self.sha256(dest)  # another worker finished it meanwhile
+                    return dest, sha256_file_once(dest)  # another worker finished it meanwhile
                 try:
                     digest = self._fetch(url, dest, self.expected_digest(archive))
                 except _DownloadFailed as exc:
@@ -294,8 +249,6 @@ class DataResolver:
                         stacklevel=2,
                     )
                 atomic_write(sidecar_path(dest), f"{digest}  {dest.name}\n")
-                stat = dest.stat()
-                self._verified[(str(dest), stat.st_size, stat.st_mtime_ns)] = digest
                 return dest, digest
         except Timeout:
             raise self._unavailable(
@@ -352,16 +305,12 @@ class DataResolver:
                 )
             if not _is_archive(tmp, str(dest)):
                 raise _DownloadFailed(f"the {received} bytes received are not a {_kind(str(dest))} archive")
-            os.chmod(tmp, default_file_mode())  # an ordinary file, as the umask says
-            os.replace(tmp, dest)
+            os.replace(tmp, dest)  # make_temp gave it the umask's mode, as an ordinary file has
             return digest.hexdigest()
         finally:
             # on any failure, interruption included, no partial file is left behind
-            if tmp.exists():
-                try:
-                    tmp.unlink()
-                except OSError:
-                    pass
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------------------- errors
 
@@ -387,7 +336,8 @@ class DataResolver:
         )
 
     def _unavailable(self, spec: TaskSpec | str, reason: str) -> ResourceUnavailable:
-        what = f"{'' if _archive(spec) in OTHER_ARCHIVES else 'FLIP '}archive {_archive(spec)}"
+        dataset = dataset_of(_archive(spec))
+        what = f"{'' if dataset and not dataset.flip else 'FLIP '}archive {_archive(spec)}"
         if isinstance(spec, TaskSpec):
             what += f" (task {spec.task_id})"
         return ResourceUnavailable(what, f"{reason}. To fix, {self.instructions(spec)}")
