@@ -38,11 +38,9 @@ from typing import Any
 from pytest_plmtransfer import __version__
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.tempfiles import atomic_write, json_default, open_append, write_all
-from pytest_plmtransfer.results.records import FRAME_COLUMNS, RECORD_KINDS
+from pytest_plmtransfer.results.records import FRAME_COLUMNS, LAYER_KEY, RECORD_KINDS
 
 SCHEMA_VERSION = 3
-#: the fields that identify one (model, task, layer, init, seed, protocol) measurement
-LAYER_KEY = ("model", "task", "layer", "init", "seed", "protocol")
 PART_SUFFIX = ".jsonl"
 HEADER_KIND = "ledger_part"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._=+-]+")

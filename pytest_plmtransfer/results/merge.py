@@ -28,8 +28,8 @@ from typing import Any
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.tempfiles import sweep_stale_temps
 from pytest_plmtransfer.plan.sharding import ShardPlan, group_id
-from pytest_plmtransfer.results.ledger import LAYER_KEY, Entry, part_header, read_entries, record_key, write_part
-from pytest_plmtransfer.results.records import measurement
+from pytest_plmtransfer.results.ledger import Entry, part_header, read_entries, record_key, write_part
+from pytest_plmtransfer.results.records import LAYER_KEY, measurement
 
 ON_CONFLICT = ("fail", "newest")
 #: the one part of a merged ledger directory

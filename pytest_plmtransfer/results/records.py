@@ -54,24 +54,18 @@ class Provenance:
     #: hash of the shard plan (the selected groups and their assignment); equal across shards
     plan_hash: str | None = None
 
-    FIELDS: ClassVar[tuple[str, ...]] = (
-        "run_id",
-        "plugin_version",
-        "git_commit",
-        "host",
-        "timestamp",
-        "worker",
-        "shard",
-        "plan_hash",
-    )
+
+#: the fields that identify one (model, task, layer, init, seed, protocol) measurement
+LAYER_KEY = ("model", "task", "layer", "init", "seed", "protocol")
+_PROVENANCE = tuple(f.name for f in dataclasses.fields(Provenance))
 
 
 def _split(cls: type, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(own fields, provenance fields, anything else) of a flat record dict."""
     names = {f.name for f in dataclasses.fields(cls)} - {"provenance", "extra"}
     own = {k: v for k, v in data.items() if k in names}
-    prov = {k: data[k] for k in Provenance.FIELDS if k in data}
-    extra = {k: v for k, v in data.items() if k not in names and k not in Provenance.FIELDS and k != "kind"}
+    prov = {k: data[k] for k in _PROVENANCE if k in data}
+    extra = {k: v for k, v in data.items() if k not in names and k not in _PROVENANCE and k != "kind"}
     return own, prov, extra
 
 
@@ -161,7 +155,7 @@ class LayerRecord(_Record):
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return (self.model, self.task, self.layer, self.init, self.seed, self.protocol)
+        return tuple(getattr(self, name) for name in LAYER_KEY)
 
     @property
     def group(self) -> tuple[str, str, int | None]:
@@ -206,7 +200,7 @@ def parse_record(data: dict[str, Any]) -> LayerRecord | ClaimRecord:
 
 
 def _columns(*types: type) -> tuple[str, ...]:
-    names = ["kind", *(f.name for t in types for f in dataclasses.fields(t)), *Provenance.FIELDS]
+    names = ["kind", *(f.name for t in types for f in dataclasses.fields(t)), *_PROVENANCE]
     return tuple(n for n in dict.fromkeys(names) if n not in ("provenance", "extra", "metrics"))
 
 
@@ -230,6 +224,7 @@ def measurement(record: dict[str, Any]) -> dict[str, Any]:
 __all__ = [
     "CACHE_DTYPES",
     "FRAME_COLUMNS",
+    "LAYER_KEY",
     "RECORD_KINDS",
     "RUN_SPECIFIC_FIELDS",
     "ClaimRecord",
