@@ -19,7 +19,7 @@ from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
 from pytest_plmtransfer.options import PlmOptions
 from pytest_plmtransfer.plan.cases import Descriptions, Planner
 from pytest_plmtransfer.plan.sharding import Shard
-from pytest_plmtransfer.results.ledger import Ledger
+from pytest_plmtransfer.results.ledger import Ledger, records_to_frame
 from pytest_plmtransfer.results.result_cache import ResultCache
 from pytest_plmtransfer.results.store import EmbeddingStore
 from pytest_plmtransfer.run.recorder import Recorder
@@ -111,3 +111,21 @@ def build_stages(
         on_describe=lambda model: timer.measure(model, "collection"),
     )
     return Stages(options, registry, protocol, shard, planner, models, runner, recorder)
+
+
+def update_baselines(stages: Stages) -> list[str]:
+    """``--plm-update-baselines``: this run's layer records (or ``--plm-from-ledger``'s) written
+    as baselines; the summary's line saying what was written."""
+    ledger = stages.recorder.ledger
+    if stages.options.from_ledger is not None:
+        records = stages.planner.ledger_records()
+    else:
+        records = ledger.records(run_id=ledger.run_id, kind="layer")
+    if not records:
+        return []
+    store = stages.baselines()
+    written = store.update_from(records_to_frame(records))
+    unchanged = f"; {len(store.unchanged)} unchanged (same values), left as they were" if store.unchanged else ""
+    return [
+        f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {stages.options.baselines_dir}{unchanged}"
+    ]
