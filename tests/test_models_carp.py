@@ -347,7 +347,7 @@ def test_full_model_download_is_recorded_and_warned_or_refused(tmp_path, monkeyp
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     torch.save(checkpoint_dict(tiny_model(seed=7), TINY), mirror / "carp_tiny.pt")
-    monkeypatch.setattr(weights_mod, "CARP_URL", f"file://{mirror}/{{name}}.pt")
+    monkeypatch.setattr(carp_mod, "URL", f"file://{mirror}/{{name}}.pt")
     options = ModelOptions(weights_dir=tmp_path / "empty", allow_download=True)
     with pytest.warns(UnverifiedDownloadWarning, match="no published sha256 is known for carp_tiny.pt"):
         adapter = create("carp_tiny@1", "pretrained", None, options)
@@ -356,7 +356,9 @@ def test_full_model_download_is_recorded_and_warned_or_refused(tmp_path, monkeyp
     assert adapter.identity()["weights"] == f"sha256:{digest}"
     assert json.loads((hub / "checkpoints" / "carp_tiny.pt.sha256.json").read_text())["sha256"] == digest
     target.unlink()
-    monkeypatch.setitem(weights_mod.PUBLISHED_SHA256, "carp_tiny.pt", "0" * 64)
+    published = weights_mod.CheckpointRequest(
+        "carp_tiny", "carp_tiny.pt", "sequence-models", carp_mod.URL.format(name="carp_tiny"), sha256="0" * 64
+    )
     with pytest.raises(ResourceUnavailable, match=f"has sha256 {digest}, not the published 0000"):
-        create("carp_tiny", "pretrained", None, options)
+        weights_mod.resolve_checkpoint(published, options)
     assert not target.exists()

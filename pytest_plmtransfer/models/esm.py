@@ -22,20 +22,20 @@ import argparse
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
-from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.attention import attention_option, install_sdpa
+from pytest_plmtransfer.models.describe import ModelDescription, table_or_file, transformer_parameters
 from pytest_plmtransfer.models.torch_base import TorchAdapter
 from pytest_plmtransfer.models.weights import (
-    FAIR_ESM_MODEL_URL,
     checkpoint_request,
     load_checkpoint,
+    peek_checkpoint,
     peek_keys,
     resolve_checkpoint,
     split_name,
@@ -47,6 +47,8 @@ if TYPE_CHECKING:  # torch is imported only when a model is built (registry impo
     from torch import nn
 
 LIBRARY = "fair-esm"
+#: where fair-esm's hub loader downloads the published checkpoints (no digests are published)
+FAIR_ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 #: residue letters fair-esm's alphabets encode (its tokenizer maps anything else to <unk>
 #: silently, so we validate instead). '.' and '-' are gap tokens, not residues.
 ESM_LETTERS = "ACDEFGHIKLMNPQRSTVWYXBUZO"
@@ -173,7 +175,7 @@ def family_of(model: nn.Module) -> str:
     return str(getattr(model, "model_version", "ESM-1"))
 
 
-def describe(model: nn.Module) -> dict[str, Any]:
+def model_config(model: nn.Module) -> dict[str, Any]:
     family = family_of(model)
     if family == "ESM-2":
         return {
@@ -287,7 +289,7 @@ class EsmAdapter(TorchAdapter):
         for letter in ESM_LETTERS:
             lut[ord(letter)] = esm_alphabet.get_idx(letter)
         self._lut = lut
-        config = describe(model)
+        config = model_config(model)
         # How attention is computed is part of what produced the numbers (SDPA and the library's
         # explicit softmax agree to ~1e-6, not bit for bit), so it is recorded in the identity.
         config["attention"] = attention_option(options)
@@ -348,51 +350,39 @@ class EsmAdapter(TorchAdapter):
 
 
 # --------------------------------------------------------------------------- factories
-def _make_adapter(
-    model: nn.Module,
+def create(
     name: str,
     init: str,
     seed: int | None,
     options: Any,
-    weights: str | None,
-    extra_config: dict[str, Any] | None = None,
+    configs: dict[str, EsmConfig] = ESM_CONFIGS,
+    url: str = FAIR_ESM_MODEL_URL,
 ) -> EsmAdapter:
-    return EsmAdapter(
-        model, options, name=name, init=init, seed=seed, weights_identity=weights, config=extra_config or {}
-    )
-
-
-def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
-    """Factory for every ESM name: a table name, ``<table name>@<checkpoint>``, or a ``.pt`` path."""
+    """Factory for every name of ``configs``: a table name, ``<table name>@<checkpoint>``, or a ``.pt`` path."""
     from pytest_plmtransfer.measure.protocol import protocol_of
     from pytest_plmtransfer.models.inits import ablate, esm_family, seeded_construction
 
     protocol = protocol_of(options)
     base, tag = split_name(name)
-    cfg = ESM_CONFIGS.get(base)
-    is_path = cfg is None and name.endswith(".pt")
-    display = Path(name).stem if is_path else name
+    cfg = configs.get(base)
+    display = Path(name).stem if cfg is None and name.endswith(".pt") else name
     # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
     fresh = init == "random" and protocol.ablation == "constructor"
+    config: dict[str, Any] = {"protocol": protocol.name}
     if fresh and cfg is not None:
         # Built from the table: no file needed. Checkpoints of the same model share the
         # architecture, so ``base@step`` random-init is the same as ``base`` random-init.
         with seeded_construction(seed):
             model = build_architecture(cfg)
-        return _make_adapter(model, display, init, seed, options, None, {"protocol": protocol.name})
-    if init not in ("pretrained", "stat", "random"):
-        raise PlmTransferError(f"ESM models support inits pretrained, random, stat (not {init!r})")
-    request = checkpoint_request(name, LIBRARY, FAIR_ESM_MODEL_URL if tag is None else None)
-    path = resolve_checkpoint(request, options)
+        return EsmAdapter(model, options, name=display, init=init, seed=seed, config=config)
+    path = resolve_checkpoint(checkpoint_request(name, LIBRARY, url if tag is None else None), options)
     data = load_checkpoint(path)
     if not isinstance(data, dict) or "model" not in data or not ({"args", "cfg"} & set(data)):
         raise PlmTransferError(f"{path}: not a fair-esm checkpoint (expected a dict with 'model' and 'args' or 'cfg')")
     if fresh:  # a path: the architecture the file describes, fresh weights
         with seeded_construction(seed):
             model = architecture_from_data(data)
-        return _make_adapter(
-            model, display, init, seed, options, None, {"source": path.name, "protocol": protocol.name}
-        )
+        return EsmAdapter(model, options, name=display, init=init, seed=seed, config={"source": path.name, **config})
     identity = weights_identity(path)
     # Seeded even though weights are loaded: parameters a checkpoint lacks (the contact-
     # regression head, when its separate file is absent) keep their constructor values, and
@@ -401,37 +391,63 @@ def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
         model = load_from_data(data)
     del data
     extra = ablate(model, init, seed, protocol, esm_family(family_of(model)))
-    return _make_adapter(model, display, init, seed, options, identity, extra)
+    return EsmAdapter(model, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)
 
 
-def resolve_path(path: Path) -> Any:
-    """Path resolver: a ``.pt`` file in fair-esm's official format -> a registry entry."""
-    if path.suffix != ".pt" or not path.is_file():
-        return None
-    keys = peek_keys(path)
-    if "model" not in keys or not ({"args", "cfg"} & keys):
-        return None
-    from pytest_plmtransfer.models.registry import ModelEntry
+def describe(name: str, options: Any, configs: dict[str, EsmConfig] = ESM_CONFIGS) -> ModelDescription:
+    """A name of ``configs`` by its table entry, or an explicit checkpoint file by its saved
+    ``args`` (ESM-1/1b) or ``cfg`` (ESM-2)."""
+    cfg, path = table_or_file(name, configs, LIBRARY)
+    if path is None:
+        assert cfg is not None
+        layers, dim, family, source = cfg.layers, cfg.embed_dim, cfg.family, "fair-esm config table"
+    else:
+        data = peek_checkpoint(path)
+        if _is_esm2_data(data):  # ESM-2 files: cfg["model"] holds the encoder sizes
+            model_cfg = data["cfg"].get("model") if isinstance(data["cfg"], dict) else None
+            fields = vars(model_cfg) if isinstance(model_cfg, argparse.Namespace) else model_cfg
+            if not isinstance(fields, dict) or "encoder_layers" not in fields:
+                raise PlmTransferError(f"{path}: cannot read cfg['model'].encoder_layers from this ESM-2 file")
+            layers, dim, family = int(fields["encoder_layers"]), int(fields["encoder_embed_dim"]), "ESM-2"
+        elif isinstance(data.get("args"), argparse.Namespace):
+            args = vars(data["args"])
+            # fair-esm's v1 files prefix their arguments with "encoder_" in some versions
+            layers = int(args.get("layers", args.get("encoder_layers", 0)))
+            dim = int(args.get("embed_dim", args.get("encoder_embed_dim", 0)))
+            family = "ESM-1b" if args.get("arch") == "roberta_large" else "ESM-1"
+        else:
+            raise PlmTransferError(f"{path}: not a fair-esm checkpoint (no 'args' or 'cfg')")
+        source = f"{path.name} saved args"
+    return ModelDescription(layers, dim, MAX_RESIDUES[family], transformer_parameters(layers, dim), source)
 
-    return ModelEntry(
-        name=str(path), factory=create, description=f"fair-esm checkpoint {path}", describe=describe_model.esm
-    )
+
+def register_table(registry: Any, configs: dict[str, EsmConfig], url: str) -> None:
+    """Register every model of ``configs``, downloadable from ``url`` (``{name}`` in it)."""
+    factory, describer = partial(create, configs=configs, url=url), partial(describe, configs=configs)
+    for name, cfg in configs.items():
+        registry.register(name, factory, description=cfg.description, describe=describer)
 
 
 def register(registry: Any) -> None:
-    for name, cfg in ESM_CONFIGS.items():
-        registry.register(name, create, description=cfg.description, describe=describe_model.esm)
-    registry.register_path_resolver(resolve_path)
+    register_table(registry, ESM_CONFIGS, FAIR_ESM_MODEL_URL)
+
+    def recognizes(path: Path) -> bool:  # a .pt file in fair-esm's official format
+        keys = peek_keys(path)
+        return "model" in keys and bool({"args", "cfg"} & keys)
+
+    registry.register_path_resolver(recognizes, create, description="fair-esm checkpoint", describe=describe)
 
 
 __all__ = [
     "ESM_CONFIGS",
+    "FAIR_ESM_MODEL_URL",
     "MAX_RESIDUES",
     "EsmAdapter",
     "EsmConfig",
     "build_architecture",
     "create",
+    "describe",
     "load_from_data",
     "register",
-    "resolve_path",
+    "register_table",
 ]

@@ -70,6 +70,7 @@ Importing this module does not import ``transformers`` (that happens when a mode
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -79,17 +80,14 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.models import describe as describe_model
+from pytest_plmtransfer.models.describe import ModelDescription, hf_config_description, max_residues_from_config
 from pytest_plmtransfer.models.torch_base import TorchAdapter
-from pytest_plmtransfer.models.weights import UnsafeCheckpointError
-
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
+from pytest_plmtransfer.models.weights import UnsafeCheckpointError, file_sha256
 
 PREFIX = "hf:"
 STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
@@ -603,8 +601,6 @@ def weight_files(directory: Path) -> list[Path]:
 
 def directory_weights_identity(directory: Path) -> str:
     """``sha256:`` over the sorted (name, sha256) of the directory's weight files."""
-    from pytest_plmtransfer.models.weights import file_sha256
-
     files = weight_files(directory)
     if not files:
         raise ResourceUnavailable(
@@ -642,24 +638,6 @@ def config_summary(hf_config: Any) -> dict[str, Any]:
     return summary
 
 
-def max_residues_from_config(hf_config: Any, special_tokens: int) -> int | None:
-    """Longest sequence an absolute-position model accepts; None for rotary/relative positions.
-
-    ESM and RoBERTa-style models number positions from ``pad_token_id + 1``, so they lose that
-    many slots (HF ESM-1b: 1026 - 2 - 2 specials = 1022 residues, as fair-esm's limit).
-    """
-    if getattr(hf_config, "position_embedding_type", "absolute") != "absolute":
-        return None
-    max_pos = getattr(hf_config, "max_position_embeddings", None)
-    if not max_pos:
-        return None
-    offset = 0
-    if getattr(hf_config, "model_type", "") in {"esm", "roberta", "xlm-roberta", "camembert"}:
-        offset = int(getattr(hf_config, "pad_token_id", 0) or 0) + 1
-    limit = int(max_pos) - offset - special_tokens
-    return limit if limit > 0 else None
-
-
 def _model_kwargs(hf_config: Any) -> dict[str, Any]:
     """``add_pooling_layer=False`` where the architecture has that switch (BERT, ESM, RoBERTa):
     the pooler is never used for hidden states and would otherwise be a missing, randomly
@@ -680,7 +658,7 @@ def _model_kwargs(hf_config: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- factory
-def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOptions) -> Any:
+def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> HFAdapter:
     """Factory for ``hf:<repo id or dir>`` (see the module docstring)."""
     spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     source = resolve_source(spec, options)
@@ -756,13 +734,26 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
     )
 
 
-def register(registry: ModelRegistry) -> None:
+def describe(name: str, options: Any) -> ModelDescription:
+    """``hf:<dir or repo>``: the local ``config.json`` (downloads are disabled for describing).
+
+    The length limit assumes the usual two special tokens (BOS/CLS and EOS/SEP); the adapter's
+    own limit, from its tokenizer, applies when it runs.
+    """
+    spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
+    local_only = dataclasses.replace(options, allow_download=False) if dataclasses.is_dataclass(options) else options
+    source = resolve_source(spec, local_only)
+    refuse_remote_code(source.path / "config.json")
+    return hf_config_description(source.path / "config.json", special_tokens=2)
+
+
+def register(registry: Any) -> None:
     registry.register(
         PREFIX,
         create_hf_adapter,
         prefix=True,
         description="any Hugging Face transformers model with hidden states: hf:<repo id or local dir>",
-        describe=describe_model.hf,
+        describe=describe,
     )
 
 
@@ -774,7 +765,7 @@ __all__ = [
     "directory_weights_identity",
     "find_block_list",
     "HFAdapter",
-    "max_residues_from_config",
+    "describe",
     "quiet_transformers",
     "register",
     "resolve_source",

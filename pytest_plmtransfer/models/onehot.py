@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from pytest_plmtransfer.infra.errors import InputError
-from pytest_plmtransfer.measure.protocol import PLMTRANSFER, get_protocol
-from pytest_plmtransfer.models import describe as describe_model
+from pytest_plmtransfer.measure.protocol import PLMTRANSFER, get_protocol, protocol_of
 from pytest_plmtransfer.models.base import ONEHOT, EmbeddingBatch, ModelAdapter
+from pytest_plmtransfer.models.describe import ModelDescription
 
 
 def residue_index(alphabet: str, fold_to_x: str = "") -> np.ndarray:
@@ -84,12 +84,16 @@ class OneHotAdapter(ModelAdapter):
             yield EmbeddingBatch(indices=idx, per_layer={0: out})
 
 
-def register(registry) -> None:
+def describe(name: str, options: Any) -> ModelDescription:
+    return ModelDescription(0, len(protocol_of(options).onehot_alphabet), None, 0, "fixed one-hot alphabet")
+
+
+def register(registry: Any) -> None:
     registry.register(
         ONEHOT,
         lambda name, init, seed, options: OneHotAdapter(protocol=options.protocol),
         inits=("none",),
         needs_weights=(),
         description="flattened, zero-padded one-hot (20 residues + X; the authors' 23 letters under --plm-protocol authors)",
-        describe=describe_model.onehot,
+        describe=describe,
     )
