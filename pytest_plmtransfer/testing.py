@@ -405,3 +405,170 @@ __all__ = [
     "synthetic_records",
     "write_ledger",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# contract test for model adapters
+
+#: short sequences of the 20 standard residues, lengths 2..22 (every adapter must read them)
+CHECK_SEQUENCES = ("MKTAYIAKQRQISFVKSHFSRQ", "GW", "ACDEFGHIKLMNPQRSTVWY", "MKV", "PEPTIDE")
+
+
+def check_adapter(
+    factory_or_adapter: Any,
+    *,
+    name: str = "model",
+    init: str = "pretrained",
+    seed: int | None = None,
+    options: Any = None,
+    description: Any = None,
+    sequences: Sequence[str] = CHECK_SEQUENCES,
+    invalid: str = "MK1V",
+) -> ModelAdapter:
+    """Check that a model adapter keeps the contract a run relies on; raise AssertionError saying
+    what is broken. Returns the adapter checked.
+
+    ``factory_or_adapter`` is a registry factory ``(name, init, seed, options) -> adapter`` (called
+    with ``name``, ``init``, ``seed`` and ``options``, default :class:`ModelOptions()`; built twice, to
+    check that a build is reproducible) or an adapter. ``description`` is what the registry
+    describes the model as without building it (``registry.describe(name, options)``), checked
+    against the built adapter. The checks:
+
+    * ``num_layers``, ``embed_dim``, ``layers``, ``max_residues``, ``num_parameters``, ``pooling``
+      are sane, and agree with ``description``;
+    * ``identity()`` is JSON, the same on every call, before and after embedding and for every
+      build of (name, init, seed); another seed changes it; a model defined outside this package
+      carries a content hash of its weights (or holds its torch module, which a run hashes);
+    * ``embed`` yields every sequence exactly once with exactly the requested layers, as finite
+      float32 rows of ``feature_dim`` (pooled) or one row per residue (per-residue); it is
+      deterministic, a layer's values do not depend on which other layers were requested nor on
+      the order of the sequences, and (mean pooling) a pooled vector is its residue rows' mean;
+    * ``validate_sequences`` accepts ``sequences`` and rejects ``invalid`` with an
+      :class:`~pytest_plmtransfer.infra.errors.InputError` that names the offending letter.
+    """
+    from pytest_plmtransfer.infra.errors import InputError
+    from pytest_plmtransfer.infra.identity import has_content_hash, torch_modules
+    from pytest_plmtransfer.models.registry import ModelOptions
+
+    options = options if options is not None else ModelOptions()
+    build = factory_or_adapter if not isinstance(factory_or_adapter, ModelAdapter) else None
+    adapter = build(name, init, seed, options) if build is not None else factory_or_adapter
+    label = f"adapter {getattr(adapter, 'name', type(adapter).__name__)!r}"
+
+    def require(ok: Any, problem: str) -> None:
+        if not ok:
+            raise AssertionError(f"{label}: {problem}")
+
+    require(isinstance(adapter, ModelAdapter), f"{type(adapter).__name__} is not a ModelAdapter")
+    require(isinstance(adapter.name, str) and adapter.name, "name must be a non-empty string")
+    layers_count, width, limit = adapter.num_layers, adapter.embed_dim, adapter.max_residues
+    require(isinstance(layers_count, int) and layers_count >= 0, f"num_layers {layers_count!r} is not an int >= 0")
+    require(isinstance(width, int) and width > 0, f"embed_dim {width!r} is not a positive int")
+    require(adapter.layers == list(range(layers_count + 1)), f"layers {adapter.layers} are not 0..num_layers")
+    require(limit is None or (isinstance(limit, int) and limit > 0), f"max_residues {limit!r} is not None or > 0")
+    require(adapter.pooling in ("mean", "flatten"), f"pooling {adapter.pooling!r} is not 'mean' or 'flatten'")
+    params = adapter.num_parameters
+    require(params is None or (isinstance(params, int) and params >= 0), f"num_parameters {params!r} is not an int")
+    if description is not None:
+        described = (description.num_layers, description.embed_dim)
+        require(
+            described == (layers_count, width),
+            f"described as (layers, width) {described}, built as {(layers_count, width)}",
+        )
+    sequences = [s for s in sequences if limit is None or len(s) <= limit]
+    require(len(sequences) >= 2, f"max_residues {limit} leaves fewer than two check sequences")
+
+    identity = adapter.identity()
+    try:
+        json.dumps(identity, sort_keys=True)
+    except (TypeError, ValueError) as error:
+        raise AssertionError(f"{label}: identity() is not JSON-serializable ({error})") from None
+    require(adapter.identity() == identity, "identity() differs between two calls")
+    own = not type(adapter).__module__.startswith("pytest_plmtransfer.models.")
+    require(
+        not own or has_content_hash(identity) or torch_modules(adapter),
+        "identity() carries no content "
+        "hash of the weights (e.g. 'weights_sha256'), so cached embeddings would outlive changed weights",
+    )
+
+    adapter.validate_sequences(sequences)
+    try:
+        adapter.validate_sequences([*sequences, invalid])
+    except InputError as error:
+        bad = sorted(set(invalid) - set("".join(sequences)))
+        require(any(letter in str(error) for letter in bad), f"the error for {invalid!r} names none of {bad}: {error}")
+    else:
+        raise AssertionError(f"{label}: validate_sequences accepted {invalid!r}")
+
+    every = adapter.layers
+    subsets = [every, [0], [layers_count]] + ([[0, layers_count]] if layers_count > 1 else [])
+    reference: dict[bool, dict[int, list[np.ndarray]]] = {}
+    for per_residue in (False, True):
+        dim = adapter.feature_dim(sequences, per_residue=per_residue)
+        for wanted in subsets:
+            seen: list[int] = []
+            for batch in adapter.embed(sequences, wanted, per_residue=per_residue):
+                indices = [int(i) for i in batch.indices]
+                seen += indices
+                require(
+                    sorted(batch.per_layer) == sorted(wanted),
+                    f"asked for layers {wanted}, a batch has {sorted(batch.per_layer)}",
+                )
+                rows = sum(len(sequences[i]) for i in indices) if per_residue else len(indices)
+                for layer, arr in batch.per_layer.items():
+                    require(
+                        arr.dtype == np.float32 and arr.shape == (rows, dim),
+                        f"layer {layer} "
+                        f"({'per-residue' if per_residue else 'pooled'}) is {arr.dtype} {arr.shape}, not "
+                        f"float32 ({rows}, {dim})",
+                    )
+                    require(np.isfinite(arr).all(), f"layer {layer} has non-finite values")
+            require(
+                sorted(seen) == list(range(len(sequences))),
+                f"batches cover sequences {sorted(seen)}, not each of 0..{len(sequences) - 1} once",
+            )
+            got = collect_embeddings(adapter, sequences, wanted, per_residue=per_residue)
+            if wanted is every:
+                reference[per_residue] = got
+                again = collect_embeddings(adapter, sequences, wanted, per_residue=per_residue)
+                require(
+                    all(np.array_equal(a, b) for layer in every for a, b in zip(got[layer], again[layer])),
+                    "two identical embed calls gave different numbers",
+                )
+                backwards = collect_embeddings(adapter, sequences[::-1], wanted, per_residue=per_residue)
+                for layer in every:
+                    for a, b in zip(got[layer], backwards[layer][::-1]):
+                        require(
+                            np.allclose(a, b, rtol=1e-4, atol=1e-5),
+                            f"layer {layer} depends on the order of the sequences",
+                        )
+            for layer in wanted:
+                for a, b in zip(got[layer], reference[per_residue][layer]):
+                    require(
+                        np.allclose(a, b, rtol=1e-4, atol=1e-5),
+                        f"layer {layer} differs when asked for with layers {wanted} instead of all",
+                    )
+    if adapter.pooling == "mean":
+        for layer in every:
+            for pooled, rows in zip(reference[False][layer], reference[True][layer]):
+                require(
+                    np.allclose(pooled, rows.mean(0), rtol=1e-4, atol=1e-5),
+                    f"layer {layer}'s pooled vector is not the mean of its residue rows",
+                )
+    require(adapter.identity() == identity, "identity() changed by embedding")
+
+    if build is not None:
+        twin = build(name, init, seed, options)
+        require(twin.identity() == identity, "two builds of the same (name, init, seed) have different identities")
+        twin_out = collect_embeddings(twin, sequences, every, per_residue=False)
+        require(
+            all(np.array_equal(a, b) for layer in every for a, b in zip(twin_out[layer], reference[False][layer])),
+            "two builds of the same (name, init, seed) embed differently",
+        )
+        if seed is not None:
+            other = build(name, init, seed + 1, options).identity()
+            require(other != identity, f"seeds {seed} and {seed + 1} have the same identity")
+    return adapter
+
+
+__all__ += ["CHECK_SEQUENCES", "check_adapter"]

@@ -189,3 +189,11 @@ def test_registered_and_imports_stay_lazy():
         names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
         assert not [m for m in names if m.split(".")[0] in {"transformers", "antiberty"}], module.__name__
+
+
+def test_keeps_the_adapter_contract():
+    from pytest_plmtransfer.models.antiberty import describe
+    from pytest_plmtransfer.testing import check_adapter
+
+    description = describe("antiberty", OPTIONS)
+    check_adapter(create_antiberty, name="antiberty", options=OPTIONS, description=description)

@@ -16,6 +16,7 @@ from pytest_plmtransfer.models.carp import CarpAdapter, CarpConfig, build_archit
 from pytest_plmtransfer.models.inits import seeded_construction
 from pytest_plmtransfer.models.registry import ModelOptions, builtin_registry
 from pytest_plmtransfer.options import ICML_CHECKPOINTS, SUITES
+from pytest_plmtransfer.testing import check_adapter
 
 sm_pretrained = pytest.importorskip("sequence_models.pretrained")
 from sequence_models.collaters import SimpleCollater  # noqa: E402
@@ -362,3 +363,9 @@ def test_full_model_download_is_recorded_and_warned_or_refused(tmp_path, monkeyp
     with pytest.raises(ResourceUnavailable, match=f"has sha256 {digest}, not the published 0000"):
         weights_mod.resolve_checkpoint(published, options)
     assert not target.exists()
+
+
+def test_keeps_the_adapter_contract(monkeypatch):
+    monkeypatch.setitem(carp_mod.CARP_CONFIGS, "carp_tiny", TINY)
+    description = builtin_registry().describe("carp_tiny", ModelOptions())
+    check_adapter(create, name="carp_tiny", init="random", seed=0, description=description)

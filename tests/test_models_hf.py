@@ -375,3 +375,14 @@ def test_a_directory_that_needs_its_own_code_is_refused_without_hub_advice(esm_d
     with pytest.raises(ResourceUnavailable) as info:
         create_hf_adapter(f"hf:{remote}", "random", 0, OPTIONS)
     assert "huggingface-cli" not in str(info.value) and str(remote) in str(info.value)
+
+
+@pytest.mark.parametrize("init, seed", [("pretrained", None), ("random", 0)])
+def test_keeps_the_adapter_contract(esm_dir, init, seed):
+    from pytest_plmtransfer.models.hf import describe
+    from pytest_plmtransfer.testing import check_adapter
+
+    name = f"hf:{esm_dir}"
+    check_adapter(
+        create_hf_adapter, name=name, init=init, seed=seed, options=OPTIONS, description=describe(name, OPTIONS)
+    )

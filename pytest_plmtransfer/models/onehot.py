@@ -62,6 +62,10 @@ class OneHotAdapter(ModelAdapter):
             "protocol": self.protocol,
         }
 
+    def validate_sequences(self, sequences: Sequence[str]) -> None:
+        for seq in sequences:
+            encode(seq, self._index)
+
     def feature_dim(self, sequences: Sequence[str], *, per_residue: bool) -> int:
         if per_residue:
             return self.embed_dim
