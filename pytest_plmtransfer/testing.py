@@ -550,9 +550,9 @@ def check_adapter(
                     )
     if adapter.pooling == "mean":
         for layer in every:
-            for pooled, rows in zip(reference[False][layer], reference[True][layer]):
+            for pooled, residues in zip(reference[False][layer], reference[True][layer]):
                 require(
-                    np.allclose(pooled, rows.mean(0), rtol=1e-4, atol=1e-5),
+                    np.allclose(pooled, residues.mean(0), rtol=1e-4, atol=1e-5),
                     f"layer {layer}'s pooled vector is not the mean of its residue rows",
                 )
     require(adapter.identity() == identity, "identity() changed by embedding")

@@ -146,7 +146,8 @@ def load_model(
             with seeded_construction(seed):
                 model = BertModel(config, add_pooling_layer=False)
             return model, {"protocol": rules.name}
-        model, info = BertModel.from_pretrained(str(files.model_dir), add_pooling_layer=False, output_loading_info=True)
+        loaded: Any = BertModel.from_pretrained(str(files.model_dir), add_pooling_layer=False, output_loading_info=True)
+        model, info = loaded
         check_loading_info(info, f"AntiBERTy ({files.model_dir})")
     return model, ablate(model, init, seed, rules, "generic")
 

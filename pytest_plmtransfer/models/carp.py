@@ -31,12 +31,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.models import weights
 from pytest_plmtransfer.models.describe import ModelDescription, table_or_file
-from pytest_plmtransfer.models.torch_base import TorchAdapter
+from pytest_plmtransfer.models.torch_base import TorchAdapter, letter_table, library_version, swapped
 
 if TYPE_CHECKING:  # torch is imported only when a model is built (registry import stays light)
     import torch
@@ -148,15 +146,6 @@ def checkpoint_model_names() -> list[str]:
     return [f"{base}@{fraction:g}" for base, steps in CARP_CHECKPOINT_STEPS.items() for fraction in steps]
 
 
-def _sm_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sequence-models")
-    except PackageNotFoundError:  # pragma: no cover - installed from source
-        return "unknown"
-
-
 def config_from_data(data: dict[str, Any]) -> CarpConfig:
     return CarpConfig(
         d_model=int(data["d_model"]),
@@ -219,7 +208,7 @@ def load_from_data(data: dict[str, Any], source: Path, table_cfg: CarpConfig | N
             raise PlmTransferError(f"{source}: not a sequence-models CARP checkpoint (missing {missing})")
         model = build_architecture(table_cfg)
         state = {k.removeprefix("module."): v for k, v in data["model_state_dict"].items()}
-        model.model.load_state_dict(state)
+        model.get_submodule("model").load_state_dict(state)
         return model
     except RuntimeError as error:  # load_state_dict: missing/unexpected keys, shape mismatches
         first = str(error).strip().splitlines()[0:2]
@@ -233,42 +222,23 @@ class CarpAdapter(TorchAdapter):
     def __init__(self, model: nn.Module, cfg: CarpConfig, options: Any, **kwargs: Any) -> None:
         from sequence_models.constants import PAD, PROTEIN_ALPHABET
 
-        lut = np.full(256, -1, dtype=np.int64)
-        for letter in CARP_LETTERS:
-            lut[ord(letter)] = PROTEIN_ALPHABET.index(letter)
-        self._lut = lut
-        self.pad_idx = PROTEIN_ALPHABET.index(PAD)
+        # the ids of sequence-models' SimpleCollater(PROTEIN_ALPHABET, pad=True): residues only,
+        # right-padded with '-'
+        self.letter_ids = letter_table(CARP_LETTERS, PROTEIN_ALPHABET.index)
+        self.pad_id = PROTEIN_ALPHABET.index(PAD)
         kwargs.setdefault("max_residues", CARP_MAX_RESIDUES)
-        kwargs.setdefault("library_versions", {LIBRARY: _sm_version()})
+        kwargs.setdefault("library_versions", {LIBRARY: library_version(LIBRARY)})
         kwargs["config"] = {"family": "CARP", **asdict(cfg), **kwargs.get("config", {})}
         super().__init__(model, options, num_layers=cfg.n_layers, embed_dim=cfg.d_model, **kwargs)
-
-    def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        # Same ids as sequence-models' SimpleCollater(PROTEIN_ALPHABET, pad=True): residues
-        # only, right-padded with '-'.
-        width = max(len(s) for s in seqs)
-        tokens = np.full((len(seqs), width), self.pad_idx, dtype=np.int64)
-        mask = np.zeros((len(seqs), width), dtype=bool)
-        for row, seq in enumerate(seqs):
-            codes = self._lut[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-            tokens[row, : len(codes)] = codes
-            mask[row, : len(codes)] = True
-        return torch.from_numpy(tokens), torch.from_numpy(mask)
 
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         from torch import nn
 
         bytenet = self.model.model.embedder
-        full = bytenet.layers
         # CARP.forward loops over every block in ``embedder.layers``; hand it only the first
         # ``max_layer`` for this call.
-        bytenet.layers = nn.ModuleList(list(full)[:max_layer])
-        try:
+        with swapped(bytenet, layers=nn.ModuleList(list(bytenet.layers)[:max_layer])):
             out = self.model(tokens, repr_layers=sorted(set(layers)), logits=False)
-        finally:
-            bytenet.layers = full
         reps: dict[int, torch.Tensor] = {}
         for layer in layers:
             reps[layer] = out[0] if layer == 0 else out["representations"][layer]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,7 +58,7 @@ def transformer_parameters(layers: int, dim: int, vocab: int = 33, ffn: int | No
 Config = TypeVar("Config")
 
 
-def table_or_file(name: str, table: dict[str, Config], library: str) -> tuple[Config | None, Path | None]:
+def table_or_file(name: str, table: Mapping[str, Config], library: str) -> tuple[Config | None, Path | None]:
     """A checkpoint family's model name as ``(table config, None)`` (``base@step`` shares its
     base's architecture) or ``(None, existing checkpoint file)`` (a ``.pt`` path or ``base@/file.pt``)."""
     cfg = table.get(split_name(name)[0])

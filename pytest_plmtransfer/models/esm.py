@@ -26,12 +26,10 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.models.attention import attention_option, install_sdpa
 from pytest_plmtransfer.models.describe import ModelDescription, table_or_file, transformer_parameters
-from pytest_plmtransfer.models.torch_base import TorchAdapter
+from pytest_plmtransfer.models.torch_base import TorchAdapter, letter_table, library_version, swapped
 from pytest_plmtransfer.models.weights import (
     checkpoint_request,
     load_checkpoint,
@@ -90,12 +88,6 @@ MAX_RESIDUES = {"ESM-1": 1023, "ESM-1b": 1022, "ESM-2": 1022}
 
 
 # --------------------------------------------------------------------------- building
-def _esm_version() -> str:
-    import esm
-
-    return str(getattr(esm, "__version__", None) or esm.version.version)
-
-
 def esm1_args(cfg: EsmConfig, **overrides: Any) -> argparse.Namespace:
     """The (already prefix-stripped) arguments fair-esm's v1 loader hands ProteinBertModel."""
     args: dict[str, Any] = dict(
@@ -175,7 +167,7 @@ def family_of(model: nn.Module) -> str:
     return str(getattr(model, "model_version", "ESM-1"))
 
 
-def model_config(model: nn.Module) -> dict[str, Any]:
+def model_config(model: Any) -> dict[str, Any]:
     family = family_of(model)
     if family == "ESM-2":
         return {
@@ -250,24 +242,6 @@ def _torch_helpers() -> tuple[type, type]:
     return Tap, SkipHead
 
 
-class _Swapped:
-    """Temporarily replace submodules (restored even if the forward raises)."""
-
-    def __init__(self, module: nn.Module, **replacements: nn.Module) -> None:
-        self.module = module
-        self.replacements = replacements
-        self.saved: dict[str, Any] = {}
-
-    def __enter__(self) -> None:
-        for key, value in self.replacements.items():
-            self.saved[key] = getattr(self.module, key)
-            setattr(self.module, key, value)
-
-    def __exit__(self, *exc: Any) -> None:
-        for key, value in self.saved.items():
-            setattr(self.module, key, value)
-
-
 # --------------------------------------------------------------------------- adapter
 class EsmAdapter(TorchAdapter):
     alphabet = ESM_LETTERS
@@ -278,45 +252,22 @@ class EsmAdapter(TorchAdapter):
         family = family_of(model)
         self.family = family
         esm_alphabet = esm.Alphabet.from_architecture("ESM-1" if family == "ESM-1" else "ESM-1b")
-        self.padding_idx = esm_alphabet.padding_idx
-        self.cls_idx = esm_alphabet.cls_idx
-        self.eos_idx = esm_alphabet.eos_idx
-        self.prepend_bos = bool(esm_alphabet.prepend_bos)
-        self.append_eos = bool(esm_alphabet.append_eos)
-        self.special_tokens_per_seq = int(self.prepend_bos) + int(self.append_eos)
-        # byte -> token id lookup; the same ids fair-esm's BatchConverter produces
-        lut = np.full(256, -1, dtype=np.int64)
-        for letter in ESM_LETTERS:
-            lut[ord(letter)] = esm_alphabet.get_idx(letter)
-        self._lut = lut
+        # the same ids fair-esm's BatchConverter produces
+        self.letter_ids = letter_table(ESM_LETTERS, esm_alphabet.get_idx)
+        self.pad_id = esm_alphabet.padding_idx
+        self.bos_id = esm_alphabet.cls_idx if esm_alphabet.prepend_bos else None
+        self.eos_id = esm_alphabet.eos_idx if esm_alphabet.append_eos else None
+        self.special_tokens_per_seq = int(esm_alphabet.prepend_bos) + int(esm_alphabet.append_eos)
         config = model_config(model)
         # How attention is computed is part of what produced the numbers (SDPA and the library's
         # explicit softmax agree to ~1e-6, not bit for bit), so it is recorded in the identity.
         config["attention"] = attention_option(options)
         kwargs.setdefault("max_residues", MAX_RESIDUES[family])
-        kwargs.setdefault("library_versions", {LIBRARY: _esm_version()})
+        kwargs.setdefault("library_versions", {LIBRARY: library_version(LIBRARY)})
         kwargs["config"] = {**config, **kwargs.get("config", {})}
         super().__init__(model, options, num_layers=config["layers"], embed_dim=config["embed_dim"], **kwargs)
         if config["attention"] == "sdpa":
             install_sdpa(self.model)
-
-    def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        width = max(len(s) for s in seqs) + self.special_tokens_per_seq
-        tokens = np.full((len(seqs), width), self.padding_idx, dtype=np.int64)
-        mask = np.zeros((len(seqs), width), dtype=bool)
-        start = int(self.prepend_bos)
-        for row, seq in enumerate(seqs):
-            codes = self._lut[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-            n = len(codes)
-            if self.prepend_bos:
-                tokens[row, 0] = self.cls_idx
-            tokens[row, start : start + n] = codes
-            if self.append_eos:
-                tokens[row, start + n] = self.eos_idx
-            mask[row, start : start + n] = True
-        return torch.from_numpy(tokens), torch.from_numpy(mask)
 
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         from torch import nn
@@ -328,7 +279,7 @@ class EsmAdapter(TorchAdapter):
         if max_layer == self.num_layers:
             # The whole stack: fair-esm's own forward, whose last representation includes the
             # final LayerNorm exactly as repr_layers defines it.
-            with _Swapped(model, **head):
+            with swapped(model, **head):
                 out = model(tokens, repr_layers=sorted(wanted))
             return dict(out["representations"])
         # Stop after block ``max_layer``: run fair-esm's forward over a truncated block list
@@ -338,7 +289,7 @@ class EsmAdapter(TorchAdapter):
         blocks = list(model.layers)[:max_layer]
         taps = [tap_cls(block, i + 1, store, wanted, record_input=i == 0) for i, block in enumerate(blocks)]
         taps.append(tap_cls(None, -1, store, wanted, record_input=not blocks))
-        with _Swapped(model, layers=nn.ModuleList(taps), **head):
+        with swapped(model, layers=nn.ModuleList(taps), **head):
             try:
                 model(tokens, repr_layers=[])
             except _Halt:

@@ -70,7 +70,6 @@ Importing this module does not import ``transformers`` (that happens when a mode
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -80,6 +79,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -199,9 +199,10 @@ class ResidueTokenizer:
             except Exception as error:
                 reasons.append(f"{mode}: {type(error).__name__}: {error}")
                 continue
+            known = {r: i for r, i in letters.items() if i is not None}
             layout = None
             for probe, ids in zip(_PROBES, encoded):
-                found = _split_specials(ids, [letters[r] for r in probe])
+                found = _split_specials(ids, [known[r] for r in probe])
                 if found is None or (layout is not None and found != layout):
                     layout = None
                     break
@@ -209,7 +210,7 @@ class ResidueTokenizer:
             if layout is None:
                 reasons.append(f"{mode}: a sequence does not encode as prefix + one token per residue + suffix")
                 continue
-            self._letter_ids = dict(letters)
+            self._letter_ids = known
             return mode, layout[0], layout[1]
         raise PlmTransferError(
             f"{self.model_name}: its tokenizer ({type(self.tokenizer).__name__}) does not map one "
@@ -336,7 +337,7 @@ def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleLis
     return candidates[0][1] if len(candidates) == 1 else None
 
 
-def select_hf_attention(model: torch.nn.Module, options: Any) -> str:
+def select_hf_attention(model: Any, options: Any) -> str:
     """Apply ``--plm-attention`` to a transformers model and return the implementation in use.
 
     ``sdpa`` asks transformers for its own SDPA attention (``set_attn_implementation``) where
@@ -460,7 +461,7 @@ class HFAdapter(TorchAdapter):
         """Run blocks ``0..max_layer-1`` only; ``hidden_states[i]`` is block ``i``'s input."""
         assert self.blocks is not None
         wanted = set(layers)
-        captured: dict[int, torch.Tensor] = {}
+        captured: dict[int, Any] = {}
 
         def make_hook(index: int) -> Any:
             def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -647,7 +648,7 @@ def _model_kwargs(hf_config: Any) -> dict[str, Any]:
     try:
         from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-        cls = MODEL_MAPPING[type(hf_config)]
+        cls: Any = MODEL_MAPPING[type(hf_config)]  # typed by transformers as a tuple of classes
     except Exception:
         return {}
     try:
@@ -689,7 +690,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
         refuse_remote_code(source.path / "config.json")
     # where to get the files again is advice for a hub model, not for the user's own directory
     advice = f"; {_instructions(spec)}" if source.repo_id or not Path(spec).expanduser().is_dir() else ""
-    local = {"local_files_only": True, "trust_remote_code": trust}
+    local: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust}
     try:
         with quiet_transformers():
             hf_config = AutoConfig.from_pretrained(str(source.path), **local)
@@ -741,7 +742,7 @@ def describe(name: str, options: Any) -> ModelDescription:
     own limit, from its tokenizer, applies when it runs.
     """
     spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
-    local_only = dataclasses.replace(options, allow_download=False) if dataclasses.is_dataclass(options) else options
+    local_only = SimpleNamespace(weights_dir=getattr(options, "weights_dir", None), allow_download=False)
     source = resolve_source(spec, local_only)
     refuse_remote_code(source.path / "config.json")
     return hf_config_description(source.path / "config.json", special_tokens=2)

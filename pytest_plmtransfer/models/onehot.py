@@ -79,11 +79,11 @@ class OneHotAdapter(ModelAdapter):
         for start in range(0, len(sequences), self.batch_size):
             idx = np.arange(start, min(start + self.batch_size, len(sequences)))
             if per_residue:
-                out = np.concatenate([eye[encode(sequences[i], self._index)] for i in idx])
+                out = np.concatenate([eye[encode(sequences[int(i)], self._index)] for i in idx])
             else:
                 out = np.zeros((len(idx), width), dtype=np.float32)
                 for row, i in enumerate(idx):
-                    flat = eye[encode(sequences[i], self._index)].reshape(-1)
+                    flat = eye[encode(sequences[int(i)], self._index)].reshape(-1)
                     out[row, : flat.size] = flat
             yield EmbeddingBatch(indices=idx, per_layer={0: out})
 

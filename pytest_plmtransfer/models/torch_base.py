@@ -5,7 +5,8 @@ token ids and how to run the network up to a layer:
 
 * :meth:`TorchAdapter._tokenize` ``(seqs) -> (tokens (B, T) long, residue_mask (B, T) bool)``;
   ``residue_mask`` is True exactly on real residues (never on BOS/EOS/CLS/padding), and the
-  True positions of each row are that sequence's residues in order.
+  True positions of each row are that sequence's residues in order. Families with one token per
+  letter (ESM, CARP) only set :attr:`TorchAdapter.letter_ids` and the pad/BOS/EOS ids.
 * :meth:`TorchAdapter._forward` ``(tokens, max_layer, layers) -> {layer: (B, T, D) tensor}``;
   it must not compute layers deeper than ``max_layer``.
 * :attr:`TorchAdapter.special_tokens_per_seq`: how many non-residue tokens each sequence adds
@@ -20,14 +21,16 @@ bar, and halving the batch on out-of-memory errors.
 from __future__ import annotations
 
 import abc
+import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError
-from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
+from pytest_plmtransfer.models.base import DTYPES, EmbeddingBatch, ModelAdapter
 
 if TYPE_CHECKING:  # torch is imported when a model is built, not when this module is imported
     import torch
@@ -39,17 +42,34 @@ DEFAULT_MAX_BATCH_CPU = 16
 #: On a GPU larger batches keep the device busy; the token budget (and OOM back-off) bound memory.
 DEFAULT_MAX_BATCH_CUDA = 256
 
-#: accepted spellings -> torch dtype attribute names
-_DTYPES: dict[str, str] = {
-    "float32": "float32",
-    "fp32": "float32",
-    "float": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-}
+
+@contextlib.contextmanager
+def swapped(module: Any, **replacements: Any) -> Iterator[None]:
+    """Replace attributes (submodules) of ``module`` for a call; restored even if it raises."""
+    saved = {key: getattr(module, key) for key in replacements}
+    for key, value in replacements.items():
+        setattr(module, key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(module, key, value)
+
+
+def letter_table(letters: str, token_id: Callable[[str], int]) -> np.ndarray:
+    """A byte -> token id lookup for ``letters`` (-1 elsewhere), for :attr:`TorchAdapter.letter_ids`."""
+    table = np.full(256, -1, dtype=np.int64)
+    for letter in letters:
+        table[ord(letter)] = token_id(letter)
+    return table
+
+
+def library_version(distribution: str) -> str:
+    """The installed version of a model library, for adapter identities."""
+    try:
+        return version(distribution)
+    except PackageNotFoundError:  # pragma: no cover - installed from source
+        return "unknown"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -74,9 +94,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         resolved = dtype
     else:
         key = str(dtype or "float32").lower().removeprefix("torch.")
-        if key not in _DTYPES:
+        if key not in DTYPES:
             raise PlmTransferError(f"unknown dtype {dtype!r}; use one of float32, bf16 (bfloat16), fp16 (float16)")
-        resolved = getattr(torch, _DTYPES[key])
+        resolved = getattr(torch, DTYPES[key])
     if resolved != torch.float32 and device.type != "cuda":
         warnings.warn(f"dtype {resolved} is only used on CUDA; computing in float32 on {device}", stacklevel=3)
         return torch.float32
@@ -129,14 +149,19 @@ class TorchAdapter(ModelAdapter):
 
     Subclasses call ``super().__init__(model, options, ...)`` with an already built (and, for
     ablations, already re-initialized) ``torch.nn.Module``; the base puts it in eval mode on the
-    requested device/dtype. They implement :meth:`_tokenize` and :meth:`_forward` and set
-    :attr:`special_tokens_per_seq` and :attr:`alphabet`.
+    requested device/dtype. They implement :meth:`_forward`, and :meth:`_tokenize` or set
+    :attr:`letter_ids`; and they set :attr:`special_tokens_per_seq` and :attr:`alphabet`.
     """
 
     #: non-residue tokens per sequence (BOS/CLS + EOS ...), counted against the token budget
     special_tokens_per_seq: int = 0
     #: letters the tokenizer accepts; validated before tokenizing (None: only non-empty is checked)
     alphabet: str | None = None
+    #: one token per letter: byte -> token id (-1: not a letter), padding, BOS and EOS ids
+    letter_ids: np.ndarray
+    pad_id: int = 0
+    bos_id: int | None = None
+    eos_id: int | None = None
 
     def __init__(
         self,
@@ -181,12 +206,28 @@ class TorchAdapter(ModelAdapter):
         for p in model.parameters():
             p.requires_grad_(False)
             self.num_parameters += p.numel()
-        self.model = model.to(device=self.device, dtype=self.dtype)
+        # Any: the library's own module, whose attributes torch types as ``Tensor | Module``
+        self.model: Any = model.to(device=self.device, dtype=self.dtype)
 
     # ----------------------------------------------------------------- subclass contract
-    @abc.abstractmethod
     def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU; padded to the batch's longest."""
+        """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU; padded to the batch's longest.
+        By :attr:`letter_ids`: ``[BOS] residues [EOS]`` per row, right-padded with :attr:`pad_id`."""
+        import torch
+
+        start = int(self.bos_id is not None)
+        width = max(len(s) for s in seqs) + start + int(self.eos_id is not None)
+        tokens = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=bool)
+        for row, seq in enumerate(seqs):
+            n = len(seq)
+            tokens[row, start : start + n] = self.letter_ids[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+            if self.bos_id is not None:
+                tokens[row, 0] = self.bos_id
+            if self.eos_id is not None:
+                tokens[row, start + n] = self.eos_id
+            mask[row, start : start + n] = True
+        return torch.from_numpy(tokens), torch.from_numpy(mask)
 
     @abc.abstractmethod
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
