@@ -500,70 +500,58 @@ def check_adapter(
     else:
         raise AssertionError(f"{label}: validate_sequences accepted {invalid!r}")
 
-    every = adapter.layers
-    subsets = [every, [0], [layers_count]] + ([[0, layers_count]] if layers_count > 1 else [])
-    reference: dict[bool, dict[int, list[np.ndarray]]] = {}
-    for per_residue in (False, True):
-        dim = adapter.feature_dim(sequences, per_residue=per_residue)
-        for wanted in subsets:
-            seen: list[int] = []
-            for batch in adapter.embed(sequences, wanted, per_residue=per_residue):
-                indices = [int(i) for i in batch.indices]
-                seen += indices
-                require(
-                    sorted(batch.per_layer) == sorted(wanted),
-                    f"asked for layers {wanted}, a batch has {sorted(batch.per_layer)}",
-                )
-                rows = sum(len(sequences[i]) for i in indices) if per_residue else len(indices)
-                for layer, arr in batch.per_layer.items():
-                    require(
-                        arr.dtype == np.float32 and arr.shape == (rows, dim),
-                        f"layer {layer} "
-                        f"({'per-residue' if per_residue else 'pooled'}) is {arr.dtype} {arr.shape}, not "
-                        f"float32 ({rows}, {dim})",
-                    )
-                    require(np.isfinite(arr).all(), f"layer {layer} has non-finite values")
+    def embedded(model: ModelAdapter, seqs: list[str], wanted: list[int], per_residue: bool) -> dict[int, list[Any]]:
+        """``{layer: [array per sequence]}``, every batch checked on the way."""
+        dim, kind = model.feature_dim(seqs, per_residue=per_residue), "per-residue" if per_residue else "pooled"
+        out: dict[int, list[Any]] = {layer: [None] * len(seqs) for layer in wanted}
+        seen: list[int] = []
+        for batch in model.embed(seqs, wanted, per_residue=per_residue):
+            indices = [int(i) for i in batch.indices]
+            seen += indices
             require(
-                sorted(seen) == list(range(len(sequences))),
-                f"batches cover sequences {sorted(seen)}, not each of 0..{len(sequences) - 1} once",
+                sorted(batch.per_layer) == wanted, f"asked for layers {wanted}, a batch has {sorted(batch.per_layer)}"
             )
-            got = collect_embeddings(adapter, sequences, wanted, per_residue=per_residue)
-            if wanted is every:
-                reference[per_residue] = got
-                again = collect_embeddings(adapter, sequences, wanted, per_residue=per_residue)
+            sizes = [len(seqs[i]) if per_residue else 1 for i in indices]
+            for layer, arr in batch.per_layer.items():
+                shape = (sum(sizes), dim)
                 require(
-                    all(np.array_equal(a, b) for layer in every for a, b in zip(got[layer], again[layer])),
-                    "two identical embed calls gave different numbers",
+                    arr.dtype == np.float32 and arr.shape == shape,
+                    f"layer {layer} ({kind}) is {arr.dtype} {arr.shape}, not float32 {shape}",
                 )
-                backwards = collect_embeddings(adapter, sequences[::-1], wanted, per_residue=per_residue)
-                for layer in every:
-                    for a, b in zip(got[layer], backwards[layer][::-1]):
-                        require(
-                            np.allclose(a, b, rtol=1e-4, atol=1e-5),
-                            f"layer {layer} depends on the order of the sequences",
-                        )
-            for layer in wanted:
-                for a, b in zip(got[layer], reference[per_residue][layer]):
-                    require(
-                        np.allclose(a, b, rtol=1e-4, atol=1e-5),
-                        f"layer {layer} differs when asked for with layers {wanted} instead of all",
-                    )
+                require(np.isfinite(arr).all(), f"layer {layer} has non-finite values")
+                for i, part in zip(indices, np.split(arr, np.cumsum(sizes)[:-1])):
+                    out[layer][i] = part if per_residue else part[0]
+        require(sorted(seen) == list(range(len(seqs))), f"batches cover sequences {sorted(seen)}, not each once")
+        return out
+
+    def agree(got: dict[int, list[Any]], want: dict[int, list[Any]], *, exact: bool = False) -> bool:
+        equal = np.array_equal if exact else lambda a, b: np.allclose(a, b, rtol=1e-4, atol=1e-5)
+        return all(equal(a, b) for layer in got for a, b in zip(got[layer], want[layer]))
+
+    every, last = adapter.layers, adapter.num_layers
+    reference = {}
+    for per_residue in (False, True):
+        ref = reference[per_residue] = embedded(adapter, sequences, every, per_residue)
+        again = embedded(adapter, sequences, every, per_residue)
+        require(agree(again, ref, exact=True), "two identical embed calls gave different numbers")
+        backwards = embedded(adapter, sequences[::-1], every, per_residue)
+        require(
+            agree({k: v[::-1] for k, v in backwards.items()}, ref), "the numbers depend on the order of the sequences"
+        )
+        for wanted in ([0], [last], [0, last]):
+            got = embedded(adapter, sequences, sorted(set(wanted)), per_residue)
+            require(agree(got, ref), f"layers {wanted} alone differ from the same layers asked for with all")
     if adapter.pooling == "mean":
-        for layer in every:
-            for pooled, residues in zip(reference[False][layer], reference[True][layer]):
-                require(
-                    np.allclose(pooled, residues.mean(0), rtol=1e-4, atol=1e-5),
-                    f"layer {layer}'s pooled vector is not the mean of its residue rows",
-                )
+        pooled = {layer: [rows.mean(0) for rows in reference[True][layer]] for layer in every}
+        require(agree(reference[False], pooled), "a pooled vector is not the mean of its residue rows")
     require(adapter.identity() == identity, "identity() changed by embedding")
 
     if build is not None:
         twin = build(name, init, seed, options)
         require(twin.identity() == identity, "two builds of the same (name, init, seed) have different identities")
-        twin_out = collect_embeddings(twin, sequences, every, per_residue=False)
+        twin_out = embedded(twin, sequences, every, False)
         require(
-            all(np.array_equal(a, b) for layer in every for a, b in zip(twin_out[layer], reference[False][layer])),
-            "two builds of the same (name, init, seed) embed differently",
+            agree(twin_out, reference[False], exact=True), "two builds of the same (name, init, seed) embed differently"
         )
         if seed is not None:
             other = build(name, init, seed + 1, options).identity()

@@ -75,7 +75,7 @@ class FixedIdentity(CheckedToy):
     [
         (ToyAdapter, "pretrained", None, None, "validate_sequences accepted 'MK1V'"),
         (CheckedToy, "pretrained", None, ModelDescription(2, 8), r"described as \(layers, width\) \(2, 8\)"),
-        (Shuffled, "pretrained", None, None, "depends on the order of the sequences"),
+        (Shuffled, "pretrained", None, None, "depend on the order of the sequences"),
         (Float64, "pretrained", None, None, r"layer 0 \(pooled\) is float64 \(1, 8\), not float32"),
         (ExtraLayer, "pretrained", None, None, r"asked for layers \[3\], a batch has \[0, 3\]"),
         (FixedIdentity, "pretrained", None, None, "carries no content hash"),

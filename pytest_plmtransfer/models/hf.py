@@ -362,38 +362,27 @@ class HFAdapter(TorchAdapter):
         tokenizer: ResidueTokenizer,
         options: Any,
         *,
-        name: str,
-        init: str,
-        seed: int | None,
-        weights_identity: str | None,
         config: dict[str, Any],
-        max_residues: int | None,
         alphabet: str | None = None,
         library_versions: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> None:
+        """``kwargs``: :class:`TorchAdapter`'s (name, init, seed, weights_identity, max_residues)."""
         import transformers
 
         hf_config = model.config
-        num_layers = int(getattr(hf_config, "num_hidden_layers", 0) or 0)
-        embed_dim = int(getattr(hf_config, "hidden_size", 0) or 0)
         self.tokenizer = tokenizer
         self.special_tokens_per_seq = tokenizer.special_tokens
         if alphabet is not None:
             self.alphabet = alphabet
-        versions = {"transformers": transformers.__version__, **(library_versions or {})}
-        config = {**config, "tokenizer": tokenizer.describe()}
         super().__init__(
             model,
             options,
-            name=name,
-            num_layers=num_layers,
-            embed_dim=embed_dim,
-            max_residues=max_residues,
-            init=init,
-            seed=seed,
-            weights_identity=weights_identity,
-            config=config,
-            library_versions=versions,
+            num_layers=int(getattr(hf_config, "num_hidden_layers", 0) or 0),
+            embed_dim=int(getattr(hf_config, "hidden_size", 0) or 0),
+            config={**config, "tokenizer": tokenizer.describe()},
+            library_versions={"transformers": transformers.__version__, **(library_versions or {})},
+            **kwargs,
         )
         self.config["attention"] = select_hf_attention(self.model, options)
         # Encoder-decoder models (ProtT5): the residue representations are the encoder's.
