@@ -29,16 +29,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch import nn
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.models import weights
 from pytest_plmtransfer.models.describe import ModelDescription, table_or_file
 from pytest_plmtransfer.models.torch_base import TorchAdapter, letter_table, library_version, swapped
-
-if TYPE_CHECKING:  # torch is imported only when a model is built (registry import stays light)
-    import torch
-    from torch import nn
 
 LIBRARY = "sequence-models"
 #: sequence-models' download URL of the published models (Zenodo record 6564798; no digests published)
@@ -232,8 +231,6 @@ class CarpAdapter(TorchAdapter):
         super().__init__(model, options, num_layers=cfg.n_layers, embed_dim=cfg.d_model, **kwargs)
 
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
-        from torch import nn
-
         bytenet = self.model.model.embedder
         # CARP.forward loops over every block in ``embedder.layers``; hand it only the first
         # ``max_layer`` for this call.

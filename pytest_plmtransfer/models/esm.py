@@ -22,9 +22,12 @@ import argparse
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch import nn
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.models.attention import attention_option, install_sdpa
@@ -39,10 +42,6 @@ from pytest_plmtransfer.models.weights import (
     split_name,
     weights_identity,
 )
-
-if TYPE_CHECKING:  # torch is imported only when a model is built (registry import stays light)
-    import torch
-    from torch import nn
 
 LIBRARY = "fair-esm"
 #: where fair-esm's hub loader downloads the published checkpoints (no digests are published)
@@ -195,51 +194,44 @@ class _Halt(Exception):
     """Raised inside the forward pass once the deepest requested layer has been computed."""
 
 
-@lru_cache(maxsize=1)
-def _torch_helpers() -> tuple[type, type]:
-    """The two small ``nn.Module`` helpers, defined on first use so that importing this module
-    (which the registry does for every run) does not import torch."""
-    from torch import nn
+class _Tap(nn.Module):
+    """Wraps one transformer block inside a temporarily truncated ``model.layers`` and
+    records its output as representation ``index``; the first tap also records its input,
+    which is fair-esm's layer-0 representation (transposed). With ``layer=None`` it stops
+    the pass."""
 
-    class Tap(nn.Module):
-        """Wraps one transformer block inside a temporarily truncated ``model.layers`` and
-        records its output as representation ``index``; the first tap also records its input,
-        which is fair-esm's layer-0 representation (transposed). With ``layer=None`` it stops
-        the pass."""
+    def __init__(
+        self,
+        layer: nn.Module | None,
+        index: int,
+        store: dict[int, torch.Tensor],
+        wanted: set[int],
+        *,
+        record_input: bool,
+    ) -> None:
+        super().__init__()
+        self.layer = layer
+        self.index = index
+        self.store = store
+        self.wanted = wanted
+        self.record_input = record_input
 
-        def __init__(
-            self,
-            layer: nn.Module | None,
-            index: int,
-            store: dict[int, torch.Tensor],
-            wanted: set[int],
-            *,
-            record_input: bool,
-        ) -> None:
-            super().__init__()
-            self.layer = layer
-            self.index = index
-            self.store = store
-            self.wanted = wanted
-            self.record_input = record_input
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self.record_input and 0 in self.wanted:
+            self.store[0] = x
+        if self.layer is None:
+            raise _Halt
+        out = self.layer(x, *args, **kwargs)
+        if self.index in self.wanted:
+            self.store[self.index] = out[0]
+        return out
 
-        def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            if self.record_input and 0 in self.wanted:
-                self.store[0] = x
-            if self.layer is None:
-                raise _Halt
-            out = self.layer(x, *args, **kwargs)
-            if self.index in self.wanted:
-                self.store[self.index] = out[0]
-            return out
 
-    class SkipHead(nn.Module):
-        """Replaces the LM head during embedding: logits are never used, so not computed."""
+class _SkipHead(nn.Module):
+    """Replaces the LM head during embedding: logits are never used, so not computed."""
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x
-
-    return Tap, SkipHead
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 # --------------------------------------------------------------------------- adapter
@@ -270,12 +262,9 @@ class EsmAdapter(TorchAdapter):
             install_sdpa(self.model)
 
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
-        from torch import nn
-
-        tap_cls, skip_cls = _torch_helpers()
         model = self.model
         wanted = set(layers)
-        head = {"lm_head": skip_cls()} if hasattr(model, "lm_head") else {}
+        head = {"lm_head": _SkipHead()} if hasattr(model, "lm_head") else {}
         if max_layer == self.num_layers:
             # The whole stack: fair-esm's own forward, whose last representation includes the
             # final LayerNorm exactly as repr_layers defines it.
@@ -287,8 +276,8 @@ class EsmAdapter(TorchAdapter):
         # (which belongs to the last layer only), nor the LM head run.
         store: dict[int, torch.Tensor] = {}
         blocks = list(model.layers)[:max_layer]
-        taps = [tap_cls(block, i + 1, store, wanted, record_input=i == 0) for i, block in enumerate(blocks)]
-        taps.append(tap_cls(None, -1, store, wanted, record_input=not blocks))
+        taps = [_Tap(block, i + 1, store, wanted, record_input=i == 0) for i, block in enumerate(blocks)]
+        taps.append(_Tap(None, -1, store, wanted, record_input=not blocks))
         with swapped(model, layers=nn.ModuleList(taps), **head):
             try:
                 model(tokens, repr_layers=[])

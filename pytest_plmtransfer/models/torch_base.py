@@ -25,15 +25,13 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError
 from pytest_plmtransfer.models.base import DTYPES, EmbeddingBatch, ModelAdapter
-
-if TYPE_CHECKING:  # torch is imported when a model is built, not when this module is imported
-    import torch
 
 #: Sequences per batch on CPU. Measured here (2 cores, ESM-2 t6 / CARP / AntiBERTy): 8-16
 #: sequences per batch were fastest; 64 was 10-35% slower (cache pressure of the (B, H, T, T)
@@ -74,8 +72,6 @@ def library_version(distribution: str) -> str:
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else as torch parses it."""
-    import torch
-
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -88,8 +84,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     """The compute dtype. Half precision is only used on CUDA: CPU bf16/fp16 kernels are slow and
     (for fp16) incomplete, so on CPU a half-precision request falls back to float32 with a
     warning; the dtype actually used is what :meth:`TorchAdapter.identity` records."""
-    import torch
-
     if isinstance(dtype, torch.dtype):
         resolved = dtype
     else:
@@ -105,8 +99,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 def is_oom(error: BaseException) -> bool:
     """True for a CUDA (or other accelerator / host allocator) out-of-memory error."""
-    import torch
-
     oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
     if oom_type is not None and isinstance(error, oom_type):
         return True
@@ -213,8 +205,6 @@ class TorchAdapter(ModelAdapter):
     def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU; padded to the batch's longest.
         By :attr:`letter_ids`: ``[BOS] residues [EOS]`` per row, right-padded with :attr:`pad_id`."""
-        import torch
-
         start = int(self.bos_id is not None)
         width = max(len(s) for s in seqs) + start + int(self.eos_id is not None)
         tokens = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
@@ -236,8 +226,6 @@ class TorchAdapter(ModelAdapter):
 
     # ----------------------------------------------------------------- identity
     def identity(self) -> dict[str, Any]:
-        import torch
-
         versions = {"torch": torch.__version__, **self.library_versions}
         return {
             "model": self.name,
@@ -310,8 +298,6 @@ class TorchAdapter(ModelAdapter):
                     # retrying large ones later would likely fail again.
                     del error
                     if self.device.type == "cuda":
-                        import torch
-
                         torch.cuda.empty_cache()
                     cap = max(1, len(idx) // 2)
                     rest = np.concatenate([idx, *pending])
@@ -332,8 +318,6 @@ class TorchAdapter(ModelAdapter):
     def _embed_batch(
         self, sequences: list[str], idx: np.ndarray, layers: list[int], per_residue: bool
     ) -> EmbeddingBatch:
-        import torch
-
         tokens, mask = self._tokenize([sequences[i] for i in idx])
         expected = np.asarray([len(sequences[i]) for i in idx])
         counts = mask.sum(dim=1).cpu().numpy()
