@@ -16,7 +16,7 @@ from typing import Any
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.measure.protocol import AUTHORS, AUTHORS_SUITES, PLMTRANSFER, PROTOCOLS
-from pytest_plmtransfer.models.base import INITS, ONEHOT
+from pytest_plmtransfer.models.base import DTYPES, INITS, ONEHOT
 
 SUITES: dict[str, dict[str, list[str]]] = {
     # Finishes in minutes on a laptop CPU and works offline once data is present.
@@ -60,8 +60,6 @@ SUITES["icml"] = {
 }
 
 DEFAULT_SEEDS = (42,)
-#: compute dtypes (the spellings models.torch_base accepts)
-DTYPES = ("float32", "fp32", "float", "bf16", "bfloat16", "fp16", "float16", "half")
 #: how embeddings are stored in the cache (``--plm-cache-dtype``; kept in step with store.CACHE_DTYPES)
 CACHE_DTYPES = ("float32", "float16")
 _LAYER_PART = re.compile(r"(-?\d+)(?:[-:](-?\d+))?")
@@ -404,7 +402,9 @@ class PlmOptions:
     device: str = option(
         "auto", parse=lambda raw, where: parse_device(raw, where.option), help="auto, cpu, cuda or cuda:N"
     )
-    dtype: str = option("float32", parse=_choice(DTYPES), help="float32, bf16 or fp16 (half precision only on GPU)")
+    dtype: str = option(
+        "float32", parse=_choice(tuple(DTYPES)), help="float32, bf16 or fp16 (half precision only on GPU)"
+    )
     token_budget: int = option(
         4096,
         parse=lambda raw, where: parse_positive_int(where.option, raw),
