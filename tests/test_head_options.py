@@ -49,7 +49,7 @@ def test_head_settings_change_the_result_cache_key(tmp_path):
     def key(head):
         opts = PlmOptions(cache_dir=tmp_path, ledger=tmp_path / "l.json", device="cpu", head=head)
         runner = build_stages(opts, builtin_registry(), root=tmp_path, run_id="r").runner
-        return runner.result_key("emb", _Data(), 1, 0)
+        return runner.prober.result_key("emb", _Data(), 1, 0)
 
     assert key({}) == key({})
     assert key({"max_epochs": 3}) != key({})

@@ -43,4 +43,4 @@ def run_claim(
         more = f" (and {len(causes) - 1} more missing input(s))" if len(causes) > 1 else ""
         outcome = replace(outcome, message=f"{claim.id} cannot be judged here: {causes[0]}{more}")
     fields = claim_record(claim, outcome, strict_missing=strict)
-    return outcome, recorder.claim_record(fields, runner.protocol.name)
+    return outcome, recorder.claim_record(fields, runner.prober.protocol.name)

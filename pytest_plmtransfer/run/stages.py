@@ -22,6 +22,8 @@ from pytest_plmtransfer.plan.sharding import Shard
 from pytest_plmtransfer.results.ledger import Ledger, records_to_frame
 from pytest_plmtransfer.results.result_cache import ResultCache
 from pytest_plmtransfer.results.store import EmbeddingStore
+from pytest_plmtransfer.run.data import TaskSource
+from pytest_plmtransfer.run.probing import Prober
 from pytest_plmtransfer.run.recorder import Recorder
 from pytest_plmtransfer.run.residency import ModelResidency, resolve_device
 from pytest_plmtransfer.run.runner import LayerRunner
@@ -86,9 +88,16 @@ def build_stages(
         expected_sha256=options.flip_sha256,
     )
     store = EmbeddingStore(cache_dir / "embeddings", dtype=options.cache_dtype, lock_policy=lock_policy)
-    runner = LayerRunner(
-        options, protocol, models, resolver, store, ResultCache(cache_dir / "results", lock_policy), timer
+    tasks = TaskSource(resolver, protocol, limit=options.limit, leakage_max=options.leakage_max, strict=options.strict)
+    prober = Prober(
+        protocol,
+        ResultCache(cache_dir / "results", lock_policy),
+        head=options.head,
+        device=model_options.device,
+        bootstrap=options.bootstrap,
+        limit=options.limit,
     )
+    runner = LayerRunner(tasks, models, store, prober, timer)
     ledger = Ledger(
         options.ledger, run_id=run_id, shard=shard.tag if shard else "all", worker=worker, lock_policy=lock_policy
     )
