@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_plmtransfer.judge.claims import ClaimCase, ClaimsError, parse_claims
-from pytest_plmtransfer.judge.claims.evaluate import ClaimOutcome
+from pytest_plmtransfer.judge.claims.base import ClaimOutcome
 from pytest_plmtransfer.judge.claims.kinds import (
     BUILTIN_KINDS,
     ClaimKind,

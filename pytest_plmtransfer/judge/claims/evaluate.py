@@ -42,35 +42,21 @@ without predictions keep the comparisons above, and the message says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
 from pytest_plmtransfer.judge.baselines import BaselineError, BaselineStore
-from pytest_plmtransfer.judge.claims.spec import ClaimCase
+from pytest_plmtransfer.judge.claims.base import ClaimCase, ClaimOutcome
+from pytest_plmtransfer.judge.claims.kinds import get_kind
 from pytest_plmtransfer.judge.paper import record_protocol
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.results.aggregate import normalize
 
-REPLICATE_HINT = "--plm-seeds 42,0,12345"
-
-
-@dataclass
-class ClaimOutcome:
-    """What a claim case found. ``missing``: the inputs were absent, ``message`` says what to run."""
-
-    passed: bool
-    message: str
-    detail: dict[str, Any] = field(default_factory=dict)
-    missing: bool = False
-
 
 def evaluate(case: ClaimCase, layer_results: pd.DataFrame, baselines: BaselineStore | None = None) -> ClaimOutcome:
     """Evaluate ``case`` on ``layer_results`` (a layer frame, e.g. ``load_ledger(path)``)."""
-    # imported here: kinds.py builds on this module (ClaimOutcome)
-    from pytest_plmtransfer.judge.claims.kinds import get_kind
-
     if layer_results is not None and "kind" in layer_results.columns:
         layer_results = layer_results[layer_results["kind"].isna() | (layer_results["kind"] == "layer")]
     if layer_results is not None and not layer_results.empty:
