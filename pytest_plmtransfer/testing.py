@@ -405,3 +405,99 @@ __all__ = [
     "synthetic_records",
     "write_ledger",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# the contract of a claim kind
+
+
+def check_claim_kind(
+    cls: Any,
+    params: dict[str, Any] | None = None,
+    *,
+    model: str = "tiny_esm",
+    task: str = REGRESSION_TASKS[0],
+    records: list[dict[str, Any]] | None = None,
+    baselines: Any = None,
+) -> Any:
+    """Check that the claim kind ``cls`` keeps the contract the plugin relies on; an
+    ``AssertionError`` (or the registry's ``ClaimKindError``) says what breaks. Returns the
+    :class:`~pytest_plmtransfer.judge.claims.ClaimOutcome` of one case on ``records``.
+
+    ``params``: a valid ``"params"`` object of a claims-file entry of this kind (default: none
+    given). ``records``: layer records the case (``model`` on ``task``, the kind's first default
+    init) is evaluated on (default: :func:`synthetic_records` of the model and the kind's
+    comparators, with one-hot). Checked: the class registers (and is then the registered kind); its
+    parameters are ``Param`` declarations whose defaults pass their own checks; a claims file with
+    this entry parses, one with an unknown or a wrongly typed parameter is refused naming it; its
+    default inits pass its own check; comparators, applies_to and skip_reason return what the
+    plugin expects; evaluating with no records is a missing outcome (the case skips), and on
+    ``records`` gives a ClaimOutcome. A kind the check registered is unregistered again.
+    """
+    # imported here: the claims (pandas, scipy) are not needed by the toy models and records above
+    from pytest_plmtransfer.judge.claims import ClaimCase, ClaimOutcome, ClaimsError, evaluate, parse_claims
+    from pytest_plmtransfer.judge.claims.kinds import get_kind, kind_names, register_kind, unregister_kind
+    from pytest_plmtransfer.models.base import INITS
+    from pytest_plmtransfer.options import PlmOptions
+    from pytest_plmtransfer.results.ledger import records_to_frame
+
+    registered_here = getattr(cls, "name", None) not in kind_names()
+    register_kind(cls)
+    try:
+        kind = get_kind(cls.name)
+        assert type(kind) is cls, f"{cls.name!r} is registered as {type(kind).__qualname__}, not {cls.__qualname__}"
+        for key, param in cls.params.items():
+            if param.default is not None and param.check is not None:
+                problem = param.check(key, param.default)
+                assert problem is None, f"{cls.name}: the default of {key!r} fails its own check: {problem}"
+        given = dict(params or {})
+        values, problems = kind.validate_params(given)
+        assert not problems, f"{cls.name}: the params given are refused: {problems}"
+        assert kind.validate_params([])[1], f"{cls.name}: a 'params' that is not an object is accepted"
+        unknown = kind.validate_params({**given, "no_such_param": 1})[1]
+        assert any("no_such_param" in p for p in unknown), f"{cls.name}: an unknown parameter is accepted"
+        for key, param in cls.params.items():
+            # a bool is never a number here: True is refused whatever the types
+            wrong = next(
+                v for v in ("text", 1.5, [], {}, True) if isinstance(v, bool) or not isinstance(v, param.types)
+            )
+            refused = kind.validate_params({**given, key: wrong})[1]
+            assert any(f"'{key}'" in p for p in refused), f"{cls.name}: {key}={wrong!r} is accepted"
+        entry = {"name": "contract", "kind": cls.name, "params": given}
+        spec = parse_claims({"claims": [entry]}).claims[0]
+        assert (spec.kind, dict(spec.params)) == (cls.name, values), f"{cls.name}: the claims file reads {spec}"
+        assert kind.check_inits(spec.inits) is None, f"{cls.name}: its default inits fail its own check"
+        try:
+            parse_claims({"claims": [{**entry, "params": {**given, "no_such_param": 1}}]})
+        except ClaimsError as exc:
+            assert "no_such_param" in str(exc), str(exc)
+        else:
+            raise AssertionError(f"{cls.name}: a claims file with an unknown parameter is accepted")
+
+        init = next((i for i in cls.default_inits if i in INITS), "pretrained")
+        case = ClaimCase("contract", cls.name, model, task, init, values)
+        others = kind.comparators(case)
+        assert isinstance(others, tuple) and all(isinstance(m, str) and m for m in others), others
+        assert isinstance(kind.applies_to(model, INITS), bool), f"{cls.name}: applies_to must return a bool"
+        for options in (PlmOptions(), PlmOptions(update_baselines=True), PlmOptions(limit=10)):
+            reason = kind.skip_reason(options)
+            assert reason is None or (isinstance(reason, str) and reason), f"{cls.name}: skip_reason gave {reason!r}"
+
+        nothing = evaluate(case, records_to_frame([]), baselines)
+        assert isinstance(nothing, ClaimOutcome) and nothing.missing and nothing.message, (
+            f"{cls.name}: with no records the outcome must be missing (the case skips) and say what to run: {nothing}"
+        )
+        if records is None:
+            models = {ONEHOT: 0, model: 4, **{m: 4 for m in others if m != ONEHOT}}
+            records = synthetic_records(models=models, tasks=(task,))
+        outcome = evaluate(case, records_to_frame(records), baselines)
+        assert isinstance(outcome, ClaimOutcome), f"{cls.name}: evaluate returned {type(outcome).__name__}"
+        assert isinstance(outcome.passed, bool) and isinstance(outcome.message, str) and outcome.message, outcome
+        assert isinstance(outcome.detail, dict) and outcome.detail.get("kind") == cls.name, outcome.detail
+        return outcome
+    finally:
+        if registered_here:
+            unregister_kind(cls.name)
+
+
+__all__.append("check_claim_kind")
