@@ -220,6 +220,10 @@ class ClaimKind:
             )
         return mine
 
+    def number(self, case: ClaimCase, key: str) -> float:
+        """The numeric parameter ``key`` of ``case``, or its declared default."""
+        return float(case.params.get(key, self.params[key].default))
+
     @staticmethod
     def metrics(case: ClaimCase, frame: pd.DataFrame) -> tuple[str, str]:
         """(selection metric, test metric): the task's, unless the case's params name others."""

@@ -65,12 +65,29 @@ def _sel_detail(s: Selected) -> dict[str, Any]:
     }
 
 
-def _rows_at(frame: pd.DataFrame, layers: dict[str, int]) -> pd.DataFrame:
-    """The records of each seed key at its layer (``{seed_key: layer}``)."""
+def _rows_at(frame: pd.DataFrame, values: Mapping[str, tuple[int, float]]) -> pd.DataFrame:
+    """The records of each seed key at its layer (``{seed_key: (layer, value)}``, as :func:`_values_at`)."""
     keep = pd.Series(False, index=frame.index)
-    for key, layer in layers.items():
+    for key, (layer, _) in values.items():
         keep |= (frame["seed_key"] == key) & (frame["layer"] == layer)
     return frame[keep]
+
+
+def _mean(values: Mapping[str, tuple[int, float]]) -> float:
+    """The seed mean of :func:`_values_at`'s values."""
+    return float(np.mean([v for _, v in values.values()]))
+
+
+def _beats(value: float, other: float, metric: str, margin: float) -> bool:
+    """``value`` is better than ``other`` by more than ``margin`` on ``metric``."""
+    return better(value, other - margin if lower_is_better(metric) else other + margin, metric)
+
+
+def _paired_detail(paired: PairedResult | str) -> dict[str, Any]:
+    return {
+        "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
+        "paired_unavailable": paired if isinstance(paired, str) else None,
+    }
 
 
 def _paired_txt(paired: PairedResult | str) -> str:
@@ -146,7 +163,7 @@ def _score(
     if not vals:
         return None
     layers = sorted({layer for layer, _ in vals.values()})
-    return "L" + "/".join(str(x) for x in layers), float(np.mean([v for _, v in vals.values()]))
+    return "L" + "/".join(str(x) for x in layers), _mean(vals)
 
 
 def _model_names(name: str, value: Any) -> str | None:
@@ -198,14 +215,11 @@ class BeatsOnehot(ClaimKind):
                 selection_metric=sel_m,
                 test_metric=test_m,
             )
-        margin = float(case.params.get("margin", 0.0))
-        level = float(case.params.get("level", 0.05))
-        low = lower_is_better(test_m)
-        threshold = s_o.test_value - margin if low else s_o.test_value + margin
+        margin, level = self.number(case, "margin"), self.number(case, "level")
         diff = s_m.test_value - s_o.test_value
         paired = compare_rows(
-            _rows_at(mine, {k: s_m.layer for k in mine["seed_key"].unique()}),
-            _rows_at(one, {k: s_o.layer for k in one["seed_key"].unique()}),
+            mine[mine["layer"] == s_m.layer],
+            one[one["layer"] == s_o.layer],
             test_m,
             margin=margin,
             level=level,
@@ -216,7 +230,7 @@ class BeatsOnehot(ClaimKind):
             passed = paired.significant
             significance = f" (significant: p < {level:g})" if passed else f" (not significant: p >= {level:g})"
         else:
-            passed = better(s_m.test_value, threshold, test_m)
+            passed = _beats(s_m.test_value, s_o.test_value, test_m, margin)
         verdict = "beats" if passed else "does not beat"
         seeds = f" (mean of {s_m.n} seeds)" if s_m.n > 1 else ""
         margin_txt = f" by more than the margin {margin:g}" if margin else ""
@@ -238,8 +252,7 @@ class BeatsOnehot(ClaimKind):
                 "model": _sel_detail(s_m),
                 "onehot": _sel_detail(s_o),
                 "difference": diff,
-                "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
-                "paired_unavailable": paired if isinstance(paired, str) else None,
+                **_paired_detail(paired),
             },
         )
 
@@ -251,9 +264,8 @@ class BeatsOnehot(ClaimKind):
         )
         if mine is None or one is None:
             return self.missing(f"{self.what(case)}: {test_m} missing at the last layer of the model or of one-hot")
-        margin = float(case.params.get("margin", 0.0))
-        low = lower_is_better(test_m)
-        passed = better(mine[1], one[1] - margin if low else one[1] + margin, test_m)
+        margin = self.number(case, "margin")
+        passed = _beats(mine[1], one[1], test_m, margin)
         msg = (
             f"{self.what(case)}, {test_m} at the last layer (authors' protocol): {mine[0]} {fmt(mine[1])} vs "
             f"one-hot {fmt(one[1])}: difference {mine[1] - one[1]:+.3f}; "
@@ -314,7 +326,7 @@ class SaturatesBy(ClaimKind):
             frac = float(case.params["fraction"])
             k = int(math.floor(frac * last + 1e-9))
             k_txt = f"layer {k} (= floor({frac:g} x last layer {last}))"
-        tol = float(case.params.get("tolerance", 0.02))
+        tol = self.number(case, "tolerance")
         if _authors(case):
             return self._from_k_to_last(case, mine, test_m, k, last, tol)
         layers = sorted(int(x) for x in mine["layer"].unique())
@@ -330,12 +342,11 @@ class SaturatesBy(ClaimKind):
             return self.missing(f"{self.what(case)}: {sel_m}/{test_m} missing from the records")
         low = lower_is_better(test_m)
         gap = (early.test_value - best.test_value) if low else (best.test_value - early.test_value)
-        level = float(case.params.get("level", 0.05))
-        seeds = {key: best.layer for key in mine["seed_key"].unique()}
+        level = self.number(case, "level")
         # H1 of the paired test: the best layer beats the early one by more than the tolerance.
         paired = compare_rows(
-            _rows_at(mine, seeds),
-            _rows_at(mine, {k: early.layer for k in seeds}),
+            mine[mine["layer"] == best.layer],
+            mine[mine["layer"] == early.layer],
             test_m,
             margin=tol,
             level=level,
@@ -378,8 +389,7 @@ class SaturatesBy(ClaimKind):
                 "layers_run": layers,
                 "oracle_best_test": oracle,
                 "level": level,
-                "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
-                "paired_unavailable": paired if isinstance(paired, str) else None,
+                **_paired_detail(paired),
             },
         )
 
@@ -391,7 +401,7 @@ class SaturatesBy(ClaimKind):
         at_k, at_last = _values_at(mine, test_m, test_m, k), _values_at(mine, test_m, test_m, last)
         if not at_k or not at_last:
             return self.missing(f"{self.what(case)}: {test_m} missing at layer {k} or at the last layer {last}")
-        v_k, v_last = float(np.mean([v for _, v in at_k.values()])), float(np.mean([v for _, v in at_last.values()]))
+        v_k, v_last = _mean(at_k), _mean(at_last)
         gain = (v_k - v_last) if lower_is_better(test_m) else (v_last - v_k)
         passed = gain <= tol + 1e-12
         msg = (
@@ -453,8 +463,7 @@ class _InitBeats(ClaimKind):
         sel_m, test_m = self.metrics(case, pre)
         # the authors compare last layers with their replicate-seed t-test (repstat.py), never a bootstrap
         at = "last" if _authors(case) else case.params.get("at_layer", "selected")
-        level = float(case.params.get("level", 0.05))
-        margin = float(case.params.get("margin", 0.0))
+        level, margin = self.number(case, "level"), self.number(case, "margin")
         low = lower_is_better(test_m)
         pv = _values_at(pre, sel_m, test_m, at)
         ov = _values_at(oth, sel_m, test_m, at)
@@ -464,7 +473,7 @@ class _InitBeats(ClaimKind):
             )
         p_vals = [v for _, v in pv.values()]
         o_vals = [v for _, v in ov.values()]
-        p_mean, o_mean = float(np.mean(p_vals)), float(np.mean(o_vals))
+        p_mean, o_mean = _mean(pv), _mean(ov)
         o_std = float(np.std(o_vals, ddof=1)) if len(o_vals) > 1 else math.nan
         at_txt = {"selected": "the validation-chosen layer", "last": "the last layer"}.get(at, f"layer {at}")
         if _authors(case):
@@ -490,12 +499,7 @@ class _InitBeats(ClaimKind):
         paired: PairedResult | str = "the authors' protocol uses their replicate-seed t-test"
         if not _authors(case):
             paired = compare_rows(
-                _rows_at(pre, {k: l for k, (l, _) in pv.items()}),
-                _rows_at(oth, {k: l for k, (l, _) in ov.items()}),
-                test_m,
-                margin=margin,
-                level=level,
-                labels=(mine_init, other_init),
+                _rows_at(pre, pv), _rows_at(oth, ov), test_m, margin=margin, level=level, labels=(mine_init, other_init)
             )
         head = f"{case.model} on {case.task}, {test_m} at {at_txt}: {pre_txt} vs {oth_txt}; "
         if isinstance(paired, PairedResult):
@@ -579,7 +583,7 @@ class NoRegression(ClaimKind):
             return mine
         store = baselines or BaselineStore()
         try:
-            cmp = store.compare(mine, case.params.get("metrics"), level=float(case.params.get("level", 0.05)))
+            cmp = store.compare(mine, case.params.get("metrics"), level=self.number(case, "level"))
         except BaselineMissing as exc:
             return self.missing(str(exc), command=exc.command, path=str(exc.path))
         table = cmp.format(only_failures=not cmp.ok)
@@ -689,11 +693,11 @@ class Equivalent(ClaimKind):
                 f"{benchmarks_command(case.model, case.task, case.init + ',' + other, REPLICATE_HINT)}"
             )
         sel_m, test_m = self.metrics(case, a)
-        margin, level = float(case.params.get("margin", 0.03)), float(case.params.get("level", 0.05))
+        margin, level = self.number(case, "margin"), self.number(case, "level")
         va, vb = _values_at(a, sel_m, test_m, _where(case)), _values_at(b, sel_m, test_m, _where(case))
         if not va or not vb:
             return self.missing(f"{self.what(case)}: {test_m} missing for {case.init if not va else other}")
-        ma, mb = float(np.mean([v for _, v in va.values()])), float(np.mean([v for _, v in vb.values()]))
+        ma, mb = _mean(va), _mean(vb)
         head = (
             f"{self.what(case)}, {test_m} at the {'last' if _authors(case) else 'validation-chosen'} layer"
             f"{' (authors protocol)' if _authors(case) else ''}: {case.init} {fmt(ma)} vs {other} {fmt(mb)}, "
@@ -701,13 +705,7 @@ class Equivalent(ClaimKind):
         )
         paired: PairedResult | str = "authors' protocol: seed means"
         if not _authors(case):
-            paired = compare_rows(
-                _rows_at(a, {k: l for k, (l, _) in va.items()}),
-                _rows_at(b, {k: l for k, (l, _) in vb.items()}),
-                test_m,
-                level=level,
-                labels=(case.init, other),
-            )
+            paired = compare_rows(_rows_at(a, va), _rows_at(b, vb), test_m, level=level, labels=(case.init, other))
         if isinstance(paired, PairedResult):
             passed = -margin <= paired.low and paired.high <= margin
             msg = head + f"{paired.describe()}; the interval is {'inside' if passed else 'not inside'} ±{margin:g}"
@@ -774,7 +772,7 @@ class SimilarAcrossModels(_AcrossModels):
         scores, test_m = got
         values = [v for _, v in scores.values()]
         spread = max(values) - min(values)
-        margin = float(case.params.get("margin", 0.03))
+        margin = self.number(case, "margin")
         passed = spread <= margin + 1e-12
         msg = (
             f"{case.task}, {case.init} {test_m} at the {'last' if _authors(case) else 'validation-chosen'} layer: "
@@ -809,11 +807,8 @@ class NotAlwaysBeatsOnehot(_AcrossModels):
         one = _score(case, frame, ONEHOT, "none", sel_m, test_m)
         if one is None:
             return self.missing(f"no one-hot {test_m} on {case.task}; add onehot to the selection")
-        margin = float(case.params.get("margin", 0.0))
-        low = lower_is_better(test_m)
-        witnesses = [
-            m for m, (_, v) in scores.items() if not better(v, one[1] - margin if low else one[1] + margin, test_m)
-        ]
+        margin = self.number(case, "margin")
+        witnesses = [m for m, (_, v) in scores.items() if not _beats(v, one[1], test_m, margin)]
         passed = bool(witnesses)
         msg = f"{case.task}, {case.init} {test_m} vs one-hot {fmt(one[1])}: {self.listing(scores)}; " + (
             f"not beating one-hot: {', '.join(witnesses)}" if passed else f"every model's {case.init} beats one-hot"
@@ -842,15 +837,14 @@ class DeclinesAfterPeak(ClaimKind):
         at_last = _values_at(mine, sel_m, test_m, last)
         if peak is None or not at_last or math.isnan(peak.test_value):
             return self.missing(f"{self.what(case)}: {test_m} missing at the peak or at the last layer {last}")
-        v_last = float(np.mean([v for _, v in at_last.values()]))
+        v_last = _mean(at_last)
         drop = (v_last - peak.test_value) if lower_is_better(test_m) else (peak.test_value - v_last)
-        margin, level = float(case.params.get("margin", 0.0)), float(case.params.get("level", 0.05))
+        margin, level = self.number(case, "margin"), self.number(case, "level")
         paired: PairedResult | str = "authors' protocol: curve of test values"
         if not _authors(case):
-            seeds = list(mine["seed_key"].unique())
             paired = compare_rows(
-                _rows_at(mine, {k: peak.layer for k in seeds}),
-                _rows_at(mine, {k: last for k in seeds}),
+                mine[mine["layer"] == peak.layer],
+                mine[mine["layer"] == last],
                 test_m,
                 margin=margin,
                 level=level,
@@ -969,7 +963,7 @@ class Trend(ClaimKind):
         rho = float(stats.spearmanr([p[0] for p in points], [p[1] for p in points])[0])
         if lower_is_better(test_m):
             rho = -rho
-        threshold = float(case.params.get("threshold", 0.9))
+        threshold = self.number(case, "threshold")
         expect = case.params.get("expect", "increasing")
         rising = rho >= threshold
         passed = rising if expect == "increasing" else not rising
