@@ -173,11 +173,12 @@ def _model_names(name: str, value: Any) -> str | None:
 
 # the parameters several built-in kinds share
 _LEVEL = Param(_NUM, 0.05, level_in_range)
-_METRIC = Param((str,))
-_SELECTION_METRIC = Param((str,))
 _MARGIN = Param(_NUM, 0.0, non_negative)
+_MODELS = Param((list,), None, _model_names)
+#: the metrics compared (default: the task's)
+_METRICS = {"metric": Param((str,)), "selection_metric": Param((str,))}
 #: the parameters of a one-sided comparison at the chosen layer (beats one-hot, declines after peak)
-_MARGIN_LEVEL_METRICS = {"margin": _MARGIN, "level": _LEVEL, "metric": _METRIC, "selection_metric": _SELECTION_METRIC}
+_MARGIN_LEVEL_METRICS = {"margin": _MARGIN, "level": _LEVEL, **_METRICS}
 
 
 # ------------------------------------------------------------------------------ the built-in kinds
@@ -295,8 +296,7 @@ class SaturatesBy(ClaimKind):
         "fraction": Param(_NUM, None, lambda n, v: None if 0 < v <= 1 else f"'{n}' must be in (0, 1], got {v}"),
         "tolerance": Param(_NUM, 0.02, non_negative),
         "level": _LEVEL,
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
+        **_METRICS,
     }
     for_onehot = False
 
@@ -433,13 +433,7 @@ class _InitBeats(ClaimKind):
     #: the init that should win, and the one it is compared with
     base_init: ClassVar[str] = "pretrained"
     other_init: ClassVar[str] = ""
-    params = {
-        "level": _LEVEL,
-        "margin": _MARGIN,
-        "at_layer": Param((str, int), "selected", _at_layer),
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
-    }
+    params = {"level": _LEVEL, "margin": _MARGIN, "at_layer": Param((str, int), "selected", _at_layer), **_METRICS}
     for_onehot = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -675,8 +669,7 @@ class Equivalent(ClaimKind):
         "other_init": Param((str,), None, lambda n, v: None if v in _ANY_INIT else f"'{n}' must be one of {_ANY_INIT}"),
         "margin": Param(_NUM, 0.03, non_negative),
         "level": _LEVEL,
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
+        **_METRICS,
     }
     default_inits = ("stat",)
     for_onehot = False
@@ -755,12 +748,7 @@ class SimilarAcrossModels(_AcrossModels):
     span at most ``margin`` (max minus min)."""
 
     name = "similar_across_models"
-    params = {
-        "models": Param((list,), None, _model_names),
-        "margin": Param(_NUM, 0.03, non_negative),
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
-    }
+    params = {"models": _MODELS, "margin": Param(_NUM, 0.03, non_negative), **_METRICS}
 
     def check_params(self, params: Mapping[str, Any]) -> list[str]:
         return [] if "models" in params else ["similar_across_models needs 'models' (the family compared)"]
@@ -787,12 +775,7 @@ class NotAlwaysBeatsOnehot(_AcrossModels):
     does not beat one-hot (its score is at most one-hot's plus ``margin``)."""
 
     name = "not_always_beats_onehot"
-    params = {
-        "models": Param((list,), None, _model_names),
-        "margin": _MARGIN,
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
-    }
+    params = {"models": _MODELS, "margin": _MARGIN, **_METRICS}
     default_inits = ("random",)
 
     def comparators(self, case: ClaimCase) -> tuple[str, ...]:
@@ -895,7 +878,7 @@ class Trend(ClaimKind):
             ),
         ),
         "threshold": Param(_NUM, 0.9, lambda n, v: None if -1 <= v <= 1 else f"'{n}' must be in [-1, 1]"),
-        "models": Param((list,), None, _model_names),
+        "models": _MODELS,
         "fractions": Param(
             (list,),
             None,
@@ -905,8 +888,7 @@ class Trend(ClaimKind):
                 else f"'{n}' must list fractions in (0, 1)"
             ),
         ),
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
+        **_METRICS,
     }
     for_onehot = False
 
