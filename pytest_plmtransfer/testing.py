@@ -458,9 +458,8 @@ def check_claim_kind(
         assert any("no_such_param" in p for p in unknown), f"{cls.name}: an unknown parameter is accepted"
         for key, param in cls.params.items():
             # a bool is never a number here: True is refused whatever the types
-            wrong = next(
-                v for v in ("text", 1.5, [], {}, True) if isinstance(v, bool) or not isinstance(v, param.types)
-            )
+            candidates: tuple[object, ...] = ("text", 1.5, [], {}, True)
+            wrong = next(v for v in candidates if isinstance(v, bool) or not isinstance(v, param.types))
             refused = kind.validate_params({**given, key: wrong})[1]
             assert any(f"'{key}'" in p for p in refused), f"{cls.name}: {key}={wrong!r} is accepted"
         entry = {"name": "contract", "kind": cls.name, "params": given}

@@ -388,11 +388,10 @@ def _fit_classifier(
     classes: list[str],
     settings: ProbeSettings,
     seed: int,
-    keep_all_test: bool = False,
     per_residue: bool = False,
-) -> tuple[dict[str, float], dict[str, Any], np.ndarray, np.ndarray | None]:
+) -> tuple[dict[str, float], dict[str, Any], np.ndarray, np.ndarray]:
     """Standardize on the training rows, fit, evaluate; returns metrics, head, the test
-    probabilities of the rows with seen labels, and (``keep_all_test``) of every test row."""
+    probabilities of the rows with seen labels, and of every test row."""
     if settings.classifier_features == "raw":
         mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
     else:
@@ -417,15 +416,8 @@ def _fit_classifier(
         metrics["test_accuracy"] = float(found["test_accuracy"] * seen.sum() / seen.size)
         metrics["test_unseen_fraction"] = float(1.0 - seen.mean())
     assert test_probs is not None
-    all_probs = test_probs
-    if keep_all_test and not seen.all():
-        all_probs = clf.predict_proba(views["test"])
-    return (
-        metrics,
-        _softmax_head(clf, classes, settings.classifier_features),
-        test_probs,
-        all_probs if keep_all_test else None,
-    )
+    all_probs = test_probs if seen.all() else clf.predict_proba(views["test"])
+    return metrics, _softmax_head(clf, classes, settings.classifier_features), test_probs, all_probs
 
 
 def _probe_classification(
@@ -440,9 +432,7 @@ def _probe_classification(
     _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
     labels = np.asarray([str(t) for t in inp.targets])
     classes, y = _class_index(labels, splits, lambda i: f"sequence {i}", inp.unseen_test_labels)
-    metrics, head, _, test_probs = _fit_classifier(
-        X, rows, {s: y[r] for s, r in rows.items()}, classes, settings, seed, keep_all_test=True
-    )
+    metrics, head, _, test_probs = _fit_classifier(X, rows, {s: y[r] for s, r in rows.items()}, classes, settings, seed)
     return metrics, head, TestPredictions("classification", y[rows["test"]], test_probs, None, classes)
 
 
@@ -509,9 +499,7 @@ def _probe_per_residue(
     classes, y = _class_index(labels, res_split, where, inp.unseen_test_labels)
     rows = {s: scored_idx[res_split == s] for s in SPLITS}
     y_rows = {s: y[res_split == s] for s in SPLITS}
-    out, head, test_probs, all_probs = _fit_classifier(
-        X, rows, y_rows, classes, settings, seed, keep_all_test=True, per_residue=True
-    )
+    out, head, test_probs, all_probs = _fit_classifier(X, rows, y_rows, classes, settings, seed, per_residue=True)
     if classes == ["C", "E", "H"]:
         out["test_q3"] = out["test_accuracy"]
     y_test = y_rows["test"]

@@ -231,7 +231,9 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
                 xfails.append(ExpectedFailure(xm, xt, xi, reason, strict))
         if models and tasks and inits:
             specs.append(
-                ClaimSpec(name, kind, models, tasks, inits, params, tuple(xfails), finding, i, source, protocol)
+                ClaimSpec(
+                    name, claim_kind.name, models, tasks, inits, params, tuple(xfails), finding, i, source, protocol
+                )
             )
     if problems:
         raise ClaimsError(source, problems)

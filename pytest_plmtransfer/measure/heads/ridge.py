@@ -32,6 +32,7 @@ does it: centre X and y, solve, then ``intercept = mean(y) - mean(X) @ coef``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 from scipy.linalg import lapack
@@ -80,10 +81,8 @@ TRIDIAGONAL_COST_IN_CHOLESKY = 5
 RIDGE_METHODS = ("auto", "tridiagonal", "cholesky", "eigh")
 
 
-def _lapack_threads() -> object:
+def _lapack_threads() -> AbstractContextManager[object]:
     if EIGH_THREADS is None:
-        from contextlib import nullcontext
-
         return nullcontext()
     return threadpool_limits(limits=EIGH_THREADS, user_api="blas")
 
@@ -282,14 +281,9 @@ class RidgeProbe:
         self._coefs = np.ascontiguousarray(coefs.T)  # (n_alphas, d)
 
         self.val_scores_: np.ndarray | None = None
-        if self.alphas_.size == 1:
-            best = 0
-            if X_val is not None and y_val is not None:
-                self.val_scores_ = self._score_path(X_val, y_val)
-        else:
+        if X_val is not None and y_val is not None:  # always, for more than one alpha (checked above)
             self.val_scores_ = self._score_path(X_val, y_val)
-            best = self._select(self.val_scores_)
-        self.choose(best)
+        self.choose(0 if self.val_scores_ is None or self.alphas_.size == 1 else self._select(self.val_scores_))
         return self
 
     def choose(self, index: int) -> None:
