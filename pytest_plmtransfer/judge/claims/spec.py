@@ -241,18 +241,20 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
     return ClaimsFile(source, specs, description if isinstance(description, str) else "")
 
 
-def load_claims(path: Path | str) -> ClaimsFile:
-    """Read and validate a claims file (``baselines/claims.json``)."""
+def read_claims(path: Path | str) -> Any:
+    """The JSON document of a claims file, not yet validated."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ClaimsError(str(path), ["file not found"]) from None
-    try:
-        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ClaimsError(str(path), [f"not valid JSON: {exc}"]) from exc
-    return parse_claims(doc, str(path))
+
+
+def load_claims(path: Path | str) -> ClaimsFile:
+    """Read and validate a claims file (``baselines/claims.json``)."""
+    return parse_claims(read_claims(path), str(Path(path)))
 
 
 def check_selectors(
