@@ -208,13 +208,6 @@ def _index(i: int, num_layers: int) -> int:
     return i + num_layers + 1 if i < 0 else i
 
 
-def parse_existing_dir(option: str, value: Path) -> Path:
-    if not value.is_dir():
-        what = "is not a directory" if value.exists() else "does not exist"
-        raise OptionError(f"{option}: {value} {what}")
-    return value
-
-
 def parse_sha256_map(value: str, option: str = "--plm-flip-sha256") -> dict[str, str]:
     """``"gb1=<64 hex>,aav=<64 hex>"`` -> ``{"gb1": ..., "aav": ...}``."""
     out: dict[str, str] = {}
@@ -314,8 +307,10 @@ def _root_path(raw: Any, where: Where) -> Path:  # baselines: relative to rootdi
 
 
 def _data_dir(raw: Any, where: Where) -> Path:
-    # named explicitly, so it must be there (no silent download)
-    return parse_existing_dir(where.option, _resolved(raw, where.invocation))
+    path = _resolved(raw, where.invocation)
+    if not path.is_dir():  # named explicitly, so it must be there (no silent download)
+        raise OptionError(f"{where.option}: {path} {'is not a directory' if path.exists() else 'does not exist'}")
+    return path
 
 
 def _data_dir_from_env(where: Where) -> Path | None:

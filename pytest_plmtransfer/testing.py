@@ -420,19 +420,17 @@ def check_claim_kind(
     records: list[dict[str, Any]] | None = None,
     baselines: Any = None,
 ) -> Any:
-    """Check that the claim kind ``cls`` keeps the contract the plugin relies on; an
-    ``AssertionError`` (or the registry's ``ClaimKindError``) says what breaks. Returns the
-    :class:`~pytest_plmtransfer.judge.claims.ClaimOutcome` of one case on ``records``.
+    """Check that the claim kind ``cls`` keeps the contract the plugin relies on (an
+    ``AssertionError`` or ``ClaimKindError`` says what breaks) and return the ClaimOutcome of
+    ``model`` on ``task`` with the kind's first default init, on ``records`` (default:
+    :func:`synthetic_records` of the model, its comparators and one-hot).
 
-    ``params``: a valid ``"params"`` object of a claims-file entry of this kind (default: none
-    given). ``records``: layer records the case (``model`` on ``task``, the kind's first default
-    init) is evaluated on (default: :func:`synthetic_records` of the model and the kind's
-    comparators, with one-hot). Checked: the class registers (and is then the registered kind); its
-    parameters are ``Param`` declarations whose defaults pass their own checks; a claims file with
-    this entry parses, one with an unknown or a wrongly typed parameter is refused naming it; its
-    default inits pass its own check; comparators, applies_to and skip_reason return what the
-    plugin expects; evaluating with no records is a missing outcome (the case skips), and on
-    ``records`` gives a ClaimOutcome. A kind the check registered is unregistered again.
+    ``params``: a valid ``"params"`` object of a claims-file entry of this kind. Checked: it
+    registers; each Param's default passes its own check and a wrongly typed value is refused
+    naming the parameter; a claims file with the entry parses (its default inits pass the kind's
+    check), one with an unknown parameter is refused; comparators, applies_to and skip_reason
+    answer in the types the plugin expects; no records give a missing outcome (the case skips).
+    A kind the check registered is unregistered again.
     """
     # imported here: the claims (pandas, scipy) are not needed by the toy models and records above
     from pytest_plmtransfer.judge.claims import ClaimCase, ClaimOutcome, ClaimsError, evaluate, parse_claims
@@ -444,55 +442,48 @@ def check_claim_kind(
     registered_here = getattr(cls, "name", None) not in kind_names()
     register_kind(cls)
     try:
-        kind = get_kind(cls.name)
-        assert type(kind) is cls, f"{cls.name!r} is registered as {type(kind).__qualname__}, not {cls.__qualname__}"
+        kind, name, given = get_kind(cls.name), cls.name, dict(params or {})
+        assert type(kind) is cls, f"{name!r} is registered as {type(kind).__qualname__}, not {cls.__qualname__}"
         for key, param in cls.params.items():
-            if param.default is not None and param.check is not None:
-                problem = param.check(key, param.default)
-                assert problem is None, f"{cls.name}: the default of {key!r} fails its own check: {problem}"
-        given = dict(params or {})
-        values, problems = kind.validate_params(given)
-        assert not problems, f"{cls.name}: the params given are refused: {problems}"
-        assert kind.validate_params([])[1], f"{cls.name}: a 'params' that is not an object is accepted"
-        unknown = kind.validate_params({**given, "no_such_param": 1})[1]
-        assert any("no_such_param" in p for p in unknown), f"{cls.name}: an unknown parameter is accepted"
-        for key, param in cls.params.items():
+            problem = param.check(key, param.default) if param.default is not None and param.check else None
+            assert problem is None, f"{name}: the default of {key!r} fails its own check: {problem}"
             # a bool is never a number here: True is refused whatever the types
             candidates: tuple[object, ...] = ("text", 1.5, [], {}, True)
             wrong = next(v for v in candidates if isinstance(v, bool) or not isinstance(v, param.types))
             refused = kind.validate_params({**given, key: wrong})[1]
-            assert any(f"'{key}'" in p for p in refused), f"{cls.name}: {key}={wrong!r} is accepted"
-        entry = {"name": "contract", "kind": cls.name, "params": given}
+            assert any(f"'{key}'" in p for p in refused), f"{name}: {key}={wrong!r} is accepted"
+        values, problems = kind.validate_params(given)
+        assert not problems, f"{name}: the params given are refused: {problems}"
+        assert kind.validate_params([])[1], f"{name}: a 'params' that is not an object is accepted"
+        entry = {"name": "contract", "kind": name, "params": given}
         spec = parse_claims({"claims": [entry]}).claims[0]
-        assert (spec.kind, dict(spec.params)) == (cls.name, values), f"{cls.name}: the claims file reads {spec}"
-        assert kind.check_inits(spec.inits) is None, f"{cls.name}: its default inits fail its own check"
+        assert (spec.kind, dict(spec.params)) == (name, values), f"{name}: the claims file reads {spec}"
+        assert kind.check_inits(spec.inits) is None, f"{name}: its default inits fail its own check"
         try:
             parse_claims({"claims": [{**entry, "params": {**given, "no_such_param": 1}}]})
+            raise AssertionError(f"{name}: a claims file with an unknown parameter is accepted")
         except ClaimsError as exc:
             assert "no_such_param" in str(exc), str(exc)
-        else:
-            raise AssertionError(f"{cls.name}: a claims file with an unknown parameter is accepted")
 
-        init = next((i for i in cls.default_inits if i in INITS), "pretrained")
-        case = ClaimCase("contract", cls.name, model, task, init, values)
+        case = ClaimCase(
+            "contract", name, model, task, next((i for i in spec.inits if i in INITS), "pretrained"), values
+        )
         others = kind.comparators(case)
         assert isinstance(others, tuple) and all(isinstance(m, str) and m for m in others), others
-        assert isinstance(kind.applies_to(model, INITS), bool), f"{cls.name}: applies_to must return a bool"
+        assert isinstance(kind.applies_to(model, INITS), bool), f"{name}: applies_to must return a bool"
         for options in (PlmOptions(), PlmOptions(update_baselines=True), PlmOptions(limit=10)):
             reason = kind.skip_reason(options)
-            assert reason is None or (isinstance(reason, str) and reason), f"{cls.name}: skip_reason gave {reason!r}"
-
+            assert reason is None or (isinstance(reason, str) and reason), f"{name}: skip_reason gave {reason!r}"
         nothing = evaluate(case, records_to_frame([]), baselines)
         assert isinstance(nothing, ClaimOutcome) and nothing.missing and nothing.message, (
-            f"{cls.name}: with no records the outcome must be missing (the case skips) and say what to run: {nothing}"
+            f"{name}: with no records the outcome must be missing (the case skips) and say what to run: {nothing}"
         )
-        if records is None:
-            models = {ONEHOT: 0, model: 4, **{m: 4 for m in others if m != ONEHOT}}
-            records = synthetic_records(models=models, tasks=(task,))
-        outcome = evaluate(case, records_to_frame(records), baselines)
-        assert isinstance(outcome, ClaimOutcome), f"{cls.name}: evaluate returned {type(outcome).__name__}"
-        assert isinstance(outcome.passed, bool) and isinstance(outcome.message, str) and outcome.message, outcome
-        assert isinstance(outcome.detail, dict) and outcome.detail.get("kind") == cls.name, outcome.detail
+        models = {ONEHOT: 0, model: 4, **{m: 4 for m in others if m != ONEHOT}}
+        outcome = evaluate(
+            case, records_to_frame(records or synthetic_records(models=models, tasks=(task,))), baselines
+        )
+        assert isinstance(outcome, ClaimOutcome) and isinstance(outcome.passed, bool) and outcome.message, outcome
+        assert isinstance(outcome.detail, dict) and outcome.detail.get("kind") == name, outcome.detail
         return outcome
     finally:
         if registered_here:

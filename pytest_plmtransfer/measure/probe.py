@@ -285,15 +285,10 @@ def _probe_regression(
 
     yt = {s: y[rows[s]] for s in SPLITS}
     metrics = {
-        "train_mse": M.mse(yt["train"], pred["train"]),
-        "val_mse": M.mse(yt["val"], pred["val"]),
-        "test_mse": M.mse(yt["test"], pred["test"]),
-        "val_spearman": M.spearman(yt["val"], pred["val"]),
-        "test_spearman": M.spearman(yt["test"], pred["test"]),
-        "val_ndcg": M.ndcg(yt["val"], pred["val"]),
-        "test_ndcg": M.ndcg(yt["test"], pred["test"]),
-        "test_pearson": M.pearson(yt["test"], pred["test"]),
-    }
+        f"{split}_{name}": M.REGRESSION[name].fn(yt[split], pred[split])
+        for split, name in (("train", "mse"), ("val", "mse"), ("test", "mse"), ("val", "spearman"),
+                            ("test", "spearman"), ("val", "ndcg"), ("test", "ndcg"), ("test", "pearson"))
+    }  # fmt: skip
     scores = ridge.val_scores_
     head = {
         "head": "ridge",
@@ -317,18 +312,8 @@ def _softmax(settings: ProbeSettings, n_classes: int, seed: int, per_residue: bo
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZE_PER_RESIDUE if per_residue else DEFAULT_BATCH_SIZE
     # the settings that are SoftmaxProbe's arguments under the same names
-    passed = (
-        "lr",
-        "max_epochs",
-        "patience",
-        "min_delta",
-        "weight_decay",
-        "class_weight",
-        "chunk_bytes",
-        "device",
-        "num_threads",
-        "engine",
-    )
+    passed = ("lr", "max_epochs", "patience", "min_delta", "weight_decay", "class_weight", "chunk_bytes", "device",
+              "num_threads", "engine")  # fmt: skip
     return SoftmaxProbe(n_classes, batch_size=batch_size, seed=seed, **{k: getattr(settings, k) for k in passed})
 
 
