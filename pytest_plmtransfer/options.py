@@ -381,28 +381,18 @@ def _alphas(raw: Any, where: Where) -> list[float]:
 #: the heads' hyper-parameters (``--plm-head-*``): each given one sets a ProbeSettings field in
 #: ``PlmOptions.head``; the rest keep the heads' (or the protocol's) defaults. The settings a head
 #: used are in every record's ``head``, and a non-default one is part of the result-cache key.
-HEAD_OPTIONS = (
-    Option("head-epochs", "softmax probe: most training epochs (default 100)", parse=_at_least_one, head="max_epochs"),
-    Option(
-        "head-patience",
-        "softmax probe: epochs without validation improvement before stopping (default 5)",
-        parse=_at_least_one,
-        head="patience",
-    ),
-    Option(
-        "head-batch-size",
-        "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)",
-        parse=_at_least_one,
-        head="batch_size",
-    ),
-    Option("head-lr", "softmax probe: Adam learning rate (default 1e-3)", parse=_above_zero, head="lr"),
-    Option(
-        "head-alphas",
-        "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))",
-        parse=_alphas,
-        head="alphas",
-    ),
-)
+HEAD_OPTIONS = tuple(
+    Option(f"head-{name}", text, parse=parse, head=head)
+    for name, head, parse, text in (
+        ("epochs", "max_epochs", _at_least_one, "softmax probe: most training epochs (default 100)"),
+        ("patience", "patience", _at_least_one,
+         "softmax probe: epochs without validation improvement before stopping (default 5)"),
+        ("batch-size", "batch_size", _at_least_one,
+         "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)"),
+        ("lr", "lr", _above_zero, "softmax probe: Adam learning rate (default 1e-3)"),
+        ("alphas", "alphas", _alphas, "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))"),
+    )
+)  # fmt: skip
 
 
 def _dist(raw: Any, where: Where) -> str:

@@ -234,6 +234,13 @@ def _standardized(X: np.ndarray, rows: np.ndarray, mean: np.ndarray, scale: np.n
     return out
 
 
+#: (split, metric) of a regression probe's record, in its order
+_REGRESSION_METRICS: tuple[tuple[SplitName, str], ...] = (
+    ("train", "mse"), ("val", "mse"), ("test", "mse"), ("val", "spearman"), ("test", "spearman"),
+    ("val", "ndcg"), ("test", "ndcg"), ("test", "pearson"),
+)  # fmt: skip
+
+
 def _probe_regression(
     inp: ProbeInput, settings: ProbeSettings
 ) -> tuple[dict[str, float], dict[str, Any], TestPredictions]:
@@ -284,11 +291,7 @@ def _probe_regression(
         pred["test"][a:b] = ridge.predict(_standardized(X, test_rows[a:b], mean, scale))
 
     yt = {s: y[rows[s]] for s in SPLITS}
-    metrics = {
-        f"{split}_{name}": M.REGRESSION[name].fn(yt[split], pred[split])
-        for split, name in (("train", "mse"), ("val", "mse"), ("test", "mse"), ("val", "spearman"),
-                            ("test", "spearman"), ("val", "ndcg"), ("test", "ndcg"), ("test", "pearson"))
-    }  # fmt: skip
+    metrics = {f"{split}_{name}": M.REGRESSION[name].fn(yt[split], pred[split]) for split, name in _REGRESSION_METRICS}
     scores = ridge.val_scores_
     head = {
         "head": "ridge",

@@ -1,7 +1,8 @@
-"""What every claim kind builds on: the case a claim is applied to, the outcome it finds, and
-the base class of a kind with its parameter declarations (the registry and the built-in kinds are
-in :mod:`pytest_plmtransfer.judge.claims.kinds`; parsing claims files in ``spec``; ``evaluate``
-on top). This module imports none of them.
+"""What every claim kind builds on, importing none of the other claims modules: the case a claim
+is applied to, the outcome it finds, and :class:`ClaimKind`. A kind says, in one class: its name
+(the ``"kind"`` of a claims-file entry), its parameters (:class:`Param`), the inits it applies to
+by default, whether it applies to the one-hot baseline and to a given model, which other models'
+layer results it compares with, when it is skipped, and how it evaluates a case.
 """
 
 from __future__ import annotations

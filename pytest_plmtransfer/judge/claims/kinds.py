@@ -1,19 +1,8 @@
-"""The built-in claim kinds (each one :class:`~pytest_plmtransfer.judge.claims.base.ClaimKind`
-subclass) and the registry that names them.
-
-A kind says, in one class: its name (the ``"kind"`` of a claims-file entry), its parameters with
-their types, defaults and checks, the inits it applies to by default, whether it applies to the
-one-hot baseline and to a given model, which other models' layer results it compares with (the
-session computes those even when they were not selected), when it is skipped, and how it
-evaluates one :class:`~pytest_plmtransfer.judge.claims.base.ClaimCase` into a
-:class:`~pytest_plmtransfer.judge.claims.base.ClaimOutcome`.
-
-Other packages add kinds through the ``pytest_plmtransfer_claim_kinds`` hook (a ``conftest.py``
-or plugin returns a list of classes) or the ``plmtransfer.claim_kinds`` entry-point group (each
-entry point names a class); see the README section "Writing a claim kind".
-
-Layer choice, significance and the paired tests of the built-in kinds are described in
-:mod:`pytest_plmtransfer.judge.claims.evaluate`.
+"""The built-in claim kinds (:class:`~pytest_plmtransfer.judge.claims.base.ClaimKind` subclasses)
+and the registry that names them; other packages add kinds through the
+``pytest_plmtransfer_claim_kinds`` hook (a list of classes) or the ``plmtransfer.claim_kinds``
+entry-point group (README, "Writing a claim kind"). Layer choice, significance and the paired
+tests of the built-in kinds are described in :mod:`pytest_plmtransfer.judge.claims.evaluate`.
 """
 
 from __future__ import annotations
