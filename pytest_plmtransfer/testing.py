@@ -560,3 +560,88 @@ def check_adapter(
 
 
 __all__ += ["CHECK_SEQUENCES", "check_adapter"]
+
+
+# the contract of a claim kind
+
+
+def check_claim_kind(
+    cls: Any,
+    params: dict[str, Any] | None = None,
+    *,
+    model: str = "tiny_esm",
+    task: str = REGRESSION_TASKS[0],
+    records: list[dict[str, Any]] | None = None,
+    baselines: Any = None,
+) -> Any:
+    """Check that the claim kind ``cls`` keeps the contract the plugin relies on (an
+    ``AssertionError`` or ``ClaimKindError`` says what breaks) and return the ClaimOutcome of
+    ``model`` on ``task`` with the kind's first default init, on ``records`` (default:
+    :func:`synthetic_records` of the model, its comparators and one-hot).
+
+    ``params``: a valid ``"params"`` object of a claims-file entry of this kind. Checked: it
+    registers; each Param's default passes its own check and a wrongly typed value is refused
+    naming the parameter; a claims file with the entry parses (its default inits pass the kind's
+    check), one with an unknown parameter is refused; comparators, applies_to and skip_reason
+    answer in the types the plugin expects; no records give a missing outcome (the case skips).
+    A kind the check registered is unregistered again.
+    """
+    # imported here: the claims (pandas, scipy) are not needed by the toy models and records above
+    from pytest_plmtransfer.judge.claims import ClaimCase, ClaimOutcome, ClaimsError, evaluate, parse_claims
+    from pytest_plmtransfer.judge.claims.kinds import get_kind, kind_names, register_kind, unregister_kind
+    from pytest_plmtransfer.models.base import INITS
+    from pytest_plmtransfer.options import PlmOptions
+    from pytest_plmtransfer.results.ledger import records_to_frame
+
+    registered_here = getattr(cls, "name", None) not in kind_names()
+    register_kind(cls)
+    try:
+        kind, name, given = get_kind(cls.name), cls.name, dict(params or {})
+        assert type(kind) is cls, f"{name!r} is registered as {type(kind).__qualname__}, not {cls.__qualname__}"
+        for key, param in cls.params.items():
+            problem = param.check(key, param.default) if param.default is not None and param.check else None
+            assert problem is None, f"{name}: the default of {key!r} fails its own check: {problem}"
+            # a bool is never a number here: True is refused whatever the types
+            candidates: tuple[object, ...] = ("text", 1.5, [], {}, True)
+            wrong = next(v for v in candidates if isinstance(v, bool) or not isinstance(v, param.types))
+            refused = kind.validate_params({**given, key: wrong})[1]
+            assert any(f"'{key}'" in p for p in refused), f"{name}: {key}={wrong!r} is accepted"
+        values, problems = kind.validate_params(given)
+        assert not problems, f"{name}: the params given are refused: {problems}"
+        assert kind.validate_params([])[1], f"{name}: a 'params' that is not an object is accepted"
+        entry = {"name": "contract", "kind": name, "params": given}
+        spec = parse_claims({"claims": [entry]}).claims[0]
+        assert (spec.kind, dict(spec.params)) == (name, values), f"{name}: the claims file reads {spec}"
+        assert kind.check_inits(spec.inits) is None, f"{name}: its default inits fail its own check"
+        try:
+            parse_claims({"claims": [{**entry, "params": {**given, "no_such_param": 1}}]})
+            raise AssertionError(f"{name}: a claims file with an unknown parameter is accepted")
+        except ClaimsError as exc:
+            assert "no_such_param" in str(exc), str(exc)
+
+        case = ClaimCase(
+            "contract", name, model, task, next((i for i in spec.inits if i in INITS), "pretrained"), values
+        )
+        others = kind.comparators(case)
+        assert isinstance(others, tuple) and all(isinstance(m, str) and m for m in others), others
+        assert isinstance(kind.applies_to(model, INITS), bool), f"{name}: applies_to must return a bool"
+        for options in (PlmOptions(), PlmOptions(update_baselines=True), PlmOptions(limit=10)):
+            reason = kind.skip_reason(options)
+            assert reason is None or (isinstance(reason, str) and reason), f"{name}: skip_reason gave {reason!r}"
+        nothing = evaluate(case, records_to_frame([]), baselines)
+        assert isinstance(nothing, ClaimOutcome) and nothing.missing and nothing.message, (
+            f"{name}: with no records the outcome must be missing (the case skips) and say what to run: {nothing}"
+        )
+        models = {ONEHOT: 0, model: 4, **{m: 4 for m in others if m != ONEHOT}}
+        outcome = evaluate(
+            case, records_to_frame(records or synthetic_records(models=models, tasks=(task,))), baselines
+        )
+        assert isinstance(outcome, ClaimOutcome) and isinstance(outcome.passed, bool) and outcome.message, outcome
+        assert isinstance(outcome.detail, dict) and outcome.detail.get("kind") == name, outcome.detail
+        return outcome
+    finally:
+        if registered_here:
+            unregister_kind(cls.name)
+
+
+__all__.append("check_claim_kind")
