@@ -151,9 +151,7 @@ def _preflight(config) -> None:
         check_ledger(options.ledger)
     except PreflightError as exc:
         raise pytest.UsageError(str(exc)) from None
-    from pytest_plmtransfer.tasks.resolve import default_cache_dir
-
-    notice = check_cache(options.cache_dir or default_cache_dir())
+    notice = check_cache(options.cache_dir)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if notice and reporter is not None:
         reporter.write_line(notice)
@@ -232,22 +230,18 @@ class _LazyStages:
 
     def get(self) -> Stages:
         if self.built is None:
-            from pytest_plmtransfer.models.aliases import apply_aliases
-            from pytest_plmtransfer.models.registry import builtin_registry
             from pytest_plmtransfer.options import split_list
-            from pytest_plmtransfer.run.stages import build_stages
+            from pytest_plmtransfer.run.stages import build_stages, model_registry
 
-            registry = builtin_registry()
-            registry.load_entry_points()
-            self.config.hook.pytest_plmtransfer_register_models(registry=registry)
+            hook = self.config.hook
+            registry = model_registry(lambda registry: hook.pytest_plmtransfer_register_models(registry=registry))
             self._register_claim_kinds()
             workerinput = getattr(self.config, "workerinput", {})
             options = options_from_config(self.config)
-            # my_plm=hf:./path, on the command line or (known to bare names) in the ini
-            options.models = apply_aliases(options.models, registry, split_list(self.config.getini("plm_models")))
             self.built = build_stages(
                 options,
                 registry,
+                ini_models=split_list(self.config.getini("plm_models")),
                 root=self.config.rootpath,
                 run_id=self.run_id,
                 worker=workerinput.get("workerid", "main"),
@@ -262,7 +256,7 @@ class _LazyStages:
     def _register_claim_kinds(self) -> None:
         """Plugins' and conftests' claim kinds, before the claims file is read; forgotten again
         at unconfigure (the registry is process-wide, and pytester runs share the process)."""
-        from pytest_plmtransfer.judge.claims.kinds import register_plugin_kinds
+        from pytest_plmtransfer.run.claims import register_plugin_kinds
 
         self.claim_kinds_added += register_plugin_kinds(self.config.hook)
 
@@ -537,15 +531,13 @@ def plm_claim_outcome(request, plm_stages: Stages, plm_claim_case):
     Missing inputs skip (fail under --plm-strict or --plm-gate). Returns the ClaimOutcome; the
     test asserts ``outcome.passed``; expected failures are xfail marks (strict per the claim).
     """
-    from pytest_plmtransfer.judge.claims.evaluate import protocol_skip
-    from pytest_plmtransfer.judge.claims.kinds import get_kind
     from pytest_plmtransfer.plan.cases import BadSelection
-    from pytest_plmtransfer.run.claims import run_claim
+    from pytest_plmtransfer.run.claims import run_claim, skip_reason
 
     if isinstance(plm_claim_case, BadSelection):
         pytest.fail(plm_claim_case.message, pytrace=False)
     options = plm_stages.options
-    reason = protocol_skip(plm_claim_case, options) or get_kind(plm_claim_case.kind).skip_reason(options)
+    reason = skip_reason(plm_claim_case, options)
     if reason:
         pytest.skip(reason)
     strict = options.strict or options.gate
@@ -593,7 +585,7 @@ def pytest_unconfigure(config) -> None:
             (Path.cwd() / ".benchmarks").rmdir()
     lazy = config.stash.get(STAGES_KEY, None)
     if lazy is not None and lazy.claim_kinds_added:
-        from pytest_plmtransfer.judge.claims.kinds import unregister_kind
+        from pytest_plmtransfer.run.claims import unregister_kind
 
         for name in lazy.claim_kinds_added:
             unregister_kind(name)

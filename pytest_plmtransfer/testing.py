@@ -587,8 +587,17 @@ def check_claim_kind(
     A kind the check registered is unregistered again.
     """
     # imported here: the claims (pandas, scipy) are not needed by the toy models and records above
-    from pytest_plmtransfer.judge.claims import ClaimCase, ClaimOutcome, ClaimsError, evaluate, parse_claims
-    from pytest_plmtransfer.judge.claims.kinds import get_kind, kind_names, register_kind, unregister_kind
+    from pytest_plmtransfer.judge.claims import (
+        ClaimCase,
+        ClaimOutcome,
+        ClaimsError,
+        evaluate,
+        get_kind,
+        kind_names,
+        parse_claims,
+        register_kind,
+        unregister_kind,
+    )
     from pytest_plmtransfer.models.base import INITS
     from pytest_plmtransfer.options import PlmOptions
     from pytest_plmtransfer.results.ledger import records_to_frame

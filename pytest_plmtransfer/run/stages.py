@@ -15,7 +15,8 @@ from pytest_plmtransfer.infra.locks import LockPolicy
 from pytest_plmtransfer.infra.threads import limit_threads
 from pytest_plmtransfer.judge.defaults import LayeredBaselineStore
 from pytest_plmtransfer.measure.protocol import Protocol, get_protocol
-from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
+from pytest_plmtransfer.models.aliases import apply_aliases
+from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry, builtin_registry
 from pytest_plmtransfer.options import PlmOptions
 from pytest_plmtransfer.plan.cases import Descriptions, Planner
 from pytest_plmtransfer.plan.sharding import Shard
@@ -49,17 +50,30 @@ class Stages:
         return LayeredBaselineStore(self.options.baselines_dir)
 
 
+def model_registry(register: Callable[[ModelRegistry], object] = lambda registry: None) -> ModelRegistry:
+    """The built-in models, those of installed packages' ``plmtransfer.models`` entry points,
+    then those ``register`` adds (the plugin's hook: conftests and plugins)."""
+    registry = builtin_registry()
+    registry.load_entry_points()
+    register(registry)
+    return registry
+
+
 def build_stages(
     options: PlmOptions,
     registry: ModelRegistry,
     *,
+    ini_models: list[str] | None = None,
     root: Path,
     run_id: str,
     worker: str = "main",
     cuda_visible_devices: str | None = None,
     notify: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> Stages:
-    """``notify``: where "still waiting for a lock" lines go (the plugin points it past capture)."""
+    """``ini_models``: the ini's ``plm_models`` (aliases there are known to bare names);
+    ``notify``: where "still waiting for a lock" lines go (the plugin points it past capture)."""
+    # my_plm=hf:./path, on the command line or in the ini
+    options.models = apply_aliases(options.models, registry, ini_models or [])
     if options.threads:
         limit_threads(options.threads)
     shard = Shard.parse(options.shard) if options.shard else None

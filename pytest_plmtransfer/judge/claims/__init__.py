@@ -7,7 +7,7 @@ the registry in ``kinds.py``).
 
 from pytest_plmtransfer.judge.claims.base import ClaimCase, ClaimKind, ClaimOutcome, Param
 from pytest_plmtransfer.judge.claims.evaluate import claim_record, evaluate, resolve
-from pytest_plmtransfer.judge.claims.kinds import get_kind, kind_names, register_kind
+from pytest_plmtransfer.judge.claims.kinds import get_kind, kind_names, register_kind, unregister_kind
 from pytest_plmtransfer.judge.claims.spec import (
     ClaimsError,
     ClaimsFile,
@@ -36,4 +36,5 @@ __all__ = [
     "parse_claims",
     "register_kind",
     "resolve",
+    "unregister_kind",
 ]
