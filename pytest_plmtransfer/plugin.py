@@ -568,10 +568,9 @@ def pytest_runtest_makereport(item, call):
     report = yield
     longrepr = report.longrepr
     if report.failed and isinstance(longrepr, str) and longrepr.startswith("[XPASS(strict)]"):
-        case = getattr(getattr(item, "callspec", None), "params", {}).get("plm_claim_case")
-        message = item.stash.get(_CLAIM_MESSAGE_KEY, None)
-        if message is not None and case is not None and hasattr(case, "unexpected_pass"):
-            report.longrepr = case.unexpected_pass(message)
+        message = item.stash.get(_CLAIM_MESSAGE_KEY, None)  # set by a claim case only
+        if message is not None:
+            report.longrepr = item.callspec.params["plm_claim_case"].unexpected_pass(message)
     return report
 
 
