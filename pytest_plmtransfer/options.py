@@ -7,6 +7,7 @@ Every value is checked when it is read, by the plain ``parse_*`` functions below
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.measure.protocol import AUTHORS, AUTHORS_SUITES, PLMTRANSFER, PROTOCOLS
-from pytest_plmtransfer.models.base import INITS, ONEHOT
+from pytest_plmtransfer.models.base import DTYPES, INITS, ONEHOT
 from pytest_plmtransfer.results.records import CACHE_DTYPES
 
 SUITES: dict[str, dict[str, list[str]]] = {
@@ -61,8 +62,6 @@ SUITES["icml"] = {
 }
 
 DEFAULT_SEEDS = (42,)
-#: compute dtypes (the spellings models.torch_base accepts)
-DTYPES = ("float32", "fp32", "float", "bf16", "bfloat16", "fp16", "float16", "half")
 _LAYER_PART = re.compile(r"(-?\d+)(?:[-:](-?\d+))?")
 
 
@@ -195,13 +194,6 @@ def _index(i: int, num_layers: int) -> int:
     return i + num_layers + 1 if i < 0 else i
 
 
-def parse_existing_dir(option: str, value: Path) -> Path:
-    if not value.is_dir():
-        what = "is not a directory" if value.exists() else "does not exist"
-        raise OptionError(f"{option}: {value} {what}")
-    return value
-
-
 def parse_sha256_map(value: str, option: str = "--plm-flip-sha256") -> dict[str, str]:
     """``"gb1=<64 hex>,aav=<64 hex>"`` -> ``{"gb1": ..., "aav": ...}``."""
     from pytest_plmtransfer.tasks.catalog import DATASETS  # not at import: the catalog imports numpy
@@ -248,6 +240,8 @@ class Option:
     parse: Parser | None = None
     #: the value when the option is not given, from the directories (``None``: the field's default)
     unset: Callable[[Where], Any] | None = None
+    #: a ``--plm-head-*`` option: the ProbeSettings field it sets in ``PlmOptions.head`` when given
+    head: str = ""
 
     @property
     def dest(self) -> str:
@@ -301,8 +295,10 @@ def _root_path(raw: Any, where: Where) -> Path:  # baselines: relative to rootdi
 
 
 def _data_dir(raw: Any, where: Where) -> Path:
-    # named explicitly, so it must be there (no silent download)
-    return parse_existing_dir(where.option, _resolved(raw, where.invocation))
+    path = _resolved(raw, where.invocation)
+    if not path.is_dir():  # named explicitly, so it must be there (no silent download)
+        raise OptionError(f"{where.option}: {path} {'is not a directory' if path.exists() else 'does not exist'}")
+    return path
 
 
 def _data_dir_from_env(where: Where) -> Path | None:
@@ -341,6 +337,50 @@ def _bootstrap(raw: Any, where: Where) -> int:
     if n < 0 or n == 1:
         raise OptionError(f"{where.option}: need 0 (no intervals) or at least 2 resamples, got {n}")
     return n
+
+
+def _at_least_one(raw: Any, where: Where) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise OptionError(f"{where.option}: {raw!r} is not a whole number") from None
+    if value < 1:
+        raise OptionError(f"{where.option}: must be at least 1, got {value}")
+    return value
+
+
+def _above_zero(raw: Any, where: Where) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise OptionError(f"{where.option}: {raw!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise OptionError(f"{where.option}: must be a finite number > 0, got {raw!r}")
+    return value
+
+
+def _alphas(raw: Any, where: Where) -> list[float]:
+    parts = split_list(str(raw))
+    if not parts:
+        raise OptionError(f"{where.option}: give at least one penalty, e.g. 0.1,1,10")
+    return [_above_zero(p, where) for p in parts]
+
+
+#: the heads' hyper-parameters (``--plm-head-*``): each given one sets a ProbeSettings field in
+#: ``PlmOptions.head``; the rest keep the heads' (or the protocol's) defaults. The settings a head
+#: used are in every record's ``head``, and a non-default one is part of the result-cache key.
+HEAD_OPTIONS = tuple(
+    Option(f"head-{name}", text, parse=parse, head=head)
+    for name, head, parse, text in (
+        ("epochs", "max_epochs", _at_least_one, "softmax probe: most training epochs (default 100)"),
+        ("patience", "patience", _at_least_one,
+         "softmax probe: epochs without validation improvement before stopping (default 5)"),
+        ("batch-size", "batch_size", _at_least_one,
+         "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)"),
+        ("lr", "lr", _above_zero, "softmax probe: Adam learning rate (default 1e-3)"),
+        ("alphas", "alphas", _alphas, "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))"),
+    )
+)  # fmt: skip
 
 
 def _dist(raw: Any, where: Where) -> str:
@@ -402,7 +442,9 @@ class PlmOptions:
     device: str = option(
         "auto", parse=lambda raw, where: parse_device(raw, where.option), help="auto, cpu, cuda or cuda:N"
     )
-    dtype: str = option("float32", parse=_choice(DTYPES), help="float32, bf16 or fp16 (half precision only on GPU)")
+    dtype: str = option(
+        "float32", parse=_choice(tuple(DTYPES)), help="float32, bf16 or fp16 (half precision only on GPU)"
+    )
     token_budget: int = option(
         4096,
         parse=lambda raw, where: parse_positive_int(where.option, raw),
@@ -442,8 +484,8 @@ class PlmOptions:
     attention: str = option(
         "sdpa", parse=_attention, help="attention kernel: sdpa (fused scaled_dot_product_attention, default) or library"
     )
-    #: head hyper-parameters (None: the heads' documented defaults); options in head_options.py
-    head: dict[str, object] = field(default_factory=dict)
+    #: head hyper-parameters given (ProbeSettings field -> value): HEAD_OPTIONS
+    head: dict[str, object] = field(default_factory=dict, metadata={"options": HEAD_OPTIONS})
     cache_dtype: str = option(
         "float32",
         parse=_choice(CACHE_DTYPES),
@@ -510,31 +552,20 @@ class PlmOptions:
 
 
 def _declared() -> list[tuple[str, Option]]:
-    """(PlmOptions field, its option) in declaration order, each option named."""
+    """(PlmOptions field, its option) in declaration order (``--help`` order), each option named."""
     out = []
     for f in fields(PlmOptions):
         if "option" in f.metadata:
             decl = f.metadata["option"]
             out.append((f.name, replace(decl, name=decl.name or f.name.replace("_", "-"))))
-    return out
-
-
-def all_options() -> list[Option]:
-    """Every ``--plm-*`` option, in ``--help`` order: PlmOptions' fields, the head's after --plm-attention."""
-    from pytest_plmtransfer.measure.head_options import HEAD_OPTIONS
-
-    out: list[Option] = []
-    for _field, decl in _declared():
-        out.append(decl)
-        if decl.name == "attention":
-            out += [Option(f"head-{suffix}", help_text) for suffix, (_f, _p, help_text) in HEAD_OPTIONS.items()]
+        out += [(f.name, decl) for decl in f.metadata.get("options", ())]
     return out
 
 
 def add_options(parser) -> None:
     """Register every option with pytest, as ``--plm-<name>`` and as the ini key ``plm_<name>``."""
     group = parser.getgroup("plmtransfer", "protein language model transfer benchmarks")
-    for decl in all_options():
+    for decl in OPTIONS:
         if decl.flag:
             group.addoption(decl.flag_name, action="store_true", default=False, dest=decl.dest, help=decl.help)
             parser.addini(decl.dest, decl.help, type="bool", default=False)
@@ -576,11 +607,12 @@ def options_from_config(config) -> PlmOptions:
         else:
             given.add(name)
             value = decl.parse(raw, where) if decl.parse else raw
-        setattr(opts, name, value)
-    from pytest_plmtransfer.measure.head_options import parse_head_options
+        if decl.head:
+            opts.head[decl.head] = value
+        else:
+            setattr(opts, name, value)
     from pytest_plmtransfer.tasks.catalog import expand_tasks
 
-    opts.head = parse_head_options(get)
     if opts.suite:  # a suite names models and tasks; --plm-models / --plm-tasks win over it
         opts.models = opts.models if "models" in given else list(SUITES[opts.suite]["models"])
         opts.tasks = opts.tasks if "tasks" in given else list(SUITES[opts.suite]["tasks"])
@@ -596,5 +628,5 @@ def options_from_config(config) -> PlmOptions:
     return opts
 
 
-#: every option, for the README check and for users who list them
-OPTIONS: list[Option] = all_options()
+#: every option, in ``--help`` order, for the README check and for users who list them
+OPTIONS: list[Option] = [decl for _field, decl in _declared()]

@@ -17,6 +17,7 @@ import pytest
 
 from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.options import add_options, options_from_config
+from pytest_plmtransfer.report.summary import BenchmarkOutcomes  # light: no numpy, no pandas
 
 if TYPE_CHECKING:  # the stages pull numpy/pandas; keep plain `pytest` runs elsewhere light
     from pytest_plmtransfer.plan.cases import LayerCase
@@ -66,7 +67,7 @@ def pytest_configure(config) -> None:
     config.stash[_BENCHMARKS_DIR_KEY] = (Path.cwd() / ".benchmarks").exists()
     for line in marker_lines():
         config.addinivalue_line("markers", line)
-    config.stash[_OUTCOMES_KEY] = _BenchmarkOutcomes()
+    config.stash[_OUTCOMES_KEY] = BenchmarkOutcomes()
     config.pluginmanager.register(config.stash[_OUTCOMES_KEY], "plmtransfer-outcomes")
     try:
         options_from_config(config)  # every option value checked now: one line, exit code 4
@@ -116,16 +117,6 @@ def _stop_on_sigterm(config) -> None:
     config.add_cleanup(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
 
 
-def _stopped_line(stages: Stages) -> str:
-    """What a run stopped by SIGTERM saved."""
-    ledger = stages.recorder.ledger
-    done = ledger.records(run_id=ledger.run_id, kind="layer")
-    return (
-        f"plmtransfer: stopped by SIGTERM; {len(done)} layer result(s) of run {ledger.run_id} are saved in "
-        f"{ledger.path} (embeddings and results computed so far are cached: a rerun resumes from them)"
-    )
-
-
 def _stdout_is_terminal() -> bool:
     """Whether pytest's output goes to a terminal. Asked in pytest_configure, where pytest's fd
     capture is suspended: the session is built during collection, when fd 1 is a temp file."""
@@ -160,9 +151,7 @@ def _preflight(config) -> None:
         check_ledger(options.ledger)
     except PreflightError as exc:
         raise pytest.UsageError(str(exc)) from None
-    from pytest_plmtransfer.tasks.resolve import default_cache_dir
-
-    notice = check_cache(options.cache_dir or default_cache_dir())
+    notice = check_cache(options.cache_dir)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if notice and reporter is not None:
         reporter.write_line(notice)
@@ -241,22 +230,18 @@ class _LazyStages:
 
     def get(self) -> Stages:
         if self.built is None:
-            from pytest_plmtransfer.models.aliases import apply_aliases
-            from pytest_plmtransfer.models.registry import builtin_registry
             from pytest_plmtransfer.options import split_list
-            from pytest_plmtransfer.run.stages import build_stages
+            from pytest_plmtransfer.run.stages import build_stages, model_registry
 
-            registry = builtin_registry()
-            registry.load_entry_points()
-            self.config.hook.pytest_plmtransfer_register_models(registry=registry)
+            hook = self.config.hook
+            registry = model_registry(lambda registry: hook.pytest_plmtransfer_register_models(registry=registry))
             self._register_claim_kinds()
             workerinput = getattr(self.config, "workerinput", {})
             options = options_from_config(self.config)
-            # my_plm=hf:./path, on the command line or (known to bare names) in the ini
-            options.models = apply_aliases(options.models, registry, split_list(self.config.getini("plm_models")))
             self.built = build_stages(
                 options,
                 registry,
+                ini_models=split_list(self.config.getini("plm_models")),
                 root=self.config.rootpath,
                 run_id=self.run_id,
                 worker=workerinput.get("workerid", "main"),
@@ -271,7 +256,7 @@ class _LazyStages:
     def _register_claim_kinds(self) -> None:
         """Plugins' and conftests' claim kinds, before the claims file is read; forgotten again
         at unconfigure (the registry is process-wide, and pytester runs share the process)."""
-        from pytest_plmtransfer.judge.claims.kinds import register_plugin_kinds
+        from pytest_plmtransfer.run.claims import register_plugin_kinds
 
         self.claim_kinds_added += register_plugin_kinds(self.config.hook)
 
@@ -373,62 +358,39 @@ def _params(items, name: str) -> list:
     return [c for c in (case_of(item, name) for item in items) if c is not None]
 
 
-def _selectable(item):
-    """The item as a selection.Selectable, or None for tests that are not benchmark cases."""
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if "plm_layer_case" not in params and "plm_claim_case" not in params:
-        return None  # not a benchmark test: nothing of the stages is imported for it
-    from pytest_plmtransfer.plan.cases import case_of
-    from pytest_plmtransfer.plan.selection import Selectable
-
-    # a bad selection's placeholder (it fails with its one line, whatever -k says) and pytest's
-    # NOTSET placeholder of an empty parametrization are no case
-    func = (item.nodeid.split("[", 1)[0],)
-    c = case_of(item, "plm_layer_case")
-    if c is not None:
-        return Selectable(func + (c.model, c.init, c.seed, c.layer), c.task)
-    c = case_of(item, "plm_claim_case")
-    if c is not None:
-        return Selectable(func + (c.name, c.model, c.init), c.task)
-    return None
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_collection_modifyitems(config, items):
     """Around -k/-m (pytest's own hooks): remember every benchmark case before, then apply the
     default selection, then order (and shard) what is left."""
-    config.stash[_COLLECTED_KEY] = [s for s in map(_selectable, items) if s is not None]
+    params = [getattr(getattr(i, "callspec", None), "params", {}) for i in items]
+    if any("plm_layer_case" in p or "plm_claim_case" in p for p in params):  # a benchmark suite
+        from pytest_plmtransfer.plan.selection import selectable
+
+        config.stash[_COLLECTED_KEY] = [s for s in map(selectable, items) if s is not None]
     yield
     _default_selection_and_order(config, items)
 
 
 def _default_selection_and_order(config, items) -> None:
-    from pytest_plmtransfer.plan.selection import default_keep, default_selection_line
-
     lazy = config.stash.get(STAGES_KEY, None)
-    if lazy is not None and lazy.built is not None:  # a benchmark suite was collected
-        options = lazy.built.options
-        pairs = [(item, _selectable(item)) for item in items]
-        cases = [(item, sel) for item, sel in pairs if sel is not None]
-        keep = default_keep(
-            config.stash.get(_COLLECTED_KEY, []),
-            [sel for _, sel in cases],
-            options.tasks,
-            tasks_chosen=options.tasks_chosen,
-            expression_given=bool(config.option.keyword or config.option.markexpr),
-        )
-        dropped = {id(item) for (item, _), k in zip(cases, keep) if not k}
-        if dropped:
-            config.hook.pytest_deselected(items=[i for i in items if id(i) in dropped])
-            items[:] = [i for i in items if id(i) not in dropped]
-            config.stash[_DEFAULT_LINE_KEY] = default_selection_line(options.tasks, len(dropped))
-    # Each (model, init, seed) group's tests together (one model resident at a time), claims
-    # last (they read the layer results); under --plm-shard, only this shard's groups.
+    if lazy is None or lazy.built is None:  # no benchmark suite was collected
+        return
+    from pytest_plmtransfer.plan.selection import default_deselection
     from pytest_plmtransfer.plan.sharding import order_and_shard
 
+    expression_given = bool(config.option.keyword or config.option.markexpr)
+    collected = config.stash.get(_COLLECTED_KEY, [])
+    dropped, line = default_deselection(collected, items, lazy.built.options, expression_given=expression_given)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = {id(i) for i in dropped}
+        items[:] = [i for i in items if id(i) not in gone]
+        config.stash[_DEFAULT_LINE_KEY] = line
     if not _params(items, "plm_layer_case") and not _params(items, "plm_claim_case"):
         return
-    stages = _stages(config)
+    # Each (model, init, seed) group's tests together (one model resident at a time), claims
+    # last (they read the layer results); under --plm-shard, only this shard's groups.
+    stages = lazy.built
     kept, deselected, plan, note = order_and_shard(items, stages.planner.describe, stages.shard)
     stages.recorder.set_plan(plan)
     stages.notes += [note] if note else []
@@ -569,15 +531,13 @@ def plm_claim_outcome(request, plm_stages: Stages, plm_claim_case):
     Missing inputs skip (fail under --plm-strict or --plm-gate). Returns the ClaimOutcome; the
     test asserts ``outcome.passed``; expected failures are xfail marks (strict per the claim).
     """
-    from pytest_plmtransfer.judge.claims.evaluate import protocol_skip
-    from pytest_plmtransfer.judge.claims.kinds import get_kind
     from pytest_plmtransfer.plan.cases import BadSelection
-    from pytest_plmtransfer.run.claims import run_claim
+    from pytest_plmtransfer.run.claims import run_claim, skip_reason
 
     if isinstance(plm_claim_case, BadSelection):
         pytest.fail(plm_claim_case.message, pytrace=False)
     options = plm_stages.options
-    reason = protocol_skip(plm_claim_case, options) or get_kind(plm_claim_case.kind).skip_reason(options)
+    reason = skip_reason(plm_claim_case, options)
     if reason:
         pytest.skip(reason)
     strict = options.strict or options.gate
@@ -608,44 +568,13 @@ def pytest_runtest_makereport(item, call):
     report = yield
     longrepr = report.longrepr
     if report.failed and isinstance(longrepr, str) and longrepr.startswith("[XPASS(strict)]"):
-        case = getattr(getattr(item, "callspec", None), "params", {}).get("plm_claim_case")
-        message = item.stash.get(_CLAIM_MESSAGE_KEY, None)
-        if message is not None and case is not None and hasattr(case, "unexpected_pass"):
-            report.longrepr = case.unexpected_pass(message)
+        message = item.stash.get(_CLAIM_MESSAGE_KEY, None)  # set by a claim case only
+        if message is not None:
+            report.longrepr = item.callspec.params["plm_claim_case"].unexpected_pass(message)
     return report
 
 
-class _BenchmarkOutcomes:
-    """Skip reasons of the benchmark tests and how many had another outcome (for the
-    end-of-session explanation when everything skipped). Registered on the controller."""
-
-    def __init__(self) -> None:
-        self.skips: list[str] = []
-        self.others = 0
-        self.failed_claims: list[str] = []
-        #: set when --plm-fail-on-empty (or --plm-gate) turned the run into a failure
-        self.empty_failure: str | None = None
-        #: claims given a verdict (passed, failed, or an expected failure): what a gate checked
-        self.judged_claims = 0
-
-    def pytest_runtest_logreport(self, report) -> None:
-        if not ("plm_layer" in report.keywords or "plm_claim" in report.keywords):
-            return
-        if report.skipped and not hasattr(report, "wasxfail"):
-            self.skips.append(report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr))
-        elif report.when == "call" or report.failed:
-            self.others += 1
-        if report.failed and report.when == "call" and "plm_claim" in report.keywords:
-            self.failed_claims.append(report.nodeid.split("::", 1)[-1])
-        if (
-            report.when == "call"
-            and "plm_claim" in report.keywords
-            and not (report.skipped and not hasattr(report, "wasxfail"))
-        ):
-            self.judged_claims += 1
-
-
-_OUTCOMES_KEY = pytest.StashKey[_BenchmarkOutcomes]()
+_OUTCOMES_KEY = pytest.StashKey[BenchmarkOutcomes]()
 
 
 def pytest_unconfigure(config) -> None:
@@ -655,7 +584,7 @@ def pytest_unconfigure(config) -> None:
             (Path.cwd() / ".benchmarks").rmdir()
     lazy = config.stash.get(STAGES_KEY, None)
     if lazy is not None and lazy.claim_kinds_added:
-        from pytest_plmtransfer.judge.claims.kinds import unregister_kind
+        from pytest_plmtransfer.run.claims import unregister_kind
 
         for name in lazy.claim_kinds_added:
             unregister_kind(name)
@@ -666,111 +595,46 @@ def _is_controller(config) -> bool:
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    """On the controller only (xdist workers write records; the controller sees them all)."""
+    """Every process saves the records its ledger refused; the controller (which sees every
+    outcome, under xdist too) judges an empty run and updates baselines."""
     config = session.config
     lazy = config.stash.get(STAGES_KEY, None)
-    if lazy is not None and lazy.built is not None:  # every process, xdist workers included
-        unsaved = lazy.built.recorder.save_unsaved()
-        if unsaved is not None:
-            lazy._notify(unsaved)
-            if session.exitstatus == pytest.ExitCode.OK:  # records not in the ledger: never a green run
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if lazy is None or lazy.built is None or not _is_controller(config):
+    if lazy is None or lazy.built is None:
         return
-    plm = lazy.built
-    outcomes = config.stash.get(_OUTCOMES_KEY, None)
-    if outcomes is not None and session.exitstatus == pytest.ExitCode.OK:
-        if outcomes.skips and not outcomes.others and (plm.options.fail_on_empty or plm.options.gate):
-            flag = "--plm-fail-on-empty" if plm.options.fail_on_empty else "--plm-gate"
-            outcomes.empty_failure = f"plmtransfer: nothing was measured, and {flag} makes that a failure (exit 1)"
-        elif plm.options.gate and not outcomes.judged_claims:
-            outcomes.empty_failure = (
-                "plmtransfer: --plm-gate judged no claim (none selected, or all skipped); a gate that checked "
-                "nothing fails (exit 1)"
-            )
-        if outcomes.empty_failure:
+    unsaved = lazy.built.recorder.save_unsaved()
+    if unsaved is not None:
+        lazy._notify(unsaved)
+        if session.exitstatus == pytest.ExitCode.OK:  # records not in the ledger: never a green run
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if plm.options.update_baselines:
-        from pytest_plmtransfer.results.ledger import records_to_frame
+    if not _is_controller(config):
+        return
+    outcomes = config.stash[_OUTCOMES_KEY]
+    if session.exitstatus == pytest.ExitCode.OK and outcomes.empty_failure_for(lazy.built.options):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if lazy.built.options.update_baselines:
+        from pytest_plmtransfer.run.stages import update_baselines
 
-        ledger = plm.recorder.ledger
-        layer_records = (
-            plm.planner.ledger_records()
-            if plm.options.from_ledger is not None
-            else ledger.records(run_id=ledger.run_id, kind="layer")
-        )
-        if layer_records:
-            store = plm.baselines()
-            written = store.update_from(records_to_frame(layer_records))
-            plm.notes.append(
-                f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {plm.options.baselines_dir}"
-                + (f"; {len(store.unchanged)} unchanged (same values), left as they were" if store.unchanged else "")
-            )
+        lazy.built.notes += update_baselines(lazy.built)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     lazy = config.stash.get(STAGES_KEY, None)
     if lazy is None or not _is_controller(config):
         return
-    from pytest_plmtransfer.report.summary import skipped_explanation
+    from pytest_plmtransfer.report.summary import end_of_run_lines
 
-    if config.stash.get(_SIGTERM_KEY, False) and lazy.built is not None:
-        terminalreporter.write_line(_stopped_line(lazy.built), yellow=True)
-    elif config.stash.get(_SIGTERM_KEY, False):
-        terminalreporter.write_line("plmtransfer: stopped by SIGTERM before anything was computed", yellow=True)
-    outcomes = config.stash.get(_OUTCOMES_KEY, None)  # seen by the controller under xdist too
-    why = skipped_explanation(outcomes.skips, outcomes.others) if outcomes is not None else None
-    if why:
-        terminalreporter.write_line(why, yellow=True)
-    if outcomes is not None and outcomes.empty_failure:
-        terminalreporter.write_line(outcomes.empty_failure, red=True)
+    stopped = config.stash.get(_SIGTERM_KEY, False)
+    started = lazy.built is not None
     try:
-        plm = lazy.get() if (lazy.built is not None or _wants_report(config)) else None
+        stages = lazy.get() if (lazy.built is not None or _wants_report(config)) else None
     except PlmTransferError:  # a bad selection (e.g. a model alias): already reported in its one line
-        return
-    if plm is None:
-        return
-    for note in plm.notes:
-        terminalreporter.write_line(note)
-    if plm.options.update_baselines and outcomes is not None and outcomes.failed_claims:
-        # a reference run whose claims fail would make every later --plm-gate run fail the same way
-        terminalreporter.write_line(
-            f"plmtransfer: {len(outcomes.failed_claims)} claim(s) failed on this reference run "
-            f"({', '.join(outcomes.failed_claims[:3])}{', ...' if len(outcomes.failed_claims) > 3 else ''}); "
-            f"--plm-gate will fail on them too. Fix the model, or declare them in "
-            f'{plm.options.baselines_dir / "claims.json"} as "expected_failures" with a reason '
-            f"(or drop the claim) after review.",
-            yellow=True,
-        )
-    if not (plm.options.report or plm.options.report_dir):
-        return
-    from pytest_plmtransfer.report.tables import render_text, write_report
-    from pytest_plmtransfer.results.ledger import records_to_frame
-
-    ledger = plm.recorder.ledger
-    layer_records = ledger.records(run_id=ledger.run_id, kind="layer")
-    layer_frame = records_to_frame(layer_records)
-    claim_records = ledger.records(run_id=ledger.run_id, kind="claim")
-    if layer_frame.empty:
-        terminalreporter.write_line("plmtransfer: no layer results in this run; nothing to report")
-        return
-    terminalreporter.write_sep("=", "plmtransfer report")
-    if plm.options.report:
-        terminalreporter.write_line(render_text(layer_frame, claim_records))
-    if plm.options.report_dir:
-        from pytest_plmtransfer.report.summary import report_written_lines
-
-        written = write_report(layer_frame, claim_records, plm.options.report_dir)
-        for line in report_written_lines(written, plm.options.report_dir, Path(str(config.invocation_params.dir))):
-            terminalreporter.write_line(line)
-    if plm.options.report:
-        # a section of its own: timings change from run to run, the results above do not
-        from pytest_plmtransfer.run.timing import render_timing_text
-
-        timing = render_timing_text(layer_records)
-        if timing:
-            terminalreporter.write_sep("=", "plmtransfer time per model")
-            terminalreporter.write_line(timing)
+        stages = None
+    cwd = Path(str(config.invocation_params.dir))
+    for style, line in end_of_run_lines(config.stash[_OUTCOMES_KEY], stages, stopped=stopped, started=started, cwd=cwd):
+        if style == "sep":
+            terminalreporter.write_sep("=", line)
+        else:
+            terminalreporter.write_line(line, **({style: True} if style else {}))
 
 
 def _wants_report(config) -> bool:

@@ -17,6 +17,7 @@ module is: this project's tests use them, and so can yours.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -400,3 +401,252 @@ __all__ = [
     "synthetic_records",
     "write_ledger",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# contract test for model adapters
+
+#: short sequences of the 20 standard residues, lengths 2..22 (every adapter must read them)
+CHECK_SEQUENCES = ("MKTAYIAKQRQISFVKSHFSRQ", "GW", "ACDEFGHIKLMNPQRSTVWY", "MKV", "PEPTIDE")
+
+
+def check_adapter(
+    factory_or_adapter: Any,
+    *,
+    name: str = "model",
+    init: str = "pretrained",
+    seed: int | None = None,
+    options: Any = None,
+    description: Any = None,
+    sequences: Sequence[str] = CHECK_SEQUENCES,
+    invalid: str = "MK1V",
+) -> ModelAdapter:
+    """Check that a model adapter keeps the contract a run relies on; raise AssertionError saying
+    what is broken. Returns the adapter checked.
+
+    ``factory_or_adapter`` is a registry factory ``(name, init, seed, options) -> adapter`` (called
+    with ``name``, ``init``, ``seed`` and ``options``, default :class:`ModelOptions()`; built twice, to
+    check that a build is reproducible) or an adapter. ``description`` is what the registry
+    describes the model as without building it (``registry.describe(name, options)``), checked
+    against the built adapter. The checks:
+
+    * ``num_layers``, ``embed_dim``, ``layers``, ``max_residues``, ``num_parameters``, ``pooling``
+      are sane, and agree with ``description``;
+    * ``identity()`` is JSON, the same on every call, before and after embedding and for every
+      build of (name, init, seed); another seed changes it; a model defined outside this package
+      carries a content hash of its weights (or holds its torch module, which a run hashes);
+    * ``embed`` yields every sequence exactly once with exactly the requested layers, as finite
+      float32 rows of ``feature_dim`` (pooled) or one row per residue (per-residue); it is
+      deterministic, a layer's values do not depend on which other layers were requested nor on
+      the order of the sequences, and (mean pooling) a pooled vector is its residue rows' mean;
+    * ``validate_sequences`` accepts ``sequences`` and rejects ``invalid`` with an
+      :class:`~pytest_plmtransfer.infra.errors.InputError` that names the offending letter.
+    """
+    from pytest_plmtransfer.infra.errors import InputError
+    from pytest_plmtransfer.infra.identity import has_content_hash, torch_modules
+    from pytest_plmtransfer.models.registry import ModelOptions
+
+    options = options if options is not None else ModelOptions()
+    build = factory_or_adapter if not isinstance(factory_or_adapter, ModelAdapter) else None
+    adapter = build(name, init, seed, options) if build is not None else factory_or_adapter
+    label = f"adapter {getattr(adapter, 'name', type(adapter).__name__)!r}"
+
+    def require(ok: Any, problem: str) -> None:
+        if not ok:
+            raise AssertionError(f"{label}: {problem}")
+
+    require(isinstance(adapter, ModelAdapter), f"{type(adapter).__name__} is not a ModelAdapter")
+    require(isinstance(adapter.name, str) and adapter.name, "name must be a non-empty string")
+    layers_count, width, limit = adapter.num_layers, adapter.embed_dim, adapter.max_residues
+    require(isinstance(layers_count, int) and layers_count >= 0, f"num_layers {layers_count!r} is not an int >= 0")
+    require(isinstance(width, int) and width > 0, f"embed_dim {width!r} is not a positive int")
+    require(adapter.layers == list(range(layers_count + 1)), f"layers {adapter.layers} are not 0..num_layers")
+    require(limit is None or (isinstance(limit, int) and limit > 0), f"max_residues {limit!r} is not None or > 0")
+    require(adapter.pooling in ("mean", "flatten"), f"pooling {adapter.pooling!r} is not 'mean' or 'flatten'")
+    params = adapter.num_parameters
+    require(params is None or (isinstance(params, int) and params >= 0), f"num_parameters {params!r} is not an int")
+    if description is not None:
+        described = (description.num_layers, description.embed_dim)
+        require(
+            described == (layers_count, width),
+            f"described as (layers, width) {described}, built as {(layers_count, width)}",
+        )
+    sequences = [s for s in sequences if limit is None or len(s) <= limit]
+    require(len(sequences) >= 2, f"max_residues {limit} leaves fewer than two check sequences")
+
+    identity = adapter.identity()
+    try:
+        json.dumps(identity, sort_keys=True)
+    except (TypeError, ValueError) as error:
+        raise AssertionError(f"{label}: identity() is not JSON-serializable ({error})") from None
+    require(adapter.identity() == identity, "identity() differs between two calls")
+    own = not type(adapter).__module__.startswith("pytest_plmtransfer.models.")
+    require(
+        not own or has_content_hash(identity) or torch_modules(adapter),
+        "identity() carries no content "
+        "hash of the weights (e.g. 'weights_sha256'), so cached embeddings would outlive changed weights",
+    )
+
+    adapter.validate_sequences(sequences)
+    try:
+        adapter.validate_sequences([*sequences, invalid])
+    except InputError as error:
+        bad = sorted(set(invalid) - set("".join(sequences)))
+        require(any(letter in str(error) for letter in bad), f"the error for {invalid!r} names none of {bad}: {error}")
+    else:
+        raise AssertionError(f"{label}: validate_sequences accepted {invalid!r}")
+
+    def embedded(model: ModelAdapter, seqs: list[str], wanted: list[int], per_residue: bool) -> dict[int, list[Any]]:
+        """``{layer: [array per sequence]}``, every batch checked on the way."""
+        dim, kind = model.feature_dim(seqs, per_residue=per_residue), "per-residue" if per_residue else "pooled"
+        out: dict[int, list[Any]] = {layer: [None] * len(seqs) for layer in wanted}
+        seen: list[int] = []
+        for batch in model.embed(seqs, wanted, per_residue=per_residue):
+            indices = [int(i) for i in batch.indices]
+            seen += indices
+            require(
+                sorted(batch.per_layer) == wanted, f"asked for layers {wanted}, a batch has {sorted(batch.per_layer)}"
+            )
+            sizes = [len(seqs[i]) if per_residue else 1 for i in indices]
+            for layer, arr in batch.per_layer.items():
+                shape = (sum(sizes), dim)
+                require(
+                    arr.dtype == np.float32 and arr.shape == shape,
+                    f"layer {layer} ({kind}) is {arr.dtype} {arr.shape}, not float32 {shape}",
+                )
+                require(np.isfinite(arr).all(), f"layer {layer} has non-finite values")
+                for i, part in zip(indices, np.split(arr, np.cumsum(sizes)[:-1])):
+                    out[layer][i] = part if per_residue else part[0]
+        require(sorted(seen) == list(range(len(seqs))), f"batches cover sequences {sorted(seen)}, not each once")
+        return out
+
+    def agree(got: dict[int, list[Any]], want: dict[int, list[Any]], *, exact: bool = False) -> bool:
+        equal = np.array_equal if exact else lambda a, b: np.allclose(a, b, rtol=1e-4, atol=1e-5)
+        return all(equal(a, b) for layer in got for a, b in zip(got[layer], want[layer]))
+
+    every, last = adapter.layers, adapter.num_layers
+    reference = {}
+    for per_residue in (False, True):
+        ref = reference[per_residue] = embedded(adapter, sequences, every, per_residue)
+        again = embedded(adapter, sequences, every, per_residue)
+        require(agree(again, ref, exact=True), "two identical embed calls gave different numbers")
+        backwards = embedded(adapter, sequences[::-1], every, per_residue)
+        require(
+            agree({k: v[::-1] for k, v in backwards.items()}, ref), "the numbers depend on the order of the sequences"
+        )
+        for wanted in ([0], [last], [0, last]):
+            got = embedded(adapter, sequences, sorted(set(wanted)), per_residue)
+            require(agree(got, ref), f"layers {wanted} alone differ from the same layers asked for with all")
+    if adapter.pooling == "mean":
+        pooled = {layer: [rows.mean(0) for rows in reference[True][layer]] for layer in every}
+        require(agree(reference[False], pooled), "a pooled vector is not the mean of its residue rows")
+    require(adapter.identity() == identity, "identity() changed by embedding")
+
+    if build is not None:
+        twin = build(name, init, seed, options)
+        require(twin.identity() == identity, "two builds of the same (name, init, seed) have different identities")
+        twin_out = embedded(twin, sequences, every, False)
+        require(
+            agree(twin_out, reference[False], exact=True), "two builds of the same (name, init, seed) embed differently"
+        )
+        if seed is not None:
+            other = build(name, init, seed + 1, options).identity()
+            require(other != identity, f"seeds {seed} and {seed + 1} have the same identity")
+    return adapter
+
+
+__all__ += ["CHECK_SEQUENCES", "check_adapter"]
+
+
+# the contract of a claim kind
+
+
+def check_claim_kind(
+    cls: Any,
+    params: dict[str, Any] | None = None,
+    *,
+    model: str = "tiny_esm",
+    task: str = REGRESSION_TASKS[0],
+    records: list[dict[str, Any]] | None = None,
+    baselines: Any = None,
+) -> Any:
+    """Check that the claim kind ``cls`` keeps the contract the plugin relies on (an
+    ``AssertionError`` or ``ClaimKindError`` says what breaks) and return the ClaimOutcome of
+    ``model`` on ``task`` with the kind's first default init, on ``records`` (default:
+    :func:`synthetic_records` of the model, its comparators and one-hot).
+
+    ``params``: a valid ``"params"`` object of a claims-file entry of this kind. Checked: it
+    registers; each Param's default passes its own check and a wrongly typed value is refused
+    naming the parameter; a claims file with the entry parses (its default inits pass the kind's
+    check), one with an unknown parameter is refused; comparators, applies_to and skip_reason
+    answer in the types the plugin expects; no records give a missing outcome (the case skips).
+    A kind the check registered is unregistered again.
+    """
+    # imported here: the claims (pandas, scipy) are not needed by the toy models and records above
+    from pytest_plmtransfer.judge.claims import (
+        ClaimCase,
+        ClaimOutcome,
+        ClaimsError,
+        evaluate,
+        get_kind,
+        kind_names,
+        parse_claims,
+        register_kind,
+        unregister_kind,
+    )
+    from pytest_plmtransfer.models.base import INITS
+    from pytest_plmtransfer.options import PlmOptions
+    from pytest_plmtransfer.results.ledger import records_to_frame
+
+    registered_here = getattr(cls, "name", None) not in kind_names()
+    register_kind(cls)
+    try:
+        kind, name, given = get_kind(cls.name), cls.name, dict(params or {})
+        assert type(kind) is cls, f"{name!r} is registered as {type(kind).__qualname__}, not {cls.__qualname__}"
+        for key, param in cls.params.items():
+            problem = param.check(key, param.default) if param.default is not None and param.check else None
+            assert problem is None, f"{name}: the default of {key!r} fails its own check: {problem}"
+            # a bool is never a number here: True is refused whatever the types
+            candidates: tuple[object, ...] = ("text", 1.5, [], {}, True)
+            wrong = next(v for v in candidates if isinstance(v, bool) or not isinstance(v, param.types))
+            refused = kind.validate_params({**given, key: wrong})[1]
+            assert any(f"'{key}'" in p for p in refused), f"{name}: {key}={wrong!r} is accepted"
+        values, problems = kind.validate_params(given)
+        assert not problems, f"{name}: the params given are refused: {problems}"
+        assert kind.validate_params([])[1], f"{name}: a 'params' that is not an object is accepted"
+        entry = {"name": "contract", "kind": name, "params": given}
+        spec = parse_claims({"claims": [entry]}).claims[0]
+        assert (spec.kind, dict(spec.params)) == (name, values), f"{name}: the claims file reads {spec}"
+        assert kind.check_inits(spec.inits) is None, f"{name}: its default inits fail its own check"
+        try:
+            parse_claims({"claims": [{**entry, "params": {**given, "no_such_param": 1}}]})
+            raise AssertionError(f"{name}: a claims file with an unknown parameter is accepted")
+        except ClaimsError as exc:
+            assert "no_such_param" in str(exc), str(exc)
+
+        case = ClaimCase(
+            "contract", name, model, task, next((i for i in spec.inits if i in INITS), "pretrained"), values
+        )
+        others = kind.comparators(case)
+        assert isinstance(others, tuple) and all(isinstance(m, str) and m for m in others), others
+        assert isinstance(kind.applies_to(model, INITS), bool), f"{name}: applies_to must return a bool"
+        for options in (PlmOptions(), PlmOptions(update_baselines=True), PlmOptions(limit=10)):
+            reason = kind.skip_reason(options)
+            assert reason is None or (isinstance(reason, str) and reason), f"{name}: skip_reason gave {reason!r}"
+        nothing = evaluate(case, records_to_frame([]), baselines)
+        assert isinstance(nothing, ClaimOutcome) and nothing.missing and nothing.message, (
+            f"{name}: with no records the outcome must be missing (the case skips) and say what to run: {nothing}"
+        )
+        models = {ONEHOT: 0, model: 4, **{m: 4 for m in others if m != ONEHOT}}
+        outcome = evaluate(
+            case, records_to_frame(records or synthetic_records(models=models, tasks=(task,))), baselines
+        )
+        assert isinstance(outcome, ClaimOutcome) and isinstance(outcome.passed, bool) and outcome.message, outcome
+        assert isinstance(outcome.detail, dict) and outcome.detail.get("kind") == name, outcome.detail
+        return outcome
+    finally:
+        if registered_here:
+            unregister_kind(cls.name)
+
+
+__all__.append("check_claim_kind")

@@ -8,18 +8,17 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_plmtransfer.judge.claims import ClaimCase, ClaimsError, parse_claims
-from pytest_plmtransfer.judge.claims.evaluate import ClaimOutcome
+from pytest_plmtransfer.judge.claims.base import ClaimKind, ClaimOutcome, Param, non_negative
 from pytest_plmtransfer.judge.claims.kinds import (
     BUILTIN_KINDS,
-    ClaimKind,
     ClaimKindError,
-    Param,
     get_kind,
     kind_names,
     register_kind,
     register_plugin_kinds,
     unregister_kind,
 )
+from pytest_plmtransfer.testing import check_claim_kind
 
 
 def validate(kind: str, params) -> tuple[dict, list[str]]:
@@ -209,3 +208,92 @@ def test_a_hook_returning_something_else_than_a_list_is_refused(always, monkeypa
     hook = SimpleNamespace(pytest_plmtransfer_claim_kinds=lambda: [always])  # the class, not [class]
     with pytest.raises(ClaimKindError, match="must return a list of ClaimKind classes, got <class"):
         register_plugin_kinds(hook)
+
+
+# ------------------------------------------------------------------------------ the contract (testing.check_claim_kind)
+
+#: a valid "params" object for the built-in kinds that need one
+CONTRACT_PARAMS = {
+    "saturates_by": {"layer": 2},
+    "equivalent": {"other_init": "random"},
+    "similar_across_models": {"models": ["tiny_carp"]},
+    "not_always_beats_onehot": {"models": ["tiny_carp"]},
+    "trend": {"axis": "layer"},
+}
+
+
+@pytest.mark.parametrize("cls", BUILTIN_KINDS, ids=lambda cls: cls.name)
+def test_every_builtin_kind_keeps_the_contract(cls):
+    outcome = check_claim_kind(cls, CONTRACT_PARAMS.get(cls.name))
+    # the two kinds that compare with stored numbers have none here: missing, and saying so
+    assert outcome.missing == (cls.name in ("no_regression", "matches_paper")), outcome.message
+    assert cls.name in kind_names()  # a built-in kind stays registered
+
+
+def test_the_contract_names_what_a_broken_kind_breaks(always):
+    with pytest.raises(AssertionError, match="always_test_kind: with no records the outcome must be missing"):
+        check_claim_kind(always)  # it passes even on nothing: it never says what is missing
+    assert always.name not in kind_names()  # registered for the check only
+
+    class Lenient(Always):
+        name = "lenient_test_kind"
+
+        def validate_params(self, raw):
+            return dict(raw or {}), []
+
+    with pytest.raises(AssertionError, match="lenient_test_kind: value='text' is accepted"):
+        check_claim_kind(Lenient)
+
+    class BadDefault(Always):
+        name = "bad_default_test_kind"
+        params = {"k": Param((int,), -1, non_negative)}
+
+    with pytest.raises(AssertionError, match="the default of 'k' fails its own check"):
+        check_claim_kind(BadDefault)
+
+
+@pytest.mark.slow
+def test_a_kind_a_conftest_registers_through_the_hook_keeps_the_contract(pytester):
+    """The README's example kind, registered by the plugin from a conftest's hook, checked by a
+    user's test with check_claim_kind."""
+    pytester.makeconftest(
+        """
+        from pytest_plmtransfer.judge.claims import ClaimKind, ClaimOutcome, Param
+        from pytest_plmtransfer.results.aggregate import select
+
+
+        class Reaches(ClaimKind):
+            name = "reaches"
+            params = {"minimum": Param((int, float), 0.0), "metric": Param((str,))}
+            for_onehot = False
+
+            def evaluate(self, case, frame, baselines):
+                mine = self.own(case, frame)
+                if isinstance(mine, ClaimOutcome):
+                    return mine
+                sel_m, test_m = self.metrics(case, mine)
+                best = select(mine, sel_m, test_m)
+                passed = best.test_value >= case.params["minimum"]
+                return ClaimOutcome(passed, f"{test_m} {best.test_value:.3f}", {"layer": best.layer})
+
+
+        def pytest_plmtransfer_claim_kinds():
+            return [Reaches]
+        """
+    )
+    pytester.makepyfile(
+        """
+        from pytest_plmtransfer.judge.claims import get_kind
+        from pytest_plmtransfer.testing import check_claim_kind
+
+
+        def test_reaches(plm_session):
+            kind = get_kind("reaches")  # registered by the plugin from the conftest's hook
+            outcome = check_claim_kind(type(kind), {"minimum": 0.5})
+            assert outcome.passed and not outcome.missing, outcome.message
+            assert check_claim_kind(type(kind), {"minimum": 0.99}).passed is False
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "reaches" not in kind_names()  # forgotten when that session ended

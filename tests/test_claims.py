@@ -340,3 +340,21 @@ def test_strict_xfail_marks_make_pytest_report_xpass_strict(pytester):
     result = pytester.runpytest("-rxX", "-p", "no:cacheprovider", "-p", "no:plmtransfer", "-p", "no:benchmark")
     result.assert_outcomes(passed=1, failed=1, xfailed=1)
     result.stdout.fnmatch_lines(["*XPASS(strict)*paper: no*"])
+
+
+def test_the_claims_modules_import_downwards_only():
+    """base <- kinds <- spec <- evaluate, counting every import, inside functions too."""
+    import ast
+
+    package = REPO / "pytest_plmtransfer" / "judge" / "claims"
+    order = ["base", "paired", "kinds", "spec", "evaluate"]
+
+    def imported(name: str) -> set[str]:
+        tree = ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))
+        found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        return {m.rsplit(".", 1)[1] for m in found if m.startswith("pytest_plmtransfer.judge.claims")}
+
+    for i, name in enumerate(order):
+        assert imported(name) <= set(order[:i]), (name, imported(name))
+    assert imported("evaluate") == {"base", "kinds"} and imported("spec") == {"base", "kinds"}

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
-from pytest_plmtransfer.measure.head_options import parse_head_options
+from pytest_plmtransfer.measure.probe import ProbeSettings
+from pytest_plmtransfer.options import HEAD_OPTIONS, OPTIONS, OptionError, options_from_config
 
 
-def _getter(values: dict[str, object]):
-    return lambda name: values.get(name)
+def _head(cli: dict[str, object], ini: dict[str, object] | None = None) -> dict[str, object]:
+    """``PlmOptions.head`` from these command-line values (``plm_head_*``) and ini keys."""
+    config = SimpleNamespace(
+        getoption=lambda name, default=None: cli.get(name, default),
+        getini=lambda name: (ini or {}).get(name, ""),
+        rootpath=Path("/root"),
+        invocation_params=SimpleNamespace(dir=Path("/here")),
+    )
+    return options_from_config(config).head
 
 
 def test_only_set_options_are_returned_as_probe_settings_fields():
-    got = parse_head_options(_getter({"head_epochs": "7", "head_lr": "3e-4", "head_alphas": "0.1, 1,10"}))
+    got = _head({"plm_head_epochs": "7", "plm_head_lr": "3e-4", "plm_head_alphas": "0.1, 1,10"})
     assert got == {"max_epochs": 7, "lr": 3e-4, "alphas": [0.1, 1.0, 10.0]}
-    assert parse_head_options(_getter({})) == {}
-    assert parse_head_options(_getter({"head_batch_size": "512", "head_patience": "2"})) == {
-        "batch_size": 512,
-        "patience": 2,
-    }
+    assert _head({}) == {}
+    assert _head({"plm_head_batch_size": "512"}, {"plm_head_patience": "2"}) == {"batch_size": 512, "patience": 2}
+
+
+def test_head_options_are_options_like_the_others_after_attention():
+    names = [o.name for o in OPTIONS]
+    assert names[names.index("attention") + 1 : names.index("attention") + 6] == [o.name for o in HEAD_OPTIONS]
+    settings = {f.name for f in fields(ProbeSettings)}
+    assert all(o.head in settings and o.help and o.parse for o in HEAD_OPTIONS)
 
 
 @pytest.mark.parametrize(
@@ -32,8 +48,8 @@ def test_only_set_options_are_returned_as_probe_settings_fields():
     ],
 )
 def test_bad_values_name_the_option(key, value, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        parse_head_options(_getter({key: value}))
+    with pytest.raises(OptionError, match=message.replace("(", r"\(")):
+        _head({f"plm_{key}": value})
 
 
 def test_head_settings_change_the_result_cache_key(tmp_path):
@@ -49,7 +65,7 @@ def test_head_settings_change_the_result_cache_key(tmp_path):
     def key(head):
         opts = PlmOptions(cache_dir=tmp_path, ledger=tmp_path / "l.json", device="cpu", head=head)
         runner = build_stages(opts, builtin_registry(), root=tmp_path, run_id="r").runner
-        return runner.result_key("emb", _Data(), 1, 0)
+        return runner.prober.result_key("emb", _Data(), 1, 0)
 
     assert key({}) == key({})
     assert key({"max_epochs": 3}) != key({})

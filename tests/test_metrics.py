@@ -71,9 +71,30 @@ def test_ndcg_shifts_negative_targets_to_zero_minimum(rng: np.random.Generator) 
     assert M.ndcg(shifted + 1.0, p) != pytest.approx(M.ndcg(shifted, p))
 
 
-def test_regression_metrics_names() -> None:
-    out = M.regression_metrics([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], "test")
-    assert set(out) == {"test_mse", "test_spearman", "test_pearson", "test_ndcg"}
+@pytest.mark.parametrize(
+    "name",
+    ["val_loss", "test_loss", "train_mse", "test_mse", "test_rmse", "my_mae", "test_spearman", "val_ndcg",
+     "test_auc", "test_q3", "test_f1_macro", "test_mcc", "test_f1_bind", "test_unseen_fraction"],
+)  # fmt: skip
+def test_the_direction_comes_from_the_table_and_keeps_the_suffix_rule(name: str) -> None:
+    table = {**M.REGRESSION, **M.CLASSIFICATION}
+    assert M.lower_is_better(name) == name.endswith(("_loss", "_mse", "_rmse", "_mae"))
+    short = name.removeprefix("test_")
+    if short in table:
+        assert M.lower_is_better(name) == (not table[short].higher_is_better)
+
+
+def test_metric_for_names_what_it_cannot_score() -> None:
+    assert M.metric_for("test_spearman", "regression") is M.REGRESSION["spearman"]
+    assert M.metric_for("q3", "per_residue").fn is M.CLASSIFICATION["accuracy"].fn
+    with pytest.raises(ValueError, match="no bootstrap for regression metric 'test_auc'"):
+        M.metric_for("test_auc", "regression")
+    with pytest.raises(ValueError, match="no bootstrap for metric 'test_mse'"):
+        M.metric_for("test_mse", "classification")
+    # unseen test labels (< 0) are left out of the loss, counted as wrong by accuracy
+    probs, target = np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, -1])
+    assert M.CLASSIFICATION["loss"].fn(target, probs) == pytest.approx(-np.log(0.9))
+    assert M.CLASSIFICATION["accuracy"].fn(target, probs) == 0.5
 
 
 # -- classification ----------------------------------------------------------------------------

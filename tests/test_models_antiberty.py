@@ -21,7 +21,7 @@ from pytest_plmtransfer.models.antiberty import (  # noqa: E402
 )
 from pytest_plmtransfer.models.base import collect_embeddings  # noqa: E402
 from pytest_plmtransfer.models.hf import ResidueTokenizer  # noqa: E402
-from pytest_plmtransfer.models.registry import BUILTIN_MODULES, ModelOptions, ModelRegistry  # noqa: E402
+from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry, builtin_registry  # noqa: E402
 
 try:
     FILES = antiberty_files()
@@ -179,7 +179,7 @@ def test_registered_and_imports_stay_lazy():
 
     from pytest_plmtransfer.models import antiberty, hf
 
-    assert "pytest_plmtransfer.models.antiberty" in BUILTIN_MODULES
+    assert "antiberty" in builtin_registry().names()
     registry = ModelRegistry()
     antiberty.register(registry)
     assert registry.entry("antiberty").inits == ("pretrained", "random", "stat")
@@ -189,3 +189,11 @@ def test_registered_and_imports_stay_lazy():
         names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
         assert not [m for m in names if m.split(".")[0] in {"transformers", "antiberty"}], module.__name__
+
+
+def test_keeps_the_adapter_contract():
+    from pytest_plmtransfer.models.antiberty import describe
+    from pytest_plmtransfer.testing import check_adapter
+
+    description = describe("antiberty", OPTIONS)
+    check_adapter(create_antiberty, name="antiberty", options=OPTIONS, description=description)

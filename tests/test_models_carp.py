@@ -16,6 +16,7 @@ from pytest_plmtransfer.models.carp import CarpAdapter, CarpConfig, build_archit
 from pytest_plmtransfer.models.inits import seeded_construction
 from pytest_plmtransfer.models.registry import ModelOptions, builtin_registry
 from pytest_plmtransfer.options import ICML_CHECKPOINTS, SUITES
+from pytest_plmtransfer.testing import check_adapter
 
 sm_pretrained = pytest.importorskip("sequence_models.pretrained")
 from sequence_models.collaters import SimpleCollater  # noqa: E402
@@ -347,7 +348,7 @@ def test_full_model_download_is_recorded_and_warned_or_refused(tmp_path, monkeyp
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     torch.save(checkpoint_dict(tiny_model(seed=7), TINY), mirror / "carp_tiny.pt")
-    monkeypatch.setattr(weights_mod, "CARP_URL", f"file://{mirror}/{{name}}.pt")
+    monkeypatch.setattr(carp_mod, "URL", f"file://{mirror}/{{name}}.pt")
     options = ModelOptions(weights_dir=tmp_path / "empty", allow_download=True)
     with pytest.warns(UnverifiedDownloadWarning, match="no published sha256 is known for carp_tiny.pt"):
         adapter = create("carp_tiny@1", "pretrained", None, options)
@@ -356,7 +357,15 @@ def test_full_model_download_is_recorded_and_warned_or_refused(tmp_path, monkeyp
     assert adapter.identity()["weights"] == f"sha256:{digest}"
     assert json.loads((hub / "checkpoints" / "carp_tiny.pt.sha256.json").read_text())["sha256"] == digest
     target.unlink()
-    monkeypatch.setitem(weights_mod.PUBLISHED_SHA256, "carp_tiny.pt", "0" * 64)
+    published = weights_mod.CheckpointRequest(
+        "carp_tiny", "carp_tiny.pt", "sequence-models", carp_mod.URL.format(name="carp_tiny"), sha256="0" * 64
+    )
     with pytest.raises(ResourceUnavailable, match=f"has sha256 {digest}, not the published 0000"):
-        create("carp_tiny", "pretrained", None, options)
+        weights_mod.resolve_checkpoint(published, options)
     assert not target.exists()
+
+
+def test_keeps_the_adapter_contract(monkeypatch):
+    monkeypatch.setitem(carp_mod.CARP_CONFIGS, "carp_tiny", TINY)
+    description = builtin_registry().describe("carp_tiny", ModelOptions())
+    check_adapter(create, name="carp_tiny", init="random", seed=0, description=description)

@@ -16,6 +16,7 @@ from pytest_plmtransfer.models import weights as weights_mod
 from pytest_plmtransfer.models.esm import EsmAdapter, EsmConfig, build_architecture, create
 from pytest_plmtransfer.models.inits import seeded_construction
 from pytest_plmtransfer.models.registry import ModelOptions, UnknownModelError, builtin_registry
+from pytest_plmtransfer.testing import check_adapter
 
 esm = pytest.importorskip("esm")
 
@@ -323,3 +324,10 @@ def test_checkpoint_request_names():
     assert req.filename == "esm2_t6_8M_UR50D.pt" and req.url.endswith("/esm2_t6_8M_UR50D.pt")
     req = weights_mod.checkpoint_request("/x/y/esm1b_t33_650M_UR50S.pt", "fair-esm", None)
     assert req.path == Path("/x/y/esm1b_t33_650M_UR50S.pt") and req.model == "esm1b_t33_650M_UR50S"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_keeps_the_adapter_contract(family, tiny_table):
+    name = tiny_table[family]
+    description = builtin_registry().describe(name, ModelOptions())
+    check_adapter(create, name=name, init="random", seed=0, description=description)

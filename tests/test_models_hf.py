@@ -18,10 +18,10 @@ transformers = pytest.importorskip("transformers")
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError, ResourceUnavailable  # noqa: E402
 from pytest_plmtransfer.models.base import collect_embeddings  # noqa: E402
+from pytest_plmtransfer.models.describe import max_residues_from_config  # noqa: E402
 from pytest_plmtransfer.models.hf import (  # noqa: E402
     ResidueTokenizer,
     create_hf_adapter,
-    max_residues_from_config,
     resolve_source,
 )
 from pytest_plmtransfer.models.registry import ModelOptions  # noqa: E402
@@ -313,9 +313,9 @@ def test_max_residues_from_config():
 
 def test_registered_as_prefix(esm_dir):
     from pytest_plmtransfer.models import hf
-    from pytest_plmtransfer.models.registry import BUILTIN_MODULES, ModelRegistry
+    from pytest_plmtransfer.models.registry import ModelRegistry, builtin_registry
 
-    assert "pytest_plmtransfer.models.hf" in BUILTIN_MODULES
+    assert builtin_registry().entry(f"hf:{esm_dir}").name == "hf:"
     registry = ModelRegistry()
     hf.register(registry)
     entry = registry.entry(f"hf:{esm_dir}")
@@ -357,7 +357,7 @@ def test_an_unsafe_bin_is_refused_in_one_line_and_an_alias_is_described_not_buil
 def test_a_directory_that_needs_its_own_code_is_refused_without_hub_advice(esm_dir, tmp_path):
     import json
 
-    from pytest_plmtransfer.models import describe as describe_model
+    from pytest_plmtransfer.models.hf import describe
 
     remote = tmp_path / "remote"
     shutil.copytree(esm_dir, remote)
@@ -366,12 +366,23 @@ def test_a_directory_that_needs_its_own_code_is_refused_without_hub_advice(esm_d
     (remote / "config.json").write_text(json.dumps(config))
     needle = "model_type 'my_custom_plm' exists only in the checkpoint's own Python code"
     with pytest.raises(PlmTransferError, match=needle):
-        describe_model.hf(f"hf:{remote}", OPTIONS)  # at collection: one line, exit 4
+        describe(f"hf:{remote}", OPTIONS)  # at collection: one line, exit 4
     with pytest.raises(PlmTransferError, match=needle):
         create_hf_adapter(f"hf:{remote}", "random", 0, OPTIONS)
     (remote / "config.json").write_text(json.dumps({**config, "model_type": "esm"}))  # a known architecture
-    assert describe_model.hf(f"hf:{remote}", OPTIONS).num_layers == 3
+    assert describe(f"hf:{remote}", OPTIONS).num_layers == 3
     (remote / "tokenizer_config.json").write_text("{broken")  # the user's own directory: no download advice
     with pytest.raises(ResourceUnavailable) as info:
         create_hf_adapter(f"hf:{remote}", "random", 0, OPTIONS)
     assert "huggingface-cli" not in str(info.value) and str(remote) in str(info.value)
+
+
+@pytest.mark.parametrize("init, seed", [("pretrained", None), ("random", 0)])
+def test_keeps_the_adapter_contract(esm_dir, init, seed):
+    from pytest_plmtransfer.models.hf import describe
+    from pytest_plmtransfer.testing import check_adapter
+
+    name = f"hf:{esm_dir}"
+    check_adapter(
+        create_hf_adapter, name=name, init=init, seed=seed, options=OPTIONS, description=describe(name, OPTIONS)
+    )

@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
-from pytest_plmtransfer.models.describe import peek_checkpoint
 from pytest_plmtransfer.models.registry import ModelOptions, builtin_registry
+from pytest_plmtransfer.models.weights import peek_checkpoint
 from pytest_plmtransfer.plan.sharding import GroupWork, Shard, ShardError, ShardPlan, plan_shards
 from pytest_plmtransfer.plan.xdist import device_for_worker, group_of_case_id, group_of_nodeid, visible_devices
 from pytest_plmtransfer.results.ledger import Ledger

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.judge.baselines import BaselineStore
-from pytest_plmtransfer.judge.claims.spec import ClaimsError, ClaimsFile, load_claims, parse_claims
+from pytest_plmtransfer.judge.claims.spec import ClaimsError, ClaimsFile, load_claims, parse_claims, read_claims
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -85,17 +85,10 @@ def load_effective_claims(user_path: Path, default_path: Path = DEFAULT_BASELINE
         raise ClaimsError(
             str(user_path), [f"'extends': 'default' but the shipped claims file {default_path} is missing"]
         )
-    own = parse_claims(_inherit(_read(user_path), _read(default_path)), str(user_path))
+    own = parse_claims(_inherit(read_claims(user_path), read_claims(default_path)), str(user_path))
     replaced = {c.name for c in own.claims}
     kept = [c for c in defaults.claims if c.name not in replaced]
     return ClaimsFile(f"{default_path} + {user_path}", kept + own.claims, own.description or defaults.description)
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ClaimsError(str(path), [f"not valid JSON: {exc}"]) from exc
 
 
 def _inherit(doc: Any, shipped: dict) -> Any:

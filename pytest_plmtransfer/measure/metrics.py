@@ -1,5 +1,7 @@
 """Metrics for the probes: regression (MSE, Spearman, Pearson, NDCG) and classification
-(cross-entropy, accuracy, macro one-vs-rest ROC-AUC, per-class precision/recall/F1).
+(cross-entropy, accuracy, macro one-vs-rest ROC-AUC, per-class precision/recall/F1), and the one
+table (:data:`REGRESSION`, :data:`CLASSIFICATION`) that says, per test metric, its function on a
+test set's stored predictions, which way is better, and how the bootstrap scores it.
 
 Conventions shared by every function here:
 
@@ -20,24 +22,27 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.metrics import ndcg_score, roc_auc_score
 
 __all__ = [
+    "CLASSIFICATION",
     "PROBABILITY_CLIP",
+    "REGRESSION",
+    "Metric",
     "accuracy",
     "classification_metrics",
     "cross_entropy",
+    "lower_is_better",
     "macro_ovr_auc",
+    "metric_for",
     "mse",
     "ndcg",
     "pearson",
     "per_class_metrics",
     "per_class_prf",
-    "regression_metrics",
     "spearman",
 ]
 
@@ -94,6 +99,8 @@ def spearman(y_true: object, y_pred: object) -> float:
     Computed as the Pearson correlation of the average ranks, which is scipy's definition; doing
     it ourselves lets constant inputs give ``nan`` without scipy's ``ConstantInputWarning``.
     """
+    from scipy.stats import rankdata  # imported when used: this module is imported by light readers
+
     t, p = _pair(y_true, y_pred)
     if t.size < 2 or not (np.isfinite(t).all() and np.isfinite(p).all()):
         return float("nan")
@@ -112,6 +119,8 @@ def ndcg(y_true: object, y_pred: object) -> float:
 
     Returns ``nan`` for fewer than 2 points, non-finite inputs, or constant targets.
     """
+    from sklearn.metrics import ndcg_score
+
     t, p = _pair(y_true, y_pred)
     if t.size < 2 or not (np.isfinite(t).all() and np.isfinite(p).all()):
         return float("nan")
@@ -121,15 +130,6 @@ def ndcg(y_true: object, y_pred: object) -> float:
     if lo < 0:
         t = t - lo
     return float(ndcg_score(t[None, :], p[None, :]))
-
-
-def regression_metrics(y_true: object, y_pred: object, prefix: str) -> dict[str, float]:
-    """``{prefix_mse, prefix_spearman, prefix_pearson, prefix_ndcg}`` for one split."""
-    t, p = _pair(y_true, y_pred)
-    return {
-        f"{prefix}_{name}": fn(t, p)
-        for name, fn in (("mse", mse), ("spearman", spearman), ("pearson", pearson), ("ndcg", ndcg))
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +189,8 @@ def macro_ovr_auc(probs: object, y_true: object) -> float:
     two classes it equals the ordinary binary AUC. ``nan`` when no class qualifies (for example
     a split that contains a single class).
     """
+    from sklearn.metrics import roc_auc_score
+
     p, y = _probs_labels(probs, y_true)
     if y.size == 0 or not np.isfinite(p).all():
         return float("nan")
@@ -255,3 +257,76 @@ def per_class_metrics(probs: object, y_true: object, labels: Sequence[str], pref
         out[f"{prefix}_precision_{label}"] = float(precision[k])
         out[f"{prefix}_recall_{label}"] = float(recall[k])
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the metric table
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One test metric, by its name without the split prefix (``spearman`` of ``test_spearman``).
+
+    ``fn(target, prediction)``: its value on a test set's stored predictions (classification:
+    class indices and ``(n, n_classes)`` probabilities); ``higher_is_better``: its direction;
+    ``vectorized``: the :class:`~pytest_plmtransfer.measure.stats.Bootstrap` method that scores
+    all resamples at once (``None``: ``fn`` on each resample, exact but slow).
+    """
+
+    fn: Callable[[np.ndarray, np.ndarray], float]
+    higher_is_better: bool
+    vectorized: str | None = None
+
+
+def _seen(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``fn(probs, labels)`` on the test labels seen in training: an unseen label (< 0) has no
+    probability, so it is left out of the loss, the AUC and the per-class metrics, as in the probe."""
+    return lambda target, probs: fn(probs[target >= 0], target[target >= 0])
+
+
+def _per_class(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    def score(probs: np.ndarray, target: np.ndarray) -> float:
+        labels = [str(k) for k in range(probs.shape[1])]
+        return per_class_metrics(probs, target, labels, "m").get(f"m_{name}", float("nan"))
+
+    return _seen(score)
+
+
+#: regression test metrics (per-sequence tasks score every resample at once; per-residue ones
+#: resample proteins and take ``fn`` on each resample)
+REGRESSION: dict[str, Metric] = {
+    "mse": Metric(mse, False, "mse"),
+    "spearman": Metric(spearman, True, "spearman"),
+    "pearson": Metric(pearson, True, "pearson"),
+    "ndcg": Metric(ndcg, True, "ndcg"),
+}
+_ACCURACY = Metric(lambda target, probs: accuracy(probs, target), True, "accuracy")  # unseen labels count as wrong
+#: classification and per-residue test metrics (``q3``: TAPE's name for per-residue accuracy)
+CLASSIFICATION: dict[str, Metric] = {
+    "loss": Metric(_seen(cross_entropy), False, "loss"),
+    "accuracy": _ACCURACY,
+    "q3": _ACCURACY,
+    "auc": Metric(_seen(macro_ovr_auc), True),
+    "f1_macro": Metric(_per_class("f1_macro"), True, "f1_macro"),
+    "mcc": Metric(_per_class("mcc"), True, "mcc"),
+}
+#: every metric name ending in one of these is minimised (``val_loss``, ``test_mse``; ``rmse`` and
+#: ``mae`` are errors a user's head may report); everything else is maximised
+_LOWER_IS_BETTER = tuple(
+    dict.fromkeys(f"_{n}" for n, m in (*REGRESSION.items(), *CLASSIFICATION.items()) if not m.higher_is_better)
+) + ("_rmse", "_mae")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Losses and squared errors are minimised; correlations, accuracies, AUC, NDCG maximised."""
+    return metric.endswith(_LOWER_IS_BETTER)
+
+
+def metric_for(metric: str, kind: str) -> Metric:
+    """The table's entry for ``metric`` (``test_spearman`` or ``spearman``) of a task of ``kind``."""
+    name = metric.removeprefix("test_")
+    table = REGRESSION if kind == "regression" else CLASSIFICATION
+    if name not in table:
+        raise ValueError(f"no bootstrap for {'regression ' if kind == 'regression' else ''}metric {metric!r}")
+    return table[name]

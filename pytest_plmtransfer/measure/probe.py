@@ -234,6 +234,13 @@ def _standardized(X: np.ndarray, rows: np.ndarray, mean: np.ndarray, scale: np.n
     return out
 
 
+#: (split, metric) of a regression probe's record, in its order
+_REGRESSION_METRICS: tuple[tuple[SplitName, str], ...] = (
+    ("train", "mse"), ("val", "mse"), ("test", "mse"), ("val", "spearman"), ("test", "spearman"),
+    ("val", "ndcg"), ("test", "ndcg"), ("test", "pearson"),
+)  # fmt: skip
+
+
 def _probe_regression(
     inp: ProbeInput, settings: ProbeSettings
 ) -> tuple[dict[str, float], dict[str, Any], TestPredictions]:
@@ -284,16 +291,7 @@ def _probe_regression(
         pred["test"][a:b] = ridge.predict(_standardized(X, test_rows[a:b], mean, scale))
 
     yt = {s: y[rows[s]] for s in SPLITS}
-    metrics = {
-        "train_mse": M.mse(yt["train"], pred["train"]),
-        "val_mse": M.mse(yt["val"], pred["val"]),
-        "test_mse": M.mse(yt["test"], pred["test"]),
-        "val_spearman": M.spearman(yt["val"], pred["val"]),
-        "test_spearman": M.spearman(yt["test"], pred["test"]),
-        "val_ndcg": M.ndcg(yt["val"], pred["val"]),
-        "test_ndcg": M.ndcg(yt["test"], pred["test"]),
-        "test_pearson": M.pearson(yt["test"], pred["test"]),
-    }
+    metrics = {f"{split}_{name}": M.REGRESSION[name].fn(yt[split], pred[split]) for split, name in _REGRESSION_METRICS}
     scores = ridge.val_scores_
     head = {
         "head": "ridge",
@@ -317,18 +315,8 @@ def _softmax(settings: ProbeSettings, n_classes: int, seed: int, per_residue: bo
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZE_PER_RESIDUE if per_residue else DEFAULT_BATCH_SIZE
     # the settings that are SoftmaxProbe's arguments under the same names
-    passed = (
-        "lr",
-        "max_epochs",
-        "patience",
-        "min_delta",
-        "weight_decay",
-        "class_weight",
-        "chunk_bytes",
-        "device",
-        "num_threads",
-        "engine",
-    )
+    passed = ("lr", "max_epochs", "patience", "min_delta", "weight_decay", "class_weight", "chunk_bytes", "device",
+              "num_threads", "engine")  # fmt: skip
     return SoftmaxProbe(n_classes, batch_size=batch_size, seed=seed, **{k: getattr(settings, k) for k in passed})
 
 
@@ -388,11 +376,10 @@ def _fit_classifier(
     classes: list[str],
     settings: ProbeSettings,
     seed: int,
-    keep_all_test: bool = False,
     per_residue: bool = False,
-) -> tuple[dict[str, float], dict[str, Any], np.ndarray, np.ndarray | None]:
+) -> tuple[dict[str, float], dict[str, Any], np.ndarray, np.ndarray]:
     """Standardize on the training rows, fit, evaluate; returns metrics, head, the test
-    probabilities of the rows with seen labels, and (``keep_all_test``) of every test row."""
+    probabilities of the rows with seen labels, and of every test row."""
     if settings.classifier_features == "raw":
         mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
     else:
@@ -417,15 +404,8 @@ def _fit_classifier(
         metrics["test_accuracy"] = float(found["test_accuracy"] * seen.sum() / seen.size)
         metrics["test_unseen_fraction"] = float(1.0 - seen.mean())
     assert test_probs is not None
-    all_probs = test_probs
-    if keep_all_test and not seen.all():
-        all_probs = clf.predict_proba(views["test"])
-    return (
-        metrics,
-        _softmax_head(clf, classes, settings.classifier_features),
-        test_probs,
-        all_probs if keep_all_test else None,
-    )
+    all_probs = test_probs if seen.all() else clf.predict_proba(views["test"])
+    return metrics, _softmax_head(clf, classes, settings.classifier_features), test_probs, all_probs
 
 
 def _probe_classification(
@@ -440,9 +420,7 @@ def _probe_classification(
     _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
     labels = np.asarray([str(t) for t in inp.targets])
     classes, y = _class_index(labels, splits, lambda i: f"sequence {i}", inp.unseen_test_labels)
-    metrics, head, _, test_probs = _fit_classifier(
-        X, rows, {s: y[r] for s, r in rows.items()}, classes, settings, seed, keep_all_test=True
-    )
+    metrics, head, _, test_probs = _fit_classifier(X, rows, {s: y[r] for s, r in rows.items()}, classes, settings, seed)
     return metrics, head, TestPredictions("classification", y[rows["test"]], test_probs, None, classes)
 
 
@@ -509,9 +487,7 @@ def _probe_per_residue(
     classes, y = _class_index(labels, res_split, where, inp.unseen_test_labels)
     rows = {s: scored_idx[res_split == s] for s in SPLITS}
     y_rows = {s: y[res_split == s] for s in SPLITS}
-    out, head, test_probs, all_probs = _fit_classifier(
-        X, rows, y_rows, classes, settings, seed, keep_all_test=True, per_residue=True
-    )
+    out, head, test_probs, all_probs = _fit_classifier(X, rows, y_rows, classes, settings, seed, per_residue=True)
     if classes == ["C", "E", "H"]:
         out["test_q3"] = out["test_accuracy"]
     y_test = y_rows["test"]

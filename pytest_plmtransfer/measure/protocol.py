@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from pytest_plmtransfer.tasks.spec import TaskData
+if TYPE_CHECKING:  # for the annotation only: this module (and options.py, which reads it) imports no numpy
+    from pytest_plmtransfer.tasks.spec import TaskData
 
 PLMTRANSFER = "plmtransfer"
 AUTHORS = "authors"
@@ -107,8 +106,8 @@ PROTOCOLS: dict[str, Protocol] = {
         # scr/params/emb.py:15 and scr/preprocess/data_process.py:774-779: first 511 + last 511, for every model
         max_residues=1022,
         probe_defaults={
-            # scr/params/sys.py:14-18: logspace(-3, 1, 5)
-            "alphas": [float(a) for a in np.logspace(-3, 1, 5)],
+            # scr/params/sys.py:14-18: logspace(-3, 1, 5), which is exactly these floats
+            "alphas": [0.001, 0.01, 0.1, 1.0, 10.0],
             # execute_run_sklearn_*.sh: --sklearn_params='{"normalize":true}' (scikit-learn 1.0.2)
             "ridge_features": "l2norm",
             # scr/model/run_sklearn.py:613-620: StandardScaler on the training targets

@@ -15,7 +15,8 @@ never by materializing B copies of the test set: MSE, Pearson and accuracy/loss 
 within-resample ranks / positions with one cumulative sum (ties, including the copies of a unit
 drawn twice, get average ranks exactly as ``scipy.stats.rankdata`` and sklearn's tie-averaged
 ``ndcg_score`` do). The target side (target ranks, ideal DCG) is computed once per task. Any other
-metric falls back to evaluating :mod:`pytest_plmtransfer.measure.metrics` on each resample (exact, slow).
+metric falls back to its function in :mod:`pytest_plmtransfer.measure.metrics`' table on each
+resample (exact, slow).
 
 **Intervals.** Percentile intervals (the 2.5th and 97.5th percentiles of the B resampled metric
 values), with the bootstrap standard error (std of those values). Not BCa: its acceleration
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,10 +66,6 @@ DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0
 DEFAULT_LEVEL = 0.95
 METHOD = "percentile"
-
-
-def _lower_is_better(metric: str) -> bool:
-    return metric.endswith(("_loss", "_mse", "_rmse", "_mae"))
 
 
 def resample_counts(n_units: int, n_resamples: int, seed: int, fingerprint: str) -> np.ndarray:
@@ -349,9 +346,8 @@ class Bootstrap:
         first = np.cumsum(lengths) - lengths
         return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))
 
-    def _generic(self, metric: str, pred: np.ndarray) -> np.ndarray:
-        """Any metric of :mod:`metrics`, one resample at a time (exact but slow)."""
-        fn = _row_metric(metric, self.kind)
+    def _generic(self, fn: Callable[[np.ndarray, np.ndarray], float], pred: np.ndarray) -> np.ndarray:
+        """``fn`` (a metric table entry's), one resample at a time (exact but slow)."""
         target, pred = np.asarray(self.target), np.asarray(pred)
         counts = np.rint(self.counts).astype(np.int64)
         out = np.empty(self.n_resamples)
@@ -363,41 +359,11 @@ class Bootstrap:
     def samples(self, metric: str, preds: TestPredictions) -> np.ndarray:
         """The metric on each of the B resamples, ``(B,)``."""
         self._check(preds)
-        name = metric.removeprefix("test_")
-        pred = preds.pred
-        if preds.kind == "regression" and preds.units is None and name in ("spearman", "pearson", "mse", "ndcg"):
-            return getattr(self, name)(pred)
-        if preds.kind != "regression" and name in ("accuracy", "q3"):
-            return self.accuracy(pred)
-        if preds.kind != "regression" and name == "loss":
-            return self.loss(pred)
-        if preds.kind != "regression" and name in ("f1_macro", "mcc"):
-            return getattr(self, name)(pred)
-        return self._generic(metric, pred)
-
-
-def _row_metric(metric: str, kind: str):
-    name = metric.removeprefix("test_")
-    if kind == "regression":
-        fns = {"spearman": M.spearman, "pearson": M.pearson, "mse": M.mse, "ndcg": M.ndcg}
-        if name not in fns:
-            raise ValueError(f"no bootstrap for regression metric {metric!r}")
-        return fns[name]
-
-    def classification(target: np.ndarray, probs: np.ndarray) -> float:
-        seen = target >= 0
-        if name in ("accuracy", "q3"):
-            return M.accuracy(probs, target)
-        if name == "loss":
-            return M.cross_entropy(probs[seen], target[seen])
-        if name == "auc":
-            return M.macro_ovr_auc(probs[seen], target[seen])
-        if name in ("f1_macro", "mcc"):
-            labels = [str(k) for k in range(probs.shape[1])]
-            return M.per_class_metrics(probs[seen], target[seen], labels, "m").get(f"m_{name}", float("nan"))
-        raise ValueError(f"no bootstrap for metric {metric!r}")
-
-    return classification
+        entry = M.metric_for(metric, preds.kind)
+        # the vectorized regression metrics take rows as units: per-residue regression resamples proteins
+        if entry.vectorized and (preds.kind != "regression" or preds.units is None):
+            return getattr(self, entry.vectorized)(preds.pred)
+        return self._generic(entry.fn, preds.pred)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,7 +388,7 @@ def bootstrap_for(preds: TestPredictions, n_resamples: int = DEFAULT_RESAMPLES, 
 
 def _full_metric(metric: str, preds: TestPredictions) -> float:
     """The metric on the whole test set (every residue of every protein for per-residue tasks)."""
-    return float(_row_metric(metric, preds.kind)(np.asarray(preds.target), np.asarray(preds.pred)))
+    return float(M.metric_for(metric, preds.kind).fn(np.asarray(preds.target), np.asarray(preds.pred)))
 
 
 @dataclass(frozen=True)
@@ -554,7 +520,7 @@ def paired_test(
         ma, mb = sa[0], sb[0]
         how = "single seed"
     diff = ma - mb
-    sign = -1.0 if _lower_is_better(metric) else 1.0
+    sign = -1.0 if M.lower_is_better(metric) else 1.0
     valid = np.isfinite(diff)
     d = diff[valid]
     if d.size < 2:  # no difference to resample: the estimate only

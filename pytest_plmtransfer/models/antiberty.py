@@ -47,11 +47,10 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.infra.hashing import sha256_file_once
-from pytest_plmtransfer.models import describe as describe_model
+from pytest_plmtransfer.models.describe import ModelDescription, hf_config_description
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pytest_plmtransfer.models.hf import HFAdapter
-    from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
 
 NAME = "antiberty"
 #: 512 absolute positions minus [CLS] and [SEP]
@@ -132,12 +131,13 @@ def load_model(
             with seeded_construction(seed):
                 model = BertModel(config, add_pooling_layer=False)
             return model, {"protocol": rules.name}
-        model, info = BertModel.from_pretrained(str(files.model_dir), add_pooling_layer=False, output_loading_info=True)
+        loaded: Any = BertModel.from_pretrained(str(files.model_dir), add_pooling_layer=False, output_loading_info=True)
+        model, info = loaded
         check_loading_info(info, f"AntiBERTy ({files.model_dir})")
     return model, ablate(model, init, seed, rules, "generic")
 
 
-def create_antiberty(name: str, init: str, seed: int | None, options: ModelOptions) -> HFAdapter:
+def create_antiberty(name: str, init: str, seed: int | None, options: Any) -> HFAdapter:
     """Registry factory for ``antiberty``."""
     import transformers
 
@@ -168,12 +168,18 @@ def create_antiberty(name: str, init: str, seed: int | None, options: ModelOptio
     )
 
 
-def register(registry: ModelRegistry) -> None:
+def describe(name: str, options: Any) -> ModelDescription:
+    """The ``config.json`` shipped in the antiberty wheel (the package is not imported)."""
+    desc = hf_config_description(antiberty_files().model_dir / "config.json", special_tokens=2)
+    return ModelDescription(desc.num_layers, desc.embed_dim, MAX_RESIDUES, desc.parameters, desc.source)
+
+
+def register(registry: Any) -> None:
     registry.register(
         NAME,
         create_antiberty,
         description="AntiBERTy (BERT, 8 layers, 512-d) with the weights antiberty==0.1.3 ships",
-        describe=describe_model.antiberty,
+        describe=describe,
     )
 
 
@@ -184,6 +190,7 @@ __all__ = [
     "AntibertyFiles",
     "antiberty_files",
     "create_antiberty",
+    "describe",
     "load_model",
     "load_tokenizer",
     "register",

@@ -21,6 +21,17 @@ import numpy as np
 Pooling = Literal["mean", "flatten"]
 #: the weight inits every torch model supports (models/inits.py); ``--plm-inits`` accepts these
 INITS = ("pretrained", "random", "stat")
+#: compute dtype spellings ``--plm-dtype`` accepts -> torch dtype names (models/torch_base.py)
+DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+}
 #: the one-hot baseline's model name (models/onehot.py): reports and claims compare against it
 ONEHOT = "onehot"
 

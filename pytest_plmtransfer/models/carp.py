@@ -29,20 +29,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
+import torch
+from torch import nn
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
-from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models import weights
-from pytest_plmtransfer.models.torch_base import TorchAdapter
-
-if TYPE_CHECKING:  # torch is imported only when a model is built (registry import stays light)
-    import torch
-    from torch import nn
+from pytest_plmtransfer.models.describe import ModelDescription, table_or_file
+from pytest_plmtransfer.models.torch_base import TorchAdapter, letter_table, library_version, swapped
 
 LIBRARY = "sequence-models"
+#: sequence-models' download URL of the published models (Zenodo record 6564798; no digests published)
+URL = "https://zenodo.org/record/6564798/files/{name}.pt?download=1"
 #: residue letters of sequence-models' PROTEIN_ALPHABET (its ALL_AAS); the special tokens
 #: ``*-#@`` are not residues ('-' is padding). Anything else raises KeyError in its tokenizer.
 CARP_LETTERS = "ACDEFGHIKLMNPQRSTVWYBZXJOU"
@@ -146,15 +145,6 @@ def checkpoint_model_names() -> list[str]:
     return [f"{base}@{fraction:g}" for base, steps in CARP_CHECKPOINT_STEPS.items() for fraction in steps]
 
 
-def _sm_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sequence-models")
-    except PackageNotFoundError:  # pragma: no cover - installed from source
-        return "unknown"
-
-
 def config_from_data(data: dict[str, Any]) -> CarpConfig:
     return CarpConfig(
         d_model=int(data["d_model"]),
@@ -217,7 +207,7 @@ def load_from_data(data: dict[str, Any], source: Path, table_cfg: CarpConfig | N
             raise PlmTransferError(f"{source}: not a sequence-models CARP checkpoint (missing {missing})")
         model = build_architecture(table_cfg)
         state = {k.removeprefix("module."): v for k, v in data["model_state_dict"].items()}
-        model.model.load_state_dict(state)
+        model.get_submodule("model").load_state_dict(state)
         return model
     except RuntimeError as error:  # load_state_dict: missing/unexpected keys, shape mismatches
         first = str(error).strip().splitlines()[0:2]
@@ -231,42 +221,21 @@ class CarpAdapter(TorchAdapter):
     def __init__(self, model: nn.Module, cfg: CarpConfig, options: Any, **kwargs: Any) -> None:
         from sequence_models.constants import PAD, PROTEIN_ALPHABET
 
-        lut = np.full(256, -1, dtype=np.int64)
-        for letter in CARP_LETTERS:
-            lut[ord(letter)] = PROTEIN_ALPHABET.index(letter)
-        self._lut = lut
-        self.pad_idx = PROTEIN_ALPHABET.index(PAD)
+        # the ids of sequence-models' SimpleCollater(PROTEIN_ALPHABET, pad=True): residues only,
+        # right-padded with '-'
+        self.letter_ids = letter_table(CARP_LETTERS, PROTEIN_ALPHABET.index)
+        self.pad_id = PROTEIN_ALPHABET.index(PAD)
         kwargs.setdefault("max_residues", CARP_MAX_RESIDUES)
-        kwargs.setdefault("library_versions", {LIBRARY: _sm_version()})
+        kwargs.setdefault("library_versions", {LIBRARY: library_version(LIBRARY)})
         kwargs["config"] = {"family": "CARP", **asdict(cfg), **kwargs.get("config", {})}
         super().__init__(model, options, num_layers=cfg.n_layers, embed_dim=cfg.d_model, **kwargs)
 
-    def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        # Same ids as sequence-models' SimpleCollater(PROTEIN_ALPHABET, pad=True): residues
-        # only, right-padded with '-'.
-        width = max(len(s) for s in seqs)
-        tokens = np.full((len(seqs), width), self.pad_idx, dtype=np.int64)
-        mask = np.zeros((len(seqs), width), dtype=bool)
-        for row, seq in enumerate(seqs):
-            codes = self._lut[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-            tokens[row, : len(codes)] = codes
-            mask[row, : len(codes)] = True
-        return torch.from_numpy(tokens), torch.from_numpy(mask)
-
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
-        from torch import nn
-
         bytenet = self.model.model.embedder
-        full = bytenet.layers
         # CARP.forward loops over every block in ``embedder.layers``; hand it only the first
         # ``max_layer`` for this call.
-        bytenet.layers = nn.ModuleList(list(full)[:max_layer])
-        try:
+        with swapped(bytenet, layers=nn.ModuleList(list(bytenet.layers)[:max_layer])):
             out = self.model(tokens, repr_layers=sorted(set(layers)), logits=False)
-        finally:
-            bytenet.layers = full
         reps: dict[int, torch.Tensor] = {}
         for layer in layers:
             reps[layer] = out[0] if layer == 0 else out["representations"][layer]
@@ -284,8 +253,6 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     table_cfg = CARP_CONFIGS.get(base)
     is_path = table_cfg is None and name.endswith(".pt")
     display = Path(name).stem if is_path else name
-    if init not in ("pretrained", "stat", "random"):
-        raise PlmTransferError(f"CARP models support inits pretrained, random, stat (not {init!r})")
     # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
     fresh = init == "random" and protocol.ablation == "constructor"
     if fresh and table_cfg is not None:
@@ -297,10 +264,10 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     checkpoint = None if is_path else parse_checkpoint(name)
     if checkpoint is not None:
         names = checkpoint.filenames()
-        url = weights.CARP_URL.format(name=base) if checkpoint.step is None else None
+        url = URL.format(name=base) if checkpoint.step is None else None
         request = weights.CheckpointRequest(name, names[0], LIBRARY, url, alternatives=names[1:])
     else:
-        request = weights.checkpoint_request(name, LIBRARY, weights.CARP_URL if tag is None else None)
+        request = weights.checkpoint_request(name, LIBRARY, URL if tag is None else None)
     path = weights.resolve_checkpoint(request, options)
     data = weights.load_checkpoint(path)
     if not isinstance(data, dict):
@@ -323,29 +290,44 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)
 
 
-def resolve_path(path: Path) -> Any:
-    """Path resolver: a ``.pt`` file in sequence-models' CARP checkpoint format."""
-    if path.suffix != ".pt" or not path.is_file():
-        return None
-    keys = weights.peek_keys(path)
-    if not {"model_state_dict", "d_model", "n_layers"} <= keys:
-        return None
-    from pytest_plmtransfer.models.registry import ModelEntry
-
-    return ModelEntry(
-        name=str(path), factory=create, description=f"CARP checkpoint {path}", describe=describe_model.carp
+def describe(name: str, options: Any) -> ModelDescription:
+    """A ``carp_*`` name by its config table entry (and the checkpoint table for ``@<fraction>``/
+    ``@step=N``), or an explicit checkpoint file by the sizes saved in it."""
+    cfg, path = table_or_file(name, CARP_CONFIGS, LIBRARY)
+    checkpoint = parse_checkpoint(name) if path is None else None
+    source = "sequence-models config table"
+    if path is not None:
+        data = weights.peek_checkpoint(path)
+        try:
+            cfg = CarpConfig(int(data["d_model"]), int(data["n_layers"]), bool(data.get("slim", True)))
+        except (KeyError, TypeError, ValueError) as error:
+            raise PlmTransferError(f"{path}: not a sequence-models CARP checkpoint ({error})") from None
+        source = f"{path.name} saved args"
+    assert cfg is not None
+    # ByteNet block: 1x1 convolutions D -> h -> D and a k=5 dilated conv h -> h (h = D/2 if slim)
+    hidden = cfg.d_model // 2 if cfg.slim else cfg.d_model
+    per_block = 2 * cfg.d_model * hidden + 5 * hidden * hidden
+    return ModelDescription(
+        cfg.n_layers,
+        cfg.d_model,
+        CARP_MAX_RESIDUES,
+        cfg.n_layers * per_block,
+        source,
+        checkpoint.step if checkpoint else None,
+        checkpoint.fraction if checkpoint else None,
+        checkpoint.mlm_loss if checkpoint else None,
     )
 
 
 def register(registry: Any) -> None:
     for name, cfg in CARP_CONFIGS.items():
-        registry.register(
-            name,
-            create,
-            description=f"CARP ByteNet, {cfg.n_layers} layers, d_model {cfg.d_model} (sequence-models)",
-            describe=describe_model.carp,
-        )
-    registry.register_path_resolver(resolve_path)
+        description = f"CARP ByteNet, {cfg.n_layers} layers, d_model {cfg.d_model} (sequence-models)"
+        registry.register(name, create, description=description, describe=describe)
+
+    def recognizes(path: Path) -> bool:  # a .pt file in sequence-models' CARP checkpoint format
+        return {"model_state_dict", "d_model", "n_layers"} <= weights.peek_keys(path)
+
+    registry.register_path_resolver(recognizes, create, description="CARP checkpoint", describe=describe)
 
 
 __all__ = [
@@ -361,6 +343,6 @@ __all__ = [
     "create",
     "load_from_data",
     "parse_checkpoint",
+    "describe",
     "register",
-    "resolve_path",
 ]

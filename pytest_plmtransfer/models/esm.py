@@ -22,31 +22,30 @@ import argparse
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
+import torch
+from torch import nn
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
-from pytest_plmtransfer.models import describe as describe_model
 from pytest_plmtransfer.models.attention import attention_option, install_sdpa
-from pytest_plmtransfer.models.torch_base import TorchAdapter
+from pytest_plmtransfer.models.describe import ModelDescription, table_or_file, transformer_parameters
+from pytest_plmtransfer.models.torch_base import TorchAdapter, letter_table, library_version, swapped
 from pytest_plmtransfer.models.weights import (
-    FAIR_ESM_MODEL_URL,
     checkpoint_request,
     load_checkpoint,
+    peek_checkpoint,
     peek_keys,
     resolve_checkpoint,
     split_name,
     weights_identity,
 )
 
-if TYPE_CHECKING:  # torch is imported only when a model is built (registry import stays light)
-    import torch
-    from torch import nn
-
 LIBRARY = "fair-esm"
+#: where fair-esm's hub loader downloads the published checkpoints (no digests are published)
+FAIR_ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 #: residue letters fair-esm's alphabets encode (its tokenizer maps anything else to <unk>
 #: silently, so we validate instead). '.' and '-' are gap tokens, not residues.
 ESM_LETTERS = "ACDEFGHIKLMNPQRSTVWYXBUZO"
@@ -88,12 +87,6 @@ MAX_RESIDUES = {"ESM-1": 1023, "ESM-1b": 1022, "ESM-2": 1022}
 
 
 # --------------------------------------------------------------------------- building
-def _esm_version() -> str:
-    import esm
-
-    return str(getattr(esm, "__version__", None) or esm.version.version)
-
-
 def esm1_args(cfg: EsmConfig, **overrides: Any) -> argparse.Namespace:
     """The (already prefix-stripped) arguments fair-esm's v1 loader hands ProteinBertModel."""
     args: dict[str, Any] = dict(
@@ -173,7 +166,7 @@ def family_of(model: nn.Module) -> str:
     return str(getattr(model, "model_version", "ESM-1"))
 
 
-def describe(model: nn.Module) -> dict[str, Any]:
+def model_config(model: Any) -> dict[str, Any]:
     family = family_of(model)
     if family == "ESM-2":
         return {
@@ -201,69 +194,44 @@ class _Halt(Exception):
     """Raised inside the forward pass once the deepest requested layer has been computed."""
 
 
-@lru_cache(maxsize=1)
-def _torch_helpers() -> tuple[type, type]:
-    """The two small ``nn.Module`` helpers, defined on first use so that importing this module
-    (which the registry does for every run) does not import torch."""
-    from torch import nn
+class _Tap(nn.Module):
+    """Wraps one transformer block inside a temporarily truncated ``model.layers`` and
+    records its output as representation ``index``; the first tap also records its input,
+    which is fair-esm's layer-0 representation (transposed). With ``layer=None`` it stops
+    the pass."""
 
-    class Tap(nn.Module):
-        """Wraps one transformer block inside a temporarily truncated ``model.layers`` and
-        records its output as representation ``index``; the first tap also records its input,
-        which is fair-esm's layer-0 representation (transposed). With ``layer=None`` it stops
-        the pass."""
+    def __init__(
+        self,
+        layer: nn.Module | None,
+        index: int,
+        store: dict[int, torch.Tensor],
+        wanted: set[int],
+        *,
+        record_input: bool,
+    ) -> None:
+        super().__init__()
+        self.layer = layer
+        self.index = index
+        self.store = store
+        self.wanted = wanted
+        self.record_input = record_input
 
-        def __init__(
-            self,
-            layer: nn.Module | None,
-            index: int,
-            store: dict[int, torch.Tensor],
-            wanted: set[int],
-            *,
-            record_input: bool,
-        ) -> None:
-            super().__init__()
-            self.layer = layer
-            self.index = index
-            self.store = store
-            self.wanted = wanted
-            self.record_input = record_input
-
-        def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            if self.record_input and 0 in self.wanted:
-                self.store[0] = x
-            if self.layer is None:
-                raise _Halt
-            out = self.layer(x, *args, **kwargs)
-            if self.index in self.wanted:
-                self.store[self.index] = out[0]
-            return out
-
-    class SkipHead(nn.Module):
-        """Replaces the LM head during embedding: logits are never used, so not computed."""
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x
-
-    return Tap, SkipHead
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self.record_input and 0 in self.wanted:
+            self.store[0] = x
+        if self.layer is None:
+            raise _Halt
+        out = self.layer(x, *args, **kwargs)
+        if self.index in self.wanted:
+            self.store[self.index] = out[0]
+        return out
 
 
-class _Swapped:
-    """Temporarily replace submodules (restored even if the forward raises)."""
+class _SkipHead(nn.Module):
+    """Replaces the LM head during embedding: logits are never used, so not computed."""
 
-    def __init__(self, module: nn.Module, **replacements: nn.Module) -> None:
-        self.module = module
-        self.replacements = replacements
-        self.saved: dict[str, Any] = {}
-
-    def __enter__(self) -> None:
-        for key, value in self.replacements.items():
-            self.saved[key] = getattr(self.module, key)
-            setattr(self.module, key, value)
-
-    def __exit__(self, *exc: Any) -> None:
-        for key, value in self.saved.items():
-            setattr(self.module, key, value)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 # --------------------------------------------------------------------------- adapter
@@ -276,57 +244,31 @@ class EsmAdapter(TorchAdapter):
         family = family_of(model)
         self.family = family
         esm_alphabet = esm.Alphabet.from_architecture("ESM-1" if family == "ESM-1" else "ESM-1b")
-        self.padding_idx = esm_alphabet.padding_idx
-        self.cls_idx = esm_alphabet.cls_idx
-        self.eos_idx = esm_alphabet.eos_idx
-        self.prepend_bos = bool(esm_alphabet.prepend_bos)
-        self.append_eos = bool(esm_alphabet.append_eos)
-        self.special_tokens_per_seq = int(self.prepend_bos) + int(self.append_eos)
-        # byte -> token id lookup; the same ids fair-esm's BatchConverter produces
-        lut = np.full(256, -1, dtype=np.int64)
-        for letter in ESM_LETTERS:
-            lut[ord(letter)] = esm_alphabet.get_idx(letter)
-        self._lut = lut
-        config = describe(model)
+        # the same ids fair-esm's BatchConverter produces
+        self.letter_ids = letter_table(ESM_LETTERS, esm_alphabet.get_idx)
+        self.pad_id = esm_alphabet.padding_idx
+        self.bos_id = esm_alphabet.cls_idx if esm_alphabet.prepend_bos else None
+        self.eos_id = esm_alphabet.eos_idx if esm_alphabet.append_eos else None
+        self.special_tokens_per_seq = int(esm_alphabet.prepend_bos) + int(esm_alphabet.append_eos)
+        config = model_config(model)
         # How attention is computed is part of what produced the numbers (SDPA and the library's
         # explicit softmax agree to ~1e-6, not bit for bit), so it is recorded in the identity.
         config["attention"] = attention_option(options)
         kwargs.setdefault("max_residues", MAX_RESIDUES[family])
-        kwargs.setdefault("library_versions", {LIBRARY: _esm_version()})
+        kwargs.setdefault("library_versions", {LIBRARY: library_version(LIBRARY)})
         kwargs["config"] = {**config, **kwargs.get("config", {})}
         super().__init__(model, options, num_layers=config["layers"], embed_dim=config["embed_dim"], **kwargs)
         if config["attention"] == "sdpa":
             install_sdpa(self.model)
 
-    def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        width = max(len(s) for s in seqs) + self.special_tokens_per_seq
-        tokens = np.full((len(seqs), width), self.padding_idx, dtype=np.int64)
-        mask = np.zeros((len(seqs), width), dtype=bool)
-        start = int(self.prepend_bos)
-        for row, seq in enumerate(seqs):
-            codes = self._lut[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-            n = len(codes)
-            if self.prepend_bos:
-                tokens[row, 0] = self.cls_idx
-            tokens[row, start : start + n] = codes
-            if self.append_eos:
-                tokens[row, start + n] = self.eos_idx
-            mask[row, start : start + n] = True
-        return torch.from_numpy(tokens), torch.from_numpy(mask)
-
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
-        from torch import nn
-
-        tap_cls, skip_cls = _torch_helpers()
         model = self.model
         wanted = set(layers)
-        head = {"lm_head": skip_cls()} if hasattr(model, "lm_head") else {}
+        head = {"lm_head": _SkipHead()} if hasattr(model, "lm_head") else {}
         if max_layer == self.num_layers:
             # The whole stack: fair-esm's own forward, whose last representation includes the
             # final LayerNorm exactly as repr_layers defines it.
-            with _Swapped(model, **head):
+            with swapped(model, **head):
                 out = model(tokens, repr_layers=sorted(wanted))
             return dict(out["representations"])
         # Stop after block ``max_layer``: run fair-esm's forward over a truncated block list
@@ -334,9 +276,9 @@ class EsmAdapter(TorchAdapter):
         # (which belongs to the last layer only), nor the LM head run.
         store: dict[int, torch.Tensor] = {}
         blocks = list(model.layers)[:max_layer]
-        taps = [tap_cls(block, i + 1, store, wanted, record_input=i == 0) for i, block in enumerate(blocks)]
-        taps.append(tap_cls(None, -1, store, wanted, record_input=not blocks))
-        with _Swapped(model, layers=nn.ModuleList(taps), **head):
+        taps = [_Tap(block, i + 1, store, wanted, record_input=i == 0) for i, block in enumerate(blocks)]
+        taps.append(_Tap(None, -1, store, wanted, record_input=not blocks))
+        with swapped(model, layers=nn.ModuleList(taps), **head):
             try:
                 model(tokens, repr_layers=[])
             except _Halt:
@@ -348,51 +290,39 @@ class EsmAdapter(TorchAdapter):
 
 
 # --------------------------------------------------------------------------- factories
-def _make_adapter(
-    model: nn.Module,
+def create(
     name: str,
     init: str,
     seed: int | None,
     options: Any,
-    weights: str | None,
-    extra_config: dict[str, Any] | None = None,
+    configs: dict[str, EsmConfig] = ESM_CONFIGS,
+    url: str = FAIR_ESM_MODEL_URL,
 ) -> EsmAdapter:
-    return EsmAdapter(
-        model, options, name=name, init=init, seed=seed, weights_identity=weights, config=extra_config or {}
-    )
-
-
-def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
-    """Factory for every ESM name: a table name, ``<table name>@<checkpoint>``, or a ``.pt`` path."""
+    """Factory for every name of ``configs``: a table name, ``<table name>@<checkpoint>``, or a ``.pt`` path."""
     from pytest_plmtransfer.measure.protocol import protocol_of
     from pytest_plmtransfer.models.inits import ablate, esm_family, seeded_construction
 
     protocol = protocol_of(options)
     base, tag = split_name(name)
-    cfg = ESM_CONFIGS.get(base)
-    is_path = cfg is None and name.endswith(".pt")
-    display = Path(name).stem if is_path else name
+    cfg = configs.get(base)
+    display = Path(name).stem if cfg is None and name.endswith(".pt") else name
     # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
     fresh = init == "random" and protocol.ablation == "constructor"
+    config: dict[str, Any] = {"protocol": protocol.name}
     if fresh and cfg is not None:
         # Built from the table: no file needed. Checkpoints of the same model share the
         # architecture, so ``base@step`` random-init is the same as ``base`` random-init.
         with seeded_construction(seed):
             model = build_architecture(cfg)
-        return _make_adapter(model, display, init, seed, options, None, {"protocol": protocol.name})
-    if init not in ("pretrained", "stat", "random"):
-        raise PlmTransferError(f"ESM models support inits pretrained, random, stat (not {init!r})")
-    request = checkpoint_request(name, LIBRARY, FAIR_ESM_MODEL_URL if tag is None else None)
-    path = resolve_checkpoint(request, options)
+        return EsmAdapter(model, options, name=display, init=init, seed=seed, config=config)
+    path = resolve_checkpoint(checkpoint_request(name, LIBRARY, url if tag is None else None), options)
     data = load_checkpoint(path)
     if not isinstance(data, dict) or "model" not in data or not ({"args", "cfg"} & set(data)):
         raise PlmTransferError(f"{path}: not a fair-esm checkpoint (expected a dict with 'model' and 'args' or 'cfg')")
     if fresh:  # a path: the architecture the file describes, fresh weights
         with seeded_construction(seed):
             model = architecture_from_data(data)
-        return _make_adapter(
-            model, display, init, seed, options, None, {"source": path.name, "protocol": protocol.name}
-        )
+        return EsmAdapter(model, options, name=display, init=init, seed=seed, config={"source": path.name, **config})
     identity = weights_identity(path)
     # Seeded even though weights are loaded: parameters a checkpoint lacks (the contact-
     # regression head, when its separate file is absent) keep their constructor values, and
@@ -401,37 +331,63 @@ def create(name: str, init: str, seed: int | None, options: Any) -> EsmAdapter:
         model = load_from_data(data)
     del data
     extra = ablate(model, init, seed, protocol, esm_family(family_of(model)))
-    return _make_adapter(model, display, init, seed, options, identity, extra)
+    return EsmAdapter(model, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)
 
 
-def resolve_path(path: Path) -> Any:
-    """Path resolver: a ``.pt`` file in fair-esm's official format -> a registry entry."""
-    if path.suffix != ".pt" or not path.is_file():
-        return None
-    keys = peek_keys(path)
-    if "model" not in keys or not ({"args", "cfg"} & keys):
-        return None
-    from pytest_plmtransfer.models.registry import ModelEntry
+def describe(name: str, options: Any, configs: dict[str, EsmConfig] = ESM_CONFIGS) -> ModelDescription:
+    """A name of ``configs`` by its table entry, or an explicit checkpoint file by its saved
+    ``args`` (ESM-1/1b) or ``cfg`` (ESM-2)."""
+    cfg, path = table_or_file(name, configs, LIBRARY)
+    if path is None:
+        assert cfg is not None
+        layers, dim, family, source = cfg.layers, cfg.embed_dim, cfg.family, "fair-esm config table"
+    else:
+        data = peek_checkpoint(path)
+        if _is_esm2_data(data):  # ESM-2 files: cfg["model"] holds the encoder sizes
+            model_cfg = data["cfg"].get("model") if isinstance(data["cfg"], dict) else None
+            fields = vars(model_cfg) if isinstance(model_cfg, argparse.Namespace) else model_cfg
+            if not isinstance(fields, dict) or "encoder_layers" not in fields:
+                raise PlmTransferError(f"{path}: cannot read cfg['model'].encoder_layers from this ESM-2 file")
+            layers, dim, family = int(fields["encoder_layers"]), int(fields["encoder_embed_dim"]), "ESM-2"
+        elif isinstance(data.get("args"), argparse.Namespace):
+            args = vars(data["args"])
+            # fair-esm's v1 files prefix their arguments with "encoder_" in some versions
+            layers = int(args.get("layers", args.get("encoder_layers", 0)))
+            dim = int(args.get("embed_dim", args.get("encoder_embed_dim", 0)))
+            family = "ESM-1b" if args.get("arch") == "roberta_large" else "ESM-1"
+        else:
+            raise PlmTransferError(f"{path}: not a fair-esm checkpoint (no 'args' or 'cfg')")
+        source = f"{path.name} saved args"
+    return ModelDescription(layers, dim, MAX_RESIDUES[family], transformer_parameters(layers, dim), source)
 
-    return ModelEntry(
-        name=str(path), factory=create, description=f"fair-esm checkpoint {path}", describe=describe_model.esm
-    )
+
+def register_table(registry: Any, configs: dict[str, EsmConfig], url: str) -> None:
+    """Register every model of ``configs``, downloadable from ``url`` (``{name}`` in it)."""
+    factory, describer = partial(create, configs=configs, url=url), partial(describe, configs=configs)
+    for name, cfg in configs.items():
+        registry.register(name, factory, description=cfg.description, describe=describer)
 
 
 def register(registry: Any) -> None:
-    for name, cfg in ESM_CONFIGS.items():
-        registry.register(name, create, description=cfg.description, describe=describe_model.esm)
-    registry.register_path_resolver(resolve_path)
+    register_table(registry, ESM_CONFIGS, FAIR_ESM_MODEL_URL)
+
+    def recognizes(path: Path) -> bool:  # a .pt file in fair-esm's official format
+        keys = peek_keys(path)
+        return "model" in keys and bool({"args", "cfg"} & keys)
+
+    registry.register_path_resolver(recognizes, create, description="fair-esm checkpoint", describe=describe)
 
 
 __all__ = [
     "ESM_CONFIGS",
+    "FAIR_ESM_MODEL_URL",
     "MAX_RESIDUES",
     "EsmAdapter",
     "EsmConfig",
     "build_architecture",
     "create",
+    "describe",
     "load_from_data",
     "register",
-    "resolve_path",
+    "register_table",
 ]

@@ -79,17 +79,15 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.models import describe as describe_model
+from pytest_plmtransfer.models.describe import ModelDescription, hf_config_description, max_residues_from_config
 from pytest_plmtransfer.models.torch_base import TorchAdapter
-from pytest_plmtransfer.models.weights import UnsafeCheckpointError
-
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
+from pytest_plmtransfer.models.weights import UnsafeCheckpointError, file_sha256
 
 PREFIX = "hf:"
 STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
@@ -201,9 +199,10 @@ class ResidueTokenizer:
             except Exception as error:
                 reasons.append(f"{mode}: {type(error).__name__}: {error}")
                 continue
+            known = {r: i for r, i in letters.items() if i is not None}
             layout = None
             for probe, ids in zip(_PROBES, encoded):
-                found = _split_specials(ids, [letters[r] for r in probe])
+                found = _split_specials(ids, [known[r] for r in probe])
                 if found is None or (layout is not None and found != layout):
                     layout = None
                     break
@@ -211,7 +210,7 @@ class ResidueTokenizer:
             if layout is None:
                 reasons.append(f"{mode}: a sequence does not encode as prefix + one token per residue + suffix")
                 continue
-            self._letter_ids = dict(letters)
+            self._letter_ids = known
             return mode, layout[0], layout[1]
         raise PlmTransferError(
             f"{self.model_name}: its tokenizer ({type(self.tokenizer).__name__}) does not map one "
@@ -338,7 +337,7 @@ def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleLis
     return candidates[0][1] if len(candidates) == 1 else None
 
 
-def select_hf_attention(model: torch.nn.Module, options: Any) -> str:
+def select_hf_attention(model: Any, options: Any) -> str:
     """Apply ``--plm-attention`` to a transformers model and return the implementation in use.
 
     ``sdpa`` asks transformers for its own SDPA attention (``set_attn_implementation``) where
@@ -363,38 +362,27 @@ class HFAdapter(TorchAdapter):
         tokenizer: ResidueTokenizer,
         options: Any,
         *,
-        name: str,
-        init: str,
-        seed: int | None,
-        weights_identity: str | None,
         config: dict[str, Any],
-        max_residues: int | None,
         alphabet: str | None = None,
         library_versions: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> None:
+        """``kwargs``: :class:`TorchAdapter`'s (name, init, seed, weights_identity, max_residues)."""
         import transformers
 
         hf_config = model.config
-        num_layers = int(getattr(hf_config, "num_hidden_layers", 0) or 0)
-        embed_dim = int(getattr(hf_config, "hidden_size", 0) or 0)
         self.tokenizer = tokenizer
         self.special_tokens_per_seq = tokenizer.special_tokens
         if alphabet is not None:
             self.alphabet = alphabet
-        versions = {"transformers": transformers.__version__, **(library_versions or {})}
-        config = {**config, "tokenizer": tokenizer.describe()}
         super().__init__(
             model,
             options,
-            name=name,
-            num_layers=num_layers,
-            embed_dim=embed_dim,
-            max_residues=max_residues,
-            init=init,
-            seed=seed,
-            weights_identity=weights_identity,
-            config=config,
-            library_versions=versions,
+            num_layers=int(getattr(hf_config, "num_hidden_layers", 0) or 0),
+            embed_dim=int(getattr(hf_config, "hidden_size", 0) or 0),
+            config={**config, "tokenizer": tokenizer.describe()},
+            library_versions={"transformers": transformers.__version__, **(library_versions or {})},
+            **kwargs,
         )
         self.config["attention"] = select_hf_attention(self.model, options)
         # Encoder-decoder models (ProtT5): the residue representations are the encoder's.
@@ -462,7 +450,7 @@ class HFAdapter(TorchAdapter):
         """Run blocks ``0..max_layer-1`` only; ``hidden_states[i]`` is block ``i``'s input."""
         assert self.blocks is not None
         wanted = set(layers)
-        captured: dict[int, torch.Tensor] = {}
+        captured: dict[int, Any] = {}
 
         def make_hook(index: int) -> Any:
             def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -603,8 +591,6 @@ def weight_files(directory: Path) -> list[Path]:
 
 def directory_weights_identity(directory: Path) -> str:
     """``sha256:`` over the sorted (name, sha256) of the directory's weight files."""
-    from pytest_plmtransfer.models.weights import file_sha256
-
     files = weight_files(directory)
     if not files:
         raise ResourceUnavailable(
@@ -642,24 +628,6 @@ def config_summary(hf_config: Any) -> dict[str, Any]:
     return summary
 
 
-def max_residues_from_config(hf_config: Any, special_tokens: int) -> int | None:
-    """Longest sequence an absolute-position model accepts; None for rotary/relative positions.
-
-    ESM and RoBERTa-style models number positions from ``pad_token_id + 1``, so they lose that
-    many slots (HF ESM-1b: 1026 - 2 - 2 specials = 1022 residues, as fair-esm's limit).
-    """
-    if getattr(hf_config, "position_embedding_type", "absolute") != "absolute":
-        return None
-    max_pos = getattr(hf_config, "max_position_embeddings", None)
-    if not max_pos:
-        return None
-    offset = 0
-    if getattr(hf_config, "model_type", "") in {"esm", "roberta", "xlm-roberta", "camembert"}:
-        offset = int(getattr(hf_config, "pad_token_id", 0) or 0) + 1
-    limit = int(max_pos) - offset - special_tokens
-    return limit if limit > 0 else None
-
-
 def _model_kwargs(hf_config: Any) -> dict[str, Any]:
     """``add_pooling_layer=False`` where the architecture has that switch (BERT, ESM, RoBERTa):
     the pooler is never used for hidden states and would otherwise be a missing, randomly
@@ -669,7 +637,7 @@ def _model_kwargs(hf_config: Any) -> dict[str, Any]:
     try:
         from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-        cls = MODEL_MAPPING[type(hf_config)]
+        cls: Any = MODEL_MAPPING[type(hf_config)]  # typed by transformers as a tuple of classes
     except Exception:
         return {}
     try:
@@ -680,7 +648,7 @@ def _model_kwargs(hf_config: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- factory
-def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOptions) -> Any:
+def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> HFAdapter:
     """Factory for ``hf:<repo id or dir>`` (see the module docstring)."""
     spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     source = resolve_source(spec, options)
@@ -711,7 +679,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
         refuse_remote_code(source.path / "config.json")
     # where to get the files again is advice for a hub model, not for the user's own directory
     advice = f"; {_instructions(spec)}" if source.repo_id or not Path(spec).expanduser().is_dir() else ""
-    local = {"local_files_only": True, "trust_remote_code": trust}
+    local: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust}
     try:
         with quiet_transformers():
             hf_config = AutoConfig.from_pretrained(str(source.path), **local)
@@ -756,13 +724,26 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: ModelOpti
     )
 
 
-def register(registry: ModelRegistry) -> None:
+def describe(name: str, options: Any) -> ModelDescription:
+    """``hf:<dir or repo>``: the local ``config.json`` (downloads are disabled for describing).
+
+    The length limit assumes the usual two special tokens (BOS/CLS and EOS/SEP); the adapter's
+    own limit, from its tokenizer, applies when it runs.
+    """
+    spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
+    local_only = SimpleNamespace(weights_dir=getattr(options, "weights_dir", None), allow_download=False)
+    source = resolve_source(spec, local_only)
+    refuse_remote_code(source.path / "config.json")
+    return hf_config_description(source.path / "config.json", special_tokens=2)
+
+
+def register(registry: Any) -> None:
     registry.register(
         PREFIX,
         create_hf_adapter,
         prefix=True,
         description="any Hugging Face transformers model with hidden states: hf:<repo id or local dir>",
-        describe=describe_model.hf,
+        describe=describe,
     )
 
 
@@ -774,7 +755,7 @@ __all__ = [
     "directory_weights_identity",
     "find_block_list",
     "HFAdapter",
-    "max_residues_from_config",
+    "describe",
     "quiet_transformers",
     "register",
     "resolve_source",

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from pytest_plmtransfer.infra.errors import InputError
-from pytest_plmtransfer.measure.protocol import PLMTRANSFER, get_protocol
-from pytest_plmtransfer.models import describe as describe_model
+from pytest_plmtransfer.measure.protocol import PLMTRANSFER, get_protocol, protocol_of
 from pytest_plmtransfer.models.base import ONEHOT, EmbeddingBatch, ModelAdapter
+from pytest_plmtransfer.models.describe import ModelDescription
 
 
 def residue_index(alphabet: str, fold_to_x: str = "") -> np.ndarray:
@@ -62,6 +62,10 @@ class OneHotAdapter(ModelAdapter):
             "protocol": self.protocol,
         }
 
+    def validate_sequences(self, sequences: Sequence[str]) -> None:
+        for seq in sequences:
+            encode(seq, self._index)
+
     def feature_dim(self, sequences: Sequence[str], *, per_residue: bool) -> int:
         if per_residue:
             return self.embed_dim
@@ -75,21 +79,25 @@ class OneHotAdapter(ModelAdapter):
         for start in range(0, len(sequences), self.batch_size):
             idx = np.arange(start, min(start + self.batch_size, len(sequences)))
             if per_residue:
-                out = np.concatenate([eye[encode(sequences[i], self._index)] for i in idx])
+                out = np.concatenate([eye[encode(sequences[int(i)], self._index)] for i in idx])
             else:
                 out = np.zeros((len(idx), width), dtype=np.float32)
                 for row, i in enumerate(idx):
-                    flat = eye[encode(sequences[i], self._index)].reshape(-1)
+                    flat = eye[encode(sequences[int(i)], self._index)].reshape(-1)
                     out[row, : flat.size] = flat
             yield EmbeddingBatch(indices=idx, per_layer={0: out})
 
 
-def register(registry) -> None:
+def describe(name: str, options: Any) -> ModelDescription:
+    return ModelDescription(0, len(protocol_of(options).onehot_alphabet), None, 0, "fixed one-hot alphabet")
+
+
+def register(registry: Any) -> None:
     registry.register(
         ONEHOT,
         lambda name, init, seed, options: OneHotAdapter(protocol=options.protocol),
         inits=("none",),
         needs_weights=(),
         description="flattened, zero-padded one-hot (20 residues + X; the authors' 23 letters under --plm-protocol authors)",
-        describe=describe_model.onehot,
+        describe=describe,
     )

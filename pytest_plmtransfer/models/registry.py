@@ -1,14 +1,16 @@
 """Model registry: a model name on the command line -> a factory that builds its adapter.
 
-Built-in models register themselves here; users add theirs through the ``plmtransfer.models``
-entry-point group or the ``pytest_plmtransfer_register_models`` hook (in a conftest or a plugin). Both
-receive the registry and call :meth:`ModelRegistry.register`.
+Every module of this package that defines ``register(registry)`` is a model family and is found
+by :func:`builtin_registry` (adding a family is adding one module); users add theirs the same way,
+through the ``plmtransfer.models`` entry-point group or the ``pytest_plmtransfer_register_models``
+hook (in a conftest or a plugin): both receive the registry and call :meth:`ModelRegistry.register`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -65,8 +67,8 @@ class UnknownModelError(PlmTransferError, KeyError):
 class ModelRegistry:
     def __init__(self) -> None:
         self._entries: dict[str, ModelEntry] = {}
-        #: resolves an existing file/directory path given as a model name (checkpoint axis)
-        self._path_resolvers: list[Callable[[Path], ModelEntry | None]] = []
+        #: (recognizes, entry) for an existing file/directory path given as a model name
+        self._path_resolvers: list[tuple[Callable[[Path], bool], ModelEntry]] = []
 
     def register(
         self,
@@ -91,9 +93,11 @@ class ModelRegistry:
             name, factory, tuple(inits), description, prefix, tuple(needs_weights), describe
         )
 
-    def register_path_resolver(self, resolver: Callable[[Path], ModelEntry | None]) -> None:
-        """Add a function that recognizes a checkpoint file/dir and returns the entry to build it."""
-        self._path_resolvers.append(resolver)
+    def register_path_resolver(
+        self, recognizes: Callable[[Path], bool], factory: ModelFactory, *, description: str, describe: Describer
+    ) -> None:
+        """Build a checkpoint file/dir given as a model name with ``factory`` when ``recognizes(path)``."""
+        self._path_resolvers.append((recognizes, ModelEntry("", factory, description=description, describe=describe)))
 
     def names(self) -> list[str]:
         return sorted(n for n, e in self._entries.items() if not e.prefix)
@@ -112,10 +116,9 @@ class ModelRegistry:
                 return entry
         path = Path(name).expanduser()
         if path.exists():
-            for resolver in self._path_resolvers:
-                found = resolver(path)
-                if found is not None:
-                    return found
+            for recognizes, entry in self._path_resolvers:
+                if recognizes(path):
+                    return dataclasses.replace(entry, name=str(path), description=f"{entry.description} {path}")
             raise UnknownModelError(f"{name}: no model family recognizes this file or directory")
         known = ", ".join(self.names())
         prefixes = ", ".join(f"{e.name}<...>" for e in self._entries.values() if e.prefix)
@@ -150,19 +153,12 @@ class ModelRegistry:
             ep.load()(self)
 
 
-# Modules whose ``register(registry)`` adds built-in models. Imported lazily so that building
-# the registry does not import torch model libraries nobody asked for.
-BUILTIN_MODULES = (
-    "pytest_plmtransfer.models.onehot",
-    "pytest_plmtransfer.models.esm",
-    "pytest_plmtransfer.models.carp",
-    "pytest_plmtransfer.models.antiberty",
-    "pytest_plmtransfer.models.hf",
-)
-
-
 def builtin_registry() -> ModelRegistry:
+    """Every family module of this package registered, in name order. Modules are imported, not
+    their model libraries: those load when a model is built."""
     registry = ModelRegistry()
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module).register(registry)
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        register = getattr(importlib.import_module(f"{__package__}.{module.name}"), "register", None)
+        if callable(register):
+            register(registry)
     return registry

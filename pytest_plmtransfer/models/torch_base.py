@@ -5,7 +5,8 @@ token ids and how to run the network up to a layer:
 
 * :meth:`TorchAdapter._tokenize` ``(seqs) -> (tokens (B, T) long, residue_mask (B, T) bool)``;
   ``residue_mask`` is True exactly on real residues (never on BOS/EOS/CLS/padding), and the
-  True positions of each row are that sequence's residues in order.
+  True positions of each row are that sequence's residues in order. Families with one token per
+  letter (ESM, CARP) only set :attr:`TorchAdapter.letter_ids` and the pad/BOS/EOS ids.
 * :meth:`TorchAdapter._forward` ``(tokens, max_layer, layers) -> {layer: (B, T, D) tensor}``;
   it must not compute layers deeper than ``max_layer``.
 * :attr:`TorchAdapter.special_tokens_per_seq`: how many non-residue tokens each sequence adds
@@ -20,17 +21,17 @@ bar, and halving the batch on out-of-memory errors.
 from __future__ import annotations
 
 import abc
+import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import numpy as np
+import torch
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError
-from pytest_plmtransfer.models.base import EmbeddingBatch, ModelAdapter
-
-if TYPE_CHECKING:  # torch is imported when a model is built, not when this module is imported
-    import torch
+from pytest_plmtransfer.models.base import DTYPES, EmbeddingBatch, ModelAdapter
 
 #: Sequences per batch on CPU. Measured here (2 cores, ESM-2 t6 / CARP / AntiBERTy): 8-16
 #: sequences per batch were fastest; 64 was 10-35% slower (cache pressure of the (B, H, T, T)
@@ -39,23 +40,38 @@ DEFAULT_MAX_BATCH_CPU = 16
 #: On a GPU larger batches keep the device busy; the token budget (and OOM back-off) bound memory.
 DEFAULT_MAX_BATCH_CUDA = 256
 
-#: accepted spellings -> torch dtype attribute names
-_DTYPES: dict[str, str] = {
-    "float32": "float32",
-    "fp32": "float32",
-    "float": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-}
+
+@contextlib.contextmanager
+def swapped(module: Any, **replacements: Any) -> Iterator[None]:
+    """Replace attributes (submodules) of ``module`` for a call; restored even if it raises."""
+    saved = {key: getattr(module, key) for key in replacements}
+    for key, value in replacements.items():
+        setattr(module, key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(module, key, value)
+
+
+def letter_table(letters: str, token_id: Callable[[str], int]) -> np.ndarray:
+    """A byte -> token id lookup for ``letters`` (-1 elsewhere), for :attr:`TorchAdapter.letter_ids`."""
+    table = np.full(256, -1, dtype=np.int64)
+    for letter in letters:
+        table[ord(letter)] = token_id(letter)
+    return table
+
+
+def library_version(distribution: str) -> str:
+    """The installed version of a model library, for adapter identities."""
+    try:
+        return version(distribution)
+    except PackageNotFoundError:  # pragma: no cover - installed from source
+        return "unknown"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else as torch parses it."""
-    import torch
-
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -68,15 +84,13 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     """The compute dtype. Half precision is only used on CUDA: CPU bf16/fp16 kernels are slow and
     (for fp16) incomplete, so on CPU a half-precision request falls back to float32 with a
     warning; the dtype actually used is what :meth:`TorchAdapter.identity` records."""
-    import torch
-
     if isinstance(dtype, torch.dtype):
         resolved = dtype
     else:
         key = str(dtype or "float32").lower().removeprefix("torch.")
-        if key not in _DTYPES:
+        if key not in DTYPES:
             raise PlmTransferError(f"unknown dtype {dtype!r}; use one of float32, bf16 (bfloat16), fp16 (float16)")
-        resolved = getattr(torch, _DTYPES[key])
+        resolved = getattr(torch, DTYPES[key])
     if resolved != torch.float32 and device.type != "cuda":
         warnings.warn(f"dtype {resolved} is only used on CUDA; computing in float32 on {device}", stacklevel=3)
         return torch.float32
@@ -85,8 +99,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 def is_oom(error: BaseException) -> bool:
     """True for a CUDA (or other accelerator / host allocator) out-of-memory error."""
-    import torch
-
     oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
     if oom_type is not None and isinstance(error, oom_type):
         return True
@@ -129,14 +141,19 @@ class TorchAdapter(ModelAdapter):
 
     Subclasses call ``super().__init__(model, options, ...)`` with an already built (and, for
     ablations, already re-initialized) ``torch.nn.Module``; the base puts it in eval mode on the
-    requested device/dtype. They implement :meth:`_tokenize` and :meth:`_forward` and set
-    :attr:`special_tokens_per_seq` and :attr:`alphabet`.
+    requested device/dtype. They implement :meth:`_forward`, and :meth:`_tokenize` or set
+    :attr:`letter_ids`; and they set :attr:`special_tokens_per_seq` and :attr:`alphabet`.
     """
 
     #: non-residue tokens per sequence (BOS/CLS + EOS ...), counted against the token budget
     special_tokens_per_seq: int = 0
     #: letters the tokenizer accepts; validated before tokenizing (None: only non-empty is checked)
     alphabet: str | None = None
+    #: one token per letter: byte -> token id (-1: not a letter), padding, BOS and EOS ids
+    letter_ids: np.ndarray
+    pad_id: int = 0
+    bos_id: int | None = None
+    eos_id: int | None = None
 
     def __init__(
         self,
@@ -181,12 +198,26 @@ class TorchAdapter(ModelAdapter):
         for p in model.parameters():
             p.requires_grad_(False)
             self.num_parameters += p.numel()
-        self.model = model.to(device=self.device, dtype=self.dtype)
+        # Any: the library's own module, whose attributes torch types as ``Tensor | Module``
+        self.model: Any = model.to(device=self.device, dtype=self.dtype)
 
     # ----------------------------------------------------------------- subclass contract
-    @abc.abstractmethod
     def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU; padded to the batch's longest."""
+        """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU; padded to the batch's longest.
+        By :attr:`letter_ids`: ``[BOS] residues [EOS]`` per row, right-padded with :attr:`pad_id`."""
+        start = int(self.bos_id is not None)
+        width = max(len(s) for s in seqs) + start + int(self.eos_id is not None)
+        tokens = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=bool)
+        for row, seq in enumerate(seqs):
+            n = len(seq)
+            tokens[row, start : start + n] = self.letter_ids[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+            if self.bos_id is not None:
+                tokens[row, 0] = self.bos_id
+            if self.eos_id is not None:
+                tokens[row, start + n] = self.eos_id
+            mask[row, start : start + n] = True
+        return torch.from_numpy(tokens), torch.from_numpy(mask)
 
     @abc.abstractmethod
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
@@ -195,8 +226,6 @@ class TorchAdapter(ModelAdapter):
 
     # ----------------------------------------------------------------- identity
     def identity(self) -> dict[str, Any]:
-        import torch
-
         versions = {"torch": torch.__version__, **self.library_versions}
         return {
             "model": self.name,
@@ -269,8 +298,6 @@ class TorchAdapter(ModelAdapter):
                     # retrying large ones later would likely fail again.
                     del error
                     if self.device.type == "cuda":
-                        import torch
-
                         torch.cuda.empty_cache()
                     cap = max(1, len(idx) // 2)
                     rest = np.concatenate([idx, *pending])
@@ -291,8 +318,6 @@ class TorchAdapter(ModelAdapter):
     def _embed_batch(
         self, sequences: list[str], idx: np.ndarray, layers: list[int], per_residue: bool
     ) -> EmbeddingBatch:
-        import torch
-
         tokens, mask = self._tokenize([sequences[i] for i in idx])
         expected = np.asarray([len(sequences[i]) for i in idx])
         counts = mask.sum(dim=1).cpu().numpy()

@@ -30,11 +30,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import json
 import os
 import pickle
 import re
 import urllib.error
+import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,9 +46,6 @@ from typing import Any
 from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.infra.hashing import sha256_file
 from pytest_plmtransfer.infra.tempfiles import atomic_write, default_file_mode
-
-FAIR_ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
-CARP_URL = "https://zenodo.org/record/6564798/files/{name}.pt?download=1"
 
 _DIGEST_SUFFIX = ".sha256.json"
 
@@ -75,7 +74,8 @@ def split_name(name: str) -> tuple[str, str | None]:
 @dataclass(frozen=True)
 class CheckpointRequest:
     """What to look for: ``filename`` in the search dirs, or an explicit ``path``; ``url`` to
-    download from (None: nothing can be downloaded)."""
+    download from (None: nothing can be downloaded) and the ``sha256`` its publisher gives (None:
+    none published, so a download is recorded and warned about)."""
 
     model: str
     filename: str
@@ -84,6 +84,7 @@ class CheckpointRequest:
     path: Path | None = None
     #: other file names of the same checkpoint, looked for after ``filename`` in each directory
     alternatives: tuple[str, ...] = ()
+    sha256: str | None = None
 
 
 def checkpoint_request(name: str, library: str, url_template: str | None) -> CheckpointRequest:
@@ -165,11 +166,6 @@ def resolve_checkpoint(request: CheckpointRequest, options: Any) -> Path:
     return target
 
 
-#: sha256 of checkpoint files as their publishers give it, by file name. Neither fair-esm nor
-#: sequence-models (Zenodo 6564798) publishes one, so downloads are recorded and warned about.
-PUBLISHED_SHA256: dict[str, str] = {}
-
-
 def _check_download(request: CheckpointRequest, target: Path) -> None:
     """A fresh download against its published digest (removed on a mismatch); without one, its
     digest is recorded beside the file (:func:`file_sha256`, and in every record's weights
@@ -179,7 +175,7 @@ def _check_download(request: CheckpointRequest, target: Path) -> None:
     from pytest_plmtransfer.tasks.resolve import UnverifiedDownloadWarning
 
     digest = file_sha256(target)
-    expected = PUBLISHED_SHA256.get(request.filename)
+    expected = request.sha256
     if expected is None:
         warnings.warn(
             UnverifiedDownloadWarning(
@@ -285,8 +281,26 @@ class UnsafeCheckpointError(PlmTransferError):
         )
 
 
-class _Stub:
-    """Stands in for any class while peeking at a pickle's top level."""
+class _ArgsUnpickler(pickle.Unpickler):
+    """Reads plain values, dicts and ``argparse.Namespace``; tensors come back as None (their
+    storages are persistent ids that are never loaded) and any other class as an opaque stub,
+    so nothing from the file is executed."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        if (module, name) == ("argparse", "Namespace"):
+            return argparse.Namespace
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return lambda *a, **k: None
+        return _Opaque
+
+    def persistent_load(self, pid: Any) -> Any:
+        return None
+
+
+class _Opaque:
+    """Stands in for any class other than the few whose content we read."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -295,44 +309,54 @@ class _Stub:
         pass
 
 
-class _PeekUnpickler(pickle.Unpickler):
-    """Unpickles the object tree only, never tensor storages, never constructing foreign classes."""
+def peek_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The top-level dict of a torch checkpoint with every tensor replaced by None.
 
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("collections", "OrderedDict"):
-            return OrderedDict
-        return _Stub
-
-    def persistent_load(self, pid: Any) -> Any:
-        return None
-
-
-def peek_keys(path: str | os.PathLike[str]) -> set[str]:
-    """Top-level keys of a torch checkpoint dict, cheaply (no tensor data is read).
-
-    Used by the path resolvers to recognize a checkpoint's format without loading gigabytes.
-    Handles both torch's zip format (``<archive>/data.pkl``) and the legacy format (a sequence
-    of pickles: magic, protocol, sys info, then the object). Returns an empty set if unsure.
+    Reads only the pickled object tree: ``data.pkl`` of torch's zip format, or the object
+    pickle of the legacy format (a sequence of pickles: magic, protocol, sys info, then the
+    object; the official ESM files), never the tensor data after it: a 2.5 GB ESM-1b file costs
+    a few hundred kilobytes of reading. Nothing from the file is executed.
     """
-    from pytest_plmtransfer.models.describe import unpickle_object_tree
-
+    path = Path(path)
     try:
-        obj = unpickle_object_tree(Path(path), _PeekUnpickler)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                if member is None:
+                    raise PlmTransferError(f"{path}: a zip file without data.pkl is not a torch checkpoint")
+                obj = _ArgsUnpickler(io.BytesIO(zf.read(member))).load()
+        else:
+            with path.open("rb") as fh:
+                legacy = _ArgsUnpickler(fh)
+                for _ in range(3):  # magic number, protocol version, sys info
+                    legacy.load()
+                obj = legacy.load()
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
+        raise PlmTransferError(f"{path}: cannot read the checkpoint's saved arguments ({error})") from error
+    if not isinstance(obj, dict):
+        raise PlmTransferError(f"{path}: not a checkpoint dict")
+    return obj
+
+
+def peek_keys(path: Path) -> set[str]:
+    """Top-level keys of a ``.pt`` checkpoint dict, cheaply (:func:`peek_checkpoint`); empty for
+    anything else. How the path resolvers recognize a checkpoint's format."""
+    if path.suffix != ".pt" or not path.is_file():
+        return set()
+    try:
+        return {k for k in peek_checkpoint(path) if isinstance(k, str)}
     except Exception:
         return set()
-    return {k for k in obj if isinstance(k, str)} if isinstance(obj, dict) else set()
 
 
 __all__ = [
-    "CARP_URL",
-    "FAIR_ESM_MODEL_URL",
-    "PUBLISHED_SHA256",
     "CheckpointRequest",
     "UnsafeCheckpointError",
     "checkpoint_request",
     "file_sha256",
     "hub_checkpoint_dir",
     "load_checkpoint",
+    "peek_checkpoint",
     "peek_keys",
     "resolve_checkpoint",
     "search_dirs",

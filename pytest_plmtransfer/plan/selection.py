@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from pytest_plmtransfer.plan.cases import case_of
 from pytest_plmtransfer.tasks.catalog import get_task
 
 #: marker name -> description, registered in pytest_configure (``pytest --markers`` lists them)
@@ -107,3 +109,34 @@ def default_selection_line(default_tasks: Sequence[str], deselected: int) -> str
         f"{deselected} test(s) of other FLIP tasks deselected. Widen it with -k/-m naming tasks "
         "(e.g. -k scl, -m per_residue), --plm-tasks or --plm-suite; --plm-list lists them."
     )
+
+
+def selectable(item: Any) -> Selectable | None:
+    """A pytest item as a :class:`Selectable`; None for tests that are not benchmark cases, a bad
+    selection's placeholder (it fails with its one line, whatever -k says) and pytest's NOTSET
+    placeholder of an empty parametrization."""
+    func = (item.nodeid.split("[", 1)[0],)
+    c = case_of(item, "plm_layer_case")
+    if c is not None:
+        return Selectable(func + (c.model, c.init, c.seed, c.layer), c.task)
+    c = case_of(item, "plm_claim_case")
+    if c is not None:
+        return Selectable(func + (c.name, c.model, c.init), c.task)
+    return None
+
+
+def default_deselection(
+    collected: Sequence[Selectable], items: Sequence[Any], options: Any, *, expression_given: bool
+) -> tuple[list[Any], str | None]:
+    """The items the default selection drops (``collected``: every case before -k/-m), and the
+    line that says so."""
+    cases = [(item, sel) for item, sel in ((i, selectable(i)) for i in items) if sel is not None]
+    keep = default_keep(
+        collected,
+        [sel for _, sel in cases],
+        options.tasks,
+        tasks_chosen=options.tasks_chosen,
+        expression_given=expression_given,
+    )
+    dropped = [item for (item, _), k in zip(cases, keep) if not k]
+    return dropped, default_selection_line(options.tasks, len(dropped)) if dropped else None

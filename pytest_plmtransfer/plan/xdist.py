@@ -5,7 +5,7 @@
   worker builds the model once and embeds each sequence set once, while the other workers take
   other groups instead of waiting on its cache locks. Node ids are unchanged (unlike
   ``xdist_group`` marks, which append ``@name``); the group is read back from the test id that
-  :class:`~pytest_plmtransfer.run.session.LayerCase` writes. Other tests (claims, users' own) are each
+  :class:`~pytest_plmtransfer.plan.cases.LayerCase` writes. Other tests (claims, users' own) are each
   their own unit.
 * :func:`device_for_worker` pins worker ``gwI`` to entry ``I mod len`` of the controller's
   ``CUDA_VISIBLE_DEVICES``. The plugin sets it in the worker's environment before the worker

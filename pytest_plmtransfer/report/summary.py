@@ -1,4 +1,5 @@
-"""End-of-session lines: why benchmark tests skipped (all or some), and where the report went."""
+"""End-of-session lines: the benchmark tests' outcomes, why they skipped (all or some), the
+report, and where it went."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: how many distinct skip reasons are printed before "and N more"
@@ -76,3 +78,107 @@ def report_written_lines(written: Mapping[str, object], out_dir: Path, cwd: Path
         if paths:
             lines.append(f"  {kind}: " + ", ".join(show(p) for p in paths))
     return lines
+
+
+@dataclass(eq=False)  # registered with pluggy, which keeps plugins in sets
+class BenchmarkOutcomes:
+    """The benchmark tests' outcomes, from pytest's own reports (registered as a plugin on the
+    controller, which sees every report under xdist too)."""
+
+    skips: list[str] = field(default_factory=list)
+    #: benchmark tests with any outcome but a skip
+    others: int = 0
+    failed_claims: list[str] = field(default_factory=list)
+    #: claims given a verdict (passed, failed, or an expected failure): what a gate checked
+    judged_claims: int = 0
+    #: set when --plm-fail-on-empty (or --plm-gate) turned the run into a failure
+    empty_failure: str | None = None
+
+    def pytest_runtest_logreport(self, report) -> None:
+        claim = "plm_claim" in report.keywords
+        if not ("plm_layer" in report.keywords or claim):
+            return
+        skipped = report.skipped and not hasattr(report, "wasxfail")
+        if skipped:
+            self.skips.append(report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr))
+        elif report.when == "call" or report.failed:
+            self.others += 1
+        if claim and report.when == "call":
+            self.failed_claims += [report.nodeid.split("::", 1)[-1]] if report.failed else []
+            self.judged_claims += 0 if skipped else 1
+
+    def empty_failure_for(self, options) -> str | None:
+        """The line that fails a run which measured nothing (--plm-fail-on-empty, --plm-gate),
+        or a gate that judged no claim; None when the run stands."""
+        if self.skips and not self.others and (options.fail_on_empty or options.gate):
+            flag = "--plm-fail-on-empty" if options.fail_on_empty else "--plm-gate"
+            self.empty_failure = f"plmtransfer: nothing was measured, and {flag} makes that a failure (exit 1)"
+        elif options.gate and not self.judged_claims:
+            self.empty_failure = (
+                "plmtransfer: --plm-gate judged no claim (none selected, or all skipped); a gate that checked "
+                "nothing fails (exit 1)"
+            )
+        return self.empty_failure
+
+
+def end_of_run_lines(
+    outcomes: BenchmarkOutcomes, stages, *, stopped: bool, started: bool, cwd: Path
+) -> list[tuple[str, str]]:
+    """The terminal summary's lines as (style, text): style "" plain, "yellow"/"red", or "sep"
+    for a section title. ``stages`` is None when no benchmark suite ran; ``stopped``: by SIGTERM,
+    ``started``: after the stages were built."""
+    out: list[tuple[str, str]] = []
+    if stopped and started:
+        ledger = stages.recorder.ledger
+        done = ledger.records(run_id=ledger.run_id, kind="layer")
+        out.append(
+            (
+                "yellow",
+                f"plmtransfer: stopped by SIGTERM; {len(done)} layer result(s) of run {ledger.run_id} are saved in "
+                f"{ledger.path} (embeddings and results computed so far are cached: a rerun resumes from them)",
+            )
+        )
+    elif stopped:
+        out.append(("yellow", "plmtransfer: stopped by SIGTERM before anything was computed"))
+    why = skipped_explanation(outcomes.skips, outcomes.others)
+    out += [("yellow", why)] if why else []
+    out += [("red", outcomes.empty_failure)] if outcomes.empty_failure else []
+    if stages is None:
+        return out
+    options = stages.options
+    out += [("", note) for note in stages.notes]
+    failed = outcomes.failed_claims
+    if options.update_baselines and failed:
+        # a reference run whose claims fail would make every later --plm-gate run fail the same way
+        out.append(
+            (
+                "yellow",
+                f"plmtransfer: {len(failed)} claim(s) failed on this reference run "
+                f"({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''}); "
+                f"--plm-gate will fail on them too. Fix the model, or declare them in "
+                f'{options.baselines_dir / "claims.json"} as "expected_failures" with a reason '
+                f"(or drop the claim) after review.",
+            )
+        )
+    if not (options.report or options.report_dir):
+        return out
+    from pytest_plmtransfer.report.tables import render_text, write_report
+    from pytest_plmtransfer.results.ledger import records_to_frame
+    from pytest_plmtransfer.run.timing import render_timing_text
+
+    ledger = stages.recorder.ledger
+    layer_records = ledger.records(run_id=ledger.run_id, kind="layer")
+    claim_records = ledger.records(run_id=ledger.run_id, kind="claim")
+    layer_frame = records_to_frame(layer_records)
+    if layer_frame.empty:
+        return [*out, ("", "plmtransfer: no layer results in this run; nothing to report")]
+    out.append(("sep", "plmtransfer report"))
+    if options.report:
+        out.append(("", render_text(layer_frame, claim_records)))
+    if options.report_dir:
+        written = write_report(layer_frame, claim_records, options.report_dir)
+        out += [("", line) for line in report_written_lines(written, options.report_dir, cwd)]
+    timing = render_timing_text(layer_records) if options.report else None
+    if timing:  # a section of its own: timings change from run to run, the results above do not
+        out += [("sep", "plmtransfer time per model"), ("", timing)]
+    return out

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
+from pytest_plmtransfer.measure.metrics import lower_is_better
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 
 #: columns that begin like a metric but are not one
@@ -29,11 +30,6 @@ KEY = ("model", "task", "layer", "init", "seed_key", "protocol")
 
 class ResultsError(PlmTransferError):
     pass
-
-
-def lower_is_better(metric: str) -> bool:
-    """Losses and squared errors are minimised; correlations, accuracies, AUC, NDCG maximised."""
-    return metric.endswith(("_loss", "_mse", "_rmse", "_mae"))
 
 
 def better(a: float, b: float, metric: str) -> bool:

@@ -11,11 +11,18 @@ from dataclasses import replace
 from typing import Any
 
 from pytest_plmtransfer.infra.errors import ResourceUnavailable
-from pytest_plmtransfer.judge.claims.evaluate import claim_record, evaluate
+from pytest_plmtransfer.judge.claims.evaluate import claim_record, evaluate, protocol_skip
+from pytest_plmtransfer.judge.claims.kinds import get_kind, register_plugin_kinds, unregister_kind
 from pytest_plmtransfer.plan.cases import Planner, claim_models
 from pytest_plmtransfer.results.ledger import records_to_frame
 from pytest_plmtransfer.run.recorder import Recorder
 from pytest_plmtransfer.run.runner import LayerRunner
+
+
+def skip_reason(claim, options) -> str | None:
+    """Why a claim case is skipped before anything runs (a claim of another protocol, or its
+    kind's own reason), or None."""
+    return protocol_skip(claim, options) or get_kind(claim.kind).skip_reason(options)
 
 
 def run_claim(
@@ -43,4 +50,8 @@ def run_claim(
         more = f" (and {len(causes) - 1} more missing input(s))" if len(causes) > 1 else ""
         outcome = replace(outcome, message=f"{claim.id} cannot be judged here: {causes[0]}{more}")
     fields = claim_record(claim, outcome, strict_missing=strict)
-    return outcome, recorder.claim_record(fields, runner.protocol.name)
+    return outcome, recorder.claim_record(fields, runner.prober.protocol.name)
+
+
+#: the plugin registers plugins' claim kinds through this stage (and forgets them at the end)
+__all__ = ["register_plugin_kinds", "run_claim", "skip_reason", "unregister_kind"]

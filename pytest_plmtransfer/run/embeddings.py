@@ -1,6 +1,6 @@
 """The cached embeddings of one (model, init, seed, task), as users' own tests see them.
 
-``plm_embeddings`` (a fixture) and ``PlmSession.embeddings`` (an explicit request) return a
+``plm_embeddings`` (a fixture) and ``plm_embeddings_of`` (an explicit request) return a
 :class:`CaseEmbeddings`: the task's data and the embedding cache entry the layer tests use —
 the same entry, so asking for it costs no second forward pass. Arrays are memory-mapped per layer.
 """

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.tempfiles import make_temp, sweep_stale_temps
+from pytest_plmtransfer.tasks.resolve import default_cache_dir
 
 #: free space below which appending to the ledger is refused up front (it is rewritten whole)
 LEDGER_MIN_FREE = 1 << 20
@@ -97,9 +98,10 @@ def check_ledger(path: Path) -> None:
             sweep_stale_temps(place)
 
 
-def check_cache(cache_dir: Path) -> str | None:
-    """None if the cache can be written; else a line for the user (the run goes on: a warm
-    read-only cache still serves)."""
+def check_cache(cache_dir: Path | None) -> str | None:
+    """None if the cache (None: the default one) can be written; else a line for the user (the
+    run goes on: a warm read-only cache still serves)."""
+    cache_dir = cache_dir or default_cache_dir()
     problem = writable_dir(cache_dir)
     if problem is None:
         results = cache_dir / "results"

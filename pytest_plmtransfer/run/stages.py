@@ -15,13 +15,16 @@ from pytest_plmtransfer.infra.locks import LockPolicy
 from pytest_plmtransfer.infra.threads import limit_threads
 from pytest_plmtransfer.judge.defaults import LayeredBaselineStore
 from pytest_plmtransfer.measure.protocol import Protocol, get_protocol
-from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
+from pytest_plmtransfer.models.aliases import apply_aliases
+from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry, builtin_registry
 from pytest_plmtransfer.options import PlmOptions
 from pytest_plmtransfer.plan.cases import Descriptions, Planner
 from pytest_plmtransfer.plan.sharding import Shard
-from pytest_plmtransfer.results.ledger import Ledger
+from pytest_plmtransfer.results.ledger import Ledger, records_to_frame
 from pytest_plmtransfer.results.result_cache import ResultCache
 from pytest_plmtransfer.results.store import EmbeddingStore
+from pytest_plmtransfer.run.data import TaskSource
+from pytest_plmtransfer.run.probing import Prober
 from pytest_plmtransfer.run.recorder import Recorder
 from pytest_plmtransfer.run.residency import ModelResidency, resolve_device
 from pytest_plmtransfer.run.runner import LayerRunner
@@ -47,17 +50,30 @@ class Stages:
         return LayeredBaselineStore(self.options.baselines_dir)
 
 
+def model_registry(register: Callable[[ModelRegistry], object] = lambda registry: None) -> ModelRegistry:
+    """The built-in models, those of installed packages' ``plmtransfer.models`` entry points,
+    then those ``register`` adds (the plugin's hook: conftests and plugins)."""
+    registry = builtin_registry()
+    registry.load_entry_points()
+    register(registry)
+    return registry
+
+
 def build_stages(
     options: PlmOptions,
     registry: ModelRegistry,
     *,
+    ini_models: list[str] | None = None,
     root: Path,
     run_id: str,
     worker: str = "main",
     cuda_visible_devices: str | None = None,
     notify: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> Stages:
-    """``notify``: where "still waiting for a lock" lines go (the plugin points it past capture)."""
+    """``ini_models``: the ini's ``plm_models`` (aliases there are known to bare names);
+    ``notify``: where "still waiting for a lock" lines go (the plugin points it past capture)."""
+    # my_plm=hf:./path, on the command line or in the ini
+    options.models = apply_aliases(options.models, registry, ini_models or [])
     if options.threads:
         limit_threads(options.threads)
     shard = Shard.parse(options.shard) if options.shard else None
@@ -86,9 +102,16 @@ def build_stages(
         expected_sha256=options.flip_sha256,
     )
     store = EmbeddingStore(cache_dir / "embeddings", dtype=options.cache_dtype, lock_policy=lock_policy)
-    runner = LayerRunner(
-        options, protocol, models, resolver, store, ResultCache(cache_dir / "results", lock_policy), timer
+    tasks = TaskSource(resolver, protocol, limit=options.limit, leakage_max=options.leakage_max, strict=options.strict)
+    prober = Prober(
+        protocol,
+        ResultCache(cache_dir / "results", lock_policy),
+        head=options.head,
+        device=model_options.device,
+        bootstrap=options.bootstrap,
+        limit=options.limit,
     )
+    runner = LayerRunner(tasks, models, store, prober, timer)
     ledger = Ledger(options.ledger, run_id=run_id, shard=shard.tag if shard else "all", worker=worker)
     recorder = Recorder(
         ledger,
@@ -109,3 +132,21 @@ def build_stages(
         on_describe=lambda model: timer.measure(model, "collection"),
     )
     return Stages(options, registry, protocol, shard, planner, models, runner, recorder)
+
+
+def update_baselines(stages: Stages) -> list[str]:
+    """``--plm-update-baselines``: this run's layer records (or ``--plm-from-ledger``'s) written
+    as baselines; the summary's line saying what was written."""
+    ledger = stages.recorder.ledger
+    if stages.options.from_ledger is not None:
+        records = stages.planner.ledger_records()
+    else:
+        records = ledger.records(run_id=ledger.run_id, kind="layer")
+    if not records:
+        return []
+    store = stages.baselines()
+    written = store.update_from(records_to_frame(records))
+    unchanged = f"; {len(store.unchanged)} unchanged (same values), left as they were" if store.unchanged else ""
+    return [
+        f"--plm-update-baselines: wrote {len(written)} baseline file(s) under {stages.options.baselines_dir}{unchanged}"
+    ]

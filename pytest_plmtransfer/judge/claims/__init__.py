@@ -1,13 +1,14 @@
 """Scientific claims as data (``baselines/claims.json``), expanded into cases and evaluated on
-existing per-layer results. Each kind of claim is a :class:`ClaimKind` subclass (``kinds.py``).
+existing per-layer results. Each kind of claim is a :class:`ClaimKind` subclass (``base.py``; the built-in ones and
+the registry in ``kinds.py``).
 
 >>> from pytest_plmtransfer.judge.claims import load_claims, expand_claims, evaluate, resolve
 """
 
-from pytest_plmtransfer.judge.claims.evaluate import ClaimOutcome, claim_record, evaluate, resolve
-from pytest_plmtransfer.judge.claims.kinds import ClaimKind, Param, get_kind, kind_names, register_kind
+from pytest_plmtransfer.judge.claims.base import ClaimCase, ClaimKind, ClaimOutcome, Param
+from pytest_plmtransfer.judge.claims.evaluate import claim_record, evaluate, resolve
+from pytest_plmtransfer.judge.claims.kinds import get_kind, kind_names, register_kind, unregister_kind
 from pytest_plmtransfer.judge.claims.spec import (
-    ClaimCase,
     ClaimsError,
     ClaimsFile,
     ClaimSpec,
@@ -35,4 +36,5 @@ __all__ = [
     "parse_claims",
     "register_kind",
     "resolve",
+    "unregister_kind",
 ]

@@ -1,76 +1,28 @@
 """Evaluate one claim case against existing per-layer results (nothing is refitted).
 
-``evaluate(case, layer_results, baselines)`` returns a :class:`ClaimOutcome`; ``resolve`` turns
-that plus the case's expected-failure declaration into the outcome recorded in the ledger
-("passed", "failed", "xfailed", "xpassed", "skipped"). Each kind's evaluation is the ``evaluate``
-method of its class in :mod:`pytest_plmtransfer.judge.claims.kinds`; the notes below describe the
-built-in kinds.
-
-Layer choice: a model's layer is always chosen on the validation split by the task's selection
-metric (``val_spearman``, ``val_loss`` …; lower is better for ``*_loss`` / ``*_mse``), with the
-metric first averaged over seeds where replicated, and is reported on the test metric.
-
-Significance (``pretrained_beats_random`` / ``pretrained_beats_stat``): the pretrained
-representation has no seed (its embeddings and ridge/early-stopped heads are deterministic), so
-it is one fixed number, while each ablation seed gives one sample. With >= 2 ablation seeds the
-test is a one-sided one-sample t-test of the ablation's per-seed values against the pretrained
-value (H1: mean(ablation) < pretrained - margin; for lower-is-better metrics the direction
-flips). When the pretrained side is itself replicated (>= 2 values) it is Welch's one-sided
-t-test (unequal variances: ablations vary far more across seeds than pretrained does). A t-test
-is used rather than a rank test because with 3-5 seeds no rank or sign test can reach p < 0.05 at
-all (e.g. the exact sign test's smallest p with 3 seeds is 0.125). With one seed there is no
-test: a plain comparison, and the message says so.
-
-Protocols: a claim that names a ``protocol`` is evaluated only on records of that protocol (a
-record without the field is ``plmtransfer``); one that names none, on the records' own protocol,
-which must be a single one. Under ``authors`` every built-in kind compares last layers, as the
-authors' analysis does, and the ablation test is theirs (``scr/analysis/repstat.py``,
-``perform_t_test``): a one-sided one-sample t-test of the ablation's replicate seeds' last-layer
-values against the pretrained last-layer value (``scipy.stats.ttest_1samp``,
-``alternative="less"``), significant at p < 0.05; no paired bootstrap. What follows describes
-the ``plmtransfer`` protocol.
-
-Paired tests (issue 12): when the records refer to stored test predictions (every record written
-since predictions are kept), ``beats_onehot``, ``pretrained_beats_*`` and ``saturates_by``
-instead compare the two sides' predictions on the same test examples with a paired bootstrap
-(:mod:`pytest_plmtransfer.judge.claims.paired`, :func:`pytest_plmtransfer.measure.stats.paired_test`): seed
-replicates enter through a hierarchical bootstrap, the message gives the difference, its
-``1 - 2*level`` interval and the one-sided p-value, and the claim passes when ``p < level``
-(``saturates_by`` fails only when the gap is significantly larger than the tolerance). Records
-without predictions keep the comparisons above, and the message says so.
+``evaluate(case, layer_results, baselines)`` returns a :class:`ClaimOutcome` from the case's kind
+(:mod:`pytest_plmtransfer.judge.claims.kinds`, where the built-in kinds' tests are described);
+``resolve`` turns that plus the case's expected-failure declaration into the outcome recorded in
+the ledger ("passed", "failed", "xfailed", "xpassed", "skipped").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
 from pytest_plmtransfer.judge.baselines import BaselineError, BaselineStore
-from pytest_plmtransfer.judge.claims.spec import ClaimCase
+from pytest_plmtransfer.judge.claims.base import ClaimCase, ClaimOutcome
+from pytest_plmtransfer.judge.claims.kinds import get_kind
 from pytest_plmtransfer.judge.paper import record_protocol
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.results.aggregate import normalize
 
-REPLICATE_HINT = "--plm-seeds 42,0,12345"
-
-
-@dataclass
-class ClaimOutcome:
-    """What a claim case found. ``missing``: the inputs were absent, ``message`` says what to run."""
-
-    passed: bool
-    message: str
-    detail: dict[str, Any] = field(default_factory=dict)
-    missing: bool = False
-
 
 def evaluate(case: ClaimCase, layer_results: pd.DataFrame, baselines: BaselineStore | None = None) -> ClaimOutcome:
     """Evaluate ``case`` on ``layer_results`` (a layer frame, e.g. ``load_ledger(path)``)."""
-    # imported here: kinds.py builds on this module (ClaimOutcome)
-    from pytest_plmtransfer.judge.claims.kinds import get_kind
-
     if layer_results is not None:
         layer_results = layer_results[layer_results["kind"].isna() | (layer_results["kind"] == "layer")]
     if layer_results is not None and not layer_results.empty:

@@ -1,27 +1,47 @@
-"""Claim kinds: each kind is one :class:`ClaimKind` subclass, and the registry that names them.
+"""The built-in claim kinds (:class:`~pytest_plmtransfer.judge.claims.base.ClaimKind` subclasses)
+and the registry that names them; other packages add kinds through the
+``pytest_plmtransfer_claim_kinds`` hook (a list of classes) or the ``plmtransfer.claim_kinds``
+entry-point group (README, "Writing a claim kind").
 
-A kind says, in one class: its name (the ``"kind"`` of a claims-file entry), its parameters with
-their types, defaults and checks, the inits it applies to by default, whether it applies to the
-one-hot baseline and to a given model, which other models' layer results it compares with (the
-session computes those even when they were not selected), when it is skipped, and how it
-evaluates one :class:`~pytest_plmtransfer.judge.claims.spec.ClaimCase` into a
-:class:`~pytest_plmtransfer.judge.claims.evaluate.ClaimOutcome`.
+Layer choice: a model's layer is always chosen on the validation split by the task's selection
+metric (``val_spearman``, ``val_loss`` …; lower is better for ``*_loss`` / ``*_mse``), with the
+metric first averaged over seeds where replicated, and is reported on the test metric.
 
-Other packages add kinds through the ``pytest_plmtransfer_claim_kinds`` hook (a ``conftest.py``
-or plugin returns a list of classes) or the ``plmtransfer.claim_kinds`` entry-point group (each
-entry point names a class); see the README section "Writing a claim kind".
+Significance (``pretrained_beats_random`` / ``pretrained_beats_stat``): the pretrained
+representation has no seed (its embeddings and ridge/early-stopped heads are deterministic), so
+it is one fixed number, while each ablation seed gives one sample. With >= 2 ablation seeds the
+test is a one-sided one-sample t-test of the ablation's per-seed values against the pretrained
+value (H1: mean(ablation) < pretrained - margin; for lower-is-better metrics the direction
+flips). When the pretrained side is itself replicated (>= 2 values) it is Welch's one-sided
+t-test (unequal variances: ablations vary far more across seeds than pretrained does). A t-test
+is used rather than a rank test because with 3-5 seeds no rank or sign test can reach p < 0.05 at
+all (e.g. the exact sign test's smallest p with 3 seeds is 0.125). With one seed there is no
+test: a plain comparison, and the message says so.
 
-Layer choice, significance and the paired tests of the built-in kinds are described in
-:mod:`pytest_plmtransfer.judge.claims.evaluate`.
+Protocols: a claim that names a ``protocol`` is evaluated only on records of that protocol (a
+record without the field is ``plmtransfer``); one that names none, on the records' own protocol,
+which must be a single one. Under ``authors`` every built-in kind compares last layers, as the
+authors' analysis does, and the ablation test is theirs (``scr/analysis/repstat.py``,
+``perform_t_test``): a one-sided one-sample t-test of the ablation's replicate seeds' last-layer
+values against the pretrained last-layer value (``scipy.stats.ttest_1samp``,
+``alternative="less"``), significant at p < 0.05; no paired bootstrap. What follows describes
+the ``plmtransfer`` protocol.
+
+Paired tests (issue 12): when the records refer to stored test predictions (every record written
+since predictions are kept), ``beats_onehot``, ``pretrained_beats_*`` and ``saturates_by``
+instead compare the two sides' predictions on the same test examples with a paired bootstrap
+(:mod:`pytest_plmtransfer.judge.claims.paired`, :func:`pytest_plmtransfer.measure.stats.paired_test`): seed
+replicates enter through a hierarchical bootstrap, the message gives the difference, its
+``1 - 2*level`` interval and the one-sided p-value, and the claim passes when ``p < level``
+(``saturates_by`` fails only when the gap is significantly larger than the tolerance). Records
+without predictions keep the comparisons above, and the message says so.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -30,11 +50,11 @@ import pandas as pd
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.judge.baselines import BaselineMissing, BaselineStore
-from pytest_plmtransfer.judge.claims.evaluate import REPLICATE_HINT, ClaimOutcome
+from pytest_plmtransfer.judge.claims.base import ClaimCase, ClaimKind, ClaimOutcome, Param, level_in_range, non_negative
 from pytest_plmtransfer.judge.claims.paired import compare_rows
-from pytest_plmtransfer.judge.claims.spec import ONEHOT, ClaimCase
 from pytest_plmtransfer.judge.paper import format_rows
 from pytest_plmtransfer.measure.stats import PairedResult
+from pytest_plmtransfer.models.base import ONEHOT
 from pytest_plmtransfer.options import benchmarks_command
 from pytest_plmtransfer.results.aggregate import (
     Selected,
@@ -45,152 +65,12 @@ from pytest_plmtransfer.results.aggregate import (
     select,
     sorted_seeds,
     subset,
-    task_metrics,
 )
 
+REPLICATE_HINT = "--plm-seeds 42,0,12345"
 ENTRY_POINT_GROUP = "plmtransfer.claim_kinds"
 
 _NUM = (int, float)
-
-
-# ------------------------------------------------------------------------------ parameters
-
-
-def non_negative(name: str, value: Any) -> str | None:
-    """A :attr:`Param.check`: ``value >= 0``."""
-    return None if value >= 0 else f"'{name}' must be >= 0, got {value}"
-
-
-def level_in_range(name: str, value: Any) -> str | None:
-    """A :attr:`Param.check` for a one-sided test's level: a level >= 0.5 would pass on a coin flip."""
-    return None if 0 < value < 0.5 else f"'{name}' must be in (0, 0.5), got {value}"
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a claim kind.
-
-    ``types``: the accepted types (``bool`` is never accepted for numbers); ``default``: the value
-    when the entry gives none (``None``: absent unless given); ``check(name, value)``: the problem
-    with a well-typed value, or ``None`` when it is fine (applied to defaults too).
-    """
-
-    types: tuple[type, ...]
-    default: Any = None
-    check: Callable[[str, Any], str | None] | None = None
-
-
-class ClaimKind:
-    """Base class of a claim kind. Subclass it, set :attr:`name` and :attr:`params`, implement
-    :meth:`evaluate`, and override the other members where the defaults do not fit."""
-
-    #: the ``"kind"`` of a claims-file entry (no spaces or brackets: it can become a test id)
-    name: ClassVar[str] = ""
-    #: parameter name -> :class:`Param`
-    params: ClassVar[Mapping[str, Param]] = {}
-    #: the inits an entry applies to when it gives no ``"inits"``
-    default_inits: ClassVar[tuple[str, ...]] = ("pretrained",)
-    #: the inits an entry must keep (``None``: any); the kind reads these whatever the entry says
-    fixed_inits: ClassVar[tuple[str, ...] | None] = None
-    #: whether the kind applies to the one-hot baseline (a single layer, no init)
-    for_onehot: ClassVar[bool] = True
-
-    # -- validation ------------------------------------------------------------------------
-
-    def check_params(self, params: Mapping[str, Any]) -> list[str]:
-        """Problems that involve several parameters (each parameter's own check runs before)."""
-        return []
-
-    def validate_params(self, raw: Any) -> tuple[dict[str, Any], list[str]]:
-        """The parameters of an entry with defaults filled in, and every problem found (each
-        without the entry's location, which the caller prefixes)."""
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            return {}, [f"'params' must be an object, got {type(raw).__name__}"]
-        problems: list[str] = []
-        out: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key not in self.params:
-                problems.append(f"unknown parameter {key!r} for {self.name}; known: {', '.join(sorted(self.params))}")
-                continue
-            types = self.params[key].types
-            if isinstance(value, bool) or not isinstance(value, types):
-                names = "/".join(t.__name__ for t in types)
-                problems.append(f"parameter {key!r} must be {names}, got {value!r}")
-                continue
-            if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN/Infinity: a claim that cannot fail
-                problems.append(f"parameter {key!r} must be a finite number, got {value!r}")
-                continue
-            out[key] = value
-        for key, param in self.params.items():
-            if key not in out and param.default is not None:
-                out[key] = param.default
-        for key, param in self.params.items():
-            if key in out and param.check is not None:
-                problem = param.check(key, out[key])
-                if problem:
-                    problems.append(problem)
-        problems += self.check_params(out)
-        return out, problems
-
-    def check_inits(self, inits: tuple[str, ...]) -> str | None:
-        """The problem with an entry's ``"inits"``, if the kind reads fixed inits."""
-        if self.fixed_inits is None or inits == self.fixed_inits:
-            return None
-        return (
-            f"{self.name} always compares init '{', '.join(self.fixed_inits)}'; drop 'inits' or set it "
-            f"to {json.dumps(list(self.fixed_inits))}"
-        )
-
-    # -- what it applies to and reads ----------------------------------------------------------
-
-    def applies_to(self, model: str, model_inits: Iterable[str]) -> bool:
-        """Whether the kind can apply to ``model``, which has (or was run with) ``model_inits``."""
-        return True
-
-    def comparators(self, case: ClaimCase) -> tuple[str, ...]:
-        """Other models whose layer results on ``case.task`` the kind compares with; the session
-        computes them even when they were not selected (the case's own model always is)."""
-        return ()
-
-    def skip_reason(self, options: Any) -> str | None:
-        """Why the case is skipped under these run options (:class:`~pytest_plmtransfer.options.PlmOptions`)."""
-        return None
-
-    # -- evaluation ----------------------------------------------------------------------------
-
-    def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        """The outcome of ``case`` on ``frame`` (layer records, normalized: see
-        :func:`pytest_plmtransfer.results.aggregate.normalize`). Missing inputs: :meth:`missing`."""
-        raise NotImplementedError(f"claim kind {self.name!r} does not implement evaluate()")
-
-    # helpers for evaluate()
-
-    @staticmethod
-    def missing(message: str, **detail: Any) -> ClaimOutcome:
-        """The inputs are absent: the case skips (fails under ``--plm-strict``); ``message``
-        should say what to run."""
-        return ClaimOutcome(False, message, {"missing": True, **detail}, missing=True)
-
-    @staticmethod
-    def what(case: ClaimCase) -> str:
-        return f"{case.model}/{case.init} on {case.task}"
-
-    def own(self, case: ClaimCase, frame: pd.DataFrame) -> pd.DataFrame | ClaimOutcome:
-        """The case's own layer results, or a missing outcome naming the command that makes them."""
-        mine = subset(frame, case.model, case.task, case.init)
-        if mine.empty:
-            return self.missing(
-                f"no layer results for {self.what(case)}; run: {benchmarks_command(case.model, case.task, case.init)}"
-            )
-        return mine
-
-    @staticmethod
-    def metrics(case: ClaimCase, frame: pd.DataFrame) -> tuple[str, str]:
-        """(selection metric, test metric): the task's, unless the case's params name others."""
-        sel, test = task_metrics(frame, case.task)
-        return case.params.get("selection_metric") or sel, case.params.get("metric") or test
 
 
 # ------------------------------------------------------------------------------ helpers of the built-in kinds
@@ -206,12 +86,29 @@ def _sel_detail(s: Selected) -> dict[str, Any]:
     }
 
 
-def _rows_at(frame: pd.DataFrame, layers: dict[str, int]) -> pd.DataFrame:
-    """The records of each seed key at its layer (``{seed_key: layer}``)."""
+def _rows_at(frame: pd.DataFrame, values: Mapping[str, tuple[int, float]]) -> pd.DataFrame:
+    """The records of each seed key at its layer (``{seed_key: (layer, value)}``, as :func:`_values_at`)."""
     keep = pd.Series(False, index=frame.index)
-    for key, layer in layers.items():
+    for key, (layer, _) in values.items():
         keep |= (frame["seed_key"] == key) & (frame["layer"] == layer)
     return frame[keep]
+
+
+def _mean(values: Mapping[str, tuple[int, float]]) -> float:
+    """The seed mean of :func:`_values_at`'s values."""
+    return float(np.mean([v for _, v in values.values()]))
+
+
+def _beats(value: float, other: float, metric: str, margin: float) -> bool:
+    """``value`` is better than ``other`` by more than ``margin`` on ``metric``."""
+    return better(value, other - margin if lower_is_better(metric) else other + margin, metric)
+
+
+def _paired_detail(paired: PairedResult | str) -> dict[str, Any]:
+    return {
+        "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
+        "paired_unavailable": paired if isinstance(paired, str) else None,
+    }
 
 
 def _paired_txt(paired: PairedResult | str) -> str:
@@ -269,7 +166,7 @@ def _one_sided_p(pre: list[float], other: list[float], margin: float, low: bool)
 
 
 def _authors(case: ClaimCase) -> bool:
-    """Under the authors' protocol every comparison is at the last layer (see claims/evaluate.py)."""
+    """Under the authors' protocol every comparison is at the last layer (see the module docstring)."""
     return case.protocol == "authors"
 
 
@@ -287,7 +184,7 @@ def _score(
     if not vals:
         return None
     layers = sorted({layer for layer, _ in vals.values()})
-    return "L" + "/".join(str(x) for x in layers), float(np.mean([v for _, v in vals.values()]))
+    return "L" + "/".join(str(x) for x in layers), _mean(vals)
 
 
 def _model_names(name: str, value: Any) -> str | None:
@@ -297,11 +194,12 @@ def _model_names(name: str, value: Any) -> str | None:
 
 # the parameters several built-in kinds share
 _LEVEL = Param(_NUM, 0.05, level_in_range)
-_METRIC = Param((str,))
-_SELECTION_METRIC = Param((str,))
 _MARGIN = Param(_NUM, 0.0, non_negative)
+_MODELS = Param((list,), None, _model_names)
+#: the metrics compared (default: the task's)
+_METRICS = {"metric": Param((str,)), "selection_metric": Param((str,))}
 #: the parameters of a one-sided comparison at the chosen layer (beats one-hot, declines after peak)
-_MARGIN_LEVEL_METRICS = {"margin": _MARGIN, "level": _LEVEL, "metric": _METRIC, "selection_metric": _SELECTION_METRIC}
+_MARGIN_LEVEL_METRICS = {"margin": _MARGIN, "level": _LEVEL, **_METRICS}
 
 
 # ------------------------------------------------------------------------------ the built-in kinds
@@ -339,14 +237,11 @@ class BeatsOnehot(ClaimKind):
                 selection_metric=sel_m,
                 test_metric=test_m,
             )
-        margin = float(case.params.get("margin", 0.0))
-        level = float(case.params.get("level", 0.05))
-        low = lower_is_better(test_m)
-        threshold = s_o.test_value - margin if low else s_o.test_value + margin
+        margin, level = self.number(case, "margin"), self.number(case, "level")
         diff = s_m.test_value - s_o.test_value
         paired = compare_rows(
-            _rows_at(mine, {k: s_m.layer for k in mine["seed_key"].unique()}),
-            _rows_at(one, {k: s_o.layer for k in one["seed_key"].unique()}),
+            mine[mine["layer"] == s_m.layer],
+            one[one["layer"] == s_o.layer],
             test_m,
             margin=margin,
             level=level,
@@ -357,7 +252,7 @@ class BeatsOnehot(ClaimKind):
             passed = paired.significant
             significance = f" (significant: p < {level:g})" if passed else f" (not significant: p >= {level:g})"
         else:
-            passed = better(s_m.test_value, threshold, test_m)
+            passed = _beats(s_m.test_value, s_o.test_value, test_m, margin)
         verdict = "beats" if passed else "does not beat"
         seeds = f" (mean of {s_m.n} seeds)" if s_m.n > 1 else ""
         margin_txt = f" by more than the margin {margin:g}" if margin else ""
@@ -379,8 +274,7 @@ class BeatsOnehot(ClaimKind):
                 "model": _sel_detail(s_m),
                 "onehot": _sel_detail(s_o),
                 "difference": diff,
-                "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
-                "paired_unavailable": paired if isinstance(paired, str) else None,
+                **_paired_detail(paired),
             },
         )
 
@@ -392,9 +286,8 @@ class BeatsOnehot(ClaimKind):
         )
         if mine is None or one is None:
             return self.missing(f"{self.what(case)}: {test_m} missing at the last layer of the model or of one-hot")
-        margin = float(case.params.get("margin", 0.0))
-        low = lower_is_better(test_m)
-        passed = better(mine[1], one[1] - margin if low else one[1] + margin, test_m)
+        margin = self.number(case, "margin")
+        passed = _beats(mine[1], one[1], test_m, margin)
         msg = (
             f"{self.what(case)}, {test_m} at the last layer (authors' protocol): {mine[0]} {fmt(mine[1])} vs "
             f"one-hot {fmt(one[1])}: difference {mine[1] - one[1]:+.3f}; "
@@ -424,8 +317,7 @@ class SaturatesBy(ClaimKind):
         "fraction": Param(_NUM, None, lambda n, v: None if 0 < v <= 1 else f"'{n}' must be in (0, 1], got {v}"),
         "tolerance": Param(_NUM, 0.02, non_negative),
         "level": _LEVEL,
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
+        **_METRICS,
     }
     for_onehot = False
 
@@ -455,7 +347,7 @@ class SaturatesBy(ClaimKind):
             frac = float(case.params["fraction"])
             k = int(math.floor(frac * last + 1e-9))
             k_txt = f"layer {k} (= floor({frac:g} x last layer {last}))"
-        tol = float(case.params.get("tolerance", 0.02))
+        tol = self.number(case, "tolerance")
         if _authors(case):
             return self._from_k_to_last(case, mine, test_m, k, last, tol)
         layers = sorted(int(x) for x in mine["layer"].unique())
@@ -471,12 +363,11 @@ class SaturatesBy(ClaimKind):
             return self.missing(f"{self.what(case)}: {sel_m}/{test_m} missing from the records")
         low = lower_is_better(test_m)
         gap = (early.test_value - best.test_value) if low else (best.test_value - early.test_value)
-        level = float(case.params.get("level", 0.05))
-        seeds = {key: best.layer for key in mine["seed_key"].unique()}
+        level = self.number(case, "level")
         # H1 of the paired test: the best layer beats the early one by more than the tolerance.
         paired = compare_rows(
-            _rows_at(mine, seeds),
-            _rows_at(mine, {k: early.layer for k in seeds}),
+            mine[mine["layer"] == best.layer],
+            mine[mine["layer"] == early.layer],
             test_m,
             margin=tol,
             level=level,
@@ -519,8 +410,7 @@ class SaturatesBy(ClaimKind):
                 "layers_run": layers,
                 "oracle_best_test": oracle,
                 "level": level,
-                "paired": paired.to_dict() if isinstance(paired, PairedResult) else None,
-                "paired_unavailable": paired if isinstance(paired, str) else None,
+                **_paired_detail(paired),
             },
         )
 
@@ -532,7 +422,7 @@ class SaturatesBy(ClaimKind):
         at_k, at_last = _values_at(mine, test_m, test_m, k), _values_at(mine, test_m, test_m, last)
         if not at_k or not at_last:
             return self.missing(f"{self.what(case)}: {test_m} missing at layer {k} or at the last layer {last}")
-        v_k, v_last = float(np.mean([v for _, v in at_k.values()])), float(np.mean([v for _, v in at_last.values()]))
+        v_k, v_last = _mean(at_k), _mean(at_last)
         gain = (v_k - v_last) if lower_is_better(test_m) else (v_last - v_k)
         passed = gain <= tol + 1e-12
         msg = (
@@ -564,13 +454,7 @@ class _InitBeats(ClaimKind):
     #: the init that should win, and the one it is compared with
     base_init: ClassVar[str] = "pretrained"
     other_init: ClassVar[str] = ""
-    params = {
-        "level": _LEVEL,
-        "margin": _MARGIN,
-        "at_layer": Param((str, int), "selected", _at_layer),
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
-    }
+    params = {"level": _LEVEL, "margin": _MARGIN, "at_layer": Param((str, int), "selected", _at_layer), **_METRICS}
     for_onehot = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -594,8 +478,7 @@ class _InitBeats(ClaimKind):
         sel_m, test_m = self.metrics(case, pre)
         # the authors compare last layers with their replicate-seed t-test (repstat.py), never a bootstrap
         at = "last" if _authors(case) else case.params.get("at_layer", "selected")
-        level = float(case.params.get("level", 0.05))
-        margin = float(case.params.get("margin", 0.0))
+        level, margin = self.number(case, "level"), self.number(case, "margin")
         low = lower_is_better(test_m)
         pv = _values_at(pre, sel_m, test_m, at)
         ov = _values_at(oth, sel_m, test_m, at)
@@ -605,7 +488,7 @@ class _InitBeats(ClaimKind):
             )
         p_vals = [v for _, v in pv.values()]
         o_vals = [v for _, v in ov.values()]
-        p_mean, o_mean = float(np.mean(p_vals)), float(np.mean(o_vals))
+        p_mean, o_mean = _mean(pv), _mean(ov)
         o_std = float(np.std(o_vals, ddof=1)) if len(o_vals) > 1 else math.nan
         at_txt = {"selected": "the validation-chosen layer", "last": "the last layer"}.get(at, f"layer {at}")
         if _authors(case):
@@ -631,12 +514,7 @@ class _InitBeats(ClaimKind):
         paired: PairedResult | str = "the authors' protocol uses their replicate-seed t-test"
         if not _authors(case):
             paired = compare_rows(
-                _rows_at(pre, {k: l for k, (l, _) in pv.items()}),
-                _rows_at(oth, {k: l for k, (l, _) in ov.items()}),
-                test_m,
-                margin=margin,
-                level=level,
-                labels=(mine_init, other_init),
+                _rows_at(pre, pv), _rows_at(oth, ov), test_m, margin=margin, level=level, labels=(mine_init, other_init)
             )
         head = f"{case.model} on {case.task}, {test_m} at {at_txt}: {pre_txt} vs {oth_txt}; "
         if isinstance(paired, PairedResult):
@@ -720,7 +598,7 @@ class NoRegression(ClaimKind):
             return mine
         store = baselines or BaselineStore()
         try:
-            cmp = store.compare(mine, case.params.get("metrics"), level=float(case.params.get("level", 0.05)))
+            cmp = store.compare(mine, case.params.get("metrics"), level=self.number(case, "level"))
         except BaselineMissing as exc:
             return self.missing(str(exc), command=exc.command, path=str(exc.path))
         table = cmp.format(only_failures=not cmp.ok)
@@ -812,8 +690,7 @@ class Equivalent(ClaimKind):
         "other_init": Param((str,), None, lambda n, v: None if v in _ANY_INIT else f"'{n}' must be one of {_ANY_INIT}"),
         "margin": Param(_NUM, 0.03, non_negative),
         "level": _LEVEL,
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
+        **_METRICS,
     }
     default_inits = ("stat",)
     for_onehot = False
@@ -830,11 +707,11 @@ class Equivalent(ClaimKind):
                 f"{benchmarks_command(case.model, case.task, case.init + ',' + other, REPLICATE_HINT)}"
             )
         sel_m, test_m = self.metrics(case, a)
-        margin, level = float(case.params.get("margin", 0.03)), float(case.params.get("level", 0.05))
+        margin, level = self.number(case, "margin"), self.number(case, "level")
         va, vb = _values_at(a, sel_m, test_m, _where(case)), _values_at(b, sel_m, test_m, _where(case))
         if not va or not vb:
             return self.missing(f"{self.what(case)}: {test_m} missing for {case.init if not va else other}")
-        ma, mb = float(np.mean([v for _, v in va.values()])), float(np.mean([v for _, v in vb.values()]))
+        ma, mb = _mean(va), _mean(vb)
         head = (
             f"{self.what(case)}, {test_m} at the {'last' if _authors(case) else 'validation-chosen'} layer"
             f"{' (authors protocol)' if _authors(case) else ''}: {case.init} {fmt(ma)} vs {other} {fmt(mb)}, "
@@ -842,13 +719,7 @@ class Equivalent(ClaimKind):
         )
         paired: PairedResult | str = "authors' protocol: seed means"
         if not _authors(case):
-            paired = compare_rows(
-                _rows_at(a, {k: l for k, (l, _) in va.items()}),
-                _rows_at(b, {k: l for k, (l, _) in vb.items()}),
-                test_m,
-                level=level,
-                labels=(case.init, other),
-            )
+            paired = compare_rows(_rows_at(a, va), _rows_at(b, vb), test_m, level=level, labels=(case.init, other))
         if isinstance(paired, PairedResult):
             passed = -margin <= paired.low and paired.high <= margin
             msg = head + f"{paired.describe()}; the interval is {'inside' if passed else 'not inside'} ±{margin:g}"
@@ -898,12 +769,7 @@ class SimilarAcrossModels(_AcrossModels):
     span at most ``margin`` (max minus min)."""
 
     name = "similar_across_models"
-    params = {
-        "models": Param((list,), None, _model_names),
-        "margin": Param(_NUM, 0.03, non_negative),
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
-    }
+    params = {"models": _MODELS, "margin": Param(_NUM, 0.03, non_negative), **_METRICS}
 
     def check_params(self, params: Mapping[str, Any]) -> list[str]:
         return [] if "models" in params else ["similar_across_models needs 'models' (the family compared)"]
@@ -915,7 +781,7 @@ class SimilarAcrossModels(_AcrossModels):
         scores, test_m = got
         values = [v for _, v in scores.values()]
         spread = max(values) - min(values)
-        margin = float(case.params.get("margin", 0.03))
+        margin = self.number(case, "margin")
         passed = spread <= margin + 1e-12
         msg = (
             f"{case.task}, {case.init} {test_m} at the {'last' if _authors(case) else 'validation-chosen'} layer: "
@@ -930,12 +796,7 @@ class NotAlwaysBeatsOnehot(_AcrossModels):
     does not beat one-hot (its score is at most one-hot's plus ``margin``)."""
 
     name = "not_always_beats_onehot"
-    params = {
-        "models": Param((list,), None, _model_names),
-        "margin": _MARGIN,
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
-    }
+    params = {"models": _MODELS, "margin": _MARGIN, **_METRICS}
     default_inits = ("random",)
 
     def comparators(self, case: ClaimCase) -> tuple[str, ...]:
@@ -950,11 +811,8 @@ class NotAlwaysBeatsOnehot(_AcrossModels):
         one = _score(case, frame, ONEHOT, "none", sel_m, test_m)
         if one is None:
             return self.missing(f"no one-hot {test_m} on {case.task}; add onehot to the selection")
-        margin = float(case.params.get("margin", 0.0))
-        low = lower_is_better(test_m)
-        witnesses = [
-            m for m, (_, v) in scores.items() if not better(v, one[1] - margin if low else one[1] + margin, test_m)
-        ]
+        margin = self.number(case, "margin")
+        witnesses = [m for m, (_, v) in scores.items() if not _beats(v, one[1], test_m, margin)]
         passed = bool(witnesses)
         msg = f"{case.task}, {case.init} {test_m} vs one-hot {fmt(one[1])}: {self.listing(scores)}; " + (
             f"not beating one-hot: {', '.join(witnesses)}" if passed else f"every model's {case.init} beats one-hot"
@@ -983,15 +841,14 @@ class DeclinesAfterPeak(ClaimKind):
         at_last = _values_at(mine, sel_m, test_m, last)
         if peak is None or not at_last or math.isnan(peak.test_value):
             return self.missing(f"{self.what(case)}: {test_m} missing at the peak or at the last layer {last}")
-        v_last = float(np.mean([v for _, v in at_last.values()]))
+        v_last = _mean(at_last)
         drop = (v_last - peak.test_value) if lower_is_better(test_m) else (peak.test_value - v_last)
-        margin, level = float(case.params.get("margin", 0.0)), float(case.params.get("level", 0.05))
+        margin, level = self.number(case, "margin"), self.number(case, "level")
         paired: PairedResult | str = "authors' protocol: curve of test values"
         if not _authors(case):
-            seeds = list(mine["seed_key"].unique())
             paired = compare_rows(
-                _rows_at(mine, {k: peak.layer for k in seeds}),
-                _rows_at(mine, {k: last for k in seeds}),
+                mine[mine["layer"] == peak.layer],
+                mine[mine["layer"] == last],
                 test_m,
                 margin=margin,
                 level=level,
@@ -1042,7 +899,7 @@ class Trend(ClaimKind):
             ),
         ),
         "threshold": Param(_NUM, 0.9, lambda n, v: None if -1 <= v <= 1 else f"'{n}' must be in [-1, 1]"),
-        "models": Param((list,), None, _model_names),
+        "models": _MODELS,
         "fractions": Param(
             (list,),
             None,
@@ -1052,8 +909,7 @@ class Trend(ClaimKind):
                 else f"'{n}' must list fractions in (0, 1)"
             ),
         ),
-        "metric": _METRIC,
-        "selection_metric": _SELECTION_METRIC,
+        **_METRICS,
     }
     for_onehot = False
 
@@ -1110,7 +966,7 @@ class Trend(ClaimKind):
         rho = float(stats.spearmanr([p[0] for p in points], [p[1] for p in points])[0])
         if lower_is_better(test_m):
             rho = -rho
-        threshold = float(case.params.get("threshold", 0.9))
+        threshold = self.number(case, "threshold")
         expect = case.params.get("expect", "increasing")
         rising = rho >= threshold
         passed = rising if expect == "increasing" else not rising

@@ -34,11 +34,13 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
+from pytest_plmtransfer.judge.claims.base import ClaimCase, ClaimKind
+from pytest_plmtransfer.judge.claims.kinds import get_kind, kind_names
 from pytest_plmtransfer.models.base import ONEHOT
 
 FORMAT = "plmtransfer-claims/1"
@@ -94,70 +96,9 @@ class ClaimSpec:
     protocol: str | None = None
 
     def selects(self, model: str, task: str, init: str) -> bool:
-        if model == ONEHOT:
-            from pytest_plmtransfer.judge.claims.kinds import get_kind
-
-            if not get_kind(self.kind).for_onehot:
-                return False
+        if model == ONEHOT and not get_kind(self.kind).for_onehot:
+            return False
         return _match(model, self.models) and _match(task, self.tasks) and _match(init, self.inits)
-
-
-@dataclass(frozen=True, eq=False)
-class ClaimCase:
-    """One claim applied to one (model, task, init): one test."""
-
-    name: str
-    kind: str
-    model: str
-    task: str
-    init: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-    finding: str = ""
-    xfail_reason: str | None = None
-    strict: bool = True
-    index: int = 0
-    source: str = "<claims>"
-    protocol: str | None = None
-
-    @property
-    def id(self) -> str:
-        return f"{self.name}[{self.param_id}]"
-
-    @property
-    def param_id(self) -> str:
-        """The part inside the brackets, for ``pytest.param(..., id=case.param_id)``."""
-        return f"{self.model}-{self.task}-{self.init}"
-
-    @property
-    def expected_to_fail(self) -> bool:
-        return self.xfail_reason is not None
-
-    def pytest_marks(self) -> list[Any]:
-        """``[pytest.mark.xfail(reason=..., strict=...)]`` for an expected failure, else ``[]``."""
-        if self.xfail_reason is None:
-            return []
-        import pytest
-
-        # raises=AssertionError: only the claim's own `assert outcome.passed` is the expected
-        # failure; a missing input failed under --plm-gate, or an error computing a layer, fails
-        # (pytest would otherwise count a setup failure of an xfail-marked test as XFAIL, and the
-        # gate would pass without the claim ever being evaluated)
-        return [pytest.mark.xfail(reason=self.xfail_reason, strict=self.strict, raises=AssertionError)]
-
-    def unexpected_pass(self, message: str) -> str:
-        """Why a strict expected failure that passed fails the run, and the two ways out."""
-        return (
-            f"[XPASS(strict)] {self.id} holds on {self.model}/{self.task}/{self.init}, but {self.source} "
-            f"declares it an expected failure there ({self.xfail_reason}): {message.rstrip('.')}. "
-            f"If it now holds, narrow that entry's expected_failures (e.g. its 'tasks') to where it fails; "
-            f'to accept either outcome, give the expected failure "strict": false.'
-        )
-
-    def param(self) -> Any:
-        """This case as a ``pytest.param`` with its id and marks."""
-        import pytest
-
-        return pytest.param(self, id=self.param_id, marks=self.pytest_marks())
 
 
 @dataclass
@@ -186,11 +127,8 @@ def _selector(raw: Any, where: str, key: str, problems: list[str]) -> tuple[str,
     return tuple(raw)
 
 
-def _kind(name: Any):
+def _kind(name: Any) -> ClaimKind | None:
     """The registered claim kind called ``name``, or None."""
-    # imported here: the kinds build on ClaimCase (this module) and on the evaluation helpers
-    from pytest_plmtransfer.judge.claims.kinds import get_kind
-
     try:
         return get_kind(name) if isinstance(name, str) else None
     except KeyError:
@@ -237,8 +175,6 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
             )
             continue
         if claim_kind is None:
-            from pytest_plmtransfer.judge.claims.kinds import kind_names
-
             problems.append(f"{where}: 'kind' is {kind!r}; must be one of {', '.join(kind_names())}")
             continue
         where = f"claims[{i}] ({entry.get('name', kind)})"
@@ -295,7 +231,9 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
                 xfails.append(ExpectedFailure(xm, xt, xi, reason, strict))
         if models and tasks and inits:
             specs.append(
-                ClaimSpec(name, kind, models, tasks, inits, params, tuple(xfails), finding, i, source, protocol)
+                ClaimSpec(
+                    name, claim_kind.name, models, tasks, inits, params, tuple(xfails), finding, i, source, protocol
+                )
             )
     if problems:
         raise ClaimsError(source, problems)
@@ -303,18 +241,20 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
     return ClaimsFile(source, specs, description if isinstance(description, str) else "")
 
 
-def load_claims(path: Path | str) -> ClaimsFile:
-    """Read and validate a claims file (``baselines/claims.json``)."""
+def read_claims(path: Path | str) -> Any:
+    """The JSON document of a claims file, not yet validated."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ClaimsError(str(path), ["file not found"]) from None
-    try:
-        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ClaimsError(str(path), [f"not valid JSON: {exc}"]) from exc
-    return parse_claims(doc, str(path))
+
+
+def load_claims(path: Path | str) -> ClaimsFile:
+    """Read and validate a claims file (``baselines/claims.json``)."""
+    return parse_claims(read_claims(path), str(Path(path)))
 
 
 def check_selectors(

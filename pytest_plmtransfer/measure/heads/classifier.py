@@ -92,7 +92,7 @@ def _with_ones(x: torch.Tensor) -> torch.Tensor:
     cached = getattr(x, "_plmtransfer_with_ones", None)
     if cached is None:
         cached = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], dim=1)
-        x._plmtransfer_with_ones = cached
+        setattr(x, "_plmtransfer_with_ones", cached)  # noqa: B010 (a tensor has no such attribute declared)
     return cached
 
 

@@ -31,7 +31,8 @@ does it: centre X and y, solve, then ``intercept = mean(y) - mean(X) @ coef``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 from scipy.linalg import lapack
@@ -56,13 +57,10 @@ __all__ = ["DEFAULT_ALPHAS", "RIDGE_METHODS", "RIDGE_SELECTION_METRICS", "RidgeP
 #: factorization the extra grid points are nearly free.
 DEFAULT_ALPHAS: np.ndarray = np.logspace(-3, 6, 19)
 
-#: Validation metrics a ridge probe can select alpha by: name -> (function, higher is better).
-RIDGE_SELECTION_METRICS: dict[str, tuple[Callable[[object, object], float], bool]] = {
-    "val_spearman": (M.spearman, True),
-    "val_ndcg": (M.ndcg, True),
-    "val_pearson": (M.pearson, True),
-    "val_mse": (M.mse, False),
-    "val_loss": (M.mse, False),  # a regression task's "loss" is its MSE
+#: Validation metrics a ridge probe can select alpha by (a regression task's "loss" is its MSE).
+RIDGE_SELECTION_METRICS: dict[str, M.Metric] = {
+    **{f"val_{name}": M.REGRESSION[name] for name in ("spearman", "ndcg", "pearson", "mse")},
+    "val_loss": M.REGRESSION["mse"],
 }
 
 # Rows per block when streaming a big (possibly memory-mapped, float32) matrix into float64.
@@ -83,10 +81,8 @@ TRIDIAGONAL_COST_IN_CHOLESKY = 5
 RIDGE_METHODS = ("auto", "tridiagonal", "cholesky", "eigh")
 
 
-def _lapack_threads() -> object:
+def _lapack_threads() -> AbstractContextManager[object]:
     if EIGH_THREADS is None:
-        from contextlib import nullcontext
-
         return nullcontext()
     return threadpool_limits(limits=EIGH_THREADS, user_api="blas")
 
@@ -285,14 +281,9 @@ class RidgeProbe:
         self._coefs = np.ascontiguousarray(coefs.T)  # (n_alphas, d)
 
         self.val_scores_: np.ndarray | None = None
-        if self.alphas_.size == 1:
-            best = 0
-            if X_val is not None and y_val is not None:
-                self.val_scores_ = self._score_path(X_val, y_val)
-        else:
+        if X_val is not None and y_val is not None:  # always, for more than one alpha (checked above)
             self.val_scores_ = self._score_path(X_val, y_val)
-            best = self._select(self.val_scores_)
-        self.choose(best)
+        self.choose(0 if self.val_scores_ is None or self.alphas_.size == 1 else self._select(self.val_scores_))
         return self
 
     def choose(self, index: int) -> None:
@@ -306,12 +297,11 @@ class RidgeProbe:
         preds = self.predict_path(X_val)
         if preds.shape[1] != yv.size:
             raise ValueError(f"X_val has {preds.shape[1]} rows but y_val has {yv.size} values")
-        fn, _ = RIDGE_SELECTION_METRICS[self.selection_metric]
+        fn = RIDGE_SELECTION_METRICS[self.selection_metric].fn
         return np.array([fn(yv, p) for p in preds], dtype=np.float64)
 
     def _select(self, scores: np.ndarray) -> int:
-        _, higher_is_better = RIDGE_SELECTION_METRICS[self.selection_metric]
-        signed = scores if higher_is_better else -scores
+        signed = scores if RIDGE_SELECTION_METRICS[self.selection_metric].higher_is_better else -scores
         best, best_score = self.alphas_.size - 1, -np.inf
         # Ascending alphas with ">=" means an exact tie moves the choice to the larger alpha.
         for i, s in enumerate(signed):

@@ -1,0 +1,54 @@
+"""Do two ledgers hold the same measurements, record for record?
+
+    python tools/same_numbers.py BEFORE_LEDGER AFTER_LEDGER
+
+For a refactoring that must change no number: every layer and claim record of one ledger has a
+partner of the same key in the other, and the two agree on everything but the fields that differ
+between any two runs of the same work (time, host, run bookkeeping, cache state, timings:
+``results.records.measurement``). Exit 0 when they do; otherwise each difference, one per line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pytest_plmtransfer.results.ledger import read_records
+from pytest_plmtransfer.results.records import measurement
+
+#: differ between runs of the same work, beside results.records.RUN_SPECIFIC_FIELDS
+VOLATILE = ("record_sha256", "plugin_version")
+
+
+def keyed(path: str) -> dict[tuple, dict]:
+    out: dict[tuple, dict] = {}
+    for rec in read_records(path, verify=True):
+        if rec["kind"] == "layer":
+            key = ("layer", rec["model"], rec["task"], rec["layer"], rec["init"], rec["seed"], rec["protocol"])
+        else:
+            key = ("claim", rec["claim_id"], rec["model"], rec["task"], rec["init"], rec["protocol"])
+        if key in out:
+            raise SystemExit(f"{path}: two records of {key}")
+        out[key] = {k: v for k, v in measurement(rec).items() if k not in VOLATILE}
+    return out
+
+
+def differences(before: dict[tuple, dict], after: dict[tuple, dict]) -> list[str]:
+    lines = [f"only in before: {k}" for k in before.keys() - after.keys()]
+    lines += [f"only in after: {k}" for k in after.keys() - before.keys()]
+    for key in sorted(before.keys() & after.keys(), key=str):
+        a, b = before[key], after[key]
+        for field in sorted(a.keys() | b.keys()):
+            if a.get(field) != b.get(field):
+                lines.append(f"{key} {field}: {a.get(field)!r} != {b.get(field)!r}")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    before, after = keyed(argv[0]), keyed(argv[1])
+    found = differences(before, after)
+    print("\n".join(found) if found else f"same: {len(before)} records, every measured field equal")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
