@@ -17,7 +17,8 @@ import pytest
 from browser import browser_missing, inspect_page
 
 from pytest_plmtransfer.report.cli import main
-from pytest_plmtransfer.report.tables import leaderboard, render_markdown, render_text, task_tables, write_report
+from pytest_plmtransfer.report.summary import write_report
+from pytest_plmtransfer.report.tables import leaderboard, render_markdown, render_text, task_tables
 from pytest_plmtransfer.results.ledger import records_to_frame
 from pytest_plmtransfer.testing import synthetic_records, write_ledger
 

@@ -766,7 +766,7 @@ def test_merge_checks_the_versions_in_parts_headers(tmp_path, monkeypatch):
 
 
 def test_merge_out_refuses_a_non_ledger_sweeps_its_temp_and_names_the_users_file(tmp_path, monkeypatch):
-    from pytest_plmtransfer.results.merge import MERGED_PART
+    from pytest_plmtransfer.report.merge import MERGED_PART
 
     _shard(tmp_path / "a", _records(2))
     notes = tmp_path / "notes.txt"

@@ -7,7 +7,8 @@ import re
 import pandas as pd
 import pytest
 
-from pytest_plmtransfer.report.tables import render_text, results_table, task_tables, write_report
+from pytest_plmtransfer.report.summary import write_report
+from pytest_plmtransfer.report.tables import render_text, results_table, task_tables
 from pytest_plmtransfer.results.aggregate import latest_run, select_runs
 from pytest_plmtransfer.results.ledger import records_to_frame
 from pytest_plmtransfer.testing import curve_records, synthetic_records

@@ -13,8 +13,8 @@ from pytest_plmtransfer.models.registry import ModelOptions, builtin_registry
 from pytest_plmtransfer.models.weights import peek_checkpoint
 from pytest_plmtransfer.plan.sharding import GroupWork, Shard, ShardError, ShardPlan, plan_shards
 from pytest_plmtransfer.plan.xdist import device_for_worker, group_of_case_id, group_of_nodeid, visible_devices
+from pytest_plmtransfer.report.merge import MergeError, merge_ledgers
 from pytest_plmtransfer.results.ledger import Ledger
-from pytest_plmtransfer.results.merge import MergeError, merge_ledgers
 from pytest_plmtransfer.results.records import LayerRecord, Provenance, measurement, parse_record
 from pytest_plmtransfer.testing import synthetic_records
 

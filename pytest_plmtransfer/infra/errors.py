@@ -22,6 +22,10 @@ class InputError(PlmTransferError, ValueError):
         super().__init__(f"{': '.join(where)}: {problem}" if where else problem)
 
 
+class BaselineError(PlmTransferError):
+    """A stored baseline or the authors' reference table is unreadable or malformed."""
+
+
 class ResourceUnavailable(PlmTransferError):
     """Data or weights are not present locally and cannot be downloaded.
 

@@ -52,13 +52,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from pytest_plmtransfer.infra.errors import PlmTransferError
+from pytest_plmtransfer.infra.errors import BaselineError, PlmTransferError
 from pytest_plmtransfer.infra.table import text_table
 from pytest_plmtransfer.infra.tempfiles import atomic_write_json
+from pytest_plmtransfer.judge.paper import PaperReference
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.options import benchmarks_command
 from pytest_plmtransfer.results.aggregate import (
@@ -71,9 +72,6 @@ from pytest_plmtransfer.results.aggregate import (
     seed_value,
     sorted_seeds,
 )
-
-if TYPE_CHECKING:
-    from pytest_plmtransfer.judge.paper import PaperReference
 
 FORMAT = "plmtransfer-baseline/1"
 
@@ -92,10 +90,6 @@ DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
 #: copied into a stored baseline: what made the numbers, never where (no host, no paths: the file
 #: is committed and read on other machines)
 _PROVENANCE_FIELDS = ("git_commit", "plugin_version", "device", "dtype", "embedding_key")
-
-
-class BaselineError(PlmTransferError):
-    pass
 
 
 class BaselineMissing(BaselineError):
@@ -527,8 +521,6 @@ class BaselineStore:
 
     def paper(self) -> PaperReference | None:
         """The authors' results table, or None when the file is absent."""
-        from pytest_plmtransfer.judge.paper import PaperReference
-
         path = self.paper_path
         return PaperReference.load(path) if path.is_file() else None
 

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 
 import pandas as pd
 
+from pytest_plmtransfer.infra.errors import BaselineError
 from pytest_plmtransfer.infra.table import text_table
-from pytest_plmtransfer.judge.baselines import BaselineError
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.results.aggregate import NO_SEED, depth, fmt, measured, normalize, sorted_seeds
 

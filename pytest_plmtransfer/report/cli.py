@@ -29,9 +29,9 @@ from typing import TextIO
 import pandas as pd
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
+from pytest_plmtransfer.report.merge import ON_CONFLICT
 from pytest_plmtransfer.results.aggregate import latest_run, select_runs
 from pytest_plmtransfer.results.ledger import load_ledger
-from pytest_plmtransfer.results.merge import ON_CONFLICT
 
 
 class CliError(PlmTransferError):
@@ -66,7 +66,7 @@ def _load(
 
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.report.figures import render_figures
-    from pytest_plmtransfer.report.tables import render_tables_text, render_text, write_report
+    from pytest_plmtransfer.report.tables import render_tables_text, render_text
 
     path = _ledger_path(args.ledger)
     layers, claims = _load(path, args.run_id, args.latest, out)
@@ -77,7 +77,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     out.write("".join(render_tables_text(layers, metric=m) + "\n" for m in metrics[:-1]))
     out.write(render_text(layers, claims, metric=metrics[-1]))
     if args.out:
-        from pytest_plmtransfer.report.summary import report_written_lines
+        from pytest_plmtransfer.report.summary import report_written_lines, write_report
 
         written = write_report(layers, claims, args.out, metric=metrics[0])
         out.write("\n" + "\n".join(report_written_lines(written, args.out)) + "\n")
@@ -141,7 +141,7 @@ def cmd_paper(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
-    from pytest_plmtransfer.results.merge import describe_missing, merge_ledgers, write_merged
+    from pytest_plmtransfer.report.merge import describe_missing, merge_ledgers, write_merged
 
     _check_merge_out(args.out)
     result = merge_ledgers([_ledger_path(p) for p in args.ledgers], on_conflict=args.on_conflict)
@@ -168,8 +168,8 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
 def _check_merge_out(out: Path) -> None:
     """--out is a new directory or an earlier merge's output (its part is replaced), never
     anything else: not a file, not a ledger that parts would be mixed into."""
+    from pytest_plmtransfer.report.merge import MERGED_PART
     from pytest_plmtransfer.results.ledger import read_records
-    from pytest_plmtransfer.results.merge import MERGED_PART
 
     if not out.exists() and not out.is_symlink():
         return

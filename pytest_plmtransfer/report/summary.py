@@ -1,14 +1,19 @@
 """End-of-session lines: the benchmark tests' outcomes, why they skipped (all or some), the
-report, and where it went."""
+report, and where it went; and the report's files (:func:`write_report`: md, csv, curves, html,
+the papers' figures)."""
 
 from __future__ import annotations
 
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pandas import DataFrame
 
 #: how many distinct skip reasons are printed before "and N more"
 MAX_REASONS = 5
@@ -56,6 +61,40 @@ def skipped_explanation(skip_reasons: Iterable[str], others: int) -> str | None:
     hints.append("--plm-strict (or --plm-gate) makes a missing input an error instead of a skip")
     lines.append("To run them: " + "; ".join(hints) + ".")
     return "\n".join(lines)
+
+
+def write_report(
+    frame: DataFrame, claims: Any, out_dir: Path | str, *, metric: str | None = None, extra_figures: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """Write ``report.md``, ``report.html``, ``results.csv`` and the layer curves (PNG and SVG)
+    into ``out_dir``; ``extra_figures`` (objects with ``path``, ``svg``, ``title``, ``paper_ref``)
+    join the HTML report.
+
+    Returns ``{"html": Path, "markdown": Path, "csv": Path, "png": {task: Path}, "svg": {task: Path}}``.
+    """
+    from pytest_plmtransfer.infra.tempfiles import atomic_write
+    from pytest_plmtransfer.report.html import write_html
+    from pytest_plmtransfer.report.plots import plot_layer_curves
+    from pytest_plmtransfer.report.tables import render_markdown, results_table
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pngs = plot_layer_curves(frame, out_dir, metric=metric)
+    images = {task: p.name for task, p in pngs.items()}
+    md = out_dir / "report.md"
+    atomic_write(md, render_markdown(frame, claims, metric=metric, images=images))
+    csv = out_dir / "results.csv"
+    atomic_write(csv, results_table(frame).to_csv(index=False))
+    figures = [*_paper_figures(frame, out_dir), *extra_figures]
+    html = write_html(frame, claims, out_dir / "report.html", curves=pngs, metric=metric, extra_figures=figures)
+    svgs = {task: p.with_suffix(".svg") for task, p in pngs.items()}
+    return {"html": html, "markdown": md, "csv": csv, "png": pngs, "svg": svgs, "figures": [f.path for f in figures]}
+
+
+def _paper_figures(frame: DataFrame, out_dir: Path) -> list[Any]:
+    from pytest_plmtransfer.report.figures import render_figures
+
+    return list(render_figures(frame, out_dir / "figures"))
 
 
 def report_written_lines(written: Mapping[str, object], out_dir: Path, cwd: Path | None = None) -> list[str]:
@@ -162,7 +201,7 @@ def end_of_run_lines(
         )
     if not (options.report or options.report_dir):
         return out
-    from pytest_plmtransfer.report.tables import render_text, write_report
+    from pytest_plmtransfer.report.tables import render_text
     from pytest_plmtransfer.results.ledger import records_to_frame
     from pytest_plmtransfer.run.timing import render_timing_text
 

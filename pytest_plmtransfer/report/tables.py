@@ -1,4 +1,4 @@
-"""Reports from per-layer results: terminal tables, Markdown, CSV and layer-curve PNGs.
+"""Reports from per-layer results: terminal tables, Markdown and the CSV table (files: summary.write_report).
 
 Everything here reads existing results (a layer frame from :func:`ledger.load_ledger`, plus
 optional claim records) and recomputes nothing. Per task, one table: rows model/init (mean±std
@@ -21,13 +21,11 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pytest_plmtransfer.infra.table import text_table
-from pytest_plmtransfer.infra.tempfiles import atomic_write
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.models.base import ONEHOT
 from pytest_plmtransfer.results.aggregate import (
@@ -486,43 +484,6 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out[lead + [c for c in out.columns if c not in lead]]
 
 
-def write_report(
-    frame: pd.DataFrame,
-    claims: Any,
-    out_dir: Path | str,
-    *,
-    metric: str | None = None,
-    extra_figures: Sequence[Any] = (),
-) -> dict[str, Any]:
-    """Write ``report.md``, ``report.html``, ``results.csv`` and the layer curves (PNG and SVG)
-    into ``out_dir``; ``extra_figures`` (objects with ``path``, ``svg``, ``title``, ``paper_ref``)
-    join the HTML report.
-
-    Returns ``{"html": Path, "markdown": Path, "csv": Path, "png": {task: Path}, "svg": {task: Path}}``.
-    """
-    from pytest_plmtransfer.report.html import write_html
-    from pytest_plmtransfer.report.plots import plot_layer_curves
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pngs = plot_layer_curves(frame, out_dir, metric=metric)
-    images = {task: p.name for task, p in pngs.items()}
-    md = out_dir / "report.md"
-    atomic_write(md, render_markdown(frame, claims, metric=metric, images=images))
-    csv = out_dir / "results.csv"
-    atomic_write(csv, results_table(frame).to_csv(index=False))
-    figures = [*_paper_figures(frame, out_dir), *extra_figures]
-    html = write_html(frame, claims, out_dir / "report.html", curves=pngs, metric=metric, extra_figures=figures)
-    svgs = {task: p.with_suffix(".svg") for task, p in pngs.items()}
-    return {"html": html, "markdown": md, "csv": csv, "png": pngs, "svg": svgs, "figures": [f.path for f in figures]}
-
-
-def _paper_figures(frame: pd.DataFrame, out_dir: Path) -> list[Any]:
-    from pytest_plmtransfer.report.figures import render_figures
-
-    return list(render_figures(frame, out_dir / "figures"))
-
-
 __all__ = [
     "TableRow",
     "TaskTable",
@@ -534,6 +495,5 @@ __all__ = [
     "results_table",
     "leaderboard",
     "render_leaderboard_text",
-    "write_report",
     "claim_rows",
 ]
