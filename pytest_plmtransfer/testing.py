@@ -97,6 +97,112 @@ def register_toy(
 
 
 # --------------------------------------------------------------------------------------------
+# one pytester harness
+
+#: registers the toy as model ``toy`` (2 layers; pretrained, random and stat), writing one line per
+#: forward pass to ``TOY_LOG`` ("pid sequences layers"), so a test can count embedding work across
+#: processes; a harness's ``conftest`` text is appended (chain the hook to add models)
+TOY_CONFTEST = """
+from pytest_plmtransfer.testing import ToyAdapter, register_toy
+
+TOY_LOG = {log!r}
+
+
+class LoggedToy(ToyAdapter):
+    def embed(self, sequences, layers, *, per_residue):
+        import os
+
+        with open(TOY_LOG, "a") as fh:
+            fh.write(f"{{os.getpid()}} {{len(sequences)}} {{sorted(layers)}}\\n")
+        yield from super().embed(sequences, layers, per_residue=per_residue)
+
+
+def pytest_plmtransfer_register_models(registry):
+    register_toy(registry, "toy", cls=LoggedToy)
+"""
+
+
+def preload() -> None:
+    """Import the package and the libraries a run loads before pytester snapshots ``sys.modules``
+    (call it from a session-scoped fixture): an in-process run drops what it imported, and a
+    second import of torch in one process crashes the interpreter."""
+    import importlib
+    import pkgutil
+
+    import pytest_plmtransfer
+
+    for mod in pkgutil.walk_packages(pytest_plmtransfer.__path__, "pytest_plmtransfer."):
+        if ".benchmarks" not in mod.name:
+            importlib.import_module(mod.name)
+    for name in ("torch", "sklearn.linear_model", "scipy.stats", "matplotlib.pyplot", "xdist.plugin"):
+        importlib.import_module(name)
+
+
+class PlmPytester:
+    """The shipped suite in a pytester directory, the toy registered in its ``conftest.py``, a
+    private cache and ledger: ``run(*args)`` is pytest over it, in this process unless
+    ``subprocess=True`` (for what needs a process of its own: signals, xdist workers, exit codes of
+    a console script). Call :func:`preload` first (a session fixture) for in-process runs.
+
+    ``suite_dir``: where ``test_layers.py`` and ``test_claims.py`` (``claims=True``) go;
+    ``conftest``: more conftest text after :data:`TOY_CONFTEST`."""
+
+    def __init__(
+        self, pytester: Any, data_dir: Path | str, *, suite_dir: str = ".", claims: bool = False, conftest: str = ""
+    ) -> None:
+        self.pytester, self.data_dir = pytester, Path(data_dir)
+        self.root = Path(pytester.path)
+        work = self.root.parent / f"{self.root.name}-plm"
+        self.ledger, self.cache, self.log = work / "ledger", work / "cache", work / "embed.log"
+        suite = self.root / suite_dir
+        suite.mkdir(parents=True, exist_ok=True)
+        (suite / "test_layers.py").write_text(
+            "from pytest_plmtransfer.benchmarks.test_layers import test_layer  # noqa\n"
+        )
+        if claims:
+            (suite / "test_claims.py").write_text(
+                "from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa\n"
+            )
+        (suite / "conftest.py").write_text(TOY_CONFTEST.format(log=str(self.log)) + conftest)
+
+    def run(
+        self,
+        *args: str,
+        subprocess: bool = False,
+        ledger: Path | str | None = None,
+        cache: Path | str | None = None,
+        data: Path | str | None = None,
+    ) -> Any:
+        common = [
+            f"--plm-data-dir={data or self.data_dir}",
+            f"--plm-cache-dir={cache or self.cache}",
+            f"--plm-ledger={ledger or self.ledger}",
+            "-p",
+            "no:cacheprovider",
+        ]
+        runner = self.pytester.runpytest_subprocess if subprocess else self.pytester.runpytest
+        return runner(*common, *args)
+
+    def records(self, ledger: Path | str | None = None) -> list[dict[str, Any]]:
+        """The ledger's records (none when it was never written)."""
+        from pytest_plmtransfer.results.ledger import read_records
+
+        path = Path(ledger or self.ledger)
+        return read_records(path) if path.exists() else []
+
+    def forward_passes(self) -> list[str]:
+        """One line per forward pass of the toy, over every run so far."""
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def claims(self, *entries: dict[str, Any]) -> Path:
+        """Write ``baselines/claims.json`` holding these claims."""
+        path = self.root / "baselines" / "claims.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"format": "plmtransfer-claims/1", "claims": list(entries)}, indent=1))
+        return path
+
+
+# --------------------------------------------------------------------------------------------
 # records and ledgers
 
 #: what a run records about the machine (provenance.machine_info, less the run-specific host/commit)
@@ -396,11 +502,14 @@ __all__ = [
     "MACHINE",
     "PAPER_MODELS",
     "REGRESSION_TASKS",
+    "TOY_CONFTEST",
+    "PlmPytester",
     "ToyAdapter",
     "collect_embeddings",
     "curve_records",
     "layer_record",
     "paper_grid_records",
+    "preload",
     "register_toy",
     "synthetic_records",
     "write_ledger",
