@@ -1,11 +1,7 @@
 """Claims, baselines, gating and reports end to end, under pytester.
 
-Each test gets its own pytester directory holding the benchmark suite (``benchmarks/test_layers.py``
-and ``benchmarks/test_claims.py``, copied), a small ``baselines/claims.json`` written for that test,
-and a conftest registering ``tiny``: a deterministic numpy "PLM" with 2 layers and the three inits.
-GB1 files are generated in FLIP's format (60 variants). Runs always go through
-``runpytest_subprocess``: in-process reruns of a session that loaded torch have crashed the
-interpreter. Claims whose outcome does not depend on the numbers are used where the outcome
+Each test gets its own harness (testing.PlmPytester) with the suite under ``benchmarks/``, the toy
+(2 layers, three inits) and a small ``baselines/claims.json`` written for that test. Claims whose outcome does not depend on the numbers are used where the outcome
 matters (``saturates_by`` at the last layer always holds; ``beats_onehot`` by a margin of 5 on a
 Spearman correlation never does), so the tests are deterministic whatever the probe fits.
 """
@@ -25,27 +21,15 @@ from pytest_plmtransfer.infra.identity import weights_label
 from pytest_plmtransfer.report.cli import main as cli_main
 from pytest_plmtransfer.results.ledger import read_records
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-LAYER_TEST = (BENCHMARKS / "test_layers.py").read_text()
-CLAIM_TEST = (BENCHMARKS / "test_claims.py").read_text()
-
-TINY_CONFTEST = """
-from pytest_plmtransfer.testing import register_toy
-
-
-def pytest_plmtransfer_register_models(registry):
-    register_toy(registry, "tiny")  # 2 layers; pretrained, random and stat
-"""
-
 #: a claim that always holds: saturation by the last layer (the early choice is the best choice)
-HOLDS = {"kind": "saturates_by", "models": "tiny", "params": {"layer": 2, "tolerance": 0.0}}
+HOLDS = {"kind": "saturates_by", "models": "toy", "params": {"layer": 2, "tolerance": 0.0}}
 #: a claim that never holds: beating one-hot's test Spearman by more than 5
-BROKEN = {"kind": "beats_onehot", "models": "tiny", "params": {"margin": 5.0}}
+BROKEN = {"kind": "beats_onehot", "models": "toy", "params": {"margin": 5.0}}
 NO_REGRESSION = {"kind": "no_regression", "models": "*", "tasks": "*", "inits": "*"}
 
-SELECT = ["--plm-models=onehot,tiny", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
+SELECT = ["--plm-models=onehot,toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
 #: plugins these runs do not use; not loading them saves seconds per subprocess
-QUIET_PLUGINS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:anyio"]
+QUIET_PLUGINS = ["-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:anyio"]
 
 
 def claim(name: str, base: dict, **extra) -> dict:
@@ -53,45 +37,17 @@ def claim(name: str, base: dict, **extra) -> dict:
 
 
 @pytest.fixture
-def bench(pytester, flip_root, tmp_path):
+def bench(plm, pytester):
     pytester.makeini("[pytest]\n")  # the rootdir, as the repository's pyproject.toml makes it
-    pytester.mkdir("benchmarks")
-    (pytester.path / "benchmarks" / "test_layers.py").write_text(LAYER_TEST)
-    (pytester.path / "benchmarks" / "test_claims.py").write_text(CLAIM_TEST)
-    (pytester.path / "benchmarks" / "conftest.py").write_text(TINY_CONFTEST)
+    bench = plm(suite_dir="benchmarks", claims=True)
+    run = bench.run
+    bench.run = lambda *args, **kw: run("benchmarks", "--plm-offline", "--plm-device=cpu", *QUIET_PLUGINS, *args, **kw)
+    return bench
 
-    class Bench:
-        root = pytester.path
-        baselines = pytester.path / "baselines"
-        ledger = tmp_path / "ledger.json"
-        cache = tmp_path / "cache"
 
-        def claims(self, *entries: dict) -> None:
-            self.baselines.mkdir(exist_ok=True)
-            doc = {"format": "plmtransfer-claims/1", "claims": list(entries)}
-            (self.baselines / "claims.json").write_text(json.dumps(doc, indent=1))
-
-        def run(self, *args, ledger: Path | None = None, cache: Path | None = None):
-            return pytester.runpytest_subprocess(
-                "benchmarks",
-                f"--plm-data-dir={flip_root}",
-                f"--plm-cache-dir={cache or self.cache}",
-                f"--plm-ledger={ledger or self.ledger}",
-                "--plm-offline",
-                "--plm-device=cpu",
-                *QUIET_PLUGINS,
-                *args,
-            )
-
-        def claim_records(self, ledger: Path | None = None) -> dict[str, dict]:
-            """claim id -> the newest claim record of that id."""
-            recs = [r for r in read_records(ledger or self.ledger) if r.get("kind") == "claim"]
-            return {r["claim_id"]: r for r in recs}
-
-        def run_id(self, ledger: Path | None = None) -> str:
-            return read_records(ledger or self.ledger)[-1]["run_id"]
-
-    return Bench()
+def claim_records(bench, ledger: Path | None = None) -> dict[str, dict]:
+    """claim id -> the newest claim record of that id."""
+    return {r["claim_id"]: r for r in bench.records(ledger) if r.get("kind") == "claim"}
 
 
 def outcomes_by_test(result) -> dict[str, str]:
@@ -115,27 +71,27 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     update.assert_outcomes(passed=4, skipped=2)  # the comparisons are skipped: the baselines are rewritten
     update.stdout.fnmatch_lines(["*--plm-update-baselines: wrote 2 baseline file(s) under*baselines*"])
     assert "this run rewrites the baselines it would compare with" in update.stdout.str()
-    run_id = bench.run_id()
+    run_id = bench.records()[-1]["run_id"]
     layer_recs = [r for r in read_records(bench.ledger) if r["kind"] == "layer"]
-    tiny_path = bench.baselines / "gb1_sampled" / "tiny--pretrained.json"
-    onehot_path = bench.baselines / "gb1_sampled" / "onehot--none.json"
+    tiny_path = bench.root / "baselines" / "gb1_sampled" / "toy--pretrained.json"
+    onehot_path = bench.root / "baselines" / "gb1_sampled" / "onehot--none.json"
     assert tiny_path.is_file() and onehot_path.is_file()
     text = tiny_path.read_text()
     assert len(text.splitlines()) > 20, "a baseline is indented JSON, one value per line, for review"
     doc = json.loads(text)
     assert doc["format"] == "plmtransfer-baseline/1"
-    assert (doc["task"], doc["model"], doc["init"]) == ("gb1_sampled", "tiny", "pretrained")
+    assert (doc["task"], doc["model"], doc["init"]) == ("gb1_sampled", "toy", "pretrained")
     assert doc["test_metric"] == "test_spearman" and doc["num_layers"] == 2 and doc["seeds"] == [None]
     assert sorted(doc["layers"]) == ["0", "1", "2"]
     prov = doc["provenance"]
     assert prov["run_id"] == run_id
     assert prov["data_sha256"] == layer_recs[0]["data"]["sha256"]
-    tiny_pretrained = next(r for r in layer_recs if r["model"] == "tiny" and r["init"] == "pretrained")
+    tiny_pretrained = next(r for r in layer_recs if r["model"] == "toy" and r["init"] == "pretrained")
     # the adapter's identity (the toy's content hash) as the ledger frame names it; the whole
     # identity stays in the ledger
     assert set(tiny_pretrained["weights"]) == {"model", "init", "seed", "weights_sha256"}
     assert prov["weights"] == weights_label(tiny_pretrained["weights"])
-    by_layer = {r["layer"]: r["metrics"] for r in layer_recs if r["model"] == "tiny"}
+    by_layer = {r["layer"]: r["metrics"] for r in layer_recs if r["model"] == "toy"}
     for layer in (0, 1, 2):
         stored = doc["layers"][str(layer)]
         assert stored["mean"]["test_spearman"] == pytest.approx(by_layer[layer]["test_spearman"])
@@ -146,10 +102,10 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     # 2. a second run without it (fresh embedding cache: numbers recomputed) holds the baselines
     again = bench.run(*SELECT, "-rA", cache=bench.cache.with_name("cache2"))
     again.assert_outcomes(passed=6)
-    assert outcomes_by_test(again)["test_claim[no_regression-tiny-gb1_sampled-pretrained]"] == "PASSED"
+    assert outcomes_by_test(again)["test_claim[no_regression-toy-gb1_sampled-pretrained]"] == "PASSED"
     assert outcomes_by_test(again)["test_claim[no_regression-onehot-gb1_sampled-none]"] == "PASSED"
-    recs = bench.claim_records()
-    assert recs["no_regression[tiny-gb1_sampled-pretrained]"]["outcome"] == "passed"
+    recs = claim_records(bench)
+    assert recs["no_regression[toy-gb1_sampled-pretrained]"]["outcome"] == "passed"
 
     # 3. a stored per-layer test_spearman moved by +0.2 breaks no_regression with a readable diff
     base = doc["layers"]["1"]["mean"]["test_spearman"]
@@ -162,8 +118,8 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     broken = bench.run(*SELECT)
     broken.assert_outcomes(passed=5, failed=1)
     out = broken.stdout.str()
-    assert "FAILED benchmarks/test_claims.py::test_claim[no_regression-tiny-gb1_sampled-pretrained]" in out
-    assert "tiny/pretrained on gb1_sampled: 1 of " in out and str(tiny_path) in out
+    assert "FAILED benchmarks/test_claims.py::test_claim[no_regression-toy-gb1_sampled-pretrained]" in out
+    assert "toy/pretrained on gb1_sampled: 1 of " in out and str(tiny_path) in out
     header = next(l for l in broken.outlines if re.search(r"\blayer\s+metric\s+baseline\s+current\b", l))
     assert header.split()[-7:] == ["layer", "metric", "baseline", "current", "diff", "tolerance", "status"]
     row = next(l for l in broken.outlines if l.rstrip().endswith("FAIL") and "test_spearman" in l)
@@ -174,21 +130,19 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     # only the failing row is shown (pytest may print the message more than once, e.g. with CI=true)
     rows = {l.lstrip("E").strip() for l in broken.outlines if l.rstrip().endswith(("FAIL", " OK"))}
     assert len(rows) == 1 and next(iter(rows)).endswith("FAIL"), rows
-    rec = bench.claim_records()["no_regression[tiny-gb1_sampled-pretrained]"]
+    rec = claim_records(bench)["no_regression[toy-gb1_sampled-pretrained]"]
     assert rec["outcome"] == "failed" and rec["detail"]["n_failed"] == 1
     assert rec["detail"]["failures"][0]["layer"] == 1
 
 
 def test_missing_baseline_skips_with_the_command_and_fails_under_strict(bench):
-    bench.claims(claim("no_regression", NO_REGRESSION, models="tiny"))
-    command = (
-        "pytest benchmarks --plm-models tiny --plm-tasks gb1_sampled --plm-inits pretrained --plm-update-baselines"
-    )
+    bench.claims(claim("no_regression", NO_REGRESSION, models="toy"))
+    command = "pytest benchmarks --plm-models toy --plm-tasks gb1_sampled --plm-inits pretrained --plm-update-baselines"
     result = bench.run(*SELECT, "-rs")
     result.assert_outcomes(passed=4, skipped=1)
     assert result.ret == 0
     assert command in result.stdout.str()
-    rec = bench.claim_records()["no_regression[tiny-gb1_sampled-pretrained]"]
+    rec = claim_records(bench)["no_regression[toy-gb1_sampled-pretrained]"]
     assert rec["outcome"] == "skipped" and rec["detail"]["command"] == command
 
     strict = bench.run(*SELECT, "--plm-strict")
@@ -198,7 +152,7 @@ def test_missing_baseline_skips_with_the_command_and_fails_under_strict(bench):
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     out = strict.stdout.str()
     assert command in out and "(--plm-strict/--plm-gate)" in out
-    assert bench.claim_records()["no_regression[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
+    assert claim_records(bench)["no_regression[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"
 
 
 # ---------------------------------------------------------------------------------- expected failures
@@ -219,20 +173,20 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
     result.assert_outcomes(passed=4 + 1, failed=1, xfailed=1, xpassed=1)
     assert result.ret == 1
     tests = outcomes_by_test(result)
-    assert tests["test_claim[holds-tiny-gb1_sampled-pretrained]"] == "PASSED"
-    assert tests["test_claim[strict_but_holds-tiny-gb1_sampled-pretrained]"] == "FAILED"
-    assert tests["test_claim[strict_and_broken-tiny-gb1_sampled-pretrained]"] == "XFAIL"
-    assert tests["test_claim[loose_and_holds-tiny-gb1_sampled-pretrained]"] == "XPASS"
+    assert tests["test_claim[holds-toy-gb1_sampled-pretrained]"] == "PASSED"
+    assert tests["test_claim[strict_but_holds-toy-gb1_sampled-pretrained]"] == "FAILED"
+    assert tests["test_claim[strict_and_broken-toy-gb1_sampled-pretrained]"] == "XFAIL"
+    assert tests["test_claim[loose_and_holds-toy-gb1_sampled-pretrained]"] == "XPASS"
     # which claim held where, with its numbers, and the two ways to declare it
     result.stdout.fnmatch_lines(
         [
-            "[[]XPASS(strict)[]] strict_but_holds[[]tiny-gb1_sampled-pretrained[]] holds on tiny/gb1_sampled/pretrained,"
-            " but *claims.json declares it an expected failure there (declared false, yet it holds): tiny/pretrained*"
+            "[[]XPASS(strict)[]] strict_but_holds[[]toy-gb1_sampled-pretrained[]] holds on toy/gb1_sampled/pretrained,"
+            " but *claims.json declares it an expected failure there (declared false, yet it holds): toy/pretrained*"
             'If it now holds, narrow that entry\'s expected_failures*give the expected failure "strict": false.'
         ]
     )
 
-    recs = bench.claim_records()
+    recs = claim_records(bench)
     outcome = {cid.split("[")[0]: (r["outcome"], r["strict"], r["expected_failure"]) for cid, r in recs.items()}
     assert outcome == {
         "holds": ("passed", True, None),
@@ -240,10 +194,11 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
         "strict_and_broken": ("xfailed", True, "one-hot cannot be beaten by 5"),
         "loose_and_holds": ("xpassed", False, "a tie in the paper"),
     }
-    assert recs["strict_but_holds[tiny-gb1_sampled-pretrained]"]["message"].startswith("XPASS(strict)")
-    assert recs["strict_and_broken[tiny-gb1_sampled-pretrained]"]["passed"] is False
+    assert recs["strict_but_holds[toy-gb1_sampled-pretrained]"]["message"].startswith("XPASS(strict)")
+    assert recs["strict_and_broken[toy-gb1_sampled-pretrained]"]["passed"] is False
     assert all(
-        r["run_id"] == bench.run_id() and r["test_id"].startswith("benchmarks/test_claims.py::") for r in recs.values()
+        r["run_id"] == bench.records()[-1]["run_id"] and r["test_id"].startswith("benchmarks/test_claims.py::")
+        for r in recs.values()
     )
 
 
@@ -254,12 +209,12 @@ def test_gate_exit_codes(bench):
     bench.claims(
         claim("holds", HOLDS),
         claim("broken", BROKEN),
-        claim("needs_baseline", NO_REGRESSION, models="tiny"),
+        claim("needs_baseline", NO_REGRESSION, models="toy"),
         # an expected failure covers the claim's verdict, not its inputs: missing, it still fails
         claim(
             "declared_but_missing",
             NO_REGRESSION,
-            models="tiny",
+            models="toy",
             expected_failures=[{"reason": "known to regress", "strict": False}],
         ),
     )
@@ -271,18 +226,18 @@ def test_gate_exit_codes(bench):
     gated.assert_outcomes(passed=4 + 1, failed=1, errors=2)
     assert gated.ret == pytest.ExitCode.TESTS_FAILED == 1
     tests = outcomes_by_test(gated)
-    assert tests["test_claim[broken-tiny-gb1_sampled-pretrained]"] == "FAILED"
+    assert tests["test_claim[broken-toy-gb1_sampled-pretrained]"] == "FAILED"
     # a missing input (no stored baseline) fails under --plm-gate instead of skipping (raised by
     # the fixture, so pytest counts it as an error)
-    assert tests["test_claim[needs_baseline-tiny-gb1_sampled-pretrained]"] == "ERROR"
-    assert tests["test_claim[declared_but_missing-tiny-gb1_sampled-pretrained]"] == "ERROR"
+    assert tests["test_claim[needs_baseline-toy-gb1_sampled-pretrained]"] == "ERROR"
+    assert tests["test_claim[declared_but_missing-toy-gb1_sampled-pretrained]"] == "ERROR"
     out = gated.stdout.str()
     assert "does not beat one-hot by more than the margin 5" in out
-    assert "no stored baseline for model 'tiny'" in out and "(--plm-strict/--plm-gate)" in out
-    recs = bench.claim_records()
-    assert recs["needs_baseline[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
-    assert recs["declared_but_missing[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"  # as pytest says
-    assert recs["broken[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
+    assert "no stored baseline for model 'toy'" in out and "(--plm-strict/--plm-gate)" in out
+    recs = claim_records(bench)
+    assert recs["needs_baseline[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"
+    assert recs["declared_but_missing[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"  # as pytest says
+    assert recs["broken[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"
 
 
 # ---------------------------------------------------------------------------------- reporting
@@ -311,14 +266,15 @@ def report_section(result) -> list[str]:
     return section
 
 
+@pytest.mark.slow
 def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tmp_path):
     bench.claims(
         claim("holds", HOLDS),
         claim(
-            "saturates_half", {"kind": "saturates_by", "models": "tiny", "params": {"fraction": 0.5, "tolerance": 1.0}}
+            "saturates_half", {"kind": "saturates_by", "models": "toy", "params": {"fraction": 0.5, "tolerance": 1.0}}
         ),
     )
-    select = ["--plm-models=onehot,tiny", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained,random"]
+    select = ["--plm-models=onehot,toy", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained,random"]
     out_dir = tmp_path / "report"
     serial = bench.run(*select, "--plm-report", f"--plm-report-dir={out_dir}")
     serial.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
@@ -328,16 +284,16 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
         assert any(l.startswith(f"{task}: test_spearman by layer") for l in section)
     assert any(l.split()[:5] == ["model/init", "seeds", "L00", "L01", "L02"] for l in section)
     assert sum(1 for l in section if l.startswith("onehot ")) == 2
-    assert sum(1 for l in section if l.startswith("tiny/pretrained ")) == 2
-    assert sum(1 for l in section if l.startswith("tiny/random ")) == 2
+    assert sum(1 for l in section if l.startswith("toy/pretrained ")) == 2
+    assert sum(1 for l in section if l.startswith("toy/random ")) == 2
     for line in section:  # one best layer marked per row
-        if line.startswith(("onehot ", "tiny/")):
+        if line.startswith(("onehot ", "toy/")):
             assert sum(cell.endswith("*") for cell in line.split()) == 1, line
     assert "claims: 4 passed" in text
     assert sum(1 for l in section if l.startswith("PASSED ")) == 4
 
     parallel = bench.run(
-        *select, "--plm-report", "-n", "2", ledger=tmp_path / "ledger-n2.json", cache=tmp_path / "cache-n2"
+        *select, "--plm-report", "-n", "2", ledger=tmp_path / "ledger-n2", cache=tmp_path / "cache-n2", subprocess=True
     )
     parallel.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
     assert report_section(parallel) == section
@@ -366,7 +322,7 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
     csv = pd.read_csv(out_dir / "results.csv")
     assert len(csv) == 2 * (1 + 2 * 3)
     assert {"task", "model", "init", "layer", "best", "test_spearman"} <= set(csv.columns)
-    assert set(csv["model"]) == {"onehot", "tiny"}
+    assert set(csv["model"]) == {"onehot", "toy"}
     assert csv.groupby(["task", "model", "init"])["best"].sum().eq(1).all()
     for png in out_dir.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -378,9 +334,9 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
 def _schema1_records(delta: float = 0.0) -> list[dict]:
     """Layer records as the first builds wrote them: a bare list, no 'kind'."""
     out = []
-    for model, init, layers, level in (("onehot", "none", 1, 0.50), ("tiny", "pretrained", 3, 0.60)):
+    for model, init, layers, level in (("onehot", "none", 1, 0.50), ("toy", "pretrained", 3, 0.60)):
         for layer in range(layers):
-            test = level + 0.05 * layer + (delta if (model, layer) == ("tiny", 1) else 0.0)
+            test = level + 0.05 * layer + (delta if (model, layer) == ("toy", 1) else 0.0)
             out.append(
                 {
                     "run_id": "old-run",
@@ -407,19 +363,19 @@ def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
 
     assert cli_main(["report", str(old), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
-    assert "gb1_sampled: test_spearman by layer" in out and "tiny/pretrained" in out and "onehot" in out
+    assert "gb1_sampled: test_spearman by layer" in out and "toy/pretrained" in out and "onehot" in out
     assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "results.csv").is_file()
     assert (tmp_path / "rep" / "layers_gb1_sampled.png").is_file()
 
-    # the new ledger (schema 2, with a claim record) moves tiny's layer 1 by +0.1
+    # the new ledger (schema 2, with a claim record) moves toy's layer 1 by +0.1
     new = tmp_path / "new.json"
     records = [{"kind": "layer", **r, "run_id": "new-run"} for r in _schema1_records(delta=0.1)]
     records.append(
         {
             "kind": "claim",
             "claim": "holds",
-            "claim_id": "holds[tiny-gb1_sampled-pretrained]",
-            "model": "tiny",
+            "claim_id": "holds[toy-gb1_sampled-pretrained]",
+            "model": "toy",
             "task": "gb1_sampled",
             "init": "pretrained",
             "outcome": "passed",
@@ -433,8 +389,8 @@ def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
 
     assert cli_main(["compare", str(old), str(new), "--fail-above", "0.05"]) == 1
     out = capsys.readouterr().out
-    fail = [l for l in out.splitlines() if l.split()[-1:] == ["FAIL"] and l.startswith(("tiny", "onehot"))]
-    assert len(fail) == 1 and fail[0].split()[:5] == ["tiny", "gb1_sampled", "pretrained", "1", "test_spearman"]
+    fail = [l for l in out.splitlines() if l.split()[-1:] == ["FAIL"] and l.startswith(("toy", "onehot"))]
+    assert len(fail) == 1 and fail[0].split()[:5] == ["toy", "gb1_sampled", "pretrained", "1", "test_spearman"]
     assert "+0.1000" in fail[0]
     assert "1 above 0.05: FAIL" in out
 
@@ -465,36 +421,36 @@ def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
     conftest.write_text(conftest.read_text() + REACHES_KIND)
     bench.claims(
         {"name": "reaches_low", "kind": "reaches", "models": "*", "params": {"minimum": -1}},
-        {"name": "reaches_high", "kind": "reaches", "models": "tiny", "params": {"minimum": 2}},
+        {"name": "reaches_high", "kind": "reaches", "models": "toy", "params": {"minimum": 2}},
         {
             "name": "reaches_high_known",
             "kind": "reaches",
-            "models": "tiny",
+            "models": "toy",
             "params": {"minimum": 2},
             "expected_failures": [{"reason": "no correlation exceeds 1"}],
         },
         claim("holds", HOLDS),  # a built-in kind beside it
     )
     result = bench.run(*SELECT, "-rA")
-    # 4 layer tests (onehot L0, tiny L0-L2); one-hot is excluded from reaches_low (for_onehot)
+    # 4 layer tests (onehot L0, toy L0-L2); one-hot is excluded from reaches_low (for_onehot)
     result.assert_outcomes(passed=4 + 2, failed=1, xfailed=1)
     tests = outcomes_by_test(result)
-    assert tests["test_claim[reaches_low-tiny-gb1_sampled-pretrained]"] == "PASSED"
-    assert tests["test_claim[reaches_high-tiny-gb1_sampled-pretrained]"] == "FAILED"
-    assert tests["test_claim[reaches_high_known-tiny-gb1_sampled-pretrained]"] == "XFAIL"
-    assert tests["test_claim[holds-tiny-gb1_sampled-pretrained]"] == "PASSED"
+    assert tests["test_claim[reaches_low-toy-gb1_sampled-pretrained]"] == "PASSED"
+    assert tests["test_claim[reaches_high-toy-gb1_sampled-pretrained]"] == "FAILED"
+    assert tests["test_claim[reaches_high_known-toy-gb1_sampled-pretrained]"] == "XFAIL"
+    assert tests["test_claim[holds-toy-gb1_sampled-pretrained]"] == "PASSED"
     assert not any("onehot" in t for t in tests if t.startswith("test_claim[reaches"))
     assert re.search(
-        r"tiny/pretrained on gb1_sampled: layer \d has test_spearman -?\d\.\d{3}, below 2", result.stdout.str()
+        r"toy/pretrained on gb1_sampled: layer \d has test_spearman -?\d\.\d{3}, below 2", result.stdout.str()
     )
-    recs = bench.claim_records()
-    low, high = recs["reaches_low[tiny-gb1_sampled-pretrained]"], recs["reaches_high[tiny-gb1_sampled-pretrained]"]
+    recs = claim_records(bench)
+    low, high = recs["reaches_low[toy-gb1_sampled-pretrained]"], recs["reaches_high[toy-gb1_sampled-pretrained]"]
     assert (low["claim_kind"], low["outcome"], high["outcome"]) == ("reaches", "passed", "failed")
-    assert recs["reaches_high_known[tiny-gb1_sampled-pretrained]"]["outcome"] == "xfailed"
+    assert recs["reaches_high_known[toy-gb1_sampled-pretrained]"]["outcome"] == "xfailed"
     assert high["detail"]["kind"] == "reaches" and high["detail"]["layer"] in (0, 1, 2)
 
     # the kind's parameter declarations validate the claims file like the built-in kinds'
-    bench.claims({"kind": "reaches", "models": "tiny", "params": {"minimum": "high", "maximum": 1}})
+    bench.claims({"kind": "reaches", "models": "toy", "params": {"minimum": "high", "maximum": 1}})
     bad = bench.run(*SELECT)
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     err = bad.stderr.str() + bad.stdout.str()
@@ -503,7 +459,7 @@ def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
 
     # without the conftest's hook the kind is unknown, and the message lists the known ones
     conftest.write_text(conftest.read_text().replace(REACHES_KIND, ""))
-    bench.claims({"kind": "reaches", "models": "tiny"})
+    bench.claims({"kind": "reaches", "models": "toy"})
     unknown = bench.run(*SELECT)
     assert unknown.ret == pytest.ExitCode.USAGE_ERROR
     assert "claims[0]: 'kind' is 'reaches'; must be one of beats_onehot, saturates_by" in (
@@ -519,31 +475,31 @@ from pytest_plmtransfer.testing import ToyAdapter
 
 def factory(name, init, seed, options):
     if init == "pretrained":
-        raise ResourceUnavailable("tiny.pt", "checkpoint not found; put it in --plm-weights-dir")
-    return ToyAdapter(init, seed, name="tiny", num_layers=2, embed_dim=8)
+        raise ResourceUnavailable("toy.pt", "checkpoint not found; put it in --plm-weights-dir")
+    return ToyAdapter(init, seed, name="toy", num_layers=2, embed_dim=8)
 
 
 def pytest_plmtransfer_register_models(registry):
-    registry.register("tiny", factory, inits=("pretrained", "random"), needs_weights=(), num_layers=2, embed_dim=8)
+    registry.register("toy", factory, inits=("pretrained", "random"), needs_weights=(), num_layers=2, embed_dim=8)
 """
 
 
 def test_some_skipped_are_explained_and_claims_quote_the_cause_not_a_command_that_skips_again(bench):
     (bench.root / "benchmarks" / "conftest.py").write_text(NO_WEIGHTS_CONFTEST)
-    bench.claims(claim("pr", {"kind": "pretrained_beats_random", "models": "tiny"}))
-    result = bench.run("--plm-models=tiny", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random")
+    bench.claims(claim("pr", {"kind": "pretrained_beats_random", "models": "toy"}))
+    result = bench.run("--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random")
     result.assert_outcomes(passed=3, skipped=4)  # random L0-L2 ran; pretrained L0-L2 and the claim skipped
     # without -rs, pytest would list no reason: the plugin groups them
     result.stdout.fnmatch_lines(
         [
             "plmtransfer: 4 of 7 benchmark test(s) skipped. Why:",
-            "  3 x tiny.pt is not available: checkpoint not found; put it in --plm-weights-dir",
-            "  1 x pr[[]tiny-gb1_sampled-pretrained[]] cannot be judged here: tiny.pt is not available: *",
+            "  3 x toy.pt is not available: checkpoint not found; put it in --plm-weights-dir",
+            "  1 x pr[[]toy-gb1_sampled-pretrained[]] cannot be judged here: toy.pt is not available: *",
             "To run them: weights: --plm-weights-dir=DIR*",
         ]
     )
-    message = bench.claim_records()["pr[tiny-gb1_sampled-pretrained]"]["message"]
+    message = claim_records(bench)["pr[toy-gb1_sampled-pretrained]"]["message"]
     assert message == (
-        "pr[tiny-gb1_sampled-pretrained] cannot be judged here: "
-        "tiny.pt is not available: checkpoint not found; put it in --plm-weights-dir"
+        "pr[toy-gb1_sampled-pretrained] cannot be judged here: "
+        "toy.pt is not available: checkpoint not found; put it in --plm-weights-dir"
     )
