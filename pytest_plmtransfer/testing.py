@@ -154,6 +154,7 @@ class PlmPytester:
         self.root = Path(pytester.path)
         work = self.root.parent / f"{self.root.name}-plm"
         self.ledger, self.cache, self.log = work / "ledger", work / "cache", work / "embed.log"
+        work.mkdir(exist_ok=True)
         suite = self.root / suite_dir
         suite.mkdir(parents=True, exist_ok=True)
         (suite / "test_layers.py").write_text(
