@@ -144,45 +144,51 @@ class PlmPytester:
     ``subprocess=True`` (for what needs a process of its own: signals, xdist workers, exit codes of
     a console script). Call :func:`preload` first (a session fixture) for in-process runs.
 
-    ``suite_dir``: where ``test_layers.py`` and ``test_claims.py`` (``claims=True``) go;
-    ``conftest``: more conftest text after :data:`TOY_CONFTEST`."""
+    ``suite_dir``: where ``test_layers.py``, ``test_claims.py`` (``claims=True``) and the conftest
+    go (``None``: nowhere, the directory brings its own); ``conftest``: more conftest text after
+    :data:`TOY_CONFTEST`."""
 
     def __init__(
-        self, pytester: Any, data_dir: Path | str, *, suite_dir: str = ".", claims: bool = False, conftest: str = ""
+        self,
+        pytester: Any,
+        data_dir: Path | str,
+        *,
+        suite_dir: str | None = ".",
+        claims: bool = False,
+        conftest: str = "",
     ) -> None:
         self.pytester, self.data_dir = pytester, Path(data_dir)
         self.root = Path(pytester.path)
         work = self.root.parent / f"{self.root.name}-plm"
         self.ledger, self.cache, self.log = work / "ledger", work / "cache", work / "embed.log"
         work.mkdir(exist_ok=True)
+        if suite_dir is None:
+            return
         suite = self.root / suite_dir
         suite.mkdir(parents=True, exist_ok=True)
-        (suite / "test_layers.py").write_text(
-            "from pytest_plmtransfer.benchmarks.test_layers import test_layer  # noqa\n"
-        )
+        layers = "from pytest_plmtransfer.benchmarks.test_layers import test_layer  # noqa: F401\n"
+        (suite / "test_layers.py").write_text(layers)
         if claims:
-            (suite / "test_claims.py").write_text(
-                "from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa\n"
-            )
+            (suite / "test_claims.py").write_text(layers.replace("layer", "claim"))
         (suite / "conftest.py").write_text(TOY_CONFTEST.format(log=str(self.log)) + conftest)
 
-    def run(
-        self,
-        *args: str,
-        subprocess: bool = False,
-        ledger: Path | str | None = None,
-        cache: Path | str | None = None,
-        data: Path | str | None = None,
-    ) -> Any:
-        common = [
-            f"--plm-data-dir={data or self.data_dir}",
-            f"--plm-cache-dir={cache or self.cache}",
-            f"--plm-ledger={ledger or self.ledger}",
+    def options(
+        self, ledger: Path | str | None = None, cache: Path | str | None = None, data: Path | str | None = None
+    ) -> list[str]:
+        """The data directory, the private cache and ledger, as pytest options."""
+        ledger, cache, data = ledger or self.ledger, cache or self.cache, data or self.data_dir
+        return [
+            f"--plm-data-dir={data}",
+            f"--plm-cache-dir={cache}",
+            f"--plm-ledger={ledger}",
             "-p",
             "no:cacheprovider",
         ]
+
+    def run(self, *args: str, subprocess: bool = False, **where: Path | str | None) -> Any:
+        """pytest with :meth:`options` (``ledger``, ``cache``, ``data`` override them) and ``args``."""
         runner = self.pytester.runpytest_subprocess if subprocess else self.pytester.runpytest
-        return runner(*common, *args)
+        return runner(*self.options(**where), *args)
 
     def records(self, ledger: Path | str | None = None) -> list[dict[str, Any]]:
         """The ledger's records (none when it was never written)."""
