@@ -93,6 +93,8 @@ def register_toy(
         lambda _name, init, seed, options: cls(init, seed, name=name, num_layers=num_layers, embed_dim=embed_dim),
         inits=tuple(inits),
         needs_weights=(),
+        num_layers=num_layers,  # declared, as the built-in models' tables do: collection builds nothing
+        embed_dim=embed_dim,
     )
 
 
