@@ -93,8 +93,6 @@ def register_toy(
         lambda _name, init, seed, options: cls(init, seed, name=name, num_layers=num_layers, embed_dim=embed_dim),
         inits=tuple(inits),
         needs_weights=(),
-        num_layers=num_layers,  # declared, as the built-in models' tables do: collection builds nothing
-        embed_dim=embed_dim,
     )
 
 
@@ -189,8 +187,11 @@ class PlmPytester:
 
     def run(self, *args: str, subprocess: bool = False, **where: Path | str | None) -> Any:
         """pytest with :meth:`options` (``ledger``, ``cache``, ``data`` override them) and ``args``."""
-        runner = self.pytester.runpytest_subprocess if subprocess else self.pytester.runpytest
-        return runner(*self.options(**where), *args)
+        if subprocess:
+            return self.pytester.runpytest_subprocess(*self.options(**where), *args)
+        # the suite's test_*.py named by path, not by basename: a test module of the calling
+        # session with the same name (tests/test_claims.py) would otherwise shadow it
+        return self.pytester.runpytest(*self.options(**where), "--import-mode=importlib", *args)
 
     def records(self, ledger: Path | str | None = None) -> list[dict[str, Any]]:
         """The ledger's records (none when it was never written)."""

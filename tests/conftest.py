@@ -56,6 +56,16 @@ def bench(plm):
     return plm()
 
 
+@pytest.fixture
+def claims_bench(plm, pytester):
+    """Both suites under ``benchmarks/``, the rootdir above it (as in this repository); offline, CPU."""
+    pytester.makeini("[pytest]\n")
+    bench = plm(suite_dir="benchmarks", claims=True)
+    run = bench.run
+    bench.run = lambda *args, **kw: run("benchmarks", "--plm-offline", "--plm-device=cpu", *args, **kw)
+    return bench
+
+
 @pytest.fixture(scope="module")
 def torch_one_thread():
     """Tiny models gain nothing from intra-op threads, and on a shared CPU the thread pool's

@@ -28,26 +28,15 @@ BROKEN = {"kind": "beats_onehot", "models": "toy", "params": {"margin": 5.0}}
 NO_REGRESSION = {"kind": "no_regression", "models": "*", "tasks": "*", "inits": "*"}
 
 SELECT = ["--plm-models=onehot,toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
-#: plugins these runs do not use; not loading them saves seconds per subprocess
-QUIET_PLUGINS = ["-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:anyio"]
 
 
 def claim(name: str, base: dict, **extra) -> dict:
     return {"name": name, **base, **extra}
 
 
-@pytest.fixture
-def bench(plm, pytester):
-    pytester.makeini("[pytest]\n")  # the rootdir, as the repository's pyproject.toml makes it
-    bench = plm(suite_dir="benchmarks", claims=True)
-    run = bench.run
-    bench.run = lambda *args, **kw: run("benchmarks", "--plm-offline", "--plm-device=cpu", *QUIET_PLUGINS, *args, **kw)
-    return bench
-
-
-def claim_records(bench, ledger: Path | None = None) -> dict[str, dict]:
+def claim_records(claims_bench, ledger: Path | None = None) -> dict[str, dict]:
     """claim id -> the newest claim record of that id."""
-    return {r["claim_id"]: r for r in bench.records(ledger) if r.get("kind") == "claim"}
+    return {r["claim_id"]: r for r in claims_bench.records(ledger) if r.get("kind") == "claim"}
 
 
 def outcomes_by_test(result) -> dict[str, str]:
@@ -63,18 +52,18 @@ def outcomes_by_test(result) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- baselines
 
 
-def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fails(bench):
-    bench.claims(claim("no_regression", NO_REGRESSION))
+def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fails(claims_bench):
+    claims_bench.claims(claim("no_regression", NO_REGRESSION))
 
     # 1. --plm-update-baselines writes one reviewable file per (task, model, init) of the run
-    update = bench.run(*SELECT, "--plm-update-baselines", "-rs")
+    update = claims_bench.run(*SELECT, "--plm-update-baselines", "-rs")
     update.assert_outcomes(passed=4, skipped=2)  # the comparisons are skipped: the baselines are rewritten
     update.stdout.fnmatch_lines(["*--plm-update-baselines: wrote 2 baseline file(s) under*baselines*"])
     assert "this run rewrites the baselines it would compare with" in update.stdout.str()
-    run_id = bench.records()[-1]["run_id"]
-    layer_recs = [r for r in read_records(bench.ledger) if r["kind"] == "layer"]
-    tiny_path = bench.root / "baselines" / "gb1_sampled" / "toy--pretrained.json"
-    onehot_path = bench.root / "baselines" / "gb1_sampled" / "onehot--none.json"
+    run_id = claims_bench.records()[-1]["run_id"]
+    layer_recs = [r for r in read_records(claims_bench.ledger) if r["kind"] == "layer"]
+    tiny_path = claims_bench.root / "baselines" / "gb1_sampled" / "toy--pretrained.json"
+    onehot_path = claims_bench.root / "baselines" / "gb1_sampled" / "onehot--none.json"
     assert tiny_path.is_file() and onehot_path.is_file()
     text = tiny_path.read_text()
     assert len(text.splitlines()) > 20, "a baseline is indented JSON, one value per line, for review"
@@ -100,11 +89,11 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     assert sorted(json.loads(onehot_path.read_text())["layers"]) == ["0"]
 
     # 2. a second run without it (fresh embedding cache: numbers recomputed) holds the baselines
-    again = bench.run(*SELECT, "-rA", cache=bench.cache.with_name("cache2"))
+    again = claims_bench.run(*SELECT, "-rA", cache=claims_bench.cache.with_name("cache2"))
     again.assert_outcomes(passed=6)
     assert outcomes_by_test(again)["test_claim[no_regression-toy-gb1_sampled-pretrained]"] == "PASSED"
     assert outcomes_by_test(again)["test_claim[no_regression-onehot-gb1_sampled-none]"] == "PASSED"
-    recs = claim_records(bench)
+    recs = claim_records(claims_bench)
     assert recs["no_regression[toy-gb1_sampled-pretrained]"]["outcome"] == "passed"
 
     # 3. a stored per-layer test_spearman moved by +0.2 breaks no_regression with a readable diff
@@ -115,7 +104,7 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     # stores, which would (rightly) pass; without the stored interval the tolerance alone decides
     doc["layers"]["1"].pop("intervals")
     tiny_path.write_text(json.dumps(doc, indent=1))
-    broken = bench.run(*SELECT)
+    broken = claims_bench.run(*SELECT)
     broken.assert_outcomes(passed=5, failed=1)
     out = broken.stdout.str()
     assert "FAILED benchmarks/test_claims.py::test_claim[no_regression-toy-gb1_sampled-pretrained]" in out
@@ -130,36 +119,36 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     # only the failing row is shown (pytest may print the message more than once, e.g. with CI=true)
     rows = {l.lstrip("E").strip() for l in broken.outlines if l.rstrip().endswith(("FAIL", " OK"))}
     assert len(rows) == 1 and next(iter(rows)).endswith("FAIL"), rows
-    rec = claim_records(bench)["no_regression[toy-gb1_sampled-pretrained]"]
+    rec = claim_records(claims_bench)["no_regression[toy-gb1_sampled-pretrained]"]
     assert rec["outcome"] == "failed" and rec["detail"]["n_failed"] == 1
     assert rec["detail"]["failures"][0]["layer"] == 1
 
 
-def test_missing_baseline_skips_with_the_command_and_fails_under_strict(bench):
-    bench.claims(claim("no_regression", NO_REGRESSION, models="toy"))
+def test_missing_baseline_skips_with_the_command_and_fails_under_strict(claims_bench):
+    claims_bench.claims(claim("no_regression", NO_REGRESSION, models="toy"))
     command = "pytest benchmarks --plm-models toy --plm-tasks gb1_sampled --plm-inits pretrained --plm-update-baselines"
-    result = bench.run(*SELECT, "-rs")
+    result = claims_bench.run(*SELECT, "-rs")
     result.assert_outcomes(passed=4, skipped=1)
     assert result.ret == 0
     assert command in result.stdout.str()
-    rec = claim_records(bench)["no_regression[toy-gb1_sampled-pretrained]"]
+    rec = claim_records(claims_bench)["no_regression[toy-gb1_sampled-pretrained]"]
     assert rec["outcome"] == "skipped" and rec["detail"]["command"] == command
 
-    strict = bench.run(*SELECT, "--plm-strict")
+    strict = claims_bench.run(*SELECT, "--plm-strict")
     # the failure is raised by the plm_claim_outcome fixture, so pytest reports it as an error
     # (as for a layer test whose data is missing under --plm-strict)
     strict.assert_outcomes(passed=4, errors=1)
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     out = strict.stdout.str()
     assert command in out and "(--plm-strict/--plm-gate)" in out
-    assert claim_records(bench)["no_regression[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"
+    assert claim_records(claims_bench)["no_regression[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"
 
 
 # ---------------------------------------------------------------------------------- expected failures
 
 
-def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
-    bench.claims(
+def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(claims_bench):
+    claims_bench.claims(
         claim("holds", HOLDS),
         claim(
             "strict_but_holds", HOLDS, expected_failures=[{"reason": "declared false, yet it holds", "strict": True}]
@@ -169,7 +158,7 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
         ),
         claim("loose_and_holds", HOLDS, expected_failures=[{"reason": "a tie in the paper", "strict": False}]),
     )
-    result = bench.run(*SELECT, "-rA")
+    result = claims_bench.run(*SELECT, "-rA")
     result.assert_outcomes(passed=4 + 1, failed=1, xfailed=1, xpassed=1)
     assert result.ret == 1
     tests = outcomes_by_test(result)
@@ -186,7 +175,7 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
         ]
     )
 
-    recs = claim_records(bench)
+    recs = claim_records(claims_bench)
     outcome = {cid.split("[")[0]: (r["outcome"], r["strict"], r["expected_failure"]) for cid, r in recs.items()}
     assert outcome == {
         "holds": ("passed", True, None),
@@ -197,7 +186,7 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
     assert recs["strict_but_holds[toy-gb1_sampled-pretrained]"]["message"].startswith("XPASS(strict)")
     assert recs["strict_and_broken[toy-gb1_sampled-pretrained]"]["passed"] is False
     assert all(
-        r["run_id"] == bench.records()[-1]["run_id"] and r["test_id"].startswith("benchmarks/test_claims.py::")
+        r["run_id"] == claims_bench.records()[-1]["run_id"] and r["test_id"].startswith("benchmarks/test_claims.py::")
         for r in recs.values()
     )
 
@@ -205,8 +194,8 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
 # ---------------------------------------------------------------------------------- gating
 
 
-def test_gate_exit_codes(bench):
-    bench.claims(
+def test_gate_exit_codes(claims_bench):
+    claims_bench.claims(
         claim("holds", HOLDS),
         claim("broken", BROKEN),
         claim("needs_baseline", NO_REGRESSION, models="toy"),
@@ -218,11 +207,11 @@ def test_gate_exit_codes(bench):
             expected_failures=[{"reason": "known to regress", "strict": False}],
         ),
     )
-    ok = bench.run(*SELECT, "--plm-gate", "-k", "not broken and not needs_baseline and not declared_but_missing")
+    ok = claims_bench.run(*SELECT, "--plm-gate", "-k", "not broken and not needs_baseline and not declared_but_missing")
     ok.assert_outcomes(passed=4 + 1)
     assert ok.ret == pytest.ExitCode.OK == 0
 
-    gated = bench.run(*SELECT, "--plm-gate", "-rA")
+    gated = claims_bench.run(*SELECT, "--plm-gate", "-rA")
     gated.assert_outcomes(passed=4 + 1, failed=1, errors=2)
     assert gated.ret == pytest.ExitCode.TESTS_FAILED == 1
     tests = outcomes_by_test(gated)
@@ -234,7 +223,7 @@ def test_gate_exit_codes(bench):
     out = gated.stdout.str()
     assert "does not beat one-hot by more than the margin 5" in out
     assert "no stored baseline for model 'toy'" in out and "(--plm-strict/--plm-gate)" in out
-    recs = claim_records(bench)
+    recs = claim_records(claims_bench)
     assert recs["needs_baseline[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"
     assert recs["declared_but_missing[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"  # as pytest says
     assert recs["broken[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"
@@ -267,8 +256,8 @@ def report_section(result) -> list[str]:
 
 
 @pytest.mark.slow
-def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tmp_path):
-    bench.claims(
+def test_report_under_xdist_matches_serial_and_report_dir_writes_files(claims_bench, tmp_path):
+    claims_bench.claims(
         claim("holds", HOLDS),
         claim(
             "saturates_half", {"kind": "saturates_by", "models": "toy", "params": {"fraction": 0.5, "tolerance": 1.0}}
@@ -276,7 +265,7 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
     )
     select = ["--plm-models=onehot,toy", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained,random"]
     out_dir = tmp_path / "report"
-    serial = bench.run(*select, "--plm-report", f"--plm-report-dir={out_dir}")
+    serial = claims_bench.run(*select, "--plm-report", f"--plm-report-dir={out_dir}")
     serial.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
     section = report_section(serial)
     text = "\n".join(section)
@@ -292,7 +281,7 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
     assert "claims: 4 passed" in text
     assert sum(1 for l in section if l.startswith("PASSED ")) == 4
 
-    parallel = bench.run(
+    parallel = claims_bench.run(
         *select, "--plm-report", "-n", "2", ledger=tmp_path / "ledger-n2", cache=tmp_path / "cache-n2", subprocess=True
     )
     parallel.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
@@ -416,10 +405,10 @@ README = (Path(__file__).parents[1] / "README.md").read_text()
 REACHES_KIND = "\n" + re.search(r"### Writing a claim kind\n.*?```python\n(.*?)```", README, re.S)[1]
 
 
-def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
-    conftest = bench.root / "benchmarks" / "conftest.py"
+def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(claims_bench):
+    conftest = claims_bench.root / "benchmarks" / "conftest.py"
     conftest.write_text(conftest.read_text() + REACHES_KIND)
-    bench.claims(
+    claims_bench.claims(
         {"name": "reaches_low", "kind": "reaches", "models": "*", "params": {"minimum": -1}},
         {"name": "reaches_high", "kind": "reaches", "models": "toy", "params": {"minimum": 2}},
         {
@@ -431,7 +420,7 @@ def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
         },
         claim("holds", HOLDS),  # a built-in kind beside it
     )
-    result = bench.run(*SELECT, "-rA")
+    result = claims_bench.run(*SELECT, "-rA")
     # 4 layer tests (onehot L0, toy L0-L2); one-hot is excluded from reaches_low (for_onehot)
     result.assert_outcomes(passed=4 + 2, failed=1, xfailed=1)
     tests = outcomes_by_test(result)
@@ -443,15 +432,15 @@ def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
     assert re.search(
         r"toy/pretrained on gb1_sampled: layer \d has test_spearman -?\d\.\d{3}, below 2", result.stdout.str()
     )
-    recs = claim_records(bench)
+    recs = claim_records(claims_bench)
     low, high = recs["reaches_low[toy-gb1_sampled-pretrained]"], recs["reaches_high[toy-gb1_sampled-pretrained]"]
     assert (low["claim_kind"], low["outcome"], high["outcome"]) == ("reaches", "passed", "failed")
     assert recs["reaches_high_known[toy-gb1_sampled-pretrained]"]["outcome"] == "xfailed"
     assert high["detail"]["kind"] == "reaches" and high["detail"]["layer"] in (0, 1, 2)
 
     # the kind's parameter declarations validate the claims file like the built-in kinds'
-    bench.claims({"kind": "reaches", "models": "toy", "params": {"minimum": "high", "maximum": 1}})
-    bad = bench.run(*SELECT)
+    claims_bench.claims({"kind": "reaches", "models": "toy", "params": {"minimum": "high", "maximum": 1}})
+    bad = claims_bench.run(*SELECT)
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     err = bad.stderr.str() + bad.stdout.str()
     assert "claims[0] (reaches): parameter 'minimum' must be int/float, got 'high'" in err
@@ -459,8 +448,8 @@ def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
 
     # without the conftest's hook the kind is unknown, and the message lists the known ones
     conftest.write_text(conftest.read_text().replace(REACHES_KIND, ""))
-    bench.claims({"kind": "reaches", "models": "toy"})
-    unknown = bench.run(*SELECT)
+    claims_bench.claims({"kind": "reaches", "models": "toy"})
+    unknown = claims_bench.run(*SELECT)
     assert unknown.ret == pytest.ExitCode.USAGE_ERROR
     assert "claims[0]: 'kind' is 'reaches'; must be one of beats_onehot, saturates_by" in (
         unknown.stderr.str() + unknown.stdout.str()
@@ -484,10 +473,10 @@ def pytest_plmtransfer_register_models(registry):
 """
 
 
-def test_some_skipped_are_explained_and_claims_quote_the_cause_not_a_command_that_skips_again(bench):
-    (bench.root / "benchmarks" / "conftest.py").write_text(NO_WEIGHTS_CONFTEST)
-    bench.claims(claim("pr", {"kind": "pretrained_beats_random", "models": "toy"}))
-    result = bench.run("--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random")
+def test_some_skipped_are_explained_and_claims_quote_the_cause_not_a_command_that_skips_again(claims_bench):
+    (claims_bench.root / "benchmarks" / "conftest.py").write_text(NO_WEIGHTS_CONFTEST)
+    claims_bench.claims(claim("pr", {"kind": "pretrained_beats_random", "models": "toy"}))
+    result = claims_bench.run("--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random")
     result.assert_outcomes(passed=3, skipped=4)  # random L0-L2 ran; pretrained L0-L2 and the claim skipped
     # without -rs, pytest would list no reason: the plugin groups them
     result.stdout.fnmatch_lines(
@@ -498,7 +487,7 @@ def test_some_skipped_are_explained_and_claims_quote_the_cause_not_a_command_tha
             "To run them: weights: --plm-weights-dir=DIR*",
         ]
     )
-    message = claim_records(bench)["pr[toy-gb1_sampled-pretrained]"]["message"]
+    message = claim_records(claims_bench)["pr[toy-gb1_sampled-pretrained]"]["message"]
     assert message == (
         "pr[toy-gb1_sampled-pretrained] cannot be judged here: "
         "toy.pt is not available: checkpoint not found; put it in --plm-weights-dir"
