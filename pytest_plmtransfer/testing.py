@@ -144,7 +144,7 @@ class PlmPytester:
     ``subprocess=True`` (for what needs a process of its own: signals, xdist workers, exit codes of
     a console script). Call :func:`preload` first (a session fixture) for in-process runs.
 
-    ``suite_dir``: where ``test_layers.py``, ``test_claims.py`` (``claims=True``) and the conftest
+    ``suite_dir``: where ``test_plm_layers.py``, ``test_plm_claims.py`` (``claims=True``) and the conftest
     go (``None``: nowhere, the directory brings its own); ``conftest``: more conftest text after
     :data:`TOY_CONFTEST`."""
 
@@ -166,10 +166,12 @@ class PlmPytester:
             return
         suite = self.root / suite_dir
         suite.mkdir(parents=True, exist_ok=True)
+        # test_plm_*: an in-process run imports test modules by basename, and a calling session's
+        # own tests/test_claims.py would shadow a test_claims.py here
         layers = "from pytest_plmtransfer.benchmarks.test_layers import test_layer  # noqa: F401\n"
-        (suite / "test_layers.py").write_text(layers)
+        (suite / "test_plm_layers.py").write_text(layers)
         if claims:
-            (suite / "test_claims.py").write_text(layers.replace("layer", "claim"))
+            (suite / "test_plm_claims.py").write_text(layers.replace("layer", "claim"))
         (suite / "conftest.py").write_text(TOY_CONFTEST.format(log=str(self.log)) + conftest)
 
     def options(
@@ -187,11 +189,8 @@ class PlmPytester:
 
     def run(self, *args: str, subprocess: bool = False, **where: Path | str | None) -> Any:
         """pytest with :meth:`options` (``ledger``, ``cache``, ``data`` override them) and ``args``."""
-        if subprocess:
-            return self.pytester.runpytest_subprocess(*self.options(**where), *args)
-        # the suite's test_*.py named by path, not by basename: a test module of the calling
-        # session with the same name (tests/test_claims.py) would otherwise shadow it
-        return self.pytester.runpytest(*self.options(**where), "--import-mode=importlib", *args)
+        runner = self.pytester.runpytest_subprocess if subprocess else self.pytester.runpytest
+        return runner(*self.options(**where), *args)
 
     def records(self, ledger: Path | str | None = None) -> list[dict[str, Any]]:
         """The ledger's records (none when it was never written)."""

@@ -100,7 +100,7 @@ def test_missing_data_offline_skips_with_instructions_and_strict_fails(bench, py
 def test_options_are_settable_in_ini(bench, pytester):
     pytester.makeini("[pytest]\nplm_models = toy\nplm_tasks = gb1_two_vs_rest\nplm_inits = random\nplm_layers = 1\n")
     result = bench.run("--collect-only", "-q")
-    assert "test_layers.py::test_layer[toy-gb1_two_vs_rest-L01-random]" in result.stdout.str()
+    assert "test_plm_layers.py::test_layer[toy-gb1_two_vs_rest-L01-random]" in result.stdout.str()
 
 
 def test_unknown_model_and_task_fail_collection_clearly(bench):

@@ -107,7 +107,7 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     broken = claims_bench.run(*SELECT)
     broken.assert_outcomes(passed=5, failed=1)
     out = broken.stdout.str()
-    assert "FAILED benchmarks/test_claims.py::test_claim[no_regression-toy-gb1_sampled-pretrained]" in out
+    assert "FAILED benchmarks/test_plm_claims.py::test_claim[no_regression-toy-gb1_sampled-pretrained]" in out
     assert "toy/pretrained on gb1_sampled: 1 of " in out and str(tiny_path) in out
     header = next(l for l in broken.outlines if re.search(r"\blayer\s+metric\s+baseline\s+current\b", l))
     assert header.split()[-7:] == ["layer", "metric", "baseline", "current", "diff", "tolerance", "status"]
@@ -186,7 +186,8 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(claims_bench
     assert recs["strict_but_holds[toy-gb1_sampled-pretrained]"]["message"].startswith("XPASS(strict)")
     assert recs["strict_and_broken[toy-gb1_sampled-pretrained]"]["passed"] is False
     assert all(
-        r["run_id"] == claims_bench.records()[-1]["run_id"] and r["test_id"].startswith("benchmarks/test_claims.py::")
+        r["run_id"] == claims_bench.records()[-1]["run_id"]
+        and r["test_id"].startswith("benchmarks/test_plm_claims.py::")
         for r in recs.values()
     )
 

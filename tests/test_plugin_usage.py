@@ -347,7 +347,7 @@ def test_progress_shows_by_default_on_a_terminal_and_pytest_keeps_its_line(bench
     assert "toy/pretrained gb1_sampled" in raw and "toy/random/s42 gb1_sampled" in raw, raw
     screen = _screen(raw)
     # once the bars are erased, pytest's own line is whole: file name, one dot per test, [100%]
-    assert any(re.fullmatch(r"test_layers\.py \.{6} +\[100%\]", line) for line in screen), "\n".join(screen)
+    assert any(re.fullmatch(r"test_plm_layers\.py \.{6} +\[100%\]", line) for line in screen), "\n".join(screen)
     assert not any(re.fullmatch(r"\.+ *(\[100%\])?", line) for line in screen), "\n".join(screen)
 
 

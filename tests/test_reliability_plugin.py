@@ -108,7 +108,9 @@ def test_full_cache_disk_fails_its_tests_in_one_line_and_the_run_finishes(bench,
     if where == "write":  # the check is blind (a concurrent writer, a quota): the write meets ENOSPC
         monkeypatch.setenv("PLM_TEST_HIDE_FREE_SPACE", "1")
     # a claim that needs the wide model's layers computes them too: it fails in one line as well
-    pytester.makepyfile(test_claims="from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401")
+    pytester.makepyfile(
+        test_plm_claims="from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401"
+    )
     bench.claims({"kind": "beats_onehot", "models": "wide_user", "tasks": "gb1_sampled"})
     # the blind check is the conftest's patch of the package: a process of its own
     args = ["--plm-models=onehot,wide_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
@@ -320,7 +322,7 @@ def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester,
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", {"cuda_twice": "0,0", "cuda_abc": "abc"}[case])
     if case == "claims_typo":
         pytester.makepyfile(
-            test_claims="from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401"
+            test_plm_claims="from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401"
         )
     if case == "unsafe_checkpoint":
         import torch

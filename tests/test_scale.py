@@ -92,7 +92,7 @@ def bench(plm, pytester, tmp_path, monkeypatch):
     bench = plm(suite_dir="benchmarks", claims=True, conftest=CONFTEST)
     run = bench.run
 
-    def run_in(*args, ledger="ledger", cache="cache", target="benchmarks/test_layers.py", subprocess=False):
+    def run_in(*args, ledger="ledger", cache="cache", target="benchmarks/test_plm_layers.py", subprocess=False):
         where = {"ledger": tmp_path / ledger, "cache": tmp_path / cache}
         return run(target, "--plm-offline", "--plm-device=cpu", *QUIET_PLUGINS, *args, subprocess=subprocess, **where)
 
