@@ -7,6 +7,9 @@ module is: this project's tests use them, and so can yours.
   ``tanh(x * (l + 1))``) with the ``pretrained`` / ``random`` / ``stat`` inits, registered with
   :func:`register_toy` from a ``conftest.py``; fast enough for pytester runs of the whole plugin.
 * :func:`collect_embeddings` — an adapter's output as ``{layer: [array per sequence]}``.
+* :class:`PlmPytester` — the one pytester harness: the shipped suite and the toy in a pytester
+  directory, a private cache and ledger, runs in-process (after :func:`preload`) or in a
+  subprocess; e.g. ``PlmPytester(pytester, data_dir).run("--plm-models=toy")``.
 * :func:`layer_record` — one ledger record built on the real :class:`~pytest_plmtransfer.results.records.LayerRecord`,
   with the fields a run writes (machine, data archive and member, the adapter's identity as
   weights, requested device/dtype); :func:`synthetic_records` and :func:`curve_records` build
@@ -144,9 +147,9 @@ class PlmPytester:
     ``subprocess=True`` (for what needs a process of its own: signals, xdist workers, exit codes of
     a console script). Call :func:`preload` first (a session fixture) for in-process runs.
 
-    ``suite_dir``: where ``test_plm_layers.py``, ``test_plm_claims.py`` (``claims=True``) and the conftest
-    go (``None``: nowhere, the directory brings its own); ``conftest``: more conftest text after
-    :data:`TOY_CONFTEST`."""
+    ``suite_dir``: where ``test_plm_layers.py``, ``test_plm_claims.py`` (``claims=True``) and the
+    conftest go (``None``: nowhere, the directory brings its own); ``conftest``: more conftest text
+    after :data:`TOY_CONFTEST`."""
 
     def __init__(
         self,
