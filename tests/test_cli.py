@@ -33,6 +33,7 @@ def shifted(records, delta, *, layer=2, init="pretrained"):
     return out
 
 
+@pytest.mark.slow
 def test_report_prints_tables_and_writes_files(tmp_path, ledger, capsys):
     claim = {
         "kind": "claim",
@@ -117,6 +118,7 @@ def test_compare_identical_within_and_beyond_threshold(tmp_path, records, capsys
     assert main(["compare", str(a), str(big)]) == 0
 
 
+@pytest.mark.slow
 def test_compare_averages_seeds_and_explains_rows_in_one_ledger(tmp_path, records, capsys):
     a = write_ledger(tmp_path / "a.json", records)
     fewer = [r for r in records if r["init"] != "stat" and r["seed"] != 0]
@@ -171,6 +173,7 @@ def test_compare_outside_interval_flags_only_changes_beyond_the_noise(tmp_path, 
     assert "no interval" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_report_prints_the_plugins_tables_byte_for_byte(bench, capsys):
     """One renderer (table.py): `plmtransfer report` on the ledger a run wrote prints exactly what
     that run's --plm-report printed."""

@@ -76,6 +76,7 @@ def test_vocab_file_trap_is_caught():
         ResidueTokenizer(broken, model_name="antiberty")
 
 
+@pytest.mark.slow
 def test_equals_bertmodel_hidden_states(pretrained):
     from transformers import BertModel
 
@@ -119,6 +120,7 @@ def test_runs_only_to_deepest_layer(pretrained):
         np.testing.assert_array_equal(part[0][i], full[0][i])
 
 
+@pytest.mark.slow
 def test_inits_differ(pretrained, ablations):
     last = {
         name: np.stack(collect_embeddings(a, SEQS, [1, 8], per_residue=False)[8])
@@ -130,6 +132,7 @@ def test_inits_differ(pretrained, ablations):
     assert ablations["stat"].identity()["config"]["stat"]["method"] == "permute-within-tensor"
 
 
+@pytest.mark.slow
 def test_stat_preserves_each_tensor_multiset(pretrained, ablations):
     pre = dict(pretrained.model.named_parameters())
     stat = dict(ablations["stat"].model.named_parameters())
@@ -143,6 +146,7 @@ def test_stat_preserves_each_tensor_multiset(pretrained, ablations):
     assert moved == len(pre)  # AntiBERTy's trained tensors all hold distinct values
 
 
+@pytest.mark.slow
 def test_random_is_a_full_seeded_reinit(pretrained, ablations):
     rand = dict(ablations["random"].model.named_parameters())
     again, _ = load_model("random", 0)

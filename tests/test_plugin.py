@@ -13,6 +13,7 @@ except ImportError:  # tests/ is not a package
     import flip_files
 
 
+@pytest.mark.slow
 def test_one_test_per_model_task_layer_init_with_readable_ids(bench):
     result = bench.run(
         "--plm-models=onehot,toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random", "--collect-only", "-q"
@@ -24,6 +25,7 @@ def test_one_test_per_model_task_layer_init_with_readable_ids(bench):
     )
 
 
+@pytest.mark.slow
 def test_run_writes_one_ledger_record_per_test(bench):
     result = bench.run("--plm-models=onehot,toy", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained")
     result.assert_outcomes(passed=2 + 2 * 3)
@@ -39,6 +41,7 @@ def test_run_writes_one_ledger_record_per_test(bench):
     assert len(bench.forward_passes()) == 1
 
 
+@pytest.mark.slow
 def test_k_selection_computes_only_what_is_selected(bench):
     result = bench.run("--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "-k", "L01")
     result.assert_outcomes(passed=1)
@@ -51,6 +54,7 @@ def test_k_selection_computes_only_what_is_selected(bench):
     assert len(bench.forward_passes()) == 2, "a warm cache must not run the model again"
 
 
+@pytest.mark.slow
 def test_layers_option_and_seed_ids(bench):
     result = bench.run(
         "--plm-models=toy",
@@ -68,6 +72,7 @@ def test_layers_option_and_seed_ids(bench):
     )
 
 
+@pytest.mark.slow
 def test_per_residue_task_records_q3(bench):
     bench.run("--plm-models=onehot", "--plm-tasks=ss3").assert_outcomes(passed=1)
     (rec,) = bench.records()
@@ -75,6 +80,7 @@ def test_per_residue_task_records_q3(bench):
     assert 0.0 <= rec["metrics"]["test_q3"] <= 1.0
 
 
+@pytest.mark.slow
 def test_missing_data_offline_skips_with_instructions_and_strict_fails(bench, pytester, tmp_path):
     (tmp_path / "nothing").mkdir()  # a data dir without the archive (a missing dir is a usage error)
     args = [
@@ -97,6 +103,7 @@ def test_missing_data_offline_skips_with_instructions_and_strict_fails(bench, py
     strict.stdout.fnmatch_lines(["*--plm-strict*"])
 
 
+@pytest.mark.slow
 def test_options_are_settable_in_ini(bench, pytester):
     pytester.makeini("[pytest]\nplm_models = toy\nplm_tasks = gb1_two_vs_rest\nplm_inits = random\nplm_layers = 1\n")
     result = bench.run("--collect-only", "-q")

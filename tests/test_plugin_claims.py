@@ -52,6 +52,7 @@ def outcomes_by_test(result) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- baselines
 
 
+@pytest.mark.slow
 def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fails(claims_bench):
     claims_bench.claims(claim("no_regression", NO_REGRESSION))
 
@@ -124,6 +125,7 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     assert rec["detail"]["failures"][0]["layer"] == 1
 
 
+@pytest.mark.slow
 def test_missing_baseline_skips_with_the_command_and_fails_under_strict(claims_bench):
     claims_bench.claims(claim("no_regression", NO_REGRESSION, models="toy"))
     command = "pytest benchmarks --plm-models toy --plm-tasks gb1_sampled --plm-inits pretrained --plm-update-baselines"
@@ -147,6 +149,7 @@ def test_missing_baseline_skips_with_the_command_and_fails_under_strict(claims_b
 # ---------------------------------------------------------------------------------- expected failures
 
 
+@pytest.mark.slow
 def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(claims_bench):
     claims_bench.claims(
         claim("holds", HOLDS),
@@ -195,6 +198,7 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(claims_bench
 # ---------------------------------------------------------------------------------- gating
 
 
+@pytest.mark.slow
 def test_gate_exit_codes(claims_bench):
     claims_bench.claims(
         claim("holds", HOLDS),
@@ -346,6 +350,7 @@ def _schema1_records(delta: float = 0.0) -> list[dict]:
     return out
 
 
+@pytest.mark.slow
 def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
     old = tmp_path / "old.json"
     old.write_text(json.dumps(_schema1_records()))
@@ -406,6 +411,7 @@ README = (Path(__file__).parents[1] / "README.md").read_text()
 REACHES_KIND = "\n" + re.search(r"### Writing a claim kind\n.*?```python\n(.*?)```", README, re.S)[1]
 
 
+@pytest.mark.slow
 def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(claims_bench):
     conftest = claims_bench.root / "benchmarks" / "conftest.py"
     conftest.write_text(conftest.read_text() + REACHES_KIND)

@@ -47,6 +47,7 @@ def test_intervals_are_reproducible_and_independent_of_xdist(claims_bench, tmp_p
     assert parallel.ret == serial.ret
 
 
+@pytest.mark.slow
 def test_records_keep_predictions_and_claims_use_the_paired_test(claims_bench, tmp_path):
     claims_bench.claims(*CLAIMS)
     result = claims_bench.run(*SELECT, "--plm-report", "-rA")

@@ -47,6 +47,7 @@ def _task(case_id: str) -> str:
 
 
 # ------------------------------------------------------------------------- selection (10.1, 13.6)
+@pytest.mark.slow
 def test_k_scl_selects_every_scl_task_skips_with_instructions_then_runs_on_scl_files(bench, tmp_path):
     plain = bench.run("--plm-models=onehot,toy", "--collect-only", "-q")
     assert {_task(i) for i in _ids(plain)} == SMOKE
@@ -76,6 +77,7 @@ def test_k_scl_selects_every_scl_task_skips_with_instructions_then_runs_on_scl_f
     assert "nothing was measured" not in ran.stdout.str()
 
 
+@pytest.mark.slow
 def test_markers_select_per_residue_tasks_and_layer_tests(plm, pytester):
     bench = plm(claims=True)
     base = ["--plm-models=onehot", "--collect-only", "-q"]
@@ -105,6 +107,7 @@ def test_markers_select_per_residue_tasks_and_layer_tests(plm, pytester):
 
 
 # ------------------------------------------------------------------------- the suite anywhere (10.2)
+@pytest.mark.slow
 def test_shipped_suite_runs_from_an_empty_directory_with_the_shipped_claims(scaffolded):
     bench = scaffolded
     result = bench.run("--pyargs", "pytest_plmtransfer.benchmarks", "--plm-models=onehot", "--collect-only", "-q")
@@ -138,6 +141,7 @@ GATE_CLAIMS = [
 ]
 
 
+@pytest.mark.slow
 def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(scaffolded, pytester):
     bench = scaffolded
     assert cli_main(["init"]) == 0
@@ -184,6 +188,7 @@ def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(scaff
     )
 
 
+@pytest.mark.slow
 def test_a_reference_run_whose_claims_fail_says_the_gate_will_fail_too(scaffolded, pytester):
     bench = scaffolded
     assert cli_main(["init"]) == 0
@@ -241,6 +246,7 @@ def test_explicit_request(plm_session):
 """
 
 
+@pytest.mark.slow
 def test_mlp_head_on_plm_embeddings_shares_the_forward_pass_and_lands_in_ledger_and_report(bench, pytester):
     pytester.makepyfile(test_mlp=MLP_TEST)
     result = bench.run(
@@ -351,6 +357,7 @@ def test_progress_shows_by_default_on_a_terminal_and_pytest_keeps_its_line(bench
     assert not any(re.fullmatch(r"\.+ *(\[100%\])?", line) for line in screen), "\n".join(screen)
 
 
+@pytest.mark.slow
 def test_fail_on_empty_makes_an_all_skipped_run_a_failure(bench, tmp_path):
     empty = tmp_path / "no_flip"
     empty.mkdir()
@@ -370,6 +377,7 @@ def test_fail_on_empty_makes_an_all_skipped_run_a_failure(bench, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_no_pytest_benchmark_header_or_empty_benchmarks_dir_unless_asked(bench):
     args = ["--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-layers=0"]
     plain = bench.run(*args)
@@ -420,6 +428,7 @@ def test_sigterm_stops_the_run_saying_what_was_saved(plm):
     assert "3 passed" in out
 
 
+@pytest.mark.slow
 def test_limit_is_a_recorded_subsample_never_mixed_with_the_full_run(bench, capsys):
     args = ["--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
     quick = bench.run(*args, "--plm-limit=4")
@@ -479,6 +488,7 @@ def pytest_plmtransfer_register_models(registry):
 """
 
 
+@pytest.mark.slow
 def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(plm, monkeypatch):
     bench = plm(conftest=TORCH_USER_CONFTEST)
     args = ["--plm-models=torch_user", "--plm-tasks=gb1_sampled", "--plm-layers=1"]
@@ -539,6 +549,7 @@ def tiny_esm(tmp_path_factory):
     return reference
 
 
+@pytest.mark.slow
 def test_init_for_a_hugging_face_model_runs_the_command_it_prints_and_its_workflow_runs(
     scaffolded, pytester, tiny_esm, capsys
 ):
@@ -564,6 +575,7 @@ def test_init_for_a_hugging_face_model_runs_the_command_it_prints_and_its_workfl
     clash.stderr.fnmatch_lines(["*alias 'my_plm' would hide the model 'my_plm'*plmtransfer init --hf ./tiny_esm*"])
 
 
+@pytest.mark.slow
 def test_hf_alias_keys_baselines_by_name_across_checkouts(plm, pytester, tiny_esm):
     bench = plm(claims=True)
     reference = pytester.path / "reference_machine" / "tiny_esm"
@@ -582,6 +594,7 @@ def test_hf_alias_keys_baselines_by_name_across_checkouts(plm, pytester, tiny_es
 
 
 # ------------------------------------------------------------------------- bind, baselines, report, threads, list
+@pytest.mark.slow
 def test_bind_reports_macro_f1_as_its_headline(bench, tmp_path):
     data = tmp_path / "bind_data"
     flip_files.write_bind(data, split="one_vs_many", n=40, seed=2)
@@ -592,6 +605,7 @@ def test_bind_reports_macro_f1_as_its_headline(bench, tmp_path):
     assert 0.0 <= rec["metrics"]["test_f1_macro"] <= 1.0 and -1.0 <= rec["metrics"]["test_mcc"] <= 1.0
 
 
+@pytest.mark.slow
 def test_update_baselines_writes_only_when_values_change_and_report_paths_are_readable(bench):
     args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled"]
     first = bench.run(*args, "--plm-update-baselines")

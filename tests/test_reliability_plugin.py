@@ -139,6 +139,7 @@ def _ledger_and_unsaved(ledger: Path, tmp: Path) -> tuple[list[dict], list[dict]
     return read_records(ledger, verify=True), unsaved
 
 
+@pytest.mark.slow
 def test_ledger_disk_filled_by_another_writer_during_the_run_loses_no_record(bench, tiny_fs, tmp_path, monkeypatch):
     fs = tiny_fs("2m")
     monkeypatch.setenv("PLM_TEST_FILL", str(fs / "filler"))
@@ -187,6 +188,7 @@ def test_a_link_planted_at_the_ledger_part_is_not_written_through(bench, tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_a_gate_that_judged_no_claim_fails(bench):
     result = bench.run("--plm-models=onehot", "--plm-tasks=gb1_sampled", "--plm-gate")
     result.assert_outcomes(passed=1)  # layer tests only: no claim was judged
@@ -195,6 +197,7 @@ def test_a_gate_that_judged_no_claim_fails(bench):
 
 
 # ------------------------------------------------------------------ 5: a read-only cache
+@pytest.mark.slow
 def test_warm_read_only_cache_serves_and_a_cold_entry_fails_naming_it(bench, tiny_fs):
     cache = tiny_fs("8m")
     args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled"]
@@ -266,6 +269,7 @@ class Evil:
         "cuda_abc",
     ],
 )
+@pytest.mark.slow
 def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester, tmp_path, monkeypatch, case):
     args = ["--plm-models=toy", "--plm-tasks=gb1_sampled"]
     expected = {
@@ -342,6 +346,7 @@ def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester,
 
 # ------------------------------------------------------------------ 6, 5: the ledger up front
 @pytest.mark.parametrize("damage", ["binary", "records_object", "unwritable"])
+@pytest.mark.slow
 def test_damaged_or_unwritable_ledger_refuses_the_run_before_computing(bench, tmp_path, damage):
     if damage == "unwritable":
         (tmp_path / "blocker").write_text("a file where a directory should be")
@@ -377,6 +382,7 @@ def _leaky_root(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_path):
     data = _leaky_root(tmp_path / "leaky")
     args = [
@@ -446,6 +452,7 @@ def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_pa
 
 
 # ------------------------------------------------------------------ 10: a hung lock holder
+@pytest.mark.slow
 def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench, tmp_path):
     hold = (
         "import sys, time\n"

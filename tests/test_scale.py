@@ -163,6 +163,7 @@ def test_missing_weights_skip_at_run_time_with_the_message_and_strict_fails(benc
     strict.stdout.fnmatch_lines(["*--plm-strict*"])
 
 
+@pytest.mark.slow
 def test_groups_run_contiguously_one_model_resident_each_built_once(bench):
     result = bench.run(*SELECT, "-v")
     result.assert_outcomes(passed=2 + 3 * 2 * 3)
@@ -184,6 +185,7 @@ def test_groups_run_contiguously_one_model_resident_each_built_once(bench):
     assert all(line.endswith("alive=1") for line in builds if "toy" in line), builds
 
 
+@pytest.mark.slow
 def test_shards_merge_to_the_serial_records_and_a_killed_shard_is_named_then_completed(bench, capsys):
     serial = bench.run(*SELECT, ledger="serial", cache="serial-cache")
     serial.assert_outcomes(passed=20)

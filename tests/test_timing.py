@@ -41,6 +41,7 @@ def test_run_timing_sums_records_per_model_and_renders():
     assert render_timing_text([]) == ""
 
 
+@pytest.mark.slow
 def test_records_carry_timing_and_report_shows_it(bench):
     result = bench.run("--plm-models=onehot,toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-report")
     result.assert_outcomes(passed=4)
