@@ -239,6 +239,7 @@ def test_compare_plots_two_ledgers_and_two_models(tmp_path, records, capsys):
 
 
 # ------------------------------------------------------------------------------ the page
+@pytest.mark.slow
 def test_report_html_is_self_contained_and_escapes_what_it_quotes(written):
     page = written["html"].read_text()
     assert "&lt;script&gt;" in page and "<script" not in page

@@ -51,6 +51,7 @@ def ablations():
     }
 
 
+@pytest.mark.slow
 def test_tokens_are_residues_not_unk(pretrained):
     tok = pretrained.tokenizer
     unk = tok.tokenizer.unk_token_id
@@ -98,6 +99,7 @@ def test_equals_bertmodel_hidden_states(pretrained):
             np.testing.assert_allclose(pooled[layer][i], ref.mean(axis=0), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_runs_only_to_deepest_layer(pretrained):
     ran: list[int] = []
     hooks = [
@@ -162,6 +164,7 @@ def test_random_is_a_full_seeded_reinit(pretrained, ablations):
     assert not any(torch.equal(p, pre[name]) for name, p in rand.items())
 
 
+@pytest.mark.slow
 def test_identity_and_limits(pretrained):
     ident = pretrained.identity()
     digest = hashlib.sha256(FILES.weights.read_bytes()).hexdigest()
