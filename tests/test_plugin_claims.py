@@ -306,7 +306,7 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(claims_be
         "report.md",
         "results.csv",
     ]
-    drawn = ["icml_ablation_gaps", "icml_best_layer", "icml_pretrained_vs_onehot", "workshop_grid_tiny"]
+    drawn = ["icml_ablation_gaps", "icml_best_layer", "icml_pretrained_vs_onehot", "workshop_grid_toy"]
     assert sorted(p.name for p in (out_dir / "figures").iterdir()) == [
         f"{n}_paper.{e}" for n in drawn for e in ("png", "svg")
     ]
