@@ -7,6 +7,9 @@ module is: this project's tests use them, and so can yours.
   ``tanh(x * (l + 1))``) with the ``pretrained`` / ``random`` / ``stat`` inits, registered with
   :func:`register_toy` from a ``conftest.py``; fast enough for pytester runs of the whole plugin.
 * :func:`collect_embeddings` — an adapter's output as ``{layer: [array per sequence]}``.
+* :class:`PlmPytester` — the one pytester harness: the shipped suite and the toy in a pytester
+  directory, a private cache and ledger, runs in-process (after :func:`preload`) or in a
+  subprocess; e.g. ``PlmPytester(pytester, data_dir).run("--plm-models=toy")``.
 * :func:`layer_record` — one ledger record built on the real :class:`~pytest_plmtransfer.results.records.LayerRecord`,
   with the fields a run writes (machine, data archive and member, the adapter's identity as
   weights, requested device/dtype); :func:`synthetic_records` and :func:`curve_records` build
@@ -95,6 +98,121 @@ def register_toy(
         inits=tuple(inits),
         needs_weights=(),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# one pytester harness
+
+#: registers the toy as model ``toy`` (2 layers; pretrained, random and stat), writing one line per
+#: forward pass to ``TOY_LOG`` ("pid sequences layers"), so a test can count embedding work across
+#: processes; a harness's ``conftest`` text is appended (chain the hook to add models)
+TOY_CONFTEST = """
+from pytest_plmtransfer.testing import ToyAdapter, register_toy
+
+TOY_LOG = {log!r}
+
+
+class LoggedToy(ToyAdapter):
+    def embed(self, sequences, layers, *, per_residue):
+        import os
+
+        with open(TOY_LOG, "a") as fh:
+            fh.write(f"{{os.getpid()}} {{len(sequences)}} {{sorted(layers)}}\\n")
+        yield from super().embed(sequences, layers, per_residue=per_residue)
+
+
+def pytest_plmtransfer_register_models(registry):
+    register_toy(registry, "toy", cls=LoggedToy)
+"""
+
+
+def preload() -> None:
+    """Import the package and the libraries a run loads before pytester snapshots ``sys.modules``
+    (call it from a session-scoped fixture): an in-process run drops what it imported, and a
+    second import of torch in one process crashes the interpreter."""
+    import importlib
+    import pkgutil
+
+    import pytest_plmtransfer
+
+    for mod in pkgutil.walk_packages(pytest_plmtransfer.__path__, "pytest_plmtransfer."):
+        if ".benchmarks" not in mod.name:
+            importlib.import_module(mod.name)
+    for name in ("torch", "sklearn.linear_model", "scipy.stats", "matplotlib.pyplot", "xdist.plugin"):
+        importlib.import_module(name)
+
+
+class PlmPytester:
+    """The shipped suite in a pytester directory, the toy registered in its ``conftest.py``, a
+    private cache and ledger: ``run(*args)`` is pytest over it, in this process unless
+    ``subprocess=True`` (for what needs a process of its own: signals, xdist workers, exit codes of
+    a console script). Call :func:`preload` first (a session fixture) for in-process runs.
+
+    ``suite_dir``: where ``test_plm_layers.py``, ``test_plm_claims.py`` (``claims=True``) and the
+    conftest go (``None``: nowhere, the directory brings its own); ``conftest``: more conftest text
+    after :data:`TOY_CONFTEST`."""
+
+    def __init__(
+        self,
+        pytester: Any,
+        data_dir: Path | str,
+        *,
+        suite_dir: str | None = ".",
+        claims: bool = False,
+        conftest: str = "",
+    ) -> None:
+        self.pytester, self.data_dir = pytester, Path(data_dir)
+        self.root = Path(pytester.path)
+        work = self.root.parent / f"{self.root.name}-plm"
+        self.ledger, self.cache, self.log = work / "ledger", work / "cache", work / "embed.log"
+        work.mkdir(exist_ok=True)
+        if suite_dir is None:
+            return
+        suite = self.root / suite_dir
+        suite.mkdir(parents=True, exist_ok=True)
+        # test_plm_*: an in-process run imports test modules by basename, and a calling session's
+        # own tests/test_claims.py would shadow a test_claims.py here
+        layers = "from pytest_plmtransfer.benchmarks.test_layers import test_layer  # noqa: F401\n"
+        (suite / "test_plm_layers.py").write_text(layers)
+        if claims:
+            (suite / "test_plm_claims.py").write_text(layers.replace("layer", "claim"))
+        (suite / "conftest.py").write_text(TOY_CONFTEST.format(log=str(self.log)) + conftest)
+
+    def options(
+        self, ledger: Path | str | None = None, cache: Path | str | None = None, data: Path | str | None = None
+    ) -> list[str]:
+        """The data directory, the private cache and ledger, as pytest options."""
+        ledger, cache, data = ledger or self.ledger, cache or self.cache, data or self.data_dir
+        return [
+            f"--plm-data-dir={data}",
+            f"--plm-cache-dir={cache}",
+            f"--plm-ledger={ledger}",
+            "-p",
+            "no:cacheprovider",
+        ]
+
+    def run(self, *args: str, subprocess: bool = False, **where: Path | str | None) -> Any:
+        """pytest with :meth:`options` (``ledger``, ``cache``, ``data`` override them) and ``args``."""
+        runner = self.pytester.runpytest_subprocess if subprocess else self.pytester.runpytest
+        return runner(*self.options(**where), *args)
+
+    def records(self, ledger: Path | str | None = None) -> list[dict[str, Any]]:
+        """The ledger's records (none when it was never written)."""
+        from pytest_plmtransfer.results.ledger import read_records
+
+        path = Path(ledger or self.ledger)
+        return read_records(path) if path.exists() else []
+
+    def forward_passes(self) -> list[str]:
+        """One line per forward pass of the toy, over every run so far."""
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def claims(self, *entries: dict[str, Any]) -> Path:
+        """Write ``baselines/claims.json`` holding these claims."""
+        path = self.root / "baselines" / "claims.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"format": "plmtransfer-claims/1", "claims": list(entries)}, indent=1))
+        return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,11 +510,14 @@ __all__ = [
     "MACHINE",
     "PAPER_MODELS",
     "REGRESSION_TASKS",
+    "TOY_CONFTEST",
+    "PlmPytester",
     "ToyAdapter",
     "collect_embeddings",
     "curve_records",
     "layer_record",
     "paper_grid_records",
+    "preload",
     "register_toy",
     "synthetic_records",
     "write_ledger",

@@ -1,8 +1,11 @@
 """Shared fixtures for the project's own tests."""
 
+import functools
 import os
 
 import pytest
+
+from pytest_plmtransfer.testing import PlmPytester, preload
 
 
 @pytest.fixture(autouse=True)
@@ -24,14 +27,43 @@ def _hermetic_environment(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(aliases, "_SPELLED", {})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def flip_root(tmp_path_factory):
-    """A FLIP-layout data directory holding a small generated GB1 archive (60 rows), per module."""
-    from flip_files import write_gb1
+    """A FLIP-layout data directory (read-only: copy it to change it): generated GB1 (60 rows) and
+    SS3 (24) archives."""
+    from flip_files import write_gb1, write_ss3
 
     root = tmp_path_factory.mktemp("flip")
     write_gb1(root, n=60, seed=3)
+    write_ss3(root, n=24, seed=3)
     return root
+
+
+@pytest.fixture(scope="session")
+def _preloaded():
+    preload()
+
+
+@pytest.fixture
+def plm(_preloaded, pytester, flip_root):
+    """``plm(**options)``: a :class:`~pytest_plmtransfer.testing.PlmPytester` over ``flip_root``."""
+    return functools.partial(PlmPytester, pytester, flip_root)
+
+
+@pytest.fixture
+def bench(plm):
+    """The shipped layer suite and the toy in a pytester directory."""
+    return plm()
+
+
+@pytest.fixture
+def claims_bench(plm, pytester):
+    """Both suites under ``benchmarks/``, the rootdir above it (as in this repository); offline, CPU."""
+    pytester.makeini("[pytest]\n")
+    bench = plm(suite_dir="benchmarks", claims=True)
+    run = bench.run
+    bench.run = lambda *args, **kw: run("benchmarks", "--plm-offline", "--plm-device=cpu", *args, **kw)
+    return bench
 
 
 @pytest.fixture(scope="module")

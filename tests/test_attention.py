@@ -41,6 +41,7 @@ def tokens(family: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.slow
 def test_sdpa_equals_library_per_layer_with_padding(family):
     model = tiny(family)
     toks, real = tokens(family)
@@ -153,6 +154,7 @@ def test_attention_option_values():
         check_attention("flash")
 
 
+@pytest.mark.slow
 def test_hf_bert_sdpa_equals_eager_per_layer_with_padding():
     """AntiBERTy / hf: BERT models use transformers' own SDPA attention; it must equal the eager
     (explicit softmax) attention layer by layer on a padded batch."""

@@ -319,6 +319,7 @@ def test_resolve_flips_strict_expected_failures():
     assert rec["kind"] == "claim" and rec["outcome"] == "failed" and rec["claim_id"] == strict.id
 
 
+@pytest.mark.slow
 def test_strict_xfail_marks_make_pytest_report_xpass_strict(pytester):
     pytester.makepyfile(
         textwrap.dedent("""

@@ -32,6 +32,7 @@ def shifted(records, delta, *, layer=2, init="pretrained"):
     return out
 
 
+@pytest.mark.slow
 def test_report_prints_tables_and_writes_files(tmp_path, records, capsys):
     claim = {
         "kind": "claim",
@@ -113,6 +114,7 @@ def test_compare_identical_within_and_beyond_threshold(tmp_path, records, capsys
     assert main(["compare", str(a), str(big)]) == 0
 
 
+@pytest.mark.slow
 def test_compare_averages_seeds_and_explains_rows_in_one_ledger(tmp_path, records, capsys):
     a = write_ledger(tmp_path / "a.json", records)
     fewer = [r for r in records if r["init"] != "stat" and r["seed"] != 0]
@@ -167,17 +169,12 @@ def test_compare_outside_interval_flags_only_changes_beyond_the_noise(tmp_path, 
     assert "no interval" in capsys.readouterr().out
 
 
-try:  # pytester fixtures shared with the plugin tests (same import dance as test_plugin.py)
-    from .test_plugin import bench, flip_root
-except ImportError:
-    from test_plugin import bench, flip_root  # noqa: F401
-
-
+@pytest.mark.slow
 def test_cli_report_prints_the_plugins_tables_byte_for_byte(bench, capsys):
     """One renderer (table.py): `plmtransfer report` on the ledger a run wrote prints exactly what
     that run's --plm-report printed."""
     result = bench.run(
-        "--plm-models=onehot,tiny_user",
+        "--plm-models=onehot,toy",
         "--plm-tasks=gb1_sampled,gb1_low_vs_high",
         "--plm-inits=pretrained,random",
         "--plm-report",
@@ -187,7 +184,7 @@ def test_cli_report_prints_the_plugins_tables_byte_for_byte(bench, capsys):
     start = next(i for i, line in enumerate(lines) if "plmtransfer report" in line and line.startswith("="))
     end = next(i for i, line in enumerate(lines) if "plmtransfer time per model" in line)
     plugin_text = "\n".join(lines[start + 1 : end])
-    assert "gb1_low_vs_high" in plugin_text and "tiny_user/random" in plugin_text
+    assert "gb1_low_vs_high" in plugin_text and "toy/random" in plugin_text
     capsys.readouterr()
     assert main(["report", str(bench.ledger)]) == 0
     # joined, the lines between the separators end in "\n": write_line's newline after the text's own

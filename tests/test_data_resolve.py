@@ -284,6 +284,7 @@ def test_default_url_is_flips_raw_url_at_a_pinned_commit(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_tape_archive_comes_from_its_publisher_recorded_and_warned(tmp_path, server, monkeypatch):
     from pytest_plmtransfer.tasks import resolve
 

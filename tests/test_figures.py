@@ -42,6 +42,7 @@ def rendered(frame, tmp_path_factory):
     return out, render_figures(frame, out)
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_as_png_and_svg_naming_its_paper_figure(rendered):
     out, figs = rendered
     stems = sorted(f.path.stem for f in figs)
@@ -115,6 +116,7 @@ def test_filters_and_several_metrics(frame, tmp_path, monkeypatch):
         render_figures(frame, tmp_path, models=["esm2_t6"])
 
 
+@pytest.mark.slow
 def test_missing_inputs_are_skipped_with_a_reason(tmp_path):
     plain = records_to_frame([r for r in small_records() if "@" not in r["model"] and r["model"] != "onehot"])
     figs = render_figures(plain, tmp_path, tasks=["gb1_sampled"])
@@ -127,6 +129,7 @@ def test_missing_inputs_are_skipped_with_a_reason(tmp_path):
     assert render_figures(plain.iloc[:0], tmp_path).skipped == ["all figures: no layer records"]
 
 
+@pytest.mark.slow
 def test_protocols_are_never_mixed_in_one_figure(tmp_path, monkeypatch):
     authors = small_records(protocol="authors")
     ours = small_records(protocol="plmtransfer")
@@ -148,6 +151,7 @@ def test_protocols_are_never_mixed_in_one_figure(tmp_path, monkeypatch):
     assert all("(plmtransfer protocol)" in f.title for f in plain if f.path.stem.startswith("workshop_grid"))
 
 
+@pytest.mark.slow
 def test_cli_report_figures(tmp_path, capsys):
     ledger = write_ledger(tmp_path / "ledger.json", small_records())
     code = main(

@@ -191,6 +191,7 @@ def test_a_line_breaks_at_an_unmeasured_layer(frame):
     plt.close(fig)
 
 
+@pytest.mark.slow
 def test_layer_curves_are_written_as_png_and_svg(written):
     for png in written["png"].values():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
@@ -207,6 +208,7 @@ def test_layer_curves_are_written_as_png_and_svg(written):
 
 
 # ------------------------------------------------------------------------------ compare
+@pytest.mark.slow
 def test_compare_plots_two_ledgers_and_two_models(tmp_path, records, capsys):
     a = write_ledger(tmp_path / "a.json", records)
     later = copy.deepcopy(records)
@@ -238,6 +240,7 @@ def test_compare_plots_two_ledgers_and_two_models(tmp_path, records, capsys):
 
 
 # ------------------------------------------------------------------------------ the page
+@pytest.mark.slow
 def test_report_html_is_self_contained_and_escapes_what_it_quotes(written):
     page = written["html"].read_text()
     assert "&lt;script&gt;" in page and "<script" not in page
@@ -246,6 +249,7 @@ def test_report_html_is_self_contained_and_escapes_what_it_quotes(written):
 
 
 @pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
+@pytest.mark.slow
 def test_report_html_in_a_real_browser(written, frame, tmp_path):
     shot = tmp_path / "report.png"
     facts = inspect_page(written["html"], shot, click="#task-gb1_two_vs_rest")

@@ -141,6 +141,7 @@ def _worker(path, worker, n):
         led.append([_rec(model=f"w{worker}", layer=i)])
 
 
+@pytest.mark.slow
 def test_concurrent_processes_lose_no_record(tmp_path):
     path = tmp_path / "ledger"
     ctx = mp.get_context("spawn")

@@ -51,6 +51,7 @@ def ablations():
     }
 
 
+@pytest.mark.slow
 def test_tokens_are_residues_not_unk(pretrained):
     tok = pretrained.tokenizer
     unk = tok.tokenizer.unk_token_id
@@ -76,6 +77,7 @@ def test_vocab_file_trap_is_caught():
         ResidueTokenizer(broken, model_name="antiberty")
 
 
+@pytest.mark.slow
 def test_equals_bertmodel_hidden_states(pretrained):
     from transformers import BertModel
 
@@ -97,6 +99,7 @@ def test_equals_bertmodel_hidden_states(pretrained):
             np.testing.assert_allclose(pooled[layer][i], ref.mean(axis=0), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_runs_only_to_deepest_layer(pretrained):
     ran: list[int] = []
     hooks = [
@@ -119,6 +122,7 @@ def test_runs_only_to_deepest_layer(pretrained):
         np.testing.assert_array_equal(part[0][i], full[0][i])
 
 
+@pytest.mark.slow
 def test_inits_differ(pretrained, ablations):
     last = {
         name: np.stack(collect_embeddings(a, SEQS, [1, 8], per_residue=False)[8])
@@ -130,6 +134,7 @@ def test_inits_differ(pretrained, ablations):
     assert ablations["stat"].identity()["config"]["stat"]["method"] == "permute-within-tensor"
 
 
+@pytest.mark.slow
 def test_stat_preserves_each_tensor_multiset(pretrained, ablations):
     pre = dict(pretrained.model.named_parameters())
     stat = dict(ablations["stat"].model.named_parameters())
@@ -143,6 +148,7 @@ def test_stat_preserves_each_tensor_multiset(pretrained, ablations):
     assert moved == len(pre)  # AntiBERTy's trained tensors all hold distinct values
 
 
+@pytest.mark.slow
 def test_random_is_a_full_seeded_reinit(pretrained, ablations):
     rand = dict(ablations["random"].model.named_parameters())
     again, _ = load_model("random", 0)
@@ -158,6 +164,7 @@ def test_random_is_a_full_seeded_reinit(pretrained, ablations):
     assert not any(torch.equal(p, pre[name]) for name, p in rand.items())
 
 
+@pytest.mark.slow
 def test_identity_and_limits(pretrained):
     ident = pretrained.identity()
     digest = hashlib.sha256(FILES.weights.read_bytes()).hexdigest()

@@ -111,6 +111,7 @@ def _reference(model_dir: Path, seqs, spaced: bool):
 
 
 @pytest.mark.parametrize("which", ["esm", "bert"])
+@pytest.mark.slow
 def test_outputs_equal_models_own_hidden_states(which, request):
     adapter = request.getfixturevalue(f"{which}_adapter")
     model_dir = request.getfixturevalue(f"{which}_dir")
@@ -174,6 +175,7 @@ def test_multi_residue_tokens_are_rejected():
         tok.encode(["AMKK"])
 
 
+@pytest.mark.slow
 def test_runs_only_to_deepest_layer(esm_adapter):
     calls: list[int] = []
     hooks = [
@@ -201,6 +203,7 @@ def test_runs_only_to_deepest_layer(esm_adapter):
         np.testing.assert_allclose(layer2[2][i], full[2][i], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_inits_differ_and_are_reproducible(esm_dir, esm_adapter):
     name = f"hf:{esm_dir}"
     rand0 = create_hf_adapter(name, "random", 0, OPTIONS)

@@ -2,93 +2,37 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
-
-from pytest_plmtransfer.results.ledger import read_records
 
 try:
     from . import flip_files
 except ImportError:  # tests/ is not a package
     import flip_files
 
-LAYER_TEST = (Path(__file__).parents[1] / "benchmarks" / "test_layers.py").read_text()
 
-# A user model in a conftest: the toy adapter (pytest_plmtransfer.testing), 2 layers, logging
-# every forward pass to a file, so tests can count embedding work across processes.
-USER_MODEL_CONFTEST = """
-import os
-from pytest_plmtransfer.testing import ToyAdapter, register_toy
-
-class TinyUserModel(ToyAdapter):
-    def embed(self, sequences, layers, *, per_residue):
-        with open(os.environ["TINY_LOG"], "a") as fh:
-            fh.write(f"{os.getpid()} {len(sequences)} {sorted(layers)}\\n")
-        yield from super().embed(sequences, layers, per_residue=per_residue)
-
-def pytest_plmtransfer_register_models(registry):
-    register_toy(registry, "tiny_user", inits=("pretrained", "random"), cls=TinyUserModel)
-"""
-
-
-@pytest.fixture
-def flip_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flip")
-    flip_files.write_gb1(root, n=60, seed=3)
-    flip_files.write_ss3(root, n=24, seed=3)
-    return root
-
-
-@pytest.fixture
-def bench(pytester, flip_root, tmp_path, monkeypatch):
-    pytester.makepyfile(test_layers=LAYER_TEST)
-    pytester.makeconftest(USER_MODEL_CONFTEST)
-    monkeypatch.setenv("TINY_LOG", str(tmp_path / "embed.log"))
-    common = [
-        f"--plm-data-dir={flip_root}",
-        f"--plm-cache-dir={tmp_path / 'cache'}",
-        f"--plm-ledger={tmp_path / 'ledger'}",
-        "-p",
-        "no:cacheprovider",
-    ]
-
-    class Bench:
-        ledger = tmp_path / "ledger"
-        log = tmp_path / "embed.log"
-
-        def run(self, *args):
-            # Always in a subprocess: in-process reruns of a collection that loaded torch have
-            # crashed the interpreter (segfault in ast.parse while rendering an error).
-            return pytester.runpytest_subprocess(*common, *args)
-
-        def records(self):
-            return read_records(self.ledger)
-
-        def forward_passes(self):
-            return self.log.read_text().splitlines() if self.log.exists() else []
-
-    return Bench()
-
-
+@pytest.mark.slow
 def test_one_test_per_model_task_layer_init_with_readable_ids(bench):
-    result = bench.run("--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled", "--collect-only", "-q")
+    result = bench.run(
+        "--plm-models=onehot,toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random", "--collect-only", "-q"
+    )
     ids = sorted(line.split("[", 1)[1].rstrip("]") for line in result.outlines if "test_layer[" in line)
     assert ids == sorted(
         ["onehot-gb1_sampled-L00-none"]
-        + [f"tiny_user-gb1_sampled-L{layer:02d}-{init}" for layer in range(3) for init in ("pretrained", "random")]
+        + [f"toy-gb1_sampled-L{layer:02d}-{init}" for layer in range(3) for init in ("pretrained", "random")]
     )
 
 
+@pytest.mark.slow
 def test_run_writes_one_ledger_record_per_test(bench):
-    result = bench.run(
-        "--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained"
-    )
+    result = bench.run("--plm-models=onehot,toy", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained")
     result.assert_outcomes(passed=2 + 2 * 3)
     recs = bench.records()
     assert len(recs) == 8
-    rec = next(r for r in recs if r["model"] == "tiny_user" and r["layer"] == 2 and r["task"] == "gb1_sampled")
-    assert rec["test_id"].endswith("test_layer[tiny_user-gb1_sampled-L02-pretrained]")
+    rec = next(r for r in recs if r["model"] == "toy" and r["layer"] == 2 and r["task"] == "gb1_sampled")
+    assert rec["test_id"].endswith("test_layer[toy-gb1_sampled-L02-pretrained]")
     for field in ("weights", "data", "split_sizes", "host", "timestamp", "versions", "head"):
         assert rec[field], field
     assert "git_commit" in rec  # None here: pytester's directory is not a git checkout
@@ -97,34 +41,38 @@ def test_run_writes_one_ledger_record_per_test(bench):
     assert len(bench.forward_passes()) == 1
 
 
+@pytest.mark.slow
 def test_k_selection_computes_only_what_is_selected(bench):
-    result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "-k", "L01")
+    result = bench.run("--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "-k", "L01")
     result.assert_outcomes(passed=1)
     passes = bench.forward_passes()
     assert len(passes) == 1 and passes[0].endswith("[1]"), passes
     # a rerun of the whole selection reuses layer 1 and computes only 0 and 2, in one pass
-    bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained").assert_outcomes(passed=3)
+    bench.run("--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained").assert_outcomes(passed=3)
     assert bench.forward_passes()[1].endswith("[0, 2]")
-    bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained").assert_outcomes(passed=3)
+    bench.run("--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained").assert_outcomes(passed=3)
     assert len(bench.forward_passes()) == 2, "a warm cache must not run the model again"
 
 
+@pytest.mark.slow
 def test_layers_option_and_seed_ids(bench):
     result = bench.run(
-        "--plm-models=tiny_user",
+        "--plm-models=toy",
         "--plm-tasks=gb1_sampled",
         "--plm-layers=0,-1",
+        "--plm-inits=pretrained,random",
         "--plm-seeds=1,2",
         "--collect-only",
         "-q",
     )
     ids = sorted(line.split("[", 1)[1].rstrip("]") for line in result.outlines if "test_layer[" in line)
     assert ids == sorted(
-        [f"tiny_user-gb1_sampled-L{layer:02d}-pretrained" for layer in (0, 2)]
-        + [f"tiny_user-gb1_sampled-L{layer:02d}-random-s{s}" for layer in (0, 2) for s in (1, 2)]
+        [f"toy-gb1_sampled-L{layer:02d}-pretrained" for layer in (0, 2)]
+        + [f"toy-gb1_sampled-L{layer:02d}-random-s{s}" for layer in (0, 2) for s in (1, 2)]
     )
 
 
+@pytest.mark.slow
 def test_per_residue_task_records_q3(bench):
     bench.run("--plm-models=onehot", "--plm-tasks=ss3").assert_outcomes(passed=1)
     (rec,) = bench.records()
@@ -132,6 +80,7 @@ def test_per_residue_task_records_q3(bench):
     assert 0.0 <= rec["metrics"]["test_q3"] <= 1.0
 
 
+@pytest.mark.slow
 def test_missing_data_offline_skips_with_instructions_and_strict_fails(bench, pytester, tmp_path):
     (tmp_path / "nothing").mkdir()  # a data dir without the archive (a missing dir is a usage error)
     args = [
@@ -154,12 +103,11 @@ def test_missing_data_offline_skips_with_instructions_and_strict_fails(bench, py
     strict.stdout.fnmatch_lines(["*--plm-strict*"])
 
 
+@pytest.mark.slow
 def test_options_are_settable_in_ini(bench, pytester):
-    pytester.makeini(
-        "[pytest]\nplm_models = tiny_user\nplm_tasks = gb1_two_vs_rest\nplm_inits = random\nplm_layers = 1\n"
-    )
+    pytester.makeini("[pytest]\nplm_models = toy\nplm_tasks = gb1_two_vs_rest\nplm_inits = random\nplm_layers = 1\n")
     result = bench.run("--collect-only", "-q")
-    assert "test_layers.py::test_layer[tiny_user-gb1_two_vs_rest-L01-random]" in result.stdout.str()
+    assert "test_plm_layers.py::test_layer[toy-gb1_two_vs_rest-L01-random]" in result.stdout.str()
 
 
 def test_unknown_model_and_task_fail_collection_clearly(bench):
@@ -173,17 +121,16 @@ def test_unknown_model_and_task_fail_collection_clearly(bench):
     result.stderr.fnmatch_lines(["ERROR: *unknown task id 'gb2'*gb1_sampled*"])
 
 
+@pytest.mark.slow
 def test_xdist_keeps_every_record_and_embeds_once(bench):
-    args = ["--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled,gb1_low_vs_high", "--plm-inits=pretrained,random"]
-    serial = bench.run(*args)
+    args = ["--plm-models=onehot,toy", "--plm-tasks=gb1_sampled,gb1_low_vs_high", "--plm-inits=pretrained,random"]
+    serial = bench.run(*args, subprocess=True)
     serial.assert_outcomes(passed=2 + 2 * 2 * 3)
     serial_recs = bench.records()
-    import shutil
-
     shutil.rmtree(bench.ledger)
     bench.log.unlink()
-    shutil.rmtree(bench.ledger.parent / "cache")
-    parallel = bench.run(*args, "-n", "2")
+    shutil.rmtree(bench.cache)
+    parallel = bench.run(*args, "-n", "2", subprocess=True)
     parallel.assert_outcomes(passed=2 + 2 * 2 * 3)
     par_recs = bench.records()
     assert len(par_recs) == len(serial_recs) == 14
@@ -193,52 +140,47 @@ def test_xdist_keeps_every_record_and_embeds_once(bench):
         return (r["model"], r["task"], r["layer"], r["init"], r["seed"])
 
     assert {key(r): r["metrics"] for r in par_recs} == {key(r): r["metrics"] for r in serial_recs}
-    # tiny_user pretrained and random each embedded once, by whichever worker came first
+    # toy pretrained and random each embedded once, by whichever worker came first
     assert len(bench.forward_passes()) == 2, bench.forward_passes()
 
 
-SAVE_CARP_600K_CHECKPOINTS = """
-import sys
-from pathlib import Path
-import torch
-from pytest_plmtransfer.models.carp import CARP_CONFIGS, build_architecture
+def save_carp_600k_checkpoints(out: Path) -> int:
+    """Two real carp_600k architectures: the 1/8 checkpoint in sequence-models' format, the 1/4 one
+    in the authors' training layout; the parameter count."""
+    import torch
 
-out = Path(sys.argv[1])
-(out / "carp_600k").mkdir(parents=True)
-nets = []
-for seed in (1, 2):
-    torch.manual_seed(seed)
-    nets.append(build_architecture(CARP_CONFIGS["carp_600k"]))
-fields = {"model": "carp_600k", "d_embed": 8, "d_model": 128, "n_layers": 16, "kernel_size": 5,
-          "activation": "gelu", "slim": True, "r": 128}
-torch.save({**fields, "model_state_dict": nets[0].model.state_dict()}, out / "carp_600k@step=52039.pt")
-state = {"module." + k: v for k, v in nets[1].model.state_dict().items()}
-torch.save({"model_state_dict": state, "epoch": 1}, out / "carp_600k" / "checkpoint114344.tar")
-print(sum(p.numel() for p in nets[0].parameters()))
-"""
+    from pytest_plmtransfer.models.carp import CARP_CONFIGS, build_architecture
+
+    (out / "carp_600k").mkdir(parents=True)
+    nets = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        nets.append(build_architecture(CARP_CONFIGS["carp_600k"]))
+    fields = {"model": "carp_600k", "d_embed": 8, "d_model": 128, "n_layers": 16, "kernel_size": 5}
+    fields |= {"activation": "gelu", "slim": True, "r": 128}
+    torch.save({**fields, "model_state_dict": nets[0].model.state_dict()}, out / "carp_600k@step=52039.pt")
+    state = {"module." + k: v for k, v in nets[1].model.state_dict().items()}
+    torch.save({"model_state_dict": state, "epoch": 1}, out / "carp_600k" / "checkpoint114344.tar")
+    return sum(p.numel() for p in nets[0].parameters())
 
 
+@pytest.mark.slow
 def test_checkpoints_and_tape_tasks_records_carry_step_fraction_loss(bench, flip_root, tmp_path, monkeypatch):
-    """Real carp_600k architectures saved as its 1/8 checkpoint (sequence-models' format) and its
-    1/4 one (the authors' training layout); GB1 and TAPE's CB513 through the per-residue head."""
-    import subprocess
-    import sys
-
-    flip_files.write_tape_ss(flip_root, n=8)
-    weights = tmp_path / "weights"
-    # torch stays out of this process, like the rest of this file (see Bench.run)
-    made = subprocess.run(
-        [sys.executable, "-c", SAVE_CARP_600K_CHECKPOINTS, str(weights)], check=True, capture_output=True, text=True
-    )
-    params = int(made.stdout)
+    """Real carp_600k checkpoints (1/8 and 1/4 of training); GB1 and TAPE's CB513 through the
+    per-residue head."""
+    data = tmp_path / "data"
+    shutil.copytree(flip_root, data)
+    flip_files.write_tape_ss(data, n=8)
+    params = save_carp_600k_checkpoints(tmp_path / "weights")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no user hub cache
     result = bench.run(
         "--plm-models=onehot,carp_600k@0.125,carp_600k@step=114344",
         "--plm-tasks=gb1_sampled,ss3_cb513",
         "--plm-inits=pretrained",
         "--plm-layers=0,-1",
-        f"--plm-weights-dir={weights}",
+        f"--plm-weights-dir={tmp_path / 'weights'}",
         "--plm-offline",
+        data=data,
     )
     result.assert_outcomes(passed=2 + 2 * 2 * 2)
     recs = bench.records()

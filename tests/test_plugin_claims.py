@@ -1,11 +1,7 @@
 """Claims, baselines, gating and reports end to end, under pytester.
 
-Each test gets its own pytester directory holding the benchmark suite (``benchmarks/test_layers.py``
-and ``benchmarks/test_claims.py``, copied), a small ``baselines/claims.json`` written for that test,
-and a conftest registering ``tiny``: a deterministic numpy "PLM" with 2 layers and the three inits.
-GB1 files are generated in FLIP's format (60 variants). Runs always go through
-``runpytest_subprocess``: in-process reruns of a session that loaded torch have crashed the
-interpreter. Claims whose outcome does not depend on the numbers are used where the outcome
+Each test gets its own harness (testing.PlmPytester) with the suite under ``benchmarks/``, the toy
+(2 layers, three inits) and a small ``baselines/claims.json`` written for that test. Claims whose outcome does not depend on the numbers are used where the outcome
 matters (``saturates_by`` at the last layer always holds; ``beats_onehot`` by a margin of 5 on a
 Spearman correlation never does), so the tests are deterministic whatever the probe fits.
 """
@@ -25,73 +21,22 @@ from pytest_plmtransfer.infra.identity import weights_label
 from pytest_plmtransfer.report.cli import main as cli_main
 from pytest_plmtransfer.results.ledger import read_records
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-LAYER_TEST = (BENCHMARKS / "test_layers.py").read_text()
-CLAIM_TEST = (BENCHMARKS / "test_claims.py").read_text()
-
-TINY_CONFTEST = """
-from pytest_plmtransfer.testing import register_toy
-
-
-def pytest_plmtransfer_register_models(registry):
-    register_toy(registry, "tiny")  # 2 layers; pretrained, random and stat
-"""
-
 #: a claim that always holds: saturation by the last layer (the early choice is the best choice)
-HOLDS = {"kind": "saturates_by", "models": "tiny", "params": {"layer": 2, "tolerance": 0.0}}
+HOLDS = {"kind": "saturates_by", "models": "toy", "params": {"layer": 2, "tolerance": 0.0}}
 #: a claim that never holds: beating one-hot's test Spearman by more than 5
-BROKEN = {"kind": "beats_onehot", "models": "tiny", "params": {"margin": 5.0}}
+BROKEN = {"kind": "beats_onehot", "models": "toy", "params": {"margin": 5.0}}
 NO_REGRESSION = {"kind": "no_regression", "models": "*", "tasks": "*", "inits": "*"}
 
-SELECT = ["--plm-models=onehot,tiny", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
-#: plugins these runs do not use; not loading them saves seconds per subprocess
-QUIET_PLUGINS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:anyio"]
+SELECT = ["--plm-models=onehot,toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
 
 
 def claim(name: str, base: dict, **extra) -> dict:
     return {"name": name, **base, **extra}
 
 
-@pytest.fixture
-def bench(pytester, flip_root, tmp_path):
-    pytester.makeini("[pytest]\n")  # the rootdir, as the repository's pyproject.toml makes it
-    pytester.mkdir("benchmarks")
-    (pytester.path / "benchmarks" / "test_layers.py").write_text(LAYER_TEST)
-    (pytester.path / "benchmarks" / "test_claims.py").write_text(CLAIM_TEST)
-    (pytester.path / "benchmarks" / "conftest.py").write_text(TINY_CONFTEST)
-
-    class Bench:
-        root = pytester.path
-        baselines = pytester.path / "baselines"
-        ledger = tmp_path / "ledger.json"
-        cache = tmp_path / "cache"
-
-        def claims(self, *entries: dict) -> None:
-            self.baselines.mkdir(exist_ok=True)
-            doc = {"format": "plmtransfer-claims/1", "claims": list(entries)}
-            (self.baselines / "claims.json").write_text(json.dumps(doc, indent=1))
-
-        def run(self, *args, ledger: Path | None = None, cache: Path | None = None):
-            return pytester.runpytest_subprocess(
-                "benchmarks",
-                f"--plm-data-dir={flip_root}",
-                f"--plm-cache-dir={cache or self.cache}",
-                f"--plm-ledger={ledger or self.ledger}",
-                "--plm-offline",
-                "--plm-device=cpu",
-                *QUIET_PLUGINS,
-                *args,
-            )
-
-        def claim_records(self, ledger: Path | None = None) -> dict[str, dict]:
-            """claim id -> the newest claim record of that id."""
-            recs = [r for r in read_records(ledger or self.ledger) if r.get("kind") == "claim"]
-            return {r["claim_id"]: r for r in recs}
-
-        def run_id(self, ledger: Path | None = None) -> str:
-            return read_records(ledger or self.ledger)[-1]["run_id"]
-
-    return Bench()
+def claim_records(claims_bench, ledger: Path | None = None) -> dict[str, dict]:
+    """claim id -> the newest claim record of that id."""
+    return {r["claim_id"]: r for r in claims_bench.records(ledger) if r.get("kind") == "claim"}
 
 
 def outcomes_by_test(result) -> dict[str, str]:
@@ -107,35 +52,36 @@ def outcomes_by_test(result) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- baselines
 
 
-def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fails(bench):
-    bench.claims(claim("no_regression", NO_REGRESSION))
+@pytest.mark.slow
+def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fails(claims_bench):
+    claims_bench.claims(claim("no_regression", NO_REGRESSION))
 
     # 1. --plm-update-baselines writes one reviewable file per (task, model, init) of the run
-    update = bench.run(*SELECT, "--plm-update-baselines", "-rs")
+    update = claims_bench.run(*SELECT, "--plm-update-baselines", "-rs")
     update.assert_outcomes(passed=4, skipped=2)  # the comparisons are skipped: the baselines are rewritten
     update.stdout.fnmatch_lines(["*--plm-update-baselines: wrote 2 baseline file(s) under*baselines*"])
     assert "this run rewrites the baselines it would compare with" in update.stdout.str()
-    run_id = bench.run_id()
-    layer_recs = [r for r in read_records(bench.ledger) if r["kind"] == "layer"]
-    tiny_path = bench.baselines / "gb1_sampled" / "tiny--pretrained.json"
-    onehot_path = bench.baselines / "gb1_sampled" / "onehot--none.json"
+    run_id = claims_bench.records()[-1]["run_id"]
+    layer_recs = [r for r in read_records(claims_bench.ledger) if r["kind"] == "layer"]
+    tiny_path = claims_bench.root / "baselines" / "gb1_sampled" / "toy--pretrained.json"
+    onehot_path = claims_bench.root / "baselines" / "gb1_sampled" / "onehot--none.json"
     assert tiny_path.is_file() and onehot_path.is_file()
     text = tiny_path.read_text()
     assert len(text.splitlines()) > 20, "a baseline is indented JSON, one value per line, for review"
     doc = json.loads(text)
     assert doc["format"] == "plmtransfer-baseline/1"
-    assert (doc["task"], doc["model"], doc["init"]) == ("gb1_sampled", "tiny", "pretrained")
+    assert (doc["task"], doc["model"], doc["init"]) == ("gb1_sampled", "toy", "pretrained")
     assert doc["test_metric"] == "test_spearman" and doc["num_layers"] == 2 and doc["seeds"] == [None]
     assert sorted(doc["layers"]) == ["0", "1", "2"]
     prov = doc["provenance"]
     assert prov["run_id"] == run_id
     assert prov["data_sha256"] == layer_recs[0]["data"]["sha256"]
-    tiny_pretrained = next(r for r in layer_recs if r["model"] == "tiny" and r["init"] == "pretrained")
+    tiny_pretrained = next(r for r in layer_recs if r["model"] == "toy" and r["init"] == "pretrained")
     # the adapter's identity (the toy's content hash) as the ledger frame names it; the whole
     # identity stays in the ledger
     assert set(tiny_pretrained["weights"]) == {"model", "init", "seed", "weights_sha256"}
     assert prov["weights"] == weights_label(tiny_pretrained["weights"])
-    by_layer = {r["layer"]: r["metrics"] for r in layer_recs if r["model"] == "tiny"}
+    by_layer = {r["layer"]: r["metrics"] for r in layer_recs if r["model"] == "toy"}
     for layer in (0, 1, 2):
         stored = doc["layers"][str(layer)]
         assert stored["mean"]["test_spearman"] == pytest.approx(by_layer[layer]["test_spearman"])
@@ -144,12 +90,12 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     assert sorted(json.loads(onehot_path.read_text())["layers"]) == ["0"]
 
     # 2. a second run without it (fresh embedding cache: numbers recomputed) holds the baselines
-    again = bench.run(*SELECT, "-rA", cache=bench.cache.with_name("cache2"))
+    again = claims_bench.run(*SELECT, "-rA", cache=claims_bench.cache.with_name("cache2"))
     again.assert_outcomes(passed=6)
-    assert outcomes_by_test(again)["test_claim[no_regression-tiny-gb1_sampled-pretrained]"] == "PASSED"
+    assert outcomes_by_test(again)["test_claim[no_regression-toy-gb1_sampled-pretrained]"] == "PASSED"
     assert outcomes_by_test(again)["test_claim[no_regression-onehot-gb1_sampled-none]"] == "PASSED"
-    recs = bench.claim_records()
-    assert recs["no_regression[tiny-gb1_sampled-pretrained]"]["outcome"] == "passed"
+    recs = claim_records(claims_bench)
+    assert recs["no_regression[toy-gb1_sampled-pretrained]"]["outcome"] == "passed"
 
     # 3. a stored per-layer test_spearman moved by +0.2 breaks no_regression with a readable diff
     base = doc["layers"]["1"]["mean"]["test_spearman"]
@@ -159,11 +105,11 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     # stores, which would (rightly) pass; without the stored interval the tolerance alone decides
     doc["layers"]["1"].pop("intervals")
     tiny_path.write_text(json.dumps(doc, indent=1))
-    broken = bench.run(*SELECT)
+    broken = claims_bench.run(*SELECT)
     broken.assert_outcomes(passed=5, failed=1)
     out = broken.stdout.str()
-    assert "FAILED benchmarks/test_claims.py::test_claim[no_regression-tiny-gb1_sampled-pretrained]" in out
-    assert "tiny/pretrained on gb1_sampled: 1 of " in out and str(tiny_path) in out
+    assert "FAILED benchmarks/test_plm_claims.py::test_claim[no_regression-toy-gb1_sampled-pretrained]" in out
+    assert "toy/pretrained on gb1_sampled: 1 of " in out and str(tiny_path) in out
     header = next(l for l in broken.outlines if re.search(r"\blayer\s+metric\s+baseline\s+current\b", l))
     assert header.split()[-7:] == ["layer", "metric", "baseline", "current", "diff", "tolerance", "status"]
     row = next(l for l in broken.outlines if l.rstrip().endswith("FAIL") and "test_spearman" in l)
@@ -174,38 +120,38 @@ def test_update_baselines_then_no_regression_passes_and_a_perturbed_baseline_fai
     # only the failing row is shown (pytest may print the message more than once, e.g. with CI=true)
     rows = {l.lstrip("E").strip() for l in broken.outlines if l.rstrip().endswith(("FAIL", " OK"))}
     assert len(rows) == 1 and next(iter(rows)).endswith("FAIL"), rows
-    rec = bench.claim_records()["no_regression[tiny-gb1_sampled-pretrained]"]
+    rec = claim_records(claims_bench)["no_regression[toy-gb1_sampled-pretrained]"]
     assert rec["outcome"] == "failed" and rec["detail"]["n_failed"] == 1
     assert rec["detail"]["failures"][0]["layer"] == 1
 
 
-def test_missing_baseline_skips_with_the_command_and_fails_under_strict(bench):
-    bench.claims(claim("no_regression", NO_REGRESSION, models="tiny"))
-    command = (
-        "pytest benchmarks --plm-models tiny --plm-tasks gb1_sampled --plm-inits pretrained --plm-update-baselines"
-    )
-    result = bench.run(*SELECT, "-rs")
+@pytest.mark.slow
+def test_missing_baseline_skips_with_the_command_and_fails_under_strict(claims_bench):
+    claims_bench.claims(claim("no_regression", NO_REGRESSION, models="toy"))
+    command = "pytest benchmarks --plm-models toy --plm-tasks gb1_sampled --plm-inits pretrained --plm-update-baselines"
+    result = claims_bench.run(*SELECT, "-rs")
     result.assert_outcomes(passed=4, skipped=1)
     assert result.ret == 0
     assert command in result.stdout.str()
-    rec = bench.claim_records()["no_regression[tiny-gb1_sampled-pretrained]"]
+    rec = claim_records(claims_bench)["no_regression[toy-gb1_sampled-pretrained]"]
     assert rec["outcome"] == "skipped" and rec["detail"]["command"] == command
 
-    strict = bench.run(*SELECT, "--plm-strict")
+    strict = claims_bench.run(*SELECT, "--plm-strict")
     # the failure is raised by the plm_claim_outcome fixture, so pytest reports it as an error
     # (as for a layer test whose data is missing under --plm-strict)
     strict.assert_outcomes(passed=4, errors=1)
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     out = strict.stdout.str()
     assert command in out and "(--plm-strict/--plm-gate)" in out
-    assert bench.claim_records()["no_regression[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
+    assert claim_records(claims_bench)["no_regression[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"
 
 
 # ---------------------------------------------------------------------------------- expected failures
 
 
-def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
-    bench.claims(
+@pytest.mark.slow
+def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(claims_bench):
+    claims_bench.claims(
         claim("holds", HOLDS),
         claim(
             "strict_but_holds", HOLDS, expected_failures=[{"reason": "declared false, yet it holds", "strict": True}]
@@ -215,24 +161,24 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
         ),
         claim("loose_and_holds", HOLDS, expected_failures=[{"reason": "a tie in the paper", "strict": False}]),
     )
-    result = bench.run(*SELECT, "-rA")
+    result = claims_bench.run(*SELECT, "-rA")
     result.assert_outcomes(passed=4 + 1, failed=1, xfailed=1, xpassed=1)
     assert result.ret == 1
     tests = outcomes_by_test(result)
-    assert tests["test_claim[holds-tiny-gb1_sampled-pretrained]"] == "PASSED"
-    assert tests["test_claim[strict_but_holds-tiny-gb1_sampled-pretrained]"] == "FAILED"
-    assert tests["test_claim[strict_and_broken-tiny-gb1_sampled-pretrained]"] == "XFAIL"
-    assert tests["test_claim[loose_and_holds-tiny-gb1_sampled-pretrained]"] == "XPASS"
+    assert tests["test_claim[holds-toy-gb1_sampled-pretrained]"] == "PASSED"
+    assert tests["test_claim[strict_but_holds-toy-gb1_sampled-pretrained]"] == "FAILED"
+    assert tests["test_claim[strict_and_broken-toy-gb1_sampled-pretrained]"] == "XFAIL"
+    assert tests["test_claim[loose_and_holds-toy-gb1_sampled-pretrained]"] == "XPASS"
     # which claim held where, with its numbers, and the two ways to declare it
     result.stdout.fnmatch_lines(
         [
-            "[[]XPASS(strict)[]] strict_but_holds[[]tiny-gb1_sampled-pretrained[]] holds on tiny/gb1_sampled/pretrained,"
-            " but *claims.json declares it an expected failure there (declared false, yet it holds): tiny/pretrained*"
+            "[[]XPASS(strict)[]] strict_but_holds[[]toy-gb1_sampled-pretrained[]] holds on toy/gb1_sampled/pretrained,"
+            " but *claims.json declares it an expected failure there (declared false, yet it holds): toy/pretrained*"
             'If it now holds, narrow that entry\'s expected_failures*give the expected failure "strict": false.'
         ]
     )
 
-    recs = bench.claim_records()
+    recs = claim_records(claims_bench)
     outcome = {cid.split("[")[0]: (r["outcome"], r["strict"], r["expected_failure"]) for cid, r in recs.items()}
     assert outcome == {
         "holds": ("passed", True, None),
@@ -240,49 +186,52 @@ def test_expected_failures_strict_xpass_fails_xfail_and_loose_xpass(bench):
         "strict_and_broken": ("xfailed", True, "one-hot cannot be beaten by 5"),
         "loose_and_holds": ("xpassed", False, "a tie in the paper"),
     }
-    assert recs["strict_but_holds[tiny-gb1_sampled-pretrained]"]["message"].startswith("XPASS(strict)")
-    assert recs["strict_and_broken[tiny-gb1_sampled-pretrained]"]["passed"] is False
+    assert recs["strict_but_holds[toy-gb1_sampled-pretrained]"]["message"].startswith("XPASS(strict)")
+    assert recs["strict_and_broken[toy-gb1_sampled-pretrained]"]["passed"] is False
     assert all(
-        r["run_id"] == bench.run_id() and r["test_id"].startswith("benchmarks/test_claims.py::") for r in recs.values()
+        r["run_id"] == claims_bench.records()[-1]["run_id"]
+        and r["test_id"].startswith("benchmarks/test_plm_claims.py::")
+        for r in recs.values()
     )
 
 
 # ---------------------------------------------------------------------------------- gating
 
 
-def test_gate_exit_codes(bench):
-    bench.claims(
+@pytest.mark.slow
+def test_gate_exit_codes(claims_bench):
+    claims_bench.claims(
         claim("holds", HOLDS),
         claim("broken", BROKEN),
-        claim("needs_baseline", NO_REGRESSION, models="tiny"),
+        claim("needs_baseline", NO_REGRESSION, models="toy"),
         # an expected failure covers the claim's verdict, not its inputs: missing, it still fails
         claim(
             "declared_but_missing",
             NO_REGRESSION,
-            models="tiny",
+            models="toy",
             expected_failures=[{"reason": "known to regress", "strict": False}],
         ),
     )
-    ok = bench.run(*SELECT, "--plm-gate", "-k", "not broken and not needs_baseline and not declared_but_missing")
+    ok = claims_bench.run(*SELECT, "--plm-gate", "-k", "not broken and not needs_baseline and not declared_but_missing")
     ok.assert_outcomes(passed=4 + 1)
     assert ok.ret == pytest.ExitCode.OK == 0
 
-    gated = bench.run(*SELECT, "--plm-gate", "-rA")
+    gated = claims_bench.run(*SELECT, "--plm-gate", "-rA")
     gated.assert_outcomes(passed=4 + 1, failed=1, errors=2)
     assert gated.ret == pytest.ExitCode.TESTS_FAILED == 1
     tests = outcomes_by_test(gated)
-    assert tests["test_claim[broken-tiny-gb1_sampled-pretrained]"] == "FAILED"
+    assert tests["test_claim[broken-toy-gb1_sampled-pretrained]"] == "FAILED"
     # a missing input (no stored baseline) fails under --plm-gate instead of skipping (raised by
     # the fixture, so pytest counts it as an error)
-    assert tests["test_claim[needs_baseline-tiny-gb1_sampled-pretrained]"] == "ERROR"
-    assert tests["test_claim[declared_but_missing-tiny-gb1_sampled-pretrained]"] == "ERROR"
+    assert tests["test_claim[needs_baseline-toy-gb1_sampled-pretrained]"] == "ERROR"
+    assert tests["test_claim[declared_but_missing-toy-gb1_sampled-pretrained]"] == "ERROR"
     out = gated.stdout.str()
     assert "does not beat one-hot by more than the margin 5" in out
-    assert "no stored baseline for model 'tiny'" in out and "(--plm-strict/--plm-gate)" in out
-    recs = bench.claim_records()
-    assert recs["needs_baseline[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
-    assert recs["declared_but_missing[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"  # as pytest says
-    assert recs["broken[tiny-gb1_sampled-pretrained]"]["outcome"] == "failed"
+    assert "no stored baseline for model 'toy'" in out and "(--plm-strict/--plm-gate)" in out
+    recs = claim_records(claims_bench)
+    assert recs["needs_baseline[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"
+    assert recs["declared_but_missing[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"  # as pytest says
+    assert recs["broken[toy-gb1_sampled-pretrained]"]["outcome"] == "failed"
 
 
 # ---------------------------------------------------------------------------------- reporting
@@ -311,16 +260,17 @@ def report_section(result) -> list[str]:
     return section
 
 
-def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tmp_path):
-    bench.claims(
+@pytest.mark.slow
+def test_report_under_xdist_matches_serial_and_report_dir_writes_files(claims_bench, tmp_path):
+    claims_bench.claims(
         claim("holds", HOLDS),
         claim(
-            "saturates_half", {"kind": "saturates_by", "models": "tiny", "params": {"fraction": 0.5, "tolerance": 1.0}}
+            "saturates_half", {"kind": "saturates_by", "models": "toy", "params": {"fraction": 0.5, "tolerance": 1.0}}
         ),
     )
-    select = ["--plm-models=onehot,tiny", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained,random"]
+    select = ["--plm-models=onehot,toy", "--plm-tasks=gb1_sampled,gb1_two_vs_rest", "--plm-inits=pretrained,random"]
     out_dir = tmp_path / "report"
-    serial = bench.run(*select, "--plm-report", f"--plm-report-dir={out_dir}")
+    serial = claims_bench.run(*select, "--plm-report", f"--plm-report-dir={out_dir}")
     serial.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
     section = report_section(serial)
     text = "\n".join(section)
@@ -328,16 +278,16 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
         assert any(l.startswith(f"{task}: test_spearman by layer") for l in section)
     assert any(l.split()[:5] == ["model/init", "seeds", "L00", "L01", "L02"] for l in section)
     assert sum(1 for l in section if l.startswith("onehot ")) == 2
-    assert sum(1 for l in section if l.startswith("tiny/pretrained ")) == 2
-    assert sum(1 for l in section if l.startswith("tiny/random ")) == 2
+    assert sum(1 for l in section if l.startswith("toy/pretrained ")) == 2
+    assert sum(1 for l in section if l.startswith("toy/random ")) == 2
     for line in section:  # one best layer marked per row
-        if line.startswith(("onehot ", "tiny/")):
+        if line.startswith(("onehot ", "toy/")):
             assert sum(cell.endswith("*") for cell in line.split()) == 1, line
     assert "claims: 4 passed" in text
     assert sum(1 for l in section if l.startswith("PASSED ")) == 4
 
-    parallel = bench.run(
-        *select, "--plm-report", "-n", "2", ledger=tmp_path / "ledger-n2.json", cache=tmp_path / "cache-n2"
+    parallel = claims_bench.run(
+        *select, "--plm-report", "-n", "2", ledger=tmp_path / "ledger-n2", cache=tmp_path / "cache-n2", subprocess=True
     )
     parallel.assert_outcomes(passed=2 + 2 * 2 * 3 + 4)
     assert report_section(parallel) == section
@@ -356,7 +306,7 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
         "report.md",
         "results.csv",
     ]
-    drawn = ["icml_ablation_gaps", "icml_best_layer", "icml_pretrained_vs_onehot", "workshop_grid_tiny"]
+    drawn = ["icml_ablation_gaps", "icml_best_layer", "icml_pretrained_vs_onehot", "workshop_grid_toy"]
     assert sorted(p.name for p in (out_dir / "figures").iterdir()) == [
         f"{n}_paper.{e}" for n in drawn for e in ("png", "svg")
     ]
@@ -366,7 +316,7 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
     csv = pd.read_csv(out_dir / "results.csv")
     assert len(csv) == 2 * (1 + 2 * 3)
     assert {"task", "model", "init", "layer", "best", "test_spearman"} <= set(csv.columns)
-    assert set(csv["model"]) == {"onehot", "tiny"}
+    assert set(csv["model"]) == {"onehot", "toy"}
     assert csv.groupby(["task", "model", "init"])["best"].sum().eq(1).all()
     for png in out_dir.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -378,9 +328,9 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(bench, tm
 def _schema1_records(delta: float = 0.0) -> list[dict]:
     """Layer records as the first builds wrote them: a bare list, no 'kind'."""
     out = []
-    for model, init, layers, level in (("onehot", "none", 1, 0.50), ("tiny", "pretrained", 3, 0.60)):
+    for model, init, layers, level in (("onehot", "none", 1, 0.50), ("toy", "pretrained", 3, 0.60)):
         for layer in range(layers):
-            test = level + 0.05 * layer + (delta if (model, layer) == ("tiny", 1) else 0.0)
+            test = level + 0.05 * layer + (delta if (model, layer) == ("toy", 1) else 0.0)
             out.append(
                 {
                     "run_id": "old-run",
@@ -400,6 +350,7 @@ def _schema1_records(delta: float = 0.0) -> list[dict]:
     return out
 
 
+@pytest.mark.slow
 def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
     old = tmp_path / "old.json"
     old.write_text(json.dumps(_schema1_records()))
@@ -407,19 +358,19 @@ def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
 
     assert cli_main(["report", str(old), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
-    assert "gb1_sampled: test_spearman by layer" in out and "tiny/pretrained" in out and "onehot" in out
+    assert "gb1_sampled: test_spearman by layer" in out and "toy/pretrained" in out and "onehot" in out
     assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "results.csv").is_file()
     assert (tmp_path / "rep" / "layers_gb1_sampled.png").is_file()
 
-    # the new ledger (schema 2, with a claim record) moves tiny's layer 1 by +0.1
+    # the new ledger (schema 2, with a claim record) moves toy's layer 1 by +0.1
     new = tmp_path / "new.json"
     records = [{"kind": "layer", **r, "run_id": "new-run"} for r in _schema1_records(delta=0.1)]
     records.append(
         {
             "kind": "claim",
             "claim": "holds",
-            "claim_id": "holds[tiny-gb1_sampled-pretrained]",
-            "model": "tiny",
+            "claim_id": "holds[toy-gb1_sampled-pretrained]",
+            "model": "toy",
             "task": "gb1_sampled",
             "init": "pretrained",
             "outcome": "passed",
@@ -433,8 +384,8 @@ def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
 
     assert cli_main(["compare", str(old), str(new), "--fail-above", "0.05"]) == 1
     out = capsys.readouterr().out
-    fail = [l for l in out.splitlines() if l.split()[-1:] == ["FAIL"] and l.startswith(("tiny", "onehot"))]
-    assert len(fail) == 1 and fail[0].split()[:5] == ["tiny", "gb1_sampled", "pretrained", "1", "test_spearman"]
+    fail = [l for l in out.splitlines() if l.split()[-1:] == ["FAIL"] and l.startswith(("toy", "onehot"))]
+    assert len(fail) == 1 and fail[0].split()[:5] == ["toy", "gb1_sampled", "pretrained", "1", "test_spearman"]
     assert "+0.1000" in fail[0]
     assert "1 above 0.05: FAIL" in out
 
@@ -460,42 +411,43 @@ README = (Path(__file__).parents[1] / "README.md").read_text()
 REACHES_KIND = "\n" + re.search(r"### Writing a claim kind\n.*?```python\n(.*?)```", README, re.S)[1]
 
 
-def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
-    conftest = bench.root / "benchmarks" / "conftest.py"
+@pytest.mark.slow
+def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(claims_bench):
+    conftest = claims_bench.root / "benchmarks" / "conftest.py"
     conftest.write_text(conftest.read_text() + REACHES_KIND)
-    bench.claims(
+    claims_bench.claims(
         {"name": "reaches_low", "kind": "reaches", "models": "*", "params": {"minimum": -1}},
-        {"name": "reaches_high", "kind": "reaches", "models": "tiny", "params": {"minimum": 2}},
+        {"name": "reaches_high", "kind": "reaches", "models": "toy", "params": {"minimum": 2}},
         {
             "name": "reaches_high_known",
             "kind": "reaches",
-            "models": "tiny",
+            "models": "toy",
             "params": {"minimum": 2},
             "expected_failures": [{"reason": "no correlation exceeds 1"}],
         },
         claim("holds", HOLDS),  # a built-in kind beside it
     )
-    result = bench.run(*SELECT, "-rA")
-    # 4 layer tests (onehot L0, tiny L0-L2); one-hot is excluded from reaches_low (for_onehot)
+    result = claims_bench.run(*SELECT, "-rA")
+    # 4 layer tests (onehot L0, toy L0-L2); one-hot is excluded from reaches_low (for_onehot)
     result.assert_outcomes(passed=4 + 2, failed=1, xfailed=1)
     tests = outcomes_by_test(result)
-    assert tests["test_claim[reaches_low-tiny-gb1_sampled-pretrained]"] == "PASSED"
-    assert tests["test_claim[reaches_high-tiny-gb1_sampled-pretrained]"] == "FAILED"
-    assert tests["test_claim[reaches_high_known-tiny-gb1_sampled-pretrained]"] == "XFAIL"
-    assert tests["test_claim[holds-tiny-gb1_sampled-pretrained]"] == "PASSED"
+    assert tests["test_claim[reaches_low-toy-gb1_sampled-pretrained]"] == "PASSED"
+    assert tests["test_claim[reaches_high-toy-gb1_sampled-pretrained]"] == "FAILED"
+    assert tests["test_claim[reaches_high_known-toy-gb1_sampled-pretrained]"] == "XFAIL"
+    assert tests["test_claim[holds-toy-gb1_sampled-pretrained]"] == "PASSED"
     assert not any("onehot" in t for t in tests if t.startswith("test_claim[reaches"))
     assert re.search(
-        r"tiny/pretrained on gb1_sampled: layer \d has test_spearman -?\d\.\d{3}, below 2", result.stdout.str()
+        r"toy/pretrained on gb1_sampled: layer \d has test_spearman -?\d\.\d{3}, below 2", result.stdout.str()
     )
-    recs = bench.claim_records()
-    low, high = recs["reaches_low[tiny-gb1_sampled-pretrained]"], recs["reaches_high[tiny-gb1_sampled-pretrained]"]
+    recs = claim_records(claims_bench)
+    low, high = recs["reaches_low[toy-gb1_sampled-pretrained]"], recs["reaches_high[toy-gb1_sampled-pretrained]"]
     assert (low["claim_kind"], low["outcome"], high["outcome"]) == ("reaches", "passed", "failed")
-    assert recs["reaches_high_known[tiny-gb1_sampled-pretrained]"]["outcome"] == "xfailed"
+    assert recs["reaches_high_known[toy-gb1_sampled-pretrained]"]["outcome"] == "xfailed"
     assert high["detail"]["kind"] == "reaches" and high["detail"]["layer"] in (0, 1, 2)
 
     # the kind's parameter declarations validate the claims file like the built-in kinds'
-    bench.claims({"kind": "reaches", "models": "tiny", "params": {"minimum": "high", "maximum": 1}})
-    bad = bench.run(*SELECT)
+    claims_bench.claims({"kind": "reaches", "models": "toy", "params": {"minimum": "high", "maximum": 1}})
+    bad = claims_bench.run(*SELECT)
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     err = bad.stderr.str() + bad.stdout.str()
     assert "claims[0] (reaches): parameter 'minimum' must be int/float, got 'high'" in err
@@ -503,8 +455,8 @@ def test_a_claim_kind_written_in_a_conftest_runs_as_claim_tests(bench):
 
     # without the conftest's hook the kind is unknown, and the message lists the known ones
     conftest.write_text(conftest.read_text().replace(REACHES_KIND, ""))
-    bench.claims({"kind": "reaches", "models": "tiny"})
-    unknown = bench.run(*SELECT)
+    claims_bench.claims({"kind": "reaches", "models": "toy"})
+    unknown = claims_bench.run(*SELECT)
     assert unknown.ret == pytest.ExitCode.USAGE_ERROR
     assert "claims[0]: 'kind' is 'reaches'; must be one of beats_onehot, saturates_by" in (
         unknown.stderr.str() + unknown.stdout.str()
@@ -519,31 +471,31 @@ from pytest_plmtransfer.testing import ToyAdapter
 
 def factory(name, init, seed, options):
     if init == "pretrained":
-        raise ResourceUnavailable("tiny.pt", "checkpoint not found; put it in --plm-weights-dir")
-    return ToyAdapter(init, seed, name="tiny", num_layers=2, embed_dim=8)
+        raise ResourceUnavailable("toy.pt", "checkpoint not found; put it in --plm-weights-dir")
+    return ToyAdapter(init, seed, name="toy", num_layers=2, embed_dim=8)
 
 
 def pytest_plmtransfer_register_models(registry):
-    registry.register("tiny", factory, inits=("pretrained", "random"), needs_weights=(), num_layers=2, embed_dim=8)
+    registry.register("toy", factory, inits=("pretrained", "random"), needs_weights=(), num_layers=2, embed_dim=8)
 """
 
 
-def test_some_skipped_are_explained_and_claims_quote_the_cause_not_a_command_that_skips_again(bench):
-    (bench.root / "benchmarks" / "conftest.py").write_text(NO_WEIGHTS_CONFTEST)
-    bench.claims(claim("pr", {"kind": "pretrained_beats_random", "models": "tiny"}))
-    result = bench.run("--plm-models=tiny", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random")
+def test_some_skipped_are_explained_and_claims_quote_the_cause_not_a_command_that_skips_again(claims_bench):
+    (claims_bench.root / "benchmarks" / "conftest.py").write_text(NO_WEIGHTS_CONFTEST)
+    claims_bench.claims(claim("pr", {"kind": "pretrained_beats_random", "models": "toy"}))
+    result = claims_bench.run("--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random")
     result.assert_outcomes(passed=3, skipped=4)  # random L0-L2 ran; pretrained L0-L2 and the claim skipped
     # without -rs, pytest would list no reason: the plugin groups them
     result.stdout.fnmatch_lines(
         [
             "plmtransfer: 4 of 7 benchmark test(s) skipped. Why:",
-            "  3 x tiny.pt is not available: checkpoint not found; put it in --plm-weights-dir",
-            "  1 x pr[[]tiny-gb1_sampled-pretrained[]] cannot be judged here: tiny.pt is not available: *",
+            "  3 x toy.pt is not available: checkpoint not found; put it in --plm-weights-dir",
+            "  1 x pr[[]toy-gb1_sampled-pretrained[]] cannot be judged here: toy.pt is not available: *",
             "To run them: weights: --plm-weights-dir=DIR*",
         ]
     )
-    message = bench.claim_records()["pr[tiny-gb1_sampled-pretrained]"]["message"]
+    message = claim_records(claims_bench)["pr[toy-gb1_sampled-pretrained]"]["message"]
     assert message == (
-        "pr[tiny-gb1_sampled-pretrained] cannot be judged here: "
-        "tiny.pt is not available: checkpoint not found; put it in --plm-weights-dir"
+        "pr[toy-gb1_sampled-pretrained] cannot be judged here: "
+        "toy.pt is not available: checkpoint not found; put it in --plm-weights-dir"
     )

@@ -25,10 +25,10 @@ def pytest_collection_modifyitems(items):
 """
 
 
-def test_paper_suite_expected_failures_cite_the_reference_table(pytester):
+def test_paper_suite_expected_failures_cite_the_reference_table(_preloaded, pytester):
     pytester.makeconftest(DUMP_MARKS)
     pytester.makepyfile(test_suite="from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401\n")
-    result = pytester.runpytest_subprocess("--plm-suite", "paper", "--collect-only", "-q", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--plm-suite", "paper", "--collect-only", "-q", "-p", "no:cacheprovider")
     assert result.ret == 0, result.stdout.str()[-2000:]
     marks = json.loads((pytester.path / "marks.json").read_text())
     ref = PaperReference.load(REPO / "baselines" / "paper" / "reference.json")

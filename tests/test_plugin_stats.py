@@ -1,5 +1,5 @@
-"""Intervals, kept predictions and paired claims end to end, under pytester (see
-test_plugin_claims.py for the tiny model and the generated FLIP files)."""
+"""Intervals, kept predictions and paired claims end to end, under pytester (the
+``claims_bench`` harness of conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,10 @@ from pytest_plmtransfer.report.cli import main as cli_main
 from pytest_plmtransfer.results.ledger import read_records
 from pytest_plmtransfer.results.predictions import load_predictions
 
-try:
-    from . import test_plugin_claims as plugin_claims
-except ImportError:  # tests/ is not a package
-    import test_plugin_claims as plugin_claims
-
-bench = plugin_claims.bench
-
-SELECT = ["--plm-models=onehot,tiny", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random"]
+SELECT = ["--plm-models=onehot,toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random"]
 CLAIMS = [
-    {"kind": "beats_onehot", "models": "tiny", "params": {"margin": 0.0}},
-    {"kind": "pretrained_beats_random", "models": "tiny", "params": {"level": 0.05}},
+    {"kind": "beats_onehot", "models": "toy", "params": {"margin": 0.0}},
+    {"kind": "pretrained_beats_random", "models": "toy", "params": {"level": 0.05}},
 ]
 
 
@@ -33,13 +26,16 @@ def _intervals(ledger) -> dict[tuple, dict]:
     }
 
 
-def test_intervals_are_reproducible_and_independent_of_xdist(bench, tmp_path):
-    bench.claims(*CLAIMS)
-    serial = bench.run(*SELECT, "--plm-seeds=42,0", ledger=tmp_path / "serial.json", cache=tmp_path / "c1")
+@pytest.mark.slow
+def test_intervals_are_reproducible_and_independent_of_xdist(claims_bench, tmp_path):
+    claims_bench.claims(*CLAIMS)
+    serial = claims_bench.run(*SELECT, "--plm-seeds=42,0", ledger=tmp_path / "serial.json", cache=tmp_path / "c1")
     serial.assert_outcomes(
         passed=serial.parseoutcomes().get("passed", 0), failed=serial.parseoutcomes().get("failed", 0)
     )
-    parallel = bench.run(*SELECT, "--plm-seeds=42,0", "-n", "2", ledger=tmp_path / "xdist.json", cache=tmp_path / "c2")
+    parallel = claims_bench.run(
+        *SELECT, "--plm-seeds=42,0", "-n", "2", ledger=tmp_path / "xdist.json", cache=tmp_path / "c2", subprocess=True
+    )
     a, b = _intervals(tmp_path / "serial.json"), _intervals(tmp_path / "xdist.json")
     assert a and a.keys() == b.keys()
     assert a == b  # bit-identical: resamples depend only on the test set and the seed
@@ -51,22 +47,23 @@ def test_intervals_are_reproducible_and_independent_of_xdist(bench, tmp_path):
     assert parallel.ret == serial.ret
 
 
-def test_records_keep_predictions_and_claims_use_the_paired_test(bench, tmp_path):
-    bench.claims(*CLAIMS)
-    result = bench.run(*SELECT, "--plm-report", "-rA")
+@pytest.mark.slow
+def test_records_keep_predictions_and_claims_use_the_paired_test(claims_bench, tmp_path):
+    claims_bench.claims(*CLAIMS)
+    result = claims_bench.run(*SELECT, "--plm-report", "-rA")
     out = result.stdout.str()
-    layer = [r for r in read_records(bench.ledger) if r.get("kind") == "layer"]
+    layer = [r for r in read_records(claims_bench.ledger) if r.get("kind") == "layer"]
     for rec in layer:
         preds = load_predictions(rec["predictions"]["path"], rec["predictions"]["sha256"])
         assert preds.n_units == rec["split_sizes"]["test"]
         assert rec["intervals"]["test_spearman"]["estimate"] == pytest.approx(rec["metrics"]["test_spearman"])
-    claims = {r["claim_id"]: r for r in read_records(bench.ledger) if r.get("kind") == "claim"}
-    beats = claims["beats_onehot[tiny-gb1_sampled-pretrained]"]
+    claims = {r["claim_id"]: r for r in read_records(claims_bench.ledger) if r.get("kind") == "claim"}
+    beats = claims["beats_onehot[toy-gb1_sampled-pretrained]"]
     paired = beats["detail"]["paired"]
     assert paired["n_resamples"] == 1000 and paired["unit"] == "sequence"
     assert beats["passed"] == (paired["p_value"] < 0.05)
     assert "CI [" in beats["message"] and "one-sided p=" in beats["message"]
-    pbr = claims["pretrained_beats_random[tiny-gb1_sampled-pretrained]"]
+    pbr = claims["pretrained_beats_random[toy-gb1_sampled-pretrained]"]
     assert pbr["detail"]["test"] == "paired bootstrap"
     assert " ± " in out and "half-width of its 95% interval" in out
 
@@ -76,9 +73,9 @@ def test_records_keep_predictions_and_claims_use_the_paired_test(bench, tmp_path
         import contextlib
 
         with contextlib.redirect_stdout(fh):
-            assert cli_main(["report", str(bench.ledger)]) == 0
+            assert cli_main(["report", str(claims_bench.ledger)]) == 0
     assert " ± " in capsys_out.read_text()
-    plain = bench.run(*SELECT, "--plm-bootstrap=0", ledger=tmp_path / "plain.json")
+    plain = claims_bench.run(*SELECT, "--plm-bootstrap=0", ledger=tmp_path / "plain.json")
     recs = read_records(tmp_path / "plain.json")
     assert all(r["intervals"] == {} for r in recs if r.get("kind") == "layer")
     msg = next(r for r in recs if r.get("kind") == "claim" and r["claim"] == "beats_onehot")["message"]

@@ -2,8 +2,8 @@
 the gate end to end, fixtures for users' own heads, progress under capture, identity hashing,
 hf aliases, the all-skip explanation, bind's headline, baseline churn, threads, --plm-list.
 
-Every run is a subprocess (``runpytest_subprocess``): in-process reruns of a session that loaded
-torch have crashed the interpreter.
+Runs are in-process on the one harness (testing.PlmPytester); in a process of their own only where
+a test needs one (a signal, a terminal).
 """
 
 from __future__ import annotations
@@ -17,38 +17,25 @@ import textwrap
 
 import pytest
 
-from pytest_plmtransfer.results.ledger import read_records
+from pytest_plmtransfer.report.cli import main as cli_main
 
 try:
     from . import flip_files
-    from .test_plugin import USER_MODEL_CONFTEST
 except ImportError:  # tests/ is not a package
     import flip_files
-    from test_plugin import USER_MODEL_CONFTEST
 
-SUITE = (
-    "from pytest_plmtransfer.benchmarks.test_layers import test_layer  # noqa: F401\n"
-    "from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401\n"
-)
-LAYERS_ONLY = SUITE.splitlines()[0] + "\n"
 SMOKE = {"gb1_sampled", "gb1_low_vs_high", "gb1_two_vs_rest"}
 
 
-@pytest.fixture
-def run(pytester, tmp_path, monkeypatch):
-    """``run(*args)``: pytest in a subprocess with a private cache and ledger."""
-    monkeypatch.setenv("TINY_LOG", str(tmp_path / "embed.log"))
+@pytest.fixture(autouse=True)
+def _not_on_ci(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
 
-    def go(*args, ledger=True):
-        common = [f"--plm-cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider"]
-        if ledger:
-            common.append(f"--plm-ledger={tmp_path / 'ledger.json'}")
-        return pytester.runpytest_subprocess(*common, *args)
 
-    go.ledger = tmp_path / "ledger.json"
-    go.passes = lambda: (tmp_path / "embed.log").read_text().splitlines() if (tmp_path / "embed.log").exists() else []
-    return go
+@pytest.fixture
+def scaffolded(plm):
+    """The harness over a project ``plmtransfer init`` is to write (its own conftest and suite)."""
+    return plm(suite_dir=None)
 
 
 def _ids(result, name="test_layer"):
@@ -60,22 +47,19 @@ def _task(case_id: str) -> str:
 
 
 # ------------------------------------------------------------------------- selection (10.1, 13.6)
-def test_k_scl_selects_every_scl_task_skips_with_instructions_then_runs_on_scl_files(
-    pytester, run, flip_root, tmp_path
-):
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    pytester.makeconftest(USER_MODEL_CONFTEST)
-    plain = run("--plm-models=onehot,tiny_user", f"--plm-data-dir={flip_root}", "--collect-only", "-q")
+@pytest.mark.slow
+def test_k_scl_selects_every_scl_task_skips_with_instructions_then_runs_on_scl_files(bench, tmp_path):
+    plain = bench.run("--plm-models=onehot,toy", "--collect-only", "-q")
     assert {_task(i) for i in _ids(plain)} == SMOKE
     plain.stdout.fnmatch_lines(["plmtransfer: default selection is the smoke suite's tasks*-k scl*--plm-tasks*"])
 
-    args = ["--plm-models=onehot,tiny_user", "--plm-inits=pretrained", "-k", "scl", "--plm-offline", "-rs"]
-    collected = run(*args, f"--plm-data-dir={flip_root}", "--collect-only", "-q")
+    args = ["--plm-models=onehot,toy", "--plm-inits=pretrained", "-k", "scl", "--plm-offline", "-rs"]
+    collected = bench.run(*args, "--collect-only", "-q")
     scl = {"scl_balanced", "scl_mixed_soft", "scl_mixed_hard", "scl_human_soft", "scl_human_hard"}
     assert {_task(i) for i in _ids(collected)} == scl
-    assert len(_ids(collected)) == 5 * (1 + 3)  # one-hot's one layer + tiny_user's three
+    assert len(_ids(collected)) == 5 * (1 + 3)  # one-hot's one layer + toy's three
 
-    skipped = run(*args, f"--plm-data-dir={flip_root}")
+    skipped = bench.run(*args)
     skipped.assert_outcomes(skipped=20)
     out = skipped.stdout.str()
     from pytest_plmtransfer.tasks.catalog import DATASETS
@@ -87,17 +71,17 @@ def test_k_scl_selects_every_scl_task_skips_with_instructions_then_runs_on_scl_f
 
     data = tmp_path / "with_scl"
     flip_files.write_scl(data, n=40, seed=1)
-    ran = run(*args, f"--plm-data-dir={data}")
+    ran = bench.run(*args, f"--plm-data-dir={data}")
     ran.assert_outcomes(passed=20)
-    assert {r["task"] for r in read_records(run.ledger)} == scl
+    assert {r["task"] for r in bench.records()} == scl
     assert "nothing was measured" not in ran.stdout.str()
 
 
-def test_markers_select_per_residue_tasks_and_layer_tests(pytester, run, flip_root):
-    pytester.makepyfile(test_suite=SUITE)
-    pytester.makeconftest(USER_MODEL_CONFTEST)
-    base = ["--plm-models=onehot", f"--plm-data-dir={flip_root}", "--collect-only", "-q"]
-    per_residue = run(*base, "-m", "per_residue")
+@pytest.mark.slow
+def test_markers_select_per_residue_tasks_and_layer_tests(plm, pytester):
+    bench = plm(claims=True)
+    base = ["--plm-models=onehot", "--collect-only", "-q"]
+    per_residue = bench.run(*base, "-m", "per_residue")
     tasks = {_task(i) for i in _ids(per_residue)}
     assert tasks == {
         "ss3",
@@ -113,36 +97,24 @@ def test_markers_select_per_residue_tasks_and_layer_tests(pytester, run, flip_ro
         "bind_one_vs_sn",
     }
     assert _ids(per_residue, "test_claim")  # claims carry the family/kind markers too
-    layers = run(*base, "-m", "plm_layer")
+    layers = bench.run(*base, "-m", "plm_layer")
     assert {_task(i) for i in _ids(layers)} == SMOKE and not _ids(layers, "test_claim")
-    claims = run(*base, "-m", "plm_claim and gb1")
+    claims = bench.run(*base, "-m", "plm_claim and gb1")
     assert _ids(claims, "test_claim") and not _ids(claims)
-    markers = pytester.runpytest_subprocess("--markers")
+    markers = pytester.runpytest("--markers")
     for name in ("gb1:", "scl:", "per_residue:", "regression:", "pretrained:", "plm_layer:", "plm_claim:"):
         markers.stdout.fnmatch_lines([f"@pytest.mark.{name}*"])
 
 
 # ------------------------------------------------------------------------- the suite anywhere (10.2)
-def test_shipped_suite_runs_from_an_empty_directory_with_the_shipped_claims(pytester, run, flip_root):
-    result = run(
-        "--pyargs",
-        "pytest_plmtransfer.benchmarks",
-        "--plm-models=onehot",
-        f"--plm-data-dir={flip_root}",
-        "--collect-only",
-        "-q",
-    )
+@pytest.mark.slow
+def test_shipped_suite_runs_from_an_empty_directory_with_the_shipped_claims(scaffolded):
+    bench = scaffolded
+    result = bench.run("--pyargs", "pytest_plmtransfer.benchmarks", "--plm-models=onehot", "--collect-only", "-q")
     claims = _ids(result, "test_claim")
     assert "matches_paper-onehot-gb1_sampled-none" in claims  # the authors' numbers, shipped
     assert "no_regression-onehot-gb1_two_vs_rest-none" in claims
-    layers = run(
-        "--pyargs",
-        "pytest_plmtransfer.benchmarks",
-        "--plm-models=onehot",
-        f"--plm-data-dir={flip_root}",
-        "-m",
-        "plm_layer",
-    )
+    layers = bench.run("--pyargs", "pytest_plmtransfer.benchmarks", "--plm-models=onehot", "-m", "plm_layer")
     layers.assert_outcomes(passed=3)
 
 
@@ -169,9 +141,10 @@ GATE_CLAIMS = [
 ]
 
 
-def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytester, run, flip_root):
-    init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.report.cli", "init")
-    assert init.ret == 0, init.stderr.str()
+@pytest.mark.slow
+def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(scaffolded, pytester):
+    bench = scaffolded
+    assert cli_main(["init"]) == 0
     for path in (
         "conftest.py",
         "benchmarks/test_plmtransfer.py",
@@ -184,15 +157,15 @@ def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytes
     doc = json.loads(claims_path.read_text())
     doc["claims"] = GATE_CLAIMS
     claims_path.write_text(json.dumps(doc))
-    args = ["benchmarks", "--plm-models=my_plm,onehot", "--plm-tasks=gb1_sampled", f"--plm-data-dir={flip_root}"]
+    args = ["benchmarks", "--plm-models=my_plm,onehot", "--plm-tasks=gb1_sampled"]
 
-    update = run(*args, "--plm-update-baselines", ledger=False)
+    update = bench.run(*args, "--plm-update-baselines")
     assert update.ret == 0, update.stdout.str()
     update.stdout.fnmatch_lines(["--plm-update-baselines: wrote 3 baseline file(s) under *baselines"])
     stored = sorted(p.name for p in (pytester.path / "baselines" / "gb1_sampled").iterdir())
     assert stored == ["my_plm--pretrained.json", "my_plm--random.json", "onehot--none.json"]
 
-    gate = run(*args, "--plm-gate", "-rA", ledger=False)
+    gate = bench.run(*args, "--plm-gate", "-rA")
     assert gate.ret == 0, gate.stdout.str()
     gate.stdout.fnmatch_lines(["*PASSED*test_claim[[]no_regression-my_plm-gb1_sampled-pretrained[]]*"])
 
@@ -203,7 +176,7 @@ def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytes
             "self.net = TinyPLM().eval()\n        self.net.blocks[0].weight.data.mul_(3.0)  # the change under review",
         )
     )
-    broken = run(*args, "--plm-gate", ledger=False)
+    broken = bench.run(*args, "--plm-gate")
     assert broken.ret == 1
     out = broken.stdout.str()
     assert "FAILED benchmarks/test_plmtransfer.py::test_claim[no_regression-my_plm-gb1_sampled-pretrained]" in out
@@ -215,23 +188,23 @@ def test_init_then_baselines_then_gate_passes_then_a_perturbed_model_fails(pytes
     )
 
 
-def test_a_reference_run_whose_claims_fail_says_the_gate_will_fail_too(pytester, run, flip_root):
-    assert pytester.run(sys.executable, "-m", "pytest_plmtransfer.report.cli", "init").ret == 0
+@pytest.mark.slow
+def test_a_reference_run_whose_claims_fail_says_the_gate_will_fail_too(scaffolded, pytester):
+    bench = scaffolded
+    assert cli_main(["init"]) == 0
     claims_path = pytester.path / "baselines" / "claims.json"
     doc = json.loads(claims_path.read_text())
     # no model beats one-hot by a whole unit of Spearman: this claim fails on any reference run
     doc["claims"] = [{"name": "beats_onehot", "kind": "beats_onehot", "params": {"margin": 1.0}}]
     claims_path.write_text(json.dumps(doc))
-    update = run(
+    update = bench.run(
         "benchmarks",
         "--plm-models=my_plm,onehot",
         "--plm-tasks=gb1_sampled",
         "--plm-inits=pretrained",
-        f"--plm-data-dir={flip_root}",
         "--plm-update-baselines",
         "-p",
         "no:randomly",
-        ledger=False,
     )
     update.stdout.fnmatch_lines(
         [
@@ -267,20 +240,19 @@ def test_mlp_head(plm_layer_case, plm_embeddings, plm_task, plm_record):
 
 
 def test_explicit_request(plm_embeddings_of):
-    embedded = plm_embeddings_of("tiny_user", "gb1_sampled", init="pretrained")
+    embedded = plm_embeddings_of("toy", "gb1_sampled", init="pretrained")
     assert embedded.layers == [0, 1, 2] and embedded.layer is None
     assert embedded.features(2).shape == (len(embedded.data.sequences), 8)
 """
 
 
-def test_mlp_head_on_plm_embeddings_shares_the_forward_pass_and_lands_in_ledger_and_report(pytester, run, flip_root):
-    pytester.makepyfile(test_suite=LAYERS_ONLY, test_mlp=MLP_TEST)
-    pytester.makeconftest(USER_MODEL_CONFTEST)
-    result = run(
-        "--plm-models=tiny_user",
+@pytest.mark.slow
+def test_mlp_head_on_plm_embeddings_shares_the_forward_pass_and_lands_in_ledger_and_report(bench, pytester):
+    pytester.makepyfile(test_mlp=MLP_TEST)
+    result = bench.run(
+        "--plm-models=toy",
         "--plm-tasks=gb1_sampled",
         "--plm-inits=pretrained",
-        f"--plm-data-dir={flip_root}",
         "--plm-report",
         f"--plm-report-dir={pytester.path / 'report'}",
         "--plm-bootstrap=50",
@@ -288,41 +260,36 @@ def test_mlp_head_on_plm_embeddings_shares_the_forward_pass_and_lands_in_ledger_
         "ignore::UserWarning",
     )
     result.assert_outcomes(passed=7)  # 3 layers x (linear probe, MLP) + the explicit request
-    assert len(run.passes()) == 1, run.passes()  # one forward pass served both heads, all layers
-    recs = read_records(run.ledger)
-    assert sorted(r["model"] for r in recs) == ["tiny_user"] * 3 + ["tiny_user+mlp"] * 3
-    mlp = [r for r in recs if r["model"] == "tiny_user+mlp"]
-    assert {r["base_model"] for r in mlp} == {"tiny_user"} and {r["head"]["name"] for r in mlp} == {"mlp"}
-    linear = {r["layer"]: r["embedding_key"] for r in recs if r["model"] == "tiny_user"}
+    assert len(bench.forward_passes()) == 1, bench.forward_passes()  # one forward pass served both heads, all layers
+    recs = bench.records()
+    assert sorted(r["model"] for r in recs) == ["toy"] * 3 + ["toy+mlp"] * 3
+    mlp = [r for r in recs if r["model"] == "toy+mlp"]
+    assert {r["base_model"] for r in mlp} == {"toy"} and {r["head"]["name"] for r in mlp} == {"mlp"}
+    linear = {r["layer"]: r["embedding_key"] for r in recs if r["model"] == "toy"}
     assert all(r["embedding_key"] == linear[r["layer"]] for r in mlp)
     table = result.stdout.str().split("plmtransfer report", 1)[1]
-    assert "tiny_user+mlp/pretrained" in table and "tiny_user/pretrained" in table
-    row = next(line for line in table.splitlines() if line.startswith("tiny_user+mlp/pretrained"))
+    assert "toy+mlp/pretrained" in table and "toy/pretrained" in table
+    row = next(line for line in table.splitlines() if line.startswith("toy+mlp/pretrained"))
     assert row.count(" ± ") == 3  # every layer of the head has its interval
     result.stdout.fnmatch_lines(["  html: report/report.html"])
     page = (pytester.path / "report" / "report.html").read_text()
-    assert 'id="task-gb1_sampled-figure"' in page and "tiny_user+mlp/pretrained" in page
+    assert 'id="task-gb1_sampled-figure"' in page and "toy+mlp/pretrained" in page
 
 
 # ------------------------------------------------------------------------- progress (10.4, 13.1)
-def test_progress_line_shows_under_capture_when_asked_and_not_in_a_pipe_by_default(pytester, run, flip_root):
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    pytester.makeconftest(USER_MODEL_CONFTEST)
-    args = [
-        "--plm-models=tiny_user",
-        "--plm-tasks=gb1_sampled",
-        "--plm-inits=pretrained",
-        f"--plm-data-dir={flip_root}",
-    ]
-    shown = run(*args, "--plm-progress")  # default capture (no -s)
+@pytest.mark.slow
+def test_progress_line_shows_under_capture_when_asked_and_not_in_a_pipe_by_default(bench):
+    args = ["--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
+    # the line is written past pytest's capture, to the process's own stdout: a process of its own
+    shown = bench.run(*args, "--plm-progress", subprocess=True)  # default capture (no -s)
     shown.assert_outcomes(passed=3)
     out = shown.stdout.str()
-    assert "tiny_user/pretrained gb1_sampled" in out and "seq/s" in out
+    assert "toy/pretrained gb1_sampled" in out and "seq/s" in out
     # the progress line did not eat pytest's own result line
     shown.stdout.fnmatch_lines(["*3 passed*"])
-    default = run(*args, "--plm-cache-dir=" + str(run.ledger.parent / "other-cache"))
+    default = bench.run(*args, cache=bench.cache.with_name("other-cache"), subprocess=True)
     default.assert_outcomes(passed=3)
-    assert "tiny_user/pretrained gb1_sampled" not in default.stdout.str()  # stdout is a pipe here
+    assert "toy/pretrained gb1_sampled" not in default.stdout.str()  # stdout is a pipe here
 
 
 def _run_in_pty(args: list[str], cwd, env: dict, columns: int = 100) -> str:
@@ -377,33 +344,29 @@ def _screen(raw: str) -> list[str]:
     return ["".join(line).rstrip() for line in lines]
 
 
-def test_progress_shows_by_default_on_a_terminal_and_pytest_keeps_its_line(pytester, run, flip_root, tmp_path):
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    pytester.makeconftest(USER_MODEL_CONFTEST)
+@pytest.mark.slow
+def test_progress_shows_by_default_on_a_terminal_and_pytest_keeps_its_line(bench):
     env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
-    env.pop("CI", None)
-    args = [sys.executable, "-m", "pytest", "--plm-models=tiny_user", "--plm-tasks=gb1_sampled"]
-    args += ["--plm-inits=pretrained,random", f"--plm-data-dir={flip_root}", f"--plm-cache-dir={tmp_path / 'c'}"]
-    raw = _run_in_pty([*args, f"--plm-ledger={tmp_path / 'l'}", "-p", "no:cacheprovider"], pytester.path, env)
+    args = [sys.executable, "-m", "pytest", *bench.options(), "--plm-models=toy", "--plm-tasks=gb1_sampled"]
+    raw = _run_in_pty([*args, "--plm-inits=pretrained,random"], bench.root, env)
     # no --plm-progress, no -s: the bar is drawn because the output is a terminal
-    assert "tiny_user/pretrained gb1_sampled" in raw and "tiny_user/random/s42 gb1_sampled" in raw, raw
+    assert "toy/pretrained gb1_sampled" in raw and "toy/random/s42 gb1_sampled" in raw, raw
     screen = _screen(raw)
     # once the bars are erased, pytest's own line is whole: file name, one dot per test, [100%]
-    assert any(re.fullmatch(r"test_suite\.py \.{6} +\[100%\]", line) for line in screen), "\n".join(screen)
+    assert any(re.fullmatch(r"test_plm_layers\.py \.{6} +\[100%\]", line) for line in screen), "\n".join(screen)
     assert not any(re.fullmatch(r"\.+ *(\[100%\])?", line) for line in screen), "\n".join(screen)
 
 
-def test_fail_on_empty_makes_an_all_skipped_run_a_failure(pytester, run, tmp_path):
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    pytester.makeconftest(USER_MODEL_CONFTEST)
+@pytest.mark.slow
+def test_fail_on_empty_makes_an_all_skipped_run_a_failure(bench, tmp_path):
     empty = tmp_path / "no_flip"
     empty.mkdir()
-    args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
+    args = ["--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
     args += [f"--plm-data-dir={empty}", "--plm-offline"]
-    quiet = run(*args)
+    quiet = bench.run(*args)
     quiet.assert_outcomes(skipped=3)
     assert quiet.ret == 0  # as pytest has it: skips are not failures
-    loud = run(*args, "--plm-fail-on-empty")
+    loud = bench.run(*args, "--plm-fail-on-empty")
     loud.assert_outcomes(skipped=3)
     assert loud.ret == 1
     loud.stdout.fnmatch_lines(
@@ -414,95 +377,76 @@ def test_fail_on_empty_makes_an_all_skipped_run_a_failure(pytester, run, tmp_pat
     )
 
 
-def test_no_pytest_benchmark_header_or_empty_benchmarks_dir_unless_asked(pytester, run, flip_root):
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    pytester.makeconftest(USER_MODEL_CONFTEST)
-    args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-layers=0"]
-    plain = run(*args, f"--plm-data-dir={flip_root}")
+@pytest.mark.slow
+def test_no_pytest_benchmark_header_or_empty_benchmarks_dir_unless_asked(bench):
+    args = ["--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-layers=0"]
+    plain = bench.run(*args)
     plain.assert_outcomes(passed=1)
     assert not any(line.startswith("benchmark: ") for line in plain.outlines)
-    assert not (pytester.path / ".benchmarks").exists()
+    assert not (bench.root / ".benchmarks").exists()
     # asked for: pytest-benchmark's own line is there (and a directory it saved into is kept)
-    asked = run(*args, f"--plm-data-dir={flip_root}", "--benchmark-disable")
+    asked = bench.run(*args, "--benchmark-disable")
     assert any(line.startswith("benchmark: ") for line in asked.outlines)
 
 
 SLOW_RANDOM_CONFTEST = """
 import time
-from pytest_plmtransfer.testing import ToyAdapter, register_toy
 
-class SlowRandom(ToyAdapter):
+
+class SlowRandom(LoggedToy):
     def embed(self, sequences, layers, *, per_residue):
         if self.init == "random":
             time.sleep(120)  # what a CI cancellation interrupts
         yield from super().embed(sequences, layers, per_residue=per_residue)
 
+
 def pytest_plmtransfer_register_models(registry):
-    register_toy(registry, "tiny_user", inits=("pretrained", "random"), cls=SlowRandom)
+    register_toy(registry, "toy", cls=SlowRandom)
 """
 
 
-def test_sigterm_stops_the_run_saying_what_was_saved(pytester, flip_root, tmp_path):
+@pytest.mark.slow
+def test_sigterm_stops_the_run_saying_what_was_saved(plm):
     import signal
     import subprocess
     import time
 
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    pytester.makeconftest(SLOW_RANDOM_CONFTEST)
-    ledger = tmp_path / "ledger"
-    args = [sys.executable, "-m", "pytest", "--plm-models=tiny_user", "--plm-tasks=gb1_sampled"]
-    args += ["--plm-inits=pretrained,random", f"--plm-data-dir={flip_root}", f"--plm-ledger={ledger}"]
-    args += [f"--plm-cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider"]
-    proc = subprocess.Popen(args, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    bench = plm(conftest=SLOW_RANDOM_CONFTEST)
+    args = [sys.executable, "-m", "pytest", *bench.options(), "--plm-models=toy", "--plm-tasks=gb1_sampled"]
+    args += ["--plm-inits=pretrained,random"]
+    proc = subprocess.Popen(args, cwd=bench.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len([r for r in _records(ledger) if r.get("kind") == "layer"]) < 3:
+    while time.monotonic() < deadline and len([r for r in bench.records() if r.get("kind") == "layer"]) < 3:
         time.sleep(0.2)
     time.sleep(1.0)  # into the random init's (slow) embedding
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
-    run_id = _records(ledger)[-1]["run_id"]
-    assert f"plmtransfer: stopped by SIGTERM; 3 layer result(s) of run {run_id} are saved in {ledger}" in out, out
+    run_id = bench.records()[-1]["run_id"]
+    saved = f"plmtransfer: stopped by SIGTERM; 3 layer result(s) of run {run_id} are saved in {bench.ledger}"
+    assert saved in out, out
     assert "3 passed" in out
 
 
-def _records(ledger):
-    return read_records(ledger) if ledger.exists() else []
-
-
-def test_limit_is_a_recorded_subsample_never_mixed_with_the_full_run(pytester, run, flip_root):
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    pytester.makeconftest(USER_MODEL_CONFTEST)
-    args = [
-        "--plm-models=tiny_user",
-        "--plm-tasks=gb1_sampled",
-        "--plm-inits=pretrained",
-        f"--plm-data-dir={flip_root}",
-    ]
-    quick = run(*args, "--plm-limit=4")
+@pytest.mark.slow
+def test_limit_is_a_recorded_subsample_never_mixed_with_the_full_run(bench, capsys):
+    args = ["--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
+    quick = bench.run(*args, "--plm-limit=4")
     quick.assert_outcomes(passed=3)
-    recs = read_records(run.ledger)
+    recs = bench.records()
     assert {r["limit"] for r in recs} == {4}
     assert recs[0]["split_sizes"] == {"train": 4, "val": 4, "test": 4}
-    full = run(*args, "--plm-report")
+    full = bench.run(*args, "--plm-report")
     full.assert_outcomes(passed=3)
-    assert "limit" not in read_records(run.ledger)[-1]  # the full run recomputed, nothing served from the subsample
-    assert read_records(run.ledger)[-1]["split_sizes"] == {"train": 44, "val": 5, "test": 11}
-    table = subprocess_cli("report", str(run.ledger))
-    assert "tiny_user/pretrained (limit 4)" in table and "\ntiny_user/pretrained " in table
-    refused = run(*args, "--plm-limit=4", "--plm-update-baselines")
+    assert "limit" not in bench.records()[-1]  # the full run recomputed, nothing served from the subsample
+    assert bench.records()[-1]["split_sizes"] == {"train": 44, "val": 5, "test": 11}
+    capsys.readouterr()
+    assert cli_main(["report", str(bench.ledger)]) == 0
+    table = capsys.readouterr().out
+    assert "toy/pretrained (limit 4)" in table and "\ntoy/pretrained " in table
+    refused = bench.run(*args, "--plm-limit=4", "--plm-update-baselines")
     assert refused.ret == 4
     refused.stderr.fnmatch_lines(["*--plm-limit 4 with --plm-update-baselines: a subsample is a quick look*"])
-
-
-def subprocess_cli(*args: str) -> str:
-    import subprocess
-
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest_plmtransfer.report.cli", *args], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 # ------------------------------------------------------------------------- identity (13.2)
@@ -526,7 +470,7 @@ class TorchUser(ModelAdapter):
         return {"model": self.name, "weights": "v1"}  # unchanged when the weights change
 
     def embed(self, sequences, layers, *, per_residue):
-        with open(os.environ["TINY_LOG"], "a") as fh:
+        with open(TOY_LOG, "a") as fh:
             fh.write(f"{len(sequences)}\\n")
         for i, seq in enumerate(sequences):
             h = self.net(torch.tensor([ord(c) - 65 for c in seq])).detach().numpy()
@@ -534,27 +478,31 @@ class TorchUser(ModelAdapter):
                                  per_layer={l: np.tanh(h * (l + 1)).mean(0, keepdims=True) for l in layers})
 
 
+_register_toy = pytest_plmtransfer_register_models
+
+
 def pytest_plmtransfer_register_models(registry):
+    _register_toy(registry)
     registry.register("torch_user", lambda name, init, seed, options: TorchUser(),
                       inits=("pretrained",), needs_weights=())
 """
 
 
-def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(pytester, run, flip_root, monkeypatch):
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    pytester.makeconftest(TORCH_USER_CONFTEST)
-    args = ["--plm-models=torch_user", "--plm-tasks=gb1_sampled", "--plm-layers=1", f"--plm-data-dir={flip_root}"]
-    run(*args).assert_outcomes(passed=1)
-    run(*args).assert_outcomes(passed=1)
-    assert len(run.passes()) == 1  # same weights: the cache serves them
+@pytest.mark.slow
+def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(plm, monkeypatch):
+    bench = plm(conftest=TORCH_USER_CONFTEST)
+    args = ["--plm-models=torch_user", "--plm-tasks=gb1_sampled", "--plm-layers=1"]
+    bench.run(*args).assert_outcomes(passed=1)
+    bench.run(*args).assert_outcomes(passed=1)
+    assert len(bench.forward_passes()) == 1  # same weights: the cache serves them
     monkeypatch.setenv("WEIGHT_SCALE", "0.25")
-    run(*args).assert_outcomes(passed=1)
-    assert len(run.passes()) == 2  # changed weights, same identity() text: re-embedded
-    recs = read_records(run.ledger)
+    bench.run(*args).assert_outcomes(passed=1)
+    assert len(bench.forward_passes()) == 2  # changed weights, same identity() text: re-embedded
+    recs = bench.records()
     assert len({r["weights"]["weights_sha256"] for r in recs}) == 2
     assert recs[0]["metrics"] != recs[2]["metrics"]
     # a numpy model with a fixed "v1" cannot be hashed: warned, once per adapter
-    pytester.makeconftest(
+    (bench.root / "conftest.py").write_text(
         textwrap.dedent("""
         from pytest_plmtransfer.testing import ToyAdapter, register_toy
 
@@ -563,13 +511,11 @@ def test_changed_torch_weights_are_re_embedded_and_hashless_identities_warn(pyte
                 return {"model": self.name, "weights": "v1"}
 
         def pytest_plmtransfer_register_models(registry):
-            register_toy(registry, "tiny_user", cls=Hashless)
+            register_toy(registry, "toy", cls=Hashless)
     """)
     )
-    warned = run(
-        "--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}"
-    )
-    warned.stdout.fnmatch_lines(["*IdentityWarning: model 'tiny_user': its identity() carries no content hash*"])
+    warned = bench.run("--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained")
+    warned.stdout.fnmatch_lines(["*IdentityWarning: model 'toy': its identity() carries no content hash*"])
 
 
 # ------------------------------------------------------------------------- hf alias (13.3)
@@ -603,75 +549,70 @@ def tiny_esm(tmp_path_factory):
     return reference
 
 
+@pytest.mark.slow
 def test_init_for_a_hugging_face_model_runs_the_command_it_prints_and_its_workflow_runs(
-    pytester, run, flip_root, tiny_esm
+    scaffolded, pytester, tiny_esm, capsys
 ):
     import yaml
 
+    bench = scaffolded
     shutil.copytree(tiny_esm, pytester.path / "tiny_esm")
-    init = pytester.run(sys.executable, "-m", "pytest_plmtransfer.report.cli", "init", "--hf", "./tiny_esm")
-    assert init.ret == 0, init.stderr.str()
+    assert cli_main(["init", "--hf", "./tiny_esm"]) == 0
     assert not (pytester.path / "conftest.py").exists()  # no stand-in registering the name first
     workflow = yaml.safe_load((pytester.path / ".github" / "workflows" / "plm-gate.yml").read_text())
     gate = next(s["run"] for s in workflow["jobs"]["gate"]["steps"] if s.get("name") == "Gate")
-    printed = next(line for line in init.outlines if "CI runs:" in line).split("CI runs: ", 1)[1]
+    printed = next(line for line in capsys.readouterr().out.splitlines() if "CI runs:" in line).split("CI runs: ")[1]
     models = "--plm-models my_plm,onehot"
     assert models in gate and models in printed
-    data = ["--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}"]
-    result = run("benchmarks", *models.split(), *data, "-k", "test_layer", ledger=False)
+    data = ["--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
+    result = bench.run("benchmarks", *models.split(), *data, "-k", "test_layer")
     result.assert_outcomes(passed=4)  # my_plm L0-L2 (the hf directory) and one-hot
     # the scaffold's stand-in registers my_plm: the alias says how to get out of the clash
-    pytester.run(sys.executable, "-m", "pytest_plmtransfer.report.cli", "init", "x")
+    cli_main(["init", "x"])
     shutil.copy(pytester.path / "x" / "conftest.py", pytester.path / "conftest.py")
-    clash = run("benchmarks", *models.split(), *data, ledger=False)
+    clash = bench.run("benchmarks", *models.split(), *data)
     assert clash.ret == 4
     clash.stderr.fnmatch_lines(["*alias 'my_plm' would hide the model 'my_plm'*plmtransfer init --hf ./tiny_esm*"])
 
 
-def test_hf_alias_keys_baselines_by_name_across_checkouts(pytester, run, flip_root, tiny_esm):
+@pytest.mark.slow
+def test_hf_alias_keys_baselines_by_name_across_checkouts(plm, pytester, tiny_esm):
+    bench = plm(claims=True)
     reference = pytester.path / "reference_machine" / "tiny_esm"
     shutil.copytree(tiny_esm, reference)
     checkout = pytester.path / "ci_checkout" / "models" / "tiny_esm"
     checkout.parent.mkdir(parents=True)
     shutil.copytree(reference, checkout)  # the same model at another path
-    pytester.makepyfile(test_suite=SUITE)
-    pytester.makefile(
-        ".json",
-        **{
-            "baselines/claims": json.dumps(
-                {"format": "plmtransfer-claims/1", "claims": [{"name": "no_regression", "kind": "no_regression"}]}
-            )
-        },
-    )
-    common = ["--plm-tasks=gb1_sampled", "--plm-inits=pretrained", f"--plm-data-dir={flip_root}"]
-    made = run(f"--plm-models=my_plm=hf:{reference}", *common, "--plm-update-baselines")
+    bench.claims({"name": "no_regression", "kind": "no_regression"})
+    common = ["--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
+    made = bench.run(f"--plm-models=my_plm=hf:{reference}", *common, "--plm-update-baselines")
     assert made.ret == 0, made.stdout.str()
     assert (pytester.path / "baselines" / "gb1_sampled" / "my_plm--pretrained.json").is_file()
-    gate = run("--plm-models=my_plm=hf:./ci_checkout/models/tiny_esm", *common, "--plm-gate", "-rA")
+    gate = bench.run("--plm-models=my_plm=hf:./ci_checkout/models/tiny_esm", *common, "--plm-gate", "-rA")
     assert gate.ret == 0, gate.stdout.str()
     gate.stdout.fnmatch_lines(["*PASSED*test_claim[[]no_regression-my_plm-gb1_sampled-pretrained[]]*"])
 
 
 # ------------------------------------------------------------------------- bind, baselines, report, threads, list
-def test_bind_reports_macro_f1_as_its_headline(pytester, run, tmp_path):
+@pytest.mark.slow
+def test_bind_reports_macro_f1_as_its_headline(bench, tmp_path):
     data = tmp_path / "bind_data"
     flip_files.write_bind(data, split="one_vs_many", n=40, seed=2)
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    result = run("--plm-models=onehot", "--plm-tasks=bind", f"--plm-data-dir={data}")
+    result = bench.run("--plm-models=onehot", "--plm-tasks=bind", f"--plm-data-dir={data}")
     result.assert_outcomes(passed=1)
-    (rec,) = read_records(run.ledger)
+    (rec,) = bench.records()
     assert rec["test_metric"] == "test_f1_macro"
     assert 0.0 <= rec["metrics"]["test_f1_macro"] <= 1.0 and -1.0 <= rec["metrics"]["test_mcc"] <= 1.0
 
 
-def test_update_baselines_writes_only_when_values_change_and_report_paths_are_readable(pytester, run, flip_root):
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled", f"--plm-data-dir={flip_root}"]
-    first = run(*args, "--plm-update-baselines")
+@pytest.mark.slow
+def test_update_baselines_writes_only_when_values_change_and_report_paths_are_readable(bench):
+    args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled"]
+    first = bench.run(*args, "--plm-update-baselines")
     first.stdout.fnmatch_lines(["--plm-update-baselines: wrote 1 baseline file(s) under *"])
-    stored = pytester.path / "baselines" / "gb1_sampled" / "onehot--none.json"
+    stored = bench.root / "baselines" / "gb1_sampled" / "onehot--none.json"
     before = stored.read_text()
-    second = run(*args, "--plm-update-baselines", "--plm-report-dir=out")
+    second = bench.run(*args, "--plm-update-baselines", "--plm-report-dir=out")
     second.stdout.fnmatch_lines(
         ["--plm-update-baselines: wrote 0 baseline file(s) under *; 1 unchanged (same values), left as they were"]
     )
@@ -680,26 +621,26 @@ def test_update_baselines_writes_only_when_values_change_and_report_paths_are_re
     assert "{'markdown'" not in second.stdout.str()
 
 
-def test_threads_option_bounds_torch_and_rejects_nonsense(pytester, run, flip_root):
-    pytester.makepyfile(test_suite=LAYERS_ONLY)
-    args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled", f"--plm-data-dir={flip_root}"]
-    run(*args, "--plm-threads=1").assert_outcomes(passed=1)
-    (rec,) = read_records(run.ledger)
+@pytest.mark.slow
+def test_threads_option_bounds_torch_and_rejects_nonsense(bench):
+    args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled"]
+    # the bound is process-wide (torch, BLAS pools, their environment): a process of its own
+    bench.run(*args, "--plm-threads=1", subprocess=True).assert_outcomes(passed=1)
+    (rec,) = bench.records()
     assert rec["machine"]["torch_threads"] == 1
     for value in ("many", "0"):
-        bad = run(*args, f"--plm-threads={value}")
+        bad = bench.run(*args, f"--plm-threads={value}")
         assert bad.ret == pytest.ExitCode.USAGE_ERROR  # one line, not an INTERNALERROR
         out = bad.stdout.str() + bad.stderr.str()
         assert f"--plm-threads: must be a positive whole number of threads, got '{value}'" in out
         assert "INTERNALERROR" not in out
 
 
-def test_plm_list_shows_models_tasks_suites_and_what_is_local(pytester, run, flip_root, tmp_path):
-    pytester.makeconftest(USER_MODEL_CONFTEST)
-    result = run("--plm-list", f"--plm-data-dir={flip_root}", f"--plm-weights-dir={tmp_path / 'w'}")
+def test_plm_list_shows_models_tasks_suites_and_what_is_local(bench, flip_root, tmp_path):
+    result = bench.run("--plm-list", f"--plm-weights-dir={tmp_path / 'w'}")
     assert result.ret == 0
     out = result.stdout.str()
-    assert "tiny_user" in out and "no weights needed" in out
+    assert "toy" in out and "no weights needed" in out
     assert f"missing (downloaded on first use) -> {tmp_path / 'w' / 'esm2_t6_8M_UR50D.pt'}" in out
     gb1_line = next(line for line in result.outlines if line.strip().startswith("gb1_sampled "))
     assert "regression" in gb1_line and "6289/699/1745" in gb1_line and f"present: {flip_root}" in gb1_line

@@ -346,6 +346,7 @@ def test_baselines_are_kept_per_protocol(tmp_path):
 LAYER_TEST = (Path(__file__).parents[1] / "benchmarks" / "test_layers.py").read_text()
 
 
+@pytest.mark.slow
 def test_records_carry_the_protocol_and_protocols_share_no_cache_entry(pytester, flip_root, tmp_path):
     from pytest_plmtransfer.results.ledger import load_ledger, read_records
 

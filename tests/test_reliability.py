@@ -278,6 +278,7 @@ def _hold(lock: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_lock_timeout_names_the_lock_and_holder_then_fails_or_waits(tmp_path):
     lock = tmp_path / "entry.lock"
     holder = _hold(lock, 4)

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -16,16 +17,13 @@ import pandas as pd
 import pytest
 
 from pytest_plmtransfer.infra.tempfiles import _HOST
+from pytest_plmtransfer.report.cli import main as cli_main
 from pytest_plmtransfer.results.ledger import read_records
 
 try:
     from . import flip_files
-    from .test_plugin import LAYER_TEST, USER_MODEL_CONFTEST
 except ImportError:  # tests/ is not a package
     import flip_files  # type: ignore[no-redef]
-    from test_plugin import LAYER_TEST, USER_MODEL_CONFTEST  # type: ignore[no-redef]
-
-CLAIM_TEST = (Path(__file__).parents[1] / "benchmarks" / "test_claims.py").read_text()
 
 # A wide model (20,000 features per sequence: ~14 MiB for three layers of 60 GB1 sequences, more
 # than the tiny filesystem holds), an unsafe checkpoint on request, and a switch that hides the
@@ -68,10 +66,10 @@ def _evil(name, init, seed, options):
     from pytest_plmtransfer.models.weights import load_checkpoint
     load_checkpoint(os.environ["PLM_TEST_EVIL_PT"])
 
-_register_tiny = pytest_plmtransfer_register_models
+_register_toy = pytest_plmtransfer_register_models
 
 def pytest_plmtransfer_register_models(registry):
-    _register_tiny(registry)
+    _register_toy(registry)
     registry.register("wide_user", lambda name, init, seed, options: WideUserModel(),
                       inits=("pretrained",), needs_weights=())
     registry.register("evil_user", _evil, inits=("pretrained",), needs_weights=())
@@ -79,35 +77,8 @@ def pytest_plmtransfer_register_models(registry):
 
 
 @pytest.fixture
-def bench(pytester, flip_root, tmp_path, monkeypatch):
-    pytester.makepyfile(test_layers=LAYER_TEST)
-    pytester.makeconftest(USER_MODEL_CONFTEST + EXTRA_CONFTEST)
-    monkeypatch.setenv("TINY_LOG", str(tmp_path / "embed.log"))
-
-    class Bench:
-        ledger = tmp_path / "ledger.json"
-        log = tmp_path / "embed.log"
-        cache = tmp_path / "cache"
-        data = flip_root
-
-        def run(self, *args, cache=None, ledger=None, data=None):
-            # a subprocess each time: in-process reruns crash once torch is loaded
-            return pytester.runpytest_subprocess(
-                f"--plm-data-dir={data or self.data}",
-                f"--plm-cache-dir={cache or self.cache}",
-                f"--plm-ledger={ledger or self.ledger}",
-                "-p",
-                "no:cacheprovider",
-                *args,
-            )
-
-        def records(self, ledger=None):
-            return read_records(ledger or self.ledger)
-
-        def forward_passes(self):
-            return self.log.read_text().splitlines() if self.log.exists() else []
-
-    return Bench()
+def bench(plm):
+    return plm(conftest=EXTRA_CONFTEST)
 
 
 @pytest.fixture
@@ -134,20 +105,19 @@ def _failure_lines(result, needle: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ 1: a full cache disk
-@pytest.mark.parametrize("where", ["free-space check", "write"])
+@pytest.mark.parametrize("where", ["free-space check", pytest.param("write", marks=pytest.mark.slow)])
 def test_full_cache_disk_fails_its_tests_in_one_line_and_the_run_finishes(bench, pytester, tiny_fs, monkeypatch, where):
     cache = tiny_fs("4m")
     if where == "write":  # the check is blind (a concurrent writer, a quota): the write meets ENOSPC
         monkeypatch.setenv("PLM_TEST_HIDE_FREE_SPACE", "1")
     # a claim that needs the wide model's layers computes them too: it fails in one line as well
-    pytester.makepyfile(test_claims="from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401")
-    (pytester.path / "baselines").mkdir()
-    (pytester.path / "baselines" / "claims.json").write_text(
-        json.dumps({"claims": [{"kind": "beats_onehot", "models": "wide_user", "tasks": "gb1_sampled"}]})
+    pytester.makepyfile(
+        test_plm_claims="from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401"
     )
-    result = bench.run(
-        "--plm-models=onehot,wide_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", cache=cache
-    )
+    bench.claims({"kind": "beats_onehot", "models": "wide_user", "tasks": "gb1_sampled"})
+    # the blind check is the conftest's patch of the package: a process of its own
+    args = ["--plm-models=onehot,wide_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained"]
+    result = bench.run(*args, cache=cache, subprocess=where == "write")
     out = result.stdout.str() + result.stderr.str()
     assert "Bus error" not in out and "Fatal Python error" not in out
     result.assert_outcomes(passed=1, errors=4)  # a summary: the session survived
@@ -172,13 +142,15 @@ def _ledger_and_unsaved(ledger: Path, tmp: Path) -> tuple[list[dict], list[dict]
     return read_records(ledger, verify=True), unsaved
 
 
+@pytest.mark.slow
 def test_ledger_disk_filled_by_another_writer_during_the_run_loses_no_record(bench, tiny_fs, tmp_path, monkeypatch):
     fs = tiny_fs("2m")
     monkeypatch.setenv("PLM_TEST_FILL", str(fs / "filler"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where the unsaved records go
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where the unsaved records go
     (tmp_path / "tmp").mkdir()
     ledger = fs / "ledger"
-    result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-run-id=full", ledger=ledger)
+    args = ["--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained,random", "--plm-run-id=full"]
+    result = bench.run(*args, ledger=ledger)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 1 and "Traceback" not in out
     # the part's last page may still take one record after the filler: 4 or 5 tests meet the full disk
@@ -198,20 +170,7 @@ def test_ledger_disk_filled_by_another_writer_during_the_run_loses_no_record(ben
     assert keys == {(init, layer) for init in ("pretrained", "random") for layer in range(3)}
     (fs / "filler").unlink()  # space again: the unsaved file merges back into one ledger
     saved = next((tmp_path / "tmp").glob("plmtransfer-unsaved-*.json"))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest_plmtransfer.report.cli",
-            "merge",
-            str(ledger),
-            str(saved),
-            "--out",
-            str(tmp_path / "all.json"),
-        ],
-        capture_output=True,
-    )
-    assert done.returncode == 0, done.stderr
+    assert cli_main(["merge", str(ledger), str(saved), "--out", str(tmp_path / "all.json")]) == 0
     assert len(read_records(tmp_path / "all.json", verify=True)) == 6
 
 
@@ -232,6 +191,7 @@ def test_a_link_planted_at_the_ledger_part_is_not_written_through(bench, tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_a_gate_that_judged_no_claim_fails(bench):
     result = bench.run("--plm-models=onehot", "--plm-tasks=gb1_sampled", "--plm-gate")
     result.assert_outcomes(passed=1)  # layer tests only: no claim was judged
@@ -240,6 +200,7 @@ def test_a_gate_that_judged_no_claim_fails(bench):
 
 
 # ------------------------------------------------------------------ 5: a read-only cache
+@pytest.mark.slow
 def test_warm_read_only_cache_serves_and_a_cold_entry_fails_naming_it(bench, tiny_fs):
     cache = tiny_fs("8m")
     args = ["--plm-models=onehot", "--plm-tasks=gb1_sampled"]
@@ -252,7 +213,7 @@ def test_warm_read_only_cache_serves_and_a_cold_entry_fails_naming_it(bench, tin
     )
     assert [r["cache_hit"] for r in bench.records()] == [False, True]
     cold = bench.run(
-        "--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-layers=0", cache=cache
+        "--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-layers=0", cache=cache
     )
     cold.assert_outcomes(errors=1)
     assert _failure_lines(cold, f"the embedding cache {cache}/embeddings is not writable")
@@ -263,7 +224,7 @@ def _claims_dir(root: Path) -> Path:
     d = root / "claims_typo"
     d.mkdir()
     (d / "claims.json").write_text(
-        json.dumps({"claims": [{"kind": "beats_onehot", "models": "tiny_*", "tasks": "gb1_sampledd"}]})
+        json.dumps({"claims": [{"kind": "beats_onehot", "models": "toy*", "tasks": "gb1_sampledd"}]})
     )
     return d
 
@@ -277,11 +238,19 @@ def _ledger_dir(root: Path, state: str) -> Path:
         from pytest_plmtransfer.testing import layer_record
 
         led = Ledger(path, run_id="r")
-        led.append(
-            [layer_record("tiny_user", "gb1_sampled", 0, "pretrained", None, {"test_spearman": 0.2}, num_layers=2)]
-        )
+        led.append([layer_record("toy", "gb1_sampled", 0, "pretrained", None, {"test_spearman": 0.2}, num_layers=2)])
         led.part.write_text(led.part.read_text().replace('"test_spearman":0.2', '"test_spearman":0.9'))
     return path
+
+
+class Evil:
+    """Unpickled, it would run a command: what a checkpoint must never be allowed to do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.mark.parametrize(
@@ -303,8 +272,9 @@ def _ledger_dir(root: Path, state: str) -> Path:
         "cuda_abc",
     ],
 )
+@pytest.mark.slow
 def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester, tmp_path, monkeypatch, case):
-    args = ["--plm-models=tiny_user", "--plm-tasks=gb1_sampled"]
+    args = ["--plm-models=toy", "--plm-tasks=gb1_sampled"]
     expected = {
         "seeds": (["--plm-seeds=abc"], "ERROR: --plm-seeds: 'abc' is not a seed; give non-negative integers*"),
         "token_budget": (["--plm-token-budget=0"], "ERROR: --plm-token-budget: '0' is not a positive integer"),
@@ -314,7 +284,7 @@ def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester,
         ),
         "layers_range": (
             ["--plm-layers=99,0"],
-            "ERROR: --plm-layers 99,0: layer 99 is out of range; tiny_user has layers 0..2*",
+            "ERROR: --plm-layers 99,0: layer 99 is out of range; toy has layers 0..2*",
         ),
         "layers_backwards": (["--plm-layers=2-1"], "ERROR: --plm-layers 2-1: the range 2-1 is empty*"),
         "claims_typo": (
@@ -358,18 +328,13 @@ def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester,
     if case.startswith("cuda"):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", {"cuda_twice": "0,0", "cuda_abc": "abc"}[case])
     if case == "claims_typo":
-        pytester.makepyfile(test_claims=CLAIM_TEST)
-    if case == "unsafe_checkpoint":
-        # written in a subprocess: importing torch in a pytester test breaks later torch imports
-        # (pytester restores sys.modules after each test)
-        make = (
-            "import os, sys, torch\n"
-            "class Evil:\n"
-            "    def __reduce__(self):\n"
-            "        return (os.system, ('touch ' + sys.argv[2],))\n"
-            "torch.save({'model': Evil()}, sys.argv[1])\n"
+        pytester.makepyfile(
+            test_plm_claims="from pytest_plmtransfer.benchmarks.test_claims import test_claim  # noqa: F401"
         )
-        subprocess.run([sys.executable, "-c", make, str(tmp_path / "evil.pt"), str(tmp_path / "pwned")], check=True)
+    if case == "unsafe_checkpoint":
+        import torch
+
+        torch.save({"model": Evil(tmp_path / "pwned")}, tmp_path / "evil.pt")
         monkeypatch.setenv("PLM_TEST_EVIL_PT", str(tmp_path / "evil.pt"))
     result = bench.run(*args, *expected[0])
     assert result.ret == 4, result.stdout.str()
@@ -384,6 +349,7 @@ def test_bad_options_and_config_files_are_one_line_usage_errors(bench, pytester,
 
 # ------------------------------------------------------------------ 6, 5: the ledger up front
 @pytest.mark.parametrize("damage", ["binary", "records_object", "unwritable"])
+@pytest.mark.slow
 def test_damaged_or_unwritable_ledger_refuses_the_run_before_computing(bench, tmp_path, damage):
     if damage == "unwritable":
         (tmp_path / "blocker").write_text("a file where a directory should be")
@@ -400,7 +366,7 @@ def test_damaged_or_unwritable_ledger_refuses_the_run_before_computing(bench, tm
         )
         before = part.read_bytes()
         needle = f"ERROR: {part}: * The file was left as it is; move it aside, or choose another --plm-ledger"
-    result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", ledger=ledger)
+    result = bench.run("--plm-models=toy", "--plm-tasks=gb1_sampled", ledger=ledger)
     assert result.ret == 4
     result.stderr.fnmatch_lines([needle])
     assert bench.forward_passes() == [], "nothing was computed"
@@ -421,10 +387,11 @@ def _leaky_root(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_path):
     data = _leaky_root(tmp_path / "leaky")
     args = [
-        "--plm-models=onehot,tiny_user",
+        "--plm-models=onehot,toy",
         "--plm-tasks=gb1_sampled",
         "--plm-inits=pretrained",
         "--plm-device=cuda",
@@ -466,7 +433,7 @@ def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_pa
     doc["result"]["metrics"]["test_spearman"] = 0.999
     result_file.write_text(json.dumps(doc))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = bench.ledger.parent / f".ledger.json.{_HOST}.{int(dead.stdout)}.k1ll3d.tmp"
+    stale = bench.ledger.parent / f".{bench.ledger.name}.{_HOST}.{int(dead.stdout)}.k1ll3d.tmp"
     stale.write_text("half a ledger")
     second = bench.run(*args, data=data)
     second.assert_outcomes(passed=4)
@@ -490,7 +457,8 @@ def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_pa
 
 
 # ------------------------------------------------------------------ 10: a hung lock holder
-def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench, pytester, monkeypatch):
+@pytest.mark.slow
+def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench, tmp_path):
     hold = (
         "import sys, time\n"
         "from pytest_plmtransfer.infra.locks import PatientLock\n"
@@ -517,9 +485,8 @@ def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench
     finally:
         holder.kill()
         holder.wait()
-    # held until the run has started (its conftest loaded), then 8 s more: it waits at the lock
-    started = pytester.path / "started"
-    monkeypatch.setenv("PLM_TEST_STARTED", str(started))
+    # held until the run is about to start (in this process), then 8 s more: it waits at the lock
+    started = tmp_path / "started"
     until_started = (
         "import sys, time, pathlib\n"
         "from pytest_plmtransfer.infra.locks import PatientLock\n"
@@ -535,6 +502,7 @@ def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench
     )
     try:
         assert holder.stdout.readline().strip() == "held"
+        started.touch()
         waited = bench.run(*args)
     finally:
         holder.wait()
@@ -546,6 +514,7 @@ def test_lock_held_by_a_hung_process_is_reported_then_waited_for_or_failed(bench
 
 
 # ------------------------------------------------------------------ 11: bad data, one line per test
+@pytest.mark.slow
 def test_bad_data_fails_each_affected_test_in_one_line(bench, tmp_path):
     def bad_residue(member, frame):
         frame.loc[4, "sequence"] = "MJ" + frame.loc[4, "sequence"][2:]
@@ -553,12 +522,13 @@ def test_bad_data_fails_each_affected_test_in_one_line(bench, tmp_path):
 
     flip_files.write_gb1(tmp_path / "bad", "sampled", n=30, edit=bad_residue)
     result = bench.run(
-        "--plm-models=onehot,tiny_user",
+        "--plm-models=onehot,toy",
         "--plm-tasks=gb1_sampled",
         "--plm-inits=pretrained",
         "-n",
         "2",
         data=tmp_path / "bad",
+        subprocess=True,
     )
     result.assert_outcomes(errors=4)
     where = f"{tmp_path / 'bad'}/splits/gb1/splits.zip:splits/sampled.csv: row 6:"
@@ -567,13 +537,15 @@ def test_bad_data_fails_each_affected_test_in_one_line(bench, tmp_path):
     assert "Traceback" not in result.stdout.str() and "readers.py" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_bad_selection_under_xdist_fails_in_one_line_instead_of_crashing(bench):
-    result = bench.run("--plm-models=tiny_user", "--plm-tasks=gb1_sampled", "--plm-layers=7", "-n", "2")
+    args = ["--plm-models=toy", "--plm-tasks=gb1_sampled", "--plm-layers=7", "-n", "2"]
+    result = bench.run(*args, subprocess=True)
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert result.ret != 0
     assert [
         line
         for line in result.outlines
-        if line.startswith("--plm-layers 7: layer 7 is out of range; tiny_user has layers 0..2")
+        if line.startswith("--plm-layers 7: layer 7 is out of range; toy has layers 0..2")
     ]
     assert bench.forward_passes() == []

@@ -61,6 +61,7 @@ def test_best_layer_is_chosen_on_validation_and_marked():
     assert row[5:] == ["L01", "0.700", "+0.050"]
 
 
+@pytest.mark.slow
 def test_replicates_show_mean_and_std_and_claims_follow(frame):
     text = render_text(frame, CLAIMS)
     assert re.search(r"tiny_esm/random +3 seeds  ", text)  # a count, not seed number 3
@@ -90,6 +91,7 @@ def test_many_layers_wrap_into_blocks():
     assert max(len(line) for line in text.splitlines()) < 160
 
 
+@pytest.mark.slow
 def test_write_report_writes_markdown_csv_and_readable_pngs(tmp_path, frame):
     out = write_report(frame, pd.DataFrame(CLAIMS), tmp_path / "rep")
     md = out["markdown"].read_text()

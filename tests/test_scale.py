@@ -1,7 +1,7 @@
 """Scale-out: collection builds nothing, group order and one resident model, shards + merge,
 claims from a merged ledger, --plm-dist group under xdist with GPU pinning (simulated, CPU only).
 
-The conftest model below logs every build (with the CUDA_VISIBLE_DEVICES its process saw and how
+The harness's toy, counting below, logs every build (with the CUDA_VISIBLE_DEVICES its process saw and how
 many instances were alive) and every forward pass (start and done) to files, so the tests can
 count work across processes; TINY_KILL_GROUP makes a process SIGKILL itself mid-embedding.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -19,20 +18,13 @@ from pytest_plmtransfer.report.cli import main as cli_main
 from pytest_plmtransfer.results.ledger import LAYER_KEY, read_records
 from pytest_plmtransfer.results.records import measurement
 
-try:
-    from . import flip_files
-except ImportError:  # tests/ is not a package
-    import flip_files
+QUIET_PLUGINS = ["-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:anyio"]
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-QUIET_PLUGINS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:anyio"]
-
+#: after the harness's conftest: the toy, counting live instances and logging its builds and passes
 CONFTEST = '''
 import dataclasses
 import os
 import signal
-
-from pytest_plmtransfer.testing import ToyAdapter
 
 
 def _log(name, line):
@@ -40,17 +32,17 @@ def _log(name, line):
         fh.write(line + "\\n")
 
 
-class TinyUserModel(ToyAdapter):
+class CountingToy(ToyAdapter):
     """The toy adapter, counting live instances and logging (or, on request, killing) its passes."""
 
     alive = 0
 
-    def __init__(self, init, seed):
-        super().__init__(init, seed, name="tiny_user")
-        TinyUserModel.alive += 1
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        CountingToy.alive += 1
 
     def __del__(self):
-        TinyUserModel.alive -= 1
+        CountingToy.alive -= 1
 
     def embed(self, sequences, layers, *, per_residue):
         group = f"{self.name}|{self.init}|{self.seed}"
@@ -62,79 +54,54 @@ class TinyUserModel(ToyAdapter):
         _log("TINY_PASSES", f"done {os.getpid()} {group}")
 
 
-def _tiny(name, init, seed, options):
-    return TinyUserModel(init, seed)
-
-
 def _counting(factory):
     def build(name, init, seed, options):
         adapter = factory(name, init, seed, options)
         _log("TINY_BUILDS", f"{os.getpid()} {os.environ.get('PYTEST_XDIST_WORKER', 'main')} "
-             f"{os.environ.get('CUDA_VISIBLE_DEVICES', '-')} {name}|{init}|{seed} alive={TinyUserModel.alive}")
+             f"{os.environ.get('CUDA_VISIBLE_DEVICES', '-')} {name}|{init}|{seed} alive={CountingToy.alive}")
         return adapter
     return build
 
 
 def pytest_plmtransfer_register_models(registry):
-    registry.register("tiny_user", _tiny, inits=("pretrained", "random"), needs_weights=(),
-                      num_layers=2, embed_dim=8)
+    # sizes declared, as the built-in models' tables do: collection builds nothing
+    registry.register("toy", lambda name, init, seed, options: CountingToy(init, seed, name="toy"),
+                      inits=("pretrained", "random"), needs_weights=(), num_layers=2, embed_dim=8)
     # every entry, built-in ones included, counts its builds
     for name, entry in list(registry._entries.items()):
         registry._entries[name] = dataclasses.replace(entry, factory=_counting(entry.factory))
 '''
 
 SELECT = [
-    "--plm-models=onehot,tiny_user",
+    "--plm-models=onehot,toy",
     "--plm-tasks=gb1_sampled,gb1_two_vs_rest",
     "--plm-inits=pretrained,random",
     "--plm-seeds=1,2",
 ]
-#: (model, init, seed) groups of SELECT: onehot, tiny_user pretrained, random seed 1, random seed 2
-GROUPS = {"onehot|none|None", "tiny_user|pretrained|None", "tiny_user|random|1", "tiny_user|random|2"}
-
-
-@pytest.fixture(scope="module")
-def flip_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flip")
-    flip_files.write_gb1(root, n=40, seed=3)
-    return root
+#: (model, init, seed) groups of SELECT: onehot, toy pretrained, random seed 1, random seed 2
+GROUPS = {"onehot|none|None", "toy|pretrained|None", "toy|random|1", "toy|random|2"}
 
 
 @pytest.fixture
-def bench(pytester, flip_root, tmp_path, monkeypatch):
+def bench(plm, pytester, tmp_path, monkeypatch):
     pytester.makeini("[pytest]\n")
-    pytester.mkdir("benchmarks")
-    for name in ("test_layers.py", "test_claims.py"):
-        (pytester.path / "benchmarks" / name).write_text((BENCHMARKS / name).read_text())
-    (pytester.path / "benchmarks" / "conftest.py").write_text(CONFTEST)
     monkeypatch.setenv("TINY_PASSES", str(tmp_path / "passes.log"))
     monkeypatch.setenv("TINY_BUILDS", str(tmp_path / "builds.log"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-home"))  # no cached checkpoints
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    bench = plm(suite_dir="benchmarks", claims=True, conftest=CONFTEST)
+    run = bench.run
 
-    class Bench:
-        root = pytester.path
+    def run_in(*args, ledger="ledger", cache="cache", target="benchmarks/test_plm_layers.py", subprocess=False):
+        where = {"ledger": tmp_path / ledger, "cache": tmp_path / cache}
+        return run(target, "--plm-offline", "--plm-device=cpu", *QUIET_PLUGINS, *args, subprocess=subprocess, **where)
 
-        def run(self, *args, ledger="ledger", cache="cache", target="benchmarks/test_layers.py"):
-            return pytester.runpytest_subprocess(
-                target,
-                f"--plm-data-dir={flip_root}",
-                f"--plm-cache-dir={tmp_path / cache}",
-                f"--plm-ledger={tmp_path / ledger}",
-                "--plm-offline",
-                "--plm-device=cpu",
-                *QUIET_PLUGINS,
-                *args,
-            )
-
-        def path(self, name):
-            return tmp_path / name
-
-        def log(self, name):
-            file = tmp_path / f"{name}.log"
-            return file.read_text().splitlines() if file.exists() else []
-
-    return Bench()
+    bench.run = run_in
+    bench.path = lambda name: tmp_path / name
+    bench.log = lambda name: (
+        (tmp_path / f"{name}.log").read_text().splitlines() if bench.path(f"{name}.log").exists() else []
+    )
+    return bench
 
 
 def _ids(result):
@@ -155,14 +122,14 @@ def _by_key(records):
 def test_missing_data_skips_without_building_the_model(bench):
     # the flip root here has no AAV archive: every test of the task skips, and no model is built
     # to find that out (a `-k scl` over the default models would otherwise build each of them)
-    result = bench.run("--plm-models=tiny_user", "--plm-tasks=aav_sampled", "--plm-inits=pretrained,random")
+    result = bench.run("--plm-models=toy", "--plm-tasks=aav_sampled", "--plm-inits=pretrained,random")
     result.assert_outcomes(skipped=6)
     assert bench.log("builds") == [], bench.log("builds")
 
 
 def test_collection_builds_no_model_and_knows_every_layer(bench):
     result = bench.run(
-        "--plm-models=onehot,tiny_user,esm2_t6_8M_UR50D,carp_600k,antiberty",
+        "--plm-models=onehot,toy,esm2_t6_8M_UR50D,carp_600k,antiberty",
         "--plm-tasks=gb1_sampled",
         "--plm-inits=pretrained,random",
         "--collect-only",
@@ -196,6 +163,7 @@ def test_missing_weights_skip_at_run_time_with_the_message_and_strict_fails(benc
     strict.stdout.fnmatch_lines(["*--plm-strict*"])
 
 
+@pytest.mark.slow
 def test_groups_run_contiguously_one_model_resident_each_built_once(bench):
     result = bench.run(*SELECT, "-v")
     result.assert_outcomes(passed=2 + 3 * 2 * 3)
@@ -214,15 +182,16 @@ def test_groups_run_contiguously_one_model_resident_each_built_once(bench):
     built = [line.split()[3] for line in builds]
     assert sorted(built) == sorted(GROUPS), builds  # each group built exactly once
     # the previous tiny model was released before the next one was built
-    assert all(line.endswith("alive=1") for line in builds if "tiny_user" in line), builds
+    assert all(line.endswith("alive=1") for line in builds if "toy" in line), builds
 
 
+@pytest.mark.slow
 def test_shards_merge_to_the_serial_records_and_a_killed_shard_is_named_then_completed(bench, capsys):
     serial = bench.run(*SELECT, ledger="serial", cache="serial-cache")
     serial.assert_outcomes(passed=20)
     serial_records = read_records(bench.path("serial"))
     serial_passes = [line for line in bench.log("passes") if line.startswith("done")]
-    assert len(serial_passes) == len(GROUPS) - 1  # one-hot does not log: it is not tiny_user
+    assert len(serial_passes) == len(GROUPS) - 1  # one-hot does not log: it is not toy
     shutil.move(bench.path("passes.log"), bench.path("serial-passes.log"))
 
     run_id = ["--plm-run-id=nightly-1"]
@@ -230,14 +199,14 @@ def test_shards_merge_to_the_serial_records_and_a_killed_shard_is_named_then_com
     assert s0.ret == 0
     # shard 1 dies in the middle of one of its groups' forward pass
     plan_groups = {_group(r) for r in read_records(bench.path("shard0"))}
-    order = ["onehot|none|None", "tiny_user|pretrained|None", "tiny_user|random|1", "tiny_user|random|2"]
+    order = ["onehot|none|None", "toy|pretrained|None", "toy|random|1", "toy|random|2"]
     victim = [g for g in order if g not in plan_groups][-1]  # the shard's last group: some records first
     assert victim != "onehot|none|None"
     import os
 
     os.environ["TINY_KILL_GROUP"] = victim
-    try:
-        s1 = bench.run(*SELECT, *run_id, "--plm-shard=1/2", ledger="shard1")
+    try:  # the process kills itself: one of its own
+        s1 = bench.run(*SELECT, *run_id, "--plm-shard=1/2", ledger="shard1", subprocess=True)
     finally:
         del os.environ["TINY_KILL_GROUP"]
     assert s1.ret != 0
@@ -288,7 +257,7 @@ def test_shards_merge_to_the_serial_records_and_a_killed_shard_is_named_then_com
                     {
                         "name": "saturates",
                         "kind": "saturates_by",
-                        "models": "tiny_user",
+                        "models": "toy",
                         "params": {"layer": 2, "tolerance": 1.0},
                     }
                 ],
@@ -312,12 +281,13 @@ def test_shards_merge_to_the_serial_records_and_a_killed_shard_is_named_then_com
     assert {r["outcome"] for r in outcomes} == {"passed"} and not bench.path("no-cache").exists()
     # --plm-update-baselines took the merged ledger's numbers
     written = sorted(p.name for p in (bench.root / "baselines" / "gb1_sampled").glob("*.json"))
-    assert "tiny_user--pretrained.json" in written and "onehot--none.json" in written, written
+    assert "toy--pretrained.json" in written and "onehot--none.json" in written, written
 
 
+@pytest.mark.slow
 def test_dist_group_puts_each_group_on_one_worker_pinned_to_its_gpu(bench, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    result = bench.run(*SELECT, "-n", "2", "--plm-dist=group")
+    result = bench.run(*SELECT, "-n", "2", "--plm-dist=group", subprocess=True)
     result.assert_outcomes(passed=20)
     records = read_records(bench.path("ledger"))
     workers_of = {}

@@ -687,6 +687,7 @@ def _tape_with(tmp_path, split: str, edit):
         ("cb513", lambda r: r[1]["ss3"].__setitem__(0, "H"), "3-state codes"),
     ],
 )
+@pytest.mark.slow
 def test_tape_format_errors_name_file_and_record(tmp_path, split, edit, problem):
     archive = _tape_with(tmp_path, split, edit)
     rid = ff.tape_ss_records(12, seed=ff.TAPE_SS_SPLITS.index(split))[1]["id"]
@@ -711,6 +712,7 @@ def test_tape_residue_letters_are_checked_like_flips(tmp_path):
         ('["MK"]', "row 1: record 1: expected an object with primary and ss3, found str"),
     ],
 )
+@pytest.mark.slow
 def test_tape_file_level_errors_name_the_file(tmp_path, raw, problem):
     archive = ff.write_tape_ss(tmp_path, raw={"valid": raw})
     with pytest.raises(InputError) as info:

@@ -8,11 +8,6 @@ import pytest
 
 from pytest_plmtransfer.run.timing import PHASES, PhaseTimer, render_timing_text, run_timing
 
-try:  # pytester fixtures shared with the plugin tests (same import dance as test_plugin.py)
-    from .test_plugin import bench, flip_root
-except ImportError:
-    from test_plugin import bench, flip_root  # noqa: F401
-
 
 def test_take_returns_pending_seconds_once():
     timer = PhaseTimer()
@@ -46,15 +41,14 @@ def test_run_timing_sums_records_per_model_and_renders():
     assert render_timing_text([]) == ""
 
 
+@pytest.mark.slow
 def test_records_carry_timing_and_report_shows_it(bench):
-    result = bench.run(
-        "--plm-models=onehot,tiny_user", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-report"
-    )
+    result = bench.run("--plm-models=onehot,toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained", "--plm-report")
     result.assert_outcomes(passed=4)
     records = [r for r in bench.records() if r.get("kind") == "layer"]
     assert all(set(r["timing"]) == {f"{p}_seconds" for p in PHASES} for r in records)
     totals = run_timing(records)
-    assert totals["tiny_user"]["embedding"] > 0 and totals["onehot"]["probe"] > 0
-    assert totals["tiny_user"]["collection"] > 0  # the model was described during collection
+    assert totals["toy"]["embedding"] > 0 and totals["onehot"]["probe"] > 0
+    assert totals["toy"]["collection"] > 0  # the model was described during collection
     out = result.stdout.str()
-    assert "time per model" in out and "tiny_user" in out.split("time per model", 1)[1]
+    assert "time per model" in out and "toy" in out.split("time per model", 1)[1]
