@@ -837,7 +837,7 @@ def _noise(stored: dict[str, Any], seeds: set[str], cur: pd.DataFrame, metric: s
 
 
 def _seed_mean(per_seed: dict[str, dict[str, float]], seeds: set[str]) -> dict[str, float]:
-    chosen = [per_seed[s] for s in seeds if s in per_seed]
+    chosen = [per_seed[s] for s in sorted_seeds(seeds) if s in per_seed]  # one summation order
     if not chosen:
         return {}
     keys = set().union(*chosen)

@@ -94,17 +94,20 @@ class Recorder:
             plan_hash=self.plan_hash,
         )
 
-    def layer_record(self, layer: LayerResult, *, base_model: str | None = None, **extra: Any) -> dict[str, Any]:
-        """``base_model``: the registry model behind a derived name (a user's head,
-        ``<model>+<head>``); ``extra``: fields such a record adds (its head's name)."""
+    def layer_record(
+        self,
+        layer: LayerResult,
+        *,
+        test_id: str | None = None,
+        base_model: str | None = None,
+        head_name: str | None = None,
+    ) -> dict[str, Any]:
+        """``base_model`` and ``head_name``: the registry model and the head behind a user's head's
+        record (its model is ``<base_model>+<head_name>``)."""
         case, data, entry, result = layer.case, layer.data, layer.entry, layer.result
         machine = self.machine()
         spec = data.spec
         description = self.describe(base_model or case.model)  # cached since collection; nothing is built
-        if self.cuda_visible_devices is not None:
-            extra["cuda_visible_devices"] = self.cuda_visible_devices
-        if self.limit is not None:  # absent: the whole task
-            extra["limit"] = self.limit
         record = LayerRecord(
             model=case.model,
             init=case.init,
@@ -151,7 +154,11 @@ class Recorder:
             checkpoint_fraction=description.checkpoint_fraction,
             mlm_loss=description.mlm_loss,
             provenance=self.provenance(),
-            extra={**({"base_model": base_model} if base_model else {}), **extra},
+            test_id=test_id,
+            cuda_visible_devices=self.cuda_visible_devices,
+            limit=self.limit,
+            base_model=base_model,
+            head_name=head_name,
         )
         out = record.to_dict()
         if base_model is None:

@@ -62,6 +62,7 @@ from pytest_plmtransfer.results.aggregate import (
     depth,
     fmt,
     lower_is_better,
+    measured,
     select,
     sorted_seeds,
     subset,
@@ -129,7 +130,7 @@ def _values_at(frame: pd.DataFrame, sel_m: str, test_m: str, at: Any) -> dict[st
             continue
         layer = depth(sub) if at == "last" else int(at)
         row = sub[sub["layer"] == layer]
-        if not row.empty and test_m in row.columns:
+        if measured(row, test_m):
             v = float(pd.to_numeric(row[test_m], errors="coerce").mean())
             if not math.isnan(v):
                 out[key] = (layer, v)
