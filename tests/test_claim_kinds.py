@@ -287,7 +287,7 @@ def test_a_kind_a_conftest_registers_through_the_hook_keeps_the_contract(pyteste
         from pytest_plmtransfer.testing import check_claim_kind
 
 
-        def test_reaches(plm_session):
+        def test_reaches(plm_stages):
             kind = get_kind("reaches")  # registered by the plugin from the conftest's hook
             outcome = check_claim_kind(type(kind), {"minimum": 0.5})
             assert outcome.passed and not outcome.missing, outcome.message

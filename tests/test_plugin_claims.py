@@ -20,6 +20,7 @@ import pytest
 from pytest_plmtransfer.infra.identity import weights_label
 from pytest_plmtransfer.report.cli import main as cli_main
 from pytest_plmtransfer.results.ledger import read_records
+from pytest_plmtransfer.testing import write_ledger
 
 #: a claim that always holds: saturation by the last layer (the early choice is the best choice)
 HOLDS = {"kind": "saturates_by", "models": "toy", "params": {"layer": 2, "tolerance": 0.0}}
@@ -322,17 +323,18 @@ def test_report_under_xdist_matches_serial_and_report_dir_writes_files(claims_be
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
-# ---------------------------------------------------------------------------------- old ledgers
+# ---------------------------------------------------------------------------------- report and compare
 
 
-def _schema1_records(delta: float = 0.0) -> list[dict]:
-    """Layer records as the first builds wrote them: a bare list, no 'kind'."""
+def _layer_records(delta: float = 0.0) -> list[dict]:
+    """Hand-written layer records of one-hot and toy on GB1 (toy's layer 1 moved by ``delta``)."""
     out = []
     for model, init, layers, level in (("onehot", "none", 1, 0.50), ("toy", "pretrained", 3, 0.60)):
         for layer in range(layers):
             test = level + 0.05 * layer + (delta if (model, layer) == ("toy", 1) else 0.0)
             out.append(
                 {
+                    "kind": "layer",
                     "run_id": "old-run",
                     "model": model,
                     "init": init,
@@ -351,10 +353,8 @@ def _schema1_records(delta: float = 0.0) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
-    old = tmp_path / "old.json"
-    old.write_text(json.dumps(_schema1_records()))
-    assert isinstance(json.loads(old.read_text()), list)
+def test_report_and_compare_read_a_ledger_and_exit_with_the_verdict(tmp_path, capsys):
+    old = write_ledger(tmp_path / "old.jsonl", _layer_records())
 
     assert cli_main(["report", str(old), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
@@ -362,9 +362,8 @@ def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
     assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "results.csv").is_file()
     assert (tmp_path / "rep" / "layers_gb1_sampled.png").is_file()
 
-    # the new ledger (schema 2, with a claim record) moves toy's layer 1 by +0.1
-    new = tmp_path / "new.json"
-    records = [{"kind": "layer", **r, "run_id": "new-run"} for r in _schema1_records(delta=0.1)]
+    # the new ledger (with a claim record) moves toy's layer 1 by +0.1
+    records = [{**r, "run_id": "new-run"} for r in _layer_records(delta=0.1)]
     records.append(
         {
             "kind": "claim",
@@ -377,7 +376,7 @@ def test_schema1_ledger_loads_in_report_and_compare(tmp_path, capsys):
             "run_id": "new-run",
         }
     )
-    new.write_text(json.dumps({"schema_version": 2, "records": records}))
+    new = write_ledger(tmp_path / "new.jsonl", records)
 
     assert cli_main(["compare", str(old), str(old), "--fail-above", "0"]) == 0
     assert "4 row(s) compared; max |diff| 0.0000" in capsys.readouterr().out
