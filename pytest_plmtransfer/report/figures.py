@@ -711,7 +711,7 @@ def render_figures(
     if frame is None or frame.empty:
         out.skipped.append("all figures: no layer records")
         return out
-    frame = frame.assign(protocol=frame["protocol"].fillna(PLMTRANSFER))
+    frame = frame.assign(protocol=frame["protocol"].astype(object).fillna(PLMTRANSFER))
     # normalized per protocol: its newest-record rule must not let one protocol replace another's
     data = pd.concat([normalize(g) for _, g in frame.groupby("protocol")], ignore_index=True)
     data = _filter(data, "model", models, ONEHOT)
