@@ -32,7 +32,7 @@ TIERS = {
 MAX_SIBLINGS = 8
 #: the places where the stages meet, allowed more (and no more than they have today)
 COMPOSITION_ROOTS = {
-    "plugin": 11,  # the pytest entry point: each hook hands over to one stage
+    "plugin": 12,  # the pytest entry point: each hook hands over to one stage
     "run.stages": 17,  # builds every stage of a process from its options
     "report.cli": 10,  # one subcommand per report, merge and scaffold
 }
