@@ -1,15 +1,18 @@
 """Do two ledgers hold the same measurements, record for record?
 
-    python tools/same_numbers.py BEFORE_LEDGER AFTER_LEDGER
+    python tools/same_numbers.py BEFORE_LEDGER AFTER_LEDGER [--checkouts BEFORE_DIR AFTER_DIR]
 
 For a refactoring that must change no number: every layer and claim record of one ledger has a
 partner of the same key in the other, and the two agree on everything but the fields that differ
 between any two runs of the same work (time, host, run bookkeeping, cache state, timings:
-``results.records.measurement``). Exit 0 when they do; otherwise each difference, one per line.
+``results.records.measurement``). ``--checkouts``: the two runs' repository directories, which
+claim messages name (their baselines files): the first is read as the second. Exit 0 when they
+agree; otherwise each difference, one per line.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
 from pytest_plmtransfer.results.ledger import read_records
@@ -19,9 +22,11 @@ from pytest_plmtransfer.results.records import measurement
 VOLATILE = ("record_sha256", "plugin_version")
 
 
-def keyed(path: str) -> dict[tuple, dict]:
+def keyed(path: str, moved: tuple[str, str] | None = None) -> dict[tuple, dict]:
     out: dict[tuple, dict] = {}
     for rec in read_records(path, verify=True):
+        if moved:
+            rec = json.loads(json.dumps(rec).replace(json.dumps(moved[0])[1:-1], json.dumps(moved[1])[1:-1]))
         if rec["kind"] == "layer":
             key = ("layer", rec["model"], rec["task"], rec["layer"], rec["init"], rec["seed"], rec["protocol"])
         else:
@@ -44,7 +49,8 @@ def differences(before: dict[tuple, dict], after: dict[tuple, dict]) -> list[str
 
 
 def main(argv: list[str]) -> int:
-    before, after = keyed(argv[0]), keyed(argv[1])
+    moved = (argv[3], argv[4]) if len(argv) == 5 and argv[2] == "--checkouts" else None
+    before, after = keyed(argv[0], moved), keyed(argv[1])
     found = differences(before, after)
     print("\n".join(found) if found else f"same: {len(before)} records, every measured field equal")
     return 1 if found else 0
