@@ -242,7 +242,7 @@ def order_and_shard(
     if any(case_of(i, "plm_claim_case") is not None for i in dropped):
         note = (
             f"--plm-shard {shard.label}: claims deselected; run them on the merged ledger "
-            "(plmtransfer merge ... --out merged.json; pytest -k test_claim --plm-from-ledger merged.json)"
+            "(plmtransfer merge ... --out merged; pytest -k test_claim --plm-from-ledger merged)"
         )
     return kept, dropped, plan, note
 
