@@ -21,7 +21,6 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_plmtransfer.plan.cases import case_of
 from pytest_plmtransfer.tasks.catalog import get_task
 
 #: marker name -> description, registered in pytest_configure (``pytest --markers`` lists them)
@@ -115,6 +114,10 @@ def selectable(item: Any) -> Selectable | None:
     """A pytest item as a :class:`Selectable`; None for tests that are not benchmark cases, a bad
     selection's placeholder (it fails with its one line, whatever -k says) and pytest's NOTSET
     placeholder of an empty parametrization."""
+    # here, not at the top: marker_lines() runs in every pytest's configure, and the cases module
+    # brings pandas and the claims with it
+    from pytest_plmtransfer.plan.cases import case_of
+
     func = (item.nodeid.split("[", 1)[0],)
     c = case_of(item, "plm_layer_case")
     if c is not None:
