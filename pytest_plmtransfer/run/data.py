@@ -5,6 +5,7 @@ train/test leakage."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_plmtransfer.infra.errors import ResourceUnavailable
@@ -20,18 +21,16 @@ if TYPE_CHECKING:
     from pytest_plmtransfer.tasks.spec import TaskData
 
 
+@dataclass(eq=False)
 class TaskSource:
-    def __init__(
-        self, resolver: DataResolver, protocol: Protocol, *, limit: int | None, leakage_max: float, strict: bool
-    ) -> None:
-        self.resolver = resolver
-        self.protocol = protocol
-        self.limit = limit
-        self.leakage_max = leakage_max
-        self.strict = strict
-        self._tasks: dict[str, TaskData] = {}
-        self._errors: dict[str, Exception] = {}
-        self._hygiene: dict[tuple[str, int | None], Any] = {}
+    resolver: DataResolver
+    protocol: Protocol
+    limit: int | None
+    leakage_max: float
+    strict: bool
+    _tasks: dict[str, TaskData] = field(default_factory=dict)
+    _errors: dict[str, Exception] = field(default_factory=dict)
+    _hygiene: dict[tuple[str, int | None], Any] = field(default_factory=dict)
 
     def task(self, task_id: str) -> TaskData:
         if task_id in self._errors:

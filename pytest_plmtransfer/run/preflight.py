@@ -1,19 +1,10 @@
-"""Checks made once, before any embedding is computed: can the ledger and the cache be used?
+"""Checks made once, before any embedding is computed (an hour of computing is lost if its
+records cannot be written at the end).
 
-A run that computes for an hour and then cannot write its records has lost the hour. So before
-the first test:
-
-* the ledger's directory must be writable (or creatable), and an existing ledger must be a
-  readable, well-formed plmtransfer ledger: a damaged one is reported with its path and left
-  exactly as it is (it is never rewritten), and the run is refused;
-* the cache is looked at too, but a cache that cannot be written is not refused: a warm cache on a
-  read-only filesystem still serves every entry it holds (a missing entry is then an error that
-  names the cache); the caller tells the user once.
-
-Stale temp files of killed writers (see :mod:`pytest_plmtransfer.infra.tempfiles`) beside the ledger and
-in the result cache are swept here too.
-
-Plain functions raising :class:`PreflightError`; the plugin turns that into ``pytest.UsageError``.
+The ledger's directory must be writable and an existing ledger well formed: a damaged one is
+reported with its path, left as it is, and the run refused. A cache that cannot be written only
+warns: a warm read-only cache still serves what it holds. Stale temp files of killed writers
+(infra/tempfiles.py) beside the ledger and in the result cache are swept here too.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ and the result cache that makes a rerun refit nothing."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,24 +32,15 @@ if TYPE_CHECKING:
 PROBE_VERSION = 3
 
 
+@dataclass(eq=False)
 class Prober:
-    def __init__(
-        self,
-        protocol: Protocol,
-        results: ResultCache,
-        *,
-        head: dict[str, Any],
-        device: str,
-        bootstrap: int,
-        limit: int | None,
-    ) -> None:
-        self.protocol = protocol
-        self.results = results
-        #: the --plm-head-* values, the requested device, --plm-bootstrap, --plm-limit
-        self.head = head
-        self.device = device
-        self.bootstrap = bootstrap
-        self.limit = limit
+    protocol: Protocol
+    results: ResultCache
+    #: the --plm-head-* values, the requested device, --plm-bootstrap, --plm-limit
+    head: dict[str, Any]
+    device: str
+    bootstrap: int
+    limit: int | None
 
     def result(self, entry: EmbeddingEntry, data: TaskData, layer: int, seed: int, device: str) -> tuple[str, dict]:
         """The probe result of one layer (its result-cache key, the result): cached, or fitted on

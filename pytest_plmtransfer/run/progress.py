@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 
@@ -25,6 +26,7 @@ def progress_enabled(mode: str, *, interactive: bool, verbosity: int, worker: bo
     return interactive and verbosity >= 0 and not worker and not env.get("CI")
 
 
+@dataclass(eq=False)
 class UncapturedStream:
     """A file-like object that writes past pytest's capture, to the terminal.
 
@@ -33,18 +35,11 @@ class UncapturedStream:
     so the bar does not overwrite pytest's own progress output.
     """
 
-    def __init__(
-        self,
-        target: TextIO,
-        suspend: Callable[[], Any],
-        before_first_write: Callable[[], None] | None = None,
-        after_last_write: Callable[[], None] | None = None,
-    ) -> None:
-        self.target = target
-        self.suspend = suspend
-        self.before_first_write = before_first_write
-        self.after_last_write = after_last_write
-        self.written = False
+    target: TextIO
+    suspend: Callable[[], Any]
+    before_first_write: Callable[[], None] | None = None
+    after_last_write: Callable[[], None] | None = None
+    written: bool = False
 
     def write(self, text: str) -> int:
         with self.suspend():
@@ -69,11 +64,11 @@ class UncapturedStream:
         return bool(getattr(self.target, "isatty", lambda: False)())
 
 
+@dataclass(eq=False)
 class ProgressLine:
     """Opens one tqdm bar per embedding pass on a stream from ``stream_factory``."""
 
-    def __init__(self, stream_factory: Callable[[], Any]) -> None:
-        self.stream_factory = stream_factory
+    stream_factory: Callable[[], Any]
 
     @contextmanager
     def bar(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
@@ -89,14 +84,14 @@ class ProgressLine:
                 stream.finish()
 
 
+@dataclass(eq=False)
 class CountingAdapter:
     """Wraps an adapter so that an embedding pass shows a progress line (only when the model
     actually runs: a cache hit never calls ``embed``). Everything else is the wrapped adapter's."""
 
-    def __init__(self, adapter: Any, progress: ProgressLine, label: str) -> None:
-        self._adapter = adapter
-        self._progress = progress
-        self._label = label
+    _adapter: Any
+    _progress: ProgressLine
+    _label: str
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._adapter, name)

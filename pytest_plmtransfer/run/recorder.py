@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,38 +29,26 @@ class LedgerWriteError(PlmTransferError):
     """The ledger could not be written; the records are kept (see Recorder.write)."""
 
 
+@dataclass(eq=False)
 class Recorder:
-    def __init__(
-        self,
-        ledger: Ledger,
-        describe: Descriptions,
-        timer: PhaseTimer,
-        *,
-        root: Path,
-        requested: dict[str, Any],
-        limit: int | None = None,
-        worker: str = "main",
-        shard: str | None = None,
-        cuda_visible_devices: str | None = None,
-    ) -> None:
-        self.ledger = ledger
-        self.describe = describe
-        self.timer = timer
-        self.root = root
-        #: the device and dtype asked for (records keep what really ran beside it)
-        self.requested = requested
-        self.limit = limit
-        #: pytest-xdist worker id ("gw0") or "main"; "K/N" under --plm-shard
-        self.worker = worker
-        self.shard = shard
-        self.cuda_visible_devices = cuda_visible_devices
-        #: hash of the shard plan of this selection (set after collection, see plan/sharding.py)
-        self.plan_hash: str | None = None
-        #: records a full or failing ledger disk refused, retried with the next write
-        self.unsaved: list[dict[str, Any]] = []
-        #: layer records made in this process, for the claims that read them
-        self.layer_records: dict[tuple, dict[str, Any]] = {}
-        self._machine: dict[str, Any] | None = None
+    ledger: Ledger
+    describe: Descriptions
+    timer: PhaseTimer
+    root: Path
+    #: the device and dtype asked for (records keep what really ran beside it)
+    requested: dict[str, Any]
+    limit: int | None = None
+    #: pytest-xdist worker id ("gw0") or "main"; "K/N" under --plm-shard
+    worker: str = "main"
+    shard: str | None = None
+    cuda_visible_devices: str | None = None
+    #: hash of the shard plan of this selection (set after collection, see plan/sharding.py)
+    plan_hash: str | None = None
+    #: records a full or failing ledger disk refused, retried with the next write
+    unsaved: list[dict[str, Any]] = field(default_factory=list)
+    #: layer records made in this process, for the claims that read them
+    layer_records: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    _machine: dict[str, Any] | None = None
 
     @property
     def run_id(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from dataclasses import dataclass, field
 
 from pytest_plmtransfer.infra.errors import ResourceUnavailable
 from pytest_plmtransfer.infra.identity import ensure_content_identity
@@ -17,13 +18,13 @@ from pytest_plmtransfer.models.registry import ModelOptions, ModelRegistry
 AdapterKey = tuple[str, str, int | None]
 
 
+@dataclass(eq=False)
 class ModelResidency:
-    def __init__(self, registry: ModelRegistry, model_options: ModelOptions) -> None:
-        self.registry = registry
-        self.model_options = model_options
-        self._resident: tuple[AdapterKey, ModelAdapter] | None = None
-        #: builds that failed for want of resources (weights): remembered, not retried per test
-        self._errors: dict[AdapterKey, ResourceUnavailable] = {}
+    registry: ModelRegistry
+    model_options: ModelOptions
+    _resident: tuple[AdapterKey, ModelAdapter] | None = None
+    #: builds that failed for want of resources (weights): remembered, not retried per test
+    _errors: dict[AdapterKey, ResourceUnavailable] = field(default_factory=dict)
 
     def adapter(self, model: str, init: str, seed: int | None) -> ModelAdapter:
         key = (model, init, seed)

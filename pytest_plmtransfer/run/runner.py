@@ -9,7 +9,7 @@ into a record.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,19 +52,17 @@ class LayerResult:
     model_params: int | None
 
 
+@dataclass(eq=False)
 class LayerRunner:
-    def __init__(
-        self, tasks: TaskSource, models: ModelResidency, store: EmbeddingStore, prober: Prober, timer: PhaseTimer
-    ) -> None:
-        self.tasks = tasks
-        self.models = models
-        self.store = store
-        self.prober = prober
-        self.timer = timer
-        #: layers each embedding request needs, over the final selection (plan.cases.planned_layers)
-        self.planned: dict[EmbeddingRequest, set[int]] = {}
-        #: set by the plugin when the progress line is on (see progress.py)
-        self.progress: ProgressLine | None = None
+    tasks: TaskSource
+    models: ModelResidency
+    store: EmbeddingStore
+    prober: Prober
+    timer: PhaseTimer
+    #: layers each embedding request needs, over the final selection (plan.cases.planned_layers)
+    planned: dict[EmbeddingRequest, set[int]] = field(default_factory=dict)
+    #: set by the plugin when the progress line is on (see progress.py)
+    progress: ProgressLine | None = None
 
     def run(self, case: LayerCase) -> LayerResult:
         """Probe one layer, or reuse its cached probe result."""

@@ -1,24 +1,11 @@
-"""Where a run's time goes: collection, data, embedding, probe fitting and ledger writes, per model.
+"""Where a run's time goes, per model: ``collection`` (describing the model), ``data`` (reading
+and preparing the split), ``embedding`` (computing or loading from the cache), ``probe`` (fitting;
+zero for cached results) and ``ledger`` (appending records).
 
-Each pytest process (the controller, or every xdist worker) keeps a :class:`PhaseTimer`; the
-session wraps each phase in :meth:`PhaseTimer.measure`. Every layer record carries, under
-``timing``, the seconds this process spent on that record's model *since its previous record of
-the model* (:meth:`PhaseTimer.take`), so the per-model sums over a run's records are the run's
-per-model totals over all processes -- with no extra record kind in the ledger. (The append of
-a record is timed after it is written, so it is carried by the model's next record; only the
-last append of each model per process goes uncounted: milliseconds.)
-
-Phases:
-
-* ``collection``: building/describing the model while tests are collected (layer count ...);
-* ``data``: reading the FLIP split (first use of a task in a process) and preparing it for the
-  model (windows, 511+511 cuts);
-* ``embedding``: computing the embeddings, or loading them from the cache;
-* ``probe``: fitting and evaluating the heads (zero for cached probe results);
-* ``ledger``: appending records to the ledger.
-
-:func:`run_timing` sums the records and :func:`render_timing_text` prints the ``--plm-report``
-section.
+Each process keeps a :class:`PhaseTimer`; every layer record carries, under ``timing``, the seconds
+spent on its model since the model's previous record, so a run's records sum to its per-model
+totals over all processes without a record kind of their own. (An append is timed after it is
+written, so the model's next record carries it: only each model's last append goes uncounted.)
 """
 
 from __future__ import annotations
@@ -65,7 +52,7 @@ def run_timing(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]
     for record in records:
         timing = record.get("timing")
         if not isinstance(timing, dict):
-            continue  # records written before timing existed
+            continue  # a record built outside a run (testing.layer_record)
         for phase in PHASES:
             total[str(record.get("model"))][phase] += float(timing.get(f"{phase}_seconds") or 0.0)
     return dict(total)
