@@ -109,12 +109,13 @@ def parse_positive_int(option: str, value: object) -> int:
 
 
 def parse_positive_float(option: str, value: object) -> float:
+    text = str(value).strip()
     try:
-        number = float(str(value).strip())
+        number = float(text)
     except ValueError:
-        number = float("nan")
-    if not number > 0 or number == float("inf"):
-        raise OptionError(f"{option}: {str(value).strip()!r} is not a positive number of seconds")
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise OptionError(f"{option}: {text!r} is not a positive number")
     return number
 
 
@@ -306,15 +307,13 @@ def _data_dir_from_env(where: Where) -> Path | None:
     return _data_dir(env, Where("PLMTRANSFER_DATA", where.root, where.invocation)) if env else None
 
 
+def _checked(parse: Callable[[str, Any], Any]) -> Parser:
+    """A ``parse_*(option, value)`` function as an option's parser."""
+    return lambda raw, where: parse(where.option, raw)
+
+
 def _choice(choices: tuple[str, ...]) -> Parser:
     return lambda raw, where: parse_choice(where.option, raw, choices)
-
-
-def _threads(raw: Any, where: Where) -> int:
-    text = str(raw).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise OptionError(f"{where.option}: must be a positive whole number of threads, got {text!r}")
-    return int(text)
 
 
 def _attention(raw: Any, where: Where) -> str:
@@ -339,31 +338,11 @@ def _bootstrap(raw: Any, where: Where) -> int:
     return n
 
 
-def _at_least_one(raw: Any, where: Where) -> int:
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise OptionError(f"{where.option}: {raw!r} is not a whole number") from None
-    if value < 1:
-        raise OptionError(f"{where.option}: must be at least 1, got {value}")
-    return value
-
-
-def _above_zero(raw: Any, where: Where) -> float:
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        raise OptionError(f"{where.option}: {raw!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise OptionError(f"{where.option}: must be a finite number > 0, got {raw!r}")
-    return value
-
-
 def _alphas(raw: Any, where: Where) -> list[float]:
     parts = split_list(str(raw))
     if not parts:
         raise OptionError(f"{where.option}: give at least one penalty, e.g. 0.1,1,10")
-    return [_above_zero(p, where) for p in parts]
+    return [parse_positive_float(where.option, p) for p in parts]
 
 
 #: the heads' hyper-parameters (``--plm-head-*``): each given one sets a ProbeSettings field in
@@ -372,21 +351,15 @@ def _alphas(raw: Any, where: Where) -> list[float]:
 HEAD_OPTIONS = tuple(
     Option(f"head-{name}", text, parse=parse, head=head)
     for name, head, parse, text in (
-        ("epochs", "max_epochs", _at_least_one, "softmax probe: most training epochs (default 100)"),
-        ("patience", "patience", _at_least_one,
+        ("epochs", "max_epochs", _checked(parse_positive_int), "softmax probe: most training epochs (default 100)"),
+        ("patience", "patience", _checked(parse_positive_int),
          "softmax probe: epochs without validation improvement before stopping (default 5)"),
-        ("batch-size", "batch_size", _at_least_one,
+        ("batch-size", "batch_size", _checked(parse_positive_int),
          "softmax probe: rows per mini-batch (default 256; 1024 for per-residue tasks)"),
-        ("lr", "lr", _above_zero, "softmax probe: Adam learning rate (default 1e-3)"),
+        ("lr", "lr", _checked(parse_positive_float), "softmax probe: Adam learning rate (default 1e-3)"),
         ("alphas", "alphas", _alphas, "ridge probe: comma-separated penalty grid (default logspace(-3, 6, 19))"),
     )
 )  # fmt: skip
-
-
-def _dist(raw: Any, where: Where) -> str:
-    if raw != "group":
-        raise OptionError(f"{where.option}: unknown mode {raw!r} (known: group)")
-    return str(raw)
 
 
 @dataclass
@@ -446,9 +419,7 @@ class PlmOptions:
         "float32", parse=_choice(tuple(DTYPES)), help="float32, bf16 or fp16 (half precision only on GPU)"
     )
     token_budget: int = option(
-        4096,
-        parse=lambda raw, where: parse_positive_int(where.option, raw),
-        help="most tokens in one forward batch (default 4096)",
+        4096, parse=_checked(parse_positive_int), help="most tokens in one forward batch (default 4096)"
     )
     progress: bool = option(
         flag=True,
@@ -456,7 +427,8 @@ class PlmOptions:
     )
     no_progress: bool = option(flag=True, help="never show the embedding progress line")
     threads: int | None = option(
-        parse=_threads, help="CPU threads for torch and BLAS (default: the libraries' own; set it on shared machines)"
+        parse=_checked(parse_positive_int),
+        help="CPU threads for torch and BLAS (default: the libraries' own; set it on shared machines)",
     )
     list_only: bool = option(
         flag=True,
@@ -493,7 +465,7 @@ class PlmOptions:
     )
     lock_timeout: float = option(
         300.0,
-        parse=lambda raw, where: parse_positive_float(where.option, raw),
+        parse=_checked(parse_positive_float),
         help="seconds to wait for a cache/ledger lock before saying who holds it (default 300)",
     )
     lock_fail: bool = option(flag=True, help="after --plm-lock-timeout, fail instead of waiting on")
@@ -507,7 +479,7 @@ class PlmOptions:
     )
     leakage_max: float = option(
         0.0,
-        parse=lambda raw, where: parse_fraction(where.option, raw),
+        parse=_checked(parse_fraction),
         help="fraction of test sequences also in train/val tolerated without a warning (default 0)",
     )
     #: bootstrap resamples for the test metric's interval and the paired claims (0: none)
@@ -519,7 +491,7 @@ class PlmOptions:
     )
     #: scale-out (see sharding.py, xdist_scheduling.py)
     dist: str | None = option(
-        parse=_dist,
+        parse=_choice(("group",)),
         help="with pytest-xdist -n: 'group' sends every test of one (model, init, seed) to one worker "
         "and pins worker gwI to the I-th GPU of CUDA_VISIBLE_DEVICES",
     )
@@ -533,7 +505,7 @@ class PlmOptions:
         "no embeddings (e.g. the output of plmtransfer merge)",
     )
     limit: int | None = option(
-        parse=lambda raw, where: parse_positive_int(where.option, raw),
+        parse=_checked(parse_positive_int),
         help="a quick look: at most N sequences of each split (train/val/test), the same ones every run; "
         "recorded in every record, never stored as a baseline nor compared with one",
     )

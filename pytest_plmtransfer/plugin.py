@@ -127,7 +127,7 @@ def _stdout_is_terminal() -> bool:
 
 
 def _dist_group(config) -> bool:
-    return (config.getoption("plm_dist", default=None) or config.getini("plm_dist")) == "group"
+    return str(config.getoption("plm_dist", default=None) or config.getini("plm_dist")).strip().lower() == "group"
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -40,10 +40,10 @@ def test_head_options_are_options_like_the_others_after_attention():
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("head_epochs", "0", "--plm-head-epochs: must be at least 1"),
-        ("head_patience", "two", "--plm-head-patience: 'two' is not a whole number"),
-        ("head_lr", "-1", "--plm-head-lr: must be a finite number > 0"),
-        ("head_alphas", "1,nan", "--plm-head-alphas: must be a finite number > 0"),
+        ("head_epochs", "0", "--plm-head-epochs: '0' is not a positive integer"),
+        ("head_patience", "two", "--plm-head-patience: 'two' is not a positive integer"),
+        ("head_lr", "-1", "--plm-head-lr: '-1' is not a positive number"),
+        ("head_alphas", "1,nan", "--plm-head-alphas: 'nan' is not a positive number"),
         ("head_alphas", " , ", "--plm-head-alphas: give at least one penalty"),
     ],
 )

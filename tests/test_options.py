@@ -86,7 +86,7 @@ def test_token_budget_and_other_positive_values():
             parse_positive_int("--plm-token-budget", raw)
     assert parse_positive_float("--plm-lock-timeout", " 2.5 ") == 2.5
     for raw in ("0", "inf", "soon"):
-        with pytest.raises(OptionError, match="is not a positive number of seconds"):
+        with pytest.raises(OptionError, match="is not a positive number"):
             parse_positive_float("--plm-lock-timeout", raw)
     assert parse_fraction("--plm-leakage-max", "0.25") == 0.25
     with pytest.raises(OptionError, match="'1.5' is not a fraction between 0 and 1"):
@@ -116,8 +116,8 @@ def test_declared_parsers_accept(field_name, raw, expected):
     [
         ("bootstrap", "1", "--plm-x: need 0 (no intervals) or at least 2 resamples, got 1"),
         ("bootstrap", "lots", "--plm-x: expected a number of resamples, got 'lots'"),
-        ("threads", "0", "--plm-x: must be a positive whole number of threads, got '0'"),
-        ("dist", "load", "--plm-x: unknown mode 'load' (known: group)"),
+        ("threads", "0", "--plm-x: '0' is not a positive integer"),
+        ("dist", "load", "--plm-x: unknown value 'load' (accepted: group)"),
         ("inits", "pretrained,warm", "--plm-x: unknown init(s) ['warm'] (accepted: pretrained, random, stat)"),
         ("flip_url", "ftp://x", "--plm-x: 'ftp://x' is not an http(s):// or file:// URL"),
         ("suite", "huge", "--plm-x: unknown value 'huge' (accepted: smoke, paper, icml)"),

@@ -9,7 +9,8 @@ Nothing here builds a model: layer counts come from the models' descriptions (co
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,14 @@ def claim_models(claim) -> tuple[str, ...]:
     return (claim.model, *(m for m in dict.fromkeys(others) if m != claim.model))
 
 
+@dataclass(eq=False)
 class Descriptions:
     """Model descriptions (no build), each asked of the registry once per process; a model
     whose description needs absent files is remembered as unavailable."""
 
-    def __init__(self, registry: ModelRegistry, model_options: ModelOptions) -> None:
-        self.registry = registry
-        self.model_options = model_options
-        self._found: dict[str, ModelDescription | ResourceUnavailable] = {}
+    registry: ModelRegistry
+    model_options: ModelOptions
+    _found: dict[str, ModelDescription | ResourceUnavailable] = field(default_factory=dict)
 
     def __call__(self, model: str) -> ModelDescription:
         if model not in self._found:
@@ -105,26 +106,19 @@ def ledger_layer_records(path: Path, protocol: str) -> list[dict[str, Any]]:
     return list(newest.values())
 
 
+@dataclass(eq=False)
 class Planner:
     """The cases of one selection (options + registry + claims file), computed once."""
 
-    def __init__(
-        self,
-        options: PlmOptions,
-        registry: ModelRegistry,
-        describe: Descriptions,
-        claims_file: Callable[[], Any],
-        on_describe: Callable[[str], Any] | None = None,
-    ) -> None:
-        self.options = options
-        self.registry = registry
-        self.describe = describe
-        #: the claims file's claims (None without one), read when claim cases are asked for
-        self.claims_file = claims_file
-        #: a context manager per model description (the timer's "collection" phase)
-        self.on_describe = on_describe
-        self._layer_cases: list[LayerCase] | None = None
-        self._ledger_records: list[dict[str, Any]] | None = None
+    options: PlmOptions
+    registry: ModelRegistry
+    describe: Descriptions
+    #: the claims file's claims (None without one), read when claim cases are asked for
+    claims_file: Callable[[], Any]
+    #: a context manager per model description (the timer's "collection" phase)
+    on_describe: Callable[[str], Any] = lambda model: nullcontext()
+    _layer_cases: list[LayerCase] | None = None
+    _ledger_records: list[dict[str, Any]] | None = None
 
     def inits_for(self, model: str) -> list[tuple[str, int | None]]:
         """(init, seed) pairs selected for a model: pretrained once; random/stat once per seed."""
@@ -187,8 +181,6 @@ class Planner:
         return cases
 
     def _num_layers(self, model: str) -> int:
-        if self.on_describe is None:
-            return self.describe(model).num_layers
         with self.on_describe(model):
             return self.describe(model).num_layers
 
