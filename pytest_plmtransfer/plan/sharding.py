@@ -168,19 +168,6 @@ def _sequence_set(task_id: str) -> str:
     return f"{spec.archive}:{spec.window}" if spec.format == "csv" else task_id
 
 
-__all__ = [
-    "GroupWork",
-    "Shard",
-    "ShardError",
-    "ShardPlan",
-    "group_cost",
-    "group_id",
-    "parse_group_id",
-    "plan_shards",
-    "task_residues",
-]
-
-
 # --------------------------------------------------------------------------- pytest items
 def build_plan(cases: Iterable[Any], describe: Callable[[str], Any], count: int) -> ShardPlan:
     """The plan for these layer cases (LayerCase objects), costed from model descriptions."""
@@ -245,6 +232,3 @@ def order_and_shard(
             "(plmtransfer merge ... --out merged; pytest -k test_claim --plm-from-ledger merged)"
         )
     return kept, dropped, plan, note
-
-
-__all__ += ["build_plan", "order_and_shard"]

@@ -101,13 +101,3 @@ def make_group_scheduler(config, log=None):
             return f"plm-group:{group}" if group is not None else nodeid
 
     return GroupScheduling(config, log)
-
-
-__all__ = [
-    "device_for_worker",
-    "group_of_case_id",
-    "group_of_nodeid",
-    "make_group_scheduler",
-    "visible_devices",
-    "worker_index",
-]

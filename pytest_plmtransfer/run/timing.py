@@ -73,6 +73,3 @@ def render_timing_text(records: Iterable[dict[str, Any]]) -> str:
     lines = ["time per model (seconds, all processes of this run):"]
     lines += text_table(header, rows, "l" + "r" * (len(header) - 1), rule=False)
     return "\n".join(lines)
-
-
-__all__ = ["PHASES", "PhaseTimer", "render_timing_text", "run_timing"]
