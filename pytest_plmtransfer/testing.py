@@ -506,6 +506,7 @@ def paper_grid_records(
 
 
 __all__ = [
+    "CHECK_SEQUENCES",
     "DEFAULT_MODELS",
     "MACHINE",
     "PAPER_MODELS",
@@ -513,6 +514,8 @@ __all__ = [
     "TOY_CONFTEST",
     "PlmPytester",
     "ToyAdapter",
+    "check_adapter",
+    "check_claim_kind",
     "collect_embeddings",
     "curve_records",
     "layer_record",
@@ -676,9 +679,6 @@ def check_adapter(
     return adapter
 
 
-__all__ += ["CHECK_SEQUENCES", "check_adapter"]
-
-
 # the contract of a claim kind
 
 
@@ -768,6 +768,3 @@ def check_claim_kind(
     finally:
         if registered_here:
             unregister_kind(cls.name)
-
-
-__all__.append("check_claim_kind")
