@@ -236,10 +236,7 @@ class CarpAdapter(TorchAdapter):
         # ``max_layer`` for this call.
         with swapped(bytenet, layers=nn.ModuleList(list(bytenet.layers)[:max_layer])):
             out = self.model(tokens, repr_layers=sorted(set(layers)), logits=False)
-        reps: dict[int, torch.Tensor] = {}
-        for layer in layers:
-            reps[layer] = out[0] if layer == 0 else out["representations"][layer]
-        return reps
+        return {layer: out[0] if layer == 0 else out["representations"][layer] for layer in layers}
 
 
 # --------------------------------------------------------------------------- factories

@@ -87,7 +87,7 @@ MAX_RESIDUES = {"ESM-1": 1023, "ESM-1b": 1022, "ESM-2": 1022}
 
 
 # --------------------------------------------------------------------------- building
-def esm1_args(cfg: EsmConfig, **overrides: Any) -> argparse.Namespace:
+def esm1_args(cfg: EsmConfig) -> argparse.Namespace:
     """The (already prefix-stripped) arguments fair-esm's v1 loader hands ProteinBertModel."""
     args: dict[str, Any] = dict(
         arch="protein_bert_base",
@@ -106,7 +106,6 @@ def esm1_args(cfg: EsmConfig, **overrides: Any) -> argparse.Namespace:
             # "for token drop" on loading); without <mask> inputs it scales embeddings by 0.88.
             token_dropout=True,
         )
-    args.update(overrides)
     return argparse.Namespace(**args)
 
 
@@ -149,13 +148,10 @@ def load_from_data(data: dict[str, Any]) -> nn.Module:
 
 def architecture_from_data(data: dict[str, Any]) -> nn.Module:
     """Only the architecture described by a checkpoint (fresh, library-initialized weights)."""
-    import esm.pretrained
+    from esm.pretrained import _load_model_and_alphabet_core_v1, _load_model_and_alphabet_core_v2
 
-    if _is_esm2_data(data):
-        model, _, _ = esm.pretrained._load_model_and_alphabet_core_v2(data)
-    else:
-        model, _, _ = esm.pretrained._load_model_and_alphabet_core_v1(data)
-    return model
+    loader = _load_model_and_alphabet_core_v2 if _is_esm2_data(data) else _load_model_and_alphabet_core_v1
+    return loader(data)[0]
 
 
 def family_of(model: nn.Module) -> str:
@@ -227,13 +223,6 @@ class _Tap(nn.Module):
         return out
 
 
-class _SkipHead(nn.Module):
-    """Replaces the LM head during embedding: logits are never used, so not computed."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
 # --------------------------------------------------------------------------- adapter
 class EsmAdapter(TorchAdapter):
     alphabet = ESM_LETTERS
@@ -264,7 +253,8 @@ class EsmAdapter(TorchAdapter):
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         model = self.model
         wanted = set(layers)
-        head = {"lm_head": _SkipHead()} if hasattr(model, "lm_head") else {}
+        # logits are never used, so the LM head is not computed
+        head = {"lm_head": nn.Identity()} if hasattr(model, "lm_head") else {}
         if max_layer == self.num_layers:
             # The whole stack: fair-esm's own forward, whose last representation includes the
             # final LayerNorm exactly as repr_layers defines it.

@@ -2,67 +2,48 @@
 
 Layers
     ``hidden_states`` of ``AutoModel(..., output_hidden_states=True)`` (of the encoder, for
-    encoder-decoder models such as ProtT5): layer 0 is ``hidden_states[0]`` (the embedding
-    output), layer ``i`` the output of block ``i``, and layer L is exactly what the model returns
-    as ``hidden_states[L]`` (for HF ESM that includes the final ``emb_layer_norm_after``, like
-    fair-esm's last layer).
+    encoder-decoder models such as ProtT5): layer 0 is the embedding output, layer ``i`` the
+    output of block ``i``; layer L includes whatever the model applies last (HF ESM's final
+    ``emb_layer_norm_after``, like fair-esm's last layer).
 
-    A model runs only up to the deepest requested layer ``k``: when ``k < L`` a forward
-    pre-hook on block ``k`` captures its input (which *is* ``hidden_states[k]``: both
-    transformers 4 and 5 record the input of block ``i`` as ``hidden_states[i]``) and stops the
-    forward pass there; inputs of blocks ``< k`` give the shallower layers. The list of blocks is
-    found generically (the ``ModuleList`` with L entries) and the early stop is checked once
-    against a full forward on a probe sequence when the adapter is built; if the model does not
-    fit the pattern, every forward runs in full (correct, just slower) and a warning says so.
+    A model runs only up to the deepest requested layer ``k < L``: a forward pre-hook on block
+    ``k`` captures its input (which *is* ``hidden_states[k]`` in transformers 4 and 5) and stops
+    the pass. The blocks are found generically (the ``ModuleList`` with L entries) and the early
+    stop is checked against a full forward on a probe sequence when the adapter is built; if the
+    model does not fit the pattern, every forward runs in full and a warning says so.
 
 Token -> residue mapping (:class:`ResidueTokenizer`)
-    Protein tokenizers come in two styles: residues separated by spaces (ProtBERT, AntiBERTy,
-    ProtT5: WordPiece/SentencePiece vocabularies of single letters) and residues concatenated
-    (HF ESM). Rather than guessing from the class, the tokenizer is *probed*: three input modes
-    are tried in this order and the first that maps one token per residue wins:
+    The tokenizer is *probed* rather than guessed from its class: the first input mode that maps
+    one token per residue wins, in the order ``spaced`` (``" ".join(residues)``: ProtBERT, ProtT5,
+    AntiBERTy; HF ESM reads it too), ``words`` (``is_split_into_words=True``), ``concat`` (the
+    plain string). Spaced comes first because whitespace is a token boundary for every tokenizer
+    family, so residues can never be merged (a BPE merge in the plain string could), and it is 2x
+    faster than ``is_split_into_words`` (0.3 vs 0.6 ms per 56-residue sequence measured here).
 
-    1. ``spaced``: ``" ".join(residues)`` (what ProtBERT/ProtT5/AntiBERTy expect; HF ESM's
-       tokenizer also reads it correctly);
-    2. ``words``: the residue list with ``is_split_into_words=True`` (each residue a "word");
-    3. ``concat``: the plain string.
-
-    Space-separated input comes first because whitespace is a token boundary for every
-    tokenizer family above, so residues can never be merged (a BPE merge across residues in
-    the plain string would be), and it is 2x faster than ``is_split_into_words`` with a fast
-    tokenizer (0.3 vs 0.6 ms per 56-residue sequence measured here).
-
-    A mode qualifies when every standard residue alone encodes to exactly one (non-[UNK]) token
-    and a full probe sequence encodes as ``prefix + [token(r) for r in seq] + suffix`` with a
-    fixed prefix/suffix of special tokens (e.g. ``[CLS]`` / ``[SEP]``, ``<cls>`` / ``<eos>``,
-    ``</s>``). Every sequence actually embedded is encoded by the tokenizer itself and checked
-    against that rule, so a residue that is merged, dropped or split raises instead of shifting
-    per-residue vectors. Residue positions are exactly the middle ``len(seq)`` tokens.
-    Tokenizers with no single-letter vocabulary (BPE / k-mer, e.g. ProtGPT2) are rejected with a
-    clear error.
+    A mode qualifies when every standard residue alone is one (non-[UNK]) token and a probe
+    sequence encodes as ``prefix + [token(r) for r in seq] + suffix`` with fixed special tokens.
+    Every sequence embedded is checked against that rule, so a residue that is merged, dropped or
+    split raises instead of shifting per-residue vectors. Tokenizers with no single-letter
+    vocabulary (BPE / k-mer, e.g. ProtGPT2) are rejected with a clear error.
 
 Unknown letters
-    The ambiguity / non-standard codes ``X B Z U O`` are accepted even when the vocabulary lacks
-    them: they become the tokenizer's unknown token (that is what the model's own tokenizer does
-    with them, e.g. AntiBERTy's 25-token vocabulary has no X). Any other letter that maps to the
-    unknown token (lower case, digits, ``*`` ...) is an :class:`~pytest_plmtransfer.infra.errors.InputError`.
+    ``X B Z U O`` may become the unknown token (what the model's own tokenizer does with them,
+    e.g. AntiBERTy's vocabulary has no X). Any other letter that maps to it (lower case, digits,
+    ``*`` ...) is an :class:`~pytest_plmtransfer.infra.errors.InputError`.
 
 Where the files come from (offline first)
     1. ``hf:<dir>``: an existing local directory, loaded with ``local_files_only=True``;
     2. ``<--plm-weights-dir>/<repo id>`` or ``<--plm-weights-dir>/<org>--<name>``;
-    3. the Hugging Face hub cache (``huggingface_hub.snapshot_download(local_files_only=True)``);
+    3. the Hugging Face hub cache (``snapshot_download(local_files_only=True)``);
     4. only when downloads are allowed and ``HF_HUB_OFFLINE`` is not set: a download of the
        config, tokenizer and weight files (safetensors, else ``pytorch_model*.bin``).
     Otherwise :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` says what to run where.
 
-Inits
-    ``pretrained``; ``random``: ``AutoModel.from_config`` under :func:`seeded_construction`
-    (everything re-initialized by the model's own ``_init_weights``; no weight file needed, only
-    config + tokenizer); ``stat``: :func:`apply_stat_init` on the pretrained model.
+Inits: ``random`` is ``AutoModel.from_config`` under :func:`seeded_construction` (no weight file
+needed); ``stat`` is :func:`apply_stat_init` on the pretrained model.
 
-Weights identity
-    A hub snapshot: ``hf:<repo>@<commit hash>``. A local directory: ``sha256:`` of the sorted
-    ``(file name, sha256)`` list of its weight files (``*.safetensors``, ``pytorch_model*.bin``),
-    with per-file digests cached by :func:`~pytest_plmtransfer.models.weights.file_sha256`.
+Weights identity: ``hf:<repo>@<commit hash>`` for a hub snapshot; for a local directory,
+``sha256:`` of the sorted ``(file name, sha256)`` list of its weight files.
 
 Importing this module does not import ``transformers`` (that happens when a model is built).
 """
@@ -107,12 +88,11 @@ _HUB_BIN_PATTERNS = ["pytorch_model*.bin"]
 # --------------------------------------------------------------------------- quiet loading
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report and its "Loading weights" progress bar while loading.
+    """Silence transformers' load report and progress bar while loading (restored on exit).
 
-    Transformers 5 prints a table of every unexpected key (AntiBERTy's checkpoint carries its
-    MLM/species/chain heads, which ``BertModel`` does not use) and a tqdm bar per load; we check
-    the loading info ourselves and raise on what matters (missing keys), so the noise goes.
-    The previous verbosity / progress-bar state is restored on exit.
+    Transformers 5 prints a table of every unexpected key (AntiBERTy's checkpoint carries heads
+    ``BertModel`` does not use) and a tqdm bar per load; :func:`check_loading_info` raises on
+    what matters (missing keys) instead.
     """
     from transformers.utils import logging as hf_logging
 
@@ -150,10 +130,9 @@ def check_loading_info(info: dict[str, Any], what: str, *, ignore: Sequence[str]
 class ResidueTokenizer:
     """A Hugging Face tokenizer, held to "one token per residue" (see the module docstring).
 
-    ``__call__(seqs)`` returns ``(tokens, residue_mask)`` as :class:`TorchAdapter` expects, with
-    one twist: padding positions hold ``-1`` (not the pad id), so that the attention mask is
-    recoverable from the tokens alone even for tokenizers without a pad token;
-    :meth:`model_inputs` turns that into ``input_ids`` + ``attention_mask``.
+    ``__call__(seqs)`` returns ``(tokens, residue_mask)`` as :class:`TorchAdapter` expects, but
+    padding holds ``-1`` (not the pad id), so the attention mask is recoverable from the tokens
+    even for tokenizers without a pad token (:meth:`model_inputs`).
     """
 
     def __init__(self, tokenizer: Any, *, model_name: str, pad_id: int | None = None) -> None:
@@ -200,14 +179,9 @@ class ResidueTokenizer:
                 reasons.append(f"{mode}: {type(error).__name__}: {error}")
                 continue
             known = {r: i for r, i in letters.items() if i is not None}
-            layout = None
-            for probe, ids in zip(_PROBES, encoded):
-                found = _split_specials(ids, [known[r] for r in probe])
-                if found is None or (layout is not None and found != layout):
-                    layout = None
-                    break
-                layout = found
-            if layout is None:
+            layouts = [_split_specials(ids, [known[r] for r in probe]) for probe, ids in zip(_PROBES, encoded)]
+            layout = layouts[0]
+            if layout is None or any(found != layout for found in layouts):
                 reasons.append(f"{mode}: a sequence does not encode as prefix + one token per residue + suffix")
                 continue
             self._letter_ids = known
@@ -253,18 +227,15 @@ class ResidueTokenizer:
     def special_tokens(self) -> int:
         return len(self.prefix) + len(self.suffix)
 
-    def vocab_sha256(self) -> str:
-        vocab = sorted(self.tokenizer.get_vocab().items())
-        return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()
-
     def describe(self) -> dict[str, Any]:
         """The tokenization facts that determine the numbers (for the adapter identity)."""
+        vocab = sorted(self.tokenizer.get_vocab().items())
         return {
             "class": type(self.tokenizer).__name__,
             "mode": self.mode,
             "prefix": self.prefix,
             "suffix": self.suffix,
-            "vocab_sha256": self.vocab_sha256(),
+            "vocab_sha256": hashlib.sha256(json.dumps(vocab).encode()).hexdigest(),
             "unknown_token_for": AMBIGUOUS_RESIDUES,
         }
 
@@ -318,10 +289,9 @@ class _StopForward(Exception):
 def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleList | None:
     """The ``ModuleList`` holding the model's ``num_layers`` blocks, or None if not unique.
 
-    Several lists of that length are disambiguated by the usual names (``layer``, ``layers``,
+    Several lists of that length are told apart by the usual names (``layer``, ``layers``,
     ``block``, ``h``), then by depth (T5's ``block`` holds per-block ``layer`` lists that may
-    have the same length); still ambiguous means we do not know where the blocks are. The
-    caller verifies the choice against a full forward pass anyway.
+    have the same length). The caller verifies the choice against a full forward pass.
     """
     candidates = [
         (name, mod)
@@ -367,7 +337,6 @@ class HFAdapter(TorchAdapter):
         library_versions: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        """``kwargs``: :class:`TorchAdapter`'s (name, init, seed, weights_identity, max_residues)."""
         import transformers
 
         hf_config = model.config
@@ -481,8 +450,7 @@ class HFAdapter(TorchAdapter):
 # --------------------------------------------------------------------------- resolving files
 @dataclass(frozen=True)
 class HFSource:
-    """Where an ``hf:`` model's files are: a local ``path``; ``repo_id``/``commit`` when it is a
-    hub snapshot (the commit is then its weights identity)."""
+    """Where an ``hf:`` model's files are; ``repo_id``/``commit`` for a hub snapshot (its weights identity)."""
 
     spec: str
     path: Path
@@ -557,9 +525,8 @@ def resolve_source(spec: str, options: Any) -> HFSource:
 
 
 def refuse_remote_code(config_file: Path) -> None:
-    """A checkpoint whose architecture exists only in its own Python files (``auto_map`` to a
-    ``model_type`` transformers does not know) is refused in one line: its code is never run
-    (``trust_remote_code`` stays off), and no download would change that."""
+    """Refuse in one line a checkpoint whose architecture exists only in its own Python files
+    (``auto_map`` to a ``model_type`` transformers does not know): ``trust_remote_code`` stays off."""
     try:
         data = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -630,19 +597,15 @@ def config_summary(hf_config: Any) -> dict[str, Any]:
 
 def _model_kwargs(hf_config: Any) -> dict[str, Any]:
     """``add_pooling_layer=False`` where the architecture has that switch (BERT, ESM, RoBERTa):
-    the pooler is never used for hidden states and would otherwise be a missing, randomly
-    initialized head after loading an MLM checkpoint."""
+    the pooler is unused and would otherwise be a missing, random head after loading an MLM checkpoint."""
     import inspect
 
     try:
         from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
         cls: Any = MODEL_MAPPING[type(hf_config)]  # typed by transformers as a tuple of classes
-    except Exception:
-        return {}
-    try:
         params = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
+    except Exception:
         return {}
     return {"add_pooling_layer": False} if "add_pooling_layer" in params else {}
 
@@ -650,7 +613,7 @@ def _model_kwargs(hf_config: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- factory
 def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> HFAdapter:
     """Factory for ``hf:<repo id or dir>`` (see the module docstring)."""
-    spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
+    spec = name.removeprefix(PREFIX)
     source = resolve_source(spec, options)
     extra = getattr(options, "extra", None) or {}
     trust = bool(extra.get("trust_remote_code", False))
@@ -659,8 +622,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
     protocol = protocol_of(options)
     # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
     fresh = init == "random" and protocol.ablation == "constructor"
-    # Load the weights identity before anything heavy: a missing weight file should be a quick,
-    # clear ResourceUnavailable for pretrained/stat.
+    # The weights identity first: a missing weight file is a quick, clear ResourceUnavailable.
     if init in ("pretrained", "stat") or (init == "random" and not fresh):
         weights_id = (
             f"hf:{source.repo_id}@{source.commit}" if source.commit else directory_weights_identity(source.path)
@@ -670,7 +632,6 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
     else:
         raise PlmTransferError(f"{name}: unknown init {init!r}")
 
-    import transformers
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from pytest_plmtransfer.models.inits import ablate, seeded_construction
@@ -720,17 +681,16 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
         weights_identity=weights_id,
         config=config,
         max_residues=max_residues_from_config(hf_config, tokenizer.special_tokens),
-        library_versions={"transformers": transformers.__version__},
     )
 
 
 def describe(name: str, options: Any) -> ModelDescription:
     """``hf:<dir or repo>``: the local ``config.json`` (downloads are disabled for describing).
 
-    The length limit assumes the usual two special tokens (BOS/CLS and EOS/SEP); the adapter's
-    own limit, from its tokenizer, applies when it runs.
+    The length limit assumes two special tokens (BOS/CLS and EOS/SEP); the adapter's own, from
+    its tokenizer, applies when it runs.
     """
-    spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
+    spec = name.removeprefix(PREFIX)
     local_only = SimpleNamespace(weights_dir=getattr(options, "weights_dir", None), allow_download=False)
     source = resolve_source(spec, local_only)
     refuse_remote_code(source.path / "config.json")

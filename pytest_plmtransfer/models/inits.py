@@ -169,8 +169,9 @@ def _reset_esm(model: nn.Module, family: str) -> None:
                     bound = _bias_bound(state[name.replace("bias", "weight")])
                     nn.init.uniform_(p, -bound, bound)
         # 165-169 build new LayerNorm Parameters and drop them: LayerNorms keep their values
-        # 171: ``("layers" and "fc" in name)`` is ``"fc" in name``
-        if "fc" in name or "contact_head" in name:
+        # 171: ``("layers" and "fc" in name)`` is ``"fc" in name``; ESM-1b's "dense" tensors get the
+        # same rule (in 180-196); no fair-esm name matches both, so each tensor is still drawn once
+        if "fc" in name or "contact_head" in name or (family == "esm1b" and "dense" in name):
             if "weight" in name:
                 nn.init.kaiming_uniform_(p, a=_KAIMING_A)
             elif "bias" in name:
@@ -183,12 +184,6 @@ def _reset_esm(model: nn.Module, family: str) -> None:
                 # the LM head's weight IS embed_tokens.weight (tied): the token embedding changes too
                 nn.init.xavier_uniform_(p)
             # 188: the condition is always true, and its body builds and drops a Parameter
-            if "dense" in name:
-                if "weight" in name:
-                    nn.init.kaiming_uniform_(p, a=_KAIMING_A)
-                elif "bias" in name:
-                    bound = _bias_bound(state[name.replace("bias", "weight")])
-                    nn.init.uniform_(p, -bound, bound)
         # 198: ``"esm1_" and "bias_" in <model name>`` is never true: ESM-1's bias_k / bias_v stay
 
 

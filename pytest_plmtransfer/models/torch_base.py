@@ -99,8 +99,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 def is_oom(error: BaseException) -> bool:
     """True for a CUDA (or other accelerator / host allocator) out-of-memory error."""
-    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(error, oom_type):
+    if isinstance(error, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
@@ -346,10 +345,6 @@ class TorchAdapter(ModelAdapter):
                     # half-precision values loses digits.
                     pooled = (reps[layer].float() * weights).sum(dim=1) / denom
                     out[layer] = pooled.cpu().numpy()
-        for layer, arr in out.items():
-            if arr.dtype != np.float32:
-                out[layer] = arr.astype(np.float32)
-            out[layer] = np.ascontiguousarray(out[layer])
         return EmbeddingBatch(indices=idx.copy(), per_layer=out)
 
 

@@ -65,10 +65,8 @@ def user_cache_dir() -> Path:
 
 def split_name(name: str) -> tuple[str, str | None]:
     """``"carp_640M@step=78810"`` -> ``("carp_640M", "step=78810")``; no ``@`` -> ``(name, None)``."""
-    if "@" in name:
-        base, tag = name.split("@", 1)
-        return base, tag
-    return name, None
+    base, at, tag = name.partition("@")
+    return base, tag if at else None
 
 
 @dataclass(frozen=True)
@@ -115,12 +113,8 @@ def checkpoint_request(name: str, library: str, url_template: str | None) -> Che
 
 
 def search_dirs(options: Any) -> list[Path]:
-    dirs: list[Path] = []
     weights_dir = getattr(options, "weights_dir", None)
-    if weights_dir is not None:
-        dirs.append(Path(weights_dir).expanduser())
-    dirs.append(hub_checkpoint_dir())
-    return dirs
+    return ([] if weights_dir is None else [Path(weights_dir).expanduser()]) + [hub_checkpoint_dir()]
 
 
 def resolve_checkpoint(request: CheckpointRequest, options: Any) -> Path:
@@ -230,23 +224,17 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = sha256_file(path)
     payload = json.dumps({**key, "sha256": digest, "file": path.name})
     for cache in (beside, _digest_cache_path(path)):
-        if _atomic_write(cache, payload):
+        # a read-only checkpoint directory: try the next place (the cache is an optimisation, never an error)
+        try:
+            atomic_write(cache, payload)
             break
+        except OSError:
+            continue
     return digest
 
 
 def weights_identity(path: str | os.PathLike[str]) -> str:
     return f"sha256:{file_sha256(path)}"
-
-
-def _atomic_write(target: Path, text: str) -> bool:
-    """Write a digest cache file; False where it cannot be written (a read-only checkpoint
-    directory), so the caller tries the next place: the cache is an optimisation, never an error."""
-    try:
-        atomic_write(target, text)
-        return True
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- loading
