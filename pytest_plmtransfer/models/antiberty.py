@@ -181,18 +181,3 @@ def register(registry: Any) -> None:
         description="AntiBERTy (BERT, 8 layers, 512-d) with the weights antiberty==0.1.3 ships",
         describe=describe,
     )
-
-
-__all__ = [
-    "ALPHABET",
-    "MAX_RESIDUES",
-    "NAME",
-    "AntibertyFiles",
-    "antiberty_files",
-    "create_antiberty",
-    "describe",
-    "load_model",
-    "load_tokenizer",
-    "register",
-    "weights_identity",
-]

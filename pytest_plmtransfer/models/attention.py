@@ -166,13 +166,3 @@ def uninstall_sdpa(model: nn.Module) -> None:
             setattr(module, _MARK, False)
             if hasattr(module, "_plmtransfer_qkv"):
                 del module._plmtransfer_qkv
-
-
-__all__ = [
-    "ATTENTION_CHOICES",
-    "DEFAULT_ATTENTION",
-    "attention_option",
-    "check_attention",
-    "install_sdpa",
-    "uninstall_sdpa",
-]

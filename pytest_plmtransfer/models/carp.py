@@ -325,21 +325,3 @@ def register(registry: Any) -> None:
         return {"model_state_dict", "d_model", "n_layers"} <= weights.peek_keys(path)
 
     registry.register_path_resolver(recognizes, create, description="CARP checkpoint", describe=describe)
-
-
-__all__ = [
-    "CARP_CHECKPOINT_LOSSES",
-    "CARP_CHECKPOINT_STEPS",
-    "CARP_CONFIGS",
-    "CARP_LETTERS",
-    "CarpAdapter",
-    "CarpCheckpoint",
-    "CarpConfig",
-    "build_architecture",
-    "checkpoint_model_names",
-    "create",
-    "load_from_data",
-    "parse_checkpoint",
-    "describe",
-    "register",
-]

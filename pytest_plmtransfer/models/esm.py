@@ -366,18 +366,3 @@ def register(registry: Any) -> None:
         return "model" in keys and bool({"args", "cfg"} & keys)
 
     registry.register_path_resolver(recognizes, create, description="fair-esm checkpoint", describe=describe)
-
-
-__all__ = [
-    "ESM_CONFIGS",
-    "FAIR_ESM_MODEL_URL",
-    "MAX_RESIDUES",
-    "EsmAdapter",
-    "EsmConfig",
-    "build_architecture",
-    "create",
-    "describe",
-    "load_from_data",
-    "register",
-    "register_table",
-]

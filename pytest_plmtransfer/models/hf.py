@@ -705,19 +705,3 @@ def register(registry: Any) -> None:
         description="any Hugging Face transformers model with hidden states: hf:<repo id or local dir>",
         describe=describe,
     )
-
-
-__all__ = [
-    "AMBIGUOUS_RESIDUES",
-    "HFSource",
-    "ResidueTokenizer",
-    "create_hf_adapter",
-    "directory_weights_identity",
-    "find_block_list",
-    "HFAdapter",
-    "describe",
-    "quiet_transformers",
-    "register",
-    "resolve_source",
-    "weight_files",
-]

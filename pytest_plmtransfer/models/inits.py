@@ -299,16 +299,3 @@ def ablate(model: nn.Module, init: str, seed: int | None, protocol: Any, family:
     if init != "stat":
         raise ValueError(f"under the {protocol.name} protocol {init!r} is not made from pretrained weights")
     return {"protocol": protocol.name, "stat": stat_summary(apply_stat_init(model, seed))}
-
-
-__all__ = [
-    "AUTHORS_FAMILIES",
-    "STAT_METHOD",
-    "ablate",
-    "apply_stat_init",
-    "authors_ablation",
-    "build_seeded",
-    "esm_family",
-    "seeded_construction",
-    "stat_summary",
-]

@@ -346,14 +346,3 @@ class TorchAdapter(ModelAdapter):
                     pooled = (reps[layer].float() * weights).sum(dim=1) / denom
                     out[layer] = pooled.cpu().numpy()
         return EmbeddingBatch(indices=idx.copy(), per_layer=out)
-
-
-__all__ = [
-    "DEFAULT_MAX_BATCH_CPU",
-    "DEFAULT_MAX_BATCH_CUDA",
-    "TorchAdapter",
-    "is_oom",
-    "plan_batches",
-    "resolve_device",
-    "resolve_dtype",
-]

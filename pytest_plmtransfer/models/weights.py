@@ -335,20 +335,3 @@ def peek_keys(path: Path) -> set[str]:
         return {k for k in peek_checkpoint(path) if isinstance(k, str)}
     except Exception:
         return set()
-
-
-__all__ = [
-    "CheckpointRequest",
-    "UnsafeCheckpointError",
-    "checkpoint_request",
-    "file_sha256",
-    "hub_checkpoint_dir",
-    "load_checkpoint",
-    "peek_checkpoint",
-    "peek_keys",
-    "resolve_checkpoint",
-    "search_dirs",
-    "split_name",
-    "user_cache_dir",
-    "weights_identity",
-]
