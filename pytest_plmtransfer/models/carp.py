@@ -3,31 +3,28 @@
 Layers: layer 0 is the embedder output (token embedding + up-projection), which
 sequence-models' ``CARP.forward`` returns at the top-level key ``out[0]`` — *not* inside
 ``out["representations"]`` (its own extract script drops it). Layers 1..L are the ByteNet blocks'
-outputs from ``out["representations"]``; no final LayerNorm is applied to any of them
-(``last_norm`` belongs to the LM head). Tokens carry no BOS/EOS; padding is ``-``.
+outputs; no final LayerNorm is applied to any of them (``last_norm`` belongs to the LM head).
+Tokens carry no BOS/EOS; padding is ``-``. Only blocks up to the deepest requested layer run, and
+the decoder (logits) never runs.
 
-Only blocks up to the deepest requested layer run (``model.embedder.layers`` is truncated for the
-call), and the decoder (logits) never runs.
-
-Checkpoints (see :mod:`.weights` for the search order): the published models are
-``carp_600k, carp_38M, carp_76M, carp_640M`` (Zenodo record 6564798, cached by sequence-models
-under ``torch.hub.get_dir()/checkpoints/<name>.pt``). The pretraining checkpoints the ICML paper
-probed are models too (:data:`CARP_CHECKPOINT_STEPS`): ``carp_640M@0.125`` (a fraction of
-pretraining) is ``carp_640M@step=78810``; ``@1`` is the published model. A step checkpoint is
-looked for as ``<dir>/carp_640M@step=78810.pt`` (sequence-models' file format) or in the authors'
-layout ``<dir>/carp_640M/checkpoint78810.tar`` (their training checkpoints: ``model_state_dict``
-under DDP's ``module.`` prefix, no architecture fields), in ``--plm-weights-dir`` and then the
-torch hub checkpoint directory. No download URL is known for them: the authors publish them in
-Zenodo record 10631963 (their README) without file names we could pin. ``carp_640M@/path/file.pt``
-names a file directly. Any ``.pt`` file in sequence-models' checkpoint format (a dict with
-``model``, ``d_embed``, ``d_model``, ``n_layers``, ``kernel_size``, ``activation``, ``slim``, ``r``,
-``model_state_dict``) given as the model name loads as a CARP model named by its file stem.
+Checkpoints (search order in :mod:`.weights`): the published ``carp_600k, carp_38M, carp_76M,
+carp_640M`` (Zenodo record 6564798, cached by sequence-models under
+``torch.hub.get_dir()/checkpoints/<name>.pt``), and the pretraining checkpoints the ICML paper
+probed (:data:`CARP_CHECKPOINT_STEPS`): ``carp_640M@0.125`` (a fraction of pretraining) is
+``carp_640M@step=78810``; ``@1`` is the published model. A step checkpoint is looked for as
+``<dir>/carp_640M@step=78810.pt`` (sequence-models' format) or in the authors' layout
+``<dir>/carp_640M/checkpoint78810.tar`` (``model_state_dict`` under DDP's ``module.`` prefix, no
+architecture fields). No download URL is known for them: the authors publish them in Zenodo
+record 10631963 (their README) without file names we could pin. ``carp_640M@/path/file.pt`` names
+a file directly, and any ``.pt`` file in sequence-models' checkpoint format given as the model
+name loads as a CARP model named by its file stem.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +240,7 @@ class CarpAdapter(TorchAdapter):
 def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     """Factory for ``carp_*`` names, ``carp_*@<checkpoint>`` and CARP-format ``.pt`` paths."""
     from pytest_plmtransfer.measure.protocol import protocol_of
-    from pytest_plmtransfer.models.inits import ablate, seeded_construction
+    from pytest_plmtransfer.models.inits import ablate, build_seeded
 
     protocol = protocol_of(options)
     base, tag = weights.split_name(name)
@@ -253,8 +250,7 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
     fresh = init == "random" and protocol.ablation == "constructor"
     if fresh and table_cfg is not None:
-        with seeded_construction(seed):
-            model = build_architecture(table_cfg)
+        model = build_seeded(partial(build_architecture, table_cfg), seed)
         return CarpAdapter(
             model, table_cfg, options, name=display, init=init, seed=seed, config={"protocol": protocol.name}
         )
@@ -275,13 +271,12 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
         missing = [k for k in CHECKPOINT_KEYS if k not in data]
         raise PlmTransferError(f"{path}: not a sequence-models CARP checkpoint (missing {missing})")
     if fresh:
-        with seeded_construction(seed):
-            model = build_architecture(cfg)
+        model = build_seeded(partial(build_architecture, cfg), seed)
         config = {"source": path.name, "protocol": protocol.name}
         return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, config=config)
     identity = weights.weights_identity(path)
-    with seeded_construction(0):  # load_state_dict is strict; seeding just keeps it obviously pure
-        model = load_from_data(data, path, table_cfg)
+    # load_state_dict is strict; seeding just keeps it obviously pure
+    model = build_seeded(partial(load_from_data, data, path, table_cfg), 0)
     del data
     extra = ablate(model, init, seed, protocol, "carp")
     return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)

@@ -290,7 +290,7 @@ def create(
 ) -> EsmAdapter:
     """Factory for every name of ``configs``: a table name, ``<table name>@<checkpoint>``, or a ``.pt`` path."""
     from pytest_plmtransfer.measure.protocol import protocol_of
-    from pytest_plmtransfer.models.inits import ablate, esm_family, seeded_construction
+    from pytest_plmtransfer.models.inits import ablate, build_seeded, esm_family
 
     protocol = protocol_of(options)
     base, tag = split_name(name)
@@ -302,23 +302,20 @@ def create(
     if fresh and cfg is not None:
         # Built from the table: no file needed. Checkpoints of the same model share the
         # architecture, so ``base@step`` random-init is the same as ``base`` random-init.
-        with seeded_construction(seed):
-            model = build_architecture(cfg)
+        model = build_seeded(partial(build_architecture, cfg), seed)
         return EsmAdapter(model, options, name=display, init=init, seed=seed, config=config)
     path = resolve_checkpoint(checkpoint_request(name, LIBRARY, url if tag is None else None), options)
     data = load_checkpoint(path)
     if not isinstance(data, dict) or "model" not in data or not ({"args", "cfg"} & set(data)):
         raise PlmTransferError(f"{path}: not a fair-esm checkpoint (expected a dict with 'model' and 'args' or 'cfg')")
     if fresh:  # a path: the architecture the file describes, fresh weights
-        with seeded_construction(seed):
-            model = architecture_from_data(data)
+        model = build_seeded(partial(architecture_from_data, data), seed)
         return EsmAdapter(model, options, name=display, init=init, seed=seed, config={"source": path.name, **config})
     identity = weights_identity(path)
     # Seeded even though weights are loaded: parameters a checkpoint lacks (the contact-
     # regression head, when its separate file is absent) keep their constructor values, and
     # those must not depend on the global RNG for (weights, init, seed) to fix the model.
-    with seeded_construction(0):
-        model = load_from_data(data)
+    model = build_seeded(partial(load_from_data, data), 0)
     del data
     extra = ablate(model, init, seed, protocol, esm_family(family_of(model)))
     return EsmAdapter(model, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)

@@ -634,7 +634,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
 
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from pytest_plmtransfer.models.inits import ablate, seeded_construction
+    from pytest_plmtransfer.models.inits import ablate, build_seeded
 
     if not trust:
         refuse_remote_code(source.path / "config.json")
@@ -657,8 +657,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
         if fresh:
             # Built on CPU under a seeded generator: the model's own _init_weights re-initializes
             # everything (embeddings, LayerNorms, positions ...), identically for one seed.
-            with seeded_construction(seed):
-                model = AutoModel.from_config(hf_config, trust_remote_code=trust, **kwargs)
+            model = build_seeded(lambda: AutoModel.from_config(hf_config, trust_remote_code=trust, **kwargs), seed)
             config["protocol"] = protocol.name
         else:
             try:

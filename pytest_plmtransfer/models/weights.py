@@ -4,25 +4,20 @@ Resolution order for a checkpoint called ``<name>.pt`` (see :func:`resolve_check
 
 1. an explicit path (a model name that is itself a ``.pt`` path, or ``<base>@<path>``);
 2. ``<options.weights_dir>/<name>.pt`` (``--plm-weights-dir``);
-3. the libraries' own cache. fair-esm and sequence-models both download through
-   ``torch.hub.load_state_dict_from_url``, which keeps files in
-   ``torch.hub.get_dir()/checkpoints/<basename of the URL>`` (by default
-   ``~/.cache/torch/hub/checkpoints``; ``$TORCH_HOME/hub/checkpoints`` when ``TORCH_HOME`` is
-   set). sequence-models' URLs end in ``<name>.pt?download=1``; the query is not part of the
-   file name, so CARP lands at ``.../checkpoints/carp_640M.pt`` as well;
+3. the libraries' own cache: fair-esm and sequence-models both download through
+   ``torch.hub.load_state_dict_from_url`` into ``torch.hub.get_dir()/checkpoints/<basename of the
+   URL>`` (sequence-models' ``?download=1`` query is not part of the file name);
 4. only if ``options.allow_download``: the library's own URL, downloaded into that same cache
-   location (so the library itself would find the file later), atomically and under a file lock.
-   We download with torch's ``download_url_to_file`` instead of calling the libraries' loaders
-   because those loaders then ``torch.load`` with torch>=2.6's ``weights_only=True`` default and
-   fail on ESM's pickled ``argparse.Namespace``.
+   (so the library itself would find the file later), atomically and under a file lock. We use
+   torch's ``download_url_to_file`` because the libraries' loaders then ``torch.load`` with
+   torch>=2.6's ``weights_only=True`` default and fail on ESM's pickled ``argparse.Namespace``.
 
 Failure raises :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` naming the exact file and
 every place it may be put.
 
-The weights identity recorded in the ledger (and hashed into embedding cache keys) is the sha256
-of the checkpoint file. Hashing 2.5 GB takes seconds, so the digest is cached next to the file in
-``<file>.sha256.json`` keyed by (size, mtime); if that directory is read-only, under
-``$XDG_CACHE_HOME/plmtransfer/digests`` (default ``~/.cache/plmtransfer/digests``).
+The weights identity is the sha256 of the checkpoint file. Hashing 2.5 GB takes seconds, so the
+digest is cached next to the file in ``<file>.sha256.json`` keyed by (size, mtime), or where that
+directory is read-only under ``$XDG_CACHE_HOME/plmtransfer/digests``.
 """
 
 from __future__ import annotations
