@@ -1,16 +1,13 @@
 """What a model looks like, without building it: layers, width, length limit, parameters.
 
-Collection needs each selected model's layer count (one test per layer) and the scheduler and
-shard planner need a cost estimate. Building a model for that loads (or downloads) its weights,
-moves it to the device and keeps it in memory; for the papers' grid that is gigabytes per model
-before a single test runs. So every registry entry can describe itself from what is already at
-hand: its family's config table, a Hugging Face ``config.json`` (local files only), or a
-checkpoint file's saved arguments read with :func:`~pytest_plmtransfer.models.weights.peek_checkpoint`
-(never a tensor). Each family module owns its describer; the shared pieces are here.
+Collection needs each model's layer count (one test per layer) and the scheduler a cost
+estimate; building the model for that would load gigabytes of weights per model before a single
+test runs. So every registry entry describes itself from what is at hand: its config table, a
+Hugging Face ``config.json`` (local files only), or a checkpoint's saved arguments
+(:func:`~pytest_plmtransfer.models.weights.peek_checkpoint`, never a tensor).
 
-A describer raises :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` when the description
-itself needs files that are absent (an ``hf:`` repo not downloaded yet, a missing checkpoint
-path); the plugin then collects one placeholder test that skips with that message at run time.
+A describer raises :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` when even that
+needs absent files; the plugin then collects one placeholder test that skips with that message.
 """
 
 from __future__ import annotations

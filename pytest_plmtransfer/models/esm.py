@@ -3,15 +3,12 @@
 Layers are exactly what fair-esm's ``repr_layers`` gives: layer 0 is the embedding output
 (token embedding, token-dropout scaling, positions, and for ESM-1b the pre-encoder LayerNorm),
 layer k the output of transformer block k; for ESM-1b and ESM-2 the last layer already includes
-the final LayerNorm (``emb_layer_norm_after``), for ESM-1 there is none.
+the final LayerNorm (``emb_layer_norm_after``), for ESM-1 there is none. Only layers up to the
+deepest requested one are computed, and the LM head (logits) never is.
 
-Only layers up to the deepest requested one are computed (see :meth:`EsmAdapter._forward`), and
-the LM head (logits) is never computed.
-
-Architectures come from a config table (:data:`ESM_CONFIGS`) so the ``random`` init needs no
-weights; ``pretrained`` and ``stat`` load the official checkpoint (see :mod:`.weights` for where
-it is looked for). A path to a ``.pt`` file in fair-esm's official format also works as a model
-name: it loads as that model, named by the file stem (which is what fair-esm itself does).
+Architectures come from a config table (:data:`ESM_CONFIGS`), so ``random`` needs no weights;
+``pretrained`` and ``stat`` load the official checkpoint (:mod:`.weights`). A ``.pt`` file in
+fair-esm's official format also works as a model name, named by its file stem (as in fair-esm).
 
 fair-esm is imported only when a model is built (``import esm`` costs ~2 s).
 """

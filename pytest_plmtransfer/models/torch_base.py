@@ -1,21 +1,10 @@
 """Shared machinery for every PyTorch model adapter.
 
 A concrete adapter (ESM, CARP, AntiBERTy, Hugging Face ...) only says how to turn sequences into
-token ids and how to run the network up to a layer:
-
-* :meth:`TorchAdapter._tokenize` ``(seqs) -> (tokens (B, T) long, residue_mask (B, T) bool)``;
-  ``residue_mask`` is True exactly on real residues (never on BOS/EOS/CLS/padding), and the
-  True positions of each row are that sequence's residues in order. Families with one token per
-  letter (ESM, CARP) only set :attr:`TorchAdapter.letter_ids` and the pad/BOS/EOS ids.
-* :meth:`TorchAdapter._forward` ``(tokens, max_layer, layers) -> {layer: (B, T, D) tensor}``;
-  it must not compute layers deeper than ``max_layer``.
-* :attr:`TorchAdapter.special_tokens_per_seq`: how many non-residue tokens each sequence adds
-  (BOS + EOS = 2 for ESM-1b/ESM-2; 0 for CARP). Used to count tokens against the budget.
-
-Everything else lives here, once: letter validation, length-sorted batching under a token budget
-(with a cap on sequences per batch), ``torch.inference_mode``, device and dtype placement,
-masked mean pooling or per-residue extraction (always returned as float32 numpy), a progress
-bar, and halving the batch on out-of-memory errors.
+token ids and how to run the network up to a layer (see :class:`TorchAdapter`). Everything else
+lives here, once: letter validation, length-sorted batching under a token budget, device and
+dtype placement, masked mean pooling or per-residue extraction (float32 numpy), a progress bar,
+and halving the batch on out-of-memory errors.
 """
 
 from __future__ import annotations
@@ -107,14 +96,12 @@ def is_oom(error: BaseException) -> bool:
 def plan_batches(
     lengths: Sequence[int], token_budget: int, max_batch_size: int, special_tokens: int = 0
 ) -> list[np.ndarray]:
-    """Group sequence indices into batches, longest first.
+    """Group sequence indices into batches, longest first (ties in input order).
 
-    Sequences are sorted by length (descending, ties in input order, so the plan is
-    deterministic) and packed greedily while ``n_seqs * padded_len <= token_budget`` and
-    ``n_seqs <= max_batch_size``, where ``padded_len`` is the longest sequence of the batch plus
-    ``special_tokens``. Sorting keeps padding (wasted compute) small; longest-first means an
-    out-of-memory error, if any, happens on the first batch rather than after an hour. A single
-    sequence longer than the budget still forms its own batch.
+    Packed greedily while ``n_seqs * (longest + special_tokens) <= token_budget`` and ``n_seqs <=
+    max_batch_size``. Sorting keeps padding small; longest-first means an out-of-memory error, if
+    any, happens on the first batch rather than after an hour. A sequence longer than the budget
+    still forms its own batch.
     """
     if token_budget < 1 or max_batch_size < 1:
         raise ValueError("token_budget and max_batch_size must be positive")
@@ -138,10 +125,10 @@ def plan_batches(
 class TorchAdapter(ModelAdapter):
     """Base class of every torch-backed adapter.
 
-    Subclasses call ``super().__init__(model, options, ...)`` with an already built (and, for
-    ablations, already re-initialized) ``torch.nn.Module``; the base puts it in eval mode on the
-    requested device/dtype. They implement :meth:`_forward`, and :meth:`_tokenize` or set
-    :attr:`letter_ids`; and they set :attr:`special_tokens_per_seq` and :attr:`alphabet`.
+    Subclasses pass an already built (and ablated) ``torch.nn.Module`` to ``__init__``, which puts
+    it in eval mode on the device/dtype. They implement :meth:`_forward`, and :meth:`_tokenize` or
+    set :attr:`letter_ids` (one token per letter, as ESM and CARP), and set
+    :attr:`special_tokens_per_seq` (BOS + EOS = 2 for ESM-1b/ESM-2; 0 for CARP) and :attr:`alphabet`.
     """
 
     #: non-residue tokens per sequence (BOS/CLS + EOS ...), counted against the token budget
@@ -192,18 +179,17 @@ class TorchAdapter(ModelAdapter):
         self.progress = bool(getattr(options, "progress", False))
         # eval(): no dropout; requires_grad off: inference_mode does not need it, but it keeps
         # accidental autograd use (outside embed) from holding activations.
-        model.eval()
-        self.num_parameters = 0
-        for p in model.parameters():
-            p.requires_grad_(False)
-            self.num_parameters += p.numel()
+        model.eval().requires_grad_(False)
+        self.num_parameters = sum(p.numel() for p in model.parameters())
         # Any: the library's own module, whose attributes torch types as ``Tensor | Module``
         self.model: Any = model.to(device=self.device, dtype=self.dtype)
 
     # ----------------------------------------------------------------- subclass contract
     def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU; padded to the batch's longest.
-        By :attr:`letter_ids`: ``[BOS] residues [EOS]`` per row, right-padded with :attr:`pad_id`."""
+        """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU, padded to the batch's longest.
+
+        ``residue_mask`` is True exactly on real residues, in order (never BOS/EOS/padding). By
+        :attr:`letter_ids`: ``[BOS] residues [EOS]`` per row, right-padded with :attr:`pad_id`."""
         start = int(self.bos_id is not None)
         width = max(len(s) for s in seqs) + start + int(self.eos_id is not None)
         tokens = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
