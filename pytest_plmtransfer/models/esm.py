@@ -29,7 +29,7 @@ from torch import nn
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.models.attention import attention_option, install_sdpa
 from pytest_plmtransfer.models.describe import ModelDescription, table_or_file, transformer_parameters
-from pytest_plmtransfer.models.torch_base import TorchAdapter, letter_table, library_version, swapped
+from pytest_plmtransfer.models.torch_base import TorchAdapter, block_inputs, letter_table, library_version, swapped
 from pytest_plmtransfer.models.weights import (
     checkpoint_request,
     load_checkpoint,
@@ -182,44 +182,6 @@ def model_config(model: Any) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- forward helpers
-class _Halt(Exception):
-    """Raised inside the forward pass once the deepest requested layer has been computed."""
-
-
-class _Tap(nn.Module):
-    """Wraps one transformer block inside a temporarily truncated ``model.layers`` and
-    records its output as representation ``index``; the first tap also records its input,
-    which is fair-esm's layer-0 representation (transposed). With ``layer=None`` it stops
-    the pass."""
-
-    def __init__(
-        self,
-        layer: nn.Module | None,
-        index: int,
-        store: dict[int, torch.Tensor],
-        wanted: set[int],
-        *,
-        record_input: bool,
-    ) -> None:
-        super().__init__()
-        self.layer = layer
-        self.index = index
-        self.store = store
-        self.wanted = wanted
-        self.record_input = record_input
-
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if self.record_input and 0 in self.wanted:
-            self.store[0] = x
-        if self.layer is None:
-            raise _Halt
-        out = self.layer(x, *args, **kwargs)
-        if self.index in self.wanted:
-            self.store[self.index] = out[0]
-        return out
-
-
 # --------------------------------------------------------------------------- adapter
 class EsmAdapter(TorchAdapter):
     alphabet = ESM_LETTERS
@@ -249,31 +211,18 @@ class EsmAdapter(TorchAdapter):
 
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         model = self.model
-        wanted = set(layers)
-        # logits are never used, so the LM head is not computed
-        head = {"lm_head": nn.Identity()} if hasattr(model, "lm_head") else {}
         if max_layer == self.num_layers:
             # The whole stack: fair-esm's own forward, whose last representation includes the
-            # final LayerNorm exactly as repr_layers defines it.
+            # final LayerNorm exactly as repr_layers defines it; logits are never used, so the
+            # LM head is not computed.
+            head = {"lm_head": nn.Identity()} if hasattr(model, "lm_head") else {}
             with swapped(model, **head):
-                out = model(tokens, repr_layers=sorted(wanted))
+                out = model(tokens, repr_layers=sorted(set(layers)))
             return dict(out["representations"])
-        # Stop after block ``max_layer``: run fair-esm's forward over a truncated block list
-        # whose last element halts the pass, so neither deeper blocks, nor the final LayerNorm
-        # (which belongs to the last layer only), nor the LM head run.
-        store: dict[int, torch.Tensor] = {}
-        blocks = list(model.layers)[:max_layer]
-        taps = [_Tap(block, i + 1, store, wanted, record_input=i == 0) for i, block in enumerate(blocks)]
-        taps.append(_Tap(None, -1, store, wanted, record_input=not blocks))
-        with swapped(model, layers=nn.ModuleList(taps), **head):
-            try:
-                model(tokens, repr_layers=[])
-            except _Halt:
-                pass
-            else:  # pragma: no cover - the halting tap always runs
-                raise PlmTransferError("ESM forward did not reach the halting point")
+        # Stop at block ``max_layer``'s input: the input of block i is layer i (transposed)
+        reps = block_inputs(model.layers, max_layer, layers, lambda: model(tokens, repr_layers=[]), self.name)
         # blocks work in (T, B, E); representations are (B, T, E)
-        return {layer: store[layer].transpose(0, 1) for layer in wanted}
+        return {layer: rep.transpose(0, 1) for layer, rep in reps.items()}
 
 
 # --------------------------------------------------------------------------- factories

@@ -67,7 +67,7 @@ import torch
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.models.describe import ModelDescription, hf_config_description, max_residues_from_config
-from pytest_plmtransfer.models.torch_base import TorchAdapter
+from pytest_plmtransfer.models.torch_base import TorchAdapter, block_inputs
 from pytest_plmtransfer.models.weights import UnsafeCheckpointError, file_sha256
 
 PREFIX = "hf:"
@@ -255,13 +255,11 @@ class ResidueTokenizer:
         return out
 
     def __call__(self, seqs: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = self.encode(seqs)
-        width = max(len(row) for row in ids)
-        tokens = torch.full((len(ids), width), -1, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.bool)
+        rows = [torch.tensor(ids, dtype=torch.long) for ids in self.encode(seqs)]
+        tokens = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=-1)
+        mask = torch.zeros_like(tokens, dtype=torch.bool)
         start = len(self.prefix)
-        for row, (seq, row_ids) in enumerate(zip(seqs, ids)):
-            tokens[row, : len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
+        for row, seq in enumerate(seqs):
             mask[row, start : start + len(seq)] = True
         return tokens, mask
 
@@ -282,10 +280,6 @@ def _split_specials(ids: list[int], residues: list[int]) -> tuple[list[int], lis
 
 
 # --------------------------------------------------------------------------- the adapter
-class _StopForward(Exception):
-    """Raised by the pre-hook of the deepest requested block to end the forward pass there."""
-
-
 def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleList | None:
     """The ``ModuleList`` holding the model's ``num_layers`` blocks, or None if not unique.
 
@@ -308,11 +302,9 @@ def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleLis
 
 
 def select_hf_attention(model: Any, options: Any) -> str:
-    """Apply ``--plm-attention`` to a transformers model and return the implementation in use.
-
-    ``sdpa`` asks transformers for its own SDPA attention (``set_attn_implementation``) where
-    the architecture supports it, and keeps the library's choice where it does not; ``library``
-    leaves transformers' default (SDPA for BERT/ESM in transformers 5, eager in older ones)."""
+    """Apply ``--plm-attention`` to a transformers model and return the implementation in use:
+    ``sdpa`` asks for transformers' own SDPA attention where the architecture supports it;
+    ``library`` keeps its default (SDPA for BERT/ESM in transformers 5, eager in older ones)."""
     from pytest_plmtransfer.models.attention import attention_option
 
     if attention_option(options) == "sdpa" and hasattr(model, "set_attn_implementation"):
@@ -418,33 +410,8 @@ class HFAdapter(TorchAdapter):
     def _early(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         """Run blocks ``0..max_layer-1`` only; ``hidden_states[i]`` is block ``i``'s input."""
         assert self.blocks is not None
-        wanted = set(layers)
-        captured: dict[int, Any] = {}
-
-        def make_hook(index: int) -> Any:
-            def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-                hidden = args[0] if args else kwargs.get("hidden_states")
-                if index in wanted:
-                    captured[index] = hidden
-                if index == max_layer:
-                    raise _StopForward
-
-            return hook
-
-        handles = [
-            self.blocks[i].register_forward_pre_hook(make_hook(i), with_kwargs=True) for i in range(max_layer + 1)
-        ]
-        try:
-            self.net(**self.tokenizer.model_inputs(tokens), return_dict=True)
-        except _StopForward:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
-        missing = wanted - set(captured)
-        if missing:
-            raise PlmTransferError(f"{self.name}: the forward pass never reached layer(s) {sorted(missing)}")
-        return {layer: captured[layer] for layer in layers}
+        inputs = self.tokenizer.model_inputs(tokens)
+        return block_inputs(self.blocks, max_layer, layers, lambda: self.net(**inputs, return_dict=True), self.name)
 
 
 # --------------------------------------------------------------------------- resolving files

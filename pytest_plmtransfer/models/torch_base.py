@@ -43,6 +43,45 @@ def swapped(module: Any, **replacements: Any) -> Iterator[None]:
             setattr(module, key, value)
 
 
+class _StopForward(Exception):
+    """Raised by the pre-hook of the deepest requested block to end the forward pass there."""
+
+
+def block_inputs(
+    blocks: Sequence[torch.nn.Module], max_layer: int, layers: Sequence[int], forward: Callable[[], Any], name: str
+) -> dict[int, torch.Tensor]:
+    """Run ``forward()`` only up to block ``max_layer``; ``{layer: the input of block layer}``.
+
+    Forward pre-hooks capture the inputs and the one on block ``max_layer`` stops the pass, so
+    neither deeper blocks, nor a final LayerNorm (the last layer's only), nor an LM head run.
+    """
+    wanted = set(layers)
+    captured: dict[int, Any] = {}
+
+    def make_hook(index: int) -> Any:
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs.get("hidden_states")
+            if index in wanted:
+                captured[index] = hidden
+            if index == max_layer:
+                raise _StopForward
+
+        return hook
+
+    handles = [blocks[i].register_forward_pre_hook(make_hook(i), with_kwargs=True) for i in range(max_layer + 1)]
+    try:
+        forward()
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = wanted - set(captured)
+    if missing:
+        raise PlmTransferError(f"{name}: the forward pass never reached layer(s) {sorted(missing)}")
+    return {layer: captured[layer] for layer in layers}
+
+
 def letter_table(letters: str, token_id: Callable[[str], int]) -> np.ndarray:
     """A byte -> token id lookup for ``letters`` (-1 elsewhere), for :attr:`TorchAdapter.letter_ids`."""
     table = np.full(256, -1, dtype=np.int64)
