@@ -56,10 +56,6 @@ class EsmConfig:
     attention_heads: int
     description: str = ""
 
-    @property
-    def ffn_embed_dim(self) -> int:
-        return 4 * self.embed_dim
-
 
 #: The published models. Heads: 12 for the 768-d ESM-1 models, 20 for 1280-d ones and for
 #: ESM-2 up to 650M, 40 for ESM-2 3B and 15B. FFN width is 4*D throughout.
@@ -90,7 +86,7 @@ def esm1_args(cfg: EsmConfig) -> argparse.Namespace:
         arch="protein_bert_base",
         layers=cfg.layers,
         embed_dim=cfg.embed_dim,
-        ffn_embed_dim=cfg.ffn_embed_dim,
+        ffn_embed_dim=4 * cfg.embed_dim,
         attention_heads=cfg.attention_heads,
         max_positions=1024,
         final_bias=True,

@@ -66,6 +66,7 @@ from typing import Any
 import torch
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.models.base import INITS
 from pytest_plmtransfer.models.describe import ModelDescription, hf_config_description, max_residues_from_config
 from pytest_plmtransfer.models.torch_base import TorchAdapter, block_inputs
 from pytest_plmtransfer.models.weights import UnsafeCheckpointError, file_sha256
@@ -108,14 +109,12 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def check_loading_info(info: dict[str, Any], what: str, *, ignore: Sequence[str] = ("pooler.",)) -> None:
-    """Raise if a pretrained load left parameters uninitialized (missing or mismatched keys).
-
-    A "pretrained" model whose blocks silently kept random values would corrupt every number
-    downstream, so this is an error, not a warning. Keys under ``ignore`` (an unused pooler) are
-    allowed to be missing: they never touch the hidden states.
+def check_loading_info(info: dict[str, Any], what: str) -> None:
+    """Raise if a pretrained load left parameters uninitialized (missing or mismatched keys): a
+    "pretrained" model with random blocks would corrupt every number downstream. An unused pooler
+    may be missing: it never touches the hidden states.
     """
-    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(tuple(ignore)))
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("pooler."))
     mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
     if missing or mismatched:
         shown = ", ".join((missing + mismatched)[:10])
@@ -589,15 +588,15 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
     protocol = protocol_of(options)
     # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
     fresh = init == "random" and protocol.ablation == "constructor"
+    if init not in INITS:
+        raise PlmTransferError(f"{name}: unknown init {init!r}")
     # The weights identity first: a missing weight file is a quick, clear ResourceUnavailable.
-    if init in ("pretrained", "stat") or (init == "random" and not fresh):
+    # A fresh random init uses nothing from a checkpoint; the config hash identifies it.
+    weights_id = None
+    if not fresh:
         weights_id = (
             f"hf:{source.repo_id}@{source.commit}" if source.commit else directory_weights_identity(source.path)
         )
-    elif init == "random":
-        weights_id = None  # nothing from a checkpoint is used; the config hash identifies it
-    else:
-        raise PlmTransferError(f"{name}: unknown init {init!r}")
 
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -619,7 +618,6 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
     tokenizer = ResidueTokenizer(hf_tokenizer, model_name=name, pad_id=getattr(hf_config, "pad_token_id", None))
     kwargs = _model_kwargs(hf_config)
     config = config_summary(hf_config)
-    unsafe: UnsafeCheckpointError | None = None
     with quiet_transformers():
         if fresh:
             # Built on CPU under a seeded generator: the model's own _init_weights re-initializes
@@ -630,11 +628,10 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
             try:
                 model, info = AutoModel.from_pretrained(str(source.path), output_loading_info=True, **local, **kwargs)
             except pickle.UnpicklingError as error:  # transformers loads .bin with weights_only=True
-                unsafe = UnsafeCheckpointError(weight_files(source.path)[0], str(error))
+                # one line, not torch's advice
+                raise UnsafeCheckpointError(weight_files(source.path)[0], str(error)) from None
             except OSError as error:
                 raise ResourceUnavailable(f"weights of {name} in {source.path}", f"{error}{advice}") from error
-            if unsafe is not None:  # raised outside the except block: one line, not torch's advice
-                raise unsafe
             check_loading_info(info, name)
             config.update(ablate(model, init, seed, protocol, "generic"))
     return HFAdapter(

@@ -109,9 +109,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """The compute dtype. Half precision is only used on CUDA: CPU bf16/fp16 kernels are slow and
-    (for fp16) incomplete, so on CPU a half-precision request falls back to float32 with a
-    warning; the dtype actually used is what :meth:`TorchAdapter.identity` records."""
+    """The compute dtype. Half precision only on CUDA (CPU bf16/fp16 kernels are slow and, for
+    fp16, incomplete): on CPU it falls back to float32 with a warning, and the identity says so."""
     if isinstance(dtype, torch.dtype):
         resolved = dtype
     else:
@@ -316,10 +315,8 @@ class TorchAdapter(ModelAdapter):
                 except Exception as error:
                     if not is_oom(error) or len(idx) <= 1:
                         raise
-                    # Out of memory: free what the failed attempt held, halve the batch and
-                    # re-plan everything not yet done with the smaller cap. The cap stays low for
-                    # the rest of the call: batches are longest-first, so if this one did not fit,
-                    # retrying large ones later would likely fail again.
+                    # Out of memory: free what the attempt held, halve the batch and re-plan the
+                    # rest with that cap, kept low for the rest of the call (batches are longest-first).
                     del error
                     if self.device.type == "cuda":
                         torch.cuda.empty_cache()
