@@ -418,7 +418,6 @@ class HFAdapter(TorchAdapter):
 class HFSource:
     """Where an ``hf:`` model's files are; ``repo_id``/``commit`` for a hub snapshot (its weights identity)."""
 
-    spec: str
     path: Path
     repo_id: str | None = None
     commit: str | None = None
@@ -444,7 +443,7 @@ def resolve_source(spec: str, options: Any) -> HFSource:
         )
     path = Path(spec).expanduser()
     if path.is_dir():
-        return HFSource(spec, path)
+        return HFSource(path)
     if path.exists():
         raise PlmTransferError(f"hf:{spec}: is a file; hf: expects a model directory (config.json, weights, tokenizer)")
     looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
@@ -457,13 +456,13 @@ def resolve_source(spec: str, options: Any) -> HFSource:
         for candidate in (root / spec, root / spec.replace("/", "--")):
             looked.append(str(candidate))
             if candidate.is_dir():
-                return HFSource(spec, candidate)
+                return HFSource(candidate)
     from huggingface_hub import snapshot_download
 
     try:
         snapshot = Path(snapshot_download(spec, local_files_only=True))
         if (snapshot / "config.json").is_file():
-            return HFSource(spec, snapshot, spec, snapshot.name)
+            return HFSource(snapshot, spec, snapshot.name)
     except ValueError as error:  # HFValidationError: not a valid repo id either
         raise PlmTransferError(f"hf:{spec}: neither an existing directory nor a valid repo id ({error})") from None
     except OSError:
@@ -487,7 +486,7 @@ def resolve_source(spec: str, options: Any) -> HFSource:
             f"not found locally (looked at {', '.join(looked)}) and the download failed "
             f"({type(error).__name__}: {first_line}); {_instructions(spec)}",
         ) from error
-    return HFSource(spec, snapshot, spec, snapshot.name)
+    return HFSource(snapshot, spec, snapshot.name)
 
 
 def refuse_remote_code(config_file: Path) -> None:

@@ -48,7 +48,7 @@ class _StopForward(Exception):
 
 
 def block_inputs(
-    blocks: Sequence[torch.nn.Module], max_layer: int, layers: Sequence[int], forward: Callable[[], Any], name: str
+    blocks: torch.nn.ModuleList, max_layer: int, layers: Sequence[int], forward: Callable[[], Any], name: str
 ) -> dict[int, torch.Tensor]:
     """Run ``forward()`` only up to block ``max_layer``; ``{layer: the input of block layer}``.
 
