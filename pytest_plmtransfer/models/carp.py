@@ -236,7 +236,6 @@ class CarpAdapter(TorchAdapter):
         return {layer: out[0] if layer == 0 else out["representations"][layer] for layer in layers}
 
 
-# --------------------------------------------------------------------------- factories
 def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     """Factory for ``carp_*`` names, ``carp_*@<checkpoint>`` and CARP-format ``.pt`` paths."""
     from pytest_plmtransfer.measure.protocol import protocol_of

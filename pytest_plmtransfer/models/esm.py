@@ -79,7 +79,6 @@ ESM_CONFIGS: dict[str, EsmConfig] = {
 MAX_RESIDUES = {"ESM-1": 1023, "ESM-1b": 1022, "ESM-2": 1022}
 
 
-# --------------------------------------------------------------------------- building
 def esm1_args(cfg: EsmConfig) -> argparse.Namespace:
     """The (already prefix-stripped) arguments fair-esm's v1 loader hands ProteinBertModel."""
     args: dict[str, Any] = dict(
@@ -178,7 +177,6 @@ def model_config(model: Any) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- adapter
 class EsmAdapter(TorchAdapter):
     alphabet = ESM_LETTERS
 
@@ -208,20 +206,17 @@ class EsmAdapter(TorchAdapter):
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         model = self.model
         if max_layer == self.num_layers:
-            # The whole stack: fair-esm's own forward, whose last representation includes the
-            # final LayerNorm exactly as repr_layers defines it; logits are never used, so the
-            # LM head is not computed.
+            # fair-esm's own forward, whose last representation includes the final LayerNorm
+            # exactly as repr_layers defines it; logits are never used, so no LM head.
             head = {"lm_head": nn.Identity()} if hasattr(model, "lm_head") else {}
             with swapped(model, **head):
                 out = model(tokens, repr_layers=sorted(set(layers)))
             return dict(out["representations"])
-        # Stop at block ``max_layer``'s input: the input of block i is layer i (transposed)
         reps = block_inputs(model.layers, max_layer, layers, lambda: model(tokens, repr_layers=[]), self.name)
-        # blocks work in (T, B, E); representations are (B, T, E)
+        # block i's input is layer i, but blocks work in (T, B, E); representations are (B, T, E)
         return {layer: rep.transpose(0, 1) for layer, rep in reps.items()}
 
 
-# --------------------------------------------------------------------------- factories
 def create(
     name: str,
     init: str,

@@ -145,7 +145,6 @@ class ResidueTokenizer:
         self._letter_ids: dict[str, int] = {}
         self.mode, self.prefix, self.suffix = self._detect()
 
-    # -- raw encoding in one of the three modes
     def _encode(self, seqs: Sequence[str], mode: str, *, special: bool) -> list[list[int]]:
         tok = self.tokenizer
         if mode == "words":
@@ -193,7 +192,6 @@ class ResidueTokenizer:
             "AntiBERTy style); BPE / k-mer tokenizers cannot give per-residue layers."
         )
 
-    # -- per-letter lookups and validation
     def letter_id(self, letter: str) -> int:
         """Token id of one residue letter; raises InputError for letters the model cannot read."""
         found = self._letter_ids.get(letter)
@@ -238,7 +236,6 @@ class ResidueTokenizer:
             "unknown_token_for": AMBIGUOUS_RESIDUES,
         }
 
-    # -- batch encoding
     def encode(self, seqs: Sequence[str]) -> list[list[int]]:
         """The tokenizer's own ids for each sequence, verified against the one-token-per-residue rule."""
         out = self._encode(seqs, self.mode, special=True)
@@ -350,7 +347,6 @@ class HFAdapter(TorchAdapter):
         self.blocks: torch.nn.ModuleList | None = None
         self._probe()
 
-    # -- construction-time checks
     def _probe(self) -> None:
         """One short forward pass: learn L and D from the model itself, and check that the
         early stop reproduces the full pass exactly before trusting it."""
@@ -387,7 +383,6 @@ class HFAdapter(TorchAdapter):
             )
             self.blocks = None
 
-    # -- TorchAdapter contract
     def validate_sequences(self, sequences: Sequence[str]) -> None:
         super().validate_sequences(sequences)
         self.tokenizer.validate(sequences)
@@ -401,7 +396,6 @@ class HFAdapter(TorchAdapter):
             return {layer: hidden[layer] for layer in layers}
         return self._early(tokens, max_layer, layers)
 
-    # -- the two ways to run
     def _full(self, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.net(**self.tokenizer.model_inputs(tokens), output_hidden_states=True, return_dict=True)
         return tuple(out.hidden_states)

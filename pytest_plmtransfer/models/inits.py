@@ -114,10 +114,7 @@ def stat_summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------------------------------------
-# the authors' protocol
-#
-# Families: "esm1" and "esm1b" are the models the authors ran through their ESM branch, "carp"
+# The authors' protocol. Families: "esm1" and "esm1b" are the models the authors ran through their ESM branch, "carp"
 # through their CARP branch. "esm2" is fair-esm's ESM-2 through their ESM branch as it would run
 # for a name outside ESM-1b (its rules are name-based). "generic" (AntiBERTy, any Hugging Face or
 # user torch model) is this package's generalization; see docs/protocols.md.

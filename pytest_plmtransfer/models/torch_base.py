@@ -222,7 +222,6 @@ class TorchAdapter(ModelAdapter):
         # Any: the library's own module, whose attributes torch types as ``Tensor | Module``
         self.model: Any = model.to(device=self.device, dtype=self.dtype)
 
-    # ----------------------------------------------------------------- subclass contract
     def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU, padded to the batch's longest.
 
@@ -247,7 +246,6 @@ class TorchAdapter(ModelAdapter):
         """``{layer: (B, T, D)}`` for every layer in ``layers``, running no deeper than ``max_layer``.
         ``tokens`` are already on :attr:`device`."""
 
-    # ----------------------------------------------------------------- identity
     def identity(self) -> dict[str, Any]:
         versions = {"torch": torch.__version__, **self.library_versions}
         return {
@@ -263,7 +261,6 @@ class TorchAdapter(ModelAdapter):
             "libraries": versions,
         }
 
-    # ----------------------------------------------------------------- validation
     def validate_sequences(self, sequences: Sequence[str]) -> None:
         allowed = set(self.alphabet) if self.alphabet is not None else None
         for i, seq in enumerate(sequences):
@@ -292,7 +289,6 @@ class TorchAdapter(ModelAdapter):
             raise ValueError(f"{self.name} has layers 0..{self.num_layers}; asked for {bad}")
         return wanted
 
-    # ----------------------------------------------------------------- embedding
     def embed(self, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool) -> Iterator[EmbeddingBatch]:
         sequences = list(sequences)
         self.validate_sequences(sequences)

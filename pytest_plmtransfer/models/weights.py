@@ -45,7 +45,6 @@ from pytest_plmtransfer.infra.tempfiles import atomic_write, default_file_mode
 _DIGEST_SUFFIX = ".sha256.json"
 
 
-# --------------------------------------------------------------------------- locations
 def hub_checkpoint_dir() -> Path:
     """Where torch hub (and so fair-esm and sequence-models) caches downloaded checkpoints."""
     import torch.hub
@@ -197,7 +196,6 @@ def _download(url: str, target: Path, *, progress: bool) -> None:
             os.chmod(target, default_file_mode())
 
 
-# --------------------------------------------------------------------------- identity
 def _digest_cache_path(path: Path) -> Path:
     key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()
     return user_cache_dir() / "digests" / f"{key}.json"
@@ -232,7 +230,6 @@ def weights_identity(path: str | os.PathLike[str]) -> str:
     return f"sha256:{file_sha256(path)}"
 
 
-# --------------------------------------------------------------------------- loading
 def load_checkpoint(path: str | os.PathLike[str], *, safe_globals: Sequence[Any] = ()) -> Any:
     """``torch.load`` on CPU with ``weights_only=True`` (torch>=2.6's default, kept on purpose:
     a checkpoint must not run code), allowing only ``argparse.Namespace`` (ESM-1/ESM-1b keep
