@@ -298,15 +298,9 @@ def describe(name: str, options: Any) -> ModelDescription:
     # ByteNet block: 1x1 convolutions D -> h -> D and a k=5 dilated conv h -> h (h = D/2 if slim)
     hidden = cfg.d_model // 2 if cfg.slim else cfg.d_model
     per_block = 2 * cfg.d_model * hidden + 5 * hidden * hidden
+    pretraining = (checkpoint.step, checkpoint.fraction, checkpoint.mlm_loss) if checkpoint else (None, None, None)
     return ModelDescription(
-        cfg.n_layers,
-        cfg.d_model,
-        CARP_MAX_RESIDUES,
-        cfg.n_layers * per_block,
-        source,
-        checkpoint.step if checkpoint else None,
-        checkpoint.fraction if checkpoint else None,
-        checkpoint.mlm_loss if checkpoint else None,
+        cfg.n_layers, cfg.d_model, CARP_MAX_RESIDUES, cfg.n_layers * per_block, source, *pretraining
     )
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.models.weights import checkpoint_request, split_name
+from pytest_plmtransfer.infra.errors import PlmTransferError
+from pytest_plmtransfer.models.weights import checkpoint_request, resolve_checkpoint, split_name
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,7 @@ def table_or_file(name: str, table: Mapping[str, Config], library: str) -> tuple
         if cfg is None:
             raise PlmTransferError(f"{name}: not a {library} config table name nor a checkpoint file")
         return cfg, None
-    if not request.path.is_file():
-        raise ResourceUnavailable(
-            f"{library} checkpoint {request.path}",
-            f"the file {request.path} does not exist; give the path of an existing checkpoint",
-        )
-    return None, request.path
+    return None, resolve_checkpoint(request, None)  # the existing file, or ResourceUnavailable
 
 
 def max_residues_from_config(hf_config: Any, special_tokens: int) -> int | None:

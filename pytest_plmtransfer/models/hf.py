@@ -532,10 +532,9 @@ def directory_weights_identity(directory: Path) -> str:
 
 def config_summary(hf_config: Any) -> dict[str, Any]:
     """The architecture facts worth reading in the ledger, plus a hash of the full config."""
-    full = hf_config.to_json_string(use_diff=False)
     # The recorded transformers version and local path are not architecture; keep them out of
     # the hash so a re-saved identical model gets the same cache key.
-    data = json.loads(full)
+    data = json.loads(hf_config.to_json_string(use_diff=False))
     for volatile in ("transformers_version", "_name_or_path", "_commit_hash", "name_or_path"):
         data.pop(volatile, None)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

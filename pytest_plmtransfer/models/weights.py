@@ -120,14 +120,12 @@ def resolve_checkpoint(request: CheckpointRequest, options: Any) -> Path:
             f"{request.library} checkpoint {request.path}",
             f"the file {request.path} does not exist; give the path of an existing checkpoint",
         )
-    dirs = search_dirs(options)
     names = (request.filename, *request.alternatives)
-    for d in dirs:
-        for filename in names:
-            candidate = d / filename
-            if candidate.is_file():
-                return candidate
-    looked = ", ".join(str(d / filename) for d in dirs for filename in names)
+    candidates = [d / filename for d in search_dirs(options) for filename in names]
+    found = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if found is not None:
+        return found
+    looked = ", ".join(map(str, candidates))
     allow = bool(getattr(options, "allow_download", False))
     if request.url is None:
         raise ResourceUnavailable(
