@@ -6,11 +6,11 @@ Layers
     output of block ``i``; layer L includes whatever the model applies last (HF ESM's final
     ``emb_layer_norm_after``, like fair-esm's last layer).
 
-    A model runs only up to the deepest requested layer ``k < L``: a forward pre-hook on block
-    ``k`` captures its input (which *is* ``hidden_states[k]`` in transformers 4 and 5) and stops
-    the pass. The blocks are found generically (the ``ModuleList`` with L entries) and the early
-    stop is checked against a full forward on a probe sequence when the adapter is built; if the
-    model does not fit the pattern, every forward runs in full and a warning says so.
+    A model runs only up to the deepest requested layer ``k < L``: block ``k``'s input *is*
+    ``hidden_states[k]`` in transformers 4 and 5 (:func:`~pytest_plmtransfer.models.torch_base.block_inputs`).
+    The blocks are found generically (the ``ModuleList`` with L entries) and the early stop is
+    checked against a full forward when the adapter is built; if it does not fit, every forward
+    runs in full and a warning says so.
 
 Token -> residue mapping (:class:`ResidueTokenizer`)
     The tokenizer is *probed* rather than guessed from its class: the first input mode that maps
@@ -39,11 +39,9 @@ Where the files come from (offline first)
        config, tokenizer and weight files (safetensors, else ``pytorch_model*.bin``).
     Otherwise :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` says what to run where.
 
-Inits: ``random`` is ``AutoModel.from_config`` under :func:`seeded_construction` (no weight file
-needed); ``stat`` is :func:`apply_stat_init` on the pretrained model.
-
-Weights identity: ``hf:<repo>@<commit hash>`` for a hub snapshot; for a local directory,
-``sha256:`` of the sorted ``(file name, sha256)`` list of its weight files.
+``random`` is ``AutoModel.from_config`` (no weight file needed). Weights identity:
+``hf:<repo>@<commit hash>`` for a hub snapshot; for a local directory, ``sha256:`` of the sorted
+``(file name, sha256)`` list of its weight files.
 
 Importing this module does not import ``transformers`` (that happens when a model is built).
 """

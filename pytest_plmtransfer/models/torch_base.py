@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError
 from pytest_plmtransfer.models.base import DTYPES, EmbeddingBatch, ModelAdapter
@@ -298,11 +299,7 @@ class TorchAdapter(ModelAdapter):
         lengths = [len(s) for s in sequences]
         cap = self.max_batch_size
         pending = plan_batches(lengths, self.token_budget, cap, self.special_tokens_per_seq)
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(sequences), desc=f"embed {self.name}", unit="seq", leave=False)
+        bar = tqdm(total=len(sequences), desc=f"embed {self.name}", unit="seq", leave=False, disable=not self.progress)
         try:
             while pending:
                 idx = pending.pop(0)
@@ -325,12 +322,10 @@ class TorchAdapter(ModelAdapter):
                         stacklevel=2,
                     )
                     continue
-                if bar is not None:
-                    bar.update(len(idx))
+                bar.update(len(idx))
                 yield batch
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
 
     def _embed_batch(
         self, sequences: list[str], idx: np.ndarray, layers: list[int], per_residue: bool
