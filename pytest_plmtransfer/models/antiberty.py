@@ -99,11 +99,8 @@ def load_tokenizer(files: AntibertyFiles | None = None) -> Any:
 def load_model(
     init: str, seed: int | None, files: AntibertyFiles | None = None, protocol: str = "plmtransfer"
 ) -> tuple[Any, dict[str, Any]]:
-    """``(BertModel, extra identity facts)`` for ``init`` under ``protocol``; the model is on CPU, float32.
-
-    ``random`` under plmtransfer reads only ``config.json``; everything else loads the checkpoint
-    and fails if any parameter of the encoder was missing from it.
-    """
+    """``(BertModel on CPU, extra identity facts)`` for ``init`` under ``protocol``. ``random``
+    under plmtransfer reads only ``config.json``; everything else loads the full checkpoint."""
     from transformers import BertConfig, BertModel
 
     from pytest_plmtransfer.measure.protocol import get_protocol

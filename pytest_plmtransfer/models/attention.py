@@ -56,11 +56,8 @@ def _sdpa_forward(
     before_softmax: bool = False,
     need_head_weights: bool = False,
 ) -> tuple[torch.Tensor, None]:
-    """fair-esm ``MultiheadAttention.forward`` for self-attention, through SDPA.
-
-    Same signature as the library's. The attention weights are returned as ``None``: the only
-    caller on this path (``TransformerLayer`` without ``need_head_weights``) discards them.
-    """
+    """fair-esm ``MultiheadAttention.forward`` (same signature) for self-attention, through SDPA.
+    The attention weights are ``None``: the only caller on this path discards them."""
     import torch
     import torch.nn.functional as F
 

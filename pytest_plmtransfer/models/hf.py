@@ -87,12 +87,9 @@ _HUB_BIN_PATTERNS = ["pytorch_model*.bin"]
 # --------------------------------------------------------------------------- quiet loading
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report and progress bar while loading (restored on exit).
-
-    Transformers 5 prints a table of every unexpected key (AntiBERTy's checkpoint carries heads
-    ``BertModel`` does not use) and a tqdm bar per load; :func:`check_loading_info` raises on
-    what matters (missing keys) instead.
-    """
+    """Silence transformers' load report and progress bar while loading (restored on exit):
+    transformers 5 prints a table of every unexpected key (AntiBERTy's checkpoint carries heads
+    ``BertModel`` does not use); :func:`check_loading_info` raises on what matters instead."""
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -110,8 +107,7 @@ def quiet_transformers() -> Iterator[None]:
 def check_loading_info(info: dict[str, Any], what: str) -> None:
     """Raise if a pretrained load left parameters uninitialized (missing or mismatched keys): a
     "pretrained" model with random blocks would corrupt every number downstream. An unused pooler
-    may be missing: it never touches the hidden states.
-    """
+    may be missing: it never touches the hidden states."""
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("pooler."))
     mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
     if missing or mismatched:
@@ -126,11 +122,8 @@ def check_loading_info(info: dict[str, Any], what: str) -> None:
 # --------------------------------------------------------------------------- tokenization
 class ResidueTokenizer:
     """A Hugging Face tokenizer, held to "one token per residue" (see the module docstring).
-
-    ``__call__(seqs)`` returns ``(tokens, residue_mask)`` as :class:`TorchAdapter` expects, but
-    padding holds ``-1`` (not the pad id), so the attention mask is recoverable from the tokens
-    even for tokenizers without a pad token (:meth:`model_inputs`).
-    """
+    ``__call__`` pads with ``-1`` (not the pad id), so the attention mask is recoverable from the
+    tokens even for tokenizers without a pad token (:meth:`model_inputs`)."""
 
     def __init__(self, tokenizer: Any, *, model_name: str, pad_id: int | None = None) -> None:
         self.tokenizer = tokenizer
@@ -276,11 +269,8 @@ def _split_specials(ids: list[int], residues: list[int]) -> tuple[list[int], lis
 # --------------------------------------------------------------------------- the adapter
 def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleList | None:
     """The ``ModuleList`` holding the model's ``num_layers`` blocks, or None if not unique.
-
-    Several lists of that length are told apart by the usual names (``layer``, ``layers``,
-    ``block``, ``h``), then by depth (T5's ``block`` holds per-block ``layer`` lists that may
-    have the same length). The caller verifies the choice against a full forward pass.
-    """
+    Several lists of that length are told apart by the usual names, then by depth (T5's ``block``
+    holds per-block ``layer`` lists that may have the same length)."""
     candidates = [
         (name, mod)
         for name, mod in net.named_modules()
@@ -639,10 +629,7 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
 
 def describe(name: str, options: Any) -> ModelDescription:
     """``hf:<dir or repo>``: the local ``config.json`` (downloads are disabled for describing).
-
-    The length limit assumes two special tokens (BOS/CLS and EOS/SEP); the adapter's own, from
-    its tokenizer, applies when it runs.
-    """
+    The length limit assumes two special tokens; the adapter's own, from its tokenizer, applies when it runs."""
     spec = name.removeprefix(PREFIX)
     local_only = SimpleNamespace(weights_dir=getattr(options, "weights_dir", None), allow_download=False)
     source = resolve_source(spec, local_only)

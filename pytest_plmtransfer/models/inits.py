@@ -38,8 +38,7 @@ def seeded_construction(seed: int | None) -> Iterator[None]:
     """Run the body (building a model) with the CPU default generator seeded by ``seed``; the
     caller's RNG state is restored on exit (``fork_rng``). Only the CPU generator is seeded (not
     ``torch.manual_seed``, which reseeds every CUDA device): models are *constructed on CPU* so
-    the initial values do not depend on the device, and moved after.
-    """
+    the initial values do not depend on the device, and moved after."""
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(0 if seed is None else int(seed))
         yield

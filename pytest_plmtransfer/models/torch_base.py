@@ -52,10 +52,7 @@ def block_inputs(
     blocks: torch.nn.ModuleList, max_layer: int, layers: Sequence[int], forward: Callable[[], Any], name: str
 ) -> dict[int, torch.Tensor]:
     """Run ``forward()`` only up to block ``max_layer``; ``{layer: the input of block layer}``.
-
-    Forward pre-hooks capture the inputs and the one on block ``max_layer`` stops the pass, so
-    neither deeper blocks, nor a final LayerNorm (the last layer's only), nor an LM head run.
-    """
+    The pre-hook of block ``max_layer`` stops the pass: no deeper block, final LayerNorm or head runs."""
     wanted = set(layers)
     captured: dict[int, Any] = {}
 
@@ -135,13 +132,10 @@ def is_oom(error: BaseException) -> bool:
 def plan_batches(
     lengths: Sequence[int], token_budget: int, max_batch_size: int, special_tokens: int = 0
 ) -> list[np.ndarray]:
-    """Group sequence indices into batches, longest first (ties in input order).
-
-    Packed greedily while ``n_seqs * (longest + special_tokens) <= token_budget`` and ``n_seqs <=
-    max_batch_size``. Sorting keeps padding small; longest-first means an out-of-memory error, if
-    any, happens on the first batch rather than after an hour. A sequence longer than the budget
-    still forms its own batch.
-    """
+    """Group sequence indices into batches, longest first (ties in input order), packed greedily
+    while ``n_seqs * (longest + special_tokens) <= token_budget`` and ``n_seqs <= max_batch_size``
+    (a longer sequence still forms its own batch). Sorting keeps padding small; longest-first means
+    an out-of-memory error, if any, happens on the first batch rather than after an hour."""
     if token_budget < 1 or max_batch_size < 1:
         raise ValueError("token_budget and max_batch_size must be positive")
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")

@@ -244,9 +244,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, safe_globals: Sequence[Any]
 
 class UnsafeCheckpointError(PlmTransferError):
     """A checkpoint needs more than tensors and plain containers to load: refused, in one line.
-
-    torch's own message suggests ``weights_only=False``, i.e. running whatever the pickle says; we
-    never do that, so the message says what to do instead."""
+    torch's own message suggests ``weights_only=False`` (running whatever the pickle says); ours
+    says what to do instead."""
 
     def __init__(self, path: object, detail: str) -> None:
         found = re.search(r"GLOBAL ([\w.]+)", detail) or re.search(r"global[s]? ['`]?([\w.]+)", detail)
@@ -288,13 +287,9 @@ class _Opaque:
 
 
 def peek_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The top-level dict of a torch checkpoint with every tensor replaced by None.
-
-    Reads only the pickled object tree: ``data.pkl`` of torch's zip format, or the object
-    pickle of the legacy format (a sequence of pickles: magic, protocol, sys info, then the
-    object; the official ESM files), never the tensor data after it: a 2.5 GB ESM-1b file costs
-    a few hundred kilobytes of reading. Nothing from the file is executed.
-    """
+    """The top-level dict of a torch checkpoint with every tensor replaced by None, read from the
+    pickled object tree only (``data.pkl`` of the zip format, or the legacy format's object pickle),
+    never the tensor data: a 2.5 GB ESM-1b file costs a few hundred kilobytes. Nothing is executed."""
     path = Path(path)
     try:
         if zipfile.is_zipfile(path):
