@@ -1,8 +1,8 @@
 """``antiberty``: AntiBERTy (BERT, 8 layers, 512-d, 25.5M parameters, MIT), from the real
 pretrained weights that the ``antiberty==0.1.3`` wheel ships.
 
-Files (found with ``importlib.util.find_spec``, which does not execute the package: ``import
-antiberty`` costs 6.6 s and pulls in its runner, broken under transformers 5 anyway):
+Files (found with ``importlib.util.find_spec``, which does not execute the package: importing
+it costs 6.6 s and pulls in its runner, broken under transformers 5 anyway):
 ``<antiberty>/trained_models/AntiBERTy_md_smooth/`` (a Hugging Face BERT directory) and
 ``<antiberty>/trained_models/vocab.txt`` (25 tokens: 5 specials + the 20 standard residues).
 
@@ -16,14 +16,10 @@ Loading, the way that works with both transformers 4.57 and 5.x:
 * ``BertModel.from_pretrained(<dir>, add_pooling_layer=False)``: the checkpoint's MLM, species,
   chain and graft heads and its pooler are unused; a *missing* key would be an error.
 
-Layers 0..8 are ``hidden_states`` (:class:`~pytest_plmtransfer.models.hf.HFAdapter`, which also
-stops after the deepest requested layer). ``X B Z U O``, which the vocabulary lacks, are fed as
-``[UNK]``, exactly what AntiBERTy's own tokenizer does (rejecting them would make whole FLIP tasks
-unusable for one rare letter); every other letter is an InputError. At most 510 residues.
-
-Inits: ``random`` is ``BertModel(config)`` built under a seeded generator (BERT's own
-``_init_weights``: normal(0, 0.02) matrices and embeddings, zero biases, unit LayerNorms, zero
-``[PAD]`` row); ``stat`` permutes the pretrained parameters within each tensor.
+Layers 0..8 are ``hidden_states`` (:class:`~pytest_plmtransfer.models.hf.HFAdapter`).
+``X B Z U O``, which the vocabulary lacks, are fed as ``[UNK]``, as AntiBERTy's own tokenizer does
+(rejecting them would make whole FLIP tasks unusable for one rare letter). At most 510 residues.
+``random`` is ``BertModel(config)`` under a seeded generator (BERT's own ``_init_weights``).
 
 Weights identity: ``antiberty==<version>:sha256:<sha256 of pytorch_model.bin>``.
 """

@@ -180,10 +180,9 @@ def build_architecture(cfg: CarpConfig) -> nn.Module:
 
 def load_from_data(data: dict[str, Any], source: Path, table_cfg: CarpConfig | None = None) -> nn.Module:
     """A model from a checkpoint dict: sequence-models' published format through its own
-    ``load_carp``; or, given the named model's ``table_cfg``, the authors' training checkpoints,
-    which hold only ``model_state_dict`` with DDP's ``module.`` prefix: the architecture comes from
-    the named model and the prefix is dropped, as their CARPEncoder does (encoding_classes.py:656,
-    682-690). A file whose sizes differ from the named model's is refused."""
+    ``load_carp``; or, given the named model's ``table_cfg``, the authors' training checkpoints
+    (``model_state_dict`` only, under DDP's ``module.`` prefix, dropped as their CARPEncoder does:
+    encoding_classes.py:656, 682-690). A file whose sizes differ from the named model's is refused."""
     if "model_state_dict" not in data:
         raise PlmTransferError(f"{source}: not a CARP checkpoint (no model_state_dict)")
     missing = [k for k in CHECKPOINT_KEYS if k not in data]

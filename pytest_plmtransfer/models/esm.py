@@ -124,11 +124,10 @@ def _is_esm2_data(data: dict[str, Any]) -> bool:
 
 
 def load_from_data(data: dict[str, Any]) -> nn.Module:
-    """A model from a checkpoint dict in fair-esm's official format, via fair-esm's own loader
-    (``load_model_and_alphabet_core``: key renaming, ESM-1b's emb_layer_norm_before detection,
-    state-dict checks). fair-esm picks ESM-2 vs ESM-1/1b by the model *name*; we pick by the
-    file's content (ESM-2 files carry ``cfg``, older ones ``args``) so renamed files work.
-    Without the separate contact-regression file fair-esm only warns (contacts are not used)."""
+    """A model from a checkpoint dict in fair-esm's official format, via fair-esm's own loader.
+    fair-esm picks ESM-2 vs ESM-1/1b by the model *name*; we pick by the file's content (ESM-2
+    files carry ``cfg``, older ones ``args``) so renamed files work. Without the separate
+    contact-regression file fair-esm only warns (contacts are not used)."""
     import esm.pretrained
 
     kind = "esm2" if _is_esm2_data(data) else "esm1"

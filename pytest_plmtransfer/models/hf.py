@@ -495,12 +495,11 @@ def refuse_remote_code(config_file: Path) -> None:
 def weight_files(directory: Path) -> list[Path]:
     """The weight files of a model directory: standard (possibly sharded) names first; if none,
     any ``*.safetensors``, then any ``*.bin`` except ``training_args.bin``."""
-    files = sorted(p for p in directory.iterdir() if p.is_file() and _WEIGHT_FILE_RE.match(p.name))
-    if not files:
-        files = sorted(directory.glob("*.safetensors"))
-    if not files:
-        files = sorted(p for p in directory.glob("*.bin") if p.name != "training_args.bin")
-    return files
+    return (
+        sorted(p for p in directory.iterdir() if p.is_file() and _WEIGHT_FILE_RE.match(p.name))
+        or sorted(directory.glob("*.safetensors"))
+        or sorted(p for p in directory.glob("*.bin") if p.name != "training_args.bin")
+    )
 
 
 def directory_weights_identity(directory: Path) -> str:

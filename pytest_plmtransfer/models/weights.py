@@ -153,9 +153,8 @@ def resolve_checkpoint(request: CheckpointRequest, options: Any) -> Path:
 
 
 def _check_download(request: CheckpointRequest, target: Path) -> None:
-    """A fresh download against its published digest (removed on a mismatch); without one, its
-    digest is recorded beside the file (:func:`file_sha256`, and in every record's weights
-    identity) and a warning says it could not be verified."""
+    """A fresh download against its published digest (removed on a mismatch); without one, a
+    warning says it could not be verified and its digest is recorded (:func:`file_sha256`)."""
     import warnings
 
     from pytest_plmtransfer.tasks.resolve import UnverifiedDownloadWarning
