@@ -156,13 +156,10 @@ def plan_batches(
 
 
 class TorchAdapter(ModelAdapter):
-    """Base class of every torch-backed adapter.
-
-    Subclasses pass an already built (and ablated) ``torch.nn.Module`` to ``__init__``, which puts
-    it in eval mode on the device/dtype. They implement :meth:`_forward`, and :meth:`_tokenize` or
-    set :attr:`letter_ids` (one token per letter, as ESM and CARP), and set
-    :attr:`special_tokens_per_seq` (BOS + EOS = 2 for ESM-1b/ESM-2; 0 for CARP) and :attr:`alphabet`.
-    """
+    """Base class of every torch-backed adapter: subclasses pass an already built (and ablated)
+    ``torch.nn.Module`` to ``__init__``, implement :meth:`_forward`, and :meth:`_tokenize` or set
+    :attr:`letter_ids` (one token per letter, as ESM and CARP), and set :attr:`alphabet` and
+    :attr:`special_tokens_per_seq` (BOS + EOS = 2 for ESM-1b/ESM-2; 0 for CARP)."""
 
     #: non-residue tokens per sequence (BOS/CLS + EOS ...), counted against the token budget
     special_tokens_per_seq: int = 0

@@ -65,9 +65,8 @@ def split_name(name: str) -> tuple[str, str | None]:
 
 @dataclass(frozen=True)
 class CheckpointRequest:
-    """What to look for: ``filename`` in the search dirs, or an explicit ``path``; ``url`` to
-    download from (None: nothing can be downloaded) and the ``sha256`` its publisher gives (None:
-    none published, so a download is recorded and warned about)."""
+    """What to look for: ``filename`` in the search dirs, or an explicit ``path``; the ``url`` to
+    download from and the ``sha256`` its publisher gives (None: a download is recorded and warned about)."""
 
     model: str
     filename: str
