@@ -251,12 +251,14 @@ def test_sha256_is_cached_beside_the_file_and_invalidated_on_change(tmp_path):
 def test_sha256_cache_falls_back_to_user_cache_for_read_only_dirs(tmp_path, monkeypatch):
     if os.geteuid() == 0:
         # root ignores directory permissions; simulate a failing write instead
-        real = weights_mod._atomic_write
-        monkeypatch.setattr(
-            weights_mod,
-            "_atomic_write",
-            lambda target, text: False if target.name.endswith(".sha256.json") else real(target, text),
-        )
+        real = weights_mod.atomic_write
+
+        def read_only_beside(target, text):
+            if target.name.endswith(".sha256.json"):
+                raise OSError(f"read-only: {target}")
+            real(target, text)
+
+        monkeypatch.setattr(weights_mod, "atomic_write", read_only_beside)
     ro = tmp_path / "ro"
     ro.mkdir()
     path = ro / "w.pt"

@@ -66,16 +66,13 @@ def _register(registry: ModelRegistry, name: str, target: str) -> None:
         )
     base = registry.entry(target)  # unknown targets fail here, with the list of known models
 
-    def factory(_name, init, seed, options, _target=target, _base=base):
-        return _base.factory(_target, init, seed, options)
-
-    def describe(_name, options, _target=target, _base=base):
-        return _base.describe(_target, options)
+    def describe(_name, options):
+        return base.describe(target, options)
 
     # described like its target at collection, never built there (a bad checkpoint fails its tests)
     registry.register(
         name,
-        factory,
+        lambda _name, init, seed, options: base.factory(target, init, seed, options),
         inits=base.inits,
         description=f"alias of {target}",
         needs_weights=base.needs_weights,

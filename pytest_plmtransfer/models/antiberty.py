@@ -1,53 +1,41 @@
 """``antiberty``: AntiBERTy (BERT, 8 layers, 512-d, 25.5M parameters, MIT), from the real
 pretrained weights that the ``antiberty==0.1.3`` wheel ships.
 
-Files (inside the installed package; found with ``importlib.util.find_spec``, which does not
-execute the package: ``import antiberty`` costs 6.6 s and would pull in its runner, which is
-broken under transformers 5 anyway):
+Files (found with ``importlib.util.find_spec``, which does not execute the package: importing
+it costs 6.6 s and pulls in its runner, broken under transformers 5 anyway):
+``<antiberty>/trained_models/AntiBERTy_md_smooth/`` (a Hugging Face BERT directory) and
+``<antiberty>/trained_models/vocab.txt`` (25 tokens: 5 specials + the 20 standard residues).
 
-* ``<antiberty>/trained_models/AntiBERTy_md_smooth/`` — a Hugging Face BERT directory;
-* ``<antiberty>/trained_models/vocab.txt`` — 25 tokens: 5 specials + the 20 standard residues.
-
-Loading, the way that works with both transformers 4.57 and 5.x (the ``vocab_file=`` trap
-is pinned by ``tests/test_models_antiberty.py::test_vocab_file_trap_is_caught``):
+Loading, the way that works with both transformers 4.57 and 5.x:
 
 * ``BertTokenizer(vocab=<vocab.txt>, do_lower_case=False)``. **Not** ``vocab_file=``: with
-  transformers 5 that keyword is ignored and every residue silently becomes ``[UNK]``. The
-  tokenizer is wrapped in :class:`~pytest_plmtransfer.models.hf.ResidueTokenizer`, which refuses a
-  tokenizer that maps any standard residue to ``[UNK]`` and checks every encoded sequence is
-  ``[CLS] + one token per residue + [SEP]``.
+  transformers 5 that keyword is ignored and every residue silently becomes ``[UNK]`` (pinned
+  by ``tests/test_models_antiberty.py::test_vocab_file_trap_is_caught``). The wrapping
+  :class:`~pytest_plmtransfer.models.hf.ResidueTokenizer` refuses a tokenizer that maps a
+  standard residue to ``[UNK]`` and checks every sequence encodes as ``[CLS] residues [SEP]``.
 * ``BertModel.from_pretrained(<dir>, add_pooling_layer=False)``: the checkpoint's MLM, species,
   chain and graft heads and its pooler are unused; a *missing* key would be an error.
 
-Layers 0..8: ``hidden_states[0]`` (the embedding output) and the output of each of the 8 blocks,
-as returned with ``output_hidden_states=True``. Per-sequence vectors are means over the residue
-positions only (no ``[CLS]``/``[SEP]``/padding). A forward pass stops after the deepest requested
-layer (:class:`~pytest_plmtransfer.models.hf.HFAdapter`'s early stop).
-
-Residues: the 20 standard letters, plus ``X B Z U O``, which AntiBERTy's vocabulary lacks: they are
-fed as ``[UNK]``, exactly what AntiBERTy's own tokenizer does with them (rejecting them would make
-whole FLIP tasks unusable for one rare letter). Every other letter is an InputError. At most 510
-residues (512 positions minus ``[CLS]`` and ``[SEP]``).
-
-Inits: ``pretrained``; ``random``: ``BertModel(config)`` built under a seeded generator, so BERT's
-own ``_init_weights`` re-initializes everything (normal(0, 0.02) matrices and embeddings, zero
-biases, unit LayerNorms, zero ``[PAD]`` row); ``stat``: the pretrained parameters permuted within
-each tensor (:func:`~pytest_plmtransfer.models.inits.apply_stat_init`).
+Layers 0..8 are ``hidden_states`` (:class:`~pytest_plmtransfer.models.hf.HFAdapter`).
+``X B Z U O``, which the vocabulary lacks, are fed as ``[UNK]``, as AntiBERTy's own tokenizer does
+(rejecting them would make whole FLIP tasks unusable for one rare letter). At most 510 residues.
+``random`` is ``BertModel(config)`` under a seeded generator (BERT's own ``_init_weights``).
 
 Weights identity: ``antiberty==<version>:sha256:<sha256 of pytorch_model.bin>``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
 from pytest_plmtransfer.infra.hashing import sha256_file_once
 from pytest_plmtransfer.models.describe import ModelDescription, hf_config_description
+from pytest_plmtransfer.models.torch_base import library_version
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pytest_plmtransfer.models.hf import HFAdapter
@@ -80,10 +68,7 @@ def antiberty_files() -> AntibertyFiles:
     if spec is None or not spec.submodule_search_locations:
         raise ResourceUnavailable("the antiberty package", f"it is not installed; {_INSTALL}")
     root = Path(next(iter(spec.submodule_search_locations)))
-    try:
-        pkg_version = version("antiberty")
-    except PackageNotFoundError:
-        pkg_version = "unknown"
+    pkg_version = library_version("antiberty")
     files = AntibertyFiles(root / _MODEL_SUBDIR, root / _VOCAB, root / _MODEL_SUBDIR / _WEIGHTS, pkg_version)
     for needed in (files.model_dir / "config.json", files.vocab, files.weights):
         if not needed.is_file():
@@ -110,16 +95,13 @@ def load_tokenizer(files: AntibertyFiles | None = None) -> Any:
 def load_model(
     init: str, seed: int | None, files: AntibertyFiles | None = None, protocol: str = "plmtransfer"
 ) -> tuple[Any, dict[str, Any]]:
-    """``(BertModel, extra identity facts)`` for ``init`` under ``protocol``; the model is on CPU, float32.
-
-    ``random`` under plmtransfer reads only ``config.json``; everything else loads the checkpoint
-    and fails if any parameter of the encoder was missing from it.
-    """
+    """``(BertModel on CPU, extra identity facts)`` for ``init`` under ``protocol``. ``random``
+    under plmtransfer reads only ``config.json``; everything else loads the full checkpoint."""
     from transformers import BertConfig, BertModel
 
     from pytest_plmtransfer.measure.protocol import get_protocol
     from pytest_plmtransfer.models.hf import check_loading_info, quiet_transformers
-    from pytest_plmtransfer.models.inits import ablate, seeded_construction
+    from pytest_plmtransfer.models.inits import ablate, build_seeded
 
     rules = get_protocol(protocol)
     files = files or antiberty_files()
@@ -128,8 +110,7 @@ def load_model(
     with quiet_transformers():
         if init == "random" and rules.ablation == "constructor":
             config = BertConfig.from_pretrained(str(files.model_dir))
-            with seeded_construction(seed):
-                model = BertModel(config, add_pooling_layer=False)
+            model = build_seeded(lambda: BertModel(config, add_pooling_layer=False), seed)
             return model, {"protocol": rules.name}
         loaded: Any = BertModel.from_pretrained(str(files.model_dir), add_pooling_layer=False, output_loading_info=True)
         model, info = loaded
@@ -171,7 +152,7 @@ def create_antiberty(name: str, init: str, seed: int | None, options: Any) -> HF
 def describe(name: str, options: Any) -> ModelDescription:
     """The ``config.json`` shipped in the antiberty wheel (the package is not imported)."""
     desc = hf_config_description(antiberty_files().model_dir / "config.json", special_tokens=2)
-    return ModelDescription(desc.num_layers, desc.embed_dim, MAX_RESIDUES, desc.parameters, desc.source)
+    return dataclasses.replace(desc, max_residues=MAX_RESIDUES)
 
 
 def register(registry: Any) -> None:
@@ -181,18 +162,3 @@ def register(registry: Any) -> None:
         description="AntiBERTy (BERT, 8 layers, 512-d) with the weights antiberty==0.1.3 ships",
         describe=describe,
     )
-
-
-__all__ = [
-    "ALPHABET",
-    "MAX_RESIDUES",
-    "NAME",
-    "AntibertyFiles",
-    "antiberty_files",
-    "create_antiberty",
-    "describe",
-    "load_model",
-    "load_tokenizer",
-    "register",
-    "weights_identity",
-]

@@ -1,22 +1,16 @@
 """Attention through ``torch.nn.functional.scaled_dot_product_attention`` for fair-esm models.
 
-fair-esm's ``MultiheadAttention`` (every ESM-1, ESM-1b and ESM-2 block) computes attention as
-``bmm(q, k^T)`` -> masked ``softmax`` -> ``bmm(p, v)``, materializing the ``(B*H, T, T)`` score and
-probability tensors. ESM-2 always takes that path (its rotary embeddings rule out torch's fused
-``multi_head_attention_forward``), and ESM-1/ESM-1b take the fused path with ``need_weights=True``
-(``TransformerLayer`` always asks for weights), which materializes the same maps and also averages
-them over heads, only to be discarded. SDPA instead runs a fused kernel (flash attention on CPU
-and GPU, memory-efficient on GPU) that never writes the full attention matrix.
+fair-esm's ``MultiheadAttention`` (every ESM block) materializes the ``(B*H, T, T)`` score and
+probability tensors: ESM-2 always (its rotary embeddings rule out torch's fused path), and
+ESM-1/ESM-1b too, since ``TransformerLayer`` always asks for the attention weights, only to
+discard them. SDPA runs a fused kernel that never writes the full attention matrix.
 
-The mechanism is per instance, not global: :func:`install_sdpa` sets a bound ``forward`` on
-each ``MultiheadAttention`` module *of one model*; other models (and fair-esm itself) are
-untouched, and :func:`uninstall_sdpa` removes it again. The replacement handles exactly what
-embedding needs -- self-attention without incremental state, with an optional key padding mask,
-``bias_k``/``bias_v`` (ESM-1) and rotary embeddings (ESM-2) -- and falls back to the library's
-own forward for anything else (attention weights requested, e.g. ``return_contacts=True``;
-``attn_mask``; incremental decoding; training-mode dropout), so it never changes behaviour it
-does not implement. Per-layer equality with the library (within 1e-5, with padding) is tested in
-``tests/test_attention.py`` on tiny configs of every architecture.
+:func:`install_sdpa` sets a bound ``forward`` on each ``MultiheadAttention`` module *of one
+model* (other models and fair-esm itself are untouched; :func:`uninstall_sdpa` removes it). It
+handles exactly what embedding needs (self-attention with an optional key padding mask,
+``bias_k``/``bias_v`` for ESM-1, rotary embeddings for ESM-2) and falls back to the library's own
+forward for anything else (attention weights, ``attn_mask``, incremental decoding, training-mode
+dropout). Per-layer equality with the library is tested in ``tests/test_attention.py``.
 """
 
 from __future__ import annotations
@@ -62,11 +56,8 @@ def _sdpa_forward(
     before_softmax: bool = False,
     need_head_weights: bool = False,
 ) -> tuple[torch.Tensor, None]:
-    """fair-esm ``MultiheadAttention.forward`` for self-attention, through SDPA.
-
-    Same signature as the library's. The attention weights are returned as ``None``: the only
-    caller on this path (``TransformerLayer`` without ``need_head_weights``) discards them.
-    """
+    """fair-esm ``MultiheadAttention.forward`` (same signature) for self-attention, through SDPA.
+    The attention weights are ``None``: the only caller on this path discards them."""
     import torch
     import torch.nn.functional as F
 
@@ -166,13 +157,3 @@ def uninstall_sdpa(model: nn.Module) -> None:
             setattr(module, _MARK, False)
             if hasattr(module, "_plmtransfer_qkv"):
                 del module._plmtransfer_qkv
-
-
-__all__ = [
-    "ATTENTION_CHOICES",
-    "DEFAULT_ATTENTION",
-    "attention_option",
-    "check_attention",
-    "install_sdpa",
-    "uninstall_sdpa",
-]

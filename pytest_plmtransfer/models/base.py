@@ -38,14 +38,11 @@ ONEHOT = "onehot"
 
 @dataclass(frozen=True)
 class EmbeddingBatch:
-    """One batch of embeddings.
+    """One batch of embeddings; ``indices`` are positions in the ``sequences`` given to
+    :meth:`ModelAdapter.embed` (batches may come in any order, e.g. length-sorted).
 
-    ``indices`` are positions in the ``sequences`` list passed to :meth:`ModelAdapter.embed`
-    (batches may come in any order, e.g. length-sorted).
-
-    ``per_layer[layer]`` is, for per-sequence output, a float32 array of shape
-    ``(len(indices), feature_dim)``; for per-residue output, the residue vectors of the batch's
-    sequences concatenated in the order of ``indices``: shape ``(sum(len(sequences[i])), embed_dim)``.
+    ``per_layer[layer]`` is a float32 array: per sequence ``(len(indices), feature_dim)``; per
+    residue, the batch's residue vectors concatenated in the order of ``indices``.
     """
 
     indices: np.ndarray
@@ -56,9 +53,8 @@ class ModelAdapter(abc.ABC):
     """A model that yields per-layer representations of protein sequences.
 
     Subclasses set ``name``, ``num_layers`` (L; layers are 0..L), ``embed_dim`` and
-    ``max_residues`` (the longest sequence the model accepts; longer ones are cut by the
-    511+511 rule before they reach the adapter), and implement :meth:`embed` and
-    :meth:`identity`.
+    ``max_residues`` (longer sequences are cut by the 511+511 rule before they reach the
+    adapter), and implement :meth:`embed` and :meth:`identity`.
     """
 
     name: str

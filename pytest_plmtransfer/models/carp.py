@@ -3,31 +3,28 @@
 Layers: layer 0 is the embedder output (token embedding + up-projection), which
 sequence-models' ``CARP.forward`` returns at the top-level key ``out[0]`` — *not* inside
 ``out["representations"]`` (its own extract script drops it). Layers 1..L are the ByteNet blocks'
-outputs from ``out["representations"]``; no final LayerNorm is applied to any of them
-(``last_norm`` belongs to the LM head). Tokens carry no BOS/EOS; padding is ``-``.
+outputs; no final LayerNorm is applied to any of them (``last_norm`` belongs to the LM head).
+Tokens carry no BOS/EOS; padding is ``-``. Only blocks up to the deepest requested layer run, and
+the decoder (logits) never runs.
 
-Only blocks up to the deepest requested layer run (``model.embedder.layers`` is truncated for the
-call), and the decoder (logits) never runs.
-
-Checkpoints (see :mod:`.weights` for the search order): the published models are
-``carp_600k, carp_38M, carp_76M, carp_640M`` (Zenodo record 6564798, cached by sequence-models
-under ``torch.hub.get_dir()/checkpoints/<name>.pt``). The pretraining checkpoints the ICML paper
-probed are models too (:data:`CARP_CHECKPOINT_STEPS`): ``carp_640M@0.125`` (a fraction of
-pretraining) is ``carp_640M@step=78810``; ``@1`` is the published model. A step checkpoint is
-looked for as ``<dir>/carp_640M@step=78810.pt`` (sequence-models' file format) or in the authors'
-layout ``<dir>/carp_640M/checkpoint78810.tar`` (their training checkpoints: ``model_state_dict``
-under DDP's ``module.`` prefix, no architecture fields), in ``--plm-weights-dir`` and then the
-torch hub checkpoint directory. No download URL is known for them: the authors publish them in
-Zenodo record 10631963 (their README) without file names we could pin. ``carp_640M@/path/file.pt``
-names a file directly. Any ``.pt`` file in sequence-models' checkpoint format (a dict with
-``model``, ``d_embed``, ``d_model``, ``n_layers``, ``kernel_size``, ``activation``, ``slim``, ``r``,
-``model_state_dict``) given as the model name loads as a CARP model named by its file stem.
+Checkpoints (search order in :mod:`.weights`): the published ``carp_600k, carp_38M, carp_76M,
+carp_640M`` (Zenodo record 6564798, cached by sequence-models under
+``torch.hub.get_dir()/checkpoints/<name>.pt``), and the pretraining checkpoints the ICML paper
+probed (:data:`CARP_CHECKPOINT_STEPS`): ``carp_640M@0.125`` (a fraction of pretraining) is
+``carp_640M@step=78810``; ``@1`` is the published model. A step checkpoint is looked for as
+``<dir>/carp_640M@step=78810.pt`` (sequence-models' format) or in the authors' layout
+``<dir>/carp_640M/checkpoint78810.tar`` (``model_state_dict`` under DDP's ``module.`` prefix, no
+architecture fields). No download URL is known for them: the authors publish them in Zenodo
+record 10631963 (their README) without file names we could pin. ``carp_640M@/path/file.pt`` names
+a file directly, and any ``.pt`` file in sequence-models' checkpoint format given as the model
+name loads as a CARP model named by its file stem.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -183,10 +180,9 @@ def build_architecture(cfg: CarpConfig) -> nn.Module:
 
 def load_from_data(data: dict[str, Any], source: Path, table_cfg: CarpConfig | None = None) -> nn.Module:
     """A model from a checkpoint dict: sequence-models' published format through its own
-    ``load_carp``; or, given the named model's ``table_cfg``, the authors' training checkpoints,
-    which hold only ``model_state_dict`` with DDP's ``module.`` prefix: the architecture comes from
-    the named model and the prefix is dropped, as their CARPEncoder does (encoding_classes.py:656,
-    682-690). A file whose sizes differ from the named model's is refused."""
+    ``load_carp``; or, given the named model's ``table_cfg``, the authors' training checkpoints
+    (``model_state_dict`` only, under DDP's ``module.`` prefix, dropped as their CARPEncoder does:
+    encoding_classes.py:656, 682-690). A file whose sizes differ from the named model's is refused."""
     if "model_state_dict" not in data:
         raise PlmTransferError(f"{source}: not a CARP checkpoint (no model_state_dict)")
     missing = [k for k in CHECKPOINT_KEYS if k not in data]
@@ -236,17 +232,13 @@ class CarpAdapter(TorchAdapter):
         # ``max_layer`` for this call.
         with swapped(bytenet, layers=nn.ModuleList(list(bytenet.layers)[:max_layer])):
             out = self.model(tokens, repr_layers=sorted(set(layers)), logits=False)
-        reps: dict[int, torch.Tensor] = {}
-        for layer in layers:
-            reps[layer] = out[0] if layer == 0 else out["representations"][layer]
-        return reps
+        return {layer: out[0] if layer == 0 else out["representations"][layer] for layer in layers}
 
 
-# --------------------------------------------------------------------------- factories
 def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     """Factory for ``carp_*`` names, ``carp_*@<checkpoint>`` and CARP-format ``.pt`` paths."""
     from pytest_plmtransfer.measure.protocol import protocol_of
-    from pytest_plmtransfer.models.inits import ablate, seeded_construction
+    from pytest_plmtransfer.models.inits import ablate, build_seeded
 
     protocol = protocol_of(options)
     base, tag = weights.split_name(name)
@@ -256,8 +248,7 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
     # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
     fresh = init == "random" and protocol.ablation == "constructor"
     if fresh and table_cfg is not None:
-        with seeded_construction(seed):
-            model = build_architecture(table_cfg)
+        model = build_seeded(partial(build_architecture, table_cfg), seed)
         return CarpAdapter(
             model, table_cfg, options, name=display, init=init, seed=seed, config={"protocol": protocol.name}
         )
@@ -278,13 +269,12 @@ def create(name: str, init: str, seed: int | None, options: Any) -> CarpAdapter:
         missing = [k for k in CHECKPOINT_KEYS if k not in data]
         raise PlmTransferError(f"{path}: not a sequence-models CARP checkpoint (missing {missing})")
     if fresh:
-        with seeded_construction(seed):
-            model = build_architecture(cfg)
+        model = build_seeded(partial(build_architecture, cfg), seed)
         config = {"source": path.name, "protocol": protocol.name}
         return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, config=config)
     identity = weights.weights_identity(path)
-    with seeded_construction(0):  # load_state_dict is strict; seeding just keeps it obviously pure
-        model = load_from_data(data, path, table_cfg)
+    # load_state_dict is strict; seeding just keeps it obviously pure
+    model = build_seeded(partial(load_from_data, data, path, table_cfg), 0)
     del data
     extra = ablate(model, init, seed, protocol, "carp")
     return CarpAdapter(model, cfg, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)
@@ -307,15 +297,9 @@ def describe(name: str, options: Any) -> ModelDescription:
     # ByteNet block: 1x1 convolutions D -> h -> D and a k=5 dilated conv h -> h (h = D/2 if slim)
     hidden = cfg.d_model // 2 if cfg.slim else cfg.d_model
     per_block = 2 * cfg.d_model * hidden + 5 * hidden * hidden
+    pretraining = (checkpoint.step, checkpoint.fraction, checkpoint.mlm_loss) if checkpoint else (None, None, None)
     return ModelDescription(
-        cfg.n_layers,
-        cfg.d_model,
-        CARP_MAX_RESIDUES,
-        cfg.n_layers * per_block,
-        source,
-        checkpoint.step if checkpoint else None,
-        checkpoint.fraction if checkpoint else None,
-        checkpoint.mlm_loss if checkpoint else None,
+        cfg.n_layers, cfg.d_model, CARP_MAX_RESIDUES, cfg.n_layers * per_block, source, *pretraining
     )
 
 
@@ -328,21 +312,3 @@ def register(registry: Any) -> None:
         return {"model_state_dict", "d_model", "n_layers"} <= weights.peek_keys(path)
 
     registry.register_path_resolver(recognizes, create, description="CARP checkpoint", describe=describe)
-
-
-__all__ = [
-    "CARP_CHECKPOINT_LOSSES",
-    "CARP_CHECKPOINT_STEPS",
-    "CARP_CONFIGS",
-    "CARP_LETTERS",
-    "CarpAdapter",
-    "CarpCheckpoint",
-    "CarpConfig",
-    "build_architecture",
-    "checkpoint_model_names",
-    "create",
-    "load_from_data",
-    "parse_checkpoint",
-    "describe",
-    "register",
-]

@@ -1,16 +1,13 @@
 """What a model looks like, without building it: layers, width, length limit, parameters.
 
-Collection needs each selected model's layer count (one test per layer) and the scheduler and
-shard planner need a cost estimate. Building a model for that loads (or downloads) its weights,
-moves it to the device and keeps it in memory; for the papers' grid that is gigabytes per model
-before a single test runs. So every registry entry can describe itself from what is already at
-hand: its family's config table, a Hugging Face ``config.json`` (local files only), or a
-checkpoint file's saved arguments read with :func:`~pytest_plmtransfer.models.weights.peek_checkpoint`
-(never a tensor). Each family module owns its describer; the shared pieces are here.
+Collection needs each model's layer count (one test per layer) and the scheduler a cost
+estimate; building the model for that would load gigabytes of weights per model before a single
+test runs. So every registry entry describes itself from what is at hand: its config table, a
+Hugging Face ``config.json`` (local files only), or a checkpoint's saved arguments
+(:func:`~pytest_plmtransfer.models.weights.peek_checkpoint`, never a tensor).
 
-A describer raises :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` when the description
-itself needs files that are absent (an ``hf:`` repo not downloaded yet, a missing checkpoint
-path); the plugin then collects one placeholder test that skips with that message at run time.
+A describer raises :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` when even that
+needs absent files; the plugin then collects one placeholder test that skips with that message.
 """
 
 from __future__ import annotations
@@ -22,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.models.weights import checkpoint_request, split_name
+from pytest_plmtransfer.infra.errors import PlmTransferError
+from pytest_plmtransfer.models.weights import checkpoint_request, resolve_checkpoint, split_name
 
 
 @dataclass(frozen=True)
@@ -67,12 +64,7 @@ def table_or_file(name: str, table: Mapping[str, Config], library: str) -> tuple
         if cfg is None:
             raise PlmTransferError(f"{name}: not a {library} config table name nor a checkpoint file")
         return cfg, None
-    if not request.path.is_file():
-        raise ResourceUnavailable(
-            f"{library} checkpoint {request.path}",
-            f"the file {request.path} does not exist; give the path of an existing checkpoint",
-        )
-    return None, request.path
+    return None, resolve_checkpoint(request, None)  # the existing file, or ResourceUnavailable
 
 
 def max_residues_from_config(hf_config: Any, special_tokens: int) -> int | None:

@@ -3,15 +3,12 @@
 Layers are exactly what fair-esm's ``repr_layers`` gives: layer 0 is the embedding output
 (token embedding, token-dropout scaling, positions, and for ESM-1b the pre-encoder LayerNorm),
 layer k the output of transformer block k; for ESM-1b and ESM-2 the last layer already includes
-the final LayerNorm (``emb_layer_norm_after``), for ESM-1 there is none.
+the final LayerNorm (``emb_layer_norm_after``), for ESM-1 there is none. Only layers up to the
+deepest requested one are computed, and the LM head (logits) never is.
 
-Only layers up to the deepest requested one are computed (see :meth:`EsmAdapter._forward`), and
-the LM head (logits) is never computed.
-
-Architectures come from a config table (:data:`ESM_CONFIGS`) so the ``random`` init needs no
-weights; ``pretrained`` and ``stat`` load the official checkpoint (see :mod:`.weights` for where
-it is looked for). A path to a ``.pt`` file in fair-esm's official format also works as a model
-name: it loads as that model, named by the file stem (which is what fair-esm itself does).
+Architectures come from a config table (:data:`ESM_CONFIGS`), so ``random`` needs no weights;
+``pretrained`` and ``stat`` load the official checkpoint (:mod:`.weights`). A ``.pt`` file in
+fair-esm's official format also works as a model name, named by its file stem (as in fair-esm).
 
 fair-esm is imported only when a model is built (``import esm`` costs ~2 s).
 """
@@ -32,7 +29,7 @@ from torch import nn
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.models.attention import attention_option, install_sdpa
 from pytest_plmtransfer.models.describe import ModelDescription, table_or_file, transformer_parameters
-from pytest_plmtransfer.models.torch_base import TorchAdapter, letter_table, library_version, swapped
+from pytest_plmtransfer.models.torch_base import TorchAdapter, block_inputs, letter_table, library_version, swapped
 from pytest_plmtransfer.models.weights import (
     checkpoint_request,
     load_checkpoint,
@@ -59,10 +56,6 @@ class EsmConfig:
     attention_heads: int
     description: str = ""
 
-    @property
-    def ffn_embed_dim(self) -> int:
-        return 4 * self.embed_dim
-
 
 #: The published models. Heads: 12 for the 768-d ESM-1 models, 20 for 1280-d ones and for
 #: ESM-2 up to 650M, 40 for ESM-2 3B and 15B. FFN width is 4*D throughout.
@@ -86,14 +79,13 @@ ESM_CONFIGS: dict[str, EsmConfig] = {
 MAX_RESIDUES = {"ESM-1": 1023, "ESM-1b": 1022, "ESM-2": 1022}
 
 
-# --------------------------------------------------------------------------- building
-def esm1_args(cfg: EsmConfig, **overrides: Any) -> argparse.Namespace:
+def esm1_args(cfg: EsmConfig) -> argparse.Namespace:
     """The (already prefix-stripped) arguments fair-esm's v1 loader hands ProteinBertModel."""
     args: dict[str, Any] = dict(
         arch="protein_bert_base",
         layers=cfg.layers,
         embed_dim=cfg.embed_dim,
-        ffn_embed_dim=cfg.ffn_embed_dim,
+        ffn_embed_dim=4 * cfg.embed_dim,
         attention_heads=cfg.attention_heads,
         max_positions=1024,
         final_bias=True,
@@ -106,7 +98,6 @@ def esm1_args(cfg: EsmConfig, **overrides: Any) -> argparse.Namespace:
             # "for token drop" on loading); without <mask> inputs it scales embeddings by 0.88.
             token_dropout=True,
         )
-    args.update(overrides)
     return argparse.Namespace(**args)
 
 
@@ -133,11 +124,10 @@ def _is_esm2_data(data: dict[str, Any]) -> bool:
 
 
 def load_from_data(data: dict[str, Any]) -> nn.Module:
-    """A model from a checkpoint dict in fair-esm's official format, via fair-esm's own loader
-    (``load_model_and_alphabet_core``: key renaming, ESM-1b's emb_layer_norm_before detection,
-    state-dict checks). fair-esm picks ESM-2 vs ESM-1/1b by the model *name*; we pick by the
-    file's content (ESM-2 files carry ``cfg``, older ones ``args``) so renamed files work.
-    Without the separate contact-regression file fair-esm only warns (contacts are not used)."""
+    """A model from a checkpoint dict in fair-esm's official format, via fair-esm's own loader.
+    fair-esm picks ESM-2 vs ESM-1/1b by the model *name*; we pick by the file's content (ESM-2
+    files carry ``cfg``, older ones ``args``) so renamed files work. Without the separate
+    contact-regression file fair-esm only warns (contacts are not used)."""
     import esm.pretrained
 
     kind = "esm2" if _is_esm2_data(data) else "esm1"
@@ -149,13 +139,10 @@ def load_from_data(data: dict[str, Any]) -> nn.Module:
 
 def architecture_from_data(data: dict[str, Any]) -> nn.Module:
     """Only the architecture described by a checkpoint (fresh, library-initialized weights)."""
-    import esm.pretrained
+    from esm.pretrained import _load_model_and_alphabet_core_v1, _load_model_and_alphabet_core_v2
 
-    if _is_esm2_data(data):
-        model, _, _ = esm.pretrained._load_model_and_alphabet_core_v2(data)
-    else:
-        model, _, _ = esm.pretrained._load_model_and_alphabet_core_v1(data)
-    return model
+    loader = _load_model_and_alphabet_core_v2 if _is_esm2_data(data) else _load_model_and_alphabet_core_v1
+    return loader(data)[0]
 
 
 def family_of(model: nn.Module) -> str:
@@ -189,52 +176,6 @@ def model_config(model: Any) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- forward helpers
-class _Halt(Exception):
-    """Raised inside the forward pass once the deepest requested layer has been computed."""
-
-
-class _Tap(nn.Module):
-    """Wraps one transformer block inside a temporarily truncated ``model.layers`` and
-    records its output as representation ``index``; the first tap also records its input,
-    which is fair-esm's layer-0 representation (transposed). With ``layer=None`` it stops
-    the pass."""
-
-    def __init__(
-        self,
-        layer: nn.Module | None,
-        index: int,
-        store: dict[int, torch.Tensor],
-        wanted: set[int],
-        *,
-        record_input: bool,
-    ) -> None:
-        super().__init__()
-        self.layer = layer
-        self.index = index
-        self.store = store
-        self.wanted = wanted
-        self.record_input = record_input
-
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if self.record_input and 0 in self.wanted:
-            self.store[0] = x
-        if self.layer is None:
-            raise _Halt
-        out = self.layer(x, *args, **kwargs)
-        if self.index in self.wanted:
-            self.store[self.index] = out[0]
-        return out
-
-
-class _SkipHead(nn.Module):
-    """Replaces the LM head during embedding: logits are never used, so not computed."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-# --------------------------------------------------------------------------- adapter
 class EsmAdapter(TorchAdapter):
     alphabet = ESM_LETTERS
 
@@ -263,33 +204,18 @@ class EsmAdapter(TorchAdapter):
 
     def _forward(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         model = self.model
-        wanted = set(layers)
-        head = {"lm_head": _SkipHead()} if hasattr(model, "lm_head") else {}
         if max_layer == self.num_layers:
-            # The whole stack: fair-esm's own forward, whose last representation includes the
-            # final LayerNorm exactly as repr_layers defines it.
+            # fair-esm's own forward, whose last representation includes the final LayerNorm
+            # exactly as repr_layers defines it; logits are never used, so no LM head.
+            head = {"lm_head": nn.Identity()} if hasattr(model, "lm_head") else {}
             with swapped(model, **head):
-                out = model(tokens, repr_layers=sorted(wanted))
+                out = model(tokens, repr_layers=sorted(set(layers)))
             return dict(out["representations"])
-        # Stop after block ``max_layer``: run fair-esm's forward over a truncated block list
-        # whose last element halts the pass, so neither deeper blocks, nor the final LayerNorm
-        # (which belongs to the last layer only), nor the LM head run.
-        store: dict[int, torch.Tensor] = {}
-        blocks = list(model.layers)[:max_layer]
-        taps = [_Tap(block, i + 1, store, wanted, record_input=i == 0) for i, block in enumerate(blocks)]
-        taps.append(_Tap(None, -1, store, wanted, record_input=not blocks))
-        with swapped(model, layers=nn.ModuleList(taps), **head):
-            try:
-                model(tokens, repr_layers=[])
-            except _Halt:
-                pass
-            else:  # pragma: no cover - the halting tap always runs
-                raise PlmTransferError("ESM forward did not reach the halting point")
-        # blocks work in (T, B, E); representations are (B, T, E)
-        return {layer: store[layer].transpose(0, 1) for layer in wanted}
+        reps = block_inputs(model.layers, max_layer, layers, lambda: model(tokens, repr_layers=[]), self.name)
+        # block i's input is layer i, but blocks work in (T, B, E); representations are (B, T, E)
+        return {layer: rep.transpose(0, 1) for layer, rep in reps.items()}
 
 
-# --------------------------------------------------------------------------- factories
 def create(
     name: str,
     init: str,
@@ -300,7 +226,7 @@ def create(
 ) -> EsmAdapter:
     """Factory for every name of ``configs``: a table name, ``<table name>@<checkpoint>``, or a ``.pt`` path."""
     from pytest_plmtransfer.measure.protocol import protocol_of
-    from pytest_plmtransfer.models.inits import ablate, esm_family, seeded_construction
+    from pytest_plmtransfer.models.inits import ablate, build_seeded, esm_family
 
     protocol = protocol_of(options)
     base, tag = split_name(name)
@@ -312,23 +238,20 @@ def create(
     if fresh and cfg is not None:
         # Built from the table: no file needed. Checkpoints of the same model share the
         # architecture, so ``base@step`` random-init is the same as ``base`` random-init.
-        with seeded_construction(seed):
-            model = build_architecture(cfg)
+        model = build_seeded(partial(build_architecture, cfg), seed)
         return EsmAdapter(model, options, name=display, init=init, seed=seed, config=config)
     path = resolve_checkpoint(checkpoint_request(name, LIBRARY, url if tag is None else None), options)
     data = load_checkpoint(path)
     if not isinstance(data, dict) or "model" not in data or not ({"args", "cfg"} & set(data)):
         raise PlmTransferError(f"{path}: not a fair-esm checkpoint (expected a dict with 'model' and 'args' or 'cfg')")
     if fresh:  # a path: the architecture the file describes, fresh weights
-        with seeded_construction(seed):
-            model = architecture_from_data(data)
+        model = build_seeded(partial(architecture_from_data, data), seed)
         return EsmAdapter(model, options, name=display, init=init, seed=seed, config={"source": path.name, **config})
     identity = weights_identity(path)
     # Seeded even though weights are loaded: parameters a checkpoint lacks (the contact-
     # regression head, when its separate file is absent) keep their constructor values, and
     # those must not depend on the global RNG for (weights, init, seed) to fix the model.
-    with seeded_construction(0):
-        model = load_from_data(data)
+    model = build_seeded(partial(load_from_data, data), 0)
     del data
     extra = ablate(model, init, seed, protocol, esm_family(family_of(model)))
     return EsmAdapter(model, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)
@@ -376,18 +299,3 @@ def register(registry: Any) -> None:
         return "model" in keys and bool({"args", "cfg"} & keys)
 
     registry.register_path_resolver(recognizes, create, description="fair-esm checkpoint", describe=describe)
-
-
-__all__ = [
-    "ESM_CONFIGS",
-    "FAIR_ESM_MODEL_URL",
-    "MAX_RESIDUES",
-    "EsmAdapter",
-    "EsmConfig",
-    "build_architecture",
-    "create",
-    "describe",
-    "load_from_data",
-    "register",
-    "register_table",
-]

@@ -1,9 +1,8 @@
 """ESM-1v (Meier et al. 2021): five models of ESM-1b's architecture trained on UniRef90 with
 different seeds, for zero-shot variant effects; fair-esm's ``esm1v_t33_650M_UR90S_1`` .. ``_5``.
 
-Everything but the table is ESM-1b's (:mod:`.esm`): architecture, loader, layers, inits and the
-1022-residue limit. fair-esm downloads their weights from its model directory on
-dl.fbaipublicfiles.com (there is no contact-regression file for ESM-1v, and no digest).
+Everything but the table is ESM-1b's (:mod:`.esm`). fair-esm downloads their weights from its
+model directory (there is no contact-regression file for ESM-1v, and no digest).
 """
 
 from __future__ import annotations

@@ -2,67 +2,46 @@
 
 Layers
     ``hidden_states`` of ``AutoModel(..., output_hidden_states=True)`` (of the encoder, for
-    encoder-decoder models such as ProtT5): layer 0 is ``hidden_states[0]`` (the embedding
-    output), layer ``i`` the output of block ``i``, and layer L is exactly what the model returns
-    as ``hidden_states[L]`` (for HF ESM that includes the final ``emb_layer_norm_after``, like
-    fair-esm's last layer).
+    encoder-decoder models such as ProtT5): layer 0 is the embedding output, layer ``i`` the
+    output of block ``i``; layer L includes whatever the model applies last (HF ESM's final
+    ``emb_layer_norm_after``, like fair-esm's last layer).
 
-    A model runs only up to the deepest requested layer ``k``: when ``k < L`` a forward
-    pre-hook on block ``k`` captures its input (which *is* ``hidden_states[k]``: both
-    transformers 4 and 5 record the input of block ``i`` as ``hidden_states[i]``) and stops the
-    forward pass there; inputs of blocks ``< k`` give the shallower layers. The list of blocks is
-    found generically (the ``ModuleList`` with L entries) and the early stop is checked once
-    against a full forward on a probe sequence when the adapter is built; if the model does not
-    fit the pattern, every forward runs in full (correct, just slower) and a warning says so.
+    A model runs only up to the deepest requested layer ``k < L``: block ``k``'s input *is*
+    ``hidden_states[k]`` in transformers 4 and 5 (:func:`~pytest_plmtransfer.models.torch_base.block_inputs`).
+    The blocks are found generically (the ``ModuleList`` with L entries) and the early stop is
+    checked against a full forward when the adapter is built; if it does not fit, every forward
+    runs in full and a warning says so.
 
 Token -> residue mapping (:class:`ResidueTokenizer`)
-    Protein tokenizers come in two styles: residues separated by spaces (ProtBERT, AntiBERTy,
-    ProtT5: WordPiece/SentencePiece vocabularies of single letters) and residues concatenated
-    (HF ESM). Rather than guessing from the class, the tokenizer is *probed*: three input modes
-    are tried in this order and the first that maps one token per residue wins:
+    The tokenizer is *probed* rather than guessed from its class: the first input mode that maps
+    one token per residue wins, in the order ``spaced`` (``" ".join(residues)``: ProtBERT, ProtT5,
+    AntiBERTy; HF ESM reads it too), ``words`` (``is_split_into_words=True``), ``concat`` (the
+    plain string). Spaced comes first because whitespace is a token boundary for every tokenizer
+    family, so residues can never be merged (a BPE merge in the plain string could), and it is 2x
+    faster than ``is_split_into_words`` (0.3 vs 0.6 ms per 56-residue sequence measured here).
 
-    1. ``spaced``: ``" ".join(residues)`` (what ProtBERT/ProtT5/AntiBERTy expect; HF ESM's
-       tokenizer also reads it correctly);
-    2. ``words``: the residue list with ``is_split_into_words=True`` (each residue a "word");
-    3. ``concat``: the plain string.
-
-    Space-separated input comes first because whitespace is a token boundary for every
-    tokenizer family above, so residues can never be merged (a BPE merge across residues in
-    the plain string would be), and it is 2x faster than ``is_split_into_words`` with a fast
-    tokenizer (0.3 vs 0.6 ms per 56-residue sequence measured here).
-
-    A mode qualifies when every standard residue alone encodes to exactly one (non-[UNK]) token
-    and a full probe sequence encodes as ``prefix + [token(r) for r in seq] + suffix`` with a
-    fixed prefix/suffix of special tokens (e.g. ``[CLS]`` / ``[SEP]``, ``<cls>`` / ``<eos>``,
-    ``</s>``). Every sequence actually embedded is encoded by the tokenizer itself and checked
-    against that rule, so a residue that is merged, dropped or split raises instead of shifting
-    per-residue vectors. Residue positions are exactly the middle ``len(seq)`` tokens.
-    Tokenizers with no single-letter vocabulary (BPE / k-mer, e.g. ProtGPT2) are rejected with a
-    clear error.
+    A mode qualifies when every standard residue alone is one (non-[UNK]) token and a probe
+    sequence encodes as ``prefix + [token(r) for r in seq] + suffix`` with fixed special tokens.
+    Every sequence embedded is checked against that rule, so a residue that is merged, dropped or
+    split raises instead of shifting per-residue vectors. Tokenizers with no single-letter
+    vocabulary (BPE / k-mer, e.g. ProtGPT2) are rejected with a clear error.
 
 Unknown letters
-    The ambiguity / non-standard codes ``X B Z U O`` are accepted even when the vocabulary lacks
-    them: they become the tokenizer's unknown token (that is what the model's own tokenizer does
-    with them, e.g. AntiBERTy's 25-token vocabulary has no X). Any other letter that maps to the
-    unknown token (lower case, digits, ``*`` ...) is an :class:`~pytest_plmtransfer.infra.errors.InputError`.
+    ``X B Z U O`` may become the unknown token (what the model's own tokenizer does with them,
+    e.g. AntiBERTy's vocabulary has no X). Any other letter that maps to it (lower case, digits,
+    ``*`` ...) is an :class:`~pytest_plmtransfer.infra.errors.InputError`.
 
 Where the files come from (offline first)
     1. ``hf:<dir>``: an existing local directory, loaded with ``local_files_only=True``;
     2. ``<--plm-weights-dir>/<repo id>`` or ``<--plm-weights-dir>/<org>--<name>``;
-    3. the Hugging Face hub cache (``huggingface_hub.snapshot_download(local_files_only=True)``);
+    3. the Hugging Face hub cache (``snapshot_download(local_files_only=True)``);
     4. only when downloads are allowed and ``HF_HUB_OFFLINE`` is not set: a download of the
        config, tokenizer and weight files (safetensors, else ``pytorch_model*.bin``).
     Otherwise :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` says what to run where.
 
-Inits
-    ``pretrained``; ``random``: ``AutoModel.from_config`` under :func:`seeded_construction`
-    (everything re-initialized by the model's own ``_init_weights``; no weight file needed, only
-    config + tokenizer); ``stat``: :func:`apply_stat_init` on the pretrained model.
-
-Weights identity
-    A hub snapshot: ``hf:<repo>@<commit hash>``. A local directory: ``sha256:`` of the sorted
-    ``(file name, sha256)`` list of its weight files (``*.safetensors``, ``pytorch_model*.bin``),
-    with per-file digests cached by :func:`~pytest_plmtransfer.models.weights.file_sha256`.
+``random`` is ``AutoModel.from_config`` (no weight file needed). Weights identity:
+``hf:<repo>@<commit hash>`` for a hub snapshot; for a local directory, ``sha256:`` of the sorted
+``(file name, sha256)`` list of its weight files.
 
 Importing this module does not import ``transformers`` (that happens when a model is built).
 """
@@ -85,8 +64,9 @@ from typing import Any
 import torch
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError, ResourceUnavailable
+from pytest_plmtransfer.models.base import INITS
 from pytest_plmtransfer.models.describe import ModelDescription, hf_config_description, max_residues_from_config
-from pytest_plmtransfer.models.torch_base import TorchAdapter
+from pytest_plmtransfer.models.torch_base import TorchAdapter, block_inputs
 from pytest_plmtransfer.models.weights import UnsafeCheckpointError, file_sha256
 
 PREFIX = "hf:"
@@ -107,13 +87,9 @@ _HUB_BIN_PATTERNS = ["pytorch_model*.bin"]
 # --------------------------------------------------------------------------- quiet loading
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report and its "Loading weights" progress bar while loading.
-
-    Transformers 5 prints a table of every unexpected key (AntiBERTy's checkpoint carries its
-    MLM/species/chain heads, which ``BertModel`` does not use) and a tqdm bar per load; we check
-    the loading info ourselves and raise on what matters (missing keys), so the noise goes.
-    The previous verbosity / progress-bar state is restored on exit.
-    """
+    """Silence transformers' load report and progress bar while loading (restored on exit):
+    transformers 5 prints a table of every unexpected key (AntiBERTy's checkpoint carries heads
+    ``BertModel`` does not use); :func:`check_loading_info` raises on what matters instead."""
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -128,14 +104,11 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def check_loading_info(info: dict[str, Any], what: str, *, ignore: Sequence[str] = ("pooler.",)) -> None:
-    """Raise if a pretrained load left parameters uninitialized (missing or mismatched keys).
-
-    A "pretrained" model whose blocks silently kept random values would corrupt every number
-    downstream, so this is an error, not a warning. Keys under ``ignore`` (an unused pooler) are
-    allowed to be missing: they never touch the hidden states.
-    """
-    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(tuple(ignore)))
+def check_loading_info(info: dict[str, Any], what: str) -> None:
+    """Raise if a pretrained load left parameters uninitialized (missing or mismatched keys): a
+    "pretrained" model with random blocks would corrupt every number downstream. An unused pooler
+    may be missing: it never touches the hidden states."""
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("pooler."))
     mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
     if missing or mismatched:
         shown = ", ".join((missing + mismatched)[:10])
@@ -149,12 +122,8 @@ def check_loading_info(info: dict[str, Any], what: str, *, ignore: Sequence[str]
 # --------------------------------------------------------------------------- tokenization
 class ResidueTokenizer:
     """A Hugging Face tokenizer, held to "one token per residue" (see the module docstring).
-
-    ``__call__(seqs)`` returns ``(tokens, residue_mask)`` as :class:`TorchAdapter` expects, with
-    one twist: padding positions hold ``-1`` (not the pad id), so that the attention mask is
-    recoverable from the tokens alone even for tokenizers without a pad token;
-    :meth:`model_inputs` turns that into ``input_ids`` + ``attention_mask``.
-    """
+    ``__call__`` pads with ``-1`` (not the pad id), so the attention mask is recoverable from the
+    tokens even for tokenizers without a pad token (:meth:`model_inputs`)."""
 
     def __init__(self, tokenizer: Any, *, model_name: str, pad_id: int | None = None) -> None:
         self.tokenizer = tokenizer
@@ -167,7 +136,6 @@ class ResidueTokenizer:
         self._letter_ids: dict[str, int] = {}
         self.mode, self.prefix, self.suffix = self._detect()
 
-    # -- raw encoding in one of the three modes
     def _encode(self, seqs: Sequence[str], mode: str, *, special: bool) -> list[list[int]]:
         tok = self.tokenizer
         if mode == "words":
@@ -200,14 +168,9 @@ class ResidueTokenizer:
                 reasons.append(f"{mode}: {type(error).__name__}: {error}")
                 continue
             known = {r: i for r, i in letters.items() if i is not None}
-            layout = None
-            for probe, ids in zip(_PROBES, encoded):
-                found = _split_specials(ids, [known[r] for r in probe])
-                if found is None or (layout is not None and found != layout):
-                    layout = None
-                    break
-                layout = found
-            if layout is None:
+            layouts = [_split_specials(ids, [known[r] for r in probe]) for probe, ids in zip(_PROBES, encoded)]
+            layout = layouts[0]
+            if layout is None or any(found != layout for found in layouts):
                 reasons.append(f"{mode}: a sequence does not encode as prefix + one token per residue + suffix")
                 continue
             self._letter_ids = known
@@ -220,7 +183,6 @@ class ResidueTokenizer:
             "AntiBERTy style); BPE / k-mer tokenizers cannot give per-residue layers."
         )
 
-    # -- per-letter lookups and validation
     def letter_id(self, letter: str) -> int:
         """Token id of one residue letter; raises InputError for letters the model cannot read."""
         found = self._letter_ids.get(letter)
@@ -253,22 +215,18 @@ class ResidueTokenizer:
     def special_tokens(self) -> int:
         return len(self.prefix) + len(self.suffix)
 
-    def vocab_sha256(self) -> str:
-        vocab = sorted(self.tokenizer.get_vocab().items())
-        return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()
-
     def describe(self) -> dict[str, Any]:
         """The tokenization facts that determine the numbers (for the adapter identity)."""
+        vocab = sorted(self.tokenizer.get_vocab().items())
         return {
             "class": type(self.tokenizer).__name__,
             "mode": self.mode,
             "prefix": self.prefix,
             "suffix": self.suffix,
-            "vocab_sha256": self.vocab_sha256(),
+            "vocab_sha256": hashlib.sha256(json.dumps(vocab).encode()).hexdigest(),
             "unknown_token_for": AMBIGUOUS_RESIDUES,
         }
 
-    # -- batch encoding
     def encode(self, seqs: Sequence[str]) -> list[list[int]]:
         """The tokenizer's own ids for each sequence, verified against the one-token-per-residue rule."""
         out = self._encode(seqs, self.mode, special=True)
@@ -284,13 +242,11 @@ class ResidueTokenizer:
         return out
 
     def __call__(self, seqs: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = self.encode(seqs)
-        width = max(len(row) for row in ids)
-        tokens = torch.full((len(ids), width), -1, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.bool)
+        rows = [torch.tensor(ids, dtype=torch.long) for ids in self.encode(seqs)]
+        tokens = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=-1)
+        mask = torch.zeros_like(tokens, dtype=torch.bool)
         start = len(self.prefix)
-        for row, (seq, row_ids) in enumerate(zip(seqs, ids)):
-            tokens[row, : len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
+        for row, seq in enumerate(seqs):
             mask[row, start : start + len(seq)] = True
         return tokens, mask
 
@@ -311,18 +267,10 @@ def _split_specials(ids: list[int], residues: list[int]) -> tuple[list[int], lis
 
 
 # --------------------------------------------------------------------------- the adapter
-class _StopForward(Exception):
-    """Raised by the pre-hook of the deepest requested block to end the forward pass there."""
-
-
 def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleList | None:
     """The ``ModuleList`` holding the model's ``num_layers`` blocks, or None if not unique.
-
-    Several lists of that length are disambiguated by the usual names (``layer``, ``layers``,
-    ``block``, ``h``), then by depth (T5's ``block`` holds per-block ``layer`` lists that may
-    have the same length); still ambiguous means we do not know where the blocks are. The
-    caller verifies the choice against a full forward pass anyway.
-    """
+    Several lists of that length are told apart by the usual names, then by depth (T5's ``block``
+    holds per-block ``layer`` lists that may have the same length)."""
     candidates = [
         (name, mod)
         for name, mod in net.named_modules()
@@ -338,11 +286,9 @@ def find_block_list(net: torch.nn.Module, num_layers: int) -> torch.nn.ModuleLis
 
 
 def select_hf_attention(model: Any, options: Any) -> str:
-    """Apply ``--plm-attention`` to a transformers model and return the implementation in use.
-
-    ``sdpa`` asks transformers for its own SDPA attention (``set_attn_implementation``) where
-    the architecture supports it, and keeps the library's choice where it does not; ``library``
-    leaves transformers' default (SDPA for BERT/ESM in transformers 5, eager in older ones)."""
+    """Apply ``--plm-attention`` to a transformers model and return the implementation in use:
+    ``sdpa`` asks for transformers' own SDPA attention where the architecture supports it;
+    ``library`` keeps its default (SDPA for BERT/ESM in transformers 5, eager in older ones)."""
     from pytest_plmtransfer.models.attention import attention_option
 
     if attention_option(options) == "sdpa" and hasattr(model, "set_attn_implementation"):
@@ -367,7 +313,6 @@ class HFAdapter(TorchAdapter):
         library_versions: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        """``kwargs``: :class:`TorchAdapter`'s (name, init, seed, weights_identity, max_residues)."""
         import transformers
 
         hf_config = model.config
@@ -390,7 +335,6 @@ class HFAdapter(TorchAdapter):
         self.blocks: torch.nn.ModuleList | None = None
         self._probe()
 
-    # -- construction-time checks
     def _probe(self) -> None:
         """One short forward pass: learn L and D from the model itself, and check that the
         early stop reproduces the full pass exactly before trusting it."""
@@ -427,7 +371,6 @@ class HFAdapter(TorchAdapter):
             )
             self.blocks = None
 
-    # -- TorchAdapter contract
     def validate_sequences(self, sequences: Sequence[str]) -> None:
         super().validate_sequences(sequences)
         self.tokenizer.validate(sequences)
@@ -441,7 +384,6 @@ class HFAdapter(TorchAdapter):
             return {layer: hidden[layer] for layer in layers}
         return self._early(tokens, max_layer, layers)
 
-    # -- the two ways to run
     def _full(self, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.net(**self.tokenizer.model_inputs(tokens), output_hidden_states=True, return_dict=True)
         return tuple(out.hidden_states)
@@ -449,42 +391,15 @@ class HFAdapter(TorchAdapter):
     def _early(self, tokens: torch.Tensor, max_layer: int, layers: Sequence[int]) -> dict[int, torch.Tensor]:
         """Run blocks ``0..max_layer-1`` only; ``hidden_states[i]`` is block ``i``'s input."""
         assert self.blocks is not None
-        wanted = set(layers)
-        captured: dict[int, Any] = {}
-
-        def make_hook(index: int) -> Any:
-            def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-                hidden = args[0] if args else kwargs.get("hidden_states")
-                if index in wanted:
-                    captured[index] = hidden
-                if index == max_layer:
-                    raise _StopForward
-
-            return hook
-
-        handles = [
-            self.blocks[i].register_forward_pre_hook(make_hook(i), with_kwargs=True) for i in range(max_layer + 1)
-        ]
-        try:
-            self.net(**self.tokenizer.model_inputs(tokens), return_dict=True)
-        except _StopForward:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
-        missing = wanted - set(captured)
-        if missing:
-            raise PlmTransferError(f"{self.name}: the forward pass never reached layer(s) {sorted(missing)}")
-        return {layer: captured[layer] for layer in layers}
+        inputs = self.tokenizer.model_inputs(tokens)
+        return block_inputs(self.blocks, max_layer, layers, lambda: self.net(**inputs, return_dict=True), self.name)
 
 
 # --------------------------------------------------------------------------- resolving files
 @dataclass(frozen=True)
 class HFSource:
-    """Where an ``hf:`` model's files are: a local ``path``; ``repo_id``/``commit`` when it is a
-    hub snapshot (the commit is then its weights identity)."""
+    """Where an ``hf:`` model's files are; ``repo_id``/``commit`` for a hub snapshot (its weights identity)."""
 
-    spec: str
     path: Path
     repo_id: str | None = None
     commit: str | None = None
@@ -510,7 +425,7 @@ def resolve_source(spec: str, options: Any) -> HFSource:
         )
     path = Path(spec).expanduser()
     if path.is_dir():
-        return HFSource(spec, path)
+        return HFSource(path)
     if path.exists():
         raise PlmTransferError(f"hf:{spec}: is a file; hf: expects a model directory (config.json, weights, tokenizer)")
     looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
@@ -523,13 +438,13 @@ def resolve_source(spec: str, options: Any) -> HFSource:
         for candidate in (root / spec, root / spec.replace("/", "--")):
             looked.append(str(candidate))
             if candidate.is_dir():
-                return HFSource(spec, candidate)
+                return HFSource(candidate)
     from huggingface_hub import snapshot_download
 
     try:
         snapshot = Path(snapshot_download(spec, local_files_only=True))
         if (snapshot / "config.json").is_file():
-            return HFSource(spec, snapshot, spec, snapshot.name)
+            return HFSource(snapshot, spec, snapshot.name)
     except ValueError as error:  # HFValidationError: not a valid repo id either
         raise PlmTransferError(f"hf:{spec}: neither an existing directory nor a valid repo id ({error})") from None
     except OSError:
@@ -553,13 +468,12 @@ def resolve_source(spec: str, options: Any) -> HFSource:
             f"not found locally (looked at {', '.join(looked)}) and the download failed "
             f"({type(error).__name__}: {first_line}); {_instructions(spec)}",
         ) from error
-    return HFSource(spec, snapshot, spec, snapshot.name)
+    return HFSource(snapshot, spec, snapshot.name)
 
 
 def refuse_remote_code(config_file: Path) -> None:
-    """A checkpoint whose architecture exists only in its own Python files (``auto_map`` to a
-    ``model_type`` transformers does not know) is refused in one line: its code is never run
-    (``trust_remote_code`` stays off), and no download would change that."""
+    """Refuse in one line a checkpoint whose architecture exists only in its own Python files
+    (``auto_map`` to a ``model_type`` transformers does not know): ``trust_remote_code`` stays off."""
     try:
         data = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -581,12 +495,11 @@ def refuse_remote_code(config_file: Path) -> None:
 def weight_files(directory: Path) -> list[Path]:
     """The weight files of a model directory: standard (possibly sharded) names first; if none,
     any ``*.safetensors``, then any ``*.bin`` except ``training_args.bin``."""
-    files = sorted(p for p in directory.iterdir() if p.is_file() and _WEIGHT_FILE_RE.match(p.name))
-    if not files:
-        files = sorted(directory.glob("*.safetensors"))
-    if not files:
-        files = sorted(p for p in directory.glob("*.bin") if p.name != "training_args.bin")
-    return files
+    return (
+        sorted(p for p in directory.iterdir() if p.is_file() and _WEIGHT_FILE_RE.match(p.name))
+        or sorted(directory.glob("*.safetensors"))
+        or sorted(p for p in directory.glob("*.bin") if p.name != "training_args.bin")
+    )
 
 
 def directory_weights_identity(directory: Path) -> str:
@@ -606,10 +519,9 @@ def directory_weights_identity(directory: Path) -> str:
 
 def config_summary(hf_config: Any) -> dict[str, Any]:
     """The architecture facts worth reading in the ledger, plus a hash of the full config."""
-    full = hf_config.to_json_string(use_diff=False)
     # The recorded transformers version and local path are not architecture; keep them out of
     # the hash so a re-saved identical model gets the same cache key.
-    data = json.loads(full)
+    data = json.loads(hf_config.to_json_string(use_diff=False))
     for volatile in ("transformers_version", "_name_or_path", "_commit_hash", "name_or_path"):
         data.pop(volatile, None)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
@@ -630,19 +542,15 @@ def config_summary(hf_config: Any) -> dict[str, Any]:
 
 def _model_kwargs(hf_config: Any) -> dict[str, Any]:
     """``add_pooling_layer=False`` where the architecture has that switch (BERT, ESM, RoBERTa):
-    the pooler is never used for hidden states and would otherwise be a missing, randomly
-    initialized head after loading an MLM checkpoint."""
+    the pooler is unused and would otherwise be a missing, random head after loading an MLM checkpoint."""
     import inspect
 
     try:
         from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
         cls: Any = MODEL_MAPPING[type(hf_config)]  # typed by transformers as a tuple of classes
-    except Exception:
-        return {}
-    try:
         params = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
+    except Exception:
         return {}
     return {"add_pooling_layer": False} if "add_pooling_layer" in params else {}
 
@@ -650,7 +558,7 @@ def _model_kwargs(hf_config: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- factory
 def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> HFAdapter:
     """Factory for ``hf:<repo id or dir>`` (see the module docstring)."""
-    spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
+    spec = name.removeprefix(PREFIX)
     source = resolve_source(spec, options)
     extra = getattr(options, "extra", None) or {}
     trust = bool(extra.get("trust_remote_code", False))
@@ -659,21 +567,19 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
     protocol = protocol_of(options)
     # plmtransfer's random is the freshly built architecture; the authors' starts from the weights
     fresh = init == "random" and protocol.ablation == "constructor"
-    # Load the weights identity before anything heavy: a missing weight file should be a quick,
-    # clear ResourceUnavailable for pretrained/stat.
-    if init in ("pretrained", "stat") or (init == "random" and not fresh):
+    if init not in INITS:
+        raise PlmTransferError(f"{name}: unknown init {init!r}")
+    # The weights identity first: a missing weight file is a quick, clear ResourceUnavailable.
+    # A fresh random init uses nothing from a checkpoint; the config hash identifies it.
+    weights_id = None
+    if not fresh:
         weights_id = (
             f"hf:{source.repo_id}@{source.commit}" if source.commit else directory_weights_identity(source.path)
         )
-    elif init == "random":
-        weights_id = None  # nothing from a checkpoint is used; the config hash identifies it
-    else:
-        raise PlmTransferError(f"{name}: unknown init {init!r}")
 
-    import transformers
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from pytest_plmtransfer.models.inits import ablate, seeded_construction
+    from pytest_plmtransfer.models.inits import ablate, build_seeded
 
     if not trust:
         refuse_remote_code(source.path / "config.json")
@@ -691,23 +597,20 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
     tokenizer = ResidueTokenizer(hf_tokenizer, model_name=name, pad_id=getattr(hf_config, "pad_token_id", None))
     kwargs = _model_kwargs(hf_config)
     config = config_summary(hf_config)
-    unsafe: UnsafeCheckpointError | None = None
     with quiet_transformers():
         if fresh:
             # Built on CPU under a seeded generator: the model's own _init_weights re-initializes
             # everything (embeddings, LayerNorms, positions ...), identically for one seed.
-            with seeded_construction(seed):
-                model = AutoModel.from_config(hf_config, trust_remote_code=trust, **kwargs)
+            model = build_seeded(lambda: AutoModel.from_config(hf_config, trust_remote_code=trust, **kwargs), seed)
             config["protocol"] = protocol.name
         else:
             try:
                 model, info = AutoModel.from_pretrained(str(source.path), output_loading_info=True, **local, **kwargs)
             except pickle.UnpicklingError as error:  # transformers loads .bin with weights_only=True
-                unsafe = UnsafeCheckpointError(weight_files(source.path)[0], str(error))
+                # one line, not torch's advice
+                raise UnsafeCheckpointError(weight_files(source.path)[0], str(error)) from None
             except OSError as error:
                 raise ResourceUnavailable(f"weights of {name} in {source.path}", f"{error}{advice}") from error
-            if unsafe is not None:  # raised outside the except block: one line, not torch's advice
-                raise unsafe
             check_loading_info(info, name)
             config.update(ablate(model, init, seed, protocol, "generic"))
     return HFAdapter(
@@ -720,17 +623,13 @@ def create_hf_adapter(name: str, init: str, seed: int | None, options: Any) -> H
         weights_identity=weights_id,
         config=config,
         max_residues=max_residues_from_config(hf_config, tokenizer.special_tokens),
-        library_versions={"transformers": transformers.__version__},
     )
 
 
 def describe(name: str, options: Any) -> ModelDescription:
     """``hf:<dir or repo>``: the local ``config.json`` (downloads are disabled for describing).
-
-    The length limit assumes the usual two special tokens (BOS/CLS and EOS/SEP); the adapter's
-    own limit, from its tokenizer, applies when it runs.
-    """
-    spec = name[len(PREFIX) :] if name.startswith(PREFIX) else name
+    The length limit assumes two special tokens; the adapter's own, from its tokenizer, applies when it runs."""
+    spec = name.removeprefix(PREFIX)
     local_only = SimpleNamespace(weights_dir=getattr(options, "weights_dir", None), allow_download=False)
     source = resolve_source(spec, local_only)
     refuse_remote_code(source.path / "config.json")
@@ -745,19 +644,3 @@ def register(registry: Any) -> None:
         description="any Hugging Face transformers model with hidden states: hf:<repo id or local dir>",
         describe=describe,
     )
-
-
-__all__ = [
-    "AMBIGUOUS_RESIDUES",
-    "HFSource",
-    "ResidueTokenizer",
-    "create_hf_adapter",
-    "directory_weights_identity",
-    "find_block_list",
-    "HFAdapter",
-    "describe",
-    "quiet_transformers",
-    "register",
-    "resolve_source",
-    "weight_files",
-]

@@ -2,21 +2,18 @@
 
 Under the ``plmtransfer`` protocol (:mod:`pytest_plmtransfer.measure.protocol`):
 
-``random`` — the architecture freshly built by its library's own constructors, i.e. with the
-library's own initializers, under a seeded RNG (:func:`seeded_construction`). Nothing is taken
-from a checkpoint: token embeddings, positional embeddings, LayerNorms, biases — everything is
-re-initialized. (The authors' code for Li et al., ICML 2024 — the paper the
-README's "What it measures" names — re-initialized only some modules.)
+``random`` — the architecture freshly built by its library's own constructors under a seeded
+RNG (:func:`seeded_construction`): nothing is taken from a checkpoint (the authors' code for Li
+et al., ICML 2024, re-initialized only some modules).
 
 ``stat`` — "weight statistics transfer": every parameter tensor of the *pretrained* model has its
-elements permuted within that tensor (:func:`apply_stat_init`). Each tensor keeps its exact
-multiset of values (hence mean, variance, histogram), but all learned structure — which value
-sits where — is destroyed.
+elements permuted within that tensor (:func:`apply_stat_init`): each keeps its exact multiset of
+values (mean, variance, histogram), but which value sits where is destroyed.
 
 Under the ``authors`` protocol both start from the *pretrained* model and follow the authors'
 ``reset_resample_param`` (microsoft/protein-transfer 8aed4087,
-scr/encoding/encoding_classes.py:85-265) rule by rule: :func:`authors_reset` and
-:func:`authors_resample`. docs/protocols.md lists what each rule keeps per family.
+scr/encoding/encoding_classes.py:85-265) rule by rule (:func:`authors_ablation`);
+docs/protocols.md lists what each rule keeps per family.
 
 All are pure functions of (weights, init, seed, protocol): the same inputs give bit-identical
 weights, so the same embeddings. None disturbs the caller's global RNG state.
@@ -38,13 +35,10 @@ STAT_METHOD = "permute-within-tensor"
 
 @contextlib.contextmanager
 def seeded_construction(seed: int | None) -> Iterator[None]:
-    """Run the body (building a model) with the CPU default generator seeded by ``seed``.
-
-    ``torch.random.fork_rng`` saves the global CPU RNG state and restores it on exit, so the
-    caller's random stream is not disturbed. Only the CPU generator is seeded (not
-    ``torch.manual_seed``, which would also reseed every CUDA device): models must be
-    *constructed on CPU* so the initial values do not depend on the device, and moved after.
-    """
+    """Run the body (building a model) with the CPU default generator seeded by ``seed``; the
+    caller's RNG state is restored on exit (``fork_rng``). Only the CPU generator is seeded (not
+    ``torch.manual_seed``, which reseeds every CUDA device): models are *constructed on CPU* so
+    the initial values do not depend on the device, and moved after."""
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(0 if seed is None else int(seed))
         yield
@@ -57,12 +51,8 @@ def build_seeded(factory: Any, seed: int | None) -> torch.nn.Module:
 
 
 def _tensor_seed(seed: int, name: str) -> int:
-    """A per-tensor seed derived from (seed, parameter name).
-
-    Deriving it from the name (not from the order tensors are visited) makes each tensor's
-    permutation independent of which other tensors the model has, e.g. whether a checkpoint
-    carries the unused contact-regression head.
-    """
+    """A per-tensor seed from (seed, parameter name), not from the order tensors are visited: each
+    permutation is independent of which other tensors the model has (e.g. a contact-regression head)."""
     digest = hashlib.sha256(f"plmtransfer-stat:{int(seed)}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
@@ -70,21 +60,19 @@ def _tensor_seed(seed: int, name: str) -> int:
 def apply_stat_init(model: torch.nn.Module, seed: int | None) -> dict[str, Any]:
     """Permute the elements of every parameter tensor of ``model`` in place; return a summary.
 
-    * Every parameter is permuted — **no tensor is excluded**. Structural zeros included: the
-      padding rows of ESM's token/position embeddings end up holding permuted values. That is
-      harmless because padding never reaches a real residue's representation (ESM zeroes padded
-      embeddings or masks padded keys in attention; CARP masks padded positions before every
-      convolution), which the test suite checks through batching invariance.
+    * **No tensor is excluded**, structural zeros included: the padding rows of ESM's
+      embeddings end up holding permuted values, harmless because padding never reaches a real
+      residue's representation (masked in attention / before every CARP convolution), which the
+      test suite checks through batching invariance.
     * Tied parameters (ESM-2/ESM-1b's LM head shares the token embedding) are one tensor in
-      ``named_parameters()`` and are permuted once, so they stay tied.
-    * Tensors whose permutation cannot change anything (a single element, or all elements
-      equal) are listed under ``"unchanged"`` with the reason.
-    * **Buffers are not parameters and are left as they are**: in these models they are
-      deterministic functions of the architecture, not learned values (ESM-2's rotary
-      ``inv_freq``, ESM-1's sinusoidal position table); they are listed under ``"buffers_kept"``.
+      ``named_parameters()``, permuted once, so they stay tied.
+    * Tensors a permutation cannot change (one element, or all equal) are listed under
+      ``"unchanged"`` with the reason.
+    * **Buffers are left as they are** (``"buffers_kept"``): in these models they are functions
+      of the architecture, not learned (ESM-2's rotary ``inv_freq``, ESM-1's sinusoidal table).
 
-    Each tensor gets its own ``torch.Generator`` seeded from (seed, parameter name), on CPU, so
-    the result is independent of the device and of the global RNG, which is not touched.
+    Each tensor gets its own CPU ``torch.Generator`` seeded by :func:`_tensor_seed`: the result is
+    independent of the device, and the global RNG is not touched.
     """
     seed = 0 if seed is None else int(seed)
     permuted: list[str] = []
@@ -125,10 +113,7 @@ def stat_summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------------------------------------
-# the authors' protocol
-#
-# Families: "esm1" and "esm1b" are the models the authors ran through their ESM branch, "carp"
+# The authors' protocol. Families: "esm1" and "esm1b" are the models the authors ran through their ESM branch, "carp"
 # through their CARP branch. "esm2" is fair-esm's ESM-2 through their ESM branch as it would run
 # for a name outside ESM-1b (its rules are name-based). "generic" (AntiBERTy, any Hugging Face or
 # user torch model) is this package's generalization; see docs/protocols.md.
@@ -169,8 +154,9 @@ def _reset_esm(model: nn.Module, family: str) -> None:
                     bound = _bias_bound(state[name.replace("bias", "weight")])
                     nn.init.uniform_(p, -bound, bound)
         # 165-169 build new LayerNorm Parameters and drop them: LayerNorms keep their values
-        # 171: ``("layers" and "fc" in name)`` is ``"fc" in name``
-        if "fc" in name or "contact_head" in name:
+        # 171: ``("layers" and "fc" in name)`` is ``"fc" in name``; ESM-1b's "dense" tensors get the
+        # same rule (in 180-196); no fair-esm name matches both, so each tensor is still drawn once
+        if "fc" in name or "contact_head" in name or (family == "esm1b" and "dense" in name):
             if "weight" in name:
                 nn.init.kaiming_uniform_(p, a=_KAIMING_A)
             elif "bias" in name:
@@ -183,12 +169,6 @@ def _reset_esm(model: nn.Module, family: str) -> None:
                 # the LM head's weight IS embed_tokens.weight (tied): the token embedding changes too
                 nn.init.xavier_uniform_(p)
             # 188: the condition is always true, and its body builds and drops a Parameter
-            if "dense" in name:
-                if "weight" in name:
-                    nn.init.kaiming_uniform_(p, a=_KAIMING_A)
-                elif "bias" in name:
-                    bound = _bias_bound(state[name.replace("bias", "weight")])
-                    nn.init.uniform_(p, -bound, bound)
         # 198: ``"esm1_" and "bias_" in <model name>`` is never true: ESM-1's bias_k / bias_v stay
 
 
@@ -304,16 +284,3 @@ def ablate(model: nn.Module, init: str, seed: int | None, protocol: Any, family:
     if init != "stat":
         raise ValueError(f"under the {protocol.name} protocol {init!r} is not made from pretrained weights")
     return {"protocol": protocol.name, "stat": stat_summary(apply_stat_init(model, seed))}
-
-
-__all__ = [
-    "AUTHORS_FAMILIES",
-    "STAT_METHOD",
-    "ablate",
-    "apply_stat_init",
-    "authors_ablation",
-    "build_seeded",
-    "esm_family",
-    "seeded_construction",
-    "stat_summary",
-]

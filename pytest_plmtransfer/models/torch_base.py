@@ -1,21 +1,10 @@
 """Shared machinery for every PyTorch model adapter.
 
 A concrete adapter (ESM, CARP, AntiBERTy, Hugging Face ...) only says how to turn sequences into
-token ids and how to run the network up to a layer:
-
-* :meth:`TorchAdapter._tokenize` ``(seqs) -> (tokens (B, T) long, residue_mask (B, T) bool)``;
-  ``residue_mask`` is True exactly on real residues (never on BOS/EOS/CLS/padding), and the
-  True positions of each row are that sequence's residues in order. Families with one token per
-  letter (ESM, CARP) only set :attr:`TorchAdapter.letter_ids` and the pad/BOS/EOS ids.
-* :meth:`TorchAdapter._forward` ``(tokens, max_layer, layers) -> {layer: (B, T, D) tensor}``;
-  it must not compute layers deeper than ``max_layer``.
-* :attr:`TorchAdapter.special_tokens_per_seq`: how many non-residue tokens each sequence adds
-  (BOS + EOS = 2 for ESM-1b/ESM-2; 0 for CARP). Used to count tokens against the budget.
-
-Everything else lives here, once: letter validation, length-sorted batching under a token budget
-(with a cap on sequences per batch), ``torch.inference_mode``, device and dtype placement,
-masked mean pooling or per-residue extraction (always returned as float32 numpy), a progress
-bar, and halving the batch on out-of-memory errors.
+token ids and how to run the network up to a layer (see :class:`TorchAdapter`). Everything else
+lives here, once: letter validation, length-sorted batching under a token budget, device and
+dtype placement, masked mean pooling or per-residue extraction (float32 numpy), a progress bar,
+and halving the batch on out-of-memory errors.
 """
 
 from __future__ import annotations
@@ -29,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from pytest_plmtransfer.infra.errors import InputError, PlmTransferError
 from pytest_plmtransfer.models.base import DTYPES, EmbeddingBatch, ModelAdapter
@@ -52,6 +42,42 @@ def swapped(module: Any, **replacements: Any) -> Iterator[None]:
     finally:
         for key, value in saved.items():
             setattr(module, key, value)
+
+
+class _StopForward(Exception):
+    """Raised by the pre-hook of the deepest requested block to end the forward pass there."""
+
+
+def block_inputs(
+    blocks: torch.nn.ModuleList, max_layer: int, layers: Sequence[int], forward: Callable[[], Any], name: str
+) -> dict[int, torch.Tensor]:
+    """Run ``forward()`` only up to block ``max_layer``; ``{layer: the input of block layer}``.
+    The pre-hook of block ``max_layer`` stops the pass: no deeper block, final LayerNorm or head runs."""
+    wanted = set(layers)
+    captured: dict[int, Any] = {}
+
+    def make_hook(index: int) -> Any:
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs.get("hidden_states")
+            if index in wanted:
+                captured[index] = hidden
+            if index == max_layer:
+                raise _StopForward
+
+        return hook
+
+    handles = [blocks[i].register_forward_pre_hook(make_hook(i), with_kwargs=True) for i in range(max_layer + 1)]
+    try:
+        forward()
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = wanted - set(captured)
+    if missing:
+        raise PlmTransferError(f"{name}: the forward pass never reached layer(s) {sorted(missing)}")
+    return {layer: captured[layer] for layer in layers}
 
 
 def letter_table(letters: str, token_id: Callable[[str], int]) -> np.ndarray:
@@ -81,9 +107,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """The compute dtype. Half precision is only used on CUDA: CPU bf16/fp16 kernels are slow and
-    (for fp16) incomplete, so on CPU a half-precision request falls back to float32 with a
-    warning; the dtype actually used is what :meth:`TorchAdapter.identity` records."""
+    """The compute dtype. Half precision only on CUDA (CPU bf16/fp16 kernels are slow and, for
+    fp16, incomplete): on CPU it falls back to float32 with a warning, and the identity says so."""
     if isinstance(dtype, torch.dtype):
         resolved = dtype
     else:
@@ -99,8 +124,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 def is_oom(error: BaseException) -> bool:
     """True for a CUDA (or other accelerator / host allocator) out-of-memory error."""
-    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(error, oom_type):
+    if isinstance(error, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
@@ -108,15 +132,10 @@ def is_oom(error: BaseException) -> bool:
 def plan_batches(
     lengths: Sequence[int], token_budget: int, max_batch_size: int, special_tokens: int = 0
 ) -> list[np.ndarray]:
-    """Group sequence indices into batches, longest first.
-
-    Sequences are sorted by length (descending, ties in input order, so the plan is
-    deterministic) and packed greedily while ``n_seqs * padded_len <= token_budget`` and
-    ``n_seqs <= max_batch_size``, where ``padded_len`` is the longest sequence of the batch plus
-    ``special_tokens``. Sorting keeps padding (wasted compute) small; longest-first means an
-    out-of-memory error, if any, happens on the first batch rather than after an hour. A single
-    sequence longer than the budget still forms its own batch.
-    """
+    """Group sequence indices into batches, longest first (ties in input order), packed greedily
+    while ``n_seqs * (longest + special_tokens) <= token_budget`` and ``n_seqs <= max_batch_size``
+    (a longer sequence still forms its own batch). Sorting keeps padding small; longest-first means
+    an out-of-memory error, if any, happens on the first batch rather than after an hour."""
     if token_budget < 1 or max_batch_size < 1:
         raise ValueError("token_budget and max_batch_size must be positive")
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
@@ -137,13 +156,10 @@ def plan_batches(
 
 
 class TorchAdapter(ModelAdapter):
-    """Base class of every torch-backed adapter.
-
-    Subclasses call ``super().__init__(model, options, ...)`` with an already built (and, for
-    ablations, already re-initialized) ``torch.nn.Module``; the base puts it in eval mode on the
-    requested device/dtype. They implement :meth:`_forward`, and :meth:`_tokenize` or set
-    :attr:`letter_ids`; and they set :attr:`special_tokens_per_seq` and :attr:`alphabet`.
-    """
+    """Base class of every torch-backed adapter: subclasses pass an already built (and ablated)
+    ``torch.nn.Module`` to ``__init__``, implement :meth:`_forward`, and :meth:`_tokenize` or set
+    :attr:`letter_ids` (one token per letter, as ESM and CARP), and set :attr:`alphabet` and
+    :attr:`special_tokens_per_seq` (BOS + EOS = 2 for ESM-1b/ESM-2; 0 for CARP)."""
 
     #: non-residue tokens per sequence (BOS/CLS + EOS ...), counted against the token budget
     special_tokens_per_seq: int = 0
@@ -193,18 +209,16 @@ class TorchAdapter(ModelAdapter):
         self.progress = bool(getattr(options, "progress", False))
         # eval(): no dropout; requires_grad off: inference_mode does not need it, but it keeps
         # accidental autograd use (outside embed) from holding activations.
-        model.eval()
-        self.num_parameters = 0
-        for p in model.parameters():
-            p.requires_grad_(False)
-            self.num_parameters += p.numel()
+        model.eval().requires_grad_(False)
+        self.num_parameters = sum(p.numel() for p in model.parameters())
         # Any: the library's own module, whose attributes torch types as ``Tensor | Module``
         self.model: Any = model.to(device=self.device, dtype=self.dtype)
 
-    # ----------------------------------------------------------------- subclass contract
     def _tokenize(self, seqs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU; padded to the batch's longest.
-        By :attr:`letter_ids`: ``[BOS] residues [EOS]`` per row, right-padded with :attr:`pad_id`."""
+        """``(tokens (B, T) long, residue_mask (B, T) bool)`` on CPU, padded to the batch's longest.
+
+        ``residue_mask`` is True exactly on real residues, in order (never BOS/EOS/padding). By
+        :attr:`letter_ids`: ``[BOS] residues [EOS]`` per row, right-padded with :attr:`pad_id`."""
         start = int(self.bos_id is not None)
         width = max(len(s) for s in seqs) + start + int(self.eos_id is not None)
         tokens = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
@@ -224,7 +238,6 @@ class TorchAdapter(ModelAdapter):
         """``{layer: (B, T, D)}`` for every layer in ``layers``, running no deeper than ``max_layer``.
         ``tokens`` are already on :attr:`device`."""
 
-    # ----------------------------------------------------------------- identity
     def identity(self) -> dict[str, Any]:
         versions = {"torch": torch.__version__, **self.library_versions}
         return {
@@ -240,7 +253,6 @@ class TorchAdapter(ModelAdapter):
             "libraries": versions,
         }
 
-    # ----------------------------------------------------------------- validation
     def validate_sequences(self, sequences: Sequence[str]) -> None:
         allowed = set(self.alphabet) if self.alphabet is not None else None
         for i, seq in enumerate(sequences):
@@ -269,7 +281,6 @@ class TorchAdapter(ModelAdapter):
             raise ValueError(f"{self.name} has layers 0..{self.num_layers}; asked for {bad}")
         return wanted
 
-    # ----------------------------------------------------------------- embedding
     def embed(self, sequences: Sequence[str], layers: Sequence[int], *, per_residue: bool) -> Iterator[EmbeddingBatch]:
         sequences = list(sequences)
         self.validate_sequences(sequences)
@@ -279,11 +290,7 @@ class TorchAdapter(ModelAdapter):
         lengths = [len(s) for s in sequences]
         cap = self.max_batch_size
         pending = plan_batches(lengths, self.token_budget, cap, self.special_tokens_per_seq)
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(sequences), desc=f"embed {self.name}", unit="seq", leave=False)
+        bar = tqdm(total=len(sequences), desc=f"embed {self.name}", unit="seq", leave=False, disable=not self.progress)
         try:
             while pending:
                 idx = pending.pop(0)
@@ -292,10 +299,8 @@ class TorchAdapter(ModelAdapter):
                 except Exception as error:
                     if not is_oom(error) or len(idx) <= 1:
                         raise
-                    # Out of memory: free what the failed attempt held, halve the batch and
-                    # re-plan everything not yet done with the smaller cap. The cap stays low for
-                    # the rest of the call: batches are longest-first, so if this one did not fit,
-                    # retrying large ones later would likely fail again.
+                    # Out of memory: free what the attempt held, halve the batch and re-plan the
+                    # rest with that cap, kept low for the rest of the call (batches are longest-first).
                     del error
                     if self.device.type == "cuda":
                         torch.cuda.empty_cache()
@@ -308,12 +313,10 @@ class TorchAdapter(ModelAdapter):
                         stacklevel=2,
                     )
                     continue
-                if bar is not None:
-                    bar.update(len(idx))
+                bar.update(len(idx))
                 yield batch
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
 
     def _embed_batch(
         self, sequences: list[str], idx: np.ndarray, layers: list[int], per_residue: bool
@@ -346,19 +349,4 @@ class TorchAdapter(ModelAdapter):
                     # half-precision values loses digits.
                     pooled = (reps[layer].float() * weights).sum(dim=1) / denom
                     out[layer] = pooled.cpu().numpy()
-        for layer, arr in out.items():
-            if arr.dtype != np.float32:
-                out[layer] = arr.astype(np.float32)
-            out[layer] = np.ascontiguousarray(out[layer])
         return EmbeddingBatch(indices=idx.copy(), per_layer=out)
-
-
-__all__ = [
-    "DEFAULT_MAX_BATCH_CPU",
-    "DEFAULT_MAX_BATCH_CUDA",
-    "TorchAdapter",
-    "is_oom",
-    "plan_batches",
-    "resolve_device",
-    "resolve_dtype",
-]

@@ -4,25 +4,20 @@ Resolution order for a checkpoint called ``<name>.pt`` (see :func:`resolve_check
 
 1. an explicit path (a model name that is itself a ``.pt`` path, or ``<base>@<path>``);
 2. ``<options.weights_dir>/<name>.pt`` (``--plm-weights-dir``);
-3. the libraries' own cache. fair-esm and sequence-models both download through
-   ``torch.hub.load_state_dict_from_url``, which keeps files in
-   ``torch.hub.get_dir()/checkpoints/<basename of the URL>`` (by default
-   ``~/.cache/torch/hub/checkpoints``; ``$TORCH_HOME/hub/checkpoints`` when ``TORCH_HOME`` is
-   set). sequence-models' URLs end in ``<name>.pt?download=1``; the query is not part of the
-   file name, so CARP lands at ``.../checkpoints/carp_640M.pt`` as well;
+3. the libraries' own cache: fair-esm and sequence-models both download through
+   ``torch.hub.load_state_dict_from_url`` into ``torch.hub.get_dir()/checkpoints/<basename of the
+   URL>`` (sequence-models' ``?download=1`` query is not part of the file name);
 4. only if ``options.allow_download``: the library's own URL, downloaded into that same cache
-   location (so the library itself would find the file later), atomically and under a file lock.
-   We download with torch's ``download_url_to_file`` instead of calling the libraries' loaders
-   because those loaders then ``torch.load`` with torch>=2.6's ``weights_only=True`` default and
-   fail on ESM's pickled ``argparse.Namespace``.
+   (so the library itself would find the file later), atomically and under a file lock. We use
+   torch's ``download_url_to_file`` because the libraries' loaders then ``torch.load`` with
+   torch>=2.6's ``weights_only=True`` default and fail on ESM's pickled ``argparse.Namespace``.
 
 Failure raises :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` naming the exact file and
 every place it may be put.
 
-The weights identity recorded in the ledger (and hashed into embedding cache keys) is the sha256
-of the checkpoint file. Hashing 2.5 GB takes seconds, so the digest is cached next to the file in
-``<file>.sha256.json`` keyed by (size, mtime); if that directory is read-only, under
-``$XDG_CACHE_HOME/plmtransfer/digests`` (default ``~/.cache/plmtransfer/digests``).
+The weights identity is the sha256 of the checkpoint file. Hashing 2.5 GB takes seconds, so the
+digest is cached next to the file in ``<file>.sha256.json`` keyed by (size, mtime), or where that
+directory is read-only under ``$XDG_CACHE_HOME/plmtransfer/digests``.
 """
 
 from __future__ import annotations
@@ -50,7 +45,6 @@ from pytest_plmtransfer.infra.tempfiles import atomic_write, default_file_mode
 _DIGEST_SUFFIX = ".sha256.json"
 
 
-# --------------------------------------------------------------------------- locations
 def hub_checkpoint_dir() -> Path:
     """Where torch hub (and so fair-esm and sequence-models) caches downloaded checkpoints."""
     import torch.hub
@@ -65,17 +59,14 @@ def user_cache_dir() -> Path:
 
 def split_name(name: str) -> tuple[str, str | None]:
     """``"carp_640M@step=78810"`` -> ``("carp_640M", "step=78810")``; no ``@`` -> ``(name, None)``."""
-    if "@" in name:
-        base, tag = name.split("@", 1)
-        return base, tag
-    return name, None
+    base, at, tag = name.partition("@")
+    return base, tag if at else None
 
 
 @dataclass(frozen=True)
 class CheckpointRequest:
-    """What to look for: ``filename`` in the search dirs, or an explicit ``path``; ``url`` to
-    download from (None: nothing can be downloaded) and the ``sha256`` its publisher gives (None:
-    none published, so a download is recorded and warned about)."""
+    """What to look for: ``filename`` in the search dirs, or an explicit ``path``; the ``url`` to
+    download from and the ``sha256`` its publisher gives (None: a download is recorded and warned about)."""
 
     model: str
     filename: str
@@ -115,12 +106,8 @@ def checkpoint_request(name: str, library: str, url_template: str | None) -> Che
 
 
 def search_dirs(options: Any) -> list[Path]:
-    dirs: list[Path] = []
     weights_dir = getattr(options, "weights_dir", None)
-    if weights_dir is not None:
-        dirs.append(Path(weights_dir).expanduser())
-    dirs.append(hub_checkpoint_dir())
-    return dirs
+    return ([] if weights_dir is None else [Path(weights_dir).expanduser()]) + [hub_checkpoint_dir()]
 
 
 def resolve_checkpoint(request: CheckpointRequest, options: Any) -> Path:
@@ -132,14 +119,12 @@ def resolve_checkpoint(request: CheckpointRequest, options: Any) -> Path:
             f"{request.library} checkpoint {request.path}",
             f"the file {request.path} does not exist; give the path of an existing checkpoint",
         )
-    dirs = search_dirs(options)
     names = (request.filename, *request.alternatives)
-    for d in dirs:
-        for filename in names:
-            candidate = d / filename
-            if candidate.is_file():
-                return candidate
-    looked = ", ".join(str(d / filename) for d in dirs for filename in names)
+    candidates = [d / filename for d in search_dirs(options) for filename in names]
+    found = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if found is not None:
+        return found
+    looked = ", ".join(map(str, candidates))
     allow = bool(getattr(options, "allow_download", False))
     if request.url is None:
         raise ResourceUnavailable(
@@ -167,9 +152,8 @@ def resolve_checkpoint(request: CheckpointRequest, options: Any) -> Path:
 
 
 def _check_download(request: CheckpointRequest, target: Path) -> None:
-    """A fresh download against its published digest (removed on a mismatch); without one, its
-    digest is recorded beside the file (:func:`file_sha256`, and in every record's weights
-    identity) and a warning says it could not be verified."""
+    """A fresh download against its published digest (removed on a mismatch); without one, a
+    warning says it could not be verified and its digest is recorded (:func:`file_sha256`)."""
     import warnings
 
     from pytest_plmtransfer.tasks.resolve import UnverifiedDownloadWarning
@@ -208,7 +192,6 @@ def _download(url: str, target: Path, *, progress: bool) -> None:
             os.chmod(target, default_file_mode())
 
 
-# --------------------------------------------------------------------------- identity
 def _digest_cache_path(path: Path) -> Path:
     key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()
     return user_cache_dir() / "digests" / f"{key}.json"
@@ -230,8 +213,12 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = sha256_file(path)
     payload = json.dumps({**key, "sha256": digest, "file": path.name})
     for cache in (beside, _digest_cache_path(path)):
-        if _atomic_write(cache, payload):
+        # a read-only checkpoint directory: try the next place (the cache is an optimisation, never an error)
+        try:
+            atomic_write(cache, payload)
             break
+        except OSError:
+            continue
     return digest
 
 
@@ -239,17 +226,6 @@ def weights_identity(path: str | os.PathLike[str]) -> str:
     return f"sha256:{file_sha256(path)}"
 
 
-def _atomic_write(target: Path, text: str) -> bool:
-    """Write a digest cache file; False where it cannot be written (a read-only checkpoint
-    directory), so the caller tries the next place: the cache is an optimisation, never an error."""
-    try:
-        atomic_write(target, text)
-        return True
-    except OSError:
-        return False
-
-
-# --------------------------------------------------------------------------- loading
 def load_checkpoint(path: str | os.PathLike[str], *, safe_globals: Sequence[Any] = ()) -> Any:
     """``torch.load`` on CPU with ``weights_only=True`` (torch>=2.6's default, kept on purpose:
     a checkpoint must not run code), allowing only ``argparse.Namespace`` (ESM-1/ESM-1b keep
@@ -266,9 +242,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, safe_globals: Sequence[Any]
 
 class UnsafeCheckpointError(PlmTransferError):
     """A checkpoint needs more than tensors and plain containers to load: refused, in one line.
-
-    torch's own message suggests ``weights_only=False``, i.e. running whatever the pickle says; we
-    never do that, so the message says what to do instead."""
+    torch's own message suggests ``weights_only=False`` (running whatever the pickle says); ours
+    says what to do instead."""
 
     def __init__(self, path: object, detail: str) -> None:
         found = re.search(r"GLOBAL ([\w.]+)", detail) or re.search(r"global[s]? ['`]?([\w.]+)", detail)
@@ -310,13 +285,9 @@ class _Opaque:
 
 
 def peek_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The top-level dict of a torch checkpoint with every tensor replaced by None.
-
-    Reads only the pickled object tree: ``data.pkl`` of torch's zip format, or the object
-    pickle of the legacy format (a sequence of pickles: magic, protocol, sys info, then the
-    object; the official ESM files), never the tensor data after it: a 2.5 GB ESM-1b file costs
-    a few hundred kilobytes of reading. Nothing from the file is executed.
-    """
+    """The top-level dict of a torch checkpoint with every tensor replaced by None, read from the
+    pickled object tree only (``data.pkl`` of the zip format, or the legacy format's object pickle),
+    never the tensor data: a 2.5 GB ESM-1b file costs a few hundred kilobytes. Nothing is executed."""
     path = Path(path)
     try:
         if zipfile.is_zipfile(path):
@@ -347,20 +318,3 @@ def peek_keys(path: Path) -> set[str]:
         return {k for k in peek_checkpoint(path) if isinstance(k, str)}
     except Exception:
         return set()
-
-
-__all__ = [
-    "CheckpointRequest",
-    "UnsafeCheckpointError",
-    "checkpoint_request",
-    "file_sha256",
-    "hub_checkpoint_dir",
-    "load_checkpoint",
-    "peek_checkpoint",
-    "peek_keys",
-    "resolve_checkpoint",
-    "search_dirs",
-    "split_name",
-    "user_cache_dir",
-    "weights_identity",
-]
