@@ -27,25 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "CLASSIFICATION",
-    "PROBABILITY_CLIP",
-    "REGRESSION",
-    "Metric",
-    "accuracy",
-    "classification_metrics",
-    "cross_entropy",
-    "lower_is_better",
-    "macro_ovr_auc",
-    "metric_for",
-    "mse",
-    "ndcg",
-    "pearson",
-    "per_class_metrics",
-    "per_class_prf",
-    "spearman",
-]
-
 #: Probabilities are clipped to [PROBABILITY_CLIP, 1] before the log, as sklearn's ``log_loss``
 #: used to do, so one confidently wrong prediction gives a large but finite loss.
 PROBABILITY_CLIP = 1e-15

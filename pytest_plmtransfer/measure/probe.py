@@ -43,8 +43,6 @@ from pytest_plmtransfer.measure.heads.ridge import DEFAULT_ALPHAS, RIDGE_SELECTI
 from pytest_plmtransfer.results.predictions import TestPredictions
 from pytest_plmtransfer.tasks.spec import SPLITS, SplitName, TaskKind
 
-__all__ = ["ProbeInput", "ProbeResult", "ProbeSettings", "probe", "settings_for_run", "standardization_stats"]
-
 # Rows per block for the statistics pass and for streaming predictions.
 _STAT_CHUNK_ROWS = 16384
 

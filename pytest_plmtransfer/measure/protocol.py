@@ -138,6 +138,3 @@ def get_protocol(name: str) -> Protocol:
 def protocol_of(options: Any) -> Protocol:
     """The protocol a model factory's options name (plmtransfer for options without one)."""
     return get_protocol(getattr(options, "protocol", PLMTRANSFER))
-
-
-__all__ = ["AUTHORS", "AUTHORS_SUITES", "PLMTRANSFER", "PROTOCOLS", "Protocol", "get_protocol", "protocol_of"]

@@ -43,19 +43,6 @@ import numpy as np
 from pytest_plmtransfer.measure import metrics as M
 from pytest_plmtransfer.results.predictions import TestPredictions
 
-__all__ = [
-    "DEFAULT_LEVEL",
-    "DEFAULT_RESAMPLES",
-    "DEFAULT_SEED",
-    "Bootstrap",
-    "Interval",
-    "PairedResult",
-    "bootstrap_for",
-    "interval",
-    "paired_test",
-    "resample_counts",
-]
-
 DEFAULT_RESAMPLES = 1000
 #: seed of the resampling (combined with the test set's fingerprint)
 DEFAULT_SEED = 0

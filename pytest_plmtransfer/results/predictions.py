@@ -31,8 +31,6 @@ from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.hashing import sha256_file
 from pytest_plmtransfer.infra.tempfiles import atomic_write
 
-__all__ = ["PredictionsError", "TestPredictions", "load_predictions", "predictions_path", "save_predictions"]
-
 SUFFIX = ".predictions.npz"
 FORMAT = "plmtransfer-predictions/1"
 

@@ -219,17 +219,3 @@ def measurement(record: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("predictions"), dict):
         out["predictions"] = {k: v for k, v in out["predictions"].items() if k != "path"}
     return out
-
-
-__all__ = [
-    "CACHE_DTYPES",
-    "FRAME_COLUMNS",
-    "LAYER_KEY",
-    "RECORD_KINDS",
-    "RUN_SPECIFIC_FIELDS",
-    "ClaimRecord",
-    "LayerRecord",
-    "Provenance",
-    "measurement",
-    "parse_record",
-]

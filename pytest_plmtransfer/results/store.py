@@ -43,7 +43,6 @@ import numpy as np
 from pytest_plmtransfer.infra.diskspace import (
     CacheSpaceError,
     check_free_space,
-    format_bytes,
     is_out_of_space,
     layer_bytes,
     preallocate,
@@ -307,14 +306,3 @@ def _narrow(out: np.ndarray, dtype: np.dtype, model: str, layer: int) -> np.ndar
             f"{dtype.name}; use --plm-cache-dtype float32 for this model"
         )
     return narrow
-
-
-__all__ = [
-    "CacheNotWritable",
-    "CacheSpaceError",
-    "EmbeddingEntry",
-    "EmbeddingStore",
-    "entry_key",
-    "format_bytes",
-    "sequences_digest",
-]

@@ -36,8 +36,6 @@ from threadpoolctl import threadpool_limits  # a scikit-learn dependency, so alw
 
 from pytest_plmtransfer.measure import metrics as M
 
-__all__ = ["DEFAULT_ALPHAS", "RIDGE_METHODS", "RIDGE_SELECTION_METRICS", "RidgeProbe", "pick_model", "solve_shifted"]
-
 #: Default penalty grid: 10^-3 .. 10^6 in half-decade steps (19 values). Features are
 #: standardized on train, so the Gram eigenvalues that carry signal are of order n (381 train rows
 #: for gb1_two_vs_rest, 28,626 for aav_two_vs_many): ``alpha = 1e-3`` is effectively unpenalized

@@ -58,6 +58,3 @@ def _eigh(gram):
         raise ValueError("training features contain NaN or infinity")
     lam, vectors = torch.linalg.eigh(gram)
     return lam.clamp_min(0.0), vectors  # tiny negative eigenvalues of a PSD matrix are rounding
-
-
-__all__ = ["torch_coef_path"]
