@@ -173,6 +173,17 @@ def standardization_stats(
 # ---------------------------------------------------------------------------------------------
 
 
+def _sequence_rows(inp: ProbeInput, what: str) -> tuple[np.ndarray, dict[SplitName, np.ndarray]]:
+    """A per-sequence task's split labels and each split's rows, checked."""
+    n = len(inp.targets)
+    if inp.X.ndim != 2 or inp.X.shape[0] != n:
+        raise ValueError(f"{what} features must be (N, D) with N={n} rows, got {inp.X.shape}")
+    splits = _split_array(inp, n)
+    rows = {s: np.flatnonzero(splits == s) for s in SPLITS}
+    _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
+    return splits, rows
+
+
 def _split_array(inp: ProbeInput, n: int) -> np.ndarray:
     splits = np.asarray(inp.splits).astype(str).reshape(-1)
     if splits.size != n:
@@ -243,15 +254,12 @@ def _probe_regression(
     inp: ProbeInput, settings: ProbeSettings
 ) -> tuple[dict[str, float], dict[str, Any], TestPredictions]:
     X = inp.X
-    n = len(inp.targets)
-    if X.ndim != 2 or X.shape[0] != n:
-        raise ValueError(f"regression features must be (N, D) with N={n} rows, got {X.shape}")
     if inp.selection_metric not in RIDGE_SELECTION_METRICS:
         raise ValueError(
             f"selection metric {inp.selection_metric!r} cannot choose a ridge alpha; "
             f"expected one of {sorted(RIDGE_SELECTION_METRICS)}"
         )
-    splits = _split_array(inp, n)
+    _, rows = _sequence_rows(inp, "regression")
     try:
         y = np.asarray(inp.targets, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -259,8 +267,6 @@ def _probe_regression(
     if not np.isfinite(y).all():
         bad = int(np.flatnonzero(~np.isfinite(y))[0])
         raise InputError(f"regression target of sequence {bad} is {y[bad]!r}")
-    rows = {s: np.flatnonzero(splits == s) for s in SPLITS}
-    _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
 
     mean, _, scale = standardization_stats(X, rows["train"])
     if settings.ridge_features == "l2norm":  # the centred column's L2 norm is std * sqrt(n)
@@ -268,8 +274,8 @@ def _probe_regression(
     Xtr = _standardized(X, rows["train"], mean, scale)
     Xva = _standardized(X, rows["val"], mean, scale)
     alphas = DEFAULT_ALPHAS if settings.alphas is None else settings.alphas
-    on_device = settings.device != "cpu"
-    ridge = RidgeProbe(alphas, inp.selection_metric, backend="torch" if on_device else "numpy", device=settings.device)
+    backend = "numpy" if settings.device == "cpu" else "torch"
+    ridge = RidgeProbe(alphas, inp.selection_metric, backend=backend, device=settings.device)
     y_fit = y[rows["train"]]
     if settings.ridge_targets == "standardize":  # StandardScaler: population std, 0 -> 1
         y_fit = (y_fit - y_fit.mean()) / (y_fit.std() or 1.0)
@@ -385,12 +391,9 @@ def _fit_classifier(
     views = {s: RowView(X, rows[s], mean, scale) for s in SPLITS}
     clf = _softmax(settings, len(classes), seed, per_residue)
     clf.fit(views["train"], y_rows["train"], views["val"], y_rows["val"])
-    found: dict[str, float] = {}
     # Training can be millions of residues and has no AUC metric: stream it.
-    m, _ = _evaluate_split(clf, views["train"], y_rows["train"], "train", keep_probs=False)
-    found.update(m)
-    m, _ = _evaluate_split(clf, views["val"], y_rows["val"], "val", keep_probs=True)
-    found.update(m)
+    found, _ = _evaluate_split(clf, views["train"], y_rows["train"], "train", keep_probs=False)
+    found.update(_evaluate_split(clf, views["val"], y_rows["val"], "val", keep_probs=True)[0])
     y_test = y_rows["test"]
     seen = y_test >= 0
     test_view = views["test"] if seen.all() else RowView(X, rows["test"][seen], mean, scale)
@@ -409,16 +412,11 @@ def _fit_classifier(
 def _probe_classification(
     inp: ProbeInput, settings: ProbeSettings, seed: int
 ) -> tuple[dict[str, float], dict[str, Any], TestPredictions]:
-    X = inp.X
-    n = len(inp.targets)
-    if X.ndim != 2 or X.shape[0] != n:
-        raise ValueError(f"classification features must be (N, D) with N={n} rows, got {X.shape}")
-    splits = _split_array(inp, n)
-    rows = {s: np.flatnonzero(splits == s) for s in SPLITS}
-    _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
+    splits, rows = _sequence_rows(inp, "classification")
     labels = np.asarray([str(t) for t in inp.targets])
     classes, y = _class_index(labels, splits, lambda i: f"sequence {i}", inp.unseen_test_labels)
-    metrics, head, _, test_probs = _fit_classifier(X, rows, {s: y[r] for s, r in rows.items()}, classes, settings, seed)
+    y_rows = {s: y[r] for s, r in rows.items()}
+    metrics, head, _, test_probs = _fit_classifier(inp.X, rows, y_rows, classes, settings, seed)
     return metrics, head, TestPredictions("classification", y[rows["test"]], test_probs, None, classes)
 
 

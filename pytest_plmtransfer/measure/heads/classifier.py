@@ -91,16 +91,11 @@ class _Adam:
     2-4 s per process -- more than fitting a typical probe.
     """
 
-    def __init__(
-        self,
-        params: list[torch.Tensor],
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-    ) -> None:
-        self.params = params
-        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+    betas = (0.9, 0.999)
+    eps = 1e-8
+
+    def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float) -> None:
+        self.params, self.lr, self.weight_decay = params, lr, weight_decay
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
         self.t = 0
@@ -389,17 +384,12 @@ class SoftmaxProbe:
     def _fused_pass(
         self, x_all: torch.Tensor, t_all: torch.Tensor, order: torch.Tensor, weight: torch.Tensor | None, opt: _Adam
     ) -> tuple[float, int]:
-        """One pass of mini-batch Adam over ``x_all`` in ``order``: the same batches, loss and
-        update as the autograd path, with the softmax cross-entropy gradient written out
-        (``dL/dlogits = w_t (softmax - onehot) / sum(w_t)``) and no autograd graph.
-
-        Per-residue tasks take hundreds of thousands of steps of tiny matrices, where the cost is
-        the number of tensor operations per step, not arithmetic: autograd's per-step bookkeeping
-        (graph, ``grad``, ``_make_grads``) dominated. Here the rows are permuted once per pass
-        (one gather instead of two per step) with a ones column appended, so logits and the
-        gradient of the packed ``[W | b]`` are one matrix product each, and Adam updates one
-        tensor: about a dozen operations per step (see ``perf/test_softmax_probe.py``).
-        Returns (sum of per-row losses, rows)."""
+        """One pass of mini-batch Adam over ``x_all`` in ``order``: the autograd path's batches,
+        loss and update, with the gradient written out (``dL/dlogits = w_t (softmax - onehot) /
+        sum(w_t)``). Per-residue tasks take hundreds of thousands of steps of tiny matrices, where
+        autograd's per-step bookkeeping dominated: here rows are permuted once per pass with a ones
+        column appended, so logits and the packed ``[W | b]`` gradient are one product each
+        (``perf/test_softmax_probe.py``). Returns (sum of per-row losses, rows)."""
         n, K = x_all.shape[0], self.n_classes
         xs = _with_ones(x_all).index_select(0, order)
         ts = t_all.index_select(0, order)
