@@ -5,21 +5,17 @@ Layout (schema 3): a ledger is a **directory** of JSON Lines parts, one part per
     <ledger>/<run_id>--<shard>--<worker>.jsonl
 
 The first line of a part is its header (``{"kind": "ledger_part", "schema_version": 3, "run_id",
-"shard", "worker", "plan": {...}}``), every further line one record. A process only ever appends
-to its own part (pytest-xdist workers and the shards of a Slurm array each have their own), so an
-append is one ``write`` of one line whatever the ledger holds: no lock, no re-read, no rewrite.
-A process killed mid-write can leave a torn last line; the next append to that part cuts it off
-first, and readers ignore it (with a warning), so no complete record is ever lost. A write the
-disk cuts short (full) is undone before the error reaches the caller, which keeps the records.
-Parts are opened with ``O_NOFOLLOW`` and must be regular files: a link planted at a part's
+"shard", "worker", "plan": {...}}``), every further line one record. A process only appends to
+its own part (xdist workers and Slurm array shards each have one), so an append is one ``write``
+of one line: no lock, no re-read, no rewrite. A writer killed mid-write leaves a torn last line
+that the next append to the part cuts off and readers skip (with a warning); a write the disk
+cuts short (full) is undone before the error reaches the caller, which keeps the records. Parts
+are opened with ``O_NOFOLLOW`` and must be regular files: a link planted at a part's
 (predictable) name is refused, never written through.
 
-Every record carries ``digest``, the sha256 of its content as written (:func:`record_digest`);
-``plmtransfer merge`` and ``--plm-from-ledger`` check it, so what they use is what the runs wrote.
-
-``--plm-ledger PATH`` names the directory (default ``.plmtransfer/ledger``). Readers
-(:func:`read_records`, :func:`load_ledger`) take a ledger directory or one part file;
-``plmtransfer merge`` writes a ledger directory of one part (:func:`write_part`).
+Every record carries ``digest`` (:func:`record_digest`), checked by ``plmtransfer merge`` and
+``--plm-from-ledger``. Readers take a ledger directory (``--plm-ledger``, default
+``.plmtransfer/ledger``) or one part file.
 """
 
 from __future__ import annotations
@@ -102,9 +98,8 @@ class Entry:
     where: str
 
     def checked(self, *, digest: bool) -> dict[str, Any]:
-        """The record after checking that its key fields have their types (every read: a
-        malformed record is one line naming file and line, never a crash later) and, with
-        ``digest``, that it is what the plugin wrote."""
+        """The record, its key fields' types checked (a malformed record is one line naming file
+        and line, never a crash later) and, with ``digest``, its digest."""
         rec = self.record
         if digest and rec.get("digest") != record_digest(rec):
             what = "has no digest" if "digest" not in rec else "does not match its digest (edited or damaged)"
@@ -155,15 +150,11 @@ def ledger_files(path: Path | str, *, run_id: str | None = None) -> list[Path]:
 
 def read_entries(path: Path | str, *, run_id: str | None = None) -> tuple[list[Entry], list[dict[str, Any]]]:
     """(records with where they are, part headers) of a ledger directory or part file."""
-    loaded = []
-    for file in ledger_files(path, run_id=run_id):
-        recs, heads = _read_part(file)
-        # chronological across parts (a part's creation time is in its header): "the last
-        # record" keeps meaning "the newest run's"
-        created = heads[0].get("created", "") if heads else ""
-        loaded.append((created, recs, heads))
-    loaded.sort(key=lambda item: item[0])  # stable: file order within equal times
-    return [r for _c, recs, _h in loaded for r in recs], [h for _c, _r, heads in loaded for h in heads]
+    parts = [_read_part(file) for file in ledger_files(path, run_id=run_id)]
+    # chronological across parts by their headers' creation times (stable: file order within equal
+    # times), so "the last record" keeps meaning "the newest run's"
+    parts.sort(key=lambda part: part[1][0].get("created", "") if part[1] else "")
+    return [r for recs, _ in parts for r in recs], [h for _, heads in parts for h in heads]
 
 
 def read_ledger(
@@ -297,12 +288,10 @@ class Ledger:
 
 
 def records_to_frame(records: Iterable[Any]):
-    """Flatten records into a DataFrame: one row per record, every column of
-    :data:`~pytest_plmtransfer.results.records.FRAME_COLUMNS` (NaN/None where a record has no
-    value) and then the metrics as plain columns. The columns one groups by are strings:
-    ``weights`` (the weights' identity, see :func:`identity.weights_label`; the whole identity
-    stays in the ledger) and ``head`` (its name). Structured provenance (``intervals``, ``data``,
-    ``versions``, ...) stays as dicts."""
+    """One row per record: every column of :data:`~pytest_plmtransfer.results.records.FRAME_COLUMNS`
+    (NaN/None where a record has none), then the metrics. ``weights`` (as
+    :func:`identity.weights_label`) and ``head`` (its name) are strings to group by; structured
+    provenance (``intervals``, ``data``, ...) stays as dicts."""
     import pandas as pd
 
     from pytest_plmtransfer.infra.identity import weights_label

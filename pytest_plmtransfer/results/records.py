@@ -60,15 +60,6 @@ LAYER_KEY = ("model", "task", "layer", "init", "seed", "protocol")
 _PROVENANCE = tuple(f.name for f in dataclasses.fields(Provenance))
 
 
-def _split(cls: type, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(own fields, provenance fields, anything else) of a flat record dict."""
-    names = {f.name for f in dataclasses.fields(cls)} - {"provenance", "extra"}
-    own = {k: v for k, v in data.items() if k in names}
-    prov = {k: data[k] for k in _PROVENANCE if k in data}
-    extra = {k: v for k, v in data.items() if k not in names and k not in _PROVENANCE and k != "kind"}
-    return own, prov, extra
-
-
 #: fields a record holds only when set (None: absent from its dict), written after the provenance
 _ONLY_WHEN_SET = ("cuda_visible_devices", "limit", "base_model", "head_name")
 
@@ -91,8 +82,12 @@ class _Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
-        own, prov, extra = _split(cls, data)
-        return cls(**own, provenance=Provenance(**prov), extra=extra)  # type: ignore[call-arg]
+        """A flat record dict: own fields, provenance fields and anything else (``extra``)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"provenance", "extra"}  # type: ignore[arg-type]
+        own = {k: v for k, v in data.items() if k in names}
+        prov = Provenance(**{k: data[k] for k in _PROVENANCE if k in data})
+        extra = {k: v for k, v in data.items() if k not in names and k not in _PROVENANCE and k != "kind"}
+        return cls(**own, provenance=prov, extra=extra)  # type: ignore[call-arg]
 
 
 @dataclass
@@ -199,15 +194,11 @@ def parse_record(data: dict[str, Any]) -> LayerRecord | ClaimRecord:
     return RECORD_KINDS[kind].from_dict(data)
 
 
-def _columns(*types: type) -> tuple[str, ...]:
-    names = ["kind", *(f.name for t in types for f in dataclasses.fields(t)), *_PROVENANCE]
-    return tuple(n for n in dict.fromkeys(names) if n not in ("provenance", "extra", "metrics"))
-
-
 #: the columns every result frame has (missing values NaN/None): each field of a layer or claim
 #: record and of their provenance; the metrics, flattened (open-ended: a head may record its
 #: own), join them
-FRAME_COLUMNS = _columns(LayerRecord, ClaimRecord)
+_FIELDS = ["kind", *(f.name for t in (LayerRecord, ClaimRecord) for f in dataclasses.fields(t)), *_PROVENANCE]
+FRAME_COLUMNS = tuple(n for n in dict.fromkeys(_FIELDS) if n not in ("provenance", "extra", "metrics"))
 
 
 def measurement(record: dict[str, Any]) -> dict[str, Any]:
