@@ -93,9 +93,7 @@ def normalize(frame: pd.DataFrame, *, dedupe: bool = True) -> pd.DataFrame:
     out["seed_key"] = [seed_key(s) for s in out["seed"].astype(object)]
     out["init"] = out["init"].where(out["init"].notna(), "none").astype(str)
     out["protocol"] = out["protocol"].where(out["protocol"].notna(), PLMTRANSFER).astype(str)
-    out["layer"] = out["layer"].astype(int)
-    out["model"] = out["model"].astype(str)
-    out["task"] = out["task"].astype(str)
+    out = out.astype({"layer": int, "model": str, "task": str})
     if dedupe:
         out = out.sort_values("timestamp", kind="stable", na_position="first")
         out = out.drop_duplicates(subset=list(KEY), keep="last")
@@ -230,12 +228,9 @@ def subset(
     frame: pd.DataFrame, model: str | None = None, task: str | None = None, init: str | None = None
 ) -> pd.DataFrame:
     mask = pd.Series(True, index=frame.index)
-    if model is not None:
-        mask &= frame["model"] == model
-    if task is not None:
-        mask &= frame["task"] == task
-    if init is not None:
-        mask &= frame["init"] == init
+    for column, value in (("model", model), ("task", task), ("init", init)):
+        if value is not None:
+            mask &= frame[column] == value
     return frame[mask]
 
 
@@ -252,7 +247,7 @@ def curve(frame: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
 
     ``frame`` holds one (model, task, init); columns are ``<metric>``, ``<metric>_std``, ``n``.
     """
-    metrics = [m for m in dict.fromkeys(metrics)]
+    metrics = list(dict.fromkeys(metrics))
     if frame.empty:
         return pd.DataFrame(columns=[*metrics, *(f"{m}_std" for m in metrics), "n"])
     data = frame.reindex(columns=["layer", *metrics])  # a metric no record holds: NaN
