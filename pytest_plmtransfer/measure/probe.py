@@ -1,18 +1,17 @@
 """One layer's probe: standardize on train, fit the task's head, report every metric.
 
-:func:`probe` is the single entry point the plugin calls per (model, task, layer, init). It picks
-the head from the task kind -- :class:`~pytest_plmtransfer.measure.heads.ridge.RidgeProbe` for
-regression, :class:`~pytest_plmtransfer.measure.heads.classifier.SoftmaxProbe` for classification and
-per-residue tasks -- and returns flat metric names the ledger, the claims and the report share.
+:func:`probe` is the plugin's entry point per (model, task, layer, init): ridge
+(:mod:`~pytest_plmtransfer.measure.heads.ridge`) for regression, a softmax classifier
+(:mod:`~pytest_plmtransfer.measure.heads.classifier`) for classification and per-residue tasks,
+returning the flat metric names the ledger, the claims and the report share.
 
-Standardization: mean and (population) standard deviation per feature over the training rows
-only -- for per-residue tasks over the *scored* training residues -- computed in one streaming
-pass (chunk statistics merged with Chan et al.'s parallel formula, float64), so a memory-mapped
-``(R, D)`` matrix is never loaded whole. A feature whose training standard deviation is zero
-(up to 1e-10 of its mean's magnitude, i.e. rounding) gets scale 0: it reads as 0 in every split,
-never nan, and carries no weight. Under the ``authors`` protocol (:mod:`pytest_plmtransfer.measure.protocol`)
-the ridge instead divides each centred column by its L2 norm over the training rows (scikit-learn
-< 1.2's ``normalize=True``), fits standardized targets and chooses alpha by their rule, and the
+Standardization: per-feature mean and population std over the training rows only (for
+per-residue tasks the *scored* training residues), in one streaming float64 pass, so a
+memory-mapped ``(R, D)`` matrix is never loaded whole. A feature whose training std is zero (up
+to 1e-10 of its mean's magnitude, i.e. rounding) gets scale 0: it reads as 0, never nan. Under
+the ``authors`` protocol (:mod:`~pytest_plmtransfer.measure.protocol`) the ridge instead divides
+each centred column by its L2 norm over the training rows (scikit-learn < 1.2's
+``normalize=True``), fits standardized targets and chooses alpha by their rule, and the
 classifier reads the features as they are (``ProbeSettings.ridge_*``, ``classifier_features``).
 """
 
@@ -51,12 +50,10 @@ _STAT_CHUNK_ROWS = 16384
 class ProbeInput:
     """Everything :func:`probe` needs for one layer of one task.
 
-    ``X`` holds one row per sequence in task order (``(N, D)``), or for per-residue tasks every
-    residue of every sequence concatenated in task order (``(R, D)``), with ``offsets`` (``N+1``
-    int64) delimiting sequence ``i`` as ``X[offsets[i]:offsets[i+1]]``. ``X`` may be an
-    ``np.memmap`` of any float dtype. ``targets``: floats (regression), class-name strings
-    (classification) or per-residue label strings, one character per residue (per_residue).
-    ``residue_masks`` (per_residue, optional): False residues are neither trained on nor scored.
+    ``X`` (any float dtype, memmaps welcome): one row per sequence in task order, or for
+    per-residue tasks every residue concatenated, sequence ``i`` being
+    ``X[offsets[i]:offsets[i+1]]``. ``targets``: floats, class names, or per-residue label strings
+    (one character per residue). ``residue_masks``: False residues are neither trained on nor scored.
     """
 
     kind: TaskKind
@@ -75,10 +72,8 @@ class ProbeInput:
 
 @dataclass
 class ProbeResult:
-    """``metrics``: flat metric name -> value (nan where undefined). ``head``: the settings the
-    head used and chose (JSON-safe). ``fit_seconds``: wall time of the whole probe call.
-    ``predictions``: the test split's predictions and targets (for bootstrap intervals and
-    paired tests; see :mod:`pytest_plmtransfer.results.predictions`)."""
+    """``metrics``: flat name -> value (nan where undefined); ``head``: the settings the head used
+    and chose (JSON-safe); ``predictions``: the test split's, for intervals and paired tests."""
 
     metrics: dict[str, float]
     head: dict[str, Any]
@@ -88,8 +83,7 @@ class ProbeResult:
 
 @dataclass
 class ProbeSettings:
-    """Head hyperparameters; the defaults are documented in ``heads/ridge.py`` and
-    ``heads/classifier.py``."""
+    """Head hyperparameters (defaults explained in ``heads/ridge.py`` and ``heads/classifier.py``)."""
 
     alphas: Sequence[float] | None = None  # None -> DEFAULT_ALPHAS
     lr: float = DEFAULT_LR
@@ -137,12 +131,9 @@ def settings_for_run(head: dict[str, Any] | None, embedding_device: str) -> Prob
 def standardization_stats(
     X: np.ndarray, rows: np.ndarray | None = None, chunk_rows: int = _STAT_CHUNK_ROWS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Streaming per-feature ``(mean, std, scale)`` over ``X[rows]`` (all rows if ``None``).
-
-    ``scale`` is ``1/std``, or 0 for zero-variance features. One pass, float64, blocks merged
-    with the pairwise update (Chan, Golub & LeVeque), which stays accurate where the naive
-    ``E[x^2] - E[x]^2`` cancels catastrophically.
-    """
+    """Streaming per-feature ``(mean, std, scale)`` over ``X[rows]`` (all rows if ``None``);
+    ``scale`` is ``1/std``, or 0 for zero-variance features. Blocks are merged with the pairwise
+    update (Chan, Golub & LeVeque), accurate where the naive ``E[x^2] - E[x]^2`` cancels."""
     d = X.shape[1]
     n_total = X.shape[0] if rows is None else len(rows)
     if n_total == 0:
@@ -501,18 +492,14 @@ def _probe_per_residue(
 
 
 def probe(inp: ProbeInput, *, seed: int = 0, settings: ProbeSettings | None = None) -> ProbeResult:
-    """Fit and evaluate the task's head on one layer's features.
+    """Fit and evaluate the task's head on one layer's features (``seed``: the classifier's shuffling).
 
-    Metric names -- regression: ``train_mse, val_mse, test_mse, val_spearman, test_spearman,
-    val_ndcg, test_ndcg, test_pearson``; classification: ``{train,val,test}_loss``,
-    ``{train,val,test}_accuracy``, ``val_auc, test_auc``; per_residue: the classification names
-    over scored residues, ``test_q3`` when the classes are exactly {H, E, C}, and
-    ``test_{f1,precision,recall}_<label>`` per class. Classes are the sorted labels seen in
-    training; a validation or test label never seen in training raises
-    :class:`~pytest_plmtransfer.infra.errors.InputError` (a ``ValueError``) naming it. An empty test
-    split gives nan test metrics; an empty train or validation split is an error.
-
-    ``seed`` drives the classifier's shuffling (ridge is deterministic).
+    Metrics: regression :data:`_REGRESSION_METRICS`; classification :data:`_CLASSIFICATION_METRICS`;
+    per_residue the same over scored residues, ``test_q3`` when the classes are exactly {H, E, C},
+    and :func:`~pytest_plmtransfer.measure.metrics.per_class_metrics`. Classes are the sorted
+    training labels; a validation or test label never seen in training is an
+    :class:`~pytest_plmtransfer.infra.errors.InputError` naming it. An empty test split gives nan
+    test metrics; an empty train or validation split is an error.
     """
     settings = settings or ProbeSettings()
     start = time.perf_counter()

@@ -23,10 +23,10 @@ of a few hundred units or more the bootstrap distributions are close to symmetri
 **Paired tests.** :func:`paired_test` compares side A (e.g. pretrained) with side B (e.g. random
 init) on the same resamples: ``d_b = metric_A(b) - metric_B(b)``. Seed replicates are combined
 by a hierarchical bootstrap: in each resample each side's seeds are also drawn with replacement
-and averaged, so the interval holds test-set and seed-to-seed noise. One-sided p-value for H1 "A better than B by more than
-``margin``": ``(1 + #{b: d_b (oriented) <= margin}) / (B + 1)`` -- the inversion of the
-percentile interval; the reported interval is the two-sided ``1 - 2*level`` percentile interval,
-so ``p < level`` exactly when its lower (oriented) bound exceeds the margin.
+and averaged, so the interval holds test-set and seed-to-seed noise. One-sided p-value for H1 "A
+better than B by more than ``margin``": ``(1 + #{b: d_b (oriented) <= margin}) / (B + 1)`` -- the
+inversion of the percentile interval; the reported interval is the two-sided ``1 - 2*level``
+percentile interval, so ``p < level`` exactly when its lower (oriented) bound exceeds the margin.
 """
 
 from __future__ import annotations

@@ -69,9 +69,13 @@ class _Record:
     provenance: Provenance
     extra: dict[str, Any]
 
+    @classmethod
+    def _own_fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name not in ("provenance", "extra")]  # type: ignore[arg-type]
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
-        names = [f.name for f in dataclasses.fields(self) if f.name not in ("provenance", "extra")]  # type: ignore[arg-type]
+        names = self._own_fields()
         out.update((name, getattr(self, name)) for name in names if name not in _ONLY_WHEN_SET)
         out.update(dataclasses.asdict(self.provenance))
         out.update(self.extra)
@@ -83,7 +87,7 @@ class _Record:
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         """A flat record dict: own fields, provenance fields and anything else (``extra``)."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"provenance", "extra"}  # type: ignore[arg-type]
+        names = set(cls._own_fields())
         own = {k: v for k, v in data.items() if k in names}
         prov = Provenance(**{k: data[k] for k in _PROVENANCE if k in data})
         extra = {k: v for k, v in data.items() if k not in names and k not in _PROVENANCE and k != "kind"}
