@@ -123,9 +123,7 @@ def settings_for_run(head: dict[str, Any] | None, embedding_device: str) -> Prob
     return ProbeSettings(**dict(head or {}), device=device if on_gpu else "cpu")
 
 
-# ---------------------------------------------------------------------------------------------
-# standardization
-# ---------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------- standardization
 
 
 def standardization_stats(
@@ -159,9 +157,7 @@ def standardization_stats(
     return mean, std, scale
 
 
-# ---------------------------------------------------------------------------------------------
-# input checks
-# ---------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------- input checks
 
 
 def _sequence_rows(inp: ProbeInput, what: str) -> tuple[np.ndarray, dict[SplitName, np.ndarray]]:
@@ -221,9 +217,7 @@ def _class_index(
     return [str(c) for c in classes], idx_clipped
 
 
-# ---------------------------------------------------------------------------------------------
-# heads
-# ---------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------- heads
 
 
 def _standardized(X: np.ndarray, rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -486,9 +480,7 @@ def _probe_per_residue(
     return out, head, TestPredictions("per_residue", y_test, all_probs, units, classes)
 
 
-# ---------------------------------------------------------------------------------------------
-# entry point
-# ---------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------- entry point
 
 
 def probe(inp: ProbeInput, *, seed: int = 0, settings: ProbeSettings | None = None) -> ProbeResult:

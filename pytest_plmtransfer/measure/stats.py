@@ -66,8 +66,7 @@ def resample_counts(n_units: int, n_resamples: int, seed: int, fingerprint: str)
     return counts
 
 
-# ---------------------------------------------------------------------------------------------
-# within-resample ranks
+# ---------------------------------------------------------------------------- within-resample ranks
 
 
 @dataclass
