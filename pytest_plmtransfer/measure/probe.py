@@ -311,16 +311,11 @@ def _softmax(settings: ProbeSettings, n_classes: int, seed: int, per_residue: bo
 
 def _softmax_head(clf: SoftmaxProbe, classes: list[str], features: str) -> dict[str, Any]:
     cw = clf.class_weight_
-    return {
-        "head": "softmax",
-        "epochs": int(clf.epochs_run_),
-        "best_epoch": int(clf.best_epoch_),
-        "lr": clf.lr,
-        "batch_size": clf.batch_size,
-        "max_epochs": clf.max_epochs,
-        "patience": clf.patience,
-        "min_delta": clf.min_delta,
-        "weight_decay": clf.weight_decay,
+    head = {"head": "softmax", "epochs": int(clf.epochs_run_), "best_epoch": int(clf.best_epoch_)}
+    head.update(
+        (k, getattr(clf, k)) for k in ("lr", "batch_size", "max_epochs", "patience", "min_delta", "weight_decay")
+    )
+    return head | {
         "class_weight": None if cw is None else [float(w) for w in cw],
         "classes": classes,
         "seed": clf.seed,

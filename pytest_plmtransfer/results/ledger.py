@@ -21,7 +21,6 @@ Every record carries ``digest`` (:func:`record_digest`), checked by ``plmtransfe
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from pytest_plmtransfer import __version__
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.tempfiles import atomic_write, json_default, open_append, write_all
 from pytest_plmtransfer.results.records import FRAME_COLUMNS, LAYER_KEY, RECORD_KINDS
+from pytest_plmtransfer.results.result_cache import payload_digest, plain_json
 
 SCHEMA_VERSION = 3
 PART_SUFFIX = ".jsonl"
@@ -178,14 +178,13 @@ def _unsigned(record: dict[str, Any]) -> dict[str, Any]:
 def record_digest(record: dict[str, Any]) -> str:
     """sha256 of a record's content (its ``digest`` field aside) as sorted-key JSON: written with
     the record, checked by ``merge`` and ``--plm-from-ledger`` (an edit or a damaged copy shows)."""
-    text = json.dumps(_unsigned(record), sort_keys=True, separators=(",", ":"), allow_nan=True)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return "sha256:" + payload_digest(_unsigned(record))
 
 
 def signed(record: Any) -> dict[str, Any]:
     """The record as stored: plain JSON values (read back exactly as they are digested here) and
     its digest."""
-    plain = json.loads(json.dumps(record, default=json_default))
+    plain = plain_json(record)
     return {**_unsigned(plain), "digest": record_digest(plain)}
 
 
