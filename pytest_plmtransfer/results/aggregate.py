@@ -1,9 +1,6 @@
-"""Shared helpers over a layer-results DataFrame (what :func:`ledger.load_ledger` returns).
-
-Claims, baselines, reports and the CLI all need the same few operations on per-layer results:
-pick the metric columns, normalise seeds (``None`` for pretrained / one-hot), keep the newest
-record per (model, task, layer, init, seed), average over seeds per layer, and choose a layer on
-validation. They live here so that every consumer computes them identically.
+"""The operations claims, baselines, reports and the CLI share over a layer-results DataFrame
+(:func:`ledger.load_ledger`'s): metric columns, seed keys, the newest record per key, seed
+averages per layer, the layer chosen on validation; one place, so every consumer agrees.
 """
 
 from __future__ import annotations
@@ -86,9 +83,8 @@ def sorted_seeds(keys) -> list[str]:
 
 
 def normalize(frame: pd.DataFrame, *, dedupe: bool = True) -> pd.DataFrame:
-    """The layer records of a result frame (:func:`ledger.records_to_frame`: its columns are
-    fixed) with a string ``seed_key`` column, int ``layer`` and (by default) the newest record
-    per (model, task, layer, init, seed) only."""
+    """The layer records of a result frame with a string ``seed_key``, int ``layer`` and (by
+    default) only the newest record per :data:`KEY`."""
     out = frame[frame["kind"] == "layer"].copy()
     out["seed_key"] = [seed_key(s) for s in out["seed"].astype(object)]
     out["init"] = out["init"].where(out["init"].notna(), "none").astype(str)
@@ -116,8 +112,8 @@ def select_runs(frame: pd.DataFrame, *, run_id: str | None = None, latest: bool 
 
 
 def latest_run(frame: pd.DataFrame) -> tuple[str, str]:
-    """The most recent run of a layer frame and a line saying what was picked: when, how many
-    layer records, and the runs before it that hold more (a newer run may be a one-test retry)."""
+    """The most recent run of a layer frame and a line saying what was picked (and an earlier run
+    that holds more: a newer run may be a one-test retry)."""
     runs = frame.dropna(subset=["run_id"])
     stamps = runs.groupby("run_id")["timestamp"].max().sort_values(kind="stable")
     counts = runs.groupby("run_id").size()
@@ -151,15 +147,11 @@ class RowGroup:
 
 def row_groups(frame: pd.DataFrame) -> tuple[list[RowGroup], list[str]]:
     """A report's rows, never mixing model versions or seeds silently, and notes saying what was
-    done where a ledger holds several runs:
-
-    * records of a subsample (``--plm-limit N``) are rows of their own;
-    * pretrained weights measured with different identities (``weights``, a model version) get
-      one row each; with seeds, each (layer, seed) keeps its newest record, and a note says so;
-    * a layer measured with more seeds than its neighbours is averaged over the seeds every
-      layer of the row has, so the best-layer choice compares like with like (a note names the
-      layers and seeds); with no seed common to all layers, each layer keeps its own and a note
-      warns.
+    done: records of a subsample (``--plm-limit N``) are rows of their own; pretrained weights
+    measured with different identities (a model version) get one row each (with seeds, each
+    (layer, seed) keeps its newest record); a layer with more seeds than its neighbours is averaged
+    over the seeds every layer has, so the best-layer choice compares like with like (with no
+    common seed each layer keeps its own, and a note warns).
     """
     data = normalize(frame, dedupe=False)
     groups: list[RowGroup] = []
@@ -243,10 +235,8 @@ def depth(frame: pd.DataFrame) -> int:
 
 
 def curve(frame: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
-    """Per-layer mean, std (ddof=1, NaN for one seed) and seed count for each metric.
-
-    ``frame`` holds one (model, task, init); columns are ``<metric>``, ``<metric>_std``, ``n``.
-    """
+    """Per-layer ``<metric>`` mean, ``<metric>_std`` (ddof=1, NaN for one seed) and seed count
+    ``n`` of one (model, task, init)."""
     metrics = list(dict.fromkeys(metrics))
     if frame.empty:
         return pd.DataFrame(columns=[*metrics, *(f"{m}_std" for m in metrics), "n"])
