@@ -18,9 +18,6 @@ agree to rounding):
 * ``eigh``: ``G = V diag(lam) V^T`` (each alpha a diagonal rescaling); kept for comparison and used
   by the torch backend (torch has no tridiagonal reduction).
 
-Measured here (1 BLAS thread, d = 1,280): one Cholesky 0.03-0.07 s, ``sytrd`` 0.26 s (~5
-Choleskies), ``eigh`` 0.55-0.8 s (~12); ``perf/test_ridge_sweep.py`` measures all three.
-
 Backends: ``numpy`` (float64 LAPACK, on CPU) and ``torch`` (:mod:`.ridge_torch`, on the GPU the
 embeddings were made on). The intercept is sklearn's: centre X and y, solve, then
 ``intercept = mean(y) - mean(X) @ coef``.
@@ -55,17 +52,14 @@ RIDGE_SELECTION_METRICS: dict[str, M.Metric] = {
 # Rows per block when streaming a big (possibly memory-mapped, float32) matrix into float64.
 _CHUNK_ROWS = 4096
 
-#: BLAS threads for the factorizations. LAPACK's symmetric eigensolver synchronizes its threads
-#: many times per call; when other processes compete for the cores (xdist workers, a model
-#: embedding the next layer) OpenBLAS's spinning threads make it collapse: measured on a loaded
-#: 2-core machine, a 1280 x 1280 ``eigh`` took 1.3 s on 1 thread and 32 s on 2. On an idle
-#: machine a second thread saves little, so one thread is the robust default.
+#: BLAS threads for the factorizations. When other processes compete for the cores, OpenBLAS's
+#: spinning threads make LAPACK's eigensolver collapse (a loaded 2-core machine: a 1280 x 1280
+#: ``eigh`` took 1.3 s on 1 thread, 32 s on 2); on an idle machine a second thread saves little.
 EIGH_THREADS = 1
 
-
-#: A tridiagonal reduction costs about this many Cholesky factorizations of the same matrix
-#: (measured: ``sytrd`` 0.26 s vs ``potrf`` 0.03-0.07 s at d = 1,280 on one thread); grids with
-#: at most this many alphas factorize per alpha instead.
+#: A tridiagonal reduction costs about this many Cholesky factorizations of the same matrix (at
+#: d = 1,280 on one thread: ``sytrd`` 0.26 s, ``potrf`` 0.03-0.07 s, ``eigh`` 0.55-0.8 s;
+#: ``perf/test_ridge_sweep.py``); grids with at most this many alphas factorize per alpha instead.
 TRIDIAGONAL_COST_IN_CHOLESKY = 5
 RIDGE_METHODS = ("auto", "tridiagonal", "cholesky", "eigh")
 
@@ -205,12 +199,8 @@ class RidgeProbe:
     # -- fitting -------------------------------------------------------------------------------
 
     def fit(self, X: np.ndarray, y: object, X_val: np.ndarray | None = None, y_val: object | None = None) -> RidgeProbe:
-        """Factorize once, score every alpha on ``(X_val, y_val)``, keep the best.
-
-        ``X`` may be float32 or a memmap; in the primal case it is streamed in blocks and never
-        copied whole (only ``d x d`` float64 is held). Validation data is required when the grid
-        has more than one alpha.
-        """
+        """Factorize once, score every alpha on ``(X_val, y_val)`` (required for more than one
+        alpha), keep the best. A float32 or memmapped ``X`` is streamed in blocks in the primal case."""
         X = _as_2d(X, "X")
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         n, d = X.shape
