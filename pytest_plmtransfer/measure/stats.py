@@ -255,17 +255,13 @@ class Bootstrap:
         return self._ratio(correct, np.ones_like(correct))
 
     def _confusions(self, probs: np.ndarray) -> np.ndarray:
-        """``(B, K, K)`` confusion matrices (true, predicted) of every resample: each unit's
-        (true, predicted) pair counts, weighted by the resample counts, so no resample is
-        materialized. Unseen test labels (< 0) are left out, as in :meth:`loss`."""
+        """``(B, K, K)`` (true, predicted) confusion matrices of every resample: each unit's pair
+        counts weighted by the resample counts. Unseen test labels (< 0) are left out, as in :meth:`loss`."""
         p = np.asarray(probs)
         k = p.shape[1]
         y = np.asarray(self.target).astype(np.int64)
         seen = y >= 0
-        if self.units is None:
-            unit = np.arange(y.size)
-        else:
-            unit = np.repeat(np.arange(self.n_units), np.diff(self.units))
+        unit = np.arange(y.size) if self.units is None else np.repeat(np.arange(self.n_units), np.diff(self.units))
         cell = (unit * k + np.where(seen, y, 0)) * k + p.argmax(axis=1)
         per_unit = np.bincount(cell[seen], minlength=self.n_units * k * k).reshape(self.n_units, k * k)
         return np.einsum("ik,ib->bk", per_unit.astype(np.float64), self.counts, dtype=np.float64).reshape(-1, k, k)

@@ -48,11 +48,10 @@ class LedgerError(PlmTransferError):
 
 # --------------------------------------------------------------------------- reading
 def _read_part(path: Path) -> tuple[list[Entry], list[dict[str, Any]]]:
-    """(records, headers) of one JSON Lines part. A torn last line (no newline: its writer was
-    killed mid-write; it begins as every line written here does) is skipped with a warning; a bad
-    line anywhere else is an error."""
-    data = path.read_bytes()
-    lines = data.split(b"\n")
+    """(records, headers) of one part. A torn last line (no newline, begun as every line written
+    here is: its writer was killed mid-write) is skipped with a warning; any other bad line is an
+    error."""
+    lines = path.read_bytes().split(b"\n")
     records: list[Entry] = []
     headers: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
@@ -310,11 +309,8 @@ def records_to_frame(records: Iterable[Any]):
 
 
 def load_ledger(path: Path | str, *, kind: str | None = "layer", latest: bool = False):
-    """Load a ledger (directory or part file) into a pandas DataFrame in one call.
-
-    ``kind`` selects layer results (default), claim outcomes (``"claim"``) or everything (None).
-    ``latest=True`` keeps only the newest record per (model, task, layer, init, seed, protocol).
-    """
+    """A ledger (directory or part file) as a DataFrame of its ``kind`` of records ("layer",
+    "claim" or None: all); ``latest`` keeps only the newest record per :data:`LAYER_KEY`."""
     recs = read_records(path)
     if kind is not None:
         recs = [r for r in recs if r.get("kind") == kind]

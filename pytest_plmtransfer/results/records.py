@@ -71,7 +71,8 @@ class _Record:
 
     @classmethod
     def _own_fields(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.name not in ("provenance", "extra")]  # type: ignore[arg-type]
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        return [f.name for f in fields if f.name not in ("provenance", "extra")]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
