@@ -19,23 +19,9 @@ CACHE_DTYPES = ("float32", "float16")
 #: fields that differ between two runs that computed the same numbers (time, place, run
 #: bookkeeping, cache state); ``same_measurement`` ignores them
 RUN_SPECIFIC_FIELDS = (
-    "run_id",
-    "timestamp",
-    "host",
-    "worker",
-    "shard",
-    "plan_hash",
-    "embed_seconds",
-    "fit_seconds",
-    "cache_hit",
-    "test_id",
-    "git_commit",
-    "machine",
-    "device",
-    "cuda_visible_devices",
-    "interval_seconds",
-    "timing",
-)
+    "run_id", "timestamp", "host", "worker", "shard", "plan_hash", "embed_seconds", "fit_seconds", "cache_hit",
+    "test_id", "git_commit", "machine", "device", "cuda_visible_devices", "interval_seconds", "timing",
+)  # fmt: skip
 
 
 @dataclass
