@@ -339,14 +339,10 @@ _MAX_CACHED = 4
 def bootstrap_for(preds: TestPredictions, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> Bootstrap:
     """The (process-wide cached) bootstrap of ``preds``' test set: drawn once per task."""
     key = (preds.fingerprint(), int(n_resamples), int(seed))
-    boot = _BOOTSTRAPS.get(key)
-    if boot is None:
-        boot = Bootstrap(preds, n_resamples, seed)
-        _BOOTSTRAPS[key] = boot
-        while len(_BOOTSTRAPS) > _MAX_CACHED:
-            _BOOTSTRAPS.popitem(last=False)
-    else:
-        _BOOTSTRAPS.move_to_end(key)
+    boot = _BOOTSTRAPS.pop(key, None) or Bootstrap(preds, n_resamples, seed)
+    _BOOTSTRAPS[key] = boot  # the most recently used last
+    while len(_BOOTSTRAPS) > _MAX_CACHED:
+        _BOOTSTRAPS.popitem(last=False)
     return boot
 
 
@@ -454,15 +450,11 @@ def paired_test(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> PairedResult:
-    """Is A better than B on ``metric`` by more than ``margin``? See the module docstring.
-
-    ``a`` and ``b`` hold one prediction per seed replicate (at least one each), all on the same
-    test set (equal fingerprints), else ``ValueError``.
-    """
+    """Is A better than B on ``metric`` by more than ``margin``? (See the module docstring.) ``a``
+    and ``b`` hold one prediction per seed replicate, at least one each, all on the same test set."""
     if not a or not b:
         raise ValueError("each side needs at least one set of predictions")
-    fps = {p.fingerprint() for p in (*a, *b)}
-    if len(fps) != 1:
+    if len({p.fingerprint() for p in (*a, *b)}) != 1:
         raise ValueError("the predictions were not made on the same test examples")
     boot = bootstrap_for(a[0], n_resamples, seed)
     sa = np.stack([boot.samples(metric, p) for p in a])  # (kA, B)
