@@ -189,11 +189,9 @@ def classification_metrics(probs: object, y_true: object, prefix: str) -> dict[s
 
 
 def per_class_metrics(probs: object, y_true: object, labels: Sequence[str], prefix: str) -> dict[str, float]:
-    """``{prefix_precision_<label>, prefix_recall_<label>, prefix_f1_<label>}`` per class, plus
-    ``prefix_f1_macro`` (the mean F1 over classes present or predicted, as sklearn's
-    ``average="macro"``) and ``prefix_mcc`` (multiclass Matthews correlation): on imbalanced
-    tasks (FLIP's Bind: ~89% of residues bind nothing) these discriminate where accuracy is the
-    majority class's share."""
+    """``prefix_{f1,precision,recall}_<label>`` per class, ``prefix_f1_macro`` (mean F1 over classes
+    present or predicted, sklearn's ``average="macro"``) and ``prefix_mcc``: on imbalanced tasks
+    (FLIP's Bind: ~89% of residues bind nothing) these discriminate where accuracy does not."""
     from sklearn.metrics import matthews_corrcoef
 
     p, y = _probs_labels(probs, y_true)

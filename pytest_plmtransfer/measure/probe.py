@@ -119,8 +119,7 @@ def settings_for_run(head: dict[str, Any] | None, embedding_device: str) -> Prob
     """A run's probe settings: the user's head hyper-parameters (``--plm-head-*``; field name ->
     value) on the device the embeddings were computed on when that is a GPU, else on CPU."""
     device = str(embedding_device or "cpu")
-    on_gpu = device.startswith("cuda")
-    return ProbeSettings(**dict(head or {}), device=device if on_gpu else "cpu")
+    return ProbeSettings(**dict(head or {}), device=device if device.startswith("cuda") else "cpu")
 
 
 # ---------------------------------------------------------------------------------- standardization
@@ -194,14 +193,12 @@ def _class_index(
     labels: np.ndarray, split_of: np.ndarray, where_of: Callable[[int], str], unseen_test_labels: bool = False
 ) -> tuple[list[str], np.ndarray]:
     """Classes = sorted labels seen in training; every other split must use only those."""
-    train_labels = labels[split_of == "train"]
-    classes = np.unique(train_labels)
+    classes = np.unique(labels[split_of == "train"])
     if classes.size < 2:
         raise InputError(
             f"the training split has {classes.size} class(es) {classes.tolist()}; a classifier needs at least two"
         )
-    idx = np.searchsorted(classes, labels)
-    idx_clipped = np.minimum(idx, classes.size - 1)
+    idx_clipped = np.minimum(np.searchsorted(classes, labels), classes.size - 1)
     unseen = classes[idx_clipped] != labels
     idx_clipped = idx_clipped.astype(np.int64)
     if unseen_test_labels:

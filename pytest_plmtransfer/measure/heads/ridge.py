@@ -178,8 +178,8 @@ class RidgeProbe:
         backend: str = "numpy",
         device: str = "cpu",
     ) -> None:
-        grid = np.asarray(DEFAULT_ALPHAS if alphas is None else alphas, dtype=np.float64)
-        grid = np.unique(grid.reshape(-1))  # sorted ascending, duplicates dropped
+        # sorted ascending, duplicates dropped
+        grid = np.unique(np.asarray(DEFAULT_ALPHAS if alphas is None else alphas, dtype=np.float64))
         if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
             raise ValueError(f"alphas must be finite and > 0, got {grid!r}")
         if selection_metric not in RIDGE_SELECTION_METRICS:
