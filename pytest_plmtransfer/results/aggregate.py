@@ -203,9 +203,7 @@ def _common_seeds(rows: pd.DataFrame, what: str) -> tuple[pd.DataFrame, str | No
 
 def _mode(series: pd.Series) -> Any:
     vals = series.dropna()
-    if vals.empty:
-        return None
-    return vals.mode().iloc[0]
+    return None if vals.empty else vals.mode().iloc[0]
 
 
 def task_metrics(frame: pd.DataFrame, task: str | None = None) -> tuple[str, str]:
@@ -276,8 +274,6 @@ def select(
     c = curve(frame, [selection_metric, test_metric])
     if layers is not None:
         c = c[c.index.isin(list(layers))]
-    if c.empty:
-        return None
     layer = best_layer(c[selection_metric], selection_metric)
     if layer is None:
         return None

@@ -1,11 +1,7 @@
 """The ledger's record schema, defined once: a layer record, a claim record, and the provenance
-both carry.
-
-The session builds :class:`LayerRecord` / :class:`ClaimRecord`; the ledger stores
-:meth:`~LayerRecord.to_dict` (provenance fields flat at the top level); :func:`parse_record`
-reads one back (unknown fields are kept in ``extra`` and written back unchanged), and
-:data:`FRAME_COLUMNS` (the fields of both, every row of a result frame has them) is what
-:func:`~pytest_plmtransfer.results.ledger.records_to_frame` derives from them.
+both carry. The ledger stores :meth:`~LayerRecord.to_dict` (provenance flat at the top level);
+:func:`parse_record` reads one back (unknown fields kept in ``extra`` and written back unchanged);
+:data:`FRAME_COLUMNS` are the columns of a result frame.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Content-addressed, per-layer, memory-mapped embedding cache.
 
-An entry holds every computed layer of one (model identity, pooling, sequence set). The key is a
-hash of what determines the numbers — the adapter's identity (weights checksum, init, seed,
-config, dtype), pooling, per-residue or not, and the sequences themselves after window and
-truncation — never a task name: GB1's five splits are the same 8,733 sequences and share one
-entry.
+An entry holds every computed layer of one (model identity, pooling, sequence set), keyed by a
+hash of what determines the numbers -- the adapter's identity (weights checksum, init, seed,
+config, dtype), pooling and the sequences after window and truncation -- never a task name: GB1's
+five splits are the same 8,733 sequences and share one entry.
 
 Layout::
 
