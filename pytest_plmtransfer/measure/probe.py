@@ -325,11 +325,9 @@ def _evaluate_split(
     clf: SoftmaxProbe, view: RowView, y: np.ndarray, prefix: str, keep_probs: bool
 ) -> tuple[dict[str, float], np.ndarray | None]:
     """Loss/accuracy streamed block by block; AUC (which needs all scores) only if kept."""
-    if len(view) == 0:
-        nan = float("nan")
-        return {f"{prefix}_loss": nan, f"{prefix}_accuracy": nan, f"{prefix}_auc": nan}, (
-            np.zeros((0, clf.n_classes)) if keep_probs else None
-        )
+    if len(view) == 0:  # only a test split can be empty (fit needs training and validation rows)
+        nan = dict.fromkeys((f"{prefix}_loss", f"{prefix}_accuracy", f"{prefix}_auc"), float("nan"))
+        return nan, np.zeros((0, clf.n_classes))
     if keep_probs:
         probs = clf.predict_proba(view)
         return M.classification_metrics(probs, y, prefix), probs
