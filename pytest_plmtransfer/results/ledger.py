@@ -175,14 +175,12 @@ def _unsigned(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_digest(record: dict[str, Any]) -> str:
-    """sha256 of a record's content (its ``digest`` field aside) as sorted-key JSON: written with
-    the record, checked by ``merge`` and ``--plm-from-ledger`` (an edit or a damaged copy shows)."""
+    """sha256 of a record's content (its ``digest`` aside): an edit or a damaged copy shows."""
     return "sha256:" + payload_digest(_unsigned(record))
 
 
 def signed(record: Any) -> dict[str, Any]:
-    """The record as stored: plain JSON values (read back exactly as they are digested here) and
-    its digest."""
+    """The record as stored: plain JSON values (read back exactly as digested) and its digest."""
     plain = plain_json(record)
     return {**_unsigned(plain), "digest": record_digest(plain)}
 
@@ -203,8 +201,7 @@ def part_header(**fields: Any) -> dict[str, Any]:
 
 
 def write_part(path: Path, records: Iterable[Any], header: dict[str, Any]) -> None:
-    """A whole part at once, atomically: ``header`` (see :func:`part_header`) and the records with
-    their digests. ``merge`` writes its output so, and a run its records the ledger refused."""
+    """A whole part atomically (``merge``'s output, a run's records the ledger refused)."""
     atomic_write(path, b"".join([_line(header), *(_line(signed(r)) for r in records)]))
 
 
@@ -216,8 +213,7 @@ def check_name(value: str, what: str) -> str:
 
 
 def _cut_torn_tail(fd: int) -> int:
-    """A previous writer of this part was killed mid-line: drop the incomplete line. Returns the
-    part's size after."""
+    """Drop the incomplete line a writer killed mid-line left; returns the part's size after."""
     pos = size = os.fstat(fd).st_size
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return size
