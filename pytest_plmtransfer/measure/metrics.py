@@ -3,21 +3,17 @@
 table (:data:`REGRESSION`, :data:`CLASSIFICATION`) that says, per test metric, its function on a
 test set's stored predictions, which way is better, and how the bootstrap scores it.
 
-Conventions shared by every function here:
+Inputs are 1-D (regression, labels) or 2-D ``(n, n_classes)`` (probabilities) array-likes,
+converted to float64 (int64 for labels). A metric undefined for its input returns ``nan`` rather
+than raising, so one degenerate layer (a random-init layer whose predictions are all equal) cannot
+crash a sweep:
 
-* Inputs are 1-D (regression, labels) or 2-D ``(n, n_classes)`` (probabilities) array-likes; they
-  are converted to float64 (or int64 for labels) before anything is computed.
-* A metric that is undefined for the input returns ``nan`` rather than raising, so one degenerate
-  layer (say, a random-init layer whose predictions are all equal) cannot crash a whole sweep:
-
-  - fewer than two points (correlations, NDCG) or an empty input (everything) -> ``nan``;
-  - constant predictions or constant targets -> Spearman and Pearson are ``nan`` (the correlation
-    has a zero denominator; scipy would return ``nan`` too, with a warning we do not emit);
-  - NDCG with constant targets -> ``nan``: every ordering is "ideal", so the score says nothing
-    about the predictions (sklearn reports 1.0, or 0.0 when the targets are all 0 -- a 0/0);
-  - any non-finite value in the predictions or targets -> ``nan`` for correlations and NDCG
-    (sklearn's ``ndcg_score`` raises on NaN; MSE simply propagates it);
-  - ROC-AUC when no class of the split has both positives and negatives -> ``nan``.
+- fewer than two points (correlations, NDCG) or an empty input (everything);
+- constant predictions or targets: Spearman and Pearson (scipy also gives ``nan``, with a warning);
+- NDCG with constant targets: every ordering is "ideal", so the score says nothing about the
+  predictions (sklearn reports 1.0, or 0.0 when the targets are all 0 -- a 0/0);
+- any non-finite value: correlations and NDCG (sklearn's ``ndcg_score`` raises; MSE propagates it);
+- ROC-AUC when no class of the split has both positives and negatives.
 """
 
 from __future__ import annotations
@@ -27,44 +23,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "CLASSIFICATION",
-    "PROBABILITY_CLIP",
-    "REGRESSION",
-    "Metric",
-    "accuracy",
-    "classification_metrics",
-    "cross_entropy",
-    "lower_is_better",
-    "macro_ovr_auc",
-    "metric_for",
-    "mse",
-    "ndcg",
-    "pearson",
-    "per_class_metrics",
-    "per_class_prf",
-    "spearman",
-]
-
 #: Probabilities are clipped to [PROBABILITY_CLIP, 1] before the log, as sklearn's ``log_loss``
 #: used to do, so one confidently wrong prediction gives a large but finite loss.
 PROBABILITY_CLIP = 1e-15
 
 
-def _vec(a: object) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64).reshape(-1)
-
-
 def _pair(y_true: object, y_pred: object) -> tuple[np.ndarray, np.ndarray]:
-    t, p = _vec(y_true), _vec(y_pred)
+    t, p = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (y_true, y_pred))
     if t.shape != p.shape:
         raise ValueError(f"y_true has {t.size} values but y_pred has {p.size}")
     return t, p
 
 
-# ---------------------------------------------------------------------------------------------
-# regression
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------- regression
 
 
 def mse(y_true: object, y_pred: object) -> float:
@@ -94,11 +65,8 @@ def pearson(y_true: object, y_pred: object) -> float:
 
 
 def spearman(y_true: object, y_pred: object) -> float:
-    """Spearman rank correlation (ties get average ranks, as in ``scipy.stats.spearmanr``).
-
-    Computed as the Pearson correlation of the average ranks, which is scipy's definition; doing
-    it ourselves lets constant inputs give ``nan`` without scipy's ``ConstantInputWarning``.
-    """
+    """Spearman rank correlation: the Pearson correlation of average ranks, scipy's definition;
+    done here so constant inputs give ``nan`` without scipy's ``ConstantInputWarning``."""
     from scipy.stats import rankdata  # imported when used: this module is imported by light readers
 
     t, p = _pair(y_true, y_pred)
@@ -108,16 +76,12 @@ def spearman(y_true: object, y_pred: object) -> float:
 
 
 def ndcg(y_true: object, y_pred: object) -> float:
-    """NDCG of the predicted ranking, over the whole set as a single query.
+    """NDCG of the predicted ranking, the whole set as one query: sklearn's
+    ``ndcg_score(y_true[None, :], y_pred[None, :])`` (no cut-off, tied predictions averaged).
 
-    This is sklearn's ``ndcg_score(y_true[None, :], y_pred[None, :])`` (no cut-off, ties in the
-    predictions averaged). sklearn requires non-negative relevances, and FLIP targets can be
-    negative (log-fitness, for example), so when any target is negative the targets are shifted
-    by ``-min(y_true)``, making the lowest target a gain of 0. The shift is part of the metric:
-    NDCG is not shift-invariant, so numbers are comparable only under the same convention.
-    Targets that are all >= 0 are used as they are.
-
-    Returns ``nan`` for fewer than 2 points, non-finite inputs, or constant targets.
+    sklearn requires non-negative relevances and FLIP targets can be negative (log-fitness), so
+    when any target is negative the targets are shifted by ``-min(y_true)`` (the lowest a gain of
+    0). NDCG is not shift-invariant: numbers are comparable only under the same convention.
     """
     from sklearn.metrics import ndcg_score
 
@@ -132,9 +96,7 @@ def ndcg(y_true: object, y_pred: object) -> float:
     return float(ndcg_score(t[None, :], p[None, :]))
 
 
-# ---------------------------------------------------------------------------------------------
-# classification
-# ---------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------- classification
 
 
 def _probs_labels(probs: object, y_true: object) -> tuple[np.ndarray, np.ndarray]:
@@ -153,11 +115,8 @@ def _probs_labels(probs: object, y_true: object) -> tuple[np.ndarray, np.ndarray
 
 
 def cross_entropy(probs: object, y_true: object) -> float:
-    """Mean negative log-probability of the true class (natural log).
-
-    ``probs`` is ``(n, n_classes)``; ``y_true`` holds class indices. Probabilities are clipped at
-    :data:`PROBABILITY_CLIP` so the result is finite; ``nan`` for an empty input.
-    """
+    """Mean negative log-probability (natural log) of the true class, probabilities clipped at
+    :data:`PROBABILITY_CLIP` so the result is finite."""
     p, y = _probs_labels(probs, y_true)
     if y.size == 0:
         return float("nan")
@@ -182,12 +141,9 @@ def macro_ovr_auc(probs: object, y_true: object) -> float:
     """Macro-averaged one-vs-rest ROC-AUC that tolerates classes missing from the split.
 
     sklearn's ``roc_auc_score(multi_class="ovr")`` refuses a split in which some trained class
-    never occurs (its column of scores has no positives). Here each class ``k`` is scored as the
-    binary problem ``y == k`` against the score ``probs[:, k]``, using only the classes that have
-    at least one positive *and* one negative in this split, and the unweighted mean over those
-    classes is returned. When every class is present this equals sklearn's macro OvR AUC; with
-    two classes it equals the ordinary binary AUC. ``nan`` when no class qualifies (for example
-    a split that contains a single class).
+    never occurs. Here each class ``k`` with at least one positive and one negative in the split
+    is scored as ``y == k`` against ``probs[:, k]`` and the unweighted mean returned: sklearn's
+    macro OvR AUC when every class is present, the binary AUC for two classes.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -205,13 +161,8 @@ def macro_ovr_auc(probs: object, y_true: object) -> float:
 
 
 def per_class_prf(pred: object, y_true: object, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-class precision, recall and F1 for class indices ``0..n_classes-1``.
-
-    With ``tp``, ``fp``, ``fn`` counted per class: precision = tp/(tp+fp) (``nan`` when the class
-    is never predicted), recall = tp/(tp+fn) (``nan`` when the class never occurs), F1 =
-    2tp/(2tp+fp+fn) (``nan`` only when the class is neither present nor predicted; a class that
-    occurs but is never predicted correctly gets F1 = 0).
-    """
+    """Per-class precision tp/(tp+fp) (``nan``: never predicted), recall tp/(tp+fn) (``nan``:
+    never occurs) and F1 2tp/(2tp+fp+fn) (``nan`` only when neither occurs nor predicted)."""
     pr = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
     y = np.asarray(y_true).reshape(-1).astype(np.int64, copy=False)
     if pr.size != y.size:
@@ -238,11 +189,9 @@ def classification_metrics(probs: object, y_true: object, prefix: str) -> dict[s
 
 
 def per_class_metrics(probs: object, y_true: object, labels: Sequence[str], prefix: str) -> dict[str, float]:
-    """``{prefix_precision_<label>, prefix_recall_<label>, prefix_f1_<label>}`` per class, plus
-    ``prefix_f1_macro`` (the mean F1 over classes present or predicted, as sklearn's
-    ``average="macro"``) and ``prefix_mcc`` (multiclass Matthews correlation): on imbalanced
-    tasks (FLIP's Bind: ~89% of residues bind nothing) these discriminate where accuracy is the
-    majority class's share."""
+    """``prefix_{f1,precision,recall}_<label>`` per class, ``prefix_f1_macro`` (mean F1 over classes
+    present or predicted, sklearn's ``average="macro"``) and ``prefix_mcc``: on imbalanced tasks
+    (FLIP's Bind: ~89% of residues bind nothing) these discriminate where accuracy does not."""
     from sklearn.metrics import matthews_corrcoef
 
     p, y = _probs_labels(probs, y_true)
@@ -259,19 +208,17 @@ def per_class_metrics(probs: object, y_true: object, labels: Sequence[str], pref
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# the metric table
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------- the metric table
 
 
 @dataclass(frozen=True)
 class Metric:
-    """One test metric, by its name without the split prefix (``spearman`` of ``test_spearman``).
+    """One test metric, named without the split prefix (``spearman`` of ``test_spearman``).
 
-    ``fn(target, prediction)``: its value on a test set's stored predictions (classification:
-    class indices and ``(n, n_classes)`` probabilities); ``higher_is_better``: its direction;
-    ``vectorized``: the :class:`~pytest_plmtransfer.measure.stats.Bootstrap` method that scores
-    all resamples at once (``None``: ``fn`` on each resample, exact but slow).
+    ``fn(target, prediction)`` scores a test set's stored predictions (classification: class
+    indices and probabilities); ``vectorized`` names the
+    :class:`~pytest_plmtransfer.measure.stats.Bootstrap` method that scores all resamples at once
+    (``None``: ``fn`` on each resample, exact but slow).
     """
 
     fn: Callable[[np.ndarray, np.ndarray], float]

@@ -1,18 +1,17 @@
 """One layer's probe: standardize on train, fit the task's head, report every metric.
 
-:func:`probe` is the single entry point the plugin calls per (model, task, layer, init). It picks
-the head from the task kind -- :class:`~pytest_plmtransfer.measure.heads.ridge.RidgeProbe` for
-regression, :class:`~pytest_plmtransfer.measure.heads.classifier.SoftmaxProbe` for classification and
-per-residue tasks -- and returns flat metric names the ledger, the claims and the report share.
+:func:`probe` is the plugin's entry point per (model, task, layer, init): ridge
+(:mod:`~pytest_plmtransfer.measure.heads.ridge`) for regression, a softmax classifier
+(:mod:`~pytest_plmtransfer.measure.heads.classifier`) for classification and per-residue tasks,
+returning the flat metric names the ledger, the claims and the report share.
 
-Standardization: mean and (population) standard deviation per feature over the training rows
-only -- for per-residue tasks over the *scored* training residues -- computed in one streaming
-pass (chunk statistics merged with Chan et al.'s parallel formula, float64), so a memory-mapped
-``(R, D)`` matrix is never loaded whole. A feature whose training standard deviation is zero
-(up to 1e-10 of its mean's magnitude, i.e. rounding) gets scale 0: it reads as 0 in every split,
-never nan, and carries no weight. Under the ``authors`` protocol (:mod:`pytest_plmtransfer.measure.protocol`)
-the ridge instead divides each centred column by its L2 norm over the training rows (scikit-learn
-< 1.2's ``normalize=True``), fits standardized targets and chooses alpha by their rule, and the
+Standardization: per-feature mean and population std over the training rows only (for
+per-residue tasks the *scored* training residues), in one streaming float64 pass, so a
+memory-mapped ``(R, D)`` matrix is never loaded whole. A feature whose training std is zero (up
+to 1e-10 of its mean's magnitude, i.e. rounding) gets scale 0: it reads as 0, never nan. Under
+the ``authors`` protocol (:mod:`~pytest_plmtransfer.measure.protocol`) the ridge instead divides
+each centred column by its L2 norm over the training rows (scikit-learn < 1.2's
+``normalize=True``), fits standardized targets and chooses alpha by their rule, and the
 classifier reads the features as they are (``ProbeSettings.ridge_*``, ``classifier_features``).
 """
 
@@ -43,8 +42,6 @@ from pytest_plmtransfer.measure.heads.ridge import DEFAULT_ALPHAS, RIDGE_SELECTI
 from pytest_plmtransfer.results.predictions import TestPredictions
 from pytest_plmtransfer.tasks.spec import SPLITS, SplitName, TaskKind
 
-__all__ = ["ProbeInput", "ProbeResult", "ProbeSettings", "probe", "settings_for_run", "standardization_stats"]
-
 # Rows per block for the statistics pass and for streaming predictions.
 _STAT_CHUNK_ROWS = 16384
 
@@ -53,12 +50,10 @@ _STAT_CHUNK_ROWS = 16384
 class ProbeInput:
     """Everything :func:`probe` needs for one layer of one task.
 
-    ``X`` holds one row per sequence in task order (``(N, D)``), or for per-residue tasks every
-    residue of every sequence concatenated in task order (``(R, D)``), with ``offsets`` (``N+1``
-    int64) delimiting sequence ``i`` as ``X[offsets[i]:offsets[i+1]]``. ``X`` may be an
-    ``np.memmap`` of any float dtype. ``targets``: floats (regression), class-name strings
-    (classification) or per-residue label strings, one character per residue (per_residue).
-    ``residue_masks`` (per_residue, optional): False residues are neither trained on nor scored.
+    ``X`` (any float dtype, memmaps welcome): one row per sequence in task order, or for
+    per-residue tasks every residue concatenated, sequence ``i`` being
+    ``X[offsets[i]:offsets[i+1]]``. ``targets``: floats, class names, or per-residue label strings
+    (one character per residue). ``residue_masks``: False residues are neither trained on nor scored.
     """
 
     kind: TaskKind
@@ -77,10 +72,8 @@ class ProbeInput:
 
 @dataclass
 class ProbeResult:
-    """``metrics``: flat metric name -> value (nan where undefined). ``head``: the settings the
-    head used and chose (JSON-safe). ``fit_seconds``: wall time of the whole probe call.
-    ``predictions``: the test split's predictions and targets (for bootstrap intervals and
-    paired tests; see :mod:`pytest_plmtransfer.results.predictions`)."""
+    """``metrics``: flat name -> value (nan where undefined); ``head``: the settings the head used
+    and chose (JSON-safe); ``predictions``: the test split's, for intervals and paired tests."""
 
     metrics: dict[str, float]
     head: dict[str, Any]
@@ -90,8 +83,7 @@ class ProbeResult:
 
 @dataclass
 class ProbeSettings:
-    """Head hyperparameters; the defaults are documented in ``heads/ridge.py`` and
-    ``heads/classifier.py``."""
+    """Head hyperparameters (defaults explained in ``heads/ridge.py`` and ``heads/classifier.py``)."""
 
     alphas: Sequence[float] | None = None  # None -> DEFAULT_ALPHAS
     lr: float = DEFAULT_LR
@@ -127,24 +119,18 @@ def settings_for_run(head: dict[str, Any] | None, embedding_device: str) -> Prob
     """A run's probe settings: the user's head hyper-parameters (``--plm-head-*``; field name ->
     value) on the device the embeddings were computed on when that is a GPU, else on CPU."""
     device = str(embedding_device or "cpu")
-    on_gpu = device.startswith("cuda")
-    return ProbeSettings(**dict(head or {}), device=device if on_gpu else "cpu")
+    return ProbeSettings(**dict(head or {}), device=device if device.startswith("cuda") else "cpu")
 
 
-# ---------------------------------------------------------------------------------------------
-# standardization
-# ---------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------- standardization
 
 
 def standardization_stats(
     X: np.ndarray, rows: np.ndarray | None = None, chunk_rows: int = _STAT_CHUNK_ROWS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Streaming per-feature ``(mean, std, scale)`` over ``X[rows]`` (all rows if ``None``).
-
-    ``scale`` is ``1/std``, or 0 for zero-variance features. One pass, float64, blocks merged
-    with the pairwise update (Chan, Golub & LeVeque), which stays accurate where the naive
-    ``E[x^2] - E[x]^2`` cancels catastrophically.
-    """
+    """Streaming per-feature ``(mean, std, scale)`` over ``X[rows]`` (all rows if ``None``);
+    ``scale`` is ``1/std``, or 0 for zero-variance features. Blocks are merged with the pairwise
+    update (Chan, Golub & LeVeque), accurate where the naive ``E[x^2] - E[x]^2`` cancels."""
     d = X.shape[1]
     n_total = X.shape[0] if rows is None else len(rows)
     if n_total == 0:
@@ -170,9 +156,18 @@ def standardization_stats(
     return mean, std, scale
 
 
-# ---------------------------------------------------------------------------------------------
-# input checks
-# ---------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------- input checks
+
+
+def _sequence_rows(inp: ProbeInput, what: str) -> tuple[np.ndarray, dict[SplitName, np.ndarray]]:
+    """A per-sequence task's split labels and each split's rows, checked."""
+    n = len(inp.targets)
+    if inp.X.ndim != 2 or inp.X.shape[0] != n:
+        raise ValueError(f"{what} features must be (N, D) with N={n} rows, got {inp.X.shape}")
+    splits = _split_array(inp, n)
+    rows = {s: np.flatnonzero(splits == s) for s in SPLITS}
+    _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
+    return splits, rows
 
 
 def _split_array(inp: ProbeInput, n: int) -> np.ndarray:
@@ -198,14 +193,12 @@ def _class_index(
     labels: np.ndarray, split_of: np.ndarray, where_of: Callable[[int], str], unseen_test_labels: bool = False
 ) -> tuple[list[str], np.ndarray]:
     """Classes = sorted labels seen in training; every other split must use only those."""
-    train_labels = labels[split_of == "train"]
-    classes = np.unique(train_labels)
+    classes = np.unique(labels[split_of == "train"])
     if classes.size < 2:
         raise InputError(
             f"the training split has {classes.size} class(es) {classes.tolist()}; a classifier needs at least two"
         )
-    idx = np.searchsorted(classes, labels)
-    idx_clipped = np.minimum(idx, classes.size - 1)
+    idx_clipped = np.minimum(np.searchsorted(classes, labels), classes.size - 1)
     unseen = classes[idx_clipped] != labels
     idx_clipped = idx_clipped.astype(np.int64)
     if unseen_test_labels:
@@ -221,9 +214,7 @@ def _class_index(
     return [str(c) for c in classes], idx_clipped
 
 
-# ---------------------------------------------------------------------------------------------
-# heads
-# ---------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------- heads
 
 
 def _standardized(X: np.ndarray, rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -245,15 +236,12 @@ def _probe_regression(
     inp: ProbeInput, settings: ProbeSettings
 ) -> tuple[dict[str, float], dict[str, Any], TestPredictions]:
     X = inp.X
-    n = len(inp.targets)
-    if X.ndim != 2 or X.shape[0] != n:
-        raise ValueError(f"regression features must be (N, D) with N={n} rows, got {X.shape}")
     if inp.selection_metric not in RIDGE_SELECTION_METRICS:
         raise ValueError(
             f"selection metric {inp.selection_metric!r} cannot choose a ridge alpha; "
             f"expected one of {sorted(RIDGE_SELECTION_METRICS)}"
         )
-    splits = _split_array(inp, n)
+    _, rows = _sequence_rows(inp, "regression")
     try:
         y = np.asarray(inp.targets, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -261,8 +249,6 @@ def _probe_regression(
     if not np.isfinite(y).all():
         bad = int(np.flatnonzero(~np.isfinite(y))[0])
         raise InputError(f"regression target of sequence {bad} is {y[bad]!r}")
-    rows = {s: np.flatnonzero(splits == s) for s in SPLITS}
-    _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
 
     mean, _, scale = standardization_stats(X, rows["train"])
     if settings.ridge_features == "l2norm":  # the centred column's L2 norm is std * sqrt(n)
@@ -270,8 +256,8 @@ def _probe_regression(
     Xtr = _standardized(X, rows["train"], mean, scale)
     Xva = _standardized(X, rows["val"], mean, scale)
     alphas = DEFAULT_ALPHAS if settings.alphas is None else settings.alphas
-    on_device = settings.device != "cpu"
-    ridge = RidgeProbe(alphas, inp.selection_metric, backend="torch" if on_device else "numpy", device=settings.device)
+    backend = "numpy" if settings.device == "cpu" else "torch"
+    ridge = RidgeProbe(alphas, inp.selection_metric, backend=backend, device=settings.device)
     y_fit = y[rows["train"]]
     if settings.ridge_targets == "standardize":  # StandardScaler: population std, 0 -> 1
         y_fit = (y_fit - y_fit.mean()) / (y_fit.std() or 1.0)
@@ -322,16 +308,11 @@ def _softmax(settings: ProbeSettings, n_classes: int, seed: int, per_residue: bo
 
 def _softmax_head(clf: SoftmaxProbe, classes: list[str], features: str) -> dict[str, Any]:
     cw = clf.class_weight_
-    return {
-        "head": "softmax",
-        "epochs": int(clf.epochs_run_),
-        "best_epoch": int(clf.best_epoch_),
-        "lr": clf.lr,
-        "batch_size": clf.batch_size,
-        "max_epochs": clf.max_epochs,
-        "patience": clf.patience,
-        "min_delta": clf.min_delta,
-        "weight_decay": clf.weight_decay,
+    head = {"head": "softmax", "epochs": int(clf.epochs_run_), "best_epoch": int(clf.best_epoch_)}
+    head.update(
+        (k, getattr(clf, k)) for k in ("lr", "batch_size", "max_epochs", "patience", "min_delta", "weight_decay")
+    )
+    return head | {
         "class_weight": None if cw is None else [float(w) for w in cw],
         "classes": classes,
         "seed": clf.seed,
@@ -344,11 +325,9 @@ def _evaluate_split(
     clf: SoftmaxProbe, view: RowView, y: np.ndarray, prefix: str, keep_probs: bool
 ) -> tuple[dict[str, float], np.ndarray | None]:
     """Loss/accuracy streamed block by block; AUC (which needs all scores) only if kept."""
-    if len(view) == 0:
-        nan = float("nan")
-        return {f"{prefix}_loss": nan, f"{prefix}_accuracy": nan, f"{prefix}_auc": nan}, (
-            np.zeros((0, clf.n_classes)) if keep_probs else None
-        )
+    if len(view) == 0:  # only a test split can be empty (fit needs training and validation rows)
+        nan = dict.fromkeys((f"{prefix}_loss", f"{prefix}_accuracy", f"{prefix}_auc"), float("nan"))
+        return nan, np.zeros((0, clf.n_classes))
     if keep_probs:
         probs = clf.predict_proba(view)
         return M.classification_metrics(probs, y, prefix), probs
@@ -387,12 +366,9 @@ def _fit_classifier(
     views = {s: RowView(X, rows[s], mean, scale) for s in SPLITS}
     clf = _softmax(settings, len(classes), seed, per_residue)
     clf.fit(views["train"], y_rows["train"], views["val"], y_rows["val"])
-    found: dict[str, float] = {}
     # Training can be millions of residues and has no AUC metric: stream it.
-    m, _ = _evaluate_split(clf, views["train"], y_rows["train"], "train", keep_probs=False)
-    found.update(m)
-    m, _ = _evaluate_split(clf, views["val"], y_rows["val"], "val", keep_probs=True)
-    found.update(m)
+    found, _ = _evaluate_split(clf, views["train"], y_rows["train"], "train", keep_probs=False)
+    found.update(_evaluate_split(clf, views["val"], y_rows["val"], "val", keep_probs=True)[0])
     y_test = y_rows["test"]
     seen = y_test >= 0
     test_view = views["test"] if seen.all() else RowView(X, rows["test"][seen], mean, scale)
@@ -411,16 +387,11 @@ def _fit_classifier(
 def _probe_classification(
     inp: ProbeInput, settings: ProbeSettings, seed: int
 ) -> tuple[dict[str, float], dict[str, Any], TestPredictions]:
-    X = inp.X
-    n = len(inp.targets)
-    if X.ndim != 2 or X.shape[0] != n:
-        raise ValueError(f"classification features must be (N, D) with N={n} rows, got {X.shape}")
-    splits = _split_array(inp, n)
-    rows = {s: np.flatnonzero(splits == s) for s in SPLITS}
-    _require_train_val({s: r.size for s, r in rows.items()}, "sequences")
+    splits, rows = _sequence_rows(inp, "classification")
     labels = np.asarray([str(t) for t in inp.targets])
     classes, y = _class_index(labels, splits, lambda i: f"sequence {i}", inp.unseen_test_labels)
-    metrics, head, _, test_probs = _fit_classifier(X, rows, {s: y[r] for s, r in rows.items()}, classes, settings, seed)
+    y_rows = {s: y[r] for s, r in rows.items()}
+    metrics, head, _, test_probs = _fit_classifier(inp.X, rows, y_rows, classes, settings, seed)
     return metrics, head, TestPredictions("classification", y[rows["test"]], test_probs, None, classes)
 
 
@@ -499,24 +470,18 @@ def _probe_per_residue(
     return out, head, TestPredictions("per_residue", y_test, all_probs, units, classes)
 
 
-# ---------------------------------------------------------------------------------------------
-# entry point
-# ---------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------- entry point
 
 
 def probe(inp: ProbeInput, *, seed: int = 0, settings: ProbeSettings | None = None) -> ProbeResult:
-    """Fit and evaluate the task's head on one layer's features.
+    """Fit and evaluate the task's head on one layer's features (``seed``: the classifier's shuffling).
 
-    Metric names -- regression: ``train_mse, val_mse, test_mse, val_spearman, test_spearman,
-    val_ndcg, test_ndcg, test_pearson``; classification: ``{train,val,test}_loss``,
-    ``{train,val,test}_accuracy``, ``val_auc, test_auc``; per_residue: the classification names
-    over scored residues, ``test_q3`` when the classes are exactly {H, E, C}, and
-    ``test_{f1,precision,recall}_<label>`` per class. Classes are the sorted labels seen in
-    training; a validation or test label never seen in training raises
-    :class:`~pytest_plmtransfer.infra.errors.InputError` (a ``ValueError``) naming it. An empty test
-    split gives nan test metrics; an empty train or validation split is an error.
-
-    ``seed`` drives the classifier's shuffling (ridge is deterministic).
+    Metrics: regression :data:`_REGRESSION_METRICS`; classification :data:`_CLASSIFICATION_METRICS`;
+    per_residue the same over scored residues, ``test_q3`` when the classes are exactly {H, E, C},
+    and :func:`~pytest_plmtransfer.measure.metrics.per_class_metrics`. Classes are the sorted
+    training labels; a validation or test label never seen in training is an
+    :class:`~pytest_plmtransfer.infra.errors.InputError` naming it. An empty test split gives nan
+    test metrics; an empty train or validation split is an error.
     """
     settings = settings or ProbeSettings()
     start = time.perf_counter()

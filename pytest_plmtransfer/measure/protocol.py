@@ -2,21 +2,15 @@
 
 ``plmtransfer`` (the default) is this project's own protocol. ``authors`` replicates the code path
 of Li et al. (microsoft/protein-transfer at commit 8aed4087), quirks included, so that their
-published numbers come out of this package. ``docs/protocols.md`` lists every difference with the
-file and line of the authors' code it follows.
+published numbers come out of this package; ``docs/protocols.md`` lists every difference with the
+file and line of the authors' code it follows. A protocol decides how ``random`` and ``stat`` are
+made (:mod:`~pytest_plmtransfer.models.inits`), the one-hot alphabet, what is done to a task's
+sequences before any model sees them (:meth:`Protocol.prepare`) and the probes' defaults
+(:meth:`Protocol.probe_settings`).
 
-A protocol decides:
-
-* how ``random`` and ``stat`` are made (:mod:`pytest_plmtransfer.models.inits`);
-* the one-hot alphabet (:mod:`pytest_plmtransfer.models.onehot`);
-* what is done to the task's sequences before any model sees them (:meth:`Protocol.prepare`);
-* the probes' defaults (:meth:`Protocol.probe_settings`): the ridge's feature and target scaling,
-  alpha grid and selection rule; the classifier's optimizer settings and feature scaling.
-
-The protocol's name is in every record (``protocol``), in the result-cache key, in the
-embedding-cache key of ablated inits and one-hot, and in every stored baseline's key, so results of
-two protocols never mix. Pretrained embeddings of identical sequences are the same under both
-protocols and are shared.
+The protocol's name is in every record, in the result-cache key, in the embedding-cache key of
+ablated inits and one-hot, and in every stored baseline's key, so results of two protocols never
+mix. Pretrained embeddings of identical sequences are the same under both and are shared.
 """
 
 from __future__ import annotations
@@ -138,6 +132,3 @@ def get_protocol(name: str) -> Protocol:
 def protocol_of(options: Any) -> Protocol:
     """The protocol a model factory's options name (plmtransfer for options without one)."""
     return get_protocol(getattr(options, "protocol", PLMTRANSFER))
-
-
-__all__ = ["AUTHORS", "AUTHORS_SUITES", "PLMTRANSFER", "PROTOCOLS", "Protocol", "get_protocol", "protocol_of"]

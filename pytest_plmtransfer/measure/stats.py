@@ -1,38 +1,32 @@
 """Bootstrap intervals on test metrics, and paired bootstrap tests between two predictions.
 
-**Resampling.** A bootstrap resample draws the test set's units with replacement: sequences for
-per-sequence tasks, *proteins* for per-residue tasks (residues of one protein are correlated, so
-resampling residues would understate the error). A resample is stored as counts: ``counts[i, b]``
-is how many times unit ``i`` is drawn in resample ``b`` (an ``(n_units, B)`` matrix). The counts
-are a pure function of (test-set fingerprint, seed, B) -- drawn once per task and reused for every
-layer, model, init and seed, in any process (so intervals do not depend on ``-n`` or on test
-order), and *paired* by construction: two models scored on the same test set see exactly the
-same resamples.
+**Resampling.** A resample draws the test set's units with replacement: sequences, or *proteins*
+for per-residue tasks (residues of one protein are correlated: resampling residues would
+understate the error). ``counts[i, b]`` is how many times unit ``i`` is drawn in resample ``b``, a
+pure function of (test-set fingerprint, seed, B): drawn once per task and reused in any process
+(intervals do not depend on ``-n`` or test order), and *paired* by construction: two models
+scored on the same test set see the same resamples.
 
-**Vectorized metrics.** Every metric is evaluated for all B resamples at once from the counts,
-never by materializing B copies of the test set: MSE, Pearson and accuracy/loss are weighted sums
-(a matrix-vector product); Spearman and NDCG sort the predictions once and turn the counts into
-within-resample ranks / positions with one cumulative sum (ties, including the copies of a unit
-drawn twice, get average ranks exactly as ``scipy.stats.rankdata`` and sklearn's tie-averaged
-``ndcg_score`` do). The target side (target ranks, ideal DCG) is computed once per task. Any other
-metric falls back to its function in :mod:`pytest_plmtransfer.measure.metrics`' table on each
-resample (exact, slow).
+**Vectorized metrics.** Every metric is evaluated for all B resamples at once from the counts:
+MSE, Pearson, accuracy and loss are weighted sums; Spearman and NDCG sort the predictions once
+and turn the counts into within-resample ranks with one cumulative sum (ties, including a unit's
+copies, get average ranks as ``scipy.stats.rankdata`` and sklearn's ``ndcg_score`` do). Any other
+metric runs its :mod:`~pytest_plmtransfer.measure.metrics` table function on each resample
+(exact, slow).
 
 **Intervals.** Percentile intervals (the 2.5th and 97.5th percentiles of the B resampled metric
-values), with the bootstrap standard error (std of those values). Not BCa: its acceleration
-needs a jackknife, i.e. n more evaluations of the metric (8,309 Spearman correlations on
-gb1_two_vs_rest), which alone would cost more than the probe; for the test-set sizes here (>= a
-few hundred units) the Spearman and accuracy bootstrap distributions are close to symmetric and
-the percentile interval is adequate. ``estimate`` is always the metric on the full test set.
+values), with the bootstrap standard error. Not BCa: its jackknife is n more evaluations of the
+metric (8,309 Spearman correlations on gb1_two_vs_rest), more than the probe costs; for test sets
+of a few hundred units or more the bootstrap distributions are close to symmetric.
+``estimate`` is always the metric on the full test set.
 
 **Paired tests.** :func:`paired_test` compares side A (e.g. pretrained) with side B (e.g. random
-init) on the same resamples: per resample ``d_b = metric_A(b) - metric_B(b)``. Seed replicates
-are combined by a two-level (hierarchical) bootstrap: in each resample the seeds of each side are
-also drawn with replacement and their metric values averaged, so the interval contains both the
-test-set noise and the seed-to-seed noise. One-sided p-value for H1 "A better than B by more than
-``margin``": ``(1 + #{b: d_b (oriented) <= margin}) / (B + 1)`` -- the inversion of the
-percentile interval; the reported interval is the two-sided ``1 - 2*level`` percentile interval,
-so ``p < level`` exactly when its lower (oriented) bound exceeds the margin.
+init) on the same resamples: ``d_b = metric_A(b) - metric_B(b)``. Seed replicates are combined
+by a hierarchical bootstrap: in each resample each side's seeds are also drawn with replacement
+and averaged, so the interval holds test-set and seed-to-seed noise. One-sided p-value for H1 "A
+better than B by more than ``margin``": ``(1 + #{b: d_b (oriented) <= margin}) / (B + 1)`` -- the
+inversion of the percentile interval; the reported interval is the two-sided ``1 - 2*level``
+percentile interval, so ``p < level`` exactly when its lower (oriented) bound exceeds the margin.
 """
 
 from __future__ import annotations
@@ -41,25 +35,13 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from pytest_plmtransfer.measure import metrics as M
 from pytest_plmtransfer.results.predictions import TestPredictions
-
-__all__ = [
-    "DEFAULT_LEVEL",
-    "DEFAULT_RESAMPLES",
-    "DEFAULT_SEED",
-    "Bootstrap",
-    "Interval",
-    "PairedResult",
-    "bootstrap_for",
-    "interval",
-    "paired_test",
-    "resample_counts",
-]
 
 DEFAULT_RESAMPLES = 1000
 #: seed of the resampling (combined with the test set's fingerprint)
@@ -69,12 +51,8 @@ METHOD = "percentile"
 
 
 def resample_counts(n_units: int, n_resamples: int, seed: int, fingerprint: str) -> np.ndarray:
-    """``(n_units, n_resamples)`` float32 counts of each unit in each resample (small integers,
-    exact in float32; float32 halves the memory traffic of every per-layer pass).
-
-    Deterministic in (n_units, n_resamples, seed, fingerprint): the generator is seeded with the
-    seed and the first 64 bits of the test set's fingerprint, so each task gets its own draws.
-    """
+    """``(n_units, n_resamples)`` float32 counts (exact small integers; float32 halves the memory
+    traffic of every per-layer pass), seeded with ``seed`` and the fingerprint's first 64 bits."""
     if n_units < 1 or n_resamples < 1:
         raise ValueError("need at least one unit and one resample")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(fingerprint[:16], 16)]))
@@ -88,8 +66,7 @@ def resample_counts(n_units: int, n_resamples: int, seed: int, fingerprint: str)
     return counts
 
 
-# ---------------------------------------------------------------------------------------------
-# within-resample ranks
+# ---------------------------------------------------------------------------- within-resample ranks
 
 
 @dataclass
@@ -117,9 +94,6 @@ class _Groups:
         ends = _cumsum_rows(sorted_rows)[np.r_[self.starts[1:], sorted_rows.shape[0]] - 1]
         ends[1:] -= ends[:-1].copy()
         return ends
-
-    def sorted_values(self, values: np.ndarray) -> np.ndarray:
-        return values[self.order][self.starts]
 
 
 def _cumsum_rows(a: np.ndarray) -> np.ndarray:
@@ -152,6 +126,12 @@ def _discounts(n: int) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(n) + 2.0))])
 
 
+def _group_discounts(D: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """Per tie group and resample, the discounts summed over the positions its copies take."""
+    before, _ = _group_ranks(totals)
+    return D[np.rint(before + totals).astype(np.int64)] - D[np.rint(before).astype(np.int64)]
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -160,7 +140,6 @@ class Bootstrap:
 
     def __init__(self, preds: TestPredictions, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> None:
         self.fingerprint = preds.fingerprint()
-        self.kind = preds.kind
         self.units = preds.units
         self.n_units = preds.n_units
         self.unit_name = preds.unit_name
@@ -168,13 +147,8 @@ class Bootstrap:
         self.seed = int(seed)
         self.counts = resample_counts(self.n_units, self.n_resamples, self.seed, self.fingerprint)
         self.target = preds.target
-        self._cache: dict[str, Any] = {}
 
     # -- helpers -------------------------------------------------------------------------------
-
-    def _check(self, preds: TestPredictions) -> None:
-        if preds.fingerprint() != self.fingerprint:
-            raise ValueError("predictions of a different test set than this bootstrap's")
 
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         """``v @ counts`` in float64 (the counts are float32)."""
@@ -192,29 +166,27 @@ class Bootstrap:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
+    @cached_property
     def _target_ranks(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(counts * target rank, variance of target ranks)`` per resample (cached)."""
-        if "ranks" not in self._cache:
-            y = np.asarray(self.target, dtype=np.float64)
-            g = _Groups.of(y)
-            W = self.counts
-            totals = g.sums(W)
-            _, rank = _group_ranks(totals)
-            rank_units = np.empty_like(W)
-            group_of_sorted = np.repeat(np.arange(g.starts.size), np.diff(np.r_[g.starts, y.size]))
-            rank_units[g.order] = rank[group_of_sorted]
-            n = float(self.n_units)
-            weighted = W * rank_units
-            var = _column_dots(weighted, rank_units) / n - ((n + 1) / 2) ** 2
-            self._cache["ranks"] = (weighted, var)
-        return self._cache["ranks"]
+        """``(counts * target rank, variance of target ranks)`` per resample."""
+        y = np.asarray(self.target, dtype=np.float64)
+        g = _Groups.of(y)
+        W = self.counts
+        totals = g.sums(W)
+        _, rank = _group_ranks(totals)
+        rank_units = np.empty_like(W)
+        group_of_sorted = np.repeat(np.arange(g.starts.size), np.diff(np.r_[g.starts, y.size]))
+        rank_units[g.order] = rank[group_of_sorted]
+        n = float(self.n_units)
+        weighted = W * rank_units
+        return weighted, _column_dots(weighted, rank_units) / n - ((n + 1) / 2) ** 2
 
     # -- metrics -------------------------------------------------------------------------------
 
     def spearman(self, pred: np.ndarray) -> np.ndarray:
         W = self.counts
         n = float(self.n_units)
-        weighted_y, var_y = self._target_ranks()
+        weighted_y, var_y = self._target_ranks
         g = _Groups.of(np.asarray(pred, dtype=np.float64))
         totals = g.sums(W)
         _, rank = _group_ranks(totals)
@@ -245,36 +217,31 @@ class Bootstrap:
         err = (np.asarray(self.target, np.float64) - np.asarray(pred, np.float64)) ** 2
         return self._matvec(err) / float(self.n_units)
 
+    @cached_property
     def _ideal_dcg(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(ideal DCG of the raw targets, shift, constant)`` per resample (cached)."""
-        if "idcg" not in self._cache:
-            y = np.asarray(self.target, dtype=np.float64)
-            W = self.counts
-            D = _discounts(self.n_units)
-            g = _Groups.of(-y)  # descending targets; all members of a group share one target
-            totals = g.sums(W)
-            before, _ = _group_ranks(totals)
-            disc = D[np.rint(before + totals).astype(np.int64)] - D[np.rint(before).astype(np.int64)]
-            idcg = -g.sorted_values(-y) @ disc.astype(np.float64)
-            drawn = W > 0
-            lo = np.where(drawn, y[:, None], np.inf).min(axis=0)
-            hi = np.where(drawn, y[:, None], -np.inf).max(axis=0)
-            shift = np.minimum(lo, 0.0)  # metrics.ndcg shifts by -min only when a target is < 0
-            self._cache["idcg"] = (idcg - shift * D[-1], shift, lo == hi)
-        return self._cache["idcg"]
+        """``(ideal DCG of the raw targets, shift, constant)`` per resample."""
+        y = np.asarray(self.target, dtype=np.float64)
+        W = self.counts
+        D = _discounts(self.n_units)
+        g = _Groups.of(-y)  # descending targets; all members of a group share one target
+        idcg = y[g.order][g.starts] @ _group_discounts(D, g.sums(W)).astype(np.float64)
+        drawn = W > 0
+        lo = np.where(drawn, y[:, None], np.inf).min(axis=0)
+        hi = np.where(drawn, y[:, None], -np.inf).max(axis=0)
+        shift = np.minimum(lo, 0.0)  # metrics.ndcg shifts by -min only when a target is < 0
+        return idcg - shift * D[-1], shift, lo == hi
+
+    @cached_property
+    def _weighted_targets(self) -> np.ndarray:
+        return self.counts.astype(np.float64) * np.asarray(self.target, dtype=np.float64)[:, None]
 
     def ndcg(self, pred: np.ndarray) -> np.ndarray:
-        W = self.counts
-        y = np.asarray(self.target, dtype=np.float64)
         D = _discounts(self.n_units)
-        idcg, shift, constant = self._ideal_dcg()
+        idcg, shift, constant = self._ideal_dcg
         g = _Groups.of(-np.asarray(pred, dtype=np.float64))  # descending predictions
-        totals = g.sums(W)
-        if "Wy" not in self._cache:
-            self._cache["Wy"] = W.astype(np.float64) * y[:, None]
-        gains = g.sums(self._cache["Wy"])
-        before, _ = _group_ranks(totals)
-        disc = D[np.rint(before + totals).astype(np.int64)] - D[np.rint(before).astype(np.int64)]
+        totals = g.sums(self.counts)
+        gains = g.sums(self._weighted_targets)
+        disc = _group_discounts(D, totals)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_gain = np.where(totals > 0, gains / np.where(totals > 0, totals, 1.0), 0.0)
         dcg = _column_dots(mean_gain, disc) - shift * D[-1]
@@ -288,17 +255,13 @@ class Bootstrap:
         return self._ratio(correct, np.ones_like(correct))
 
     def _confusions(self, probs: np.ndarray) -> np.ndarray:
-        """``(B, K, K)`` confusion matrices (true, predicted) of every resample: each unit's
-        (true, predicted) pair counts, weighted by the resample counts, so no resample is
-        materialized. Unseen test labels (< 0) are left out, as in :meth:`loss`."""
+        """``(B, K, K)`` (true, predicted) confusion matrices of every resample: each unit's pair
+        counts weighted by the resample counts. Unseen test labels (< 0) are left out, as in :meth:`loss`."""
         p = np.asarray(probs)
         k = p.shape[1]
         y = np.asarray(self.target).astype(np.int64)
         seen = y >= 0
-        if self.units is None:
-            unit = np.arange(y.size)
-        else:
-            unit = np.repeat(np.arange(self.n_units), np.diff(self.units))
+        unit = np.arange(y.size) if self.units is None else np.repeat(np.arange(self.n_units), np.diff(self.units))
         cell = (unit * k + np.where(seen, y, 0)) * k + p.argmax(axis=1)
         per_unit = np.bincount(cell[seen], minlength=self.n_units * k * k).reshape(self.n_units, k * k)
         return np.einsum("ik,ib->bk", per_unit.astype(np.float64), self.counts, dtype=np.float64).reshape(-1, k, k)
@@ -358,7 +321,8 @@ class Bootstrap:
 
     def samples(self, metric: str, preds: TestPredictions) -> np.ndarray:
         """The metric on each of the B resamples, ``(B,)``."""
-        self._check(preds)
+        if preds.fingerprint() != self.fingerprint:
+            raise ValueError("predictions of a different test set than this bootstrap's")
         entry = M.metric_for(metric, preds.kind)
         # the vectorized regression metrics take rows as units: per-residue regression resamples proteins
         if entry.vectorized and (preds.kind != "regression" or preds.units is None):
@@ -375,14 +339,10 @@ _MAX_CACHED = 4
 def bootstrap_for(preds: TestPredictions, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> Bootstrap:
     """The (process-wide cached) bootstrap of ``preds``' test set: drawn once per task."""
     key = (preds.fingerprint(), int(n_resamples), int(seed))
-    boot = _BOOTSTRAPS.get(key)
-    if boot is None:
-        boot = Bootstrap(preds, n_resamples, seed)
-        _BOOTSTRAPS[key] = boot
-        while len(_BOOTSTRAPS) > _MAX_CACHED:
-            _BOOTSTRAPS.popitem(last=False)
-    else:
-        _BOOTSTRAPS.move_to_end(key)
+    boot = _BOOTSTRAPS.pop(key, None) or Bootstrap(preds, n_resamples, seed)
+    _BOOTSTRAPS[key] = boot  # the most recently used last
+    while len(_BOOTSTRAPS) > _MAX_CACHED:
+        _BOOTSTRAPS.popitem(last=False)
     return boot
 
 
@@ -417,20 +377,6 @@ class Interval:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
 
 
-def _summary(metric: str, estimate: float, samples: np.ndarray, level: float, boot: Bootstrap) -> Interval:
-    valid = samples[np.isfinite(samples)]
-    if valid.size < 2:  # nothing to spread: the estimate only
-        mean = se = low = high = float("nan")
-    else:
-        alpha = (1.0 - level) / 2.0
-        mean, se = float(valid.mean()), float(valid.std(ddof=1))
-        low, high = (float(q) for q in np.quantile(valid, [alpha, 1.0 - alpha]))
-    return Interval(
-        metric, float(estimate), mean, se, low, high, float(level), METHOD, boot.n_resamples, int(valid.size),
-        boot.seed, boot.unit_name, boot.n_units,
-    )  # fmt: skip
-
-
 def interval(
     preds: TestPredictions,
     metric: str,
@@ -441,7 +387,18 @@ def interval(
 ) -> Interval:
     """Percentile bootstrap interval of ``metric`` over the test units of ``preds``."""
     boot = bootstrap_for(preds, n_resamples, seed)
-    return _summary(metric, _full_metric(metric, preds), boot.samples(metric, preds), level, boot)
+    samples = boot.samples(metric, preds)
+    valid = samples[np.isfinite(samples)]
+    if valid.size < 2:  # nothing to spread: the estimate only
+        mean = se = low = high = float("nan")
+    else:
+        alpha = (1.0 - level) / 2.0
+        mean, se = float(valid.mean()), float(valid.std(ddof=1))
+        low, high = (float(q) for q in np.quantile(valid, [alpha, 1.0 - alpha]))
+    return Interval(
+        metric, _full_metric(metric, preds), mean, se, low, high, float(level), METHOD, boot.n_resamples,
+        int(valid.size), boot.seed, boot.unit_name, boot.n_units,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,15 +450,11 @@ def paired_test(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> PairedResult:
-    """Is A better than B on ``metric`` by more than ``margin``? See the module docstring.
-
-    ``a`` and ``b`` hold one prediction per seed replicate (at least one each), all on the same
-    test set (equal fingerprints), else ``ValueError``.
-    """
+    """Is A better than B on ``metric`` by more than ``margin``? (See the module docstring.) ``a``
+    and ``b`` hold one prediction per seed replicate, at least one each, all on the same test set."""
     if not a or not b:
         raise ValueError("each side needs at least one set of predictions")
-    fps = {p.fingerprint() for p in (*a, *b)}
-    if len(fps) != 1:
+    if len({p.fingerprint() for p in (*a, *b)}) != 1:
         raise ValueError("the predictions were not made on the same test examples")
     boot = bootstrap_for(a[0], n_resamples, seed)
     sa = np.stack([boot.samples(metric, p) for p in a])  # (kA, B)

@@ -1,9 +1,6 @@
-"""Shared helpers over a layer-results DataFrame (what :func:`ledger.load_ledger` returns).
-
-Claims, baselines, reports and the CLI all need the same few operations on per-layer results:
-pick the metric columns, normalise seeds (``None`` for pretrained / one-hot), keep the newest
-record per (model, task, layer, init, seed), average over seeds per layer, and choose a layer on
-validation. They live here so that every consumer computes them identically.
+"""The operations claims, baselines, reports and the CLI share over a layer-results DataFrame
+(:func:`ledger.load_ledger`'s): metric columns, seed keys, the newest record per key, seed
+averages per layer, the layer chosen on validation; one place, so every consumer agrees.
 """
 
 from __future__ import annotations
@@ -86,16 +83,13 @@ def sorted_seeds(keys) -> list[str]:
 
 
 def normalize(frame: pd.DataFrame, *, dedupe: bool = True) -> pd.DataFrame:
-    """The layer records of a result frame (:func:`ledger.records_to_frame`: its columns are
-    fixed) with a string ``seed_key`` column, int ``layer`` and (by default) the newest record
-    per (model, task, layer, init, seed) only."""
+    """The layer records of a result frame with a string ``seed_key``, int ``layer`` and (by
+    default) only the newest record per :data:`KEY`."""
     out = frame[frame["kind"] == "layer"].copy()
     out["seed_key"] = [seed_key(s) for s in out["seed"].astype(object)]
     out["init"] = out["init"].where(out["init"].notna(), "none").astype(str)
     out["protocol"] = out["protocol"].where(out["protocol"].notna(), PLMTRANSFER).astype(str)
-    out["layer"] = out["layer"].astype(int)
-    out["model"] = out["model"].astype(str)
-    out["task"] = out["task"].astype(str)
+    out = out.astype({"layer": int, "model": str, "task": str})
     if dedupe:
         out = out.sort_values("timestamp", kind="stable", na_position="first")
         out = out.drop_duplicates(subset=list(KEY), keep="last")
@@ -118,8 +112,8 @@ def select_runs(frame: pd.DataFrame, *, run_id: str | None = None, latest: bool 
 
 
 def latest_run(frame: pd.DataFrame) -> tuple[str, str]:
-    """The most recent run of a layer frame and a line saying what was picked: when, how many
-    layer records, and the runs before it that hold more (a newer run may be a one-test retry)."""
+    """The most recent run of a layer frame and a line saying what was picked (and an earlier run
+    that holds more: a newer run may be a one-test retry)."""
     runs = frame.dropna(subset=["run_id"])
     stamps = runs.groupby("run_id")["timestamp"].max().sort_values(kind="stable")
     counts = runs.groupby("run_id").size()
@@ -153,15 +147,11 @@ class RowGroup:
 
 def row_groups(frame: pd.DataFrame) -> tuple[list[RowGroup], list[str]]:
     """A report's rows, never mixing model versions or seeds silently, and notes saying what was
-    done where a ledger holds several runs:
-
-    * records of a subsample (``--plm-limit N``) are rows of their own;
-    * pretrained weights measured with different identities (``weights``, a model version) get
-      one row each; with seeds, each (layer, seed) keeps its newest record, and a note says so;
-    * a layer measured with more seeds than its neighbours is averaged over the seeds every
-      layer of the row has, so the best-layer choice compares like with like (a note names the
-      layers and seeds); with no seed common to all layers, each layer keeps its own and a note
-      warns.
+    done: records of a subsample (``--plm-limit N``) are rows of their own; pretrained weights
+    measured with different identities (a model version) get one row each (with seeds, each
+    (layer, seed) keeps its newest record); a layer with more seeds than its neighbours is averaged
+    over the seeds every layer has, so the best-layer choice compares like with like (with no
+    common seed each layer keeps its own, and a note warns).
     """
     data = normalize(frame, dedupe=False)
     groups: list[RowGroup] = []
@@ -213,9 +203,7 @@ def _common_seeds(rows: pd.DataFrame, what: str) -> tuple[pd.DataFrame, str | No
 
 def _mode(series: pd.Series) -> Any:
     vals = series.dropna()
-    if vals.empty:
-        return None
-    return vals.mode().iloc[0]
+    return None if vals.empty else vals.mode().iloc[0]
 
 
 def task_metrics(frame: pd.DataFrame, task: str | None = None) -> tuple[str, str]:
@@ -230,12 +218,9 @@ def subset(
     frame: pd.DataFrame, model: str | None = None, task: str | None = None, init: str | None = None
 ) -> pd.DataFrame:
     mask = pd.Series(True, index=frame.index)
-    if model is not None:
-        mask &= frame["model"] == model
-    if task is not None:
-        mask &= frame["task"] == task
-    if init is not None:
-        mask &= frame["init"] == init
+    for column, value in (("model", model), ("task", task), ("init", init)):
+        if value is not None:
+            mask &= frame[column] == value
     return frame[mask]
 
 
@@ -248,11 +233,9 @@ def depth(frame: pd.DataFrame) -> int:
 
 
 def curve(frame: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
-    """Per-layer mean, std (ddof=1, NaN for one seed) and seed count for each metric.
-
-    ``frame`` holds one (model, task, init); columns are ``<metric>``, ``<metric>_std``, ``n``.
-    """
-    metrics = [m for m in dict.fromkeys(metrics)]
+    """Per-layer ``<metric>`` mean, ``<metric>_std`` (ddof=1, NaN for one seed) and seed count
+    ``n`` of one (model, task, init)."""
+    metrics = list(dict.fromkeys(metrics))
     if frame.empty:
         return pd.DataFrame(columns=[*metrics, *(f"{m}_std" for m in metrics), "n"])
     data = frame.reindex(columns=["layer", *metrics])  # a metric no record holds: NaN
@@ -291,8 +274,6 @@ def select(
     c = curve(frame, [selection_metric, test_metric])
     if layers is not None:
         c = c[c.index.isin(list(layers))]
-    if c.empty:
-        return None
     layer = best_layer(c[selection_metric], selection_metric)
     if layer is None:
         return None

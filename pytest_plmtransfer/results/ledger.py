@@ -5,27 +5,22 @@ Layout (schema 3): a ledger is a **directory** of JSON Lines parts, one part per
     <ledger>/<run_id>--<shard>--<worker>.jsonl
 
 The first line of a part is its header (``{"kind": "ledger_part", "schema_version": 3, "run_id",
-"shard", "worker", "plan": {...}}``), every further line one record. A process only ever appends
-to its own part (pytest-xdist workers and the shards of a Slurm array each have their own), so an
-append is one ``write`` of one line whatever the ledger holds: no lock, no re-read, no rewrite.
-A process killed mid-write can leave a torn last line; the next append to that part cuts it off
-first, and readers ignore it (with a warning), so no complete record is ever lost. A write the
-disk cuts short (full) is undone before the error reaches the caller, which keeps the records.
-Parts are opened with ``O_NOFOLLOW`` and must be regular files: a link planted at a part's
+"shard", "worker", "plan": {...}}``), every further line one record. A process only appends to
+its own part (xdist workers and Slurm array shards each have one), so an append is one ``write``
+of one line: no lock, no re-read, no rewrite. A writer killed mid-write leaves a torn last line
+that the next append to the part cuts off and readers skip (with a warning); a write the disk
+cuts short (full) is undone before the error reaches the caller, which keeps the records. Parts
+are opened with ``O_NOFOLLOW`` and must be regular files: a link planted at a part's
 (predictable) name is refused, never written through.
 
-Every record carries ``digest``, the sha256 of its content as written (:func:`record_digest`);
-``plmtransfer merge`` and ``--plm-from-ledger`` check it, so what they use is what the runs wrote.
-
-``--plm-ledger PATH`` names the directory (default ``.plmtransfer/ledger``). Readers
-(:func:`read_records`, :func:`load_ledger`) take a ledger directory or one part file;
-``plmtransfer merge`` writes a ledger directory of one part (:func:`write_part`).
+Every record carries ``digest`` (:func:`record_digest`), checked by ``plmtransfer merge`` and
+``--plm-from-ledger``. Readers take a ledger directory (``--plm-ledger``, default
+``.plmtransfer/ledger``) or one part file.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -39,6 +34,7 @@ from pytest_plmtransfer import __version__
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.tempfiles import atomic_write, json_default, open_append, write_all
 from pytest_plmtransfer.results.records import FRAME_COLUMNS, LAYER_KEY, RECORD_KINDS
+from pytest_plmtransfer.results.result_cache import payload_digest, plain_json
 
 SCHEMA_VERSION = 3
 PART_SUFFIX = ".jsonl"
@@ -52,11 +48,10 @@ class LedgerError(PlmTransferError):
 
 # --------------------------------------------------------------------------- reading
 def _read_part(path: Path) -> tuple[list[Entry], list[dict[str, Any]]]:
-    """(records, headers) of one JSON Lines part. A torn last line (no newline: its writer was
-    killed mid-write; it begins as every line written here does) is skipped with a warning; a bad
-    line anywhere else is an error."""
-    data = path.read_bytes()
-    lines = data.split(b"\n")
+    """(records, headers) of one part. A torn last line (no newline, begun as every line written
+    here is: its writer was killed mid-write) is skipped with a warning; any other bad line is an
+    error."""
+    lines = path.read_bytes().split(b"\n")
     records: list[Entry] = []
     headers: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
@@ -102,9 +97,8 @@ class Entry:
     where: str
 
     def checked(self, *, digest: bool) -> dict[str, Any]:
-        """The record after checking that its key fields have their types (every read: a
-        malformed record is one line naming file and line, never a crash later) and, with
-        ``digest``, that it is what the plugin wrote."""
+        """The record, its key fields' types checked (a malformed record is one line naming file
+        and line, never a crash later) and, with ``digest``, its digest."""
         rec = self.record
         if digest and rec.get("digest") != record_digest(rec):
             what = "has no digest" if "digest" not in rec else "does not match its digest (edited or damaged)"
@@ -155,15 +149,11 @@ def ledger_files(path: Path | str, *, run_id: str | None = None) -> list[Path]:
 
 def read_entries(path: Path | str, *, run_id: str | None = None) -> tuple[list[Entry], list[dict[str, Any]]]:
     """(records with where they are, part headers) of a ledger directory or part file."""
-    loaded = []
-    for file in ledger_files(path, run_id=run_id):
-        recs, heads = _read_part(file)
-        # chronological across parts (a part's creation time is in its header): "the last
-        # record" keeps meaning "the newest run's"
-        created = heads[0].get("created", "") if heads else ""
-        loaded.append((created, recs, heads))
-    loaded.sort(key=lambda item: item[0])  # stable: file order within equal times
-    return [r for _c, recs, _h in loaded for r in recs], [h for _c, _r, heads in loaded for h in heads]
+    parts = [_read_part(file) for file in ledger_files(path, run_id=run_id)]
+    # chronological across parts by their headers' creation times (stable: file order within equal
+    # times), so "the last record" keeps meaning "the newest run's"
+    parts.sort(key=lambda part: part[1][0].get("created", "") if part[1] else "")
+    return [r for recs, _ in parts for r in recs], [h for _, heads in parts for h in heads]
 
 
 def read_ledger(
@@ -185,16 +175,13 @@ def _unsigned(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_digest(record: dict[str, Any]) -> str:
-    """sha256 of a record's content (its ``digest`` field aside) as sorted-key JSON: written with
-    the record, checked by ``merge`` and ``--plm-from-ledger`` (an edit or a damaged copy shows)."""
-    text = json.dumps(_unsigned(record), sort_keys=True, separators=(",", ":"), allow_nan=True)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 of a record's content (its ``digest`` aside): an edit or a damaged copy shows."""
+    return "sha256:" + payload_digest(_unsigned(record))
 
 
 def signed(record: Any) -> dict[str, Any]:
-    """The record as stored: plain JSON values (read back exactly as they are digested here) and
-    its digest."""
-    plain = json.loads(json.dumps(record, default=json_default))
+    """The record as stored: plain JSON values (read back exactly as digested) and its digest."""
+    plain = plain_json(record)
     return {**_unsigned(plain), "digest": record_digest(plain)}
 
 
@@ -214,8 +201,7 @@ def part_header(**fields: Any) -> dict[str, Any]:
 
 
 def write_part(path: Path, records: Iterable[Any], header: dict[str, Any]) -> None:
-    """A whole part at once, atomically: ``header`` (see :func:`part_header`) and the records with
-    their digests. ``merge`` writes its output so, and a run its records the ledger refused."""
+    """A whole part atomically (``merge``'s output, a run's records the ledger refused)."""
     atomic_write(path, b"".join([_line(header), *(_line(signed(r)) for r in records)]))
 
 
@@ -227,8 +213,7 @@ def check_name(value: str, what: str) -> str:
 
 
 def _cut_torn_tail(fd: int) -> int:
-    """A previous writer of this part was killed mid-line: drop the incomplete line. Returns the
-    part's size after."""
+    """Drop the incomplete line a writer killed mid-line left; returns the part's size after."""
     pos = size = os.fstat(fd).st_size
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return size
@@ -297,12 +282,10 @@ class Ledger:
 
 
 def records_to_frame(records: Iterable[Any]):
-    """Flatten records into a DataFrame: one row per record, every column of
-    :data:`~pytest_plmtransfer.results.records.FRAME_COLUMNS` (NaN/None where a record has no
-    value) and then the metrics as plain columns. The columns one groups by are strings:
-    ``weights`` (the weights' identity, see :func:`identity.weights_label`; the whole identity
-    stays in the ledger) and ``head`` (its name). Structured provenance (``intervals``, ``data``,
-    ``versions``, ...) stays as dicts."""
+    """One row per record: every column of :data:`~pytest_plmtransfer.results.records.FRAME_COLUMNS`
+    (NaN/None where a record has none), then the metrics. ``weights`` (as
+    :func:`identity.weights_label`) and ``head`` (its name) are strings to group by; structured
+    provenance (``intervals``, ``data``, ...) stays as dicts."""
     import pandas as pd
 
     from pytest_plmtransfer.infra.identity import weights_label
@@ -322,11 +305,8 @@ def records_to_frame(records: Iterable[Any]):
 
 
 def load_ledger(path: Path | str, *, kind: str | None = "layer", latest: bool = False):
-    """Load a ledger (directory or part file) into a pandas DataFrame in one call.
-
-    ``kind`` selects layer results (default), claim outcomes (``"claim"``) or everything (None).
-    ``latest=True`` keeps only the newest record per (model, task, layer, init, seed, protocol).
-    """
+    """A ledger (directory or part file) as a DataFrame of its ``kind`` of records ("layer",
+    "claim" or None: all); ``latest`` keeps only the newest record per :data:`LAYER_KEY`."""
     recs = read_records(path)
     if kind is not None:
         recs = [r for r in recs if r.get("kind") == kind]

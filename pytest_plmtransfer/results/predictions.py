@@ -1,21 +1,19 @@
 """Test-split predictions of one probe, kept so that intervals and paired tests can be recomputed
-from a ledger later without refitting anything.
+from a ledger without refitting.
 
-A :class:`TestPredictions` holds, for the test split of one (model, task, layer, init, seed):
+A :class:`TestPredictions` holds, per test *row* of one (model, task, layer, init, seed):
 
-* ``target``: regression targets (float64), or class indices (int64; ``-1`` marks a test label
-  never seen in training, scored as an error) -- one per test *row*;
-* ``pred``: regression predictions ``(rows,)``, float64 (a few hundred KB at most, and float32
-  would create ties that change Spearman in the 7th digit), or class probabilities
-  ``(rows, K)``, float32 (millions of residues for per-residue tasks; plenty for argmax and log);
-* ``units``: the resampling units. ``None`` for per-sequence tasks (a row is a unit). For
-  per-residue tasks, ``N+1`` offsets delimiting each test protein's scored residues: a bootstrap
-  resamples proteins, never residues (residues of one protein are not independent).
+* ``target``: regression targets (float64) or class indices (int64; ``-1``: a test label never
+  seen in training, scored as an error);
+* ``pred``: regression predictions, float64 (float32 would create ties that change Spearman in
+  the 7th digit), or ``(rows, K)`` class probabilities, float32 (millions of residues; plenty for
+  argmax and log);
+* ``units``: ``None`` (a row is a resampling unit), or for per-residue tasks ``N+1`` offsets of
+  each test protein's scored residues: a bootstrap resamples proteins, never residues.
 
-On disk one uncompressed ``.npz`` per probe result, next to the cached result JSON and keyed by
-the same result key (``results/<kk>/<key>.predictions.npz``); the ledger record refers to it by
-``{"key", "path", "sha256"}``. ``fingerprint`` identifies the test set (kind, targets, units): two
-predictions can be compared pairwise only when their fingerprints are equal.
+On disk one uncompressed ``.npz`` per probe result, next to the cached result JSON under the same
+key; the ledger record refers to it by ``{"key", "path", "sha256"}``. Two predictions can be
+compared pairwise only when their ``fingerprint`` (kind, targets, units) is equal.
 """
 
 from __future__ import annotations
@@ -30,8 +28,6 @@ import numpy as np
 from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.hashing import sha256_file
 from pytest_plmtransfer.infra.tempfiles import atomic_write
-
-__all__ = ["PredictionsError", "TestPredictions", "load_predictions", "predictions_path", "save_predictions"]
 
 SUFFIX = ".predictions.npz"
 FORMAT = "plmtransfer-predictions/1"

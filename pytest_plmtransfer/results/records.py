@@ -1,11 +1,7 @@
 """The ledger's record schema, defined once: a layer record, a claim record, and the provenance
-both carry.
-
-The session builds :class:`LayerRecord` / :class:`ClaimRecord`; the ledger stores
-:meth:`~LayerRecord.to_dict` (provenance fields flat at the top level); :func:`parse_record`
-reads one back (unknown fields are kept in ``extra`` and written back unchanged), and
-:data:`FRAME_COLUMNS` (the fields of both, every row of a result frame has them) is what
-:func:`~pytest_plmtransfer.results.ledger.records_to_frame` derives from them.
+both carry. The ledger stores :meth:`~LayerRecord.to_dict` (provenance flat at the top level);
+:func:`parse_record` reads one back (unknown fields kept in ``extra`` and written back unchanged);
+:data:`FRAME_COLUMNS` are the columns of a result frame.
 """
 
 from __future__ import annotations
@@ -19,23 +15,9 @@ CACHE_DTYPES = ("float32", "float16")
 #: fields that differ between two runs that computed the same numbers (time, place, run
 #: bookkeeping, cache state); ``same_measurement`` ignores them
 RUN_SPECIFIC_FIELDS = (
-    "run_id",
-    "timestamp",
-    "host",
-    "worker",
-    "shard",
-    "plan_hash",
-    "embed_seconds",
-    "fit_seconds",
-    "cache_hit",
-    "test_id",
-    "git_commit",
-    "machine",
-    "device",
-    "cuda_visible_devices",
-    "interval_seconds",
-    "timing",
-)
+    "run_id", "timestamp", "host", "worker", "shard", "plan_hash", "embed_seconds", "fit_seconds", "cache_hit",
+    "test_id", "git_commit", "machine", "device", "cuda_visible_devices", "interval_seconds", "timing",
+)  # fmt: skip
 
 
 @dataclass
@@ -60,15 +42,6 @@ LAYER_KEY = ("model", "task", "layer", "init", "seed", "protocol")
 _PROVENANCE = tuple(f.name for f in dataclasses.fields(Provenance))
 
 
-def _split(cls: type, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(own fields, provenance fields, anything else) of a flat record dict."""
-    names = {f.name for f in dataclasses.fields(cls)} - {"provenance", "extra"}
-    own = {k: v for k, v in data.items() if k in names}
-    prov = {k: data[k] for k in _PROVENANCE if k in data}
-    extra = {k: v for k, v in data.items() if k not in names and k not in _PROVENANCE and k != "kind"}
-    return own, prov, extra
-
-
 #: fields a record holds only when set (None: absent from its dict), written after the provenance
 _ONLY_WHEN_SET = ("cuda_visible_devices", "limit", "base_model", "head_name")
 
@@ -78,9 +51,14 @@ class _Record:
     provenance: Provenance
     extra: dict[str, Any]
 
+    @classmethod
+    def _own_fields(cls) -> list[str]:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        return [f.name for f in fields if f.name not in ("provenance", "extra")]
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
-        names = [f.name for f in dataclasses.fields(self) if f.name not in ("provenance", "extra")]  # type: ignore[arg-type]
+        names = self._own_fields()
         out.update((name, getattr(self, name)) for name in names if name not in _ONLY_WHEN_SET)
         out.update(dataclasses.asdict(self.provenance))
         out.update(self.extra)
@@ -91,8 +69,12 @@ class _Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
-        own, prov, extra = _split(cls, data)
-        return cls(**own, provenance=Provenance(**prov), extra=extra)  # type: ignore[call-arg]
+        """A flat record dict: own fields, provenance fields and anything else (``extra``)."""
+        names = set(cls._own_fields())
+        own = {k: v for k, v in data.items() if k in names}
+        prov = Provenance(**{k: data[k] for k in _PROVENANCE if k in data})
+        extra = {k: v for k, v in data.items() if k not in names and k not in _PROVENANCE and k != "kind"}
+        return cls(**own, provenance=prov, extra=extra)  # type: ignore[call-arg]
 
 
 @dataclass
@@ -199,15 +181,11 @@ def parse_record(data: dict[str, Any]) -> LayerRecord | ClaimRecord:
     return RECORD_KINDS[kind].from_dict(data)
 
 
-def _columns(*types: type) -> tuple[str, ...]:
-    names = ["kind", *(f.name for t in types for f in dataclasses.fields(t)), *_PROVENANCE]
-    return tuple(n for n in dict.fromkeys(names) if n not in ("provenance", "extra", "metrics"))
-
-
 #: the columns every result frame has (missing values NaN/None): each field of a layer or claim
 #: record and of their provenance; the metrics, flattened (open-ended: a head may record its
 #: own), join them
-FRAME_COLUMNS = _columns(LayerRecord, ClaimRecord)
+_FIELDS = ["kind", *(f.name for t in (LayerRecord, ClaimRecord) for f in dataclasses.fields(t)), *_PROVENANCE]
+FRAME_COLUMNS = tuple(n for n in dict.fromkeys(_FIELDS) if n not in ("provenance", "extra", "metrics"))
 
 
 def measurement(record: dict[str, Any]) -> dict[str, Any]:
@@ -219,17 +197,3 @@ def measurement(record: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("predictions"), dict):
         out["predictions"] = {k: v for k, v in out["predictions"].items() if k != "path"}
     return out
-
-
-__all__ = [
-    "CACHE_DTYPES",
-    "FRAME_COLUMNS",
-    "LAYER_KEY",
-    "RECORD_KINDS",
-    "RUN_SPECIFIC_FIELDS",
-    "ClaimRecord",
-    "LayerRecord",
-    "Provenance",
-    "measurement",
-    "parse_record",
-]

@@ -4,11 +4,10 @@ One file per result key, ``<root>/<key[:2]>/<key>.json``::
 
     {"result_format": 2, "sha256": "<hex>", "result": {"metrics": ..., "head": ..., ...}}
 
-``sha256`` is taken over the canonical JSON of ``result`` (sorted keys, no whitespace, see
-:func:`canonical_json`), so that an edited value, a truncated file or a bit flip is noticed: such an
-entry is reported with a :class:`CachedResultWarning` and recomputed, never reported as a
-measurement. More fields (e.g. test-set predictions) can join ``result`` without changing the
-format.
+``sha256`` is taken over the canonical JSON of ``result`` (:func:`payload_digest`), so that an
+edited value, a truncated file or a bit flip is noticed: such an entry is reported with a
+:class:`CachedResultWarning` and recomputed, never reported as a measurement. More fields can join
+``result`` without changing the format.
 """
 
 from __future__ import annotations
@@ -29,12 +28,15 @@ class CachedResultWarning(UserWarning):
     """A cached probe result failed its integrity check and is recomputed."""
 
 
-def canonical_json(payload: Any) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode()
-
-
 def payload_digest(payload: Any) -> str:
-    return hashlib.sha256(canonical_json(payload)).hexdigest()
+    """sha256 of ``payload`` as canonical JSON (sorted keys, no whitespace, ASCII)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` as the plain JSON values a later read sees (what a digest must be taken over)."""
+    return json.loads(json.dumps(value, default=json_default))
 
 
 class ResultCache:
@@ -69,8 +71,7 @@ class ResultCache:
         return doc["result"]
 
     def put(self, key: str, result: dict[str, Any]) -> None:
-        # through JSON first: the digest must be over exactly what a later read will see
-        plain = json.loads(json.dumps(result, default=json_default))
+        plain = plain_json(result)
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with PatientLock(str(path) + ".lock", self.lock_policy, what="probe result"):

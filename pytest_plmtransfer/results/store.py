@@ -1,10 +1,9 @@
 """Content-addressed, per-layer, memory-mapped embedding cache.
 
-An entry holds every computed layer of one (model identity, pooling, sequence set). The key is a
-hash of what determines the numbers — the adapter's identity (weights checksum, init, seed,
-config, dtype), pooling, per-residue or not, and the sequences themselves after window and
-truncation — never a task name: GB1's five splits are the same 8,733 sequences and share one
-entry.
+An entry holds every computed layer of one (model identity, pooling, sequence set), keyed by a
+hash of what determines the numbers -- the adapter's identity (weights checksum, init, seed,
+config, dtype), pooling and the sequences after window and truncation -- never a task name: GB1's
+five splits are the same 8,733 sequences and share one entry.
 
 Layout::
 
@@ -12,19 +11,16 @@ Layout::
     <root>/<key[:2]>/<key>/L005.npy           one array per layer (np.load mmap-able), float32
                                               or, with ``dtype="float16"``, float16 (half the size)
 
-Each layer is written into a memory-mapped temp file batch by batch (the model yields batches;
-no layer is ever held whole in RAM), then checksummed and renamed; the manifest is replaced
-atomically last. An entry is read only if its manifest lists the layer and the file's size and
-sha256 match, so a truncated or corrupt entry is detected and rebuilt. A file lock per entry
-means concurrent pytest-xdist workers never compute the same entry twice: the second waits and
-then reads. A complete entry is read without taking the lock (every file is renamed into place
-whole and checked against the manifest), so a warm cache on a read-only filesystem still serves.
+Each layer is written into a memory-mapped temp file batch by batch (no layer is ever held whole
+in RAM), then checksummed and renamed; the manifest is replaced atomically last. A layer is read
+only if the manifest lists it and the file's size and sha256 match, so a truncated or corrupt
+entry is rebuilt. A file lock per entry means concurrent xdist workers never compute the same
+entry twice; a complete entry is read without the lock, so a warm read-only cache still serves.
 
 Before the model runs, the entry's size is checked against the free space, and every layer file's
-blocks are reserved before the first store into its memory map (:mod:`pytest_plmtransfer.infra.diskspace`):
-a full disk is a :class:`~pytest_plmtransfer.infra.diskspace.CacheSpaceError` naming the cache, the size
-and the ways out, never a SIGBUS. Temp files carry the writer's host and pid and are swept when
-that writer is gone (:mod:`pytest_plmtransfer.infra.tempfiles`).
+blocks are reserved before the first store into its memory map (:mod:`~pytest_plmtransfer.infra.diskspace`):
+a full disk is a ``CacheSpaceError`` naming the cache, the size and the ways out, never a SIGBUS.
+Temp files carry the writer's host and pid and are swept when that writer is gone.
 """
 
 from __future__ import annotations
@@ -43,7 +39,6 @@ import numpy as np
 from pytest_plmtransfer.infra.diskspace import (
     CacheSpaceError,
     check_free_space,
-    format_bytes,
     is_out_of_space,
     layer_bytes,
     preallocate,
@@ -110,6 +105,10 @@ def _layer_file(layer: int) -> str:
     return f"L{layer:03d}.npy"
 
 
+def _offsets(sequences: Sequence[str]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
+
+
 class EmbeddingStore:
     def __init__(self, root: Path | str, *, dtype: str = "float32", lock_policy: LockPolicy | None = None) -> None:
         if dtype not in CACHE_DTYPES:
@@ -132,24 +131,19 @@ class EmbeddingStore:
 
     def _valid_layers(self, key: str, manifest: dict[str, Any] | None, wanted: Sequence[int]) -> set[int]:
         """Layers of ``wanted`` whose files exist and match the manifest's size and checksum."""
-        if manifest is None:
-            return set()
         good: set[int] = set()
-        entry = self.entry_dir(key)
         for layer in wanted:
-            meta = manifest.get("layers", {}).get(str(layer))
+            meta = (manifest or {}).get("layers", {}).get(str(layer))
             if meta is None:
                 continue
-            file = entry / meta["file"]
-            if (key, layer) in self._verified:
-                good.add(layer)
-                continue
-            try:
-                if file.stat().st_size != meta["bytes"] or sha256_file(file) != meta["sha256"]:
+            if (key, layer) not in self._verified:
+                file = self.entry_dir(key) / meta["file"]
+                try:
+                    if file.stat().st_size != meta["bytes"] or sha256_file(file) != meta["sha256"]:
+                        continue
+                except OSError:
                     continue
-            except OSError:
-                continue
-            self._verified.add((key, layer))
+                self._verified.add((key, layer))
             good.add(layer)
         return good
 
@@ -187,19 +181,9 @@ class EmbeddingStore:
                     manifest, seconds = self._compute(adapter, key, sequences, missing, per_residue, manifest, have)
             finally:
                 lock.release()
-        offsets = None
-        if per_residue:
-            offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
+        offsets = _offsets(sequences) if per_residue else None
         return EmbeddingEntry(
-            key,
-            entry_dir,
-            sequences,
-            per_residue,
-            offsets,
-            wanted,
-            computed=bool(missing),
-            embed_seconds=seconds,
-            dtype=self.dtype,
+            key, entry_dir, sequences, per_residue, offsets, wanted, bool(missing), seconds, self.dtype
         )
 
     def _compute(
@@ -216,7 +200,7 @@ class EmbeddingStore:
         entry_dir.mkdir(parents=True, exist_ok=True)
         n_rows = sum(len(s) for s in sequences) if per_residue else len(sequences)
         dim = adapter.feature_dim(sequences, per_residue=per_residue)
-        offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
+        offsets = _offsets(sequences)
         tmp_files: dict[int, Path] = {}
         arrays: dict[int, np.ndarray] = {}
         filled = np.zeros(len(sequences), dtype=bool)
@@ -307,14 +291,3 @@ def _narrow(out: np.ndarray, dtype: np.dtype, model: str, layer: int) -> np.ndar
             f"{dtype.name}; use --plm-cache-dtype float32 for this model"
         )
     return narrow
-
-
-__all__ = [
-    "CacheNotWritable",
-    "CacheSpaceError",
-    "EmbeddingEntry",
-    "EmbeddingStore",
-    "entry_key",
-    "format_bytes",
-    "sequences_digest",
-]

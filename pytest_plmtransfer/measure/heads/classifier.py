@@ -1,17 +1,15 @@
 """A linear softmax classifier trained with Adam and early stopping, streaming its inputs.
 
 Per-residue tasks can have millions of rows (SS3: ~3M residues x 512 features, ~6 GB of float32
-for one layer), usually in a memory-mapped embedding file. Nothing here needs all rows at once:
-features are read through :class:`RowView`, which standardizes blocks of rows on the fly, and
-training walks the data in chunks of at most ``chunk_bytes``. When the whole training (or
-validation) set fits in one chunk -- every per-sequence task -- it is read once and kept, and
-the epoch order is a true random permutation; otherwise each epoch visits the chunks in a random
-order and shuffles rows within each chunk (a "chunked shuffle", the usual out-of-core compromise).
+per layer), usually memory-mapped. Features are read through :class:`RowView`, which standardizes
+blocks of rows on the fly, and training walks the data in chunks of at most ``chunk_bytes``. A
+training (or validation) set that fits in one chunk -- every per-sequence task -- is read once and
+kept, and each epoch is a true random permutation; otherwise each epoch visits the chunks in a
+random order and shuffles rows within each (the usual out-of-core compromise).
 
-Determinism: weights start at zero (the problem is convex, so no random init is needed, and the
-result does not depend on torch's global RNG) and every permutation is drawn from a
-``torch.Generator`` seeded with ``seed``; the same inputs, seed and thread count give bit-identical
-weights.
+Determinism: weights start at zero (the problem is convex; no dependence on torch's global RNG)
+and every permutation comes from a ``torch.Generator`` seeded with ``seed``: the same inputs, seed
+and thread count give bit-identical weights.
 """
 
 from __future__ import annotations
@@ -26,32 +24,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_BATCH_SIZE_PER_RESIDUE",
-    "DEFAULT_CHUNK_BYTES",
-    "DEFAULT_LR",
-    "DEFAULT_MAX_EPOCHS",
-    "DEFAULT_MIN_DELTA",
-    "DEFAULT_NUM_THREADS",
-    "DEFAULT_PATIENCE",
-    "RowView",
-    "SoftmaxProbe",
-]
-
-#: Adam's usual step size. Measured on an SCL-shaped synthetic problem (9,500 x 1,280 standardized
-#: features, 10 classes, weak signal): lr 1e-2 / 3e-3 overfit within 1-2 epochs, leaving early
-#: stopping nothing to choose from (best val loss 2.10 / 1.77), 1e-3 reached 1.737 at epoch 6,
-#: and 3e-4 only 1.731 for 3x the epochs. Smaller is marginally better but costs wall time that a
-#: layer sweep multiplies by every layer.
+#: Adam's usual step size. On an SCL-shaped synthetic problem (9,500 x 1,280 standardized features,
+#: 10 classes, weak signal) lr 1e-2 / 3e-3 overfit within 1-2 epochs (best val loss 2.10 / 1.77),
+#: 1e-3 reached 1.737 at epoch 6 and 3e-4 only 1.731 for 3x the epochs, a cost a layer sweep
+#: multiplies by every layer.
 DEFAULT_LR = 1e-3
 #: Small enough for a few dozen steps per epoch on the smallest classification split (SCL,
 #: ~9.5k proteins), large enough that per-step overhead does not dominate on millions of residues.
 DEFAULT_BATCH_SIZE = 256
-#: Per-residue tasks (SS3: ~2.3M training residues) take ``rows / batch`` steps per epoch, and a
-#: step of a linear probe costs its dozen tensor operations' overhead, not arithmetic. Measured
-#: on one-hot SS3 (1,594 proteins, 412k residues): batch 256 -> Q3 0.4979 in 12-14 s, batch 1024
-#: -> Q3 0.4953 in 4.3 s, both at best epoch 1 of 6; ``perf/test_softmax_probe.py`` measures it.
+#: A linear probe's step costs its dozen tensor operations' overhead, not arithmetic, and
+#: per-residue tasks (SS3: ~2.3M training residues) take ``rows / batch`` steps per epoch. On
+#: one-hot SS3 (412k residues): batch 256 -> Q3 0.4979 in 12-14 s, batch 1024 -> Q3 0.4953 in
+#: 4.3 s, both at best epoch 1 of 6 (``perf/test_softmax_probe.py``).
 DEFAULT_BATCH_SIZE_PER_RESIDUE = 1024
 #: A ceiling, not a target: early stopping normally ends training long before it.
 DEFAULT_MAX_EPOCHS = 100
@@ -59,16 +43,15 @@ DEFAULT_MAX_EPOCHS = 100
 #: epochs non-monotone, and 5 tolerates that without spending long past the optimum.
 DEFAULT_PATIENCE = 5
 #: An epoch resets the patience counter only if it lowers the best validation loss by more than
-#: this (nats), so a long tail of negligible gains cannot run training to ``max_epochs``. The
-#: restored weights are still those of the lowest validation loss seen.
+#: this (nats), so a tail of negligible gains cannot run training to ``max_epochs`` (the lowest
+#: validation loss's weights are still the ones restored).
 DEFAULT_MIN_DELTA = 1e-4
 #: Largest block of standardized float32 features held in memory at once.
 DEFAULT_CHUNK_BYTES = 256 * 2**20
-#: torch intra-op threads while fitting/predicting. A linear layer on a 256-row batch is too small
-#: to gain from parallelism, and when other processes (xdist workers, a model embedding the next
-#: task) compete for the cores, torch's spinning worker threads make it 10-20x slower (measured on
-#: a 2-core machine under load: 0.67 s with 1 thread vs 12.4 s with 2 for the same fit). One
-#: thread also makes the floating-point result independent of the machine's core count.
+#: torch intra-op threads while fitting/predicting. A 256-row batch is too small to gain from
+#: parallelism, and when other processes compete for the cores torch's spinning threads make it
+#: 10-20x slower (a loaded 2-core machine: 0.67 s on 1 thread vs 12.4 s on 2 for the same fit).
+#: One thread also makes the result independent of the machine's core count.
 DEFAULT_NUM_THREADS = 1
 
 
@@ -87,8 +70,7 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 
 def _with_ones(x: torch.Tensor) -> torch.Tensor:
-    """``[x | 1]``. Kept on the tensor (as an attribute), so a training set held in memory for
-    every epoch is augmented once, not once per epoch."""
+    """``[x | 1]``, kept on the tensor: a training set held for every epoch is augmented once."""
     cached = getattr(x, "_plmtransfer_with_ones", None)
     if cached is None:
         cached = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], dim=1)
@@ -97,23 +79,15 @@ def _with_ones(x: torch.Tensor) -> torch.Tensor:
 
 
 class _Adam:
-    """Adam (Kingma & Ba), the same update as ``torch.optim.Adam``'s defaults (L2 weight decay
-    added to the gradient, bias-corrected moments, eps outside the square root).
+    """``torch.optim.Adam``'s default update (L2 weight decay added to the gradient, bias-corrected
+    moments, eps outside the square root), hand-written because constructing ``torch.optim.Adam``
+    imports ``torch._dynamo``: 2-4 s per process, more than fitting a typical probe."""
 
-    Hand-written because constructing ``torch.optim.Adam`` imports ``torch._dynamo``, which costs
-    2-4 s per process -- more than fitting a typical probe.
-    """
+    betas = (0.9, 0.999)
+    eps = 1e-8
 
-    def __init__(
-        self,
-        params: list[torch.Tensor],
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-    ) -> None:
-        self.params = params
-        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+    def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float) -> None:
+        self.params, self.lr, self.weight_decay = params, lr, weight_decay
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
         self.t = 0
@@ -140,13 +114,9 @@ class _Adam:
 
 @dataclass
 class RowView:
-    """Selected rows of a feature matrix, standardized as they are read.
-
-    ``X`` is any 2-D array, including an ``np.memmap``; it is never copied whole. ``rows`` picks
-    and orders rows (``None``: all, in order); keep it ascending for memmaps so reads are
-    sequential. Rows come out as float32 ``(x - mean) * scale`` where ``scale`` is the inverse
-    standard deviation (0 for a constant column, which therefore reads as 0, never nan).
-    """
+    """Selected rows of a 2-D array (a memmap is never copied whole) as float32
+    ``(x - mean) * scale``. ``rows`` picks and orders rows (``None``: all); keep it ascending for
+    memmaps so reads are sequential."""
 
     X: np.ndarray
     rows: np.ndarray | None = None
@@ -202,15 +172,14 @@ def _as_view(X: RowView | np.ndarray) -> RowView:
 class SoftmaxProbe:
     """Multinomial logistic regression (one linear layer + softmax) trained by mini-batch Adam.
 
-    Early stopping watches the validation loss (the training criterion, so class-weighted when
-    ``class_weight`` is set) after every epoch; epoch 0 is the untrained, all-zero model. Training
-    stops after ``patience`` epochs without an improvement larger than ``min_delta`` or at
-    ``max_epochs``, and the weights of the epoch with the lowest validation loss are restored.
+    Early stopping watches the validation loss (the training criterion, class-weighted with
+    ``class_weight``) after every epoch, epoch 0 being the all-zero model: training stops after
+    ``patience`` epochs without an improvement over ``min_delta`` or at ``max_epochs``, and the
+    lowest validation loss's weights are restored.
 
-    After :meth:`fit`: ``epochs_run_`` (training epochs performed), ``best_epoch_`` (0 means no
-    epoch beat the initial model), ``best_val_loss_``, ``history_`` (``val_loss`` per epoch,
-    index 0 = initial; ``train_loss`` running mean per epoch, nan at index 0), ``class_weight_``
-    (the per-class weights used, or ``None``), ``weight_`` (K, d) and ``bias_`` (K,) as numpy.
+    After :meth:`fit`: ``epochs_run_``, ``best_epoch_`` (0: no epoch beat the initial model),
+    ``best_val_loss_``, ``history_`` (``val_loss`` and running-mean ``train_loss`` per epoch, index
+    0 the initial model), ``class_weight_`` (or ``None``), ``weight_`` (K, d) and ``bias_`` (K,).
     """
 
     def __init__(
@@ -313,10 +282,8 @@ class SoftmaxProbe:
     def fit(
         self, X_train: RowView | np.ndarray, y_train: object, X_val: RowView | np.ndarray, y_val: object
     ) -> SoftmaxProbe:
-        """Train on ``(X_train, y_train)``, early-stopping on ``(X_val, y_val)``.
-
-        ``X_*`` are arrays (memmaps welcome) or :class:`RowView` s; ``y_*`` are class indices.
-        """
+        """Train on ``(X_train, y_train)``, early-stopping on ``(X_val, y_val)`` (arrays or
+        :class:`RowView` s; class indices)."""
         with _torch_threads(self.num_threads):
             return self._fit(_as_view(X_train), y_train, _as_view(X_val), y_val)
 
@@ -402,17 +369,12 @@ class SoftmaxProbe:
     def _fused_pass(
         self, x_all: torch.Tensor, t_all: torch.Tensor, order: torch.Tensor, weight: torch.Tensor | None, opt: _Adam
     ) -> tuple[float, int]:
-        """One pass of mini-batch Adam over ``x_all`` in ``order``: the same batches, loss and
-        update as the autograd path, with the softmax cross-entropy gradient written out
-        (``dL/dlogits = w_t (softmax - onehot) / sum(w_t)``) and no autograd graph.
-
-        Per-residue tasks take hundreds of thousands of steps of tiny matrices, where the cost is
-        the number of tensor operations per step, not arithmetic: autograd's per-step bookkeeping
-        (graph, ``grad``, ``_make_grads``) dominated. Here the rows are permuted once per pass
-        (one gather instead of two per step) with a ones column appended, so logits and the
-        gradient of the packed ``[W | b]`` are one matrix product each, and Adam updates one
-        tensor: about a dozen operations per step (see ``perf/test_softmax_probe.py``).
-        Returns (sum of per-row losses, rows)."""
+        """One pass of mini-batch Adam over ``x_all`` in ``order``: the autograd path's batches,
+        loss and update, with the gradient written out (``dL/dlogits = w_t (softmax - onehot) /
+        sum(w_t)``). Per-residue tasks take hundreds of thousands of steps of tiny matrices, where
+        autograd's per-step bookkeeping dominated: here rows are permuted once per pass with a ones
+        column appended, so logits and the packed ``[W | b]`` gradient are one product each
+        (``perf/test_softmax_probe.py``). Returns (sum of per-row losses, rows)."""
         n, K = x_all.shape[0], self.n_classes
         xs = _with_ones(x_all).index_select(0, order)
         ts = t_all.index_select(0, order)
@@ -457,10 +419,8 @@ class SoftmaxProbe:
         return self._bias.detach().cpu().numpy().copy()
 
     def iter_predict_proba(self, X: RowView | np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
-        """``(start, stop, probabilities)`` block by block, probabilities float64 ``(rows, K)``.
-
-        Lets a caller accumulate metrics over millions of rows without holding them all.
-        """
+        """``(start, stop, float64 probabilities (rows, K))`` block by block: metrics over millions
+        of rows without holding them all."""
         if not hasattr(self, "epochs_run_"):
             raise RuntimeError("SoftmaxProbe is not fitted yet; call fit() first")
         view = _as_view(X)

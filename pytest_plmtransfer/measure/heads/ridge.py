@@ -7,32 +7,25 @@ For centred features ``Xc`` (n x d) and centred targets ``yc``, ridge with penal
 
 so every alpha solves ``(G + alpha I) z = b`` with the same symmetric Gram matrix ``G`` (the
 smaller of the two) -- the one ``O(n d min(n, d))`` product is shared, and what remains is how to
-solve for many shifts. Three ways, all exact (they solve the same normal equations sklearn's
-default ``cholesky`` solver solves, so results agree to rounding):
+solve for many shifts. Three ways, all exact (sklearn's ``cholesky`` normal equations, so results
+agree to rounding):
 
-* ``tridiagonal`` (default for grids of more than :data:`TRIDIAGONAL_COST_IN_CHOLESKY` alphas):
-  reduce ``G = Q T Q^T`` once (LAPACK ``sytrd``, the first and cheaper half of an
-  eigendecomposition); a shift leaves ``Q`` alone, ``(G + alpha I)^-1 b = Q (T + alpha I)^-1 Q^T b``,
-  and the tridiagonal SPD solve (``ptsv``) is ``O(m)`` per alpha. ``Q`` is never formed: it is
-  applied from its Householder reflectors (``ormqr``).
-* ``cholesky``: one Cholesky factorization per alpha of the shared Gram matrix (``potrf``): the
-  cheapest for one or a few alphas.
-* ``eigh``: the full eigendecomposition ``G = V diag(lam) V^T`` (each alpha a diagonal rescaling);
-  kept for comparison and used by the torch backend (torch has no tridiagonal reduction).
+* ``tridiagonal`` (grids of more than :data:`TRIDIAGONAL_COST_IN_CHOLESKY` alphas): reduce
+  ``G = Q T Q^T`` once (LAPACK ``sytrd``, the cheaper half of an eigendecomposition); a shift leaves
+  ``Q`` alone, so each alpha is an ``O(m)`` tridiagonal SPD solve (``ptsv``). ``Q`` is applied from
+  its Householder reflectors (``ormqr``), never formed.
+* ``cholesky``: one ``potrf`` per alpha: the cheapest for a few alphas.
+* ``eigh``: ``G = V diag(lam) V^T`` (each alpha a diagonal rescaling); kept for comparison and used
+  by the torch backend (torch has no tridiagonal reduction).
 
-Measured here (1 BLAS thread, d = 1,280): one Cholesky 0.03-0.07 s, ``sytrd`` 0.26 s (~5
-Choleskies), ``eigh`` 0.55-0.8 s (~12); ``perf/test_ridge_sweep.py`` measures all three.
-
-Two backends: ``numpy`` (float64 LAPACK, the default on CPU) and ``torch`` (float64 Gram
-accumulation and ``torch.linalg.eigh`` on the probe's device -- used when embeddings were made on
-a GPU, so the product and the factorization run there). The intercept is fitted the way sklearn
-does it: centre X and y, solve, then ``intercept = mean(y) - mean(X) @ coef``.
+Backends: ``numpy`` (float64 LAPACK, on CPU) and ``torch`` (:mod:`.ridge_torch`, on the GPU the
+embeddings were made on). The intercept is sklearn's: centre X and y, solve, then
+``intercept = mean(y) - mean(X) @ coef``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from scipy.linalg import lapack
@@ -40,21 +33,14 @@ from threadpoolctl import threadpool_limits  # a scikit-learn dependency, so alw
 
 from pytest_plmtransfer.measure import metrics as M
 
-__all__ = ["DEFAULT_ALPHAS", "RIDGE_METHODS", "RIDGE_SELECTION_METRICS", "RidgeProbe", "pick_model", "solve_shifted"]
-
-#: Default penalty grid: 10^-3 .. 10^6 in half-decade steps (19 values).
-#:
-#: The probe standardizes features on the training split, so each feature contributes n to
-#: ``trace(Xc^T Xc)`` and the Gram eigenvalues that carry signal are of order n (hundreds to tens
-#: of thousands on FLIP: 381 train rows for gb1_two_vs_rest, 28,626 for aav_two_vs_many).
-#: ``alpha = 1e-3`` is then effectively unpenalized least squares (the min-norm fit when
-#: n < d), while ``alpha = 1e6`` shrinks even an eigen-direction with eigenvalue 3e4 by 97%, i.e.
-#: close to predicting the training mean -- so the grid spans the whole bias/variance path for
-#: every FLIP size, not just the small ones (the common ``logspace(-3, 4)`` stops short of strong
-#: shrinkage for the larger regression splits, where PLM embeddings with highly correlated
-#: dimensions need it). Half-decade spacing keeps neighbouring fits close: validation scores
-#: change little between grid points, so the choice is not an artefact of a coarse grid. With one
-#: factorization the extra grid points are nearly free.
+#: Default penalty grid: 10^-3 .. 10^6 in half-decade steps (19 values). Features are
+#: standardized on train, so the Gram eigenvalues that carry signal are of order n (381 train rows
+#: for gb1_two_vs_rest, 28,626 for aav_two_vs_many): ``alpha = 1e-3`` is effectively unpenalized
+#: (the min-norm fit when n < d) and ``1e6`` shrinks even an eigen-direction of 3e4 by 97%, so the
+#: grid spans the whole bias/variance path for every FLIP size (the common ``logspace(-3, 4)`` stops
+#: short of the strong shrinkage the larger splits' correlated PLM dimensions need). Half-decade
+#: spacing keeps the choice from being an artefact of a coarse grid; with one factorization the
+#: extra points are nearly free.
 DEFAULT_ALPHAS: np.ndarray = np.logspace(-3, 6, 19)
 
 #: Validation metrics a ridge probe can select alpha by (a regression task's "loss" is its MSE).
@@ -66,30 +52,16 @@ RIDGE_SELECTION_METRICS: dict[str, M.Metric] = {
 # Rows per block when streaming a big (possibly memory-mapped, float32) matrix into float64.
 _CHUNK_ROWS = 4096
 
-#: BLAS threads for the eigendecomposition. LAPACK's symmetric eigensolver synchronizes its
-#: threads many times per call; when other processes compete for the cores (xdist workers, a model
-#: embedding the next layer) OpenBLAS's spinning threads make it collapse: measured on a loaded
-#: 2-core machine, a 1280 x 1280 ``eigh`` took 1.3 s on 1 thread and 32 s on 2. On an idle
-#: machine a second thread saves little, so one thread is the robust default.
-EIGH_THREADS: int | None = 1
+#: BLAS threads for the factorizations. When other processes compete for the cores, OpenBLAS's
+#: spinning threads make LAPACK's eigensolver collapse (a loaded 2-core machine: a 1280 x 1280
+#: ``eigh`` took 1.3 s on 1 thread, 32 s on 2); on an idle machine a second thread saves little.
+EIGH_THREADS = 1
 
-
-#: A tridiagonal reduction costs about this many Cholesky factorizations of the same matrix
-#: (measured: ``sytrd`` 0.26 s vs ``potrf`` 0.03-0.07 s at d = 1,280 on one thread); grids with
-#: at most this many alphas factorize per alpha instead.
+#: A tridiagonal reduction costs about this many Cholesky factorizations of the same matrix (at
+#: d = 1,280 on one thread: ``sytrd`` 0.26 s, ``potrf`` 0.03-0.07 s, ``eigh`` 0.55-0.8 s;
+#: ``perf/test_ridge_sweep.py``); grids with at most this many alphas factorize per alpha instead.
 TRIDIAGONAL_COST_IN_CHOLESKY = 5
 RIDGE_METHODS = ("auto", "tridiagonal", "cholesky", "eigh")
-
-
-def _lapack_threads() -> AbstractContextManager[object]:
-    if EIGH_THREADS is None:
-        return nullcontext()
-    return threadpool_limits(limits=EIGH_THREADS, user_api="blas")
-
-
-def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    with _lapack_threads():
-        return np.linalg.eigh(a)
 
 
 def choose_method(n_alphas: int, method: str = "auto") -> str:
@@ -109,11 +81,10 @@ def solve_shifted(gram: np.ndarray, rhs: np.ndarray, alphas: np.ndarray, method:
     m = gram.shape[0]
     b = np.asarray(rhs, dtype=np.float64).reshape(m, 1)
     out = np.empty((m, alphas.size), dtype=np.float64)
-    with _lapack_threads():
+    with threadpool_limits(limits=EIGH_THREADS, user_api="blas"):
         if method == "eigh":
             lam, V = np.linalg.eigh(gram)
-            if not np.all(np.isfinite(lam)):
-                raise ValueError("training features contain NaN or infinity")
+            _check_finite(lam)
             # eigh can return tiny negative eigenvalues for a PSD matrix; they are rounding noise
             lam = np.maximum(lam, 0.0)
             return V @ ((V.T @ b) / (lam[:, None] + alphas[None, :]))
@@ -157,8 +128,11 @@ def _not_spd(info: int) -> str:
     )
 
 
-def _blocks(n: int, size: int = _CHUNK_ROWS) -> range:
-    return range(0, n, size)
+def _blocks(X: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(rows, X[rows] in float64)`` block by block: a memmap is never read whole."""
+    for a in range(0, X.shape[0], _CHUNK_ROWS):
+        rows = slice(a, a + _CHUNK_ROWS)
+        yield rows, np.asarray(X[rows], dtype=np.float64)
 
 
 def _as_2d(X: object, name: str) -> np.ndarray:
@@ -169,36 +143,26 @@ def _as_2d(X: object, name: str) -> np.ndarray:
     return a
 
 
-def _check_finite(gram: np.ndarray) -> None:
-    if not np.all(np.isfinite(gram)):
+def _check_finite(a: np.ndarray) -> None:
+    if not np.all(np.isfinite(a)):
         raise ValueError("training features contain NaN or infinity")
 
 
 def _column_mean(X: np.ndarray) -> np.ndarray:
     total = np.zeros(X.shape[1], dtype=np.float64)
-    for a in _blocks(X.shape[0]):
-        total += np.asarray(X[a : a + _CHUNK_ROWS], dtype=np.float64).sum(axis=0)
+    for _, block in _blocks(X):
+        total += block.sum(axis=0)
     return total / max(X.shape[0], 1)
 
 
 class RidgeProbe:
     """Ridge regression with intercept, alpha chosen on validation from one factorization.
 
-    Parameters
-    ----------
-    alphas:
-        Penalties to try (all > 0); defaults to :data:`DEFAULT_ALPHAS`. Stored sorted ascending.
-    selection_metric:
-        One of :data:`RIDGE_SELECTION_METRICS` (``val_spearman``, ``val_ndcg``, ``val_pearson``,
-        ``val_mse``/``val_loss``). Ties go to the larger alpha (the simpler model); a ``nan``
-        score (e.g. constant predictions) never wins; if every score is ``nan`` the largest alpha
-        is chosen.
-    method:
-        ``auto`` (tridiagonal for grids of more than :data:`TRIDIAGONAL_COST_IN_CHOLESKY`
-        alphas, else Cholesky per alpha), ``tridiagonal``, ``cholesky`` or ``eigh``.
-    backend, device:
-        ``numpy`` (CPU, default) or ``torch`` on ``device`` (e.g. ``"cuda"``; float64 Gram and
-        ``torch.linalg.eigh`` there).
+    ``alphas``: penalties (all > 0; default :data:`DEFAULT_ALPHAS`), stored sorted ascending.
+    ``selection_metric``: one of :data:`RIDGE_SELECTION_METRICS`; ties go to the larger alpha (the
+    simpler model), a ``nan`` score never wins, and if every score is ``nan`` the largest alpha is
+    chosen. ``method``: one of :data:`RIDGE_METHODS` (``auto``: see :func:`choose_method`).
+    ``backend``: ``numpy`` (CPU) or ``torch`` on ``device`` (e.g. ``"cuda"``).
 
     After :meth:`fit`: ``alpha_``, ``coef_`` (d,), ``intercept_``, ``alphas_``, ``val_scores_``
     (one per alpha, ``nan`` where undefined; ``None`` without validation data), ``solver_``
@@ -214,8 +178,8 @@ class RidgeProbe:
         backend: str = "numpy",
         device: str = "cpu",
     ) -> None:
-        grid = np.asarray(DEFAULT_ALPHAS if alphas is None else alphas, dtype=np.float64)
-        grid = np.unique(grid.reshape(-1))  # sorted ascending, duplicates dropped
+        # sorted ascending, duplicates dropped
+        grid = np.unique(np.asarray(DEFAULT_ALPHAS if alphas is None else alphas, dtype=np.float64))
         if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
             raise ValueError(f"alphas must be finite and > 0, got {grid!r}")
         if selection_metric not in RIDGE_SELECTION_METRICS:
@@ -235,12 +199,8 @@ class RidgeProbe:
     # -- fitting -------------------------------------------------------------------------------
 
     def fit(self, X: np.ndarray, y: object, X_val: np.ndarray | None = None, y_val: object | None = None) -> RidgeProbe:
-        """Factorize once, score every alpha on ``(X_val, y_val)``, keep the best.
-
-        ``X`` may be float32 or a memmap; in the primal case it is streamed in blocks and never
-        copied whole (only ``d x d`` float64 is held). Validation data is required when the grid
-        has more than one alpha.
-        """
+        """Factorize once, score every alpha on ``(X_val, y_val)`` (required for more than one
+        alpha), keep the best. A float32 or memmapped ``X`` is streamed in blocks in the primal case."""
         X = _as_2d(X, "X")
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         n, d = X.shape
@@ -267,10 +227,10 @@ class RidgeProbe:
             if self.solver_ == "primal":
                 gram = np.zeros((d, d), dtype=np.float64)
                 xty = np.zeros(d, dtype=np.float64)
-                for a in _blocks(n):
-                    block = np.asarray(X[a : a + _CHUNK_ROWS], dtype=np.float64) - self.x_mean_
+                for rows, block in _blocks(X):
+                    block = block - self.x_mean_  # not in place: a float64 X's block is a view of it
                     gram += block.T @ block  # numpy dispatches A.T @ A to a symmetric rank-k update
-                    xty += block.T @ yc[a : a + _CHUNK_ROWS]
+                    xty += block.T @ yc[rows]
                 _check_finite(gram)
                 coefs = solve_shifted(gram, xty, self.alphas_, self.method_)
             else:
@@ -311,43 +271,35 @@ class RidgeProbe:
 
     # -- prediction ----------------------------------------------------------------------------
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
+    def _require_fit(self) -> None:
+        # _coefs, not coef_: predict_path runs inside fit, before a choice
+        if not hasattr(self, "_coefs"):
             raise RuntimeError("RidgeProbe is not fitted yet; call fit() first")
 
-    def coef_path(self) -> np.ndarray:
-        """Coefficients for every alpha in ``alphas_``, shape ``(n_alphas, d)``."""
-        self._check_fitted()
-        return self._coefs.copy()
-
-    def intercept_path(self) -> np.ndarray:
-        """Intercepts for every alpha in ``alphas_``, shape ``(n_alphas,)``."""
-        return self.y_mean_ - self.coef_path() @ self.x_mean_
-
-    def predict_path(self, X: np.ndarray) -> np.ndarray:
-        """Predictions for every alpha, shape ``(n_alphas, n)``, streamed in blocks."""
-        if not hasattr(self, "_coefs"):  # called from fit() before coef_ exists
-            raise RuntimeError("RidgeProbe is not fitted yet; call fit() first")
+    def _blocks_of(self, X: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+        self._require_fit()
         X = _as_2d(X, "X")
         if X.shape[1] != self._coefs.shape[1]:
             raise ValueError(f"X has {X.shape[1]} features, the probe was fitted on {self._coefs.shape[1]}")
-        out = np.empty((self.alphas_.size, X.shape[0]), dtype=np.float64)
-        for a in _blocks(X.shape[0]):
-            block = np.asarray(X[a : a + _CHUNK_ROWS], dtype=np.float64) - self.x_mean_
-            out[:, a : a + _CHUNK_ROWS] = (block @ self._coefs.T).T
+        return _blocks(X)
+
+    def coef_path(self) -> np.ndarray:
+        """Coefficients for every alpha in ``alphas_``, shape ``(n_alphas, d)``."""
+        self._require_fit()
+        return self._coefs.copy()
+
+    def predict_path(self, X: np.ndarray) -> np.ndarray:
+        """Predictions for every alpha, shape ``(n_alphas, n)``, streamed in blocks."""
+        out = np.empty((self.alphas_.size, len(X)), dtype=np.float64)
+        for rows, block in self._blocks_of(X):
+            out[:, rows] = ((block - self.x_mean_) @ self._coefs.T).T
         return out + self.y_mean_
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions at the chosen alpha: ``X @ coef_ + intercept_``, streamed in blocks."""
-        self._check_fitted()
-        X = _as_2d(X, "X")
-        if X.shape[1] != self.coef_.size:
-            raise ValueError(f"X has {X.shape[1]} features, the probe was fitted on {self.coef_.size}")
-        out = np.empty(X.shape[0], dtype=np.float64)
-        for a in _blocks(X.shape[0]):
-            out[a : a + _CHUNK_ROWS] = (
-                np.asarray(X[a : a + _CHUNK_ROWS], dtype=np.float64) @ self.coef_ + self.intercept_
-            )
+        out = np.empty(len(X), dtype=np.float64)
+        for rows, block in self._blocks_of(X):
+            out[rows] = block @ self.coef_ + self.intercept_
         return out
 
 

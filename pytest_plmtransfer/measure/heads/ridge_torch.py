@@ -30,7 +30,7 @@ def torch_coef_path(
     with torch.inference_mode():
         total = torch.zeros(d, dtype=f64, device=dev)
         for a in range(0, n, _BLOCK_ROWS):
-            total += rows(a, min(a + _BLOCK_ROWS, n)).sum(dim=0)
+            total += rows(a, a + _BLOCK_ROWS).sum(dim=0)
         mean = total / n
         y = torch.from_numpy(np.asarray(yc, dtype=np.float64)).to(dev)
         grid = torch.from_numpy(np.asarray(alphas, dtype=np.float64)).to(dev)
@@ -38,10 +38,9 @@ def torch_coef_path(
             gram = torch.zeros(d, d, dtype=f64, device=dev)
             xty = torch.zeros(d, dtype=f64, device=dev)
             for a in range(0, n, _BLOCK_ROWS):
-                b = min(a + _BLOCK_ROWS, n)
-                block = rows(a, b) - mean
+                block = rows(a, a + _BLOCK_ROWS) - mean
                 gram.addmm_(block.T, block)
-                xty += block.T @ y[a:b]
+                xty += block.T @ y[a : a + _BLOCK_ROWS]
             lam, V = _eigh(gram)
             coefs = V @ ((V.T @ xty)[:, None] / (lam[:, None] + grid[None, :]))
         else:
@@ -58,6 +57,3 @@ def _eigh(gram):
         raise ValueError("training features contain NaN or infinity")
     lam, vectors = torch.linalg.eigh(gram)
     return lam.clamp_min(0.0), vectors  # tiny negative eigenvalues of a PSD matrix are rounding
-
-
-__all__ = ["torch_coef_path"]
