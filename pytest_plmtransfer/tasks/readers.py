@@ -21,6 +21,7 @@ and 1-based record numbers for FASTA (the record's id and line are in the messag
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import re
@@ -99,32 +100,19 @@ def parse_header(header: str) -> tuple[str, dict[str, str]]:
 
 def parse_fasta(text: str, where: str) -> list[FastaRecord]:
     """Parse FASTA text (single- or multi-line records). ``where`` names the file in errors."""
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if lines and not lines[0][1].startswith(">"):
+        raise InputError(f"line {lines[0][0]}: text before the first '>' header; not a FASTA file?", path=where)
+    starts = [i for i, (_, line) in enumerate(lines) if line.startswith(">")]
     records: list[FastaRecord] = []
-    header: str | None = None
-    header_line = 0
-    chunks: list[str] = []
-
-    def flush() -> None:
-        if header is None:
-            return
+    for number, (start, stop) in enumerate(zip(starts, [*starts[1:], len(lines)]), start=1):
+        header_line, header = lines[start]
         rid, attrs = parse_header(header)
-        number = len(records) + 1
         if not rid:
             raise InputError(f"record at line {header_line} has an empty id", path=where, row=number)
-        records.append(FastaRecord(rid, attrs, "".join(chunks), number, header_line))
-
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith(">"):
-            flush()
-            header, header_line, chunks = line, lineno, []
-        elif header is None:
-            raise InputError(f"line {lineno}: text before the first '>' header; not a FASTA file?", path=where)
-        else:
-            chunks.append(line)
-    flush()
+        records.append(
+            FastaRecord(rid, attrs, "".join(line for _, line in lines[start + 1 : stop]), number, header_line)
+        )
     return records
 
 
@@ -580,23 +568,18 @@ def _check_split_sizes(rows: _Rows, where: str) -> None:
 def _check_labels_seen(rows: _Rows, per_residue: bool, allow_unseen_test: bool) -> None:
     """Class labels, or per-residue labels at scored residues, in val/test must occur in training."""
 
-    def counts(i: int) -> dict[str, int]:
-        """Row ``i``'s labels and how often each occurs."""
+    def counts(i: int) -> Counter[str]:
+        label = rows.targets[i]
         if not per_residue:
-            return {rows.targets[i]: 1}
-        # one code point per residue (exact for any text), the unscored residues left out
-        codes = np.frombuffer(rows.targets[i].encode("utf-32-le"), dtype=np.uint32)
-        if rows.masks is not None:
-            codes = codes[rows.masks[i]]
-        uniq, n = np.unique(codes, return_counts=True)
-        return dict(zip(map(chr, uniq.tolist()), n.tolist()))
+            return Counter([label])
+        return Counter(label if rows.masks is None else itertools.compress(label, rows.masks[i].tolist()))
 
     train = sorted({label for i, s in enumerate(rows.splits) if s == "train" for label in counts(i)})
     unseen: Counter[str] = Counter()
     for i, s in enumerate(rows.splits):
         if s == "train":
             continue
-        new = {label: n for label, n in counts(i).items() if label not in train}
+        new = {label: n for label, n in sorted(counts(i).items()) if label not in train}
         if not new:
             continue
         if s == "test" and allow_unseen_test:
