@@ -159,6 +159,10 @@ class _Rows:
     label_where: list[tuple[str, int, str]] = field(default_factory=list)
     notes: dict = field(default_factory=dict)
 
+    def sequence_error(self, i: int, problem: str) -> InputError:
+        path, row, loc = self.seq_where[i]
+        return InputError(f"{loc}{problem}", path=path, row=row)
+
 
 def load_task(
     spec: TaskSpec,
@@ -463,11 +467,8 @@ def _read_tape_json(spec: TaskSpec, archive_path: Path) -> _Rows:
             ("test", spec.member),
         ):
             where = member_path(archive_path, member)
-            try:
-                fh = tar.extractfile(member)
-            except KeyError:
-                fh = None
-            if fh is None:
+            fh = tar.extractfile(member) if member in tar.getnames() else None
+            if fh is None:  # no such member, or not a file
                 members = ", ".join(n for n in tar.getnames() if n.endswith(".json")) or "none"
                 raise InputError(f"archive has no file {member!r} (its JSON files: {members})", path=archive_path)
             try:
@@ -522,11 +523,9 @@ def _apply_window(spec: TaskSpec, rows: _Rows) -> None:
         raise InputError(f"task {spec.task_id}: invalid residue window {spec.window}")
     for i, seq in enumerate(rows.sequences):
         if len(seq) < stop:
-            path, row, loc = rows.seq_where[i]
-            message = (
-                f"{loc}sequence has {len(seq)} residues, too short for the task's residue window [{start}, {stop})"
+            raise rows.sequence_error(
+                i, f"sequence has {len(seq)} residues, too short for the task's residue window [{start}, {stop})"
             )
-            raise InputError(message, path=path, row=row)
     rows.sequences = [s[start:stop] for s in rows.sequences]
     if spec.kind == "per_residue":
         rows.targets = [t[start:stop] for t in rows.targets]
@@ -543,14 +542,12 @@ def _check_residues(rows: _Rows) -> None:
     for i, seq in enumerate(rows.sequences):
         bad = set(seq) - ALLOWED_RESIDUES
         if bad:
-            path, row, loc = rows.seq_where[i]
             letters = ", ".join(repr(c) for c in sorted(bad))
             hint = " (lowercase is not accepted)" if any(c.islower() for c in bad) else ""
-            raise InputError(
-                f"{loc}unknown residue letters {letters}{hint}; allowed are the 20 standard amino "
+            raise rows.sequence_error(
+                i,
+                f"unknown residue letters {letters}{hint}; allowed are the 20 standard amino "
                 f"acids {STANDARD_RESIDUES} and {' '.join(EXTRA_RESIDUES)}, uppercase",
-                path=path,
-                row=row,
             )
 
 
