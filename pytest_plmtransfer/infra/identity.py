@@ -39,12 +39,10 @@ class IdentityWarning(UserWarning):
 def has_content_hash(identity: Any) -> bool:
     """Whether an identity (nested dicts/lists) carries a content hash anywhere."""
     if isinstance(identity, dict):
-        for key, value in identity.items():
-            if _HASH_KEY.search(str(key)) and value not in (None, "", {}, []):
-                return True
-            if has_content_hash(value):
-                return True
-        return False
+        return any(
+            (_HASH_KEY.search(str(key)) and value not in (None, "", {}, [])) or has_content_hash(value)
+            for key, value in identity.items()
+        )
     if isinstance(identity, (list, tuple)):
         return any(has_content_hash(v) for v in identity)
     return isinstance(identity, str) and bool(_HASH_VALUE.match(identity))
