@@ -257,13 +257,6 @@ def _parse_flag(value: str) -> bool | None:
     return None
 
 
-def _refuse_first(bad: np.ndarray, lines: np.ndarray, where: str, problem: Callable[[int], str]) -> None:
-    """Refuse the first CSV row flagged ``bad``; ``problem(i)`` says what is wrong with row ``i``."""
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(problem(i), path=where, row=int(lines[i]))
-
-
 def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
     where = member_path(archive_path, spec.member)
     raw = _read_member(zf, archive_path, spec.member)
@@ -285,45 +278,39 @@ def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
     n_rows = len(df)
     lines = np.arange(n_rows) + 2  # the header is line 1
 
+    def refuse_first(bad: np.ndarray, problem: Callable[[int], str]) -> None:
+        """Refuse the first row flagged ``bad``; ``problem(i)`` says what is wrong with row ``i``."""
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(problem(i), path=where, row=int(lines[i]))
+
     set_col = df["set"].str.strip().str.lower().to_numpy(dtype=object)
-    _refuse_first(
-        ~np.isin(set_col, ["train", "test", ""]),
-        lines,
-        where,
-        lambda i: f"'set' is {df['set'].iloc[i]!r}; expected 'train', 'test' or empty",
-    )
+    bad = ~np.isin(set_col, ["train", "test", ""])
+    refuse_first(bad, lambda i: f"'set' is {df['set'].iloc[i]!r}; expected 'train', 'test' or empty")
     keep = set_col != ""
     df, lines, set_col = df.loc[keep], lines[keep], set_col[keep]
 
     flags = df["validation"].str.strip().str.lower()
-    _refuse_first(
-        ~flags.isin(_TRUE | _FALSE).to_numpy(),
-        lines,
-        where,
-        lambda i: f"'validation' is {df['validation'].iloc[i]!r}; expected True, False or empty",
-    )
+    bad = ~flags.isin(_TRUE | _FALSE).to_numpy()
+    refuse_first(bad, lambda i: f"'validation' is {df['validation'].iloc[i]!r}; expected True, False or empty")
     splits = np.where(set_col == "test", "test", np.where(flags.isin(_TRUE).to_numpy(), "val", "train"))
 
     sequences = df["sequence"].str.strip()
-    _refuse_first((sequences == "").to_numpy(), lines, where, lambda i: "empty sequence")
+    refuse_first((sequences == "").to_numpy(), lambda i: "empty sequence")
 
-    target_text = df["target"].str.strip()
+    text = df["target"].str.strip()
     if spec.kind == "regression":
-        values = pd.to_numeric(target_text, errors="coerce").to_numpy(dtype=float)
-        _refuse_first(
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+        refuse_first(
             ~np.isfinite(values),
-            lines,
-            where,
             lambda i: (
-                f"non-numeric regression target {target_text.iloc[i]!r}"
-                if target_text.iloc[i]
-                else "missing regression target"
+                f"non-numeric regression target {text.iloc[i]!r}" if text.iloc[i] else "missing regression target"
             ),
         )
         targets: list = values.tolist()
     else:
-        _refuse_first((target_text == "").to_numpy(), lines, where, lambda i: "missing class label in 'target'")
-        targets = target_text.tolist()
+        refuse_first((text == "").to_numpy(), lambda i: "missing class label in 'target'")
+        targets = text.tolist()
 
     locs = [(where, int(line), "") for line in lines]
     return _Rows(
