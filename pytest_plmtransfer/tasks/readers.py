@@ -68,23 +68,25 @@ def member_path(archive_path: Path | str, member: str) -> str:
 @dataclass(frozen=True)
 class FastaRecord:
     """One FASTA record: the id (first header word), ``KEY=value`` header attributes, the
-    concatenated sequence lines, its 1-based record number and the line of its header."""
+    concatenated sequence lines, its 1-based record number, the line of its header and the file
+    it is in (as errors name it)."""
 
     id: str
     attributes: dict[str, str]
     sequence: str
     number: int
     line: int
+    path: str = ""
 
     def where(self) -> str:
         return f"record '{self.id}' (line {self.line})"
 
-    def location(self, path: str) -> tuple[str, int, str]:
-        """The record in ``path`` as a row location of :class:`_Rows`."""
-        return path, self.number, f"{self.where()}: "
+    def location(self) -> tuple[str, int, str]:
+        """The record as a row location of :class:`_Rows`."""
+        return self.path, self.number, f"{self.where()}: "
 
-    def error(self, path: str, problem: str) -> InputError:
-        return InputError(f"{self.where()}: {problem}", path=path, row=self.number)
+    def error(self, problem: str) -> InputError:
+        return InputError(f"{self.where()}: {problem}", path=self.path, row=self.number)
 
 
 def parse_header(header: str) -> tuple[str, dict[str, str]]:
@@ -111,12 +113,12 @@ def parse_fasta(text: str, where: str) -> list[FastaRecord]:
         if not rid:
             raise InputError(f"record at line {header_line} has an empty id", path=where, row=number)
         records.append(
-            FastaRecord(rid, attrs, "".join(line for _, line in lines[start + 1 : stop]), number, header_line)
+            FastaRecord(rid, attrs, "".join(line for _, line in lines[start + 1 : stop]), number, header_line, where)
         )
     return records
 
 
-def _by_id(records: list[FastaRecord], where: str, tolerate: bool = False) -> tuple[dict[str, FastaRecord], dict]:
+def _by_id(records: list[FastaRecord], tolerate: bool = False) -> tuple[dict[str, FastaRecord], dict]:
     """The records by id. A repeated id is an error unless ``tolerate``: then the first record of
     each id is kept, and the second value describes what was dropped (identical vs conflicting)."""
     index: dict[str, FastaRecord] = {}
@@ -127,7 +129,7 @@ def _by_id(records: list[FastaRecord], where: str, tolerate: bool = False) -> tu
         if first is rec:
             continue
         if not tolerate:
-            raise rec.error(where, f"duplicate FASTA id '{rec.id}' (first at record {first.number}, line {first.line})")
+            raise rec.error(f"duplicate FASTA id '{rec.id}' (first at record {first.number}, line {first.line})")
         if first.sequence == rec.sequence and first.attributes == rec.attributes:
             identical += 1
         else:
@@ -325,17 +327,19 @@ def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
 
 
 def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerate_duplicate_ids: bool) -> _Rows:
-    def read(member: str, tolerate: bool = False) -> tuple[str, list[FastaRecord], dict[str, FastaRecord], dict]:
-        where = member_path(archive_path, member)
-        records = parse_fasta(_read_text(zf, archive_path, member), where)
-        return (where, records, *_by_id(records, where, tolerate))
+    def read(member: str, tolerate: bool = False) -> tuple[list[FastaRecord], dict[str, FastaRecord], dict]:
+        records = parse_fasta(_read_text(zf, archive_path, member), member_path(archive_path, member))
+        return (records, *_by_id(records, tolerate))
 
-    label_where, records, labelled, dropped = read(spec.member, tolerate_duplicate_ids)
+    records, labelled, dropped = read(spec.member, tolerate_duplicate_ids)
     if spec.kind == "per_residue" and not spec.sequences_member:
-        raise InputError(f"task {spec.task_id}: a per-residue FASTA task needs sequences_member", path=label_where)
+        raise InputError(
+            f"task {spec.task_id}: a per-residue FASTA task needs sequences_member",
+            path=member_path(archive_path, spec.member),
+        )
     # the members matched by id: the amino acids (else each record holds its own) and the mask
-    seq_where, _, seq_index, _ = read(spec.sequences_member) if spec.sequences_member else (label_where, [], None, {})
-    mask_where, _, mask_index, _ = read(spec.mask_member) if spec.mask_member else ("", [], None, {})
+    seq_index = read(spec.sequences_member)[1] if spec.sequences_member else None
+    mask_index = read(spec.mask_member)[1] if spec.mask_member else None
 
     rows = _Rows()
     masks: list[np.ndarray] = []
@@ -343,67 +347,64 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
     for rec in labelled.values():
         attrs = rec.attributes
         if "SET" not in attrs:
-            raise rec.error(label_where, "header has no SET= attribute")
+            raise rec.error("header has no SET= attribute")
         set_value = attrs["SET"].strip().lower()
         if set_value in ("", "nan", "none"):
             n_dropped += 1  # same rule as a CSV row with an empty ``set``
             continue
         if set_value not in ("train", "test"):
-            raise rec.error(label_where, f"SET={attrs['SET']!r}; expected train or test")
+            raise rec.error(f"SET={attrs['SET']!r}; expected train or test")
         split = "test"
         if set_value == "train":
             if "VALIDATION" not in attrs:
-                raise rec.error(label_where, "training record has no VALIDATION= attribute")
+                raise rec.error("training record has no VALIDATION= attribute")
             flag = _parse_flag(attrs["VALIDATION"])
             if flag is None:
-                raise rec.error(label_where, f"VALIDATION={attrs['VALIDATION']!r}; expected True or False")
+                raise rec.error(f"VALIDATION={attrs['VALIDATION']!r}; expected True or False")
             split = "val" if flag else "train"
 
-        seq_rec = rec if seq_index is None else _matching(seq_index, rec, spec.sequences_member, label_where)
+        seq_rec = rec if seq_index is None else _matching(seq_index, rec, spec.sequences_member)
         sequence = seq_rec.sequence
         if not sequence:
-            raise seq_rec.error(seq_where, "empty sequence")
+            raise seq_rec.error("empty sequence")
 
         target: str | float
         if spec.kind == "per_residue":
             target = rec.sequence
             if len(target) != len(sequence):
                 raise rec.error(
-                    label_where,
                     f"label string has {len(target)} residues but the sequence in "
-                    f"{spec.sequences_member} has {len(sequence)}",
+                    f"{spec.sequences_member} has {len(sequence)}"
                 )
         else:
             target = attrs.get("TARGET", "").strip()
             if not target:
-                raise rec.error(label_where, "header has no TARGET= value")
+                raise rec.error("header has no TARGET= value")
             if spec.kind == "regression":
                 try:
                     value = float(target)
                 except ValueError:
                     value = math.nan
                 if not math.isfinite(value):
-                    raise rec.error(label_where, f"non-numeric regression target {target!r}")
+                    raise rec.error(f"non-numeric regression target {target!r}")
                 target = value
 
         if mask_index is not None:
-            mask_rec = _matching(mask_index, rec, spec.mask_member, label_where)
+            mask_rec = _matching(mask_index, rec, spec.mask_member)
             mask_text = mask_rec.sequence
             if len(mask_text) != len(sequence):
-                raise mask_rec.error(
-                    mask_where, f"mask has {len(mask_text)} positions but the sequence has {len(sequence)}"
-                )
+                raise mask_rec.error(f"mask has {len(mask_text)} positions but the sequence has {len(sequence)}")
             bad = sorted(set(mask_text) - {"0", "1"})
             if bad:
-                raise mask_rec.error(mask_where, f"mask may only hold 0 and 1, found {', '.join(map(repr, bad))}")
+                raise mask_rec.error(f"mask may only hold 0 and 1, found {', '.join(map(repr, bad))}")
             masks.append(np.frombuffer(mask_text.encode("ascii"), dtype=np.uint8) == ord("1"))
 
         rows.ids.append(rec.id)
         rows.sequences.append(sequence)
         rows.targets.append(target)
         rows.splits.append(split)
-        rows.seq_where.append(seq_rec.location(seq_where))
-        rows.label_where.append(rec.location(label_where))
+        rows.seq_where.append(seq_rec.location())
+        rows.label_where.append(rec.location())
 
     rows.notes = {"n_rows": len(records), "n_dropped_no_set": n_dropped}
     if dropped["n_dropped_identical"] or dropped["n_dropped_conflicting"]:
@@ -416,11 +417,11 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
     return rows
 
 
-def _matching(index: dict[str, FastaRecord], rec: FastaRecord, member: str | None, label_where: str) -> FastaRecord:
+def _matching(index: dict[str, FastaRecord], rec: FastaRecord, member: str | None) -> FastaRecord:
     """The record of ``member`` (sequences, mask) with the labelled record's id; refused if none."""
     found = index.get(rec.id)
     if found is None:
-        raise rec.error(label_where, f"id '{rec.id}' has no record in {member}")
+        raise rec.error(f"id '{rec.id}' has no record in {member}")
     return found
 
 
