@@ -71,10 +71,8 @@ def torch_modules(adapter: Any) -> list[Any]:
 
 
 def ensure_content_identity(adapter: Any) -> str | None:
-    """Add a state_dict hash to a user adapter's identity, or warn that it has none.
-
-    Returns the digest added (None when nothing was added). Built-in adapters are left alone.
-    """
+    """Add a state_dict hash to a user adapter's identity, or warn that it has none; returns the
+    digest added (None when nothing was added). Built-in adapters are left alone."""
     if type(adapter).__module__.startswith(_BUILTIN_PREFIX):
         return None
     base = adapter.identity

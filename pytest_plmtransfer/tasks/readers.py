@@ -155,9 +155,8 @@ class _Rows:
     targets: list = field(default_factory=list)
     splits: list[str] = field(default_factory=list)
     masks: list[np.ndarray] | None = None
-    #: (file name for errors, row number, extra location text) of each row's sequence
+    #: (file name for errors, row number, extra location text) of each row's sequence, and label
     seq_where: list[tuple[str, int, str]] = field(default_factory=list)
-    #: (file name for errors, row number, extra location text) of each row's label
     label_where: list[tuple[str, int, str]] = field(default_factory=list)
     notes: dict = field(default_factory=dict)
 
