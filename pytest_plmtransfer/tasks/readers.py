@@ -52,6 +52,7 @@ CSV_COLUMNS: tuple[str, ...] = ("sequence", "target", "set", "validation")
 
 _TRUE = frozenset({"true", "1", "1.0", "yes", "t"})
 _FALSE = frozenset({"", "false", "0", "0.0", "no", "f", "nan", "none"})
+_FLAGS = _TRUE | _FALSE
 # ``KEY=value`` pairs in a FASTA header; a value runs up to the next `` KEY=`` so that values with
 # spaces (a class name such as "Cell membrane") survive
 _ATTR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*?)(?=\s+[A-Za-z_][A-Za-z0-9_]*=|\s*$)")
@@ -249,15 +250,6 @@ def _read_text(zf: zipfile.ZipFile, archive_path: Path, member: str) -> str:
         ) from None
 
 
-def _parse_flag(value: str) -> bool | None:
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    return None
-
-
 def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
     where = member_path(archive_path, spec.member)
     raw = _read_member(zf, archive_path, spec.member)
@@ -292,7 +284,7 @@ def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
     df, lines, set_col = df.loc[keep], lines[keep], set_col[keep]
 
     flags = df["validation"].str.strip().str.lower()
-    bad = ~flags.isin(_TRUE | _FALSE).to_numpy()
+    bad = ~flags.isin(_FLAGS).to_numpy()
     refuse_first(bad, lambda i: f"'validation' is {df['validation'].iloc[i]!r}; expected True, False or empty")
     splits = np.where(set_col == "test", "test", np.where(flags.isin(_TRUE).to_numpy(), "val", "train"))
 
@@ -357,10 +349,10 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
         if set_value == "train":
             if "VALIDATION" not in attrs:
                 raise rec.error("training record has no VALIDATION= attribute")
-            flag = _parse_flag(attrs["VALIDATION"])
-            if flag is None:
+            flag = attrs["VALIDATION"].strip().lower()
+            if flag not in _FLAGS:
                 raise rec.error(f"VALIDATION={attrs['VALIDATION']!r}; expected True or False")
-            split = "val" if flag else "train"
+            split = "val" if flag in _TRUE else "train"
 
         seq_rec = rec if seq_index is None else _matching(seq_index, rec, spec.sequences_member)
         sequence = seq_rec.sequence
