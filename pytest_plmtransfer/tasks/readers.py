@@ -151,15 +151,22 @@ def _by_id(records: list[FastaRecord], tolerate: bool = False) -> tuple[dict[str
 class _Rows:
     """Rows kept from a split file, before the checks shared by both formats."""
 
-    ids: list[str] = field(default_factory=list)
-    sequences: list[str] = field(default_factory=list)
-    targets: list = field(default_factory=list)
-    splits: list[str] = field(default_factory=list)
-    masks: list[np.ndarray] | None = None
+    ids: list[str]
+    sequences: list[str]
+    targets: list
+    splits: list[str]
     #: (file name for errors, row number, extra location text) of each row's sequence, and label
-    seq_where: list[tuple[str, int, str]] = field(default_factory=list)
-    label_where: list[tuple[str, int, str]] = field(default_factory=list)
+    seq_where: list[tuple[str, int, str]]
+    label_where: list[tuple[str, int, str]]
     notes: dict = field(default_factory=dict)
+    masks: list[np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, rows: list[tuple], notes: dict, masks: list[np.ndarray] | None = None) -> _Rows:
+        """From one (id, sequence, target, split, sequence location, label location) tuple per row."""
+        columns = [list(column) for column in zip(*rows)] or [[] for _ in range(6)]
+        ids, sequences, targets, splits, seq_where, label_where = columns
+        return cls(ids, sequences, targets, splits, seq_where, label_where, notes, masks)
 
     def sequence_error(self, i: int, problem: str) -> InputError:
         path, row, loc = self.seq_where[i]
@@ -332,7 +339,7 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
     seq_index = read(spec.sequences_member)[1] if spec.sequences_member else None
     mask_index = read(spec.mask_member)[1] if spec.mask_member else None
 
-    rows = _Rows()
+    kept: list[tuple] = []
     masks: list[np.ndarray] = []
     n_dropped = 0
     for rec in labelled.values():
@@ -390,22 +397,17 @@ def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerat
                 raise mask_rec.error(f"mask may only hold 0 and 1, found {', '.join(map(repr, bad))}")
             masks.append(np.frombuffer(mask_text.encode("ascii"), dtype=np.uint8) == ord("1"))
 
-        rows.ids.append(rec.id)
-        rows.sequences.append(sequence)
-        rows.targets.append(target)
-        rows.splits.append(split)
-        rows.seq_where.append(seq_rec.location())
-        rows.label_where.append(rec.location())
+        kept.append((rec.id, sequence, target, split, seq_rec.location(), rec.location()))
 
-    rows.notes = {"n_rows": len(records), "n_dropped_no_set": n_dropped}
+    notes: dict = {"n_rows": len(records), "n_dropped_no_set": n_dropped}
     if dropped["n_dropped_identical"] or dropped["n_dropped_conflicting"]:
-        rows.notes["duplicate_ids"] = dropped
+        notes["duplicate_ids"] = dropped
     if seq_index is not None:
-        rows.notes["n_unused_sequences"] = len(seq_index) - len(rows.ids)
-    if mask_index is not None:
-        rows.masks = masks
-        rows.notes["n_unscored_residues"] = int(sum(int((~m).sum()) for m in masks))
-    return rows
+        notes["n_unused_sequences"] = len(seq_index) - len(kept)
+    if mask_index is None:
+        return _Rows.of(kept, notes)
+    notes["n_unscored_residues"] = int(sum(int((~m).sum()) for m in masks))
+    return _Rows.of(kept, notes, masks)
 
 
 def _matching(index: dict[str, FastaRecord], rec: FastaRecord, member: str | None) -> FastaRecord:
@@ -434,7 +436,8 @@ def _read_tape_json(spec: TaskSpec, archive_path: Path) -> _Rows:
     """TAPE's secondary structure (its JSON release, a ``.tar.gz``): train and valid are shared by
     the three tasks, ``spec.member`` is the test set. Every residue is scored, as TAPE's own
     SecondaryStructureDataset does (its ``valid_mask`` is not applied)."""
-    rows = _Rows()
+    rows: list[tuple] = []
+    notes: dict = {}
     try:
         tar = tarfile.open(archive_path, "r:*")  # noqa: SIM115 - closed by the with below; its own error first
     except (tarfile.TarError, OSError) as exc:
@@ -456,14 +459,13 @@ def _read_tape_json(spec: TaskSpec, archive_path: Path) -> _Rows:
                 raise InputError(f"not readable as TAPE's JSON: {exc}", path=where) from None
             if not isinstance(records, list):
                 raise InputError(f"expected a JSON list of records, found {type(records).__name__}", path=where)
-            for number, record in enumerate(records, start=1):
-                _add_tape_record(rows, record, split, where, number)
-            rows.notes[f"n_{split}_records"] = len(records)
-    rows.notes["source_format"] = "TAPE JSON"
-    return rows
+            rows += [_tape_row(record, split, where, number) for number, record in enumerate(records, start=1)]
+            notes[f"n_{split}_records"] = len(records)
+    notes["source_format"] = "TAPE JSON"
+    return _Rows.of(rows, notes)
 
 
-def _add_tape_record(rows: _Rows, record: object, split: str, where: str, number: int) -> None:
+def _tape_row(record: object, split: str, where: str, number: int) -> tuple:
     rid = record.get("id", str(number - 1)) if isinstance(record, dict) else None  # TAPE's own default id
     loc = f"record {number}" + (f" (id {rid!r})" if rid is not None else "")
 
@@ -482,12 +484,8 @@ def _add_tape_record(rows: _Rows, record: object, split: str, where: str, number
     length = record.get("protein_length")
     if length is not None and length != len(sequence):
         raise bad(f"'protein_length' is {length!r} but 'primary' has {len(sequence)} residues")
-    rows.ids.append(str(rid))
-    rows.sequences.append(sequence)
-    rows.targets.append("".join(TAPE_SS3_LETTERS[v] for v in labels))
-    rows.splits.append(split)
-    rows.seq_where.append((where, number, f"{loc}: "))
-    rows.label_where.append((where, number, f"{loc}: "))
+    at = (where, number, f"{loc}: ")
+    return str(rid), sequence, "".join(TAPE_SS3_LETTERS[v] for v in labels), split, at, at
 
 
 # --------------------------------------------------------------------------------------- checks
