@@ -443,10 +443,8 @@ def _read_tape_json(spec: TaskSpec, archive_path: Path) -> _Rows:
     except (tarfile.TarError, OSError) as exc:
         raise InputError(f"not a tar archive (corrupt or incomplete download?): {exc}", path=archive_path) from None
     with tar:
-        for split, member in (
-            ("train", tape_ss_member("train")),
-            ("val", tape_ss_member("valid")),
-            ("test", spec.member),
+        for split, member in zip(
+            ("train", "val", "test"), (tape_ss_member("train"), tape_ss_member("valid"), spec.member)
         ):
             where = member_path(archive_path, member)
             fh = tar.extractfile(member) if member in tar.getnames() else None
