@@ -39,12 +39,10 @@ class IdentityWarning(UserWarning):
 def has_content_hash(identity: Any) -> bool:
     """Whether an identity (nested dicts/lists) carries a content hash anywhere."""
     if isinstance(identity, dict):
-        for key, value in identity.items():
-            if _HASH_KEY.search(str(key)) and value not in (None, "", {}, []):
-                return True
-            if has_content_hash(value):
-                return True
-        return False
+        return any(
+            (_HASH_KEY.search(str(key)) and value not in (None, "", {}, [])) or has_content_hash(value)
+            for key, value in identity.items()
+        )
     if isinstance(identity, (list, tuple)):
         return any(has_content_hash(v) for v in identity)
     return isinstance(identity, str) and bool(_HASH_VALUE.match(identity))
@@ -73,10 +71,8 @@ def torch_modules(adapter: Any) -> list[Any]:
 
 
 def ensure_content_identity(adapter: Any) -> str | None:
-    """Add a state_dict hash to a user adapter's identity, or warn that it has none.
-
-    Returns the digest added (None when nothing was added). Built-in adapters are left alone.
-    """
+    """Add a state_dict hash to a user adapter's identity, or warn that it has none; returns the
+    digest added (None when nothing was added). Built-in adapters are left alone."""
     if type(adapter).__module__.startswith(_BUILTIN_PREFIX):
         return None
     base = adapter.identity

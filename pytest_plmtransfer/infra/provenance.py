@@ -39,17 +39,12 @@ def library_versions() -> dict[str, str | None]:
 @functools.lru_cache(maxsize=8)
 def git_commit(root: str) -> str | None:
     """HEAD of the repository holding ``root`` (with ``-dirty`` when the tree has changes)."""
+    git = functools.partial(subprocess.run, cwd=root, capture_output=True, text=True, timeout=10)
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        head = git(["git", "rev-parse", "HEAD"])
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        dirty = git(["git", "status", "--porcelain", "--untracked-files=no"])
         return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None

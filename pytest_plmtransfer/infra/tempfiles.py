@@ -38,13 +38,10 @@ _TEMP = re.compile(
 
 def current_umask() -> int:
     """The process umask, read without changing it where the OS allows (Linux)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)  # elsewhere: the classic dance (not thread-safe, done rarely)
     os.umask(mask)
     return mask
@@ -59,10 +56,8 @@ def make_temp(target: Path, suffix: str = ".tmp") -> tuple[int, Path]:
     """Create ``.<target name>.<host>.<pid>.<random><suffix>`` beside ``target``; returns the open
     descriptor and the path. The file has the umask's mode, not mkstemp's 0600."""
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.{_HOST}.{os.getpid()}.", suffix=suffix, dir=target.parent)
-    try:
+    with contextlib.suppress(OSError):  # e.g. a filesystem without modes; the file is still usable
         os.fchmod(fd, default_file_mode())
-    except OSError:  # e.g. a filesystem without modes; the file is still usable
-        pass
     return fd, Path(name)
 
 

@@ -2,11 +2,8 @@
 and the archives they read, as ``Dataset`` records: each archive's path, pinned URL and published
 digest declared once, for the resolver and ``--plm-flip-sha256`` to derive from.
 
-Archive and member names are FLIP's own (https://github.com/J-SNACKKB/FLIP, ``splits/``): one
-``splits/<split>.csv`` per split (GB1, AAV, Meltome, whose mixed split is ``mixed_split.csv``, and
-SCL, whose target is the class name), or one FASTA label file ``splits/<split>.fasta`` beside
-``splits/sequences.fasta`` (secondary structure, which adds ``splits/mask.fasta``, Bind and
-Conservation); :mod:`pytest_plmtransfer.tasks.readers` describes both formats.
+Archive and member names are FLIP's own (https://github.com/J-SNACKKB/FLIP, ``splits/``; SCL's
+target is the class name); :mod:`pytest_plmtransfer.tasks.readers` describes the formats.
 
 GB1 is declared with the residue window (0, 56): FLIP's GB1 sequence is the 265-residue 5LDE
 construct, but all four mutated sites (V39, D40, G41, V54) lie in the 56-residue GB1 domain,
@@ -197,35 +194,23 @@ _AAV_SPLITS = ("des_mut", "mut_des", "one_vs_many", "two_vs_many", "seven_vs_man
 # FLIP file stems for Meltome: the mixed split's file is ``mixed_split.csv``
 _MELTOME = {"mixed": "mixed_split", "human": "human", "human_cell": "human_cell"}
 
+_SCL_PAPER = {"balanced": (9503, 1678, 385)}
 _SCL_SPLITS = ("balanced", "mixed_soft", "mixed_hard", "human_soft", "human_hard")
 
 _BIND_SPLITS = ("one_vs_many", "two_vs_many", "from_publication", "one_vs_sm", "one_vs_mn", "one_vs_sn")
 
 
 def _build() -> dict[str, TaskSpec]:
+    gb1 = "GB1 fitness; {} (56-residue GB1 domain embedded)"
     tasks = [
-        _csv(
-            "gb1",
-            split,
-            split,
-            "regression",
-            _GB1_PAPER.get(split),
-            f"GB1 fitness; {what} (56-residue GB1 domain embedded)",
-            GB1_WINDOW,
-        )
+        _csv("gb1", split, split, "regression", _GB1_PAPER.get(split), gb1.format(what), GB1_WINDOW)
         for split, what in _GB1.items()
     ]
     # (dataset, kind, task name -> FLIP split file stem, the papers' sizes by task name, what)
     families: list[tuple[str, TaskKind, dict[str, str], dict[str, tuple[int, int, int]], str]] = [
         ("aav", "regression", {s: s for s in _AAV_SPLITS}, _AAV_PAPER, "AAV capsid viability score"),
         ("meltome", "regression", _MELTOME, {"mixed": (22335, 2482, 3134)}, "Meltome melting temperature"),
-        (
-            "scl",
-            "classification",
-            {s: s for s in _SCL_SPLITS},
-            {"balanced": (9503, 1678, 385)},
-            "subcellular localization (10 classes)",
-        ),
+        ("scl", "classification", {s: s for s in _SCL_SPLITS}, _SCL_PAPER, "subcellular localization (10 classes)"),
     ]
     tasks += [
         _csv(dataset, name, stem, kind, sizes.get(name), f"{what}, FLIP split {stem}")

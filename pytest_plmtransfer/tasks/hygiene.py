@@ -16,7 +16,7 @@ test rows is reported (a warning; an error under ``--plm-strict``).
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -63,24 +63,22 @@ def _target_key(target: object) -> object:
 
 def measure(data: TaskData) -> Hygiene:
     splits = data.splits.tolist()
-    rows_by_split: dict[str, Counter] = defaultdict(Counter)
-    targets_by_split: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
-    ids_by_split: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for row, seq, target, split in zip(data.ids, data.sequences, data.targets, splits):
-        key = _target_key(target)
-        rows_by_split[split][(seq, key)] += 1
-        targets_by_split[split][seq].add(key)
-        ids_by_split[split][seq].append(row)
-    duplicate_rows = sum(n - 1 for counter in rows_by_split.values() for n in counter.values())
+    keys = [_target_key(t) for t in data.targets]
+    duplicate_rows = len(keys) - len(set(zip(splits, data.sequences, keys)))
+    # split -> sequence -> (its row ids, the distinct targets they carry), in the file's order
+    by_seq: dict[str, dict[str, tuple[list[str], set]]] = defaultdict(dict)
+    for row, seq, key, split in zip(data.ids, data.sequences, keys, splits):
+        ids, targets = by_seq[split].setdefault(seq, ([], set()))
+        ids.append(row)
+        targets.add(key)
     conflicts = tuple(
-        (split, tuple(ids_by_split[split][seq]))
-        for split, per_seq in targets_by_split.items()
-        for seq, keys in per_seq.items()
-        if len(keys) > 1
+        (split, tuple(ids))
+        for split, per_seq in by_seq.items()
+        for ids, targets in per_seq.values()
+        if len(targets) > 1
     )
-    train = set(targets_by_split["train"])
-    val = set(targets_by_split["val"])
-    seen = train | val
+    train = set(by_seq["train"])
+    seen = train | set(by_seq["val"])
     test_overlap = sum(1 for seq, split in zip(data.sequences, splits) if split == "test" and seq in seen)
     val_overlap = sum(1 for seq, split in zip(data.sequences, splits) if split == "val" and seq in train)
     sizes = data.sizes()

@@ -50,12 +50,9 @@ def truncate_middle(seq, max_residues: int):
 
 
 def prepare_for_model(data: TaskData, max_residues: int | None) -> TaskData:
-    """A copy of ``data`` fitted to a model that embeds at most ``max_residues`` residues.
-
-    Sequences, per-residue label strings and residue masks are cut identically with
-    :func:`truncate_middle`; per-sequence targets are untouched. ``notes["truncation"]`` records
-    ``{"rule", "max_residues", "n_truncated", "n_residues_removed"}``. ``max_residues=None`` means
-    no limit (the copy is identical apart from that note). The input is not modified.
+    """A copy of ``data`` fitted to a model that embeds at most ``max_residues`` residues (None: no
+    limit): sequences, per-residue labels and residue masks cut identically by :func:`truncate_middle`,
+    per-sequence targets untouched, the cut recorded in ``notes["truncation"]``. The input is not modified.
     """
     long: set[int] = set()
     removed = 0

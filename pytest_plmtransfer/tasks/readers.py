@@ -21,6 +21,7 @@ and 1-based record numbers for FASTA (the record's id and line are in the messag
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import re
@@ -28,6 +29,7 @@ import tarfile
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,7 @@ CSV_COLUMNS: tuple[str, ...] = ("sequence", "target", "set", "validation")
 
 _TRUE = frozenset({"true", "1", "1.0", "yes", "t"})
 _FALSE = frozenset({"", "false", "0", "0.0", "no", "f", "nan", "none"})
+_FLAGS = _TRUE | _FALSE
 # ``KEY=value`` pairs in a FASTA header; a value runs up to the next `` KEY=`` so that values with
 # spaces (a class name such as "Cell membrane") survive
 _ATTR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*?)(?=\s+[A-Za-z_][A-Za-z0-9_]*=|\s*$)")
@@ -66,16 +69,25 @@ def member_path(archive_path: Path | str, member: str) -> str:
 @dataclass(frozen=True)
 class FastaRecord:
     """One FASTA record: the id (first header word), ``KEY=value`` header attributes, the
-    concatenated sequence lines, its 1-based record number and the line of its header."""
+    concatenated sequence lines, its 1-based record number, the line of its header and the file
+    it is in (as errors name it)."""
 
     id: str
     attributes: dict[str, str]
     sequence: str
     number: int
     line: int
+    path: str = ""
 
     def where(self) -> str:
         return f"record '{self.id}' (line {self.line})"
+
+    def location(self) -> tuple[str, int, str]:
+        """The record as a row location of :class:`_Rows`."""
+        return self.path, self.number, f"{self.where()}: "
+
+    def error(self, problem: str) -> InputError:
+        return InputError(f"{self.where()}: {problem}", path=self.path, row=self.number)
 
 
 def parse_header(header: str) -> tuple[str, dict[str, str]]:
@@ -91,47 +103,45 @@ def parse_header(header: str) -> tuple[str, dict[str, str]]:
 
 def parse_fasta(text: str, where: str) -> list[FastaRecord]:
     """Parse FASTA text (single- or multi-line records). ``where`` names the file in errors."""
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if lines and not lines[0][1].startswith(">"):
+        raise InputError(f"line {lines[0][0]}: text before the first '>' header; not a FASTA file?", path=where)
+    starts = [i for i, (_, line) in enumerate(lines) if line.startswith(">")]
     records: list[FastaRecord] = []
-    header: str | None = None
-    header_line = 0
-    chunks: list[str] = []
-
-    def flush() -> None:
-        if header is None:
-            return
+    for number, (start, stop) in enumerate(zip(starts, [*starts[1:], len(lines)]), start=1):
+        header_line, header = lines[start]
         rid, attrs = parse_header(header)
-        number = len(records) + 1
         if not rid:
             raise InputError(f"record at line {header_line} has an empty id", path=where, row=number)
-        records.append(FastaRecord(rid, attrs, "".join(chunks), number, header_line))
-
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith(">"):
-            flush()
-            header, header_line, chunks = line, lineno, []
-        elif header is None:
-            raise InputError(f"line {lineno}: text before the first '>' header; not a FASTA file?", path=where)
-        else:
-            chunks.append(line)
-    flush()
+        records.append(
+            FastaRecord(rid, attrs, "".join(line for _, line in lines[start + 1 : stop]), number, header_line, where)
+        )
     return records
 
 
-def _index_by_id(records: list[FastaRecord], where: str) -> dict[str, FastaRecord]:
+def _by_id(records: list[FastaRecord], tolerate: bool = False) -> tuple[dict[str, FastaRecord], dict]:
+    """The records by id. A repeated id is an error unless ``tolerate``: then the first record of
+    each id is kept, and the second value describes what was dropped (identical vs conflicting)."""
     index: dict[str, FastaRecord] = {}
+    identical = 0
+    conflicting: list[str] = []
     for rec in records:
-        first = index.get(rec.id)
-        if first is not None:
-            raise InputError(
-                f"{rec.where()}: duplicate FASTA id '{rec.id}' (first at record {first.number}, line {first.line})",
-                path=where,
-                row=rec.number,
-            )
-        index[rec.id] = rec
-    return index
+        first = index.setdefault(rec.id, rec)
+        if first is rec:
+            continue
+        if not tolerate:
+            raise rec.error(f"duplicate FASTA id '{rec.id}' (first at record {first.number}, line {first.line})")
+        if first.sequence == rec.sequence and first.attributes == rec.attributes:
+            identical += 1
+        else:
+            conflicting.append(rec.id)
+    dropped = {
+        "rule": "kept the first record of each id",
+        "n_dropped_identical": identical,
+        "n_dropped_conflicting": len(conflicting),
+        "conflicting_ids": conflicting,
+    }
+    return index, dropped
 
 
 # --------------------------------------------------------------------------------------- loading
@@ -141,16 +151,26 @@ def _index_by_id(records: list[FastaRecord], where: str) -> dict[str, FastaRecor
 class _Rows:
     """Rows kept from a split file, before the checks shared by both formats."""
 
-    ids: list[str] = field(default_factory=list)
-    sequences: list[str] = field(default_factory=list)
-    targets: list = field(default_factory=list)
-    splits: list[str] = field(default_factory=list)
-    masks: list[np.ndarray] | None = None
-    #: (file name for errors, row number, extra location text) of each row's sequence
-    seq_where: list[tuple[str, int, str]] = field(default_factory=list)
-    #: (file name for errors, row number, extra location text) of each row's label
-    label_where: list[tuple[str, int, str]] = field(default_factory=list)
+    ids: list[str]
+    sequences: list[str]
+    targets: list
+    splits: list[str]
+    #: (file name for errors, row number, extra location text) of each row's sequence, and label
+    seq_where: list[tuple[str, int, str]]
+    label_where: list[tuple[str, int, str]]
     notes: dict = field(default_factory=dict)
+    masks: list[np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, rows: list[tuple], notes: dict, masks: list[np.ndarray] | None = None) -> _Rows:
+        """From one (id, sequence, target, split, sequence location, label location) tuple per row."""
+        columns = [list(column) for column in zip(*rows)] or [[] for _ in range(6)]
+        ids, sequences, targets, splits, seq_where, label_where = columns
+        return cls(ids, sequences, targets, splits, seq_where, label_where, notes, masks)
+
+    def sequence_error(self, i: int, problem: str) -> InputError:
+        path, row, loc = self.seq_where[i]
+        return InputError(f"{loc}{problem}", path=path, row=row)
 
 
 def load_task(
@@ -162,15 +182,13 @@ def load_task(
 ) -> TaskData:
     """Load one FLIP split from its archive, validated, with the task's residue window applied.
 
-    ``allow_unseen_test_labels`` (classification and per-residue tasks): ``None`` follows the
-    catalog (:data:`~pytest_plmtransfer.tasks.catalog.UNSEEN_TEST_LABELS_ALLOWED`, i.e. Bind);
-    ``False`` makes a test label never seen in training an error; ``True`` records it in
-    ``notes["unseen_test_labels"]``. A *validation* label unseen in training is always an error.
-
-    ``tolerate_duplicate_ids`` (FASTA label files): ``None`` follows the catalog
-    (:data:`~pytest_plmtransfer.tasks.catalog.DUPLICATE_LABEL_IDS_TOLERATED`, i.e. Bind, whose
-    published files repeat ids); ``True`` keeps the first record of each id and reports the rest in
-    ``notes["duplicate_ids"]``; ``False`` makes a repeated id an error.
+    ``None`` for either option follows the catalog (``UNSEEN_TEST_LABELS_ALLOWED``,
+    ``DUPLICATE_LABEL_IDS_TOLERATED``: Bind for both). ``allow_unseen_test_labels``
+    (classification and per-residue tasks): ``True`` records a test label never seen in training
+    in ``notes["unseen_test_labels"]``, ``False`` refuses it; a *validation* label unseen in
+    training is always an error. ``tolerate_duplicate_ids`` (FASTA label files): ``True`` keeps the
+    first record of each id and reports the rest in ``notes["duplicate_ids"]``, ``False`` refuses
+    a repeated id.
     """
     archive_path = Path(archive_path)
     if allow_unseen_test_labels is None:
@@ -184,14 +202,10 @@ def load_task(
         rows = _read_zip(spec, archive_path, tolerate_duplicate_ids)
 
     _apply_window(spec, rows)
-
     _check_residues(rows)
-    split_path = member_path(archive_path, spec.member)
-    _check_split_sizes(rows, split_path)
-    if spec.kind == "classification":
-        _check_class_labels(rows, split_path, allow_unseen_test_labels)
-    elif spec.kind == "per_residue":
-        _check_residue_labels(rows, allow_unseen_test_labels)
+    _check_split_sizes(rows, member_path(archive_path, spec.member))
+    if spec.kind in ("classification", "per_residue"):
+        _check_labels_seen(rows, spec.kind == "per_residue", allow_unseen_test_labels)
 
     rows.notes.update(
         {"member": spec.member, "format": spec.format, "window": list(spec.window) if spec.window else None}
@@ -243,15 +257,6 @@ def _read_text(zf: zipfile.ZipFile, archive_path: Path, member: str) -> str:
         ) from None
 
 
-def _parse_flag(value: str) -> bool | None:
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    return None
-
-
 def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
     where = member_path(archive_path, spec.member)
     raw = _read_member(zf, archive_path, spec.member)
@@ -273,205 +278,144 @@ def _read_csv(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path) -> _Rows:
     n_rows = len(df)
     lines = np.arange(n_rows) + 2  # the header is line 1
 
-    set_col = df["set"].str.strip().str.lower().to_numpy(dtype=object)
-    bad_set = ~np.isin(set_col, ["train", "test", ""])
-    if bad_set.any():
-        i = int(np.flatnonzero(bad_set)[0])
-        raise InputError(
-            f"'set' is {df['set'].iloc[i]!r}; expected 'train', 'test' or empty", path=where, row=int(lines[i])
-        )
-    keep = set_col != ""
-    n_dropped = int((~keep).sum())
-
-    df = df.loc[keep]
-    lines = lines[keep]
-    set_col = set_col[keep]
-
-    flags = [_parse_flag(v) for v in df["validation"].tolist()]
-    for line, flag, value in zip(lines, flags, df["validation"].tolist()):
-        if flag is None:
-            raise InputError(f"'validation' is {value!r}; expected True, False or empty", path=where, row=int(line))
-    is_val = np.fromiter((bool(f) for f in flags), dtype=bool, count=len(flags))
-    splits = np.where(set_col == "test", "test", np.where(is_val, "val", "train"))
-
-    sequences = df["sequence"].str.strip().tolist()
-    for line, seq in zip(lines, sequences):
-        if not seq:
-            raise InputError("empty sequence", path=where, row=int(line))
-
-    target_text = df["target"].str.strip()
-    if spec.kind == "regression":
-        values = pd.to_numeric(target_text, errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
+    def refuse_first(bad: np.ndarray, problem: Callable[[int], str]) -> None:
+        """Refuse the first row flagged ``bad``; ``problem(i)`` says what is wrong with row ``i``."""
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            text = target_text.iloc[i]
-            problem = "missing regression target" if not text else (f"non-numeric regression target {text!r}")
-            raise InputError(problem, path=where, row=int(lines[i]))
+            raise InputError(problem(i), path=where, row=int(lines[i]))
+
+    set_col = df["set"].str.strip().str.lower().to_numpy(dtype=object)
+    bad = ~np.isin(set_col, ["train", "test", ""])
+    refuse_first(bad, lambda i: f"'set' is {df['set'].iloc[i]!r}; expected 'train', 'test' or empty")
+    keep = set_col != ""
+    df, lines, set_col = df.loc[keep], lines[keep], set_col[keep]
+
+    flags = df["validation"].str.strip().str.lower()
+    bad = ~flags.isin(_FLAGS).to_numpy()
+    refuse_first(bad, lambda i: f"'validation' is {df['validation'].iloc[i]!r}; expected True, False or empty")
+    splits = np.where(set_col == "test", "test", np.where(flags.isin(_TRUE).to_numpy(), "val", "train"))
+
+    sequences = df["sequence"].str.strip()
+    refuse_first((sequences == "").to_numpy(), lambda i: "empty sequence")
+
+    text = df["target"].str.strip()
+    if spec.kind == "regression":
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+        refuse_first(
+            ~np.isfinite(values),
+            lambda i: (
+                f"non-numeric regression target {text.iloc[i]!r}" if text.iloc[i] else "missing regression target"
+            ),
+        )
         targets: list = values.tolist()
     else:
-        targets = target_text.tolist()
-        for line, t in zip(lines, targets):
-            if not t:
-                raise InputError("missing class label in 'target'", path=where, row=int(line))
+        refuse_first((text == "").to_numpy(), lambda i: "missing class label in 'target'")
+        targets = text.tolist()
 
     locs = [(where, int(line), "") for line in lines]
     return _Rows(
         ids=[f"row{int(line)}" for line in lines],
-        sequences=sequences,
+        sequences=sequences.tolist(),
         targets=targets,
         splits=splits.tolist(),
         seq_where=locs,
         label_where=locs,
-        notes={"n_rows": n_rows, "n_dropped_no_set": n_dropped},
+        notes={"n_rows": n_rows, "n_dropped_no_set": int((~keep).sum())},
     )
 
 
-def _dedupe_first(records: list[FastaRecord]) -> tuple[list[FastaRecord], dict]:
-    """Keep the first record of each id; describe what was dropped (identical vs conflicting)."""
-    first: dict[str, FastaRecord] = {}
-    kept: list[FastaRecord] = []
-    identical = 0
-    conflicting: list[str] = []
-    for rec in records:
-        seen = first.get(rec.id)
-        if seen is None:
-            first[rec.id] = rec
-            kept.append(rec)
-        elif seen.sequence == rec.sequence and seen.attributes == rec.attributes:
-            identical += 1
-        else:
-            conflicting.append(rec.id)
-    info = {
-        "rule": "kept the first record of each id",
-        "n_dropped_identical": identical,
-        "n_dropped_conflicting": len(conflicting),
-        "conflicting_ids": conflicting,
-    }
-    return kept, info
-
-
 def _read_fasta(spec: TaskSpec, zf: zipfile.ZipFile, archive_path: Path, tolerate_duplicate_ids: bool) -> _Rows:
-    label_where = member_path(archive_path, spec.member)
-    records = parse_fasta(_read_text(zf, archive_path, spec.member), label_where)
-    duplicates: dict | None = None
-    if tolerate_duplicate_ids:
-        records, duplicates = _dedupe_first(records)
-        if not duplicates["n_dropped_identical"] and not duplicates["n_dropped_conflicting"]:
-            duplicates = None
-    else:
-        _index_by_id(records, label_where)  # a repeated id in the label file is an error
+    def read(member: str, tolerate: bool = False) -> tuple[list[FastaRecord], dict[str, FastaRecord], dict]:
+        records = parse_fasta(_read_text(zf, archive_path, member), member_path(archive_path, member))
+        return (records, *_by_id(records, tolerate))
 
-    seq_index: dict[str, FastaRecord] | None = None
-    seq_where = label_where
-    if spec.sequences_member:
-        seq_where = member_path(archive_path, spec.sequences_member)
-        seq_index = _index_by_id(parse_fasta(_read_text(zf, archive_path, spec.sequences_member), seq_where), seq_where)
-    elif spec.kind == "per_residue":
-        raise InputError(f"task {spec.task_id}: a per-residue FASTA task needs sequences_member", path=label_where)
-    mask_index: dict[str, FastaRecord] | None = None
-    mask_where = ""
-    if spec.mask_member:
-        mask_where = member_path(archive_path, spec.mask_member)
-        mask_index = _index_by_id(parse_fasta(_read_text(zf, archive_path, spec.mask_member), mask_where), mask_where)
+    records, labelled, dropped = read(spec.member, tolerate_duplicate_ids)
+    if spec.kind == "per_residue" and not spec.sequences_member:
+        raise InputError(
+            f"task {spec.task_id}: a per-residue FASTA task needs sequences_member",
+            path=member_path(archive_path, spec.member),
+        )
+    # the members matched by id: the amino acids (else each record holds its own) and the mask
+    seq_index = read(spec.sequences_member)[1] if spec.sequences_member else None
+    mask_index = read(spec.mask_member)[1] if spec.mask_member else None
 
-    rows = _Rows()
+    kept: list[tuple] = []
     masks: list[np.ndarray] = []
-    used: set[str] = set()
     n_dropped = 0
-    for rec in records:
-        loc = rec.where()
-        if "SET" not in rec.attributes:
-            raise InputError(f"{loc}: header has no SET= attribute", path=label_where, row=rec.number)
-        set_value = rec.attributes["SET"].strip().lower()
+    for rec in labelled.values():
+        attrs = rec.attributes
+        if "SET" not in attrs:
+            raise rec.error("header has no SET= attribute")
+        set_value = attrs["SET"].strip().lower()
         if set_value in ("", "nan", "none"):
             n_dropped += 1  # same rule as a CSV row with an empty ``set``
             continue
         if set_value not in ("train", "test"):
-            raise _label_error(f"{loc}: SET={rec.attributes['SET']!r}; expected train or test", label_where, rec)
+            raise rec.error(f"SET={attrs['SET']!r}; expected train or test")
         split = "test"
         if set_value == "train":
-            if "VALIDATION" not in rec.attributes:
-                raise _label_error(f"{loc}: training record has no VALIDATION= attribute", label_where, rec)
-            flag = _parse_flag(rec.attributes["VALIDATION"])
-            if flag is None:
-                raise _label_error(
-                    f"{loc}: VALIDATION={rec.attributes['VALIDATION']!r}; expected True or False", label_where, rec
-                )
-            split = "val" if flag else "train"
+            if "VALIDATION" not in attrs:
+                raise rec.error("training record has no VALIDATION= attribute")
+            flag = attrs["VALIDATION"].strip().lower()
+            if flag not in _FLAGS:
+                raise rec.error(f"VALIDATION={attrs['VALIDATION']!r}; expected True or False")
+            split = "val" if flag in _TRUE else "train"
 
-        if seq_index is not None:
-            seq_rec = _indexed(seq_index, rec, spec.sequences_member, loc, label_where)
-            sequence = seq_rec.sequence
-            s_where = (seq_where, seq_rec.number, seq_rec.where() + ": ")
-            used.add(rec.id)
-        else:
-            sequence = rec.sequence
-            s_where = (label_where, rec.number, loc + ": ")
+        seq_rec = rec if seq_index is None else _matching(seq_index, rec, spec.sequences_member)
+        sequence = seq_rec.sequence
         if not sequence:
-            raise InputError(f"{s_where[2]}empty sequence", path=s_where[0], row=s_where[1])
+            raise seq_rec.error("empty sequence")
 
         target: str | float
         if spec.kind == "per_residue":
             target = rec.sequence
             if len(target) != len(sequence):
-                raise _label_error(
-                    f"{loc}: label string has {len(target)} residues but the sequence in "
-                    f"{spec.sequences_member} has {len(sequence)}",
-                    label_where,
-                    rec,
+                raise rec.error(
+                    f"label string has {len(target)} residues but the sequence in "
+                    f"{spec.sequences_member} has {len(sequence)}"
                 )
         else:
-            text = rec.attributes.get("TARGET", "").strip()
-            if not text:
-                raise _label_error(f"{loc}: header has no TARGET= value", label_where, rec)
+            target = attrs.get("TARGET", "").strip()
+            if not target:
+                raise rec.error("header has no TARGET= value")
             if spec.kind == "regression":
                 try:
-                    value = float(text)
+                    value = float(target)
                 except ValueError:
                     value = math.nan
                 if not math.isfinite(value):
-                    raise _label_error(f"{loc}: non-numeric regression target {text!r}", label_where, rec)
+                    raise rec.error(f"non-numeric regression target {target!r}")
                 target = value
-            else:
-                target = text
 
         if mask_index is not None:
-            mask_rec = _indexed(mask_index, rec, spec.mask_member, loc, label_where)
+            mask_rec = _matching(mask_index, rec, spec.mask_member)
             mask_text = mask_rec.sequence
             if len(mask_text) != len(sequence):
-                raise InputError(
-                    f"{mask_rec.where()}: mask has {len(mask_text)} positions but the sequence has {len(sequence)}",
-                    path=mask_where,
-                    row=mask_rec.number,
-                )
+                raise mask_rec.error(f"mask has {len(mask_text)} positions but the sequence has {len(sequence)}")
             bad = sorted(set(mask_text) - {"0", "1"})
             if bad:
-                raise InputError(
-                    f"{mask_rec.where()}: mask may only hold 0 and 1, found {', '.join(map(repr, bad))}",
-                    path=mask_where,
-                    row=mask_rec.number,
-                )
-            code = np.frombuffer(mask_text.encode("ascii"), dtype=np.uint8)
-            masks.append(code == ord("1"))
+                raise mask_rec.error(f"mask may only hold 0 and 1, found {', '.join(map(repr, bad))}")
+            masks.append(np.frombuffer(mask_text.encode("ascii"), dtype=np.uint8) == ord("1"))
 
-        rows.ids.append(rec.id)
-        rows.sequences.append(sequence)
-        rows.targets.append(target)
-        rows.splits.append(split)
-        rows.seq_where.append(s_where)
-        rows.label_where.append((label_where, rec.number, loc + ": "))
+        kept.append((rec.id, sequence, target, split, seq_rec.location(), rec.location()))
 
-    rows.masks = masks if mask_index is not None else None
-    rows.notes = {"n_rows": len(records), "n_dropped_no_set": n_dropped}
-    if duplicates is not None:
-        rows.notes["n_rows"] += duplicates["n_dropped_identical"] + duplicates["n_dropped_conflicting"]
-        rows.notes["duplicate_ids"] = duplicates
+    notes: dict = {"n_rows": len(records), "n_dropped_no_set": n_dropped}
+    if dropped["n_dropped_identical"] or dropped["n_dropped_conflicting"]:
+        notes["duplicate_ids"] = dropped
     if seq_index is not None:
-        rows.notes["n_unused_sequences"] = len(seq_index) - len(used)
-    if rows.masks is not None:
-        rows.notes["n_unscored_residues"] = int(sum(int((~m).sum()) for m in rows.masks))
-    return rows
+        notes["n_unused_sequences"] = len(seq_index) - len(kept)
+    if mask_index is None:
+        return _Rows.of(kept, notes)
+    notes["n_unscored_residues"] = int(sum(int((~m).sum()) for m in masks))
+    return _Rows.of(kept, notes, masks)
+
+
+def _matching(index: dict[str, FastaRecord], rec: FastaRecord, member: str | None) -> FastaRecord:
+    """The record of ``member`` (sequences, mask) with the labelled record's id; refused if none."""
+    found = index.get(rec.id)
+    if found is None:
+        raise rec.error(f"id '{rec.id}' has no record in {member}")
+    return found
 
 
 # --------------------------------------------------------------------------------------- TAPE
@@ -492,23 +436,19 @@ def _read_tape_json(spec: TaskSpec, archive_path: Path) -> _Rows:
     """TAPE's secondary structure (its JSON release, a ``.tar.gz``): train and valid are shared by
     the three tasks, ``spec.member`` is the test set. Every residue is scored, as TAPE's own
     SecondaryStructureDataset does (its ``valid_mask`` is not applied)."""
-    rows = _Rows()
+    rows: list[tuple] = []
+    notes: dict = {}
     try:
         tar = tarfile.open(archive_path, "r:*")  # noqa: SIM115 - closed by the with below; its own error first
     except (tarfile.TarError, OSError) as exc:
         raise InputError(f"not a tar archive (corrupt or incomplete download?): {exc}", path=archive_path) from None
     with tar:
-        for split, member in (
-            ("train", tape_ss_member("train")),
-            ("val", tape_ss_member("valid")),
-            ("test", spec.member),
+        for split, member in zip(
+            ("train", "val", "test"), (tape_ss_member("train"), tape_ss_member("valid"), spec.member)
         ):
             where = member_path(archive_path, member)
-            try:
-                fh = tar.extractfile(member)
-            except KeyError:
-                fh = None
-            if fh is None:
+            fh = tar.extractfile(member) if member in tar.getnames() else None
+            if fh is None:  # no such member, or not a file
                 members = ", ".join(n for n in tar.getnames() if n.endswith(".json")) or "none"
                 raise InputError(f"archive has no file {member!r} (its JSON files: {members})", path=archive_path)
             try:
@@ -517,14 +457,13 @@ def _read_tape_json(spec: TaskSpec, archive_path: Path) -> _Rows:
                 raise InputError(f"not readable as TAPE's JSON: {exc}", path=where) from None
             if not isinstance(records, list):
                 raise InputError(f"expected a JSON list of records, found {type(records).__name__}", path=where)
-            for number, record in enumerate(records, start=1):
-                _add_tape_record(rows, record, split, where, number)
-            rows.notes[f"n_{split}_records"] = len(records)
-    rows.notes["source_format"] = "TAPE JSON"
-    return rows
+            rows += [_tape_row(record, split, where, number) for number, record in enumerate(records, start=1)]
+            notes[f"n_{split}_records"] = len(records)
+    notes["source_format"] = "TAPE JSON"
+    return _Rows.of(rows, notes)
 
 
-def _add_tape_record(rows: _Rows, record: object, split: str, where: str, number: int) -> None:
+def _tape_row(record: object, split: str, where: str, number: int) -> tuple:
     rid = record.get("id", str(number - 1)) if isinstance(record, dict) else None  # TAPE's own default id
     loc = f"record {number}" + (f" (id {rid!r})" if rid is not None else "")
 
@@ -543,12 +482,8 @@ def _add_tape_record(rows: _Rows, record: object, split: str, where: str, number
     length = record.get("protein_length")
     if length is not None and length != len(sequence):
         raise bad(f"'protein_length' is {length!r} but 'primary' has {len(sequence)} residues")
-    rows.ids.append(str(rid))
-    rows.sequences.append(sequence)
-    rows.targets.append("".join(TAPE_SS3_LETTERS[v] for v in labels))
-    rows.splits.append(split)
-    rows.seq_where.append((where, number, f"{loc}: "))
-    rows.label_where.append((where, number, f"{loc}: "))
+    at = (where, number, f"{loc}: ")
+    return str(rid), sequence, "".join(TAPE_SS3_LETTERS[v] for v in labels), split, at, at
 
 
 # --------------------------------------------------------------------------------------- checks
@@ -563,11 +498,9 @@ def _apply_window(spec: TaskSpec, rows: _Rows) -> None:
         raise InputError(f"task {spec.task_id}: invalid residue window {spec.window}")
     for i, seq in enumerate(rows.sequences):
         if len(seq) < stop:
-            path, row, loc = rows.seq_where[i]
-            message = (
-                f"{loc}sequence has {len(seq)} residues, too short for the task's residue window [{start}, {stop})"
+            raise rows.sequence_error(
+                i, f"sequence has {len(seq)} residues, too short for the task's residue window [{start}, {stop})"
             )
-            raise InputError(message, path=path, row=row)
     rows.sequences = [s[start:stop] for s in rows.sequences]
     if spec.kind == "per_residue":
         rows.targets = [t[start:stop] for t in rows.targets]
@@ -584,108 +517,55 @@ def _check_residues(rows: _Rows) -> None:
     for i, seq in enumerate(rows.sequences):
         bad = set(seq) - ALLOWED_RESIDUES
         if bad:
-            path, row, loc = rows.seq_where[i]
             letters = ", ".join(repr(c) for c in sorted(bad))
             hint = " (lowercase is not accepted)" if any(c.islower() for c in bad) else ""
-            raise InputError(
-                f"{loc}unknown residue letters {letters}{hint}; allowed are the 20 standard amino "
+            raise rows.sequence_error(
+                i,
+                f"unknown residue letters {letters}{hint}; allowed are the 20 standard amino "
                 f"acids {STANDARD_RESIDUES} and {' '.join(EXTRA_RESIDUES)}, uppercase",
-                path=path,
-                row=row,
             )
 
 
 def _check_split_sizes(rows: _Rows, where: str) -> None:
     counts = Counter(rows.splits)
-    what = {
-        "train": "no training rows (set=train without validation=True)",
-        "val": "no validation rows (set=train with validation=True); FLIP splits mark them",
-        "test": "no test rows (set=test)",
-    }
-    for split in ("train", "val", "test"):
-        if counts.get(split, 0) == 0:
-            raise InputError(f"the split has {what[split]}", path=where)
+    for split, what in (
+        ("train", "no training rows (set=train without validation=True)"),
+        ("val", "no validation rows (set=train with validation=True); FLIP splits mark them"),
+        ("test", "no test rows (set=test)"),
+    ):
+        if not counts[split]:
+            raise InputError(f"the split has {what}", path=where)
 
 
-def _check_class_labels(rows: _Rows, where: str, allow_unseen_test: bool) -> None:
-    train = {t for t, s in zip(rows.targets, rows.splits) if s == "train"}
+def _check_labels_seen(rows: _Rows, per_residue: bool, allow_unseen_test: bool) -> None:
+    """Class labels, or per-residue labels at scored residues, in val/test must occur in training."""
+
+    def counts(i: int) -> Counter[str]:
+        label = rows.targets[i]
+        if not per_residue:
+            return Counter([label])
+        return Counter(label if rows.masks is None else itertools.compress(label, rows.masks[i].tolist()))
+
+    train = sorted({label for i, s in enumerate(rows.splits) if s == "train" for label in counts(i)})
     unseen: Counter[str] = Counter()
-    for i, (t, s) in enumerate(zip(rows.targets, rows.splits)):
-        if s == "train" or t in train:
-            continue
-        if s == "test" and allow_unseen_test:
-            unseen[t] += 1
-            continue
-        _, row, _ = rows.label_where[i]
-        raise InputError(
-            f"label {t!r} in the {s} split never occurs in the training split "
-            f"(training labels: {', '.join(map(repr, sorted(train)))})",
-            path=where,
-            row=row,
-        )
-    rows.notes["classes"] = sorted(train)
-    if unseen:
-        rows.notes["unseen_test_labels"] = dict(sorted(unseen.items()))
-
-
-def _label_error(message: str, label_where: str, rec: FastaRecord) -> InputError:
-    """A bad labelled record: ``message`` (which starts with its location), at the label file's row."""
-    return InputError(message, path=label_where, row=rec.number)
-
-
-def _indexed(
-    index: dict[str, FastaRecord], rec: FastaRecord, member: str | None, loc: str, label_where: str
-) -> FastaRecord:
-    """The record of ``member`` (sequences, mask) with the labelled record's id; refused if none."""
-    found = index.get(rec.id)
-    if found is None:
-        raise _label_error(f"{loc}: id '{rec.id}' has no record in {member}", label_where, rec)
-    return found
-
-
-def _label_values(label: str, mask: np.ndarray | None, as_bytes: bool) -> np.ndarray:
-    """One value per scored residue: byte codes for ASCII labels (fast), characters otherwise."""
-    values = np.frombuffer(label.encode("ascii"), dtype=np.uint8) if as_bytes else np.array(list(label))
-    return values if mask is None else values[mask]
-
-
-def _check_residue_labels(rows: _Rows, allow_unseen_test: bool) -> None:
-    """Per-residue labels in val/test must occur (at scored residues) in training."""
-    masks = rows.masks
-    as_bytes = all(t.isascii() for t in rows.targets)
-
-    def text(value: int | str) -> str:
-        return chr(value) if isinstance(value, int) else value  # byte codes when ``as_bytes``
-
-    train_values: set = set()
-    for i, (t, s) in enumerate(zip(rows.targets, rows.splits)):
-        if s == "train":
-            values = _label_values(t, masks[i] if masks is not None else None, as_bytes)
-            train_values.update(np.unique(values).tolist())
-    train_labels = sorted(text(v) for v in train_values)
-    unseen: Counter[str] = Counter()
-    for i, (t, s) in enumerate(zip(rows.targets, rows.splits)):
+    for i, s in enumerate(rows.splits):
         if s == "train":
             continue
-        values = _label_values(t, masks[i] if masks is not None else None, as_bytes)
-        uniq, counts = np.unique(values, return_counts=True)
-        new = [(text(v), int(c)) for v, c in zip(uniq.tolist(), counts.tolist()) if v not in train_values]
+        new = {label: n for label, n in sorted(counts(i).items()) if label not in train}
         if not new:
             continue
         if s == "test" and allow_unseen_test:
-            for label, c in new:
-                unseen[label] += c
+            unseen.update(new)
             continue
         path, row, loc = rows.label_where[i]
-        labels = [label for label, _ in new]
-        plural = len(labels) > 1
+        what = f"{loc}residue label" if per_residue else "label"
+        plural = len(new) > 1
         raise InputError(
-            f"{loc}residue label{'s' if plural else ''} {', '.join(map(repr, labels))} in the {s} "
-            f"split never occur{'' if plural else 's'} in the training split "
-            f"(training labels: {', '.join(map(repr, train_labels))})",
+            f"{what}{'s' if plural else ''} {', '.join(map(repr, new))} in the {s} split never "
+            f"occur{'' if plural else 's'} in the training split (training labels: {', '.join(map(repr, train))})",
             path=path,
             row=row,
         )
-    rows.notes["classes"] = train_labels
+    rows.notes["classes"] = train
     if unseen:
         rows.notes["unseen_test_labels"] = dict(sorted(unseen.items()))

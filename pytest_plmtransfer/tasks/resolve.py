@@ -1,29 +1,24 @@
 """Find a task's archive: local data directory, then the user cache, then its pinned URL (FLIP's raw
 URL at a commit, or, for archives that are not FLIP's, such as TAPE's, their publisher's: the
-catalog's :data:`~pytest_plmtransfer.tasks.catalog.DATASETS`).
+catalog's :data:`~pytest_plmtransfer.tasks.catalog.DATASETS`). The first hit wins, and nothing
+touches the network when a local copy exists:
 
-Order (the first hit wins, and nothing touches the network when a local copy exists):
-
-1. ``data_dir`` (``--plm-data-dir``), else the ``PLMTRANSFER_DATA`` environment variable: a
-   directory laid out like the FLIP repository root, e.g. ``<dir>/splits/gb1/splits.zip``.
-2. The user cache, ``<cache_dir>/flip/<archive>`` (``default_cache_dir()`` honours
-   ``PLMTRANSFER_CACHE``, then ``XDG_CACHE_HOME``, then ``~/.cache``).
+1. ``data_dir`` (``--plm-data-dir``), else ``$PLMTRANSFER_DATA``: a directory laid out like the
+   FLIP repository root, e.g. ``<dir>/splits/gb1/splits.zip``.
+2. The user cache, ``<cache_dir>/flip/<archive>`` (:func:`default_cache_dir`).
 3. A download into the cache from that URL, or from ``<base_url>/<archive>`` for FLIP's archives
-   when a base URL is given: a file lock so that parallel workers (``pytest -n N``) download once (lock files live under ``<cache_dir>/locks/``), a progress
-   bar, a temporary file in the same directory and an atomic ``os.replace``, so that an
-   interrupted or failed download leaves nothing behind; the SHA-256 is stored beside the archive
-   as ``<archive>.sha256`` and checked on later use.
+   when a base URL is given: under a file lock (in ``<cache_dir>/locks/``) so that parallel workers
+   (``pytest -n N``) download once, with a progress bar, into a temporary file in the same directory
+   renamed into place, so that an interrupted or failed download leaves nothing behind. The SHA-256
+   is stored beside the archive as ``<archive>.sha256`` and checked on later use.
 
-A download is checked against the archive's published SHA-256 (:data:`PUBLISHED_SHA256`, or the
-user's ``expected_sha256``): a mismatch is refused and nothing is kept. For archives whose digest is
-not known here (AAV, Meltome, SCL) the digest of the first download is recorded and later uses are
-checked against it, with a warning that it was not verified.
-
+A download must have the archive's published SHA-256 (:data:`PUBLISHED_SHA256`, or the user's
+``expected_sha256``), else it is refused and nothing is kept. Where no digest is known (AAV,
+Meltome, SCL) the first download's is recorded, with a warning, and later uses are checked against it.
 With ``require_data_dir`` (``--plm-strict``) an explicit data directory must hold the archive: the
-cache and the network are not used behind the user's back.
-
-When none works, :class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` says which URL to fetch
-and exactly where to put it.
+cache and the network are not used behind the user's back. When none works,
+:class:`~pytest_plmtransfer.infra.errors.ResourceUnavailable` says which URL to fetch and exactly
+where to put it.
 """
 
 from __future__ import annotations
@@ -59,14 +54,11 @@ _CHUNK = 1 << 16
 
 
 def default_cache_dir() -> Path:
-    """``$PLMTRANSFER_CACHE``, else ``$XDG_CACHE_HOME/plmtransfer``, else
-    ``~/.cache/plmtransfer``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
+    """``$PLMTRANSFER_CACHE``, else ``$XDG_CACHE_HOME/plmtransfer``, else ``~/.cache/plmtransfer``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "plmtransfer"
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "plmtransfer"
 
 
 def sidecar_path(archive_path: Path) -> Path:
@@ -153,13 +145,9 @@ class DataResolver:
     def local_candidates(self, spec_or_archive: TaskSpec | str) -> list[Path]:
         """Every local path looked at, in order."""
         archive = _archive(spec_or_archive)
-        paths: list[Path] = []
-        if self.data_dir is not None:
-            paths.append(self.data_dir / archive)
-            # a data dir pointed at our own cache root (``<cache>/flip/...``) works too
-            paths.append(self.data_dir / "flip" / archive)
-        paths.append(self.cache_path(archive))
-        return paths
+        # a data dir pointed at our own cache root (``<cache>/flip/...``) works too
+        local = [self.data_dir / archive, self.data_dir / "flip" / archive] if self.data_dir is not None else []
+        return [*local, self.cache_path(archive)]
 
     # ----------------------------------------------------------------------------- resolving
 
@@ -177,11 +165,9 @@ class DataResolver:
                     "explicit data directory must hold the data; the cache and downloads are not used)",
                 )
         cached = self.cache_path(archive)
-        corrupt = False
-        if cached.is_file():
-            if self._cache_entry_ok(cached, archive):
-                return cached
-            corrupt = True
+        corrupt = cached.is_file()  # unless it is fine
+        if corrupt and self._cache_entry_ok(cached, archive):
+            return cached
         if not self.allow_download:
             reason = (
                 f"the cached copy {cached} is corrupt (checksum mismatch or not a {_kind(archive)} archive) "
@@ -190,8 +176,7 @@ class DataResolver:
                 else "no local copy was found and downloads are disabled"
             )
             raise self._unavailable(spec, reason)
-        path, _ = self.download(spec)  # replaces a corrupt cache entry
-        return path
+        return self.download(spec)[0]  # replaces a corrupt cache entry
 
     def _mkdir(self, spec: TaskSpec | str, directory: Path, what: str) -> None:
         try:
@@ -215,12 +200,9 @@ class DataResolver:
     # ----------------------------------------------------------------------------- download
 
     def download(self, spec: TaskSpec | str) -> tuple[Path, str]:
-        """Download an archive into the cache; returns ``(path, sha256)``.
-
-        Held under a file lock (``<cache_dir>/locks/flip/<archive>.lock``): a process or thread
-        that waited for the lock finds the finished file and returns it without downloading it
-        again.
-        """
+        """Download an archive into the cache; returns ``(path, sha256)``. Held under a file lock
+        (``<cache_dir>/locks/flip/<archive>.lock``): whoever waited for it finds the finished file
+        and returns it without downloading it again."""
         archive = _archive(spec)
         dest = self.cache_path(archive)
         url = self.url(archive)
@@ -275,10 +257,7 @@ class DataResolver:
                         disable=None if self.progress is None else not self.progress,
                         leave=False,
                     ) as bar:
-                        while True:
-                            chunk = response.read(_CHUNK)
-                            if not chunk:
-                                break
+                        while chunk := response.read(_CHUNK):
                             out.write(chunk)
                             digest.update(chunk)
                             received += len(chunk)
@@ -321,8 +300,7 @@ class DataResolver:
         cache = self.cache_path(archive)
         if self.data_dir is not None:
             into_data = (
-                f"{self.data_dir / archive} (inside the FLIP-layout data directory "
-                f"{self.data_dir}, "
+                f"{self.data_dir / archive} (inside the FLIP-layout data directory {self.data_dir}, "
                 f"as given with --plm-data-dir or {DATA_ENV})"
             )
         else:

@@ -18,9 +18,7 @@ class TaskSpec:
 
     ``archive`` is relative to the data directory (FLIP's repository root: ``splits/gb1/splits.zip``);
     ``member`` is the file inside the archive that holds the split (``splits/sampled.csv``; for
-    TAPE, the test set's JSON file, train and valid being shared). FASTA-label tasks
-    (per-residue tasks, SCL) also name the member with the sequences and, optionally, a
-    resolved-residue mask (secondary structure's ``mask.fasta``).
+    TAPE, the test set's JSON file, train and valid being shared).
     """
 
     task_id: str
