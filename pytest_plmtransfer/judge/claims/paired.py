@@ -54,16 +54,10 @@ def load_rows(rows: pd.DataFrame, label: str) -> list[TestPredictions] | str:
 
 
 def compare_rows(
-    a: pd.DataFrame,
-    b: pd.DataFrame,
-    metric: str,
-    *,
-    margin: float = 0.0,
-    level: float = 0.05,
-    labels: tuple[str, str] = ("A", "B"),
+    a: pd.DataFrame, b: pd.DataFrame, metric: str, labels: tuple[str, str], margin: float = 0.0, level: float = 0.05
 ) -> PairedResult | str:
-    """Paired bootstrap of ``metric`` between the records ``a`` and ``b`` (one per seed each);
-    the reason as a string when it cannot be done."""
+    """Paired bootstrap of ``metric`` between the records ``a`` and ``b`` (one per seed each, named
+    ``labels``); the reason as a string when it cannot be done."""
     n = _resamples(pd.concat([a, b], ignore_index=True))
     if not n:
         return "the records carry no bootstrap intervals (--plm-bootstrap 0, or a head recorded without predictions)"
