@@ -50,7 +50,9 @@ import json
 import math
 import re
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +79,8 @@ FORMAT = "plmtransfer-baseline/1"
 
 #: default tolerances, matched in order by glob on the metric key; the first match wins
 DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
-    "*_spearman": {"atol": 0.02, "rtol": 0.0},
-    "*_pearson": {"atol": 0.02, "rtol": 0.0},
-    "*_ndcg": {"atol": 0.02, "rtol": 0.0},
-    "*_accuracy": {"atol": 0.02, "rtol": 0.0},
-    "*_q3": {"atol": 0.02, "rtol": 0.0},
-    "*_auc": {"atol": 0.02, "rtol": 0.0},
-    "*_mse": {"atol": 0.0, "rtol": 0.10},
-    "*_loss": {"atol": 0.0, "rtol": 0.10},
+    **{f"*_{m}": {"atol": 0.02, "rtol": 0.0} for m in ("spearman", "pearson", "ndcg", "accuracy", "q3", "auc")},
+    **{f"*_{m}": {"atol": 0.0, "rtol": 0.10} for m in ("mse", "loss")},
     "*": {"atol": 0.02, "rtol": 0.05},
 }
 #: copied into a stored baseline: what made the numbers, never where (no host, no paths: the file
@@ -478,15 +474,6 @@ class BaselineStore:
     def claims_path(self) -> Path:
         return self.root / "claims.json"
 
-    def exists(self, task: str, model: str, init: str, protocol: str = PLMTRANSFER) -> bool:
-        return self.read_path(task, model, init, protocol).is_file()
-
-    def load(self, task: str, model: str, init: str, protocol: str = PLMTRANSFER) -> dict[str, Any]:
-        path = self.read_path(task, model, init, protocol)
-        if not path.is_file():
-            raise BaselineMissing(task, model, init, path, protocol=protocol)
-        return self._read(path, protocol)
-
     def _read(self, path: Path, protocol: str | None = None) -> dict[str, Any]:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
@@ -541,83 +528,19 @@ class BaselineStore:
             return []
         metrics = metric_columns(data)
         written: list[Path] = []
-        for (task, model, init, protocol), sub in data.groupby(["task", "model", "init", "protocol"], sort=True):
-            path = self.path_for(task, model, init, protocol)
+        for key, sub in data.groupby(["task", "model", "init", "protocol"], sort=True):
+            path = self.path_for(*key)
             overrides: dict[str, Any] = {}
             if path.is_file():
-                try:
+                with suppress(BaselineError):
                     overrides = self._read(path).get("tolerances", {}).get("overrides", {}) or {}
-                except BaselineError:
-                    overrides = {}
-            doc = self._document(task, model, init, sub, metrics, overrides, protocol)
+            doc = _document(key, sub, metrics, overrides)
             if path.is_file() and _same_values(path, doc):
                 self.unchanged.append(path)
                 continue  # provenance-only changes would churn reviewable files: keep the old one
             atomic_write_json(path, doc)
             written.append(path)
         return written
-
-    def _document(
-        self,
-        task: str,
-        model: str,
-        init: str,
-        sub: pd.DataFrame,
-        metrics: list[str],
-        overrides: dict[str, Any],
-        protocol: str,
-    ) -> dict[str, Any]:
-        from pytest_plmtransfer.infra.provenance import utc_now
-
-        sub = sub.sort_values(["layer", "seed_key"])
-        present = [m for m in metrics if sub[m].notna().any()]
-        layers: dict[str, Any] = {}
-        for layer, lsub in sub.groupby("layer", sort=True):
-            per_seed = {
-                row.seed_key: {m: _num(getattr(row, m)) for m in present if _num(getattr(row, m)) is not None}
-                for row in lsub[["seed_key", *present]].itertuples(index=False)
-            }
-            mean = {}
-            for m in present:
-                vals: list[float] = [x for v in per_seed.values() if (x := v.get(m)) is not None]
-                if vals:
-                    mean[m] = sum(vals) / len(vals)
-            layers[str(int(layer))] = {"mean": mean, "per_seed": per_seed}
-            stored = _stored_intervals(lsub)
-            if stored:
-                layers[str(int(layer))]["intervals"] = stored
-        last = sub.sort_values("timestamp").iloc[-1]
-        data_info = last.get("data") if isinstance(last.get("data"), dict) else {}
-        prov: dict[str, Any] = {k: _plain(last[k]) for k in _PROVENANCE_FIELDS}
-        prov.update(
-            {
-                "run_id": _plain(last.get("run_id")),
-                "run_timestamp": _plain(last.get("timestamp")),
-                "written": utc_now(),
-                "data_sha256": data_info.get("sha256"),
-                "data_archive": data_info.get("archive"),
-                "data_window": data_info.get("window"),
-                "weights": _plain(last.get("weights")),
-                "versions": _plain(last.get("versions")),
-            }
-        )
-        seeds = sorted_seeds(sub["seed_key"])
-        first = sub.iloc[0]
-        return {
-            "format": FORMAT,
-            "task": task,
-            "model": model,
-            "init": init,
-            "protocol": protocol,
-            "task_kind": _plain(first.get("task_kind")),
-            "selection_metric": _plain(first.get("selection_metric")),
-            "test_metric": _plain(first.get("test_metric")),
-            "num_layers": depth(sub),
-            "seeds": [seed_value(k) for k in seeds],
-            "provenance": prov,
-            "tolerances": {"defaults": DEFAULT_TOLERANCES, "overrides": overrides},
-            "layers": layers,
-        }
 
     # comparing ------------------------------------------------------------------------------
 
@@ -656,28 +579,19 @@ class BaselineStore:
         # Seeds in both compare value for value (a baseline of seed 42 still checks seed 42 of a
         # 3-seed run); only with no seed in common are the seed means compared.
         shared = run_seeds & base_seeds
-        use_per_seed = bool(shared)
-        if use_per_seed and shared != run_seeds:
+        if shared:
             data = data[data["seed_key"].isin(shared)]
         if run_seeds != base_seeds:
-            if use_per_seed:
-                cmp.notes.append(
-                    f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: "
-                    + (
-                        "comparing against the baseline's values for the run's seeds"
-                        if shared == run_seeds
-                        else f"comparing the shared seed(s) {_seeds(shared)} value for value"
-                    )
-                )
+            if not shared:
+                how = "comparing the run's seed mean with the baseline's seed mean"
+            elif shared == run_seeds:
+                how = "comparing against the baseline's values for the run's seeds"
             else:
-                cmp.notes.append(
-                    f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: "
-                    "comparing the run's seed mean with the baseline's seed mean"
-                )
+                how = f"comparing the shared seed(s) {_seeds(shared)} value for value"
+            cmp.notes.append(f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: {how}")
         run_seeds = shared or run_seeds
         current_layers = sorted(int(x) for x in data["layer"].unique())
-        base_layers = sorted(int(x) for x in doc["layers"])
-        absent = [x for x in base_layers if x not in current_layers]
+        absent = sorted(int(x) for x in doc["layers"] if int(x) not in current_layers)
         if absent:
             cmp.notes.append(f"baseline layers not in this run (not compared): {_ranges(absent)}")
 
@@ -688,10 +602,7 @@ class BaselineStore:
             if entry is None:
                 cmp.rows.append(DiffRow(layer, "*", None, None, Tolerance(), "NEW"))
                 continue
-            if use_per_seed:
-                base_vals = _seed_mean(entry.get("per_seed", {}), run_seeds) or entry.get("mean", {})
-            else:
-                base_vals = entry.get("mean", {})
+            base_vals = (_seed_mean(entry.get("per_seed", {}), shared) if shared else {}) or entry.get("mean", {})
             for metric in sorted(base_vals):
                 if patterns is not None and not any(fnmatch.fnmatchcase(metric, p) for p in patterns):
                     continue
@@ -701,19 +612,15 @@ class BaselineStore:
                     cmp.rows.append(DiffRow(layer, metric, base, None, tol, "MISSING"))
                     continue
                 current = _num(pd.to_numeric(cur[metric], errors="coerce").mean())
-                if base is None and current is None:
-                    status = "OK"
-                elif base is None or current is None:
-                    status = "FAIL"
-                else:
-                    status = "OK" if abs(current - base) <= tol.allowed(base) + 1e-12 else "FAIL"
-                noise = None
-                if level is not None:
-                    noise = _noise(entry.get("intervals", {}), run_seeds, cur, metric, level)
-                    if noise is None:
-                        no_noise.add(metric)
-                    elif status == "FAIL" and base is not None and current is not None and abs(current - base) <= noise:
-                        status = "OK"
+                noise = None if level is None else _noise(entry.get("intervals", {}), run_seeds, cur, metric, level)
+                if level is not None and noise is None:
+                    no_noise.add(metric)
+                if base is None or current is None:
+                    status = "OK" if base is None and current is None else "FAIL"
+                else:  # outside the tolerance fails, unless (with a level) within the bootstrap noise
+                    diff = abs(current - base)
+                    within = diff <= tol.allowed(base) + 1e-12 or (noise is not None and diff <= noise)
+                    status = "OK" if within else "FAIL"
                 cmp.rows.append(DiffRow(layer, metric, base, current, tol, status, noise))
         if level is not None and no_noise:
             cmp.notes.append(
@@ -728,30 +635,61 @@ class BaselineStore:
         return cmp
 
 
-#: the parts of a baseline document that are its values (provenance is not)
-_VALUE_KEYS = (
-    "format",
-    "task",
-    "model",
-    "init",
-    "protocol",
-    "task_kind",
-    "selection_metric",
-    "test_metric",
-    "num_layers",
-    "seeds",
-    "tolerances",
-    "layers",
-)
+def _document(key: tuple[Any, ...], sub: pd.DataFrame, metrics: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The baseline document of one (task, model, init, protocol) ``key`` from its records ``sub``."""
+    from pytest_plmtransfer.infra.provenance import utc_now
+
+    task, model, init, protocol = key
+    sub = sub.sort_values(["layer", "seed_key"])
+    present = [m for m in metrics if sub[m].notna().any()]
+    layers: dict[str, Any] = {}
+    for layer, lsub in sub.groupby("layer", sort=True):
+        per_seed = {
+            row.seed_key: {m: _num(getattr(row, m)) for m in present if _num(getattr(row, m)) is not None}
+            for row in lsub[["seed_key", *present]].itertuples(index=False)
+        }
+        layers[str(int(layer))] = {"mean": _mean_of(list(per_seed.values()), present), "per_seed": per_seed}
+        if stored := _stored_intervals(lsub):
+            layers[str(int(layer))]["intervals"] = stored
+    last = sub.sort_values("timestamp").iloc[-1]
+    data_info = last.get("data") if isinstance(last.get("data"), dict) else {}
+    prov: dict[str, Any] = {
+        **{k: _plain(last[k]) for k in _PROVENANCE_FIELDS},
+        "run_id": _plain(last.get("run_id")),
+        "run_timestamp": _plain(last.get("timestamp")),
+        "written": utc_now(),
+        "data_sha256": data_info.get("sha256"),
+        "data_archive": data_info.get("archive"),
+        "data_window": data_info.get("window"),
+        "weights": _plain(last.get("weights")),
+        "versions": _plain(last.get("versions")),
+    }
+    first = sub.iloc[0]
+    return {
+        "format": FORMAT,
+        "task": task,
+        "model": model,
+        "init": init,
+        "protocol": protocol,
+        "task_kind": _plain(first.get("task_kind")),
+        "selection_metric": _plain(first.get("selection_metric")),
+        "test_metric": _plain(first.get("test_metric")),
+        "num_layers": depth(sub),
+        "seeds": [seed_value(k) for k in sorted_seeds(sub["seed_key"])],
+        "provenance": prov,
+        "tolerances": {"defaults": DEFAULT_TOLERANCES, "overrides": overrides},
+        "layers": layers,
+    }
 
 
 def _same_values(path: Path, doc: dict[str, Any]) -> bool:
+    """Whether the file at ``path`` holds ``doc``'s values (every part but its provenance)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
     new = json.loads(json.dumps(doc))  # the document as it would read back (tuples -> lists ...)
-    return all(_close(old.get(k), new.get(k)) for k in _VALUE_KEYS)
+    return all(_close(old.get(k), new[k]) for k in new if k != "provenance")
 
 
 #: relative difference below which two stored numbers are "the same value": last-digit noise from
@@ -836,17 +774,14 @@ def _noise(stored: dict[str, Any], seeds: set[str], cur: pd.DataFrame, metric: s
     return NormalDist().inv_cdf(1.0 - level / 2.0) * math.sqrt(se_b**2 + se_c**2)
 
 
+def _mean_of(values: list[dict[str, Any]], keys: Iterable[str]) -> dict[str, float]:
+    """Per key, the mean of the values that have it (summed in the order given)."""
+    return {k: sum(vals) / len(vals) for k in keys if (vals := [v[k] for v in values if v.get(k) is not None])}
+
+
 def _seed_mean(per_seed: dict[str, dict[str, float]], seeds: set[str]) -> dict[str, float]:
     chosen = [per_seed[s] for s in sorted_seeds(seeds) if s in per_seed]  # one summation order
-    if not chosen:
-        return {}
-    keys = set().union(*chosen)
-    out = {}
-    for k in keys:
-        vals = [v[k] for v in chosen if k in v and v[k] is not None]
-        if vals:
-            out[k] = sum(vals) / len(vals)
-    return out
+    return _mean_of(chosen, set().union(*chosen))
 
 
 def _seeds(keys: set[str]) -> str:
@@ -854,20 +789,9 @@ def _seeds(keys: set[str]) -> str:
 
 
 def _ranges(values: list[int]) -> str:
-    out: list[str] = []
-    start: int | None = None
-    prev = 0
-    for v in sorted(values):
-        if start is None:
-            start = prev = v
-        elif v == prev + 1:
-            prev = v
-        else:
-            out.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = v
-    if start is not None:
-        out.append(f"{start}" if start == prev else f"{start}-{prev}")
-    return ", ".join(out)
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    runs = [[v for _, v in run] for _, run in groupby(enumerate(sorted(values)), lambda iv: iv[1] - iv[0])]
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 def _plain(x: Any) -> Any:
