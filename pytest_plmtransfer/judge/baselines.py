@@ -29,17 +29,15 @@ A baseline file (``"format": "plmtransfer-baseline/1"``)::
     }
 
 A value passes when ``|current - baseline| <= atol + rtol * |baseline|`` (numpy ``isclose``
-semantics, as in pytest-regressions). Seeds without a seed (pretrained, one-hot) are keyed "none".
-A baseline stores its protocol and is only ever compared with results of that protocol.
+semantics, as in pytest-regressions). Records without a seed (pretrained, one-hot) are keyed
+"none". A baseline is only ever compared with results of its own protocol.
 
-Noise (issue 12): baselines store no predictions, so a paired test against them is impossible.
-Instead each layer also stores the bootstrap standard error of the test metric per seed
-(``"intervals": {"<seed>": {"test_spearman": {"se", "low", "high", "n_resamples"}}}``), written
-on update from the records' intervals. When ``compare`` is given a ``level`` and both sides have
-a standard error, a value fails only when it is outside the tolerance *and* outside the noise,
-``|diff| > z(1 - level/2) * sqrt(se_current^2 + se_baseline^2)`` (an unpaired two-sided test:
-conservative, as the two runs score the same test examples and are positively correlated).
-Metrics without intervals (validation, train) and baselines written before intervals keep the
+Noise (issue 12): baselines store no predictions, so no paired test against them; each layer
+stores the test metric's bootstrap standard error per seed instead (``"intervals": {"<seed>":
+{"test_spearman": {"se", "low", "high", "n_resamples"}}}``). With a ``level`` and a standard error
+on both sides, a value fails only when outside the tolerance *and* outside the noise,
+``|diff| > z(1 - level/2) * sqrt(se_current^2 + se_baseline^2)`` (unpaired two-sided: conservative,
+as both runs score the same test examples). Metrics or baselines without intervals keep the
 tolerance alone, and the comparison notes it.
 """
 
@@ -114,13 +112,10 @@ def update_command(
 
 def safe_name(name: str) -> str:
     """A file-name-safe form of a model/task/init name (``hf:org/model`` -> ``hf_org__model``)."""
-    name = name.replace("/", "__")
-    return re.sub(r"[^A-Za-z0-9._@=+-]", "_", name)
+    return re.sub(r"[^A-Za-z0-9._@=+-]", "_", name.replace("/", "__"))
 
 
 def _num(x: Any) -> float | None:
-    if x is None:
-        return None
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -514,14 +509,10 @@ class BaselineStore:
     # writing --------------------------------------------------------------------------------
 
     def update_from(self, frame: pd.DataFrame) -> list[Path]:
-        """Rewrite the baseline of every (task, model, init) in ``frame`` from its records.
-
-        Keeps the newest record per (model, task, layer, init, seed); stores per-layer means
-        over seeds and per-seed values; keeps reviewer-set tolerance ``overrides`` of an
-        existing file. A file whose values (layers, seeds, metrics, tolerances) would not change
-        is left as it is, provenance included. Returns the paths written. Records of a
-        subsample (``--plm-limit``) are never stored.
-        """
+        """Rewrite the baseline of every (task, model, init) in ``frame`` from its newest records
+        (per-layer seed means and per-seed values), keeping reviewer-set tolerance ``overrides``;
+        returns the paths written. A file whose values would not change is left as it is,
+        provenance included; records of a subsample (``--plm-limit``) are never stored."""
         data = normalize(frame[frame["limit"].isna()])
         self.unchanged = []
         if data.empty:
@@ -547,14 +538,9 @@ class BaselineStore:
     def compare(
         self, frame: pd.DataFrame, metrics: Iterable[str] | None = None, level: float | None = None
     ) -> Comparison:
-        """Compare the results of ONE (task, model, init) with its stored baseline.
-
-        ``metrics``: optional globs restricting which metric keys are compared (default: every
-        metric key the baseline stores). ``level``: also require a failing value to be outside
-        the bootstrap noise at this level (see the module docstring); None: tolerance only.
-        Raises :class:`BaselineMissing` (with the command that creates the baseline) when there
-        is none.
-        """
+        """Compare the results of ONE (task, model, init) with its stored baseline (else
+        :class:`BaselineMissing`). ``metrics``: globs of the metric keys compared (default: all
+        stored); ``level``: a failing value must also be outside the bootstrap noise (module docstring)."""
         data = normalize(frame)
         if data.empty:
             raise BaselineError("no layer results to compare with a baseline")
@@ -763,12 +749,10 @@ def _noise(stored: dict[str, Any], seeds: set[str], cur: pd.DataFrame, metric: s
     from statistics import NormalDist
 
     base = [v for s in seeds if (v := _num(stored.get(s, {}).get(metric, {}).get("se"))) is not None]
-    if not base:
-        return None
     now = [
         v for iv in cur["intervals"] if isinstance(iv, dict) and (v := _num(iv.get(metric, {}).get("se"))) is not None
     ]
-    if not now:
+    if not base or not now:
         return None
     se_b, se_c = sum(base) / len(base), sum(now) / len(now)
     return NormalDist().inv_cdf(1.0 - level / 2.0) * math.sqrt(se_b**2 + se_c**2)
@@ -796,8 +780,6 @@ def _ranges(values: list[int]) -> str:
 
 def _plain(x: Any) -> Any:
     """JSON-friendly: numpy scalars to Python, NaN to None."""
-    if x is None:
-        return None
     if hasattr(x, "item") and not isinstance(x, (dict, list, str)):
         try:
             x = x.item()

@@ -190,8 +190,7 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
                 "give each entry a distinct 'name' so that test ids stay unique"
             )
         names.setdefault(name, i)
-        models = _selector(entry.get("models", "*"), where, "models", problems)
-        tasks = _selector(entry.get("tasks", "*"), where, "tasks", problems)
+        models, tasks = (_selector(entry.get(k, "*"), where, k, problems) for k in ("models", "tasks"))
         inits = _selector(entry.get("inits", list(claim_kind.default_inits)), where, "inits", problems)
         if inits and (problem := claim_kind.check_inits(inits)):
             problems.append(f"{where}: {problem}")
@@ -224,9 +223,7 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
             if not isinstance(strict, bool):
                 problems.append(f"{xwhere}: 'strict' must be true or false")
                 strict = True
-            xm = _selector(xf.get("models", "*"), xwhere, "models", problems)
-            xt = _selector(xf.get("tasks", "*"), xwhere, "tasks", problems)
-            xi = _selector(xf.get("inits", "*"), xwhere, "inits", problems)
+            xm, xt, xi = (_selector(xf.get(k, "*"), xwhere, k, problems) for k in ("models", "tasks", "inits"))
             if xm and xt and xi:
                 xfails.append(ExpectedFailure(xm, xt, xi, reason, strict))
         if models and tasks and inits:
@@ -266,12 +263,8 @@ def check_selectors(
     source: str | None = None,
 ) -> None:
     """Raise :class:`ClaimsError` naming every model, task or init pattern (of an entry or of its
-    expected failures) that matches nothing known: a typo such as ``gb1_sampledd`` would
-    otherwise make a CI gate silently apply to nothing.
-
-    ``models``: the registry's names plus the selected ones (paths, ``hf:`` names); ``tasks``: the
-    catalog's ids; ``inits``: every init (``none`` for one-hot).
-    """
+    expected failures) that matches none of the known names (``models``: the registry's and the
+    selected ones): a typo such as ``gb1_sampledd`` would otherwise make a CI gate apply to nothing."""
     known = {"models": sorted(set(models)), "tasks": sorted(set(tasks)), "inits": sorted(set(inits))}
     # per file: a user's file that extends the shipped one has its problems named under its own path
     problems: dict[str, list[str]] = {}
@@ -296,13 +289,9 @@ def check_selectors(
 def expand_claims(
     claims: ClaimsFile | Sequence[ClaimSpec], available: Iterable[tuple[str, str, str]]
 ) -> list[ClaimCase]:
-    """One :class:`ClaimCase` per (claim entry, available (model, task, init)) it selects.
-
-    Order: claim entries in file order, then ``available`` in the order given. Duplicates in
-    ``available`` are ignored. Comparators a claim needs (one-hot, random, stat, baselines) are
-    not required here: a case whose comparator is missing evaluates to a "missing" outcome that
-    says what to run.
-    """
+    """One :class:`ClaimCase` per (claim entry, available (model, task, init)) it selects, in file
+    order, then ``available``'s (duplicates ignored). A comparator a case needs (one-hot, random,
+    stat, a baseline) may be absent: the case then evaluates to a "missing" outcome."""
     avail = list(dict.fromkeys((str(m), str(t), str(i)) for m, t, i in available))
     cases: list[ClaimCase] = []
     for spec in claims:
