@@ -148,9 +148,9 @@ class PaperReference:
             else:
                 seed_used = ",".join(sorted_seeds(keys)) if keys != {NO_SEED} else "none"
             for ref in self.values_for(task, model, init):
-                current = None
-                if measured(at, ref.metric):
-                    current = float(pd.to_numeric(at[ref.metric], errors="coerce").mean())
+                current = (
+                    float(pd.to_numeric(at[ref.metric], errors="coerce").mean()) if measured(at, ref.metric) else None
+                )
                 rows.append(PaperRow(ref, last, current, tol, seed_used))
         return rows
 

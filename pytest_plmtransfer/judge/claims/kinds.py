@@ -581,10 +581,9 @@ class NoRegression(ClaimKind):
             cmp = store.compare(mine, case.params.get("metrics"), level=self.number(case, "level"))
         except BaselineMissing as exc:
             return self.missing(str(exc), command=exc.command, path=str(exc.path))
-        table = cmp.format(only_failures=not cmp.ok)
         return ClaimOutcome(
             cmp.ok,
-            table,
+            cmp.format(only_failures=not cmp.ok),
             {
                 "baseline": str(cmp.path),
                 "notes": cmp.notes,
@@ -887,11 +886,9 @@ class Trend(ClaimKind):
     def comparators(self, case: ClaimCase) -> tuple[str, ...]:
         if case.params.get("axis") == "checkpoint":
             return tuple(f"{case.model}@{f:g}" for f in case.params.get("fractions", []))
-        return (
-            tuple(m for m in case.params.get("models", []) if m != case.model)
-            if case.params.get("axis") == "size"
-            else ()
-        )
+        if case.params.get("axis") == "size":
+            return tuple(m for m in case.params.get("models", []) if m != case.model)
+        return ()
 
     def _position(self, case: ClaimCase, frame: pd.DataFrame, model: str) -> float | None:
         axis = case.params["axis"]

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
-from pytest_plmtransfer.judge.claims.base import ClaimCase, ClaimKind
+from pytest_plmtransfer.judge.claims.base import ClaimCase
 from pytest_plmtransfer.judge.claims.kinds import get_kind, kind_names
 from pytest_plmtransfer.models.base import ONEHOT
 
@@ -127,14 +127,6 @@ def _selector(raw: Any, where: str, key: str, problems: list[str]) -> tuple[str,
     return tuple(raw)
 
 
-def _kind(name: Any) -> ClaimKind | None:
-    """The registered claim kind called ``name``, or None."""
-    try:
-        return get_kind(name) if isinstance(name, str) else None
-    except KeyError:
-        return None
-
-
 def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
     """Validate a parsed claims document; raise :class:`ClaimsError` listing every problem."""
     problems: list[str] = []
@@ -166,17 +158,17 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
             problems.append(f"{where}: must be an object, got {type(entry).__name__}")
             continue
         kind = entry.get("kind")
-        claim_kind = _kind(kind)
-        if claim_kind is None and kind is None:
+        if kind is None:
             problems.append(
                 f"{where} ({entry.get('name', '?')}): no 'kind'. Only an entry named like a shipped claim "
                 '(beats_onehot, saturates_by, ...) in a file with "extends": "default" may leave it out '
                 "(it inherits the shipped one's)"
             )
             continue
-        if claim_kind is None:
+        if not isinstance(kind, str) or kind not in kind_names():
             problems.append(f"{where}: 'kind' is {kind!r}; must be one of {', '.join(kind_names())}")
             continue
+        claim_kind = get_kind(kind)
         where = f"claims[{i}] ({entry.get('name', kind)})"
         for key in sorted(set(entry) - _ENTRY_KEYS):
             problems.append(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(_ENTRY_KEYS))}")
