@@ -275,16 +275,13 @@ def ledger_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     data = normalize(frame)
     if data.empty:
         return pd.DataFrame(columns=[*LEDGER_KEY, "value", "seeds", "metric"])
-    if metric == "auto":
-        data["metric"] = data["test_metric"].where(data["test_metric"].notna(), "test_spearman").astype(str)
-        data["value"] = float("nan")
-        for name in data["metric"].unique():
-            if measured(data, name):
-                mask = data["metric"] == name
-                data.loc[mask, "value"] = pd.to_numeric(data.loc[mask, name], errors="coerce")
-    else:
-        data["metric"] = metric
-        data["value"] = pd.to_numeric(data[metric], errors="coerce") if measured(data, metric) else float("nan")
+    auto = data["test_metric"].where(data["test_metric"].notna(), "test_spearman").astype(str)
+    data["metric"] = auto if metric == "auto" else metric
+    data["value"] = float("nan")
+    for name in data["metric"].unique():
+        if measured(data, name):
+            mask = data["metric"] == name
+            data.loc[mask, "value"] = pd.to_numeric(data.loc[mask, name], errors="coerce")
     data["se"] = [
         iv.get(m, {}).get("se") if isinstance(iv, dict) and isinstance(iv.get(m), dict) else None
         for iv, m in zip(data["intervals"], data["metric"])
