@@ -23,9 +23,8 @@ from pytest_plmtransfer.results.aggregate import normalize
 
 def evaluate(case: ClaimCase, layer_results: pd.DataFrame, baselines: BaselineStore | None = None) -> ClaimOutcome:
     """Evaluate ``case`` on ``layer_results`` (a layer frame, e.g. ``load_ledger(path)``)."""
-    if layer_results is not None:
-        layer_results = layer_results[layer_results["kind"].isna() | (layer_results["kind"] == "layer")]
-    if layer_results is not None and not layer_results.empty:
+    layer_results = layer_results[layer_results["kind"].isna() | (layer_results["kind"] == "layer")]
+    if not layer_results.empty:
         # before normalize(): records of two protocols must not replace each other there
         protocols = record_protocol(layer_results)
         present = sorted(set(protocols))
