@@ -132,9 +132,7 @@ class Tolerance:
         return self.atol + self.rtol * abs(baseline)
 
     def describe(self) -> str:
-        parts = []
-        if self.atol:
-            parts.append(f"±{self.atol:g}")
+        parts = [f"±{self.atol:g}"] if self.atol else []
         if self.rtol:
             parts.append(f"±{self.rtol:.0%}")
         return " + ".join(parts) or "exact"
@@ -184,9 +182,7 @@ class DiffRow:
 
     @property
     def diff(self) -> float | None:
-        if self.baseline is None or self.current is None:
-            return None
-        return self.current - self.baseline
+        return None if self.baseline is None or self.current is None else self.current - self.baseline
 
 
 @dataclass
@@ -287,8 +283,7 @@ def ledger_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
         for iv, m in zip(data["intervals"], data["metric"])
     ]
     data["se"] = pd.to_numeric(data["se"], errors="coerce")
-    grouped = data.groupby(LEDGER_KEY, sort=True)
-    out = grouped.agg(
+    out = data.groupby(LEDGER_KEY, sort=True).agg(
         value=("value", "mean"),
         metric=("metric", "first"),
         seeds=("seed_key", lambda s: ",".join(sorted_seeds(s))),
@@ -332,20 +327,12 @@ class LedgerComparison:
         # conservative); with outside_interval a row is flagged only when |diff| exceeds it as well
         z = NormalDist().inv_cdf(1.0 - level / 2.0)
         both["noise"] = z * (both["se_a"] ** 2 + both["se_b"] ** 2) ** 0.5
+        both["flagged"] = both["diff"].abs() > fail_above if fail_above is not None else False
         if outside_interval:
-            flagged = (both["diff"].abs() > fail_above) & (both["diff"].abs() > both["noise"].fillna(0.0))
-        elif fail_above is not None:
-            flagged = both["diff"].abs() > fail_above
-        else:
-            flagged = pd.Series(False, index=both.index)
-        both["flagged"] = flagged
+            both["flagged"] &= both["diff"].abs() > both["noise"].fillna(0.0)
+        side = merged["_merge"]
         return cls(
-            both,
-            merged[merged["_merge"] == "left_only"],
-            merged[merged["_merge"] == "right_only"],
-            metric,
-            fail_above,
-            outside_interval,
+            both, merged[side == "left_only"], merged[side == "right_only"], metric, fail_above, outside_interval
         )
 
     @property
