@@ -134,8 +134,7 @@ class ClaimKind:
     def validate_params(self, raw: Any) -> tuple[dict[str, Any], list[str]]:
         """The parameters of an entry with defaults filled in, and every problem found (each
         without the entry's location, which the caller prefixes)."""
-        if raw is None:
-            raw = {}
+        raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             return {}, [f"'params' must be an object, got {type(raw).__name__}"]
         problems: list[str] = []
