@@ -699,12 +699,9 @@ def _weights_change(data: pd.DataFrame, doc: dict[str, Any]) -> str | None:
 
 
 def stable_model_key(model: str) -> str:
-    """The name a model's baselines are keyed by.
-
-    ``hf:<local directory>`` is keyed by the directory's name (``hf:../m`` and ``hf:/abs/m`` are
-    the same model in two checkouts); hub names, aliases (``my_plm=hf:./path`` selects the model
-    as ``my_plm``) and every other name are their own key.
-    """
+    """The name a model's baselines are keyed by: ``hf:<local directory>`` by the directory's name
+    (``hf:../m`` and ``hf:/abs/m`` are the same model in two checkouts), any other name (hub names,
+    aliases such as ``my_plm=hf:./path``) by itself."""
     if model.startswith("hf:"):
         spec = model[3:]
         if spec.startswith((".", "/", "~")) or Path(spec).expanduser().is_dir():

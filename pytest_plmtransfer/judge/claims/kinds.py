@@ -657,12 +657,9 @@ _ANY_INIT = ("pretrained", "random", "stat", "none")
 
 
 class Equivalent(ClaimKind):
-    """The case's init and ``other_init`` of the same model score the same within ``margin``.
-
-    plmtransfer: with stored predictions, the paired bootstrap's ``1 - 2*level`` interval of the
-    difference lies inside [-margin, margin] (two one-sided tests at ``level``); without, the seed
-    means differ by at most ``margin``. authors: last layers, seed means within ``margin``.
-    """
+    """The case's init and ``other_init`` of the same model score the same within ``margin``:
+    the paired bootstrap's ``1 - 2*level`` interval of the difference inside [-margin, margin] (two
+    one-sided tests), else (no predictions; authors: last layers) seed means within ``margin``."""
 
     name = "equivalent"
     params = {
@@ -842,14 +839,13 @@ _AXES = ("layer", "checkpoint", "size")
 class Trend(ClaimKind):
     """A monotone trend of the score along ``axis``, measured as the authors did
     (scr/vis/res_vis_task.py, ``task_summary``): Spearman's rho of the score against the axis,
-    a trend when rho >= ``threshold`` (their ``rho_cutoff`` 0.9).
+    a trend when rho >= ``threshold`` (their ``rho_cutoff`` 0.9); ``expect``: ``increasing`` (a
+    trend passes) or ``not_increasing`` (no trend passes: "does not scale").
 
-    ``axis``: ``layer`` (the case's own per-layer test values, seed means), ``checkpoint``
-    (the model and its pretraining checkpoints ``<model>@<fraction>`` listed in ``fractions``,
-    position from the records' ``checkpoint_fraction``, else the name; the model itself is 1.0)
-    or ``size`` (the model and ``models``, position from the records' ``model_params``); each
-    model is scored at the protocol's layer. ``expect``: ``increasing`` (passes when rho >=
-    threshold) or ``not_increasing`` (passes when rho < threshold: "does not scale").
+    ``axis``: ``layer`` (the case's per-layer seed means), ``checkpoint`` (the model (1.0) and its
+    checkpoints ``<model>@<fraction>`` in ``fractions``, placed by ``checkpoint_fraction``, else the
+    name) or ``size`` (the model and ``models``, placed by ``model_params``), each model scored at
+    the protocol's layer.
     """
 
     name = "trend"
