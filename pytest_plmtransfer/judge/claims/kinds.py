@@ -225,8 +225,7 @@ class BeatsOnehot(ClaimKind):
         return (ONEHOT,)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         sel_m, test_m = self.metrics(case, mine)
         one = subset(frame, ONEHOT, case.task)
@@ -328,8 +327,7 @@ class SaturatesBy(ClaimKind):
         return []
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         sel_m, test_m = self.metrics(case, mine)
         last = depth(mine)
@@ -461,8 +459,7 @@ class _InitBeats(ClaimKind):
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
         mine_init, other_init = self.base_init, self.other_init
-        got = _two_inits(self, case, frame, mine_init, other_init)
-        if isinstance(got, ClaimOutcome):
+        if isinstance(got := _two_inits(self, case, frame, mine_init, other_init), ClaimOutcome):
             return got
         pre, oth = got
         sel_m, test_m = self.metrics(case, pre)
@@ -573,8 +570,7 @@ class NoRegression(ClaimKind):
         return _subsample_reason(options)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         store = baselines or BaselineStore()
         try:
@@ -613,8 +609,7 @@ class MatchesPaper(ClaimKind):
         return _subsample_reason(options)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         store = baselines or BaselineStore()
         ref = store.paper()
@@ -676,8 +671,7 @@ class Equivalent(ClaimKind):
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
         other = str(case.params["other_init"])
-        got = _two_inits(self, case, frame, case.init, other)
-        if isinstance(got, ClaimOutcome):
+        if isinstance(got := _two_inits(self, case, frame, case.init, other), ClaimOutcome):
             return got
         a, b = got
         sel_m, test_m = self.metrics(case, a)
@@ -718,8 +712,7 @@ class _AcrossModels(ClaimKind):
 
     def scores(self, case: ClaimCase, frame: pd.DataFrame) -> tuple[dict[str, tuple[str, float]], str] | ClaimOutcome:
         """Each family model's (layers, score), and the test metric; or what is missing."""
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         sel_m, test_m = self.metrics(case, mine)
         out: dict[str, tuple[str, float]] = {}
@@ -749,8 +742,7 @@ class SimilarAcrossModels(_AcrossModels):
         return [] if "models" in params else ["similar_across_models needs 'models' (the family compared)"]
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        got = self.scores(case, frame)
-        if isinstance(got, ClaimOutcome):
+        if isinstance(got := self.scores(case, frame), ClaimOutcome):
             return got
         scores, test_m = got
         values = [v for _, v in scores.values()]
@@ -777,8 +769,7 @@ class NotAlwaysBeatsOnehot(_AcrossModels):
         return (*super().comparators(case), ONEHOT)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        got = self.scores(case, frame)
-        if isinstance(got, ClaimOutcome):
+        if isinstance(got := self.scores(case, frame), ClaimOutcome):
             return got
         scores, test_m = got
         sel_m, _ = self.metrics(case, subset(frame, case.model, case.task))
@@ -806,8 +797,7 @@ class DeclinesAfterPeak(ClaimKind):
     for_onehot = False
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         sel_m, test_m = self.metrics(case, mine)
         last = depth(mine)
@@ -899,8 +889,7 @@ class Trend(ClaimKind):
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
         from scipy import stats
 
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         sel_m, test_m = self.metrics(case, mine)
         axis = case.params["axis"]
