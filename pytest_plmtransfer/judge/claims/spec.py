@@ -134,11 +134,9 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
         doc = {"format": FORMAT, "claims": doc}
     if not isinstance(doc, dict):
         raise ClaimsError(source, [f"top level must be an object with a 'claims' list, got {type(doc).__name__}"])
-    fmt = doc.get("format", FORMAT)
-    if fmt != FORMAT:
+    if (fmt := doc.get("format", FORMAT)) != FORMAT:
         problems.append(f"'format' is {fmt!r}; this plugin reads {FORMAT!r}")
-    unknown_top = set(doc) - {"format", "description", "claims", "extends"}
-    if unknown_top:
+    if unknown_top := set(doc) - {"format", "description", "claims", "extends"}:
         problems.append(
             f"unknown top-level key(s) {sorted(unknown_top)}; allowed: format, description, extends, claims"
         )
@@ -220,9 +218,7 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
                 xfails.append(ExpectedFailure(xm, xt, xi, reason, strict))
         if models and tasks and inits:
             specs.append(
-                ClaimSpec(
-                    name, claim_kind.name, models, tasks, inits, params, tuple(xfails), finding, i, source, protocol
-                )
+                ClaimSpec(name, kind, models, tasks, inits, params, tuple(xfails), finding, i, source, protocol)
             )
     if problems:
         raise ClaimsError(source, problems)
