@@ -502,10 +502,8 @@ class _InitBeats(ClaimKind):
         if isinstance(paired, PairedResult):
             passed = paired.significant
             detail.update(test="paired bootstrap", p_value=paired.p_value, paired=paired.to_dict())
-            stat_txt, tail = (
-                f"{mine_init} minus {other_init} {paired.describe()}",
-                f" (margin {margin:g})" if margin else "",
-            )
+            stat_txt = f"{mine_init} minus {other_init} {paired.describe()}"
+            tail = f" (margin {margin:g})" if margin else ""
         else:
             if not _authors(case):
                 detail["paired_unavailable"] = paired
