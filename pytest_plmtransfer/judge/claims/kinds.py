@@ -15,20 +15,17 @@ Welch's one-sided t-test (ablations vary far more across seeds). A t-test, not a
 3-5 seeds no rank or sign test can reach p < 0.05 (the exact sign test's smallest p with 3 seeds
 is 0.125). With one seed there is no test: a plain comparison, and the message says so.
 
-Protocols: a claim that names a ``protocol`` is evaluated only on records of that protocol (no
-field: ``plmtransfer``); one that names none, on the records' own, which must be a single one.
-Under ``authors`` every built-in kind compares last layers, as the authors' analysis does, and the
+Protocols (:func:`~pytest_plmtransfer.judge.claims.evaluate.evaluate` picks the records): under
+``authors`` every built-in kind compares last layers, as the authors' analysis does, and the
 ablation test is theirs (``scr/analysis/repstat.py``, ``perform_t_test``: ``scipy.stats.ttest_1samp``
 of the replicate seeds' last-layer values against the pretrained one, ``alternative="less"``,
 significant at p < 0.05); no paired bootstrap.
 
-Paired tests (issue 12, plmtransfer protocol): when the records refer to stored test predictions,
-``beats_onehot``, ``pretrained_beats_*`` and ``saturates_by`` compare the two sides' predictions on
-the same test examples with a paired bootstrap (:func:`pytest_plmtransfer.measure.stats.paired_test`,
-seeds through a hierarchical bootstrap); the message gives the difference, its ``1 - 2*level``
-interval and the one-sided p, and the claim passes when ``p < level`` (``saturates_by`` fails only
-when the gap is significantly above the tolerance). Without predictions: the comparisons above,
-and the message says so.
+Paired tests (issue 12, plmtransfer protocol; :mod:`~pytest_plmtransfer.judge.claims.paired`): with
+stored test predictions, ``beats_onehot``, ``pretrained_beats_*`` and ``saturates_by`` compare the
+two sides on the same test examples (seeds through a hierarchical bootstrap) and pass when
+``p < level`` (``saturates_by`` fails only when the gap is significantly above the tolerance);
+without, the comparisons above, and the message says so.
 """
 
 from __future__ import annotations
