@@ -215,21 +215,9 @@ class Comparison:
         return line + (f"; {self.weights_changed}" if self.weights_changed else "")
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            [
-                {
-                    "layer": r.layer,
-                    "metric": r.metric,
-                    "baseline": r.baseline,
-                    "current": r.current,
-                    "diff": r.diff,
-                    "tolerance": r.tolerance.describe(),
-                    "noise": r.noise,
-                    "status": r.status,
-                }
-                for r in self.rows
-            ]
-        )
+        rows = [{**vars(r), "diff": r.diff, "tolerance": r.tolerance.describe()} for r in self.rows]
+        columns = ["layer", "metric", "baseline", "current", "diff", "tolerance", "noise", "status"]
+        return pd.DataFrame(rows, columns=columns if rows else None)
 
     def format(self, only_failures: bool = False) -> str:
         """A pytest-regressions style table: layer, metric, baseline, current, diff, tolerance, status."""
