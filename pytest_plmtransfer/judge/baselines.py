@@ -245,8 +245,7 @@ class Comparison:
         return self.format()
 
 
-# --------------------------------------------------------------------------------------------
-# two ledgers (``plmtransfer compare``)
+# ------------------------------------------------------------------------------ two ledgers (``plmtransfer compare``)
 
 #: what a row of a ledger comparison is keyed by (rows of two protocols are never compared)
 LEDGER_KEY = ["model", "task", "init", "protocol", "layer"]
@@ -409,8 +408,7 @@ class LedgerComparison:
         return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------------------------
-# the store
+# ------------------------------------------------------------------------------ the store
 
 
 class BaselineStore:

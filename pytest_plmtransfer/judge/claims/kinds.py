@@ -963,8 +963,7 @@ def register_kind(cls: type[ClaimKind]) -> None:
         raise ClaimKindError(f"claim kind {name!r}: params {bad} must be Param(...) declarations")
     if "evaluate" not in {m for klass in cls.__mro__ if klass is not ClaimKind for m in vars(klass)}:
         raise ClaimKindError(f"claim kind {name!r} ({cls.__qualname__}) does not implement evaluate()")
-    existing = _REGISTRY.get(name)
-    if existing is not None:
+    if (existing := _REGISTRY.get(name)) is not None:
         if type(existing) is cls:
             return
         raise ClaimKindError(

@@ -256,8 +256,7 @@ def check_selectors(
     known = {"models": sorted(set(models)), "tasks": sorted(set(tasks)), "inits": sorted(set(inits))}
     # per file: a user's file that extends the shipped one has its problems named under its own path
     problems: dict[str, list[str]] = {}
-    specs = list(claims)
-    for spec in specs:
+    for spec in claims:
         where = f"claims[{spec.index}] ({spec.name})"
         selectors = [(where, "models", spec.models), (where, "tasks", spec.tasks), (where, "inits", spec.inits)]
         for j, xf in enumerate(spec.expected_failures):
