@@ -207,8 +207,7 @@ class Comparison:
         return [r for r in self.rows if not r.ok]
 
     def summary(self) -> str:
-        bad = len(self.failures)
-        what = f"{self.model}/{self.init} on {self.task}"
+        bad, what = len(self.failures), f"{self.model}/{self.init} on {self.task}"
         if bad == 0:
             return f"{what}: all {len(self.rows)} values within tolerance of {self.path}"
         line = f"{what}: {bad} of {len(self.rows)} values outside tolerance of {self.path}"
@@ -330,9 +329,7 @@ class LedgerComparison:
     @property
     def exit_status(self) -> int:
         """1 when a row is flagged, or, with a threshold, nothing could be compared; else 0."""
-        if self.compared.empty:
-            return 1 if self.fail_above is not None else 0
-        return 1 if self.fail_above is not None and bool(self.compared["flagged"].any()) else 0
+        return int(self.fail_above is not None and (self.compared.empty or bool(self.compared["flagged"].any())))
 
     def _table(self, only_diffs: bool) -> list[str]:
         shown = self.both[self.both["flagged"]] if only_diffs else self.both

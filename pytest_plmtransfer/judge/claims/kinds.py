@@ -821,6 +821,15 @@ class DeclinesAfterPeak(ClaimKind):
 _AXES = ("layer", "checkpoint", "size")
 
 
+def _expect(name: str, value: Any) -> str | None:
+    return None if value in ("increasing", "not_increasing") else f"'{name}' must be increasing or not_increasing"
+
+
+def _fractions(name: str, value: Any) -> str | None:
+    ok = value and all(isinstance(f, _NUM) and 0 < f < 1 for f in value)
+    return None if ok else f"'{name}' must list fractions in (0, 1)"
+
+
 class Trend(ClaimKind):
     """A monotone trend of the score along ``axis``, measured as the authors did
     (scr/vis/res_vis_task.py, ``task_summary``): Spearman's rho of the score against the axis,
@@ -836,24 +845,10 @@ class Trend(ClaimKind):
     name = "trend"
     params = {
         "axis": Param((str,), None, lambda n, v: None if v in _AXES else f"'{n}' must be one of {', '.join(_AXES)}"),
-        "expect": Param(
-            (str,),
-            "increasing",
-            lambda n, v: (
-                None if v in ("increasing", "not_increasing") else f"'{n}' must be increasing or not_increasing"
-            ),
-        ),
+        "expect": Param((str,), "increasing", _expect),
         "threshold": Param(_NUM, 0.9, lambda n, v: None if -1 <= v <= 1 else f"'{n}' must be in [-1, 1]"),
         "models": _MODELS,
-        "fractions": Param(
-            (list,),
-            None,
-            lambda n, v: (
-                None
-                if v and all(isinstance(f, _NUM) and 0 < f < 1 for f in v)
-                else f"'{n}' must list fractions in (0, 1)"
-            ),
-        ),
+        "fractions": Param((list,), None, _fractions),
         **_METRICS,
     }
     for_onehot = False
