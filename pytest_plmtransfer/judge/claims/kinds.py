@@ -275,10 +275,8 @@ class BeatsOnehot(ClaimKind):
 
     def _last_layer(self, case: ClaimCase, frame: pd.DataFrame, sel_m: str, test_m: str) -> ClaimOutcome:
         """The authors' 'Emb > OH': the last layer's value against one-hot's, a plain comparison."""
-        mine, one = (
-            _score(case, frame, case.model, case.init, sel_m, test_m),
-            _score(case, frame, ONEHOT, "none", sel_m, test_m),
-        )
+        mine = _score(case, frame, case.model, case.init, sel_m, test_m)
+        one = _score(case, frame, ONEHOT, "none", sel_m, test_m)
         if mine is None or one is None:
             return self.missing(f"{self.what(case)}: {test_m} missing at the last layer of the model or of one-hot")
         margin = self.number(case, "margin")
@@ -607,8 +605,7 @@ class MatchesPaper(ClaimKind):
         if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         store = baselines or BaselineStore()
-        ref = store.paper()
-        if ref is None:
+        if (ref := store.paper()) is None:
             return self.missing(f"no paper reference file at {store.paper_path}")
         if not ref.values_for(case.task, case.model, case.init):
             return self.missing(f"{store.paper_path} has no value for {self.what(case)}; nothing to compare")
