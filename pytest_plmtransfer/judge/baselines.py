@@ -29,17 +29,15 @@ A baseline file (``"format": "plmtransfer-baseline/1"``)::
     }
 
 A value passes when ``|current - baseline| <= atol + rtol * |baseline|`` (numpy ``isclose``
-semantics, as in pytest-regressions). Seeds without a seed (pretrained, one-hot) are keyed "none".
-A baseline stores its protocol and is only ever compared with results of that protocol.
+semantics, as in pytest-regressions). Records without a seed (pretrained, one-hot) are keyed
+"none". A baseline is only ever compared with results of its own protocol.
 
-Noise (issue 12): baselines store no predictions, so a paired test against them is impossible.
-Instead each layer also stores the bootstrap standard error of the test metric per seed
-(``"intervals": {"<seed>": {"test_spearman": {"se", "low", "high", "n_resamples"}}}``), written
-on update from the records' intervals. When ``compare`` is given a ``level`` and both sides have
-a standard error, a value fails only when it is outside the tolerance *and* outside the noise,
-``|diff| > z(1 - level/2) * sqrt(se_current^2 + se_baseline^2)`` (an unpaired two-sided test:
-conservative, as the two runs score the same test examples and are positively correlated).
-Metrics without intervals (validation, train) and baselines written before intervals keep the
+Noise (issue 12): baselines store no predictions, so no paired test against them; each layer
+stores the test metric's bootstrap standard error per seed instead (``"intervals": {"<seed>":
+{"test_spearman": {"se", "low", "high", "n_resamples"}}}``). With a ``level`` and a standard error
+on both sides, a value fails only when outside the tolerance *and* outside the noise,
+``|diff| > z(1 - level/2) * sqrt(se_current^2 + se_baseline^2)`` (unpaired two-sided: conservative,
+as both runs score the same test examples). Metrics or baselines without intervals keep the
 tolerance alone, and the comparison notes it.
 """
 
@@ -50,7 +48,9 @@ import json
 import math
 import re
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,8 @@ FORMAT = "plmtransfer-baseline/1"
 
 #: default tolerances, matched in order by glob on the metric key; the first match wins
 DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
-    "*_spearman": {"atol": 0.02, "rtol": 0.0},
-    "*_pearson": {"atol": 0.02, "rtol": 0.0},
-    "*_ndcg": {"atol": 0.02, "rtol": 0.0},
-    "*_accuracy": {"atol": 0.02, "rtol": 0.0},
-    "*_q3": {"atol": 0.02, "rtol": 0.0},
-    "*_auc": {"atol": 0.02, "rtol": 0.0},
-    "*_mse": {"atol": 0.0, "rtol": 0.10},
-    "*_loss": {"atol": 0.0, "rtol": 0.10},
+    **{f"*_{m}": {"atol": 0.02, "rtol": 0.0} for m in ("spearman", "pearson", "ndcg", "accuracy", "q3", "auc")},
+    **{f"*_{m}": {"atol": 0.0, "rtol": 0.10} for m in ("mse", "loss")},
     "*": {"atol": 0.02, "rtol": 0.05},
 }
 #: copied into a stored baseline: what made the numbers, never where (no host, no paths: the file
@@ -118,13 +112,10 @@ def update_command(
 
 def safe_name(name: str) -> str:
     """A file-name-safe form of a model/task/init name (``hf:org/model`` -> ``hf_org__model``)."""
-    name = name.replace("/", "__")
-    return re.sub(r"[^A-Za-z0-9._@=+-]", "_", name)
+    return re.sub(r"[^A-Za-z0-9._@=+-]", "_", name.replace("/", "__"))
 
 
 def _num(x: Any) -> float | None:
-    if x is None:
-        return None
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -141,9 +132,7 @@ class Tolerance:
         return self.atol + self.rtol * abs(baseline)
 
     def describe(self) -> str:
-        parts = []
-        if self.atol:
-            parts.append(f"±{self.atol:g}")
+        parts = [f"±{self.atol:g}"] if self.atol else []
         if self.rtol:
             parts.append(f"±{self.rtol:.0%}")
         return " + ".join(parts) or "exact"
@@ -193,9 +182,7 @@ class DiffRow:
 
     @property
     def diff(self) -> float | None:
-        if self.baseline is None or self.current is None:
-            return None
-        return self.current - self.baseline
+        return None if self.baseline is None or self.current is None else self.current - self.baseline
 
 
 @dataclass
@@ -220,29 +207,16 @@ class Comparison:
         return [r for r in self.rows if not r.ok]
 
     def summary(self) -> str:
-        bad = len(self.failures)
-        what = f"{self.model}/{self.init} on {self.task}"
+        bad, what = len(self.failures), f"{self.model}/{self.init} on {self.task}"
         if bad == 0:
             return f"{what}: all {len(self.rows)} values within tolerance of {self.path}"
         line = f"{what}: {bad} of {len(self.rows)} values outside tolerance of {self.path}"
         return line + (f"; {self.weights_changed}" if self.weights_changed else "")
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            [
-                {
-                    "layer": r.layer,
-                    "metric": r.metric,
-                    "baseline": r.baseline,
-                    "current": r.current,
-                    "diff": r.diff,
-                    "tolerance": r.tolerance.describe(),
-                    "noise": r.noise,
-                    "status": r.status,
-                }
-                for r in self.rows
-            ]
-        )
+        rows = [{**vars(r), "diff": r.diff, "tolerance": r.tolerance.describe()} for r in self.rows]
+        columns = ["layer", "metric", "baseline", "current", "diff", "tolerance", "noise", "status"]
+        return pd.DataFrame(rows, columns=columns if rows else None)
 
     def format(self, only_failures: bool = False) -> str:
         """A pytest-regressions style table: layer, metric, baseline, current, diff, tolerance, status."""
@@ -270,8 +244,7 @@ class Comparison:
         return self.format()
 
 
-# --------------------------------------------------------------------------------------------
-# two ledgers (``plmtransfer compare``)
+# ------------------------------------------------------------------------------ two ledgers (``plmtransfer compare``)
 
 #: what a row of a ledger comparison is keyed by (rows of two protocols are never compared)
 LEDGER_KEY = ["model", "task", "init", "protocol", "layer"]
@@ -284,23 +257,19 @@ def ledger_values(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     data = normalize(frame)
     if data.empty:
         return pd.DataFrame(columns=[*LEDGER_KEY, "value", "seeds", "metric"])
-    if metric == "auto":
-        data["metric"] = data["test_metric"].where(data["test_metric"].notna(), "test_spearman").astype(str)
-        data["value"] = float("nan")
-        for name in data["metric"].unique():
-            if measured(data, name):
-                mask = data["metric"] == name
-                data.loc[mask, "value"] = pd.to_numeric(data.loc[mask, name], errors="coerce")
-    else:
-        data["metric"] = metric
-        data["value"] = pd.to_numeric(data[metric], errors="coerce") if measured(data, metric) else float("nan")
+    auto = data["test_metric"].where(data["test_metric"].notna(), "test_spearman").astype(str)
+    data["metric"] = auto if metric == "auto" else metric
+    data["value"] = float("nan")
+    for name in data["metric"].unique():
+        if measured(data, name):
+            mask = data["metric"] == name
+            data.loc[mask, "value"] = pd.to_numeric(data.loc[mask, name], errors="coerce")
     data["se"] = [
         iv.get(m, {}).get("se") if isinstance(iv, dict) and isinstance(iv.get(m), dict) else None
         for iv, m in zip(data["intervals"], data["metric"])
     ]
     data["se"] = pd.to_numeric(data["se"], errors="coerce")
-    grouped = data.groupby(LEDGER_KEY, sort=True)
-    out = grouped.agg(
+    out = data.groupby(LEDGER_KEY, sort=True).agg(
         value=("value", "mean"),
         metric=("metric", "first"),
         seeds=("seed_key", lambda s: ",".join(sorted_seeds(s))),
@@ -344,20 +313,12 @@ class LedgerComparison:
         # conservative); with outside_interval a row is flagged only when |diff| exceeds it as well
         z = NormalDist().inv_cdf(1.0 - level / 2.0)
         both["noise"] = z * (both["se_a"] ** 2 + both["se_b"] ** 2) ** 0.5
+        both["flagged"] = both["diff"].abs() > fail_above if fail_above is not None else False
         if outside_interval:
-            flagged = (both["diff"].abs() > fail_above) & (both["diff"].abs() > both["noise"].fillna(0.0))
-        elif fail_above is not None:
-            flagged = both["diff"].abs() > fail_above
-        else:
-            flagged = pd.Series(False, index=both.index)
-        both["flagged"] = flagged
+            both["flagged"] &= both["diff"].abs() > both["noise"].fillna(0.0)
+        side = merged["_merge"]
         return cls(
-            both,
-            merged[merged["_merge"] == "left_only"],
-            merged[merged["_merge"] == "right_only"],
-            metric,
-            fail_above,
-            outside_interval,
+            both, merged[side == "left_only"], merged[side == "right_only"], metric, fail_above, outside_interval
         )
 
     @property
@@ -368,9 +329,7 @@ class LedgerComparison:
     @property
     def exit_status(self) -> int:
         """1 when a row is flagged, or, with a threshold, nothing could be compared; else 0."""
-        if self.compared.empty:
-            return 1 if self.fail_above is not None else 0
-        return 1 if self.fail_above is not None and bool(self.compared["flagged"].any()) else 0
+        return int(self.fail_above is not None and (self.compared.empty or bool(self.compared["flagged"].any())))
 
     def _table(self, only_diffs: bool) -> list[str]:
         shown = self.both[self.both["flagged"]] if only_diffs else self.both
@@ -446,8 +405,7 @@ class LedgerComparison:
         return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------------------------
-# the store
+# ------------------------------------------------------------------------------ the store
 
 
 class BaselineStore:
@@ -477,15 +435,6 @@ class BaselineStore:
     @property
     def claims_path(self) -> Path:
         return self.root / "claims.json"
-
-    def exists(self, task: str, model: str, init: str, protocol: str = PLMTRANSFER) -> bool:
-        return self.read_path(task, model, init, protocol).is_file()
-
-    def load(self, task: str, model: str, init: str, protocol: str = PLMTRANSFER) -> dict[str, Any]:
-        path = self.read_path(task, model, init, protocol)
-        if not path.is_file():
-            raise BaselineMissing(task, model, init, path, protocol=protocol)
-        return self._read(path, protocol)
 
     def _read(self, path: Path, protocol: str | None = None) -> dict[str, Any]:
         try:
@@ -527,29 +476,23 @@ class BaselineStore:
     # writing --------------------------------------------------------------------------------
 
     def update_from(self, frame: pd.DataFrame) -> list[Path]:
-        """Rewrite the baseline of every (task, model, init) in ``frame`` from its records.
-
-        Keeps the newest record per (model, task, layer, init, seed); stores per-layer means
-        over seeds and per-seed values; keeps reviewer-set tolerance ``overrides`` of an
-        existing file. A file whose values (layers, seeds, metrics, tolerances) would not change
-        is left as it is, provenance included. Returns the paths written. Records of a
-        subsample (``--plm-limit``) are never stored.
-        """
+        """Rewrite the baseline of every (task, model, init) in ``frame`` from its newest records
+        (per-layer seed means and per-seed values), keeping reviewer-set tolerance ``overrides``;
+        returns the paths written. A file whose values would not change is left as it is,
+        provenance included; records of a subsample (``--plm-limit``) are never stored."""
         data = normalize(frame[frame["limit"].isna()])
         self.unchanged = []
         if data.empty:
             return []
         metrics = metric_columns(data)
         written: list[Path] = []
-        for (task, model, init, protocol), sub in data.groupby(["task", "model", "init", "protocol"], sort=True):
-            path = self.path_for(task, model, init, protocol)
+        for key, sub in data.groupby(["task", "model", "init", "protocol"], sort=True):
+            path = self.path_for(*key)
             overrides: dict[str, Any] = {}
             if path.is_file():
-                try:
+                with suppress(BaselineError):
                     overrides = self._read(path).get("tolerances", {}).get("overrides", {}) or {}
-                except BaselineError:
-                    overrides = {}
-            doc = self._document(task, model, init, sub, metrics, overrides, protocol)
+            doc = _document(key, sub, metrics, overrides)
             if path.is_file() and _same_values(path, doc):
                 self.unchanged.append(path)
                 continue  # provenance-only changes would churn reviewable files: keep the old one
@@ -557,81 +500,14 @@ class BaselineStore:
             written.append(path)
         return written
 
-    def _document(
-        self,
-        task: str,
-        model: str,
-        init: str,
-        sub: pd.DataFrame,
-        metrics: list[str],
-        overrides: dict[str, Any],
-        protocol: str,
-    ) -> dict[str, Any]:
-        from pytest_plmtransfer.infra.provenance import utc_now
-
-        sub = sub.sort_values(["layer", "seed_key"])
-        present = [m for m in metrics if sub[m].notna().any()]
-        layers: dict[str, Any] = {}
-        for layer, lsub in sub.groupby("layer", sort=True):
-            per_seed = {
-                row.seed_key: {m: _num(getattr(row, m)) for m in present if _num(getattr(row, m)) is not None}
-                for row in lsub[["seed_key", *present]].itertuples(index=False)
-            }
-            mean = {}
-            for m in present:
-                vals: list[float] = [x for v in per_seed.values() if (x := v.get(m)) is not None]
-                if vals:
-                    mean[m] = sum(vals) / len(vals)
-            layers[str(int(layer))] = {"mean": mean, "per_seed": per_seed}
-            stored = _stored_intervals(lsub)
-            if stored:
-                layers[str(int(layer))]["intervals"] = stored
-        last = sub.sort_values("timestamp").iloc[-1]
-        data_info = last.get("data") if isinstance(last.get("data"), dict) else {}
-        prov: dict[str, Any] = {k: _plain(last[k]) for k in _PROVENANCE_FIELDS}
-        prov.update(
-            {
-                "run_id": _plain(last.get("run_id")),
-                "run_timestamp": _plain(last.get("timestamp")),
-                "written": utc_now(),
-                "data_sha256": data_info.get("sha256"),
-                "data_archive": data_info.get("archive"),
-                "data_window": data_info.get("window"),
-                "weights": _plain(last.get("weights")),
-                "versions": _plain(last.get("versions")),
-            }
-        )
-        seeds = sorted_seeds(sub["seed_key"])
-        first = sub.iloc[0]
-        return {
-            "format": FORMAT,
-            "task": task,
-            "model": model,
-            "init": init,
-            "protocol": protocol,
-            "task_kind": _plain(first.get("task_kind")),
-            "selection_metric": _plain(first.get("selection_metric")),
-            "test_metric": _plain(first.get("test_metric")),
-            "num_layers": depth(sub),
-            "seeds": [seed_value(k) for k in seeds],
-            "provenance": prov,
-            "tolerances": {"defaults": DEFAULT_TOLERANCES, "overrides": overrides},
-            "layers": layers,
-        }
-
     # comparing ------------------------------------------------------------------------------
 
     def compare(
         self, frame: pd.DataFrame, metrics: Iterable[str] | None = None, level: float | None = None
     ) -> Comparison:
-        """Compare the results of ONE (task, model, init) with its stored baseline.
-
-        ``metrics``: optional globs restricting which metric keys are compared (default: every
-        metric key the baseline stores). ``level``: also require a failing value to be outside
-        the bootstrap noise at this level (see the module docstring); None: tolerance only.
-        Raises :class:`BaselineMissing` (with the command that creates the baseline) when there
-        is none.
-        """
+        """Compare the results of ONE (task, model, init) with its stored baseline (else
+        :class:`BaselineMissing`). ``metrics``: globs of the metric keys compared (default: all
+        stored); ``level``: a failing value must also be outside the bootstrap noise (module docstring)."""
         data = normalize(frame)
         if data.empty:
             raise BaselineError("no layer results to compare with a baseline")
@@ -656,28 +532,19 @@ class BaselineStore:
         # Seeds in both compare value for value (a baseline of seed 42 still checks seed 42 of a
         # 3-seed run); only with no seed in common are the seed means compared.
         shared = run_seeds & base_seeds
-        use_per_seed = bool(shared)
-        if use_per_seed and shared != run_seeds:
+        if shared:
             data = data[data["seed_key"].isin(shared)]
         if run_seeds != base_seeds:
-            if use_per_seed:
-                cmp.notes.append(
-                    f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: "
-                    + (
-                        "comparing against the baseline's values for the run's seeds"
-                        if shared == run_seeds
-                        else f"comparing the shared seed(s) {_seeds(shared)} value for value"
-                    )
-                )
+            if not shared:
+                how = "comparing the run's seed mean with the baseline's seed mean"
+            elif shared == run_seeds:
+                how = "comparing against the baseline's values for the run's seeds"
             else:
-                cmp.notes.append(
-                    f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: "
-                    "comparing the run's seed mean with the baseline's seed mean"
-                )
+                how = f"comparing the shared seed(s) {_seeds(shared)} value for value"
+            cmp.notes.append(f"the run has seeds {_seeds(run_seeds)}, the baseline {_seeds(base_seeds)}: {how}")
         run_seeds = shared or run_seeds
         current_layers = sorted(int(x) for x in data["layer"].unique())
-        base_layers = sorted(int(x) for x in doc["layers"])
-        absent = [x for x in base_layers if x not in current_layers]
+        absent = sorted(int(x) for x in doc["layers"] if int(x) not in current_layers)
         if absent:
             cmp.notes.append(f"baseline layers not in this run (not compared): {_ranges(absent)}")
 
@@ -688,10 +555,7 @@ class BaselineStore:
             if entry is None:
                 cmp.rows.append(DiffRow(layer, "*", None, None, Tolerance(), "NEW"))
                 continue
-            if use_per_seed:
-                base_vals = _seed_mean(entry.get("per_seed", {}), run_seeds) or entry.get("mean", {})
-            else:
-                base_vals = entry.get("mean", {})
+            base_vals = (_seed_mean(entry.get("per_seed", {}), shared) if shared else {}) or entry.get("mean", {})
             for metric in sorted(base_vals):
                 if patterns is not None and not any(fnmatch.fnmatchcase(metric, p) for p in patterns):
                     continue
@@ -701,19 +565,15 @@ class BaselineStore:
                     cmp.rows.append(DiffRow(layer, metric, base, None, tol, "MISSING"))
                     continue
                 current = _num(pd.to_numeric(cur[metric], errors="coerce").mean())
-                if base is None and current is None:
-                    status = "OK"
-                elif base is None or current is None:
-                    status = "FAIL"
-                else:
-                    status = "OK" if abs(current - base) <= tol.allowed(base) + 1e-12 else "FAIL"
-                noise = None
-                if level is not None:
-                    noise = _noise(entry.get("intervals", {}), run_seeds, cur, metric, level)
-                    if noise is None:
-                        no_noise.add(metric)
-                    elif status == "FAIL" and base is not None and current is not None and abs(current - base) <= noise:
-                        status = "OK"
+                noise = None if level is None else _noise(entry.get("intervals", {}), run_seeds, cur, metric, level)
+                if level is not None and noise is None:
+                    no_noise.add(metric)
+                if base is None or current is None:
+                    status = "OK" if base is None and current is None else "FAIL"
+                else:  # outside the tolerance fails, unless (with a level) within the bootstrap noise
+                    diff = abs(current - base)
+                    within = diff <= tol.allowed(base) + 1e-12 or (noise is not None and diff <= noise)
+                    status = "OK" if within else "FAIL"
                 cmp.rows.append(DiffRow(layer, metric, base, current, tol, status, noise))
         if level is not None and no_noise:
             cmp.notes.append(
@@ -728,30 +588,61 @@ class BaselineStore:
         return cmp
 
 
-#: the parts of a baseline document that are its values (provenance is not)
-_VALUE_KEYS = (
-    "format",
-    "task",
-    "model",
-    "init",
-    "protocol",
-    "task_kind",
-    "selection_metric",
-    "test_metric",
-    "num_layers",
-    "seeds",
-    "tolerances",
-    "layers",
-)
+def _document(key: tuple[Any, ...], sub: pd.DataFrame, metrics: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The baseline document of one (task, model, init, protocol) ``key`` from its records ``sub``."""
+    from pytest_plmtransfer.infra.provenance import utc_now
+
+    task, model, init, protocol = key
+    sub = sub.sort_values(["layer", "seed_key"])
+    present = [m for m in metrics if sub[m].notna().any()]
+    layers: dict[str, Any] = {}
+    for layer, lsub in sub.groupby("layer", sort=True):
+        per_seed = {
+            row.seed_key: {m: _num(getattr(row, m)) for m in present if _num(getattr(row, m)) is not None}
+            for row in lsub[["seed_key", *present]].itertuples(index=False)
+        }
+        layers[str(int(layer))] = {"mean": _mean_of(list(per_seed.values()), present), "per_seed": per_seed}
+        if stored := _stored_intervals(lsub):
+            layers[str(int(layer))]["intervals"] = stored
+    last = sub.sort_values("timestamp").iloc[-1]
+    data_info = last.get("data") if isinstance(last.get("data"), dict) else {}
+    prov: dict[str, Any] = {
+        **{k: _plain(last[k]) for k in _PROVENANCE_FIELDS},
+        "run_id": _plain(last.get("run_id")),
+        "run_timestamp": _plain(last.get("timestamp")),
+        "written": utc_now(),
+        "data_sha256": data_info.get("sha256"),
+        "data_archive": data_info.get("archive"),
+        "data_window": data_info.get("window"),
+        "weights": _plain(last.get("weights")),
+        "versions": _plain(last.get("versions")),
+    }
+    first = sub.iloc[0]
+    return {
+        "format": FORMAT,
+        "task": task,
+        "model": model,
+        "init": init,
+        "protocol": protocol,
+        "task_kind": _plain(first.get("task_kind")),
+        "selection_metric": _plain(first.get("selection_metric")),
+        "test_metric": _plain(first.get("test_metric")),
+        "num_layers": depth(sub),
+        "seeds": [seed_value(k) for k in sorted_seeds(sub["seed_key"])],
+        "provenance": prov,
+        "tolerances": {"defaults": DEFAULT_TOLERANCES, "overrides": overrides},
+        "layers": layers,
+    }
 
 
 def _same_values(path: Path, doc: dict[str, Any]) -> bool:
+    """Whether the file at ``path`` holds ``doc``'s values (every part but its provenance)."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
     new = json.loads(json.dumps(doc))  # the document as it would read back (tuples -> lists ...)
-    return all(_close(old.get(k), new.get(k)) for k in _VALUE_KEYS)
+    return all(_close(old.get(k), new[k]) for k in new if k != "provenance")
 
 
 #: relative difference below which two stored numbers are "the same value": last-digit noise from
@@ -791,12 +682,9 @@ def _weights_change(data: pd.DataFrame, doc: dict[str, Any]) -> str | None:
 
 
 def stable_model_key(model: str) -> str:
-    """The name a model's baselines are keyed by.
-
-    ``hf:<local directory>`` is keyed by the directory's name (``hf:../m`` and ``hf:/abs/m`` are
-    the same model in two checkouts); hub names, aliases (``my_plm=hf:./path`` selects the model
-    as ``my_plm``) and every other name are their own key.
-    """
+    """The name a model's baselines are keyed by: ``hf:<local directory>`` by the directory's name
+    (``hf:../m`` and ``hf:/abs/m`` are the same model in two checkouts), any other name (hub names,
+    aliases such as ``my_plm=hf:./path``) by itself."""
     if model.startswith("hf:"):
         spec = model[3:]
         if spec.startswith((".", "/", "~")) or Path(spec).expanduser().is_dir():
@@ -825,28 +713,23 @@ def _noise(stored: dict[str, Any], seeds: set[str], cur: pd.DataFrame, metric: s
     from statistics import NormalDist
 
     base = [v for s in seeds if (v := _num(stored.get(s, {}).get(metric, {}).get("se"))) is not None]
-    if not base:
-        return None
     now = [
         v for iv in cur["intervals"] if isinstance(iv, dict) and (v := _num(iv.get(metric, {}).get("se"))) is not None
     ]
-    if not now:
+    if not base or not now:
         return None
     se_b, se_c = sum(base) / len(base), sum(now) / len(now)
     return NormalDist().inv_cdf(1.0 - level / 2.0) * math.sqrt(se_b**2 + se_c**2)
 
 
+def _mean_of(values: list[dict[str, Any]], keys: Iterable[str]) -> dict[str, float]:
+    """Per key, the mean of the values that have it (summed in the order given)."""
+    return {k: sum(vals) / len(vals) for k in keys if (vals := [v[k] for v in values if v.get(k) is not None])}
+
+
 def _seed_mean(per_seed: dict[str, dict[str, float]], seeds: set[str]) -> dict[str, float]:
     chosen = [per_seed[s] for s in sorted_seeds(seeds) if s in per_seed]  # one summation order
-    if not chosen:
-        return {}
-    keys = set().union(*chosen)
-    out = {}
-    for k in keys:
-        vals = [v[k] for v in chosen if k in v and v[k] is not None]
-        if vals:
-            out[k] = sum(vals) / len(vals)
-    return out
+    return _mean_of(chosen, set().union(*chosen))
 
 
 def _seeds(keys: set[str]) -> str:
@@ -854,26 +737,13 @@ def _seeds(keys: set[str]) -> str:
 
 
 def _ranges(values: list[int]) -> str:
-    out: list[str] = []
-    start: int | None = None
-    prev = 0
-    for v in sorted(values):
-        if start is None:
-            start = prev = v
-        elif v == prev + 1:
-            prev = v
-        else:
-            out.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = v
-    if start is not None:
-        out.append(f"{start}" if start == prev else f"{start}-{prev}")
-    return ", ".join(out)
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    runs = [[v for _, v in run] for _, run in groupby(enumerate(sorted(values)), lambda iv: iv[1] - iv[0])]
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 def _plain(x: Any) -> Any:
     """JSON-friendly: numpy scalars to Python, NaN to None."""
-    if x is None:
-        return None
     if hasattr(x, "item") and not isinstance(x, (dict, list, str)):
         try:
             x = x.item()

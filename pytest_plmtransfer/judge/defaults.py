@@ -1,26 +1,17 @@
 """What the installed package ships, and how a user's ``baselines/`` layers on top of it.
 
-The package carries the benchmark suite (``pytest_plmtransfer/benchmarks``: run it from any
-directory with ``pytest --pyargs pytest_plmtransfer.benchmarks`` or from a scaffolded
-``benchmarks/`` module) and the default baselines (``pytest_plmtransfer/baselines_default``: the
-claims file, the authors' reference numbers and the stored baselines of the smoke suite).
+The package carries the benchmark suite (``pytest_plmtransfer/benchmarks``) and the default
+baselines (``pytest_plmtransfer/baselines_default``: the claims file, the authors' reference
+numbers and the stored baselines of the smoke suite). A user's baselines directory lies over the
+shipped one when it has no ``claims.json`` or its ``claims.json`` says ``"extends": "default"``
+(README): then the user's stored baseline or paper reference wins over the shipped one
+(``--plm-update-baselines`` always writes the user's), and the user's claims add to the shipped
+ones, an entry with a shipped claim's name replacing it. Without ``extends`` the user's files
+stand alone.
 
-A user's baselines directory (``--plm-baselines-dir``, default ``baselines/`` under rootdir) lies
-over the shipped one when it has no ``claims.json`` or its ``claims.json`` says
-``"extends": "default"``; a claims file without ``extends`` stands alone (its own claims, its own
-baselines and paper reference only). Over the defaults, the user's files win:
-
-* stored baselines: the user's file for a (task, model, init) if it exists, else the shipped one;
-  ``--plm-update-baselines`` always writes into the user's directory;
-* the paper reference: the user's ``paper/reference.json`` if it exists, else the shipped one;
-* claims: no user ``claims.json`` -> the shipped claims; a user file with ``"extends": "default"``
-  -> the shipped claims plus the user's entries, where a user entry with the name of a shipped
-  one replaces it; a user file without ``extends`` -> the user's claims only.
-
-An entry named like a shipped claim may leave out ``kind``: it then inherits the shipped entry
-(kind, selection, params, finding) and overrides only what it gives, and its
-``expected_failures`` come before the shipped ones (first match wins). So declaring an expected
-failure takes one entry::
+An entry named like a shipped claim may leave out ``kind``: it inherits the shipped entry (kind,
+selection, params, finding) and overrides only what it gives; its ``expected_failures`` come
+before the shipped ones (first match wins), so an expected failure takes one entry::
 
     {"name": "beats_onehot",
      "expected_failures": [{"models": "my_plm", "tasks": ["gb1_low_vs_high"], "reason": "..."}]}

@@ -148,9 +148,9 @@ class PaperReference:
             else:
                 seed_used = ",".join(sorted_seeds(keys)) if keys != {NO_SEED} else "none"
             for ref in self.values_for(task, model, init):
-                current = None
-                if measured(at, ref.metric):
-                    current = float(pd.to_numeric(at[ref.metric], errors="coerce").mean())
+                current = (
+                    float(pd.to_numeric(at[ref.metric], errors="coerce").mean()) if measured(at, ref.metric) else None
+                )
                 rows.append(PaperRow(ref, last, current, tol, seed_used))
         return rows
 
@@ -189,14 +189,10 @@ def run_paper(
     """``plmtransfer paper``: the reference table beside the ledger's numbers; 1 when a compared
     value is outside the tolerance."""
     rows = reference.compare(layers, tolerance)
-    matched = {(r.ref.task, r.ref.model, r.ref.init, r.ref.metric) for r in rows}
+    matched = {id(r.ref) for r in rows}  # compare() rows carry the reference's own values
     if show_all:
         tol = reference.tolerance if tolerance is None else float(tolerance)
-        rows += [
-            PaperRow(ref, None, None, tol, "n/a")
-            for ref in reference.rows
-            if (ref.task, ref.model, ref.init, ref.metric) not in matched
-        ]
+        rows += [PaperRow(ref, None, None, tol, "n/a") for ref in reference.rows if id(ref) not in matched]
         order = {id(ref): i for i, ref in enumerate(reference.rows)}
         rows.sort(key=lambda r: order[id(r.ref)])
     out.write(f"the authors' results ({reference.path}; protocol {reference.protocol}, last layer) vs {ledger}\n")

@@ -1,6 +1,5 @@
 """Scientific claims as data (``baselines/claims.json``), expanded into cases and evaluated on
-existing per-layer results. Each kind of claim is a :class:`ClaimKind` subclass (``base.py``; the built-in ones and
-the registry in ``kinds.py``).
+existing per-layer results; each kind is a :class:`ClaimKind` subclass (built-in ones in ``kinds.py``).
 
 >>> from pytest_plmtransfer.judge.claims import load_claims, expand_claims, evaluate, resolve
 """

@@ -1,8 +1,6 @@
 """What every claim kind builds on, importing none of the other claims modules: the case a claim
-is applied to, the outcome it finds, and :class:`ClaimKind`. A kind says, in one class: its name
-(the ``"kind"`` of a claims-file entry), its parameters (:class:`Param`), the inits it applies to
-by default, whether it applies to the one-hot baseline and to a given model, which other models'
-layer results it compares with, when it is skipped, and how it evaluates a case.
+is applied to, the outcome it finds, and :class:`ClaimKind` (one class per kind: its name,
+parameters, inits, what it applies to and compares with, when it is skipped, how it evaluates).
 """
 
 from __future__ import annotations
@@ -103,12 +101,9 @@ def level_in_range(name: str, value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a claim kind.
-
-    ``types``: the accepted types (``bool`` is never accepted for numbers); ``default``: the value
-    when the entry gives none (``None``: absent unless given); ``check(name, value)``: the problem
-    with a well-typed value, or ``None`` when it is fine (applied to defaults too).
-    """
+    """One parameter of a claim kind: the accepted ``types`` (never ``bool`` for numbers), the
+    ``default`` (``None``: absent unless given) and ``check(name, value)``, the problem with a
+    well-typed value or ``None`` (applied to defaults too)."""
 
     types: tuple[type, ...]
     default: Any = None
@@ -139,8 +134,7 @@ class ClaimKind:
     def validate_params(self, raw: Any) -> tuple[dict[str, Any], list[str]]:
         """The parameters of an entry with defaults filled in, and every problem found (each
         without the entry's location, which the caller prefixes)."""
-        if raw is None:
-            raw = {}
+        raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             return {}, [f"'params' must be an object, got {type(raw).__name__}"]
         problems: list[str] = []
@@ -161,11 +155,8 @@ class ClaimKind:
         for key, param in self.params.items():
             if key not in out and param.default is not None:
                 out[key] = param.default
-        for key, param in self.params.items():
-            if key in out and param.check is not None:
-                problem = param.check(key, out[key])
-                if problem:
-                    problems.append(problem)
+            if key in out and param.check is not None and (problem := param.check(key, out[key])):
+                problems.append(problem)
         problems += self.check_params(out)
         return out, problems
 

@@ -1,9 +1,6 @@
-"""Evaluate one claim case against existing per-layer results (nothing is refitted).
-
-``evaluate(case, layer_results, baselines)`` returns a :class:`ClaimOutcome` from the case's kind
-(:mod:`pytest_plmtransfer.judge.claims.kinds`, where the built-in kinds' tests are described);
-``resolve`` turns that plus the case's expected-failure declaration into the outcome recorded in
-the ledger ("passed", "failed", "xfailed", "xpassed", "skipped").
+"""Evaluate one claim case against existing per-layer results (nothing is refitted), and
+:func:`resolve` the outcome with the case's expected-failure declaration into the ledger's
+("passed", "failed", "xfailed", "xpassed", "skipped").
 """
 
 from __future__ import annotations
@@ -23,9 +20,8 @@ from pytest_plmtransfer.results.aggregate import normalize
 
 def evaluate(case: ClaimCase, layer_results: pd.DataFrame, baselines: BaselineStore | None = None) -> ClaimOutcome:
     """Evaluate ``case`` on ``layer_results`` (a layer frame, e.g. ``load_ledger(path)``)."""
-    if layer_results is not None:
-        layer_results = layer_results[layer_results["kind"].isna() | (layer_results["kind"] == "layer")]
-    if layer_results is not None and not layer_results.empty:
+    layer_results = layer_results[layer_results["kind"].isna() | (layer_results["kind"] == "layer")]
+    if not layer_results.empty:
         # before normalize(): records of two protocols must not replace each other there
         protocols = record_protocol(layer_results)
         present = sorted(set(protocols))
@@ -73,12 +69,8 @@ def protocol_skip(case: ClaimCase, options: Any) -> str | None:
 
 
 def resolve(case: ClaimCase, outcome: ClaimOutcome, *, strict_missing: bool = False) -> tuple[str, str]:
-    """The ledger outcome and message for ``outcome`` given the case's expected-failure status.
-
-    passed -> "passed"; failed -> "failed"; expected failure that fails -> "xfailed";
-    expected failure that passes -> "failed" with ``XPASS(strict)`` when strict, else "xpassed";
-    missing inputs -> "skipped" (or "failed" with ``strict_missing``, i.e. ``--plm-strict``).
-    """
+    """The ledger outcome and message for ``outcome`` given the case's expected-failure status
+    (missing inputs: "skipped", or "failed" under ``--plm-strict``, i.e. ``strict_missing``)."""
     if outcome.missing:
         return ("failed" if strict_missing else "skipped"), outcome.message
     if not case.expected_to_fail:

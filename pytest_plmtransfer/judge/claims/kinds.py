@@ -3,38 +3,29 @@ and the registry that names them; other packages add kinds through the
 ``pytest_plmtransfer_claim_kinds`` hook (a list of classes) or the ``plmtransfer.claim_kinds``
 entry-point group (README, "Writing a claim kind").
 
-Layer choice: a model's layer is always chosen on the validation split by the task's selection
-metric (``val_spearman``, ``val_loss`` …; lower is better for ``*_loss`` / ``*_mse``), with the
-metric first averaged over seeds where replicated, and is reported on the test metric.
+Layer choice: on the validation split by the task's selection metric (lower is better for
+``*_loss`` / ``*_mse``), averaged over seeds where replicated; reported on the test metric.
 
 Significance (``pretrained_beats_random`` / ``pretrained_beats_stat``): the pretrained
-representation has no seed (its embeddings and ridge/early-stopped heads are deterministic), so
-it is one fixed number, while each ablation seed gives one sample. With >= 2 ablation seeds the
-test is a one-sided one-sample t-test of the ablation's per-seed values against the pretrained
-value (H1: mean(ablation) < pretrained - margin; for lower-is-better metrics the direction
-flips). When the pretrained side is itself replicated (>= 2 values) it is Welch's one-sided
-t-test (unequal variances: ablations vary far more across seeds than pretrained does). A t-test
-is used rather than a rank test because with 3-5 seeds no rank or sign test can reach p < 0.05 at
-all (e.g. the exact sign test's smallest p with 3 seeds is 0.125). With one seed there is no
-test: a plain comparison, and the message says so.
+representation has no seed (deterministic embeddings and heads), so it is one fixed number, while
+each ablation seed gives one sample. With >= 2 ablation seeds the test is a one-sided one-sample
+t-test of the ablation's per-seed values against the pretrained value (H1: mean(ablation) <
+pretrained - margin; flipped for lower-is-better metrics); with a replicated pretrained side,
+Welch's one-sided t-test (ablations vary far more across seeds). A t-test, not a rank test: with
+3-5 seeds no rank or sign test can reach p < 0.05 (the exact sign test's smallest p with 3 seeds
+is 0.125). With one seed there is no test: a plain comparison, and the message says so.
 
-Protocols: a claim that names a ``protocol`` is evaluated only on records of that protocol (a
-record without the field is ``plmtransfer``); one that names none, on the records' own protocol,
-which must be a single one. Under ``authors`` every built-in kind compares last layers, as the
-authors' analysis does, and the ablation test is theirs (``scr/analysis/repstat.py``,
-``perform_t_test``): a one-sided one-sample t-test of the ablation's replicate seeds' last-layer
-values against the pretrained last-layer value (``scipy.stats.ttest_1samp``,
-``alternative="less"``), significant at p < 0.05; no paired bootstrap. What follows describes
-the ``plmtransfer`` protocol.
+Protocols (:func:`~pytest_plmtransfer.judge.claims.evaluate.evaluate` picks the records): under
+``authors`` every built-in kind compares last layers, as the authors' analysis does, and the
+ablation test is theirs (``scr/analysis/repstat.py``, ``perform_t_test``: ``scipy.stats.ttest_1samp``
+of the replicate seeds' last-layer values against the pretrained one, ``alternative="less"``,
+significant at p < 0.05); no paired bootstrap.
 
-Paired tests (issue 12): when the records refer to stored test predictions (every record written
-since predictions are kept), ``beats_onehot``, ``pretrained_beats_*`` and ``saturates_by``
-instead compare the two sides' predictions on the same test examples with a paired bootstrap
-(:mod:`pytest_plmtransfer.judge.claims.paired`, :func:`pytest_plmtransfer.measure.stats.paired_test`): seed
-replicates enter through a hierarchical bootstrap, the message gives the difference, its
-``1 - 2*level`` interval and the one-sided p-value, and the claim passes when ``p < level``
-(``saturates_by`` fails only when the gap is significantly larger than the tolerance). Records
-without predictions keep the comparisons above, and the message says so.
+Paired tests (issue 12, plmtransfer protocol; :mod:`~pytest_plmtransfer.judge.claims.paired`): with
+stored test predictions, ``beats_onehot``, ``pretrained_beats_*`` and ``saturates_by`` compare the
+two sides on the same test examples (seeds through a hierarchical bootstrap) and pass when
+``p < level`` (``saturates_by`` fails only when the gap is significantly above the tolerance);
+without, the comparisons above, and the message says so.
 """
 
 from __future__ import annotations
@@ -95,14 +86,28 @@ def _rows_at(frame: pd.DataFrame, values: Mapping[str, tuple[int, float]]) -> pd
     return frame[keep]
 
 
+def _layer(frame: pd.DataFrame, layer: int) -> pd.DataFrame:
+    return frame[frame["layer"] == layer]
+
+
 def _mean(values: Mapping[str, tuple[int, float]]) -> float:
     """The seed mean of :func:`_values_at`'s values."""
     return float(np.mean([v for _, v in values.values()]))
 
 
+def _seed_mean(frame: pd.DataFrame, test_m: str, layer: int) -> float | None:
+    """The seed mean of ``test_m`` at ``layer`` (None when no seed has it)."""
+    values = _values_at(frame, test_m, test_m, layer)
+    return _mean(values) if values else None
+
+
 def _beats(value: float, other: float, metric: str, margin: float) -> bool:
     """``value`` is better than ``other`` by more than ``margin`` on ``metric``."""
     return better(value, other - margin if lower_is_better(metric) else other + margin, metric)
+
+
+def _by_margin(margin: float) -> str:
+    return f" by more than the margin {margin:g}" if margin else ""
 
 
 def _paired_detail(paired: PairedResult | str) -> dict[str, Any]:
@@ -217,8 +222,7 @@ class BeatsOnehot(ClaimKind):
         return (ONEHOT,)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         sel_m, test_m = self.metrics(case, mine)
         one = subset(frame, ONEHOT, case.task)
@@ -230,8 +234,7 @@ class BeatsOnehot(ClaimKind):
             )
         if _authors(case):
             return self._last_layer(case, frame, sel_m, test_m)
-        s_m = select(mine, sel_m, test_m)
-        s_o = select(one, sel_m, test_m)
+        s_m, s_o = select(mine, sel_m, test_m), select(one, sel_m, test_m)
         if s_m is None or s_o is None or math.isnan(s_m.test_value) or math.isnan(s_o.test_value):
             return self.missing(
                 f"{self.what(case)}: {sel_m}/{test_m} missing from the records of the model or of one-hot",
@@ -241,28 +244,19 @@ class BeatsOnehot(ClaimKind):
         margin, level = self.number(case, "margin"), self.number(case, "level")
         diff = s_m.test_value - s_o.test_value
         paired = compare_rows(
-            mine[mine["layer"] == s_m.layer],
-            one[one["layer"] == s_o.layer],
-            test_m,
-            margin=margin,
-            level=level,
-            labels=(case.model, ONEHOT),
+            _layer(mine, s_m.layer), _layer(one, s_o.layer), test_m, (case.model, ONEHOT), margin, level
         )
-        significance = ""
         if isinstance(paired, PairedResult):
-            passed = paired.significant
-            significance = f" (significant: p < {level:g})" if passed else f" (not significant: p >= {level:g})"
+            passed, stat = paired.significant, f"{paired.describe()}; "
+            tail = f" (significant: p < {level:g})" if passed else f" (not significant: p >= {level:g})"
         else:
             passed = _beats(s_m.test_value, s_o.test_value, test_m, margin)
-        verdict = "beats" if passed else "does not beat"
+            stat, tail = f"difference {diff:+.3f}; ", _paired_txt(paired)
         seeds = f" (mean of {s_m.n} seeds)" if s_m.n > 1 else ""
-        margin_txt = f" by more than the margin {margin:g}" if margin else ""
         msg = (
             f"{self.what(case)}: layer {s_m.layer} (chosen on {sel_m}={fmt(s_m.selection_value)}) has "
-            f"{test_m} {fmt(s_m.test_value)}{seeds} vs one-hot {fmt(s_o.test_value)}: "
-            + (f"{paired.describe()}; " if isinstance(paired, PairedResult) else f"difference {diff:+.3f}; ")
-            + f"{verdict} one-hot{margin_txt}{significance}"
-            + ("" if isinstance(paired, PairedResult) else _paired_txt(paired))
+            f"{test_m} {fmt(s_m.test_value)}{seeds} vs one-hot {fmt(s_o.test_value)}: {stat}"
+            f"{'beats' if passed else 'does not beat'} one-hot{_by_margin(margin)}{tail}"
         )
         return ClaimOutcome(
             passed,
@@ -281,10 +275,8 @@ class BeatsOnehot(ClaimKind):
 
     def _last_layer(self, case: ClaimCase, frame: pd.DataFrame, sel_m: str, test_m: str) -> ClaimOutcome:
         """The authors' 'Emb > OH': the last layer's value against one-hot's, a plain comparison."""
-        mine, one = (
-            _score(case, frame, case.model, case.init, sel_m, test_m),
-            _score(case, frame, ONEHOT, "none", sel_m, test_m),
-        )
+        mine = _score(case, frame, case.model, case.init, sel_m, test_m)
+        one = _score(case, frame, ONEHOT, "none", sel_m, test_m)
         if mine is None or one is None:
             return self.missing(f"{self.what(case)}: {test_m} missing at the last layer of the model or of one-hot")
         margin = self.number(case, "margin")
@@ -292,9 +284,8 @@ class BeatsOnehot(ClaimKind):
         msg = (
             f"{self.what(case)}, {test_m} at the last layer (authors' protocol): {mine[0]} {fmt(mine[1])} vs "
             f"one-hot {fmt(one[1])}: difference {mine[1] - one[1]:+.3f}; "
-            f"{'beats' if passed else 'does not beat'} one-hot"
-            + (f" by more than the margin {margin:g}" if margin else "")
-            + " (plain comparison, as the authors' last-layer summary)"
+            f"{'beats' if passed else 'does not beat'} one-hot{_by_margin(margin)}"
+            " (plain comparison, as the authors' last-layer summary)"
         )
         detail = {"test_metric": test_m, "model_value": mine[1], "onehot_value": one[1], "margin": margin}
         return ClaimOutcome(passed, msg, detail)
@@ -331,8 +322,7 @@ class SaturatesBy(ClaimKind):
         return []
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         sel_m, test_m = self.metrics(case, mine)
         last = depth(mine)
@@ -342,8 +332,7 @@ class SaturatesBy(ClaimKind):
                 return self.missing(f"{self.what(case)}: no pattern of 'layer' matches {case.model}")
             k, k_txt = int(found[0]), f"layer {found[0]}"
         elif "layer" in case.params:
-            k = int(case.params["layer"])
-            k_txt = f"layer {k}"
+            k, k_txt = int(case.params["layer"]), f"layer {int(case.params['layer'])}"
         else:
             frac = float(case.params["fraction"])
             k = int(math.floor(frac * last + 1e-9))
@@ -358,22 +347,15 @@ class SaturatesBy(ClaimKind):
                 f"{self.what(case)}: no results for layers 0..{k}; run all layers "
                 f"({benchmarks_command(case.model, case.task, case.init)} without --plm-layers)"
             )
-        best = select(mine, sel_m, test_m)
-        early = select(mine, sel_m, test_m, early_layers)
+        best, early = select(mine, sel_m, test_m), select(mine, sel_m, test_m, early_layers)
         if best is None or early is None or math.isnan(best.test_value) or math.isnan(early.test_value):
             return self.missing(f"{self.what(case)}: {sel_m}/{test_m} missing from the records")
         low = lower_is_better(test_m)
         gap = (early.test_value - best.test_value) if low else (best.test_value - early.test_value)
         level = self.number(case, "level")
         # H1 of the paired test: the best layer beats the early one by more than the tolerance.
-        paired = compare_rows(
-            mine[mine["layer"] == best.layer],
-            mine[mine["layer"] == early.layer],
-            test_m,
-            margin=tol,
-            level=level,
-            labels=(f"layer {best.layer}", f"layer {early.layer}"),
-        )
+        labels = (f"layer {best.layer}", f"layer {early.layer}")
+        paired = compare_rows(_layer(mine, best.layer), _layer(mine, early.layer), test_m, labels, tol, level)
         if isinstance(paired, PairedResult):
             passed = not paired.significant
             verdict = (
@@ -386,9 +368,7 @@ class SaturatesBy(ClaimKind):
             passed = gap <= tol + 1e-12
             verdict = "saturates" if passed else "does not saturate"
             stat_txt = _paired_txt(paired)
-        notes = ""
-        if layers[-1] < last:
-            notes = f" (only layers up to {layers[-1]} of {last} were run)"
+        notes = f" (only layers up to {layers[-1]} of {last} were run)" if layers[-1] < last else ""
         msg = (
             f"{self.what(case)}: best layer {best.layer} chosen on {sel_m} has {test_m} {fmt(best.test_value)}; "
             f"among layers <= {k_txt} the chosen layer {early.layer} has {fmt(early.test_value)}: "
@@ -420,10 +400,9 @@ class SaturatesBy(ClaimKind):
     ) -> ClaimOutcome:
         """The authors' cut (scr/vis/res_vis.py, ``delta_layer``): what the layers after k add,
         last-layer value minus layer-k value, seed means."""
-        at_k, at_last = _values_at(mine, test_m, test_m, k), _values_at(mine, test_m, test_m, last)
-        if not at_k or not at_last:
+        v_k, v_last = _seed_mean(mine, test_m, k), _seed_mean(mine, test_m, last)
+        if v_k is None or v_last is None:
             return self.missing(f"{self.what(case)}: {test_m} missing at layer {k} or at the last layer {last}")
-        v_k, v_last = _mean(at_k), _mean(at_last)
         gain = (v_k - v_last) if lower_is_better(test_m) else (v_last - v_k)
         passed = gain <= tol + 1e-12
         msg = (
@@ -431,16 +410,23 @@ class SaturatesBy(ClaimKind):
             f"the layers after {k} add {gain:+.3f} vs tolerance {tol:g}; "
             f"{'saturates' if passed else 'does not saturate'} by layer {k}"
         )
-        detail = {
-            "test_metric": test_m,
-            "k": k,
-            "last_layer": last,
-            "tolerance": tol,
-            "value_k": v_k,
-            "value_last": v_last,
-            "gain": gain,
-        }
+        detail = dict(
+            test_metric=test_m, k=k, last_layer=last, tolerance=tol, value_k=v_k, value_last=v_last, gain=gain
+        )
         return ClaimOutcome(passed, msg, detail)
+
+
+def _two_inits(
+    kind: ClaimKind, case: ClaimCase, frame: pd.DataFrame, init: str, other: str
+) -> tuple[pd.DataFrame, pd.DataFrame] | ClaimOutcome:
+    """The records of ``init`` and ``other`` of the case's model, or a missing outcome that says what to run."""
+    a, b = subset(frame, case.model, case.task, init), subset(frame, case.model, case.task, other)
+    if a.empty or b.empty:
+        return kind.missing(
+            f"no {init if a.empty else other} results for {case.model} on {case.task}; run: "
+            f"{benchmarks_command(case.model, case.task, init + ',' + other, REPLICATE_HINT)}"
+        )
+    return a, b
 
 
 def _at_layer(name: str, value: Any) -> str | None:
@@ -468,36 +454,28 @@ class _InitBeats(ClaimKind):
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
         mine_init, other_init = self.base_init, self.other_init
-        pre = subset(frame, case.model, case.task, mine_init)
-        oth = subset(frame, case.model, case.task, other_init)
-        if pre.empty or oth.empty:
-            which = mine_init if pre.empty else other_init
-            return self.missing(
-                f"no {which} results for {case.model} on {case.task}; run: "
-                f"{benchmarks_command(case.model, case.task, mine_init + ',' + other_init, REPLICATE_HINT)}"
-            )
+        if isinstance(got := _two_inits(self, case, frame, mine_init, other_init), ClaimOutcome):
+            return got
+        pre, oth = got
         sel_m, test_m = self.metrics(case, pre)
         # the authors compare last layers with their replicate-seed t-test (repstat.py), never a bootstrap
         at = "last" if _authors(case) else case.params.get("at_layer", "selected")
         level, margin = self.number(case, "level"), self.number(case, "margin")
         low = lower_is_better(test_m)
-        pv = _values_at(pre, sel_m, test_m, at)
-        ov = _values_at(oth, sel_m, test_m, at)
+        pv, ov = _values_at(pre, sel_m, test_m, at), _values_at(oth, sel_m, test_m, at)
         if not pv or not ov:
             return self.missing(
                 f"{case.model} on {case.task}: {test_m} at layer {at!r} missing for {mine_init if not pv else other_init}"
             )
-        p_vals = [v for _, v in pv.values()]
-        o_vals = [v for _, v in ov.values()]
+        p_vals, o_vals = [v for _, v in pv.values()], [v for _, v in ov.values()]
         p_mean, o_mean = _mean(pv), _mean(ov)
-        o_std = float(np.std(o_vals, ddof=1)) if len(o_vals) > 1 else math.nan
         at_txt = {"selected": "the validation-chosen layer", "last": "the last layer"}.get(at, f"layer {at}")
         if _authors(case):
             at_txt += " (authors' protocol)"
         pre_txt = f"{mine_init} {fmt(p_mean)} (L{', L'.join(str(l) for l, _ in pv.values())})"
         oth_txt = (
             f"{other_init} {fmt(o_mean)}"
-            + (f"±{fmt(o_std)}" if len(o_vals) > 1 else "")
+            + (f"±{fmt(float(np.std(o_vals, ddof=1)))}" if len(o_vals) > 1 else "")
             + f" over {len(o_vals)} seed(s) [{', '.join(ov)}] (L{', L'.join(str(l) for l, _ in ov.values())})"
         )
         detail: dict[str, Any] = {
@@ -511,49 +489,40 @@ class _InitBeats(ClaimKind):
             f"{mine_init}_mean": p_mean,
             f"{other_init}_mean": o_mean,
         }
-        margin_txt = f" - margin {margin:g}" if margin else ""
         paired: PairedResult | str = "the authors' protocol uses their replicate-seed t-test"
         if not _authors(case):
-            paired = compare_rows(
-                _rows_at(pre, pv), _rows_at(oth, ov), test_m, margin=margin, level=level, labels=(mine_init, other_init)
-            )
+            paired = compare_rows(_rows_at(pre, pv), _rows_at(oth, ov), test_m, (mine_init, other_init), margin, level)
         head = f"{case.model} on {case.task}, {test_m} at {at_txt}: {pre_txt} vs {oth_txt}; "
+        tail = "" if _authors(case) else _paired_txt(paired)
         if isinstance(paired, PairedResult):
             passed = paired.significant
             detail.update(test="paired bootstrap", p_value=paired.p_value, paired=paired.to_dict())
-            msg = (
-                f"{head}{mine_init} minus {other_init} {paired.describe()} "
-                f"{'<' if passed else '>='} {level:g} -> "
-                f"{f'{mine_init} significantly better' if passed else 'not significant'}"
-                f"{f' (margin {margin:g})' if margin else ''}"
+            stat_txt = f"{mine_init} minus {other_init} {paired.describe()}"
+            tail = f" (margin {margin:g})" if margin else ""
+        else:
+            if not _authors(case):
+                detail["paired_unavailable"] = paired
+            if len(o_vals) < 2:
+                passed = better(p_mean - (-margin if low else margin), o_mean, test_m)
+                detail.update(test="none (single seed)", p_value=None)
+                msg = (
+                    f"{head}{mine_init} {'better' if passed else 'NOT better'}{_by_margin(margin)} "
+                    f"(single seed: plain comparison, no significance test; add {REPLICATE_HINT} for one){tail}"
+                )
+                return ClaimOutcome(passed, msg, detail)
+            name, stat, dof, p = _one_sided_p(p_vals, o_vals, margin, low)
+            passed = p < level
+            margin_txt = f" - margin {margin:g}" if margin else ""
+            h1 = (
+                f"mean({other_init}) {'<' if not low else '>'} {mine_init}{margin_txt}"
+                if len(p_vals) < 2
+                else f"mean({mine_init}){margin_txt} {'>' if not low else '<'} mean({other_init})"
             )
-            return ClaimOutcome(passed, msg, detail)
-        if not _authors(case):
-            detail["paired_unavailable"] = paired
-        if len(o_vals) < 2:
-            passed = better(p_mean - (-margin if low else margin), o_mean, test_m)
-            detail.update(test="none (single seed)", p_value=None)
-            msg = (
-                f"{head}{f'{mine_init} better' if passed else f'{mine_init} NOT better'}"
-                f"{f' by more than the margin {margin:g}' if margin else ''} "
-                f"(single seed: plain comparison, no significance test; add {REPLICATE_HINT} for one)"
-                f"{'' if _authors(case) else _paired_txt(paired)}"
-            )
-            return ClaimOutcome(passed, msg, detail)
-        name, stat, dof, p = _one_sided_p(p_vals, o_vals, margin, low)
-        passed = p < level
-        direction = ">" if not low else "<"
-        h1 = (
-            f"mean({other_init}) {'<' if not low else '>'} {mine_init}{margin_txt}"
-            if len(p_vals) < 2
-            else f"mean({mine_init}){margin_txt} {direction} mean({other_init})"
-        )
-        detail.update(test=name, statistic=stat, df=dof, p_value=p, h1=h1)
+            detail.update(test=name, statistic=stat, df=dof, p_value=p, h1=h1)
+            stat_txt = f"{name}, H1: {h1}: t={stat:.2f}, df={dof:.1f}, p={p:.3g}"
         msg = (
-            f"{head}{name}, H1: {h1}: t={stat:.2f}, df={dof:.1f}, p={p:.3g} "
-            f"{'<' if passed else '>='} {level:g} -> "
-            f"{f'{mine_init} significantly better' if passed else 'not significant'}"
-            f"{'' if _authors(case) else _paired_txt(paired)}"
+            f"{head}{stat_txt} {'<' if passed else '>='} {level:g} -> "
+            f"{f'{mine_init} significantly better' if passed else 'not significant'}{tail}"
         )
         return ClaimOutcome(passed, msg, detail)
 
@@ -594,18 +563,16 @@ class NoRegression(ClaimKind):
         return _subsample_reason(options)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         store = baselines or BaselineStore()
         try:
             cmp = store.compare(mine, case.params.get("metrics"), level=self.number(case, "level"))
         except BaselineMissing as exc:
             return self.missing(str(exc), command=exc.command, path=str(exc.path))
-        table = cmp.format(only_failures=not cmp.ok)
         return ClaimOutcome(
             cmp.ok,
-            table,
+            cmp.format(only_failures=not cmp.ok),
             {
                 "baseline": str(cmp.path),
                 "notes": cmp.notes,
@@ -635,12 +602,10 @@ class MatchesPaper(ClaimKind):
         return _subsample_reason(options)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         store = baselines or BaselineStore()
-        ref = store.paper()
-        if ref is None:
+        if (ref := store.paper()) is None:
             return self.missing(f"no paper reference file at {store.paper_path}")
         if not ref.values_for(case.task, case.model, case.init):
             return self.missing(f"{store.paper_path} has no value for {self.what(case)}; nothing to compare")
@@ -679,12 +644,9 @@ _ANY_INIT = ("pretrained", "random", "stat", "none")
 
 
 class Equivalent(ClaimKind):
-    """The case's init and ``other_init`` of the same model score the same within ``margin``.
-
-    plmtransfer: with stored predictions, the paired bootstrap's ``1 - 2*level`` interval of the
-    difference lies inside [-margin, margin] (two one-sided tests at ``level``); without, the seed
-    means differ by at most ``margin``. authors: last layers, seed means within ``margin``.
-    """
+    """The case's init and ``other_init`` of the same model score the same within ``margin``:
+    the paired bootstrap's ``1 - 2*level`` interval of the difference inside [-margin, margin] (two
+    one-sided tests), else (no predictions; authors: last layers) seed means within ``margin``."""
 
     name = "equivalent"
     params = {
@@ -701,12 +663,9 @@ class Equivalent(ClaimKind):
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
         other = str(case.params["other_init"])
-        a, b = subset(frame, case.model, case.task, case.init), subset(frame, case.model, case.task, other)
-        if a.empty or b.empty:
-            return self.missing(
-                f"no {case.init if a.empty else other} results for {case.model} on {case.task}; run: "
-                f"{benchmarks_command(case.model, case.task, case.init + ',' + other, REPLICATE_HINT)}"
-            )
+        if isinstance(got := _two_inits(self, case, frame, case.init, other), ClaimOutcome):
+            return got
+        a, b = got
         sel_m, test_m = self.metrics(case, a)
         margin, level = self.number(case, "margin"), self.number(case, "level")
         va, vb = _values_at(a, sel_m, test_m, _where(case)), _values_at(b, sel_m, test_m, _where(case))
@@ -720,7 +679,7 @@ class Equivalent(ClaimKind):
         )
         paired: PairedResult | str = "authors' protocol: seed means"
         if not _authors(case):
-            paired = compare_rows(_rows_at(a, va), _rows_at(b, vb), test_m, level=level, labels=(case.init, other))
+            paired = compare_rows(_rows_at(a, va), _rows_at(b, vb), test_m, (case.init, other), level=level)
         if isinstance(paired, PairedResult):
             passed = -margin <= paired.low and paired.high <= margin
             msg = head + f"{paired.describe()}; the interval is {'inside' if passed else 'not inside'} ±{margin:g}"
@@ -745,8 +704,7 @@ class _AcrossModels(ClaimKind):
 
     def scores(self, case: ClaimCase, frame: pd.DataFrame) -> tuple[dict[str, tuple[str, float]], str] | ClaimOutcome:
         """Each family model's (layers, score), and the test metric; or what is missing."""
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         sel_m, test_m = self.metrics(case, mine)
         out: dict[str, tuple[str, float]] = {}
@@ -776,8 +734,7 @@ class SimilarAcrossModels(_AcrossModels):
         return [] if "models" in params else ["similar_across_models needs 'models' (the family compared)"]
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        got = self.scores(case, frame)
-        if isinstance(got, ClaimOutcome):
+        if isinstance(got := self.scores(case, frame), ClaimOutcome):
             return got
         scores, test_m = got
         values = [v for _, v in scores.values()]
@@ -804,8 +761,7 @@ class NotAlwaysBeatsOnehot(_AcrossModels):
         return (*super().comparators(case), ONEHOT)
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        got = self.scores(case, frame)
-        if isinstance(got, ClaimOutcome):
+        if isinstance(got := self.scores(case, frame), ClaimOutcome):
             return got
         scores, test_m = got
         sel_m, _ = self.metrics(case, subset(frame, case.model, case.task))
@@ -833,28 +789,20 @@ class DeclinesAfterPeak(ClaimKind):
     for_onehot = False
 
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         sel_m, test_m = self.metrics(case, mine)
         last = depth(mine)
         peak = select(mine, test_m if _authors(case) else sel_m, test_m)
-        at_last = _values_at(mine, sel_m, test_m, last)
-        if peak is None or not at_last or math.isnan(peak.test_value):
+        v_last = _seed_mean(mine, test_m, last)
+        if peak is None or v_last is None or math.isnan(peak.test_value):
             return self.missing(f"{self.what(case)}: {test_m} missing at the peak or at the last layer {last}")
-        v_last = _mean(at_last)
         drop = (v_last - peak.test_value) if lower_is_better(test_m) else (peak.test_value - v_last)
         margin, level = self.number(case, "margin"), self.number(case, "level")
         paired: PairedResult | str = "authors' protocol: curve of test values"
         if not _authors(case):
-            paired = compare_rows(
-                mine[mine["layer"] == peak.layer],
-                mine[mine["layer"] == last],
-                test_m,
-                margin=margin,
-                level=level,
-                labels=(f"layer {peak.layer}", f"layer {last}"),
-            )
+            labels = (f"layer {peak.layer}", f"layer {last}")
+            paired = compare_rows(_layer(mine, peak.layer), _layer(mine, last), test_m, labels, margin, level)
         passed = paired.significant if isinstance(paired, PairedResult) else drop > margin
         how = paired.describe() if isinstance(paired, PairedResult) else f"plain comparison ({paired})"
         msg = (
@@ -863,53 +811,41 @@ class DeclinesAfterPeak(ClaimKind):
             f"last layer {last} {fmt(v_last)}: drop {drop:+.3f} vs margin {margin:g}; {how} -> "
             f"{'declines after its peak' if passed else 'does not decline'}"
         )
-        detail = {
-            "test_metric": test_m,
-            "peak": _sel_detail(peak),
-            "last_value": v_last,
-            "drop": drop,
-            "margin": margin,
-        }
+        detail = dict(test_metric=test_m, peak=_sel_detail(peak), last_value=v_last, drop=drop, margin=margin)
         return ClaimOutcome(passed, msg, detail)
 
 
 _AXES = ("layer", "checkpoint", "size")
 
 
+def _expect(name: str, value: Any) -> str | None:
+    return None if value in ("increasing", "not_increasing") else f"'{name}' must be increasing or not_increasing"
+
+
+def _fractions(name: str, value: Any) -> str | None:
+    ok = value and all(isinstance(f, _NUM) and 0 < f < 1 for f in value)
+    return None if ok else f"'{name}' must list fractions in (0, 1)"
+
+
 class Trend(ClaimKind):
     """A monotone trend of the score along ``axis``, measured as the authors did
     (scr/vis/res_vis_task.py, ``task_summary``): Spearman's rho of the score against the axis,
-    a trend when rho >= ``threshold`` (their ``rho_cutoff`` 0.9).
+    a trend when rho >= ``threshold`` (their ``rho_cutoff`` 0.9); ``expect``: ``increasing`` (a
+    trend passes) or ``not_increasing`` (no trend passes: "does not scale").
 
-    ``axis``: ``layer`` (the case's own per-layer test values, seed means), ``checkpoint``
-    (the model and its pretraining checkpoints ``<model>@<fraction>`` listed in ``fractions``,
-    position from the records' ``checkpoint_fraction``, else the name; the model itself is 1.0)
-    or ``size`` (the model and ``models``, position from the records' ``model_params``); each
-    model is scored at the protocol's layer. ``expect``: ``increasing`` (passes when rho >=
-    threshold) or ``not_increasing`` (passes when rho < threshold: "does not scale").
+    ``axis``: ``layer`` (the case's per-layer seed means), ``checkpoint`` (the model (1.0) and its
+    checkpoints ``<model>@<fraction>`` in ``fractions``, placed by ``checkpoint_fraction``, else the
+    name) or ``size`` (the model and ``models``, placed by ``model_params``), each model scored at
+    the protocol's layer.
     """
 
     name = "trend"
     params = {
         "axis": Param((str,), None, lambda n, v: None if v in _AXES else f"'{n}' must be one of {', '.join(_AXES)}"),
-        "expect": Param(
-            (str,),
-            "increasing",
-            lambda n, v: (
-                None if v in ("increasing", "not_increasing") else f"'{n}' must be increasing or not_increasing"
-            ),
-        ),
+        "expect": Param((str,), "increasing", _expect),
         "threshold": Param(_NUM, 0.9, lambda n, v: None if -1 <= v <= 1 else f"'{n}' must be in [-1, 1]"),
         "models": _MODELS,
-        "fractions": Param(
-            (list,),
-            None,
-            lambda n, v: (
-                None
-                if v and all(isinstance(f, _NUM) and 0 < f < 1 for f in v)
-                else f"'{n}' must list fractions in (0, 1)"
-            ),
-        ),
+        "fractions": Param((list,), None, _fractions),
         **_METRICS,
     }
     for_onehot = False
@@ -923,11 +859,9 @@ class Trend(ClaimKind):
     def comparators(self, case: ClaimCase) -> tuple[str, ...]:
         if case.params.get("axis") == "checkpoint":
             return tuple(f"{case.model}@{f:g}" for f in case.params.get("fractions", []))
-        return (
-            tuple(m for m in case.params.get("models", []) if m != case.model)
-            if case.params.get("axis") == "size"
-            else ()
-        )
+        if case.params.get("axis") == "size":
+            return tuple(m for m in case.params.get("models", []) if m != case.model)
+        return ()
 
     def _position(self, case: ClaimCase, frame: pd.DataFrame, model: str) -> float | None:
         axis = case.params["axis"]
@@ -942,8 +876,7 @@ class Trend(ClaimKind):
     def evaluate(self, case: ClaimCase, frame: pd.DataFrame, baselines: BaselineStore | None) -> ClaimOutcome:
         from scipy import stats
 
-        mine = self.own(case, frame)
-        if isinstance(mine, ClaimOutcome):
+        if isinstance(mine := self.own(case, frame), ClaimOutcome):
             return mine
         sel_m, test_m = self.metrics(case, mine)
         axis = case.params["axis"]
@@ -1022,8 +955,7 @@ def register_kind(cls: type[ClaimKind]) -> None:
         raise ClaimKindError(f"claim kind {name!r}: params {bad} must be Param(...) declarations")
     if "evaluate" not in {m for klass in cls.__mro__ if klass is not ClaimKind for m in vars(klass)}:
         raise ClaimKindError(f"claim kind {name!r} ({cls.__qualname__}) does not implement evaluate()")
-    existing = _REGISTRY.get(name)
-    if existing is not None:
+    if (existing := _REGISTRY.get(name)) is not None:
         if type(existing) is cls:
             return
         raise ClaimKindError(

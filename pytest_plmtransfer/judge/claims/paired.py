@@ -1,28 +1,18 @@
-"""Paired bootstrap comparisons for claims, from the predictions that layer records refer to.
-
-A layer record (ledger or session) carries ``predictions`` (``{"key", "path", "sha256", ...}``,
-see :mod:`pytest_plmtransfer.results.predictions`) and ``intervals`` (``{metric: {..., "n_resamples"}}``).
-:func:`compare_rows` loads the predictions of two groups of records (one record per seed on each
-side) and runs :func:`pytest_plmtransfer.measure.stats.paired_test`. When a record has no usable
-predictions (a user's head recorded without them, a cache that was cleared, a bootstrap
-turned off with ``--plm-bootstrap 0``, test sets that differ) it returns the reason instead, and
-the claim falls back to its plain comparison and says why.
+"""Paired bootstrap comparisons for claims, from the predictions that layer records refer to
+(``predictions``: ``{"key", "path", "sha256", ...}``, see :mod:`pytest_plmtransfer.results.predictions`;
+``intervals``: ``{metric: {..., "n_resamples"}}``). Without usable predictions (a head recorded
+without them, a cleared cache, ``--plm-bootstrap 0``, test sets that differ) :func:`compare_rows`
+returns the reason, and the claim falls back to its plain comparison and says why.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pandas as pd
 
 from pytest_plmtransfer.measure.stats import PairedResult, paired_test
 from pytest_plmtransfer.results.predictions import PredictionsError, TestPredictions, load_predictions
-
-
-def _ref(row: pd.Series) -> dict[str, Any] | None:
-    ref = row.get("predictions") if "predictions" in row.index else None
-    return ref if isinstance(ref, dict) and ref.get("path") else None
 
 
 def _resamples(rows: pd.DataFrame) -> int | None:
@@ -41,8 +31,8 @@ def load_rows(rows: pd.DataFrame, label: str) -> list[TestPredictions] | str:
     """The predictions of every record in ``rows``, or why they cannot be had."""
     out: list[TestPredictions] = []
     for _, row in rows.iterrows():
-        ref = _ref(row)
-        if ref is None:
+        ref = row.get("predictions")
+        if not (isinstance(ref, dict) and ref.get("path")):
             return f"the {label} record (layer {row.get('layer')}) has no stored predictions"
         try:
             out.append(load_predictions(ref["path"], ref.get("sha256")))
@@ -54,16 +44,10 @@ def load_rows(rows: pd.DataFrame, label: str) -> list[TestPredictions] | str:
 
 
 def compare_rows(
-    a: pd.DataFrame,
-    b: pd.DataFrame,
-    metric: str,
-    *,
-    margin: float = 0.0,
-    level: float = 0.05,
-    labels: tuple[str, str] = ("A", "B"),
+    a: pd.DataFrame, b: pd.DataFrame, metric: str, labels: tuple[str, str], margin: float = 0.0, level: float = 0.05
 ) -> PairedResult | str:
-    """Paired bootstrap of ``metric`` between the records ``a`` and ``b`` (one per seed each);
-    the reason as a string when it cannot be done."""
+    """Paired bootstrap of ``metric`` between the records ``a`` and ``b`` (one per seed each, named
+    ``labels``); the reason as a string when it cannot be done."""
     n = _resamples(pd.concat([a, b], ignore_index=True))
     if not n:
         return "the records carry no bootstrap intervals (--plm-bootstrap 0, or a head recorded without predictions)"

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_plmtransfer.infra.errors import PlmTransferError
-from pytest_plmtransfer.judge.claims.base import ClaimCase, ClaimKind
+from pytest_plmtransfer.judge.claims.base import ClaimCase
 from pytest_plmtransfer.judge.claims.kinds import get_kind, kind_names
 from pytest_plmtransfer.models.base import ONEHOT
 
@@ -127,14 +127,6 @@ def _selector(raw: Any, where: str, key: str, problems: list[str]) -> tuple[str,
     return tuple(raw)
 
 
-def _kind(name: Any) -> ClaimKind | None:
-    """The registered claim kind called ``name``, or None."""
-    try:
-        return get_kind(name) if isinstance(name, str) else None
-    except KeyError:
-        return None
-
-
 def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
     """Validate a parsed claims document; raise :class:`ClaimsError` listing every problem."""
     problems: list[str] = []
@@ -142,11 +134,9 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
         doc = {"format": FORMAT, "claims": doc}
     if not isinstance(doc, dict):
         raise ClaimsError(source, [f"top level must be an object with a 'claims' list, got {type(doc).__name__}"])
-    fmt = doc.get("format", FORMAT)
-    if fmt != FORMAT:
+    if (fmt := doc.get("format", FORMAT)) != FORMAT:
         problems.append(f"'format' is {fmt!r}; this plugin reads {FORMAT!r}")
-    unknown_top = set(doc) - {"format", "description", "claims", "extends"}
-    if unknown_top:
+    if unknown_top := set(doc) - {"format", "description", "claims", "extends"}:
         problems.append(
             f"unknown top-level key(s) {sorted(unknown_top)}; allowed: format, description, extends, claims"
         )
@@ -166,17 +156,17 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
             problems.append(f"{where}: must be an object, got {type(entry).__name__}")
             continue
         kind = entry.get("kind")
-        claim_kind = _kind(kind)
-        if claim_kind is None and kind is None:
+        if kind is None:
             problems.append(
                 f"{where} ({entry.get('name', '?')}): no 'kind'. Only an entry named like a shipped claim "
                 '(beats_onehot, saturates_by, ...) in a file with "extends": "default" may leave it out '
                 "(it inherits the shipped one's)"
             )
             continue
-        if claim_kind is None:
+        if not isinstance(kind, str) or kind not in kind_names():
             problems.append(f"{where}: 'kind' is {kind!r}; must be one of {', '.join(kind_names())}")
             continue
+        claim_kind = get_kind(kind)
         where = f"claims[{i}] ({entry.get('name', kind)})"
         for key in sorted(set(entry) - _ENTRY_KEYS):
             problems.append(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(_ENTRY_KEYS))}")
@@ -190,8 +180,7 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
                 "give each entry a distinct 'name' so that test ids stay unique"
             )
         names.setdefault(name, i)
-        models = _selector(entry.get("models", "*"), where, "models", problems)
-        tasks = _selector(entry.get("tasks", "*"), where, "tasks", problems)
+        models, tasks = (_selector(entry.get(k, "*"), where, k, problems) for k in ("models", "tasks"))
         inits = _selector(entry.get("inits", list(claim_kind.default_inits)), where, "inits", problems)
         if inits and (problem := claim_kind.check_inits(inits)):
             problems.append(f"{where}: {problem}")
@@ -224,16 +213,12 @@ def parse_claims(doc: Any, source: str = "<claims>") -> ClaimsFile:
             if not isinstance(strict, bool):
                 problems.append(f"{xwhere}: 'strict' must be true or false")
                 strict = True
-            xm = _selector(xf.get("models", "*"), xwhere, "models", problems)
-            xt = _selector(xf.get("tasks", "*"), xwhere, "tasks", problems)
-            xi = _selector(xf.get("inits", "*"), xwhere, "inits", problems)
+            xm, xt, xi = (_selector(xf.get(k, "*"), xwhere, k, problems) for k in ("models", "tasks", "inits"))
             if xm and xt and xi:
                 xfails.append(ExpectedFailure(xm, xt, xi, reason, strict))
         if models and tasks and inits:
             specs.append(
-                ClaimSpec(
-                    name, claim_kind.name, models, tasks, inits, params, tuple(xfails), finding, i, source, protocol
-                )
+                ClaimSpec(name, kind, models, tasks, inits, params, tuple(xfails), finding, i, source, protocol)
             )
     if problems:
         raise ClaimsError(source, problems)
@@ -266,17 +251,12 @@ def check_selectors(
     source: str | None = None,
 ) -> None:
     """Raise :class:`ClaimsError` naming every model, task or init pattern (of an entry or of its
-    expected failures) that matches nothing known: a typo such as ``gb1_sampledd`` would
-    otherwise make a CI gate silently apply to nothing.
-
-    ``models``: the registry's names plus the selected ones (paths, ``hf:`` names); ``tasks``: the
-    catalog's ids; ``inits``: every init (``none`` for one-hot).
-    """
+    expected failures) that matches none of the known names (``models``: the registry's and the
+    selected ones): a typo such as ``gb1_sampledd`` would otherwise make a CI gate apply to nothing."""
     known = {"models": sorted(set(models)), "tasks": sorted(set(tasks)), "inits": sorted(set(inits))}
     # per file: a user's file that extends the shipped one has its problems named under its own path
     problems: dict[str, list[str]] = {}
-    specs = list(claims)
-    for spec in specs:
+    for spec in claims:
         where = f"claims[{spec.index}] ({spec.name})"
         selectors = [(where, "models", spec.models), (where, "tasks", spec.tasks), (where, "inits", spec.inits)]
         for j, xf in enumerate(spec.expected_failures):
@@ -296,13 +276,9 @@ def check_selectors(
 def expand_claims(
     claims: ClaimsFile | Sequence[ClaimSpec], available: Iterable[tuple[str, str, str]]
 ) -> list[ClaimCase]:
-    """One :class:`ClaimCase` per (claim entry, available (model, task, init)) it selects.
-
-    Order: claim entries in file order, then ``available`` in the order given. Duplicates in
-    ``available`` are ignored. Comparators a claim needs (one-hot, random, stat, baselines) are
-    not required here: a case whose comparator is missing evaluates to a "missing" outcome that
-    says what to run.
-    """
+    """One :class:`ClaimCase` per (claim entry, available (model, task, init)) it selects, in file
+    order, then ``available``'s (duplicates ignored). A comparator a case needs (one-hot, random,
+    stat, a baseline) may be absent: the case then evaluates to a "missing" outcome."""
     avail = list(dict.fromkeys((str(m), str(t), str(i)) for m, t, i in available))
     cases: list[ClaimCase] = []
     for spec in claims:
