@@ -242,6 +242,11 @@ def _bars(values: Sequence[float]) -> Any:
     return None if not any(math.isfinite(v) for v in values) else [0.0 if not math.isfinite(v) else v for v in values]
 
 
+def _marks(ax: Any, x: Any, y: Any, xerr: Sequence[float] | None, yerr: Sequence[float], **style: Any) -> None:
+    """Markers with their 95% bars, a dark edge keeping the yellow visible."""
+    ax.errorbar(x, y, xerr=None if xerr is None else _bars(xerr), yerr=_bars(yerr), mec="#333333", mew=0.5, **style)
+
+
 def _legend(fig: Any, axes: Sequence[Any], title: str | None = None) -> None:
     """One legend for the figure: below a grid of panels, right of a single axes."""
     handles: dict[str, Any] = {}
@@ -263,11 +268,7 @@ def _save(fig: Any, out_dir: Path, stem: str, title: str, paper_ref: str, descri
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
     try:
         for path in paths:
-
-            def save(fh: Any, fmt: str = path.suffix[1:]) -> None:
-                fig.savefig(fh, format=fmt, dpi=110, bbox_inches="tight")
-
-            atomic_write(path, save)
+            atomic_write(path, functools.partial(fig.savefig, format=path.suffix[1:], dpi=110, bbox_inches="tight"))
     finally:
         plt.close(fig)
     return FigureFile(paths[0], paths[1], title, paper_ref, description)
@@ -375,6 +376,9 @@ def _sizes(ctx: _Ctx) -> Out:
             yield _save(fig, ctx.out_dir, ctx.stem("workshop_sizes", family, task), title, ref, desc)
 
 
+_POINT_COLUMNS = ["task", "model", "metric", "layer", "depth", "value", "half", "onehot", "onehot_half"]
+
+
 def _points(ctx: _Ctx, spec: str | None, init: str, layer: str) -> pd.DataFrame:
     """Per (task, model): value and half-width at the ``best`` or ``last`` layer, the one-hot's."""
     rows = []
@@ -385,22 +389,8 @@ def _points(ctx: _Ctx, spec: str | None, init: str, layer: str) -> pd.DataFrame:
             at = c.best if c is not None and layer == "best" else None if c is None else int(c.layers[-1])
             if c is None or metric is None or at is None:
                 continue
-            value, half = c.at(at)
-            oh, oh_half = ctx.recs.onehot(task, metric)
-            rows.append(
-                dict(
-                    task=task,
-                    model=model,
-                    metric=metric,
-                    layer=at,
-                    depth=c.depth,
-                    value=value,
-                    half=half,
-                    onehot=oh,
-                    onehot_half=oh_half,
-                )
-            )
-    return pd.DataFrame(rows)
+            rows.append((task, model, metric, at, c.depth, *c.at(at), *ctx.recs.onehot(task, metric)))
+    return pd.DataFrame(rows, columns=_POINT_COLUMNS if rows else None)
 
 
 def _task_style(tasks: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -419,19 +409,8 @@ def _icml_onehot(ctx: _Ctx) -> Out:
         style = _task_style(list(dict.fromkeys(pts["task"])))
         for (task, model), r in pts.set_index(["task", "model"]).iterrows():
             marker = "X" if _family(model) == "esm" else style[task][1]
-            ax.errorbar(
-                r["onehot"],
-                r["value"],
-                xerr=_bars([r["onehot_half"]]),
-                yerr=_bars([r["half"]]),
-                fmt=marker,
-                color=style[task][0],
-                mec="#333333",  # a dark edge keeps the yellow visible
-                mew=0.5,
-                ms=8,
-                alpha=0.85,
-                label=task,
-            )
+            xy, bars = (r["onehot"], r["value"]), ([r["onehot_half"]], [r["half"]])
+            _marks(ax, *xy, *bars, fmt=marker, color=style[task][0], ms=8, alpha=0.85, label=task)
         lo, hi = min(pts["onehot"].min(), pts["value"].min()), max(pts["onehot"].max(), pts["value"].max())
         ax.plot([lo, hi], [lo, hi], ":", color="grey")
         ax.set_xlabel("one-hot")
@@ -488,19 +467,9 @@ def _icml_cuts(ctx: _Ctx) -> Out:
                     if c is None or not 0 < cut < c.depth:  # the authors' delta_layer bounds
                         continue
                     (f0, h0), (fx, hx), (fl, hl) = c.at(int(c.layers[0])), c.at(cut), c.at(int(c.layers[-1]))
-                    ax.errorbar(
-                        fx - f0,
-                        fl - fx,
-                        xerr=_bars([_quad(hx, h0)]),
-                        yerr=_bars([_quad(hl, hx)]),
-                        fmt=MARKERS[models.index(r["model"]) % 8],
-                        color=style[r["task"]][0],
-                        mec="#333333",  # a dark edge keeps the yellow visible
-                        mew=0.5,
-                        ms=6,
-                        alpha=0.85,
-                        label=r["task"],
-                    )
+                    fmt, color = MARKERS[models.index(r["model"]) % 8], style[r["task"]][0]
+                    bars = [_quad(hx, h0)], [_quad(hl, hx)]
+                    _marks(ax, fx - f0, fl - fx, *bars, fmt=fmt, color=color, ms=6, alpha=0.85, label=r["task"])
                 ax.axhline(0, color="grey", lw=0.8)
                 ax.axvline(0, color="grey", lw=0.8)
                 ax.set_title(f"x = layer {cut}", fontsize=9)
@@ -580,18 +549,8 @@ def _icml_pretraining(ctx: _Ctx, x: str) -> Out:
                     continue
                 vals = [ctx.recs.curve(m, task, "pretrained", metric) for m in steps.index]
                 ys = [c.at(ref_curve.best) if c is not None else (math.nan, math.nan) for c in vals]
-                ax.errorbar(
-                    steps[x],
-                    [y for y, _ in ys],
-                    yerr=_bars([h for _, h in ys]),
-                    fmt=MARKERS[k % 8] + "-",
-                    color=OKABE_ITO[k % 8],
-                    mec="#333333",  # a dark edge keeps the yellow visible
-                    mew=0.5,
-                    ms=5,
-                    capsize=2,
-                    label=base,
-                )
+                style = dict(fmt=MARKERS[k % 8] + "-", color=OKABE_ITO[k % 8], ms=5, capsize=2, label=base)
+                _marks(ax, steps[x], [y for y, _ in ys], None, [h for _, h in ys], **style)
             oh, oh_half = ctx.recs.onehot(task, metric)
             if math.isfinite(oh):
                 ax.axhline(oh, color="black", ls=":", lw=1.4, label="one-hot")
@@ -655,6 +614,7 @@ def _icml_size(ctx: _Ctx) -> Out:
         yield _save(fig, ctx.out_dir, ctx.stem("icml_model_size", ctx.tag(spec)), title, ref, desc)
 
 
+_DEGREE = "ICML 2024 (res_vis.py plot_pretrain_degree)"
 #: name, paper figure(s), drawing function
 FIGURES: tuple[tuple[str, str, Callable[[_Ctx], Out]], ...] = (
     ("workshop_grid", "workshop Figs. 1 and 3", _grid),
@@ -663,16 +623,8 @@ FIGURES: tuple[tuple[str, str, Callable[[_Ctx], Out]], ...] = (
     ("icml_best_layer", "ICML 2024 (res_vis.py plot_emb_df_best_layer_bar)", _icml_best_layer),
     ("icml_layer_cuts", "ICML 2024 (res_vis.py plot_layer_delta_simple)", _icml_cuts),
     ("icml_ablation_gaps", "ICML 2024 (res_vis.py plot_emb_layer_bar)", _icml_gaps),
-    (
-        "icml_pretraining_fraction",
-        "ICML 2024 (res_vis.py plot_pretrain_degree)",
-        lambda ctx: _icml_pretraining(ctx, "checkpoint_fraction"),
-    ),
-    (
-        "icml_pretraining_loss",
-        "ICML 2024 (res_vis.py plot_pretrain_degree)",
-        lambda ctx: _icml_pretraining(ctx, "mlm_loss"),
-    ),
+    ("icml_pretraining_fraction", _DEGREE, functools.partial(_icml_pretraining, x="checkpoint_fraction")),
+    ("icml_pretraining_loss", _DEGREE, functools.partial(_icml_pretraining, x="mlm_loss")),
     ("icml_model_size", "ICML 2024 (res_vis.py plot_arch_size)", _icml_size),
 )
 

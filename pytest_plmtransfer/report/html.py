@@ -25,7 +25,7 @@ from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.report.tables import _caption as table_caption
 from pytest_plmtransfer.report.tables import _claims_summary as claims_summary
 from pytest_plmtransfer.report.tables import _grid as layer_grid
-from pytest_plmtransfer.report.tables import claim_rows, leader_cell_text, leaderboard, leaderboard_caption, task_tables
+from pytest_plmtransfer.report.tables import claim_rows, leaderboard_caption, leaderboard_grid, task_tables
 from pytest_plmtransfer.results.aggregate import normalize
 from pytest_plmtransfer.results.ledger import records_to_frame
 
@@ -60,6 +60,11 @@ def anchor(prefix: str, name: str) -> str:
     from pytest_plmtransfer.report.plots import safe_name
 
     return f"{prefix}-{safe_name(name)}"
+
+
+def _badge(outcome: Any, attrs: str = "") -> str:
+    word, cls = VERDICTS.get(str(outcome), (str(outcome), "skip"))
+    return f'<span{attrs} class="badge {cls}">{_e(word)}</span>'
 
 
 def _e(value: Any) -> str:
@@ -199,18 +204,13 @@ def _provenance(layers: pd.DataFrame, claims: pd.DataFrame) -> str:
     tasks = []
     for task, sub in data.groupby("task", sort=True):
         # one row per file read (archive, member, digest); its split sizes as recorded
-        files: dict[tuple[str, str, str], set[str]] = {}
+        files: dict[tuple[str, ...], set[str]] = {}
         for d, sizes in zip(sub.get("data", []), sub.get("split_sizes", [])):
             if isinstance(d, Mapping):
-                key = (
-                    str(d.get("archive") or d.get("source") or ""),
-                    str(d.get("member") or ""),
-                    str(d.get("sha256") or ""),
-                )
+                key = (d.get("archive") or d.get("source"), d.get("member"), d.get("sha256"))
+                found = files.setdefault(tuple(str(v or "") for v in key), set())
                 if isinstance(sizes, Mapping):
-                    files.setdefault(key, set()).add(" ".join(f"{k} {v}" for k, v in sizes.items()))
-                else:
-                    files.setdefault(key, set())
+                    found.add(" ".join(f"{k} {v}" for k, v in sizes.items()))
         for (archive, member, digest), sizes in sorted(files.items()):
             tasks.append(
                 [_e(task), _e(archive), _e(member), f"<code>{_e(digest[:16])}</code>", _e("; ".join(sorted(sizes)))]
@@ -224,10 +224,11 @@ def _provenance(layers: pd.DataFrame, claims: pd.DataFrame) -> str:
             table_id="provenance-data",
         )
     )
-    libs = []
-    for versions in _distinct(layers, "versions"):
-        if isinstance(versions, Mapping):
-            libs.append(_e(", ".join(f"{k} {v}" for k, v in sorted(versions.items()))))
+    libs = [
+        _e(", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+        for versions in _distinct(layers, "versions")
+        if isinstance(versions, Mapping)
+    ]
     machines = [
         _e(", ".join(f"{k} {v}" for k, v in m.items())) for m in _distinct(layers, "machine") if isinstance(m, Mapping)
     ]
@@ -288,15 +289,13 @@ def render_html(
         '<section id="leaderboard"><h2>Leaderboard</h2>',
     ]
     if tables:
-        lead_rows = []
-        for row in leaderboard(tables):
-            cells = [f"{row.mean_rank:.1f}", _e(row.label)]
-            for t in tables:
-                cell = row.cells.get(t.task)
-                text = leader_cell_text(cell, with_delta=True)
-                cells.append(f'<a href="#{anchor("task", t.key)}">{_e(text)}</a>' if text else "")
-            lead_rows.append(cells)
-        header = ["rank", "model/init", *(f'<a href="#{anchor("task", t.key)}">{_e(t.task)}</a>' for t in tables)]
+        links = [f'<a href="#{anchor("task", t.key)}">' for t in tables]
+        _, grid = leaderboard_grid(tables, with_delta=True)
+        lead_rows = [
+            [rank, _e(label), *(f"{a}{_e(c)}</a>" if c else "" for a, c in zip(links, cells))]
+            for rank, label, *cells in grid
+        ]
+        header = ["rank", "model/init", *(f"{a}{_e(t.task)}</a>" for a, t in zip(links, tables))]
         body.append(
             _table(header, lead_rows, caption=leaderboard_caption(tables), left=2, table_id="leaderboard-table")
         )
@@ -325,9 +324,7 @@ def render_html(
         related = by_task.get(t.task, [])
         if related:
             links = ", ".join(
-                f'<a href="#{claim_ids[r["claim_id"]]}">{_e(r["claim_id"])}</a> '
-                f'<span class="badge {VERDICTS.get(str(r.get("outcome")), ("", "skip"))[1]}">'
-                f"{_e(VERDICTS.get(str(r.get('outcome')), (str(r.get('outcome')), ''))[0])}</span>"
+                f'<a href="#{claim_ids[r["claim_id"]]}">{_e(r["claim_id"])}</a> {_badge(r.get("outcome"))}'
                 for r in related
             )
             body.append(f"<p>Claims on this task: {links}</p>")
@@ -337,8 +334,6 @@ def render_html(
         body.append(f'<section id="claims"><h2>Claims</h2><p>{_e(claims_summary(crows))}</p>')
         rows = []
         for r in crows:
-            outcome = str(r.get("outcome"))
-            word, cls = VERDICTS.get(outcome, (outcome, "skip"))
             task = str(r.get("task"))
             # the claim's own protocol's table (a claim record carries it; the default otherwise)
             key = task if r.get("protocol") in (None, PLMTRANSFER) else f"{task}--{r.get('protocol')}"
@@ -357,7 +352,7 @@ def render_html(
                 msg += f"<details><summary>evidence ({n} lines)</summary><pre>{_e(rest.rstrip())}</pre></details>"
             rows.append(
                 [
-                    f'<span id="{claim_ids[r["claim_id"]]}" class="badge {cls}">{_e(word)}</span>',
+                    _badge(r.get("outcome"), f' id="{claim_ids[r["claim_id"]]}"'),
                     f'<code title="{_e(r["claim_id"])}">{_e(r.get("claim") or r["claim_id"])}</code>',
                     task_link,
                     _e(f"{r.get('model')}/{r.get('init')}"),
