@@ -501,11 +501,9 @@ def _icml_gaps(ctx: _Ctx) -> Out:
         for ax, task in zip(axes, tasks):
             models = list(dict.fromkeys(m for p in pts.values() for m in p.loc[p["task"] == task, "model"]))
             for k, (init, p) in enumerate(pts.items()):
-                sub = p[p["task"] == task].set_index("model")
-                ys = [sub.loc[m, "value"] - sub.loc[m, "onehot"] if m in sub.index else math.nan for m in models]
-                hs = [
-                    _quad(sub.loc[m, "half"], sub.loc[m, "onehot_half"]) if m in sub.index else math.nan for m in models
-                ]
+                sub = p[p["task"] == task].set_index("model").reindex(models)  # NaN: no bar for that model
+                ys = list(sub["value"] - sub["onehot"])
+                hs = [_quad(h, o) for h, o in zip(sub["half"], sub["onehot_half"])]
                 xs = np.arange(len(models)) + (k - 1) * 0.27
                 ax.bar(xs, ys, 0.27, yerr=_bars(hs), color=INIT_COLOR[init], label=f"{init} - one-hot", capsize=2)
             ax.axhline(0, color="black", lw=0.8)
