@@ -25,6 +25,7 @@ protocols are never drawn together: each protocol gets its own files. Colours ar
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -87,6 +88,15 @@ class RenderedFigures(list[FigureFile]):
     def __init__(self) -> None:
         super().__init__()
         self.skipped: list[str] = []
+
+    def copy_to(self, out_dir: Path) -> list[FigureFile]:
+        """The same files in ``out_dir``, copied rather than drawn again."""
+        from pytest_plmtransfer.infra.tempfiles import atomic_write
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for src in (p for f in self for p in (f.path, f.svg)):
+            atomic_write(out_dir / src.name, src.read_bytes())
+        return [dataclasses.replace(f, path=out_dir / f.path.name, svg=out_dir / f.svg.name) for f in self]
 
 
 @dataclass(frozen=True)
@@ -193,11 +203,9 @@ def _described_parameters(model: str) -> int | None:
 
 
 def _figure(n_panels: int, cols: int, size: tuple[float, float] = (4.2, 3.2)):
-    import matplotlib
+    from pytest_plmtransfer.report.plots import pyplot
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = max(1, min(cols, n_panels))
     rows = math.ceil(n_panels / cols)
     fig, axes = plt.subplots(

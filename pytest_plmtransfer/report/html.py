@@ -289,13 +289,13 @@ def render_html(
         '<section id="leaderboard"><h2>Leaderboard</h2>',
     ]
     if tables:
-        links = [f'<a href="#{anchor("task", t.key)}">' for t in tables]
+        opens = [f'<a href="#{anchor("task", t.key)}">' for t in tables]
         _, grid = leaderboard_grid(tables, with_delta=True)
         lead_rows = [
-            [rank, _e(label), *(f"{a}{_e(c)}</a>" if c else "" for a, c in zip(links, cells))]
+            [rank, _e(label), *(f"{a}{_e(c)}</a>" if c else "" for a, c in zip(opens, cells))]
             for rank, label, *cells in grid
         ]
-        header = ["rank", "model/init", *(f"{a}{_e(t.task)}</a>" for a, t in zip(links, tables))]
+        header = ["rank", "model/init", *(f"{a}{_e(t.task)}</a>" for a, t in zip(opens, tables))]
         body.append(
             _table(header, lead_rows, caption=leaderboard_caption(tables), left=2, table_id="leaderboard-table")
         )

@@ -171,7 +171,7 @@ def _save(fig: Any, png: Path) -> Path:
     return png
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -199,7 +199,7 @@ def safe_name(name: str) -> str:
 def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str | None = None) -> dict[str, Path]:
     """``layers_<task>.png`` per task and, with several tasks, ``layers_all.png`` (a panel per
     task, one x axis kind on all); an SVG beside each. Returns task -> PNG ("_all": overview)."""
-    plt = _pyplot()
+    plt = pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = task_tables(frame, metric)
@@ -239,7 +239,7 @@ def plot_comparison(
 
     A side is a label and a layer frame: two ledgers (runs) or two models of one ledger. Writes
     ``path`` (PNG) and the SVG beside it; returns ``path``."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ResultsError(f"{path}: the plot is written as PNG (and SVG beside it); give a .png path")
