@@ -98,12 +98,12 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.judge.baselines import LedgerComparison
 
+    metric = None if args.metric == "auto" else args.metric
     if args.model:
         from pytest_plmtransfer.report.plots import compare_models
 
         if args.ledger_b is not None:
             raise CliError("--model compares two models of one ledger: give one ledger")
-        metric = None if args.metric == "auto" else args.metric
         return compare_models(_ledger_path(args.ledger_a), args.model, args.plot, out, metric=metric)
     if args.ledger_b is None:
         raise CliError("give two ledgers, or one ledger and --model X --model Y")
@@ -120,7 +120,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     if args.plot:
         from pytest_plmtransfer.report.plots import compare_ledgers_plot
 
-        compare_ledgers_plot(pa, pb, args.plot, out, metric=None if args.metric == "auto" else args.metric)
+        compare_ledgers_plot(pa, pb, args.plot, out, metric=metric)
     return cmp.exit_status
 
 

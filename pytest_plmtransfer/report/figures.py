@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +38,13 @@ import pandas as pd
 
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.models.base import ONEHOT
+from pytest_plmtransfer.report.plots import pyplot, safe_name
 from pytest_plmtransfer.report.tables import INIT_ORDER, interval_half_widths
 from pytest_plmtransfer.results.aggregate import (
     ResultsError,
+    best_layer,
     curve,
     depth,
-    lower_is_better,
     measured,
     normalize,
     task_metrics,
@@ -170,14 +170,9 @@ class _Records:
                 for l, r in c.iterrows()
                 if r["n"] > 1
             }
-        sel = c[selection].dropna()
-        best = None
-        if not sel.empty:
-            best = int(sel.idxmin() if lower_is_better(selection) else sel.idxmax())
         layers = c.index.to_numpy(dtype=int)
-        return _Curve(
-            layers, c[metric].to_numpy(float), np.array([half.get(int(l), math.nan) for l in layers]), depth(sub), best
-        )
+        halves = np.array([half.get(int(l), math.nan) for l in layers])
+        return _Curve(layers, c[metric].to_numpy(float), halves, depth(sub), best_layer(c[selection], selection))
 
     def onehot(self, task: str, metric: str) -> tuple[float, float]:
         c = self.curve(ONEHOT, task, "none", metric)
@@ -203,8 +198,6 @@ def _described_parameters(model: str) -> int | None:
 
 
 def _figure(n_panels: int, cols: int, size: tuple[float, float] = (4.2, 3.2)):
-    from pytest_plmtransfer.report.plots import pyplot
-
     plt = pyplot()
     cols = max(1, min(cols, n_panels))
     rows = math.ceil(n_panels / cols)
@@ -298,7 +291,7 @@ class _Ctx:
     named: frozenset[str]
 
     def stem(self, *parts: str) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(p for p in (*parts, self.recs.suffix) if p))
+        return safe_name("_".join(p for p in (*parts, self.recs.suffix) if p))
 
     def label(self, spec: str | None) -> str:
         return spec or "NDCG (regression) / ROC-AUC (classification)"

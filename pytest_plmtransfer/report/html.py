@@ -262,13 +262,12 @@ def render_html(
     crows = claim_rows(claims)
     claim_frame = records_to_frame(crows)
     claim_ids: dict[str, str] = {}
+    by_task: dict[str, list[dict[str, Any]]] = {}
     for r in crows:
         base, n = anchor("claim", r["claim_id"]), 1
         while base + ("" if n == 1 else f"-{n}") in claim_ids.values():
             n += 1
         claim_ids[r["claim_id"]] = base + ("" if n == 1 else f"-{n}")
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for r in crows:
         by_task.setdefault(str(r.get("task")), []).append(r)
 
     toc = ['<li><a href="#leaderboard">Leaderboard</a></li>']

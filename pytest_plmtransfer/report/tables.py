@@ -201,11 +201,6 @@ def _cell(value: tuple[float, float] | None, best: bool, digits: int = 3, half_w
     return txt + (BEST_MARK if best else " ")
 
 
-def _vs_onehot(row: TableRow, onehot: TableRow | None) -> str:
-    delta = _delta(row, onehot)
-    return "" if delta is None else f"{delta:+.3f}"
-
-
 def _grid(table: TaskTable, layers: Sequence[int], with_summary: bool) -> tuple[list[str], list[list[str]]]:
     header = ["model/init", "seeds", *(f"L{l:02d}" for l in layers)]
     if with_summary:
@@ -217,7 +212,8 @@ def _grid(table: TaskTable, layers: Sequence[int], with_summary: bool) -> tuple[
         if with_summary:
             best = row.best
             cells.append("" if best is None else f"L{row.best_layer:02d} {best[0]:.3f}")
-            cells.append(_vs_onehot(row, table.onehot))
+            delta = _delta(row, table.onehot)
+            cells.append("" if delta is None else f"{delta:+.3f}")
         body.append(cells)
     return header, body
 
