@@ -178,17 +178,14 @@ def _provenance(layers: pd.DataFrame, claims: pd.DataFrame) -> str:
     models = []
     data = normalize(layers)
     for (model, init), sub in data.groupby(["model", "init"], sort=True):
+        devices = {(r.get("device"), r.get("dtype")) for r in sub.to_dict("records")}
         models.append(
             [
                 _e(model),
                 _e(init),
                 _e(", ".join(sorted(set(sub["seed_key"])))),
                 "<br>".join(_e(_weights_text(w)) for w in _distinct(sub, "weights")),
-                _e(
-                    ", ".join(
-                        f"{d}/{t}" for d, t in {(r.get("device"), r.get("dtype")) for r in sub.to_dict("records")}
-                    )
-                ),
+                _e(", ".join(f"{d}/{t}" for d, t in devices)),
                 _e(", ".join(map(str, _distinct(sub, "protocol")))),
             ]
         )
