@@ -131,7 +131,8 @@ class _Records:
         self.groups = {k: g for k, g in data.groupby(["model", "task", "init"], sort=True)}
         self.tasks = sorted(data["task"].unique())
         self.models = sorted(data["model"].unique(), key=lambda m: (m != ONEHOT, self.parameters(m) or 0, m))
-        self._cache: dict[tuple[str, str, str, str], _Curve | None] = {}
+        #: (model, task, init, metric) -> its curve, None when not measured
+        self.curve = functools.cache(self._curve)
 
     def parameters(self, model: str) -> int | None:
         """A model's parameter count: the records' ``model_params``, else the description tables."""
@@ -146,12 +147,6 @@ class _Records:
         sub = self.data[self.data["task"] == task]
         candidates = [spec] if spec else [*PAPER_METRICS, task_metrics(sub)[1]]
         return next((m for m in candidates if measured(sub, m)), None)
-
-    def curve(self, model: str, task: str, init: str, metric: str) -> _Curve | None:
-        key = (model, task, init, metric)
-        if key not in self._cache:
-            self._cache[key] = self._curve(*key)
-        return self._cache[key]
 
     def _curve(self, model: str, task: str, init: str, metric: str) -> _Curve | None:
         sub = self.groups.get((model, task, init))

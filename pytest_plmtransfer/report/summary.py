@@ -109,10 +109,7 @@ def report_written_lines(written: Mapping[str, object], out_dir: Path, cwd: Path
 
     def show(p: object) -> str:
         path = Path(str(p))
-        try:
-            return os.path.relpath(path, cwd) if path.resolve().is_relative_to(cwd.resolve()) else str(path)
-        except ValueError:
-            return str(path)
+        return os.path.relpath(path, cwd) if path.resolve().is_relative_to(cwd.resolve()) else str(path)
 
     lines = [f"plmtransfer: report written to {show(out_dir)}/"]
     for kind, value in written.items():

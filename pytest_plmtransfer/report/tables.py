@@ -113,10 +113,7 @@ def _note_of(note: str, task: str, protocol: str) -> bool:
     """Whether a row_groups note ("model/init on TASK[ (--plm-limit N)][ [PROTOCOL]]: ...") is this table's."""
     head = note.split(": ", 1)[0]
     tail = f" [{protocol}]" if protocol != PLMTRANSFER else ""
-    return (
-        head.endswith(tail)
-        and re.search(rf" on {re.escape(task)}( \(--plm-limit \d+\))?{re.escape(tail)}$", head) is not None
-    )
+    return re.search(rf" on {re.escape(task)}( \(--plm-limit \d+\))?{re.escape(tail)}$", head) is not None
 
 
 def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTable]:
@@ -278,13 +275,12 @@ def leaderboard(tables: Sequence[TaskTable]) -> list[LeaderRow]:
     the mean rank over the tasks a row was measured on (rows measured on more tasks first)."""
     rows: dict[tuple[str, str], LeaderRow] = {}
     for table in tables:
-        scored = [(r, r.best) for r in table.rows if r.best is not None and not math.isnan(r.best[0])]
-        onehot = table.onehot
-        for row, best in scored:
-            assert best is not None and row.best_layer is not None
-            rank = 1 + sum(better(other[0], best[0], table.test_metric) for _, other in scored if other is not None)
-            delta = _delta(row, onehot)
-            cell = LeaderCell(row.best_layer, best[0], row.half_widths.get(row.best_layer), delta, rank)
+        scored = [(r, r.best[0]) for r in table.rows if r.best is not None and not math.isnan(r.best[0])]
+        for row, value in scored:
+            assert row.best_layer is not None
+            rank = 1 + sum(better(other, value, table.test_metric) for _, other in scored)
+            delta = _delta(row, table.onehot)
+            cell = LeaderCell(row.best_layer, value, row.half_widths.get(row.best_layer), delta, rank)
             rows.setdefault((row.model, row.init), LeaderRow(row.model, row.init, row.label)).cells[table.task] = cell
     return sorted(rows.values(), key=lambda r: (-len(r.cells), r.mean_rank, r.label))
 
