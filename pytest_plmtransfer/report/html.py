@@ -336,8 +336,7 @@ def render_html(
             task_link = (
                 f'<a href="#{anchor("task", key)}">{_e(task)}</a>' if any(t.key == key for t in tables) else _e(task)
             )
-            detail = r.get("detail") if isinstance(r.get("detail"), Mapping) else {}
-            finding = detail.get("finding") if detail else None
+            finding = r["detail"].get("finding") if isinstance(r.get("detail"), Mapping) else None
             expected = r.get("expected_failure")
             first, _, rest = str(r.get("message") or "").strip().partition("\n")
             msg = (f"<em>{_e(finding)}</em><br>" if finding else "") + _e(first)
@@ -381,9 +380,7 @@ def render_html(
             body.append(_figure(f"figure-{i + 1}", image, str(getattr(fig, "title", image.stem)), caption))
         body.append("</section>")
 
-    body.append('<section id="provenance"><h2>Provenance</h2>')
-    body.append(_provenance(frame, claim_frame))
-    body.append("</section>")
+    body += ['<section id="provenance"><h2>Provenance</h2>', _provenance(frame, claim_frame), "</section>"]
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'

@@ -48,9 +48,7 @@ def _band(row: TableRow, layer: int) -> tuple[str, float] | None:
     if layer in row.half_widths:
         return ("ci+seeds" if row.n_seeds > 1 else "ci", row.half_widths[layer])
     std = row.values[layer][1] if layer in row.values else math.nan
-    if row.n_seeds > 1 and not math.isnan(std):
-        return ("sd", std)
-    return None
+    return ("sd", std) if row.n_seeds > 1 and not math.isnan(std) else None
 
 
 def _x_mode(tables: Sequence[TaskTable]) -> str:

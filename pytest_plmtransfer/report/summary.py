@@ -41,9 +41,7 @@ def skipped_explanation(skip_reasons: Iterable[str], others: int) -> str | None:
         head = f"plmtransfer: {len(reasons)} of {len(reasons) + others} benchmark test(s) skipped. Why:"
     else:
         head = f"plmtransfer: all {len(reasons)} benchmark test(s) skipped, so nothing was measured. Why:"
-    lines = [head]
-    for headline, n in counts.most_common(MAX_REASONS):
-        lines.append(f"  {n} x {headline}")
+    lines = [head, *(f"  {n} x {headline}" for headline, n in counts.most_common(MAX_REASONS))]
     if len(counts) > MAX_REASONS:
         lines.append(f"  ... and {len(counts) - MAX_REASONS} more reason(s) (see -rs)")
     top = full[counts.most_common(1)[0][0]]
