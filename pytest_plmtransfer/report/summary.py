@@ -73,12 +73,9 @@ def write_report(
     paper_figures: RenderedFigures | None = None,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``report.html``, ``results.csv``, the layer curves (PNG and SVG) and
-    the papers' figures into ``out_dir`` (``paper_figures``: already drawn, copied rather than
-    drawn again); ``extra_figures`` (objects with ``path``, ``svg``, ``title``, ``paper_ref``)
-    join the HTML report.
-
-    Returns ``{"html": Path, "markdown": Path, "csv": Path, "png": {task: Path}, "svg": {task: Path}}``.
-    """
+    the papers' figures (``paper_figures``: already drawn, copied rather than drawn again) into
+    ``out_dir``; ``extra_figures`` (objects with ``path``, ``svg``, ``title``, ``paper_ref``) join
+    the HTML report. Returns the paths written by kind (html, markdown, csv, png, svg, figures)."""
     from pytest_plmtransfer.infra.tempfiles import atomic_write
     from pytest_plmtransfer.report.figures import render_figures
     from pytest_plmtransfer.report.html import write_html
