@@ -76,15 +76,19 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     metrics = args.metric or [None]
     out.write("".join(render_tables_text(layers, metric=m) + "\n" for m in metrics[:-1]))
     out.write(render_text(layers, claims, metric=metrics[-1]))
+    figs = None
+    if args.out and args.figures and not (layers.empty or args.model or args.task or args.init or args.metric):
+        figs = render_figures(layers, args.figures)  # the very figures --out draws: drawn once, copied there
     if args.out:
         from pytest_plmtransfer.report.summary import report_written_lines, write_report
 
-        written = write_report(layers, claims, args.out, metric=metrics[0])
+        written = write_report(layers, claims, args.out, metric=metrics[0], paper_figures=figs)
         out.write("\n" + "\n".join(report_written_lines(written, args.out)) + "\n")
     if args.figures:
-        figs = render_figures(
-            layers, args.figures, models=args.model, tasks=args.task, inits=args.init, metrics=args.metric
-        )
+        if figs is None:
+            figs = render_figures(
+                layers, args.figures, models=args.model, tasks=args.task, inits=args.init, metrics=args.metric
+            )
         out.write(f"\nwrote {len(figs)} figure(s) (PNG, SVG beside) to {args.figures}:\n")
         out.write("".join(f"  {f.path.name}: {f.paper_ref}\n" for f in figs))
         out.write("".join(f"  not drawn: {line}\n" for line in figs.skipped))
@@ -94,12 +98,12 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_plmtransfer.judge.baselines import LedgerComparison
 
+    metric = None if args.metric == "auto" else args.metric
     if args.model:
         from pytest_plmtransfer.report.plots import compare_models
 
         if args.ledger_b is not None:
             raise CliError("--model compares two models of one ledger: give one ledger")
-        metric = None if args.metric == "auto" else args.metric
         return compare_models(_ledger_path(args.ledger_a), args.model, args.plot, out, metric=metric)
     if args.ledger_b is None:
         raise CliError("give two ledgers, or one ledger and --model X --model Y")
@@ -116,7 +120,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     if args.plot:
         from pytest_plmtransfer.report.plots import compare_ledgers_plot
 
-        compare_ledgers_plot(pa, pb, args.plot, out, metric=None if args.metric == "auto" else args.metric)
+        compare_ledgers_plot(pa, pb, args.plot, out, metric=metric)
     return cmp.exit_status
 
 

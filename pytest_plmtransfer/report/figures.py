@@ -25,9 +25,9 @@ protocols are never drawn together: each protocol gets its own files. Colours ar
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +38,13 @@ import pandas as pd
 
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.models.base import ONEHOT
+from pytest_plmtransfer.report.plots import pyplot, safe_name
 from pytest_plmtransfer.report.tables import INIT_ORDER, interval_half_widths
 from pytest_plmtransfer.results.aggregate import (
     ResultsError,
+    best_layer,
     curve,
     depth,
-    lower_is_better,
     measured,
     normalize,
     task_metrics,
@@ -88,6 +89,15 @@ class RenderedFigures(list[FigureFile]):
         super().__init__()
         self.skipped: list[str] = []
 
+    def copy_to(self, out_dir: Path) -> list[FigureFile]:
+        """The same files in ``out_dir``, copied rather than drawn again."""
+        from pytest_plmtransfer.infra.tempfiles import atomic_write
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for src in (p for f in self for p in (f.path, f.svg)):
+            atomic_write(out_dir / src.name, src.read_bytes())
+        return [dataclasses.replace(f, path=out_dir / f.path.name, svg=out_dir / f.svg.name) for f in self]
+
 
 @dataclass(frozen=True)
 class _Curve:
@@ -121,7 +131,8 @@ class _Records:
         self.groups = {k: g for k, g in data.groupby(["model", "task", "init"], sort=True)}
         self.tasks = sorted(data["task"].unique())
         self.models = sorted(data["model"].unique(), key=lambda m: (m != ONEHOT, self.parameters(m) or 0, m))
-        self._cache: dict[tuple[str, str, str, str], _Curve | None] = {}
+        #: (model, task, init, metric) -> its curve, None when not measured
+        self.curve = functools.cache(self._curve)
 
     def parameters(self, model: str) -> int | None:
         """A model's parameter count: the records' ``model_params``, else the description tables."""
@@ -136,12 +147,6 @@ class _Records:
         sub = self.data[self.data["task"] == task]
         candidates = [spec] if spec else [*PAPER_METRICS, task_metrics(sub)[1]]
         return next((m for m in candidates if measured(sub, m)), None)
-
-    def curve(self, model: str, task: str, init: str, metric: str) -> _Curve | None:
-        key = (model, task, init, metric)
-        if key not in self._cache:
-            self._cache[key] = self._curve(*key)
-        return self._cache[key]
 
     def _curve(self, model: str, task: str, init: str, metric: str) -> _Curve | None:
         sub = self.groups.get((model, task, init))
@@ -160,14 +165,9 @@ class _Records:
                 for l, r in c.iterrows()
                 if r["n"] > 1
             }
-        sel = c[selection].dropna()
-        best = None
-        if not sel.empty:
-            best = int(sel.idxmin() if lower_is_better(selection) else sel.idxmax())
         layers = c.index.to_numpy(dtype=int)
-        return _Curve(
-            layers, c[metric].to_numpy(float), np.array([half.get(int(l), math.nan) for l in layers]), depth(sub), best
-        )
+        halves = np.array([half.get(int(l), math.nan) for l in layers])
+        return _Curve(layers, c[metric].to_numpy(float), halves, depth(sub), best_layer(c[selection], selection))
 
     def onehot(self, task: str, metric: str) -> tuple[float, float]:
         c = self.curve(ONEHOT, task, "none", metric)
@@ -193,11 +193,7 @@ def _described_parameters(model: str) -> int | None:
 
 
 def _figure(n_panels: int, cols: int, size: tuple[float, float] = (4.2, 3.2)):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = max(1, min(cols, n_panels))
     rows = math.ceil(n_panels / cols)
     fig, axes = plt.subplots(
@@ -242,6 +238,11 @@ def _bars(values: Sequence[float]) -> Any:
     return None if not any(math.isfinite(v) for v in values) else [0.0 if not math.isfinite(v) else v for v in values]
 
 
+def _marks(ax: Any, x: Any, y: Any, xerr: Sequence[float] | None, yerr: Sequence[float], **style: Any) -> None:
+    """Markers with their 95% bars, a dark edge keeping the yellow visible."""
+    ax.errorbar(x, y, xerr=None if xerr is None else _bars(xerr), yerr=_bars(yerr), mec="#333333", mew=0.5, **style)
+
+
 def _legend(fig: Any, axes: Sequence[Any], title: str | None = None) -> None:
     """One legend for the figure: below a grid of panels, right of a single axes."""
     handles: dict[str, Any] = {}
@@ -263,11 +264,7 @@ def _save(fig: Any, out_dir: Path, stem: str, title: str, paper_ref: str, descri
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
     try:
         for path in paths:
-
-            def save(fh: Any, fmt: str = path.suffix[1:]) -> None:
-                fig.savefig(fh, format=fmt, dpi=110, bbox_inches="tight")
-
-            atomic_write(path, save)
+            atomic_write(path, functools.partial(fig.savefig, format=path.suffix[1:], dpi=110, bbox_inches="tight"))
     finally:
         plt.close(fig)
     return FigureFile(paths[0], paths[1], title, paper_ref, description)
@@ -289,7 +286,7 @@ class _Ctx:
     named: frozenset[str]
 
     def stem(self, *parts: str) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(p for p in (*parts, self.recs.suffix) if p))
+        return safe_name("_".join(p for p in (*parts, self.recs.suffix) if p))
 
     def label(self, spec: str | None) -> str:
         return spec or "NDCG (regression) / ROC-AUC (classification)"
@@ -375,6 +372,9 @@ def _sizes(ctx: _Ctx) -> Out:
             yield _save(fig, ctx.out_dir, ctx.stem("workshop_sizes", family, task), title, ref, desc)
 
 
+_POINT_COLUMNS = ["task", "model", "metric", "layer", "depth", "value", "half", "onehot", "onehot_half"]
+
+
 def _points(ctx: _Ctx, spec: str | None, init: str, layer: str) -> pd.DataFrame:
     """Per (task, model): value and half-width at the ``best`` or ``last`` layer, the one-hot's."""
     rows = []
@@ -385,22 +385,8 @@ def _points(ctx: _Ctx, spec: str | None, init: str, layer: str) -> pd.DataFrame:
             at = c.best if c is not None and layer == "best" else None if c is None else int(c.layers[-1])
             if c is None or metric is None or at is None:
                 continue
-            value, half = c.at(at)
-            oh, oh_half = ctx.recs.onehot(task, metric)
-            rows.append(
-                dict(
-                    task=task,
-                    model=model,
-                    metric=metric,
-                    layer=at,
-                    depth=c.depth,
-                    value=value,
-                    half=half,
-                    onehot=oh,
-                    onehot_half=oh_half,
-                )
-            )
-    return pd.DataFrame(rows)
+            rows.append((task, model, metric, at, c.depth, *c.at(at), *ctx.recs.onehot(task, metric)))
+    return pd.DataFrame(rows, columns=_POINT_COLUMNS if rows else None)
 
 
 def _task_style(tasks: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -419,19 +405,8 @@ def _icml_onehot(ctx: _Ctx) -> Out:
         style = _task_style(list(dict.fromkeys(pts["task"])))
         for (task, model), r in pts.set_index(["task", "model"]).iterrows():
             marker = "X" if _family(model) == "esm" else style[task][1]
-            ax.errorbar(
-                r["onehot"],
-                r["value"],
-                xerr=_bars([r["onehot_half"]]),
-                yerr=_bars([r["half"]]),
-                fmt=marker,
-                color=style[task][0],
-                mec="#333333",  # a dark edge keeps the yellow visible
-                mew=0.5,
-                ms=8,
-                alpha=0.85,
-                label=task,
-            )
+            xy, bars = (r["onehot"], r["value"]), ([r["onehot_half"]], [r["half"]])
+            _marks(ax, *xy, *bars, fmt=marker, color=style[task][0], ms=8, alpha=0.85, label=task)
         lo, hi = min(pts["onehot"].min(), pts["value"].min()), max(pts["onehot"].max(), pts["value"].max())
         ax.plot([lo, hi], [lo, hi], ":", color="grey")
         ax.set_xlabel("one-hot")
@@ -488,19 +463,9 @@ def _icml_cuts(ctx: _Ctx) -> Out:
                     if c is None or not 0 < cut < c.depth:  # the authors' delta_layer bounds
                         continue
                     (f0, h0), (fx, hx), (fl, hl) = c.at(int(c.layers[0])), c.at(cut), c.at(int(c.layers[-1]))
-                    ax.errorbar(
-                        fx - f0,
-                        fl - fx,
-                        xerr=_bars([_quad(hx, h0)]),
-                        yerr=_bars([_quad(hl, hx)]),
-                        fmt=MARKERS[models.index(r["model"]) % 8],
-                        color=style[r["task"]][0],
-                        mec="#333333",  # a dark edge keeps the yellow visible
-                        mew=0.5,
-                        ms=6,
-                        alpha=0.85,
-                        label=r["task"],
-                    )
+                    fmt, color = MARKERS[models.index(r["model"]) % 8], style[r["task"]][0]
+                    bars = [_quad(hx, h0)], [_quad(hl, hx)]
+                    _marks(ax, fx - f0, fl - fx, *bars, fmt=fmt, color=color, ms=6, alpha=0.85, label=r["task"])
                 ax.axhline(0, color="grey", lw=0.8)
                 ax.axvline(0, color="grey", lw=0.8)
                 ax.set_title(f"x = layer {cut}", fontsize=9)
@@ -532,11 +497,9 @@ def _icml_gaps(ctx: _Ctx) -> Out:
         for ax, task in zip(axes, tasks):
             models = list(dict.fromkeys(m for p in pts.values() for m in p.loc[p["task"] == task, "model"]))
             for k, (init, p) in enumerate(pts.items()):
-                sub = p[p["task"] == task].set_index("model")
-                ys = [sub.loc[m, "value"] - sub.loc[m, "onehot"] if m in sub.index else math.nan for m in models]
-                hs = [
-                    _quad(sub.loc[m, "half"], sub.loc[m, "onehot_half"]) if m in sub.index else math.nan for m in models
-                ]
+                sub = p[p["task"] == task].set_index("model").reindex(models)  # NaN: no bar for that model
+                ys = list(sub["value"] - sub["onehot"])
+                hs = [_quad(h, o) for h, o in zip(sub["half"], sub["onehot_half"])]
                 xs = np.arange(len(models)) + (k - 1) * 0.27
                 ax.bar(xs, ys, 0.27, yerr=_bars(hs), color=INIT_COLOR[init], label=f"{init} - one-hot", capsize=2)
             ax.axhline(0, color="black", lw=0.8)
@@ -580,18 +543,8 @@ def _icml_pretraining(ctx: _Ctx, x: str) -> Out:
                     continue
                 vals = [ctx.recs.curve(m, task, "pretrained", metric) for m in steps.index]
                 ys = [c.at(ref_curve.best) if c is not None else (math.nan, math.nan) for c in vals]
-                ax.errorbar(
-                    steps[x],
-                    [y for y, _ in ys],
-                    yerr=_bars([h for _, h in ys]),
-                    fmt=MARKERS[k % 8] + "-",
-                    color=OKABE_ITO[k % 8],
-                    mec="#333333",  # a dark edge keeps the yellow visible
-                    mew=0.5,
-                    ms=5,
-                    capsize=2,
-                    label=base,
-                )
+                style = dict(fmt=MARKERS[k % 8] + "-", color=OKABE_ITO[k % 8], ms=5, capsize=2, label=base)
+                _marks(ax, steps[x], [y for y, _ in ys], None, [h for _, h in ys], **style)
             oh, oh_half = ctx.recs.onehot(task, metric)
             if math.isfinite(oh):
                 ax.axhline(oh, color="black", ls=":", lw=1.4, label="one-hot")
@@ -655,6 +608,7 @@ def _icml_size(ctx: _Ctx) -> Out:
         yield _save(fig, ctx.out_dir, ctx.stem("icml_model_size", ctx.tag(spec)), title, ref, desc)
 
 
+_DEGREE = "ICML 2024 (res_vis.py plot_pretrain_degree)"
 #: name, paper figure(s), drawing function
 FIGURES: tuple[tuple[str, str, Callable[[_Ctx], Out]], ...] = (
     ("workshop_grid", "workshop Figs. 1 and 3", _grid),
@@ -663,16 +617,8 @@ FIGURES: tuple[tuple[str, str, Callable[[_Ctx], Out]], ...] = (
     ("icml_best_layer", "ICML 2024 (res_vis.py plot_emb_df_best_layer_bar)", _icml_best_layer),
     ("icml_layer_cuts", "ICML 2024 (res_vis.py plot_layer_delta_simple)", _icml_cuts),
     ("icml_ablation_gaps", "ICML 2024 (res_vis.py plot_emb_layer_bar)", _icml_gaps),
-    (
-        "icml_pretraining_fraction",
-        "ICML 2024 (res_vis.py plot_pretrain_degree)",
-        lambda ctx: _icml_pretraining(ctx, "checkpoint_fraction"),
-    ),
-    (
-        "icml_pretraining_loss",
-        "ICML 2024 (res_vis.py plot_pretrain_degree)",
-        lambda ctx: _icml_pretraining(ctx, "mlm_loss"),
-    ),
+    ("icml_pretraining_fraction", _DEGREE, functools.partial(_icml_pretraining, x="checkpoint_fraction")),
+    ("icml_pretraining_loss", _DEGREE, functools.partial(_icml_pretraining, x="mlm_loss")),
     ("icml_model_size", "ICML 2024 (res_vis.py plot_arch_size)", _icml_size),
 )
 

@@ -25,7 +25,7 @@ from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.report.tables import _caption as table_caption
 from pytest_plmtransfer.report.tables import _claims_summary as claims_summary
 from pytest_plmtransfer.report.tables import _grid as layer_grid
-from pytest_plmtransfer.report.tables import claim_rows, leader_cell_text, leaderboard, leaderboard_caption, task_tables
+from pytest_plmtransfer.report.tables import claim_rows, leaderboard_caption, leaderboard_grid, task_tables
 from pytest_plmtransfer.results.aggregate import normalize
 from pytest_plmtransfer.results.ledger import records_to_frame
 
@@ -60,6 +60,11 @@ def anchor(prefix: str, name: str) -> str:
     from pytest_plmtransfer.report.plots import safe_name
 
     return f"{prefix}-{safe_name(name)}"
+
+
+def _badge(outcome: Any, attrs: str = "") -> str:
+    word, cls = VERDICTS.get(str(outcome), (str(outcome), "skip"))
+    return f'<span{attrs} class="badge {cls}">{_e(word)}</span>'
 
 
 def _e(value: Any) -> str:
@@ -173,17 +178,14 @@ def _provenance(layers: pd.DataFrame, claims: pd.DataFrame) -> str:
     models = []
     data = normalize(layers)
     for (model, init), sub in data.groupby(["model", "init"], sort=True):
+        devices = {(r.get("device"), r.get("dtype")) for r in sub.to_dict("records")}
         models.append(
             [
                 _e(model),
                 _e(init),
                 _e(", ".join(sorted(set(sub["seed_key"])))),
                 "<br>".join(_e(_weights_text(w)) for w in _distinct(sub, "weights")),
-                _e(
-                    ", ".join(
-                        f"{d}/{t}" for d, t in {(r.get("device"), r.get("dtype")) for r in sub.to_dict("records")}
-                    )
-                ),
+                _e(", ".join(f"{d}/{t}" for d, t in devices)),
                 _e(", ".join(map(str, _distinct(sub, "protocol")))),
             ]
         )
@@ -199,18 +201,13 @@ def _provenance(layers: pd.DataFrame, claims: pd.DataFrame) -> str:
     tasks = []
     for task, sub in data.groupby("task", sort=True):
         # one row per file read (archive, member, digest); its split sizes as recorded
-        files: dict[tuple[str, str, str], set[str]] = {}
+        files: dict[tuple[str, ...], set[str]] = {}
         for d, sizes in zip(sub.get("data", []), sub.get("split_sizes", [])):
             if isinstance(d, Mapping):
-                key = (
-                    str(d.get("archive") or d.get("source") or ""),
-                    str(d.get("member") or ""),
-                    str(d.get("sha256") or ""),
-                )
+                key = (d.get("archive") or d.get("source"), d.get("member"), d.get("sha256"))
+                found = files.setdefault(tuple(str(v or "") for v in key), set())
                 if isinstance(sizes, Mapping):
-                    files.setdefault(key, set()).add(" ".join(f"{k} {v}" for k, v in sizes.items()))
-                else:
-                    files.setdefault(key, set())
+                    found.add(" ".join(f"{k} {v}" for k, v in sizes.items()))
         for (archive, member, digest), sizes in sorted(files.items()):
             tasks.append(
                 [_e(task), _e(archive), _e(member), f"<code>{_e(digest[:16])}</code>", _e("; ".join(sorted(sizes)))]
@@ -224,10 +221,11 @@ def _provenance(layers: pd.DataFrame, claims: pd.DataFrame) -> str:
             table_id="provenance-data",
         )
     )
-    libs = []
-    for versions in _distinct(layers, "versions"):
-        if isinstance(versions, Mapping):
-            libs.append(_e(", ".join(f"{k} {v}" for k, v in sorted(versions.items()))))
+    libs = [
+        _e(", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+        for versions in _distinct(layers, "versions")
+        if isinstance(versions, Mapping)
+    ]
     machines = [
         _e(", ".join(f"{k} {v}" for k, v in m.items())) for m in _distinct(layers, "machine") if isinstance(m, Mapping)
     ]
@@ -261,13 +259,12 @@ def render_html(
     crows = claim_rows(claims)
     claim_frame = records_to_frame(crows)
     claim_ids: dict[str, str] = {}
+    by_task: dict[str, list[dict[str, Any]]] = {}
     for r in crows:
         base, n = anchor("claim", r["claim_id"]), 1
         while base + ("" if n == 1 else f"-{n}") in claim_ids.values():
             n += 1
         claim_ids[r["claim_id"]] = base + ("" if n == 1 else f"-{n}")
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for r in crows:
         by_task.setdefault(str(r.get("task")), []).append(r)
 
     toc = ['<li><a href="#leaderboard">Leaderboard</a></li>']
@@ -288,15 +285,13 @@ def render_html(
         '<section id="leaderboard"><h2>Leaderboard</h2>',
     ]
     if tables:
-        lead_rows = []
-        for row in leaderboard(tables):
-            cells = [f"{row.mean_rank:.1f}", _e(row.label)]
-            for t in tables:
-                cell = row.cells.get(t.task)
-                text = leader_cell_text(cell, with_delta=True)
-                cells.append(f'<a href="#{anchor("task", t.key)}">{_e(text)}</a>' if text else "")
-            lead_rows.append(cells)
-        header = ["rank", "model/init", *(f'<a href="#{anchor("task", t.key)}">{_e(t.task)}</a>' for t in tables)]
+        opens = [f'<a href="#{anchor("task", t.key)}">' for t in tables]
+        _, grid = leaderboard_grid(tables, with_delta=True)
+        lead_rows = [
+            [rank, _e(label), *(f"{a}{_e(c)}</a>" if c else "" for a, c in zip(opens, cells))]
+            for rank, label, *cells in grid
+        ]
+        header = ["rank", "model/init", *(f"{a}{_e(t.task)}</a>" for a, t in zip(opens, tables))]
         body.append(
             _table(header, lead_rows, caption=leaderboard_caption(tables), left=2, table_id="leaderboard-table")
         )
@@ -325,9 +320,7 @@ def render_html(
         related = by_task.get(t.task, [])
         if related:
             links = ", ".join(
-                f'<a href="#{claim_ids[r["claim_id"]]}">{_e(r["claim_id"])}</a> '
-                f'<span class="badge {VERDICTS.get(str(r.get("outcome")), ("", "skip"))[1]}">'
-                f"{_e(VERDICTS.get(str(r.get('outcome')), (str(r.get('outcome')), ''))[0])}</span>"
+                f'<a href="#{claim_ids[r["claim_id"]]}">{_e(r["claim_id"])}</a> {_badge(r.get("outcome"))}'
                 for r in related
             )
             body.append(f"<p>Claims on this task: {links}</p>")
@@ -337,16 +330,13 @@ def render_html(
         body.append(f'<section id="claims"><h2>Claims</h2><p>{_e(claims_summary(crows))}</p>')
         rows = []
         for r in crows:
-            outcome = str(r.get("outcome"))
-            word, cls = VERDICTS.get(outcome, (outcome, "skip"))
             task = str(r.get("task"))
             # the claim's own protocol's table (a claim record carries it; the default otherwise)
             key = task if r.get("protocol") in (None, PLMTRANSFER) else f"{task}--{r.get('protocol')}"
             task_link = (
                 f'<a href="#{anchor("task", key)}">{_e(task)}</a>' if any(t.key == key for t in tables) else _e(task)
             )
-            detail = r.get("detail") if isinstance(r.get("detail"), Mapping) else {}
-            finding = detail.get("finding") if detail else None
+            finding = r["detail"].get("finding") if isinstance(r.get("detail"), Mapping) else None
             expected = r.get("expected_failure")
             first, _, rest = str(r.get("message") or "").strip().partition("\n")
             msg = (f"<em>{_e(finding)}</em><br>" if finding else "") + _e(first)
@@ -357,7 +347,7 @@ def render_html(
                 msg += f"<details><summary>evidence ({n} lines)</summary><pre>{_e(rest.rstrip())}</pre></details>"
             rows.append(
                 [
-                    f'<span id="{claim_ids[r["claim_id"]]}" class="badge {cls}">{_e(word)}</span>',
+                    _badge(r.get("outcome"), f' id="{claim_ids[r["claim_id"]]}"'),
                     f'<code title="{_e(r["claim_id"])}">{_e(r.get("claim") or r["claim_id"])}</code>',
                     task_link,
                     _e(f"{r.get('model')}/{r.get('init')}"),
@@ -390,9 +380,7 @@ def render_html(
             body.append(_figure(f"figure-{i + 1}", image, str(getattr(fig, "title", image.stem)), caption))
         body.append("</section>")
 
-    body.append('<section id="provenance"><h2>Provenance</h2>')
-    body.append(_provenance(frame, claim_frame))
-    body.append("</section>")
+    body += ['<section id="provenance"><h2>Provenance</h2>', _provenance(frame, claim_frame), "</section>"]
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'

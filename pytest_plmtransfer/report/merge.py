@@ -89,10 +89,11 @@ def merge_ledgers(paths: Sequence[Path | str], *, on_conflict: str = "fail") -> 
         entries.extend(found)
         headers.extend((path, h) for h in heads)
 
+    places = [(head, f"{path}/{head.get('file', '')}".rstrip("/")) for path, head in headers]
     hashes: dict[str, set[str]] = {}
-    for path, head in headers:
+    for head, where in places:
         if head.get("plan_hash"):
-            hashes.setdefault(head["plan_hash"], set()).add(f"{path}/{head.get('file', '')}".rstrip("/"))
+            hashes.setdefault(head["plan_hash"], set()).add(where)
     for entry in entries:
         if entry.record.get("plan_hash"):
             hashes.setdefault(entry.record["plan_hash"], set())
@@ -103,25 +104,19 @@ def merge_ledgers(paths: Sequence[Path | str], *, on_conflict: str = "fail") -> 
             "use the same selection, --plm-shard K/N with the same N, and the same plugin version"
         )
     versions: dict[str, str] = {}  # version -> the first place it was seen
-    for path, head in headers:
-        if head.get("plugin_version"):
-            versions.setdefault(str(head["plugin_version"]), f"{path}/{head.get('file', '')}".rstrip("/"))
-    for entry in entries:
-        if entry.record.get("plugin_version"):
-            versions.setdefault(str(entry.record["plugin_version"]), entry.where)
+    for doc, where in [*places, *((e.record, e.where) for e in entries)]:
+        if doc.get("plugin_version"):
+            versions.setdefault(str(doc["plugin_version"]), where)
     if len(versions) > 1:
         raise MergeError(
             "the inputs were written by different plugin versions: "
             + ", ".join(f"{v} ({where})" for v, where in sorted(versions.items()))
         )
 
-    seen: set[str] = set()
-    unique: list[Entry] = []
+    firsts: dict[str, Entry] = {}
     for entry in entries:
-        canonical = _canonical(entry.record)
-        if canonical not in seen:
-            seen.add(canonical)
-            unique.append(entry)
+        firsts.setdefault(_canonical(entry.record), entry)
+    unique = list(firsts.values())
     by_key: dict[tuple, list[Entry]] = {}
     for entry in unique:
         if entry.record.get("kind") == "layer":

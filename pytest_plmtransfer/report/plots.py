@@ -48,9 +48,7 @@ def _band(row: TableRow, layer: int) -> tuple[str, float] | None:
     if layer in row.half_widths:
         return ("ci+seeds" if row.n_seeds > 1 else "ci", row.half_widths[layer])
     std = row.values[layer][1] if layer in row.values else math.nan
-    if row.n_seeds > 1 and not math.isnan(std):
-        return ("sd", std)
-    return None
+    return ("sd", std) if row.n_seeds > 1 and not math.isnan(std) else None
 
 
 def _x_mode(tables: Sequence[TaskTable]) -> str:
@@ -94,17 +92,8 @@ def _draw_row(ax: Any, row: TableRow, mode: str, color: str, label: str, bands: 
                 ax.errorbar([_x(l, row, mode)], [row.values[l][0]], yerr=[spread[l][1]], color=color, capsize=3)  # type: ignore[index]
         bands.update(kind for kind, _ in filter(None, spread.values()))
     if row.best_layer is not None and row.best_layer in row.values:
-        ax.plot(
-            [_x(row.best_layer, row, mode)],
-            [row.values[row.best_layer][0]],
-            marker="*",
-            markersize=13,
-            color=color,
-            markeredgecolor="black",
-            markeredgewidth=0.6,
-            linestyle="none",
-            zorder=5,
-        )
+        star = dict(marker="*", markersize=13, markeredgecolor="black", markeredgewidth=0.6, linestyle="none", zorder=5)
+        ax.plot([_x(row.best_layer, row, mode)], [row.values[row.best_layer][0]], color=color, **star)
 
 
 def _draw_onehot(ax: Any, row: TableRow, color: str, label: str, bands: set[str]) -> None:
@@ -180,7 +169,7 @@ def _save(fig: Any, png: Path) -> Path:
     return png
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -188,6 +177,15 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _panels(plt: Any, n: int, cols: int, size: tuple[float, float]) -> tuple[Any, list[Any], int]:
+    """A grid of ``n`` panels (the spare ones blank), its axes, and how many rows it has."""
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows + 1.2), dpi=100, squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat), rows
 
 
 def safe_name(name: str) -> str:
@@ -199,7 +197,7 @@ def safe_name(name: str) -> str:
 def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str | None = None) -> dict[str, Path]:
     """``layers_<task>.png`` per task and, with several tasks, ``layers_all.png`` (a panel per
     task, one x axis kind on all); an SVG beside each. Returns task -> PNG ("_all": overview)."""
-    plt = _pyplot()
+    plt = pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = task_tables(frame, metric)
@@ -216,17 +214,12 @@ def plot_layer_curves(frame: pd.DataFrame, out_dir: Path | str, *, metric: str |
         paths[table.key] = _save(fig, out_dir / f"layers_{safe_name(table.key)}.png")
     if len(tables) > 1:
         mode = _x_mode(tables)
-        n = len(tables)
-        cols = min(3, n)
-        rows = math.ceil(n / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows + 1.2), dpi=100, squeeze=False)
+        fig, axes, rows = _panels(plt, len(tables), min(3, len(tables)), (5.2, 4.0))
         bands = set()
-        for ax, table in zip(axes.flat, tables):
+        for ax, table in zip(axes, tables):
             _draw_table(ax, table, mode, colors, bands)
             ax.set_title(f"{table.task} [{table.protocol}]: {table.test_metric}", fontsize=10)
-        for ax in list(axes.flat)[n:]:
-            ax.axis("off")
-        _legend_below(fig, *_legend_entries(list(axes.flat), bands, {t.selection_metric for t in tables}), rows)
+        _legend_below(fig, *_legend_entries(axes, bands, {t.selection_metric for t in tables}), rows)
         paths["_all"] = _save(fig, out_dir / "layers_all.png")
     return paths
 
@@ -244,7 +237,7 @@ def plot_comparison(
 
     A side is a label and a layer frame: two ledgers (runs) or two models of one ledger. Writes
     ``path`` (PNG) and the SVG beside it; returns ``path``."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ResultsError(f"{path}: the plot is written as PNG (and SVG beside it); give a .png path")
@@ -257,11 +250,9 @@ def plot_comparison(
         )
     all_tables = [tables[t] for _, tables in per_side for t in tasks]
     mode = _x_mode(all_tables)
-    cols = min(2, len(tasks))
-    rows = math.ceil(len(tasks) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows + 1.2), dpi=100, squeeze=False)
+    fig, axes, rows = _panels(plt, len(tasks), min(2, len(tasks)), (6.4, 4.2))
     bands: set[str] = set()
-    for ax, task in zip(axes.flat, tasks):
+    for ax, task in zip(axes, tasks):
         for i, (label, tables) in enumerate(per_side):
             color = OKABE_ITO[i % len(OKABE_ITO)]
             for row in tables[task].rows:
@@ -275,12 +266,8 @@ def plot_comparison(
             _draw_onehot(ax, reference_onehot, "black", "one-hot (best layer)", bands)
         _axes(ax, tables[task], mode)
         ax.set_title(f"{task}: {tables[task].test_metric}", fontsize=10)
-    for ax in list(axes.flat)[len(tasks) :]:
-        ax.axis("off")
     fig.suptitle(title or " vs ".join(label for label, _ in sides), fontsize=11)
-    _legend_below(
-        fig, *_legend_entries(list(axes.flat), bands, {t.selection_metric for t in all_tables}), rows, top=0.97
-    )
+    _legend_below(fig, *_legend_entries(axes, bands, {t.selection_metric for t in all_tables}), rows, top=0.97)
     path.parent.mkdir(parents=True, exist_ok=True)
     return _save(fig, path)
 

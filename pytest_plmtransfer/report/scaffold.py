@@ -188,13 +188,10 @@ def scaffold(target: Path, model: str = "my_plm", *, force: bool = False, hf: st
     if existing and not force:
         names = ", ".join(str(p) for p in existing)
         raise PlmTransferError(f"{names} already exist(s); nothing written (use --force to overwrite)")
-    written = []
     for path, text in files.items():
         atomic_write(path, text)
-        written.append(path)
     atomic_write_json(claims, claims_document(model))
-    written.append(claims)
-    return written
+    return [*files, claims]
 
 
 def next_steps(model: str, hf: str | None = None, wrote_ini: bool = True) -> str:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pandas import DataFrame
 
+    from pytest_plmtransfer.report.figures import RenderedFigures
+
 #: how many distinct skip reasons are printed before "and N more"
 MAX_REASONS = 5
 
@@ -39,9 +41,7 @@ def skipped_explanation(skip_reasons: Iterable[str], others: int) -> str | None:
         head = f"plmtransfer: {len(reasons)} of {len(reasons) + others} benchmark test(s) skipped. Why:"
     else:
         head = f"plmtransfer: all {len(reasons)} benchmark test(s) skipped, so nothing was measured. Why:"
-    lines = [head]
-    for headline, n in counts.most_common(MAX_REASONS):
-        lines.append(f"  {n} x {headline}")
+    lines = [head, *(f"  {n} x {headline}" for headline, n in counts.most_common(MAX_REASONS))]
     if len(counts) > MAX_REASONS:
         lines.append(f"  ... and {len(counts) - MAX_REASONS} more reason(s) (see -rs)")
     top = full[counts.most_common(1)[0][0]]
@@ -64,15 +64,20 @@ def skipped_explanation(skip_reasons: Iterable[str], others: int) -> str | None:
 
 
 def write_report(
-    frame: DataFrame, claims: Any, out_dir: Path | str, *, metric: str | None = None, extra_figures: Sequence[Any] = ()
+    frame: DataFrame,
+    claims: Any,
+    out_dir: Path | str,
+    *,
+    metric: str | None = None,
+    extra_figures: Sequence[Any] = (),
+    paper_figures: RenderedFigures | None = None,
 ) -> dict[str, Any]:
-    """Write ``report.md``, ``report.html``, ``results.csv`` and the layer curves (PNG and SVG)
-    into ``out_dir``; ``extra_figures`` (objects with ``path``, ``svg``, ``title``, ``paper_ref``)
-    join the HTML report.
-
-    Returns ``{"html": Path, "markdown": Path, "csv": Path, "png": {task: Path}, "svg": {task: Path}}``.
-    """
+    """Write ``report.md``, ``report.html``, ``results.csv``, the layer curves (PNG and SVG) and
+    the papers' figures (``paper_figures``: already drawn, copied rather than drawn again) into
+    ``out_dir``; ``extra_figures`` (objects with ``path``, ``svg``, ``title``, ``paper_ref``) join
+    the HTML report. Returns the paths written by kind (html, markdown, csv, png, svg, figures)."""
     from pytest_plmtransfer.infra.tempfiles import atomic_write
+    from pytest_plmtransfer.report.figures import render_figures
     from pytest_plmtransfer.report.html import write_html
     from pytest_plmtransfer.report.plots import plot_layer_curves
     from pytest_plmtransfer.report.tables import render_markdown, results_table
@@ -85,16 +90,12 @@ def write_report(
     atomic_write(md, render_markdown(frame, claims, metric=metric, images=images))
     csv = out_dir / "results.csv"
     atomic_write(csv, results_table(frame).to_csv(index=False))
-    figures = [*_paper_figures(frame, out_dir), *extra_figures]
+    papers = out_dir / "figures"
+    drawn = render_figures(frame, papers) if paper_figures is None else paper_figures.copy_to(papers)
+    figures = [*drawn, *extra_figures]
     html = write_html(frame, claims, out_dir / "report.html", curves=pngs, metric=metric, extra_figures=figures)
     svgs = {task: p.with_suffix(".svg") for task, p in pngs.items()}
     return {"html": html, "markdown": md, "csv": csv, "png": pngs, "svg": svgs, "figures": [f.path for f in figures]}
-
-
-def _paper_figures(frame: DataFrame, out_dir: Path) -> list[Any]:
-    from pytest_plmtransfer.report.figures import render_figures
-
-    return list(render_figures(frame, out_dir / "figures"))
 
 
 def report_written_lines(written: Mapping[str, object], out_dir: Path, cwd: Path | None = None) -> list[str]:
@@ -103,10 +104,7 @@ def report_written_lines(written: Mapping[str, object], out_dir: Path, cwd: Path
 
     def show(p: object) -> str:
         path = Path(str(p))
-        try:
-            return os.path.relpath(path, cwd) if path.resolve().is_relative_to(cwd.resolve()) else str(path)
-        except ValueError:
-            return str(path)
+        return os.path.relpath(path, cwd) if path.resolve().is_relative_to(cwd.resolve()) else str(path)
 
     lines = [f"plmtransfer: report written to {show(out_dir)}/"]
     for kind, value in written.items():

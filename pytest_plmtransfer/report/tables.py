@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,10 +113,7 @@ def _note_of(note: str, task: str, protocol: str) -> bool:
     """Whether a row_groups note ("model/init on TASK[ (--plm-limit N)][ [PROTOCOL]]: ...") is this table's."""
     head = note.split(": ", 1)[0]
     tail = f" [{protocol}]" if protocol != PLMTRANSFER else ""
-    return (
-        head.endswith(tail)
-        and re.search(rf" on {re.escape(task)}( \(--plm-limit \d+\))?{re.escape(tail)}$", head) is not None
-    )
+    return re.search(rf" on {re.escape(task)}( \(--plm-limit \d+\))?{re.escape(tail)}$", head) is not None
 
 
 def task_tables(frame: pd.DataFrame, metric: str | None = None) -> list[TaskTable]:
@@ -200,11 +198,6 @@ def _cell(value: tuple[float, float] | None, best: bool, digits: int = 3, half_w
     return txt + (BEST_MARK if best else " ")
 
 
-def _vs_onehot(row: TableRow, onehot: TableRow | None) -> str:
-    delta = _delta(row, onehot)
-    return "" if delta is None else f"{delta:+.3f}"
-
-
 def _grid(table: TaskTable, layers: Sequence[int], with_summary: bool) -> tuple[list[str], list[list[str]]]:
     header = ["model/init", "seeds", *(f"L{l:02d}" for l in layers)]
     if with_summary:
@@ -216,7 +209,8 @@ def _grid(table: TaskTable, layers: Sequence[int], with_summary: bool) -> tuple[
         if with_summary:
             best = row.best
             cells.append("" if best is None else f"L{row.best_layer:02d} {best[0]:.3f}")
-            cells.append(_vs_onehot(row, table.onehot))
+            delta = _delta(row, table.onehot)
+            cells.append("" if delta is None else f"{delta:+.3f}")
         body.append(cells)
     return header, body
 
@@ -281,13 +275,12 @@ def leaderboard(tables: Sequence[TaskTable]) -> list[LeaderRow]:
     the mean rank over the tasks a row was measured on (rows measured on more tasks first)."""
     rows: dict[tuple[str, str], LeaderRow] = {}
     for table in tables:
-        scored = [(r, r.best) for r in table.rows if r.best is not None and not math.isnan(r.best[0])]
-        onehot = table.onehot
-        for row, best in scored:
-            assert best is not None and row.best_layer is not None
-            rank = 1 + sum(better(other[0], best[0], table.test_metric) for _, other in scored if other is not None)
-            delta = _delta(row, onehot)
-            cell = LeaderCell(row.best_layer, best[0], row.half_widths.get(row.best_layer), delta, rank)
+        scored = [(r, r.best[0]) for r in table.rows if r.best is not None and not math.isnan(r.best[0])]
+        for row, value in scored:
+            assert row.best_layer is not None
+            rank = 1 + sum(better(other, value, table.test_metric) for _, other in scored)
+            delta = _delta(row, table.onehot)
+            cell = LeaderCell(row.best_layer, value, row.half_widths.get(row.best_layer), delta, rank)
             rows.setdefault((row.model, row.init), LeaderRow(row.model, row.init, row.label)).cells[table.task] = cell
     return sorted(rows.values(), key=lambda r: (-len(r.cells), r.mean_rank, r.label))
 
@@ -338,20 +331,14 @@ def claim_rows(claims: Any) -> list[dict[str, Any]]:
     """Claim records (list of dicts or a DataFrame): the newest per claim id, sorted by claim id."""
     if claims is None:
         return []
-    if isinstance(claims, pd.DataFrame):
-        records = claims.to_dict("records")
-    else:
-        records = [dict(c) for c in claims]
+    records = claims.to_dict("records") if isinstance(claims, pd.DataFrame) else [dict(c) for c in claims]
     latest: dict[str, dict[str, Any]] = {}
     for rec in sorted(records, key=lambda r: str(r.get("timestamp") or "")):
         kind = rec.get("kind")
         if isinstance(kind, str) and kind != "claim":
             continue
-        cid = rec.get("claim_id") if isinstance(rec.get("claim_id"), str) else None
-        if not cid:
-            cid = rec.get("test_id") if isinstance(rec.get("test_id"), str) else None
-        if not cid:
-            cid = f"{rec.get('claim')}[{rec.get('model')}-{rec.get('task')}-{rec.get('init')}]"
+        named = (v for v in (rec.get("claim_id"), rec.get("test_id")) if isinstance(v, str) and v)
+        cid = next(named, f"{rec.get('claim')}[{rec.get('model')}-{rec.get('task')}-{rec.get('init')}]")
         rec["claim_id"] = cid
         latest[cid] = rec
     # sorted by id, not by time: the same run gives the same table serially and under xdist
@@ -359,9 +346,7 @@ def claim_rows(claims: Any) -> list[dict[str, Any]]:
 
 
 def _claims_summary(rows: list[dict[str, Any]]) -> str:
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[str(r.get("outcome"))] = counts.get(str(r.get("outcome")), 0) + 1
+    counts = Counter(str(r.get("outcome")) for r in rows)
     keys = [k for k in OUTCOME_ORDER if k in counts] + sorted(k for k in counts if k not in OUTCOME_ORDER)
     return ", ".join(f"{counts[k]} {k}" for k in keys)
 
@@ -401,6 +386,11 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
 
 
+def _md_table(header: Sequence[str], body: Sequence[Sequence[str]], align: Sequence[str]) -> list[str]:
+    """A Markdown table of cells already escaped."""
+    return [f"| {' | '.join(header)} |", f"|{'|'.join(align)}|", *(f"| {' | '.join(row)} |" for row in body)]
+
+
 def render_markdown(
     frame: pd.DataFrame,
     claims: Any = None,
@@ -416,28 +406,24 @@ def render_markdown(
     if len(tables) > 1:
         header, body = leaderboard_grid(tables, with_delta=True)
         lines += ["## Leaderboard", "", _md_escape(leaderboard_caption(tables)), ""]
-        lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
-        lines.append("|" + "|".join(["---:", ":---"] + ["---:"] * len(tables)) + "|")
-        lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in body]
-        lines.append("")
+        cells = [[_md_escape(c) for c in row] for row in body]
+        lines += [*_md_table(list(map(_md_escape, header)), cells, ["---:", ":---"] + ["---:"] * len(tables)), ""]
     for table in tables:
         lines += [f"## {table.task} [{table.protocol}]", "", _md_escape(_caption(table)), ""]
         header, body = _grid(table, table.layers, with_summary=True)
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join([":---", "---:"] + ["---:"] * (len(header) - 2)) + "|")
-        for row in body:
-            lines.append("| " + " | ".join(_md_escape(c.strip()) for c in row) + " |")
-        lines.append("")
+        cells = [[_md_escape(c.strip()) for c in row] for row in body]
+        lines += [*_md_table(header, cells, [":---", "---:"] + ["---:"] * (len(header) - 2)), ""]
         lines += [f"- note: {_md_escape(n)}" for n in table.notes] + ([""] if table.notes else [])
         if images and table.key in images:
             lines += [f"![{table.key} layer curves]({images[table.key]})", ""]
     rows = claim_rows(claims)
     if rows:
-        lines += ["## Claims", "", _claims_summary(rows), "", "| outcome | claim | message |", "|---|---|---|"]
-        for r in rows:
-            msg = _md_escape(_first_line(r.get("message")))
-            lines.append(f"| {str(r.get('outcome', '')).upper()} | {_md_escape(r['claim_id'])} | {msg} |")
-        lines.append("")
+        cells = [
+            [str(r.get("outcome", "")).upper(), *map(_md_escape, (r["claim_id"], _first_line(r.get("message"))))]
+            for r in rows
+        ]
+        lines += ["## Claims", "", _claims_summary(rows), ""]
+        lines += [*_md_table(["outcome", "claim", "message"], cells, ["---"] * 3), ""]
     return "\n".join(lines)
 
 
@@ -468,11 +454,9 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
             block["selection_metric"] = table.selection_metric
             block["test_metric"] = table.test_metric
             block["best"] = block["layer"] == row.best_layer
-            weights = sorted({w for w in data["weights"] if isinstance(w, str)})
-            block["weights"] = " ".join(weights)
+            block["weights"] = " ".join(sorted({w for w in data["weights"] if isinstance(w, str)}))
             block["limit"] = row.limit  # --plm-limit N per split; empty: the whole task
-            runs = sorted({str(r) for r in data["run_id"].dropna()})
-            block["run_ids"] = " ".join(runs)
+            block["run_ids"] = " ".join(sorted({str(r) for r in data["run_id"].dropna()}))
             if row.half_widths:  # the ± of the tables: half-width of the 95% interval of the test metric
                 block["test_metric_ci95_halfwidth"] = [row.half_widths.get(int(l)) for l in block["layer"]]
             blocks.append(block)
