@@ -106,6 +106,3 @@ def _extends(path: Path) -> Any:
     except (OSError, json.JSONDecodeError):
         return None
     return doc.get("extends") if isinstance(doc, dict) else None
-
-
-__all__ = ["DEFAULT_BASELINES", "LayeredBaselineStore", "load_effective_claims"]

@@ -677,6 +677,3 @@ def render_figures(
                 else:
                     out.append(item)
     return out
-
-
-__all__ = ["FIGURES", "OKABE_ITO", "FigureFile", "RenderedFigures", "render_figures"]

@@ -393,6 +393,3 @@ def write_html(frame: pd.DataFrame, claims: Any, path: Path | str, **kwargs: Any
     path = Path(path)
     atomic_write(path, render_html(frame, claims, **kwargs))
     return path
-
-
-__all__ = ["render_html", "write_html"]

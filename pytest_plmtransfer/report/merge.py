@@ -176,6 +176,3 @@ def write_merged(result: MergeResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps(out)  # a merge killed mid-write left its temp file here
     write_part(out / MERGED_PART, result.records, header)
-
-
-__all__ = ["MERGED_PART", "MergeError", "MergeResult", "describe_missing", "merge_ledgers", "write_merged"]

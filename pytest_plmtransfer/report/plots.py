@@ -310,14 +310,3 @@ def compare_models(
         plot_comparison(sides, plot, reference=reference, metric=metric)
         out.write(_wrote(plot))
     return 0
-
-
-__all__ = [
-    "compare_ledgers_plot",
-    "compare_models",
-    "OKABE_ITO",
-    "plot_comparison",
-    "plot_layer_curves",
-    "row_colors",
-    "safe_name",
-]

@@ -466,18 +466,3 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     lead = ["task", "protocol", "model", "init", "layer", "relative_depth", "seeds", "weights", "run_ids", "limit"]
     lead += ["selection_metric", "test_metric", "best"]
     return out[lead + [c for c in out.columns if c not in lead]]
-
-
-__all__ = [
-    "TableRow",
-    "TaskTable",
-    "task_tables",
-    "render_text",
-    "render_tables_text",
-    "render_claims_text",
-    "render_markdown",
-    "results_table",
-    "leaderboard",
-    "render_leaderboard_text",
-    "claim_rows",
-]
