@@ -179,3 +179,19 @@ def test_cli_report_figures(tmp_path, capsys):
     listed = [line.split(":")[0].strip() for line in out.splitlines() if line.startswith("  ") and ".png:" in line]
     files = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert files == sorted([*listed, *(name.replace(".png", ".svg") for name in listed)])
+
+
+@pytest.mark.slow
+def test_cli_report_out_and_figures_draw_each_figure_once(tmp_path, monkeypatch, capsys):
+    drawn = []
+    real = figures._save
+    monkeypatch.setattr(
+        figures, "_save", lambda fig, out_dir, stem, *a: drawn.append(stem) or real(fig, out_dir, stem, *a)
+    )
+    ledger = write_ledger(tmp_path / "ledger.json", small_records())
+    assert main(["report", str(ledger), "--out", str(tmp_path / "out"), "--figures", str(tmp_path / "figs")]) == 0
+    assert drawn and len(drawn) == len(set(drawn)), "a figure was drawn twice"
+    figs, copied = tmp_path / "figs", tmp_path / "out" / "figures"
+    assert sorted(p.name for p in figs.iterdir()) == sorted(p.name for p in copied.iterdir())
+    assert len(list(figs.glob("*.png"))) == len(drawn)
+    assert all((copied / p.name).read_bytes() == p.read_bytes() for p in figs.iterdir())
