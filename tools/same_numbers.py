@@ -1,19 +1,21 @@
 """Do two ledgers hold the same measurements, record for record?
 
-    python tools/same_numbers.py BEFORE_LEDGER AFTER_LEDGER [--checkouts BEFORE_DIR AFTER_DIR]
+    python tools/same_numbers.py BEFORE_LEDGER AFTER_LEDGER [--moved BEFORE_DIR AFTER_DIR ...]
 
 For a refactoring that must change no number: every layer and claim record of one ledger has a
 partner of the same key in the other, and the two agree on everything but the fields that differ
 between any two runs of the same work (time, host, run bookkeeping, cache state, timings:
-``results.records.measurement``). ``--checkouts``: the two runs' repository directories, which
-claim messages name (their baselines files): the first is read as the second. Exit 0 when they
-agree; otherwise each difference, one per line.
+``results.records.measurement``). ``--moved``: a directory the first run read from (a checkout
+whose baselines files claim messages name, a data directory records name) and the second run's
+place for it; the first is read as the second (repeatable). Exit 0 when they agree; otherwise each
+difference, one per line.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+from collections.abc import Sequence
 
 from pytest_plmtransfer.results.ledger import read_records
 from pytest_plmtransfer.results.records import measurement
@@ -22,13 +24,15 @@ from pytest_plmtransfer.results.records import measurement
 VOLATILE = ("record_sha256", "plugin_version")
 
 
-def keyed(path: str, moved: tuple[str, str] | None = None) -> dict[tuple, dict]:
+def keyed(path: str, moved: Sequence[Sequence[str]] = ()) -> dict[tuple, dict]:
     out: dict[tuple, dict] = {}
     for rec in read_records(path, verify=True):
-        if moved:
-            rec = json.loads(json.dumps(rec).replace(json.dumps(moved[0])[1:-1], json.dumps(moved[1])[1:-1]))
+        text = json.dumps(rec)
+        for old, new in moved:
+            text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
+        rec = json.loads(text)
         if rec["kind"] == "layer":
-            key = ("layer", rec["model"], rec["task"], rec["layer"], rec["init"], rec["seed"], rec["protocol"])
+            key: tuple = ("layer", rec["model"], rec["task"], rec["layer"], rec["init"], rec["seed"], rec["protocol"])
         else:
             key = ("claim", rec["claim_id"], rec["model"], rec["task"], rec["init"], rec["protocol"])
         if key in out:
@@ -48,13 +52,17 @@ def differences(before: dict[tuple, dict], after: dict[tuple, dict]) -> list[str
     return lines
 
 
-def main(argv: list[str]) -> int:
-    moved = (argv[3], argv[4]) if len(argv) == 5 and argv[2] == "--checkouts" else None
-    before, after = keyed(argv[0], moved), keyed(argv[1])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("before")
+    parser.add_argument("after")
+    parser.add_argument("--moved", nargs=2, action="append", default=[], metavar=("BEFORE_DIR", "AFTER_DIR"))
+    args = parser.parse_args(argv)
+    before, after = keyed(args.before, args.moved), keyed(args.after)
     found = differences(before, after)
     print("\n".join(found) if found else f"same: {len(before)} records, every measured field equal")
     return 1 if found else 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())
