@@ -1,6 +1,6 @@
 """The one file checksum (data archives, cache entries, weights), remembered per file version where
-big files are checked often, and the one key of a JSON payload (embedding cache entries, probe
-results)."""
+big files are checked often, the one key of a JSON payload (embedding cache entries, probe
+results), and the digest of a record or result that says it was not altered."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from pytest_plmtransfer.infra.tempfiles import json_default
 
 
 def sha256_file(path: Path | str) -> str:
@@ -39,3 +41,14 @@ def payload_key(payload: dict[str, Any]) -> str:
     embedding and result caches users already hold.
     """
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+
+def payload_digest(payload: Any) -> str:
+    """sha256 of ``payload`` as canonical JSON (sorted keys, no whitespace, ASCII)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` as the plain JSON values a later read sees (what a digest must be taken over)."""
+    return json.loads(json.dumps(value, default=json_default))

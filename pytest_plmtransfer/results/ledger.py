@@ -32,9 +32,9 @@ from typing import Any
 
 from pytest_plmtransfer import __version__
 from pytest_plmtransfer.infra.errors import PlmTransferError
+from pytest_plmtransfer.infra.hashing import payload_digest, plain_json
 from pytest_plmtransfer.infra.tempfiles import atomic_write, json_default, open_append, write_all
 from pytest_plmtransfer.results.records import FRAME_COLUMNS, LAYER_KEY, RECORD_KINDS
-from pytest_plmtransfer.results.result_cache import payload_digest, plain_json
 
 SCHEMA_VERSION = 3
 PART_SUFFIX = ".jsonl"

@@ -12,31 +12,20 @@ edited value, a truncated file or a bit flip is noticed: such an entry is report
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
 from typing import Any
 
+from pytest_plmtransfer.infra.hashing import payload_digest, plain_json
 from pytest_plmtransfer.infra.locks import LockPolicy, PatientLock
-from pytest_plmtransfer.infra.tempfiles import atomic_write_json, json_default
+from pytest_plmtransfer.infra.tempfiles import atomic_write_json
 
 RESULT_FORMAT = 2
 
 
 class CachedResultWarning(UserWarning):
     """A cached probe result failed its integrity check and is recomputed."""
-
-
-def payload_digest(payload: Any) -> str:
-    """sha256 of ``payload`` as canonical JSON (sorted keys, no whitespace, ASCII)."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def plain_json(value: Any) -> Any:
-    """``value`` as the plain JSON values a later read sees (what a digest must be taken over)."""
-    return json.loads(json.dumps(value, default=json_default))
 
 
 class ResultCache:
