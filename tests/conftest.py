@@ -45,6 +45,13 @@ def _preloaded():
 
 
 @pytest.fixture
+def pytester(pytester, _preloaded):
+    """Every pytester, with the libraries a run imports loaded first: an in-process run drops the
+    modules it imported, and importing torch a second time in one process crashes it."""
+    return pytester
+
+
+@pytest.fixture
 def plm(_preloaded, pytester, flip_root):
     """``plm(**options)``: a :class:`~pytest_plmtransfer.testing.PlmPytester` over ``flip_root``."""
     return functools.partial(PlmPytester, pytester, flip_root)
