@@ -4,12 +4,12 @@ and the adapter contract."""
 
 from __future__ import annotations
 
-import argparse
 import urllib.error
 
 import numpy as np
 import pytest
 import torch
+from test_models_esm import official_checkpoint  # fair-esm's published ESM-1b file layout, as ESM-1v's
 
 from pytest_plmtransfer.infra.errors import ResourceUnavailable
 from pytest_plmtransfer.models import esm1v
@@ -40,26 +40,6 @@ def registry(monkeypatch, tmp_path):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return builtin_registry()
-
-
-def official_checkpoint(model: torch.nn.Module) -> dict:
-    """An ESM-1b-format file as fair-esm publishes ESM-1v: ``args`` and ``encoder.``-prefixed keys."""
-    a = model.args
-    args = argparse.Namespace(
-        arch="roberta_large",
-        encoder_layers=a.layers,
-        encoder_embed_dim=a.embed_dim,
-        encoder_ffn_embed_dim=a.ffn_embed_dim,
-        encoder_attention_heads=a.attention_heads,
-        max_positions=a.max_positions,
-        token_dropout=True,
-    )
-    state = {
-        ("encoder." if k.startswith("lm_head") else "encoder.sentence_encoder.") + k: v
-        for k, v in model.state_dict().items()
-        if not k.startswith("contact_head.regression")
-    }
-    return {"args": args, "model": state}
 
 
 def test_the_five_members_are_registered_as_esm1b_architectures(registry):
@@ -107,7 +87,7 @@ def test_pretrained_is_downloaded_from_the_model_directory_and_embeds_its_weight
             p.add_(0.05 * torch.randn(p.shape, generator=noise))
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    torch.save(official_checkpoint(model), mirror / f"{TINY}.pt")
+    torch.save(official_checkpoint(model, "ESM-1b"), mirror / f"{TINY}.pt")
     monkeypatch.setattr(esm1v, "URL", f"file://{mirror}/{{name}}.pt")
     monkeypatch.setattr(torch.hub, "download_url_to_file", DOWNLOAD)  # file:// needs no network
     registry = builtin_registry()  # registered again: the URL is the family's, read at registration
