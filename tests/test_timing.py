@@ -52,3 +52,7 @@ def test_records_carry_timing_and_report_shows_it(bench):
     assert totals["toy"]["collection"] > 0  # the model was described during collection
     out = result.stdout.str()
     assert "time per model" in out and "toy" in out.split("time per model", 1)[1]
+    # a rerun reuses every probe result: no fitting, so no probe seconds
+    bench.run("--plm-models=onehot,toy", "--plm-tasks=gb1_sampled", "--plm-inits=pretrained").assert_outcomes(passed=4)
+    rerun = [r for r in bench.records() if r.get("kind") == "layer"][len(records) :]
+    assert len(rerun) == 4 and all(r["timing"]["probe_seconds"] == 0.0 for r in rerun)

@@ -4,6 +4,8 @@ and the result cache that makes a rerun refit nothing."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,13 +44,23 @@ class Prober:
     bootstrap: int
     limit: int | None
 
-    def result(self, entry: EmbeddingEntry, data: TaskData, layer: int, seed: int, device: str) -> tuple[str, dict]:
+    def result(
+        self,
+        entry: EmbeddingEntry,
+        data: TaskData,
+        layer: int,
+        seed: int,
+        device: str,
+        fitting: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    ) -> tuple[str, dict]:
         """The probe result of one layer (its result-cache key, the result): cached, or fitted on
-        ``device`` (where the embeddings really were made) and cached."""
+        ``device`` (where the embeddings really were made) and cached. ``fitting`` wraps the fit
+        alone (the run's "probe" seconds: zero for a cached result)."""
         key = self.result_key(entry.key, data, layer, seed)
         found = self.results.get(key)
         if found is None or not predictions_path(self.results.root, key).is_file():
-            found = self._probe(entry, data, layer, seed, key, device)
+            with fitting():
+                found = self._probe(entry, data, layer, seed, key, device)
             self.results.put(key, found)
         elif self._refresh_intervals(key, found):
             self.results.put(key, found)

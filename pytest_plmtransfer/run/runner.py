@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,9 +72,10 @@ class LayerRunner:
             hygiene = self.tasks.hygiene(data, adapter.max_residues)
         with self.timer.measure(case.model, "embedding"):
             entry = self._entry(case.embedding_request, adapter, data, [case.layer])
-        with self.timer.measure(case.model, "probe"):
-            seed = case.seed if case.seed is not None else 0
-            key, result = self.prober.result(entry, data, case.layer, seed, effective_runtime(adapter)["device"])
+        seed = case.seed if case.seed is not None else 0
+        device = effective_runtime(adapter)["device"]
+        fitting = partial(self.timer.measure, case.model, "probe")  # the fit alone: a cached result took none
+        key, result = self.prober.result(entry, data, case.layer, seed, device, fitting)
         ref = {
             "key": key,
             "path": str(predictions_path(self.prober.results.root, key)),
