@@ -433,7 +433,7 @@ def test_hygiene_provenance_result_integrity_stale_temps_and_modes(bench, tmp_pa
     doc["result"]["metrics"]["test_spearman"] = 0.999
     result_file.write_text(json.dumps(doc))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = bench.ledger.parent / f".{bench.ledger.name}.{_HOST}.{int(dead.stdout)}.k1ll3d.tmp"
+    stale = bench.ledger / f".merged.jsonl.{_HOST}.{int(dead.stdout)}.k1ll3d.tmp"  # a part written whole
     stale.write_text("half a ledger")
     second = bench.run(*args, data=data)
     second.assert_outcomes(passed=4)

@@ -18,7 +18,7 @@ from pytest_plmtransfer.infra.errors import PlmTransferError
 from pytest_plmtransfer.infra.tempfiles import make_temp, sweep_stale_temps
 from pytest_plmtransfer.tasks.resolve import default_cache_dir
 
-#: free space below which appending to the ledger is refused up front (it is rewritten whole)
+#: free space below which appending to the ledger is refused up front
 LEDGER_MIN_FREE = 1 << 20
 
 
@@ -75,18 +75,13 @@ def check_ledger(path: Path) -> None:
         free = shutil.disk_usage(existing).free
     except OSError:
         free = None
-    size = path.stat().st_size if path.is_file() else 0
-    needed = LEDGER_MIN_FREE + 2 * size  # the ledger is rewritten whole through a temp file
-    if free is not None and free < needed:
+    if free is not None and free < LEDGER_MIN_FREE:
         raise PreflightError(
-            f"{what}: only {free} bytes free on its filesystem, {needed} needed to append to it; "
+            f"{what}: only {free} bytes free on its filesystem, {LEDGER_MIN_FREE} needed to append to it; "
             "free some space or choose another --plm-ledger"
         )
-    # temps of killed writers: beside the ledger (single-file ledgers, `plmtransfer merge --out`)
-    # and inside a ledger directory
-    for place in dict.fromkeys((directory, path.parent)):
-        if place.is_dir():
-            sweep_stale_temps(place)
+    if path.is_dir():  # temps of killed writers (a part written whole: merge, unsaved records)
+        sweep_stale_temps(path)
 
 
 def check_cache(cache_dir: Path | None) -> str | None:
