@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_plmtransfer.infra.errors import PlmTransferError, ResourceUnavailable
-from pytest_plmtransfer.options import add_options, options_from_config
+from pytest_plmtransfer.options import PlmOptions, add_options, options_from_config
 from pytest_plmtransfer.report.summary import BenchmarkOutcomes  # light: no numpy, no pandas
 
 if TYPE_CHECKING:  # the stages pull numpy/pandas; keep plain `pytest` runs elsewhere light
@@ -24,6 +25,8 @@ if TYPE_CHECKING:  # the stages pull numpy/pandas; keep plain `pytest` runs else
     from pytest_plmtransfer.run.stages import Stages
 
 STAGES_KEY = pytest.StashKey["_LazyStages"]()
+#: every option, parsed and checked once (pytest_configure)
+OPTIONS_KEY = pytest.StashKey[PlmOptions]()
 #: the items before -k/-m deselected any (for the default selection, see selection.py)
 _COLLECTED_KEY = pytest.StashKey[list]()
 #: the line that explains the default selection, when it deselected anything
@@ -70,7 +73,7 @@ def pytest_configure(config) -> None:
     config.stash[_OUTCOMES_KEY] = BenchmarkOutcomes()
     config.pluginmanager.register(config.stash[_OUTCOMES_KEY], "plmtransfer-outcomes")
     try:
-        options_from_config(config)  # every option value checked now: one line, exit code 4
+        config.stash[OPTIONS_KEY] = options_from_config(config)  # every value checked now: one line, exit 4
         if _dist_group(config) and _is_controller(config):
             from pytest_plmtransfer.plan.xdist import visible_devices
 
@@ -127,7 +130,7 @@ def _stdout_is_terminal() -> bool:
 
 
 def _dist_group(config) -> bool:
-    return str(config.getoption("plm_dist", default=None) or config.getini("plm_dist")).strip().lower() == "group"
+    return config.stash[OPTIONS_KEY].dist == "group"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -146,7 +149,7 @@ def _preflight(config) -> None:
     if lazy.preflight_done:
         return
     lazy.preflight_done = True
-    options = options_from_config(config)
+    options = config.stash[OPTIONS_KEY]
     try:
         check_ledger(options.ledger)
     except PreflightError as exc:
@@ -167,6 +170,8 @@ def pytest_cmdline_main(config):
     try:
         stages = _stages(config)
         config.get_terminal_writer().line(render(stages.registry, stages.options))
+    except PlmTransferError as exc:  # e.g. a bad --plm-shard or model alias: one line, exit 4
+        raise pytest.UsageError(str(exc)) from None
     finally:
         config._ensure_unconfigure()
     return 0
@@ -237,7 +242,7 @@ class _LazyStages:
             registry = model_registry(lambda registry: hook.pytest_plmtransfer_register_models(registry=registry))
             self._register_claim_kinds()
             workerinput = getattr(self.config, "workerinput", {})
-            options = options_from_config(self.config)
+            options = replace(self.config.stash[OPTIONS_KEY])  # build_stages resolves its aliases
             self.built = build_stages(
                 options,
                 registry,
@@ -638,6 +643,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
 
 def _wants_report(config) -> bool:
-    return bool(
-        config.getoption("plm_report") or config.getoption("plm_report_dir") or config.getoption("plm_update_baselines")
-    )
+    options = config.stash[OPTIONS_KEY]
+    return bool(options.report or options.report_dir or options.update_baselines)

@@ -648,3 +648,6 @@ def test_plm_list_shows_models_tasks_suites_and_what_is_local(bench, flip_root, 
     assert "missing ->" in scl_line and "splits/scl/splits.zip" in scl_line
     assert any(line.strip().startswith("smoke ") for line in result.outlines)
     assert "collected" not in out  # listing only: no session ran
+    bad = bench.run("--plm-list", "--plm-shard=3/2")  # a bad selection: one line, not a traceback
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ERROR: --plm-shard '3/2': need 0 <= K < N" in bad.stderr.str() and "Traceback" not in bad.stderr.str()
