@@ -120,14 +120,14 @@ def test_merge_refuses_mixed_plans_and_versions(tmp_path):
 
 
 class _Config:
+    """What the xdist hooks read: the options pytest_configure parsed."""
+
     def __init__(self, dist):
-        self.dist = dist
+        from pytest_plmtransfer.options import PlmOptions
+        from pytest_plmtransfer.plugin import OPTIONS_KEY
 
-    def getoption(self, name, default=None):
-        return self.dist if name == "plm_dist" else default
-
-    def getini(self, name):
-        return ""
+        self.stash = pytest.Stash()
+        self.stash[OPTIONS_KEY] = PlmOptions(dist=dist)
 
 
 def test_n_auto_means_one_worker_per_gpu_only_with_dist_group(monkeypatch):

@@ -66,11 +66,6 @@ def group_id(model: str, init: str, seed: int | None) -> str:
     return f"{model}|{init}|{seed}"
 
 
-def parse_group_id(gid: str) -> tuple[str, str, int | None]:
-    model, init, seed = gid.rsplit("|", 2)
-    return model, init, None if seed == "None" else int(seed)
-
-
 @dataclass
 class GroupWork:
     """The tests of one group: (task, layer) pairs, and its estimated cost."""
@@ -172,21 +167,21 @@ def _sequence_set(task_id: str) -> str:
 def build_plan(cases: Iterable[Any], describe: Callable[[str], Any], count: int) -> ShardPlan:
     """The plan for these layer cases (LayerCase objects), costed from model descriptions."""
     work: dict[str, GroupWork] = {}
-    tasks: dict[str, set[str]] = {}
+    model_of: dict[str, str] = {}
     for case in cases:
         gid = group_id(case.model, case.init, case.seed)
         w = work.setdefault(gid, GroupWork(0.0, [], bool(case.unavailable)))
         if (case.task, case.layer) not in w.cases:
             w.cases.append((case.task, case.layer))
-        tasks.setdefault(gid, set()).add(case.task)
+        model_of[gid] = case.model
     for gid, w in work.items():
-        model = parse_group_id(gid)[0]
         if w.unavailable:
             w.cost = 1.0
             continue
-        desc = describe(model)
+        desc = describe(model_of[gid])
+        tasks = sorted({task for task, _layer in w.cases})
         deepest = max(layer for _task, layer in w.cases)
-        w.cost = group_cost(desc.parameters, desc.embed_dim, desc.num_layers, sorted(tasks[gid]), deepest)
+        w.cost = group_cost(desc.parameters, desc.embed_dim, desc.num_layers, tasks, deepest)
     return plan_shards(work, count)
 
 

@@ -100,6 +100,12 @@ class EmbeddingEntry:
         """The layer's array, memory-mapped read-only."""
         return np.load(self.path / _layer_file(layer), mmap_mode="r")
 
+    def rows(self, layer: int, sequences: Sequence[str]) -> np.ndarray:
+        """A pooled layer's rows in the order of ``sequences`` (a task's rows: the entry holds each
+        distinct sequence once, sorted)."""
+        row_of = {seq: i for i, seq in enumerate(self.sequences)}
+        return np.asarray(self.layer(layer)[np.fromiter((row_of[s] for s in sequences), dtype=np.int64)])
+
 
 def _layer_file(layer: int) -> str:
     return f"L{layer:03d}.npy"

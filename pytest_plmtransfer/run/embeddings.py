@@ -46,12 +46,7 @@ class CaseEmbeddings:
         layer = self.layer if layer is None else layer
         if layer is None:
             raise ValueError("features(): give a layer (this is not a parametrized layer case)")
-        array = self.entry.layer(layer)
-        if self.per_residue:
-            return array
-        # distinct sequences are embedded once (sorted); map task rows onto them
-        row_of = {seq: i for i, seq in enumerate(self.entry.sequences)}
-        return np.asarray(array[np.fromiter((row_of[s] for s in self.data.sequences), dtype=np.int64)])
+        return self.entry.layer(layer) if self.per_residue else self.entry.rows(layer, self.data.sequences)
 
     @property
     def X(self) -> np.ndarray:

@@ -9,8 +9,6 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pytest_plmtransfer.infra.hashing import payload_key
 from pytest_plmtransfer.measure.probe import ProbeInput, probe
 from pytest_plmtransfer.measure.stats import interval
@@ -90,13 +88,10 @@ class Prober:
         return True
 
     def _probe(self, entry, data: TaskData, layer: int, seed: int, key: str, device: str) -> dict[str, Any]:
-        array = entry.layer(layer)
         if data.spec.per_residue:
-            X, offsets = array, entry.offsets
+            X, offsets = entry.layer(layer), entry.offsets
         else:
-            row_of = {seq: i for i, seq in enumerate(entry.sequences)}
-            X = np.asarray(array[np.fromiter((row_of[s] for s in data.sequences), dtype=np.int64)])
-            offsets = None
+            X, offsets = entry.rows(layer, data.sequences), None
         out = probe(
             ProbeInput(
                 kind=data.spec.kind,
