@@ -489,7 +489,7 @@ class PlmOptions:
         help="bootstrap resamples of the test set for intervals and paired claims "
         "(default 1000; 0 turns intervals off and claims fall back to plain comparisons)",
     )
-    #: scale-out (see sharding.py, xdist_scheduling.py)
+    #: scale-out (see plan/sharding.py, plan/xdist.py)
     dist: str | None = option(
         parse=_choice(("group",)),
         help="with pytest-xdist -n: 'group' sends every test of one (model, init, seed) to one worker "

@@ -211,7 +211,9 @@ class PlmPytester:
         """Write ``baselines/claims.json`` holding these claims."""
         path = self.root / "baselines" / "claims.json"
         path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps({"format": "plmtransfer-claims/1", "claims": list(entries)}, indent=1))
+        from pytest_plmtransfer.judge.claims.spec import FORMAT
+
+        path.write_text(json.dumps({"format": FORMAT, "claims": list(entries)}, indent=1))
         return path
 
 

@@ -16,7 +16,7 @@ import torch
 
 from pytest_plmtransfer.infra.errors import InputError
 from pytest_plmtransfer.models.registry import ModelOptions
-from pytest_plmtransfer.models.torch_base import TorchAdapter, is_oom, plan_batches
+from pytest_plmtransfer.models.torch_base import TorchAdapter, block_inputs, is_oom, plan_batches
 
 SEQS = ["MKTAYIAKQR", "GW", "ACDEFGHIKLMNPQRSTVWY", "MKV", "PPPPPPPPPPPPPPPPPPPPPPPPPPPPPPP", "QE", "LLLLA"]
 
@@ -243,3 +243,28 @@ def test_tokenizer_residue_count_mismatch_is_caught(monkeypatch):
     monkeypatch.setattr(adapter, "_tokenize", drops_last)
     with pytest.raises(Exception, match="residue positions"):
         collect(adapter, ["MKV", "GW"], [0])
+
+
+def test_block_inputs_stops_at_the_deepest_layer_and_leaves_no_hook_behind():
+    blocks = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(3))
+    ran: list[int] = []
+
+    def forward():
+        x = torch.ones(1, 2)
+        for i, block in enumerate(blocks):
+            x = block(x)
+            ran.append(i)
+
+    got = block_inputs(blocks, 1, [0, 1], forward, "m")
+    assert ran == [0] and sorted(got) == [0, 1]  # block 1's input is layer 1: the pass stops there
+
+    def out_of_memory():
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    for call in (
+        lambda: block_inputs(blocks, 2, [2], out_of_memory, "m"),
+        lambda: block_inputs(blocks, 5, [5], forward, "m"),
+    ):
+        with pytest.raises((torch.cuda.OutOfMemoryError, IndexError)):
+            call()
+    assert not any(block._forward_pre_hooks for block in blocks)

@@ -18,7 +18,6 @@ import pandas as pd
 
 from pytest_plmtransfer.infra.errors import BaselineError
 from pytest_plmtransfer.infra.table import text_table
-from pytest_plmtransfer.measure.protocol import PLMTRANSFER
 from pytest_plmtransfer.results.aggregate import NO_SEED, depth, fmt, measured, normalize, sorted_seeds
 
 FORMAT = "plmtransfer-paper-reference/2"
@@ -27,11 +26,6 @@ _ROW_KEYS = ("task", "model", "init", "metric", "value", "source")
 
 class PaperReferenceError(BaselineError, ValueError):
     """The reference file is unreadable or malformed; the message names the file and the row."""
-
-
-def record_protocol(frame: pd.DataFrame) -> pd.Series:
-    """Each record's protocol (``plmtransfer`` where a record has none)."""
-    return frame["protocol"].where(frame["protocol"].notna(), PLMTRANSFER).astype(str)
 
 
 @dataclass(frozen=True)
@@ -135,7 +129,7 @@ class PaperReference:
         data = normalize(frame)
         if data.empty:
             return []
-        data = data[record_protocol(data) == self.protocol]
+        data = data[data["protocol"] == self.protocol]
         rows: list[PaperRow] = []
         for (task, model, init), sub in data.groupby(["task", "model", "init"], sort=True):
             if task not in self.compared_tasks:
@@ -198,9 +192,9 @@ def run_paper(
     out.write(f"the authors' results ({reference.path}; protocol {reference.protocol}, last layer) vs {ledger}\n")
     out.write(format_rows(rows) + "\n")
     data = normalize(layers)
-    others = sorted(set(record_protocol(data)) - {reference.protocol}) if not data.empty else []
+    others = sorted(set(data["protocol"]) - {reference.protocol})
     if others:
-        n = int((record_protocol(data) != reference.protocol).sum())
+        n = int((data["protocol"] != reference.protocol).sum())
         out.write(
             f"{n} record(s) of protocol {', '.join(others)} not compared: the table is the authors' protocol "
             f"(run with --plm-protocol {reference.protocol})\n"

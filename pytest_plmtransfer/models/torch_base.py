@@ -66,8 +66,10 @@ def block_inputs(
 
         return hook
 
-    handles = [blocks[i].register_forward_pre_hook(make_hook(i), with_kwargs=True) for i in range(max_layer + 1)]
-    try:
+    handles: list[Any] = []
+    try:  # hooks registered inside: whatever stops the pass, none outlives it
+        for i in range(max_layer + 1):
+            handles.append(blocks[i].register_forward_pre_hook(make_hook(i), with_kwargs=True))
         forward()
     except _StopForward:
         pass

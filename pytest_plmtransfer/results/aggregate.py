@@ -82,13 +82,18 @@ def sorted_seeds(keys) -> list[str]:
     return sorted(set(keys), key=seed_order)
 
 
+def record_protocol(frame: pd.DataFrame) -> pd.Series:
+    """Each record's protocol (``plmtransfer`` where a record has none)."""
+    return frame["protocol"].where(frame["protocol"].notna(), PLMTRANSFER).astype(str)
+
+
 def normalize(frame: pd.DataFrame, *, dedupe: bool = True) -> pd.DataFrame:
     """The layer records of a result frame with a string ``seed_key``, int ``layer`` and (by
     default) only the newest record per :data:`KEY`."""
     out = frame[frame["kind"] == "layer"].copy()
     out["seed_key"] = [seed_key(s) for s in out["seed"].astype(object)]
     out["init"] = out["init"].where(out["init"].notna(), "none").astype(str)
-    out["protocol"] = out["protocol"].where(out["protocol"].notna(), PLMTRANSFER).astype(str)
+    out["protocol"] = record_protocol(out)
     out = out.astype({"layer": int, "model": str, "task": str})
     if dedupe:
         out = out.sort_values("timestamp", kind="stable", na_position="first")

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from pytest_plmtransfer.infra.errors import InputError
-from pytest_plmtransfer.infra.hashing import sha256_file
+from pytest_plmtransfer.infra.hashing import sha256_file_once
 from pytest_plmtransfer.tasks.catalog import DUPLICATE_LABEL_IDS_TOLERATED, UNSEEN_TEST_LABELS_ALLOWED, tape_ss_member
 from pytest_plmtransfer.tasks.spec import TaskData, TaskSpec
 
@@ -195,7 +195,7 @@ def load_task(
         allow_unseen_test_labels = spec.dataset in UNSEEN_TEST_LABELS_ALLOWED
     if tolerate_duplicate_ids is None:
         tolerate_duplicate_ids = spec.dataset in DUPLICATE_LABEL_IDS_TOLERATED
-    sha = sha256_file(archive_path)
+    sha = sha256_file_once(archive_path)  # once per file version: the resolver's digest check read it too
     if spec.format == "tape_json":
         rows = _read_tape_json(spec, archive_path)
     else:

@@ -13,14 +13,13 @@ import pandas as pd
 from pytest_plmtransfer.judge.baselines import BaselineError, BaselineStore
 from pytest_plmtransfer.judge.claims.base import ClaimCase, ClaimOutcome
 from pytest_plmtransfer.judge.claims.kinds import get_kind
-from pytest_plmtransfer.judge.paper import record_protocol
 from pytest_plmtransfer.measure.protocol import PLMTRANSFER
-from pytest_plmtransfer.results.aggregate import normalize
+from pytest_plmtransfer.results.aggregate import normalize, record_protocol
 
 
 def evaluate(case: ClaimCase, layer_results: pd.DataFrame, baselines: BaselineStore | None = None) -> ClaimOutcome:
     """Evaluate ``case`` on ``layer_results`` (a layer frame, e.g. ``load_ledger(path)``)."""
-    layer_results = layer_results[layer_results["kind"].isna() | (layer_results["kind"] == "layer")]
+    layer_results = layer_results[layer_results["kind"] == "layer"]
     if not layer_results.empty:
         # before normalize(): records of two protocols must not replace each other there
         protocols = record_protocol(layer_results)
