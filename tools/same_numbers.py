@@ -17,11 +17,11 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from pytest_plmtransfer.results.ledger import read_records
+from pytest_plmtransfer.results.ledger import read_records, record_key
 from pytest_plmtransfer.results.records import measurement
 
-#: differ between runs of the same work, beside results.records.RUN_SPECIFIC_FIELDS
-VOLATILE = ("record_sha256", "plugin_version")
+#: differs between runs of the same work, beside results.records.RUN_SPECIFIC_FIELDS
+VOLATILE = ("plugin_version",)
 
 
 def keyed(path: str, moved: Sequence[Sequence[str]] = ()) -> dict[tuple, dict]:
@@ -32,7 +32,7 @@ def keyed(path: str, moved: Sequence[Sequence[str]] = ()) -> dict[tuple, dict]:
             text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
         rec = json.loads(text)
         if rec["kind"] == "layer":
-            key: tuple = ("layer", rec["model"], rec["task"], rec["layer"], rec["init"], rec["seed"], rec["protocol"])
+            key: tuple = ("layer", *record_key(rec))
         else:
             key = ("claim", rec["claim_id"], rec["model"], rec["task"], rec["init"], rec["protocol"])
         if key in out:
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moved", nargs=2, action="append", default=[], metavar=("BEFORE_DIR", "AFTER_DIR"))
     args = parser.parse_args(argv)
     before, after = keyed(args.before, args.moved), keyed(args.after)
+    for path, records in ((args.before, before), (args.after, after)):
+        if not records:  # a mistyped path must not read as "the same"
+            parser.error(f"{path}: no ledger records there")
     found = differences(before, after)
     print("\n".join(found) if found else f"same: {len(before)} records, every measured field equal")
     return 1 if found else 0
