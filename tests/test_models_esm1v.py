@@ -101,3 +101,11 @@ def test_pretrained_is_downloaded_from_the_model_directory_and_embeds_its_weight
     for layer in (0, 2, 3):
         np.testing.assert_allclose(np.stack(got[layer]), np.stack(want[layer]), rtol=1e-5, atol=1e-6)
     check_adapter(registry.entry(TINY).factory, name=TINY, options=ModelOptions(allow_download=False))
+    # the authors' ESM-1b rules go by name ("esm1b_"): ESM-1v's random keeps the learned positions,
+    # as their rules would for any name that is not ESM-1b, and re-draws the blocks
+    authors = ModelOptions(allow_download=False, protocol="authors")
+    ablated = registry.create(TINY, "random", 0, authors).model.state_dict()
+    kept = adapter.model.state_dict()  # the pretrained weights as loaded
+    assert torch.equal(ablated["embed_positions.weight"], kept["embed_positions.weight"])
+    assert torch.equal(ablated["embed_tokens.weight"], kept["embed_tokens.weight"])
+    assert not torch.equal(ablated["layers.0.fc1.weight"], kept["layers.0.fc1.weight"])

@@ -253,7 +253,10 @@ def create(
     # those must not depend on the global RNG for (weights, init, seed) to fix the model.
     model = build_seeded(partial(load_from_data, data), 0)
     del data
-    extra = ablate(model, init, seed, protocol, esm_family(family_of(model)))
+    rules = esm_family(family_of(model))
+    if rules == "esm1b" and "esm1b_" not in display:
+        rules = "esm1"  # the authors' ESM-1b rules go by name ("esm1b_" in it): ESM-1v's architecture gets ESM-1's
+    extra = ablate(model, init, seed, protocol, rules)
     return EsmAdapter(model, options, name=display, init=init, seed=seed, weights_identity=identity, config=extra)
 
 
