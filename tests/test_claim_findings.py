@@ -170,7 +170,9 @@ def test_not_always_beats_onehot_needs_one_witness():
     groups = [curve(name, "random", [0.3, v], seed=42) for name, v in family.items()]
     c = case("not_always_beats_onehot", model="a", init="random", models=["b", "c"])
     out = check(c, *groups, ONEHOT, passed=True)
-    assert out.detail["witnesses"] == ["b"]
+    assert (
+        out.detail["witnesses"] == ["b"] and "random test_spearman at the last layer (authors' protocol)" in out.message
+    )
     groups[1] = curve("b", "random", [0.3, 0.55], seed=42)
     out = check(c, *groups, ONEHOT, passed=False)
     assert "every model's random beats one-hot" in out.message
@@ -200,6 +202,7 @@ def test_trend_along_layers_checkpoints_and_sizes():
     flat = case("trend", model="carp", axis="checkpoint", fractions=[0.125, 0.25, 0.5], expect="not_increasing")
     out = check(flat, *cps, passed=True)
     assert [p[2] for p in out.detail["points"]] == list(points)
+    assert "along checkpoint (at the last layer (authors' protocol): carp@0.125 0.600" in out.message
     cps = [
         curve(name, "pretrained", [0.3, 0.5 + i / 10], checkpoint_fraction=f)
         for i, (name, f) in enumerate(zip(points, (0.125, 0.25, 0.5, 1.0)))

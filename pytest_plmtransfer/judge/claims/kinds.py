@@ -176,6 +176,11 @@ def _authors(case: ClaimCase) -> bool:
     return case.protocol == "authors"
 
 
+def _at(case: ClaimCase) -> str:
+    """Where a score is read, for messages."""
+    return "at the last layer (authors' protocol)" if _authors(case) else "at the validation-chosen layer"
+
+
 def _where(case: ClaimCase) -> str:
     return "last" if _authors(case) else "selected"
 
@@ -673,8 +678,7 @@ class Equivalent(ClaimKind):
             return self.missing(f"{self.what(case)}: {test_m} missing for {case.init if not va else other}")
         ma, mb = _mean(va), _mean(vb)
         head = (
-            f"{self.what(case)}, {test_m} at the {'last' if _authors(case) else 'validation-chosen'} layer"
-            f"{' (authors protocol)' if _authors(case) else ''}: {case.init} {fmt(ma)} vs {other} {fmt(mb)}, "
+            f"{self.what(case)}, {test_m} {_at(case)}: {case.init} {fmt(ma)} vs {other} {fmt(mb)}, "
             f"difference {ma - mb:+.3f}; "
         )
         paired: PairedResult | str = "authors' protocol: seed means"
@@ -771,7 +775,7 @@ class NotAlwaysBeatsOnehot(_AcrossModels):
         margin = self.number(case, "margin")
         witnesses = [m for m, (_, v) in scores.items() if not _beats(v, one[1], test_m, margin)]
         passed = bool(witnesses)
-        msg = f"{case.task}, {case.init} {test_m} vs one-hot {fmt(one[1])}: {self.listing(scores)}; " + (
+        msg = f"{case.task}, {case.init} {test_m} {_at(case)} vs one-hot {fmt(one[1])}: {self.listing(scores)}; " + (
             f"not beating one-hot: {', '.join(witnesses)}" if passed else f"every model's {case.init} beats one-hot"
         )
         return ClaimOutcome(
@@ -904,7 +908,11 @@ class Trend(ClaimKind):
         expect = case.params.get("expect", "increasing")
         rising = rho >= threshold
         passed = rising if expect == "increasing" else not rising
-        shown = ", ".join(f"{name} {fmt(v)}" for _, v, name in points) if axis != "layer" else f"{len(points)} layers"
+        shown = (
+            f"{_at(case)}: " + ", ".join(f"{name} {fmt(v)}" for _, v, name in points)
+            if axis != "layer"
+            else f"{len(points)} layers"
+        )
         msg = (
             f"{self.what(case)}, {test_m} along {axis} ({shown}): Spearman rho {rho:+.3f} "
             f"{'>=' if rising else '<'} {threshold:g} -> {'increases' if rising else 'does not increase'}"
