@@ -647,7 +647,8 @@ def test_no_write_goes_through_a_planted_link_or_over_a_non_file(tmp_path):
         Ledger(led.path, run_id="fixed", worker="gw0").append(_records(1))
     with pytest.raises(LedgerError, match="gw0.jsonl: a symbolic link or special file"):
         read_records(led.path)
-    for target in (tmp_path / "link.json", tmp_path / "dir.json"):  # whole files (merge's --out, unsaved records)
+    # parts written whole (merge's merged.jsonl, unsaved records)
+    for target in (tmp_path / "link.json", tmp_path / "dir.json"):
         if target.name == "link.json":
             target.symlink_to(victim)
         else:

@@ -51,7 +51,7 @@ class ResultCache:
         if problem is None:
             shape = isinstance(doc, dict) and isinstance(doc.get("result"), dict) and "sha256" in doc
             if not shape or doc.get("result_format") != RESULT_FORMAT:
-                problem = "not a cached probe result"
+                problem = f"not a cached probe result this version reads (format {RESULT_FORMAT})"
             elif payload_digest(doc["result"]) != doc["sha256"]:
                 problem = "its content does not match its sha256 (edited or damaged)"
         if problem is not None:
