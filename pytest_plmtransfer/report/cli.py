@@ -76,19 +76,16 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     metrics = args.metric or [None]
     out.write("".join(render_tables_text(layers, metric=m) + "\n" for m in metrics[:-1]))
     out.write(render_text(layers, claims, metric=metrics[-1]))
-    figs = None
-    if args.out and args.figures and not (layers.empty or args.model or args.task or args.init or args.metric):
-        figs = render_figures(layers, args.figures)  # the very figures --out draws: drawn once, copied there
+    filters = dict(models=args.model, tasks=args.task, inits=args.init, metrics=args.metric)
+    figs = render_figures(layers, args.figures, **filters) if args.figures else None
     if args.out:
         from pytest_plmtransfer.report.summary import report_written_lines, write_report
 
-        written = write_report(layers, claims, args.out, metric=metrics[0], paper_figures=figs)
+        # unfiltered, they are the very figures --out draws: drawn once, copied there
+        same = figs is not None and not layers.empty and not any(filters.values())
+        written = write_report(layers, claims, args.out, metric=metrics[0], paper_figures=figs if same else None)
         out.write("\n" + "\n".join(report_written_lines(written, args.out)) + "\n")
-    if args.figures:
-        if figs is None:
-            figs = render_figures(
-                layers, args.figures, models=args.model, tasks=args.task, inits=args.init, metrics=args.metric
-            )
+    if figs is not None:
         out.write(f"\nwrote {len(figs)} figure(s) (PNG, SVG beside) to {args.figures}:\n")
         out.write("".join(f"  {f.path.name}: {f.paper_ref}\n" for f in figs))
         out.write("".join(f"  not drawn: {line}\n" for line in figs.skipped))
